@@ -1,0 +1,102 @@
+"""Cheap event recording for the engine's hot loop, turned into the event-log table at the end.
+
+Each row costs three appends: time, batch and a "kind" that packs (station, unit, event, state),
+registered once per call site:
+
+    >>> rec = Recorder(line)
+    >>> k_start = rec.kind(station=0, unit=0, event="start", state="processing")
+    >>> rec.times.append(now); rec.batches.append(batch); rec.kinds.append(k_start)
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pandas as pd
+
+from twin.engine.compiled import CompiledLine
+from twin.eventlog import EVENTS, STATES, categorical
+
+_EVENT = {name: i for i, name in enumerate(EVENTS)}
+_STATE = {name: i for i, name in enumerate(STATES)}
+_QUANTITY_EVENTS = (_EVENT["finish"], _EVENT["leave"])
+
+
+class Recorder:
+    """Rows of one replication, kept as compact arrays until ``to_frame``."""
+
+    def __init__(self, line: CompiledLine):
+        self.line = line
+        self.times = array("d")
+        self.batches = array("q")
+        self.kinds = array("i")
+        self.batch_product = array("h")
+        self._kinds: list[tuple[int, int, int, int]] = []
+        self._kind_index: dict[tuple[int, int, int, int], int] = {}
+        self.in_order = True  # False once a row is recorded ahead of, or behind, the clock
+
+    def kind(self, station: int, unit: int, event: str, state: str | None = None) -> int:
+        """The code of rows with this station, unit, event and state (-1 = none)."""
+        key = (station, unit, _EVENT[event], _STATE[state] if state else -1)
+        code = self._kind_index.get(key)
+        if code is None:
+            code = self._kind_index[key] = len(self._kinds)
+            self._kinds.append(key)
+        return code
+
+    def new_batch(self, product: int) -> int:
+        """Register a batch and return its id."""
+        self.batch_product.append(product)
+        return len(self.batch_product) - 1
+
+    def row(self, time: float, batch: int, kind: int, in_order: bool = True) -> None:
+        """Record one row (the hot loop inlines this)."""
+        self.times.append(time)
+        self.batches.append(batch)
+        self.kinds.append(kind)
+        if not in_order:
+            self.in_order = False
+
+    def to_frame(self, replication: int, end: float) -> pd.DataFrame:
+        """The replication's rows as an event-log table, sorted by time, cut at ``end``, closed by an ``end`` row."""
+        self.row(end, -1, self.kind(-1, -1, "end"))
+        time = np.frombuffer(self.times, dtype=np.float64)
+        batch = np.frombuffer(self.batches, dtype=np.int64)
+        kind = np.frombuffer(self.kinds, dtype=np.int32)
+        keep = time <= end
+        if self.in_order and keep.all():
+            order = None
+        else:
+            order = np.flatnonzero(keep)
+            order = order[np.argsort(time[order], kind="stable")]
+        if order is not None:
+            time, batch, kind = time[order], batch[order], kind[order]
+        kinds = np.array(self._kinds, dtype=np.int64).reshape(-1, 4)
+        station, unit, event, state = (kinds[:, i].astype(np.int16)[kind] for i in range(4))
+        bprod = np.frombuffer(self.batch_product, dtype=np.int16)
+        has_batch = batch >= 0
+        product = np.where(has_batch, bprod[np.where(has_batch, batch, 0)] if len(bprod) else -1, -1)
+        carries_quantity = np.isin(kinds[:, 2], _QUANTITY_EVENTS)[kind] & has_batch
+        sizes = np.array(self.line.batch_sizes + (np.nan,))  # index -1: rows without a product
+        quantity = np.where(carries_quantity, sizes[product], np.nan)
+        # a trailing row of NaN serves the line-level rows, whose station index is -1
+        ideal_table = np.array([s.ideal for s in self.line.stations] + [[np.nan] * len(self.line.products)])
+        is_finish = (kinds[:, 2] == _EVENT["finish"])[kind]
+        ideal = np.where(is_finish, ideal_table[station, np.maximum(product, 0)], np.nan)
+        n = len(time)
+        return pd.DataFrame(
+            {
+                "time": time,
+                "replication": np.full(n, replication, dtype=np.int32),
+                "batch": batch,
+                "product": categorical(product, self.line.products),
+                "station": categorical(station, [s.name for s in self.line.stations]),
+                "unit": unit.astype(np.int16),
+                "event": categorical(event, EVENTS),
+                "state": categorical(state, STATES),
+                "quantity": quantity,
+                "ideal": ideal,
+            },
+            copy=False,  # keeps each column its own block: no costly consolidation of millions of rows
+        )

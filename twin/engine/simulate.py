@@ -1,0 +1,156 @@
+"""Run replications of a line and return their event log.
+
+    >>> log = simulate(spec, replications=5, seed=1)
+    >>> log = simulate(spec, horizon=200.0, progress=lambda done: print(f"{done:.0%}"))
+
+Replication ``r`` draws from streams keyed by (seed, r, station, stream), so results do not depend
+on how many replications run, in which order, or in which process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pandas as pd
+import simpy
+
+from twin.engine.buffer import Buffer
+from twin.engine.compiled import CompiledLine, compile_line
+from twin.engine.failures import CalendarClock, OperatingClock
+from twin.engine.recorder import Recorder
+from twin.engine.release import RELEASE_OWNER, Releaser, source
+from twin.engine.unit import Unit, unit_process
+from twin.errors import InputError
+from twin.eventlog import EventLog, LogMeta
+from twin.random import block_draws, stream_rng
+from twin.spec.model import LineSpec
+
+Progress = Callable[[float], None]
+
+
+def simulate(
+    spec: LineSpec,
+    replications: int = 1,
+    seed: int = 0,
+    horizon: float | None = None,
+    warmup: float | None = None,
+    progress: Progress | None = None,
+    first_replication: int = 0,
+) -> EventLog:
+    """Simulate ``replications`` independent runs; times are hours.
+
+    ``horizon`` and ``warmup`` override the spec's; ``progress`` receives the fraction done.
+    ``first_replication`` numbers the replications from there (to split work between processes).
+    """
+    line = compile_line(spec)
+    horizon = line.horizon if horizon is None else float(horizon)
+    warmup = line.warmup if warmup is None else float(warmup)
+    check_run_arguments(replications, seed, horizon, warmup)
+    frames = []
+    for i in range(replications):
+        report = None
+        if progress is not None:
+            report = lambda f, i=i: progress((i + f) / replications)  # noqa: E731
+        frames.append(run_replication(line, seed, first_replication + i, horizon, report))
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    meta = LogMeta(
+        line=line.name,
+        stations=[s.name for s in line.stations],
+        units=[s.units for s in line.stations],
+        products=list(line.products),
+        batch_sizes=list(line.batch_sizes),
+        horizon=horizon,
+        warmup=warmup,
+        replications=replications,
+        seed=seed,
+        spec_hash=line.spec_hash,
+    )
+    return EventLog(table, meta)
+
+
+def check_run_arguments(replications: int, seed: int, horizon: float, warmup: float) -> None:
+    """Raise ``InputError`` for run settings no run can have."""
+    if not isinstance(replications, int) or replications < 1:
+        raise InputError(f"replications must be a whole number >= 1 (got {replications!r})")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0 (got {seed!r})")
+    if not horizon > 0:
+        raise InputError(f"horizon must be positive (got {horizon!r} h)")
+    if not 0 <= warmup < horizon:
+        raise InputError(f"warmup must be >= 0 and shorter than the horizon (got {warmup!r} h, horizon {horizon!r} h)")
+
+
+def run_replication(
+    line: CompiledLine, seed: int, replication: int, horizon: float, progress: Progress | None = None
+) -> pd.DataFrame:
+    """Simulate one replication up to ``horizon`` hours and return its event table."""
+    env = simpy.Environment()
+    rec = Recorder(line)
+    releaser = Releaser(line, rec, seed, replication)
+    stations = line.stations
+    buffers = [Buffer(env, capacity=s.buffer) for s in stations]
+    pulls = line.release.interarrival is None
+    if not pulls:
+        interarrival = block_draws(line.release.interarrival, stream_rng(seed, replication, RELEASE_OWNER, "interarrival"))
+        env.process(source(env, releaser, interarrival, buffers[0]))
+
+    finished = env.event()
+    on_exit = None
+    if releaser.planned is not None:
+        exits = [0]
+
+        def on_exit() -> None:
+            exits[0] += 1
+            if exits[0] == releaser.planned:
+                finished.succeed()
+
+    units: list[Unit] = []
+    for station in stations:
+        last = station.index == len(stations) - 1
+        for u in range(station.units):
+            unit = _make_unit(rec, station, u, seed, replication)
+            units.append(unit)
+            env.process(
+                unit_process(
+                    env,
+                    unit,
+                    inbound=None if (pulls and station.index == 0) else buffers[station.index],
+                    outbound=None if last else buffers[station.index + 1],
+                    releaser=releaser if (pulls and station.index == 0) else None,
+                    on_exit=on_exit if last else None,
+                )
+            )
+    if progress is not None:
+        env.process(_ticker(env, horizon, progress))
+    env.run(until=env.any_of([finished, env.timeout(horizon)]))
+    end = min(env.now, horizon)
+    for unit in units:
+        unit.finish_run(end)
+    return rec.to_frame(replication, end)
+
+
+def _make_unit(rec: Recorder, station: Any, u: int, seed: int, replication: int) -> Unit:
+    owner = station.name
+    products = rec.line.products
+    process = [
+        block_draws(sampler, stream_rng(seed, replication, owner, f"process:{products[p]}"))
+        for p, sampler in enumerate(station.process)
+    ]
+    setup = {key: block_draws(sampler, stream_rng(seed, replication, owner, name)) for key, (name, sampler) in station.setup.items()}
+    clock = None
+    if station.failures is not None:
+        f = station.failures
+        ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, owner, f"ttf:{u}"))
+        ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, owner, f"ttr:{u}"))
+        k_fail = rec.kind(station.index, u, "fail", "down")
+        k_repair = rec.kind(station.index, u, "repair")
+        clock = (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
+    return Unit(rec, station, u, process, setup, clock)
+
+
+def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:
+    step = horizon / 50
+    while True:
+        progress(min(env.now / horizon, 1.0))
+        yield env.timeout(step)

@@ -1,0 +1,201 @@
+"""The event log: one table per run, the only interface between "what happened" and "what it means".
+
+Simulated runs and live plant feeds produce the same table, and every KPI is a pure function of it.
+
+Columns (one row per event, sorted by ``replication`` then ``time``; rows at equal times keep the
+order in which they happened):
+
+==============  ===========  ================================================================
+column          type         meaning
+==============  ===========  ================================================================
+time            float64      hours since the start of the run
+replication     int32        independent replication (0, 1, ...)
+batch           int64        batch id, unique within a replication; -1 for rows without batch
+product         category     product of the batch; null without batch
+station         category     station; null for line-level rows (``release``, ``end``)
+unit            int16        equipment unit within the station (0, 1, ...); -1 for station-level
+event           category     see ``EVENTS``
+state           category     the unit's state from this row on (see ``STATES``); null = unchanged
+quantity        float64      units (tablets, vials) of the batch on ``finish`` and ``leave``
+ideal           float64      ideal (nominal) processing hours of the batch on ``finish``
+==============  ===========  ================================================================
+
+Events: ``release`` (a batch enters the line), ``arrive`` (it enters a station's buffer),
+``setup`` (a unit starts a changeover), ``start`` / ``finish`` (processing), ``leave`` (the batch
+leaves the unit: to the next buffer, or out of the line at the last station), ``fail`` /
+``repair``, ``state`` (a state change with no other event, e.g. a unit becomes starved) and
+``end`` (the end of observation of a replication).
+
+A unit's state intervals are the spans between consecutive rows of that unit that carry a state
+(``state_intervals``); a state lasts until the next such row or the ``end`` row.
+
+    >>> log = simulate(spec, replications=3, seed=1)
+    >>> log.table.query("event == 'finish'").groupby("station").size()
+    >>> intervals = state_intervals(log.table)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from twin.errors import InputError
+
+SCHEMA_VERSION = 1
+
+EVENTS: tuple[str, ...] = (
+    "release", "arrive", "setup", "start", "finish", "leave", "fail", "repair", "state", "end",
+)  # fmt: skip
+STATES: tuple[str, ...] = ("processing", "setup", "down", "starved", "blocked", "idle")
+
+ACTIVE_STATES = frozenset({"processing", "setup", "down"})
+"""States in which a unit is working or being worked on (the active-period method's "active")."""
+
+PLANNED_DOWN_STATES = frozenset({"idle"})
+"""States excluded from planned busy time in OEE (no work planned)."""
+
+COLUMNS: tuple[str, ...] = (
+    "time", "replication", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LogMeta:
+    """What the table alone cannot say: the line's structure and the run's window and provenance."""
+
+    line: str
+    stations: list[str]
+    units: list[int]
+    products: list[str]
+    batch_sizes: list[float]
+    horizon: float
+    warmup: float
+    replications: int
+    seed: int | None = None
+    spec_hash: str | None = None
+    source: str = "simulation"
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> LogMeta:
+        data = json.loads(text)
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise InputError(f"event log schema version {version} is not supported (this twin reads {SCHEMA_VERSION})")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """An event table and its metadata. ``table`` follows the schema above."""
+
+    table: pd.DataFrame
+    meta: LogMeta
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def replication(self, index: int) -> EventLog:
+        """The rows of one replication."""
+        return EventLog(self.table[self.table["replication"] == index].reset_index(drop=True), self.meta)
+
+    def end_times(self) -> dict[int, float]:
+        """End of observation of each replication (its ``end`` row)."""
+        ends = self.table[self.table["event"] == "end"]
+        return dict(zip(ends["replication"].astype(int), ends["time"].astype(float), strict=True))
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the table with its metadata (dictionary-encoded, compressed)."""
+        table = pa.Table.from_pandas(self.table, preserve_index=False)
+        metadata = dict(table.schema.metadata or {})
+        metadata[b"twin"] = self.meta.to_json().encode()
+        pq.write_table(table.replace_schema_metadata(metadata), path, compression="zstd")
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> EventLog:
+        """Read a table written by ``to_parquet``."""
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as err:
+            raise InputError(f"{path}: not a readable event log ({err})") from None
+        raw = (table.schema.metadata or {}).get(b"twin")
+        if raw is None:
+            raise InputError(f"{path}: not a twin event log (no 'twin' metadata)")
+        meta = LogMeta.from_json(raw)
+        return cls(normalize_table(table.to_pandas(), meta), meta)
+
+
+def categorical(codes: np.ndarray, categories: list[str] | tuple[str, ...]) -> pd.Categorical:
+    """A categorical column from integer codes (-1 = null)."""
+    return pd.Categorical.from_codes(codes, categories=list(categories))
+
+
+def normalize_table(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
+    """Coerce a table (e.g. from a plant feed or Parquet) to the schema's dtypes and categories."""
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"event log lacks column(s) {', '.join(missing)}")
+    out = pd.DataFrame(
+        {
+            "time": table["time"].astype("float64"),
+            "replication": table["replication"].astype("int32"),
+            "batch": table["batch"].astype("int64"),
+            "product": pd.Categorical(table["product"].astype(object), categories=meta.products),
+            "station": pd.Categorical(table["station"].astype(object), categories=meta.stations),
+            "unit": table["unit"].astype("int16"),
+            "event": pd.Categorical(table["event"].astype(object), categories=list(EVENTS)),
+            "state": pd.Categorical(table["state"].astype(object), categories=list(STATES)),
+            "quantity": table["quantity"].astype("float64"),
+            "ideal": table["ideal"].astype("float64"),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def state_intervals(table: pd.DataFrame, ends: dict[int, float] | None = None) -> pd.DataFrame:
+    """Every unit's state intervals: replication, station, unit, state, start, end.
+
+    An interval lasts until the unit's next state row, or the replication's ``end`` row.
+    """
+    if ends is None:
+        end_rows = table[table["event"] == "end"]
+        ends = dict(zip(end_rows["replication"].astype(int), end_rows["time"].astype(float), strict=True))
+    rows = table[table["state"].notna()]
+    rep = rows["replication"].to_numpy()
+    station = rows["station"].cat.codes.to_numpy().astype(np.int64)
+    unit = rows["unit"].to_numpy().astype(np.int64)
+    time = rows["time"].to_numpy()
+    order = np.lexsort((np.arange(len(rows)), time, unit, station, rep))
+    rep, station, unit, time = rep[order], station[order], unit[order], time[order]
+    state_codes = rows["state"].cat.codes.to_numpy()[order]
+    same_next = np.zeros(len(order), dtype=bool)
+    if len(order) > 1:
+        same_next[:-1] = (rep[1:] == rep[:-1]) & (station[1:] == station[:-1]) & (unit[1:] == unit[:-1])
+    end = np.empty(len(order))
+    end[:-1] = time[1:]
+    end_by_rep = np.full(int(rep.max()) + 1 if len(rep) else 0, np.nan)
+    for r, t in ends.items():
+        if r < len(end_by_rep):
+            end_by_rep[r] = t
+    end = np.where(same_next, end, end_by_rep[rep])
+    return pd.DataFrame(
+        {
+            "replication": rep,
+            "station": pd.Categorical.from_codes(station, categories=rows["station"].cat.categories),
+            "unit": unit,
+            "state": pd.Categorical.from_codes(state_codes, categories=rows["state"].cat.categories),
+            "start": time,
+            "end": end,
+        }
+    )

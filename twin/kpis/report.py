@@ -1,0 +1,149 @@
+"""KPIs of a run: pure functions of its event log.
+
+    >>> report = compute_kpis(log)
+    >>> report.summary["throughput_per_hour"]        # {"mean": ..., "ci95": [lo, hi]}
+    >>> report.per_replication["lead_time_hours"]    # one value per replication
+
+The window of each replication runs from the warm-up to its ``end`` row; every KPI is computed
+per replication, then averaged with a 95% Student-t confidence interval across replications.
+Line OEE is the line's good output valued at its constraint: the sum, over good batches leaving
+the line in the window, of the largest ideal hours per batch and unit among the stations
+(``ideal / units``), divided by the window length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twin.eventlog import STATES, EventLog
+from twin.kpis.bottleneck import bottlenecks
+from twin.kpis.columns import EVENT, by_replication
+from twin.kpis.flow import flow
+from twin.kpis.states import station_states, unit_intervals
+from twin.stats import interval
+
+SCALARS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "wip", "oee")
+STATION_FACTORS = ("utilization", "availability", "performance", "quality", "oee")
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    """Per-replication KPIs (a flat table) and their summary (JSON-ready)."""
+
+    per_replication: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def compute_kpis(log: EventLog, warmup: float | None = None) -> KpiReport:
+    """All KPIs of a log; ``warmup`` (hours) overrides the log's own."""
+    meta = log.meta
+    start = meta.warmup if warmup is None else float(warmup)
+    rows = []
+    for replication, cols in by_replication(log.table, meta.stations, meta.products):
+        end_rows = cols.time[cols.event == EVENT["end"]]
+        end = float(end_rows[-1]) if len(end_rows) else float(cols.time.max())
+        if end <= start:
+            continue
+        rows.append(_replication_kpis(replication, cols, meta.stations, meta.units, start, end))
+    per_replication = pd.DataFrame(rows).set_index("replication") if rows else pd.DataFrame()
+    return KpiReport(per_replication, summarize(per_replication, log, start))
+
+
+def _replication_kpis(
+    replication: int, cols: Any, stations: list[str], units: list[int], start: float, end: float
+) -> dict[str, Any]:
+    f = flow(cols, len(stations) - 1, start, end)
+    intervals = unit_intervals(cols, start, end)
+    s = station_states(cols, intervals, units, start, end)
+    b = bottlenecks(intervals, units, start, end)
+    row: dict[str, Any] = {
+        "replication": replication,
+        "window_start": start,
+        "window_end": end,
+        "throughput_per_hour": f.batches_per_hour,
+        "units_per_hour": f.units_per_hour,
+        "lead_time_hours": float(f.lead_times.mean()) if len(f.lead_times) else np.nan,
+        "lead_time_p50_hours": float(np.quantile(f.lead_times, 0.5)) if len(f.lead_times) else np.nan,
+        "lead_time_p90_hours": float(np.quantile(f.lead_times, 0.9)) if len(f.lead_times) else np.nan,
+        "wip": f.wip,
+        "oee": _line_oee(cols, units, f.exit_products, start, end),
+        "bottleneck": stations[b.main] if b.main >= 0 else None,
+    }
+    for j, name in enumerate(stations):
+        for k, state in enumerate(STATES):
+            row[f"{name}.state.{state}"] = s.fractions[j, k]
+        for factor in STATION_FACTORS:
+            row[f"{name}.{factor}"] = getattr(s, factor)[j]
+        row[f"{name}.bottleneck_sole"] = b.sole[j]
+        row[f"{name}.bottleneck_shifting"] = b.shifting[j]
+    return row
+
+
+def _line_oee(cols: Any, units: list[int], exit_products: np.ndarray, start: float, end: float) -> float:
+    finished = (cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.product >= 0)
+    if not finished.any() or not len(exit_products):
+        return 0.0 if finished.any() else np.nan
+    n_products = int(max(cols.product[finished].max(), exit_products.max())) + 1
+    ideal_sum = np.zeros((len(units), n_products))
+    count = np.zeros((len(units), n_products))
+    np.add.at(ideal_sum, (cols.station[finished], cols.product[finished]), np.nan_to_num(cols.ideal[finished]))
+    np.add.at(count, (cols.station[finished], cols.product[finished]), 1)
+    with np.errstate(invalid="ignore"):
+        per_unit = ideal_sum / count / np.asarray(units, dtype=float)[:, None]
+    constraint = np.nan_to_num(np.nanmax(np.where(count > 0, per_unit, np.nan), axis=0))
+    return float(constraint[exit_products[exit_products >= 0]].sum() / (end - start))
+
+
+def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dict[str, Any]:
+    """Means and 95% confidence intervals across replications, in the CLI's JSON shape."""
+    meta = log.meta
+    df = per_replication
+
+    def ci(column: str) -> dict[str, Any]:
+        return interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+
+    def mean(column: str) -> float | None:
+        value = float(np.nanmean(df[column].to_numpy(dtype=float))) if column in df and len(df) else np.nan
+        return None if np.isnan(value) else value
+
+    lead = ci("lead_time_hours")
+    lead["p50"] = ci("lead_time_p50_hours")
+    lead["p90"] = ci("lead_time_p90_hours")
+    main_counts = df["bottleneck"].value_counts() if "bottleneck" in df else pd.Series(dtype=int)
+    stations: dict[str, Any] = {}
+    shares = {}
+    for j, name in enumerate(meta.stations):
+        shares[name] = (mean(f"{name}.bottleneck_sole") or 0.0) + (mean(f"{name}.bottleneck_shifting") or 0.0)
+        stations[name] = {
+            "units": meta.units[j],
+            "states": {state: mean(f"{name}.state.{state}") for state in STATES},
+            **{factor: ci(f"{name}.{factor}") for factor in STATION_FACTORS},
+            "bottleneck": {
+                "sole": mean(f"{name}.bottleneck_sole"),
+                "shifting": mean(f"{name}.bottleneck_shifting"),
+                "replications": int(main_counts.get(name, 0)),
+            },
+        }
+    main = max(meta.stations, key=lambda n: (int(main_counts.get(n, 0)), shares[n])) if len(df) else None
+    return {
+        "line": meta.line,
+        "spec_hash": meta.spec_hash,
+        "seed": meta.seed,
+        "replications": int(len(df)),
+        "window_hours": [start, mean("window_end")],
+        "throughput_per_hour": ci("throughput_per_hour"),
+        "units_per_hour": ci("units_per_hour"),
+        "lead_time_hours": lead,
+        "wip": ci("wip"),
+        "oee": ci("oee"),
+        "stations": stations,
+        "bottleneck": {
+            "station": main,
+            "share": shares,
+            "replications": {name: int(main_counts.get(name, 0)) for name in meta.stations},
+        },
+    }

@@ -1,0 +1,320 @@
+"""The line spec: a validated, immutable, hashable description of one production line.
+
+    >>> spec = LineSpec.from_dict({"name": "demo", "horizon": "100 h",
+    ...                            "stations": [{"name": "m1", "process_time": "1 h"}]})
+    >>> spec.station("m1").units
+    1
+    >>> len(spec.spec_hash)
+    64
+
+Validation reports every problem of a spec at once (see ``twin.spec.loader`` for files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from twin.durations import TIME_UNITS, to_hours
+from twin.spec.distributions import Distribution, DistributionModel
+from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel
+
+ANY = "*"
+
+
+def _products_in_context(info: ValidationInfo) -> set[str] | None:
+    products = (info.context or {}).get("products")
+    return set(products) if products is not None else None
+
+
+def _check_product_keys(keys: list[str], info: ValidationInfo, what: str) -> None:
+    known = _products_in_context(info)
+    if known is None:
+        return
+    unknown = [k for k in keys if k != ANY and k not in known]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise ValueError(f"unknown product {names} in {what} (products: {', '.join(sorted(known)) or 'none'})")
+
+
+def _process_time_tag(value: Any) -> str:
+    if isinstance(value, dict) and "dist" not in value:
+        return "tag:per-product"
+    return "tag:single"
+
+
+ProcessTime = Annotated[
+    Union[  # noqa: UP007
+        Annotated[Distribution, Tag("tag:single")],
+        Annotated[dict[str, Distribution], Tag("tag:per-product")],
+    ],
+    Discriminator(_process_time_tag),
+]
+
+
+def _unique(name: str, info: ValidationInfo, kind: str) -> str:
+    names = (info.context or {}).get(f"{kind}_names") or []
+    if names.count(name) > 1:
+        raise ValueError(f"duplicate {kind} name {name!r}")
+    return name
+
+
+class Product(SpecModel):
+    """A product made on the line, in batches of ``batch_size`` units (tablets, vials)."""
+
+    name: Name
+    batch_size: float = Field(gt=0, allow_inf_nan=False, description="Units (tablets, vials) per batch.")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _unique_name(cls, value: str, info: ValidationInfo) -> str:
+        return _unique(value, info, "product")
+
+
+class Failures(SpecModel):
+    """Breakdowns of each unit of a station: time to failure, time to repair and what the clock counts."""
+
+    mtbf: Distribution = Field(description="Time between failures (to the next failure).")
+    mttr: Distribution = Field(description="Time to repair.")
+    basis: Literal["operating", "calendar"] = Field(
+        "operating",
+        description="operating: time to failure runs only while processing and the batch resumes after repair; "
+        "calendar: it runs on the wall clock, whatever the unit is doing.",
+    )
+
+
+class Station(SpecModel):
+    """One process step: ``units`` identical pieces of equipment fed from one buffer."""
+
+    name: Name
+    units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
+    process_time: ProcessTime = Field(description="Per batch; a distribution, or a map product -> distribution.")
+    buffer: int | None = Field(
+        None, ge=0, description="Places in front of this station (not counting units); omitted = unlimited."
+    )
+    failures: Failures | None = None
+    setup: dict[str, Distribution] | None = Field(
+        None, description="Changeover time between products, keyed 'A->B'; '*' matches any product."
+    )
+    equipment: str | None = Field(None, description="Equipment type (granulator, press, filler, ...).")
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _unique_name(cls, value: str, info: ValidationInfo) -> str:
+        return _unique(value, info, "station")
+
+    @field_validator("process_time")
+    @classmethod
+    def _known_products(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict):
+            return value
+        if not value:
+            raise ValueError("needs at least one product")
+        problems = []
+        try:
+            _check_product_keys(list(value), info, "process_time")
+        except ValueError as err:
+            problems.append(str(err))
+        known = _products_in_context(info)
+        if known is not None and ANY not in value:
+            missing = sorted(known - set(value))
+            if missing:
+                problems.append(f"no time for product {', '.join(map(repr, missing))} (add it or a '*' entry)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("setup")
+    @classmethod
+    def _setup_keys(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        products: list[str] = []
+        malformed = []
+        for key in value:
+            parts = [p.strip() for p in key.split("->")]
+            if len(parts) != 2 or not all(parts):
+                malformed.append(key)
+            else:
+                products.extend(parts)
+        problems = []
+        if malformed:
+            keys = ", ".join(map(repr, malformed))
+            problems.append(f"changeover key {keys} should look like 'A->B' ('*' matches any product)")
+        try:
+            _check_product_keys(products, info, "setup")
+        except ValueError as err:
+            problems.append(str(err))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {"->".join(p.strip() for p in key.split("->")): dist for key, dist in value.items()}
+
+    def process_time_for(self, product: str) -> DistributionModel:
+        """The processing-time distribution of one product."""
+        if isinstance(self.process_time, dict):
+            return self.process_time.get(product) or self.process_time[ANY]
+        return self.process_time
+
+    def setup_for(self, previous: str, product: str) -> DistributionModel | None:
+        """The changeover from ``previous`` to ``product``: the most specific matching key, or None."""
+        if not self.setup:
+            return None
+        for key in (f"{previous}->{product}", f"{previous}->*", f"*->{product}", "*->*"):
+            if key in self.setup:
+                if key.startswith("*") and previous == product and key != f"*->{product}":
+                    continue  # a wildcard never turns a repeat of the same product into a changeover
+                return self.setup[key]
+        return None
+
+
+class Campaign(SpecModel):
+    """A run of ``batches`` consecutive batches of one product."""
+
+    product: Name
+    batches: int = Field(ge=1)
+
+
+class Release(SpecModel):
+    """How batches enter the line."""
+
+    mode: Literal["saturated", "interarrival", "plan"] = Field(
+        "saturated",
+        description="saturated: the first station never starves; interarrival: batches arrive at random "
+        "intervals; plan: campaigns in order.",
+    )
+    interarrival: Distribution | None = Field(
+        None, description="Time between releases (required for interarrival mode, optional for plan mode)."
+    )
+    plan: tuple[Campaign, ...] | None = Field(None, description="Campaigns in order (plan mode).")
+    repeat: bool = Field(False, description="Plan mode: start the plan again when it is done.")
+    mix: dict[str, float] | None = Field(
+        None, description="Saturated and interarrival modes: relative share of each product (default: equal)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Release:
+        if self.mode == "interarrival" and self.interarrival is None:
+            raise ValueError("mode 'interarrival' needs an 'interarrival' distribution")
+        if self.mode == "plan" and not self.plan:
+            raise ValueError("mode 'plan' needs a non-empty 'plan' list of {product, batches}")
+        if self.mode == "saturated" and self.interarrival is not None:
+            raise ValueError("'interarrival' is only used with mode 'interarrival' or 'plan'")
+        if self.mode != "plan" and (self.plan is not None or self.repeat):
+            raise ValueError("'plan' and 'repeat' are only used with mode 'plan'")
+        if self.mode == "plan" and self.mix is not None:
+            raise ValueError("'mix' is not used with mode 'plan' (the plan says which product comes next)")
+        return self
+
+    @field_validator("mix")
+    @classmethod
+    def _mix(cls, value: dict[str, float] | None, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if not value or any(not (w > 0 and w != float("inf")) for w in value.values()):
+            raise ValueError("needs positive finite weights, one per product")
+        _check_product_keys(list(value), info, "mix")
+        return value
+
+    @field_validator("plan")
+    @classmethod
+    def _plan(cls, value: tuple[Campaign, ...] | None, info: ValidationInfo) -> Any:
+        if value is not None:
+            _check_product_keys([c.product for c in value], info, "plan")
+        return value
+
+
+class LineSpec(SpecModel):
+    """A production line: products, stations in flow order, release rule and run length."""
+
+    name: Name
+    description: str | None = None
+    time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
+    horizon: PositiveDuration = Field(description="Default run length.")
+    warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
+    release: Release = Release()
+    products: tuple[Product, ...] = Field(
+        (Product(name="batch", batch_size=1),), min_length=1, description="Products; default one called 'batch'."
+    )
+    stations: tuple[Station, ...] = Field(min_length=1, description="Stations in flow order.")
+
+    def __init__(self, **data: Any) -> None:
+        self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LineSpec:
+        """Validate a spec given as plain data (as loaded from YAML or JSON)."""
+        return cls.model_validate(data, context=validation_context(data))
+
+    @field_validator("warmup")
+    @classmethod
+    def _warmup_before_horizon(cls, value: float | str, info: ValidationInfo) -> float | str:
+        horizon = info.data.get("horizon")
+        unit = (info.context or {}).get("time_unit", "h")
+        if horizon is not None and to_hours(value, unit) >= to_hours(horizon, unit):
+            raise ValueError(f"must be shorter than the horizon ({horizon}) (got {value})")
+        return value
+
+    def hours(self, duration: float | str) -> float:
+        """A duration of this spec in hours."""
+        return to_hours(duration, self.time_unit)
+
+    @property
+    def horizon_hours(self) -> float:
+        return self.hours(self.horizon)
+
+    @property
+    def warmup_hours(self) -> float:
+        return self.hours(self.warmup)
+
+    def station(self, name: str) -> Station:
+        """The station called ``name``."""
+        for station in self.stations:
+            if station.name == name:
+                return station
+        raise KeyError(name)
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data (JSON/YAML-ready) that ``from_dict`` turns back into an equal spec."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @cached_property
+    def spec_hash(self) -> str:
+        """SHA-256 of the canonical JSON form: equal specs, equal hashes."""
+        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validation_context(data: Any) -> dict[str, Any]:
+    """What validators need to know about the whole spec: its time unit and product names."""
+    context: dict[str, Any] = {"time_unit": "h", "products": None}
+    if not isinstance(data, dict):
+        return context
+    if data.get("time_unit") in TIME_UNITS:
+        context["time_unit"] = data["time_unit"]
+    context["product_names"] = _names(data.get("products"))
+    context["station_names"] = _names(data.get("stations"))
+    if data.get("products") is None:
+        context["products"] = ["batch"]
+    elif isinstance(data.get("products"), (list, tuple)):
+        context["products"] = context["product_names"]
+    return context
+
+
+def _names(items: Any) -> list[str]:
+    if not isinstance(items, (list, tuple)):
+        return []
+    names = [item.get("name") if isinstance(item, dict) else getattr(item, "name", None) for item in items]
+    return [n for n in names if isinstance(n, str)]

@@ -1,0 +1,117 @@
+"""What-if overrides: ``stations.press.units=2`` style assignments applied to spec data.
+
+    >>> data, origins = apply_overrides(spec.to_data(), ["stations.m2.buffer=4"])
+
+Path segments name list items by their ``name`` (``stations.m2``) or by index (``stations.1``);
+values are read as YAML (``4``, ``45 min``, ``{dist: exponential, mean: 2 h}``); ``null``
+removes a field so that its default applies.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from twin.errors import Problem, SpecError
+
+Loc = tuple[str | int, ...]
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split ``path=value`` and read the value as YAML."""
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise SpecError([Problem(f"--set {text}", "", "expected PATH=VALUE, e.g. stations.m2.buffer=4")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str] | Mapping[str, Any]
+) -> tuple[dict[str, Any], list[tuple[Loc, str]]]:
+    """Return a copy of ``data`` with the overrides applied, and where each one landed.
+
+    Raises ``SpecError`` naming every override whose path does not exist.
+    """
+    result, origins, problems = apply_overrides_collecting(data, overrides)
+    if problems:
+        raise SpecError(problems)
+    return result, origins
+
+
+def apply_overrides_collecting(
+    data: dict[str, Any], overrides: Sequence[str] | Mapping[str, Any]
+) -> tuple[dict[str, Any], list[tuple[Loc, str]], list[Problem]]:
+    """Like ``apply_overrides``, but returns the problems of the overrides that could not apply."""
+    problems: list[Problem] = []
+    if isinstance(overrides, Mapping):
+        pairs = [(path, value, f"--set {path}={value}") for path, value in overrides.items()]
+    else:
+        pairs = []
+        for text in overrides:
+            try:
+                pairs.append((*parse_assignment(text), f"--set {text}"))
+            except SpecError as err:
+                problems.extend(err.problems)
+    if not pairs and not problems:
+        return data, [], []
+    result = copy.deepcopy(data)
+    origins: list[tuple[Loc, str]] = []
+    for path, value, label in pairs:
+        try:
+            origins.append((_assign(result, path.split("."), value), label))
+        except LookupError as err:
+            problems.append(Problem(label, path, str(err.args[0])))
+    return result, origins, problems
+
+
+def _assign(data: dict[str, Any], parts: list[str], value: Any) -> Loc:
+    node: Any = data
+    loc: list[str | int] = []
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if not part:
+            raise LookupError("empty segment in path")
+        if isinstance(node, list):
+            index = _item_index(node, part, loc)
+            loc.append(index)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            loc.append(part)
+            if last:
+                if value is None:
+                    node.pop(part, None)
+                else:
+                    node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            where = ".".join(str(p) for p in loc) or "the spec"
+            raise LookupError(f"{where} is a value, not a group of fields")
+    return tuple(loc)
+
+
+def _item_index(items: list[Any], key: str, loc: list[str | int]) -> int:
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == key:
+            return index
+    if key.lstrip("-").isdigit() and -len(items) <= int(key) < len(items):
+        return int(key) % len(items)
+    names = [item.get("name") for item in items if isinstance(item, dict) and "name" in item]
+    group = str(loc[-1]) if loc else "items"
+    kind = group[:-1] if group.endswith("s") else group
+    if names:
+        raise LookupError(f"no {kind} named {key!r} ({group}: {', '.join(map(str, names))})")
+    raise LookupError(f"no item {key!r} in {group} (indexes 0..{len(items) - 1})")
