@@ -80,7 +80,7 @@ def compile_line(spec: LineSpec) -> CompiledLine:
                 units=station.units,
                 buffer=math.inf if station.buffer is None else station.buffer,
                 process=tuple(d.sampler(unit) for d in dists),
-                ideal=tuple(d.mean_hours(unit) for d in dists),
+                ideal=tuple(station.ideal_hours(p, unit) for p in products),
                 failures=failures,
                 setup=setup,
             )

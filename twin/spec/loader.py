@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from twin.errors import Problem, SpecError
+from twin.spec.distributions import DISTRIBUTIONS
 from twin.spec.model import LineSpec
 from twin.spec.overrides import apply_overrides_collecting
 
@@ -181,7 +182,7 @@ def _message(error: dict[str, Any]) -> str:
         return f"unknown field {name!r}{hint}"
     if kind == "unknown_distribution":
         if isinstance(value, dict) and "dist" in value:
-            return f"unknown distribution {value['dist']!r}; {error['msg'].split(' with ', 1)[1]}"
+            return f"unknown distribution {value['dist']!r}; expected one of: {', '.join(DISTRIBUTIONS)}"
         return f"{error['msg']} (got {_short(value)})"
     message = error["msg"]
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -101,6 +101,11 @@ class Station(SpecModel):
     name: Name
     units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
     process_time: ProcessTime = Field(description="Per batch; a distribution, or a map product -> distribution.")
+    ideal_time: PositiveDuration | dict[str, PositiveDuration] | None = Field(
+        None,
+        description="Ideal (nameplate) processing time per batch, or a map product -> time, for OEE performance; "
+        "default: the mean of process_time.",
+    )
     buffer: int | None = Field(
         None, ge=0, description="Places in front of this station (not counting units); omitted = unlimited."
     )
@@ -137,6 +142,17 @@ class Station(SpecModel):
             raise ValueError("; ".join(problems))
         return value
 
+    @field_validator("ideal_time")
+    @classmethod
+    def _ideal_products(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            _check_product_keys(list(value), info, "ideal_time")
+            known = _products_in_context(info)
+            if known is not None and ANY not in value and known - set(value):
+                missing = ", ".join(map(repr, sorted(known - set(value))))
+                raise ValueError(f"no ideal time for product {missing} (add it or a '*' entry)")
+        return value
+
     @field_validator("setup")
     @classmethod
     def _setup_keys(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
@@ -167,6 +183,13 @@ class Station(SpecModel):
         if isinstance(self.process_time, dict):
             return self.process_time.get(product) or self.process_time[ANY]
         return self.process_time
+
+    def ideal_hours(self, product: str, time_unit: str) -> float:
+        """Ideal hours per batch of ``product``: ``ideal_time``, else the mean processing time."""
+        if self.ideal_time is None:
+            return self.process_time_for(product).mean_hours(time_unit)
+        value = self.ideal_time.get(product, self.ideal_time.get(ANY)) if isinstance(self.ideal_time, dict) else self.ideal_time
+        return to_hours(value, time_unit)
 
     def setup_for(self, previous: str, product: str) -> DistributionModel | None:
         """The changeover from ``previous`` to ``product``: the most specific matching key, or None."""

@@ -1,0 +1,231 @@
+"""The ``twin`` command line: what-if runs on line specs and built-in plant models.
+
+    twin run osd-tablet --replications 10 --set stations.coating.units=2
+    twin compare osd-tablet -s "second coater: stations.coating.units=2"
+    twin validate my_line.yaml
+    twin schema > line.schema.json
+
+Other packages add commands through the ``twin.commands`` entry-point group: each entry is a
+function ``register(app: typer.Typer) -> None``. Bad input exits with code 2 and one line per
+problem; a traceback is never shown (set ``TWIN_DEBUG=1`` to see one for an internal error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from twin import __version__
+from twin.cli.render import compare_table, line_table, station_table
+from twin.cli.scenarios import parse_scenario
+from twin.durations import to_hours
+from twin.errors import InputError, SpecError, TwinError
+from twin.experiment import compare, run
+from twin.models import load_spec
+from twin.runfolder import write_run
+from twin.spec.model import LineSpec
+
+stderr = Console(stderr=True)
+
+SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a field: dotted.path=value (stations by name). Repeatable.")
+]
+HorizonOpt = Annotated[str | None, typer.Option(help="Run length, e.g. '2000 h' or '12 w' (default: the spec's).")]
+WarmupOpt = Annotated[str | None, typer.Option(help="Warm-up discarded before KPIs (default: the spec's).")]
+ReplicationsOpt = Annotated[int, typer.Option("--replications", "-r", help="Independent replications.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of all random streams (same seed, same results).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Write a run folder (spec, event log, KPIs) here.")]
+
+
+def build_app() -> typer.Typer:
+    """The CLI with the core commands and every registered plug-in command."""
+    app = typer.Typer(
+        name="twin",
+        help="A digital twin of pharmaceutical production lines.",
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.command("run")(run_command)
+    app.command("compare")(compare_command)
+    app.command("validate")(validate_command)
+    app.command("schema")(schema_command)
+    app.command("models")(models_command)
+    app.command("version")(version_command)
+    for entry in entry_points(group="twin.commands"):
+        entry.load()(app)
+    return app
+
+
+def main() -> None:
+    """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    try:
+        build_app()(prog_name="twin")
+    except SpecError as err:
+        for problem in err.problems:
+            stderr.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except TwinError as err:
+        stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stderr.print("interrupted; nothing was written", markup=False)
+        sys.exit(130)
+    except Exception as err:  # a bug: say so in one line, show the traceback only on request
+        if os.environ.get("TWIN_DEBUG"):
+            traceback.print_exc()
+        stderr.print(f"internal error: {err.__class__.__name__}: {err} (set TWIN_DEBUG=1 for details)", markup=False)
+        sys.exit(1)
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr (only when stderr is a terminal); yields ``update(fraction)``."""
+    show = enabled and stderr.is_terminal
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+        console=stderr, transient=True, disable=not show,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=1.0)
+        yield lambda fraction: bar.update(task, completed=fraction)
+
+
+def _hours(value: str | None, spec: LineSpec, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        hours = to_hours(value, spec.time_unit)
+    except ValueError as err:
+        raise InputError(f"{option} {value!r}: {err}") from None
+    if hours < 0 or (option == "--horizon" and hours == 0):
+        raise InputError(f"{option} {value!r}: must be {'positive' if option == '--horizon' else '>= 0'}")
+    return hours
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def run_command(
+    spec: SpecArg,
+    horizon: HorizonOpt = None,
+    warmup: WarmupOpt = None,
+    replications: ReplicationsOpt = 5,
+    seed: SeedOpt = 1,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+    out: OutOpt = None,
+) -> None:
+    """Simulate a line and print its KPIs with 95% confidence intervals."""
+    line = load_spec(spec, set_ or ())
+    hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    with progress_bar(f"simulating {line.name}") as update:
+        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()))
+    if out is not None:
+        write_run(result, out)
+    if as_json:
+        _emit_json(result.kpis.summary)
+        return
+    console = Console()
+    console.print(line_table(result.kpis.summary))
+    console.print(station_table(result.kpis.summary))
+    if out is not None:
+        console.print(f"run written to {out}")
+
+
+def compare_command(
+    spec: SpecArg,
+    scenario: Annotated[
+        list[str], typer.Option("--scenario", "-s", help='A scenario: "NAME: path=value, path=value". Repeatable.')
+    ],
+    horizon: HorizonOpt = None,
+    warmup: WarmupOpt = None,
+    replications: ReplicationsOpt = 5,
+    seed: SeedOpt = 1,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")] = None,
+) -> None:
+    """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    line = load_spec(spec, set_ or ())
+    scenarios = dict(parse_scenario(s) for s in scenario)
+    if len(scenarios) != len(scenario):
+        raise InputError("two scenarios have the same name")
+    hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    if out is not None and out.exists():
+        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
+        result = compare(line, scenarios, replications, seed, hours, warm, update)
+    if out is not None:
+        for i, res in enumerate([result.baseline, *result.scenarios]):
+            write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+    if as_json:
+        _emit_json(
+            {
+                "baseline": result.baseline.kpis.summary,
+                "scenarios": [
+                    {
+                        "name": r.name,
+                        "overrides": list(r.overrides),
+                        "kpis": r.kpis.summary,
+                        "deltas": {k: v.as_dict() for k, v in result.deltas[r.name].items()},
+                    }
+                    for r in result.scenarios
+                ],
+            }
+        )
+        return
+    rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
+    Console().print(compare_table(result.baseline.kpis.summary, rows))
+
+
+def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
+    """Check a spec file; print every problem (exit 2) or a one-line summary."""
+    line = load_spec(spec, set_ or ())
+    units = sum(s.units for s in line.stations)
+    typer.echo(
+        f"{spec}: OK: line {line.name!r}, {len(line.stations)} stations, {units} units, "
+        f"{len(line.products)} products, spec hash {line.spec_hash[:12]}"
+    )
+
+
+def schema_command() -> None:
+    """Print the JSON Schema of line specs (for editors that check YAML as you type)."""
+    schema = LineSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    _emit_json(schema)
+
+
+def models_command() -> None:
+    """List the built-in plant models; a name works wherever a spec path does."""
+    import plant_models
+
+    from rich.table import Table
+
+    table = Table(title="Built-in plant models")
+    for column in ("name", "stations", "products", "description"):
+        table.add_column(column)
+    for name, path in plant_models.available().items():
+        line = load_spec(path)
+        table.add_row(name, ", ".join(s.name for s in line.stations), ", ".join(p.name for p in line.products),
+                      (line.description or "").strip().splitlines()[0] if line.description else "")  # fmt: skip
+    Console().print(table)
+
+
+def version_command() -> None:
+    """Print the twin version."""
+    typer.echo(__version__)

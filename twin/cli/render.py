@@ -1,0 +1,104 @@
+"""Rich tables for KPI summaries and comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from twin.eventlog import STATES
+from twin.stats import Interval
+
+LINE_ROWS = (
+    ("Throughput", "throughput_per_hour", "batches/h", 4),
+    ("Output", "units_per_hour", "units/h", 0),
+    ("Lead time", "lead_time_hours", "h", 2),
+    ("WIP", "wip", "batches", 2),
+    ("Line OEE", "oee", "%", 1),
+)
+
+
+SHORT = {"processing": "proc.", "starved": "starv.", "blocked": "block.", "setup": "setup", "down": "down"}
+
+
+def _value(x: float | None, digits: int, percent: bool = False) -> str:
+    if x is None:
+        return "—"
+    return f"{x * 100:.{digits}f}" if percent else f"{x:,.{digits}f}"
+
+
+def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
+    mean, (lo, hi) = stat["mean"], stat["ci95"]
+    if lo is None or hi is None:
+        return _value(mean, digits, percent)
+    return f"{_value(mean, digits, percent)} ± {_value((hi - lo) / 2, digits, percent)}"
+
+
+def line_table(summary: dict[str, Any]) -> Table:
+    """Line KPIs with 95% confidence half-widths."""
+    table = Table(title=f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for label, key, unit, digits in LINE_ROWS:
+        table.add_row(label, _with_ci(summary[key], digits, unit == "%"), unit)
+    lead = summary["lead_time_hours"]
+    table.add_row("Lead time p50 / p90", f"{_value(lead['p50']['mean'], 2)} / {_value(lead['p90']['mean'], 2)}", "h")
+    table.add_row("Bottleneck", str(summary["bottleneck"]["station"]), "active-period method")
+    return table
+
+
+def station_table(summary: dict[str, Any]) -> Table:
+    """Per-station state shares, OEE factors and bottleneck shares (means, percent)."""
+    states = [s for s in STATES if any((st["states"].get(s) or 0) > 0 for st in summary["stations"].values())]
+    table = Table(title="Stations (% of time, means over replications)")
+    table.add_column("station", no_wrap=True)
+    table.add_column("units", justify="right")
+    for state in states:
+        table.add_column(SHORT.get(state, state), justify="right")
+    for label in ("avail.", "perf.", "OEE", "bottleneck"):
+        table.add_column(label, justify="right")
+    for name, st in summary["stations"].items():
+        bottleneck = (st["bottleneck"]["sole"] or 0) + (st["bottleneck"]["shifting"] or 0)
+        table.add_row(
+            name,
+            str(st["units"]),
+            *(_value(st["states"][s], 1, True) for s in states),
+            _value(st["availability"]["mean"], 1, True),
+            _value(st["performance"]["mean"], 1, True),
+            _value(st["oee"]["mean"], 1, True),
+            _value(bottleneck, 1, True),
+        )
+    return table
+
+
+def compare_table(baseline: dict[str, Any], scenarios: list[tuple[str, dict[str, Any], dict[str, Interval]]]) -> Table:
+    """Baseline KPIs and, per scenario, its KPIs with the paired delta and its 95% CI."""
+    table = Table(title=f"{baseline['line']}: what-if ({baseline['replications']} replications, common random numbers)")
+    table.add_column("KPI")
+    table.add_column("baseline", justify="right")
+    for name, _, _ in scenarios:
+        table.add_column(name, justify="right")
+        table.add_column("Δ (95% CI)", justify="right")
+    for label, key, unit, digits in LINE_ROWS:
+        percent = unit == "%"
+        cells = [_with_ci(baseline[key], digits, percent)]
+        for _, summary, deltas in scenarios:
+            cells.append(_with_ci(summary[key], digits, percent))
+            cells.append(_delta(deltas.get(key), digits, percent))
+        table.add_row(f"{label} [{unit}]", *cells)
+    cells = [str(baseline["bottleneck"]["station"])]
+    for _, summary, _ in scenarios:
+        cells += [str(summary["bottleneck"]["station"]), ""]
+    table.add_row("Bottleneck", *cells)
+    return table
+
+
+def _delta(delta: Interval | None, digits: int, percent: bool) -> str:
+    if delta is None:
+        return "—"
+    sign = "+" if delta.mean >= 0 else ""
+    mean = f"{sign}{_value(delta.mean, digits, percent)}"
+    if delta.n < 2:
+        return mean
+    return f"{mean} [{_value(delta.low, digits, percent)}, {_value(delta.high, digits, percent)}]"

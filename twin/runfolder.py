@@ -1,0 +1,78 @@
+"""Run folders: the resolved spec, the event log and the KPIs of one run, written atomically.
+
+    >>> path = write_run(result, "out/baseline")
+    >>> result = read_run("out/baseline")
+
+The folder is written under a temporary name beside the target and renamed in one step, so an
+interrupted run never leaves half a run at the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twin import __version__
+from twin.errors import InputError
+from twin.eventlog import EventLog
+from twin.experiment import RunResult
+from twin.kpis.report import compute_kpis
+from twin.spec.loader import spec_from_data
+
+SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE = (
+    "spec.yaml", "events.parquet", "kpis.json", "kpis_by_replication.parquet", "run.json",
+)  # fmt: skip
+
+
+def write_run(result: RunResult, target: str | Path) -> Path:
+    """Write ``result`` as a run folder at ``target`` (which must not exist yet)."""
+    target = Path(target)
+    if target.exists():
+        raise InputError(f"{target}: already exists; choose another --out or remove it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        (tmp / SPEC_FILE).write_text(yaml.safe_dump(result.spec.to_data(), sort_keys=False), encoding="utf-8")
+        result.log.to_parquet(tmp / EVENTS_FILE)
+        (tmp / KPIS_FILE).write_text(json.dumps(result.kpis.summary, indent=2), encoding="utf-8")
+        result.kpis.per_replication.reset_index().to_parquet(tmp / REPLICATIONS_FILE, index=False)
+        run_info = {
+            "run_id": uuid.uuid4().hex,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "twin_version": __version__,
+            "line": result.spec.name,
+            "spec_hash": result.spec.spec_hash,
+            "scenario": result.name,
+            "overrides": list(result.overrides),
+            **result.settings,
+        }
+        (tmp / RUN_FILE).write_text(json.dumps(run_info, indent=2), encoding="utf-8")
+        try:
+            os.rename(tmp, target)  # one step: the run is all there, or not there at all
+        except OSError:
+            raise InputError(f"{target}: appeared while the run was written; nothing was replaced") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_run(path: str | Path) -> RunResult:
+    """Read a run folder written by ``write_run``."""
+    path = Path(path)
+    missing = [f for f in (SPEC_FILE, EVENTS_FILE, RUN_FILE) if not (path / f).is_file()]
+    if not path.is_dir() or missing:
+        raise InputError(f"{path}: not a run folder (missing {', '.join(missing) or 'folder'})")
+    info: dict[str, Any] = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    spec = spec_from_data(yaml.safe_load((path / SPEC_FILE).read_text(encoding="utf-8")), source=str(path / SPEC_FILE))
+    log = EventLog.from_parquet(path / EVENTS_FILE)
+    settings = {k: info[k] for k in ("replications", "seed", "horizon", "warmup") if k in info}
+    return RunResult(spec, log, compute_kpis(log), info.get("scenario", "baseline"), tuple(info.get("overrides", ())), settings)
