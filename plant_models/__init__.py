@@ -1,6 +1,6 @@
 """Built-in pharmaceutical lines, each a YAML spec whose numbers carry their sources.
 
-    >>> available()           # {"osd-tablet": Path(...), "sterile-fill-finish": Path(...)}
+>>> available()           # {"osd-tablet": Path(...), "sterile-fill-finish": Path(...)}
 """
 
 from __future__ import annotations

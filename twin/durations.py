@@ -1,9 +1,9 @@
 """Durations with units: ``"45 min"``, ``"2 h"``, ``"3 d"`` or a bare number in the spec's time unit.
 
-    >>> to_hours("45 min", "h")
-    0.75
-    >>> to_hours(90, "min")
-    1.5
+>>> to_hours("45 min", "h")
+0.75
+>>> to_hours(90, "min")
+1.5
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """User-facing errors: one family that the CLI turns into clear messages and exit code 2.
 
-    >>> raise SpecError([Problem("line.yaml", "stations[1].buffer", "must be >= 0 (got -1)")])
+>>> raise SpecError([Problem("line.yaml", "stations[1].buffer", "must be >= 0 (got -1)")])
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What-if experiments: a run of a spec, and a comparison of scenarios with common random numbers.
 
-    >>> result = run(spec, replications=5, seed=1)
-    >>> result.kpis.summary["throughput_per_hour"]
-    >>> cmp = compare(spec, {"second coater": ["stations.coating.units=2"]}, replications=5)
-    >>> cmp.deltas["second coater"]["throughput_per_hour"]      # paired Interval
+>>> result = run(spec, replications=5, seed=1)
+>>> result.kpis.summary["throughput_per_hour"]
+>>> cmp = compare(spec, {"second coater": ["stations.coating.units=2"]}, replications=5)
+>>> cmp.deltas["second coater"]["throughput_per_hour"]      # paired Interval
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Specs by file path or by the name of a built-in plant model.
 
-    >>> load_spec("osd-tablet")                       # plant_models/osd_tablet.yaml
-    >>> load_spec("my_line.yaml", ["stations.press.units=2"])
+>>> load_spec("osd-tablet")                       # plant_models/osd_tablet.yaml
+>>> load_spec("my_line.yaml", ["stations.press.units=2"])
 """
 
 from __future__ import annotations

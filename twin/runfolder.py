@@ -75,4 +75,6 @@ def read_run(path: str | Path) -> RunResult:
     spec = spec_from_data(yaml.safe_load((path / SPEC_FILE).read_text(encoding="utf-8")), source=str(path / SPEC_FILE))
     log = EventLog.from_parquet(path / EVENTS_FILE)
     settings = {k: info[k] for k in ("replications", "seed", "horizon", "warmup") if k in info}
-    return RunResult(spec, log, compute_kpis(log), info.get("scenario", "baseline"), tuple(info.get("overrides", ())), settings)
+    return RunResult(
+        spec, log, compute_kpis(log), info.get("scenario", "baseline"), tuple(info.get("overrides", ())), settings
+    )

@@ -1,8 +1,8 @@
 """Confidence intervals over replications (Student t).
 
-    >>> interval([1.0, 1.2, 0.9, 1.1]).as_dict()
-    {'mean': 1.05, 'ci95': [0.84..., 1.25...]}
-    >>> paired_difference(baseline=[1.0, 1.1], scenario=[1.3, 1.35])
+>>> interval([1.0, 1.2, 0.9, 1.1]).as_dict()
+{'mean': 1.05, 'ci95': [0.84..., 1.25...]}
+>>> paired_difference(baseline=[1.0, 1.1], scenario=[1.3, 1.35])
 """
 
 from __future__ import annotations

@@ -158,7 +158,9 @@ def compare_command(
     seed: SeedOpt = 1,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")
+    ] = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
     line = load_spec(spec, set_ or ())
@@ -212,9 +214,9 @@ def schema_command() -> None:
 
 def models_command() -> None:
     """List the built-in plant models; a name works wherever a spec path does."""
-    import plant_models
-
     from rich.table import Table
+
+    import plant_models
 
     table = Table(title="Built-in plant models")
     for column in ("name", "stations", "products", "description"):

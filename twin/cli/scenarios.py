@@ -16,7 +16,7 @@ def parse_scenario(text: str) -> tuple[str, list[str]]:
     name, sep, body = text.partition(":")
     name = name.strip()
     if not sep or not name or "=" in name:
-        raise InputError(f"-s {text!r}: expected \"NAME: path=value, path=value\"")
+        raise InputError(f'-s {text!r}: expected "NAME: path=value, path=value"')
     parts, depth, current = [], 0, ""
     for char in body:
         if char in "[{(":

@@ -1,7 +1,7 @@
 """A spec compiled for the engine: durations in hours, products by index, samplers ready to draw.
 
-    >>> line = compile_line(spec)
-    >>> line.stations[0].ideal   # nominal hours per batch, one per product
+>>> line = compile_line(spec)
+>>> line.stations[0].ideal   # nominal hours per batch, one per product
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class Recorder:
         has_batch = batch >= 0
         product = np.where(has_batch, bprod[np.where(has_batch, batch, 0)] if len(bprod) else -1, -1)
         carries_quantity = np.isin(kinds[:, 2], _QUANTITY_EVENTS)[kind] & has_batch
-        sizes = np.array(self.line.batch_sizes + (np.nan,))  # index -1: rows without a product
+        sizes = np.array((*self.line.batch_sizes, np.nan))  # index -1: rows without a product
         quantity = np.where(carries_quantity, sizes[product], np.nan)
         # a trailing row of NaN serves the line-level rows, whose station index is -1
         ideal_table = np.array([s.ideal for s in self.line.stations] + [[np.nan] * len(self.line.products)])

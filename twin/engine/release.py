@@ -61,8 +61,12 @@ class Releaser:
             return -1
         rec = self.rec
         batch = rec.new_batch(product)
-        rec.times.append(now); rec.batches.append(batch); rec.kinds.append(self.k_release)
-        rec.times.append(now); rec.batches.append(batch); rec.kinds.append(self.k_arrive)
+        rec.times.append(now)
+        rec.batches.append(batch)
+        rec.kinds.append(self.k_release)
+        rec.times.append(now)
+        rec.batches.append(batch)
+        rec.kinds.append(self.k_arrive)
         return batch
 
 

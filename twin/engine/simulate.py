@@ -92,7 +92,9 @@ def run_replication(
     buffers = [Buffer(env, capacity=s.buffer) for s in stations]
     pulls = line.release.interarrival is None
     if not pulls:
-        interarrival = block_draws(line.release.interarrival, stream_rng(seed, replication, RELEASE_OWNER, "interarrival"))
+        interarrival = block_draws(
+            line.release.interarrival, stream_rng(seed, replication, RELEASE_OWNER, "interarrival")
+        )
         env.process(source(env, releaser, interarrival, buffers[0]))
 
     finished = env.event()
@@ -137,7 +139,10 @@ def _make_unit(rec: Recorder, station: Any, u: int, seed: int, replication: int)
         block_draws(sampler, stream_rng(seed, replication, owner, f"process:{products[p]}"))
         for p, sampler in enumerate(station.process)
     ]
-    setup = {key: block_draws(sampler, stream_rng(seed, replication, owner, name)) for key, (name, sampler) in station.setup.items()}
+    setup = {
+        key: block_draws(sampler, stream_rng(seed, replication, owner, name))
+        for key, (name, sampler) in station.setup.items()
+    }
     clock = None
     if station.failures is not None:
         f = station.failures

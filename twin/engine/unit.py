@@ -87,14 +87,18 @@ def unit_process(
         if releaser is not None:
             batch = releaser.pull(now)
             if batch < 0:
-                add_time(now); add_batch(-1); add_kind(unit.k_idle)
+                add_time(now)
+                add_batch(-1)
+                add_kind(unit.k_idle)
                 return
         else:
             request = inbound.get()
             if request.triggered:
                 batch = request.value
             else:
-                add_time(now); add_batch(-1); add_kind(k_starved)
+                add_time(now)
+                add_batch(-1)
+                add_kind(k_starved)
                 if calendar:
                     unit.waiting_state = "starved"
                 batch = yield request
@@ -111,7 +115,9 @@ def unit_process(
         if setup_draws and previous >= 0:
             setup = setup_draws.get((previous, product))
             if setup is not None:
-                add_time(now); add_batch(batch); add_kind(k_setup)
+                add_time(now)
+                add_batch(batch)
+                add_kind(k_setup)
                 duration = setup()
                 if clock is not None:
                     duration = clock.setup(now, duration, batch, resume["setup"]) - now
@@ -121,22 +127,30 @@ def unit_process(
 
         # 3. process (SimPy wakes the unit at exactly now + work, so "now += work" is env.now)
         work = draw0() if single_product else draws[product]()
-        add_time(now); add_batch(batch); add_kind(k_start)
+        add_time(now)
+        add_batch(batch)
+        add_kind(k_start)
         if clock is not None:
             work = clock.work(now, work, batch, resume["processing"]) - now
         yield timeout(work)
         now += work
-        add_time(now); add_batch(batch); add_kind(k_finish)
+        add_time(now)
+        add_batch(batch)
+        add_kind(k_finish)
 
         # 4. pass it on
         if outbound is None:
-            add_time(now); add_batch(batch); add_kind(k_leave)
+            add_time(now)
+            add_batch(batch)
+            add_kind(k_leave)
             if on_exit is not None:
                 on_exit()
             continue
         request = outbound.put(batch)
         if not request.triggered:
-            add_time(now); add_batch(batch); add_kind(k_blocked)
+            add_time(now)
+            add_batch(batch)
+            add_kind(k_blocked)
             if calendar:
                 unit.waiting_state = "blocked"
             yield request
@@ -144,11 +158,19 @@ def unit_process(
             if calendar:
                 unit.waiting_state = None
                 ready = clock.wait_over(now, resume["blocked"])
-                add_time(now); add_batch(batch); add_kind(k_leave)
-                add_time(now); add_batch(batch); add_kind(k_arrive_next)
+                add_time(now)
+                add_batch(batch)
+                add_kind(k_leave)
+                add_time(now)
+                add_batch(batch)
+                add_kind(k_arrive_next)
                 if ready > now:
                     yield timeout(ready - now)
                     now = env.now
                 continue
-        add_time(now); add_batch(batch); add_kind(k_leave)
-        add_time(now); add_batch(batch); add_kind(k_arrive_next)
+        add_time(now)
+        add_batch(batch)
+        add_kind(k_leave)
+        add_time(now)
+        add_batch(batch)
+        add_kind(k_arrive_next)

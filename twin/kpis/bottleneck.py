@@ -10,6 +10,7 @@ of sole plus shifting time.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,7 @@ def bottlenecks(intervals: UnitIntervals, units: list[int], start: float, end: f
         ps, pe = periods[j]
         total[j] += min(pe[p], end) - max(ps[p], start)
     shifting = np.zeros(n)
-    for (a, pa), (b, pb) in zip(episodes, episodes[1:], strict=False):
+    for (a, pa), (b, pb) in itertools.pairwise(episodes):
         if a == b:
             continue
         overlap = min(periods[a][1][pa], periods[b][1][pb], end) - max(periods[a][0][pa], periods[b][0][pb], start)

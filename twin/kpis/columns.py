@@ -1,7 +1,7 @@
 """The event table as numpy arrays, split by replication, with codes from ``twin.eventlog``.
 
-    >>> for replication, cols in by_replication(log.table):
-    ...     finishes = cols.time[cols.event == EVENT["finish"]]
+>>> for replication, cols in by_replication(log.table):
+...     finishes = cols.time[cols.event == EVENT["finish"]]
 """
 
 from __future__ import annotations

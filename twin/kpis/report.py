@@ -133,7 +133,7 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         "line": meta.line,
         "spec_hash": meta.spec_hash,
         "seed": meta.seed,
-        "replications": int(len(df)),
+        "replications": len(df),
         "window_hours": [start, mean("window_end")],
         "throughput_per_hour": ci("throughput_per_hour"),
         "units_per_hour": ci("units_per_hour"),

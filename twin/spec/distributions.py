@@ -250,7 +250,10 @@ class _Bare:
         from twin.spec.types import DURATION_JSON_SCHEMA
 
         inner = handler(core)
-        return {"anyOf": [DURATION_JSON_SCHEMA, inner], "description": "A distribution, or a bare duration for a constant."}
+        return {
+            "anyOf": [DURATION_JSON_SCHEMA, inner],
+            "description": "A distribution, or a bare duration for a constant.",
+        }
 
 
 Distribution = Annotated[

@@ -82,13 +82,13 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[Pro
             key = key_node.value
             if key in seen:
                 line = key_node.start_mark.line + 1
-                duplicates.append(Problem(source, format_loc(loc + (key,)), "duplicate key", line))
+                duplicates.append(Problem(source, format_loc((*loc, key)), "duplicate key", line))
             seen.add(key)
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, loc + (key,), lines, duplicates, source)
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*loc, key), lines, duplicates, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, loc + (index,), lines, duplicates, source)
+            _walk(item, (*loc, index), lines, duplicates, source)
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LineSpec:
@@ -136,7 +136,9 @@ def problems_from_validation(
     problems = []
     for error in errors:
         loc = clean_loc(error["loc"])
-        if error["type"] == "too_short" and any(clean_loc(e["loc"])[: len(loc)] == loc and e is not error for e in errors):
+        if error["type"] == "too_short" and any(
+            clean_loc(e["loc"])[: len(loc)] == loc and e is not error for e in errors
+        ):
             continue  # pydantic adds "too short" after the items themselves failed
         origin = next((text for set_loc, text in reversed(origins) if _related(loc, set_loc)), None)
         if origin:

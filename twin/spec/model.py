@@ -188,7 +188,11 @@ class Station(SpecModel):
         """Ideal hours per batch of ``product``: ``ideal_time``, else the mean processing time."""
         if self.ideal_time is None:
             return self.process_time_for(product).mean_hours(time_unit)
-        value = self.ideal_time.get(product, self.ideal_time.get(ANY)) if isinstance(self.ideal_time, dict) else self.ideal_time
+        value = (
+            self.ideal_time.get(product, self.ideal_time.get(ANY))
+            if isinstance(self.ideal_time, dict)
+            else self.ideal_time
+        )
         return to_hours(value, time_unit)
 
     def setup_for(self, previous: str, product: str) -> DistributionModel | None:

@@ -37,7 +37,9 @@ def _non_negative_duration(value: Any) -> float | str:
 
 
 PositiveDuration = Annotated[float | str, PlainValidator(_positive_duration), WithJsonSchema(DURATION_JSON_SCHEMA)]
-NonNegativeDuration = Annotated[float | str, PlainValidator(_non_negative_duration), WithJsonSchema(DURATION_JSON_SCHEMA)]
+NonNegativeDuration = Annotated[
+    float | str, PlainValidator(_non_negative_duration), WithJsonSchema(DURATION_JSON_SCHEMA)
+]
 
 # Names end up in dotted override paths ("stations.press.units") and changeover keys ("A->B"),
 # so they may not contain dots, spaces or arrows.
