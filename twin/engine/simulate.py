@@ -9,14 +9,14 @@ on how many replications run, in which order, or in which process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pandas as pd
 import simpy
 
 from twin.engine.buffer import Buffer
-from twin.engine.compiled import CompiledLine, compile_line
+from twin.engine.compiled import CompiledLine, CompiledStation, compile_line
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.recorder import Recorder
 from twin.engine.release import RELEASE_OWNER, Releaser, source
@@ -110,8 +110,9 @@ def run_replication(
     units: list[Unit] = []
     for station in stations:
         last = station.index == len(stations) - 1
+        draws = _station_draws(line, station, seed, replication)
         for u in range(station.units):
-            unit = _make_unit(rec, station, u, seed, replication)
+            unit = _make_unit(rec, station, u, draws, seed, replication)
             units.append(unit)
             env.process(
                 unit_process(
@@ -132,26 +133,39 @@ def run_replication(
     return rec.to_frame(replication, end)
 
 
-def _make_unit(rec: Recorder, station: Any, u: int, seed: int, replication: int) -> Unit:
+def _station_draws(
+    line: CompiledLine, station: CompiledStation, seed: int, replication: int
+) -> tuple[list[Iterator[float]], dict[tuple[int, int], Iterator[float]]]:
+    """Processing and changeover draws of a station, shared by its units in the order they start."""
     owner = station.name
-    products = rec.line.products
     process = [
-        block_draws(sampler, stream_rng(seed, replication, owner, f"process:{products[p]}"))
+        block_draws(sampler, stream_rng(seed, replication, owner, f"process:{line.products[p]}"))
         for p, sampler in enumerate(station.process)
     ]
     setup = {
         key: block_draws(sampler, stream_rng(seed, replication, owner, name))
         for key, (name, sampler) in station.setup.items()
     }
+    return process, setup
+
+
+def _make_unit(
+    rec: Recorder,
+    station: CompiledStation,
+    u: int,
+    draws: tuple[list[Iterator[float]], dict[tuple[int, int], Iterator[float]]],
+    seed: int,
+    replication: int,
+) -> Unit:
     clock = None
     if station.failures is not None:
         f = station.failures
-        ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, owner, f"ttf:{u}"))
-        ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, owner, f"ttr:{u}"))
+        ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, station.name, f"ttf:{u}"))
+        ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
         k_fail = rec.kind(station.index, u, "fail", "down")
         k_repair = rec.kind(station.index, u, "repair")
         clock = (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
-    return Unit(rec, station, u, process, setup, clock)
+    return Unit(rec, station, u, draws[0], draws[1], clock)
 
 
 def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:

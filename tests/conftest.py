@@ -1,0 +1,85 @@
+"""Shared helpers: compact line specs and the confidence-interval oracle of the reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from twin.spec.model import LineSpec
+from twin.stats import interval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serial_line(
+    means: list[float],
+    buffers: list[int | None] | None = None,
+    dist: str = "exponential",
+    horizon: float = 1000.0,
+    warmup: float = 100.0,
+    units: list[int] | None = None,
+    **extra: Any,
+) -> LineSpec:
+    """A saturated serial line; ``buffers[j]`` is the buffer in front of station j (None = unlimited)."""
+    buffers = buffers or [None] * len(means)
+    units = units or [1] * len(means)
+    stations = []
+    for j, (mean, buf, c) in enumerate(zip(means, buffers, units, strict=True)):
+        pt = {"dist": "exponential", "mean": mean} if dist == "exponential" else {"dist": "constant", "value": mean}
+        station: dict[str, Any] = {"name": f"s{j + 1}", "units": c, "process_time": pt}
+        if buf is not None:
+            station["buffer"] = buf
+        stations.append(station)
+    return LineSpec.from_dict({"name": "test-line", "horizon": horizon, "warmup": warmup, "stations": stations, **extra})
+
+
+def assert_exact_in_ci(samples: Any, exact: float, max_relative_half_width: float, confidence: float = 0.99) -> None:
+    """The reference's rule: ``exact`` lies inside the 99% CI, and the CI is narrow enough to mean something."""
+    ci = interval(np.asarray(samples, dtype=float), confidence)
+    assert ci.contains(exact), f"exact {exact} outside {confidence:.0%} CI [{ci.low:.6g}, {ci.high:.6g}] (mean {ci.mean:.6g})"
+    assert ci.half_width <= max_relative_half_width * abs(exact), (
+        f"CI half-width {ci.half_width:.4g} too wide to test {exact} (limit {max_relative_half_width:.1%})"
+    )
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real ``twin`` console script."""
+    exe = Path(sys.executable).parent / "twin"
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def two_station_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        """\
+name: two-station
+time_unit: h
+horizon: 1000 h
+warmup: 100 h
+products:
+  - {name: A, batch_size: 300000}
+  - {name: B, batch_size: 200000}
+release:
+  mode: plan
+  repeat: true
+  plan: [{product: A, batches: 3}, {product: B, batches: 2}]
+stations:
+  - name: m1
+    process_time: {dist: exponential, mean: 1 h}
+    failures: {mtbf: {dist: exponential, mean: 100 h}, mttr: {dist: exponential, mean: 10 h}, basis: operating}
+    setup: {A->B: 2 h, B->A: 90 min}
+  - name: m2
+    process_time: {A: {dist: exponential, mean: 1 h}, B: 45 min}
+    buffer: 2
+""",
+        encoding="utf-8",
+    )
+    return path
