@@ -30,9 +30,10 @@ class Buffer(Store):
         return None
 
     def _do_get(self, event: StoreGet) -> Any:
-        if not self.items and self.put_queue:
-            # a unit that starts waiting makes room for a blocked batch to be handed over
-            self._trigger_put(None)
         if self.items:
             event.succeed(self.items.popleft())
+        elif self.put_queue:
+            # A unit that starts waiting makes room for a blocked batch. The hand-over completes when
+            # that put is processed, so the sender records "leave" before the receiver records "start".
+            self._trigger_put(None)
         return None

@@ -97,7 +97,8 @@ def run_replication(
         )
         env.process(source(env, releaser, interarrival, buffers[0]))
 
-    finished = env.event()
+    done = env.event()
+    AfterAllAt(env, horizon).callbacks.append(lambda _: done.triggered or done.succeed())
     on_exit = None
     if releaser.planned is not None:
         exits = [0]
@@ -105,7 +106,7 @@ def run_replication(
         def on_exit() -> None:
             exits[0] += 1
             if exits[0] == releaser.planned:
-                finished.succeed()
+                done.succeed()
 
     units: list[Unit] = []
     for station in stations:
@@ -126,11 +127,25 @@ def run_replication(
             )
     if progress is not None:
         env.process(_ticker(env, horizon, progress))
-    env.run(until=env.any_of([finished, env.timeout(horizon)]))
+    env.run(until=done)
     end = min(env.now, horizon)
     for unit in units:
         unit.finish_run(end)
     return rec.to_frame(replication, end)
+
+
+class AfterAllAt(simpy.events.Event):
+    """An event at time ``at`` that comes after every ordinary event due then, however late scheduled.
+
+    The run stops on it, so a run to the horizon includes everything that happens at the horizon.
+    """
+
+    LATE = 2  # SimPy's own priorities are URGENT = 0 and NORMAL = 1
+
+    def __init__(self, env: simpy.Environment, at: float):
+        super().__init__(env)
+        self._ok, self._value = True, None  # triggered, as SimPy's Timeout sets itself
+        env.schedule(self, self.LATE, at - env.now)
 
 
 def _station_draws(

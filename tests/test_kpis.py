@@ -1,0 +1,91 @@
+"""KPIs as pure functions of the event log, checked on lines whose values are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import serial_line
+
+from twin.engine import simulate
+from twin.eventlog import EventLog
+from twin.kpis.report import compute_kpis
+from twin.spec.model import LineSpec
+
+
+def deterministic_unbalanced() -> LineSpec:
+    # s1 1 h, s2 2 h, one buffer place: s2 works without pause from t = 1; s1 is blocked half the time
+    return serial_line([1.0, 2.0], [None, 1], dist="constant", horizon=100.0, warmup=10.0)
+
+
+def test_flow_kpis_of_a_deterministic_line():
+    report = compute_kpis(simulate(deterministic_unbalanced()))
+    row = report.per_replication.iloc[0]
+    assert row["throughput_per_hour"] == pytest.approx(0.5)  # departures at 11, 13, ..., 99
+    # in steady state three batches are in the line (one blocked in s1, one waiting, one in s2)
+    assert row["lead_time_hours"] == pytest.approx(6.0)
+    assert row["wip"] == pytest.approx(3.0, abs=0.02)
+    assert row["s1.state.processing"] == pytest.approx(0.5, abs=0.012)
+    assert row["s1.state.blocked"] == pytest.approx(0.5, abs=0.012)
+    assert row["s2.state.processing"] == pytest.approx(1.0)
+    assert row["s2.oee"] == pytest.approx(1.0, abs=0.012)
+    assert row["oee"] == pytest.approx(1.0)  # the constraint (2 h) runs flat out
+    assert row["bottleneck"] == "s2"
+    assert row["s2.bottleneck_sole"] == pytest.approx(1.0)
+
+
+def test_oee_factors_follow_iso_22400():
+    # one station, 1 h per batch but a nameplate of 0.8 h, down 10% of operating time
+    spec = LineSpec.from_dict(
+        {
+            "name": "oee", "horizon": 1000.0, "warmup": 0.0,
+            "stations": [{"name": "m", "process_time": 1.0, "ideal_time": 0.8,
+                          "failures": {"mtbf": 9.0, "mttr": 1.0}}],
+        }
+    )  # fmt: skip
+    row = compute_kpis(simulate(spec)).per_replication.iloc[0]
+    assert row["m.availability"] == pytest.approx(0.9, abs=1e-3)  # 9 h processing per 10 h
+    assert row["m.performance"] == pytest.approx(0.8, abs=1e-3)  # ideal 0.8 h per 1 h batch
+    assert row["m.quality"] == pytest.approx(1.0)
+    assert row["m.oee"] == pytest.approx(0.72, abs=1e-3)
+    assert row["m.oee"] == pytest.approx(row["m.availability"] * row["m.performance"] * row["m.quality"])
+
+
+def test_state_fractions_partition_time_and_bottleneck_finds_the_slow_station():
+    spec = serial_line([1.0, 1.6, 0.8, 1.0], [None, 1, 1, 1], horizon=3000.0, warmup=300.0)
+    report = compute_kpis(simulate(spec, replications=4, seed=2))
+    df = report.per_replication
+    for station in ("s1", "s2", "s3", "s4"):
+        total = df[[c for c in df.columns if c.startswith(f"{station}.state.")]].sum(axis=1)
+        np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    assert report.summary["bottleneck"]["station"] == "s2"
+    assert report.summary["bottleneck"]["replications"]["s2"] == 4
+    shares = report.summary["bottleneck"]["share"]
+    assert shares["s2"] > 2 * max(shares["s1"], shares["s3"], shares["s4"])
+
+
+def test_summary_has_the_documented_shape_and_intervals():
+    report = compute_kpis(simulate(serial_line([1.0, 1.2], [None, 2], horizon=2000.0), replications=6, seed=1))
+    s = report.summary
+    for key in ("throughput_per_hour", "lead_time_hours", "wip", "oee", "units_per_hour"):
+        lo, hi = s[key]["ci95"]
+        assert lo < s[key]["mean"] < hi
+    assert s["replications"] == 6 and s["seed"] == 1 and len(s["spec_hash"]) == 64
+    assert set(s["stations"]["s1"]) >= {"states", "utilization", "oee", "availability", "performance", "quality"}
+    assert s["lead_time_hours"]["p50"]["mean"] < s["lead_time_hours"]["p90"]["mean"]
+
+
+def test_kpis_are_a_function_of_the_log_alone(tmp_path):
+    log = simulate(serial_line([1.0, 1.2], [None, 2], horizon=500.0), replications=3, seed=4)
+    path = tmp_path / "events.parquet"
+    log.to_parquet(path)
+    again = EventLog.from_parquet(path)
+    a, b = compute_kpis(log).per_replication, compute_kpis(again).per_replication
+    assert a.equals(b)
+
+
+def test_single_replication_has_no_interval():
+    report = compute_kpis(simulate(serial_line([1.0], horizon=100.0, warmup=10.0), replications=1))
+    assert report.summary["throughput_per_hour"]["ci95"] == [None, None]
+    assert math.isfinite(report.summary["throughput_per_hour"]["mean"])
