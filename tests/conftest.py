@@ -36,13 +36,17 @@ def serial_line(
         if buf is not None:
             station["buffer"] = buf
         stations.append(station)
-    return LineSpec.from_dict({"name": "test-line", "horizon": horizon, "warmup": warmup, "stations": stations, **extra})
+    return LineSpec.from_dict(
+        {"name": "test-line", "horizon": horizon, "warmup": warmup, "stations": stations, **extra}
+    )
 
 
 def assert_exact_in_ci(samples: Any, exact: float, max_relative_half_width: float, confidence: float = 0.99) -> None:
     """The reference's rule: ``exact`` lies inside the 99% CI, and the CI is narrow enough to mean something."""
     ci = interval(np.asarray(samples, dtype=float), confidence)
-    assert ci.contains(exact), f"exact {exact} outside {confidence:.0%} CI [{ci.low:.6g}, {ci.high:.6g}] (mean {ci.mean:.6g})"
+    assert ci.contains(exact), (
+        f"exact {exact} outside {confidence:.0%} CI [{ci.low:.6g}, {ci.high:.6g}] (mean {ci.mean:.6g})"
+    )
     assert ci.half_width <= max_relative_half_width * abs(exact), (
         f"CI half-width {ci.half_width:.4g} too wide to test {exact} (limit {max_relative_half_width:.1%})"
     )

@@ -64,7 +64,7 @@ def test_state_intervals_partition_each_units_time(log: EventLog):
     intervals = state_intervals(log.table)
     ends = log.end_times()
     assert (intervals["end"] >= intervals["start"]).all()
-    for (rep, station, unit), rows in intervals.groupby(["replication", "station", "unit"], observed=True):
+    for (rep, _station, _unit), rows in intervals.groupby(["replication", "station", "unit"], observed=True):
         rows = rows.sort_values("start", kind="stable")
         assert rows["start"].iloc[0] == 0.0
         np.testing.assert_allclose(rows["start"].to_numpy()[1:], rows["end"].to_numpy()[:-1])

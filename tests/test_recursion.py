@@ -99,7 +99,10 @@ def test_failures_and_setups_fold_into_service_times(n, buffers, with_setups, se
     for j in range(n):
         station = {
             "name": f"s{j + 1}",
-            "process_time": {"A": {"dist": "exponential", "mean": 1.0}, "B": {"dist": "uniform", "low": 0.5, "high": 1}},
+            "process_time": {
+                "A": {"dist": "exponential", "mean": 1.0},
+                "B": {"dist": "uniform", "low": 0.5, "high": 1},
+            },
             "failures": {"mtbf": {"dist": "exponential", "mean": 6.0}, "mttr": {"dist": "exponential", "mean": 0.8}},
         }
         if j:
@@ -112,7 +115,11 @@ def test_failures_and_setups_fold_into_service_times(n, buffers, with_setups, se
             "name": "prop",
             "horizon": 150.0,
             "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
-            "release": {"mode": "plan", "repeat": True, "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+            "release": {
+                "mode": "plan",
+                "repeat": True,
+                "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}],
+            },
             "stations": stations,
         }
     )

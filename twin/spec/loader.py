@@ -186,6 +186,8 @@ def _message(error: dict[str, Any]) -> str:
         if isinstance(value, dict) and "dist" in value:
             return f"unknown distribution {value['dist']!r}; expected one of: {', '.join(DISTRIBUTIONS)}"
         return f"{error['msg']} (got {_short(value)})"
+    if kind == "string_pattern_mismatch":
+        return f"should be a name of letters, digits, '_', '+' and '-' (no spaces or dots) (got {_short(value)})"
     message = error["msg"]
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if message.startswith("Input should"):

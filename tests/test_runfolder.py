@@ -1,0 +1,63 @@
+"""Run folders are written whole or not at all."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, serial_line
+
+from twin.errors import InputError
+from twin.experiment import run
+from twin.runfolder import read_run, write_run
+
+
+def test_write_then_read_round_trip(tmp_path):
+    result = run(serial_line([1.0, 1.1], [None, 1], horizon=200.0, warmup=20.0), replications=2, seed=3)
+    path = write_run(result, tmp_path / "r")
+    back = read_run(path)
+    assert back.spec == result.spec
+    assert back.kpis.summary == result.kpis.summary
+    assert back.settings["seed"] == 3
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    result = run(serial_line([1.0], horizon=100.0, warmup=10.0), replications=1)
+    blocker = tmp_path / "parent-is-a-file"
+    blocker.write_text("x")
+    with pytest.raises((OSError, InputError)):
+        write_run(result, blocker / "run")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("user data")
+    with pytest.raises(InputError, match="already exists"):
+        write_run(result, tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent-is-a-file", "taken"]
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(InputError, match="not a run folder"):
+        read_run(tmp_path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_run_never_leaves_half_a_run(tmp_path, sig):
+    twin = Path(sys.executable).parent / "twin"
+    for delay in (0.5, 1.5, 2.5, 3.5):
+        out = tmp_path / f"run-{delay}"
+        proc = subprocess.Popen([str(twin), "run", "osd-tablet", "-r", "20", "--out", str(out)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        if out.exists():  # finished before the signal: then it is complete
+            read_run(out)
+        if sig == signal.SIGINT:
+            assert proc.returncode in (0, 130), proc.stderr.read()
+            assert b"Traceback" not in proc.stderr.read()
+            leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+            assert leftovers == [], leftovers
