@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/twin compare osd-tablet --replications 5 \
+	$(BIN)/twin run osd-tablet --replications 10
+	$(BIN)/twin compare osd-tablet --replications 10 \
 		-s "second coater: stations.coating.units=2" \
-		-s "bigger blend buffer: stations.compression.buffer=4"
+		-s "faster coater changeover: stations.coating.setup.*->*=4 h"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
