@@ -33,7 +33,11 @@ def twin_line(batches: int):
             "horizon": 1e12,
             "release": {"mode": "plan", "plan": [{"product": "batch", "batches": batches}]},
             "stations": [
-                {"name": f"s{j}", "process_time": {"dist": "exponential", "mean": MEAN}, **({"buffer": BUFFER} if j else {})}
+                {
+                    "name": f"s{j}",
+                    "process_time": {"dist": "exponential", "mean": MEAN},
+                    **({"buffer": BUFFER} if j else {}),
+                }
                 for j in range(STATIONS)
             ],
         }
@@ -138,7 +142,9 @@ def main() -> None:
         print(f"round {r + 1}: twin {twin_times[-1]:.2f} s, bare SimPy {bare_times[-1]:.2f} s", flush=True)
     twin_s, bare_s = statistics.median(twin_times), statistics.median(bare_times)
     steps = STATIONS * args.batches
-    print(f"line: {STATIONS} stations, {args.batches:,} batches = {steps:,} batch-station steps; twin log {events:,} rows")
+    print(
+        f"line: {STATIONS} stations, {args.batches:,} batches = {steps:,} batch-station steps; twin log {events:,} rows"
+    )
     print(f"twin engine (with event log): {twin_s:.2f} s = {steps / twin_s:,.0f} steps/s")
     print(f"bare SimPy:                   {bare_s:.2f} s = {steps / bare_s:,.0f} steps/s")
     print(f"ratio twin / bare: {twin_s / bare_s:.2f}x (target <= 1.5x)")
