@@ -57,7 +57,8 @@ def test_an_interrupted_run_never_leaves_half_a_run(tmp_path, sig):
         if out.exists():  # finished before the signal: then it is complete
             read_run(out)
         if sig == signal.SIGINT:
-            assert proc.returncode in (0, 130), proc.stderr.read()
+            # 130: the CLI caught Ctrl-C; -SIGINT: it came before Python installed its handler
+            assert proc.returncode in (0, 130, -signal.SIGINT)
             assert b"Traceback" not in proc.stderr.read()
             leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
             assert leftovers == [], leftovers
