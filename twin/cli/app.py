@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from twin import __version__
-from twin.cli.render import compare_table, line_table, station_table
+from twin.cli.render import compare_table, console, line_table, oee_table, station_table
 from twin.cli.scenarios import parse_scenario
 from twin.durations import to_hours
 from twin.errors import InputError, SpecError, TwinError
@@ -140,11 +140,12 @@ def run_command(
     if as_json:
         _emit_json(result.kpis.summary)
         return
-    console = Console()
-    console.print(line_table(result.kpis.summary))
-    console.print(station_table(result.kpis.summary))
+    out_console = console()
+    out_console.print(line_table(result.kpis.summary))
+    out_console.print(station_table(result.kpis.summary))
+    out_console.print(oee_table(result.kpis.summary))
     if out is not None:
-        console.print(f"run written to {out}")
+        out_console.print(f"run written to {out}")
 
 
 def compare_command(
@@ -192,7 +193,7 @@ def compare_command(
         )
         return
     rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
-    Console().print(compare_table(result.baseline.kpis.summary, rows))
+    console().print(compare_table(result.baseline.kpis.summary, rows))
 
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
@@ -225,7 +226,7 @@ def models_command() -> None:
         line = load_spec(path)
         table.add_row(name, ", ".join(s.name for s in line.stations), ", ".join(p.name for p in line.products),
                       (line.description or "").strip().splitlines()[0] if line.description else "")  # fmt: skip
-    Console().print(table)
+    console().print(table)
 
 
 def version_command() -> None:

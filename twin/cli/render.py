@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from twin.eventlog import STATES
@@ -18,7 +20,18 @@ LINE_ROWS = (
 )
 
 
-SHORT = {"processing": "proc.", "starved": "starv.", "blocked": "block.", "setup": "setup", "down": "down"}
+def console() -> Console:
+    """Standard output: the terminal's width, or a wide page when written to a file or pipe."""
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+
+
+def _number_column(table: Table, header: str) -> None:
+    table.add_column(header, justify="right", no_wrap=True, overflow="fold", min_width=len(header))
 
 
 def _value(x: float | None, digits: int, percent: bool = False) -> str:
@@ -36,9 +49,9 @@ def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
 
 def line_table(summary: dict[str, Any]) -> Table:
     """Line KPIs with 95% confidence half-widths."""
-    table = Table(title=f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
-    table.add_column("KPI")
-    table.add_column("value", justify="right")
+    table = _table(f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
+    table.add_column("KPI", no_wrap=True)
+    _number_column(table, "value")
     table.add_column("unit")
     for label, key, unit, digits in LINE_ROWS:
         table.add_row(label, _with_ci(summary[key], digits, unit == "%"), unit)
@@ -49,33 +62,39 @@ def line_table(summary: dict[str, Any]) -> Table:
 
 
 def station_table(summary: dict[str, Any]) -> Table:
-    """Per-station state shares, OEE factors and bottleneck shares (means, percent)."""
+    """Per-station share of time in each state (means over replications, percent)."""
     states = [s for s in STATES if any((st["states"].get(s) or 0) > 0 for st in summary["stations"].values())]
-    table = Table(title="Stations (% of time, means over replications)")
+    table = _table("Station states (% of time, means over replications)")
     table.add_column("station", no_wrap=True)
-    table.add_column("units", justify="right")
+    _number_column(table, "units")
     for state in states:
-        table.add_column(SHORT.get(state, state), justify="right")
-    for label in ("avail.", "perf.", "OEE", "bottleneck"):
-        table.add_column(label, justify="right")
+        _number_column(table, state)
     for name, st in summary["stations"].items():
-        bottleneck = (st["bottleneck"]["sole"] or 0) + (st["bottleneck"]["shifting"] or 0)
+        table.add_row(name, str(st["units"]), *(_value(st["states"][s], 1, True) for s in states))
+    return table
+
+
+def oee_table(summary: dict[str, Any]) -> Table:
+    """Per-station OEE factors (ISO 22400-2) and bottleneck shares (active-period method), percent."""
+    table = _table("Station OEE (ISO 22400-2) and bottleneck time (%, means)")
+    table.add_column("station", no_wrap=True)
+    for label in ("avail.", "perf.", "quality", "OEE", "bottleneck", "shifting"):
+        _number_column(table, label)
+    for name, st in summary["stations"].items():
+        sole, shifting = st["bottleneck"]["sole"] or 0.0, st["bottleneck"]["shifting"] or 0.0
         table.add_row(
             name,
-            str(st["units"]),
-            *(_value(st["states"][s], 1, True) for s in states),
-            _value(st["availability"]["mean"], 1, True),
-            _value(st["performance"]["mean"], 1, True),
-            _value(st["oee"]["mean"], 1, True),
-            _value(bottleneck, 1, True),
+            *(_value(st[k]["mean"], 1, True) for k in ("availability", "performance", "quality", "oee")),
+            _value(sole + shifting, 1, True),
+            _value(shifting, 1, True),
         )
     return table
 
 
 def compare_table(baseline: dict[str, Any], scenarios: list[tuple[str, dict[str, Any], dict[str, Interval]]]) -> Table:
     """Baseline KPIs and, per scenario, its KPIs with the paired delta and its 95% CI."""
-    table = Table(title=f"{baseline['line']}: what-if ({baseline['replications']} replications, common random numbers)")
-    table.add_column("KPI")
+    table = _table(f"{baseline['line']}: what-if ({baseline['replications']} replications, common random numbers)")
+    table.add_column("KPI", no_wrap=True)
     table.add_column("baseline", justify="right")
     for name, _, _ in scenarios:
         table.add_column(name, justify="right")
