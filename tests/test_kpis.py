@@ -89,3 +89,20 @@ def test_single_replication_has_no_interval():
     report = compute_kpis(simulate(serial_line([1.0], horizon=100.0, warmup=10.0), replications=1))
     assert report.summary["throughput_per_hour"]["ci95"] == [None, None]
     assert math.isfinite(report.summary["throughput_per_hour"]["mean"])
+
+
+def test_kpis_per_unit_add_up_to_the_station():
+    # two units share one station; the station's figures are the units' summed time
+    spec = serial_line([1.0, 1.9], [None, 2], horizon=3000.0, warmup=300.0, units=[1, 2])
+    report = compute_kpis(simulate(spec, replications=3, seed=6))
+    df = report.per_replication
+    for state in ("processing", "starved", "blocked"):
+        units = (df[f"s2.unit0.state.{state}"] + df[f"s2.unit1.state.{state}"]) / 2
+        np.testing.assert_allclose(units, df[f"s2.state.{state}"], atol=1e-12)
+    station = report.summary["stations"]["s2"]
+    assert [u["unit"] for u in station["per_unit"]] == [0, 1]
+    for unit in station["per_unit"]:
+        assert 0.5 < unit["utilization"]["mean"] < 1.0
+        assert unit["oee"]["mean"] == pytest.approx(
+            unit["availability"]["mean"] * unit["performance"]["mean"], rel=0.02
+        )

@@ -132,3 +132,26 @@ def test_blocking_after_service_timeline():
     hours = state_hours(table, "s1")
     assert hours == {"processing": 4.0, "blocked": 6.0}
     assert np.isclose(sum(state_hours(table, "s2").values()), 10.0)
+
+
+def test_calendar_failures_while_blocked_and_at_the_end_of_the_run():
+    # s1 1 h a batch, failing every 1.5 h after its last repair, 0.9 h to repair; s2 3 h, no buffer.
+    # batch 1: fails 1.5-2.4, done 2.9, blocked; fails 3.9 while blocked, hands over at 4.0 while down,
+    # takes batch 2 at 4.8 (repaired), done 5.8, blocked; fails 6.3, hands over at 7.0, batch 3 at 7.2,
+    # done 8.2, blocked; fails 8.7 and is still down when the run ends at 9.
+    spec = LineSpec.from_dict(
+        {
+            "name": "calb", "horizon": 9.0,
+            "stations": [
+                {"name": "s1", "process_time": 1.0, "failures": {"mtbf": 1.5, "mttr": 0.9, "basis": "calendar"}},
+                {"name": "s2", "process_time": 3.0, "buffer": 0},
+            ],
+        }
+    )  # fmt: skip
+    table = simulate(spec).table
+    assert times(table, "fail", "s1") == [1.5, 3.9, 6.3, 8.7]
+    assert times(table, "repair", "s1") == [2.4, 4.8, 7.2]
+    assert times(table, "start", "s1") == [0.0, 1.0, 4.8, 7.2]
+    assert times(table, "finish", "s1") == [1.0, 2.9, 5.8, 8.2]
+    assert times(table, "leave", "s1") == [1.0, 4.0, 7.0]
+    assert state_hours(table, "s1") == {"processing": 4.0, "down": 3.0, "blocked": 2.0}

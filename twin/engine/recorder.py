@@ -62,16 +62,17 @@ class Recorder:
         """The replication's rows as an event-log table, sorted by time, cut at ``end``, closed by an ``end`` row."""
         self.row(end, -1, self.kind(-1, -1, "end"))
         time = np.frombuffer(self.times, dtype=np.float64)
-        batch = np.frombuffer(self.batches, dtype=np.int64)
-        kind = np.frombuffer(self.kinds, dtype=np.int32)
         keep = time <= end
         if self.in_order and keep.all():
-            order = None
-        else:
-            order = np.flatnonzero(keep)
-            order = order[np.argsort(time[order], kind="stable")]
-        if order is not None:
-            time, batch, kind = time[order], batch[order], kind[order]
+            return self.decode(replication, slice(None))
+        rows = np.flatnonzero(keep)
+        return self.decode(replication, rows[np.argsort(time[rows], kind="stable")])
+
+    def decode(self, replication: int, rows: slice | np.ndarray) -> pd.DataFrame:
+        """Selected rows (a slice or indices, in the order wanted) as an event-log table."""
+        time = np.frombuffer(self.times, dtype=np.float64)[rows]
+        batch = np.frombuffer(self.batches, dtype=np.int64)[rows]
+        kind = np.frombuffer(self.kinds, dtype=np.int32)[rows]
         kinds = np.array(self._kinds, dtype=np.int64).reshape(-1, 4)
         station, unit, event, state = (kinds[:, i].astype(np.int16)[kind] for i in range(4))
         bprod = np.frombuffer(self.batch_product, dtype=np.int16)

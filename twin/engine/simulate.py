@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import simpy
 
@@ -85,53 +86,115 @@ def run_replication(
     line: CompiledLine, seed: int, replication: int, horizon: float, progress: Progress | None = None
 ) -> pd.DataFrame:
     """Simulate one replication up to ``horizon`` hours and return its event table."""
-    env = simpy.Environment()
-    rec = Recorder(line)
-    releaser = Releaser(line, rec, seed, replication)
-    stations = line.stations
-    buffers = [Buffer(env, capacity=s.buffer) for s in stations]
-    pulls = line.release.interarrival is None
-    if not pulls:
-        interarrival = block_draws(
-            line.release.interarrival, stream_rng(seed, replication, RELEASE_OWNER, "interarrival")
-        )
-        env.process(source(env, releaser, interarrival, buffers[0]))
+    return Replication(line, seed, replication, horizon, progress).run_to_end()
 
-    done = env.event()
-    AfterAllAt(env, horizon).callbacks.append(lambda _: done.triggered or done.succeed())
-    on_exit = None
-    if releaser.planned is not None:
-        exits = [0]
 
-        def on_exit() -> None:
-            exits[0] += 1
-            if exits[0] == releaser.planned:
-                done.succeed()
+class Replication:
+    """One replication that runs to its end, or advances step by step for live use.
 
-    units: list[Unit] = []
-    for station in stations:
-        last = station.index == len(stations) - 1
-        draws = _station_draws(line, station, seed, replication)
-        for u in range(station.units):
-            unit = _make_unit(rec, station, u, draws, seed, replication)
-            units.append(unit)
-            env.process(
-                unit_process(
-                    env,
-                    unit,
-                    inbound=None if (pulls and station.index == 0) else buffers[station.index],
-                    outbound=None if last else buffers[station.index + 1],
-                    releaser=releaser if (pulls and station.index == 0) else None,
-                    on_exit=on_exit if last else None,
-                )
+        >>> rep = Replication(compile_line(spec), seed=1, replication=0, horizon=500.0)
+        >>> rep.advance(10.0); rows = rep.new_rows()     # the rows of (0, 10], in order
+        >>> table = rep.run_to_end()                     # the whole event table
+
+    ``new_rows`` gives each row once, when the clock has reached it (failures are computed ahead
+    of the clock and wait until then).
+    """
+
+    def __init__(
+        self, line: CompiledLine, seed: int, replication: int, horizon: float, progress: Progress | None = None
+    ):
+        self.line, self.replication, self.horizon = line, replication, horizon
+        self.env = env = simpy.Environment()
+        self.rec = rec = Recorder(line)
+        releaser = Releaser(line, rec, seed, replication)
+        stations = line.stations
+        buffers = [Buffer(env, capacity=s.buffer) for s in stations]
+        pulls = line.release.interarrival is None
+        if not pulls:
+            interarrival = block_draws(
+                line.release.interarrival, stream_rng(seed, replication, RELEASE_OWNER, "interarrival")
             )
-    if progress is not None:
-        env.process(_ticker(env, horizon, progress))
-    env.run(until=done)
-    end = min(env.now, horizon)
-    for unit in units:
-        unit.finish_run(end)
-    return rec.to_frame(replication, end)
+            env.process(source(env, releaser, interarrival, buffers[0]))
+
+        self.done = done = env.event()
+        AfterAllAt(env, horizon).callbacks.append(lambda _: done.triggered or done.succeed())
+        on_exit = None
+        if releaser.planned is not None:
+            exits = [0]
+
+            def on_exit() -> None:
+                exits[0] += 1
+                if exits[0] == releaser.planned:
+                    done.succeed()
+
+        self.units: list[Unit] = []
+        for station in stations:
+            last = station.index == len(stations) - 1
+            draws = _station_draws(line, station, seed, replication)
+            for u in range(station.units):
+                unit = _make_unit(rec, station, u, draws, seed, replication)
+                self.units.append(unit)
+                env.process(
+                    unit_process(
+                        env,
+                        unit,
+                        inbound=None if (pulls and station.index == 0) else buffers[station.index],
+                        outbound=None if last else buffers[station.index + 1],
+                        releaser=releaser if (pulls and station.index == 0) else None,
+                        on_exit=on_exit if last else None,
+                    )
+                )
+        if progress is not None:
+            env.process(_ticker(env, horizon, progress))
+        self._published = 0  # rows before this index were handed out by new_rows
+        self._held: list[int] = []  # rows recorded ahead of the clock, not handed out yet
+        self._finished = False
+        self._clock = 0.0
+        done.callbacks.append(self._finish)  # before run()'s stop callback; "processed" is not reliable
+
+    def _finish(self, _: simpy.Event) -> None:
+        self._finished = True
+
+    @property
+    def now(self) -> float:
+        """Simulated time up to which everything has happened (the end, once finished)."""
+        return min(self.env.now, self.horizon) if self._finished else self._clock
+
+    @property
+    def finished(self) -> bool:
+        """True once the horizon is reached or a plan that does not repeat is done."""
+        return self._finished
+
+    def advance(self, until: float) -> None:
+        """Simulate everything that happens before ``until`` hours (or up to the end)."""
+        if until >= self.horizon:
+            if not self._finished:
+                self.env.run(until=self.done)
+            return
+        env = self.env
+        while not self._finished and env.peek() < until:
+            env.step()
+        self._clock = max(self._clock, until)
+
+    def new_rows(self) -> pd.DataFrame:
+        """Rows not handed out yet that lie before ``now`` (up to the end once finished), in time order."""
+        total = len(self.rec.times)
+        times = np.frombuffer(self.rec.times, dtype=np.float64)
+        candidates = np.concatenate((np.asarray(self._held, dtype=np.int64), np.arange(self._published, total)))
+        ready = times[candidates] <= self.now if self._finished else times[candidates] < self.now
+        self._held = candidates[~ready].tolist()
+        self._published = total
+        rows = candidates[ready]
+        return self.rec.decode(self.replication, rows[np.lexsort((rows, times[rows]))])
+
+    def run_to_end(self) -> pd.DataFrame:
+        """Simulate to the end and return the whole event table."""
+        if not self._finished:
+            self.env.run(until=self.done)
+        end = min(self.env.now, self.horizon)
+        for unit in self.units:
+            unit.finish_run(end)
+        return self.rec.to_frame(self.replication, end)
 
 
 class AfterAllAt(simpy.events.Event):

@@ -147,6 +147,7 @@ def unit_process(
                 on_exit()
             continue
         request = outbound.put(batch)
+        ready = now
         if not request.triggered:
             add_time(now)
             add_batch(batch)
@@ -158,19 +159,12 @@ def unit_process(
             if calendar:
                 unit.waiting_state = None
                 ready = clock.wait_over(now, resume["blocked"])
-                add_time(now)
-                add_batch(batch)
-                add_kind(k_leave)
-                add_time(now)
-                add_batch(batch)
-                add_kind(k_arrive_next)
-                if ready > now:
-                    yield timeout(ready - now)
-                    now = env.now
-                continue
         add_time(now)
         add_batch(batch)
         add_kind(k_leave)
         add_time(now)
         add_batch(batch)
         add_kind(k_arrive_next)
+        if ready > now:  # failed while blocked and not yet repaired: down before taking the next batch
+            yield timeout(ready - now)
+            now = env.now

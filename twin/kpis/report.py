@@ -58,7 +58,8 @@ def _replication_kpis(
 ) -> dict[str, Any]:
     f = flow(cols, len(stations) - 1, start, end)
     intervals = unit_intervals(cols, start, end)
-    s = station_states(cols, intervals, units, start, end)
+    equipment = station_states(cols, intervals, units, start, end)
+    s = equipment.stations
     b = bottlenecks(intervals, units, start, end)
     row: dict[str, Any] = {
         "replication": replication,
@@ -80,6 +81,14 @@ def _replication_kpis(
             row[f"{name}.{factor}"] = getattr(s, factor)[j]
         row[f"{name}.bottleneck_sole"] = b.sole[j]
         row[f"{name}.bottleneck_shifting"] = b.shifting[j]
+    first = 0
+    for name, count in zip(stations, units, strict=True):
+        for u in range(count):
+            for k, state in enumerate(STATES):
+                row[f"{name}.unit{u}.state.{state}"] = equipment.units.fractions[first + u, k]
+            for factor in STATION_FACTORS:
+                row[f"{name}.unit{u}.{factor}"] = getattr(equipment.units, factor)[first + u]
+        first += count
     return row
 
 
@@ -122,6 +131,14 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
             "units": meta.units[j],
             "states": {state: mean(f"{name}.state.{state}") for state in STATES},
             **{factor: ci(f"{name}.{factor}") for factor in STATION_FACTORS},
+            "per_unit": [
+                {
+                    "unit": u,
+                    "states": {state: mean(f"{name}.unit{u}.state.{state}") for state in STATES},
+                    **{factor: ci(f"{name}.unit{u}.{factor}") for factor in STATION_FACTORS},
+                }
+                for u in range(meta.units[j])
+            ],
             "bottleneck": {
                 "sole": mean(f"{name}.bottleneck_sole"),
                 "shifting": mean(f"{name}.bottleneck_shifting"),

@@ -57,8 +57,10 @@ def unit_intervals(cols: Columns, start: float, end: float) -> UnitIntervals:
 
 
 @dataclass(frozen=True)
-class StationStates:
-    hours: np.ndarray  # [station, state] hours summed over units
+class Oee:
+    """State shares and OEE factors of a set of equipment (stations, or single units), one row each."""
+
+    hours: np.ndarray  # [equipment, state]
     fractions: np.ndarray  # hours / (units x window length)
     utilization: np.ndarray
     availability: np.ndarray
@@ -67,33 +69,50 @@ class StationStates:
     oee: np.ndarray
 
 
+@dataclass(frozen=True)
+class StationStates:
+    stations: Oee  # one row per station, its units summed
+    units: Oee  # one row per unit, stations in order, then units in order
+
+
 def station_states(
     cols: Columns, intervals: UnitIntervals, units: list[int], start: float, end: float
 ) -> StationStates:
-    """Per-station state time and OEE factors over the window."""
-    n_stations, n_states = len(units), len(STATES)
+    """State time and OEE factors over the window, per unit and per station."""
     length = end - start
-    hours = np.zeros((n_stations, n_states))
-    valid = (intervals.station >= 0) & (intervals.state >= 0)
-    np.add.at(hours, (intervals.station[valid], intervals.state[valid]), (intervals.end - intervals.start)[valid])
-    capacity = np.asarray(units, dtype=float) * length
-    planned_down = hours[:, [STATE[s] for s in PLANNED_DOWN_STATES]].sum(axis=1)
-    planned_busy = capacity - planned_down
-    production = hours[:, STATE["processing"]]
+    offsets = np.concatenate(([0], np.cumsum(units)[:-1])).astype(np.int64)
+    n_units = int(sum(units))
 
-    finished = (cols.event == EVENT["finish"]) & (cols.time > start) & (cols.time <= end) & (cols.station >= 0)
-    ideal = np.bincount(cols.station[finished], weights=np.nan_to_num(cols.ideal[finished]), minlength=n_stations)
-    produced = np.bincount(cols.station[finished], weights=np.nan_to_num(cols.quantity[finished]), minlength=n_stations)
-    rejected = np.zeros(n_stations)
+    hours = np.zeros((n_units, len(STATES)))
+    valid = (intervals.station >= 0) & (intervals.state >= 0) & (intervals.unit >= 0)
+    unit_index = offsets[intervals.station[valid]] + intervals.unit[valid]
+    np.add.at(hours, (unit_index, intervals.state[valid]), (intervals.end - intervals.start)[valid])
+
+    in_window = (cols.time > start) & (cols.time <= end) & (cols.station >= 0) & (cols.unit >= 0)
+
+    def per_unit(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        index = offsets[cols.station[rows]] + cols.unit[rows]
+        return np.bincount(index, weights=np.nan_to_num(values[rows]), minlength=n_units)
+
+    finished = in_window & (cols.event == EVENT["finish"])
+    ideal, produced = per_unit(finished, cols.ideal), per_unit(finished, cols.quantity)
+    rejected = np.zeros(n_units)
     for name in QUALITY_LOSS_EVENTS:
-        lost = (cols.event == EVENT[name]) & (cols.time > start) & (cols.time <= end) & (cols.station >= 0)
-        rejected += np.bincount(cols.station[lost], weights=np.nan_to_num(cols.quantity[lost]), minlength=n_stations)
+        rejected += per_unit(in_window & (cols.event == EVENT[name]), cols.quantity)
 
+    unit_totals = (hours, np.full(n_units, length), ideal, produced, rejected)
+    station_totals = tuple(np.add.reduceat(x, offsets, axis=0) for x in unit_totals)
+    return StationStates(stations=_oee(*station_totals), units=_oee(*unit_totals))
+
+
+def _oee(hours: np.ndarray, capacity: np.ndarray, ideal: np.ndarray, produced: np.ndarray, rejected: np.ndarray) -> Oee:
+    planned_busy = capacity - hours[:, [STATE[s] for s in PLANNED_DOWN_STATES]].sum(axis=1)
+    production = hours[:, STATE["processing"]]
     with np.errstate(invalid="ignore", divide="ignore"):
         availability = production / planned_busy
         performance = ideal / production
         quality = np.where(produced > 0, (produced - rejected) / produced, np.nan)
-    return StationStates(
+    return Oee(
         hours=hours,
         fractions=hours / capacity[:, None],
         utilization=production / capacity,
