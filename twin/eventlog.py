@@ -26,8 +26,8 @@ Events: ``release`` (a batch enters the line), ``arrive`` (it enters a station's
 ``setup`` (a unit starts a changeover), ``start`` / ``finish`` (processing), ``leave`` (the batch
 leaves the unit: to the next buffer, or out of the line at the last station), ``fail`` /
 ``repair``, ``state`` (a state change with no other event, e.g. a unit becomes starved) and
-``end`` (the end of observation of a replication). The batch rules add ``clean``,
-``line_clearance``, ``gowning``, ``scrap``, ``reject``, ``hold_violation``, ``investigation`` /
+``end`` (the end of observation of a replication). The batch rules add ``clean`` (minor),
+``major_clean``, ``line_clearance``, ``gowning``, ``scrap``, ``reject``, ``hold_violation``, ``investigation`` /
 ``investigation_end``, ``split`` / ``merge`` (one row per parent of each new batch), and the
 quality-control events ``quarantine``, ``qc_start``, ``qc_end`` and ``approve`` (station null).
 
@@ -57,7 +57,7 @@ SCHEMA_VERSION = 2
 
 EVENTS: tuple[str, ...] = (
     "release", "arrive", "setup", "start", "finish", "leave", "fail", "repair", "state", "end",
-    "clean", "line_clearance", "gowning", "scrap", "reject", "hold_violation", "investigation",
+    "clean", "major_clean", "line_clearance", "gowning", "scrap", "reject", "hold_violation", "investigation",
     "investigation_end", "split", "merge", "quarantine", "qc_start", "qc_end", "approve",
 )  # fmt: skip
 STATES: tuple[str, ...] = (
