@@ -110,6 +110,10 @@ class Recorder:
         ideal_table = np.array([s.ideal for s in self.line.stations] + [[np.nan] * len(self.line.products)])
         is_finish = (kinds[:, 2] == _EVENT["finish"])[kind]
         ideal = np.where(is_finish, ideal_table[station, np.maximum(product, 0)], np.nan)
+        rates = np.array([s.rate or np.nan for s in self.line.stations] + [np.nan])
+        by_rate = is_finish & ~np.isnan(rates[station])
+        if by_rate.any():  # rate-based stations: the nameplate time of the units actually processed
+            ideal[by_rate] = quantity[by_rate] / rates[station[by_rate]]
         n = len(time)
         return pd.DataFrame(
             {

@@ -21,6 +21,8 @@ from twin.engine.compiled import CompiledLine, CompiledStation, compile_line
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.recorder import Recorder
 from twin.engine.release import RELEASE_OWNER, Releaser, source
+from twin.engine.rules.runtime import LineRuntime
+from twin.engine.rules.unit import RulesUnit
 from twin.engine.unit import Unit, unit_process
 from twin.errors import InputError
 from twin.eventlog import EventLog, LogMeta
@@ -119,7 +121,7 @@ class Replication:
         self.done = done = env.event()
         AfterAllAt(env, horizon).callbacks.append(lambda _: done.triggered or done.succeed())
         on_exit = None
-        if releaser.planned is not None:
+        if releaser.planned is not None and line.rules is None:
             exits = [0]
 
             def on_exit() -> None:
@@ -127,12 +129,19 @@ class Replication:
                 if exits[0] == releaser.planned:
                     done.succeed()
 
-        self.units: list[Unit] = []
+        self.units: list[Unit | RulesUnit] = []
+        runtime = LineRuntime(env, rec, line, releaser, buffers, seed, replication, pulls, done) if line.rules else None
         for station in stations:
             last = station.index == len(stations) - 1
             draws = _station_draws(line, station, seed, replication)
             for u in range(station.units):
-                unit = _make_unit(rec, station, u, draws, seed, replication)
+                clock = _clock(rec, station, u, seed, replication)
+                if runtime is not None:
+                    rules_unit = RulesUnit(runtime, station, u, draws[0], clock)
+                    self.units.append(rules_unit)
+                    env.process(rules_unit.run())
+                    continue
+                unit = Unit(rec, station, u, draws[0], draws[1], clock)
                 self.units.append(unit)
                 env.process(
                     unit_process(
@@ -227,23 +236,18 @@ def _station_draws(
     return process, setup
 
 
-def _make_unit(
-    rec: Recorder,
-    station: CompiledStation,
-    u: int,
-    draws: tuple[list[Iterator[float]], dict[tuple[int, int], Iterator[float]]],
-    seed: int,
-    replication: int,
-) -> Unit:
-    clock = None
-    if station.failures is not None:
-        f = station.failures
-        ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, station.name, f"ttf:{u}"))
-        ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
-        k_fail = rec.kind(station.index, u, "fail", "down")
-        k_repair = rec.kind(station.index, u, "repair")
-        clock = (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
-    return Unit(rec, station, u, draws[0], draws[1], clock)
+def _clock(
+    rec: Recorder, station: CompiledStation, u: int, seed: int, replication: int
+) -> OperatingClock | CalendarClock | None:
+    """The failure clock of a unit, or None when its station does not fail."""
+    if station.failures is None:
+        return None
+    f = station.failures
+    ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, station.name, f"ttf:{u}"))
+    ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
+    k_fail = rec.kind(station.index, u, "fail", "down")
+    k_repair = rec.kind(station.index, u, "repair")
+    return (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
 
 
 def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:

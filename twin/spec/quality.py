@@ -73,7 +73,10 @@ class QcLab(SpecModel):
 
     analysts: int = Field(ge=1, le=1000)
     calendar: Name | None = Field(None, description="When the analysts work (a `calendars` entry); none = always.")
-    test_time: Distribution = Field(description="Release testing of one batch by one analyst.")
+    test_time: Distribution = Field(description="Analyst's hands-on testing time of one batch.")
+    incubation: Distribution | None = Field(
+        None, description="Elapsed time after testing before the result (e.g. 14 d sterility), no analyst needed."
+    )
     oos_probability: float = Field(0.0, ge=0, le=1, description="Chance of an out-of-specification result.")
     oos_action: Literal["reject", "investigate"] = "reject"
     investigation: Distribution | None = Field(None, description="Investigation delay before release after an OOS.")
