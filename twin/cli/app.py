@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from twin import __version__
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table
+from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
 from twin.cli.scenarios import parse_scenario
 from twin.durations import to_hours
 from twin.errors import InputError, SpecError, TwinError
@@ -65,6 +65,7 @@ def build_app() -> typer.Typer:
     app.command("validate")(validate_command)
     app.command("schema")(schema_command)
     app.command("models")(models_command)
+    app.command("trace")(trace_command)
     app.command("version")(version_command)
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
@@ -227,6 +228,37 @@ def models_command() -> None:
         table.add_row(name, ", ".join(s.name for s in line.stations), ", ".join(p.name for p in line.products),
                       (line.description or "").strip().splitlines()[0] if line.description else "")  # fmt: skip
     console().print(table)
+
+
+def trace_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `twin run --out`.")],
+    batch: Annotated[int, typer.Argument(help="Batch id (see the event log).")],
+    replication: Annotated[int, typer.Option("--replication", help="Replication of the run.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a batch's full history up and down its genealogy tree (splits and merges)."""
+    from twin.runfolder import read_log
+    from twin.trace import trace
+
+    result = trace(read_log(run_dir), batch, replication)
+    if as_json:
+        _emit_json(
+            {
+                "batch": batch,
+                "replication": replication,
+                "ancestors": {str(k): v for k, v in result.ancestors.items()},
+                "descendants": {str(k): v for k, v in result.descendants.items()},
+                "history": {
+                    str(b): result.history(b)[["time", "station", "unit", "event", "quantity"]]
+                    .astype(object)
+                    .where(lambda d: d.notna(), None)
+                    .to_dict(orient="records")
+                    for b in result.related
+                },
+            }
+        )
+        return
+    console().print(trace_tree(result))
 
 
 def version_command() -> None:
