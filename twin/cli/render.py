@@ -128,14 +128,21 @@ def trace_tree(result: Any) -> Tree:
     """A batch's genealogy as a tree: ancestors above, descendants below, each with its history."""
     from rich.tree import Tree
 
+    shown = ("release", "start", "finish", "split", "merge", "reject", "hold_violation", "approve", "quarantine")
+
     def node(batch: int) -> str:
         rows = result.history(batch)
-        steps = [
-            f"{t:.2f} h {e}" + (f" @{s}" if isinstance(s, str) else "")
-            for t, s, e in zip(rows["time"], rows["station"], rows["event"], strict=True)
-            if e
-            in ("release", "start", "finish", "split", "merge", "reject", "hold_violation", "approve", "quarantine")
-        ]
+        steps: list[str] = []
+        for t, s, e, parent in zip(rows["time"], rows["station"], rows["event"], rows["parent"], strict=True):
+            if e not in shown:
+                continue
+            step = f"{t:.2f} h {e}" + (f" @{s}" if isinstance(s, str) else "")
+            if e in ("split", "merge"):
+                if steps and steps[-1].startswith(step + " (from"):  # a merge has one row per parent
+                    steps[-1] = steps[-1][:-1] + f", {parent})"
+                    continue
+                step += f" (from {parent})"
+            steps.append(step)
         product = rows["product"].dropna().iloc[0] if rows["product"].notna().any() else "?"
         return f"batch {batch} ({product}): " + ", ".join(steps)
 
