@@ -1,7 +1,7 @@
 """Quality and release KPIs of one replication: losses, hold-time violations, quarantine and QC.
 
-Quarantine runs from a batch's ``quarantine`` row to its ``approve`` or QC ``reject`` row; its
-release lead time runs from the release of its earliest ancestor to its approval.
+Quarantine runs from a batch's ``quarantine`` row to its ``approve`` or QC ``reject`` row (the QC
+time); its release lead time runs from the release of its earliest ancestor to its approval.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ class Quality:
     lost_units: float  # scrapped from batches and in rejected batches, in the window
     hold_violations: int
     released_per_hour: float  # batches approved by QC
-    release_lead_times: np.ndarray  # hours, for batches approved in the window
+    release_lead_times: np.ndarray  # hours from release of the earliest ancestor, for batches approved in the window
+    qc_times: np.ndarray  # hours from quarantine to approval, for batches approved in the window
     quarantine: float  # time-average batches in quarantine (waiting for or under QC)
     quarantine_max: int
     qc_rejected: int
@@ -49,12 +50,16 @@ def quality(cols: Columns, origin: tuple[np.ndarray, np.ndarray], start: float, 
 
     approved_in_window = approved & window
     lead = cols.time[approved_in_window] - lookup(*origin, cols.batch[approved_in_window], np.nan)
+    qc_time = cols.time[approved_in_window] - lookup(
+        cols.batch[entered], in_time, cols.batch[approved_in_window], np.nan
+    )
     return Quality(
         rejected_batches=int(rejected.sum()),
         lost_units=float(np.nansum(cols.quantity[rejected]) + np.nansum(cols.quantity[scrapped])),
         hold_violations=int((window & (cols.event == EVENT["hold_violation"])).sum()),
         released_per_hour=float(approved_in_window.sum() / length),
         release_lead_times=lead[~np.isnan(lead)],
+        qc_times=qc_time[~np.isnan(qc_time)],
         quarantine=float(overlap.sum() / length),
         quarantine_max=int(level.max()) if len(level) else 0,
         qc_rejected=int((qc_rejected & window).sum()),

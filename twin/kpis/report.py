@@ -83,6 +83,7 @@ def _replication_kpis(
         "release_lead_time_p90_hours": float(np.quantile(q.release_lead_times, 0.9))
         if len(q.release_lead_times)
         else np.nan,
+        "qc_time_hours": float(q.qc_times.mean()) if len(q.qc_times) else np.nan,
         "quarantine": q.quarantine,
         "quarantine_max": q.quarantine_max,
         "qc_rejected": q.qc_rejected,
@@ -178,6 +179,7 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         "release": {
             "released_per_hour": ci("released_per_hour"),
             "lead_time_hours": {**ci("release_lead_time_hours"), "p90": ci("release_lead_time_p90_hours")},
+            "qc_time_hours": ci("qc_time_hours"),
             "quarantine": ci("quarantine"),
             "quarantine_max": ci("quarantine_max"),
             "rejected_batches": ci("qc_rejected"),

@@ -25,6 +25,7 @@ def whole_line_problems(spec: LineSpec) -> list[tuple[Loc, str]]:
         *_hold_times(spec),
         *_qc(spec),
         *_merges(spec),
+        *_release(spec),
     ]
 
 
@@ -121,4 +122,20 @@ def _merges(spec: LineSpec) -> list[tuple[Loc, str]]:
             lots *= station.split
     if not math.isfinite(lots):
         problems.append((("stations",), "splits and merges do not balance"))
+    return problems
+
+
+def _release(spec: LineSpec) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    limit = spec.release.wip_limit
+    if limit is not None:
+        order = [s.name for s in spec.stations]
+        j = order.index(limit.until)
+        if j == 0:
+            problems.append((("release", "wip_limit", "until"), "must be a station after the first"))
+        if any(s.split or s.merge for s in spec.stations[:j]):
+            problems.append((("release", "wip_limit", "until"), "no split or merge may come before it"))
+    calendar = spec.release.calendar
+    if calendar is not None and spec.calendars[calendar].weekly_hours() == 0:
+        problems.append((("release", "calendar"), f"calendar {calendar!r} has no working time"))
     return problems

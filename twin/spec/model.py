@@ -258,6 +258,21 @@ class Campaign(SpecModel):
     batches: int = Field(ge=1)
 
 
+class WipLimit(SpecModel):
+    """At most ``batches`` released batches that have not yet started at station ``until``."""
+
+    batches: int = Field(ge=1, le=10000)
+    until: Name
+
+    @field_validator("until")
+    @classmethod
+    def _known_station(cls, value: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("station_names")
+        if known is not None and value not in known:
+            raise ValueError(f"unknown station {value!r} (stations: {', '.join(known)})")
+        return value
+
+
 class Release(SpecModel):
     """How batches enter the line."""
 
@@ -274,6 +289,10 @@ class Release(SpecModel):
     mix: dict[str, float] | None = Field(
         None, description="Saturated and interarrival modes: relative share of each product (default: equal)."
     )
+    calendar: Name | None = Field(None, description="Release batches only in this calendar's working time.")
+    wip_limit: WipLimit | None = Field(
+        None, description="CONWIP: release only while fewer batches than this wait to start at a station."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Release:
@@ -287,7 +306,17 @@ class Release(SpecModel):
             raise ValueError("'plan' and 'repeat' are only used with mode 'plan'")
         if self.mode == "plan" and self.mix is not None:
             raise ValueError("'mix' is not used with mode 'plan' (the plan says which product comes next)")
+        if (self.wip_limit is not None or self.calendar is not None) and self.interarrival is not None:
+            raise ValueError("'wip_limit' and 'calendar' need batches pulled by the first station (no 'interarrival')")
         return self
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None, info: ValidationInfo) -> str | None:
+        known = (info.context or {}).get("calendars")
+        if value is not None and known is not None and value not in known:
+            raise ValueError(f"unknown calendar {value!r} (calendars: {', '.join(known) or 'none defined'})")
+        return value
 
     @field_validator("mix")
     @classmethod

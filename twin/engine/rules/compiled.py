@@ -79,11 +79,14 @@ class CompiledRules:
     rooms: tuple[tuple[str, float, int], ...]  # name, gowning hours, max people
     qc: CompiledQc | None
     masses: tuple[float, ...]  # kg per batch of each product (0 when unknown)
+    release_calendar: int = -1  # index into calendars; -1 = release at any time
+    wip_limit: tuple[int, int] | None = None  # (batches, station) of a CONWIP release rule
 
 
 def uses_rules(spec: LineSpec) -> bool:
     """Whether any batch rule is on (then the line runs on the full loop)."""
     line_level = spec.skids or spec.calendars or spec.operators or spec.rooms or spec.hold_times or spec.qc
+    line_level = line_level or spec.release.calendar or spec.release.wip_limit
     changeovers = any(
         not hasattr(entry, "sampler") for s in spec.stations for entry in (s.setup or {}).values()
     )  # rich {time, major_clean, line_clearance} entries
@@ -186,4 +189,8 @@ def compile_rules(spec: LineSpec) -> CompiledRules | None:
         rooms=tuple((r.name, hours(r.gowning_time()), r.max_people) for r in spec.rooms),
         qc=qc,
         masses=tuple(p.mass_kg or 0.0 for p in spec.products),
+        release_calendar=calendar_names.index(spec.release.calendar) if spec.release.calendar else -1,
+        wip_limit=(spec.release.wip_limit.batches, names.index(spec.release.wip_limit.until))
+        if spec.release.wip_limit
+        else None,
     )

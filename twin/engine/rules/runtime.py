@@ -71,6 +71,11 @@ class LineRuntime:
         self._streams: dict[int, StationStreams] = {}
         self._investigations: dict[str, Iterator[float]] = {}
         releaser.on_release = self.entered
+        calendar = self.rules.release_calendar
+        self.release_calendar = WeeklyCalendar(self.rules.calendars[calendar] if calendar >= 0 else None)
+        self.release_rules = calendar >= 0 or self.rules.wip_limit is not None
+        self.released_waiting: set[int] = set()  # released batches not yet started at the WIP limit's station
+        self._wip_freed = env.event()
         qc = self.rules.qc
         if qc is not None:
             self.lab = simpy.Resource(env, qc.analysts)
@@ -131,10 +136,41 @@ class LineRuntime:
 
     def entered(self, batch: int) -> None:
         self.in_system += 1
+        if self.rules.wip_limit is not None:
+            self.released_waiting.add(batch)
+
+    def release_gate(self) -> Generator[simpy.Event, Any, bool]:
+        """Wait until the release calendar and the WIP limit allow the next release; True if it waited."""
+        waited = False
+        limit = self.rules.wip_limit
+        while True:
+            now = self.env.now
+            start = self.release_calendar.next_start(now)
+            if start > now:
+                waited = True
+                yield self.env.timeout(start - now)
+            elif limit is not None and len(self.released_waiting) >= limit[0]:
+                waited = True
+                yield self._wip_freed
+            else:
+                return waited
+
+    def started(self, batch: int, station: int) -> None:
+        """A batch starts at ``station``: it no longer counts towards the WIP limit there."""
+        limit = self.rules.wip_limit
+        if limit is not None and station == limit[1]:
+            self._free_wip(batch)
+
+    def _free_wip(self, batch: int) -> None:
+        if batch in self.released_waiting:
+            self.released_waiting.discard(batch)
+            freed, self._wip_freed = self._wip_freed, self.env.event()
+            freed.succeed()
 
     def left_line(self, batch: int) -> None:
         """A batch is out of the system (done, rejected or scrapped)."""
         self._hold_start.pop(batch, None)
+        self._free_wip(batch)
         self.in_system -= 1
         if self.in_system == 0 and self.releaser.exhausted() and not self.done.triggered:
             self.done.succeed()

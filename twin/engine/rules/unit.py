@@ -120,6 +120,15 @@ class RulesUnit:
         rt, collected = self.rt, []
         while len(collected) < self.rules.merge:
             if self.j == 0 and rt.pulls:
+                if rt.release_rules:
+                    gate = rt.release_gate()
+                    try:  # record "starved" only if the gate makes the unit wait
+                        first = next(gate)
+                        self.record("starved")
+                        yield first
+                        yield from gate
+                    except StopIteration:
+                        pass
                 batch = rt.releaser.pull(rt.env.now)
                 if batch < 0:
                     return None
@@ -226,6 +235,7 @@ class RulesUnit:
         else:
             work = self.process_draws[product]()
         self.record("start", batch)
+        rt.started(batch, self.j)
         now = rt.env.now
         if self.clock is not None:
             work = self.clock.work(now, work, batch, self.k_resume["processing"]) - now
