@@ -1,9 +1,9 @@
 """``twin export-usd``: a line or its runs as a USD scene (a plug-in command of the ``twin`` CLI).
 
-    twin export-usd osd-tablet --out layout.usda                    # the static layout of a spec
-    twin export-usd runs/baseline --out baseline.usdc               # a run, animated
-    twin export-usd runs/baseline runs/coater2 --out compare.usdc   # scenarios in a variant set
-    twin export-usd runs/baseline --from 1w --to 2w --step "5 min" --speed "1 d"
+twin export-usd osd-tablet --out layout.usda                    # the static layout of a spec
+twin export-usd runs/baseline --out baseline.usdc               # a run, animated
+twin export-usd runs/baseline runs/coater2 --out compare.usdc   # scenarios in a variant set
+twin export-usd runs/baseline --from 1w --to 2w --step "5 min" --speed "1 d"
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def export_usd_command(
     from_: Annotated[
         str | None, typer.Option("--from", help="Start of the exported window, e.g. '1 w' (bare numbers: hours).")
     ] = None,
-    to: Annotated[str | None, typer.Option("--to", help="End of the exported window (default: end of the run).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End of the exported window (default: the run's end).")] = None,
     step: Annotated[str, typer.Option(help="Sampling step of the animation.")] = "1 min",
     speed: Annotated[str, typer.Option(help="Simulated time shown per second of playback.")] = "1 h",
     replication: Annotated[int, typer.Option("--replication", "-r", help="Which replication of the run.")] = 0,

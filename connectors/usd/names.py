@@ -1,9 +1,9 @@
 """USD prim names from twin names: ``compounding-vessel`` -> ``compounding_vessel``, ``2nd`` -> ``_2nd``.
 
-    >>> prim_name("ibu+200")
-    'ibu_200'
-    >>> names = UniqueNames(); names("a-b"), names("a_b")
-    ('a_b', 'a_b_1')
+>>> prim_name("ibu+200")
+'ibu_200'
+>>> names = UniqueNames(); names("a-b"), names("a_b")
+('a_b', 'a_b_1')
 """
 
 from __future__ import annotations

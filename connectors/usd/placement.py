@@ -93,10 +93,7 @@ def _unit_offsets(units: int, width: float, aisle: float, given: tuple[tuple[flo
         pitch = width + aisle
         return tuple((0.0, (units - 1) / 2 * pitch - u * pitch) for u in range(units))
     offsets = list(given[:units])
-    if len(given) >= 2:
-        step = (given[-1][0] - given[-2][0], given[-1][1] - given[-2][1])
-    else:
-        step = (0.0, -(width + aisle))
+    step = (given[-1][0] - given[-2][0], given[-1][1] - given[-2][1]) if len(given) >= 2 else (0.0, -(width + aisle))
     while len(offsets) < units:
         last = offsets[-1]
         offsets.append((last[0] + step[0], last[1] + step[1]))
@@ -127,7 +124,7 @@ def place_line(spec: LineSpec, sizes: dict[str, Vec3], buffer_slots: dict[str, i
         auto_buffer = (-(size[0] / 2 + aisle + buffer_len / 2), 0.0)
         cursor = auto_origin[0] + size[0] / 2 + aisle
         placed: StationPlacement | None = layout.stations.get(station.name)
-        origin = auto_origin if placed is None else (*placed.position[:2], placed.position[2] if len(placed.position) == 3 else 0.0)
+        origin = auto_origin if placed is None else (*placed.position[:2], (*placed.position, 0.0)[2])
         stations[station.name] = StationPlan(
             name=station.name,
             origin=origin,

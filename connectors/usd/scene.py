@@ -157,8 +157,10 @@ def _author_buffer(layer: Sdf.Layer, path: Sdf.Path, plan: StationPlan, station:
     author_interpolated(layer, scale.path, timeline.grid.codes, track.k, heights)
 
 
-def _author_unit(layer: Sdf.Layer, path: Sdf.Path, plan: StationPlan, station: str, unit: int,
-                 equipment: str | None, choice: AssetChoice, scene_dir: Path, timeline: Timeline | None) -> None:  # fmt: skip
+def _author_unit(
+    layer: Sdf.Layer, path: Sdf.Path, plan: StationPlan, station: str, unit: int, equipment: str | None,
+    choice: AssetChoice, scene_dir: Path, timeline: Timeline | None,
+) -> None:  # fmt: skip
     prim = define(layer, path, "Xform", kind="component", api_schemas=["TwinUnitAPI"])
     prim.SetInfo("displayName", f"{station} #{unit}")
     dx, dy = plan.unit_offsets[unit]
@@ -185,7 +187,7 @@ def _author_unit(layer: Sdf.Layer, path: Sdf.Path, plan: StationPlan, station: s
         return
     grid, tracks = timeline.grid, timeline.units[(station, unit)]
     author_held(layer, state.path, grid.codes(tracks.state.k), tracks.state.values.tolist())
-    colors = {s: Vt.Vec3fArray([Gf.Vec3f(*(state_color(s) if s else NO_STATE_COLOR))]) for s in set(tracks.state.values)}
+    colors = {s: Vt.Vec3fArray([Gf.Vec3f(*state_color(s or None))]) for s in set(tracks.state.values)}
     author_interpolated(layer, color.path, grid.codes, tracks.state.k, [colors[s] for s in tracks.state.values])
     author_held(layer, batch.path, grid.codes(tracks.batch.k), tracks.batch.values.tolist())
     author_held(layer, product.path, grid.codes(tracks.product.k), tracks.product.values.tolist())
@@ -241,4 +243,3 @@ def location_token(where: tuple) -> str:
     if where[0] == UNIT:
         return f"{where[1]}/{where[2]}"
     return where[0]
-

@@ -41,7 +41,7 @@ class Grid:
     def over(cls, start_hours: float, end_hours: float, step_hours: float) -> Grid:
         step = step_hours * MINUTES_PER_HOUR
         span = (end_hours - start_hours) * MINUTES_PER_HOUR
-        return cls(start_hours * MINUTES_PER_HOUR, step, int(math.floor(span / step + 1e-9)) + 1)
+        return cls(start_hours * MINUTES_PER_HOUR, step, math.floor(span / step + 1e-9) + 1)
 
     def codes(self, k: np.ndarray) -> np.ndarray:
         """Time codes of grid indexes."""
@@ -118,7 +118,11 @@ class Timeline:
 
 
 def build_timeline(
-    table: pd.DataFrame, stations: Sequence[str], units: Sequence[int], grid: Grid, quality_loss_events: Sequence[str] = ()
+    table: pd.DataFrame,
+    stations: Sequence[str],
+    units: Sequence[int],
+    grid: Grid,
+    quality_loss_events: Sequence[str] = (),
 ) -> Timeline:
     """Sample one replication's event table (``twin.eventlog`` schema) on ``grid``."""
     unit_tracks = _unit_timelines(table, stations, units, grid, quality_loss_events)

@@ -31,7 +31,7 @@ class StationPlacement(SpecModel):
 
     position: tuple[Metres, ...] = Field(
         json_schema_extra={"minItems": 2, "maxItems": 3},
-        description="Site coordinates of the station's origin in metres: [x, y] or [x, y, z]."
+        description="Site coordinates of the station's origin in metres: [x, y] or [x, y, z].",
     )
     rotation: Metres = Field(0.0, description="Degrees about the vertical axis, counter-clockwise; 0 = flow along +x.")
     units: tuple[Offset, ...] | None = Field(
