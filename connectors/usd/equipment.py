@@ -2,7 +2,7 @@
 
     >>> kind = equipment_kind("coater")          # the catalogue entry (size, parts)
     >>> kind.size                                 # (length along the flow, width, height) in metres
-    (3.2, 2.0, 2.4)
+    (3.2, 2.1, 2.4)
     >>> write_asset(kind, Path("scene/twin_assets/coater.usda"))
 
 Each asset is a component model standing on the floor (z = 0), centred on its footprint, material
@@ -47,86 +47,98 @@ class Part:
 
 @dataclass(frozen=True)
 class EquipmentKind:
-    """An equipment type: its footprint and height, and the parts that draw it."""
+    """An equipment type and the parts that draw it; its size is the parts' bounding box."""
 
     name: str
-    size: Vec3
     parts: tuple[Part, ...]
     description: str
+
+    @property
+    def bounds(self) -> tuple[Vec3, Vec3]:
+        low = tuple(min(p.center[i] - p.size[i] / 2 for p in self.parts) for i in range(3))
+        high = tuple(max(p.center[i] + p.size[i] / 2 for p in self.parts) for i in range(3))
+        return low, high  # type: ignore[return-value]
+
+    @property
+    def size(self) -> Vec3:
+        """Length along the flow, width and height in metres."""
+        low, high = self.bounds
+        return (round(high[0] - low[0], 6), round(high[1] - low[1], 6), round(high[2] - low[2], 6))
 
     @property
     def file_name(self) -> str:
         return f"{prim_name(self.name)}.usda"
 
 
-def _kind(name: str, size: Vec3, description: str, *parts: Part) -> EquipmentKind:
-    return EquipmentKind(name, size, parts, description)
+def _kind(name: str, description: str, *parts: Part) -> EquipmentKind:
+    return EquipmentKind(name, parts, description)
 
 
 CATALOGUE: dict[str, EquipmentKind] = {
     k.name: k
     for k in (
-        _kind("dispensary", (3.0, 2.5, 2.8), "downflow weighing booth",
+        _kind("dispensary", "downflow weighing booth",
               Part("Booth", "cube", (0, 0.9, 1.4), (3.0, 0.7, 2.8), WHITE),
               Part("Table", "cube", (0, -0.2, 0.45), (1.6, 0.9, 0.9)),
               Part("Scale", "cube", (-0.9, -0.6, 0.05), (1.0, 1.0, 0.1), PANEL)),
-        _kind("granulator", (2.6, 1.6, 2.6), "high-shear granulator, 600 L bowl",
+        _kind("granulator", "high-shear granulator, 600 L bowl",
               Part("Base", "cube", (0, 0, 0.5), (2.6, 1.6, 1.0), PANEL),
               Part("Bowl", "cylinder", (0.3, 0, 1.5), (1.3, 1.3, 1.0)),
               Part("Lid", "sphere", (0.3, 0, 2.0), (1.3, 1.3, 0.6)),
               Part("Motor", "cube", (-0.9, 0, 1.4), (0.6, 0.6, 0.8))),
-        _kind("dryer", (2.2, 2.2, 5.0), "fluid-bed dryer, 300 kg",
+        _kind("dryer", "fluid-bed dryer, 300 kg",
               Part("Container", "cone", (0, 0, 0.9), (1.4, 1.4, 1.4)),
               Part("Chamber", "cylinder", (0, 0, 2.7), (1.8, 1.8, 2.2)),
               Part("Filter", "cylinder", (0, 0, 4.3), (2.2, 2.2, 1.0)),
               Part("Control", "cube", (-1.0, 0.8, 0.9), (0.3, 0.6, 1.8), PANEL)),
-        _kind("mill", (1.0, 0.9, 1.8), "cone mill",
+        _kind("mill", "cone mill",
               Part("Stand", "cube", (0, 0, 0.5), (1.0, 0.9, 1.0), PANEL),
               Part("Cone", "cone", (0, 0, 1.3), (0.7, 0.7, 0.6)),
               Part("Hopper", "cylinder", (0, 0, 1.7), (0.8, 0.8, 0.2))),
-        _kind("blender", (3.0, 2.4, 3.0), "IBC bin blender",
-              Part("PostLeft", "cube", (0, 1.05, 1.5), (0.5, 0.3, 3.0), PANEL),
-              Part("PostRight", "cube", (0, -1.05, 1.5), (0.5, 0.3, 3.0), PANEL),
+        _kind("blender", "IBC bin blender",
+              Part("Plinth", "cube", (0, 0, 0.05), (3.0, 2.4, 0.1), PANEL),
+              Part("PostUpstream", "cube", (-1.25, 0, 1.5), (0.5, 0.6, 3.0), PANEL),
+              Part("PostDownstream", "cube", (1.25, 0, 1.5), (0.5, 0.6, 3.0), PANEL),
               Part("Bin", "cube", (0, 0, 1.9), (1.3, 1.3, 1.4)),
               Part("Outlet", "cone", (0, 0, 0.9), (0.8, 0.8, 0.6))),
-        _kind("press", (1.3, 1.2, 2.0), "rotary tablet press, 60 stations",
+        _kind("press", "rotary tablet press, 60 stations",
               Part("Cabinet", "cube", (0, 0, 0.5), (1.3, 1.2, 1.0), PANEL),
               Part("Turret", "cube", (0, 0, 1.35), (1.1, 1.0, 0.7), GLASS),
               Part("Top", "cube", (0, 0, 1.85), (1.3, 1.2, 0.3), PANEL),
               Part("Hopper", "cone", (0, 0, 2.0), (0.4, 0.4, 0.3))),
-        _kind("coater", (3.2, 2.0, 2.4), "perforated-pan film coater, 400 kg",
+        _kind("coater", "perforated-pan film coater, 400 kg",
               Part("Cabinet", "cube", (0, 0, 1.2), (3.2, 2.0, 2.4), WHITE),
               Part("Pan", "drum", (0.3, -1.0, 1.2), (1.6, 0.2, 1.6)),
               Part("Panel", "cube", (-1.3, -1.05, 1.4), (0.4, 0.1, 0.8), PANEL)),
-        _kind("packager", (8.0, 1.8, 2.0), "blister line with cartoner",
+        _kind("packager", "blister line with cartoner",
               Part("Base", "cube", (-0.8, 0, 0.5), (6.4, 1.4, 1.0), PANEL),
               Part("Guard", "cube", (-0.8, 0, 1.5), (6.4, 1.4, 1.0), GLASS),
               Part("Cartoner", "cube", (3.2, 0, 0.9), (1.6, 1.8, 1.8), WHITE)),
-        _kind("compounding-vessel", (1.6, 1.6, 2.8), "jacketed compounding vessel, 1,000 L",
+        _kind("compounding-vessel", "jacketed compounding vessel, 1,000 L",
               Part("Vessel", "cylinder", (0, 0, 1.45), (1.3, 1.3, 1.5)),
               Part("Dome", "sphere", (0, 0, 2.2), (1.3, 1.3, 0.5)),
               Part("Agitator", "cylinder", (0, 0, 2.6), (0.3, 0.3, 0.4), PANEL),
               Part("Legs", "cube", (0, 0, 0.35), (1.1, 1.1, 0.7), PANEL)),
-        _kind("filter-skid", (1.5, 1.0, 1.8), "sterile filtration skid",
+        _kind("filter-skid", "sterile filtration skid",
               Part("Frame", "cube", (0, 0, 0.4), (1.5, 1.0, 0.8), PANEL),
               Part("HousingA", "cylinder", (-0.35, 0, 1.3), (0.35, 0.35, 1.0)),
               Part("HousingB", "cylinder", (0.35, 0, 1.3), (0.35, 0.35, 1.0))),
-        _kind("filler", (6.0, 2.0, 2.6), "aseptic vial filling line in an isolator",
+        _kind("filler", "aseptic vial filling line in an isolator",
               Part("Base", "cube", (0, 0, 0.5), (6.0, 2.0, 1.0), PANEL),
               Part("Isolator", "cube", (0, 0, 1.75), (5.6, 1.8, 1.5), GLASS)),
-        _kind("lyophilizer", (4.5, 2.6, 3.2), "production freeze dryer, about 20 m2 of shelves",
+        _kind("lyophilizer", "production freeze dryer, about 20 m2 of shelves",
               Part("Chamber", "cube", (0.4, 0, 1.6), (3.0, 2.6, 3.2), WHITE),
               Part("Condenser", "drum", (-1.6, 0, 1.2), (1.3, 1.6, 1.6)),
               Part("Door", "cube", (1.95, 0, 1.6), (0.1, 2.0, 2.6), STEEL)),
-        _kind("capper", (2.0, 1.2, 2.0), "vial capper under RABS",
+        _kind("capper", "vial capper under RABS",
               Part("Base", "cube", (0, 0, 0.5), (2.0, 1.2, 1.0), PANEL),
               Part("Rabs", "cube", (0, 0, 1.5), (1.9, 1.1, 1.0), GLASS)),
-        _kind("inspector", (4.0, 2.0, 2.2), "automated visual inspection machine",
+        _kind("inspector", "automated visual inspection machine",
               Part("Cabinet", "cube", (0, 0, 0.6), (4.0, 2.0, 1.2), WHITE),
               Part("Hood", "cube", (0, 0, 1.7), (3.6, 1.6, 1.0), GLASS)),
-        _kind("generic", (2.0, 1.5, 2.0), "equipment of an unknown type",
+        _kind("generic", "equipment of an unknown type",
               Part("Body", "cube", (0, 0, 1.0), (2.0, 1.5, 2.0))),
-        _kind("batch", (1.2, 1.2, 1.6), "batch container (IBC bin or vial trolley)",
+        _kind("batch", "batch container (IBC bin or vial trolley)",
               Part("Body", "cube", (0, 0, 1.0), (1.2, 1.2, 1.2)),
               Part("Outlet", "cone", (0, 0, 0.2), (0.5, 0.5, 0.4), STEEL)),
     )
@@ -160,6 +172,8 @@ def write_asset(kind: EquipmentKind, path: Path) -> None:
     UsdGeom.ModelAPI(root).SetExtentsHint(
         [Gf.Vec3f(-length / 2, -width / 2, 0), Gf.Vec3f(length / 2, width / 2, height)]
     )
+    low, high = kind.bounds
+    shift = (-(low[0] + high[0]) / 2, -(low[1] + high[1]) / 2, -low[2])  # footprint centred, standing on z = 0
     for part in kind.parts:
         path_ = root.GetPath().AppendChild(part.name)
         shape = part.shape
@@ -175,7 +189,7 @@ def write_asset(kind: EquipmentKind, path: Path) -> None:
             gprim = UsdGeom.Sphere.Define(stage, path_)
         else:  # pragma: no cover - the catalogue above names only these shapes
             raise ValueError(f"unknown shape {shape!r}")
-        gprim.AddTranslateOp().Set(Gf.Vec3d(*part.center))
+        gprim.AddTranslateOp().Set(Gf.Vec3d(*(c + d for c, d in zip(part.center, shift, strict=True))))
         if shape == "cone":  # apex down, as hoppers and outlets narrow
             gprim.AddRotateXOp().Set(180.0)
         gprim.AddScaleOp().Set(Gf.Vec3f(*(s / 2 for s in part.size)))

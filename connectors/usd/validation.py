@@ -1,7 +1,7 @@
 """Check a scene with every validator that ``pxr.UsdValidation`` registers.
 
     >>> problems = validate_scene("line.usdc")    # [] when the stage has no errors
-    >>> problems = validate_scene("line.usdc", include_warnings=True)
+    >>> problems = validate_scene(stage, include_warnings=True)     # an open Usd.Stage (e.g. a variant selected)
 
 Each problem is one line: severity, validator, error name and message.
 """
@@ -9,16 +9,17 @@ Each problem is one line: severity, validator, error name and message.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
-def validate_scene(path: str | Path, include_warnings: bool = False) -> list[str]:
-    """Open ``path`` and run all registered validators; the errors (and warnings) found, one line each."""
+def validate_scene(scene: str | Path | Any, include_warnings: bool = False) -> list[str]:
+    """Run all registered validators on a scene file or stage; the errors (and warnings) found, one line each."""
     from pxr import Usd, UsdValidation
 
     from connectors.usd.schema import register_schema
 
     register_schema()
-    stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
+    stage = Usd.Stage.Open(str(scene), Usd.Stage.LoadAll) if isinstance(scene, (str, Path)) else scene
     registry = UsdValidation.ValidationRegistry()
     context = UsdValidation.ValidationContext(registry.GetOrLoadAllValidators())
     problems = []
