@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pxr = pytest.importorskip("pxr", reason="usd-core is a dependency of twin; it is missing from this environment")
-
-from connectors.usd.schema import SCHEMA_DIR, register_schema  # noqa: E402
+from connectors.usd.schema import SCHEMA_DIR, register_schema
 
 register_schema()  # before any stage is opened in this process
 
