@@ -112,6 +112,8 @@ def export_scene(
 
     register_schema()
     runs = [s for s in sources if s.is_run]
+    if not runs and (start_hours is not None or end_hours is not None):
+        raise InputError(f"{sources[0].label}: --from and --to choose part of a run; a spec has no run to animate")
     window = _window(runs, replication, start_hours, end_hours) if runs else None
     names = _variant_names(sources) if len(sources) > 1 else [sources[0].scenario]
     scenarios = []
