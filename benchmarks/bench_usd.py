@@ -49,7 +49,7 @@ def bench(weeks: int, folder: Path) -> None:
             report = export_scene([source], out)
             times.append(report.seconds)
         assert report is not None
-        minutes = int(round((report.end_code - report.start_code))) + 1
+        minutes = round(report.end_code - report.start_code) + 1
         dense = _animated_attributes(out) * minutes
         print(
             f"  .{fmt}: export {statistics.median(times):.3f} s (median of {ROUNDS}, min {min(times):.3f} s), "
