@@ -280,3 +280,33 @@ def test_the_command_exports_and_checks_a_run(tmp_path):
     assert json.loads(json.dumps(dict(stage.GetRootLayer().customLayerData["twin"])))["step"] == "10 min"
     default = run_cli("export-usd", "osd-tablet", cwd=tmp_path)  # default --out: LINE.usdc here
     assert default.returncode == 0 and (tmp_path / "osd-tablet.usdc").is_file()
+
+
+def test_split_batches_appear_where_their_parent_was_and_scrap_is_not_good():
+    """Batch-rule rows (scrap, split) on a hand-made log: counters and places follow them."""
+    import pandas as pd
+
+    from connectors.usd.timeline import build_timeline
+
+    rows = [  # time, batch, station, unit, event, state, quantity, parent
+        (0, 0, None, -1, "release", None, None, -1), (0, 0, "a", -1, "arrive", None, None, -1),
+        (0, 0, "a", 0, "start", "processing", None, -1), (0, -1, "b", 0, "state", "starved", None, -1),
+        (1, 0, "a", 0, "finish", None, 100.0, -1), (1, 0, "a", 0, "scrap", None, 10.0, -1),
+        (1, 0, "a", 0, "leave", None, 90.0, -1), (1, 0, "b", -1, "arrive", None, None, -1),
+        (1, -1, "a", 0, "state", "starved", None, -1),
+        (2, 1, "b", -1, "split", None, 45.0, 0), (2, 2, "b", -1, "split", None, 45.0, 0),
+        (3, 1, "b", 0, "start", "processing", None, -1),
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["time", "batch", "station", "unit", "event", "state", "quantity", "parent"])
+    table["product"] = np.where(table["batch"] >= 0, "P", None)
+    table["replication"] = 0
+    timeline = build_timeline(table, ["a", "b"], [1, 1], Grid.over(0.0, 4.0, 1.0), ("scrap",))
+    assert [timeline.units[("a", 0)].good_count.at(k) for k in range(5)] == [0, 90, 90, 90, 90]
+    assert [timeline.batches[0].location.at(k)[0] for k in range(3)] == ["unit", "buffer", "done"]
+    assert timeline.batches[1].location.at(2) == ("buffer", "b", 0) and timeline.batches[2].location.at(2) == (
+        "buffer",
+        "b",
+        1,
+    )
+    assert timeline.batches[1].location.at(3) == ("unit", "b", 0) and timeline.batches[2].location.at(3)[0] == "buffer"
+    assert [timeline.buffers["b"].at(k) for k in range(5)] == [0, 1, 2, 1, 1]

@@ -27,6 +27,8 @@ MINUTES_PER_HOUR = 60.0
 UNRELEASED, QUEUED, DONE, BUFFER, UNIT = "unreleased", "queued", "done", "buffer", "unit"
 UNIT_EVENTS = frozenset({"setup", "start", "finish", "fail", "repair"})
 """Events with a batch and a unit that put (or keep) the batch on that unit."""
+GENEALOGY_EVENTS = frozenset({"split", "merge"})
+"""Rows that make a new batch from a ``parent`` (batch rules): the new batch appears where the parent was."""
 
 
 @dataclass(frozen=True)
@@ -192,26 +194,10 @@ def _batch_timelines(
         fill_changes[area][0].append(t)
         fill_changes[area][1].append(fill[area])
 
-    columns = zip(
-        rows["time"].to_numpy(), rows["batch"].to_numpy(), rows["event"].astype(str).to_numpy(),
-        rows["station"].astype(object).to_numpy(), rows["unit"].to_numpy(), rows["product"].astype(object).to_numpy(),
-        strict=True,
-    )  # fmt: skip
-    for t, b, ev, station, unit, product in columns:
-        b = int(b)
+    def move(b: int, new: tuple, t: float, product: object) -> None:
         old = where.get(b, (UNRELEASED,))
-        if ev == "release" and old[0] == UNRELEASED:
-            new: tuple = (QUEUED, None)
-        elif ev == "arrive" and isinstance(station, str):
-            new = (BUFFER, station, None)
-        elif ev in UNIT_EVENTS and isinstance(station, str) and unit >= 0:
-            new = (UNIT, station, int(unit))
-        elif ev == "leave" and station == last_station:
-            new = (DONE,)
-        else:
-            continue
         if new == old:
-            continue
+            return
         if old[0] in (QUEUED, BUFFER):
             area = "" if old[0] == QUEUED else old[1]
             free[area].append(old[-1])
@@ -225,6 +211,37 @@ def _batch_timelines(
         moves.setdefault(b, ([], []))
         moves[b][0].append(t)
         moves[b][1].append(new)
+
+    parents = rows["parent"].to_numpy() if "parent" in rows.columns else np.full(len(rows), -1)
+    last_place: dict[int, tuple] = {}  # where a batch was before a split or merge consumed it
+    columns = zip(
+        rows["time"].to_numpy(), rows["batch"].to_numpy(), rows["event"].astype(str).to_numpy(),
+        rows["station"].astype(object).to_numpy(), rows["unit"].to_numpy(), rows["product"].astype(object).to_numpy(),
+        parents, strict=True,
+    )  # fmt: skip
+    for t, b, ev, station, unit, product, parent in columns:
+        b = int(b)
+        old = where.get(b, (UNRELEASED,))
+        if ev in GENEALOGY_EVENTS and parent >= 0:  # the new batch takes its parent's place; the parent is used up
+            parent = int(parent)
+            if where.get(parent, (UNRELEASED,))[0] not in (UNRELEASED, DONE):
+                last_place[parent] = where[parent]
+                move(parent, (DONE,), t, None)
+            place = last_place.get(parent)
+            if old[0] == UNRELEASED and place is not None:
+                move(b, place if place[0] == UNIT else (*place[:-1], None), t, product)
+            continue
+        if ev == "release" and old[0] == UNRELEASED:
+            new: tuple = (QUEUED, None)
+        elif ev == "arrive" and isinstance(station, str):
+            new = (BUFFER, station, None)
+        elif ev in UNIT_EVENTS and isinstance(station, str) and unit >= 0:
+            new = (UNIT, station, int(unit))
+        elif ev == "leave" and station == last_station:
+            new = (DONE,)
+        else:
+            continue
+        move(b, new, t, product)
     buffers = {area: sample(grid, np.asarray(ts, dtype=float), np.asarray(fs, dtype=np.int64), 0)
                for area, (ts, fs) in fill_changes.items()}  # fmt: skip
     batches: dict[int, BatchTimeline] = {}

@@ -3,7 +3,8 @@
     >>> problems = validate_scene("line.usdc")    # [] when the stage has no errors
     >>> problems = validate_scene(stage, include_warnings=True)     # an open Usd.Stage (e.g. a variant selected)
 
-Each problem is one line: severity, validator, error name and message.
+Each problem is one line: severity, validator, error name and message. A scene with a
+``scenario`` variant set is checked once per variant (the line prefixed with ``[variant]``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,26 @@ def validate_scene(scene: str | Path | Any, include_warnings: bool = False) -> l
     stage = Usd.Stage.Open(str(scene), Usd.Stage.LoadAll) if isinstance(scene, (str, Path)) else scene
     registry = UsdValidation.ValidationRegistry()
     context = UsdValidation.ValidationContext(registry.GetOrLoadAllValidators())
+    line = next(iter(stage.GetDefaultPrim().GetChildren()), None) if stage.GetDefaultPrim() else None
+    variants = (
+        line.GetVariantSets().GetVariantSet("scenario")
+        if line and line.GetVariantSets().HasVariantSet("scenario")
+        else None
+    )
+    if variants is None:
+        return _problems(context, stage, include_warnings)
+    problems = []
+    with Usd.EditContext(stage, stage.GetSessionLayer()):  # selections go to the session layer, not the file
+        for name in variants.GetVariantNames():
+            variants.SetVariantSelection(name)
+            problems += [f"[{name}] {p}" for p in _problems(context, stage, include_warnings)]
+        variants.ClearVariantSelection()
+    return problems
+
+
+def _problems(context: Any, stage: Any, include_warnings: bool) -> list[str]:
+    from pxr import UsdValidation
+
     problems = []
     for error in context.Validate(stage):
         kind = error.GetType()
