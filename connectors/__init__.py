@@ -1,0 +1,1 @@
+"""Connectors between the twin and the outside world: OPC-UA and USD."""
