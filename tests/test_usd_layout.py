@@ -114,7 +114,7 @@ def test_the_layout_block_places_stations_units_and_buffers(tmp_path):
 
 
 def test_automatic_layout_keeps_flow_order_and_clearances():
-    spec = load_spec("osd-tablet")
+    spec = load_spec("sterile-fill-finish")
     from connectors.usd.assets import choose_assets
     from connectors.usd.placement import place_line
 
@@ -127,9 +127,11 @@ def test_automatic_layout_keeps_flow_order_and_clearances():
         equipment_start, equipment_end = st.origin[0] - st.size[0] / 2, st.origin[0] + st.size[0] / 2
         assert previous_end < buffer_start < st.load_point(0)[0] - 0.6 < equipment_start  # no overlaps, in order
         previous_end = equipment_end
-    blister = plan.stations["packaging"]
-    gap = abs(blister.unit_origin(0)[1] - blister.unit_origin(1)[1]) - blister.size[1]
-    assert gap == pytest.approx(2.0)  # parallel units side by side, one aisle apart
+    lyo = plan.stations["lyophilization"]
+    assert spec.station("lyophilization").units == 3
+    for u in (1, 2):
+        gap = abs(lyo.unit_origin(u)[1] - lyo.unit_origin(u - 1)[1]) - lyo.size[1]
+        assert gap == pytest.approx(2.0)  # parallel units side by side, one aisle apart
 
 
 # --- equipment assets -----------------------------------------------------------------------------------

@@ -80,7 +80,12 @@ def read_run(path: str | Path) -> RunResult:
     missing = [f for f in (SPEC_FILE, EVENTS_FILE, RUN_FILE) if not (path / f).is_file()]
     if not path.is_dir() or missing:
         raise InputError(f"{path}: not a run folder (missing {', '.join(missing) or 'folder'})")
-    info: dict[str, Any] = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    try:
+        info: dict[str, Any] = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path / RUN_FILE}: not readable run information ({err})") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{path / RUN_FILE}: not readable run information (expected an object)")
     spec = spec_from_data(yaml.safe_load((path / SPEC_FILE).read_text(encoding="utf-8")), source=str(path / SPEC_FILE))
     log = EventLog.from_parquet(path / EVENTS_FILE)
     settings = {k: info[k] for k in ("replications", "seed", "horizon", "warmup") if k in info}
