@@ -275,3 +275,18 @@ def test_rules_loop_matches_the_lean_loop_on_a_plain_line():
     lean = simulate(LineSpec.from_dict(plain), replications=2, seed=3).table
     full = simulate(LineSpec.from_dict(ruled), replications=2, seed=3).table
     pd.testing.assert_frame_equal(lean, full)
+
+
+def test_qc_analysts_start_tests_only_in_their_working_time():
+    # batches leave at 1 h and 2 h on Monday; analysts work 06:00-14:00, so both tests start at 6 h
+    # (one analyst each), take 4 h, and the second analyst's next test waits for Tuesday 06:00
+    spec = line(
+        [{"name": "m", "process_time": 1.0}],
+        batches=3,
+        calendars={"lab": {"shifts": [{"days": ["mon", "tue"], "start": "06:00", "end": "14:00"}]}},
+        qc={"analysts": 2, "calendar": "lab", "test_time": 4.0},
+    )
+    table = simulate(spec).table
+    assert times(table, "quarantine") == [1.0, 2.0, 3.0]
+    assert times(table, "qc_start") == [6.0, 6.0, 10.0]
+    assert times(table, "approve") == [10.0, 10.0, 14.0]

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from twin.spec.distributions import Distribution
-from twin.spec.types import Name, PositiveDuration, SpecModel
+from twin.spec.types import Name, PositiveDuration, SpecModel, check_known
 
 
 class Changeover(SpecModel):
@@ -75,9 +75,8 @@ class Cleaning(SpecModel):
     @field_validator("skid")
     @classmethod
     def _known_skid(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known = (info.context or {}).get("skids")
-        if value is not None and known is not None and value not in known:
-            raise ValueError(f"unknown skid {value!r} (skids: {', '.join(known) or 'none defined'})")
+        if value is not None:
+            check_known([value], info, "skids", "skid")
         return value
 
     @model_validator(mode="after")

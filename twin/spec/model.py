@@ -33,7 +33,7 @@ from twin.spec.distributions import Distribution, DistributionModel
 from twin.spec.layout import Layout
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
-from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel
+from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
 
 ANY = "*"
 
@@ -268,9 +268,7 @@ class WipLimit(SpecModel):
     @field_validator("until")
     @classmethod
     def _known_station(cls, value: str, info: ValidationInfo) -> str:
-        known = (info.context or {}).get("station_names")
-        if known is not None and value not in known:
-            raise ValueError(f"unknown station {value!r} (stations: {', '.join(known)})")
+        check_known([value], info, "station_names", "station")
         return value
 
 
@@ -314,9 +312,8 @@ class Release(SpecModel):
     @field_validator("calendar")
     @classmethod
     def _known_calendar(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known = (info.context or {}).get("calendars")
-        if value is not None and known is not None and value not in known:
-            raise ValueError(f"unknown calendar {value!r} (calendars: {', '.join(known) or 'none defined'})")
+        if value is not None:
+            check_known([value], info, "calendars", "calendar")
         return value
 
     @field_validator("mix")

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from twin.spec.types import Name, NonNegativeDuration, SpecModel
+from twin.spec.types import Name, NonNegativeDuration, SpecModel, check_known
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
@@ -91,18 +91,14 @@ class OperatorPool(SpecModel):
     @field_validator("calendar")
     @classmethod
     def _known_calendar(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known = (info.context or {}).get("calendars")
-        if value is not None and known is not None and value not in known:
-            raise ValueError(f"unknown calendar {value!r} (calendars: {', '.join(known) or 'none defined'})")
+        if value is not None:
+            check_known([value], info, "calendars", "calendar")
         return value
 
     @field_validator("qualified")
     @classmethod
     def _known_stations(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        known = (info.context or {}).get("station_names")
-        unknown = [s for s in value if known is not None and s not in known]
-        if unknown:
-            raise ValueError(f"unknown station {', '.join(map(repr, unknown))} (stations: {', '.join(known)})")
+        check_known(value, info, "station_names", "station")
         return value
 
 
@@ -127,10 +123,7 @@ class Room(SpecModel):
     @field_validator("stations")
     @classmethod
     def _known_stations(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        known = (info.context or {}).get("station_names")
-        unknown = [s for s in value if known is not None and s not in known]
-        if unknown:
-            raise ValueError(f"unknown station {', '.join(map(repr, unknown))} (stations: {', '.join(known)})")
+        check_known(value, info, "station_names", "station")
         return value
 
     def gowning_time(self) -> float | str:

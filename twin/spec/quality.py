@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from twin.spec.distributions import Distribution
-from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel
+from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
 
 
 class Rate(SpecModel):
@@ -62,9 +62,7 @@ class HoldTime(SpecModel):
     @field_validator("from_", "to")
     @classmethod
     def _known_station(cls, value: str, info: ValidationInfo) -> str:
-        known = (info.context or {}).get("station_names")
-        if known is not None and value not in known:
-            raise ValueError(f"unknown station {value!r} (stations: {', '.join(known)})")
+        check_known([value], info, "station_names", "station")
         return value
 
 
@@ -90,7 +88,6 @@ class QcLab(SpecModel):
     @field_validator("calendar")
     @classmethod
     def _known_calendar(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known = (info.context or {}).get("calendars")
-        if value is not None and known is not None and value not in known:
-            raise ValueError(f"unknown calendar {value!r} (calendars: {', '.join(known) or 'none defined'})")
+        if value is not None:
+            check_known([value], info, "calendars", "calendar")
         return value
