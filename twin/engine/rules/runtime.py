@@ -18,6 +18,7 @@ import simpy
 
 from twin.engine.buffer import Buffer
 from twin.engine.compiled import CompiledLine, CompiledStation
+from twin.engine.initial import InitialState
 from twin.engine.recorder import Recorder
 from twin.engine.release import Releaser
 from twin.engine.rules.calendar import WeeklyCalendar
@@ -58,6 +59,7 @@ class LineRuntime:
         replication: int,
         pulls: bool,
         done: simpy.Event,
+        initial: InitialState | None = None,
     ):
         assert line.rules is not None
         self.env, self.rec, self.line, self.rules = env, rec, line, line.rules
@@ -76,6 +78,8 @@ class LineRuntime:
         self.release_rules = calendar >= 0 or self.rules.wip_limit is not None
         self.released_waiting: set[int] = set()  # released batches not yet started at the WIP limit's station
         self._wip_freed = env.event()
+        if initial is not None:
+            self._restore(initial)
         qc = self.rules.qc
         if qc is not None:
             self.lab = simpy.Resource(env, qc.analysts)
@@ -87,6 +91,20 @@ class LineRuntime:
             self.qc_investigation = draws("investigation", qc.investigation).__next__ if qc.investigation else None
             self.k_qc = {e: rec.kind(-1, -1, e) for e in ("quarantine", "qc_start", "qc_end", "approve", "reject",
                                                           "investigation", "investigation_end")}  # fmt: skip
+
+    def _restore(self, initial: InitialState) -> None:
+        """Count the batches of a plant state and send those in quarantine to QC."""
+        self.in_system = initial.in_line() + len(initial.quarantine)
+        limit = self.rules.wip_limit
+        if limit is not None:
+            for (station, _), start in initial.units.items():
+                if station < limit[1] and start.batch >= 0:
+                    self.released_waiting.add(start.batch)
+            for station, waiting in initial.buffers.items():
+                if station <= limit[1]:
+                    self.released_waiting.update(waiting)
+        for batch in initial.quarantine:
+            self.env.process(self._release_testing(batch))
 
     # -- streams -------------------------------------------------------------------------------
     def station_streams(self, station: CompiledStation) -> StationStreams:

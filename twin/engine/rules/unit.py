@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.engine.failures import CalendarClock, OperatingClock
+from twin.engine.initial import UnitStart
 from twin.engine.rules.compiled import StationRules
 
 if TYPE_CHECKING:
@@ -49,8 +50,10 @@ class RulesUnit:
         index: int,
         process_draws: list[Any],
         clock: OperatingClock | CalendarClock | None,
+        start: UnitStart | None = None,
     ):
         self.rt, self.station, self.u = rt, station, index
+        self.start = start if start is not None and start.batch >= 0 else None
         self.rules: StationRules = rt.rules.stations[station.index]
         self.process_draws = [d.__next__ for d in process_draws]
         self.clock = clock
@@ -66,6 +69,8 @@ class RulesUnit:
                 ("minor", "clean", "cleaning"), ("major", "major_clean", "cleaning"),
                 ("start", "start", "processing"), ("finish", "finish", None), ("leave", "leave", None),
                 ("scrap", "scrap", None), ("reject", "reject", None), ("hold_violation", "hold_violation", None),
+                ("processing_state", "state", "processing"), ("down_state", "state", "down"),
+                ("setup_state", "state", "setup"), ("cleaning_state", "state", "cleaning"),
                 ("investigation", "investigation", None), ("split", "split", None), ("merge", "merge", None),
             )
         }  # fmt: skip
@@ -102,14 +107,18 @@ class RulesUnit:
     def run(self) -> Steps:
         rt = self.rt
         while True:
-            batches = yield from self._take()
-            if batches is None:
-                self.record("idle")
-                return
-            batch = self._merge(batches) if len(batches) > 1 else batches[0]
-            product = rt.rec.batch_product[batch]
-            yield from self._before(batch, product)
-            kept = yield from self._process(batch, product)
+            if self.start is not None:  # a run from a plant state: the unit already holds a batch
+                batch, product, kept = yield from self._resume(self.start)
+                self.start = None
+            else:
+                batches = yield from self._take()
+                if batches is None:
+                    self.record("idle")
+                    return
+                batch = self._merge(batches) if len(batches) > 1 else batches[0]
+                product = rt.rec.batch_product[batch]
+                yield from self._before(batch, product)
+                kept = yield from self._process(batch, product)
             outputs = self._split(kept) if kept >= 0 else []
             if outputs:
                 yield from self._pass_on(outputs)
@@ -224,18 +233,34 @@ class RulesUnit:
             yield from self._work(self.line_clearance_draw(), "setup", batch)
         self._release(crew)
 
-    def _process(self, batch: int, product: int) -> Steps:
-        """Process the batch; return it, or -1 when it was rejected."""
+    def _resume(self, start: UnitStart) -> Steps:
+        """Finish what a plant state left on the unit; returns (batch, product, batch or -1 if rejected)."""
+        batch = start.batch
+        product = self.previous = self.rt.rec.batch_product[batch]
+        if start.delay > 0:
+            self.record(f"{start.delay_state}_state", batch)
+            yield self.rt.env.timeout(start.delay)
+        if start.work_left <= 0:
+            return batch, product, batch
+        kept = yield from self._process(batch, product, work=start.work_left)
+        return batch, product, kept
+
+    def _process(self, batch: int, product: int, work: float | None = None) -> Steps:
+        """Process the batch (``work``: hours left of a batch begun before the run); return it, or -1 if rejected."""
         rt = self.rt
-        crew = yield from self._operators("processing")
+        resumed = work is not None
+        crew = [] if resumed else (yield from self._operators("processing"))
         quantity = rt.rec.batch_quantity[batch]
-        if self.rules.rate is not None:
+        if resumed:
+            self.record("processing_state", batch)
+        elif self.rules.rate is not None:
             rate, startup, loss, cv = self.rules.rate
             work = startup + quantity / (rate * (1 - loss)) * (self.rate_noise() if cv > 0 else 1.0)
         else:
             work = self.process_draws[product]()
-        self.record("start", batch)
-        rt.started(batch, self.j)
+        if not resumed:
+            self.record("start", batch)
+            rt.started(batch, self.j)
         now = rt.env.now
         if self.clock is not None:
             work = self.clock.work(now, work, batch, self.k_resume["processing"]) - now
