@@ -29,7 +29,8 @@ class InitialState:
     batches: dict[int, tuple[int, float, float]]  # live batch -> (product index, units, released at)
     units: dict[tuple[int, int], UnitStart] = field(default_factory=dict)  # (station, unit) -> start
     buffers: dict[int, list[int]] = field(default_factory=dict)  # station -> batches waiting, in order
-    quarantine: list[int] = field(default_factory=list)  # batches waiting for or under QC
+    quarantine: list[tuple[int, str, float]] = field(default_factory=list)
+    """Batches in quarantine: (batch, phase, hours left of it); phases waiting, testing, incubating, investigating."""
     released: int = 0  # batches released so far (position in the plan)
     next_batch: int = 0  # first free batch id
 

@@ -85,6 +85,10 @@ def unit_process(
     previous = -1
     now = env.now
     first = start if start is not None and start.batch >= 0 else None
+    if start is not None and start.batch < 0 and start.delay > 0:  # busy with no batch (repair) first
+        rec.row(now, -1, unit.k_state[start.delay_state])
+        yield timeout(start.delay)
+        now = env.now
 
     while True:
         if first is not None:  # a run that starts from a plant state: the unit already holds a batch

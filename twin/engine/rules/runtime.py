@@ -103,8 +103,9 @@ class LineRuntime:
             for station, waiting in initial.buffers.items():
                 if station <= limit[1]:
                     self.released_waiting.update(waiting)
-        for batch in initial.quarantine:
-            self.env.process(self._release_testing(batch))
+        # batches under test first, so that they keep their analysts
+        for batch, phase, left in sorted(initial.quarantine, key=lambda q: q[1] != "testing"):
+            self.env.process(self._release_testing(batch, phase, left))
 
     # -- streams -------------------------------------------------------------------------------
     def station_streams(self, station: CompiledStation) -> StationStreams:
@@ -233,26 +234,36 @@ class LineRuntime:
         self.rec.row(self.env.now, batch, self.arrive_kind[station])
 
     # -- quarantine and QC release ---------------------------------------------------------------
-    def _release_testing(self, batch: int) -> Generator[simpy.Event, Any, None]:
+    def _release_testing(
+        self, batch: int, phase: str = "waiting", left: float = 0.0
+    ) -> Generator[simpy.Event, Any, None]:
+        """Quarantine to approval; a forecast resumes a batch in its ``phase`` with ``left`` hours of it to go."""
         qc, env, rec, k = self.rules.qc, self.env, self.rec, self.k_qc
         assert qc is not None
-        with self.lab.request() as analyst:
-            yield analyst
-            start = self.lab_calendar.next_start(env.now)
-            if start > env.now:
-                yield env.timeout(start - env.now)
-            rec.row(env.now, batch, k["qc_start"])
-            yield env.timeout(self.qc_test())
-            rec.row(env.now, batch, k["qc_end"])
-        if self.qc_incubation is not None:
-            yield env.timeout(self.qc_incubation())
-        if self.qc_oos() < qc.oos_probability:
-            if not qc.investigate:
-                rec.row_quantity(env.now, batch, k["reject"], rec.batch_quantity[batch])
-                self.left_line(batch)
-                return
-            rec.row(env.now, batch, k["investigation"])
-            yield env.timeout(self.qc_investigation())
+        if phase in ("waiting", "testing"):
+            with self.lab.request() as analyst:
+                yield analyst
+                if phase == "waiting":
+                    start = self.lab_calendar.next_start(env.now)
+                    if start > env.now:
+                        yield env.timeout(start - env.now)
+                    rec.row(env.now, batch, k["qc_start"])
+                    left = self.qc_test()
+                yield env.timeout(left)
+                rec.row(env.now, batch, k["qc_end"])
+            phase, left = "incubating", self.qc_incubation() if self.qc_incubation is not None else 0.0
+        if phase == "incubating":
+            if left > 0:
+                yield env.timeout(left)
+            if self.qc_oos() < qc.oos_probability:
+                if not qc.investigate:
+                    rec.row_quantity(env.now, batch, k["reject"], rec.batch_quantity[batch])
+                    self.left_line(batch)
+                    return
+                rec.row(env.now, batch, k["investigation"])
+                phase, left = "investigating", self.qc_investigation()
+        if phase == "investigating":
+            yield env.timeout(left)
             rec.row(env.now, batch, k["investigation_end"])
         rec.row_quantity(env.now, batch, k["approve"], rec.batch_quantity[batch])
         self.left_line(batch)

@@ -53,7 +53,7 @@ class RulesUnit:
         start: UnitStart | None = None,
     ):
         self.rt, self.station, self.u = rt, station, index
-        self.start = start if start is not None and start.batch >= 0 else None
+        self.start = start
         self.rules: StationRules = rt.rules.stations[station.index]
         self.process_draws = [d.__next__ for d in process_draws]
         self.clock = clock
@@ -107,9 +107,11 @@ class RulesUnit:
     def run(self) -> Steps:
         rt = self.rt
         while True:
-            if self.start is not None:  # a run from a plant state: the unit already holds a batch
+            if self.start is not None:  # a run from a plant state: the unit may hold a batch or be busy
                 batch, product, kept = yield from self._resume(self.start)
                 self.start = None
+                if batch < 0:
+                    continue
             else:
                 batches = yield from self._take()
                 if batches is None:
@@ -235,6 +237,13 @@ class RulesUnit:
 
     def _resume(self, start: UnitStart) -> Steps:
         """Finish what a plant state left on the unit; returns (batch, product, batch or -1 if rejected)."""
+        if start.batch < 0:  # busy with no batch (a clean or repair under way), then free
+            if start.delay > 0:
+                self.record(f"{start.delay_state}_state")
+                yield self.rt.env.timeout(start.delay)
+                if start.delay_state == "cleaning":
+                    self.dirty_since, self.clean_since = None, self.rt.env.now
+            return -1, -1, -1
         batch = start.batch
         product = self.previous = self.rt.rec.batch_product[batch]
         if start.delay > 0:
