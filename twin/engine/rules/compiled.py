@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.spec.cleaning import Changeover
 from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec
 
@@ -87,9 +88,7 @@ def uses_rules(spec: LineSpec) -> bool:
     """Whether any batch rule is on (then the line runs on the full loop)."""
     line_level = spec.skids or spec.calendars or spec.operators or spec.rooms or spec.hold_times or spec.qc
     line_level = line_level or spec.release.calendar or spec.release.wip_limit
-    changeovers = any(
-        not hasattr(entry, "sampler") for s in spec.stations for entry in (s.setup or {}).values()
-    )  # rich {time, major_clean, line_clearance} entries
+    changeovers = any(isinstance(entry, Changeover) for s in spec.stations for entry in (s.setup or {}).values())
     per_station = any(s.cleaning or s.operators or s.quality or s.rate or s.split or s.merge for s in spec.stations)
     return bool(line_level or changeovers or per_station)
 
