@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizers.kernel import Shape, compiled_kernel
+from optimizers.kernel import Shape, compiled_kernel, gradient_kernel
 from optimizers.lines import Draws, LineArrays, approximations_for, draw_inputs, line_arrays, plan_sequence
 from twin.errors import InputError
 from twin.spec.model import LineSpec
@@ -57,6 +57,7 @@ class Evaluation:
     states: np.ndarray  # [design, replication, station, (processing, setup, down, blocked)] shares
     makespan: np.ndarray
     window_end: np.ndarray
+    rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures when recording
 
     def mean(self, name: str) -> np.ndarray:
@@ -113,7 +114,7 @@ class Evaluator:
         ends = [j for j in range(len(rates)) if j == len(rates) - 1 or line.buffers[j + 1] < 0]
         expected = max(min(rates[: j + 1]) for j in ends) * line.horizon
         slack = sum(self.ring + c for c in self.max_units)
-        return int(math.ceil(expected * 1.25 + 8 * math.sqrt(expected) + 16 + slack))
+        return math.ceil(expected * 1.25 + 8 * math.sqrt(expected) + 16 + slack)
 
     def _failures_needed(self, batches: int) -> int:
         unit = self.spec.time_unit
@@ -126,7 +127,7 @@ class Evaluator:
             if station.failures.basis == "calendar":
                 work = max(work, self.line.horizon)
             most = max(most, work / station.failures.mtbf.mean_hours(unit))
-        return int(math.ceil(most * 1.3 + 8 * math.sqrt(most) + 16))
+        return math.ceil(most * 1.3 + 8 * math.sqrt(most) + 16)
 
     def _ensure_draws(self) -> dict[str, Any]:
         if self._device_draws is None:
@@ -212,6 +213,23 @@ class Evaluator:
                 seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
         extra = {k: result.pop(k) for k in ("departure", "batch", "valid", "release") if k in result}
         return Evaluation(**result, extra=extra)
+
+    def gradient(self, buffers: Any, units: Any, speed: Any, order: Any = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """For one design: (mean rate, mean lead time), their derivatives in each station's speed, and its KPIs."""
+        import jax
+
+        n_st = len(self.line.stations)
+        b = np.asarray(buffers, np.int32).reshape(n_st)
+        c = np.asarray(units, np.int32).reshape(n_st)
+        v = np.asarray(speed, np.float64).reshape(n_st)
+        self._check(b[None], c[None], v[None])
+        draws = self._ensure_draws()
+        seq = self._rep_seq
+        if self.line.campaigns:
+            seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
+        design = jax.device_put({"buffers": b, "units": c, "speed": v}, self.device)
+        value, jac, kpis = gradient_kernel(self.shape())(design, seq, draws, self._consts)
+        return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
 
     def _check(self, b: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
         if (c > np.asarray(self.max_units)).any() or (c < 1).any():

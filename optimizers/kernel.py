@@ -219,8 +219,12 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     count = jnp.sum(in_window)
     lead = exit_t - release[ys["exit_batch"]]
     acc = jnp.stack([s["acc"] for s in final])  # [station, 4]
+    first = jnp.min(jnp.where(in_window, exit_t, INF))
+    final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
     out = {
         "throughput": count / length,
+        # exits per hour between the first and the last exit of the window: differentiable in the speeds
+        "rate": jnp.where(count > 1, (count - 1) / jnp.maximum(final_exit - first, 1e-12), 0.0),
         "lead_time": jnp.where(count > 0, jnp.sum(jnp.where(in_window, lead, 0.0)) / jnp.maximum(count, 1), jnp.nan),
         "utilization": acc[:, 0] / (units * length),
         "states": acc / (units * length)[:, None],
@@ -233,6 +237,26 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     if shape.record:
         out.update(departure=ys["departure"], batch=ys["batch"], valid=ys["valid"], release=release)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def gradient_kernel(shape: Shape):
+    """``f(design, seq, draws, consts)`` for one design -> ((mean rate, mean lead time), their derivatives in
+    the speeds, KPIs per replication). Forward mode (``jax.jacfwd``): there are few speeds, and failures
+    fold through ``lax.while_loop``, which reverse mode cannot differentiate."""
+    one = functools.partial(lane, shape)
+    over_reps = jax.vmap(one, in_axes=(None, None if shape.seq_from_design else 0, 0, None))
+
+    def objectives(speed, design, seq, draws, consts):
+        kpis = over_reps({**design, "speed": speed}, seq, draws, consts)
+        return jnp.stack([jnp.mean(kpis["rate"]), jnp.mean(kpis["lead_time"])]), kpis
+
+    def run(design, seq, draws, consts):
+        jac, kpis = jax.jacfwd(objectives, has_aux=True)(design["speed"], design, seq, draws, consts)
+        value = jnp.stack([jnp.mean(kpis["rate"]), jnp.mean(kpis["lead_time"])])
+        return value, jac, kpis
+
+    return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=32)

@@ -28,6 +28,7 @@ from pydantic import (
 
 from twin.durations import TIME_UNITS, to_hours
 from twin.spec.distributions import Distribution, DistributionModel
+from twin.spec.optimize import Optimize
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel
 
 ANY = "*"
@@ -276,6 +277,7 @@ class LineSpec(SpecModel):
         (Product(name="batch", batch_size=1),), min_length=1, description="Products; default one called 'batch'."
     )
     stations: tuple[Station, ...] = Field(min_length=1, description="Stations in flow order.")
+    optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
