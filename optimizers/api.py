@@ -153,7 +153,7 @@ def optimize(
             "confirm_seed": seed + 1,
             "confirm_replications": confirm_reps,
             "device": str(evaluator.device.platform),
-        },  # fmt: skip
+        },
         target_met=target_met,
     )
 
