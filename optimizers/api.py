@@ -158,7 +158,7 @@ def optimize(
     )
 
 
-def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 64) -> Evaluator:
+def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
     """An evaluator sized for every design of ``problem`` (largest units, buffers and speeds)."""
     n_st = len(problem.spec.stations)
     max_units = [s.units for s in problem.spec.stations]

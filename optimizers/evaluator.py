@@ -245,7 +245,7 @@ class Evaluator:
         draws = self._ensure_draws()
         kernel = compiled_kernel(self.shape())
         n = len(b)
-        size = min(self.chunk, n) if n < self.chunk else self.chunk
+        size = self.chunk  # always the same shape: one compilation for every call
         pieces: list[dict[str, np.ndarray]] = []
         for lo in range(0, n, size):
             hi = min(lo + size, n)

@@ -63,9 +63,10 @@ def _overlap(a: jax.Array, b: jax.Array, w0: jax.Array, w1: jax.Array) -> jax.Ar
     return jnp.maximum(0.0, jnp.minimum(b, w1) - jnp.maximum(a, w0))
 
 
-def _work(start, duration, until, f, ttf_u, ttr_u, active, w0, w1):
-    """``OperatingClock.work`` for one batch: (end, until, f, processing time, down time in the window)."""
-    last = ttf_u.shape[0] - 1
+def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
+    """``OperatingClock.work`` for one batch on unit ``u`` (draws ``ttf[u, f]``, ``ttr[u, f]``):
+    (end, until, f, processing time, down time in the window)."""
+    last = ttf.shape[1] - 1
 
     def cond(s):
         return active & (s[2] < s[1])
@@ -75,11 +76,11 @@ def _work(start, duration, until, f, ttf_u, ttr_u, active, w0, w1):
         proc = proc + _overlap(t, t + until, w0, w1)
         t = t + until
         rem = rem - until
-        repair = ttr_u[jnp.minimum(f, last)]
+        repair = ttr[u, jnp.minimum(f, last)]
         down = down + _overlap(t, t + repair, w0, w1)
         t = t + repair
         f = f + 1
-        return t, rem, ttf_u[jnp.minimum(f, last)], f, proc, down
+        return t, rem, ttf[u, jnp.minimum(f, last)], f, proc, down
 
     zero = jnp.zeros((), start.dtype)
     t, rem, until, f, proc, down = jax.lax.while_loop(cond, body, (start, duration, until, f, zero, zero))
@@ -156,7 +157,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             work = draws["process"][j, p, jnp.minimum(index, n_batches - 1)] / speed[j]
             if shape.has_failures[j]:
                 end, until, f, proc, down = _work(
-                    start, work, s["until"][u], s["f"][u], draws["ttf"][j, u], draws["ttr"][j, u], valid, w0, w1
+                    start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
                 )
                 finish = start + (end - start)
                 s["until"] = s["until"].at[u].set(jnp.where(valid, until, s["until"][u]))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -211,48 +212,117 @@ def run_method(search: Search, method: str, seed: int = 0, batch: int = 64) -> s
         gradient_search(search, seed)
     else:
         weights = [None] if len(problem.objectives) == 1 else list(np.linspace(0.0, 1.0, 5))
-        for i, w in enumerate(weights):
-            share = search.remaining // (len(weights) - i)
-            cmaes_search(search, seed + i, share, weight=w)
+        if len(weights) > 1:
+            for i, w in enumerate(weights):
+                cmaes_search(search, seed + i, search.remaining // (len(weights) - i), weight=w)
+            return method
+        rounds = 0
+        while search.remaining > 0:  # most of the budget to CMA-ES, the rest to polishing its best
+            before = len(search.archive)
+            cmaes_search(search, seed + rounds, max(int(search.remaining * 0.7), 1))
+            polish(search)
+            rounds += 1
+            if len(search.archive) == before:
+                break
     return method
 
 
+def polish(search: Search) -> None:
+    """Local search from the best design while the budget lasts: each integer variable one step up or
+    down, one step moved from one variable to another (budgets stay met), two campaigns swapped."""
+    problem = search.problem
+    n = len(problem.dims)
+    while search.remaining > 0:
+        best = search.ranked()[0]
+        values, order = list(problem.scalars(best.design)), problem.plan_order(best.design)
+        moves: list[list[Any]] = []
+        for i, d in enumerate(problem.dims):
+            if not d.integer:
+                continue
+            for step in (-1, 1):
+                moves.append(_moved(values, {i: step}))
+                moves.extend(
+                    _moved(values, {i: step, j: -step}) for j in range(n) if j != i and problem.dims[j].integer
+                )
+        designs = [(*m, order) if problem.order else tuple(m) for m in moves]
+        if order is not None:
+            for a, b in itertools.combinations(range(len(order)), 2):
+                swapped = list(order)
+                swapped[a], swapped[b] = swapped[b], swapped[a]
+                designs.append((*values, tuple(swapped)))
+        inside = [
+            x for x in designs
+            if all(d.low <= v <= d.high for d, v in zip(problem.dims, x, strict=False)) and problem.feasible(x)
+        ]  # fmt: skip
+        new = [x for x in dict.fromkeys(inside) if x not in search.archive]
+        if not new:
+            return
+        search.evaluate(new)
+        if search.ranked()[0].score >= best.score:
+            return
+
+
+def _moved(values: list[Any], steps: dict[int, int]) -> list[Any]:
+    out = list(values)
+    for i, step in steps.items():
+        out[i] = out[i] + step
+    return out
+
+
 def cmaes_search(search: Search, seed: int, evaluations: int, weight: float | None = None) -> None:
-    """CMA-ES (evosax) in [0, 1]^n; ``weight`` scalarizes throughput against cost for a Pareto front."""
+    """CMA-ES (evosax) in [0, 1]^n with restarts (IPOP: a larger population each time it stalls);
+    ``weight`` scalarizes throughput against cost for a Pareto front."""
+    import jax
+    import jax.numpy as jnp
+
+    problem = search.problem
+    n = dimension_count(problem)
+    key = jax.random.key(seed)
+    rng = np.random.default_rng(seed)
+    stop_at = len(search.archive) + evaluations
+    thr_scale = max(search.ranked()[0].throughput, 1e-9) if search.archive else 1.0
+    cost_scale = max(sum(d.high * d.cost for d in problem.dims), 1e-9)
+    population = max(8, 4 + int(3 * math.log(n)))
+    start = encode(problem, problem.baseline())
+    asked, most = 0, 20 * max(evaluations, 1)  # a space smaller than the budget stops the restarts
+    restarts = 0
+    while search.remaining > 0 and len(search.archive) < stop_at and asked < most:
+        init, ask, tell, params = _cma_es(population, n)
+        key, init_key = jax.random.split(key)
+        state = init(init_key, jnp.asarray(start), params)
+        stale = 0
+        while search.remaining > 0 and len(search.archive) < stop_at and stale < 6 and asked < most:
+            key, ask_key, tell_key = jax.random.split(key, 3)
+            x, state = ask(ask_key, state, params)
+            designs = decode(problem, np.asarray(x))
+            asked += len(designs)
+            before = len(search.archive)
+            scored = search.evaluate(designs)
+            stale = stale + 1 if len(search.archive) == before else 0
+            fit = np.array([np.inf if s is None else _fitness(s, weight, thr_scale, cost_scale) for s in scored])
+            worst = np.max(fit[np.isfinite(fit)]) if np.isfinite(fit).any() else 0.0
+            state, _ = tell(tell_key, x, jnp.asarray(np.where(np.isfinite(fit), fit, worst + 1.0)), state, params)
+        population *= 2
+        restarts += 1
+        # IPOP restarts: alternately from a random point and from the best design so far
+        start = rng.random(n) if restarts % 2 or not search.archive else encode(problem, search.ranked()[0].design)
+
+
+@functools.lru_cache(maxsize=16)
+def _cma_es(population: int, n: int) -> tuple[Any, Any, Any, Any]:
+    """evosax's CMA-ES for one population size and dimension, its steps jitted once."""
     import jax
     import jax.numpy as jnp
     from evosax.algorithms import CMA_ES
 
-    problem = search.problem
-    n = dimension_count(problem)
-    population = max(16, 4 + int(3 * math.log(n)))
     es = CMA_ES(population_size=population, solution=jnp.zeros(n))
-    params = es.default_params.replace(std_init=0.3)
-    key = jax.random.key(seed)
-    key, init_key = jax.random.split(key)
-    state = es.init(init_key, jnp.asarray(encode(problem, problem.baseline())), params)
-    stop_at = len(search.archive) + evaluations
-    thr_scale = max(search.ranked()[0].throughput, 1e-9) if search.archive else 1.0
-    cost_scale = max(sum(d.high * d.cost for d in problem.dims), 1e-9)
-    stale = 0
-    while search.remaining > 0 and len(search.archive) < stop_at and stale < 25:
-        key, ask_key, tell_key = jax.random.split(key, 3)
-        x, state = es.ask(ask_key, state, params)
-        designs = decode(problem, np.asarray(x))
-        before = len(search.archive)
-        scored = search.evaluate(designs)
-        stale = stale + 1 if len(search.archive) == before else 0
-        fitness = []
-        for s in scored:
-            if s is None:
-                fitness.append(np.inf)
-            elif weight is None:
-                fitness.append(s.score)
-            else:
-                fitness.append(-weight * s.throughput / thr_scale + (1 - weight) * s.cost / cost_scale)
-        fit = np.asarray(fitness)
-        fit = np.where(np.isfinite(fit), fit, np.nanmax(np.where(np.isfinite(fit), fit, -np.inf)) + 1.0)
-        state, _ = es.tell(tell_key, x, jnp.asarray(fit), state, params)
+    return jax.jit(es.init), jax.jit(es.ask), jax.jit(es.tell), es.default_params.replace(std_init=0.3)
+
+
+def _fitness(s: Scored, weight: float | None, thr_scale: float, cost_scale: float) -> float:
+    if weight is None:
+        return s.score
+    return -weight * s.throughput / thr_scale + (1 - weight) * s.cost / cost_scale
 
 
 def gradient_search(search: Search, seed: int, steps: int | None = None) -> None:
