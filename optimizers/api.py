@@ -45,7 +45,7 @@ class OptimizeResult:
     pareto: list[Confirmed]  # confirmed Pareto front (cost vs throughput), cheapest first; [] for one objective
     front: list[Scored]  # the evaluator's Pareto front over everything evaluated
     history: list[tuple[int, float]]  # (evaluations, best score so far)
-    approximations: tuple[str, ...]  # why the evaluator is a surrogate here (empty: exact)
+    approximations: tuple[str, ...]  # why the evaluator is a surrogate for the best design (empty: exact)
     settings: dict[str, Any] = field(default_factory=dict)
     target_met: bool | None = None  # cost objective: whether SimPy confirms the target
 
@@ -136,7 +136,7 @@ def optimize(
     confirmed = confirm(problem, picks, confirm_reps, seed + 1, device)
     best, target_met = _best(problem, confirmed)
     confirmed.sort(key=lambda c: c is not best)
-    most = tuple(int(x) for x in np.max(problem.arrays([c.design for c in confirmed])["units"], axis=0))
+    most = tuple(int(x) for x in problem.arrays([best.design])["units"][0])  # the answer's own units
     return OptimizeResult(
         problem=problem,
         method=used,
