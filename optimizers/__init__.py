@@ -16,7 +16,7 @@ _API = {
     "optimize": "optimizers.api",
     "OptimizeResult": "optimizers.api",
     "Evaluator": "optimizers.evaluator",
-    "supported_subset": "optimizers.lines",
+    "SUBSET": "optimizers.lines",
 }
 
 __all__ = sorted(_API)

@@ -250,3 +250,16 @@ def test_cli_gpu_without_a_gpu_is_a_clear_error() -> None:
         assert done.returncode == 0, done.stderr
     else:
         assert done.returncode == 2 and "no GPU" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_public_names_and_a_light_cli() -> None:
+    import subprocess
+    import sys
+
+    import optimizers
+
+    for name in optimizers.__all__:
+        assert getattr(optimizers, name) is not None
+    code = "import sys; from twin.cli.app import build_app; build_app(); print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # registering `twin optimize` does not load JAX
