@@ -31,6 +31,7 @@ from twin.durations import TIME_UNITS, to_hours
 from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
 from twin.spec.layout import Layout
+from twin.spec.optimize import Optimize
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
@@ -354,6 +355,7 @@ class LineSpec(SpecModel):
     hold_times: tuple[HoldTime, ...] = Field((), description="Longest waits of material between two stations.")
     qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
     layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
+    optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))

@@ -1,0 +1,183 @@
+"""Evaluator speed against the SimPy engine, on CPU and GPU, and the optimizer against Optuna and random search.
+
+    python benchmarks/bench_optimizer.py [--batches 20000] [--evals 300] [--skip-search]
+
+(a) A saturated 10-station line (exponential times, mean 1 h, two buffer places between stations):
+    batch-station steps per second of the twin SimPy engine (event log included) and of the JAX
+    evaluator on the CPU (many designs x replications at once), in one run; their ratio.
+(b) The same evaluator on a GPU when JAX sees one; otherwise it says so and measures nothing.
+(c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
+    CMA-ES (this package), Optuna's TPE and uniform random search, each with the same number of
+    evaluations on the same evaluator (same draws); the best design of each is confirmed by SimPy
+    with independent replications (mean and 95% CI) and the wall time is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STATIONS = 10
+
+
+def ten_station_line(horizon: float, batches: int | None = None, means: list[float] | None = None):
+    from twin.spec.model import LineSpec
+
+    means = means or [1.0] * STATIONS
+    release = {"mode": "plan", "plan": [{"product": "batch", "batches": batches}]} if batches else {}
+    return LineSpec.from_dict(
+        {
+            "name": "bench",
+            "horizon": horizon,
+            **({"release": release} if release else {}),
+            "stations": [
+                {"name": f"s{j}", "process_time": {"dist": "exponential", "mean": m}, **({"buffer": 2} if j else {})}
+                for j, m in enumerate(means)
+            ],
+        }
+    )
+
+
+def engine_speed(batches: int) -> float:
+    from twin.engine import simulate
+
+    spec = ten_station_line(1e12, batches)
+    start = time.perf_counter()
+    simulate(spec, seed=1)
+    return STATIONS * batches / (time.perf_counter() - start)
+
+
+def evaluator_speed(device: str, designs: int, replications: int, horizon: float, rounds: int = 3) -> tuple[float, int]:
+    from optimizers.evaluator import Evaluator
+
+    spec = ten_station_line(horizon)
+    ev = Evaluator(spec, seed=1, replications=replications, max_buffer=4, device=device, chunk=designs)
+    buffers = np.tile([-1] + [2] * (STATIONS - 1), (designs, 1))
+    ev.evaluate(buffers=buffers)  # compile
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        ev.evaluate(buffers=buffers)
+        times.append(time.perf_counter() - start)
+    steps = designs * replications * ev.batches * STATIONS
+    return steps / statistics.median(times), ev.batches
+
+
+def speed(args: argparse.Namespace) -> None:
+    import jax
+
+    print(f"jax {jax.__version__}, devices: {[str(d) for d in jax.devices()]}")
+    engine_speed(1000)  # warm imports
+    simpy_rates, jax_rates = [], []
+    batches = 0
+    for r in range(args.rounds):
+        simpy_rates.append(engine_speed(args.batches))
+        rate, batches = evaluator_speed("cpu", args.designs, args.replications, args.horizon, rounds=1 if r else 2)
+        jax_rates.append(rate)
+        print(f"round {r + 1}: SimPy engine {simpy_rates[-1]:,.0f} steps/s, JAX evaluator (CPU) {jax_rates[-1]:,.0f} "
+              f"steps/s", flush=True)  # fmt: skip
+    s, j = statistics.median(simpy_rates), statistics.median(jax_rates)
+    print(f"(a) 10-station line: SimPy engine {s:,.0f} batch-station steps/s ({args.batches:,} batches); "
+          f"JAX evaluator on CPU {j:,.0f} steps/s ({args.designs} designs x {args.replications} replications x "
+          f"{batches:,} batches); ratio {j / s:,.0f}x (target >= 100x)")  # fmt: skip
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus:
+        print("(b) GPU: none found by JAX on this machine; not measured (install .[gpu] on a machine with a GPU)")
+        return
+    rate, batches = evaluator_speed("gpu", args.gpu_designs, args.replications, args.horizon)
+    print(f"(b) GPU {gpus[0].device_kind}: JAX evaluator {rate:,.0f} steps/s ({args.gpu_designs} designs x "
+          f"{args.replications} replications x {batches:,} batches; target >= 1e9)")  # fmt: skip
+
+
+def search_comparison(args: argparse.Namespace) -> None:
+    import optuna
+
+    from optimizers.api import make_evaluator
+    from optimizers.confirm import confirm
+    from optimizers.problem import build_problem
+    from optimizers.search import Search, decode, run_method
+
+    means = [0.9, 1.0, 1.1, 0.95, 1.25, 1.0, 1.05, 0.9, 1.15, 1.0]
+    spec = ten_station_line(1000.0, means=means)
+    spec = spec.model_copy(update={"warmup": 100.0})
+    problem = build_problem(spec, ["stations.*.buffer=0..6"], {"buffers": 18})
+    evaluator = make_evaluator(problem, seed=1, replications=args.search_replications, device="cpu")
+    Search(problem, evaluator, 16).evaluate([problem.baseline()])  # compile once, outside the timings
+    results = {}
+
+    def timed(name: str, body) -> None:
+        start = time.perf_counter()
+        search = body()
+        results[name] = (search.ranked()[0], time.perf_counter() - start, len(search.archive))
+
+    def ours() -> Search:
+        search = Search(problem, evaluator, args.evals)
+        run_method(search, "cmaes", seed=1)
+        return search
+
+    def random_search() -> Search:
+        search = Search(problem, evaluator, args.evals)
+        rng = np.random.default_rng(1)
+        while search.remaining > 0:
+            search.evaluate(decode(problem, rng.random((16, len(problem.dims)))))
+        return search
+
+    def tpe() -> Search:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=1))
+        search = Search(problem, evaluator, args.evals)
+        while search.remaining > 0:
+            trials = [study.ask() for _ in range(16)]  # 16 at a time, as the evaluator works in batches
+            raw = [[t.suggest_int(d.label, int(d.low), int(d.high)) for d in problem.dims] for t in trials]
+            designs = [tuple(int(v) for v in problem.repair(np.array(r, dtype=float))) for r in raw]
+            scored = search.evaluate(designs)
+            for trial, s in zip(trials, scored, strict=True):
+                study.tell(trial, -np.inf if s is None else s.throughput)
+        return search
+
+    timed("CMA-ES + polish (optimizers)", ours)
+    timed("Optuna TPE", tpe)
+    timed("random search", random_search)
+    best_designs = [r[0].design for r in results.values()]
+    confirmed = confirm(problem, best_designs, args.confirm, seed=2)
+    print(f"(c) 10-station buffer allocation (9 buffers 0..6, 18 places), {args.evals} evaluations each, "
+          f"{args.search_replications} replications (same draws); best design confirmed by SimPy, "
+          f"{args.confirm} independent replications:")  # fmt: skip
+    for (name, (best, seconds, n)), c in zip(results.items(), confirmed, strict=True):
+        t = c.simpy["throughput_per_hour"]
+        simpy = f"SimPy {t['mean']:.4f} [{t['ci95'][0]:.4f}, {t['ci95'][1]:.4f}]/h"
+        print(
+            f"    {name:30s} evaluator {best.throughput:.4f}/h  {simpy}  {seconds:6.1f} s  ({n} designs)  {best.design}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=20_000, help="batches of the SimPy run")
+    parser.add_argument("--designs", type=int, default=256)
+    parser.add_argument("--gpu-designs", type=int, default=8192)
+    parser.add_argument("--replications", type=int, default=8)
+    parser.add_argument("--horizon", type=float, default=1000.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--evals", type=int, default=300)
+    parser.add_argument("--search-replications", type=int, default=8)
+    parser.add_argument("--confirm", type=int, default=10)
+    parser.add_argument("--skip-search", action="store_true")
+    args = parser.parse_args()
+    speed(args)
+    if not args.skip_search:
+        search_comparison(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Optimize a line from Python (notebooks, dashboards): search with the evaluator, confirm with SimPy.
+
+    >>> from optimizers import optimize
+    >>> result = optimize("my_line.yaml", vary=["stations.*.buffer=0..6"], budget={"buffers": 12},
+    ...                   objective="throughput", evaluations=500, callback=lambda p: print(p.best.throughput))
+    >>> result.best.diff                    # [(variable, spec's value, best value), ...]
+    >>> result.best.simpy["throughput_per_hour"], result.best.evaluator["throughput_per_hour"]
+    >>> result.best_spec                    # a LineSpec to run; result.to_json() for a web page
+    >>> optimize(spec, vary=["stations.m2.units=1..4"], costs=["stations.*.units=50000"],
+    ...          objective=["throughput", "cost"]).pareto      # confirmed Pareto front, cheapest first
+
+A callback receives a ``Progress`` (evaluations so far, budget, best so far) after each batch of
+designs; returning True stops the search early (the designs found so far are still confirmed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimizers.confirm import Confirmed, confirm
+from optimizers.evaluator import Evaluator
+from optimizers.problem import Problem, build_problem
+from optimizers.search import Progress, Scored, Search, run_method
+from twin.errors import InputError
+from twin.models import load_spec
+from twin.spec.model import LineSpec
+
+MAX_FRONT = 8  # confirmed points of a Pareto front
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """The search's outcome: the best design confirmed by SimPy, the runners-up, and the Pareto front."""
+
+    problem: Problem
+    method: str
+    evaluations: int
+    best: Confirmed
+    confirmed: list[Confirmed]  # every design SimPy re-ran (best first)
+    pareto: list[Confirmed]  # confirmed Pareto front (cost vs throughput), cheapest first; [] for one objective
+    front: list[Scored]  # the evaluator's Pareto front over everything evaluated
+    history: list[tuple[int, float]]  # (evaluations, best score so far)
+    approximations: tuple[str, ...]  # why the evaluator is a surrogate for the best design (empty: exact)
+    settings: dict[str, Any] = field(default_factory=dict)
+    target_met: bool | None = None  # cost objective: whether SimPy confirms the target
+
+    @property
+    def best_spec(self) -> LineSpec:
+        return self.best.spec
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (what ``twin optimize --json`` prints)."""
+        return {
+            "line": self.problem.spec.name,
+            "objectives": list(self.problem.objectives),
+            "method": self.method,
+            "evaluations": self.evaluations,
+            "exact": not self.approximations,
+            "approximations": list(self.approximations),
+            "settings": self.settings,
+            "best": _confirmed_json(self.best),
+            "target_met": self.target_met,
+            "confirmed": [_confirmed_json(c) for c in self.confirmed],
+            "pareto": [_confirmed_json(c) for c in self.pareto],
+            "history": [{"evaluations": n, "best_score": s} for n, s in self.history],
+        }
+
+
+def _confirmed_json(c: Confirmed) -> dict[str, Any]:
+    return {
+        "values": c.values,
+        "changes": [{"variable": k, "spec": a, "design": b} for k, a, b in c.diff],
+        "overrides": c.overrides,
+        "cost": c.cost,
+        "simpy": {
+            "throughput_per_hour": c.simpy["throughput_per_hour"],
+            "lead_time_hours": {k: c.simpy["lead_time_hours"][k] for k in ("mean", "ci95")},
+            "oee": c.simpy["oee"],
+            "replications": c.simpy["replications"],
+            **({"makespan_hours": c.makespan} if c.makespan is not None else {}),
+        },
+        "evaluator": c.evaluator,
+        "evaluator_minus_simpy": c.error,
+        "max_replication_error": c.max_error,
+    }
+
+
+def optimize(
+    spec: LineSpec | str | Path,
+    vary: Sequence[str] = (),
+    *,
+    budget: Mapping[str, float] | None = None,
+    objective: str | Sequence[str] | None = None,
+    target: float | None = None,
+    costs: Sequence[str] = (),
+    evaluations: int | None = None,
+    replications: int | None = None,
+    confirm_replications: int | None = None,
+    method: str = "auto",
+    seed: int = 1,
+    device: str = "cpu",
+    top: int = 3,
+    callback: Callable[[Progress], Any] | None = None,
+) -> OptimizeResult:
+    """Search the designs of ``spec`` and confirm the best with the SimPy engine.
+
+    Options left as None come from the spec's ``optimize`` block (then the defaults). The search
+    uses replications 0.. of ``seed``; confirmation uses ``seed + 1``.
+    """
+    if not isinstance(spec, LineSpec):
+        spec = load_spec(spec)
+    block = spec.optimize
+    problem = build_problem(spec, vary, budget, objective, target, costs)
+    evaluations = evaluations if evaluations is not None else (block.evaluations if block else 2000)
+    replications = replications if replications is not None else (block.replications if block else 5)
+    confirm_reps = confirm_replications if confirm_replications is not None else (block.confirm if block else 10)
+    for name, value, low in (
+        ("evals", evaluations, 1),
+        ("replications", replications, 1),
+        ("confirm", confirm_reps, 2),
+    ):
+        if not isinstance(value, int) or value < low:
+            raise InputError(f"--{name} must be a whole number >= {low} (got {value!r})")
+    evaluator = make_evaluator(problem, seed, replications, device)
+    search = Search(problem, evaluator, evaluations, callback)
+    used = run_method(search, method, seed=seed)
+    if not search.archive:
+        raise InputError("no feasible design was evaluated (check --budget and the ranges)")
+    front = search.pareto() if len(problem.objectives) == 2 else []
+    picks = _spread(front, MAX_FRONT) if front else [s.design for s in search.ranked()[:top]]
+    confirmed = confirm(problem, picks, confirm_reps, seed + 1, device)
+    best, target_met = _best(problem, confirmed)
+    confirmed.sort(key=lambda c: c is not best)
+    most = tuple(int(x) for x in problem.arrays([best.design])["units"][0])  # the answer's own units
+    return OptimizeResult(
+        problem=problem,
+        method=used,
+        evaluations=len(search.archive),
+        best=best,
+        confirmed=confirmed,
+        pareto=sorted(confirmed, key=lambda c: c.cost) if front else [],
+        front=front,
+        history=search.history,
+        approximations=evaluator.approximations(np.array([most])),
+        settings={
+            "seed": seed,
+            "replications": replications,
+            "confirm_seed": seed + 1,
+            "confirm_replications": confirm_reps,
+            "device": str(evaluator.device.platform),
+        },
+        target_met=target_met,
+    )
+
+
+def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
+    """An evaluator sized for every design of ``problem`` (largest units, buffers and speeds)."""
+    n_st = len(problem.spec.stations)
+    max_units = [s.units for s in problem.spec.stations]
+    max_buffer, max_speed, min_speed = 0, 1.0, 1.0
+    for d in problem.dims:
+        if d.kind == "units":
+            max_units[d.station] = max(max_units[d.station], int(d.high))
+        elif d.kind == "buffer":
+            max_buffer = max(max_buffer, int(d.high))
+        else:
+            max_speed, min_speed = max(max_speed, d.high), min(min_speed, d.low)
+    assert len(max_units) == n_st
+    return Evaluator(
+        problem.spec, seed=seed, replications=replications, max_units=tuple(max_units), max_buffer=max_buffer,
+        max_speed=max_speed, min_speed=min_speed, device=device, chunk=chunk,
+    )  # fmt: skip
+
+
+def _spread(front: list[Scored], most: int) -> list[tuple]:
+    if len(front) <= most:
+        return [s.design for s in front]
+    picks = np.unique(np.linspace(0, len(front) - 1, most).round().astype(int))
+    return [front[i].design for i in picks]
+
+
+def _best(problem: Problem, confirmed: list[Confirmed]) -> tuple[Confirmed, bool | None]:
+    """The best confirmed design by SimPy's figures."""
+    objective = problem.objectives[0] if len(problem.objectives) == 1 else "throughput"
+    if objective == "throughput":
+        return max(confirmed, key=lambda c: c.figure()), None
+    if objective == "lead_time":
+        return min(confirmed, key=lambda c: c.figure("lead_time_hours")), None
+    if objective == "makespan":
+        return min(confirmed, key=lambda c: c.makespan or np.inf), None
+    meets = [c for c in confirmed if c.figure() >= (problem.target or 0.0)]
+    if meets:
+        return min(meets, key=lambda c: c.cost), True
+    return max(confirmed, key=lambda c: c.figure()), False

@@ -1,0 +1,139 @@
+"""``twin optimize``: search a line's designs with the JAX evaluator, confirm the best with SimPy.
+
+    twin optimize SPEC --vary stations.*.buffer=0..10 --budget buffers=20 --objective throughput
+    twin optimize SPEC --vary stations.*.units=1..3 --cost stations.*.units=250000 \\
+                       --objective cost --target throughput=0.15
+    twin optimize SPEC --vary stations.*.units=1..3 --cost stations.*.units=1 --objective throughput --objective cost
+
+Registered through the ``twin.commands`` entry point; JAX is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from twin.cli.app import JsonOpt, SeedOpt, SetOpt, SpecArg, _emit_json, stderr
+from twin.errors import InputError
+
+VaryOpt = Annotated[
+    list[str] | None,
+    typer.Option("--vary", help="A variable: stations.NAME|*.buffer|units|speed=LOW..HIGH, or release.plan=order."),
+]
+BudgetOpt = Annotated[list[str] | None, typer.Option("--budget", help="A limit: buffers=N, units=N or cost=C.")]
+ObjectiveOpt = Annotated[
+    list[str] | None,
+    typer.Option("--objective", help="throughput, cost (with --target), makespan or lead_time; twice for a front."),
+]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", help="Throughput the cost objective must reach: throughput=X.")
+]
+CostOpt = Annotated[list[str] | None, typer.Option("--cost", help="Cost per place, unit or speed: PATH=AMOUNT.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``twin optimize`` to the CLI."""
+    app.command("optimize")(optimize_command)
+
+
+def optimize_command(
+    spec: SpecArg,
+    vary: VaryOpt = None,
+    budget: BudgetOpt = None,
+    objective: ObjectiveOpt = None,
+    target: TargetOpt = None,
+    cost: CostOpt = None,
+    evals: Annotated[int | None, typer.Option("--evals", help="Designs to evaluate (default: spec or 2000).")] = None,
+    replications: Annotated[int | None, typer.Option("--replications", "-r", help="Replications per design.")] = None,
+    confirm: Annotated[int | None, typer.Option("--confirm", help="SimPy replications per confirmed design.")] = None,
+    method: Annotated[str, typer.Option(help="auto, exhaustive, cmaes, gradient or random.")] = "auto",
+    device: Annotated[str, typer.Option(help="cpu, gpu or auto (a GPU when JAX sees one).")] = "cpu",
+    seed: SeedOpt = 1,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write best.yaml, the result and its SimPy run here.")
+    ] = None,
+) -> None:
+    """Find the best design of a line: buffers, units, speeds or campaign order; confirmed by SimPy."""
+    from optimizers.api import optimize
+    from optimizers.store import check_target, save_result
+    from twin.models import load_spec
+
+    line = load_spec(spec, set_ or ())
+    if out is not None:
+        check_target(out)
+    limits = _budget(budget or [])
+    goal = _target(target)
+    objectives = None if not objective else (objective[0] if len(objective) == 1 else objective)
+    with best_so_far_bar(not as_json) as report:
+        result = optimize(
+            line, vary or (), budget=limits, objective=objectives, target=goal, costs=cost or (),
+            evaluations=evals, replications=replications, confirm_replications=confirm, method=method,
+            seed=seed, device=device, callback=report,
+        )  # fmt: skip
+    if out is not None:
+        save_result(result, out)
+    if as_json:
+        _emit_json(result.to_json())
+        return
+    from optimizers.render import print_result
+
+    print_result(result, out)
+
+
+def _budget(items: list[str]) -> dict[str, float] | None:
+    limits: dict[str, float] = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or key not in ("buffers", "units", "cost"):
+            raise InputError(f"--budget {text!r}: expected buffers=N, units=N or cost=C")
+        try:
+            limits[key] = float(value)
+        except ValueError:
+            raise InputError(f"--budget {text!r}: {value.strip()!r} is not a number") from None
+        if not limits[key] >= 0:
+            raise InputError(f"--budget {text!r}: must be >= 0")
+    return limits or None
+
+
+def _target(text: str | None) -> float | None:
+    if text is None:
+        return None
+    key, sep, value = text.partition("=")
+    if not sep or key.strip() not in ("throughput", "throughput_per_hour"):
+        raise InputError(f"--target {text!r}: expected throughput=BATCHES_PER_HOUR")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(f"--target {text!r}: {value.strip()!r} is not a number") from None
+    if not number > 0:
+        raise InputError(f"--target {text!r}: must be > 0")
+    return number
+
+
+@contextmanager
+def best_so_far_bar(enabled: bool) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on stderr (a terminal only) showing evaluations and the best figure so far."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    show = enabled and stderr.is_terminal
+    with Progress(
+        TextColumn("optimizing"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(), console=stderr, transient=True, disable=not show,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("optimizing", total=1.0, best="")
+
+        def report(progress: Any) -> None:
+            best = progress.best
+            text = ""
+            if best is not None:
+                text = f"best {best.throughput:.4f}/h" + (f", cost {best.cost:,.0f}" if best.cost else "")
+            bar.update(task, completed=progress.evaluations / max(progress.budget, 1), best=text)
+
+        yield report

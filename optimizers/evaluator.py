@@ -1,0 +1,262 @@
+"""Evaluate many designs of one line at once, on the engine's random draws (common random numbers).
+
+    >>> ev = Evaluator(spec, seed=1, replications=10, max_buffer=10)
+    >>> res = ev.evaluate(buffers=[[-1, 2, 3], [-1, 4, 1]])     # two designs, -1 = unlimited
+    >>> res.throughput.shape                                   # (2 designs, 10 replications)
+    >>> res.mean("throughput")                                 # per design
+
+A design sets buffers, units and speeds of every station (processing times are divided by the
+speed) and, in plan mode, the order of the campaigns. Every design is simulated in every
+replication with the same draws, so differences between designs are sharp. Designs go through
+the compiled kernel in chunks of a fixed size, so a search compiles once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from optimizers.kernel import Shape, compiled_kernel, gradient_kernel
+from optimizers.lines import Draws, LineArrays, approximations_for, draw_inputs, line_arrays, plan_sequence
+from twin.errors import InputError
+from twin.spec.model import LineSpec
+
+
+def resolve_device(name: str = "cpu") -> Any:
+    """The JAX device for ``cpu``, ``gpu`` or ``auto`` (a GPU when there is one); InputError otherwise."""
+    import jax
+
+    if name not in ("cpu", "gpu", "auto"):
+        raise InputError(f"--device {name!r}: expected cpu, gpu or auto")
+    if name == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if gpus:
+        return gpus[0]
+    if name == "gpu":
+        raise InputError(
+            "--device gpu: JAX sees no GPU on this machine (install the CUDA build with `pip install .[gpu]` "
+            "on a machine with an NVIDIA GPU, or use --device cpu)"
+        )
+    return jax.devices("cpu")[0]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """KPIs of each design in each replication: arrays [design, replication] (utilization: [.., station])."""
+
+    throughput: np.ndarray
+    lead_time: np.ndarray
+    utilization: np.ndarray
+    states: np.ndarray  # [design, replication, station, (processing, setup, down, blocked)] shares
+    makespan: np.ndarray
+    window_end: np.ndarray
+    rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures when recording
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over replications of one KPI, per design."""
+        return np.nanmean(getattr(self, name), axis=1)
+
+
+class Evaluator:
+    """The vectorized evaluator of one line, bound to a seed and a set of replications."""
+
+    def __init__(
+        self,
+        spec: LineSpec,
+        seed: int = 1,
+        replications: int = 5,
+        *,
+        max_units: tuple[int, ...] | None = None,
+        max_buffer: int = 0,
+        max_speed: float = 1.0,
+        min_speed: float = 1.0,
+        device: str = "cpu",
+        first_replication: int = 0,
+        chunk: int = 32,
+        record: bool = False,
+        batches: int | None = None,
+    ):
+        self.spec = spec
+        self.line: LineArrays = line_arrays(spec)
+        self.seed, self.replications, self.first_replication = seed, replications, first_replication
+        self.device = resolve_device(device)
+        self.max_units = tuple(max(a, b) for a, b in zip(max_units or self.line.units, self.line.units, strict=True))
+        finite = [b for b in self.line.buffers if b >= 0]
+        self.ring = max([max_buffer, *finite]) + 2
+        self.max_speed, self.min_speed = max(max_speed, 1.0), min(min_speed, 1.0)
+        self.chunk, self.record = chunk, record
+        self.batches = batches or self._batches_needed()
+        self.failures = self._failures_needed(self.batches)
+        self._draws: Draws | None = None
+        self._device_draws: dict[str, Any] | None = None
+
+    # -- sizes -------------------------------------------------------------------------------------
+    def _batches_needed(self) -> int:
+        line = self.line
+        if line.finite_plan:
+            return line.plan_batches
+        unit = self.spec.time_unit
+        rates = []
+        for j, station in enumerate(self.spec.stations):
+            fastest = min(station.process_time_for(p).mean_hours(unit) for p in line.products)
+            rates.append(self.max_units[j] * self.max_speed / fastest)
+        if self.spec.release.interarrival is not None:
+            rates = [min(r, 1.0 / self.spec.release.interarrival.mean_hours(unit)) for r in rates]
+        # stations upstream of an unlimited buffer run at the pace of the slowest of them, not of the line
+        ends = [j for j in range(len(rates)) if j == len(rates) - 1 or line.buffers[j + 1] < 0]
+        expected = max(min(rates[: j + 1]) for j in ends) * line.horizon
+        slack = sum(self.ring + c for c in self.max_units)
+        return math.ceil(expected * 1.25 + 8 * math.sqrt(expected) + 16 + slack)
+
+    def _failures_needed(self, batches: int) -> int:
+        unit = self.spec.time_unit
+        most = 1.0
+        for station in self.spec.stations:
+            if station.failures is None:
+                continue
+            slowest = max(station.process_time_for(p).mean_hours(unit) for p in self.line.products)
+            work = batches * slowest / self.min_speed
+            if station.failures.basis == "calendar":
+                work = max(work, self.line.horizon)
+            most = max(most, work / station.failures.mtbf.mean_hours(unit))
+        return math.ceil(most * 1.3 + 8 * math.sqrt(most) + 16)
+
+    def _ensure_draws(self) -> dict[str, Any]:
+        if self._device_draws is None:
+            import jax
+
+            self._draws = draw_inputs(
+                self.line, self.seed, self.replications, self.batches, self.max_units, self.failures,
+                self.first_replication,
+            )  # fmt: skip
+            d = self._draws
+            arrays = {"process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "arrivals": d.arrivals}
+            self._device_draws = jax.device_put(arrays, self.device)
+            consts = {
+                "setup_exists": self.line.setup_exists,
+                "warmup": np.float64(self.line.warmup),
+                "horizon": np.float64(self.line.horizon),
+            }
+            self._consts = jax.device_put(consts, self.device)
+            seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
+            self._rep_seq = jax.device_put(seq, self.device)
+        return self._device_draws
+
+    def shape(self) -> Shape:
+        line = self.line
+        return Shape(
+            stations=len(line.stations),
+            products=len(line.products),
+            max_units=self.max_units,
+            has_setup=line.has_setup,
+            has_failures=line.has_failures,
+            pull=line.pull,
+            batches=self.batches,
+            ring=self.ring,
+            finite_plan=line.finite_plan,
+            seq_from_design=bool(line.campaigns),
+            record=self.record,
+        )
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
+        """Why results are a surrogate for these designs (empty: exact)."""
+        if units is None:
+            return self.line.approximations
+        most = tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
+        return approximations_for(self.line, most)
+
+    def evaluate(
+        self,
+        buffers: Any = None,
+        units: Any = None,
+        speed: Any = None,
+        orders: Any = None,
+    ) -> Evaluation:
+        """KPIs of each design (rows of ``buffers``, ``units``, ``speed``, ``orders``; None = the spec's)."""
+        n = (
+            max(len(x) for x in (buffers, units, speed, orders) if x is not None)
+            if any(x is not None for x in (buffers, units, speed, orders))
+            else 1
+        )
+        n_st = len(self.line.stations)
+        b = np.broadcast_to(np.asarray(self.line.buffers if buffers is None else buffers, np.int32), (n, n_st))
+        c = np.broadcast_to(np.asarray(self.line.units if units is None else units, np.int32), (n, n_st))
+        v = np.broadcast_to(np.asarray(np.ones(n_st) if speed is None else speed, np.float64), (n, n_st))
+        self._check(b, c, v)
+        if self.line.campaigns:
+            plans = [None] * n if orders is None else [tuple(int(i) for i in o) for o in orders]
+            seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
+        else:
+            seq = None
+        while True:
+            result = self._run(b, c, v, seq)
+            retry = False
+            if result.pop("truncated").any():
+                self.batches *= 2
+                retry = True
+            if int(result.pop("failures_used").max()) >= self.failures - 1:
+                self.failures *= 2
+                retry = True
+            if not retry:
+                break
+            self._device_draws = None  # draw more and compile for the new sizes
+            if seq is not None:
+                seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
+        extra = {k: result.pop(k) for k in ("departure", "batch", "valid", "release") if k in result}
+        return Evaluation(**result, extra=extra)
+
+    def gradient(self, buffers: Any, units: Any, speed: Any, order: Any = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """For one design: (mean rate, mean lead time), their derivatives in each station's speed, and its KPIs."""
+        import jax
+
+        n_st = len(self.line.stations)
+        b = np.asarray(buffers, np.int32).reshape(n_st)
+        c = np.asarray(units, np.int32).reshape(n_st)
+        v = np.asarray(speed, np.float64).reshape(n_st)
+        self._check(b[None], c[None], v[None])
+        draws = self._ensure_draws()
+        seq = self._rep_seq
+        if self.line.campaigns:
+            seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
+        design = jax.device_put({"buffers": b, "units": c, "speed": v}, self.device)
+        value, jac, kpis = gradient_kernel(self.shape())(design, seq, draws, self._consts)
+        return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
+
+    def _check(self, b: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+        if (c > np.asarray(self.max_units)).any() or (c < 1).any():
+            raise InputError(f"units outside 1..{self.max_units} given when the evaluator was made")
+        if (b >= self.ring - 1).any():
+            raise InputError(f"a buffer above {self.ring - 2} places, the largest the evaluator was made for")
+        if (v > self.max_speed + 1e-12).any() or (v < self.min_speed - 1e-12).any() or (v <= 0).any():
+            raise InputError(f"speeds outside [{self.min_speed}, {self.max_speed}] given when the evaluator was made")
+
+    def _run(self, b: np.ndarray, c: np.ndarray, v: np.ndarray, seq: np.ndarray | None) -> dict[str, np.ndarray]:
+        import jax
+
+        draws = self._ensure_draws()
+        kernel = compiled_kernel(self.shape())
+        n = len(b)
+        size = self.chunk  # always the same shape: one compilation for every call
+        pieces: list[dict[str, np.ndarray]] = []
+        for lo in range(0, n, size):
+            hi = min(lo + size, n)
+            pad = size - (hi - lo)
+
+            def part(x: np.ndarray, lo: int = lo, hi: int = hi, pad: int = pad) -> np.ndarray:
+                chunk = x[lo:hi]
+                return np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
+
+            design = jax.device_put({"buffers": part(b), "units": part(c), "speed": part(v)}, self.device)
+            s = jax.device_put(part(seq), self.device) if seq is not None else self._rep_seq
+            out = kernel(design, s, draws, self._consts)
+            pieces.append({k: np.asarray(x)[: hi - lo] for k, x in out.items()})
+        return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}

@@ -1,0 +1,271 @@
+"""The departure-time recursion as a JAX scan: one lane is one design in one replication.
+
+    >>> run = compiled_kernel(shape)                     # jitted, cached per static shape
+    >>> out = run(design, seq, draws, consts)            # vmapped over designs and replications
+
+Station ``j`` has ``c_j`` units fed FIFO from its buffer of ``b_j`` places (blocking after
+service). Batches are counted by their *rank* at each station: the n-th arrival, the n-th
+departure. Rank n arrives when station j-1 makes its n-th departure, starts on the unit freed by
+departure n - c_j (units 0..c_j-1 take the first c_j), and the n-th departure of station j is
+
+    D_j(n) = max( F_j(n), D_{j+1}(n - b_{j+1} - c_{j+1}) )
+
+with F_j(n) the n-th smallest finish time (the engine serves blocked units in the order they
+finished). With one unit everywhere this is the reference recursion
+``D_j(n) = max(max(D_{j-1}(n), D_j(n-1)) + S_j(n), D_{j+1}(n - b_{j+1} - 1))``.
+
+Step t of the scan makes station j's arrival of rank t - L_{j-1} and departure of rank t - L_j,
+with L_j = sum over i <= j of (c_i - 1); so a departure of station j-1 is the arrival of
+station j in the same step, and the blocking term was written b_{j+1} + 1 steps earlier (a small
+ring buffer). Unit counts, buffers and speeds are traced values: allocations are batched too.
+Operating-basis failures are folded into processing times with the same float operations as
+``twin.engine.failures.OperatingClock``; changeovers draw the ``setup:A->B`` stream of each pair in
+order of occurrence. Times in float64.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+
+INF = jnp.inf
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Everything that fixes the compiled kernel (hashable; one compilation per shape and batch size)."""
+
+    stations: int
+    products: int
+    max_units: tuple[int, ...]
+    has_setup: tuple[bool, ...]
+    has_failures: tuple[bool, ...]
+    pull: bool
+    batches: int
+    ring: int  # > largest finite buffer + 1
+    finite_plan: bool
+    seq_from_design: bool  # product sequence per design (plan order) or per replication (mix)
+    record: bool = False  # also return every station's departures (for tests)
+
+    @property
+    def steps(self) -> int:
+        return self.batches + sum(c - 1 for c in self.max_units)
+
+
+def _overlap(a: jax.Array, b: jax.Array, w0: jax.Array, w1: jax.Array) -> jax.Array:
+    return jnp.maximum(0.0, jnp.minimum(b, w1) - jnp.maximum(a, w0))
+
+
+def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
+    """``OperatingClock.work`` for one batch on unit ``u`` (draws ``ttf[u, f]``, ``ttr[u, f]``):
+    (end, until, f, processing time, down time in the window)."""
+    last = ttf.shape[1] - 1
+
+    def cond(s):
+        return active & (s[2] < s[1])
+
+    def body(s):
+        t, rem, until, f, proc, down = s
+        proc = proc + _overlap(t, t + until, w0, w1)
+        t = t + until
+        rem = rem - until
+        repair = ttr[u, jnp.minimum(f, last)]
+        down = down + _overlap(t, t + repair, w0, w1)
+        t = t + repair
+        f = f + 1
+        return t, rem, ttf[u, jnp.minimum(f, last)], f, proc, down
+
+    zero = jnp.zeros((), start.dtype)
+    t, rem, until, f, proc, down = jax.lax.while_loop(cond, body, (start, duration, until, f, zero, zero))
+    proc = proc + _overlap(t, t + rem, w0, w1)
+    return t + rem, until - rem, f, proc, down
+
+
+def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, Any], consts: dict[str, Any]):
+    """Simulate one design in one replication; returns its KPIs (and departures when recording)."""
+    n_st, n_batches = shape.stations, shape.batches
+    w0, w1 = consts["warmup"], consts["horizon"]
+    units, buffers, speed = design["units"], design["buffers"], design["speed"]
+    lags = jnp.concatenate([jnp.zeros(1, units.dtype), jnp.cumsum(units - 1)])  # L_{j-1} = lags[j]
+    big = jnp.iinfo(jnp.int32).max
+
+    def station_init(j: int) -> dict[str, Any]:
+        width = shape.max_units[j]
+        state = {
+            "hist": jnp.zeros(shape.ring),
+            "last_dep": jnp.zeros(()),
+            "last_unit": jnp.zeros((), jnp.int32),
+            "fin": jnp.full(width, INF),
+            "batch": jnp.zeros(width, jnp.int32),
+            "rank": jnp.full(width, big, jnp.int32),
+            "acc": jnp.zeros(4),  # processing, setup, down, blocked hours in the window
+            "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
+        }
+        if shape.products > 1:
+            state["count"] = jnp.zeros(shape.products, jnp.int32)
+        if shape.has_setup[j]:
+            state["prev"] = jnp.full(width, -1, jnp.int32)
+            state["setups"] = jnp.zeros((shape.products, shape.products), jnp.int32)
+        if shape.has_failures[j]:
+            state["until"] = draws["ttf"][j, :width, 0]
+            state["f"] = jnp.zeros(width, jnp.int32)
+        return state
+
+    def step(carry, t):
+        stations = list(carry)
+        valid = t < n_batches
+        batch = jnp.minimum(t, n_batches - 1).astype(jnp.int32)
+        arrival = jnp.zeros(()) if shape.pull else draws["arrivals"][batch]
+        release = arrival
+        outputs = []
+        for j in range(n_st):
+            s = dict(stations[j])
+            c = units[j]
+            k = t - lags[j]  # arrival rank
+            # -- the arrival of rank k takes the unit freed by departure k - c (or unit k at the start)
+            first = k < c
+            u = jnp.where(first, k, s["last_unit"]).astype(jnp.int32)
+            u = jnp.clip(u, 0, shape.max_units[j] - 1)
+            take = jnp.maximum(arrival, jnp.where(first, 0.0, s["last_dep"]))
+            if j == 0 and shape.pull:
+                release = take
+            p = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
+            start = take
+            if shape.has_setup[j]:
+                prev = s["prev"][u]
+                needs = valid & (prev >= 0) & consts["setup_exists"][j, jnp.maximum(prev, 0), p]
+                pa = jnp.maximum(prev, 0)
+                index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
+                d = draws["setup"][j, pa, p, index]
+                after = take + ((take + d) - take) if shape.has_failures[j] else take + d
+                start = jnp.where(needs, after, take)
+                s["setups"] = s["setups"].at[pa, p].add(jnp.where(needs, 1, 0))
+                s["prev"] = s["prev"].at[u].set(jnp.where(valid, p, prev))
+                s["acc"] = s["acc"].at[1].add(jnp.where(needs, _overlap(take, start, w0, w1), 0.0))
+            if shape.products > 1:
+                index = s["count"][p]
+                s["count"] = s["count"].at[p].add(jnp.where(valid, 1, 0))
+            else:
+                index = jnp.maximum(k, 0)
+            work = draws["process"][j, p, jnp.minimum(index, n_batches - 1)] / speed[j]
+            if shape.has_failures[j]:
+                end, until, f, proc, down = _work(
+                    start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
+                )
+                finish = start + (end - start)
+                s["until"] = s["until"].at[u].set(jnp.where(valid, until, s["until"][u]))
+                s["f"] = s["f"].at[u].set(jnp.where(valid, f, s["f"][u]))
+                s["acc"] = s["acc"].at[0].add(jnp.where(valid, proc, 0.0)).at[2].add(jnp.where(valid, down, 0.0))
+            else:
+                finish = start + work
+                s["acc"] = s["acc"].at[0].add(jnp.where(valid, _overlap(start, finish, w0, w1), 0.0))
+            s["fin"] = s["fin"].at[u].set(jnp.where(valid, finish, s["fin"][u]))
+            s["batch"] = s["batch"].at[u].set(jnp.where(valid, batch, s["batch"][u]))
+            s["rank"] = s["rank"].at[u].set(jnp.where(valid, k, s["rank"][u]).astype(jnp.int32))
+            # -- the departure of rank m: the earliest finish (ties: the earlier start), when a place is free
+            m = k - c + 1
+            leaving = (m >= 0) & (m < n_batches)
+            if shape.max_units[j] == 1:
+                w = jnp.zeros((), jnp.int32)
+            else:
+                soonest = jnp.min(s["fin"])
+                w = jnp.argmin(jnp.where(s["fin"] == soonest, s["rank"], big)).astype(jnp.int32)
+            done = s["fin"][w]
+            departure = done
+            if j + 1 < n_st:
+                b = buffers[j + 1]
+                back = t - b - 1
+                held = stations[j + 1]["hist"][jnp.mod(back, shape.ring)]
+                blocking = (b >= 0) & (back >= 0)
+                departure = jnp.maximum(done, jnp.where(blocking, held, 0.0))
+            s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
+            out_batch = s["batch"][w]
+            s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
+            s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))
+            s["limit"] = jnp.where(leaving & (m == n_batches - c), departure, s["limit"])
+            s["last_dep"] = jnp.where(leaving, departure, s["last_dep"])
+            s["last_unit"] = jnp.where(leaving, w, s["last_unit"])
+            s["hist"] = s["hist"].at[jnp.mod(t, shape.ring)].set(jnp.where(leaving, departure, 0.0))
+            stations[j] = s
+            outputs.append((departure, out_batch, leaving))
+            arrival, batch, valid = departure, out_batch, leaving
+        last = outputs[-1]
+        ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release}
+        if shape.record:
+            ys["departure"] = jnp.stack([o[0] for o in outputs])
+            ys["batch"] = jnp.stack([o[1] for o in outputs])
+            ys["valid"] = jnp.stack([o[2] for o in outputs])
+        return tuple(stations), ys
+
+    init = tuple(station_init(j) for j in range(n_st))
+    final, ys = jax.lax.scan(step, init, jnp.arange(shape.steps))
+    return _lane_kpis(shape, final, ys, units, consts)
+
+
+def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
+    w0, horizon = consts["warmup"], consts["horizon"]
+    exit_t, exit_ok = ys["exit"], ys["exit_valid"]
+    last_exit = jnp.max(jnp.where(exit_ok, exit_t, -INF))
+    end = jnp.minimum(horizon, last_exit) if shape.finite_plan else horizon
+    length = end - w0
+    release = ys["release"][: shape.batches]
+    in_window = exit_ok & (exit_t > w0) & (exit_t <= end)
+    count = jnp.sum(in_window)
+    lead = exit_t - release[ys["exit_batch"]]
+    acc = jnp.stack([s["acc"] for s in final])  # [station, 4]
+    first = jnp.min(jnp.where(in_window, exit_t, INF))
+    final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
+    out = {
+        "throughput": count / length,
+        # exits per hour between the first and the last exit of the window: differentiable in the speeds
+        "rate": jnp.where(count > 1, (count - 1) / jnp.maximum(final_exit - first, 1e-12), 0.0),
+        "lead_time": jnp.where(count > 0, jnp.sum(jnp.where(in_window, lead, 0.0)) / jnp.maximum(count, 1), jnp.nan),
+        "utilization": acc[:, 0] / (units * length),
+        "states": acc / (units * length)[:, None],
+        "makespan": last_exit,
+        "window_end": end,
+        # more batches needed: a station could start a batch beyond the simulated ones before the horizon
+        "truncated": jnp.logical_and(not shape.finite_plan, jnp.min(jnp.stack([s["limit"] for s in final])) <= horizon),
+        "failures_used": jnp.max(jnp.stack([jnp.max(s["f"]) if "f" in s else jnp.zeros((), jnp.int32) for s in final])),
+    }
+    if shape.record:
+        out.update(departure=ys["departure"], batch=ys["batch"], valid=ys["valid"], release=release)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def gradient_kernel(shape: Shape):
+    """``f(design, seq, draws, consts)`` for one design -> ((mean rate, mean lead time), their derivatives in
+    the speeds, KPIs per replication). Forward mode (``jax.jacfwd``): there are few speeds, and failures
+    fold through ``lax.while_loop``, which reverse mode cannot differentiate."""
+    one = functools.partial(lane, shape)
+    over_reps = jax.vmap(one, in_axes=(None, None if shape.seq_from_design else 0, 0, None))
+
+    def objectives(speed, design, seq, draws, consts):
+        kpis = over_reps({**design, "speed": speed}, seq, draws, consts)
+        return jnp.stack([jnp.mean(kpis["rate"]), jnp.mean(kpis["lead_time"])]), kpis
+
+    def run(design, seq, draws, consts):
+        jac, kpis = jax.jacfwd(objectives, has_aux=True)(design["speed"], design, seq, draws, consts)
+        value = jnp.stack([jnp.mean(kpis["rate"]), jnp.mean(kpis["lead_time"])])
+        return value, jac, kpis
+
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_kernel(shape: Shape):
+    """``f(design, seq, draws, consts)`` over [designs] x [replications], jitted once per shape."""
+    one = functools.partial(lane, shape)
+    seq_axis_rep = None if shape.seq_from_design else 0
+    over_reps = jax.vmap(one, in_axes=(None, seq_axis_rep, 0, None))
+    seq_axis_design = 0 if shape.seq_from_design else None
+    over_designs = jax.vmap(over_reps, in_axes=(0, seq_axis_design, None, None))
+    return jax.jit(over_designs)

@@ -1,0 +1,198 @@
+"""A line spec compiled into arrays for the JAX evaluator, and its random draws (common random numbers).
+
+    >>> line = line_arrays(spec)
+    >>> line.approximations            # [] when the evaluator is exact for this spec
+    >>> draws = draw_inputs(line, seed=1, replications=10, batches=5000, max_units=(1, 2, 1))
+
+The draws come from the engine's own streams (``twin.random.stream_rng`` with the same owners and
+stream names, ``first_draws`` of the same samplers), so a batch of the evaluator and of the SimPy
+engine see the same processing, changeover, failure and release times.
+
+The exact subset (departures equal the engine's to 1e-9) is written down in ``SUBSET``; a spec
+outside it is evaluated as a surrogate whose departures are close to, not equal to, the engine's.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.engine.compiled import CompiledLine, compile_line
+from twin.engine.release import RELEASE_OWNER
+from twin.random import first_draws, stream_rng
+from twin.spec.model import LineSpec
+
+SUBSET = """\
+Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
+- serial routes of any number of stations; blocking after service; finite or unlimited buffers;
+- release saturated, by plan (repeating or not, pulled or with interarrival times), or by
+  interarrival times; several products by plan or by mix;
+- operating-basis failures, folded into processing times with the engine's arithmetic;
+- sequence-dependent changeovers on single-unit stations;
+- parallel identical units (FIFO, blocking after service) on stations without changeovers;
+- decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
+Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
+- calendar-basis failures (evaluated as if their clock ran only while processing);
+- changeovers on stations with more than one unit (processing times drawn in arrival order, while
+  the engine draws them in the order batches start after their changeover).
+"""
+
+
+@dataclass(frozen=True)
+class LineArrays:
+    """What the evaluator needs of a spec, as plain numbers (times in hours)."""
+
+    spec: LineSpec
+    line: CompiledLine
+    stations: tuple[str, ...]
+    products: tuple[str, ...]
+    pull: bool  # the first station pulls its batches (saturated; plan without interarrival)
+    interarrival: bool
+    units: tuple[int, ...]
+    buffers: tuple[int, ...]  # -1 = unlimited
+    setup_exists: np.ndarray  # [station, previous, next] bool
+    has_setup: tuple[bool, ...]
+    has_failures: tuple[bool, ...]
+    campaigns: tuple[tuple[int, int], ...]  # plan mode: (product, batches) in the spec's order
+    finite_plan: bool  # plan mode without repeat: the run ends when the last planned batch leaves
+    horizon: float
+    warmup: float
+    approximations: tuple[str, ...]
+
+    @property
+    def plan_batches(self) -> int:
+        return sum(b for _, b in self.campaigns)
+
+
+def line_arrays(spec: LineSpec) -> LineArrays:
+    """Compile ``spec`` for the evaluator; ``approximations`` says where it leaves the exact subset."""
+    line = compile_line(spec)
+    products = line.products
+    n_products = len(products)
+    exists = np.zeros((len(line.stations), n_products, n_products), dtype=bool)
+    for s in line.stations:
+        for a, b in s.setup:
+            exists[s.index, a, b] = True
+    release = spec.release
+    campaigns = tuple((products.index(c.product), c.batches) for c in release.plan or ())
+    line_arrays_ = LineArrays(
+        spec=spec,
+        line=line,
+        stations=tuple(s.name for s in line.stations),
+        products=products,
+        pull=line.release.interarrival is None,
+        interarrival=line.release.interarrival is not None,
+        units=tuple(s.units for s in line.stations),
+        buffers=tuple(-1 if s.buffer == float("inf") else int(s.buffer) for s in line.stations),
+        setup_exists=exists,
+        has_setup=tuple(bool(exists[j].any()) for j in range(len(line.stations))),
+        has_failures=tuple(s.failures is not None for s in line.stations),
+        campaigns=campaigns,
+        finite_plan=release.mode == "plan" and not release.repeat,
+        horizon=line.horizon,
+        warmup=line.warmup,
+        approximations=(),
+    )
+    return _with_approximations(line_arrays_, line_arrays_.units)
+
+
+def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, ...]:
+    """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts; empty when exact."""
+    reasons = []
+    for s in line.line.stations:
+        if s.failures is not None and s.failures.calendar:
+            reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
+        if line.has_setup[s.index] and units[s.index] > 1:
+            reasons.append(
+                f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
+            )
+    return tuple(reasons)
+
+
+def _with_approximations(line: LineArrays, units: tuple[int, ...]) -> LineArrays:
+    from dataclasses import replace
+
+    return replace(line, approximations=approximations_for(line, units))
+
+
+def plan_sequence(line: LineArrays, order: tuple[int, ...] | None, batches: int) -> np.ndarray:
+    """Product of each batch in release order for campaigns in ``order`` (default: the spec's)."""
+    order = tuple(range(len(line.campaigns))) if order is None else order
+    one = np.concatenate([np.full(line.campaigns[i][1], line.campaigns[i][0], dtype=np.int32) for i in order])
+    reps = -(-batches // len(one))
+    return np.tile(one, reps)[:batches]
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Random inputs of ``replications`` replications, as the engine draws them (numpy, float64)."""
+
+    process: np.ndarray  # [replication, station, product, k]: the k-th processing draw of a product
+    setup: np.ndarray  # [replication, station, previous, next, k]: the k-th changeover draw of a pair
+    ttf: np.ndarray  # [replication, station, unit, k]: times to failure (k = 0 drawn at start)
+    ttr: np.ndarray  # [replication, station, unit, k]: times to repair
+    arrivals: np.ndarray  # [replication, batch]: release times (interarrival mode), else zeros
+    products: np.ndarray | None  # [replication, batch]: product of each batch (mix), None in plan mode
+    seed: int
+    first_replication: int
+
+    @property
+    def replications(self) -> int:
+        return self.process.shape[0]
+
+
+def draw_inputs(
+    line: LineArrays,
+    seed: int,
+    replications: int,
+    batches: int,
+    max_units: tuple[int, ...],
+    failures: int = 64,
+    first_replication: int = 0,
+) -> Draws:
+    """The first ``batches`` draws of every stream (and ``failures`` per unit) of each replication."""
+    compiled = line.line
+    n_st, n_pr = len(line.stations), len(line.products)
+    width = max(max_units)
+    n_setup = batches if any(line.has_setup) else 1
+    n_fail = failures if any(line.has_failures) else 1
+    process = np.zeros((replications, n_st, n_pr, batches))
+    setup = np.zeros((replications, n_st, n_pr, n_pr, n_setup))
+    ttf = np.full((replications, n_st, width, n_fail), np.inf)
+    ttr = np.zeros((replications, n_st, width, n_fail))
+    arrivals = np.zeros((replications, batches))
+    products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
+    for i in range(replications):
+        r = first_replication + i
+        for s in compiled.stations:
+            for p, sampler in enumerate(s.process):
+                rng = stream_rng(seed, r, s.name, f"process:{compiled.products[p]}")
+                process[i, s.index, p] = first_draws(sampler, rng, batches)
+            if line.has_setup[s.index]:
+                for (a, b), (name, sampler) in s.setup.items():
+                    setup[i, s.index, a, b] = first_draws(sampler, stream_rng(seed, r, s.name, name), n_setup)
+            if s.failures is not None:
+                for u in range(max_units[s.index]):
+                    rng_f = stream_rng(seed, r, s.name, f"ttf:{u}")
+                    rng_r = stream_rng(seed, r, s.name, f"ttr:{u}")
+                    ttf[i, s.index, u] = first_draws(s.failures.time_to_failure, rng_f, n_fail)
+                    ttr[i, s.index, u] = first_draws(s.failures.time_to_repair, rng_r, n_fail)
+        if compiled.release.interarrival is not None:
+            gaps = first_draws(
+                compiled.release.interarrival, stream_rng(seed, r, RELEASE_OWNER, "interarrival"), batches
+            )
+            arrivals[i] = np.cumsum(gaps)  # sequential sums, as SimPy adds each timeout to its clock
+        if products is not None:
+            products[i] = mix_products(compiled, seed, r, batches)
+    return Draws(process, setup, ttf, ttr, arrivals, products, seed, first_replication)
+
+
+def mix_products(compiled: CompiledLine, seed: int, replication: int, batches: int) -> np.ndarray:
+    """Products of released batches in saturated and interarrival modes, as ``Releaser.next_product``."""
+    if len(compiled.products) == 1:
+        return np.zeros(batches, dtype=np.int32)
+    shares = first_draws(lambda g, n: g.random(n), stream_rng(seed, replication, RELEASE_OWNER, "mix"), batches)
+    mix, last = compiled.release.mix, len(compiled.release.mix) - 1
+    return np.array([min(bisect.bisect_right(mix, u), last) for u in shares], dtype=np.int32)

@@ -1,0 +1,368 @@
+"""An optimization problem over a line spec: decision variables, budgets, costs and objectives.
+
+    >>> problem = build_problem(spec, vary=["stations.*.buffer=0..6"], budget={"buffers": 10})
+    >>> problem.dims[0].label, problem.size                  # ('stations.s2.buffer', ...)
+    >>> problem.overrides(design)                             # {'stations.s2.buffer': 3, ...}
+
+A design is a tuple of numbers, one per scalar variable (buffer places, units, speeds), followed
+by the campaign order when ``release.plan`` is varied. Speeds divide every processing time of a
+station (and its ideal time); a design's spec says so by scaling those distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin.durations import HOURS_PER_UNIT, to_hours
+from twin.errors import InputError
+from twin.experiment import with_overrides
+from twin.spec.model import LineSpec
+from twin.spec.optimize import Optimize, Variable
+
+OBJECTIVES = ("throughput", "cost", "makespan", "lead_time")
+KINDS = ("buffer", "units", "speed")
+BUDGET_KINDS = {"buffers": "buffer", "units": "units"}  # budget -> the variables it limits
+DURATION_FIELDS = ("value", "mean", "sd", "low", "mode", "high", "scale")
+Design = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One scalar decision variable."""
+
+    label: str  # stations.NAME.KIND
+    kind: str  # buffer, units, speed
+    station: int
+    low: float
+    high: float
+    cost: float = 0.0
+
+    @property
+    def integer(self) -> bool:
+        return self.kind != "speed"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Variables, constraints and objectives; designs are checked and turned into spec overrides here."""
+
+    spec: LineSpec
+    dims: tuple[Dimension, ...]
+    order: bool  # the campaign order of the plan is varied
+    objectives: tuple[str, ...]
+    budget: dict[str, float] = field(default_factory=dict)
+    target: float | None = None
+
+    # -- the search space --------------------------------------------------------------------------
+    @property
+    def campaigns(self) -> int:
+        return len(self.spec.release.plan or ())
+
+    @property
+    def continuous(self) -> bool:
+        return any(not d.integer for d in self.dims)
+
+    @property
+    def size(self) -> float:
+        """Number of designs before budgets (inf with a continuous variable)."""
+        if self.continuous:
+            return math.inf
+        n = math.prod(int(d.high - d.low + 1) for d in self.dims)
+        return n * (math.factorial(self.campaigns) if self.order else 1)
+
+    def baseline(self) -> Design:
+        """The spec's own design."""
+        values: list[Any] = []
+        for d in self.dims:
+            station = self.spec.stations[d.station]
+            current = {"buffer": station.buffer, "units": station.units, "speed": 1.0}[d.kind]
+            values.append(current)
+        if self.order:
+            values.append(tuple(range(self.campaigns)))
+        return tuple(values)
+
+    def scalars(self, design: Design) -> tuple[float, ...]:
+        return tuple(design[: len(self.dims)])
+
+    def plan_order(self, design: Design) -> tuple[int, ...] | None:
+        return tuple(design[len(self.dims)]) if self.order else None
+
+    # -- constraints and cost ----------------------------------------------------------------------
+    def cost(self, design: Design) -> float:
+        return float(sum(d.cost * v for d, v in zip(self.dims, self.scalars(design), strict=True)))
+
+    def totals(self, design: Design) -> dict[str, float]:
+        values = self.scalars(design)
+        return {
+            "buffers": float(sum(v for d, v in zip(self.dims, values, strict=True) if d.kind == "buffer")),
+            "units": float(sum(v for d, v in zip(self.dims, values, strict=True) if d.kind == "units")),
+            "cost": self.cost(design),
+        }
+
+    def feasible(self, design: Design) -> bool:
+        totals = self.totals(design)
+        return all(totals[k] <= limit + 1e-9 for k, limit in self.budget.items())
+
+    def repair(self, values: np.ndarray) -> np.ndarray:
+        """Lower integer variables (largest first) until every budget holds; speeds scale toward their low."""
+        x = values.astype(float).copy()
+        for kind, variable in BUDGET_KINDS.items():
+            limit = self.budget.get(kind)
+            idx = [i for i, d in enumerate(self.dims) if d.kind == variable]
+            if limit is None or not idx:
+                continue
+            while sum(x[i] for i in idx) > limit + 1e-9:
+                i = max((i for i in idx if x[i] > self.dims[i].low), key=lambda i: (x[i], -i))
+                x[i] -= 1
+        limit = self.budget.get("cost")
+        if limit is not None:
+            for _ in range(10_000):
+                if self.cost(tuple(x)) <= limit + 1e-9:
+                    break
+                movable = [i for i, d in enumerate(self.dims) if d.cost > 0 and x[i] > d.low + 1e-12]
+                if not movable:
+                    break
+                i = max(movable, key=lambda i: self.dims[i].cost * (x[i] - self.dims[i].low))
+                d = self.dims[i]
+                x[i] = x[i] - 1 if d.integer else max(d.low, x[i] - (self.cost(tuple(x)) - limit) / d.cost)
+        return x
+
+    # -- designs as evaluator arrays and as specs -------------------------------------------------
+    def arrays(self, designs: Sequence[Design]) -> dict[str, np.ndarray | None]:
+        """Buffers, units, speeds per station (and plan orders) of each design, for ``Evaluator.evaluate``."""
+        n, n_st = len(designs), len(self.spec.stations)
+        buffers = np.tile([-1 if s.buffer is None else s.buffer for s in self.spec.stations], (n, 1)).astype(np.int32)
+        units = np.tile([s.units for s in self.spec.stations], (n, 1)).astype(np.int32)
+        speed = np.ones((n, n_st))
+        target = {"buffer": buffers, "units": units, "speed": speed}
+        for i, design in enumerate(designs):
+            for d, v in zip(self.dims, self.scalars(design), strict=True):
+                target[d.kind][i, d.station] = v
+        orders = np.array([self.plan_order(x) for x in designs]) if self.order else None
+        return {"buffers": buffers, "units": units, "speed": speed, "orders": orders}
+
+    def overrides(self, design: Design) -> dict[str, Any]:
+        """``--set`` style overrides (path -> value) that turn the spec into this design."""
+        data = self.spec.to_data()
+        out: dict[str, Any] = {}
+        for d, v in zip(self.dims, self.scalars(design), strict=True):
+            name = self.spec.stations[d.station].name
+            if d.kind == "speed":
+                if abs(v - 1.0) > 1e-12:
+                    station = data["stations"][d.station]
+                    out[f"stations.{name}.process_time"] = scale_durations(station["process_time"], v, self.spec)
+                    if "ideal_time" in station:
+                        out[f"stations.{name}.ideal_time"] = scale_durations(station["ideal_time"], v, self.spec)
+            else:
+                out[f"stations.{name}.{d.kind}"] = int(v)
+        if self.order:
+            plan = data["release"]["plan"]
+            out["release.plan"] = [plan[i] for i in self.plan_order(design)]
+        return out
+
+    def describe(self, design: Design) -> dict[str, Any]:
+        """Variable label -> value (speeds rounded), plus the plan order by product."""
+        out: dict[str, Any] = {
+            d.label: (round(float(v), 4) if not d.integer else int(v))
+            for d, v in zip(self.dims, self.scalars(design), strict=True)
+        }
+        if self.order:
+            plan = self.spec.release.plan or ()
+            out["release.plan"] = [f"{plan[i].product} x{plan[i].batches}" for i in self.plan_order(design)]
+        return out
+
+    def diff(self, design: Design) -> list[tuple[str, Any, Any]]:
+        """(variable, spec's value, design's value) for each variable the design changes."""
+        base, new = self.describe(self.baseline()), self.describe(design)
+        return [(k, base[k], new[k]) for k in new if base[k] != new[k]]
+
+    def spec_for(self, design: Design) -> LineSpec:
+        """The spec of a design (its ``optimize`` block dropped: a plain line to run)."""
+        overrides = {**self.overrides(design), "optimize": None}
+        return with_overrides(self.spec, overrides, source="<optimized design>")
+
+
+def scale_durations(value: Any, speed: float, spec: LineSpec) -> Any:
+    """A duration, distribution or per-product map of them, every duration divided by ``speed``."""
+    if isinstance(value, dict) and "dist" not in value:
+        return {k: scale_durations(v, speed, spec) for k, v in value.items()}
+    if isinstance(value, dict):
+        out = dict(value)
+        for key in DURATION_FIELDS:
+            if key in out and not (value["dist"] == "weibull" and key == "shape"):
+                out[key] = _scaled(out[key], speed, spec)
+        if "values" in out:
+            out["values"] = [_scaled(v, speed, spec) for v in out["values"]]
+        return out
+    return _scaled(value, speed, spec)
+
+
+def _scaled(duration: Any, speed: float, spec: LineSpec) -> float:
+    return to_hours(duration, spec.time_unit) / speed / HOURS_PER_UNIT[spec.time_unit]
+
+
+# -- building a problem from the spec's block and the command line ---------------------------------
+def build_problem(
+    spec: LineSpec,
+    vary: Sequence[str] = (),
+    budget: Mapping[str, float] | None = None,
+    objective: str | Sequence[str] | None = None,
+    target: float | None = None,
+    costs: Sequence[str] = (),
+) -> Problem:
+    """A problem from ``--vary PATH=RANGE`` items (or the spec's ``optimize`` block) and the other options.
+
+    Raises ``InputError`` for a path that does not exist, an empty range, a budget no design can
+    meet, or an objective the evaluator cannot compute.
+    """
+    block: Optimize | None = spec.optimize
+    variables = [_parse_vary(text) for text in vary] if vary else list(block.vary if block else ())
+    if not variables:
+        raise InputError("nothing to vary: give --vary PATH=RANGE (e.g. stations.*.buffer=0..10) or an optimize block")
+    dims: list[Dimension] = []
+    order = False
+    for var in variables:
+        if var.path == "release.plan":
+            order = _check_order(spec, var)
+            continue
+        dims.extend(_expand(spec, var))
+    labels = [d.label for d in dims]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise InputError(f"--vary: {repeated[0]} is varied twice")
+    dims = _apply_costs(spec, dims, costs)
+    if not dims and not order:
+        raise InputError("--vary: no variable left to vary")
+    objectives = _objectives(objective if objective is not None else (block.objective if block else "throughput"))
+    if budget is None and block is not None and block.budget:
+        budget = dict(block.budget)
+    if target is None and block is not None and block.target:
+        target = block.target.get("throughput_per_hour")
+    problem = Problem(spec, tuple(dims), order, objectives, dict(budget or {}), target)
+    _check_problem(problem)
+    return problem
+
+
+def parse_assignment(text: str, option: str) -> tuple[str, str]:
+    path, sep, value = text.partition("=")
+    if not sep or not path.strip() or not value.strip():
+        raise InputError(f"{option} {text!r}: expected PATH=VALUE")
+    return path.strip(), value.strip()
+
+
+def _parse_vary(text: str) -> Variable:
+    path, value = parse_assignment(text, "--vary")
+    return Variable(path=path, range=value)
+
+
+def _expand(spec: LineSpec, var: Variable) -> list[Dimension]:
+    parts = var.path.split(".")
+    where = f"--vary {var.path}={var.range}"
+    if len(parts) != 3 or parts[0] != "stations":
+        raise InputError(f"{where}: path should be stations.NAME.buffer|units|speed or release.plan")
+    _, name, kind = parts
+    if kind not in KINDS:
+        raise InputError(f"{where}: cannot vary {kind!r}; variables are buffer, units and speed of a station")
+    names = [s.name for s in spec.stations]
+    pull = spec.release.interarrival is None
+    if name == "*":
+        indexes = [j for j in range(len(names)) if not (kind == "buffer" and pull and j == 0)]
+    elif name in names:
+        indexes = [names.index(name)]
+        if kind == "buffer" and pull and indexes[0] == 0:
+            raise InputError(f"{where}: the first station pulls its batches, so its buffer is never used")
+    else:
+        raise InputError(f"{where}: no station named {name!r} (stations: {', '.join(names)})")
+    low, high = _parse_range(where, var.range, integer=kind != "speed")
+    if kind == "buffer" and low < 0:
+        raise InputError(f"{where}: buffer places must be >= 0")
+    if kind == "units" and (low < 1 or high > 1000):
+        raise InputError(f"{where}: units must lie in 1..1000")
+    if kind == "speed" and low <= 0:
+        raise InputError(f"{where}: speeds must be > 0")
+    return [Dimension(f"stations.{names[j]}.{kind}", kind, j, low, high, var.cost or 0.0) for j in indexes]
+
+
+def _parse_range(where: str, text: str, integer: bool) -> tuple[float, float]:
+    low_text, sep, high_text = text.partition("..")
+    try:
+        low, high = (float(low_text), float(high_text)) if sep else (float(text), float(text))
+    except ValueError:
+        raise InputError(f"{where}: expected a range LOW..HIGH (e.g. 0..10)") from None
+    if integer and (low != int(low) or high != int(high)):
+        raise InputError(f"{where}: expected whole numbers (e.g. 0..10)")
+    if low > high:
+        raise InputError(f"{where}: empty range ({text}: low above high)")
+    if not integer and low == high:
+        raise InputError(f"{where}: empty range ({text}: a speed range needs low < high)")
+    return (int(low), int(high)) if integer else (low, high)
+
+
+def _check_order(spec: LineSpec, var: Variable) -> bool:
+    where = f"--vary {var.path}={var.range}"
+    if var.range != "order":
+        raise InputError(f"{where}: release.plan can only vary its order (release.plan=order)")
+    if spec.release.mode != "plan" or len(spec.release.plan or ()) < 2:
+        raise InputError(f"{where}: needs release mode 'plan' with at least two campaigns")
+    return True
+
+
+def _apply_costs(spec: LineSpec, dims: list[Dimension], costs: Sequence[str]) -> list[Dimension]:
+    from dataclasses import replace
+
+    out = list(dims)
+    for text in costs:
+        path, value = parse_assignment(text, "--cost")
+        try:
+            amount = float(value)
+        except ValueError:
+            raise InputError(f"--cost {text!r}: expected a number") from None
+        if not (amount >= 0 and math.isfinite(amount)):
+            raise InputError(f"--cost {text!r}: expected a number >= 0")
+        parts = path.split(".")
+        matched = [
+            i for i, d in enumerate(out)
+            if len(parts) == 3 and parts[2] == d.kind and parts[1] in ("*", spec.stations[d.station].name)
+        ]  # fmt: skip
+        if not matched:
+            raise InputError(f"--cost {text!r}: no varied variable matches {path} (varied: "
+                             f"{', '.join(d.label for d in out) or 'none'})")  # fmt: skip
+        for i in matched:
+            out[i] = replace(out[i], cost=amount)
+    return out
+
+
+def _objectives(objective: str | Sequence[str]) -> tuple[str, ...]:
+    names = (objective,) if isinstance(objective, str) else tuple(objective)
+    for name in names:
+        if name not in OBJECTIVES:
+            raise InputError(
+                f"--objective {name!r}: the evaluator cannot compute it; objectives: {', '.join(OBJECTIVES)}"
+            )
+    if len(names) > 2 or (len(names) == 2 and set(names) != {"throughput", "cost"}):
+        raise InputError("--objective: several objectives make a Pareto front of throughput and cost only")
+    return tuple(dict.fromkeys(names))
+
+
+def _check_problem(p: Problem) -> None:
+    if "cost" in p.objectives and not any(d.cost > 0 for d in p.dims):
+        raise InputError("--objective cost: give a cost to at least one variable (--cost PATH=AMOUNT)")
+    if p.objectives == ("cost",) and p.target is None:
+        raise InputError("--objective cost: needs a throughput target (--target throughput=BATCHES_PER_HOUR)")
+    if "makespan" in p.objectives and not (p.spec.release.mode == "plan" and not p.spec.release.repeat):
+        raise InputError("--objective makespan: needs release mode 'plan' without repeat (a plan that ends)")
+    for key, limit in p.budget.items():
+        low = {
+            "buffers": sum(d.low for d in p.dims if d.kind == "buffer"),
+            "units": sum(d.low for d in p.dims if d.kind == "units"),
+            "cost": sum(d.low * d.cost for d in p.dims),
+        }[key]
+        if key in BUDGET_KINDS and not any(d.kind == BUDGET_KINDS[key] for d in p.dims):
+            raise InputError(f"--budget {key}={limit:g}: no {BUDGET_KINDS[key]} variable is varied")
+        if low > limit + 1e-9:
+            raise InputError(f"--budget {key}={limit:g}: no design meets it (the smallest design needs {low:g})")

@@ -1,0 +1,59 @@
+"""The ``optimize:`` block of a line spec: what an optimizer may change, and what it aims for.
+
+    optimize:
+      vary:
+        - {path: stations.*.buffer, range: 0..10}
+        - {path: stations.coating.units, range: 1..3, cost: 250000}
+        - {path: stations.press.speed, range: 0.8..1.5, cost: 40000}
+        - {path: release.plan, range: order}
+      budget: {buffers: 20}
+      objective: throughput            # or cost (with target), makespan, lead_time, or [throughput, cost]
+      target: {throughput_per_hour: 0.9}
+
+Only read by ``twin optimize`` (the ``optimizers`` package); the engine ignores it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from twin.spec.types import SpecModel
+
+Objective = Literal["throughput", "cost", "makespan", "lead_time"]
+
+
+class Variable(SpecModel):
+    """A decision variable: ``stations.NAME|*.buffer|units|speed`` over a range, or ``release.plan`` order."""
+
+    path: str = Field(description="stations.NAME.buffer, stations.NAME.units, stations.NAME.speed ('*' = every "
+                      "station), or release.plan (the order of campaigns).")  # fmt: skip
+    range: str = Field(description="LOW..HIGH (integers for buffer and units, numbers for speed), or 'order'.")
+    cost: float | None = Field(None, ge=0, allow_inf_nan=False, description="Cost per buffer place, unit or speed.")
+
+
+class Optimize(SpecModel):
+    """Decision variables, budget, objectives and effort of an optimization."""
+
+    vary: tuple[Variable, ...] = Field(min_length=1)
+    objective: Objective | tuple[Objective, ...] = Field(
+        "throughput", description="throughput (max), cost (min, needs a target), makespan or lead_time (min); "
+        "[throughput, cost] gives a Pareto front."
+    )  # fmt: skip
+    budget: dict[Literal["buffers", "units", "cost"], float] | None = Field(
+        None, description="Upper limits on the total of varied buffer places, of varied units, or of the cost."
+    )
+    target: dict[Literal["throughput_per_hour"], float] | None = Field(
+        None, description="Throughput the cost objective must reach (batches per hour)."
+    )
+    evaluations: int = Field(2000, ge=1, description="Designs the evaluator may simulate.")
+    replications: int = Field(5, ge=1, description="Replications per design during the search.")
+    confirm: int = Field(10, ge=2, description="SimPy replications confirming each reported design.")
+
+    @field_validator("budget", "target")
+    @classmethod
+    def _positive(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and any(not (v >= 0 and v != float("inf")) for v in value.values()):
+            raise ValueError("needs finite numbers >= 0")
+        return value
