@@ -106,7 +106,7 @@ class Evaluator:
         unit = self.spec.time_unit
         rates = []
         for j, station in enumerate(self.spec.stations):
-            fastest = min(station.process_time_for(p).mean_hours(unit) for p in line.products)
+            fastest = min(station.mean_hours(p.name, unit, p.batch_size) for p in self.spec.products)
             rates.append(self.max_units[j] * self.max_speed / fastest)
         if self.spec.release.interarrival is not None:
             rates = [min(r, 1.0 / self.spec.release.interarrival.mean_hours(unit)) for r in rates]
@@ -122,7 +122,7 @@ class Evaluator:
         for station in self.spec.stations:
             if station.failures is None:
                 continue
-            slowest = max(station.process_time_for(p).mean_hours(unit) for p in self.line.products)
+            slowest = max(station.mean_hours(p.name, unit, p.batch_size) for p in self.spec.products)
             work = batches * slowest / self.min_speed
             if station.failures.basis == "calendar":
                 work = max(work, self.line.horizon)

@@ -36,7 +36,10 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
-  the engine draws them in the order batches start after their changeover).
+  the engine draws them in the order batches start after their changeover);
+- the GMP batch rules (cleaning, operators and shifts, rooms, hold times, QC release, yields and
+  rejects, splits and merges, release calendars and WIP limits): ignored by the evaluator; rate-based
+  stations are evaluated from their rate, start-up, speed loss and the engine's own rate noise.
 """
 
 
@@ -101,6 +104,11 @@ def line_arrays(spec: LineSpec) -> LineArrays:
 def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, ...]:
     """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts; empty when exact."""
     reasons = []
+    rules = line.line.rules
+    if rules is not None:
+        ignored = _ignored_rules(line.spec)
+        if ignored:
+            reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
     for s in line.line.stations:
         if s.failures is not None and s.failures.calendar:
             reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
@@ -109,6 +117,26 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
                 f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
             )
     return tuple(reasons)
+
+
+def _ignored_rules(spec: LineSpec) -> list[str]:
+    """The batch rules of ``spec`` that the evaluator leaves out."""
+    found = {
+        "cleaning": any(s.cleaning for s in spec.stations) or bool(spec.skids),
+        "operators and shifts": any(s.operators for s in spec.stations) or bool(spec.operators),
+        "rooms": bool(spec.rooms),
+        "hold times": bool(spec.hold_times),
+        "QC release": spec.qc is not None,
+        "yields and rejects": any(s.quality for s in spec.stations),
+        "splits and merges": any(s.split or s.merge for s in spec.stations),
+        "release calendar and WIP limit": bool(spec.release.calendar or spec.release.wip_limit),
+        "major cleans and line clearances of changeovers": any(
+            getattr(e, "major_clean", False) or getattr(e, "line_clearance", False)
+            for s in spec.stations
+            for e in (s.setup or {}).values()
+        ),
+    }
+    return [name for name, present in found.items() if present]
 
 
 def _with_approximations(line: LineArrays, units: tuple[int, ...]) -> LineArrays:
@@ -170,6 +198,8 @@ def draw_inputs(
             for p, sampler in enumerate(s.process):
                 rng = stream_rng(seed, r, s.name, f"process:{compiled.products[p]}")
                 process[i, s.index, p] = first_draws(sampler, rng, batches)
+            if not s.process:  # rate-based: the engine's formula and its own noise stream
+                process[i, s.index] = _rate_times(compiled, s.index, seed, r, batches)
             if line.has_setup[s.index]:
                 for (a, b), (name, sampler) in s.setup.items():
                     setup[i, s.index, a, b] = first_draws(sampler, stream_rng(seed, r, s.name, name), n_setup)
@@ -187,6 +217,20 @@ def draw_inputs(
         if products is not None:
             products[i] = mix_products(compiled, seed, r, batches)
     return Draws(process, setup, ttf, ttr, arrivals, products, seed, first_replication)
+
+
+def _rate_times(compiled: CompiledLine, station: int, seed: int, replication: int, batches: int) -> np.ndarray:
+    """[product, k]: processing times of a rate-based station for full batches of each product."""
+    assert compiled.rules is not None and compiled.rules.stations[station].rate is not None
+    rate, startup, loss, cv = compiled.rules.stations[station].rate
+    name = compiled.stations[station].name
+    if cv > 0:
+        shape, scale = 1 / cv**2, cv**2
+        noise = first_draws(lambda g, n: g.gamma(shape, scale, n), stream_rng(seed, replication, name, "rate"), batches)
+    else:
+        noise = np.ones(batches)
+    sizes = np.asarray(compiled.batch_sizes)[:, None]
+    return startup + sizes / (rate * (1 - loss)) * noise[None, :]
 
 
 def mix_products(compiled: CompiledLine, seed: int, replication: int, batches: int) -> np.ndarray:

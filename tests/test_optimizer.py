@@ -178,6 +178,23 @@ def test_calendar_failures_run_as_a_measured_surrogate() -> None:
     assert "throughput_per_hour" in report["best"]["evaluator_minus_simpy"]
 
 
+def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
+    # a rate-based press and cleaning: the evaluator uses the rate formula and leaves the cleaning out
+    spec = LineSpec.from_dict(
+        {
+            "name": "rules", "horizon": 400.0, "warmup": 40.0,
+            "products": [{"name": "A", "batch_size": 1000}],
+            "stations": [
+                {"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}, "cleaning": {"minor": 0.1}},
+                {"name": "s2", "buffer": 1, "rate": {"units_per_hour": 900, "startup": 0.1, "cv": 0.2}},
+            ],
+        }
+    )  # fmt: skip
+    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3)
+    assert result.approximations == ("batch rules not evaluated: cleaning",)
+    assert result.to_json()["exact"] is False
+
+
 def test_bad_problems_are_input_errors() -> None:
     spec = line([1, 1, 1])
     bad = [

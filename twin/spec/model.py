@@ -222,6 +222,13 @@ class Station(SpecModel):
             return self.process_time.get(product) or self.process_time[ANY]
         return self.process_time
 
+    def mean_hours(self, product: str, time_unit: str, batch_units: float) -> float:
+        """Mean processing hours of a batch of ``product`` with ``batch_units`` units (rate or distribution)."""
+        if self.rate is not None:
+            rate = self.rate
+            return to_hours(rate.startup, time_unit) + batch_units / (rate.units_per_hour * (1 - rate.speed_loss))
+        return self.process_time_for(product).mean_hours(time_unit)
+
     def ideal_hours(self, product: str, time_unit: str, batch_units: float = 0.0) -> float:
         """Ideal hours per batch of ``product``: ``ideal_time``, else the nameplate rate's time for
         ``batch_units``, else the mean processing time."""
