@@ -18,6 +18,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,6 +67,7 @@ def build_app() -> typer.Typer:
     app.command("schema")(schema_command)
     app.command("models")(models_command)
     app.command("version")(version_command)
+    import_module("twin.cli.store_commands").register(app)  # runs, sweep; imported here as it imports this module
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
     return app

@@ -22,6 +22,7 @@ run, writers never share a file, and a process killed at any moment leaves at mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -166,10 +167,11 @@ class RunStore:
             info = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
             created = datetime.now(UTC)
             settings = result.settings
+            key = point_key(result.spec.spec_hash, settings["seed"], settings["replications"],
+                            settings["horizon"], settings["warmup"])  # fmt: skip
             info.update(
                 created=created.isoformat(timespec="microseconds"),
-                point_key=point_key(result.spec.spec_hash, settings["seed"], settings["replications"],
-                                    settings["horizon"], settings["warmup"]),  # fmt: skip
+                point_key=key,
                 sweep_id=sweep_id,
                 tags={str(k): str(v) for k, v in (tags or {}).items()},
                 store_schema_version=SCHEMA_VERSION,
@@ -191,10 +193,8 @@ class RunStore:
         work = self._work_dir(TRASH_DIR)
         try:
             for run_id in resolved:
-                try:
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile by another process: fine
                     os.rename(self.root / RUNS_DIR / run_id, work / run_id)
-                except FileNotFoundError:
-                    pass  # removed meanwhile by someone else: the outcome asked for
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return resolved
@@ -264,7 +264,9 @@ class RunStore:
         """Run SQL on the catalog (a table named ``runs``; see ``twin.store.catalog`` for its columns)."""
         return self._execute(sql, "query")
 
-    def list(self, where: str | None = None, order_by: str = "created, run_id", limit: int | None = None) -> pd.DataFrame:
+    def list(
+        self, where: str | None = None, order_by: str = "created, run_id", limit: int | None = None
+    ) -> pd.DataFrame:
         """Catalog rows, optionally filtered by an SQL condition on its columns."""
         sql = "SELECT * FROM runs"
         if where:

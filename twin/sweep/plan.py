@@ -72,9 +72,15 @@ class Sweep:
             "replications": self.replications,
             "seed": self.seed,
             "points": [
-                {"name": p.name, "assignments": [list(a) for a in p.point.assignments],
-                 "overrides": list(p.overrides), "spec_hash": p.spec.spec_hash, "point_key": p.key,
-                 "horizon": p.horizon, "warmup": p.warmup}  # fmt: skip
+                {
+                    "name": p.name,
+                    "assignments": [list(a) for a in p.point.assignments],
+                    "overrides": list(p.overrides),
+                    "spec_hash": p.spec.spec_hash,
+                    "point_key": p.key,
+                    "horizon": p.horizon,
+                    "warmup": p.warmup,
+                }
                 for p in self.points
             ],
         }
@@ -100,7 +106,7 @@ def plan_sweep(
     for point in points:
         labels = {f"--set {o}": origin for o, origin in zip(point.overrides, point.origins, strict=False)}
         try:
-            spec = with_overrides(base, point.overrides, source=f"scenario {point.name!r}") if point.assignments else base
+            spec = with_overrides(base, point.overrides, source=f"scenario {point.name!r}")
         except SpecError as err:
             problems += [Problem(labels.get(p.source, p.source), p.path, p.message, p.line) for p in err.problems]
             continue

@@ -24,9 +24,12 @@ from twin.sweep.plan import Sweep
 
 
 class SweepRunner:
-    """Runs the missing points of a sweep on a backend and saves each one in the store."""
+    """Runs the missing points of a sweep on a backend and saves each one in the store.
 
-    def __init__(self, sweep: Sweep, store: RunStore, scheduler: str | None = None, workers: int | None = None):
+    ``store=None`` only plans (every point is to run).
+    """
+
+    def __init__(self, sweep: Sweep, store: RunStore | None, scheduler: str | None = None, workers: int | None = None):
         self.sweep, self.store, self.scheduler, self.workers = sweep, store, scheduler, workers
         self.todo: list[Job] = []
         self.ran = 0
@@ -37,7 +40,7 @@ class SweepRunner:
     def plan(self) -> list[Job]:
         """The points still to run (one per key), and how many are stored already."""
         unique = self.sweep.unique_points()
-        stored = self.store.find_points(p.key for p in unique)
+        stored = self.store.find_points(p.key for p in unique) if self.store is not None else {}
         self.reused = len(stored)
         self.todo = [
             Job(p.key, p.spec, p.name, p.overrides, self.sweep.replications, self.sweep.seed, p.horizon, p.warmup)
@@ -45,8 +48,12 @@ class SweepRunner:
         ]  # fmt: skip
         return self.todo
 
-    def run(self, progress: Callable[[float], None] | None = None, on_backend: Callable[[str], None] | None = None) -> None:
+    def run(
+        self, progress: Callable[[float], None] | None = None, on_backend: Callable[[str], None] | None = None
+    ) -> None:
         """Run and store every missing point; ``self.ran`` counts those stored so far (also when interrupted)."""
+        if self.store is None:
+            raise ValueError("a sweep needs a store to run into")
         self.store.save_sweep(self.sweep.manifest())
         jobs = self.plan()
         if not jobs:
@@ -57,7 +64,7 @@ class SweepRunner:
                 self.backend = backend.description
                 if on_backend is not None:
                     on_backend(backend.description)
-                for job, result in backend.run(jobs, progress):
+                for _job, result in backend.run(jobs, progress):
                     self.store.save(result, sweep_id=self.sweep.sweep_id)
                     self.ran += 1
         finally:
