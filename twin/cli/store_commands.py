@@ -46,7 +46,7 @@ from twin.cli.store_render import (
 )
 from twin.errors import InputError
 from twin.models import load_spec
-from twin.store.store import RunStore, default_store_path
+from twin.store.store import RunStore, default_store_path, existing_store
 
 StoreOpt = Annotated[
     Path | None, typer.Option("--store", help="Run store folder (default: $TWIN_STORE, else ./twin-runs).")
@@ -257,6 +257,8 @@ def sweep_command(
     """Run many what-ifs of a line (a grid or a CSV of scenarios) on Dask and store every point."""
     from twin.sweep import SweepRunner, combine, csv_points, grid_points, plan_sweep, rank_order, sweep_table
 
+    store_path = store or default_store_path()
+    run_store = existing_store(store_path)  # a store this twin cannot read is refused before anything else
     base = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, base, "--horizon"), _hours(warmup, base, "--warmup")
     rank_order(rank, [s.name for s in base.stations])
@@ -266,8 +268,8 @@ def sweep_command(
         raise InputError(f"--top {top}: must be 1 or more")
     points = combine(csv_points(scenarios) if scenarios else [], grid_points(grid or []))
     sweep = plan_sweep(base, points, replications, seed, hours, warm, source=spec, base_overrides=tuple(set_ or ()))
-    fresh = not (store or default_store_path()).exists()
-    run_store = None if dry_run and fresh else _open(store, create=True)  # a dry run creates nothing
+    if run_store is None and not dry_run:  # created only once every point is known to be valid
+        run_store = RunStore(store_path, create=True)
     runner = SweepRunner(sweep, run_store, scheduler, workers)
     todo = runner.plan()
     say = lambda text: stderr.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
@@ -281,7 +283,7 @@ def sweep_command(
         return
     try:
         with progress_bar(f"sweep {sweep.sweep_id[:8]}: {len(todo)} points") as update:
-            runner.run(update, on_backend=lambda backend: say(f"running on {backend}"))
+            runner.run(update, on_backend=lambda backend: say(f"running {backend}"))
     except KeyboardInterrupt:
         done = runner.reused + runner.ran
         say(f"interrupted: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "

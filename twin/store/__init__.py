@@ -9,6 +9,15 @@ See ``twin.store.store`` for the layout and the guarantees, ``twin.store.catalog
 """
 
 from twin.store.catalog import COLUMNS, KPI_COLUMNS
-from twin.store.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path, point_key
+from twin.store.store import SCHEMA_VERSION, RunStore, StoreError, default_store_path, existing_store, point_key
 
-__all__ = ["COLUMNS", "KPI_COLUMNS", "SCHEMA_VERSION", "RunStore", "StoreError", "default_store_path", "point_key"]
+__all__ = [
+    "COLUMNS",
+    "KPI_COLUMNS",
+    "SCHEMA_VERSION",
+    "RunStore",
+    "StoreError",
+    "default_store_path",
+    "existing_store",
+    "point_key",
+]

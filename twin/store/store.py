@@ -88,6 +88,14 @@ def _owner_alive(name: str) -> bool:
     return True
 
 
+def existing_store(path: str | Path | None = None) -> RunStore | None:
+    """The store at ``path`` if there is one; None for a missing or empty folder (raises for anything else)."""
+    root = Path(path) if path is not None else default_store_path()
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return None
+    return RunStore(root, create=False)
+
+
 class RunStore:
     """A run store in a folder; see the module docstring. ``create=False`` refuses a missing store."""
 

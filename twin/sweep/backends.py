@@ -67,7 +67,7 @@ def available_cores() -> int:
 class InProcess:
     """Points one after another in this process: no Dask at all."""
 
-    description = "in-process"
+    description = "in this process"
     workers = 1
 
     def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, RunResult]]:
@@ -174,7 +174,7 @@ def _local(workers: int) -> Iterator[DaskBackend]:
                      silence_logs=logging.ERROR) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):  # fmt: skip
-        yield DaskBackend(client, f"local Dask cluster, {workers} worker process{'es' if workers > 1 else ''}")
+        yield DaskBackend(client, f"on a local Dask cluster of {workers} worker process{'es' if workers > 1 else ''}")
 
 
 @contextmanager
@@ -192,7 +192,9 @@ def _remote(address: str) -> Iterator[DaskBackend]:
             raise InputError(f"--scheduler {address}: no worker joined within {WORKERS_TIMEOUT_S:.0f} s") from None
         _check_workers(client, address)
         threads = sum(client.nthreads().values())
-        yield DaskBackend(client, f"Dask cluster at {address}, {threads} worker thread{'s' if threads > 1 else ''}")
+        yield DaskBackend(
+            client, f"on the Dask cluster at {address} ({threads} worker thread{'s' if threads > 1 else ''})"
+        )
 
 
 def _check_workers(client: Any, address: str) -> None:
