@@ -29,7 +29,6 @@ from twin.spec.model import LineSpec
 from twin.sweep.tasks import assemble_chunks, run_point, simulate_chunk, worker_twin_version
 
 Progress = Callable[[float], None]
-CONNECT_TIMEOUT_S = 20.0
 WORKERS_TIMEOUT_S = 60.0
 
 
@@ -182,7 +181,7 @@ def _remote(address: str) -> Iterator[DaskBackend]:
     from distributed import Client
 
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        client = Client(address, set_as_default=False)  # waits up to distributed.comm.timeouts.connect
     except (OSError, TimeoutError, ValueError) as err:
         raise InputError(f"--scheduler {address}: cannot connect to a Dask scheduler ({err})") from None
     with client:
