@@ -137,6 +137,7 @@ def test_a_writer_killed_at_any_moment_leaves_no_half_run(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env_path = str(ROOT / "tests")
+    killed_mid_write = 0
     for delay in (0.05, 0.13, 0.21, 0.34, 0.55):
         proc = subprocess.Popen([sys.executable, str(script), str(store_dir)], stdout=subprocess.PIPE,
                                 env={"PYTHONPATH": env_path, "PATH": str(BIN)})  # fmt: skip
@@ -144,13 +145,13 @@ def test_a_writer_killed_at_any_moment_leaves_no_half_run(tmp_path):
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    store = RunStore(store_dir)
-    listed = store.list()
-    assert len(listed) == stored_count(store_dir) > 0  # every folder in runs/ has its catalog row
-    for run_id in listed["run_id"]:
-        read_run(store.path(run_id))  # and is whole
-    debris = list((store_dir / ".staging").iterdir())
-    assert debris, "expected a killed writer to leave work in progress (the test kills mid-write)"
+        killed_mid_write += any((store_dir / ".staging").iterdir())
+        store = RunStore(store_dir)
+        listed = store.list()
+        assert len(listed) == stored_count(store_dir) > 0  # every folder in runs/ has its catalog row
+        for run_id in listed["run_id"]:
+            read_run(store.path(run_id))  # and is whole
+    assert killed_mid_write, "the test should kill a writer in the middle of a write"
     store.save(run(serial_line([1.0], horizon=50.0, warmup=5.0), replications=1))
     assert list((store_dir / ".staging").iterdir()) == []  # the next writer clears dead writers' debris
 

@@ -42,6 +42,7 @@ from twin.errors import InputError
 from twin.experiment import RunResult
 from twin.runfolder import KPIS_FILE, RUN_FILE, read_run, write_run
 from twin.store.catalog import ENTRY_FILE, RUNS_DIR, catalog_connection, catalog_entry
+from twin.store.packed import PackedRun
 
 SCHEMA_VERSION = 1
 STORE_FILE = "twin-store.json"
@@ -60,10 +61,12 @@ def default_store_path() -> Path:
     return Path(os.environ.get("TWIN_STORE") or DEFAULT_STORE)
 
 
-def point_key(spec_hash: str, seed: int, replications: int, horizon: float, warmup: float) -> str:
+def point_key(
+    spec_hash: str, seed: int | None, replications: int | None, horizon: float | None, warmup: float | None
+) -> str:
     """What identifies a run's results: equal keys give bit-identical event logs and KPIs."""
-    data = {"spec_hash": spec_hash, "seed": seed, "replications": replications,
-            "horizon": float(horizon), "warmup": float(warmup)}  # fmt: skip
+    hours = [None if h is None else float(h) for h in (horizon, warmup)]
+    data = {"spec_hash": spec_hash, "seed": seed, "replications": replications, "horizon": hours[0], "warmup": hours[1]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -167,26 +170,33 @@ class RunStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def save(self, result: RunResult, sweep_id: str | None = None, tags: Mapping[str, Any] | None = None) -> str:
-        """Store a run (spec, event log, KPIs and a catalog row) in one step; returns its run id."""
+    def save(
+        self, result: RunResult | PackedRun, sweep_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
+        """Store a run (spec, event log, KPIs and a catalog row) in one step; returns its run id.
+
+        ``result`` is a ``RunResult``, or a ``PackedRun`` whose files a worker has encoded already.
+        """
         work = self._work_dir(STAGING_DIR)
         try:
-            folder = write_run(result, work / "run")
+            if isinstance(result, PackedRun):
+                folder = work / "run"
+                folder.mkdir()
+                result.write(folder)
+            else:
+                folder = write_run(result, work / "run")
             info = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+            summary = json.loads((folder / KPIS_FILE).read_text(encoding="utf-8"))
             created = datetime.now(UTC)
-            settings = result.settings
-            key = point_key(result.spec.spec_hash, settings["seed"], settings["replications"],
-                            settings["horizon"], settings["warmup"])  # fmt: skip
             info.update(
                 created=created.isoformat(timespec="microseconds"),
-                point_key=key,
+                point_key=point_key(*(info.get(k) for k in ("spec_hash", "seed", "replications", "horizon", "warmup"))),
                 sweep_id=sweep_id,
                 tags={str(k): str(v) for k, v in (tags or {}).items()},
                 store_schema_version=SCHEMA_VERSION,
             )
             (folder / RUN_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-            entry = catalog_entry(result.kpis.summary, info, created.replace(tzinfo=None))
-            pq.write_table(entry, folder / ENTRY_FILE)
+            pq.write_table(catalog_entry(summary, info, created.replace(tzinfo=None)), folder / ENTRY_FILE)
             (self.root / RUNS_DIR).mkdir(exist_ok=True)
             os.rename(folder, self.root / RUNS_DIR / info["run_id"])  # the run and its row appear together
         finally:

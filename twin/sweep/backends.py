@@ -26,7 +26,8 @@ from typing import Any, Protocol
 from twin.errors import InputError
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
-from twin.sweep.tasks import assemble_chunks, run_point, simulate_chunk, worker_twin_version
+from twin.store.packed import PackedRun
+from twin.sweep.tasks import packed_chunks, packed_point, simulate_chunk, worker_twin_version
 
 Progress = Callable[[float], None]
 WORKERS_TIMEOUT_S = 60.0
@@ -50,7 +51,7 @@ class Backend(Protocol):
     description: str
     workers: int
 
-    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, RunResult]]:
+    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, RunResult | PackedRun]]:
         """Simulate the jobs; yield each with its result as soon as it is done (any order)."""
         ...
 
@@ -90,7 +91,10 @@ def chunk_sizes(replications: int, chunks: int) -> list[int]:
 
 
 class DaskBackend:
-    """Points as tasks of a Dask ``Client``; a point whose replications are too few tasks is split."""
+    """Points as tasks of a Dask ``Client``; a point whose replications are too few tasks is split.
+
+    Workers return each run packed (``PackedRun``): encoding Parquet is worker work, not client work.
+    """
 
     def __init__(self, client: Any, description: str):
         self.client = client
@@ -100,7 +104,7 @@ class DaskBackend:
     def workers(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
 
-    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, RunResult]]:
+    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, PackedRun]]:
         from distributed import as_completed
 
         if not jobs:
@@ -113,7 +117,7 @@ class DaskBackend:
             tag = f"{nonce}-{i}"
             sizes = chunk_sizes(job.replications, chunks)
             if len(sizes) == 1:
-                future = client.submit(run_point, job.spec, job.name, job.overrides, job.replications, job.seed,
+                future = client.submit(packed_point, job.spec, job.name, job.overrides, job.replications, job.seed,
                                        job.horizon, job.warmup, key=f"twin-point-{tag}", pure=False)  # fmt: skip
                 pending[future] = (job, job.replications, True)
                 continue
@@ -124,7 +128,7 @@ class DaskBackend:
                 pending[part] = (job, size, False)
                 parts.append(part)
                 first += size
-            whole = client.submit(assemble_chunks, job.spec, job.name, job.overrides, *parts,
+            whole = client.submit(packed_chunks, job.spec, job.name, job.overrides, *parts,
                                   key=f"twin-point-{tag}", pure=False)  # fmt: skip
             pending[whole] = (job, 0, True)
         total, done = sum(j.replications for j in jobs), 0

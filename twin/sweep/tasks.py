@@ -7,6 +7,8 @@
 Replication ``r`` draws from streams keyed by (seed, r, station, stream), so a replication is the
 same whichever worker runs it and whatever else that worker ran before; the KPIs are pure
 functions of the log. Hence any split of the replications gives a bit-identical result.
+A worker packs the run folder's files itself (``packed_point``, ``packed_chunks``), so the
+client that stores them has next to nothing to do.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from twin.eventlog import EventLog
 from twin.experiment import RunResult, run
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
+from twin.store.packed import PackedRun, pack_run
 
 
 def simulate_chunk(spec: LineSpec, seed: int, first: int, count: int, horizon: float, warmup: float) -> EventLog:
@@ -38,9 +41,9 @@ def assemble(spec: LineSpec, name: str, overrides: Sequence[str], logs: Sequence
     return RunResult(spec, log, compute_kpis(log), name, tuple(overrides), settings)
 
 
-def assemble_chunks(spec: LineSpec, name: str, overrides: Sequence[str], *logs: EventLog) -> RunResult:
-    """``assemble`` with the chunks as separate arguments (how Dask hands over dependencies)."""
-    return assemble(spec, name, overrides, logs)
+def packed_chunks(spec: LineSpec, name: str, overrides: Sequence[str], *logs: EventLog) -> PackedRun:
+    """``assemble`` of the chunks given as separate arguments (as Dask hands them over), packed for storing."""
+    return pack_run(assemble(spec, name, overrides, logs))
 
 
 def run_point(
@@ -48,6 +51,13 @@ def run_point(
 ) -> RunResult:
     """All replications of a point in one go: exactly ``twin.experiment.run``."""
     return run(spec, replications, seed, horizon, warmup, name=name, overrides=tuple(overrides))
+
+
+def packed_point(
+    spec: LineSpec, name: str, overrides: Sequence[str], replications: int, seed: int, horizon: float, warmup: float
+) -> PackedRun:
+    """``run_point`` packed for storing: the worker encodes the run folder, the client only writes it."""
+    return pack_run(run_point(spec, name, overrides, replications, seed, horizon, warmup))
 
 
 def worker_twin_version() -> str:
