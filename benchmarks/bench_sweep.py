@@ -11,13 +11,17 @@ in alternating rounds so that machine noise hits every variant; figures are medi
 The overhead per task is measured with 100 tiny points (a one-station line, 1 replication of
 50 h): (time on a 1-worker cluster, without its start - time in this process) / 100. It covers
 pickling the spec, scheduling, running the task in another process and sending the run (event
-log and KPIs) back. The load average of the machine is printed before and after.
+log and KPIs) back. Then a store of ``--catalog-runs`` runs is listed (``RunStore.list``).
+
+How busy the machine was: the load average before and after, and the share of the two cores
+in use during the benchmark (from /proc/stat) next to the share this benchmark used itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -41,11 +45,29 @@ def timed_sweep(sweep, workers: int, folder: Path) -> tuple[float, float]:  # ty
     return end - start, end - (up[0] if up else start)
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process and its finished children (the cluster's workers)."""
+    return sum(
+        r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                          resource.getrusage(resource.RUSAGE_CHILDREN))
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replications", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--catalog-runs", type=int, default=1000)
     args = parser.parse_args()
+    busy0, total0, own0, wall0 = *cpu_jiffies(), own_cpu_seconds(), time.perf_counter()
 
     from twin.models import load_spec
     from twin.spec.model import LineSpec
@@ -72,6 +94,20 @@ def main() -> None:
             _, dask = timed_sweep(tiny_sweep, 1, folder)
             overhead.append((dask - alone) / len(tiny_sweep.points))
 
+        from twin.experiment import run
+        from twin.store import RunStore
+
+        store = RunStore(folder / "catalog")
+        result = run(tiny, replications=1, seed=1)
+        for _ in range(args.catalog_runs):
+            store.save(result)
+        listing = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert len(store.list()) == args.catalog_runs
+            listing.append(time.perf_counter() - start)
+    busy1, total1, own1, wall1 = *cpu_jiffies(), own_cpu_seconds(), time.perf_counter()
+
     def per_minute(workers: int, index: int) -> float:
         return n / statistics.median(t[index] for t in times[workers]) * 60
 
@@ -90,7 +126,13 @@ def main() -> None:
     print(
         f"Dask overhead per task (100 tiny points, 1 worker vs in-process): {statistics.median(overhead) * 1000:.1f} ms"
     )
+    print(f"listing a store of {args.catalog_runs} runs (RunStore.list, DuckDB): {statistics.median(listing):.2f} s")
+    cores = os.cpu_count() or 1
+    machine = (busy1 - busy0) / (total1 - total0) * 100
+    own = (own1 - own0) / ((wall1 - wall0) * cores) * 100
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"CPU in use during the benchmark: {machine:.0f}% of {cores} cores, {own:.0f}% by the benchmark itself, "
+          f"{max(machine - own, 0):.0f}% by other work")  # fmt: skip
 
 
 if __name__ == "__main__":
