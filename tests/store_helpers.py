@@ -97,7 +97,9 @@ def stored_count(store_dir: Path) -> int:
 
 
 @contextmanager
-def dask_processes(folder: Path, workers: int = 2) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+def dask_processes(
+    folder: Path, workers: int = 2, worker_args: tuple[str, ...] = ()
+) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """A Dask scheduler and ``workers`` one-thread workers (each under a nanny), separate processes on loopback.
 
     Yields the scheduler address and the worker (nanny) processes.
@@ -129,6 +131,7 @@ def dask_processes(folder: Path, workers: int = 2) -> Iterator[tuple[str, list[s
                     "60",
                     "--name",
                     f"w{i}",
+                    *worker_args,
                 ],
                 folder,
                 folder / f"worker{i}.log",

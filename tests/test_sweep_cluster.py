@@ -97,3 +97,16 @@ def test_a_scheduler_that_is_not_there_is_bad_input(tmp_path):
     )
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_workers_running_another_twin_version_are_refused(tmp_path):
+    """Bit-identical results need the same engine: a worker that runs another twin is bad input."""
+    preload = tmp_path / "other_twin.py"
+    preload.write_text("import twin\ntwin.__version__ = '0.0.1-other'\n")
+    line = write_line(tmp_path)
+    with dask_processes(tmp_path, workers=1, worker_args=("--preload", str(preload))) as (address, _):
+        proc = run_cli("sweep", str(line), "--grid", "stations.s2.buffer=0,1", "--scheduler", address,
+                       "--store", str(tmp_path / "store"))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "runs twin 0.0.1-other, this is twin 0.1.0; every worker needs the same version" in proc.stderr
+    assert not (tmp_path / "store" / "runs").exists()

@@ -177,6 +177,7 @@ def _local(workers: int) -> Iterator[DaskBackend]:
                      silence_logs=logging.ERROR) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):  # fmt: skip
+        client.run(worker_twin_version)  # the workers import the engine now, not in the first tasks
         yield DaskBackend(client, f"on a local Dask cluster of {workers} worker process{'es' if workers > 1 else ''}")
 
 
