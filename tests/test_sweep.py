@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pandas as pd
@@ -168,7 +169,10 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_points(tmp_path, how
     try:
         wait_for(lambda: stored_count(store_dir) >= 2, 120, "two stored points")
         children = _children(proc.pid)
-        proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
+        if how == "sigint":  # Ctrl-C in a terminal: SIGINT to the whole foreground group, workers included
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGKILL)
         code = proc.wait(timeout=60)
     finally:
         stop(proc)

@@ -285,6 +285,7 @@ def sweep_command(
         with progress_bar(f"sweep {sweep.sweep_id[:8]}: {len(todo)} points") as update:
             runner.run(update, on_backend=lambda backend: say(f"running {backend}"))
     except KeyboardInterrupt:
+        run_store.clear_work(mine=True)  # a save cut short leaves no debris either
         done = runner.reused + runner.ran
         say(f"interrupted: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
             "run the same command again to run the rest")  # fmt: skip

@@ -160,13 +160,21 @@ class RunStore:
         base.mkdir(exist_ok=True)
         if not self._swept:
             self._swept = True
-            for folder in (self.root / STAGING_DIR, self.root / TRASH_DIR):
-                for old in folder.iterdir() if folder.is_dir() else ():
-                    if not _owner_alive(old.name):
-                        shutil.rmtree(old, ignore_errors=True)
+            self.clear_work()
         work = base / _owner_tag()
         work.mkdir()
         return work
+
+    def clear_work(self, mine: bool = False) -> None:
+        """Remove the work in progress of dead processes of this host (and this process's with ``mine``).
+
+        Call it with ``mine=True`` only when this process is not writing (e.g. after an interrupt).
+        """
+        own = f"{socket.gethostname()}-{os.getpid()}-"
+        for folder in (self.root / STAGING_DIR, self.root / TRASH_DIR):
+            for old in folder.iterdir() if folder.is_dir() else ():
+                if not _owner_alive(old.name) or (mine and old.name.startswith(own)):
+                    shutil.rmtree(old, ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------------
 

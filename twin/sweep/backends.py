@@ -174,7 +174,7 @@ def _local(workers: int) -> Iterator[DaskBackend]:
 
     with (
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                     silence_logs=logging.ERROR) as cluster,
+                     silence_logs=logging.ERROR, preload=["twin.sweep.worker_setup"]) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):  # fmt: skip
         client.run(worker_twin_version)  # the workers import the engine now, not in the first tasks
