@@ -299,7 +299,7 @@ def sweep_command(
         _emit_json(_sweep_json(sweep, table, rank, runner, run_store))
         return
     title = (f"sweep {sweep.sweep_id}: {base.name}, ranked by {rank} "
-             f"({replications} replications, seed {seed}, 95% CI)")  # fmt: skip
+             f"({replications} replications, seed {seed}; ± is the 95% CI)")  # fmt: skip
     console().print(ranked_table(table, title, rank))
 
 
