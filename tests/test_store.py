@@ -220,7 +220,7 @@ def test_runs_commands(tmp_path, two_results):
     s = ("--store", str(store_dir))
 
     listed = run_cli("runs", "list", *s)
-    assert listed.returncode == 0 and id_a[:12] in listed.stdout and "bigger buffer" in listed.stdout
+    assert listed.returncode == 0 and id_a[:8] in listed.stdout and "bigger buffer" in listed.stdout
     rows = json.loads(run_cli("runs", "list", "--where", "sweep_id = 's1'", "--json", *s).stdout)
     assert [r["run_id"] for r in rows] == [id_b] and rows[0]["station_oee"]["s1"] is not None
     csv = run_cli("runs", "list", "--csv", *s).stdout.splitlines()

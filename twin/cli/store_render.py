@@ -84,25 +84,39 @@ def _created(value: Any) -> str:
 
 
 def runs_table(frame: pd.DataFrame, title: str) -> Table:
-    """Catalog rows: id, time, line, scenario, settings, main KPIs, sweep."""
-    table = Table(title=escape(title), box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (("run", "left"), ("created (UTC)", "left"), ("line", "left"), ("scenario", "left"),
-                          ("reps", "right"), ("batches/h", "right"), ("OEE %", "right"),
-                          ("bottleneck", "left"), ("sweep", "left")):  # fmt: skip
-        _column(table, name, justify=justify, overflow="fold")
+    """Catalog rows, narrow enough for 80 columns: id, time, scenario, means of the main KPIs, sweep.
+
+    The line and sweep columns appear only when they tell rows apart (or say something).
+    """
+    lines = frame["line"].dropna().unique() if len(frame) else []
+    with_line = len(lines) > 1
+    with_sweep = bool(len(frame)) and frame["sweep_id"].notna().any()
+    table = Table(title=escape(title + (f" (line {lines[0]})" if len(lines) == 1 else "")),
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
+    _column(table, "run", no_wrap=True)
+    _column(table, "created", no_wrap=True)
+    if with_line:
+        _column(table, "line", overflow="fold")
+    _column(table, "scenario", overflow="fold")
+    for name in ("reps", "batches/h", "OEE %"):
+        _column(table, name, justify="right", no_wrap=True)
+    _column(table, "bottleneck", overflow="fold")
+    if with_sweep:
+        _column(table, "sweep", no_wrap=True)
     for row in frame.to_dict(orient="records"):
-        _row(
-            table,
-            str(row["run_id"])[:SHORT_ID],
-            _created(row["created"]),
-            str(row["line"]),
+        cells = [str(row["run_id"])[:8], _created(row["created"])[5:16]]
+        if with_line:
+            cells.append(str(row["line"]))
+        cells += [
             str(row["scenario"]),
             str(plain(row["replications"])),
-            _mean_ci(row, "throughput_per_hour", 4),
-            _mean_ci(row, "oee", 1, percent=True),
+            _value(plain(row["throughput_per_hour"]), 4),
+            _value(plain(row["oee"]), 1, percent=True),
             str(plain(row["bottleneck"]) or "—"),
-            (plain(row["sweep_id"]) or "—")[:8],
-        )
+        ]
+        if with_sweep:
+            cells.append((plain(row["sweep_id"]) or "—")[:8])
+        _row(table, *cells)
     return table
 
 
@@ -138,14 +152,14 @@ def ranked_table(frame: pd.DataFrame, title: str, rank: str) -> Table:
 
     Narrow enough for an 80-column terminal; ``--json`` has every figure.
     """
-    table = Table(title=escape(title), box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=escape(title), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     _column(table, "#", justify="right", no_wrap=True)
-    _column(table, "scenario", overflow="fold", ratio=1)
+    _column(table, "scenario", overflow="fold")
     _column(table, f"{SHORT_HEADERS.get(rank, rank)} ▼", justify="right", no_wrap=True)
     shown = [k for k in ("throughput_per_hour", "oee", "lead_time_hours", "wip") if k != rank]
     for key in shown:
         _column(table, SHORT_HEADERS[key], justify="right", no_wrap=True)
-    _column(table, "bottleneck", overflow="fold", min_width=10)
+    _column(table, "bottleneck", overflow="fold")
     _column(table, "run", no_wrap=True)
     values = frame.attrs.get("rank_values", [])
     for i, row in enumerate(frame.to_dict(orient="records")):
