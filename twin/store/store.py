@@ -127,17 +127,24 @@ class RunStore:
     # -- the store's own files -------------------------------------------------------------------
 
     def _create(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         data = {"format": STORE_FORMAT, "schema_version": SCHEMA_VERSION,
                 "created": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
         tmp = self.root / f".twin-store.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         try:
-            os.link(tmp, self.root / STORE_FILE)  # create-if-absent in one step: two creators agree
-        except FileExistsError:
-            pass
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            try:
+                os.link(tmp, self.root / STORE_FILE)  # create-if-absent in one step: two creators agree
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                if not (self.root / STORE_FILE).exists():
+                    os.replace(tmp, self.root / STORE_FILE)
+        except OSError as err:
+            raise StoreError(f"{self.root}: cannot create a run store here ({err.strerror or err})") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def _check_version(self, marker: Path) -> None:
         try:
