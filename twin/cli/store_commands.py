@@ -13,6 +13,8 @@ The store is ``--store DIR``, else ``$TWIN_STORE``, else ``./twin-runs``.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -281,6 +283,8 @@ def sweep_command(
         for p in sweep.points:
             typer.echo(f"{p.name}\t{' '.join(p.point.overrides) or '(the spec as is)'}\t{p.spec.spec_hash[:SHORT_ID]}")
         return
+    if not os.environ.get("TWIN_DEBUG"):  # Dask's log lines (with tracebacks) only on request
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         with progress_bar(f"sweep {sweep.sweep_id[:8]}: {len(todo)} points") as update:
             runner.run(update, on_backend=lambda backend: say(f"running {backend}"))

@@ -170,11 +170,12 @@ def open_backend(scheduler: str | None = None, workers: int | None = None, point
 
 @contextmanager
 def _local(workers: int) -> Iterator[DaskBackend]:
+    """A local cluster whose processes keep Dask's own log lines off the terminal (failures still raise)."""
     from distributed import Client, LocalCluster
 
     with (
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                     silence_logs=logging.ERROR, preload=["twin.sweep.worker_setup"]) as cluster,
+                     silence_logs=logging.CRITICAL, preload=["twin.sweep.worker_setup"]) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):  # fmt: skip
         client.run(worker_twin_version)  # the workers import the engine now, not in the first tasks
