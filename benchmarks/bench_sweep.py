@@ -11,7 +11,8 @@ round is the one least disturbed by other work: the figures are best of rounds (
 
 Each timed run also says how busy the machine was: the share of all cores in use by other
 processes (from /proc/stat, less this benchmark's own CPU time, workers included), and the CPU
-seconds per point that this benchmark spent (client, scheduler and workers together).
+seconds per point that this benchmark spent once the backend was up (client, scheduler and
+workers together; with the cluster's start in the table's last column).
 
 The overhead per task is measured with 100 tiny points (a one-station line, 1 replication of
 50 h): (time on a 1-worker cluster, without its start - time in this process) / 100. It covers
@@ -48,11 +49,28 @@ def own_cpu_seconds() -> float:
     return sum(r.ru_utime + r.ru_stime for r in usage)
 
 
+def live_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its live children (the running workers)."""
+    import psutil
+
+    me = psutil.Process()
+    processes = [me, *me.children(recursive=True)]
+    total = 0.0
+    for p in processes:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 @dataclass(frozen=True)
 class Timing:
     total: float  # seconds, end to end
     steady: float  # seconds once the backend was up
-    cpu: float  # CPU seconds of this benchmark (client and workers)
+    cpu: float  # CPU seconds of this benchmark (client and workers), cluster start included
+    steady_cpu: float  # CPU seconds of this benchmark once the backend was up, to the last result
     others: float  # share of all cores used by other processes meanwhile
 
 
@@ -63,16 +81,26 @@ def timed_sweep(sweep, workers: int, folder: Path) -> Timing:  # type: ignore[no
 
     store = RunStore(folder / f"store-{workers}-{time.monotonic_ns()}")
     up: list[float] = []
+    cpu: list[float] = []
+
+    def on_backend(_: str) -> None:
+        up.append(time.perf_counter())
+        cpu.append(live_cpu_seconds())
+
+    def progress(fraction: float) -> None:
+        if fraction >= 1.0:
+            cpu.append(live_cpu_seconds())
+
     runner = SweepRunner(sweep, store, workers=workers)
     busy0, all0, own0 = *cpu_jiffies(), own_cpu_seconds()
     start = time.perf_counter()
-    runner.run(on_backend=lambda _: up.append(time.perf_counter()))
+    runner.run(progress, on_backend)
     end = time.perf_counter()
     busy1, all1, own1 = *cpu_jiffies(), own_cpu_seconds()
     assert runner.ran == len(sweep.unique_points())
     ticks = os.sysconf("SC_CLK_TCK")
     others = max(0.0, (busy1 - busy0) / ticks - (own1 - own0)) / ((all1 - all0) / ticks)
-    return Timing(end - start, end - (up[0] if up else start), own1 - own0, others)
+    return Timing(end - start, end - (up[0] if up else start), own1 - own0, cpu[-1] - cpu[0], others)
 
 
 def main() -> None:
@@ -100,7 +128,7 @@ def main() -> None:
                 times[workers].append(t)
                 print(
                     f"round {r + 1}, workers={workers}: {t.total:5.1f} s end to end, {t.steady:5.1f} s steady, "
-                    f"{t.cpu / n * 1000:4.0f} ms CPU a point; other work used {t.others:.0%} of the cores"
+                    f"{t.steady_cpu / n * 1000:4.0f} ms CPU a point; other work used {t.others:.0%} of the cores"
                 )
 
         station = {"name": "m", "process_time": {"dist": "exponential", "mean": 1.0}}
@@ -127,15 +155,16 @@ def main() -> None:
 
     print(f"\n{n}-point sweep of osd-tablet, {args.replications} replications a point, {args.rounds} rounds "
           "(scenarios per minute, best round; median in brackets):")  # fmt: skip
-    print(f"{'backend':<28}{'end to end':>20}{'steady':>20}{'CPU/point':>12}")
+    print(f"{'backend':<28}{'end to end':>20}{'steady':>20}{'CPU/point':>12}  (steady; start included)")
     for workers, label in (
         (0, "in-process (no Dask)"),
         (1, "local cluster, 1 worker"),
         (2, "local cluster, 2 workers"),
     ):
-        cpu = statistics.median(t.cpu for t in times[workers]) / n * 1000
+        cpu = statistics.median(t.steady_cpu for t in times[workers]) / n * 1000
+        cpu_all = statistics.median(t.cpu for t in times[workers]) / n * 1000
         cells = [f"{rate(workers, f):.0f} [{rate(workers, f, statistics.median):.0f}]" for f in ("total", "steady")]
-        print(f"{label:<28}{cells[0]:>20}{cells[1]:>20}{cpu:>9.0f} ms")
+        print(f"{label:<28}{cells[0]:>20}{cells[1]:>20}{cpu:>9.0f} ms; {cpu_all:.0f} ms")
     for pick, name in ((min, "best rounds"), (statistics.median, "medians")):
         total = rate(2, "total", pick) / rate(1, "total", pick)
         steady = rate(2, "steady", pick) / rate(1, "steady", pick)
