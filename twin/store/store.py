@@ -204,6 +204,7 @@ class RunStore:
             summary = json.loads((folder / KPIS_FILE).read_text(encoding="utf-8"))
             created = datetime.now(UTC)
             info.update(
+                run_id=uuid.uuid4().hex,  # the store names its runs: a packed run saved twice is two runs
                 created=created.isoformat(timespec="microseconds"),
                 point_key=point_key(*(info.get(k) for k in ("spec_hash", "seed", "replications", "horizon", "warmup"))),
                 sweep_id=sweep_id,
