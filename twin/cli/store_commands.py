@@ -258,6 +258,7 @@ def sweep_command(
 ) -> None:
     """Run many what-ifs of a line (a grid or a CSV of scenarios) on Dask and store every point."""
     from twin.sweep import SweepRunner, combine, csv_points, grid_points, plan_sweep, rank_order, sweep_table
+    from twin.sweep.backends import PointFailed
 
     store_path = store or default_store_path()
     run_store = existing_store(store_path)  # a store this twin cannot read is refused before anything else
@@ -294,6 +295,11 @@ def sweep_command(
         say(f"interrupted: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
             "run the same command again to run the rest")  # fmt: skip
         raise typer.Exit(130) from None
+    except PointFailed as err:
+        done = runner.reused + runner.ran
+        say(f"error: {err}; {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
+            "the same command runs the rest")  # fmt: skip
+        raise typer.Exit(1) from None
     if runner.ran:
         say(f"stored {runner.ran} run{'s' if runner.ran != 1 else ''} in {run_store.root} in {runner.seconds:.1f} s")
     table = sweep_table(sweep, run_store, rank)

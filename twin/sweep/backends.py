@@ -23,13 +23,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from twin.errors import InputError
+from twin.errors import InputError, TwinError
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
 from twin.store.packed import PackedRun
 from twin.sweep.tasks import packed_chunks, packed_point, simulate_chunk, worker_twin_version
 
 Progress = Callable[[float], None]
+
+
+class PointFailed(TwinError):
+    """A point's task failed on the cluster (e.g. it took down workers more often than Dask allows)."""
+
+
 WORKERS_TIMEOUT_S = 60.0
 
 
@@ -140,7 +146,10 @@ class DaskBackend:
                 if progress is not None and replications:
                     progress(done / total)
                 if final:
-                    result = future.result()
+                    try:
+                        result = future.result()
+                    except Exception as err:  # e.g. KilledWorker: the task took down workers too often
+                        raise PointFailed(f"point {job.name!r} failed: {err.__class__.__name__}: {err}") from err
                     yield job, result
                 del future  # the scheduler keeps a chunk while the point that needs it is not done
         finally:
