@@ -63,9 +63,9 @@ def assert_same_runs(a: RunStore, b: RunStore) -> int:
     return len(ra)
 
 
-def popen(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+def popen(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a process with its output in a log file, in its own session (so it can be stopped as a group)."""
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
     with log.open("wb") as out:
         return subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
@@ -98,7 +98,7 @@ def stored_count(store_dir: Path) -> int:
 
 @contextmanager
 def dask_processes(
-    folder: Path, workers: int = 2, worker_args: tuple[str, ...] = ()
+    folder: Path, workers: int = 2, worker_args: tuple[str, ...] = (), env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
     """A Dask scheduler and ``workers`` one-thread workers (each under a nanny), separate processes on loopback.
 
@@ -108,7 +108,7 @@ def dask_processes(
     scheduler = popen(
         [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
          "--scheduler-file", str(scheduler_file)],
-        folder, folder / "scheduler.log",
+        folder, folder / "scheduler.log", env,
     )  # fmt: skip
     procs = [scheduler]
     try:
@@ -135,6 +135,7 @@ def dask_processes(
                 ],
                 folder,
                 folder / f"worker{i}.log",
+                env,
             )
             for i in range(workers)
         ]

@@ -110,3 +110,28 @@ def test_workers_running_another_twin_version_are_refused(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "runs twin 0.0.1-other, this is twin 0.1.0; every worker needs the same version" in proc.stderr
     assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_a_point_that_takes_down_workers_too_often_fails_clearly(tmp_path):
+    """With Dask allowing no failure, a killed worker fails its point: the sweep says which, keeps what it stored."""
+    line = write_line(tmp_path, horizon=2000.0)
+    store_dir = tmp_path / "store"
+    strict = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with (
+        dask_processes(tmp_path, workers=2, env=strict) as (address, _),
+        Client(address, set_as_default=False) as client,
+    ):
+        sweep = popen([str(BIN / "twin"), "sweep", str(line), *GRID, "-r", "2", "--scheduler", address,
+                       "--store", str(store_dir)], tmp_path, tmp_path / "sweep.log")  # fmt: skip
+        try:
+            busy = wait_for(lambda: [w for w, keys in client.processing().items() if keys], 120, "a busy worker")
+            os.kill(client.run(os.getpid, workers=[busy[0]])[busy[0]], signal.SIGKILL)
+            code = sweep.wait(timeout=240)
+        finally:
+            stop(sweep)
+    log = (tmp_path / "sweep.log").read_text()
+    assert code == 1, log
+    assert "error: point '" in log and "failed: KilledWorker" in log and "the same command runs the rest" in log
+    assert "Traceback" not in log
+    stored = RunStore(store_dir).list()
+    assert f"{len(stored)} of 12 points stored" in log
