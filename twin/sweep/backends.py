@@ -149,7 +149,9 @@ class DaskBackend:
                     try:
                         result = future.result()
                     except Exception as err:  # e.g. KilledWorker: the task took down workers too often
-                        raise PointFailed(f"point {job.name!r} failed: {err.__class__.__name__}: {err}") from err
+                        raise PointFailed(
+                            f"point {job.name!r} failed: {err.__class__.__name__}: {str(err).rstrip('.')}"
+                        ) from err
                     yield job, result
                 del future  # the scheduler keeps a chunk while the point that needs it is not done
         finally:
