@@ -165,7 +165,7 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     deltas = kpi_deltas(tables[0], tables[1], paired)
     means = tuple({m: float(t[m].mean()) for m in deltas} for t in tables)
     how = "paired over common replications: same seed" if paired else "Welch: different seeds"
-    labels = tuple(f"{info['scenario']} ({i[:8]})" for info, i in zip(infos, ids, strict=True))
+    labels = ("A", "B")
     if as_json:
         _emit_json({
             "a": {"run_id": ids[0], "scenario": infos[0]["scenario"]},
@@ -177,6 +177,10 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
         })  # fmt: skip
         return
     out = console()
+    for label, info in zip(labels, infos, strict=True):
+        sweep = f", sweep {info['sweep_id'][:8]}" if info.get("sweep_id") else ""
+        what = f"{info['line']} {info['scenario']!r}{sweep}, seed {info['seed']}, {info['replications']} replications"
+        out.print(f"{label}: run {info['run_id'][:12]}, {what}", markup=False, highlight=False)
     if changes:
         out.print(changes_table(changes, *labels))
     else:

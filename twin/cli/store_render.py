@@ -179,7 +179,7 @@ def ranked_table(frame: pd.DataFrame, title: str, rank: str) -> Table:
 
 def changes_table(changes: list[tuple[str, Any, Any]], a: str, b: str) -> Table:
     """Spec and settings differences, one path a row."""
-    table = Table(title=escape("What differs"), box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=escape("What differs"), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     _column(table, "field", overflow="fold")
     _column(table, a, overflow="fold")
     _column(table, b, overflow="fold")
@@ -200,12 +200,11 @@ def delta_table(
     how: str,
 ) -> Table:
     """KPIs of two runs and the delta b - a with its 95% CI."""
-    table = Table(title=escape(f"KPIs: {labels[1]} − {labels[0]} ({how}, 95% CI)"), box=box.SIMPLE_HEAD, pad_edge=False)
-    _column(table, "KPI", no_wrap=True)
-    _column(table, labels[0], justify="right")
-    _column(table, labels[1], justify="right")
-    _column(table, "Δ (95% CI)", justify="right")
-    _column(table, "Δ %", justify="right")
+    title = escape(f"KPIs: {labels[1]} − {labels[0]} ({how}, 95% CI)")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    _column(table, "KPI", overflow="fold")
+    for header in (labels[0], labels[1], f"Δ {labels[1]} − {labels[0]}", "Δ %"):
+        _column(table, header, justify="right", no_wrap=True)
     for metric, delta in deltas.items():
         if metric in UNITS:
             label, unit, digits = UNITS[metric]
