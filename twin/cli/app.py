@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -64,6 +65,7 @@ def build_app() -> typer.Typer:
     app.command("trace")(trace_command)
     app.command("version")(version_command)
     forecast_commands.register(app)
+    import_module("twin.cli.store_commands").register(app)  # runs, sweep; imported here as it imports this module
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
     return app
