@@ -11,8 +11,9 @@ plus the simulated hours, so that a run at ``--speed max`` still has the timing 
 
 ``PLC.Start`` and ``PLC.Pause`` (operator methods) start and pause the run; ``--paused`` waits for
 Start. With a state file the emulator resumes after a restart where it stopped (the emulated PLC
-keeps its counters, as a PLC's retained memory does): it replays the same seed silently to the last
-published time, then goes on. Extra ``BENCH_nnnn`` counters (``bench_tags``) change ``bench_rate``
+keeps its counters, as a PLC's retained memory does): it replays the same seed silently to where it
+had published ``REPLAY_S`` seconds before it stopped, then publishes again from there (values that
+may have been lost with the old process's queues come again; clients drop the exact repeats). Extra ``BENCH_nnnn`` counters (``bench_tags``) change ``bench_rate``
 times a second each, for load tests.
 """
 
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +48,7 @@ from twin.spec.model import LineSpec
 log = logging.getLogger(__name__)
 
 V = ua.VariantType
+REPLAY_S = 2.0  # a restarted emulator publishes again the last seconds of its run before the restart
 
 
 def batch_id(batch: int) -> str:
@@ -99,6 +102,8 @@ class PlantEmulator:
         self._product_code = {name: code for code, name in (tags.products or {}).items()}
         self._unit_tags = {(s, u): t for s, u, t in tags.units()}
         self._written_out = False
+        self._published_at: deque[tuple[float, float]] = deque()  # (wall, simulated time published)
+        self._resumed_from = 0.0
 
     def _state_codes(self) -> dict[tuple[str, int], dict[str, Any]]:
         out = {}
@@ -268,13 +273,21 @@ class PlantEmulator:
         for tag, (v, hours) in latest.items():
             t = self._tags[tag]
             await self.server.write_attribute_value(t.node, value(v, t.vtype, self.origin + timedelta(hours=hours)))
+        self._resumed_from = self.run_.now
         log.info("resumed at %.4f h (%d rows replayed)", self.run_.now, len(rows))
 
     def _save_state(self) -> None:
+        """Save where to resume: the time published ``REPLAY_S`` seconds ago, so that a restart publishes again
+        what may not have reached the clients (repeats are exact duplicates, which clients drop)."""
         if self.state_file is None:
             return
+        wall = time.monotonic()
+        self._published_at.append((wall, self.run_.now))
+        while len(self._published_at) > 1 and self._published_at[1][0] <= wall - REPLAY_S:
+            self._published_at.popleft()
+        until = self._published_at[0][1] if self._published_at[0][0] <= wall - REPLAY_S else self._resumed_from
         state = {"spec_hash": self.spec.spec_hash, "seed": self.seed, "origin": self.origin.isoformat(),
-                 "published_until": self.run_.now, "heartbeat": self.heartbeat}  # fmt: skip
+                 "published_until": until, "heartbeat": self.heartbeat}  # fmt: skip
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
         tmp.write_text(json.dumps(state), encoding="utf-8")
         os.replace(tmp, self.state_file)

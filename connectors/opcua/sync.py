@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 _INTEGER_TYPES = {ua.ObjectIds.SByte, ua.ObjectIds.Byte, ua.ObjectIds.Int16, ua.ObjectIds.UInt16, ua.ObjectIds.Int32,
                   ua.ObjectIds.UInt32, ua.ObjectIds.Int64, ua.ObjectIds.UInt64, ua.ObjectIds.Integer,
                   ua.ObjectIds.UInteger}  # fmt: skip
+RECENT = 512  # per tag: the last values kept to recognise exact repeats (re-deliveries after a restart)
 _TYPE_NAMES = {"integer": _INTEGER_TYPES, "string": {ua.ObjectIds.String}, "boolean": {ua.ObjectIds.Boolean}}
 
 
@@ -114,7 +115,7 @@ class PlantSync:
         self.origin_us: int | None = None
         self.plant_us = 0  # the latest source time received
         self.state = "starting"
-        self._recent: dict[int, deque[tuple[int, Any, int]]] = {}
+        self._recent: dict[int, tuple[deque[tuple[int, Any, int]], set[tuple[int, Any, int]]]] = {}
         self._handles: dict[int, int] = {}
         self._lost = asyncio.Event()
         self.shadow: Shadow | None = None
@@ -130,14 +131,26 @@ class PlantSync:
         value = raw if raw is None or isinstance(raw, bool | int | float | str) else str(raw)
         status = int(dv.StatusCode.value) if dv.StatusCode is not None else 0
         key = (source_us, value, status)
-        recent = self._recent.setdefault(tag_id, deque(maxlen=64))
         self.stats.received += 1
-        if key in recent:
+        if not self._remember(tag_id, key):
             self.stats.duplicates += 1
             return
-        recent.append(key)
         self.plant_us = max(self.plant_us, source_us)
         self.writer.put(tag_id, source_us, server_us, received_us, value, status)
+
+    def _remember(self, tag_id: int, key: tuple[int, Any, int]) -> bool:
+        """Keep ``key`` among the tag's recent values; False if it was there already (an exact repeat)."""
+        recent = self._recent.get(tag_id)
+        if recent is None:
+            recent = self._recent[tag_id] = (deque(), set())
+        order, seen = recent
+        if key in seen:
+            return False
+        order.append(key)
+        seen.add(key)
+        if len(order) > RECENT:
+            seen.discard(order.popleft())
+        return True
 
     def _on_values(self, items: list[tuple[int, ua.DataValue]]) -> None:
         received_us = to_us(time.time())
@@ -326,7 +339,7 @@ class PlantSync:
         for row in latest.itertuples():
             tag_id = self.tag_ids.get(row.tag)
             if tag_id is not None:
-                self._recent.setdefault(tag_id, deque(maxlen=64)).append((to_us(row.source_time), row.value, int(row.status)))
+                self._remember(tag_id, (to_us(row.source_time), row.value, int(row.status)))
         meta = h.meta()
         self.plant_us = int(meta.get("plant_us") or 0)
 
