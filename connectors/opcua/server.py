@@ -221,7 +221,7 @@ class TwinServer:
     async def _set_parameter(self, parent: ua.NodeId, path: ua.Variant, value: ua.Variant) -> Any:
         text = f"{path.Value}={value.Value}"
         if not isinstance(path.Value, str) or not isinstance(value.Value, str) or not path.Value.strip():
-            self._say(f"SetParameter({text}): Path and Value must be strings")
+            self._say(f"SetParameter({text}) refused: Path and Value must be strings, Path not empty")
             return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
         try:
             spec = with_overrides(self.spec, [text], source="SetParameter")
