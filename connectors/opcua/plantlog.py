@@ -193,7 +193,8 @@ def plant_event_log(
                     missed[tags.release.count.tag] += step - changes.get(t, 0)
 
     rows = [r for r in rows if r[0] <= end]
-    rows.sort(key=lambda r: r[0])
+    order = {"finish": 0, "leave": 1, "release": 2}  # at equal times: what ends, what enters, then states
+    rows.sort(key=lambda r: (r[0], order.get(r[5], 3)))
     rows.append((end, -1, None, None, -1, "end", None, np.nan, np.nan))
     table = pd.DataFrame(rows, columns=["time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal"])
     table.insert(1, "replication", 0)
