@@ -396,6 +396,8 @@ class PlantSync:
         if self.options.until is not None:
             end_us = min(end_us, self.origin_us + int(round(self.options.until * 3.6e9)))
         decoded = self.decode(end_us)
+        if decoded.bad_values or decoded.missed:
+            log.warning("bad values: %s; counter steps missed: %s", decoded.bad_values, decoded.missed)
         kpis = compute_kpis(decoded.log)
         twin = drift_ = None
         if self.shadow is not None:
