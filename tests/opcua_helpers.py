@@ -56,8 +56,13 @@ class TwinProcess:
         self.out_path = cwd / f"{name}.out"
         self._log = open(self.log_path, "w")  # noqa: SIM115
         self._out = open(self.out_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([TWIN, *args], cwd=cwd, stdout=self._out, stderr=self._log,
-                                     env={**os.environ, "COLUMNS": "200", **(env or {})})  # fmt: skip
+        self.proc = subprocess.Popen(
+            [TWIN, *args],
+            cwd=cwd,
+            stdout=self._out,
+            stderr=self._log,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+        )
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -103,7 +108,7 @@ class TwinProcess:
             self.kill()
 
 
-def wait_until(check, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+def wait_until(check, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -113,16 +118,27 @@ def wait_until(check, timeout: float = 60.0, interval: float = 0.1, what: str = 
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-def call(endpoint_: str, namespace: str, obj: str, method: str, *args: str, user: str = "op", password: str = "pw",
-         security: str = "none", pki: Path | None = None) -> object:  # fmt: skip
+def call(
+    endpoint_: str,
+    namespace: str,
+    obj: str,
+    method: str,
+    *args: str,
+    user: str = "op",
+    password: str = "pw",
+    security: str = "none",
+    pki: Path | None = None,
+) -> object:
     """Call a method with a fresh client (an operator by default)."""
     import asyncio
 
     from connectors.opcua.uabase import ClientOptions, connect, namespace_index
 
     async def go() -> object:
-        client = await connect(ClientOptions(endpoint_, pki=pki or Path("pki-caller"), security=security, user=user,
-                                             password=password), "caller")  # fmt: skip
+        client = await connect(
+            ClientOptions(endpoint_, pki=pki or Path("pki-caller"), security=security, user=user, password=password),
+            "caller",
+        )
         try:
             ns = await namespace_index(client, namespace)
             return await client.get_node(f"ns={ns};s={obj}").call_method(f"{ns}:{method}", *args)

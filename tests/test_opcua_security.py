@@ -33,14 +33,21 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
     server_pki.trust(client_pki.cert_path)
     client_pki.trust(server_pki.cert_path)
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    options = ServerOptions(endpoint=endpoint(), pki=root / "pki-server", users=root / "users.yaml",
-                            security=("sign", "sign-encrypt"))  # fmt: skip
+    options = ServerOptions(
+        endpoint=endpoint(), pki=root / "pki-server", users=root / "users.yaml", security=("sign", "sign-encrypt")
+    )
     with BackgroundServer(lambda: TwinServer(spec, options, speed=3600.0)) as server:
         yield root, options.endpoint, server
 
 
-def client(root: Path, ep: str, user: str | None = "op", password: str | None = "op-pw", security: str = "sign-encrypt",
-           pki: str = "pki-client") -> ClientOptions:  # fmt: skip
+def client(
+    root: Path,
+    ep: str,
+    user: str | None = "op",
+    password: str | None = "op-pw",
+    security: str = "sign-encrypt",
+    pki: str = "pki-client",
+) -> ClientOptions:
     return ClientOptions(ep, pki=root / pki, security=security, user=user, password=password)
 
 

@@ -30,8 +30,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
     Users.add(root / "users.yaml", "op", "operator", "pw")
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    options = ServerOptions(endpoint=endpoint(), pki=root / "pki", users=root / "users.yaml", security=("none",),
-                            allow_anonymous=True)  # fmt: skip
+    options = ServerOptions(
+        endpoint=endpoint(), pki=root / "pki", users=root / "users.yaml", security=("none",), allow_anonymous=True
+    )
     with BackgroundServer(lambda: TwinServer(spec, options, speed=7200.0, publish_interval=0.05)) as server:
         yield root, options.endpoint, server
 
@@ -59,14 +60,33 @@ def test_browse_the_isa95_hierarchy_by_namespace_uri(served):
     names = asyncio.run(browse())
     assert {"Start", "Pause", "Reset", "SetParameter", "KPI", "SimTime", "mix", "fill", "pack"} <= set(names["mini"])
     assert names["id"] == ["mini.fill.Unit2"]
-    assert {"State", "StateCurrent", "Batch", "Product", "ProdProcessedCount", "ProdDefectiveCount", "CurSpeed",
-            "Blocked", "Starved", "StateCurrentTime", "StateDurations", "Simulated"} <= set(names["Unit2"])  # fmt: skip
+    assert {
+        "State",
+        "StateCurrent",
+        "Batch",
+        "Product",
+        "ProdProcessedCount",
+        "ProdDefectiveCount",
+        "CurSpeed",
+        "Blocked",
+        "Starved",
+        "StateCurrentTime",
+        "StateDurations",
+        "Simulated",
+    } <= set(names["Unit2"])
 
 
 def test_read_states_counts_and_kpis_as_the_run_goes(served):
     root, ep, _ = served
-    ids = ["mini.SimTime", "mini.fill.Unit1.State", "mini.fill.Unit1.StateCurrent", "mini.mix.Unit1.ProdProcessedCount",
-           "mini.KPI.OEE", "mini.KPI.ThroughputPerHour", "mini.mix.Unit1.StateDurations.processing"]  # fmt: skip
+    ids = [
+        "mini.SimTime",
+        "mini.fill.Unit1.State",
+        "mini.fill.Unit1.StateCurrent",
+        "mini.mix.Unit1.ProdProcessedCount",
+        "mini.KPI.OEE",
+        "mini.KPI.ThroughputPerHour",
+        "mini.mix.Unit1.StateDurations.processing",
+    ]
     opts = ClientOptions(ep, pki=root / "client", security="none")
     first = read_values(opts, NS, ids)
     time.sleep(1.5)
@@ -85,14 +105,18 @@ def test_subscription_delivers_state_changes(served):
         changes: list[tuple[str, object]] = []
 
         class Handler:
-            def datachange_notification(self, node, val, data):  # noqa: ANN001, ANN201
+            def datachange_notification(self, node, val, data):
                 changes.append((node.nodeid.Identifier, val))
 
         async with Client(ep) as client:
             ns = await client.get_namespace_index(NS)
             sub = await client.create_subscription(50, Handler())
-            await sub.subscribe_data_change([client.get_node(ua.NodeId(n, ns)) for n in
-                                             ("mini.SimTime", "mini.mix.Unit1.State", "mini.mix.Unit1.BatchesDone")])  # fmt: skip
+            await sub.subscribe_data_change(
+                [
+                    client.get_node(ua.NodeId(n, ns))
+                    for n in ("mini.SimTime", "mini.mix.Unit1.State", "mini.mix.Unit1.BatchesDone")
+                ]
+            )
             await asyncio.sleep(4)
             await sub.delete()
         return changes
@@ -117,14 +141,20 @@ def test_operator_methods_pause_start_reset_and_set_parameters(served):
     call_method(op, NS, "mini", "Start")
     wait_until(lambda: read_values(op, NS, ["mini.SimTime"])[0].Value.Value > t2.Value.Value, what="run resumed")
 
-    for path, value in (("stations.fill.units", "0"), ("stations.nope.units", "2"), ("stations.fill.units", "two"),
-                        ("", "1")):  # fmt: skip
+    for path, value in (
+        ("stations.fill.units", "0"),
+        ("stations.nope.units", "2"),
+        ("stations.fill.units", "two"),
+        ("", "1"),
+    ):
         with pytest.raises(ua.UaStatusCodeError, match="BadInvalidArgument"):
             call_method(op, NS, "mini", "SetParameter", path, value)
-    message = wait_until(lambda: (m := read_values(op, NS, ["mini.LastMessage"])[0].Value.Value) and "refused" in m and m)
+    message = wait_until(
+        lambda: (m := read_values(op, NS, ["mini.LastMessage"])[0].Value.Value) and "refused" in m and m
+    )
     assert "SetParameter" in message
     (hash_before,) = read_values(op, NS, ["mini.SpecHash"])
-    (answer,) = call_method(op, NS, "mini", "SetParameter", "stations.fill.units", "3"),
+    (answer,) = (call_method(op, NS, "mini", "SetParameter", "stations.fill.units", "3"),)
     assert "stations.fill.units=3 applied" in answer
     assert server.spec.station("fill").units == 3 and server.overrides == ["stations.fill.units=3"]
     wait_until(lambda: read_values(op, NS, ["mini.SpecHash"])[0].Value.Value != hash_before.Value.Value)

@@ -36,16 +36,49 @@ def plant(tmp_path: Path) -> Path:
 
 
 def emulator(plant: Path, ep: str, *extra: str, name: str = "emu") -> TwinProcess:
-    args = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none,sign-encrypt",
-            "--users", "users.yaml", "--pki", "pki-emu", "--seed", "3", *extra]  # fmt: skip
+    args = [
+        "emulate",
+        "line.yaml",
+        "--endpoint",
+        ep,
+        "--map",
+        "map.yaml",
+        "--security",
+        "none,sign-encrypt",
+        "--users",
+        "users.yaml",
+        "--pki",
+        "pki-emu",
+        "--seed",
+        "3",
+        *extra,
+    ]
     proc = TwinProcess(args, plant, name)
     proc.wait_for("emulating mini")
     return proc
 
 
 def sync(plant: Path, ep: str, *extra: str, name: str = "sync") -> TwinProcess:
-    args = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "sign-encrypt", "--pki", "pki-sync",
-            "--user", "op", "--historian", "h.db", "--kpi-every", "1", "--json", *extra]  # fmt: skip
+    args = [
+        "sync",
+        "line.yaml",
+        "--endpoint",
+        ep,
+        "--map",
+        "map.yaml",
+        "--security",
+        "sign-encrypt",
+        "--pki",
+        "pki-sync",
+        "--user",
+        "op",
+        "--historian",
+        "h.db",
+        "--kpi-every",
+        "1",
+        "--json",
+        *extra,
+    ]
     return TwinProcess(args, plant, name, env={"TWIN_OPCUA_PASSWORD": "pw"})
 
 
@@ -62,7 +95,9 @@ def assert_same_kpis(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_emulated_plant_through_sync_and_historian_gives_the_emulators_kpis(plant: Path):
     ep = endpoint()
     with emulator(plant, ep, "--speed", "max", "--paused", "--out", "emu-run") as emu:
-        with sync(plant, ep, "--until", "300 h", "--warmup", "20 h", "--out", "sync-run", "--shadow", "--seed", "3") as feed:
+        with sync(
+            plant, ep, "--until", "300 h", "--warmup", "20 h", "--out", "sync-run", "--shadow", "--seed", "3"
+        ) as feed:
             feed.wait_for("subscribed to 27 tags")
             call(ep, "urn:twin:plc:mini", "PLC", "Start")
             assert feed.proc.wait(120) == 0, feed.log()
@@ -83,7 +118,10 @@ def test_emulated_plant_through_sync_and_historian_gives_the_emulators_kpis(plan
     # every value is in the historian with its source time and status, readable by another process
     h = Historian(plant / "h.db", readonly=True)
     tags = h.tags().set_index("name")
-    assert tags.loc["FILL_U2_DONE", "samples"] == 1 + plant_run.log.table.query("station == 'fill' and unit == 1 and event == 'finish'").shape[0]
+    assert (
+        tags.loc["FILL_U2_DONE", "samples"]
+        == 1 + plant_run.log.table.query("station == 'fill' and unit == 1 and event == 'finish'").shape[0]
+    )
     states = h.query(["MIX_U1_STATE"])
     assert (states["status"] == 0).all() and states["source_time"].is_monotonic_increasing
     assert h.count() == report["acknowledged"]
@@ -97,7 +135,9 @@ def test_sync_rides_out_an_emulator_killed_and_restarted_mid_run(plant: Path):
         feed.wait_for("subscribed to 27 tags")
         call(ep, "urn:twin:plc:mini", "PLC", "Start")
         state = plant / "emu.state"
-        wait_until(lambda: state.exists() and json.loads(state.read_text())["published_until"] > 30, what="30 h published")
+        wait_until(
+            lambda: state.exists() and json.loads(state.read_text())["published_until"] > 30, what="30 h published"
+        )
         first.kill()  # a quarter of the run published, then the plant's server dies
         feed.wait_for("connection .* lost", timeout=60)
         with emulator(plant, ep, *common, "--out", "emu-run", name="emu2") as second:
@@ -125,9 +165,25 @@ def test_bad_maps_and_endpoints_exit_2_with_a_clear_message(plant: Path):
         (plant / name).write_text(yaml.safe_dump(data))
         return name
 
-    def sync_once(ep: str, map_name: str):  # noqa: ANN202
-        return run_cli("sync", "line.yaml", "--endpoint", ep, "--map", map_name, "--security", "none", "--pki", "pki-sync",
-                       "--historian", "bad.db", "--until", "1 h", cwd=plant, timeout=120)  # fmt: skip
+    def sync_once(ep: str, map_name: str):
+        return run_cli(
+            "sync",
+            "line.yaml",
+            "--endpoint",
+            ep,
+            "--map",
+            map_name,
+            "--security",
+            "none",
+            "--pki",
+            "pki-sync",
+            "--historian",
+            "bad.db",
+            "--until",
+            "1 h",
+            cwd=plant,
+            timeout=120,
+        )
 
     wrong_station = {**spec_map, "stations": {**spec_map["stations"], "press": spec_map["stations"]["mix"]}}
     r = sync_once(endpoint(), write("station.yaml", wrong_station))
@@ -141,7 +197,9 @@ def test_bad_maps_and_endpoints_exit_2_with_a_clear_message(plant: Path):
         missing = yaml.safe_load((plant / "map.yaml").read_text())
         missing["stations"]["pack"][0]["alarm"] = "PACK_U1_ALRM"
         r = sync_once(ep, write("missing.yaml", missing))
-        assert r.returncode == 2 and "missing.yaml: pack[0].alarm: tag 'PACK_U1_ALRM' not found on the server" in r.stderr
+        assert (
+            r.returncode == 2 and "missing.yaml: pack[0].alarm: tag 'PACK_U1_ALRM' not found on the server" in r.stderr
+        )
 
         swapped = yaml.safe_load((plant / "map.yaml").read_text())
         unit = swapped["stations"]["mix"][0]

@@ -1,8 +1,8 @@
 """Thin synchronous wrappers for scripts, notebooks and tests: a server in a background thread, one-shot calls.
 
-    >>> with BackgroundServer(lambda: TwinServer(spec, options)) as served:   # serves until the block ends
-    ...     read_values(ClientOptions(endpoint), "urn:twin:mini", ["mini.SimTime"])
-    ...     call_method(ClientOptions(endpoint, user="op", password="pw"), "urn:twin:mini", "mini", "Pause")
+>>> with BackgroundServer(lambda: TwinServer(spec, options)) as served:   # serves until the block ends
+...     read_values(ClientOptions(endpoint), "urn:twin:mini", ["mini.SimTime"])
+...     call_method(ClientOptions(endpoint, user="op", password="pw"), "urn:twin:mini", "mini", "Pause")
 """
 
 from __future__ import annotations

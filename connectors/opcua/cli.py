@@ -27,13 +27,22 @@ from twin.errors import InputError
 
 T = TypeVar("T")
 
-EndpointOpt = Annotated[str, typer.Option("--endpoint", help="opc.tcp://HOST:PORT (loopback unless you say otherwise).")]
-SpeedOpt = Annotated[str, typer.Option(help="Simulated seconds per second (1 = real time, 60 = a minute a second) or 'max'.")]
+EndpointOpt = Annotated[
+    str, typer.Option("--endpoint", help="opc.tcp://HOST:PORT (loopback unless you say otherwise).")
+]
+SpeedOpt = Annotated[
+    str, typer.Option(help="Simulated seconds per second (1 = real time, 60 = a minute a second) or 'max'.")
+]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the run's random streams.")]
 HorizonOpt = Annotated[str | None, typer.Option(help="Run length, e.g. '2000 h' (default: the spec's).")]
-PkiOpt = Annotated[Path | None, typer.Option("--pki", help="Folder with this program's certificate, key and trust list (created on first use).")]
+PkiOpt = Annotated[
+    Path | None,
+    typer.Option("--pki", help="Folder with this program's certificate, key and trust list (created on first use)."),
+]
 UsersOpt = Annotated[Path | None, typer.Option("--users", help="Users file (made with `twin opcua user add`).")]
-SecurityOpt = Annotated[str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")]
+SecurityOpt = Annotated[
+    str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")
+]
 AnonOpt = Annotated[bool, typer.Option("--allow-anonymous", help="Let anonymous clients in (read-only).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
 
@@ -90,12 +99,19 @@ def _hours(text: str | None, option: str, unit: str = "h") -> float | None:
     return hours
 
 
-def _server_options(endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str) -> Any:
+def _server_options(
+    endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str
+) -> Any:
     from connectors.opcua.security import parse_modes
     from connectors.opcua.uabase import ServerOptions
 
-    return ServerOptions(endpoint=endpoint, pki=pki or Path.home() / ".twin" / "pki" / role, users=users,
-                         security=parse_modes(security), allow_anonymous=anonymous)  # fmt: skip
+    return ServerOptions(
+        endpoint=endpoint,
+        pki=pki or Path.home() / ".twin" / "pki" / role,
+        users=users,
+        security=parse_modes(security),
+        allow_anonymous=anonymous,
+    )
 
 
 def builtin_tag_map(spec_arg: str) -> Path | None:
@@ -139,8 +155,16 @@ def serve_command(
     hours = _hours(horizon, "--horizon", line.time_unit)
 
     async def main(stop: asyncio.Event) -> None:
-        server = TwinServer(line, options, speed=pace, seed=seed, horizon=hours, paused=paused,
-                            publish_interval=publish_interval, overrides=tuple(set_ or ()))  # fmt: skip
+        server = TwinServer(
+            line,
+            options,
+            speed=pace,
+            seed=seed,
+            horizon=hours,
+            paused=paused,
+            publish_interval=publish_interval,
+            overrides=tuple(set_ or ()),
+        )
         await server.start()
         print(f"serving {line.name} on {endpoint} (namespace {server.namespace_uri})", file=sys.stderr, flush=True)
         try:
@@ -157,15 +181,23 @@ def serve_command(
 def emulate_command(
     spec: SpecArg,
     endpoint: EndpointOpt = "opc.tcp://127.0.0.1:4841",
-    tag_map: Annotated[Path | None, typer.Option("--map", help="Tag layout to serve (default: the built-in layout).")] = None,
+    tag_map: Annotated[
+        Path | None, typer.Option("--map", help="Tag layout to serve (default: the built-in layout).")
+    ] = None,
     speed: SpeedOpt = "1",
     seed: SeedOpt = 1,
     horizon: HorizonOpt = None,
     set_: SetOpt = None,
     paused: Annotated[bool, typer.Option("--paused", help="Wait for PLC.Start before running.")] = False,
-    state: Annotated[Path | None, typer.Option("--state", help="Resume file: a restarted emulator goes on where it stopped.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the emulator's own run (a run folder) when it ends.")] = None,
-    write_map: Annotated[Path | None, typer.Option("--write-map", help="Write the default tag map of SPEC and exit.")] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Resume file: a restarted emulator goes on where it stopped.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the emulator's own run (a run folder) when it ends.")
+    ] = None,
+    write_map: Annotated[
+        Path | None, typer.Option("--write-map", help="Write the default tag map of SPEC and exit.")
+    ] = None,
     bench_tags: Annotated[int, typer.Option(help="Extra BENCH_nnnn counters for load tests.")] = 0,
     bench_rate: Annotated[float, typer.Option(help="Changes per second of each bench counter.")] = 10.0,
     pki: PkiOpt = None,
@@ -183,8 +215,10 @@ def emulate_command(
     _logging(verbose)
     line = load_spec(spec, set_ or ())
     if write_map is not None:
-        header = (f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
-                  f"Regenerate with: twin emulate {spec} --write-map {write_map}")  # fmt: skip
+        header = (
+            f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
+            f"Regenerate with: twin emulate {spec} --write-map {write_map}"
+        )
         write_map.write_text(dump_tag_map(default_tag_map(line), header), encoding="utf-8")
         typer.echo(f"tag map written to {write_map}")
         return
@@ -198,8 +232,19 @@ def emulate_command(
     hours = _hours(horizon, "--horizon", line.time_unit)
 
     async def main(stop: asyncio.Event) -> None:
-        emu = PlantEmulator(line, tags, options, speed=pace, seed=seed, horizon=hours, paused=paused,
-                            state_file=state, out=out, bench_tags=bench_tags, bench_rate=bench_rate)  # fmt: skip
+        emu = PlantEmulator(
+            line,
+            tags,
+            options,
+            speed=pace,
+            seed=seed,
+            horizon=hours,
+            paused=paused,
+            state_file=state,
+            out=out,
+            bench_tags=bench_tags,
+            bench_rate=bench_rate,
+        )
         await emu.start()
         print(f"emulating {line.name} on {endpoint} (namespace {tags.namespace})", file=sys.stderr, flush=True)
         try:
@@ -216,17 +261,27 @@ def emulate_command(
 def sync_command(
     spec: SpecArg,
     endpoint: EndpointOpt = "opc.tcp://127.0.0.1:4841",
-    tag_map: Annotated[Path | None, typer.Option("--map", help="Tag map (default: the one shipped with a built-in model).")] = None,
+    tag_map: Annotated[
+        Path | None, typer.Option("--map", help="Tag map (default: the one shipped with a built-in model).")
+    ] = None,
     historian: Annotated[Path, typer.Option("--historian", help="Historian file (SQLite).")] = Path("plant-history.db"),
     retention: Annotated[str | None, typer.Option(help="Keep this much history, e.g. '90 d' (default: all).")] = None,
-    until: Annotated[str | None, typer.Option(help="Stop when the plant clock is this far past the start, e.g. '300 h'.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Stop when the plant clock is this far past the start, e.g. '300 h'.")
+    ] = None,
     warmup: Annotated[str | None, typer.Option(help="Start of the feed left out of KPIs.")] = None,
-    shadow: Annotated[bool, typer.Option("--shadow", help="Run the twin alongside and show twin vs plant KPIs.")] = False,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Run the twin alongside and show twin vs plant KPIs.")
+    ] = False,
     seed: SeedOpt = 1,
     set_: SetOpt = None,
     kpi_every: Annotated[float, typer.Option(help="Seconds between KPI updates.")] = 5.0,
-    extra_tag: Annotated[list[str] | None, typer.Option("--extra-tag", help="Another tag to keep in the historian. Repeatable.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the plant's event log and KPIs as a run folder at the end.")] = None,
+    extra_tag: Annotated[
+        list[str] | None, typer.Option("--extra-tag", help="Another tag to keep in the historian. Repeatable.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the plant's event log and KPIs as a run folder at the end.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
     pki: PkiOpt = None,
     security: Annotated[str, typer.Option("--security", help="none, sign or sign-encrypt.")] = "sign-encrypt",
@@ -255,30 +310,54 @@ def sync_command(
     password = os.environ.get(password_env) if user else None
     if user and password is None:
         password = typer.prompt(f"password of {user}", hide_input=True) if sys.stdin.isatty() else ""
-    client = ClientOptions(endpoint=endpoint, pki=pki or Path.home() / ".twin" / "pki" / "sync", security=security,
-                           user=user, password=password)  # fmt: skip
+    client = ClientOptions(
+        endpoint=endpoint,
+        pki=pki or Path.home() / ".twin" / "pki" / "sync",
+        security=security,
+        user=user,
+        password=password,
+    )
 
     def report(snap: dict[str, Any]) -> None:
         print(_snapshot_line(snap), file=sys.stderr, flush=True)
 
-    options = SyncOptions(client=client, historian=historian, retention_hours=_hours(retention, "--retention"),
-                          until=_hours(until, "--until", line.time_unit), warmup=_hours(warmup, "--warmup") or 0.0,
-                          shadow=shadow, seed=seed, kpi_every=kpi_every, extra_tags=tuple(extra_tag or ()),
-                          report=report)  # fmt: skip
+    options = SyncOptions(
+        client=client,
+        historian=historian,
+        retention_hours=_hours(retention, "--retention"),
+        until=_hours(until, "--until", line.time_unit),
+        warmup=_hours(warmup, "--warmup") or 0.0,
+        shadow=shadow,
+        seed=seed,
+        kpi_every=kpi_every,
+        extra_tags=tuple(extra_tag or ()),
+        report=report,
+    )
     sync = PlantSync(line, tags, options, str(map_path))
     result = run_until_signal(sync.run)
     if out is not None:
         from twin.experiment import RunResult
         from twin.runfolder import write_run
 
-        settings = {"replications": 1, "seed": None, "horizon": result.decoded.log.meta.horizon, "warmup": options.warmup}
+        settings = {
+            "replications": 1,
+            "seed": None,
+            "horizon": result.decoded.log.meta.horizon,
+            "warmup": options.warmup,
+        }
         write_run(RunResult(line, result.decoded.log, result.kpis, "plant", (), settings), out)
     summary = {
-        "plant": result.kpis.summary, "twin": result.twin_kpis.summary if result.twin_kpis else None,
-        "drift": result.drift, "received": result.stats.received, "acknowledged": result.acknowledged,
-        "duplicates": result.stats.duplicates, "reconnects": result.stats.reconnects,
-        "gaps": len(result.stats.gaps), "bad_values": result.decoded.bad_values, "missed": result.decoded.missed,
-    }  # fmt: skip
+        "plant": result.kpis.summary,
+        "twin": result.twin_kpis.summary if result.twin_kpis else None,
+        "drift": result.drift,
+        "received": result.stats.received,
+        "acknowledged": result.acknowledged,
+        "duplicates": result.stats.duplicates,
+        "reconnects": result.stats.reconnects,
+        "gaps": len(result.stats.gaps),
+        "bad_values": result.decoded.bad_values,
+        "missed": result.decoded.missed,
+    }
     if as_json:
         _emit_json(summary)
         return
@@ -293,13 +372,17 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def _snapshot_line(snap: dict[str, Any]) -> str:
     plant = snap.get("plant") or {}
-    text = (f"plant {snap['plant_hours']:.2f} h: throughput {_fmt((plant.get('throughput_per_hour') or {}).get('mean'))}/h, "
-            f"OEE {_fmt((plant.get('oee') or {}).get('mean'), True)}; {snap['acknowledged']} values stored, "
-            f"{snap['bad_values']} bad, {snap['missed']} missed, {snap['state']}")  # fmt: skip
+    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"))
+    oee = _fmt((plant.get("oee") or {}).get("mean"), True)
+    text = (
+        f"plant {snap['plant_hours']:.2f} h: throughput {throughput}/h, OEE {oee}; "
+        f"{snap['acknowledged']} values stored, {snap['bad_values']} bad, {snap['missed']} missed, {snap['state']}"
+    )
     if snap.get("drift"):
-        d = snap["drift"]
-        text += (f" | twin throughput {_fmt(d['throughput_per_hour']['twin'])}/h (drift {_fmt(d['throughput_per_hour']['relative'], True)}),"
-                 f" OEE {_fmt(d['oee']['twin'], True)}")  # fmt: skip
+        t, o = snap["drift"]["throughput_per_hour"], snap["drift"]["oee"]
+        text += (
+            f" | twin throughput {_fmt(t['twin'])}/h (drift {_fmt(t['relative'], True)}), OEE {_fmt(o['twin'], True)}"
+        )
     return text
 
 
@@ -321,9 +404,11 @@ def _print_report(summary: dict[str, Any]) -> None:
             table.add_row(name, _fmt(plant[name]["mean"], name == "oee"), "-", "-")
     out = console()
     out.print(table)
-    out.print(f"{summary['acknowledged']} values stored ({summary['duplicates']} repeats dropped), "
-              f"{summary['reconnects']} reconnects, {summary['gaps']} gaps, bad values {summary['bad_values'] or 0}, "
-              f"missed {summary['missed'] or 0}")  # fmt: skip
+    out.print(
+        f"{summary['acknowledged']} values stored ({summary['duplicates']} repeats dropped), "
+        f"{summary['reconnects']} reconnects, {summary['gaps']} gaps, bad values {summary['bad_values'] or 0}, "
+        f"missed {summary['missed'] or 0}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- history
@@ -384,7 +469,9 @@ def user_add_command(
     users: Annotated[Path, typer.Argument(help="Users file (created if missing).")],
     name: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[str, typer.Option(help="read-only or operator.")] = "read-only",
-    password_env: Annotated[str, typer.Option(help="Take the password from this environment variable.")] = "TWIN_OPCUA_PASSWORD",
+    password_env: Annotated[
+        str, typer.Option(help="Take the password from this environment variable.")
+    ] = "TWIN_OPCUA_PASSWORD",
 ) -> None:
     """Add (or replace) a user with an scrypt-hashed password."""
     from connectors.opcua.security import Users
@@ -418,6 +505,12 @@ def cert_command(
     from connectors.opcua.security import Pki, thumbprint
 
     p = Pki(pki).ensure(f"urn:twin:{role}:{socket.gethostname()}", f"twin {role}", server=role != "sync")
-    _emit_json({"certificate": str(p.cert_path), "thumbprint": thumbprint(p.certificate()), "application_uri": p.app_uri(),
-                "trusted": str(p.trusted), "rejected": str(p.rejected)})  # fmt: skip
-
+    _emit_json(
+        {
+            "certificate": str(p.cert_path),
+            "thumbprint": thumbprint(p.certificate()),
+            "application_uri": p.app_uri(),
+            "trusted": str(p.trusted),
+            "rejected": str(p.rejected),
+        }
+    )

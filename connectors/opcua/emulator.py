@@ -13,8 +13,8 @@ plus the simulated hours, so that a run at ``--speed max`` still has the timing 
 Start. With a state file the emulator resumes after a restart where it stopped (the emulated PLC
 keeps its counters, as a PLC's retained memory does): it replays the same seed silently to where it
 had published ``REPLAY_S`` seconds before it stopped, then publishes again from there (values that
-may have been lost with the old process's queues come again; clients drop the exact repeats). Extra ``BENCH_nnnn`` counters (``bench_tags``) change ``bench_rate``
-times a second each, for load tests.
+may have been lost with the old process's queues come again; clients drop the exact repeats).
+Extra ``BENCH_nnnn`` counters (``bench_tags``) change ``bench_rate`` times a second each, for load tests.
 """
 
 from __future__ import annotations
@@ -114,8 +114,10 @@ class PlantEmulator:
                     inverse.setdefault(state, code)
             missing = [s for s in STATES if s not in inverse]
             if missing:
-                raise InputError(f"tag map: stations.{station}[{u}]: no plant state code for {', '.join(missing)}; "
-                                 "the emulator needs one for every twin state")  # fmt: skip
+                raise InputError(
+                    f"tag map: stations.{station}[{u}]: no plant state code for {', '.join(missing)}; "
+                    "the emulator needs one for every twin state"
+                )
             out[(station, u)] = inverse
         return out
 
@@ -146,7 +148,11 @@ class PlantEmulator:
             if unit.batch:
                 specs.append((unit.batch, V.String, "", None))
             if unit.product:
-                product_type = V.Int16 if self._product_code and all(isinstance(c, int) for c in self._product_code.values()) else V.String
+                product_type = (
+                    V.Int16
+                    if self._product_code and all(isinstance(c, int) for c in self._product_code.values())
+                    else V.String
+                )
                 specs.append((unit.product, product_type, 0 if product_type == V.Int16 else "", None))
             if unit.alarm:
                 specs.append((unit.alarm, V.Boolean, False, None))
@@ -211,7 +217,9 @@ class PlantEmulator:
         if self.tags.heartbeat:
             self.heartbeat = (self.heartbeat + 1) % self.tags.heartbeat.wrap
             tag = self._tags[self.tags.heartbeat.tag]
-            await self.server.write_attribute_value(tag.node, value(self.heartbeat, tag.vtype, self._clock(time.monotonic())))
+            await self.server.write_attribute_value(
+                tag.node, value(self.heartbeat, tag.vtype, self._clock(time.monotonic()))
+            )
 
     def _values(self, change: Change) -> list[tuple[str, Any]]:
         """(tag, value) pairs that a change writes."""
@@ -234,7 +242,7 @@ class PlantEmulator:
         if change.field == "product" and unit.product:
             return [(unit.product, self._product_code.get(change.value, change.value))]
         if change.field == "produced" and unit.count:
-            return [(unit.count.tag, int(round(change.value)) % unit.count.wrap)]
+            return [(unit.count.tag, round(change.value) % unit.count.wrap)]
         if change.field == "batches_done":
             return [(unit.done.tag, change.value % unit.done.wrap)]
         return []
@@ -286,8 +294,13 @@ class PlantEmulator:
         while len(self._published_at) > 1 and self._published_at[1][0] <= wall - REPLAY_S:
             self._published_at.popleft()
         until = self._published_at[0][1] if self._published_at[0][0] <= wall - REPLAY_S else self._resumed_from
-        state = {"spec_hash": self.spec.spec_hash, "seed": self.seed, "origin": self.origin.isoformat(),
-                 "published_until": until, "heartbeat": self.heartbeat}  # fmt: skip
+        state = {
+            "spec_hash": self.spec.spec_hash,
+            "seed": self.seed,
+            "origin": self.origin.isoformat(),
+            "published_until": until,
+            "heartbeat": self.heartbeat,
+        }
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
         tmp.write_text(json.dumps(state), encoding="utf-8")
         os.replace(tmp, self.state_file)
@@ -295,10 +308,19 @@ class PlantEmulator:
     def event_log(self) -> EventLog:
         """The emulator's own run (its whole event table), once the run has finished."""
         line = self.run_.line
-        meta = LogMeta(line=line.name, stations=[s.name for s in line.stations], units=[s.units for s in line.stations],
-                       products=list(line.products), batch_sizes=list(line.batch_sizes), horizon=self.horizon,
-                       warmup=line.warmup, replications=1, seed=self.seed, spec_hash=line.spec_hash,
-                       extra={"origin": self.origin.isoformat()})  # fmt: skip
+        meta = LogMeta(
+            line=line.name,
+            stations=[s.name for s in line.stations],
+            units=[s.units for s in line.stations],
+            products=list(line.products),
+            batch_sizes=list(line.batch_sizes),
+            horizon=self.horizon,
+            warmup=line.warmup,
+            replications=1,
+            seed=self.seed,
+            spec_hash=line.spec_hash,
+            extra={"origin": self.origin.isoformat()},
+        )
         return EventLog(self.run_.table, meta)
 
     def _write_out(self) -> None:

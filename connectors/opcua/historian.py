@@ -66,7 +66,7 @@ def to_us(t: datetime | pd.Timestamp | str | float | int | None) -> int | None:
     if t is None:
         return None
     if isinstance(t, int | float) and not isinstance(t, bool):
-        return int(round(float(t) * 1e6))
+        return round(float(t) * 1e6)
     ts = pd.Timestamp(t)
     if ts.tzinfo is None:
         ts = ts.tz_localize(UTC)
@@ -108,15 +108,18 @@ class Historian:
         """Tag name -> id, adding the tags that are new."""
         with self.db:
             for name, role in roles.items():
-                self.db.execute("INSERT INTO tags(name, role) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET role=excluded.role",
-                                (name, role))  # fmt: skip
+                self.db.execute(
+                    "INSERT INTO tags(name, role) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET role=excluded.role",
+                    (name, role),
+                )
         return {name: tag_id for tag_id, name in self.db.execute("SELECT id, name FROM tags")}
 
     def append(self, rows: Sequence[tuple[int, int, int | None, int, Any, int]]) -> None:
         """Insert (tag id, source_us, server_us, received_us, value, status) rows in one transaction."""
         with self.db:
             self.db.executemany(
-                "INSERT INTO samples(tag, source_us, server_us, received_us, value, status) VALUES (?, ?, ?, ?, ?, ?)", rows
+                "INSERT INTO samples(tag, source_us, server_us, received_us, value, status) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def mark_gap(self, start_us: int, end_us: int | None, reason: str) -> None:
@@ -125,12 +128,15 @@ class Historian:
 
     def set_meta(self, **items: Any) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                                [(k, json.dumps(v)) for k, v in items.items()])  # fmt: skip
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items.items()]
+            )
 
     def add_kpis(self, plant_hours: float, data: dict[str, Any]) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO kpis VALUES (?, ?, ?)", (to_us(time.time()), plant_hours, json.dumps(data)))
+            self.db.execute(
+                "INSERT OR REPLACE INTO kpis VALUES (?, ?, ?)", (to_us(time.time()), plant_hours, json.dumps(data))
+            )
 
     def enforce_retention(self, keep_hours: float, now_us: int | None = None) -> int:
         """Delete samples (and gaps, KPI snapshots) older than ``keep_hours`` before ``now_us`` (default: the
@@ -156,7 +162,9 @@ class Historian:
         """One row per tag: name, role, samples, first and last source time."""
         df = pd.read_sql_query(
             "SELECT t.name, t.role, COUNT(s.seq) AS samples, MIN(s.source_us) AS first_us, MAX(s.source_us) AS last_us "
-            "FROM tags t LEFT JOIN samples s ON s.tag = t.id GROUP BY t.id ORDER BY t.id", self.db)  # fmt: skip
+            "FROM tags t LEFT JOIN samples s ON s.tag = t.id GROUP BY t.id ORDER BY t.id",
+            self.db,
+        )
         df["first"], df["last"] = _times(df.pop("first_us")), _times(df.pop("last_us"))
         return df
 
@@ -170,8 +178,14 @@ class Historian:
             raise InputError(f"{self.path}: no tag(s) {', '.join(missing)} (see `twin history {self.path} --list`)")
         return [known[t] for t in tags]
 
-    def query(self, tags: Iterable[str] | None = None, start: Any = None, end: Any = None,
-              limit: int | None = None, raw_times: bool = False) -> pd.DataFrame:  # fmt: skip
+    def query(
+        self,
+        tags: Iterable[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        limit: int | None = None,
+        raw_times: bool = False,
+    ) -> pd.DataFrame:
         """Samples of ``tags`` (all by default) with start <= source time <= end, by tag then time then arrival."""
         where, args = [], []
         ids = self._tag_ids(tags)
@@ -184,8 +198,10 @@ class Historian:
         if end is not None:
             where.append("s.source_us <= ?")
             args.append(to_us(end))
-        sql = ("SELECT t.name AS tag, s.source_us, s.server_us, s.received_us, s.value, s.status, s.seq "
-               "FROM samples s JOIN tags t ON t.id = s.tag")  # fmt: skip
+        sql = (
+            "SELECT t.name AS tag, s.source_us, s.server_us, s.received_us, s.value, s.status, s.seq "
+            "FROM samples s JOIN tags t ON t.id = s.tag"
+        )
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY s.tag, s.source_us, s.seq"
@@ -194,16 +210,24 @@ class Historian:
         df = pd.read_sql_query(sql, self.db, params=args)
         if raw_times:
             return df
-        return pd.DataFrame({
-            "tag": df["tag"], "source_time": _times(df["source_us"]), "server_time": _times(df["server_us"]),
-            "received_time": _times(df["received_us"]), "value": df["value"], "status": df["status"],
-        })  # fmt: skip
+        return pd.DataFrame(
+            {
+                "tag": df["tag"],
+                "source_time": _times(df["source_us"]),
+                "server_time": _times(df["server_us"]),
+                "received_time": _times(df["received_us"]),
+                "value": df["value"],
+                "status": df["status"],
+            }
+        )
 
     def latest(self, tags: Iterable[str] | None = None) -> pd.DataFrame:
         """The last value of each tag (by source time, then arrival)."""
         ids = self._tag_ids(tags)
-        sql = ("SELECT t.name AS tag, s.source_us, s.value, s.status FROM tags t JOIN samples s ON s.seq = "
-               "(SELECT seq FROM samples WHERE tag = t.id ORDER BY source_us DESC, seq DESC LIMIT 1)")  # fmt: skip
+        sql = (
+            "SELECT t.name AS tag, s.source_us, s.value, s.status FROM tags t JOIN samples s ON s.seq = "
+            "(SELECT seq FROM samples WHERE tag = t.id ORDER BY source_us DESC, seq DESC LIMIT 1)"
+        )
         args: list[Any] = []
         if ids is not None:
             sql += f" WHERE t.id IN ({','.join('?' * len(ids))})"
@@ -219,8 +243,13 @@ class Historian:
     def kpis(self) -> pd.DataFrame:
         """KPI snapshots of the sync (plant and, in shadow mode, twin), oldest first."""
         df = pd.read_sql_query("SELECT received_us, plant_hours, data FROM kpis ORDER BY received_us", self.db)
-        return pd.DataFrame({"time": _times(df["received_us"]), "plant_hours": df["plant_hours"],
-                             "kpis": [json.loads(d) for d in df["data"]]})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "time": _times(df["received_us"]),
+                "plant_hours": df["plant_hours"],
+                "kpis": [json.loads(d) for d in df["data"]],
+            }
+        )
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
@@ -238,8 +267,10 @@ class Historian:
                 out[c] = out[c].map(lambda t: t.isoformat() if pd.notna(t) else "")
             out.to_csv(tmp, index=False)
         else:
-            df.assign(value=df["value"].map(lambda v: None if v is None else str(v)), value_type=df["value"].map(
-                lambda v: type(v).__name__)).to_parquet(tmp, index=False)  # fmt: skip
+            df.assign(
+                value=df["value"].map(lambda v: None if v is None else str(v)),
+                value_type=df["value"].map(lambda v: type(v).__name__),
+            ).to_parquet(tmp, index=False)
         tmp.replace(path)
         return len(df)
 
@@ -247,8 +278,14 @@ class Historian:
 class HistorianWriter:
     """A thread that commits queued samples in batches; counts what is acknowledged and how late."""
 
-    def __init__(self, path: str | Path, retention_hours: float | None = None, flush_s: float = 0.05,
-                 max_batch: int = 20000, latency_sample: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        path: str | Path,
+        retention_hours: float | None = None,
+        flush_s: float = 0.05,
+        max_batch: int = 20000,
+        latency_sample: int = 0,
+    ):
         self.historian = Historian(path)
         self.retention_hours, self.flush_s, self.max_batch = retention_hours, flush_s, max_batch
         self._queue: queue.SimpleQueue[tuple[int, int, int | None, int, Any, int] | None] = queue.SimpleQueue()

@@ -73,9 +73,17 @@ class LiveLine:
         """Apply rows in order; yield every change they make."""
         if not len(rows):
             return
-        columns = zip(rows["time"].to_numpy(), rows["batch"].to_numpy(), rows["product"].astype(object),
-                      rows["station"].astype(object), rows["unit"].to_numpy(), rows["event"].astype(object),
-                      rows["state"].astype(object), rows["quantity"].to_numpy(), strict=True)  # fmt: skip
+        columns = zip(
+            rows["time"].to_numpy(),
+            rows["batch"].to_numpy(),
+            rows["product"].astype(object),
+            rows["station"].astype(object),
+            rows["unit"].to_numpy(),
+            rows["event"].astype(object),
+            rows["state"].astype(object),
+            rows["quantity"].to_numpy(),
+            strict=True,
+        )
         for time, batch, product, station, unit, event, state, quantity in columns:
             time = float(time)
             self.now = max(self.now, time)

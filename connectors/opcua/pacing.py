@@ -28,7 +28,9 @@ def parse_speed(text: str) -> float | None:
     except ValueError:
         speed = -1.0
     if not speed > 0:
-        raise InputError(f"--speed {text!r}: expected a positive number (1 = real time, 60 = a minute a second) or 'max'")
+        raise InputError(
+            f"--speed {text!r}: expected a positive number (1 = real time, 60 = a minute a second) or 'max'"
+        )
     return speed
 
 

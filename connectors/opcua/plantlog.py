@@ -148,8 +148,13 @@ def plant_event_log(
             state = "down" if alarm else plant_state
             if state is None or state == shown:
                 continue
-            event = "fail" if state == "down" else "repair" if shown == "down" else {
-                "processing": "start", "setup": "setup"}.get(state, "state")  # fmt: skip
+            event = (
+                "fail"
+                if state == "down"
+                else "repair"
+                if shown == "down"
+                else {"processing": "start", "setup": "setup"}.get(state, "state")
+            )
             plant_id = b_series.at(t) if state in ("processing", "setup") else None
             batch = intern(plant_id) if plant_id not in (None, "") else -1
             rows.append((max(t, 0.0), batch, batch_product.get(batch), station_name, u, event, state, np.nan, np.nan))
@@ -196,14 +201,24 @@ def plant_event_log(
     order = {"finish": 0, "leave": 1, "release": 2}  # at equal times: what ends, what enters, then states
     rows.sort(key=lambda r: (r[0], order.get(r[5], 3)))
     rows.append((end, -1, None, None, -1, "end", None, np.nan, np.nan))
-    table = pd.DataFrame(rows, columns=["time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal"])
+    table = pd.DataFrame(
+        rows, columns=["time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal"]
+    )
     table.insert(1, "replication", 0)
     meta = LogMeta(
-        line=spec.name, stations=[s.name for s in spec.stations], units=[s.units for s in spec.stations],
-        products=[p.name for p in spec.products], batch_sizes=[p.batch_size for p in spec.products],
-        horizon=end, warmup=warmup, replications=1, seed=None, spec_hash=spec.spec_hash, source="plant",
+        line=spec.name,
+        stations=[s.name for s in spec.stations],
+        units=[s.units for s in spec.stations],
+        products=[p.name for p in spec.products],
+        batch_sizes=[p.batch_size for p in spec.products],
+        horizon=end,
+        warmup=warmup,
+        replications=1,
+        seed=None,
+        spec_hash=spec.spec_hash,
+        source="plant",
         extra={"origin_us": origin_us, "bad_values": dict(bad), "missed": dict(missed), **(extra or {})},
-    )  # fmt: skip
+    )
     return Decoded(EventLog(normalize_table(table[list(COLUMNS)], meta), meta), dict(bad), dict(missed))
 
 

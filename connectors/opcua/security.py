@@ -119,9 +119,11 @@ class Pki:
         key = cert_gen.generate_private_key()
         host = socket.gethostname()
         names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(app_uri), x509.DNSName(host)]
-        usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
-            ExtendedKeyUsageOID.CLIENT_AUTH
-        ]
+        usage = (
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            if server
+            else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
         cert = cert_gen.generate_self_signed_app_certificate(key, name, {}, names, usage, days=3650)
         fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
@@ -190,8 +192,13 @@ class TrustListValidator:
         self.pki.rejected.mkdir(parents=True, exist_ok=True)
         path = self.pki.rejected / f"{thumbprint(cert)[:16]}.der"
         path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-        log.warning("rejected certificate %s (%s); saved to %s: move it to %s to trust it",
-                    cert.subject.rfc4514_string(), why, path, self.pki.trusted)  # fmt: skip
+        log.warning(
+            "rejected certificate %s (%s); saved to %s: move it to %s to trust it",
+            cert.subject.rfc4514_string(),
+            why,
+            path,
+            self.pki.trusted,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- users
@@ -211,8 +218,9 @@ def verify_password(password: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                             dklen=len(expected))  # fmt: skip
+        got = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
@@ -296,8 +304,9 @@ class UserDirectory(UserManager):
     def __init__(self, users: Users, allow_anonymous: bool):
         self.users, self.allow_anonymous = users, allow_anonymous
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:  # fmt: skip
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
         if username is None:  # anonymous (X509 user tokens are not offered; `certificate` is the channel's)
             return TwinUser(None, "read-only") if self.allow_anonymous else None
         account = self.users.check(username, password or "")
@@ -329,8 +338,10 @@ class RoleRuleset(PermissionRuleset):
 async def secure_server(server: Any, pki: Pki, users: Users, modes: tuple[str, ...], allow_anonymous: bool) -> None:
     """Certificate, endpoints (policies), identity tokens, user check, roles and trust list of a server."""
     if not users.accounts and not allow_anonymous:
-        raise InputError("no users file given and anonymous access is off: nobody could log in "
-                         "(give --users FILE, made with `twin opcua user add`, or --allow-anonymous)")  # fmt: skip
+        raise InputError(
+            "no users file given and anonymous access is off: nobody could log in "
+            "(give --users FILE, made with `twin opcua user add`, or --allow-anonymous)"
+        )
     await server.load_certificate(str(pki.cert_path))
     await server.load_private_key(str(pki.key_path))
     await server.set_application_uri(pki.app_uri())

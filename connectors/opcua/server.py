@@ -24,6 +24,7 @@ refuses) returns ``BadInvalidArgument`` and says why in ``LastMessage``; the run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -128,13 +129,33 @@ class TwinServer:
         """The run so far, closed by an ``end`` row at the simulated time reached."""
         now = self.run_.now
         table = pd.concat(self.parts, ignore_index=True) if self.parts else None
-        end = pd.DataFrame({"time": [now], "replication": [0], "batch": [-1], "product": [None], "station": [None],
-                            "unit": [-1], "event": ["end"], "state": [None], "quantity": [np.nan],
-                            "ideal": [np.nan]})  # fmt: skip
+        end = pd.DataFrame(
+            {
+                "time": [now],
+                "replication": [0],
+                "batch": [-1],
+                "product": [None],
+                "station": [None],
+                "unit": [-1],
+                "event": ["end"],
+                "state": [None],
+                "quantity": [np.nan],
+                "ideal": [np.nan],
+            }
+        )
         line = self.line
-        meta = LogMeta(line=line.name, stations=[s.name for s in line.stations], units=[s.units for s in line.stations],
-                       products=list(line.products), batch_sizes=list(line.batch_sizes), horizon=now,
-                       warmup=min(line.warmup, now), replications=1, seed=self.seed, spec_hash=line.spec_hash)  # fmt: skip
+        meta = LogMeta(
+            line=line.name,
+            stations=[s.name for s in line.stations],
+            units=[s.units for s in line.stations],
+            products=list(line.products),
+            batch_sizes=list(line.batch_sizes),
+            horizon=now,
+            warmup=min(line.warmup, now),
+            replications=1,
+            seed=self.seed,
+            spec_hash=line.spec_hash,
+        )
         whole = end if table is None else pd.concat([table.astype(object), end.astype(object)], ignore_index=True)
         return EventLog(normalize_table(whole, meta), meta)
 
@@ -144,7 +165,9 @@ class TwinServer:
         return ua.NodeId(".".join(parts), self.ns)
 
     async def _variable(self, parent: Any, node_id: str, name: str, vtype: ua.VariantType, initial: Any) -> None:
-        node = await parent.add_variable(ua.NodeId(node_id, self.ns), ua.QualifiedName(name, self.ns), ua.Variant(initial, vtype))
+        node = await parent.add_variable(
+            ua.NodeId(node_id, self.ns), ua.QualifiedName(name, self.ns), ua.Variant(initial, vtype)
+        )
         self._vars[node_id] = _Var(node.nodeid, vtype)
 
     async def _object(self, parent: Any, node_id: str, name: str) -> Any:
@@ -159,8 +182,13 @@ class TwinServer:
         area = await self._object(site, f"{self.site}.{self.area}", self.area)
         name = self.spec.name
         line = await self._object(area, name, name)
-        for var, vtype, initial in (("SimTime", V.Double, 0.0), ("RunState", V.String, ""), ("Speed", V.String, ""),
-                                    ("SpecHash", V.String, ""), ("LastMessage", V.String, "")):  # fmt: skip
+        for var, vtype, initial in (
+            ("SimTime", V.Double, 0.0),
+            ("RunState", V.String, ""),
+            ("Speed", V.String, ""),
+            ("SpecHash", V.String, ""),
+            ("LastMessage", V.String, ""),
+        ):
             await self._variable(line, f"{name}.{var}", var, vtype, initial)
         await self._variable(line, f"{name}.Overrides", "Overrides", V.String, [])
         kpi = await line.add_folder(self._id(name, "KPI"), ua.QualifiedName("KPI", self.ns))
@@ -176,27 +204,49 @@ class TwinServer:
                 uid = f"{sid}.Unit{u + 1}"
                 unit = await self._object(st, uid, f"Unit{u + 1}")
                 for var, vtype, initial in (
-                    ("State", V.String, ""), ("StateCurrent", V.Int32, 0), ("Batch", V.Int64, -1),
-                    ("Product", V.String, ""), ("ProdProcessedCount", V.Double, 0.0),
-                    ("ProdDefectiveCount", V.Double, 0.0), ("BatchesDone", V.Int64, 0), ("CurSpeed", V.Double, 0.0),
-                    ("MachSpeed", V.Double, 0.0), ("Blocked", V.Boolean, False), ("Starved", V.Boolean, False),
+                    ("State", V.String, ""),
+                    ("StateCurrent", V.Int32, 0),
+                    ("Batch", V.Int64, -1),
+                    ("Product", V.String, ""),
+                    ("ProdProcessedCount", V.Double, 0.0),
+                    ("ProdDefectiveCount", V.Double, 0.0),
+                    ("BatchesDone", V.Int64, 0),
+                    ("CurSpeed", V.Double, 0.0),
+                    ("MachSpeed", V.Double, 0.0),
+                    ("Blocked", V.Boolean, False),
+                    ("Starved", V.Boolean, False),
                     ("StateCurrentTime", V.Double, 0.0),
-                ):  # fmt: skip
+                ):
                     await self._variable(unit, f"{uid}.{var}", var, vtype, initial)
-                durations = await unit.add_folder(self._id(uid, "StateDurations"), ua.QualifiedName("StateDurations", self.ns))
+                durations = await unit.add_folder(
+                    self._id(uid, "StateDurations"), ua.QualifiedName("StateDurations", self.ns)
+                )
                 for state in STATES:
                     await self._variable(durations, f"{uid}.StateDurations.{state}", state, V.Double, 0.0)
         string = ua.VariantType.String
-        path_arg = ua.Argument(Name="Path", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
-                               Description=ua.LocalizedText("dotted path, as in --set (stations.press.units)"))  # fmt: skip
-        value_arg = ua.Argument(Name="Value", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
-                                Description=ua.LocalizedText("new value (YAML: 2, 45 min, {dist: ...})"))  # fmt: skip
+        path_arg = ua.Argument(
+            Name="Path",
+            DataType=ua.NodeId(ua.ObjectIds.String),
+            ValueRank=-1,
+            Description=ua.LocalizedText("dotted path, as in --set (stations.press.units)"),
+        )
+        value_arg = ua.Argument(
+            Name="Value",
+            DataType=ua.NodeId(ua.ObjectIds.String),
+            ValueRank=-1,
+            Description=ua.LocalizedText("new value (YAML: 2, 45 min, {dist: ...})"),
+        )
         message_arg = ua.Argument(Name="Message", DataType=ua.NodeId(string), ValueRank=-1)
         await line.add_method(self._id(name, "Start"), ua.QualifiedName("Start", self.ns), self._start, [], [])
         await line.add_method(self._id(name, "Pause"), ua.QualifiedName("Pause", self.ns), self._pause, [], [])
         await line.add_method(self._id(name, "Reset"), ua.QualifiedName("Reset", self.ns), self._reset, [], [])
-        await line.add_method(self._id(name, "SetParameter"), ua.QualifiedName("SetParameter", self.ns),
-                              self._set_parameter, [path_arg, value_arg], [message_arg])  # fmt: skip
+        await line.add_method(
+            self._id(name, "SetParameter"),
+            ua.QualifiedName("SetParameter", self.ns),
+            self._set_parameter,
+            [path_arg, value_arg],
+            [message_arg],
+        )
         await self._publish(force=True)
         await start_server(server, self.options.endpoint)
         log.info("serving %s on %s", name, self.options.endpoint)
@@ -257,10 +307,8 @@ class TwinServer:
                 next_kpis = time.monotonic() + self.kpi_interval
                 kpi_task = asyncio.create_task(asyncio.to_thread(self._compute_kpis, self.event_log()))
             await self._publish()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.publish_interval)
-            except TimeoutError:
-                pass
 
     def _compute_kpis(self, log_: EventLog) -> dict[str, Any]:
         if log_.meta.horizon <= log_.meta.warmup:
@@ -271,10 +319,13 @@ class TwinServer:
         name, now = self.spec.name, self.run_.now
         state = "finished" if self.run_.finished else "running" if self.run_.running else "paused"
         out: dict[str, Any] = {
-            f"{name}.SimTime": now, f"{name}.RunState": state,
-            f"{name}.Speed": "max" if self.speed is None else f"{self.speed:g}", f"{name}.SpecHash": self.spec.spec_hash,
-            f"{name}.LastMessage": self.message, f"{name}.Overrides": list(self.overrides),
-        }  # fmt: skip
+            f"{name}.SimTime": now,
+            f"{name}.RunState": state,
+            f"{name}.Speed": "max" if self.speed is None else f"{self.speed:g}",
+            f"{name}.SpecHash": self.spec.spec_hash,
+            f"{name}.LastMessage": self.message,
+            f"{name}.Overrides": list(self.overrides),
+        }
         k = self.kpis
 
         def mean(*path: str) -> float:
@@ -284,11 +335,18 @@ class TwinServer:
             value = node.get("mean") if isinstance(node, dict) else None
             return float(value) if value is not None else 0.0
 
-        out.update({f"{name}.KPI.ThroughputPerHour": mean("throughput_per_hour"), f"{name}.KPI.UnitsPerHour": mean("units_per_hour"),
-                    f"{name}.KPI.OEE": mean("oee"), f"{name}.KPI.WIP": mean("wip"),
-                    f"{name}.KPI.LeadTimeHours": mean("lead_time_hours"),
-                    f"{name}.KPI.Bottleneck": (k.get("bottleneck") or {}).get("station") or "",
-                    f"{name}.KPI.WindowHours": float((k.get("window_hours") or [0, 0])[1] or 0) - float((k.get("window_hours") or [0, 0])[0] or 0)})  # fmt: skip
+        out.update(
+            {
+                f"{name}.KPI.ThroughputPerHour": mean("throughput_per_hour"),
+                f"{name}.KPI.UnitsPerHour": mean("units_per_hour"),
+                f"{name}.KPI.OEE": mean("oee"),
+                f"{name}.KPI.WIP": mean("wip"),
+                f"{name}.KPI.LeadTimeHours": mean("lead_time_hours"),
+                f"{name}.KPI.Bottleneck": (k.get("bottleneck") or {}).get("station") or "",
+                f"{name}.KPI.WindowHours": float((k.get("window_hours") or [0, 0])[1] or 0)
+                - float((k.get("window_hours") or [0, 0])[0] or 0),
+            }
+        )
         sizes = dict(zip(self.line.products, self.line.batch_sizes, strict=True))
         for station in self.line.stations:
             sid = f"{name}.{station.name}"
@@ -299,15 +357,22 @@ class TwinServer:
                 s = self.live.units[(station.name, u)]
                 product = s.product or ""
                 ideal = station.ideal[self.line.products.index(product)] if product else 0.0
-                out.update({
-                    f"{uid}.State": s.state or "", f"{uid}.StateCurrent": packml_state(s.state), f"{uid}.Batch": s.batch,
-                    f"{uid}.Product": product, f"{uid}.ProdProcessedCount": s.produced,
-                    f"{uid}.ProdDefectiveCount": s.defective, f"{uid}.BatchesDone": s.batches_done,
-                    f"{uid}.CurSpeed": s.speed if s.state == "processing" else 0.0,
-                    f"{uid}.MachSpeed": sizes[product] / ideal if product and ideal > 0 else 0.0,
-                    f"{uid}.Blocked": s.state == "blocked", f"{uid}.Starved": s.state == "starved",
-                    f"{uid}.StateCurrentTime": max(now - s.since, 0.0) if s.state else 0.0,
-                })  # fmt: skip
+                out.update(
+                    {
+                        f"{uid}.State": s.state or "",
+                        f"{uid}.StateCurrent": packml_state(s.state),
+                        f"{uid}.Batch": s.batch,
+                        f"{uid}.Product": product,
+                        f"{uid}.ProdProcessedCount": s.produced,
+                        f"{uid}.ProdDefectiveCount": s.defective,
+                        f"{uid}.BatchesDone": s.batches_done,
+                        f"{uid}.CurSpeed": s.speed if s.state == "processing" else 0.0,
+                        f"{uid}.MachSpeed": sizes[product] / ideal if product and ideal > 0 else 0.0,
+                        f"{uid}.Blocked": s.state == "blocked",
+                        f"{uid}.Starved": s.state == "starved",
+                        f"{uid}.StateCurrentTime": max(now - s.since, 0.0) if s.state else 0.0,
+                    }
+                )
                 hours = s.state_hours(now)
                 for st in STATES:
                     out[f"{uid}.StateDurations.{st}"] = hours.get(st, 0.0)
@@ -321,8 +386,12 @@ class TwinServer:
             if var is None or (not force and var.last == v):
                 continue
             var.last = v
-            await write(var.node, ua.DataValue(Value=ua.Variant(v, var.vtype), StatusCode=SIMULATED,
-                                               SourceTimestamp=when, ServerTimestamp=when))  # fmt: skip
+            await write(
+                var.node,
+                ua.DataValue(
+                    Value=ua.Variant(v, var.vtype), StatusCode=SIMULATED, SourceTimestamp=when, ServerTimestamp=when
+                ),
+            )
             self.written += 1
 
     async def stop(self) -> None:

@@ -1,9 +1,9 @@
 """Shadow mode: the twin runs the same line alongside the plant, on the plant's clock, and the KPIs are compared.
 
-    >>> shadow = Shadow(spec, seed=1, horizon=10_000.0)
-    >>> twin_log = shadow.log_until(plant_hours)             # the twin's event log up to the plant's time
-    >>> drift(plant_kpis.summary, compute_kpis(twin_log).summary)
-    {"throughput_per_hour": {"plant": 0.13, "twin": 0.14, "drift": 0.01, "relative": 0.077}, ...}
+>>> shadow = Shadow(spec, seed=1, horizon=10_000.0)
+>>> twin_log = shadow.log_until(plant_hours)             # the twin's event log up to the plant's time
+>>> drift(plant_kpis.summary, compute_kpis(twin_log).summary)
+{"throughput_per_hour": {"plant": 0.13, "twin": 0.14, "drift": 0.01, "relative": 0.077}, ...}
 """
 
 from __future__ import annotations
@@ -39,13 +39,33 @@ class Shadow:
         if len(rows):
             self.parts.append(rows)
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
-        end = pd.DataFrame({"time": [max(hours, self.rep.now if self.rep.finished else hours)], "replication": [0],
-                            "batch": [-1], "product": [None], "station": [None], "unit": [-1], "event": ["end"],
-                            "state": [None], "quantity": [np.nan], "ideal": [np.nan]})  # fmt: skip
-        meta = LogMeta(line=self.line.name, stations=[s.name for s in self.line.stations],
-                       units=[s.units for s in self.line.stations], products=list(self.line.products),
-                       batch_sizes=list(self.line.batch_sizes), horizon=hours, warmup=self.warmup, replications=1,
-                       seed=self.seed, spec_hash=self.line.spec_hash, source="simulation")  # fmt: skip
+        end = pd.DataFrame(
+            {
+                "time": [max(hours, self.rep.now if self.rep.finished else hours)],
+                "replication": [0],
+                "batch": [-1],
+                "product": [None],
+                "station": [None],
+                "unit": [-1],
+                "event": ["end"],
+                "state": [None],
+                "quantity": [np.nan],
+                "ideal": [np.nan],
+            }
+        )
+        meta = LogMeta(
+            line=self.line.name,
+            stations=[s.name for s in self.line.stations],
+            units=[s.units for s in self.line.stations],
+            products=list(self.line.products),
+            batch_sizes=list(self.line.batch_sizes),
+            horizon=hours,
+            warmup=self.warmup,
+            replications=1,
+            seed=self.seed,
+            spec_hash=self.line.spec_hash,
+            source="simulation",
+        )
         whole = pd.concat([table.astype(object), end.astype(object)], ignore_index=True)
         return EventLog(normalize_table(whole, meta), meta)
 

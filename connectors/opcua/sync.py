@@ -20,6 +20,7 @@ logged, counted and stored; the feed goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -42,9 +43,18 @@ from twin.spec.model import LineSpec
 
 log = logging.getLogger(__name__)
 
-_INTEGER_TYPES = {ua.ObjectIds.SByte, ua.ObjectIds.Byte, ua.ObjectIds.Int16, ua.ObjectIds.UInt16, ua.ObjectIds.Int32,
-                  ua.ObjectIds.UInt32, ua.ObjectIds.Int64, ua.ObjectIds.UInt64, ua.ObjectIds.Integer,
-                  ua.ObjectIds.UInteger}  # fmt: skip
+_INTEGER_TYPES = {
+    ua.ObjectIds.SByte,
+    ua.ObjectIds.Byte,
+    ua.ObjectIds.Int16,
+    ua.ObjectIds.UInt16,
+    ua.ObjectIds.Int32,
+    ua.ObjectIds.UInt32,
+    ua.ObjectIds.Int64,
+    ua.ObjectIds.UInt64,
+    ua.ObjectIds.Integer,
+    ua.ObjectIds.UInteger,
+}
 RECENT = 512  # per tag: the last values kept to recognise exact repeats (re-deliveries after a restart)
 _TYPE_NAMES = {"integer": _INTEGER_TYPES, "string": {ua.ObjectIds.String}, "boolean": {ua.ObjectIds.Boolean}}
 
@@ -181,7 +191,9 @@ class PlantSync:
         for name, result in zip(names, results, strict=True):
             where = self.roles[name]
             if not result.StatusCode.is_good():
-                problems.append(Problem(self.map_source, where, f"tag {name!r} not found on the server ({result.StatusCode.name})"))
+                problems.append(
+                    Problem(self.map_source, where, f"tag {name!r} not found on the server ({result.StatusCode.name})")
+                )
                 continue
             dtype = result.Value.Value
             want = expected.get(name)
@@ -225,10 +237,13 @@ class PlantSync:
 
     async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> _Feed:
         params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=self.options.publishing_ms, RequestedLifetimeCount=10000,
+            RequestedPublishingInterval=self.options.publishing_ms,
+            RequestedLifetimeCount=10000,
             RequestedMaxKeepAliveCount=client.get_keepalive_count(self.options.publishing_ms),
-            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0,
-        )  # fmt: skip
+            MaxNotificationsPerPublish=0,
+            PublishingEnabled=True,
+            Priority=0,
+        )
         feed = _Feed(client, params, self._on_values)
         await feed.init()
         flt = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
@@ -237,8 +252,14 @@ class PlantSync:
         for i in range(0, len(names), 500):
             requests = []
             for name in names[i : i + 500]:
-                request = feed._make_monitored_item_request(client.get_node(nodes[name]), ua.AttributeIds.Value, flt,
-                                                            self.options.queue_size, ua.MonitoringMode.Reporting, 0.0)  # fmt: skip
+                request = feed._make_monitored_item_request(
+                    client.get_node(nodes[name]),
+                    ua.AttributeIds.Value,
+                    flt,
+                    self.options.queue_size,
+                    ua.MonitoringMode.Reporting,
+                    0.0,
+                )
                 self._handles[request.RequestedParameters.ClientHandle] = self.tag_ids[name]
                 requests.append(request)
             results = await feed.create_monitored_items(requests)
@@ -260,9 +281,16 @@ class PlantSync:
         try:
             latest = await self._read_all(client, nodes)
             self.origin_us = int(meta.get("origin_us") or latest)
-            h.set_meta(origin_us=self.origin_us, endpoint=opts.client.endpoint, line=self.spec.name,
-                       spec_hash=self.spec.spec_hash, map=self.map_source, namespace=self.tags.namespace,
-                       state="connected", warmup=opts.warmup)  # fmt: skip
+            h.set_meta(
+                origin_us=self.origin_us,
+                endpoint=opts.client.endpoint,
+                line=self.spec.name,
+                spec_hash=self.spec.spec_hash,
+                map=self.map_source,
+                namespace=self.tags.namespace,
+                state="connected",
+                warmup=opts.warmup,
+            )
             if meta.get("plant_us"):  # a restarted sync: the time it was away is a gap
                 self._gap(int(meta["plant_us"]), latest, "sync restarted")
             if opts.shadow:
@@ -296,10 +324,8 @@ class PlantSync:
             if time.monotonic() >= next_kpis:
                 next_kpis = time.monotonic() + self.options.kpi_every
                 self._store(await asyncio.to_thread(self.snapshot))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.1)
-            except TimeoutError:
-                pass
         return client
 
     async def _reconnect(self, client: Client, nodes: dict[str, ua.NodeId], stop: asyncio.Event) -> Client:
@@ -313,12 +339,10 @@ class PlantSync:
                 client, nodes2 = await self._open()
                 latest = await self._read_all(client, nodes2)
                 await self._subscribe(client, nodes2)
-            except (InputError, SpecError, OSError, ua.UaError, asyncio.TimeoutError) as err:
+            except (TimeoutError, InputError, SpecError, OSError, ua.UaError) as err:
                 log.warning("reconnect failed (%s); next try in %.1f s", err, delay)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
                 delay = min(delay * 2, 30.0)
                 continue
             self.stats.reconnects += 1
@@ -369,10 +393,19 @@ class PlantSync:
         if self.shadow is not None and plant is not None:
             twin = compute_kpis(self.shadow.log_until(hours)).summary
             drift_ = drift(plant, twin)
-        snap = {"plant_hours": hours, "plant": plant, "twin": twin, "drift": drift_, "received": self.stats.received,
-                "acknowledged": self.writer.acknowledged, "duplicates": self.stats.duplicates,
-                "bad_values": sum(decoded.bad_values.values()), "missed": sum(decoded.missed.values()),
-                "reconnects": self.stats.reconnects, "state": self.state}  # fmt: skip
+        snap = {
+            "plant_hours": hours,
+            "plant": plant,
+            "twin": twin,
+            "drift": drift_,
+            "received": self.stats.received,
+            "acknowledged": self.writer.acknowledged,
+            "duplicates": self.stats.duplicates,
+            "bad_values": sum(decoded.bad_values.values()),
+            "missed": sum(decoded.missed.values()),
+            "reconnects": self.stats.reconnects,
+            "state": self.state,
+        }
         if decoded.bad_values:
             log.warning("bad values so far: %s", decoded.bad_values)
         return snap
@@ -394,7 +427,7 @@ class PlantSync:
             h.close()
         end_us = self.plant_us
         if self.options.until is not None:
-            end_us = min(end_us, self.origin_us + int(round(self.options.until * 3.6e9)))
+            end_us = min(end_us, self.origin_us + round(self.options.until * 3.6e9))
         decoded = self.decode(end_us)
         if decoded.bad_values or decoded.missed:
             log.warning("bad values: %s; counter steps missed: %s", decoded.bad_values, decoded.missed)
@@ -414,7 +447,5 @@ def on_lost_factory(event: asyncio.Event) -> Any:
 
 
 async def _quiet_disconnect(client: Client) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the connection may be gone already
         await asyncio.wait_for(client.disconnect(), timeout=3)
-    except Exception:  # the connection may be gone already
-        pass

@@ -154,7 +154,9 @@ def parse_tag_map(data: Any, source: str, spec: LineSpec | None = None) -> TagMa
     ]:
         for code, state in codes.items():
             if state is not None and state not in STATES:
-                problems.append(Problem(source, f"{where}.{code}", f"unknown twin state {state!r} (states: {', '.join(STATES)})"))
+                problems.append(
+                    Problem(source, f"{where}.{code}", f"unknown twin state {state!r} (states: {', '.join(STATES)})")
+                )
     seen: dict[str, str] = {}
     roles = [("heartbeat", tags.heartbeat.tag)] if tags.heartbeat else []
     if tags.release:
@@ -178,16 +180,30 @@ def _spec_problems(tags: TagMap, spec: LineSpec, source: str) -> list[Problem]:
     names = [s.name for s in spec.stations]
     for station, units in tags.stations.items():
         if station not in names:
-            problems.append(Problem(source, f"stations.{station}", f"the spec {spec.name!r} has no station {station!r} (stations: {', '.join(names)})"))
+            problems.append(
+                Problem(
+                    source,
+                    f"stations.{station}",
+                    f"the spec {spec.name!r} has no station {station!r} (stations: {', '.join(names)})",
+                )
+            )
         elif len(units) != spec.station(station).units:
-            problems.append(Problem(source, f"stations.{station}", f"lists {len(units)} unit(s); the spec has {spec.station(station).units}"))
+            problems.append(
+                Problem(
+                    source,
+                    f"stations.{station}",
+                    f"lists {len(units)} unit(s); the spec has {spec.station(station).units}",
+                )
+            )
     for name in names:
         if name not in tags.stations:
             problems.append(Problem(source, "stations", f"no tags for station {name!r} of the spec"))
     products = [p.name for p in spec.products]
     for code, product in (tags.products or {}).items():
         if product not in products:
-            problems.append(Problem(source, f"products.{code}", f"unknown product {product!r} (products: {', '.join(products)})"))
+            problems.append(
+                Problem(source, f"products.{code}", f"unknown product {product!r} (products: {', '.join(products)})")
+            )
     return problems
 
 
@@ -200,8 +216,13 @@ def load_tag_map(path: str | Path, spec: LineSpec | None = None) -> TagMap:
         raise SpecError([Problem(str(path), "", f"cannot read the tag map ({err.strerror})")]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        raise SpecError([Problem(str(path), "", f"not valid YAML ({getattr(err, 'problem', err)})",
-                                 mark.line + 1 if mark else None)]) from None  # fmt: skip
+        raise SpecError(
+            [
+                Problem(
+                    str(path), "", f"not valid YAML ({getattr(err, 'problem', err)})", mark.line + 1 if mark else None
+                )
+            ]
+        ) from None
     return parse_tag_map(data, str(path), spec)
 
 
@@ -220,11 +241,16 @@ def default_tag_map(spec: LineSpec) -> dict[str, Any]:
         units = []
         for u in range(station.units):
             p = f"{tag_prefix(station.name)}_U{u + 1}"
-            units.append({
-                "state": f"{p}_STATE", "batch": f"{p}_BATCH", "product": f"{p}_PRODUCT",
-                "count": {"tag": f"{p}_GOOD", "wrap": 2**32}, "done": {"tag": f"{p}_DONE", "wrap": 2**16},
-                "alarm": f"{p}_ALARM",
-            })  # fmt: skip
+            units.append(
+                {
+                    "state": f"{p}_STATE",
+                    "batch": f"{p}_BATCH",
+                    "product": f"{p}_PRODUCT",
+                    "count": {"tag": f"{p}_GOOD", "wrap": 2**32},
+                    "done": {"tag": f"{p}_DONE", "wrap": 2**16},
+                    "alarm": f"{p}_ALARM",
+                }
+            )
         stations[station.name] = units
     return {
         "line": spec.name,

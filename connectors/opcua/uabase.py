@@ -1,13 +1,12 @@
 """What the twin's OPC-UA servers and clients share: endpoints, secured servers, namespaces, values.
 
-    >>> server = await make_server(ServerOptions(endpoint="opc.tcp://127.0.0.1:4840", pki=..., users=...), "twin serve")
-    >>> ns = await namespace_index(client, "urn:twin:osd-tablet")     # by URI, never by number
-    >>> await server.write_attribute_value(node_id, value(3, ua.VariantType.Int16, when))
+>>> server = await make_server(ServerOptions(endpoint="opc.tcp://127.0.0.1:4840", pki=..., users=...), "twin serve")
+>>> ns = await namespace_index(client, "urn:twin:osd-tablet")     # by URI, never by number
+>>> await server.write_attribute_value(node_id, value(3, ua.VariantType.Int16, when))
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -98,8 +97,10 @@ async def connect(options: ClientOptions, role: str = "client") -> Client:
     try:
         await secure_client(client, pki, options.security, options.user, options.password)
         await client.connect()
-    except (OSError, asyncio.TimeoutError, TimeoutError) as err:
-        raise InputError(f"cannot reach {options.endpoint}: {getattr(err, 'strerror', None) or err or 'timed out'}") from None
+    except (OSError, TimeoutError) as err:
+        raise InputError(
+            f"cannot reach {options.endpoint}: {getattr(err, 'strerror', None) or err or 'timed out'}"
+        ) from None
     except ua.UaStatusCodeError as err:
         raise InputError(f"{options.endpoint} refused the connection: {_status_text(err)}") from None
     except ua.UaError as err:
