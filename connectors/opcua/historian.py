@@ -284,14 +284,14 @@ class HistorianWriter:
         retention_hours: float | None = None,
         flush_s: float = 0.05,
         max_batch: int = 20000,
-        latency_sample: int = 0,
+        measure_latency: bool = False,
     ):
         self.historian = Historian(path)
         self.retention_hours, self.flush_s, self.max_batch = retention_hours, flush_s, max_batch
         self._queue: queue.SimpleQueue[tuple[int, int, int | None, int, Any, int] | None] = queue.SimpleQueue()
         self.acknowledged = 0
-        self.latencies_us: list[int] = []  # commit time - source time, when latency_sample > 0
-        self._keep_latency = latency_sample
+        self.latencies_us: list[int] = []  # commit time - source time, when measure_latency
+        self._keep_latency = measure_latency
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="historian-writer", daemon=True)
         self._thread.start()

@@ -36,7 +36,7 @@ from asyncua import Server, ua
 
 from connectors.opcua.live import LiveLine
 from connectors.opcua.pacing import PacedRun
-from connectors.opcua.uabase import ServerOptions, make_server, start_server, utcnow
+from connectors.opcua.uabase import ServerOptions, SharedValue, make_server, start_server, utcnow
 from twin.engine.compiled import compile_line
 from twin.errors import TwinError
 from twin.eventlog import STATES, EventLog, LogMeta, normalize_table
@@ -292,7 +292,7 @@ class TwinServer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Advance and publish every ``publish_interval`` until ``stop`` is set."""
-        next_kpis = time.monotonic()
+        next_kpis = next_tick = time.monotonic()
         kpi_task: asyncio.Task[dict[str, Any]] | None = None
         while not stop.is_set():
             rows = self.run_.step(time.monotonic())
@@ -307,8 +307,9 @@ class TwinServer:
                 next_kpis = time.monotonic() + self.kpi_interval
                 kpi_task = asyncio.create_task(asyncio.to_thread(self._compute_kpis, self.event_log()))
             await self._publish()
+            next_tick = max(next_tick + self.publish_interval, time.monotonic())  # a fixed rate; no catching up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.publish_interval)
+                await asyncio.wait_for(stop.wait(), timeout=max(next_tick - time.monotonic(), 0.0))
 
     def _compute_kpis(self, log_: EventLog) -> dict[str, Any]:
         if log_.meta.horizon <= log_.meta.warmup:
@@ -388,7 +389,7 @@ class TwinServer:
             var.last = v
             await write(
                 var.node,
-                ua.DataValue(
+                SharedValue(
                     Value=ua.Variant(v, var.vtype), StatusCode=SIMULATED, SourceTimestamp=when, ServerTimestamp=when
                 ),
             )

