@@ -66,9 +66,28 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
     (work / "line.yaml").write_text(yaml.safe_dump(line))
     spec = spec_from_data(line, "line.yaml")
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
-    emu = start(["emulate", "line.yaml", "--endpoint", endpoint, "--speed", "1", "--bench-tags", str(tags),
-                 "--bench-rate", str(rate), "--pki", "pki-emu", "--allow-anonymous", "--security", security],
-                work, "emulating", "emu.log")  # fmt: skip
+    emu = start(
+        [
+            "emulate",
+            "line.yaml",
+            "--endpoint",
+            endpoint,
+            "--speed",
+            "1",
+            "--bench-tags",
+            str(tags),
+            "--bench-rate",
+            str(rate),
+            "--pki",
+            "pki-emu",
+            "--allow-anonymous",
+            "--security",
+            security,
+        ],
+        work,
+        "emulating",
+        "emu.log",
+    )
     names = tuple(f"BENCH_{i + 1:04d}" for i in range(tags))
     if security != "none":
         from connectors.opcua.security import Pki
@@ -76,8 +95,13 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
         Pki(work / "pki-sync").ensure(f"urn:twin:sync:{os.uname().nodename}", "twin sync", server=False)
         Pki(work / "pki-emu").trust(work / "pki-sync" / "own" / "cert.der")
         Pki(work / "pki-sync").trust(work / "pki-emu" / "own" / "cert.der")
-    options = SyncOptions(client=ClientOptions(endpoint, pki=work / "pki-sync", security=security), historian=work / "h.db",
-                          kpi_every=3600, extra_tags=names, measure_latency=True)  # fmt: skip
+    options = SyncOptions(
+        client=ClientOptions(endpoint, pki=work / "pki-sync", security=security),
+        historian=work / "h.db",
+        kpi_every=3600,
+        extra_tags=names,
+        measure_latency=True,
+    )
     sync = PlantSync(spec, parse_tag_map(default_tag_map(spec), "default", spec), options)
     figures: dict[str, float] = {}
 
@@ -104,19 +128,21 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
             v = np.sort(values.to_numpy(dtype=np.int64))
             lost += int(v[-1] - v[0] + 1 - len(np.unique(v)))
         window = (t1_us - t0_us) / 1e6
-        figures.update({
-            "emulator changes/s (made)": len(df) / window + lost / window,
-            "stored changes/s": len(df) / window,
-            "lost values": lost,
-            "latency p50 ms": float(np.percentile(latencies, 50)),
-            "latency p99 ms": float(np.percentile(latencies, 99)),
-            "latency max ms": float(latencies.max()),
-            "  of which to receipt p50 ms": float(np.percentile(receipt, 50)),
-            "  of which to receipt p99 ms": float(np.percentile(receipt, 99)),
-            "sync CPU %": 100 * (cpu1 - cpu0) / (wall1 - wall0),
-            "emulator CPU %": 100 * (emu_cpu1 - emu_cpu0) / (wall1 - wall0),
-            "duplicates dropped": sync.stats.duplicates,
-        })  # fmt: skip
+        figures.update(
+            {
+                "emulator changes/s (made)": len(df) / window + lost / window,
+                "stored changes/s": len(df) / window,
+                "lost values": lost,
+                "latency p50 ms": float(np.percentile(latencies, 50)),
+                "latency p99 ms": float(np.percentile(latencies, 99)),
+                "latency max ms": float(latencies.max()),
+                "  of which to receipt p50 ms": float(np.percentile(receipt, 50)),
+                "  of which to receipt p99 ms": float(np.percentile(receipt, 99)),
+                "sync CPU %": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+                "emulator CPU %": 100 * (emu_cpu1 - emu_cpu0) / (wall1 - wall0),
+                "duplicates dropped": sync.stats.duplicates,
+            }
+        )
 
     try:
         asyncio.run(run())
@@ -130,12 +156,33 @@ def twin_server(work: Path, units: int, seconds: float) -> dict[str, float]:
 
     from connectors.opcua.uabase import free_port
 
-    line = {"name": "big", "horizon": "100 w", "stations": [
-        {"name": "s1", "units": units, "process_time": {"dist": "exponential", "mean": "10 h"}}]}  # fmt: skip
+    line = {
+        "name": "big",
+        "horizon": "100 w",
+        "stations": [{"name": "s1", "units": units, "process_time": {"dist": "exponential", "mean": "10 h"}}],
+    }
     (work / "big.yaml").write_text(yaml.safe_dump(line))
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
-    server = start(["serve", "big.yaml", "--endpoint", endpoint, "--speed", "60", "--publish-interval", "0.1",
-                    "--security", "none", "--allow-anonymous", "--pki", "pki-serve"], work, "serving", "serve.log")  # fmt: skip
+    server = start(
+        [
+            "serve",
+            "big.yaml",
+            "--endpoint",
+            endpoint,
+            "--speed",
+            "60",
+            "--publish-interval",
+            "0.1",
+            "--security",
+            "none",
+            "--allow-anonymous",
+            "--pki",
+            "pki-serve",
+        ],
+        work,
+        "serving",
+        "serve.log",
+    )
     counts = {"n": 0}
 
     async def run() -> dict[str, float]:
@@ -148,15 +195,28 @@ def twin_server(work: Path, units: int, seconds: float) -> dict[str, float]:
                 for u in range(units)
                 for v in ("StateCurrentTime", "StateDurations.processing")
             ]
-            params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=100, RequestedLifetimeCount=10000,
-                                                     RequestedMaxKeepAliveCount=100, MaxNotificationsPerPublish=0,
-                                                     PublishingEnabled=True, Priority=0)  # fmt: skip
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=100,
+                RequestedLifetimeCount=10000,
+                RequestedMaxKeepAliveCount=100,
+                MaxNotificationsPerPublish=0,
+                PublishingEnabled=True,
+                Priority=0,
+            )
             feed = Feed(client, params, lambda items: counts.__setitem__("n", counts["n"] + len(items)))
             await feed.init()
             for i in range(0, len(ids), 500):
-                requests = [feed._make_monitored_item_request(client.get_node(ua.NodeId(n, ns)), ua.AttributeIds.Value,
-                                                              None, 100, ua.MonitoringMode.Reporting, 0.0)
-                            for n in ids[i : i + 500]]  # fmt: skip
+                requests = [
+                    feed._make_monitored_item_request(
+                        client.get_node(ua.NodeId(n, ns)),
+                        ua.AttributeIds.Value,
+                        None,
+                        100,
+                        ua.MonitoringMode.Reporting,
+                        0.0,
+                    )
+                    for n in ids[i : i + 500]
+                ]
                 await feed.create_monitored_items(requests)
             await asyncio.sleep(5)
             n0, cpu0, wall0 = counts["n"], cpu_seconds(server.pid), time.monotonic()
@@ -195,8 +255,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.only != "server":
-            print(f"\n1. plant feed: {args.tags} tags at {args.rate:g} Hz, emulator -> sync -> historian "
-                  f"({args.seconds:g} s, security {args.security})")  # fmt: skip
+            print(
+                f"\n1. plant feed: {args.tags} tags at {args.rate:g} Hz, emulator -> sync -> historian "
+                f"({args.seconds:g} s, security {args.security})"
+            )
             for key, value in plant_feed(work, args.tags, args.rate, args.seconds, args.security).items():
                 print(f"   {key:32s} {value:10.1f}")
         if args.only != "feed":
