@@ -155,6 +155,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
     assert h.kpis()["kpis"].iloc[-1]["acknowledged"] > 0
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # OEE of units never seen processing
 def test_values_the_map_cannot_read_are_logged_counted_and_stored(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
     plant_layout = default_tag_map(spec)

@@ -206,3 +206,32 @@ def test_the_server_survives_clients_that_vanish_mid_call(served):
     call_method(operator(root, ep), NS, "mini", "Pause")
     assert not server.run_.running
     call_method(operator(root, ep), NS, "mini", "Start")
+
+
+def test_twin_serve_runs_until_interrupted_and_refuses_bad_options(tmp_path: Path):
+    from conftest import run_cli
+    from opcua_helpers import TwinProcess
+
+    (tmp_path / "line.yaml").write_text(LINE_YAML)
+    ep = endpoint()
+    common = ["--pki", "pki", "--security", "none", "--allow-anonymous"]
+    with TwinProcess(["serve", "line.yaml", "--endpoint", ep, "--speed", "max", *common], tmp_path, "serve") as served:
+        served.wait_for("serving mini")
+        opts = ClientOptions(ep, pki=tmp_path / "c", security="none")
+        wait_until(
+            lambda: read_values(opts, NS, ["mini.RunState"])[0].Value.Value == "finished", what="run at max speed"
+        )
+        (sim_time,) = read_values(opts, NS, ["mini.SimTime"])
+        assert sim_time.Value.Value == 300.0
+        busy = run_cli("serve", "line.yaml", "--endpoint", ep, *common, cwd=tmp_path)  # the port is taken
+        assert busy.returncode == 2 and f"cannot listen on {ep}" in busy.stderr
+        assert served.stop() == 0
+    for args, message in (
+        (["--speed", "fast"], "--speed 'fast': expected a positive number"),
+        (["--endpoint", "http://127.0.0.1:4840"], "expected opc.tcp://HOST:PORT"),
+        (["--security", "sign,tls"], "--security 'sign,tls'"),
+    ):
+        r = run_cli("serve", "line.yaml", *common, *args, cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run_cli("serve", "line.yaml", "--endpoint", endpoint(), "--pki", "pki", cwd=tmp_path)
+    assert r.returncode == 2 and "nobody could log in" in r.stderr
