@@ -110,6 +110,7 @@ class TwinServer:
         self._vars: dict[str, _Var] = {}
         self.message = ""
         self.written = 0
+        self._kpi_seconds = 0.0
         self._new_run(running=not paused)
 
     # ------------------------------------------------------------------------------------------ the run
@@ -122,6 +123,9 @@ class TwinServer:
         self.live = LiveLine(line)
         self.parts: list[pd.DataFrame] = []
         self.kpis: dict[str, Any] = {}
+        self._dirty: set[tuple[str, int]] = set()  # units whose status changed since the last publish
+        self._force = True  # publish every value at the next tick (a new run)
+        self._kpis_new = True
         if running:
             self.run_.start(time.monotonic())
 
@@ -291,21 +295,27 @@ class TwinServer:
     # ------------------------------------------------------------------------------------------ publishing
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Advance and publish every ``publish_interval`` until ``stop`` is set."""
+        """Advance and publish every ``publish_interval`` until ``stop`` is set.
+
+        Line KPIs are recomputed in a thread every ``kpi_interval`` seconds, or less often when
+        computing them takes long (a tenth of the time at most goes to them).
+        """
         next_kpis = next_tick = time.monotonic()
         kpi_task: asyncio.Task[dict[str, Any]] | None = None
         while not stop.is_set():
             rows = self.run_.step(time.monotonic())
             if len(rows):
                 self.parts.append(rows)
-                for _ in self.live.apply(rows):
-                    pass
+                self._dirty.update(c.unit for c in self.live.apply(rows) if c.unit is not None)
             if kpi_task is not None and kpi_task.done():
-                self.kpis = kpi_task.result() if not kpi_task.exception() else self.kpis
+                if not kpi_task.cancelled() and kpi_task.exception() is None:
+                    self.kpis, self._kpis_new = kpi_task.result(), True
                 kpi_task = None
             if kpi_task is None and time.monotonic() >= next_kpis:
-                next_kpis = time.monotonic() + self.kpi_interval
+                began = time.monotonic()
                 kpi_task = asyncio.create_task(asyncio.to_thread(self._compute_kpis, self.event_log()))
+                kpi_task.add_done_callback(lambda _t, b=began: setattr(self, "_kpi_seconds", time.monotonic() - b))
+                next_kpis = began + max(self.kpi_interval, 10 * self._kpi_seconds)
             await self._publish()
             next_tick = max(next_tick + self.publish_interval, time.monotonic())  # a fixed rate; no catching up
             with contextlib.suppress(TimeoutError):
@@ -316,18 +326,20 @@ class TwinServer:
             return {}
         return compute_kpis(log_).summary
 
-    def _values(self) -> dict[str, tuple[Any, ...]]:
-        name, now = self.spec.name, self.run_.now
+    def _line_values(self) -> dict[str, Any]:
+        name = self.spec.name
         state = "finished" if self.run_.finished else "running" if self.run_.running else "paused"
-        out: dict[str, Any] = {
-            f"{name}.SimTime": now,
+        return {
+            f"{name}.SimTime": self.run_.now,
             f"{name}.RunState": state,
             f"{name}.Speed": "max" if self.speed is None else f"{self.speed:g}",
             f"{name}.SpecHash": self.spec.spec_hash,
             f"{name}.LastMessage": self.message,
             f"{name}.Overrides": list(self.overrides),
         }
-        k = self.kpis
+
+    def _kpi_values(self) -> dict[str, Any]:
+        name, k = self.spec.name, self.kpis
 
         def mean(*path: str) -> float:
             node: Any = k
@@ -336,53 +348,71 @@ class TwinServer:
             value = node.get("mean") if isinstance(node, dict) else None
             return float(value) if value is not None else 0.0
 
+        window = k.get("window_hours") or [0.0, 0.0]
+        out = {
+            f"{name}.KPI.ThroughputPerHour": mean("throughput_per_hour"),
+            f"{name}.KPI.UnitsPerHour": mean("units_per_hour"),
+            f"{name}.KPI.OEE": mean("oee"),
+            f"{name}.KPI.WIP": mean("wip"),
+            f"{name}.KPI.LeadTimeHours": mean("lead_time_hours"),
+            f"{name}.KPI.Bottleneck": (k.get("bottleneck") or {}).get("station") or "",
+            f"{name}.KPI.WindowHours": float(window[1] or 0.0) - float(window[0] or 0.0),
+        }
+        for station in self.line.stations:
+            out[f"{name}.{station.name}.OEE"] = mean("stations", station.name, "oee")
+            out[f"{name}.{station.name}.Utilization"] = mean("stations", station.name, "utilization")
+        return out
+
+    def _unit_values(self, station: Any, u: int, full: bool) -> dict[str, Any]:
+        """A unit's values: all of them when it changed, else only those that grow with the clock."""
+        uid = f"{self.spec.name}.{station.name}.Unit{u + 1}"
+        s = self.live.units[(station.name, u)]
+        now = self.run_.now
+        out: dict[str, Any] = {f"{uid}.StateCurrentTime": max(now - s.since, 0.0) if s.state else 0.0}
+        if s.state is not None:
+            out[f"{uid}.StateDurations.{s.state}"] = s.state_hours(now)[s.state]
+        if not full:
+            return out
+        product = s.product or ""
+        ideal = station.ideal[self.line.products.index(product)] if product else 0.0
+        size = self.line.batch_sizes[self.line.products.index(product)] if product else 0.0
         out.update(
             {
-                f"{name}.KPI.ThroughputPerHour": mean("throughput_per_hour"),
-                f"{name}.KPI.UnitsPerHour": mean("units_per_hour"),
-                f"{name}.KPI.OEE": mean("oee"),
-                f"{name}.KPI.WIP": mean("wip"),
-                f"{name}.KPI.LeadTimeHours": mean("lead_time_hours"),
-                f"{name}.KPI.Bottleneck": (k.get("bottleneck") or {}).get("station") or "",
-                f"{name}.KPI.WindowHours": float((k.get("window_hours") or [0, 0])[1] or 0)
-                - float((k.get("window_hours") or [0, 0])[0] or 0),
+                f"{uid}.State": s.state or "",
+                f"{uid}.StateCurrent": packml_state(s.state),
+                f"{uid}.Batch": s.batch,
+                f"{uid}.Product": product,
+                f"{uid}.ProdProcessedCount": s.produced,
+                f"{uid}.ProdDefectiveCount": s.defective,
+                f"{uid}.BatchesDone": s.batches_done,
+                f"{uid}.CurSpeed": s.speed if s.state == "processing" else 0.0,
+                f"{uid}.MachSpeed": size / ideal if product and ideal > 0 else 0.0,
+                f"{uid}.Blocked": s.state == "blocked",
+                f"{uid}.Starved": s.state == "starved",
             }
         )
-        sizes = dict(zip(self.line.products, self.line.batch_sizes, strict=True))
+        hours = s.state_hours(now)
+        for st in STATES:
+            out[f"{uid}.StateDurations.{st}"] = hours.get(st, 0.0)
+        return out
+
+    def _values(self, force: bool) -> dict[str, Any]:
+        out = self._line_values()
+        if force or self._kpis_new:
+            out.update(self._kpi_values())
+            self._kpis_new = False
+        dirty, self._dirty = self._dirty, set()
         for station in self.line.stations:
-            sid = f"{name}.{station.name}"
-            out[f"{sid}.OEE"] = mean("stations", station.name, "oee")
-            out[f"{sid}.Utilization"] = mean("stations", station.name, "utilization")
             for u in range(station.units):
-                uid = f"{sid}.Unit{u + 1}"
-                s = self.live.units[(station.name, u)]
-                product = s.product or ""
-                ideal = station.ideal[self.line.products.index(product)] if product else 0.0
-                out.update(
-                    {
-                        f"{uid}.State": s.state or "",
-                        f"{uid}.StateCurrent": packml_state(s.state),
-                        f"{uid}.Batch": s.batch,
-                        f"{uid}.Product": product,
-                        f"{uid}.ProdProcessedCount": s.produced,
-                        f"{uid}.ProdDefectiveCount": s.defective,
-                        f"{uid}.BatchesDone": s.batches_done,
-                        f"{uid}.CurSpeed": s.speed if s.state == "processing" else 0.0,
-                        f"{uid}.MachSpeed": sizes[product] / ideal if product and ideal > 0 else 0.0,
-                        f"{uid}.Blocked": s.state == "blocked",
-                        f"{uid}.Starved": s.state == "starved",
-                        f"{uid}.StateCurrentTime": max(now - s.since, 0.0) if s.state else 0.0,
-                    }
-                )
-                hours = s.state_hours(now)
-                for st in STATES:
-                    out[f"{uid}.StateDurations.{st}"] = hours.get(st, 0.0)
+                out.update(self._unit_values(station, u, force or (station.name, u) in dirty))
         return out
 
     async def _publish(self, force: bool = False) -> None:
+        force = force or self._force
+        self._force = False
         when = utcnow()
         write = self.server.write_attribute_value
-        for key, v in self._values().items():
+        for key, v in self._values(force).items():
             var = self._vars.get(key)
             if var is None or (not force and var.last == v):
                 continue
