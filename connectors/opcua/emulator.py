@@ -208,7 +208,10 @@ class PlantEmulator:
                 self.published += self.bench_tags
                 next_bench += 1.0 / self.bench_rate
             fast = self.run_.running and self.run_.speed is None
-            await asyncio.sleep(0.002 if fast else self.tick)
+            delay = 0.002 if fast else self.tick
+            if self.bench_tags:
+                delay = min(delay, next_bench - time.monotonic())
+            await asyncio.sleep(max(delay, 0.0))
         self._write_out()
 
     def _clock(self, wall: float) -> datetime:

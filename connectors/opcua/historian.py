@@ -282,7 +282,7 @@ class HistorianWriter:
         self,
         path: str | Path,
         retention_hours: float | None = None,
-        flush_s: float = 0.05,
+        flush_s: float = 0.025,
         max_batch: int = 20000,
         measure_latency: bool = False,
     ):

@@ -69,7 +69,7 @@ class SyncOptions:
     shadow: bool = False
     seed: int = 1
     kpi_every: float = 5.0  # seconds between KPI refreshes
-    publishing_ms: float = 50.0
+    publishing_ms: float = 25.0
     queue_size: int = 10000
     extra_tags: tuple[str, ...] = ()  # more tags to keep in the historian (no meaning for the event log)
     report: Any = None  # called with each KPI snapshot (the CLI prints it)
