@@ -85,7 +85,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     return asyncio.run(wrapper())
 
 
-def _hours(text: str | None, option: str, unit: str = "h") -> float | None:
+def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
     from twin.durations import to_hours
 
     if text is None:
@@ -94,8 +94,8 @@ def _hours(text: str | None, option: str, unit: str = "h") -> float | None:
         hours = to_hours(text, unit)
     except ValueError as err:
         raise InputError(f"{option} {text!r}: {err}") from None
-    if not hours > 0:
-        raise InputError(f"{option} {text!r}: must be positive")
+    if not (hours >= 0 if zero else hours > 0):
+        raise InputError(f"{option} {text!r}: must be {'>= 0' if zero else 'positive'}")
     return hours
 
 
@@ -326,7 +326,7 @@ def sync_command(
         historian=historian,
         retention_hours=_hours(retention, "--retention"),
         until=_hours(until, "--until", line.time_unit),
-        warmup=_hours(warmup, "--warmup") or 0.0,
+        warmup=_hours(warmup, "--warmup", line.time_unit, zero=True) or 0.0,
         shadow=shadow,
         seed=seed,
         kpi_every=kpi_every,

@@ -95,8 +95,3 @@ class PacedRun:
         rows = self.rep.new_rows()
         return rows[rows["event"] != "end"] if self.finished else rows
 
-
-def positive_hours(value: float | None, what: str) -> float | None:
-    if value is not None and not value > 0:
-        raise InputError(f"{what} must be positive (got {value!r})")
-    return value

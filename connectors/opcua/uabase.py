@@ -122,13 +122,6 @@ async def namespace_index(client: Client, uri: str) -> int:
     return array.index(uri)
 
 
-def to_datetime(hours: float, origin: datetime) -> datetime:
-    """The plant-clock time ``hours`` after ``origin``."""
-    from datetime import timedelta
-
-    return origin + timedelta(hours=hours)
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
