@@ -1,1 +1,1 @@
-"""Connectors between the twin and the outside world (OPC-UA, USD, ...); each lives in its own subpackage."""
+"""Connectors between the twin and the outside world: OPC-UA and USD."""

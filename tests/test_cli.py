@@ -39,7 +39,7 @@ def test_run_table_output_and_run_folder(two_station_yaml, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Throughput" in result.stdout and "Bottleneck" in result.stdout and "m2" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "events.parquet", "kpis.json", "kpis_by_replication.parquet", "run.json", "spec.yaml",
+        "events.parquet", "genealogy.parquet", "kpis.json", "kpis_by_replication.parquet", "run.json", "spec.yaml",
     ]  # fmt: skip
     back = read_run(out)
     assert back.spec.station("m2").buffer == 4

@@ -62,3 +62,11 @@ def test_an_interrupted_run_never_leaves_half_a_run(tmp_path, sig):
             assert b"Traceback" not in proc.stderr.read()
             leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
             assert leftovers == [], leftovers
+
+
+def test_a_damaged_run_json_is_a_clear_error(tmp_path):
+    result = run(serial_line([1.0], horizon=100.0, warmup=10.0), replications=1)
+    path = write_run(result, tmp_path / "r")
+    (path / "run.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=r"run\.json: not readable run information"):
+        read_run(path)

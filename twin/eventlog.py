@@ -16,15 +16,20 @@ station         category     station; null for line-level rows (``release``, ``e
 unit            int16        equipment unit within the station (0, 1, ...); -1 for station-level
 event           category     see ``EVENTS``
 state           category     the unit's state from this row on (see ``STATES``); null = unchanged
-quantity        float64      units (tablets, vials) of the batch on ``finish`` and ``leave``
+quantity        float64      units (tablets, vials): of the batch on ``finish`` and ``leave``; lost
+                             on ``scrap`` and ``reject``; of the new batch on ``split``/``merge``
 ideal           float64      ideal (nominal) processing hours of the batch on ``finish``
+parent          int64        on ``split`` and ``merge`` rows, the batch the new one came from; -1
 ==============  ===========  ================================================================
 
 Events: ``release`` (a batch enters the line), ``arrive`` (it enters a station's buffer),
 ``setup`` (a unit starts a changeover), ``start`` / ``finish`` (processing), ``leave`` (the batch
 leaves the unit: to the next buffer, or out of the line at the last station), ``fail`` /
 ``repair``, ``state`` (a state change with no other event, e.g. a unit becomes starved) and
-``end`` (the end of observation of a replication).
+``end`` (the end of observation of a replication). The batch rules add ``clean`` (minor),
+``major_clean``, ``line_clearance``, ``gowning``, ``scrap``, ``reject``, ``hold_violation``, ``investigation`` /
+``investigation_end``, ``split`` / ``merge`` (one row per parent of each new batch), and the
+quality-control events ``quarantine``, ``qc_start``, ``qc_end`` and ``approve`` (station null).
 
 A unit's state intervals are the spans between consecutive rows of that unit that carry a state
 (``state_intervals``); a state lasts until the next such row or the ``end`` row.
@@ -48,21 +53,29 @@ import pyarrow.parquet as pq
 
 from twin.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EVENTS: tuple[str, ...] = (
     "release", "arrive", "setup", "start", "finish", "leave", "fail", "repair", "state", "end",
+    "clean", "major_clean", "line_clearance", "gowning", "scrap", "reject", "hold_violation", "investigation",
+    "investigation_end", "split", "merge", "quarantine", "qc_start", "qc_end", "approve",
 )  # fmt: skip
-STATES: tuple[str, ...] = ("processing", "setup", "down", "starved", "blocked", "idle")
+STATES: tuple[str, ...] = (
+    "processing", "setup", "down", "starved", "blocked", "idle",
+    "cleaning", "waiting_cleaning", "waiting_operator", "off_shift",
+)  # fmt: skip
 
-ACTIVE_STATES = frozenset({"processing", "setup", "down"})
-"""States in which a unit is working or being worked on (the active-period method's "active")."""
+ACTIVE_STATES = frozenset({"processing", "setup", "down", "cleaning", "waiting_cleaning", "waiting_operator"})
+"""States in which a unit is working, being worked on or waiting for a service (active-period method's "active")."""
 
-PLANNED_DOWN_STATES = frozenset({"idle"})
-"""States excluded from planned busy time in OEE (no work planned)."""
+PLANNED_DOWN_STATES = frozenset({"idle", "off_shift"})
+"""States excluded from planned busy time in OEE (no work planned, outside the shift calendar)."""
+
+QUALITY_LOSS_EVENTS = ("scrap", "reject")
+"""Events whose quantity is lost to quality: ``scrap`` (units lost from a batch), ``reject`` (a whole batch)."""
 
 COLUMNS: tuple[str, ...] = (
-    "time", "replication", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal",
+    "time", "replication", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal", "parent",
 )  # fmt: skip
 
 
@@ -94,6 +107,21 @@ class LogMeta:
         if version != SCHEMA_VERSION:
             raise InputError(f"event log schema version {version} is not supported (this twin reads {SCHEMA_VERSION})")
         return cls(**data)
+
+
+def genealogy(table: pd.DataFrame) -> pd.DataFrame:
+    """Parent-child links of split and merged batches: replication, parent, child, station, time, kind."""
+    rows = table[table["event"].isin(["split", "merge"])]
+    return pd.DataFrame(
+        {
+            "replication": rows["replication"].to_numpy(),
+            "parent": rows["parent"].to_numpy(),
+            "child": rows["batch"].to_numpy(),
+            "station": rows["station"].astype(object).to_numpy(),
+            "time": rows["time"].to_numpy(),
+            "kind": rows["event"].astype(str).to_numpy(),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +186,7 @@ def normalize_table(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
             "state": pd.Categorical(table["state"].astype(object), categories=list(STATES)),
             "quantity": table["quantity"].astype("float64"),
             "ideal": table["ideal"].astype("float64"),
+            "parent": table["parent"].astype("int64"),
         }
     )
     return out.reset_index(drop=True)

@@ -22,13 +22,13 @@ import yaml
 
 from twin import __version__
 from twin.errors import InputError
-from twin.eventlog import EventLog
+from twin.eventlog import EventLog, genealogy
 from twin.experiment import RunResult
 from twin.kpis.report import compute_kpis
 from twin.spec.loader import spec_from_data
 
-SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE = (
-    "spec.yaml", "events.parquet", "kpis.json", "kpis_by_replication.parquet", "run.json",
+SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, GENEALOGY_FILE = (
+    "spec.yaml", "events.parquet", "kpis.json", "kpis_by_replication.parquet", "run.json", "genealogy.parquet",
 )  # fmt: skip
 
 
@@ -44,6 +44,7 @@ def write_run(result: RunResult, target: str | Path) -> Path:
         result.log.to_parquet(tmp / EVENTS_FILE)
         (tmp / KPIS_FILE).write_text(json.dumps(result.kpis.summary, indent=2), encoding="utf-8")
         result.kpis.per_replication.reset_index().to_parquet(tmp / REPLICATIONS_FILE, index=False)
+        genealogy(result.log.table).to_parquet(tmp / GENEALOGY_FILE, index=False)
         run_info = {
             "run_id": uuid.uuid4().hex,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -65,13 +66,26 @@ def write_run(result: RunResult, target: str | Path) -> Path:
     return target
 
 
+def read_log(path: str | Path) -> EventLog:
+    """Only the event log of a run folder (quicker than ``read_run``: no KPIs)."""
+    path = Path(path)
+    if not (path / EVENTS_FILE).is_file():
+        raise InputError(f"{path}: not a run folder (missing {EVENTS_FILE})")
+    return EventLog.from_parquet(path / EVENTS_FILE)
+
+
 def read_run(path: str | Path) -> RunResult:
     """Read a run folder written by ``write_run``."""
     path = Path(path)
     missing = [f for f in (SPEC_FILE, EVENTS_FILE, RUN_FILE) if not (path / f).is_file()]
     if not path.is_dir() or missing:
         raise InputError(f"{path}: not a run folder (missing {', '.join(missing) or 'folder'})")
-    info: dict[str, Any] = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    try:
+        info: dict[str, Any] = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path / RUN_FILE}: not readable run information ({err})") from None
+    if not isinstance(info, dict):
+        raise InputError(f"{path / RUN_FILE}: not readable run information (expected an object)")
     spec = spec_from_data(yaml.safe_load((path / SPEC_FILE).read_text(encoding="utf-8")), source=str(path / SPEC_FILE))
     log = EventLog.from_parquet(path / EVENTS_FILE)
     settings = {k: info[k] for k in ("replications", "seed", "horizon", "warmup") if k in info}

@@ -12,42 +12,38 @@ problem; a traceback is never shown (set ``TWIN_DEBUG=1`` to see one for an inte
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from twin import __version__
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table
+from twin.cli import forecast_commands
+from twin.cli.common import (
+    HorizonOpt,
+    JsonOpt,
+    OutOpt,
+    ReplicationsOpt,
+    SeedOpt,
+    SetOpt,
+    SpecArg,
+    WarmupOpt,
+    emit_json,
+    hours_option,
+    progress_bar,
+    stderr,
+)
+from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
 from twin.cli.scenarios import parse_scenario
-from twin.durations import to_hours
 from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
 from twin.models import load_spec
 from twin.runfolder import write_run
 from twin.spec.model import LineSpec
-
-stderr = Console(stderr=True)
-
-SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
-SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a field: dotted.path=value (stations by name). Repeatable.")
-]
-HorizonOpt = Annotated[str | None, typer.Option(help="Run length, e.g. '2000 h' or '12 w' (default: the spec's).")]
-WarmupOpt = Annotated[str | None, typer.Option(help="Warm-up discarded before KPIs (default: the spec's).")]
-ReplicationsOpt = Annotated[int, typer.Option("--replications", "-r", help="Independent replications.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed of all random streams (same seed, same results).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write a run folder (spec, event log, KPIs) here.")]
 
 
 def build_app() -> typer.Typer:
@@ -65,7 +61,9 @@ def build_app() -> typer.Typer:
     app.command("validate")(validate_command)
     app.command("schema")(schema_command)
     app.command("models")(models_command)
+    app.command("trace")(trace_command)
     app.command("version")(version_command)
+    forecast_commands.register(app)
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
     return app
@@ -92,32 +90,11 @@ def main() -> None:
         sys.exit(1)
 
 
-@contextmanager
-def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[float], None]]:
-    """A progress bar on stderr (only when stderr is a terminal); yields ``update(fraction)``."""
-    show = enabled and stderr.is_terminal
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-        console=stderr, transient=True, disable=not show,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(label, total=1.0)
-        yield lambda fraction: bar.update(task, completed=fraction)
-
-
 def _hours(value: str | None, spec: LineSpec, option: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        hours = to_hours(value, spec.time_unit)
-    except ValueError as err:
-        raise InputError(f"{option} {value!r}: {err}") from None
-    if hours < 0 or (option == "--horizon" and hours == 0):
-        raise InputError(f"{option} {value!r}: must be {'positive' if option == '--horizon' else '>= 0'}")
-    return hours
+    return None if value is None else hours_option(value, spec.time_unit, option, allow_zero=option != "--horizon")
 
 
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+_emit_json = emit_json  # the name plug-ins import
 
 
 def run_command(
@@ -227,6 +204,37 @@ def models_command() -> None:
         table.add_row(name, ", ".join(s.name for s in line.stations), ", ".join(p.name for p in line.products),
                       (line.description or "").strip().splitlines()[0] if line.description else "")  # fmt: skip
     console().print(table)
+
+
+def trace_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `twin run --out`.")],
+    batch: Annotated[int, typer.Argument(help="Batch id (see the event log).")],
+    replication: Annotated[int, typer.Option("--replication", help="Replication of the run.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a batch's full history up and down its genealogy tree (splits and merges)."""
+    from twin.runfolder import read_log
+    from twin.trace import trace
+
+    result = trace(read_log(run_dir), batch, replication)
+    if as_json:
+        _emit_json(
+            {
+                "batch": batch,
+                "replication": replication,
+                "ancestors": {str(k): v for k, v in result.ancestors.items()},
+                "descendants": {str(k): v for k, v in result.descendants.items()},
+                "history": {
+                    str(b): result.history(b)[["time", "station", "unit", "event", "quantity"]]
+                    .astype(object)
+                    .where(lambda d: d.notna(), None)
+                    .to_dict(orient="records")
+                    for b in result.related
+                },
+            }
+        )
+        return
+    console().print(trace_tree(result))
 
 
 def version_command() -> None:

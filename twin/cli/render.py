@@ -7,6 +7,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.tree import Tree
 
 from twin.eventlog import STATES
 from twin.stats import Interval
@@ -121,3 +122,44 @@ def _delta(delta: Interval | None, digits: int, percent: bool) -> str:
     if delta.n < 2:
         return mean
     return f"{mean} [{_value(delta.low, digits, percent)}, {_value(delta.high, digits, percent)}]"
+
+
+def trace_tree(result: Any) -> Tree:
+    """A batch's genealogy as a tree: ancestors above, descendants below, each with its history."""
+    from rich.tree import Tree
+
+    shown = ("release", "start", "finish", "split", "merge", "reject", "hold_violation", "approve", "quarantine")
+
+    def node(batch: int) -> str:
+        rows = result.history(batch)
+        steps: list[str] = []
+        for t, s, e, parent in zip(rows["time"], rows["station"], rows["event"], rows["parent"], strict=True):
+            if e not in shown:
+                continue
+            step = f"{t:.2f} h {e}" + (f" @{s}" if isinstance(s, str) else "")
+            if e in ("split", "merge"):
+                if steps and steps[-1].startswith(step + " (from"):  # a merge has one row per parent
+                    steps[-1] = steps[-1][:-1] + f", {parent})"
+                    continue
+                step += f" (from {parent})"
+            steps.append(step)
+        product = rows["product"].dropna().iloc[0] if rows["product"].notna().any() else "?"
+        return f"batch {batch} ({product}): " + ", ".join(steps)
+
+    tree = Tree(f"[bold]batch {result.batch}[/], replication {result.replication}")
+    up = tree.add("ancestors")
+
+    def add_up(parent_tree: Tree, batch: int) -> None:
+        for parent in result.ancestors.get(batch, []):
+            add_up(parent_tree.add(node(parent)), parent)
+
+    add_up(up, result.batch)
+    tree.add(node(result.batch))
+    down = tree.add("descendants")
+
+    def add_down(parent_tree: Tree, batch: int) -> None:
+        for child in result.descendants.get(batch, []):
+            add_down(parent_tree.add(node(child)), child)
+
+    add_down(down, result.batch)
+    return tree

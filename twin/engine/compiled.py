@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from twin.engine.rules.compiled import CompiledRules, compile_rules
 from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec
 
@@ -26,8 +27,9 @@ class CompiledStation:
     name: str
     units: int
     buffer: float  # places in front of the station; math.inf when unlimited
-    process: tuple[Sampler, ...]  # per product
-    ideal: tuple[float, ...]  # nominal processing hours per product
+    process: tuple[Sampler, ...]  # per product; empty for rate-based stations
+    ideal: tuple[float, ...]  # nominal processing hours per product (of a full batch)
+    rate: float | None  # nameplate units per hour of a rate-based station
     failures: CompiledFailures | None
     setup: dict[tuple[int, int], tuple[str, Sampler]]  # (previous, next) product -> (stream key, sampler)
 
@@ -51,6 +53,7 @@ class CompiledLine:
     horizon: float
     warmup: float
     spec_hash: str
+    rules: CompiledRules | None = None  # the batch rules; None runs the lean loop
 
 
 def compile_line(spec: LineSpec) -> CompiledLine:
@@ -59,7 +62,7 @@ def compile_line(spec: LineSpec) -> CompiledLine:
     products = tuple(p.name for p in spec.products)
     stations = []
     for index, station in enumerate(spec.stations):
-        dists = [station.process_time_for(p) for p in products]
+        dists = [station.process_time_for(p) for p in products] if station.rate is None else []
         failures = None
         if station.failures is not None:
             failures = CompiledFailures(
@@ -80,7 +83,8 @@ def compile_line(spec: LineSpec) -> CompiledLine:
                 units=station.units,
                 buffer=math.inf if station.buffer is None else station.buffer,
                 process=tuple(d.sampler(unit) for d in dists),
-                ideal=tuple(station.ideal_hours(p, unit) for p in products),
+                ideal=tuple(station.ideal_hours(p.name, unit, p.batch_size) for p in spec.products),
+                rate=station.rate.units_per_hour if station.rate is not None and station.ideal_time is None else None,
                 failures=failures,
                 setup=setup,
             )
@@ -110,4 +114,5 @@ def compile_line(spec: LineSpec) -> CompiledLine:
         horizon=spec.horizon_hours,
         warmup=spec.warmup_hours,
         spec_hash=spec.spec_hash,
+        rules=compile_rules(spec),
     )

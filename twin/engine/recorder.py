@@ -32,6 +32,9 @@ class Recorder:
         self.batches = array("q")
         self.kinds = array("i")
         self.batch_product = array("h")
+        self.batch_quantity = array("d")  # units of each batch when it was created
+        self._quantity_rows, self._quantities = array("q"), array("d")  # rows carrying their own quantity
+        self._parent_rows, self._parents = array("q"), array("q")  # split and merge rows: the parent batch
         self._kinds: list[tuple[int, int, int, int]] = []
         self._kind_index: dict[tuple[int, int, int, int], int] = {}
         self.in_order = True  # False once a row is recorded ahead of, or behind, the clock
@@ -45,10 +48,23 @@ class Recorder:
             self._kinds.append(key)
         return code
 
-    def new_batch(self, product: int) -> int:
-        """Register a batch and return its id."""
+    def new_batch(self, product: int, quantity: float | None = None) -> int:
+        """Register a batch (of ``quantity`` units, default its product's batch size) and return its id."""
         self.batch_product.append(product)
+        self.batch_quantity.append(self.line.batch_sizes[product] if quantity is None else quantity)
         return len(self.batch_product) - 1
+
+    def row_quantity(self, time: float, batch: int, kind: int, quantity: float, in_order: bool = True) -> None:
+        """Record a row that carries its own quantity (units lost, or a batch's units after a loss)."""
+        self._quantity_rows.append(len(self.times))
+        self._quantities.append(quantity)
+        self.row(time, batch, kind, in_order)
+
+    def row_parent(self, time: float, batch: int, kind: int, parent: int, quantity: float) -> None:
+        """Record a ``split`` or ``merge`` row: ``batch`` came from ``parent``."""
+        self._parent_rows.append(len(self.times))
+        self._parents.append(parent)
+        self.row_quantity(time, batch, kind, quantity)
 
     def row(self, time: float, batch: int, kind: int, in_order: bool = True) -> None:
         """Record one row (the hot loop inlines this)."""
@@ -77,14 +93,27 @@ class Recorder:
         station, unit, event, state = (kinds[:, i].astype(np.int16)[kind] for i in range(4))
         bprod = np.frombuffer(self.batch_product, dtype=np.int16)
         has_batch = batch >= 0
-        product = np.where(has_batch, bprod[np.where(has_batch, batch, 0)] if len(bprod) else -1, -1)
+        safe_batch = np.where(has_batch, batch, 0)
+        product = np.where(has_batch, bprod[safe_batch] if len(bprod) else -1, -1)
         carries_quantity = np.isin(kinds[:, 2], _QUANTITY_EVENTS)[kind] & has_batch
-        sizes = np.array((*self.line.batch_sizes, np.nan))  # index -1: rows without a product
-        quantity = np.where(carries_quantity, sizes[product], np.nan)
+        bqty = np.frombuffer(self.batch_quantity, dtype=np.float64)
+        quantity = np.where(carries_quantity, bqty[safe_batch] if len(bqty) else np.nan, np.nan)
+        parent = np.full(len(time), -1, dtype=np.int64)
+        if len(self._quantity_rows) or len(self._parent_rows):
+            position = np.full(len(self.times), -1, dtype=np.int64)
+            position[rows] = np.arange(len(time))
+            where = position[np.frombuffer(self._quantity_rows, dtype=np.int64)]
+            quantity[where[where >= 0]] = np.frombuffer(self._quantities, dtype=np.float64)[where >= 0]
+            where = position[np.frombuffer(self._parent_rows, dtype=np.int64)]
+            parent[where[where >= 0]] = np.frombuffer(self._parents, dtype=np.int64)[where >= 0]
         # a trailing row of NaN serves the line-level rows, whose station index is -1
         ideal_table = np.array([s.ideal for s in self.line.stations] + [[np.nan] * len(self.line.products)])
         is_finish = (kinds[:, 2] == _EVENT["finish"])[kind]
         ideal = np.where(is_finish, ideal_table[station, np.maximum(product, 0)], np.nan)
+        rates = np.array([s.rate or np.nan for s in self.line.stations] + [np.nan])
+        by_rate = is_finish & ~np.isnan(rates[station])
+        if by_rate.any():  # rate-based stations: the nameplate time of the units actually processed
+            ideal[by_rate] = quantity[by_rate] / rates[station[by_rate]]
         n = len(time)
         return pd.DataFrame(
             {
@@ -98,6 +127,7 @@ class Recorder:
                 "state": categorical(state, STATES),
                 "quantity": quantity,
                 "ideal": ideal,
+                "parent": parent,
             },
             copy=False,  # keeps each column its own block: no costly consolidation of millions of rows
         )

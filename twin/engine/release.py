@@ -10,7 +10,7 @@ order (they count as work in process from their release).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -38,6 +38,7 @@ class Releaser:
             rng = stream_rng(seed, replication, RELEASE_OWNER, "mix")
             self.shares = block_draws(lambda g, n: g.random(n), rng)
         self.planned = len(self.plan) if release.mode == "plan" and not release.repeat else None
+        self.on_release: Callable[[int], None] | None = None  # told of every batch released
         self.k_release = rec.kind(-1, -1, "release")
         self.k_arrive = rec.kind(0, -1, "arrive")
 
@@ -54,6 +55,16 @@ class Releaser:
             return 0
         return min(bisect.bisect_right(self.mix, next(self.shares)), len(self.mix) - 1)
 
+    def exhausted(self) -> bool:
+        """True once a plan that does not repeat has released all its batches."""
+        return self.planned is not None and self.position >= len(self.plan)
+
+    def peek_product(self) -> int | None:
+        """The product of the next batch if it is already known (a plan), else None."""
+        if not self.plan or (self.exhausted()):
+            return None
+        return self.plan[self.position % len(self.plan)]
+
     def pull(self, now: float) -> int:
         """A new batch released and arrived at the first station now, or -1 when none is left."""
         product = self.next_product()
@@ -61,6 +72,8 @@ class Releaser:
             return -1
         rec = self.rec
         batch = rec.new_batch(product)
+        if self.on_release is not None:
+            self.on_release(batch)
         rec.times.append(now)
         rec.batches.append(batch)
         rec.kinds.append(self.k_release)
@@ -81,6 +94,8 @@ def source(
         if product < 0:
             return
         batch = rec.new_batch(product)
+        if releaser.on_release is not None:
+            releaser.on_release(batch)
         rec.row(env.now, batch, releaser.k_release)
         request = first.put(batch)
         if request.triggered:

@@ -19,8 +19,11 @@ import simpy
 from twin.engine.buffer import Buffer
 from twin.engine.compiled import CompiledLine, CompiledStation, compile_line
 from twin.engine.failures import CalendarClock, OperatingClock
+from twin.engine.initial import InitialState
 from twin.engine.recorder import Recorder
 from twin.engine.release import RELEASE_OWNER, Releaser, source
+from twin.engine.rules.runtime import LineRuntime
+from twin.engine.rules.unit import RulesUnit
 from twin.engine.unit import Unit, unit_process
 from twin.errors import InputError
 from twin.eventlog import EventLog, LogMeta
@@ -101,14 +104,22 @@ class Replication:
     """
 
     def __init__(
-        self, line: CompiledLine, seed: int, replication: int, horizon: float, progress: Progress | None = None
+        self,
+        line: CompiledLine,
+        seed: int,
+        replication: int,
+        horizon: float,
+        progress: Progress | None = None,
+        initial: InitialState | None = None,
     ):
         self.line, self.replication, self.horizon = line, replication, horizon
-        self.env = env = simpy.Environment()
+        self.env = env = simpy.Environment(initial_time=initial.time if initial else 0.0)
         self.rec = rec = Recorder(line)
         releaser = Releaser(line, rec, seed, replication)
         stations = line.stations
         buffers = [Buffer(env, capacity=s.buffer) for s in stations]
+        if initial is not None:
+            _restore(initial, rec, releaser, buffers)
         pulls = line.release.interarrival is None
         if not pulls:
             interarrival = block_draws(
@@ -119,20 +130,33 @@ class Replication:
         self.done = done = env.event()
         AfterAllAt(env, horizon).callbacks.append(lambda _: done.triggered or done.succeed())
         on_exit = None
-        if releaser.planned is not None:
+        if releaser.planned is not None and line.rules is None:
             exits = [0]
+            expected = releaser.planned if initial is None else releaser.planned - initial.released + initial.in_line()
 
             def on_exit() -> None:
                 exits[0] += 1
-                if exits[0] == releaser.planned:
+                if exits[0] == expected:
                     done.succeed()
 
-        self.units: list[Unit] = []
+        self.units: list[Unit | RulesUnit] = []
+        runtime = (
+            LineRuntime(env, rec, line, releaser, buffers, seed, replication, pulls, done, initial)
+            if line.rules
+            else None
+        )
+        starts = initial.units if initial is not None else {}
         for station in stations:
             last = station.index == len(stations) - 1
             draws = _station_draws(line, station, seed, replication)
             for u in range(station.units):
-                unit = _make_unit(rec, station, u, draws, seed, replication)
+                clock = _clock(rec, station, u, seed, replication)
+                if runtime is not None:
+                    rules_unit = RulesUnit(runtime, station, u, draws[0], clock, starts.get((station.index, u)))
+                    self.units.append(rules_unit)
+                    env.process(rules_unit.run())
+                    continue
+                unit = Unit(rec, station, u, draws[0], draws[1], clock)
                 self.units.append(unit)
                 env.process(
                     unit_process(
@@ -142,6 +166,7 @@ class Replication:
                         outbound=None if last else buffers[station.index + 1],
                         releaser=releaser if (pulls and station.index == 0) else None,
                         on_exit=on_exit if last else None,
+                        start=starts.get((station.index, u)),
                     )
                 )
         if progress is not None:
@@ -197,6 +222,19 @@ class Replication:
         return self.rec.to_frame(self.replication, end)
 
 
+def _restore(initial: InitialState, rec: Recorder, releaser: Releaser, buffers: list[Buffer]) -> None:
+    """Put the live batches of a plant state in place: ids, release rows (in the past), buffers, plan."""
+    for batch in range(initial.next_batch):
+        product, quantity, _ = initial.batches.get(batch, (0, float("nan"), 0.0))
+        rec.new_batch(product, quantity)
+    for batch, (_, _, released_at) in initial.batches.items():
+        rec.row(released_at, batch, releaser.k_release, in_order=False)
+    for station, waiting in initial.buffers.items():
+        buffers[station].items.extend(waiting)
+    plan = releaser.plan
+    releaser.position = initial.released % len(plan) if plan and releaser.repeat else initial.released
+
+
 class AfterAllAt(simpy.events.Event):
     """An event at time ``at`` that comes after every ordinary event due then, however late scheduled.
 
@@ -227,23 +265,18 @@ def _station_draws(
     return process, setup
 
 
-def _make_unit(
-    rec: Recorder,
-    station: CompiledStation,
-    u: int,
-    draws: tuple[list[Iterator[float]], dict[tuple[int, int], Iterator[float]]],
-    seed: int,
-    replication: int,
-) -> Unit:
-    clock = None
-    if station.failures is not None:
-        f = station.failures
-        ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, station.name, f"ttf:{u}"))
-        ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
-        k_fail = rec.kind(station.index, u, "fail", "down")
-        k_repair = rec.kind(station.index, u, "repair")
-        clock = (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
-    return Unit(rec, station, u, draws[0], draws[1], clock)
+def _clock(
+    rec: Recorder, station: CompiledStation, u: int, seed: int, replication: int
+) -> OperatingClock | CalendarClock | None:
+    """The failure clock of a unit, or None when its station does not fail."""
+    if station.failures is None:
+        return None
+    f = station.failures
+    ttf = block_draws(f.time_to_failure, stream_rng(seed, replication, station.name, f"ttf:{u}"))
+    ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
+    k_fail = rec.kind(station.index, u, "fail", "down")
+    k_repair = rec.kind(station.index, u, "repair")
+    return (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
 
 
 def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:

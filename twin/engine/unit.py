@@ -21,6 +21,7 @@ import simpy
 from twin.engine.buffer import Buffer
 from twin.engine.compiled import CompiledStation
 from twin.engine.failures import CalendarClock, OperatingClock
+from twin.engine.initial import UnitStart
 from twin.engine.recorder import Recorder
 from twin.engine.release import Releaser
 
@@ -48,6 +49,7 @@ class Unit:
         self.k_finish = kind(j, u, "finish")
         self.k_leave = kind(j, u, "leave")
         self.k_resume = {s: kind(j, u, "repair", s) for s in ("processing", "setup", "starved", "blocked")}
+        self.k_state = {s: kind(j, u, "state", s) for s in ("processing", "down", "setup", "cleaning")}
         self.waiting_state: str | None = None  # set while waiting, for failures found at the end of a run
 
     def finish_run(self, end: float) -> None:
@@ -63,8 +65,9 @@ def unit_process(
     outbound: Buffer | None,
     releaser: Releaser | None,
     on_exit: Callable[[], None] | None,
+    start: UnitStart | None = None,
 ) -> Generator[simpy.Event, Any, None]:
-    """Run one unit forever (or until a plan runs out of batches)."""
+    """Run one unit forever (or until a plan runs out of batches), from ``start`` if given."""
     rec = unit.rec
     add_time, add_batch, add_kind = rec.times.append, rec.batches.append, rec.kinds.append
     batch_product = rec.batch_product
@@ -81,62 +84,80 @@ def unit_process(
     k_arrive_next = rec.kind(unit.station.index + 1, -1, "arrive") if outbound is not None else -1
     previous = -1
     now = env.now
+    first = start if start is not None and start.batch >= 0 else None
+    if start is not None and start.batch < 0 and start.delay > 0:  # busy with no batch (repair) first
+        rec.row(now, -1, unit.k_state[start.delay_state])
+        yield timeout(start.delay)
+        now = env.now
 
     while True:
-        # 1. take a batch
-        if releaser is not None:
-            batch = releaser.pull(now)
-            if batch < 0:
-                add_time(now)
-                add_batch(-1)
-                add_kind(unit.k_idle)
-                return
+        if first is not None:  # a run that starts from a plant state: the unit already holds a batch
+            batch = first.batch
+            product = previous = 0 if single_product else batch_product[batch]
+            if first.delay > 0:
+                rec.row(now, batch, unit.k_state[first.delay_state])
+                yield timeout(first.delay)
+                now = env.now
+            work, resumed_done = first.work_left, first.work_left <= 0
+            if not resumed_done:
+                rec.row(now, batch, unit.k_state["processing"])
+            first = None
         else:
-            request = inbound.get()
-            if request.triggered:
-                batch = request.value
+            # 1. take a batch
+            if releaser is not None:
+                batch = releaser.pull(now)
+                if batch < 0:
+                    add_time(now)
+                    add_batch(-1)
+                    add_kind(unit.k_idle)
+                    return
             else:
-                add_time(now)
-                add_batch(-1)
-                add_kind(k_starved)
-                if calendar:
-                    unit.waiting_state = "starved"
-                batch = yield request
-                now = env.now
-        if calendar:
-            unit.waiting_state = None
-            ready = clock.wait_over(now, resume["starved"])
-            if ready > now:
-                yield timeout(ready - now)
-                now = env.now
+                request = inbound.get()
+                if request.triggered:
+                    batch = request.value
+                else:
+                    add_time(now)
+                    add_batch(-1)
+                    add_kind(k_starved)
+                    if calendar:
+                        unit.waiting_state = "starved"
+                    batch = yield request
+                    now = env.now
+            if calendar:
+                unit.waiting_state = None
+                ready = clock.wait_over(now, resume["starved"])
+                if ready > now:
+                    yield timeout(ready - now)
+                    now = env.now
 
-        # 2. change over
-        product = 0 if single_product else batch_product[batch]
-        if setup_draws and previous >= 0:
-            setup = setup_draws.get((previous, product))
-            if setup is not None:
-                add_time(now)
-                add_batch(batch)
-                add_kind(k_setup)
-                duration = setup()
-                if clock is not None:
-                    duration = clock.setup(now, duration, batch, resume["setup"]) - now
-                yield timeout(duration)
-                now = env.now
-        previous = product
+            # 2. change over
+            product = 0 if single_product else batch_product[batch]
+            if setup_draws and previous >= 0:
+                setup = setup_draws.get((previous, product))
+                if setup is not None:
+                    add_time(now)
+                    add_batch(batch)
+                    add_kind(k_setup)
+                    duration = setup()
+                    if clock is not None:
+                        duration = clock.setup(now, duration, batch, resume["setup"]) - now
+                    yield timeout(duration)
+                    now = env.now
+            previous = product
+            work, resumed_done = draw0() if single_product else draws[product](), False
+            add_time(now)
+            add_batch(batch)
+            add_kind(k_start)
 
         # 3. process (SimPy wakes the unit at exactly now + work, so "now += work" is env.now)
-        work = draw0() if single_product else draws[product]()
-        add_time(now)
-        add_batch(batch)
-        add_kind(k_start)
-        if clock is not None:
-            work = clock.work(now, work, batch, resume["processing"]) - now
-        yield timeout(work)
-        now += work
-        add_time(now)
-        add_batch(batch)
-        add_kind(k_finish)
+        if not resumed_done:
+            if clock is not None:
+                work = clock.work(now, work, batch, resume["processing"]) - now
+            yield timeout(work)
+            now += work
+            add_time(now)
+            add_batch(batch)
+            add_kind(k_finish)
 
         # 4. pass it on
         if outbound is None:

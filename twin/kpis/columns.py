@@ -31,6 +31,7 @@ class Columns:
     state: np.ndarray
     quantity: np.ndarray
     ideal: np.ndarray
+    parent: np.ndarray
 
     def __getitem__(self, index: slice | np.ndarray) -> Columns:
         return Columns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
@@ -60,6 +61,7 @@ def by_replication(table: pd.DataFrame, stations: list[str], products: list[str]
         state=_codes(table["state"], STATES),
         quantity=table["quantity"].to_numpy().astype(np.float64),
         ideal=table["ideal"].to_numpy().astype(np.float64),
+        parent=table["parent"].to_numpy().astype(np.int64),
     )
     if order is not None:
         cols, rep = cols[order], rep[order]

@@ -1,8 +1,9 @@
 """Flow KPIs of one replication over a window: throughput, lead time, work in process.
 
-A batch is in process from its ``release`` row until its ``leave`` row at the last station.
-Throughput counts batches leaving the line inside the window; lead times are those of these
-batches; WIP is the time-average number of batches in process over the window.
+A batch is in process from its ``release`` (or, for a lot made by a ``split`` or ``merge``, from
+its making) until it leaves the last station, is rejected at a station, or is consumed by a split
+or merge. Throughput counts batches leaving the line inside the window; a batch's lead time runs
+from the release of its earliest ancestor; WIP is the time-average number of batches in process.
 """
 
 from __future__ import annotations
@@ -22,22 +23,45 @@ class Flow:
     wip: float
     exits: np.ndarray  # batch ids leaving in the window
     exit_products: np.ndarray
+    origin: tuple[np.ndarray, np.ndarray]  # (batch ids, release time of their earliest ancestor)
+
+
+def origins(cols: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """Each batch's origin: its release, or the earliest origin among the parents it was made from."""
+    released = cols.event == EVENT["release"]
+    batches, times = cols.batch[released], cols.time[released]
+    made = np.flatnonzero(np.isin(cols.event, [EVENT["split"], EVENT["merge"]]))
+    if not len(made):
+        return batches, times
+    origin = dict(zip(batches.tolist(), times.tolist(), strict=True))
+    for child, parent in zip(cols.batch[made].tolist(), cols.parent[made].tolist(), strict=True):
+        inherited = origin.get(parent, np.nan)
+        current = origin.get(child)
+        origin[child] = inherited if current is None or not current <= inherited else current
+    keys = np.fromiter(origin, dtype=np.int64, count=len(origin))
+    return keys, np.fromiter(origin.values(), dtype=np.float64, count=len(origin))
 
 
 def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     """Flow KPIs over the window (start, end]."""
     length = end - start
-    released = cols.event == EVENT["release"]
-    release_batch, release_time = cols.batch[released], cols.time[released]
     leaving = (cols.event == EVENT["leave"]) & (cols.station == last_station)
     exit_batch, exit_time, exit_qty = cols.batch[leaving], cols.time[leaving], cols.quantity[leaving]
-    exit_product = cols.product[leaving]
-
     in_window = (exit_time > start) & (exit_time <= end)
-    lead = exit_time[in_window] - lookup(release_batch, release_time, exit_batch[in_window], np.nan)
+    origin = origins(cols)
+    lead = exit_time[in_window] - lookup(*origin, exit_batch[in_window], np.nan)
     lead = lead[~np.isnan(lead)]
-    out_time = lookup(exit_batch, exit_time, release_batch, np.inf)
-    overlap = np.minimum(out_time, end) - np.maximum(release_time, start)
+
+    made = np.isin(cols.event, [EVENT["split"], EVENT["merge"]])
+    released = cols.event == EVENT["release"]
+    created = np.unique(np.concatenate((cols.batch[released], cols.batch[made])), return_index=False)
+    created_time = lookup(*_first(np.concatenate((cols.batch[released], cols.batch[made])),
+                                  np.concatenate((cols.time[released], cols.time[made]))), created, np.nan)  # fmt: skip
+    rejected = (cols.event == EVENT["reject"]) & (cols.station >= 0)
+    end_batch = np.concatenate((exit_batch, cols.batch[rejected], cols.parent[made]))
+    end_time = np.concatenate((exit_time, cols.time[rejected], cols.time[made]))
+    out_time = lookup(*_first(end_batch, end_time), created, np.inf)
+    overlap = np.minimum(out_time, end) - np.maximum(created_time, start)
     wip = float(np.clip(overlap, 0, None).sum() / length)
 
     return Flow(
@@ -46,8 +70,18 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
         lead_times=lead,
         wip=wip,
         exits=exit_batch[in_window],
-        exit_products=exit_product[in_window],
+        exit_products=cols.product[leaving][in_window],
+        origin=origin,
     )
+
+
+def _first(keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys with their earliest time."""
+    order = np.lexsort((times, keys))
+    keys, times = keys[order], times[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first], times[first]
 
 
 def lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, missing: float) -> np.ndarray:

@@ -23,6 +23,7 @@ from twin.eventlog import STATES, EventLog
 from twin.kpis.bottleneck import bottlenecks
 from twin.kpis.columns import EVENT, by_replication
 from twin.kpis.flow import flow
+from twin.kpis.quality import quality
 from twin.kpis.states import station_states, unit_intervals
 from twin.stats import interval
 
@@ -57,6 +58,7 @@ def _replication_kpis(
     replication: int, cols: Any, stations: list[str], units: list[int], start: float, end: float
 ) -> dict[str, Any]:
     f = flow(cols, len(stations) - 1, start, end)
+    q = quality(cols, f.origin, start, end)
     intervals = unit_intervals(cols, start, end)
     equipment = station_states(cols, intervals, units, start, end)
     s = equipment.stations
@@ -73,6 +75,18 @@ def _replication_kpis(
         "wip": f.wip,
         "oee": _line_oee(cols, units, f.exit_products, start, end),
         "bottleneck": stations[b.main] if b.main >= 0 else None,
+        "rejected_batches": q.rejected_batches,
+        "lost_units": q.lost_units,
+        "hold_violations": q.hold_violations,
+        "released_per_hour": q.released_per_hour,
+        "release_lead_time_hours": float(q.release_lead_times.mean()) if len(q.release_lead_times) else np.nan,
+        "release_lead_time_p90_hours": float(np.quantile(q.release_lead_times, 0.9))
+        if len(q.release_lead_times)
+        else np.nan,
+        "qc_time_hours": float(q.qc_times.mean()) if len(q.qc_times) else np.nan,
+        "quarantine": q.quarantine,
+        "quarantine_max": q.quarantine_max,
+        "qc_rejected": q.qc_rejected,
     }
     for j, name in enumerate(stations):
         for k, state in enumerate(STATES):
@@ -157,6 +171,19 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         "lead_time_hours": lead,
         "wip": ci("wip"),
         "oee": ci("oee"),
+        "quality": {
+            "rejected_batches": ci("rejected_batches"),
+            "lost_units": ci("lost_units"),
+            "hold_violations": ci("hold_violations"),
+        },
+        "release": {
+            "released_per_hour": ci("released_per_hour"),
+            "lead_time_hours": {**ci("release_lead_time_hours"), "p90": ci("release_lead_time_p90_hours")},
+            "qc_time_hours": ci("qc_time_hours"),
+            "quarantine": ci("quarantine"),
+            "quarantine_max": ci("quarantine_max"),
+            "rejected_batches": ci("qc_rejected"),
+        },
         "stations": stations,
         "bottleneck": {
             "station": main,

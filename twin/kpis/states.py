@@ -17,10 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.eventlog import ACTIVE_STATES, PLANNED_DOWN_STATES, STATES
+from twin.eventlog import ACTIVE_STATES, PLANNED_DOWN_STATES, QUALITY_LOSS_EVENTS, STATES
 from twin.kpis.columns import EVENT, STATE, Columns
-
-QUALITY_LOSS_EVENTS: tuple[str, ...] = ()  # events whose quantity counts as rejected (none in the core)
 
 
 @dataclass(frozen=True)

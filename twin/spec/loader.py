@@ -140,11 +140,16 @@ def problems_from_validation(
             clean_loc(e["loc"])[: len(loc)] == loc and e is not error for e in errors
         ):
             continue  # pydantic adds "too short" after the items themselves failed
-        origin = next((text for set_loc, text in reversed(origins) if _related(loc, set_loc)), None)
-        if origin:
-            problems.append(Problem(origin, format_loc(loc), _message(error)))
+        if error["type"] == "line_rules":  # several whole-line problems, each at its own path
+            located = [(loc + tuple(sub), message) for sub, message in error["ctx"]["problems"]]
         else:
-            problems.append(Problem(source, format_loc(loc), _message(error), _line_of(loc, lines)))
+            located = [(loc, _message(error))]
+        for at, message in located:
+            origin = next((text for set_loc, text in reversed(origins) if _related(at, set_loc)), None)
+            if origin:
+                problems.append(Problem(origin, format_loc(at), message))
+            else:
+                problems.append(Problem(source, format_loc(at), message, _line_of(at, lines)))
     return problems
 
 

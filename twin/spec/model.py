@@ -25,10 +25,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from twin.durations import TIME_UNITS, to_hours
+from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
-from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel
+from twin.spec.layout import Layout
+from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
+from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
+from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
 
 ANY = "*"
 
@@ -54,6 +59,17 @@ def _process_time_tag(value: Any) -> str:
     return "tag:single"
 
 
+def _setup_tag(value: Any) -> str:
+    if isinstance(value, Changeover) or (isinstance(value, dict) and "dist" not in value):
+        return "tag:changeover"
+    return "tag:duration"
+
+
+SetupEntry = Annotated[
+    Union[Annotated[Distribution, Tag("tag:duration")], Annotated[Changeover, Tag("tag:changeover")]],  # noqa: UP007
+    Discriminator(_setup_tag),
+]
+
 ProcessTime = Annotated[
     Union[  # noqa: UP007
         Annotated[Distribution, Tag("tag:single")],
@@ -75,6 +91,9 @@ class Product(SpecModel):
 
     name: Name
     batch_size: float = Field(gt=0, allow_inf_nan=False, description="Units (tablets, vials) per batch.")
+    mass_kg: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
+    )
     description: str | None = None
 
     @field_validator("name")
@@ -100,7 +119,10 @@ class Station(SpecModel):
 
     name: Name
     units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
-    process_time: ProcessTime = Field(description="Per batch; a distribution, or a map product -> distribution.")
+    process_time: ProcessTime | None = Field(
+        None, description="Per batch; a distribution, or a map product -> distribution (or give `rate`)."
+    )
+    rate: Rate | None = Field(None, description="Fast equipment: time from the batch's units and a rate.")
     ideal_time: PositiveDuration | dict[str, PositiveDuration] | None = Field(
         None,
         description="Ideal (nameplate) processing time per batch, or a map product -> time, for OEE performance; "
@@ -110,11 +132,24 @@ class Station(SpecModel):
         None, ge=0, description="Places in front of this station (not counting units); omitted = unlimited."
     )
     failures: Failures | None = None
-    setup: dict[str, Distribution] | None = Field(
-        None, description="Changeover time between products, keyed 'A->B'; '*' matches any product."
+    setup: dict[str, SetupEntry] | None = Field(
+        None,
+        description="Changeover matrix keyed 'A->B' ('*' matches any product): a time, or "
+        "{time, major_clean, line_clearance}.",
     )
+    cleaning: Cleaning | None = None
+    operators: StationOperators | None = Field(None, description="Operators its phases need (from qualified pools).")
+    quality: StationQuality | None = None
+    split: int | None = Field(None, ge=2, le=100, description="Each batch leaves as this many lots.")
+    merge: int | None = Field(None, ge=2, le=100, description="This many batches are blended into one.")
     equipment: str | None = Field(None, description="Equipment type (granulator, press, filler, ...).")
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _time_or_rate(self) -> Station:
+        if (self.process_time is None) == (self.rate is None):
+            raise ValueError("give either 'process_time' or 'rate'")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -179,14 +214,19 @@ class Station(SpecModel):
         return {"->".join(p.strip() for p in key.split("->")): dist for key, dist in value.items()}
 
     def process_time_for(self, product: str) -> DistributionModel:
-        """The processing-time distribution of one product."""
+        """The processing-time distribution of one product (stations with ``process_time``)."""
+        if self.process_time is None:
+            raise ValueError(f"station {self.name!r} is rate-based")
         if isinstance(self.process_time, dict):
             return self.process_time.get(product) or self.process_time[ANY]
         return self.process_time
 
-    def ideal_hours(self, product: str, time_unit: str) -> float:
-        """Ideal hours per batch of ``product``: ``ideal_time``, else the mean processing time."""
+    def ideal_hours(self, product: str, time_unit: str, batch_units: float = 0.0) -> float:
+        """Ideal hours per batch of ``product``: ``ideal_time``, else the nameplate rate's time for
+        ``batch_units``, else the mean processing time."""
         if self.ideal_time is None:
+            if self.rate is not None:
+                return batch_units / self.rate.units_per_hour
             return self.process_time_for(product).mean_hours(time_unit)
         value = (
             self.ideal_time.get(product, self.ideal_time.get(ANY))
@@ -195,16 +235,21 @@ class Station(SpecModel):
         )
         return to_hours(value, time_unit)
 
-    def setup_for(self, previous: str, product: str) -> DistributionModel | None:
+    def changeover_for(self, previous: str, product: str) -> Changeover | None:
         """The changeover from ``previous`` to ``product``: the most specific matching key, or None."""
         if not self.setup:
             return None
         for key in (f"{previous}->{product}", f"{previous}->*", f"*->{product}", "*->*"):
             if key in self.setup:
-                if key.startswith("*") and previous == product and key != f"*->{product}":
+                if previous == product and key != f"{previous}->{product}":
                     continue  # a wildcard never turns a repeat of the same product into a changeover
-                return self.setup[key]
+                return changeover_of(self.setup[key])
         return None
+
+    def setup_for(self, previous: str, product: str) -> DistributionModel | None:
+        """The changeover time from ``previous`` to ``product``, or None."""
+        changeover = self.changeover_for(previous, product)
+        return changeover.time if changeover is not None else None
 
 
 class Campaign(SpecModel):
@@ -212,6 +257,19 @@ class Campaign(SpecModel):
 
     product: Name
     batches: int = Field(ge=1)
+
+
+class WipLimit(SpecModel):
+    """At most ``batches`` released batches that have not yet started at station ``until``."""
+
+    batches: int = Field(ge=1, le=10000)
+    until: Name
+
+    @field_validator("until")
+    @classmethod
+    def _known_station(cls, value: str, info: ValidationInfo) -> str:
+        check_known([value], info, "station_names", "station")
+        return value
 
 
 class Release(SpecModel):
@@ -230,6 +288,10 @@ class Release(SpecModel):
     mix: dict[str, float] | None = Field(
         None, description="Saturated and interarrival modes: relative share of each product (default: equal)."
     )
+    calendar: Name | None = Field(None, description="Release batches only in this calendar's working time.")
+    wip_limit: WipLimit | None = Field(
+        None, description="CONWIP: release only while fewer batches than this wait to start at a station."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Release:
@@ -243,7 +305,16 @@ class Release(SpecModel):
             raise ValueError("'plan' and 'repeat' are only used with mode 'plan'")
         if self.mode == "plan" and self.mix is not None:
             raise ValueError("'mix' is not used with mode 'plan' (the plan says which product comes next)")
+        if (self.wip_limit is not None or self.calendar is not None) and self.interarrival is not None:
+            raise ValueError("'wip_limit' and 'calendar' need batches pulled by the first station (no 'interarrival')")
         return self
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            check_known([value], info, "calendars", "calendar")
+        return value
 
     @field_validator("mix")
     @classmethod
@@ -276,6 +347,13 @@ class LineSpec(SpecModel):
         (Product(name="batch", batch_size=1),), min_length=1, description="Products; default one called 'batch'."
     )
     stations: tuple[Station, ...] = Field(min_length=1, description="Stations in flow order.")
+    skids: tuple[Skid, ...] = Field((), description="Shared cleaning skids (CIP/SIP).")
+    calendars: dict[Name, Calendar] = Field({}, description="Shift calendars by name (weeks from Monday 00:00).")
+    operators: tuple[OperatorPool, ...] = Field((), description="Operator pools.")
+    rooms: tuple[Room, ...] = Field((), description="Cleanrooms holding stations.")
+    hold_times: tuple[HoldTime, ...] = Field((), description="Longest waits of material between two stations.")
+    qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
+    layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
@@ -293,6 +371,17 @@ class LineSpec(SpecModel):
         if horizon is not None and to_hours(value, unit) >= to_hours(horizon, unit):
             raise ValueError(f"must be shorter than the horizon ({horizon}) (got {value})")
         return value
+
+    @model_validator(mode="after")
+    def _whole_line(self) -> LineSpec:
+        from twin.spec.checks import whole_line_problems
+
+        problems = whole_line_problems(self)
+        if problems:
+            raise PydanticCustomError(
+                "line_rules", "{summary}", {"summary": "; ".join(m for _, m in problems), "problems": problems}
+            )
+        return self
 
     def hours(self, duration: float | str) -> float:
         """A duration of this spec in hours."""
@@ -333,6 +422,16 @@ def validation_context(data: Any) -> dict[str, Any]:
         context["time_unit"] = data["time_unit"]
     context["product_names"] = _names(data.get("products"))
     context["station_names"] = _names(data.get("stations"))
+    context["skids"] = _names(data.get("skids"))
+    calendars = data.get("calendars")
+    context["calendars"] = [k for k in calendars if isinstance(k, str)] if isinstance(calendars, dict) else []
+    products = data.get("products")
+    if isinstance(products, (list, tuple)):
+        context["products_without_mass"] = [
+            p.get("name") for p in products if isinstance(p, dict) and p.get("mass_kg") is None
+        ]
+    else:
+        context["products_without_mass"] = ["batch"]
     if data.get("products") is None:
         context["products"] = ["batch"]
     elif isinstance(data.get("products"), (list, tuple)):

@@ -7,6 +7,7 @@ engine converts them to hours when it compiles a spec.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints, ValidationInfo, WithJsonSchema
@@ -50,6 +51,21 @@ class SpecModel(BaseModel):
     """Base of every spec model: immutable, unknown fields rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_known(names: Iterable[str], info: ValidationInfo, context_key: str, kind: str) -> None:
+    """Raise ``ValueError`` for names that the spec being validated does not define.
+
+    ``context_key`` names the list of known names in the validation context (``"station_names"``,
+    ``"skids"``, ``"calendars"``); without that context (a part validated on its own) all pass.
+    """
+    known = (info.context or {}).get(context_key)
+    if known is None:
+        return
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listing = ", ".join(known) or "none defined"
+        raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))} ({kind}s: {listing})")
 
 
 def context_time_unit(info: ValidationInfo) -> str:

@@ -1,0 +1,64 @@
+"""Options and helpers shared by the CLI's commands (core and plug-ins).
+
+from twin.cli.common import SpecArg, SetOpt, JsonOpt, SeedOpt, emit_json, progress_bar, hours_option
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from twin.cli.render import console
+from twin.durations import to_hours
+from twin.errors import InputError
+
+stderr = Console(stderr=True)
+
+SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a field: dotted.path=value (stations by name). Repeatable.")
+]
+HorizonOpt = Annotated[str | None, typer.Option(help="Run length, e.g. '2000 h' or '12 w' (default: the spec's).")]
+WarmupOpt = Annotated[str | None, typer.Option(help="Warm-up discarded before KPIs (default: the spec's).")]
+ReplicationsOpt = Annotated[int, typer.Option("--replications", "-r", help="Independent replications.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of all random streams (same seed, same results).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Write a run folder (spec, event log, KPIs) here.")]
+
+__all__ = ["console"]
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr (only when stderr is a terminal); yields ``update(fraction)``."""
+    show = enabled and stderr.is_terminal
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+        console=stderr, transient=True, disable=not show,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(label, total=1.0)
+        yield lambda fraction: bar.update(task, completed=fraction)
+
+
+def hours_option(value: str, time_unit: str, option: str, allow_zero: bool = False) -> float:
+    """A duration option in hours (bare numbers in ``time_unit``); ``InputError`` naming the option."""
+    try:
+        hours = to_hours(value, time_unit)
+    except ValueError as err:
+        raise InputError(f"{option} {value!r}: {err}") from None
+    if hours < 0 or (hours == 0 and not allow_zero):
+        raise InputError(f"{option} {value!r}: must be {'>= 0' if allow_zero else 'positive'}")
+    return hours
+
+
+def emit_json(data: Any) -> None:
+    """One JSON object on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,69 @@
+"""Weekly shift calendars at run time: is it working time, and when does that change.
+
+    >>> cal = WeeklyCalendar([(6.0, 22.0), (30.0, 46.0)])   # hours since Monday 00:00
+    >>> cal.is_working(7.0), cal.next_change(7.0)
+    (True, 22.0)
+
+Time 0 of a run is Monday 00:00; the pattern repeats every 168 hours.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+WEEK = 168.0
+
+
+class WeeklyCalendar:
+    """Working intervals of one week, repeated; ``None`` intervals means always working."""
+
+    def __init__(self, intervals: list[tuple[float, float]] | None):
+        self.always = intervals is None
+        merged: list[list[float]] = []
+        for start, end in sorted(intervals or []):
+            for s, e in ((start, end),) if end <= WEEK else ((start, WEEK), (0.0, end - WEEK)):
+                merged.append([s, e])
+        merged.sort()
+        union: list[list[float]] = []
+        for s, e in merged:
+            if union and s <= union[-1][1]:
+                union[-1][1] = max(union[-1][1], e)
+            else:
+                union.append([s, e])
+        self.starts = [s for s, _ in union]
+        self.ends = [e for _, e in union]
+        if union and union[0][0] <= 0.0 and union[-1][1] >= WEEK and len(union) == 1:
+            self.always = True
+
+    def is_working(self, t: float) -> bool:
+        if self.always:
+            return True
+        w = t % WEEK
+        i = bisect.bisect_right(self.starts, w) - 1
+        return i >= 0 and w < self.ends[i]
+
+    def next_change(self, t: float) -> float:
+        """The first time after ``t`` at which working turns to not working or back (inf if never)."""
+        if self.always or not self.starts:
+            return float("inf")
+        working, change = self.is_working(t), self._next_edge(t)
+        while self.is_working(change) == working:  # an edge at the week's wrap-around changes nothing
+            change = self._next_edge(change)
+        return change
+
+    def _next_edge(self, t: float) -> float:
+        week, w = divmod(t, WEEK)
+        edges = sorted({*self.starts, *self.ends})
+        i = bisect.bisect_right(edges, w)
+        if i < len(edges):
+            return week * WEEK + edges[i]
+        return (week + 1) * WEEK + edges[0]
+
+    def next_start(self, t: float) -> float:
+        """``t`` if working then, else the start of the next working period (inf if none)."""
+        if self.is_working(t):
+            return t
+        if not self.starts:
+            return float("inf")
+        change = self.next_change(t)
+        return change if self.is_working(change) else self.next_change(change)

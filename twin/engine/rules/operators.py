@@ -1,0 +1,122 @@
+"""Operators at run time: pools on shift calendars, qualified for stations, working in cleanrooms.
+
+    >>> ops = Operators(env, rules)
+    >>> request = ops.request(unit, now)          # unit: the RulesUnit asking (station, room, count)
+    >>> if not request.triggered: yield request   # the unit records off_shift or waiting_operator
+    >>> crew, gowning_hours = request.value
+    >>> ops.release(crew)
+
+Requests are served first come, first served, a later request going ahead when an earlier one
+cannot be served yet (first fit). An operator whose shift ends finishes the phase at hand, then
+goes off. Entering a grade A/B room costs gowning time unless the operators were already working
+in that room; they leave it, de-gowned, when their shift ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from twin.engine.rules.calendar import WeeklyCalendar
+from twin.engine.rules.compiled import CompiledRules
+
+if TYPE_CHECKING:
+    from twin.engine.rules.unit import RulesUnit
+
+
+@dataclass
+class Operator:
+    pool: int
+    on_shift: bool = True
+    busy: bool = False
+    room: int = -1  # room the operator is gowned for (-1: none)
+
+
+@dataclass
+class Request:
+    unit: RulesUnit
+    event: simpy.Event
+    state: str = ""  # the waiting state last recorded for the unit
+    crew: list[Operator] = field(default_factory=list)
+
+
+class Operators:
+    """All operator pools of a line."""
+
+    def __init__(self, env: simpy.Environment, rules: CompiledRules):
+        self.env = env
+        self.rules = rules
+        self.calendars = [WeeklyCalendar(rules.calendars[c] if c >= 0 else None) for _, _, c in rules.pools]
+        self.crew = [Operator(p) for p, (_, headcount, _) in enumerate(rules.pools) for _ in range(headcount)]
+        for person in self.crew:
+            person.on_shift = self.calendars[person.pool].is_working(0.0)
+        self.room_busy = [0] * len(rules.rooms)
+        self.waiting: list[Request] = []
+        for pool, calendar in enumerate(self.calendars):
+            if not calendar.always:
+                env.process(self._shifts(pool, calendar))
+
+    def request(self, unit: RulesUnit, now: float) -> simpy.Event:
+        """Ask for the unit's operators; the event's value is (crew, gowning hours)."""
+        request = Request(unit, self.env.event())
+        self.waiting.append(request)
+        self._serve()
+        if not request.event.triggered:
+            self._mark_waiting(request, now)
+        return request.event
+
+    def release(self, crew: list[Operator], room: int) -> None:
+        """The phase is done: free the crew (those whose shift has ended go off)."""
+        for person in crew:
+            person.busy = False
+        if room >= 0:
+            self.room_busy[room] -= len(crew)
+        self._serve()
+
+    def on_shift(self, pools: tuple[int, ...]) -> bool:
+        return any(p.on_shift for p in self.crew if p.pool in pools)
+
+    def _serve(self) -> None:
+        for request in list(self.waiting):
+            rules = request.unit.rules
+            room, count = rules.room, rules.operators
+            if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
+                continue
+            free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
+            if len(free) < count:
+                continue
+            free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
+            crew = free[:count]
+            gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
+            needs_gowning = gowning > 0 and any(p.room != room for p in crew)
+            for person in crew:
+                person.busy = True
+                person.room = room if room >= 0 else person.room
+            if room >= 0:
+                self.room_busy[room] += count
+            self.waiting.remove(request)
+            request.event.succeed((crew, gowning if needs_gowning else 0.0))
+
+    def _mark_waiting(self, request: Request, now: float) -> None:
+        state = "waiting_operator" if self.on_shift(request.unit.rules.pools) else "off_shift"
+        if state != request.state:
+            request.state = state
+            request.unit.record_state(now, state)
+
+    def _shifts(self, pool: int, calendar: WeeklyCalendar) -> Any:
+        while True:
+            change = calendar.next_change(self.env.now)
+            if change == float("inf"):
+                return
+            yield self.env.timeout(change - self.env.now)
+            working = calendar.is_working(self.env.now)
+            for person in self.crew:
+                if person.pool == pool:
+                    person.on_shift = working
+                    if not working:
+                        person.room = -1  # de-gowned at the end of the shift
+            self._serve()
+            for request in self.waiting:
+                self._mark_waiting(request, self.env.now)
