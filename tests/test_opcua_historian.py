@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -18,7 +19,7 @@ from connectors.opcua.blocking import BackgroundServer
 from connectors.opcua.emulator import PlantEmulator
 from connectors.opcua.historian import Historian, HistorianWriter, to_us
 from connectors.opcua.sync import PlantSync, SyncOptions
-from connectors.opcua.tagmap import default_tag_map, dump_tag_map, parse_tag_map
+from connectors.opcua.tagmap import default_state_codes, default_tag_map, dump_tag_map, parse_tag_map
 from connectors.opcua.uabase import ClientOptions, ServerOptions
 from twin.errors import InputError
 from twin.spec.loader import spec_from_data
@@ -131,7 +132,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
             "0.5",
         ] + [f"--extra-tag=BENCH_{i:04d}" for i in range(1, 51)]
         feed = TwinProcess(args, tmp_path, "sync")
-        feed.wait_for("subscribed to 77 tags")
+        feed.wait_for("subscribed to 81 tags")
         reader = Historian(tmp_path / "h.db", readonly=True)
         acknowledged = wait_until(lambda: (n := reader.count()) > 3000 and n, what="values stored")
         feed.kill()  # SIGKILL: no chance to flush or close anything
@@ -144,7 +145,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
         origin = Historian(tmp_path / "h.db", readonly=True).meta()["origin_us"]
 
         feed = TwinProcess(args, tmp_path, "sync2")  # the same historian: same clock, the time away is a gap
-        feed.wait_for("subscribed to 77 tags")
+        feed.wait_for("subscribed to 81 tags")
         wait_until(lambda: Historian(tmp_path / "h.db", readonly=True).count() > after + 500, what="more values")
         assert feed.stop() == 0
         emu.stop()
@@ -152,6 +153,8 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
     assert h.meta()["origin_us"] == origin and "sync restarted" in h.gaps()["reason"].tolist()
     bench = h.query(["BENCH_0007"])
     assert bench["value"].is_monotonic_increasing and bench["value"].is_unique  # repeats of the restart dropped
+    beats = h.query(["PLC_HEARTBEAT"])["value"].to_numpy()
+    assert len(beats) > 4 and (np.diff(beats) == 1).all()  # the seconds the sync was dead: fetched from history
     assert h.kpis()["kpis"].iloc[-1]["acknowledged"] > 0
 
 
@@ -159,8 +162,8 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
 def test_values_the_map_cannot_read_are_logged_counted_and_stored(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
     plant_layout = default_tag_map(spec)
-    plant_layout["states"] = {0: None, 11: "processing", 2: "setup", 3: "down", 4: "starved", 5: "blocked", 6: "idle"}
-    sync_map = default_tag_map(spec)  # does not know the plant's code 11
+    plant_layout["states"] = {(99 if s == "processing" else c): s for c, s in default_state_codes().items()}
+    sync_map = default_tag_map(spec)  # does not know the plant's code 99
     ep = endpoint()
     options = ServerOptions(endpoint=ep, pki=tmp_path / "pki", security=("none",), allow_anonymous=True)
 
@@ -190,5 +193,5 @@ def test_values_the_map_cannot_read_are_logged_counted_and_stored(tmp_path: Path
     assert set(bad) == {"MIX_U1_STATE", "FILL_U1_STATE", "FILL_U2_STATE", "PACK_U1_STATE"} and min(bad.values()) > 5
     assert (result.decoded.log.table["event"] == "finish").sum() > 50  # the feed went on: counters still count
     states = Historian(tmp_path / "h.db", readonly=True).query(["MIX_U1_STATE"])
-    assert (states["value"] == 11).sum() == bad["MIX_U1_STATE"]  # stored as received
+    assert (states["value"] == 99).sum() == bad["MIX_U1_STATE"]  # stored as received
     assert "bad values" in caplog.text and "MIX_U1_STATE" in caplog.text

@@ -98,7 +98,7 @@ def test_emulated_plant_through_sync_and_historian_gives_the_emulators_kpis(plan
         with sync(
             plant, ep, "--until", "300 h", "--warmup", "20 h", "--out", "sync-run", "--shadow", "--seed", "3"
         ) as feed:
-            feed.wait_for("subscribed to 27 tags")
+            feed.wait_for("subscribed to 31 tags")
             call(ep, "urn:twin:plc:mini", "PLC", "Start")
             assert feed.proc.wait(120) == 0, feed.log()
         report = json.loads(feed.stdout())
@@ -132,7 +132,7 @@ def test_sync_rides_out_an_emulator_killed_and_restarted_mid_run(plant: Path):
     common = ("--speed", "50000", "--horizon", "120 h", "--state", "emu.state")
     first = emulator(plant, ep, *common, "--paused")
     with sync(plant, ep, "--until", "120 h", "--warmup", "20 h", "--out", "sync-run") as feed:
-        feed.wait_for("subscribed to 27 tags")
+        feed.wait_for("subscribed to 31 tags")
         call(ep, "urn:twin:plc:mini", "PLC", "Start")
         state = plant / "emu.state"
         wait_until(

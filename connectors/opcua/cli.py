@@ -22,7 +22,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from twin.cli.app import SetOpt, SpecArg, _emit_json
+from twin.cli.common import SetOpt, SpecArg
+from twin.cli.common import emit_json as _emit_json
 from twin.errors import InputError
 
 T = TypeVar("T")
@@ -353,6 +354,7 @@ def sync_command(
         "received": result.stats.received,
         "acknowledged": result.acknowledged,
         "duplicates": result.stats.duplicates,
+        "backfilled": result.stats.backfilled,
         "reconnects": result.stats.reconnects,
         "gaps": len(result.stats.gaps),
         "bad_values": result.decoded.bad_values,
@@ -406,7 +408,9 @@ def _print_report(summary: dict[str, Any]) -> None:
     out.print(table)
     out.print(
         f"{summary['acknowledged']} values stored ({summary['duplicates']} repeats dropped), "
-        f"{summary['reconnects']} reconnects, {summary['gaps']} gaps, bad values {summary['bad_values'] or 0}, "
+        f"{summary['reconnects']} reconnects, {summary['gaps']} gaps "
+        f"({summary['backfilled']} values fetched from history), "
+        f"bad values {summary['bad_values'] or 0}, "
         f"missed {summary['missed'] or 0}"
     )
 

@@ -6,8 +6,10 @@
 Tags (``Objects/PLC/<TAG>``, string node ids in the map's namespace) follow a tag map: integer state
 codes, current batch id and product, a good-units counter and a finished-batches counter that wrap,
 an alarm flag, the last released batch id and a release counter, and a heartbeat that counts every
-second. Each value carries the plant clock as its source timestamp: the run's start (``origin``)
-plus the simulated hours, so that a run at ``--speed max`` still has the timing of a real plant.
+second. The server keeps the last ``history`` values of each tag for HistoryRead, so that a client
+that was away (a lost connection, a restart) can fetch what it missed. Each value carries the
+plant clock as its source timestamp: the run's start (``origin``) plus the simulated hours, so that
+a run at ``--speed max`` still has the timing of a real plant.
 
 ``PLC.Start`` and ``PLC.Pause`` (operator methods) start and pause the run; ``--paused`` waits for
 Start. With a state file the emulator resumes after a restart where it stopped (the emulated PLC
@@ -33,6 +35,7 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.methods import uamethod
+from asyncua.server.history import HistoryDict
 
 from connectors.opcua.live import Change, LiveLine
 from connectors.opcua.pacing import PacedRun
@@ -49,7 +52,8 @@ from twin.spec.model import LineSpec
 log = logging.getLogger(__name__)
 
 V = ua.VariantType
-REPLAY_S = 2.0  # a restarted emulator publishes again the last seconds of its run before the restart
+REPLAY_S = 2.0  # a restarted emulator publishes again the last seconds before its restart
+HISTORY_RESPONSE = 10_000  # values per node in one HistoryRead answer (then a continuation point)
 
 
 def batch_id(batch: int) -> str:
@@ -62,6 +66,7 @@ class Tag:
     node: ua.NodeId
     vtype: ua.VariantType
     wrap: int | None = None
+    historized: bool = False
 
 
 def _int_type(wrap: int) -> ua.VariantType:
@@ -85,12 +90,14 @@ class PlantEmulator:
         bench_tags: int = 0,
         bench_rate: float = 10.0,
         tick: float = 0.05,
+        history: int = 50_000,
     ):
         self.spec, self.tags, self.options = spec, tags, options
         self.seed, self.paused, self.tick = seed, paused, tick
         self.horizon = spec.horizon_hours if horizon is None else horizon
         self.state_file, self.out = state_file, out
         self.bench_tags, self.bench_rate = bench_tags, bench_rate
+        self.history = history
         line = compile_line(spec)
         self.run_ = PacedRun(line, seed, self.horizon, speed)
         self.live = LiveLine(line)
@@ -144,8 +151,9 @@ class PlantEmulator:
             no_info = next((c for c, s in codes.items() if s is None), "" if string_codes else 0)
             specs.append((unit.state, V.String if isinstance(no_info, str) else V.Int16, no_info, None))
             specs.append((unit.done.tag, _int_type(unit.done.wrap), 0, unit.done.wrap))
-            if unit.count:
-                specs.append((unit.count.tag, _int_type(unit.count.wrap), 0, unit.count.wrap))
+            for counter in (unit.count, unit.scrap):
+                if counter:
+                    specs.append((counter.tag, _int_type(counter.wrap), 0, counter.wrap))
             if unit.batch:
                 specs.append((unit.batch, V.String, "", None))
             if unit.product:
@@ -159,11 +167,19 @@ class PlantEmulator:
                 specs.append((unit.alarm, V.Boolean, False, None))
         for i in range(self.bench_tags):
             specs.append((f"BENCH_{i + 1:04d}", V.UInt32, 0, 2**32))
+        self._history = HistoryDict(max_history_data_response_size=HISTORY_RESPONSE)
+        server.iserver.history_manager.set_storage(self._history)
         for tag, vtype, initial, wrap in specs:
             node_id = ua.NodeId(tag, ns)
-            await plc.add_variable(node_id, ua.QualifiedName(tag, ns), ua.Variant(initial, vtype))
-            await server.write_attribute_value(node_id, value(initial, vtype, initial_ts))
-            self._tags[tag] = Tag(node_id, vtype, wrap)
+            node = await plc.add_variable(node_id, ua.QualifiedName(tag, ns), ua.Variant(initial, vtype))
+            historized = self.history > 0 and not tag.startswith("BENCH_")
+            if historized:
+                await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(True))
+                await node.set_attr_bit(ua.AttributeIds.AccessLevel, ua.AccessLevel.HistoryRead)
+                await node.set_attr_bit(ua.AttributeIds.UserAccessLevel, ua.AccessLevel.HistoryRead)
+                await self._history.new_historized_node(node_id, None, self.history)
+            self._tags[tag] = Tag(node_id, vtype, wrap, historized)
+            await self._write(tag, initial, initial_ts)
         await plc.add_method(ua.NodeId("PLC.Start", ns), ua.QualifiedName("Start", ns), uamethod(self._start), [], [])
         await plc.add_method(ua.NodeId("PLC.Pause", ns), ua.QualifiedName("Pause", ns), uamethod(self._pause), [], [])
         if resume is not None:
@@ -220,10 +236,7 @@ class PlantEmulator:
     async def _beat(self) -> None:
         if self.tags.heartbeat:
             self.heartbeat = (self.heartbeat + 1) % self.tags.heartbeat.wrap
-            tag = self._tags[self.tags.heartbeat.tag]
-            await self.server.write_attribute_value(
-                tag.node, value(self.heartbeat, tag.vtype, self._clock(time.monotonic()))
-            )
+            await self._write(self.tags.heartbeat.tag, self.heartbeat, self._clock(time.monotonic()))
 
     def _values(self, change: Change) -> list[tuple[str, Any]]:
         """(tag, value) pairs that a change writes."""
@@ -247,6 +260,8 @@ class PlantEmulator:
             return [(unit.product, self._product_code.get(change.value, change.value))]
         if change.field == "produced" and unit.count:
             return [(unit.count.tag, round(change.value) % unit.count.wrap)]
+        if change.field == "defective" and unit.scrap:
+            return [(unit.scrap.tag, round(change.value) % unit.scrap.wrap)]
         if change.field == "batches_done":
             return [(unit.done.tag, change.value % unit.done.wrap)]
         return []
@@ -254,9 +269,16 @@ class PlantEmulator:
     async def _publish(self, change: Change) -> None:
         when = self.origin + timedelta(hours=change.time)
         for tag_name, v in self._values(change):
-            tag = self._tags[tag_name]
-            await self.server.write_attribute_value(tag.node, value(v, tag.vtype, when))
+            await self._write(tag_name, v, when)
             self.published += 1
+
+    async def _write(self, tag_name: str, v: Any, when: datetime) -> None:
+        """Write a tag's new value (and keep it in the tag's history, for clients that were away)."""
+        tag = self._tags[tag_name]
+        dv = value(v, tag.vtype, when)
+        await self.server.write_attribute_value(tag.node, dv)
+        if tag.historized:
+            await self._history.save_node_value(tag.node, dv)
 
     # ------------------------------------------------------------------------------------------ resume and output
 
@@ -283,8 +305,7 @@ class PlantEmulator:
             for tag, v in self._values(change):
                 latest[tag] = (v, change.time)
         for tag, (v, hours) in latest.items():
-            t = self._tags[tag]
-            await self.server.write_attribute_value(t.node, value(v, t.vtype, self.origin + timedelta(hours=hours)))
+            await self._write(tag, v, self.origin + timedelta(hours=hours))
         self._resumed_from = self.run_.now
         log.info("resumed at %.4f h (%d rows replayed)", self.run_.now, len(rows))
 

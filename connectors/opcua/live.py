@@ -15,12 +15,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from twin.engine.compiled import CompiledLine
-from twin.kpis.states import QUALITY_LOSS_EVENTS
+from twin.eventlog import COLUMNS, QUALITY_LOSS_EVENTS
 
 LINE = None  # the ``unit`` of line-level changes (releases)
+_NONE = {"replication": 0, "batch": -1, "unit": -1, "parent": -1, "quantity": np.nan, "ideal": np.nan, "time": np.nan}
+
+
+def complete(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every column of the event-log schema, in order (missing ones hold their "none" value)."""
+    for column in COLUMNS:
+        if column not in table:
+            table[column] = _NONE.get(column)
+    return table[list(COLUMNS)]
+
+
+def end_row(time: float) -> pd.DataFrame:
+    """The ``end`` row of a replication observed up to ``time``."""
+    return complete(
+        pd.DataFrame({"time": [time], "event": ["end"], "product": [None], "station": [None], "state": [None]})
+    )
 
 
 @dataclass

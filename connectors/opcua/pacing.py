@@ -94,4 +94,3 @@ class PacedRun:
             self.running = False
         rows = self.rep.new_rows()
         return rows[rows["event"] != "end"] if self.finished else rows
-

@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectors.opcua.live import complete
 from connectors.opcua.tagmap import Counter, TagMap
-from twin.eventlog import COLUMNS, EventLog, LogMeta, normalize_table
+from twin.eventlog import EVENTS, QUALITY_LOSS_EVENTS, EventLog, LogMeta, normalize_table
 from twin.spec.model import LineSpec
 
 US_PER_HOUR = 3.6e9
+SCRAP_EVENT = next((e for e in QUALITY_LOSS_EVENTS if e in EVENTS), None)  # the event scrap counters become
 
 
 @dataclass
@@ -179,6 +181,16 @@ def plant_event_log(
             if station_name == last_station:
                 rows.append((t, batch, product, station_name, u, "leave", None, qty, np.nan))
 
+        # scrapped or rejected units: steps of the scrap counter
+        if unit.scrap is not None and SCRAP_EVENT is not None:
+            for t, step in _steps(by_tag.get(unit.scrap.tag), unit.scrap).items():
+                if t < 0:
+                    continue
+                plant_id = b_series.before(t)
+                batch = intern(plant_id) if plant_id not in (None, "") else -1
+                product = product_of(p_series.before(t)) or batch_product.get(batch)
+                rows.append((t, batch, product, station_name, u, SCRAP_EVENT, None, float(step), np.nan))
+
     if tags.release is not None:
         release = by_tag.get(tags.release.batch, _Series())
         changes: dict[float, int] = defaultdict(int)
@@ -204,7 +216,7 @@ def plant_event_log(
     table = pd.DataFrame(
         rows, columns=["time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal"]
     )
-    table.insert(1, "replication", 0)
+    table = complete(table)
     meta = LogMeta(
         line=spec.name,
         stations=[s.name for s in spec.stations],
@@ -219,7 +231,7 @@ def plant_event_log(
         source="plant",
         extra={"origin_us": origin_us, "bad_values": dict(bad), "missed": dict(missed), **(extra or {})},
     )
-    return Decoded(EventLog(normalize_table(table[list(COLUMNS)], meta), meta), dict(bad), dict(missed))
+    return Decoded(EventLog(normalize_table(table, meta), meta), dict(bad), dict(missed))
 
 
 def _columns(series: _Series | None) -> tuple[list[float], list[Any]]:

@@ -30,11 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from asyncua import Server, ua
 
-from connectors.opcua.live import LiveLine
+from connectors.opcua.live import LiveLine, end_row
 from connectors.opcua.pacing import PacedRun
 from connectors.opcua.uabase import ServerOptions, SharedValue, make_server, start_server, utcnow
 from twin.engine.compiled import compile_line
@@ -133,20 +132,7 @@ class TwinServer:
         """The run so far, closed by an ``end`` row at the simulated time reached."""
         now = self.run_.now
         table = pd.concat(self.parts, ignore_index=True) if self.parts else None
-        end = pd.DataFrame(
-            {
-                "time": [now],
-                "replication": [0],
-                "batch": [-1],
-                "product": [None],
-                "station": [None],
-                "unit": [-1],
-                "event": ["end"],
-                "state": [None],
-                "quantity": [np.nan],
-                "ideal": [np.nan],
-            }
-        )
+        end = end_row(now)
         line = self.line
         meta = LogMeta(
             line=line.name,

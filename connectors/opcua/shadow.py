@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from connectors.opcua.live import end_row
 from twin.engine.compiled import compile_line
 from twin.engine.simulate import Replication
 from twin.eventlog import EventLog, LogMeta, normalize_table
@@ -39,20 +40,7 @@ class Shadow:
         if len(rows):
             self.parts.append(rows)
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
-        end = pd.DataFrame(
-            {
-                "time": [max(hours, self.rep.now if self.rep.finished else hours)],
-                "replication": [0],
-                "batch": [-1],
-                "product": [None],
-                "station": [None],
-                "unit": [-1],
-                "event": ["end"],
-                "state": [None],
-                "quantity": [np.nan],
-                "ideal": [np.nan],
-            }
-        )
+        end = end_row(max(hours, self.rep.now if self.rep.finished else hours))
         meta = LogMeta(
             line=self.line.name,
             stations=[s.name for s in self.line.stations],

@@ -11,10 +11,12 @@ it subscribes (every change queued on the server, with its source timestamp).
 
 A value is acknowledged once the historian has committed it. Exact repeats (same tag, source time,
 value and status: re-deliveries after a reconnect) are dropped. When the connection is lost the
-sync marks a gap in the historian, reconnects with backoff (0.5 s doubling up to 30 s), reads
-every tag again (what changed meanwhile, with its source time) and subscribes again; counters show
-whether anything was missed. A value the map cannot use (an unknown state code, a bad status) is
-logged, counted and stored; the feed goes on.
+sync marks a gap in the historian, reconnects with backoff (0.5 s doubling up to 30 s), fetches
+from the server's history (HistoryRead) everything since the last value it had, reads every tag
+again and subscribes again; a restarted sync does the same from where its historian ends.
+Counters show whether anything was missed (a server without history keeps only current values).
+A value the map cannot use (an unknown state code, a bad status) is logged, counted and stored;
+the feed goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,7 @@ class SyncOptions:
 class SyncStats:
     received: int = 0
     duplicates: int = 0
+    backfilled: int = 0  # values fetched from the server's history after a gap
     reconnects: int = 0
     gaps: list[tuple[int, int | None]] = field(default_factory=list)
 
@@ -215,8 +218,9 @@ class PlantSync:
             codes = t.codes_for(unit)
             out[unit.state] = "string" if all(isinstance(c, str) for c in codes) else "integer"
             out[unit.done.tag] = "integer"
-            if unit.count:
-                out[unit.count.tag] = "integer"
+            for counter in (unit.count, unit.scrap):
+                if counter:
+                    out[counter.tag] = "integer"
             if unit.alarm:
                 out[unit.alarm] = "boolean"
             if unit.product and t.products:
@@ -235,6 +239,36 @@ class PlantSync:
             if source is not None:
                 latest = max(latest, to_us(source))
         return latest or received_us
+
+    async def _backfill(self, client: Client, nodes: dict[str, ua.NodeId], since_us: int) -> int:
+        """Fetch from the server's history every value since ``since_us`` (nothing from servers without one)."""
+        start = datetime.fromtimestamp(since_us / 1e6, UTC)
+        received_us, fetched, without = to_us(time.time()), 0, 0
+        for name, node_id in nodes.items():
+            try:
+                values = await client.get_node(node_id).read_raw_history(start, None, 0, return_bounds=False)
+            except ua.UaError:
+                without += 1
+                continue
+            for dv in values:
+                self._accept(self.tag_ids[name], dv, received_us)
+            fetched += len(values)
+        self.stats.backfilled += fetched
+        if without:
+            log.info("the server keeps no history of %d of %d tags", without, len(nodes))
+        return fetched
+
+    async def _catch_up(self, client: Client, nodes: dict[str, ua.NodeId], since_us: int | None) -> int:
+        """History since ``since_us``, current values, the subscription, then history again up to the subscription.
+
+        Returns the latest source time among the current values (where a gap ends)."""
+        if since_us:
+            await self._backfill(client, nodes, since_us)
+        latest = await self._read_all(client, nodes)
+        await self._subscribe(client, nodes)
+        if since_us:
+            await self._backfill(client, nodes, max(self.plant_us, since_us))
+        return latest
 
     async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> Feed:
         params = ua.CreateSubscriptionParameters(
@@ -280,7 +314,8 @@ class PlantSync:
         meta = h.meta()
         self._load_recent(h)
         try:
-            latest = await self._read_all(client, nodes)
+            since = int(meta["plant_us"]) if meta.get("plant_us") else None  # a restarted sync catches up
+            latest = await self._catch_up(client, nodes, since)
             self.origin_us = int(meta.get("origin_us") or latest)
             h.set_meta(
                 origin_us=self.origin_us,
@@ -292,12 +327,11 @@ class PlantSync:
                 state="connected",
                 warmup=opts.warmup,
             )
-            if meta.get("plant_us"):  # a restarted sync: the time it was away is a gap
-                self._gap(int(meta["plant_us"]), latest, "sync restarted")
+            if since:  # the time it was away is a gap (filled from the server's history where it has one)
+                self._gap(since, latest, "sync restarted")
             if opts.shadow:
                 horizon = max(opts.until or 0.0, self.spec.horizon_hours, 24 * 365 * 10)
                 self.shadow = Shadow(self.spec, opts.seed, horizon, opts.warmup)
-            await self._subscribe(client, nodes)
             self.state = "connected"
             log.info("subscribed to %d tags at %s", len(nodes), opts.client.endpoint)
             client = await self._follow(client, nodes, stop)
@@ -338,8 +372,7 @@ class PlantSync:
         while not stop.is_set():
             try:
                 client, nodes2 = await self._open()
-                latest = await self._read_all(client, nodes2)
-                await self._subscribe(client, nodes2)
+                latest = await self._catch_up(client, nodes2, gap_start)
             except (TimeoutError, InputError, SpecError, OSError, ua.UaError) as err:
                 log.warning("reconnect failed (%s); next try in %.1f s", err, delay)
                 with contextlib.suppress(TimeoutError):

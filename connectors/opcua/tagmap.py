@@ -19,8 +19,9 @@ A map is YAML::
 Tags are string node ids in the map's namespace. ``states`` maps the plant's own state codes
 (integers or strings) to twin states; ``null`` means "no information" (e.g. a PLC starting up). A
 unit may carry its own ``states``. ``products`` optionally maps plant product codes to product
-names. Counters wrap at ``wrap`` (the next value after ``wrap - 1`` is 0). While ``alarm`` is true
-the unit counts as ``down``.
+names. Counters wrap at ``wrap`` (the next value after ``wrap - 1`` is 0): ``count`` counts the
+units a unit made, ``done`` its finished batches, ``scrap`` (optional) the units it scrapped or
+rejected. While ``alarm`` is true the unit counts as ``down``.
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ class UnitTags(BaseModel):
     batch: str | None = None
     product: str | None = None
     count: Counter | None = None
+    scrap: Counter | None = None
     alarm: str | None = None
     states: dict[Code, str | None] | None = None
 
-    _c1 = field_validator("done", "count", mode="before")(_counter)
+    _c1 = field_validator("done", "count", "scrap", mode="before")(_counter)
 
     def tags(self) -> dict[str, str]:
         """role -> tag of every tag of the unit."""
@@ -86,8 +88,9 @@ class UnitTags(BaseModel):
         for role in ("batch", "product", "alarm"):
             if getattr(self, role):
                 out[role] = getattr(self, role)
-        if self.count is not None:
-            out["count"] = self.count.tag
+        for role in ("count", "scrap"):
+            if getattr(self, role) is not None:
+                out[role] = getattr(self, role).tag
         return out
 
 
@@ -248,6 +251,7 @@ def default_tag_map(spec: LineSpec) -> dict[str, Any]:
                     "product": f"{p}_PRODUCT",
                     "count": {"tag": f"{p}_GOOD", "wrap": 2**32},
                     "done": {"tag": f"{p}_DONE", "wrap": 2**16},
+                    "scrap": {"tag": f"{p}_SCRAP", "wrap": 2**32},
                     "alarm": f"{p}_ALARM",
                 }
             )
