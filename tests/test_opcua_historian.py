@@ -132,7 +132,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
             "0.5",
         ] + [f"--extra-tag=BENCH_{i:04d}" for i in range(1, 51)]
         feed = TwinProcess(args, tmp_path, "sync")
-        feed.wait_for("subscribed to 81 tags")
+        feed.wait_for("subscribed to 85 tags")
         reader = Historian(tmp_path / "h.db", readonly=True)
         acknowledged = wait_until(lambda: (n := reader.count()) > 3000 and n, what="values stored")
         feed.kill()  # SIGKILL: no chance to flush or close anything
@@ -145,7 +145,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
         origin = Historian(tmp_path / "h.db", readonly=True).meta()["origin_us"]
 
         feed = TwinProcess(args, tmp_path, "sync2")  # the same historian: same clock, the time away is a gap
-        feed.wait_for("subscribed to 81 tags")
+        feed.wait_for("subscribed to 85 tags")
         wait_until(lambda: Historian(tmp_path / "h.db", readonly=True).count() > after + 500, what="more values")
         assert feed.stop() == 0
         emu.stop()

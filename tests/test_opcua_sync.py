@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from opcua_helpers import LINE_YAML, TwinProcess, call, endpoint, wait_until
+from opcua_helpers import LINE_YAML, ROOT, TwinProcess, call, endpoint, wait_until
 
 from connectors.opcua.historian import Historian
 from connectors.opcua.security import Pki, Users
@@ -82,12 +82,12 @@ def sync(plant: Path, ep: str, *extra: str, name: str = "sync") -> TwinProcess:
     return TwinProcess(args, plant, name, env={"TWIN_OPCUA_PASSWORD": "pw"})
 
 
-def assert_same_kpis(a: pd.DataFrame, b: pd.DataFrame) -> None:
+def assert_same_kpis(a: pd.DataFrame, b: pd.DataFrame, rtol: float = 1e-7) -> None:
     assert list(a.columns) == list(b.columns)
     for column in a.columns:
         x, y = a[column].to_numpy(), b[column].to_numpy()
         if x.dtype.kind in "fi":
-            np.testing.assert_allclose(y.astype(float), x.astype(float), rtol=1e-7, atol=1e-9, err_msg=column)
+            np.testing.assert_allclose(y.astype(float), x.astype(float), rtol=rtol, atol=1e-9, err_msg=column)
         else:
             assert list(x) == list(y), column
 
@@ -98,7 +98,7 @@ def test_emulated_plant_through_sync_and_historian_gives_the_emulators_kpis(plan
         with sync(
             plant, ep, "--until", "300 h", "--warmup", "20 h", "--out", "sync-run", "--shadow", "--seed", "3"
         ) as feed:
-            feed.wait_for("subscribed to 31 tags")
+            feed.wait_for("subscribed to 35 tags")
             call(ep, "urn:twin:plc:mini", "PLC", "Start")
             assert feed.proc.wait(120) == 0, feed.log()
         report = json.loads(feed.stdout())
@@ -132,7 +132,7 @@ def test_sync_rides_out_an_emulator_killed_and_restarted_mid_run(plant: Path):
     common = ("--speed", "50000", "--horizon", "120 h", "--state", "emu.state")
     first = emulator(plant, ep, *common, "--paused")
     with sync(plant, ep, "--until", "120 h", "--warmup", "20 h", "--out", "sync-run") as feed:
-        feed.wait_for("subscribed to 31 tags")
+        feed.wait_for("subscribed to 35 tags")
         call(ep, "urn:twin:plc:mini", "PLC", "Start")
         state = plant / "emu.state"
         wait_until(
@@ -208,3 +208,48 @@ def test_bad_maps_and_endpoints_exit_2_with_a_clear_message(plant: Path):
         assert r.returncode == 2 and "tag 'MIX_U1_BATCH' is String; expected integer" in r.stderr
         emu.stop()
     assert not (plant / "bad.db").exists()  # nothing written for a refused start
+
+
+QC_ONLY = ("released_per_hour", "release_lead_time", "qc_time", "quarantine")
+"""KPIs of QC release (quarantine, testing, approval): LIMS data, not PLC tags, so not in a plant feed."""
+
+
+def test_a_line_with_batch_rules_keeps_its_kpis_through_the_plant_feed(tmp_path: Path):
+    import asyncio
+    import time
+
+    from connectors.opcua.blocking import BackgroundServer
+    from connectors.opcua.emulator import PlantEmulator
+    from connectors.opcua.sync import PlantSync, SyncOptions
+    from connectors.opcua.tagmap import load_tag_map
+    from connectors.opcua.uabase import ClientOptions, ServerOptions
+    from twin.kpis.report import compute_kpis
+    from twin.models import load_spec
+
+    spec = load_spec("osd-tablet")  # cleaning, shifts, operators, scrap and rejected batches
+    tags = load_tag_map(ROOT / "plant_models" / "tags" / "osd_tablet.yaml", spec)
+    ep = endpoint()
+    options = ServerOptions(endpoint=ep, pki=tmp_path / "pki", security=("none",), allow_anonymous=True)
+    background = BackgroundServer(
+        lambda: PlantEmulator(spec, tags, options, speed=None, seed=1, horizon=400.0, paused=True)
+    )
+    with background as emu:
+        client = ClientOptions(ep, pki=tmp_path / "c", security="none")
+        sync = PlantSync(spec, tags, SyncOptions(client, tmp_path / "h.db", until=400.0, kpi_every=1000))
+
+        async def go():
+            task = asyncio.create_task(sync.run(asyncio.Event()))
+            await asyncio.to_thread(wait_until, lambda: sync.state == "connected", 60)
+            background.call(lambda: emu.run_.start(time.monotonic()))
+            return await asyncio.wait_for(task, 120)
+
+        result = asyncio.run(go())
+        emulated = background.call(emu.event_log)
+    events = set(emulated.table["event"].astype(str))
+    assert {"clean", "scrap", "reject"} <= events and "off_shift" in set(emulated.table["state"].astype(str))
+    a = compute_kpis(emulated, warmup=spec.warmup_hours).per_replication
+    b = compute_kpis(result.decoded.log, warmup=spec.warmup_hours).per_replication
+    plc = [c for c in a.columns if not c.startswith(QC_ONLY)]
+    assert len(plc) > 250
+    assert_same_kpis(a[plc], b[plc], rtol=1e-5)  # PLC counters count whole units; the engine scraps half tablets
+    assert result.decoded.missed == {} and result.decoded.bad_values == {}

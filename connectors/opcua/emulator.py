@@ -151,7 +151,7 @@ class PlantEmulator:
             no_info = next((c for c, s in codes.items() if s is None), "" if string_codes else 0)
             specs.append((unit.state, V.String if isinstance(no_info, str) else V.Int16, no_info, None))
             specs.append((unit.done.tag, _int_type(unit.done.wrap), 0, unit.done.wrap))
-            for counter in (unit.count, unit.scrap):
+            for counter in (unit.count, unit.scrap, unit.reject):
                 if counter:
                     specs.append((counter.tag, _int_type(counter.wrap), 0, counter.wrap))
             if unit.batch:
@@ -260,8 +260,9 @@ class PlantEmulator:
             return [(unit.product, self._product_code.get(change.value, change.value))]
         if change.field == "produced" and unit.count:
             return [(unit.count.tag, round(change.value) % unit.count.wrap)]
-        if change.field == "defective" and unit.scrap:
-            return [(unit.scrap.tag, round(change.value) % unit.scrap.wrap)]
+        counter = {"loss.scrap": unit.scrap, "loss.reject": unit.reject}.get(change.field)
+        if counter is not None:
+            return [(counter.tag, round(change.value) % counter.wrap)]
         if change.field == "batches_done":
             return [(unit.done.tag, change.value % unit.done.wrap)]
         return []

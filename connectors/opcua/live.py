@@ -56,6 +56,7 @@ class UnitStatus:
     speed: float = 0.0  # units per hour of the last finished batch
     started: float | None = None
     durations: dict[str, float] = field(default_factory=dict)  # hours per state, closed intervals
+    losses: dict[str, float] = field(default_factory=dict)  # units lost per quality-loss event (scrap, reject)
 
     def state_hours(self, now: float) -> dict[str, float]:
         """Hours in each state up to ``now`` (the current state's open interval included)."""
@@ -134,8 +135,11 @@ class LiveLine:
                 yield Change(time, key, "produced", status.produced)
                 yield Change(time, key, "batches_done", status.batches_done)
             elif event in QUALITY_LOSS_EVENTS:
-                status.defective += float(quantity) if quantity == quantity else 0.0
+                qty = float(quantity) if quantity == quantity else 0.0
+                status.defective += qty
+                status.losses[event] = status.losses.get(event, 0.0) + qty
                 yield Change(time, key, "defective", status.defective)
+                yield Change(time, key, f"loss.{event}", status.losses[event])
             if isinstance(state, str):
                 if status.state is not None:
                     status.durations[status.state] = status.durations.get(status.state, 0.0) + time - status.since

@@ -10,9 +10,11 @@ as the state at time 0). Per unit:
 - each state value (or alarm change) gives a state row: the plant code mapped to a twin state,
   ``down`` while the alarm is on; codes the map lacks are bad values (counted, skipped);
 - each step of the finished-batches counter is a ``finish`` row of the batch the unit held just
-  before (its batch tag), with the good-units counter's step at that time as the quantity (the
+  before (its batch tag), with the units counter's step at that time as the quantity (the
   product's batch size when the map has no such counter) and the spec's ideal time; at the last
-  station it is also the batch's ``leave``;
+  station it is also the batch's ``leave``, less the units scrapped then;
+- each step of the scrap counter is a ``scrap`` row of that many units, each step of the reject
+  counter a ``reject`` of the batch the unit held (a rejected batch does not leave the line);
 - each new value of the release tag is a ``release`` row.
 
 Counters unwrap at their ``wrap``; a step of more than one counts the values missed in between.
@@ -31,11 +33,10 @@ import pandas as pd
 
 from connectors.opcua.live import complete
 from connectors.opcua.tagmap import Counter, TagMap
-from twin.eventlog import EVENTS, QUALITY_LOSS_EVENTS, EventLog, LogMeta, normalize_table
+from twin.eventlog import EVENTS, EventLog, LogMeta, normalize_table
 from twin.spec.model import LineSpec
 
 US_PER_HOUR = 3.6e9
-SCRAP_EVENT = next((e for e in QUALITY_LOSS_EVENTS if e in EVENTS), None)  # the event scrap counters become
 
 
 @dataclass
@@ -164,6 +165,8 @@ def plant_event_log(
 
         # finishes: steps of the finished-batches counter
         quantities = _steps(by_tag.get(unit.count.tag), unit.count) if unit.count else {}
+        scrapped = _steps(by_tag.get(unit.scrap.tag), unit.scrap) if unit.scrap else {}
+        rejected = _steps(by_tag.get(unit.reject.tag), unit.reject) if unit.reject else {}
         for t, step in _steps(by_tag.get(unit.done.tag), unit.done).items():
             if step > 1:
                 missed[unit.done.tag] += step - 1
@@ -176,20 +179,22 @@ def plant_event_log(
                 bad[unit.done.tag] += 1
                 continue
             qty = float(quantities.get(t, spec.products[[p.name for p in spec.products].index(product)].batch_size))
-            ideal = station.ideal_hours(product, spec.time_unit)
+            ideal = station.ideal_hours(product, spec.time_unit, batch_units=qty)
             rows.append((t, batch, product, station_name, u, "finish", None, qty, ideal))
-            if station_name == last_station:
-                rows.append((t, batch, product, station_name, u, "leave", None, qty, np.nan))
+            if station_name == last_station and not rejected.get(t):  # what leaves the line: made less scrapped
+                rows.append((t, batch, product, station_name, u, "leave", None, qty - scrapped.get(t, 0), np.nan))
 
-        # scrapped or rejected units: steps of the scrap counter
-        if unit.scrap is not None and SCRAP_EVENT is not None:
-            for t, step in _steps(by_tag.get(unit.scrap.tag), unit.scrap).items():
+        # units scrapped, batches rejected whole: steps of the scrap and reject counters
+        for event, steps in (("scrap", scrapped), ("reject", rejected)):
+            if event not in EVENTS:
+                continue
+            for t, step in steps.items():
                 if t < 0:
                     continue
                 plant_id = b_series.before(t)
                 batch = intern(plant_id) if plant_id not in (None, "") else -1
                 product = product_of(p_series.before(t)) or batch_product.get(batch)
-                rows.append((t, batch, product, station_name, u, SCRAP_EVENT, None, float(step), np.nan))
+                rows.append((t, batch, product, station_name, u, event, None, float(step), np.nan))
 
     if tags.release is not None:
         release = by_tag.get(tags.release.batch, _Series())

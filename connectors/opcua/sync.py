@@ -218,7 +218,7 @@ class PlantSync:
             codes = t.codes_for(unit)
             out[unit.state] = "string" if all(isinstance(c, str) for c in codes) else "integer"
             out[unit.done.tag] = "integer"
-            for counter in (unit.count, unit.scrap):
+            for counter in (unit.count, unit.scrap, unit.reject):
                 if counter:
                     out[counter.tag] = "integer"
             if unit.alarm:

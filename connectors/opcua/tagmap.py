@@ -20,8 +20,8 @@ Tags are string node ids in the map's namespace. ``states`` maps the plant's own
 (integers or strings) to twin states; ``null`` means "no information" (e.g. a PLC starting up). A
 unit may carry its own ``states``. ``products`` optionally maps plant product codes to product
 names. Counters wrap at ``wrap`` (the next value after ``wrap - 1`` is 0): ``count`` counts the
-units a unit made, ``done`` its finished batches, ``scrap`` (optional) the units it scrapped or
-rejected. While ``alarm`` is true the unit counts as ``down``.
+units a unit made, ``done`` its finished batches, ``scrap`` (optional) the units it scrapped and
+``reject`` (optional) the units of the batches it rejected whole. While ``alarm`` is true the unit counts as ``down``.
 """
 
 from __future__ import annotations
@@ -77,10 +77,11 @@ class UnitTags(BaseModel):
     product: str | None = None
     count: Counter | None = None
     scrap: Counter | None = None
+    reject: Counter | None = None
     alarm: str | None = None
     states: dict[Code, str | None] | None = None
 
-    _c1 = field_validator("done", "count", "scrap", mode="before")(_counter)
+    _c1 = field_validator("done", "count", "scrap", "reject", mode="before")(_counter)
 
     def tags(self) -> dict[str, str]:
         """role -> tag of every tag of the unit."""
@@ -88,7 +89,7 @@ class UnitTags(BaseModel):
         for role in ("batch", "product", "alarm"):
             if getattr(self, role):
                 out[role] = getattr(self, role)
-        for role in ("count", "scrap"):
+        for role in ("count", "scrap", "reject"):
             if getattr(self, role) is not None:
                 out[role] = getattr(self, role).tag
         return out
@@ -252,6 +253,7 @@ def default_tag_map(spec: LineSpec) -> dict[str, Any]:
                     "count": {"tag": f"{p}_GOOD", "wrap": 2**32},
                     "done": {"tag": f"{p}_DONE", "wrap": 2**16},
                     "scrap": {"tag": f"{p}_SCRAP", "wrap": 2**32},
+                    "reject": {"tag": f"{p}_REJECT", "wrap": 2**32},
                     "alarm": f"{p}_ALARM",
                 }
             )
