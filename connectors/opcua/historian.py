@@ -236,6 +236,15 @@ class Historian:
         df["source_time"] = _times(df.pop("source_us"))
         return df
 
+    def last_values(self) -> pd.DataFrame:
+        """Every sample at each tag's latest source time (raw: tag, source_us, value, status)."""
+        return pd.read_sql_query(
+            "SELECT t.name AS tag, s.source_us, s.value, s.status FROM samples s JOIN tags t ON t.id = s.tag "
+            "JOIN (SELECT tag, MAX(source_us) AS m FROM samples GROUP BY tag) x ON x.tag = s.tag AND x.m = s.source_us "
+            "ORDER BY s.seq",
+            self.db,
+        )
+
     def gaps(self) -> pd.DataFrame:
         df = pd.read_sql_query("SELECT start_us, end_us, reason FROM gaps ORDER BY id", self.db)
         return pd.DataFrame({"start": _times(df["start_us"]), "end": _times(df["end_us"]), "reason": df["reason"]})

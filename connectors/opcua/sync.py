@@ -131,6 +131,7 @@ class PlantSync:
         self.state = "starting"
         self._recent: dict[int, tuple[deque[tuple[int, Any, int]], set[tuple[int, Any, int]]]] = {}
         self._handles: dict[int, int] = {}
+        self._last_us: dict[int, int] = {}  # tag id -> latest source time stored
         self._lost = asyncio.Event()
         self.shadow: Shadow | None = None
         self.last_snapshot: dict[str, Any] | None = None
@@ -151,6 +152,8 @@ class PlantSync:
             return
         self.plant_us = max(self.plant_us, source_us)
         self.writer.put(tag_id, source_us, server_us, received_us, value, status)
+        if source_us > self._last_us.get(tag_id, -1):
+            self._last_us[tag_id] = source_us
 
     def _remember(self, tag_id: int, key: tuple[int, Any, int]) -> bool:
         """Keep ``key`` among the tag's recent values; False if it was there already (an exact repeat)."""
@@ -240,34 +243,38 @@ class PlantSync:
                 latest = max(latest, to_us(source))
         return latest or received_us
 
-    async def _backfill(self, client: Client, nodes: dict[str, ua.NodeId], since_us: int) -> int:
-        """Fetch from the server's history every value since ``since_us`` (nothing from servers without one)."""
-        start = datetime.fromtimestamp(since_us / 1e6, UTC)
+    async def _backfill(self, client: Client, nodes: dict[str, ua.NodeId]) -> int:
+        """Fetch from the server's history each tag's values since the last one stored (none from servers
+        without history; nothing for tags never seen)."""
         received_us, fetched, without = to_us(time.time()), 0, 0
         for name, node_id in nodes.items():
+            tag_id = self.tag_ids[name]
+            since = self._last_us.get(tag_id)
+            if since is None:
+                continue
+            start = datetime.fromtimestamp(since / 1e6, UTC)
             try:
                 values = await client.get_node(node_id).read_raw_history(start, None, 0, return_bounds=False)
             except ua.UaError:
                 without += 1
                 continue
             for dv in values:
-                self._accept(self.tag_ids[name], dv, received_us)
+                self._accept(tag_id, dv, received_us)
             fetched += len(values)
         self.stats.backfilled += fetched
         if without:
             log.info("the server keeps no history of %d of %d tags", without, len(nodes))
         return fetched
 
-    async def _catch_up(self, client: Client, nodes: dict[str, ua.NodeId], since_us: int | None) -> int:
-        """History since ``since_us``, current values, the subscription, then history again up to the subscription.
-
-        Returns the latest source time among the current values (where a gap ends)."""
-        if since_us:
-            await self._backfill(client, nodes, since_us)
+    async def _catch_up(self, client: Client, nodes: dict[str, ua.NodeId], backfill: bool) -> int:
+        """History since each tag's last value, current values, the subscription, history again (what changed
+        while subscribing). Returns the latest source time among the current values (where a gap ends)."""
+        if backfill:
+            await self._backfill(client, nodes)
         latest = await self._read_all(client, nodes)
         await self._subscribe(client, nodes)
-        if since_us:
-            await self._backfill(client, nodes, max(self.plant_us, since_us))
+        if backfill:
+            await self._backfill(client, nodes)
         return latest
 
     async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> Feed:
@@ -315,7 +322,7 @@ class PlantSync:
         self._load_recent(h)
         try:
             since = int(meta["plant_us"]) if meta.get("plant_us") else None  # a restarted sync catches up
-            latest = await self._catch_up(client, nodes, since)
+            latest = await self._catch_up(client, nodes, backfill=since is not None)
             self.origin_us = int(meta.get("origin_us") or latest)
             h.set_meta(
                 origin_us=self.origin_us,
@@ -372,7 +379,7 @@ class PlantSync:
         while not stop.is_set():
             try:
                 client, nodes2 = await self._open()
-                latest = await self._catch_up(client, nodes2, gap_start)
+                latest = await self._catch_up(client, nodes2, backfill=True)
             except (TimeoutError, InputError, SpecError, OSError, ua.UaError) as err:
                 log.warning("reconnect failed (%s); next try in %.1f s", err, delay)
                 with contextlib.suppress(TimeoutError):
@@ -392,12 +399,12 @@ class PlantSync:
         self.writer.historian.mark_gap(start_us, end_us, reason)
 
     def _load_recent(self, h: Historian) -> None:
-        """The last stored values, so that their re-delivery after a restart is recognised."""
-        latest = h.latest()
-        for row in latest.itertuples():
+        """The values at each tag's last stored time, so that their re-delivery after a restart is recognised."""
+        for row in h.last_values().itertuples():
             tag_id = self.tag_ids.get(row.tag)
             if tag_id is not None:
-                self._remember(tag_id, (to_us(row.source_time), row.value, int(row.status)))
+                self._remember(tag_id, (int(row.source_us), row.value, int(row.status)))
+                self._last_us[tag_id] = max(self._last_us.get(tag_id, 0), int(row.source_us))
         meta = h.meta()
         self.plant_us = int(meta.get("plant_us") or 0)
 
