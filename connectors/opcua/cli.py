@@ -1,0 +1,520 @@
+"""CLI commands of the OPC-UA connector: ``twin serve``, ``emulate``, ``sync``, ``history`` and ``opcua``.
+
+    twin serve osd-tablet --speed 60 --users users.yaml
+    twin emulate osd-tablet --endpoint opc.tcp://127.0.0.1:4841 --speed max --allow-anonymous --security none
+    twin sync osd-tablet --endpoint opc.tcp://127.0.0.1:4841 --historian plant.db --shadow
+    twin history plant.db --tag COATING_U1_STATE --start 2025-01-01 --out states.csv
+    twin opcua user add users.yaml alice --role operator
+
+asyncua is imported inside the commands, so that ``twin --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from twin.cli.common import SetOpt, SpecArg
+from twin.cli.common import emit_json as _emit_json
+from twin.errors import InputError
+
+T = TypeVar("T")
+
+EndpointOpt = Annotated[
+    str, typer.Option("--endpoint", help="opc.tcp://HOST:PORT (loopback unless you say otherwise).")
+]
+SpeedOpt = Annotated[
+    str, typer.Option(help="Simulated seconds per second (1 = real time, 60 = a minute a second) or 'max'.")
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the run's random streams.")]
+HorizonOpt = Annotated[str | None, typer.Option(help="Run length, e.g. '2000 h' (default: the spec's).")]
+PkiOpt = Annotated[
+    Path | None,
+    typer.Option("--pki", help="Folder with this program's certificate, key and trust list (created on first use)."),
+]
+UsersOpt = Annotated[Path | None, typer.Option("--users", help="Users file (made with `twin opcua user add`).")]
+SecurityOpt = Annotated[
+    str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")
+]
+AnonOpt = Annotated[bool, typer.Option("--allow-anonymous", help="Let anonymous clients in (read-only).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
+
+log = logging.getLogger("connectors.opcua")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the OPC-UA commands to the ``twin`` CLI."""
+    app.command("serve")(serve_command)
+    app.command("emulate")(emulate_command)
+    app.command("sync")(sync_command)
+    app.command("history")(history_command)
+    opcua = typer.Typer(help="OPC-UA users and certificates.", no_args_is_help=True)
+    opcua.command("user-add")(user_add_command)
+    opcua.command("trust")(trust_command)
+    opcua.command("cert")(cert_command)
+    app.add_typer(opcua, name="opcua")
+
+
+def _logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("connectors").setLevel(logging.INFO)
+    logging.getLogger("asyncua").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown)."""
+
+    async def wrapper() -> T:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return asyncio.run(wrapper())
+
+
+def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
+    from twin.durations import to_hours
+
+    if text is None:
+        return None
+    try:
+        hours = to_hours(text, unit)
+    except ValueError as err:
+        raise InputError(f"{option} {text!r}: {err}") from None
+    if not (hours >= 0 if zero else hours > 0):
+        raise InputError(f"{option} {text!r}: must be {'>= 0' if zero else 'positive'}")
+    return hours
+
+
+def _server_options(
+    endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str
+) -> Any:
+    from connectors.opcua.security import parse_modes
+    from connectors.opcua.uabase import ServerOptions
+
+    return ServerOptions(
+        endpoint=endpoint,
+        pki=pki or Path.home() / ".twin" / "pki" / role,
+        users=users,
+        security=parse_modes(security),
+        allow_anonymous=anonymous,
+    )
+
+
+def builtin_tag_map(spec_arg: str) -> Path | None:
+    """The tag map shipped with a built-in model, if ``spec_arg`` names one."""
+    import plant_models
+
+    path = plant_models.available().get(spec_arg)
+    if path is None:
+        return None
+    shipped = path.parent / "tags" / path.name
+    return shipped if shipped.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------------- serve
+
+
+def serve_command(
+    spec: SpecArg,
+    endpoint: EndpointOpt = "opc.tcp://127.0.0.1:4840",
+    speed: SpeedOpt = "60",
+    seed: SeedOpt = 1,
+    horizon: HorizonOpt = None,
+    set_: SetOpt = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Wait for the Start method before running.")] = False,
+    publish_interval: Annotated[float, typer.Option(help="Seconds between published updates.")] = 0.1,
+    pki: PkiOpt = None,
+    users: UsersOpt = None,
+    security: SecurityOpt = "sign,sign-encrypt",
+    allow_anonymous: AnonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states."""
+    from connectors.opcua.pacing import parse_speed
+    from connectors.opcua.server import TwinServer
+    from twin.models import load_spec
+
+    _logging(verbose)
+    line = load_spec(spec, set_ or ())
+    options = _server_options(endpoint, pki, users, security, allow_anonymous, "serve")
+    pace = parse_speed(speed)
+    hours = _hours(horizon, "--horizon", line.time_unit)
+
+    async def main(stop: asyncio.Event) -> None:
+        server = TwinServer(
+            line,
+            options,
+            speed=pace,
+            seed=seed,
+            horizon=hours,
+            paused=paused,
+            publish_interval=publish_interval,
+            overrides=tuple(set_ or ()),
+        )
+        await server.start()
+        print(f"serving {line.name} on {endpoint} (namespace {server.namespace_uri})", file=sys.stderr, flush=True)
+        try:
+            await server.run(stop)
+        finally:
+            await server.stop()
+
+    run_until_signal(main)
+
+
+# ---------------------------------------------------------------------------------------------------- emulate
+
+
+def emulate_command(
+    spec: SpecArg,
+    endpoint: EndpointOpt = "opc.tcp://127.0.0.1:4841",
+    tag_map: Annotated[
+        Path | None, typer.Option("--map", help="Tag layout to serve (default: the built-in layout).")
+    ] = None,
+    speed: SpeedOpt = "1",
+    seed: SeedOpt = 1,
+    horizon: HorizonOpt = None,
+    set_: SetOpt = None,
+    paused: Annotated[bool, typer.Option("--paused", help="Wait for PLC.Start before running.")] = False,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Resume file: a restarted emulator goes on where it stopped.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the emulator's own run (a run folder) when it ends.")
+    ] = None,
+    write_map: Annotated[
+        Path | None, typer.Option("--write-map", help="Write the default tag map of SPEC and exit.")
+    ] = None,
+    bench_tags: Annotated[int, typer.Option(help="Extra BENCH_nnnn counters for load tests.")] = 0,
+    bench_rate: Annotated[float, typer.Option(help="Changes per second of each bench counter.")] = 10.0,
+    pki: PkiOpt = None,
+    users: UsersOpt = None,
+    security: SecurityOpt = "sign,sign-encrypt",
+    allow_anonymous: AnonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Play a plant: an OPC-UA server with PLC-style tags driven by a SimPy run of SPEC."""
+    from connectors.opcua.emulator import PlantEmulator
+    from connectors.opcua.pacing import parse_speed
+    from connectors.opcua.tagmap import default_tag_map, dump_tag_map, load_tag_map, parse_tag_map
+    from twin.models import load_spec
+
+    _logging(verbose)
+    line = load_spec(spec, set_ or ())
+    if write_map is not None:
+        header = (
+            f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
+            f"Regenerate with: twin emulate {spec} --write-map {write_map}"
+        )
+        write_map.write_text(dump_tag_map(default_tag_map(line), header), encoding="utf-8")
+        typer.echo(f"tag map written to {write_map}")
+        return
+    if out is not None and out.exists():
+        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    if bench_tags < 0 or not bench_rate > 0:
+        raise InputError("--bench-tags must be >= 0 and --bench-rate positive")
+    tags = load_tag_map(tag_map, line) if tag_map else parse_tag_map(default_tag_map(line), "<default layout>", line)
+    options = _server_options(endpoint, pki, users, security, allow_anonymous, "emulate")
+    pace = parse_speed(speed)
+    hours = _hours(horizon, "--horizon", line.time_unit)
+
+    async def main(stop: asyncio.Event) -> None:
+        emu = PlantEmulator(
+            line,
+            tags,
+            options,
+            speed=pace,
+            seed=seed,
+            horizon=hours,
+            paused=paused,
+            state_file=state,
+            out=out,
+            bench_tags=bench_tags,
+            bench_rate=bench_rate,
+        )
+        await emu.start()
+        print(f"emulating {line.name} on {endpoint} (namespace {tags.namespace})", file=sys.stderr, flush=True)
+        try:
+            await emu.run(stop)
+        finally:
+            await emu.stop()
+
+    run_until_signal(main)
+
+
+# ---------------------------------------------------------------------------------------------------- sync
+
+
+def sync_command(
+    spec: SpecArg,
+    endpoint: EndpointOpt = "opc.tcp://127.0.0.1:4841",
+    tag_map: Annotated[
+        Path | None, typer.Option("--map", help="Tag map (default: the one shipped with a built-in model).")
+    ] = None,
+    historian: Annotated[Path, typer.Option("--historian", help="Historian file (SQLite).")] = Path("plant-history.db"),
+    retention: Annotated[str | None, typer.Option(help="Keep this much history, e.g. '90 d' (default: all).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Stop when the plant clock is this far past the start, e.g. '300 h'.")
+    ] = None,
+    warmup: Annotated[str | None, typer.Option(help="Start of the feed left out of KPIs.")] = None,
+    shadow: Annotated[
+        bool, typer.Option("--shadow", help="Run the twin alongside and show twin vs plant KPIs.")
+    ] = False,
+    seed: SeedOpt = 1,
+    set_: SetOpt = None,
+    kpi_every: Annotated[float, typer.Option(help="Seconds between KPI updates.")] = 5.0,
+    extra_tag: Annotated[
+        list[str] | None, typer.Option("--extra-tag", help="Another tag to keep in the historian. Repeatable.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the plant's event log and KPIs as a run folder at the end.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
+    pki: PkiOpt = None,
+    security: Annotated[str, typer.Option("--security", help="none, sign or sign-encrypt.")] = "sign-encrypt",
+    user: Annotated[str | None, typer.Option("--user", help="User name (password from --password-env).")] = None,
+    password_env: Annotated[str, typer.Option(help="Environment variable with the password.")] = "TWIN_OPCUA_PASSWORD",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Subscribe to a plant's tags: historian, the plant's event log and KPIs, shadow twin and drift."""
+    from connectors.opcua.security import MODES
+    from connectors.opcua.sync import PlantSync, SyncOptions
+    from connectors.opcua.tagmap import load_tag_map
+    from connectors.opcua.uabase import ClientOptions, check_endpoint
+    from twin.models import load_spec
+
+    _logging(verbose)
+    line = load_spec(spec, set_ or ())
+    map_path = tag_map or builtin_tag_map(spec)
+    if map_path is None:
+        raise InputError(f"--map: give the tag map of the plant ({spec!r} is not a built-in model with a shipped map)")
+    tags = load_tag_map(map_path, line)
+    check_endpoint(endpoint)
+    if security not in MODES:
+        raise InputError(f"--security {security!r}: expected one of {', '.join(MODES)}")
+    if out is not None and out.exists():
+        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    password = os.environ.get(password_env) if user else None
+    if user and password is None:
+        password = typer.prompt(f"password of {user}", hide_input=True) if sys.stdin.isatty() else ""
+    client = ClientOptions(
+        endpoint=endpoint,
+        pki=pki or Path.home() / ".twin" / "pki" / "sync",
+        security=security,
+        user=user,
+        password=password,
+    )
+
+    def report(snap: dict[str, Any]) -> None:
+        print(_snapshot_line(snap), file=sys.stderr, flush=True)
+
+    options = SyncOptions(
+        client=client,
+        historian=historian,
+        retention_hours=_hours(retention, "--retention"),
+        until=_hours(until, "--until", line.time_unit),
+        warmup=_hours(warmup, "--warmup", line.time_unit, zero=True) or 0.0,
+        shadow=shadow,
+        seed=seed,
+        kpi_every=kpi_every,
+        extra_tags=tuple(extra_tag or ()),
+        report=report,
+    )
+    sync = PlantSync(line, tags, options, str(map_path))
+    result = run_until_signal(sync.run)
+    if out is not None:
+        from twin.experiment import RunResult
+        from twin.runfolder import write_run
+
+        settings = {
+            "replications": 1,
+            "seed": None,
+            "horizon": result.decoded.log.meta.horizon,
+            "warmup": options.warmup,
+        }
+        write_run(RunResult(line, result.decoded.log, result.kpis, "plant", (), settings), out)
+    summary = {
+        "plant": result.kpis.summary,
+        "twin": result.twin_kpis.summary if result.twin_kpis else None,
+        "drift": result.drift,
+        "received": result.stats.received,
+        "acknowledged": result.acknowledged,
+        "duplicates": result.stats.duplicates,
+        "backfilled": result.stats.backfilled,
+        "reconnects": result.stats.reconnects,
+        "gaps": len(result.stats.gaps),
+        "bad_values": result.decoded.bad_values,
+        "missed": result.decoded.missed,
+    }
+    if as_json:
+        _emit_json(summary)
+        return
+    _print_report(summary)
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1%}" if pct else f"{v:.4g}"
+
+
+def _snapshot_line(snap: dict[str, Any]) -> str:
+    plant = snap.get("plant") or {}
+    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"))
+    oee = _fmt((plant.get("oee") or {}).get("mean"), True)
+    text = (
+        f"plant {snap['plant_hours']:.2f} h: throughput {throughput}/h, OEE {oee}; "
+        f"{snap['acknowledged']} values stored, {snap['bad_values']} bad, {snap['missed']} missed, {snap['state']}"
+    )
+    if snap.get("drift"):
+        t, o = snap["drift"]["throughput_per_hour"], snap["drift"]["oee"]
+        text += (
+            f" | twin throughput {_fmt(t['twin'])}/h (drift {_fmt(t['relative'], True)}), OEE {_fmt(o['twin'], True)}"
+        )
+    return text
+
+
+def _print_report(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from twin.cli.render import console
+
+    table = Table(title="Plant KPIs" + (" vs twin (shadow)" if summary["drift"] else ""))
+    for column in ("KPI", "plant", "twin", "drift"):
+        table.add_column(column)
+    if summary["drift"]:
+        for name, d in summary["drift"].items():
+            pct = "oee" in name or "utilization" in name or "availability" in name
+            table.add_row(name, _fmt(d["plant"], pct), _fmt(d["twin"], pct), _fmt(d["relative"], True))
+    else:
+        plant = summary["plant"]
+        for name in ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours"):
+            table.add_row(name, _fmt(plant[name]["mean"], name == "oee"), "-", "-")
+    out = console()
+    out.print(table)
+    out.print(
+        f"{summary['acknowledged']} values stored ({summary['duplicates']} repeats dropped), "
+        f"{summary['reconnects']} reconnects, {summary['gaps']} gaps "
+        f"({summary['backfilled']} values fetched from history), "
+        f"bad values {summary['bad_values'] or 0}, "
+        f"missed {summary['missed'] or 0}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- history
+
+
+def history_command(
+    historian: Annotated[Path, typer.Argument(help="Historian file written by `twin sync`.")],
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag to show (repeatable; default: all).")] = None,
+    start: Annotated[str | None, typer.Option(help="From this source time (ISO 8601, UTC unless it says).")] = None,
+    end: Annotated[str | None, typer.Option(help="Up to this source time.")] = None,
+    list_tags: Annotated[bool, typer.Option("--list", help="List the tags with their sample counts.")] = False,
+    gaps: Annotated[bool, typer.Option("--gaps", help="List the connection gaps.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Export to FILE.csv or FILE.parquet.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print (exports have no limit).")] = 50,
+) -> None:
+    """Query the historian by tag and time range; export CSV or Parquet."""
+    import pandas as pd
+
+    from connectors.opcua.historian import Historian
+
+    h = Historian(historian, readonly=True)
+    try:
+        start_t, end_t = (_timestamp(t, o) for t, o in ((start, "--start"), (end, "--end")))
+        if list_tags:
+            typer.echo(h.tags().to_string(index=False))
+            return
+        if gaps:
+            typer.echo(h.gaps().to_string(index=False))
+            return
+        if out is not None:
+            n = h.export(out, tag, start_t, end_t)
+            typer.echo(f"{n} samples written to {out}")
+            return
+        df = h.query(tag, start_t, end_t)
+        with pd.option_context("display.width", 200, "display.max_columns", 10):
+            typer.echo(df.tail(limit).to_string(index=False) if len(df) else "no samples")
+        if len(df) > limit:
+            typer.echo(f"... {len(df)} samples; the last {limit} shown (use --out to export them all)")
+    finally:
+        h.close()
+
+
+def _timestamp(text: str | None, option: str) -> Any:
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected an ISO 8601 time, e.g. 2025-03-01T08:00") from None
+
+
+# ---------------------------------------------------------------------------------------------------- opcua
+
+
+def user_add_command(
+    users: Annotated[Path, typer.Argument(help="Users file (created if missing).")],
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option(help="read-only or operator.")] = "read-only",
+    password_env: Annotated[
+        str, typer.Option(help="Take the password from this environment variable.")
+    ] = "TWIN_OPCUA_PASSWORD",
+) -> None:
+    """Add (or replace) a user with an scrypt-hashed password."""
+    from connectors.opcua.security import Users
+
+    password = os.environ.get(password_env)
+    if password is None:
+        if not sys.stdin.isatty():
+            raise InputError(f"no password: set {password_env} or run in a terminal")
+        password = typer.prompt(f"password of {name}", hide_input=True, confirmation_prompt=True)
+    Users.add(users, name, role, password)
+    typer.echo(f"{name} ({role}) saved in {users}")
+
+
+def trust_command(
+    pki: Annotated[Path, typer.Argument(help="PKI folder of the program that should trust the certificate.")],
+    certificate: Annotated[Path, typer.Argument(help="The peer's certificate (DER or PEM).")],
+) -> None:
+    """Put a peer certificate into a trust list."""
+    from connectors.opcua.security import Pki
+
+    typer.echo(f"trusted: {Pki(pki).trust(certificate)}")
+
+
+def cert_command(
+    pki: Annotated[Path, typer.Argument(help="PKI folder.")],
+    role: Annotated[str, typer.Option(help="serve, emulate or sync (names the application URI).")] = "sync",
+) -> None:
+    """Show (and create on first use) a program's certificate, to hand to its peers."""
+    import socket
+
+    from connectors.opcua.security import Pki, thumbprint
+
+    p = Pki(pki).ensure(f"urn:twin:{role}:{socket.gethostname()}", f"twin {role}", server=role != "sync")
+    _emit_json(
+        {
+            "certificate": str(p.cert_path),
+            "thumbprint": thumbprint(p.certificate()),
+            "application_uri": p.app_uri(),
+            "trusted": str(p.trusted),
+            "rejected": str(p.rejected),
+        }
+    )

@@ -1,0 +1,148 @@
+"""Helpers of the OPC-UA tests: real `twin` processes on loopback, free ports, a small line with every feature."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from connectors.opcua.uabase import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TWIN = str(Path(sys.executable).parent / "twin")
+
+LINE_YAML = """\
+name: mini
+time_unit: h
+horizon: 300 h
+warmup: 20 h
+products:
+  - {name: A, batch_size: 1000}
+  - {name: B, batch_size: 500}
+release:
+  mode: plan
+  repeat: true
+  plan: [{product: A, batches: 3}, {product: B, batches: 2}]
+stations:
+  - name: mix
+    process_time: {dist: exponential, mean: 1 h}
+    failures: {mtbf: {dist: exponential, mean: 20 h}, mttr: {dist: exponential, mean: 2 h}}
+    setup: {A->B: 2 h, B->A: 90 min}
+  - name: fill
+    units: 2
+    buffer: 1
+    process_time: {A: {dist: exponential, mean: 1.8 h}, B: 1.5 h}
+    failures: {mtbf: {dist: exponential, mean: 30 h}, mttr: {dist: exponential, mean: 1 h}, basis: calendar}
+  - name: pack
+    buffer: 0
+    process_time: {dist: uniform, low: 0.5 h, high: 1.2 h}
+"""
+"""A line with changeovers, operating and calendar failures, two parallel units, blocking and a campaign plan."""
+
+
+def endpoint() -> str:
+    return f"opc.tcp://127.0.0.1:{free_port()}"
+
+
+class TwinProcess:
+    """A `twin` command running in the background; its stderr goes to a file that tests can wait on."""
+
+    def __init__(self, args: list[str], cwd: Path, name: str, env: dict[str, str] | None = None):
+        self.log_path = cwd / f"{name}.log"
+        self.out_path = cwd / f"{name}.out"
+        self._log = open(self.log_path, "w")  # noqa: SIM115
+        self._out = open(self.out_path, "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [TWIN, *args],
+            cwd=cwd,
+            stdout=self._out,
+            stderr=self._log,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.log())
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                raise AssertionError(f"process ended ({self.proc.returncode}) before {pattern!r}:\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGINT (a clean shutdown) and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self.close()
+
+    def close(self) -> None:
+        self._log.close()
+        self._out.close()
+
+    def __enter__(self) -> TwinProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+
+
+def wait_until(check, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within {timeout} s")
+
+
+def call(
+    endpoint_: str,
+    namespace: str,
+    obj: str,
+    method: str,
+    *args: str,
+    user: str = "op",
+    password: str = "pw",
+    security: str = "none",
+    pki: Path | None = None,
+) -> object:
+    """Call a method with a fresh client (an operator by default)."""
+    import asyncio
+
+    from connectors.opcua.uabase import ClientOptions, connect, namespace_index
+
+    async def go() -> object:
+        client = await connect(
+            ClientOptions(endpoint_, pki=pki or Path("pki-caller"), security=security, user=user, password=password),
+            "caller",
+        )
+        try:
+            ns = await namespace_index(client, namespace)
+            return await client.get_node(f"ns={ns};s={obj}").call_method(f"{ns}:{method}", *args)
+        finally:
+            await client.disconnect()
+
+    return asyncio.run(go())
