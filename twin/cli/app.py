@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 
 from twin import __version__
-from twin.cli import forecast_commands
+from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
@@ -64,6 +64,7 @@ def build_app() -> typer.Typer:
     app.command("trace")(trace_command)
     app.command("version")(version_command)
     forecast_commands.register(app)
+    calibrate_commands.register(app)
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
     return app
