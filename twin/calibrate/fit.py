@@ -281,7 +281,7 @@ def fit_family(data: Durations, family: str) -> FamilyFit:
         for shift in (0.0, 0.7, -0.7):
             start = _start(family, x[: data.n][exact[: data.n]]) + shift * (np.arange(len(PARAMETERS[family])) == 1)
             result = optimize.minimize(objective, start, jac=True, method="BFGS", options={"gtol": 1e-9})
-            if best is None or result.fun < best.fun:
+            if best is None or (_converged(result), -result.fun) > (_converged(best), -best.fun):
                 best = result
             if _converged(result):
                 break
@@ -317,7 +317,7 @@ def fit_family(data: Durations, family: str) -> FamilyFit:
 
 def _converged(result: optimize.OptimizeResult) -> bool:
     """At a stationary point: BFGS says so, or stopped on rounding with a gradient that is nil anyway."""
-    return math.isfinite(result.fun) and (bool(result.success) or float(np.abs(result.jac).max()) < 1e-6)
+    return math.isfinite(result.fun) and (bool(result.success) or float(np.abs(result.jac).max()) < 1e-5)
 
 
 def _hessian(functions: _Compiled, theta: np.ndarray, xs: Any, ex: Any, ws: Any) -> np.ndarray:

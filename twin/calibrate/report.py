@@ -36,9 +36,9 @@ class ParameterResult:
     station: str | None
     status: str  # "changed" or "kept"
     reason: str  # why it was kept, or how the new value was chosen
-    code: str = ""  # changed, same (estimate = current), too_few, no_data, failed, unusable
     old: Any
     new: Any
+    code: str = ""  # changed, same (estimate = current), too_few, no_data, failed, unusable
     n: int = 0  # observations (batches for yields and rates of rejects)
     censored: int = 0
     method: str = ""
