@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from twin import __version__
-from twin.cli import forecast_commands
+from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
@@ -66,6 +66,7 @@ def build_app() -> typer.Typer:
     app.command("version")(version_command)
     forecast_commands.register(app)
     import_module("twin.cli.store_commands").register(app)  # runs, sweep; imported here as it imports this module
+    calibrate_commands.register(app)
     for entry in entry_points(group="twin.commands"):
         entry.load()(app)
     return app
