@@ -70,6 +70,7 @@ class Snapshot(_Model):
     batches: dict[int, BatchState] = Field(default_factory=dict, description="Every batch above.")
     released: int = Field(0, description="Batches released since the start (position in the plan).")
     next_batch: int = Field(0, description="First free batch id.")
+    labels: dict[int, str] = Field(default_factory=dict, description="The plant's own ids of the batches (plant logs).")
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON, atomically."""
@@ -180,7 +181,14 @@ def snapshot_from_log(log: EventLog, at: float, replication: int = 0, source: st
         batches=_batch_states(table, live, meta),
         released=int((table["event"] == "release").sum()),
         next_batch=int(table["batch"].max()) + 1 if (table["batch"] >= 0).any() else 0,
+        labels=_labels(meta, live),
     )
+
+
+def _labels(meta: LogMeta, batches: set[int]) -> dict[int, str]:
+    """The plant's ids of ``batches``, where the log came from a plant (its ``plant_batches``)."""
+    plant = meta.extra.get("plant_batches") or []
+    return {b: str(plant[b]) for b in sorted(batches) if 0 <= b < len(plant)}
 
 
 def _unit_states(

@@ -274,6 +274,10 @@ def sync_command(
     shadow: Annotated[
         bool, typer.Option("--shadow", help="Run the twin alongside and show twin vs plant KPIs.")
     ] = False,
+    forecast_every: Annotated[
+        str | None, typer.Option(help="With --shadow: forecast from the plant's state this often, e.g. '8 h'.")
+    ] = None,
+    forecast_horizon: Annotated[str, typer.Option(help="How far each forecast looks ahead.")] = "24 h",
     seed: SeedOpt = 1,
     set_: SetOpt = None,
     kpi_every: Annotated[float, typer.Option(help="Seconds between KPI updates.")] = 5.0,
@@ -308,6 +312,8 @@ def sync_command(
         raise InputError(f"--security {security!r}: expected one of {', '.join(MODES)}")
     if out is not None and out.exists():
         raise InputError(f"{out}: already exists; choose another --out or remove it")
+    if forecast_every is not None and not shadow:
+        raise InputError("--forecast-every: forecasts are made in shadow mode; add --shadow")
     password = os.environ.get(password_env) if user else None
     if user and password is None:
         password = typer.prompt(f"password of {user}", hide_input=True) if sys.stdin.isatty() else ""
@@ -331,6 +337,8 @@ def sync_command(
         shadow=shadow,
         seed=seed,
         kpi_every=kpi_every,
+        forecast_every=_hours(forecast_every, "--forecast-every", line.time_unit),
+        forecast_horizon=_hours(forecast_horizon, "--forecast-horizon", line.time_unit) or 24.0,
         extra_tags=tuple(extra_tag or ()),
         report=report,
     )
@@ -359,6 +367,7 @@ def sync_command(
         "gaps": len(result.stats.gaps),
         "bad_values": result.decoded.bad_values,
         "missed": result.decoded.missed,
+        "forecasts": result.forecasts,
     }
     if as_json:
         _emit_json(summary)
@@ -413,6 +422,14 @@ def _print_report(summary: dict[str, Any]) -> None:
         f"bad values {summary['bad_values'] or 0}, "
         f"missed {summary['missed'] or 0}"
     )
+    fc = summary.get("forecasts")
+    if fc:
+        out.print(
+            f"shadow forecasts: {fc['made']} made, {fc['forecasts']} scored; batch completion error "
+            f"{_fmt(fc['mean_abs_error_h'])} h on average (bias {_fmt(fc['bias_h'])} h), 90% intervals covered "
+            f"{_fmt(fc['batch_coverage'], True)} of {fc['batches_scored']} batches and "
+            f"{_fmt(fc['completed_coverage'], True)} of the batch counts"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- history

@@ -58,6 +58,9 @@ CREATE INDEX IF NOT EXISTS samples_time ON samples(source_us);
 CREATE TABLE IF NOT EXISTS gaps (id INTEGER PRIMARY KEY, start_us INTEGER, end_us INTEGER, reason TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS kpis (received_us INTEGER PRIMARY KEY, plant_hours REAL, data TEXT);
+CREATE TABLE IF NOT EXISTS forecasts (
+    id INTEGER PRIMARY KEY, made_us INTEGER, at_hours REAL, horizon REAL, predicted TEXT, score TEXT
+);
 """
 
 
@@ -257,6 +260,36 @@ class Historian:
                 "time": _times(df["received_us"]),
                 "plant_hours": df["plant_hours"],
                 "kpis": [json.loads(d) for d in df["data"]],
+            }
+        )
+
+    def add_forecast(self, at_hours: float, horizon: float, predicted: dict[str, Any]) -> int:
+        """Keep a forecast made at plant time ``at_hours`` (shadow mode); its id."""
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO forecasts(made_us, at_hours, horizon, predicted) VALUES (?, ?, ?, ?)",
+                (to_us(time.time()), at_hours, horizon, json.dumps(predicted)),
+            )
+        return int(cur.lastrowid or 0)
+
+    def set_forecast_score(self, forecast_id: int, score: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute("UPDATE forecasts SET score = ? WHERE id = ?", (json.dumps(score), forecast_id))
+
+    def forecasts(self) -> pd.DataFrame:
+        """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due)."""
+        try:
+            df = pd.read_sql_query("SELECT * FROM forecasts ORDER BY id", self.db)
+        except pd.errors.DatabaseError:  # a historian from before forecasts were kept
+            df = pd.DataFrame(columns=["id", "made_us", "at_hours", "horizon", "predicted", "score"])
+        return pd.DataFrame(
+            {
+                "id": df["id"].astype(int),
+                "made": _times(df["made_us"]),
+                "at_hours": df["at_hours"].astype(float),
+                "horizon": df["horizon"].astype(float),
+                "predicted": [json.loads(p) for p in df["predicted"]],
+                "score": [json.loads(x) if isinstance(x, str) else None for x in df["score"]],
             }
         )
 

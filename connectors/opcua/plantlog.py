@@ -234,9 +234,20 @@ def plant_event_log(
         seed=None,
         spec_hash=spec.spec_hash,
         source="plant",
-        extra={"origin_us": origin_us, "bad_values": dict(bad), "missed": dict(missed), **(extra or {})},
+        extra={
+            "origin_us": origin_us,
+            "bad_values": dict(bad),
+            "missed": dict(missed),
+            "plant_batches": [_plain(plant_id) for plant_id in batch_ids],  # the plant's id of batch 0, 1, ...
+            **(extra or {}),
+        },
     )
     return Decoded(EventLog(normalize_table(table, meta), meta), dict(bad), dict(missed))
+
+
+def _plain(value: Any) -> Any:
+    """A plant id as a plain JSON value."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _columns(series: _Series | None) -> tuple[list[float], list[Any]]:

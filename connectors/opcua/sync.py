@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,12 +35,14 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.common.subscription import Subscription
 
+from connectors.opcua.forecasting import accuracy, make_forecast, score_forecast
 from connectors.opcua.historian import Historian, HistorianWriter, to_us
 from connectors.opcua.plantlog import Decoded, plant_event_log
 from connectors.opcua.shadow import Shadow, drift
-from connectors.opcua.tagmap import TagMap
+from connectors.opcua.tagmap import TagMap, tag_map_text
 from connectors.opcua.uabase import ClientOptions, connect, namespace_index
 from twin.errors import InputError, Problem, SpecError
+from twin.eventlog import EventLog
 from twin.kpis.report import KpiReport, compute_kpis
 from twin.spec.model import LineSpec
 
@@ -76,6 +79,9 @@ class SyncOptions:
     extra_tags: tuple[str, ...] = ()  # more tags to keep in the historian (no meaning for the event log)
     report: Any = None  # called with each KPI snapshot (the CLI prints it)
     measure_latency: bool = False  # keep commit time - source time of every value (benchmarks)
+    forecast_every: float | None = None  # shadow mode: plant hours between forecasts (None: none)
+    forecast_horizon: float = 24.0  # hours each forecast looks ahead
+    forecast_replications: int = 30
 
 
 @dataclass
@@ -95,6 +101,7 @@ class SyncResult:
     drift: dict[str, Any] | None
     stats: SyncStats
     acknowledged: int
+    forecasts: dict[str, Any] | None = None  # accuracy of the shadow twin's forecasts (``forecasting.accuracy``)
 
 
 class Feed(Subscription):
@@ -333,6 +340,8 @@ class PlantSync:
                 namespace=self.tags.namespace,
                 state="connected",
                 warmup=opts.warmup,
+                spec=self.spec.to_data(),  # the historian describes itself: calibrate and snapshot read it alone
+                tag_map=tag_map_text(self.tags),
             )
             if since:  # the time it was away is a gap (filled from the server's history where it has one)
                 self._gap(since, latest, "sync restarted")
@@ -447,18 +456,62 @@ class PlantSync:
             "reconnects": self.stats.reconnects,
             "state": self.state,
         }
+        if self.shadow is not None and self.options.forecast_every:
+            snap["forecasts"] = self._forecasts(decoded.log, decoded.log.meta.horizon)
         if decoded.bad_values:
             log.warning("bad values so far: %s", decoded.bad_values)
         return snap
 
+    def _forecasts(self, plant_log: EventLog, hours: float) -> dict[str, Any]:
+        """Score the forecasts whose horizon has passed; make those now due.
+
+        Forecasts are made at whole multiples of ``forecast_every`` of plant time (past the warm-up),
+        each from the plant's state at that time, however fast the plant's clock runs against the wall."""
+        reader = Historian(self.options.historian, readonly=True)
+        try:
+            stored = reader.forecasts()
+        finally:
+            reader.close()
+        opts = self.options
+        every = opts.forecast_every or 0.0
+        scores = [s for s in stored["score"] if s]
+        due = stored[stored["score"].isna() & (stored["at_hours"] + stored["horizon"] <= hours + 1e-9)]
+        new_scores = [(int(i), score_forecast(p, plant_log)) for i, p in zip(due["id"], due["predicted"], strict=True)]
+        scores += [score for _, score in new_scores]
+        last = float(stored["at_hours"].max()) if len(stored) else None
+        k = max(1, math.ceil(opts.warmup / every - 1e-9)) if last is None else round(last / every) + 1
+        new = []
+        while k * every <= hours + 1e-9:
+            made = make_forecast(
+                self.spec, plant_log, k * every, opts.forecast_horizon, opts.forecast_replications, opts.seed
+            )
+            score = score_forecast(made, plant_log) if made["at"] + made["horizon"] <= hours + 1e-9 else None
+            new.append((made, score))
+            scores += [score] if score else []
+            k += 1
+        return {"new": new, "scores": new_scores, "accuracy": accuracy(scores), "made": len(stored) + len(new)}
+
     def _store(self, snap: dict[str, Any]) -> None:
         """Keep a snapshot in the historian (for the dashboard) and report it."""
         db = self.writer.historian
+        forecasts = snap.pop("forecasts", None)
+        if forecasts is not None:
+            self._keep_forecasts(db, forecasts)
+            snap["forecasts"] = {"made": forecasts["made"], **forecasts["accuracy"]}
         db.add_kpis(snap["plant_hours"], snap)
         db.set_meta(plant_us=self.plant_us, state=self.state, updated=datetime.now().isoformat(timespec="seconds"))
         self.last_snapshot = snap
         if self.options.report is not None:
             self.options.report(snap)
+
+    @staticmethod
+    def _keep_forecasts(db: Historian, forecasts: dict[str, Any]) -> None:
+        for forecast_id, score in forecasts["scores"]:
+            db.set_forecast_score(forecast_id, score)
+        for made, score in forecasts["new"]:
+            forecast_id = db.add_forecast(made["at"], made["horizon"], made)
+            if score is not None:
+                db.set_forecast_score(forecast_id, score)
 
     def _finish(self) -> SyncResult:
         h = Historian(self.options.historian)
@@ -477,7 +530,16 @@ class PlantSync:
         if self.shadow is not None:
             twin = compute_kpis(self.shadow.log_until(decoded.log.meta.horizon))
             drift_ = drift(kpis.summary, twin.summary)
-        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged)
+        scored = None
+        if self.shadow is not None and self.options.forecast_every:
+            forecasts = self._forecasts(decoded.log, decoded.log.meta.horizon)
+            h = Historian(self.options.historian)
+            try:
+                self._keep_forecasts(h, forecasts)
+            finally:
+                h.close()
+            scored = {"made": forecasts["made"], **forecasts["accuracy"]}
+        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored)
 
 
 def on_lost_factory(event: asyncio.Event) -> Any:

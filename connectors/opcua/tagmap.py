@@ -280,3 +280,8 @@ def dump_tag_map(data: dict[str, Any], header: str = "") -> str:
         for unit in units:
             lines.append("    - " + yaml.safe_dump(unit, default_flow_style=True, sort_keys=False, width=400).strip())
     return "\n".join(lines) + "\n"
+
+
+def tag_map_text(tags: TagMap) -> str:
+    """YAML text of a map (state codes keep their types); ``parse_tag_map(yaml.safe_load(text), ...)`` reads it."""
+    return dump_tag_map(tags.model_dump(mode="python", exclude_none=True))

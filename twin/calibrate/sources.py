@@ -67,6 +67,8 @@ def read_source(source: str, plugins: Mapping[str, LogSource] | None = None) -> 
         what = f"a run folder (no {EVENTS_FILE} in it), an events.parquet file"
     elif not path.exists() and not plugins:
         raise InputError(f"{source}: no such file or folder")
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder")
     if not plugins:
         raise InputError(f"{source}: not {what}, and no log-source plug-in ({LOG_SOURCES_GROUP}) is installed")
     raise InputError(f"{source}: not {what} or a source a log-source plug-in reads ({'; '.join(reasons)})")

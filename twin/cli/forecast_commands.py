@@ -1,6 +1,7 @@
 """`twin snapshot` and `twin forecast`: a line's state now, and what comes next.
 
     twin snapshot runs/base --at 700h --out state.json
+    twin snapshot plant-history.db --out state.json          # where the historian ends (OPC-UA plug-in)
     twin snapshot --from-live opc.tcp://127.0.0.1:4840 --map tags.yaml --spec osd-tablet --out state.json
     twin forecast osd-tablet --state state.json --horizon 24h -r 50
 
@@ -26,32 +27,46 @@ def register(app: typer.Typer) -> None:
 
 
 def snapshot_command(
-    run_dir: Annotated[Path | None, typer.Argument(help="A run folder to take the state of.")] = None,
-    at: Annotated[str | None, typer.Option(help="Time of the run to take, e.g. '700 h' or '4 w'.")] = None,
+    source: Annotated[
+        str | None, typer.Argument(help="A run folder, an events.parquet, or a plant historian (with its plug-in).")
+    ] = None,
+    at: Annotated[str | None, typer.Option(help="Time to take, e.g. '700 h' or '4 w' (default: the end).")] = None,
     replication: Annotated[int, typer.Option(help="Replication of the run.")] = 0,
     from_live: Annotated[str | None, typer.Option("--from-live", help="OPC-UA endpoint of a live plant.")] = None,
     tag_map: Annotated[Path | None, typer.Option("--map", help="Tag map of the live plant.")] = None,
     spec: Annotated[str | None, typer.Option(help="The line's spec (for --from-live).")] = None,
+    security: Annotated[str, typer.Option(help="--from-live: none, sign or sign-encrypt.")] = "sign-encrypt",
+    user: Annotated[str | None, typer.Option(help="--from-live: user name (password from --password-env).")] = None,
+    password_env: Annotated[str, typer.Option(help="Environment variable with the password.")] = "TWIN_OPCUA_PASSWORD",
     out: Annotated[Path, typer.Option("--out", help="Where to write the snapshot (JSON).")] = Path("snapshot.json"),
 ) -> None:
     """Take a line's state (units, batches in process and their elapsed time, buffers, quarantine)."""
+    from twin.calibrate.sources import read_source
     from twin.models import load_spec
-    from twin.runfolder import read_log
     from twin.snapshot import snapshot_from_log
 
     if from_live is not None:
         if tag_map is None or spec is None:
             raise InputError("--from-live needs --map TAGS.yaml and --spec SPEC")
+        if source is not None or at is not None:
+            raise InputError("--from-live takes the plant's state now: give no SOURCE and no --at")
         sources = {e.name: e for e in entry_points(group="twin.snapshot_sources")}
         if "live" not in sources:
             raise InputError("no live snapshot source is installed (the OPC-UA connector provides it)")
-        snapshot = sources["live"].load()(load_spec(spec), from_live, tag_map)
+        connection = {"security": security, "user": user, "password_env": password_env}
+        snapshot = sources["live"].load()(load_spec(spec), from_live, tag_map, **connection)
     else:
-        if run_dir is None or at is None:
-            raise InputError("give a run folder and --at T, or --from-live URL --map TAGS.yaml --spec SPEC")
-        log = read_log(run_dir)
-        time = hours_option(at, "h", "--at", allow_zero=True)
-        snapshot = snapshot_from_log(log, time, replication, source=f"run {run_dir}")
+        if source is None:
+            raise InputError(
+                "give a run folder (or event log, or historian), or --from-live URL --map TAGS.yaml --spec SPEC"
+            )
+        log, label = read_source(source)
+        time = log.meta.horizon if at is None else hours_option(at, "h", "--at", allow_zero=True)
+        if not 0 <= time <= log.meta.horizon:
+            raise InputError(f"--at {at}: outside the log ({label} covers 0 to {log.meta.horizon:g} h)")
+        if not 0 <= replication < log.meta.replications:
+            raise InputError(f"--replication {replication}: {label} has {log.meta.replications} replication(s)")
+        snapshot = snapshot_from_log(log, time, replication, source=label)
     snapshot.save(out)
     busy = sum(1 for u in snapshot.units if u.batch >= 0)
     waiting = sum(len(b) for b in snapshot.buffers.values())

@@ -1,0 +1,176 @@
+"""Close the loop on loopback: emulator -> sync -> historian -> calibrate -> snapshot -> forecast, and scored forecasts.
+
+Real `twin` processes: a plant emulated over OPC-UA, the sync writing the historian in shadow mode
+with forecasts, then calibration from the historian, snapshots from the historian and from the
+live server, and a forecast from the plant's state.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from opcua_helpers import LINE_YAML, TWIN, TwinProcess, call, endpoint
+
+from connectors.opcua.forecasting import score_forecast
+from connectors.opcua.historian import Historian
+from connectors.opcua.logsource import historian_decoded, historian_log, historian_spec
+from connectors.opcua.security import Users
+from connectors.opcua.tagmap import default_tag_map, dump_tag_map
+from twin.snapshot import Snapshot
+from twin.spec.loader import spec_from_data
+
+
+def twin(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [TWIN, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 600-hour emulated plant followed by a shadow sync that forecasts every 40 h, 24 h ahead."""
+    root = tmp_path_factory.mktemp("loop")
+    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
+    Users.add(root / "users.yaml", "op", "operator", "pw")
+    ep = endpoint()
+    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none"]
+    emulate += [
+        "--allow-anonymous",
+        "--users",
+        "users.yaml",
+        "--seed",
+        "5",
+        "--speed",
+        "max",
+        "--paused",
+        "--pki",
+        "pki-emu",
+    ]
+    with TwinProcess(emulate, root, "emu") as emu:
+        emu.wait_for("emulating mini")
+        sync_args = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none"]
+        sync_args += ["--pki", "pki-sync", "--historian", "h.db", "--until", "600 h", "--warmup", "20 h"]
+        sync_args += ["--shadow", "--seed", "5", "--forecast-every", "40 h", "--forecast-horizon", "24 h"]
+        sync_args += ["--kpi-every", "0.5", "--json"]
+        with TwinProcess(sync_args, root, "sync") as feed:
+            feed.wait_for("subscribed to")
+            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
+            assert feed.proc.wait(300) == 0, feed.log()
+            report = json.loads(feed.stdout())
+        # the emulator is still serving: its tags hold the plant's state where the sync stopped, or later
+        call(ep, "urn:twin:plc:mini", "PLC", "Pause", pki=root / "pki-caller")
+        live = twin(
+            "snapshot", "--from-live", ep, "--map", "map.yaml", "--spec", "line.yaml", "--security", "none",
+            "--out", "live.json", cwd=root,
+        )  # fmt: skip
+    return {"root": root, "report": report, "live": live, "spec": spec}
+
+
+def test_the_historian_reads_alone_as_the_plants_event_log(loop):
+    root = loop["root"]
+    assert historian_spec(root / "h.db").name == "mini"
+    log = historian_log(str(root / "h.db"))
+    assert log is not None and log.meta.source == "plant" and log.meta.horizon >= 600 - 1e-6
+    assert (log.table["event"] == "finish").sum() > 300
+    assert historian_log(str(root / "line.yaml")) is None  # not a historian: another source's business
+
+
+def test_calibration_from_the_historian_recovers_the_plants_values(loop):
+    root = loop["root"]
+    wrong = LINE_YAML.replace(
+        "process_time: {dist: exponential, mean: 1 h}", "process_time: {dist: exponential, mean: 3 h}"
+    )
+    wrong = wrong.replace("mttr: {dist: exponential, mean: 2 h}", "mttr: {dist: exponential, mean: 6 h}")
+    (root / "wrong.yaml").write_text(wrong)
+    done = twin("calibrate", "wrong.yaml", "--from", "h.db", "--out", "calibrated.yaml", "-r", "2", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    by_path = {p["path"]: p for p in report["parameters"]}
+    mix = by_path["stations.mix.process_time"]  # the plant's mean is 1 h; the spec said 3 h
+    assert mix["status"] == "changed" and 0.85 < mix["mean_hours"]["value"] < 1.15
+    assert mix["mean_hours"]["low"] < mix["mean_hours"]["value"] < mix["mean_hours"]["high"] < 1.5
+    repair = by_path["stations.mix.failures.mttr"]  # 2 h in the plant, 6 h in the spec; about 30 repairs seen
+    assert repair["status"] == "changed" and 1.2 < repair["mean_hours"]["value"] < 3.0 and repair["n"] >= 20
+    # (that the intervals cover the true values at their stated rate is tested over many seeds in test_calibrate_recovery)
+    calibrated = spec_from_data(yaml.safe_load((root / "calibrated.yaml").read_text()), "calibrated.yaml")
+    assert abs(calibrated.station("mix").process_time_for("A").mean_hours("h") - mix["mean_hours"]["value"]) < 1e-3
+    loop["calibrated"] = root / "calibrated.yaml"
+
+
+def test_a_forecast_from_the_historians_state_and_from_the_live_plant(loop):
+    root = loop["root"]
+    taken = twin("snapshot", "h.db", "--out", "state.json", cwd=root)
+    assert taken.returncode == 0, taken.stderr
+    state = Snapshot.load(root / "state.json")
+    assert state.line == "mini" and abs(state.time - historian_decoded(root / "h.db").log.meta.horizon) < 1e-9
+    assert state.labels and all(b in state.labels for b in {u.batch for u in state.units if u.batch >= 0})
+
+    assert loop["live"].returncode == 0, loop["live"].stderr
+    live = Snapshot.load(root / "live.json")
+    assert live.line == "mini" and live.time >= state.time - 1e-9 and live.source.startswith("live ")
+    assert {u.state for u in live.units} <= {"processing", "setup", "down", "starved", "blocked", "idle"}
+
+    spec_file = "calibrated.yaml" if (root / "calibrated.yaml").exists() else "line.yaml"
+    fc = twin("forecast", spec_file, "--state", "state.json", "--horizon", "24h", "-r", "20", "--json", cwd=root)
+    assert fc.returncode == 0, fc.stderr
+    result = json.loads(fc.stdout)
+    completed = result["totals"]["completed"]
+    assert result["from"] == state.time and 5 <= completed["mean"] <= 40 and completed["p5"] <= completed["p95"]
+
+
+def test_shadow_forecasts_are_recorded_and_scored_against_what_the_plant_did(loop):
+    root, report = loop["root"], loop["report"]
+    h = Historian(root / "h.db", readonly=True)
+    try:
+        forecasts = h.forecasts()
+    finally:
+        h.close()
+    assert len(forecasts) >= 10 and report["forecasts"]["made"] == len(forecasts)
+    scored = forecasts[forecasts["score"].notna()]
+    assert len(scored) >= len(forecasts) - 1 and report["forecasts"]["forecasts"] == len(scored)
+    plant_log = historian_decoded(root / "h.db").log
+    for predicted, score in zip(scored["predicted"], scored["score"], strict=True):
+        assert score == score_forecast(predicted, plant_log)  # the same score from the historian alone
+    fc = report["forecasts"]
+    assert fc["batches_scored"] >= 20
+    # a twin that is the plant's own model: its 90% intervals cover most of what happened, its errors are hours
+    assert fc["batch_coverage"] >= 0.7 and fc["completed_coverage"] >= 0.7 and fc["mean_abs_error_h"] < 6
+
+
+def test_bad_input_exits_2_with_one_line(loop, tmp_path):
+    root = loop["root"]
+    cases = [
+        (("snapshot", "h.db", "--at", "5000 h"), "outside the log"),
+        (("forecast", "line.yaml", "--state", "state.json", "--horizon", "0 h"), "--horizon"),
+        (("calibrate", "line.yaml", "--from", str(tmp_path / "nothing.db")), "no such file"),
+    ]
+    other = LINE_YAML.replace("name: mini", "name: other")
+    (root / "other.yaml").write_text(other)
+    cases.append((("forecast", "other.yaml", "--state", "state.json", "--horizon", "24h"), "a snapshot of line 'mini'"))
+    for args, message in cases:
+        done = twin(*args, cwd=root)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_a_historian_without_the_needed_tags_is_refused(loop, tmp_path):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "partial.db"
+    shutil.copy(loop["root"] / "h.db", copy)
+    db = sqlite3.connect(copy)
+    with db:
+        db.execute("DELETE FROM samples WHERE tag IN (SELECT id FROM tags WHERE name LIKE 'MIX_U1_%')")
+    db.close()
+    done = twin("calibrate", str(loop["root"] / "line.yaml"), "--from", str(copy), cwd=tmp_path)
+    assert done.returncode == 2 and "MIX_U1_STATE" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
