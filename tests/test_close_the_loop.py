@@ -90,15 +90,18 @@ def test_calibration_from_the_historian_recovers_the_plants_values(loop):
     )
     wrong = wrong.replace("mttr: {dist: exponential, mean: 2 h}", "mttr: {dist: exponential, mean: 6 h}")
     (root / "wrong.yaml").write_text(wrong)
-    done = twin("calibrate", "wrong.yaml", "--from", "h.db", "--out", "calibrated.yaml", "-r", "2", "--json", cwd=root)
+    done = twin(
+        "calibrate", "wrong.yaml", "--from", "h.db", "--to-time", "600 h", "--out", "calibrated.yaml", "-r", "2", "--json",
+        cwd=root,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     by_path = {p["path"]: p for p in report["parameters"]}
     mix = by_path["stations.mix.process_time"]  # the plant's mean is 1 h; the spec said 3 h
     assert mix["status"] == "changed" and 0.85 < mix["mean_hours"]["value"] < 1.15
     assert mix["mean_hours"]["low"] < mix["mean_hours"]["value"] < mix["mean_hours"]["high"] < 1.5
-    repair = by_path["stations.mix.failures.mttr"]  # 2 h in the plant, 6 h in the spec; about 30 repairs seen
-    assert repair["status"] == "changed" and 1.2 < repair["mean_hours"]["value"] < 3.0 and repair["n"] >= 20
+    repair = by_path["stations.mix.failures.mttr"]  # 2 h in the plant, 6 h in the spec; 16 repairs seen
+    assert repair["status"] == "changed" and 1.2 < repair["mean_hours"]["value"] < 3.0 and repair["n"] >= 12
     # (that the intervals cover the true values at their stated rate is tested over many seeds in test_calibrate_recovery)
     calibrated = spec_from_data(yaml.safe_load((root / "calibrated.yaml").read_text()), "calibrated.yaml")
     assert abs(calibrated.station("mix").process_time_for("A").mean_hours("h") - mix["mean_hours"]["value"]) < 1e-3
@@ -107,15 +110,19 @@ def test_calibration_from_the_historian_recovers_the_plants_values(loop):
 
 def test_a_forecast_from_the_historians_state_and_from_the_live_plant(loop):
     root = loop["root"]
-    taken = twin("snapshot", "h.db", "--out", "state.json", cwd=root)
+    at_end = twin("snapshot", "h.db", "--out", "end.json", cwd=root)  # where the historian ends
+    assert at_end.returncode == 0, at_end.stderr
+    end = Snapshot.load(root / "end.json")
+    assert end.line == "mini" and abs(end.time - historian_decoded(root / "h.db").log.meta.horizon) < 1e-9
+    taken = twin("snapshot", "h.db", "--at", "600 h", "--out", "state.json", cwd=root)  # where the sync stopped
     assert taken.returncode == 0, taken.stderr
     state = Snapshot.load(root / "state.json")
-    assert state.line == "mini" and abs(state.time - historian_decoded(root / "h.db").log.meta.horizon) < 1e-9
+    assert state.time == 600.0
     assert state.labels and all(b in state.labels for b in {u.batch for u in state.units if u.batch >= 0})
 
     assert loop["live"].returncode == 0, loop["live"].stderr
     live = Snapshot.load(root / "live.json")
-    assert live.line == "mini" and live.time >= state.time - 1e-9 and live.source.startswith("live ")
+    assert live.line == "mini" and live.time >= end.time - 1e-9 and live.source.startswith("live ")
     assert {u.state for u in live.units} <= {"processing", "setup", "down", "starved", "blocked", "idle"}
 
     spec_file = "calibrated.yaml" if (root / "calibrated.yaml").exists() else "line.yaml"

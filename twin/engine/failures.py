@@ -52,9 +52,11 @@ class OperatingClock:
 class CalendarClock:
     """Failures on the wall clock; the next one comes a time-to-failure after the last repair."""
 
-    def __init__(self, rec: Recorder, ttf: Iterator[float], ttr: Iterator[float], k_fail: int, k_repair: int):
+    def __init__(
+        self, rec: Recorder, ttf: Iterator[float], ttr: Iterator[float], k_fail: int, k_repair: int, start: float = 0.0
+    ):
         self.rec, self.ttf, self.ttr, self.k_fail, self.k_repair = rec, ttf, ttr, k_fail, k_repair
-        self.next_failure = next(ttf)
+        self.next_failure = start + next(ttf)
 
     def work(self, start: float, duration: float, batch: int, k_resume: int) -> float:
         """When work of ``duration`` hours begun at ``start`` ends, repairs during it included."""

@@ -150,7 +150,7 @@ class Replication:
             last = station.index == len(stations) - 1
             draws = _station_draws(line, station, seed, replication)
             for u in range(station.units):
-                clock = _clock(rec, station, u, seed, replication)
+                clock = _clock(rec, station, u, seed, replication, env.now)
                 if runtime is not None:
                     rules_unit = RulesUnit(runtime, station, u, draws[0], clock, starts.get((station.index, u)))
                     self.units.append(rules_unit)
@@ -266,9 +266,10 @@ def _station_draws(
 
 
 def _clock(
-    rec: Recorder, station: CompiledStation, u: int, seed: int, replication: int
+    rec: Recorder, station: CompiledStation, u: int, seed: int, replication: int, start: float = 0.0
 ) -> OperatingClock | CalendarClock | None:
-    """The failure clock of a unit, or None when its station does not fail."""
+    """The failure clock of a unit, or None when its station does not fail; calendar time counts from ``start``
+    (a run from a plant state starts its units' clocks there, as if each had just been repaired)."""
     if station.failures is None:
         return None
     f = station.failures
@@ -276,7 +277,9 @@ def _clock(
     ttr = block_draws(f.time_to_repair, stream_rng(seed, replication, station.name, f"ttr:{u}"))
     k_fail = rec.kind(station.index, u, "fail", "down")
     k_repair = rec.kind(station.index, u, "repair")
-    return (CalendarClock if f.calendar else OperatingClock)(rec, ttf, ttr, k_fail, k_repair)
+    if f.calendar:
+        return CalendarClock(rec, ttf, ttr, k_fail, k_repair, start)
+    return OperatingClock(rec, ttf, ttr, k_fail, k_repair)
 
 
 def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:
