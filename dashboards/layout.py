@@ -102,9 +102,10 @@ def loading(*children: Any, **kwargs: Any) -> dcc.Loading:
 
 def figure_style(fig: Any, height: int | None = None, **layout: Any) -> Any:
     """The common look of the dashboard's plotly figures."""
-    fig.update_layout(
-        template="plotly_white", font={"family": FONT, "size": 12, "color": "#243040"},
-        margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.15},
-        hoverlabel={"font": {"family": FONT}}, **({"height": height} if height else {}), **layout,
-    )  # fmt: skip
+    base = {"template": "plotly_white", "font": {"family": FONT, "size": 12, "color": "#243040"},
+            "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "legend": {"orientation": "h", "y": -0.15},
+            "hoverlabel": {"font": {"family": FONT}}}  # fmt: skip
+    if height:
+        base["height"] = height
+    fig.update_layout(**{**base, **layout})
     return fig

@@ -52,7 +52,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             ),
             dcc.Slider(id="overview-time", min=0, max=1, value=0, updatemode="mouseup", className="time-slider",
                        tooltip={"placement": "bottom", "always_visible": False}),  # fmt: skip
-            layout.loading(layout.graph("overview-flow", height=330)),
+            layout.loading(layout.graph("overview-flow", height=280)),
             layout.state_legend(list(STATES)),
             help="drag the slider to see each unit's state and the buffers at any time of the run",
         ),
@@ -90,8 +90,9 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
         if j > 0 or view.spec.release.mode == "interarrival":
             cap = caps.get(name)
             waiting = queue.get(name, 0)
-            text = f"{waiting}/{cap}" if cap is not None else f"{waiting}"
-            fig.add_annotation(x=x - pitch / 2, y=(top - 1) / 2, text=f"▶ {text}", showarrow=False,
+            places = "unlimited" if cap is None else f"{cap} places"
+            fig.add_annotation(x=x - pitch / 2, y=(top - 1) / 2, text=f"▶ {waiting}<br><sup>{places}</sup>",
+                               showarrow=False, hovertext=f"{waiting} batch(es) arrived at {name}, not started",
                                font={"size": 11, "color": "#33414e"}, bgcolor="#ffffff")  # fmt: skip
     if view.spec.qc is not None:
         x = len(stations) * pitch
@@ -102,7 +103,7 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
     fig.add_trace(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker={"size": 22, "color": colors, "opacity": 0},
                              hovertext=hover_text, hoverinfo="text", showlegend=False))  # fmt: skip
     last = (len(stations) - (0 if view.spec.qc is not None else 1)) * pitch
-    layout.figure_style(fig, height=330, shapes=shapes, showlegend=False, margin={"l": 5, "r": 5, "t": 10, "b": 5})
+    layout.figure_style(fig, height=280, shapes=shapes, showlegend=False, margin={"l": 5, "r": 5, "t": 10, "b": 5})
     fig.update_xaxes(visible=False, range=[-1.2, last + 1.2], fixedrange=True)
     fig.update_yaxes(visible=False, range=[-0.8, top + 0.4], fixedrange=True, scaleanchor=None)
     return fig
