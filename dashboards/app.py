@@ -62,10 +62,14 @@ def create_app(
     registered = load_pages(pages)
 
     app = dash.Dash(
-        "twin-dashboard", title="twin · line dashboard", assets_folder=str(ASSETS),
-        suppress_callback_exceptions=True, background_callback_manager=jobs, on_error=_show_error,
+        "twin-dashboard",
+        title="twin · line dashboard",
+        assets_folder=str(ASSETS),
+        suppress_callback_exceptions=True,
+        background_callback_manager=jobs,
+        on_error=_show_error,
         update_title=None,
-    )  # fmt: skip
+    )
     app.layout = layout.shell(registered, str(store.root))
     if users:
         from dashboards.auth import require_auth

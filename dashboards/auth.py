@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import re
+import secrets
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path

@@ -18,7 +18,9 @@ import typer
 
 from twin.errors import InputError
 
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Run store folder (default: $TWIN_STORE, else ./twin-runs).")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="Run store folder (default: $TWIN_STORE, else ./twin-runs).")
+]
 UsersOpt = Annotated[
     Path | None,
     typer.Option("--users", help="Users file (default: $TWIN_DASHBOARD_USERS, else ./twin-dashboard-users.json)."),

@@ -115,8 +115,9 @@ class RunView:
 
     def unit_labels(self) -> list[str]:
         """``station`` or ``station #2`` for every unit, in station order."""
-        return [f"{s} #{u + 1}" if n > 1 else s for s, n in zip(self.stations, self.units, strict=True)
-                for u in range(n)]  # fmt: skip
+        return [
+            f"{s} #{u + 1}" if n > 1 else s for s, n in zip(self.stations, self.units, strict=True) for u in range(n)
+        ]
 
     def derived(self, key: Any, compute: Callable[[], T]) -> T:
         """Anything else a page computes from this run, computed once."""

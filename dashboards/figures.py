@@ -36,13 +36,25 @@ def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, flo
             continue
         rows, lo, hi = segments[state]
         x, y = _with_gaps(rows.astype(float), lo, hi)
-        fig.add_trace(go.Scatter(
-            x=x, y=y, mode="lines", name=state.replace("_", " "), line={"color": state_hex(state),
-            "width": max(4, row_px * 0.75)}, hovertemplate=f"{state}<br>%{{x:.1f}} h<extra></extra>",
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=state.replace("_", " "),
+                line={"color": state_hex(state), "width": max(4, row_px * 0.75)},
+                hovertemplate=f"{state}<br>%{{x:.1f}} h<extra></extra>",
+            )
+        )
     figure_style(fig, height=height, title={"text": title, "x": 0, "font": {"size": 13}})
-    fig.update_yaxes(tickvals=list(range(len(labels))), ticktext=labels, autorange="reversed", fixedrange=True,
-                     range=[len(labels) - 0.5, -0.5], showgrid=False)  # fmt: skip
+    fig.update_yaxes(
+        tickvals=list(range(len(labels))),
+        ticktext=labels,
+        autorange="reversed",
+        fixedrange=True,
+        range=[len(labels) - 0.5, -0.5],
+        showgrid=False,
+    )
     fig.update_xaxes(title="hours since the start of the run", range=list(window))
     fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0}, uirevision="gantt")
     return fig
@@ -67,12 +79,24 @@ def paths_figure(
             x.append(None)
             y.append(None)
             text.append("")
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=product, line={"color": color, "width": 1.5},
-                                 text=text, hovertemplate="%{text}<br>%{x:.1f} h<extra>" + product + "</extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=product,
+                line={"color": color, "width": 1.5},
+                text=text,
+                hovertemplate="%{text}<br>%{x:.1f} h<extra>" + product + "</extra>",
+            )
+        )
     shown = paths["batch"].nunique() if not paths.empty else 0
     note = f"{shown} of {total} batches in the window" if shown < total else f"{total} batches"
-    figure_style(fig, height=max(240, 60 + 30 * len(stations)), title={"text": f"Batches through the line · {note}",
-                 "x": 0, "font": {"size": 13}})  # fmt: skip
+    figure_style(
+        fig,
+        height=max(240, 60 + 30 * len(stations)),
+        title={"text": f"Batches through the line · {note}", "x": 0, "font": {"size": 13}},
+    )
     fig.update_yaxes(tickvals=list(range(len(stations))), ticktext=stations, autorange="reversed", fixedrange=True)
     fig.update_xaxes(title="hours since the start of the run", range=list(window))
     fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.5})

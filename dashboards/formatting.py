@@ -1,9 +1,9 @@
 """Numbers as process engineers read them: KPI values with their 95% confidence intervals.
 
-    >>> ci_text({"mean": 0.0903, "ci95": [0.0897, 0.0910]}, scale=24, digits=2)
-    ('2.17', '95% CI 2.15 – 2.18')
-    >>> hours_text(228.5)
-    '9.5 d'
+>>> ci_text({"mean": 0.0903, "ci95": [0.0897, 0.0910]}, scale=24, digits=2)
+('2.17', '95% CI 2.15 – 2.18')
+>>> hours_text(228.5)
+'9.5 d'
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The shared frame of every page: nav bar, run picker, cards, alerts and the state legend.
 
-    >>> shell(pages)                                  # the app's layout: nav, picker, page container
-    >>> card("Throughput", body, help="batches leaving the line")
-    >>> kpi_card("kpi-oee", "OEE", "36.1%", "95% CI 35.8% – 36.4%")
-    >>> alert("Run not found", kind="warning")
+>>> shell(pages)                                  # the app's layout: nav, picker, page container
+>>> card("Throughput", body, help="batches leaving the line")
+>>> kpi_card("kpi-oee", "OEE", "36.1%", "95% CI 35.8% – 36.4%")
+>>> alert("Run not found", kind="warning")
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 def shell(pages: list[Any], store_label: str) -> html.Div:
     """The app's layout: the page content is filled in by the router callback."""
-    links = [dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.path.strip('/') or 'home'}")
-             for p in pages]  # fmt: skip
+    links = [
+        dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.path.strip('/') or 'home'}") for p in pages
+    ]
     return html.Div(
         [
             dcc.Location(id=URL),
@@ -35,15 +36,22 @@ def shell(pages: list[Any], store_label: str) -> html.Div:
             dcc.Store(id=WHATIF_PREFILL, storage_type="session"),
             html.Header(
                 [
-                    html.Div([html.Span("twin", className="brand-name"), html.Span("line dashboard")],
-                             className="brand"),  # fmt: skip
+                    html.Div(
+                        [html.Span("twin", className="brand-name"), html.Span("line dashboard")], className="brand"
+                    ),
                     html.Nav(links, className="nav"),
                     html.Div(
                         [
-                            dcc.Dropdown(id=RUN_PICKER, placeholder="pick a run…", clearable=False,
-                                         persistence=True, persistence_type="session", className="run-picker"),
+                            dcc.Dropdown(
+                                id=RUN_PICKER,
+                                placeholder="pick a run…",
+                                clearable=False,
+                                persistence=True,
+                                persistence_type="session",
+                                className="run-picker",
+                            ),
                             html.Span(store_label, className="store-label", title="run store"),
-                        ],  # fmt: skip
+                        ],
                         className="picker",
                     ),
                 ],
@@ -68,8 +76,9 @@ def kpi_card(card_id: str, label: str, value: str, detail: str, unit: str = "") 
     return html.Div(
         [
             html.Div(label, className="kpi-label"),
-            html.Div([html.Span(value, className="kpi-value", id=f"{card_id}-value"),
-                      html.Span(unit, className="kpi-unit")]),  # fmt: skip
+            html.Div(
+                [html.Span(value, className="kpi-value", id=f"{card_id}-value"), html.Span(unit, className="kpi-unit")]
+            ),
             html.Div(detail, className="kpi-detail", id=f"{card_id}-ci"),
         ],
         className="kpi",
@@ -85,8 +94,10 @@ def alert(message: str, kind: str = "danger", title: str | None = None, **kwargs
 
 def state_legend(states: list[str]) -> html.Div:
     return html.Div(
-        [html.Span([html.I(style={"background": state_hex(s)}), s.replace("_", " ")], className="legend-item")
-         for s in states],  # fmt: skip
+        [
+            html.Span([html.I(style={"background": state_hex(s)}), s.replace("_", " ")], className="legend-item")
+            for s in states
+        ],
         className="legend",
     )
 
@@ -102,9 +113,13 @@ def loading(*children: Any, **kwargs: Any) -> dcc.Loading:
 
 def figure_style(fig: Any, height: int | None = None, **layout: Any) -> Any:
     """The common look of the dashboard's plotly figures."""
-    base = {"template": "plotly_white", "font": {"family": FONT, "size": 12, "color": "#243040"},
-            "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "legend": {"orientation": "h", "y": -0.15},
-            "hoverlabel": {"font": {"family": FONT}}}  # fmt: skip
+    base = {
+        "template": "plotly_white",
+        "font": {"family": FONT, "size": 12, "color": "#243040"},
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "legend": {"orientation": "h", "y": -0.15},
+        "hoverlabel": {"font": {"family": FONT}},
+    }
     if height:
         base["height"] = height
     fig.update_layout(**{**base, **layout})

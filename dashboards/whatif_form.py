@@ -18,9 +18,15 @@ import yaml
 from twin.spec.model import LineSpec
 
 STATION_COLUMNS = (  # attribute, header
-    ("units", "units"), ("buffer", "buffer"), ("time", "process time (or rate/h)"), ("mtbf", "MTBF"),
-    ("mttr", "MTTR"), ("due", "major clean every N"), ("minor", "minor clean"), ("major", "major clean"),
-)  # fmt: skip
+    ("units", "units"),
+    ("buffer", "buffer"),
+    ("time", "process time (or rate/h)"),
+    ("mtbf", "MTBF"),
+    ("mttr", "MTTR"),
+    ("due", "major clean every N"),
+    ("minor", "minor clean"),
+    ("major", "major clean"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,15 +68,23 @@ def station_fields(spec: LineSpec) -> list[list[Field]]:
             key = "stations." + n + "." + ".".join(path)
             return Field(key, f"stations[{j}]." + ".".join(path), f"{n} {label}", value_text(_get(st, *path)))
 
-        time = (field("time", "rate", "units_per_hour", label="rate per hour") if "rate" in station
-                else field("time", "process_time", label="process time"))  # fmt: skip
-        rows.append([
-            field("units", "units", label="units"), field("buffer", "buffer", label="buffer"), time,
-            field("mtbf", "failures", "mtbf", label="MTBF"), field("mttr", "failures", "mttr", label="MTTR"),
-            field("due", "cleaning", "due", "batches", label="major clean every N batches"),
-            field("minor", "cleaning", "minor", label="minor clean"),
-            field("major", "cleaning", "major", label="major clean"),
-        ])  # fmt: skip
+        time = (
+            field("time", "rate", "units_per_hour", label="rate per hour")
+            if "rate" in station
+            else field("time", "process_time", label="process time")
+        )
+        rows.append(
+            [
+                field("units", "units", label="units"),
+                field("buffer", "buffer", label="buffer"),
+                time,
+                field("mtbf", "failures", "mtbf", label="MTBF"),
+                field("mttr", "failures", "mttr", label="MTTR"),
+                field("due", "cleaning", "due", "batches", label="major clean every N batches"),
+                field("minor", "cleaning", "minor", label="minor clean"),
+                field("major", "cleaning", "major", label="major clean"),
+            ]
+        )
     return rows
 
 
@@ -110,7 +124,7 @@ def field_of(path: str, locs: Sequence[str]) -> str | None:
     """The most specific form location that a validation problem's path falls under (None: whole line)."""
     best = None
     for loc in locs:
-        if path == loc or path.startswith(loc + ".") or path.startswith(loc + "["):
-            if best is None or len(loc) > len(best):
-                best = loc
+        inside = path == loc or path.startswith(loc + ".") or path.startswith(loc + "[")
+        if inside and (best is None or len(loc) > len(best)):
+            best = loc
     return best

@@ -22,22 +22,43 @@ FACTORS = (("availability", "#2e7d32"), ("performance", "#1f77b4"), ("quality", 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     return layout.page(
         "Losses",
-        layout.card("Share of time per state", layout.loading(layout.graph("losses-states")),
-                    help="per station: time in each state over its units and the KPI window"),  # fmt: skip
-        html.Div([
-            layout.card("OEE = availability × performance × quality", layout.loading(layout.graph("losses-oee", height=340)),
-                        help="per station, 95% CI over replications"),
-            layout.card("Bottleneck (active-period method)", layout.loading(layout.graph("losses-bottleneck", height=340)),
-                        html.Div(id="losses-bottleneck-note", className="muted")),
-        ], className="grid-2"),  # fmt: skip
+        layout.card(
+            "Share of time per state",
+            layout.loading(layout.graph("losses-states")),
+            help="per station: time in each state over its units and the KPI window",
+        ),
+        html.Div(
+            [
+                layout.card(
+                    "OEE = availability × performance × quality",
+                    layout.loading(layout.graph("losses-oee", height=340)),
+                    help="per station, 95% CI over replications",
+                ),
+                layout.card(
+                    "Bottleneck (active-period method)",
+                    layout.loading(layout.graph("losses-bottleneck", height=340)),
+                    html.Div(id="losses-bottleneck-note", className="muted"),
+                ),
+            ],
+            className="grid-2",
+        ),
         html.Div(style={"height": "14px"}),
-        html.Div([
-            layout.card("Downtime Pareto", layout.loading(layout.graph("losses-downtime", height=340)),
-                        help="hours down per replication, by unit"),
-            layout.card("Changeover Pareto", layout.loading(layout.graph("losses-changeover", height=340)),
-                        help="hours of changeover per replication, by station and product change"),
-        ], className="grid-2"),  # fmt: skip
-        subtitle="Where capacity is lost: failures, changeovers, cleaning, waiting for operators, starving and blocking.",
+        html.Div(
+            [
+                layout.card(
+                    "Downtime Pareto",
+                    layout.loading(layout.graph("losses-downtime", height=340)),
+                    help="hours down per replication, by unit",
+                ),
+                layout.card(
+                    "Changeover Pareto",
+                    layout.loading(layout.graph("losses-changeover", height=340)),
+                    help="hours of changeover per replication, by station and product change",
+                ),
+            ],
+            className="grid-2",
+        ),
+        subtitle="Where capacity is lost: failures, changeovers, cleaning, waiting for operators, starving, blocking.",
     )
 
 
@@ -48,11 +69,22 @@ def states_figure(summary: dict[str, Any]) -> go.Figure:
         shares = [(summary["stations"][s]["states"].get(state) or 0.0) * 100 for s in stations]
         if not any(shares):
             continue
-        fig.add_trace(go.Bar(y=stations, x=shares, name=state.replace("_", " "), orientation="h",
-                             marker_color=state_hex(state),
-                             hovertemplate="%{y}: %{x:.1f}% " + state.replace("_", " ") + "<extra></extra>"))  # fmt: skip
-    layout.figure_style(fig, height=60 + 34 * len(stations), barmode="stack",
-                        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"})  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                y=stations,
+                x=shares,
+                name=state.replace("_", " "),
+                orientation="h",
+                marker_color=state_hex(state),
+                hovertemplate="%{y}: %{x:.1f}% " + state.replace("_", " ") + "<extra></extra>",
+            )
+        )
+    layout.figure_style(
+        fig,
+        height=60 + 34 * len(stations),
+        barmode="stack",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="% of time", range=[0, 100])
     return fig
@@ -66,9 +98,16 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
         means = [(k["mean"] or 0) * 100 for k in kpis]
         plus = [((k["ci95"][1] or k["mean"] or 0) - (k["mean"] or 0)) * 100 for k in kpis]
         minus = [((k["mean"] or 0) - (k["ci95"][0] or k["mean"] or 0)) * 100 for k in kpis]
-        fig.add_trace(go.Bar(x=stations, y=means, name=factor, marker_color=color,
-                             error_y={"type": "data", "array": plus, "arrayminus": minus, "thickness": 1},
-                             hovertemplate="%{x} " + factor + ": %{y:.1f}%<extra></extra>"))  # fmt: skip
+        fig.add_trace(
+            go.Bar(
+                x=stations,
+                y=means,
+                name=factor,
+                marker_color=color,
+                error_y={"type": "data", "array": plus, "arrayminus": minus, "thickness": 1},
+                hovertemplate="%{x} " + factor + ": %{y:.1f}%<extra></extra>",
+            )
+        )
     layout.figure_style(fig, height=330, barmode="group")
     fig.update_yaxes(title="%", range=[0, 105])
     return fig
@@ -82,12 +121,31 @@ def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(x=stations, y=sole, name="sole bottleneck", marker_color="#b3261e"))
     fig.add_trace(go.Bar(x=stations, y=shifting, name="shifting bottleneck", marker_color="#f19c99"))
-    fig.add_trace(go.Scatter(x=stations, y=main, name="main bottleneck in N replications", yaxis="y2",
-                             mode="markers+text", text=main, textposition="top center",
-                             marker={"size": 10, "color": "#243040", "symbol": "diamond"}))  # fmt: skip
-    layout.figure_style(fig, height=330, barmode="stack",
-                        yaxis2={"overlaying": "y", "side": "right", "title": "replications", "rangemode": "tozero",
-                                "range": [0, max(main + [1]) * 1.3], "showgrid": False})  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=stations,
+            y=main,
+            name="main bottleneck in N replications",
+            yaxis="y2",
+            mode="markers+text",
+            text=main,
+            textposition="top center",
+            marker={"size": 10, "color": "#243040", "symbol": "diamond"},
+        )
+    )
+    layout.figure_style(
+        fig,
+        height=330,
+        barmode="stack",
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "title": "replications",
+            "rangemode": "tozero",
+            "range": [0, max([*main, 1]) * 1.3],
+            "showgrid": False,
+        },
+    )
     fig.update_yaxes(title="% of time", selector={"anchor": "x"})
     return fig
 
@@ -101,12 +159,25 @@ def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str)
         return layout.figure_style(fig, height=330)
     total = float(np.sum(hours))
     cumulative = np.cumsum(hours) / total * 100 if total else np.zeros(len(hours))
-    fig.add_trace(go.Bar(x=labels, y=hours, marker_color=color, name="hours per replication",
-                         hovertemplate="%{x}: %{y:.1f} h<extra></extra>"))  # fmt: skip
-    fig.add_trace(go.Scatter(x=labels, y=cumulative, yaxis="y2", name="cumulative %", mode="lines+markers",
-                             line={"color": "#243040"}))  # fmt: skip
-    layout.figure_style(fig, height=330, yaxis2={"overlaying": "y", "side": "right", "range": [0, 105],
-                        "title": "cumulative %", "showgrid": False})  # fmt: skip
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=hours,
+            marker_color=color,
+            name="hours per replication",
+            hovertemplate="%{x}: %{y:.1f} h<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels, y=cumulative, yaxis="y2", name="cumulative %", mode="lines+markers", line={"color": "#243040"}
+        )
+    )
+    layout.figure_style(
+        fig,
+        height=330,
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "cumulative %", "showgrid": False},
+    )
     fig.update_yaxes(title="hours per replication", selector={"anchor": "x"})
     fig.update_xaxes(tickangle=-30)
     return fig
@@ -141,10 +212,17 @@ def changeovers(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
         frame["replication"] = frame["replication"].astype(np.int64)
     starts = starts.sort_values("time")
     setups = setups.sort_values("start")
-    after = pd.merge_asof(setups, starts.rename(columns={"time": "start", "product": "to"}), on="start", by=keys,
-                          direction="forward")  # fmt: skip
-    before = pd.merge_asof(setups, starts.rename(columns={"time": "start", "product": "from"}), on="start", by=keys,
-                           direction="backward", allow_exact_matches=False)  # fmt: skip
+    after = pd.merge_asof(
+        setups, starts.rename(columns={"time": "start", "product": "to"}), on="start", by=keys, direction="forward"
+    )
+    before = pd.merge_asof(
+        setups,
+        starts.rename(columns={"time": "start", "product": "from"}),
+        on="start",
+        by=keys,
+        direction="backward",
+        allow_exact_matches=False,
+    )
     setups["change"] = (before["from"].astype(str).replace("nan", "start") + "→" + after["to"].astype(str)).to_numpy()
     setups["hours"] = setups["end"] - setups["start"]
     hours = setups.groupby(["station", "change"])["hours"].sum() / len(view.replications)
@@ -174,10 +252,13 @@ def _register(app: Any, ctx: Any) -> None:
         down = view.derived("downtime", lambda: downtime(view))
         change = view.derived("changeovers", lambda: changeovers(view))
         return (
-            states_figure(s), oee_figure(s), bottleneck_figure(s), note,
+            states_figure(s),
+            oee_figure(s),
+            bottleneck_figure(s),
+            note,
             pareto_figure(*down, state_hex("down"), "no failures in this run"),
             pareto_figure(*change, state_hex("setup"), "no changeovers in this run"),
-        )  # fmt: skip
+        )
 
 
 PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30)

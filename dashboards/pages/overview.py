@@ -44,14 +44,25 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             "The line at a moment",
             html.Div(
                 [
-                    html.Label(["Replication", dcc.Dropdown(id="overview-replication", clearable=False,
-                                                            className="small-dropdown")]),  # fmt: skip
+                    html.Label(
+                        [
+                            "Replication",
+                            dcc.Dropdown(id="overview-replication", clearable=False, className="small-dropdown"),
+                        ]
+                    ),
                     html.Div(id="overview-time-label", className="time-label"),
                 ],
                 className="controls",
             ),
-            dcc.Slider(id="overview-time", min=0, max=1, value=0, updatemode="mouseup", className="time-slider",
-                       tooltip={"placement": "bottom", "always_visible": False}),  # fmt: skip
+            dcc.Slider(
+                id="overview-time",
+                min=0,
+                max=1,
+                value=0,
+                updatemode="mouseup",
+                className="time-slider",
+                tooltip={"placement": "bottom", "always_visible": False},
+            ),
             layout.loading(layout.graph("overview-flow", height=280)),
             layout.state_legend(list(STATES)),
             help="drag the slider to see each unit's state and the buffers at any time of the run",
@@ -71,37 +82,82 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
     top = max(units)
     for j, (name, count) in enumerate(zip(stations, units, strict=True)):
         x = j * pitch
-        shapes.append({"type": "rect", "x0": x - 0.95, "x1": x + 0.95, "y0": -0.6, "y1": top - 0.4,
-                       "line": {"color": "#b8c2cc", "width": 1}, "fillcolor": "#f7f9fb", "layer": "below"})  # fmt: skip
+        shapes.append(
+            {
+                "type": "rect",
+                "x0": x - 0.95,
+                "x1": x + 0.95,
+                "y0": -0.6,
+                "y1": top - 0.4,
+                "line": {"color": "#b8c2cc", "width": 1},
+                "fillcolor": "#f7f9fb",
+                "layer": "below",
+            }
+        )
         for u in range(count):
             state = states.get(row)
             color = state_hex(state) if state else to_hex(NO_STATE_COLOR)
             y = top - 1 - u if count > 1 else (top - 1) / 2
-            shapes.append({"type": "rect", "x0": x - 0.55, "x1": x + 0.55, "y0": y - 0.38, "y1": y + 0.38,
-                           "line": {"color": "#33414e", "width": 1}, "fillcolor": color})  # fmt: skip
+            shapes.append(
+                {
+                    "type": "rect",
+                    "x0": x - 0.55,
+                    "x1": x + 0.55,
+                    "y0": y - 0.38,
+                    "y1": y + 0.38,
+                    "line": {"color": "#33414e", "width": 1},
+                    "fillcolor": color,
+                }
+            )
             hover_x.append(x)
             hover_y.append(y)
             label = f"{name} #{u + 1}" if count > 1 else name
             hover_text.append(f"{label}: {(state or 'no state').replace('_', ' ')}")
             colors.append(color)
             row += 1
-        fig.add_annotation(x=x, y=top - 0.2, text=f"<b>{name}</b>", showarrow=False, yanchor="bottom",
-                           font={"size": 11})  # fmt: skip
+        fig.add_annotation(
+            x=x, y=top - 0.2, text=f"<b>{name}</b>", showarrow=False, yanchor="bottom", font={"size": 11}
+        )
         if j > 0 or view.spec.release.mode == "interarrival":
             cap = caps.get(name)
             waiting = queue.get(name, 0)
             places = "unlimited" if cap is None else f"{cap} places"
-            fig.add_annotation(x=x - pitch / 2, y=(top - 1) / 2, text=f"▶ {waiting}<br><sup>{places}</sup>",
-                               showarrow=False, hovertext=f"{waiting} batch(es) arrived at {name}, not started",
-                               font={"size": 11, "color": "#33414e"}, bgcolor="#ffffff")  # fmt: skip
+            fig.add_annotation(
+                x=x - pitch / 2,
+                y=(top - 1) / 2,
+                text=f"▶ {waiting}<br><sup>{places}</sup>",
+                showarrow=False,
+                hovertext=f"{waiting} batch(es) arrived at {name}, not started",
+                font={"size": 11, "color": "#33414e"},
+                bgcolor="#ffffff",
+            )
     if view.spec.qc is not None:
         x = len(stations) * pitch
-        shapes.append({"type": "rect", "x0": x - 0.8, "x1": x + 0.8, "y0": (top - 1) / 2 - 0.45,
-                       "y1": (top - 1) / 2 + 0.45, "line": {"color": "#7a5aa6"}, "fillcolor": "#efe9f6"})  # fmt: skip
-        fig.add_annotation(x=x, y=(top - 1) / 2, text=f"QC<br>{queue['QC']} in quarantine", showarrow=False,
-                           font={"size": 10})  # fmt: skip
-    fig.add_trace(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker={"size": 22, "color": colors, "opacity": 0},
-                             hovertext=hover_text, hoverinfo="text", showlegend=False))  # fmt: skip
+        shapes.append(
+            {
+                "type": "rect",
+                "x0": x - 0.8,
+                "x1": x + 0.8,
+                "y0": (top - 1) / 2 - 0.45,
+                "y1": (top - 1) / 2 + 0.45,
+                "line": {"color": "#7a5aa6"},
+                "fillcolor": "#efe9f6",
+            }
+        )
+        fig.add_annotation(
+            x=x, y=(top - 1) / 2, text=f"QC<br>{queue['QC']} in quarantine", showarrow=False, font={"size": 10}
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=hover_x,
+            y=hover_y,
+            mode="markers",
+            marker={"size": 22, "color": colors, "opacity": 0},
+            hovertext=hover_text,
+            hoverinfo="text",
+            showlegend=False,
+        )
+    )
     last = (len(stations) - (0 if view.spec.qc is not None else 1)) * pitch
     layout.figure_style(fig, height=280, shapes=shapes, showlegend=False, margin={"l": 5, "r": 5, "t": 10, "b": 5})
     fig.update_xaxes(visible=False, range=[-1.2, last + 1.2], fixedrange=True)
@@ -130,8 +186,15 @@ def _register(app: Any, ctx: Any) -> None:
         end = view.end(reps[0])
         marks = {round(w * 168, 3): f"{w} w" for w in range(0, int(end // 168) + 1, max(1, int(end // 168) // 12 or 1))}
         warm = float(view.info.get("warmup") or 0.0)
-        return (kpi_cards(summary), _facts(view), [{"label": f"#{r}", "value": r} for r in reps], reps[0],
-                end, min(max(warm, 0.0), end), marks)  # fmt: skip
+        return (
+            kpi_cards(summary),
+            _facts(view),
+            [{"label": f"#{r}", "value": r} for r in reps],
+            reps[0],
+            end,
+            min(max(warm, 0.0), end),
+            marks,
+        )
 
     @app.callback(
         Output("overview-flow", "figure"),
@@ -160,9 +223,11 @@ def _facts(view: Any) -> list[html.Span]:
         ("Bottleneck", bottleneck),
         ("Release lead time", ci_text(release.get("lead_time_hours"), 1 / 24, 1)[0] + " d"),
         ("Rejected batches", ci_text(quality.get("rejected_batches"), 1, 1)[0]),
-        ("Bottleneck utilization",
-         percent(((s.get("stations") or {}).get(bottleneck) or {}).get("utilization", {}).get("mean"))),
-    ]  # fmt: skip
+        (
+            "Bottleneck utilization",
+            percent(((s.get("stations") or {}).get(bottleneck) or {}).get("utilization", {}).get("mean")),
+        ),
+    ]
     if info.get("overrides"):
         facts.append(("Overrides", ", ".join(info["overrides"])))
     return [html.Span([html.B(k + ": "), v], className="fact") for k, v in facts]

@@ -23,9 +23,18 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         "Timeline",
         layout.card(
             "Equipment states",
-            html.Div([html.Label(["Replication", dcc.Dropdown(id="timeline-replication", clearable=False,
-                                                              className="small-dropdown")]),  # fmt: skip
-                      html.Div(id="timeline-note", className="muted")], className="controls"),  # fmt: skip
+            html.Div(
+                [
+                    html.Label(
+                        [
+                            "Replication",
+                            dcc.Dropdown(id="timeline-replication", clearable=False, className="small-dropdown"),
+                        ]
+                    ),
+                    html.Div(id="timeline-note", className="muted"),
+                ],
+                className="controls",
+            ),
             layout.loading(layout.graph("timeline-gantt")),
             help="drag to zoom into a window (double-click: whole run); finer detail is fetched as you zoom",
         ),
@@ -90,8 +99,10 @@ def _register(app: Any, ctx: Any) -> None:
         gantt = gantt_figure(segments, view.unit_labels(), window)
         paths, total = batch_paths(view.table(int(replication)), view.stations, window[0], window[1])
         products = [p.name for p in view.spec.products]
-        note = (f"{in_window:,} state intervals in {window[1] - window[0]:,.0f} h shown as {shown:,} segments"
-                f" ({BINS} bins across)")  # fmt: skip
+        note = (
+            f"{in_window:,} state intervals in {window[1] - window[0]:,.0f} h shown as {shown:,} segments"
+            f" ({BINS} bins across)"
+        )
         return gantt, paths_figure(paths, total, view.stations, products, window), note
 
 

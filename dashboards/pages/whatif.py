@@ -28,8 +28,7 @@ from twin.durations import to_hours
 from twin.errors import SpecError
 from twin.experiment import with_overrides
 
-SETTINGS = (("scenario", "Scenario name"), ("replications", "Replications"), ("horizon", "Horizon"),
-            ("seed", "Seed"))  # fmt: skip
+SETTINGS = (("scenario", "Scenario name"), ("replications", "Replications"), ("horizon", "Horizon"), ("seed", "Seed"))
 MAX_REPLICATIONS = 50
 
 
@@ -42,8 +41,13 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         layout.card(
             "Run",
             html.Div(id="whatif-general"),
-            html.Div([html.Button("Run what-if", id="whatif-run", n_clicks=0),
-                      html.Span(id="whatif-progress-label", className="muted")], className="controls"),  # fmt: skip
+            html.Div(
+                [
+                    html.Button("Run what-if", id="whatif-run", n_clicks=0),
+                    html.Span(id="whatif-progress-label", className="muted"),
+                ],
+                className="controls",
+            ),
             html.Progress(id="whatif-progress", value="0", max="100", className="progress"),
             html.Div(id="whatif-result"),
         ),
@@ -53,9 +57,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 
 def _input(key: str, text: str, **kwargs: Any) -> html.Div:
-    return html.Div([dcc.Input(id={"type": "wf-in", "key": key}, value=text, type="text", debounce=True,
-                               className="", **kwargs),
-                     html.Div(id={"type": "wf-err", "key": key}, className="field-error")])  # fmt: skip
+    return html.Div(
+        [
+            dcc.Input(id={"type": "wf-in", "key": key}, value=text, type="text", debounce=True, className="", **kwargs),
+            html.Div(id={"type": "wf-err", "key": key}, className="field-error"),
+        ]
+    )
 
 
 def form(spec: Any, base: dict[str, Any], prefill: dict[str, str]) -> list[Any]:
@@ -70,25 +77,32 @@ def form(spec: Any, base: dict[str, Any], prefill: dict[str, str]) -> list[Any]:
     plan = []
     for i, (product, batches) in enumerate(plan_rows(spec)):
         plan += [
-            dcc.Dropdown(id={"type": "wf-plan", "key": f"plan.{i}"}, options=products, value=product or None,
-                         placeholder="(no campaign)", className="plan-product"),
+            dcc.Dropdown(
+                id={"type": "wf-plan", "key": f"plan.{i}"},
+                options=products,
+                value=product or None,
+                placeholder="(no campaign)",
+                className="plan-product",
+            ),
             _input(f"plan.{i}.batches", batches, placeholder="batches"),
-        ]  # fmt: skip
-    settings = [
-        html.Label([label, _input(f"setting.{key}", str(base.get(key, "")))]) for key, label in SETTINGS
-    ]
+        ]
+    settings = [html.Label([label, _input(f"setting.{key}", str(base.get(key, "")))]) for key, label in SETTINGS]
     mode = spec.release.mode
     plan_card = layout.card(
         "Campaigns (release plan)",
-        html.Div([html.Div("product", className="head"), html.Div("batches", className="head"), *plan],
-                 className="plan-grid") if mode == "plan" else html.P(f"This line releases batches in "
-                                                                      f"{mode} mode: no plan.", className="muted"),
-    )  # fmt: skip
+        html.Div(
+            [html.Div("product", className="head"), html.Div("batches", className="head"), *plan], className="plan-grid"
+        )
+        if mode == "plan"
+        else html.P(f"This line releases batches in {mode} mode: no plan.", className="muted"),
+    )
     return [
-        layout.card("Settings", html.Div(settings, className="settings"),
-                    help=f"base: {base['label']}"),  # fmt: skip
-        layout.card("Stations", html.Div(grid, className="form-grid"),
-                    help="units, buffer places, process time or rate, failures, cleaning"),  # fmt: skip
+        layout.card("Settings", html.Div(settings, className="settings"), help=f"base: {base['label']}"),
+        layout.card(
+            "Stations",
+            html.Div(grid, className="form-grid"),
+            help="units, buffer places, process time or rate, failures, cleaning",
+        ),
         plan_card,
     ]
 
@@ -98,9 +112,13 @@ def _base(ctx: Any, run_id: str) -> tuple[Any, dict[str, Any]]:
     info = view.info
     scenario = f"what-if {time.strftime('%H:%M:%S')}"
     horizon = info.get("horizon")
-    base = {"scenario": scenario, "replications": info.get("replications", 5), "seed": info.get("seed", 1),
-            "horizon": f"{horizon:g} h" if horizon else "", "label": f"{info.get('line')} · "
-            f"{info.get('scenario')} · {run_id[:8]}"}  # fmt: skip
+    base = {
+        "scenario": scenario,
+        "replications": info.get("replications", 5),
+        "seed": info.get("seed", 1),
+        "horizon": f"{horizon:g} h" if horizon else "",
+        "label": f"{info.get('line')} · {info.get('scenario')} · {run_id[:8]}",
+    }
     return view.spec, base
 
 
@@ -165,13 +183,19 @@ def _register(app: Any, ctx: Any) -> None:
         keys = [i["key"] for i in ids]
         submitted = dict(zip(keys, values, strict=True))
         spec, _ = _base(ctx, run_id)
-        settings, errors = check_settings({k.split(".", 1)[1]: v for k, v in submitted.items()
-                                           if k.startswith("setting.")}, spec)  # fmt: skip
+        settings, errors = check_settings(
+            {k.split(".", 1)[1]: v for k, v in submitted.items() if k.startswith("setting.")}, spec
+        )
         errors = {f"setting.{k}": v for k, v in errors.items()}
         fields = [f for row in station_fields(spec) for f in row]
         overrides = changed_overrides(fields, submitted)
-        plan = plan_override([(p, submitted.get(f"plan.{i}.batches")) for i, p in enumerate(products)],
-                             plan_rows(spec, spare=0)) if products else None  # fmt: skip
+        plan = (
+            plan_override(
+                [(p, submitted.get(f"plan.{i}.batches")) for i, p in enumerate(products)], plan_rows(spec, spare=0)
+            )
+            if products
+            else None
+        )
         if plan:
             overrides.append(plan)
         general = []
@@ -238,26 +262,56 @@ def run_whatif(store_root: Any, request: dict[str, Any], set_progress: Any) -> t
 
     set_progress(("0", "starting…"))
     overrides = [*base_info.get("overrides", []), *request["overrides"]]
-    result = run(spec, s["replications"], s["seed"], s["horizon"], None, progress, name=s["scenario"],
-                 overrides=overrides)  # fmt: skip
+    result = run(
+        spec, s["replications"], s["seed"], s["horizon"], None, progress, name=s["scenario"], overrides=overrides
+    )
     set_progress(("100", "saving to the run store…"))
     run_id = store.save(result, tags={"source": "dashboard what-if", "base_run": base_id})
     paired = s["seed"] == base_info.get("seed")
     deltas = kpi_deltas(base.per_replication, result.kpis.per_replication, paired=paired)
     rows = []
-    for key, label, scale, digits in (("throughput_per_hour", "Throughput (batches/day)", 24, 2),
-                                      ("lead_time_hours", "Lead time (h)", 1, 1), ("wip", "WIP (batches)", 1, 2),
-                                      ("oee", "Line OEE (%)", 100, 1)):  # fmt: skip
+    for key, label, scale, digits in (
+        ("throughput_per_hour", "Throughput (batches/day)", 24, 2),
+        ("lead_time_hours", "Lead time (h)", 1, 1),
+        ("wip", "WIP (batches)", 1, 2),
+        ("oee", "Line OEE (%)", 100, 1),
+    ):
         d = deltas.get(key)
         delta = ci_text({"mean": d.mean, "ci95": [d.low, d.high]}, scale, digits) if d else ("–", "")
-        rows.append(html.Tr([html.Td(label), html.Td(ci_text(base.summary.get(key), scale, digits)[0]),
-                             html.Td(ci_text(result.kpis.summary.get(key), scale, digits)[0], className="new-value"),
-                             html.Td([delta[0], html.Span(delta[1], className="ci")])]))  # fmt: skip
-    table = html.Table([html.Thead(html.Tr([html.Th("KPI"), html.Th("base"), html.Th(s["scenario"]),
-                                            html.Th("Δ " + ("paired" if paired else "Welch"))])),
-                        html.Tbody(rows)], className="kpi-table")  # fmt: skip
-    message = html.Div([f"Stored as run {run_id[:8]} ({s['scenario']}); it is now selected in the run picker. ",
-                        dcc.Link("Open its overview", href="/")], id="whatif-done", **{"data-run": run_id})  # fmt: skip
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(label),
+                    html.Td(ci_text(base.summary.get(key), scale, digits)[0]),
+                    html.Td(ci_text(result.kpis.summary.get(key), scale, digits)[0], className="new-value"),
+                    html.Td([delta[0], html.Span(delta[1], className="ci")]),
+                ]
+            )
+        )
+    table = html.Table(
+        [
+            html.Thead(
+                html.Tr(
+                    [
+                        html.Th("KPI"),
+                        html.Th("base"),
+                        html.Th(s["scenario"]),
+                        html.Th("Δ " + ("paired" if paired else "Welch")),
+                    ]
+                )
+            ),
+            html.Tbody(rows),
+        ],
+        className="kpi-table",
+    )
+    message = html.Div(
+        [
+            f"Stored as run {run_id[:8]} ({s['scenario']}); it is now selected in the run picker. ",
+            dcc.Link("Open its overview", href="/"),
+        ],
+        id="whatif-done",
+        **{"data-run": run_id},
+    )
     set_progress(("100", "done"))
     return html.Div([layout.alert(message, kind="success", title="Done."), table]), run_id
 
