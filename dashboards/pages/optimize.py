@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
 from dashboards.formatting import ci_text
@@ -240,9 +240,9 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
             [html.Thead(html.Tr([html.Th("variable"), html.Th("spec"), html.Th("best")])), html.Tbody(rows)],
             className="kpi-table",
         ),
-        dcc.Store(id="optimize-prefill", data=prefill),
+        dcc.Store(id={"type": "optimize-prefill", "key": "best"}, data=prefill),
         html.Div(
-            [dcc.Link("Open as what-if", href="/what-if", id="optimize-open", className="button")],
+            [html.Button("Open as what-if", id={"type": "optimize-open", "key": "best"})],
             style={"marginTop": "10px"},
         ),
     )
@@ -251,13 +251,16 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
 
 def _register_open(app: Any, ctx: Any) -> None:
     @app.callback(
-        Output(layout.WHATIF_PREFILL, "data", allow_duplicate=True),
-        Input("optimize-open", "n_clicks"),
-        State("optimize-prefill", "data"),
+        Output(layout.WHATIF_PREFILL, "data"),
+        Output(layout.URL, "pathname"),
+        Input({"type": "optimize-open", "key": ALL}, "n_clicks"),
+        State({"type": "optimize-prefill", "key": ALL}, "data"),
         prevent_initial_call=True,
     )
-    def open_as_whatif(clicks: int | None, prefill: dict | None) -> Any:
-        return prefill if clicks else no_update
+    def open_as_whatif(clicks: list, prefill: list) -> Any:
+        if not any(clicks) or not prefill:
+            return no_update, no_update
+        return prefill[0], "/what-if"
 
 
 def _register_all(app: Any, ctx: Any) -> None:

@@ -35,7 +35,7 @@ MAX_REPLICATIONS = 50
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     return layout.page(
         "What-if",
-        dcc.Store(id="whatif-request"),
+        dcc.Store(id={"type": "whatif-request", "key": "job"}),
         html.Div(id="whatif-prefill-note"),
         html.Div(id="whatif-form"),
         layout.card(
@@ -148,14 +148,13 @@ def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("whatif-form", "children"),
         Output("whatif-prefill-note", "children"),
-        Output(layout.WHATIF_PREFILL, "data"),
         Input(layout.RUN_PICKER, "value"),
         Input("whatif-form", "id"),
         State(layout.WHATIF_PREFILL, "data"),
     )
     def build(run_id: str | None, _: str, prefill: dict | None) -> tuple:
         if not run_id:
-            return layout.alert("Pick a run to start from.", kind="info"), None, no_update
+            return layout.alert("Pick a run to start from.", kind="info"), None
         spec, base = _base(ctx, run_id)
         note = None
         values: dict[str, str] = {}
@@ -164,13 +163,13 @@ def _register(app: Any, ctx: Any) -> None:
             changes = ", ".join(f"{k}={v}" for k, v in values.items())
             base["scenario"] = prefill.get("scenario") or base["scenario"]
             note = layout.alert(f"Prefilled from {prefill.get('source', 'elsewhere')}: {changes}.", kind="info")
-        return form(spec, base, values), note, None
+        return form(spec, base, values), note
 
     @app.callback(
         Output({"type": "wf-err", "key": ALL}, "children"),
         Output({"type": "wf-in", "key": ALL}, "className"),
         Output("whatif-general", "children"),
-        Output("whatif-request", "data"),
+        Output({"type": "whatif-request", "key": ALL}, "data"),
         Input("whatif-run", "n_clicks"),
         State({"type": "wf-in", "key": ALL}, "value"),
         State({"type": "wf-in", "key": ALL}, "id"),
@@ -218,24 +217,26 @@ def _register(app: Any, ctx: Any) -> None:
                 html.Div(["Fix the marked fields; nothing was run.", html.Ul(general) if general else None]),
                 title="Not valid.",
             )
-            return out_errors, classes, box, no_update
+            return out_errors, classes, box, [no_update]
         request = {"run": run_id, "overrides": overrides, "settings": settings, "job": uuid.uuid4().hex}
-        return out_errors, classes, None, request
+        return out_errors, classes, None, [request]
 
     @app.callback(
         Output("whatif-result", "children"),
         Output(layout.RUNS_VERSION, "data"),
-        Input("whatif-request", "data"),
+        Output(layout.WHATIF_PREFILL, "data", allow_duplicate=True),  # used: the next form starts afresh
+        Input({"type": "whatif-request", "key": ALL}, "data"),
         background=True,
         manager=ctx.jobs,
         progress=[Output("whatif-progress", "value"), Output("whatif-progress-label", "children")],
         running=[(Output("whatif-run", "disabled"), True, False)],
         prevent_initial_call=True,
     )
-    def run_job(set_progress: Any, request: dict | None) -> tuple:
+    def run_job(set_progress: Any, requests: list) -> tuple:
+        request = requests[0] if requests else None
         if not request:
-            return no_update, no_update
-        return run_whatif(ctx.store.root, request, set_progress)
+            return no_update, no_update, no_update
+        return (*run_whatif(ctx.store.root, request, set_progress), None)
 
 
 def run_whatif(store_root: Any, request: dict[str, Any], set_progress: Any) -> tuple:
