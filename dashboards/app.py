@@ -124,14 +124,20 @@ def _register_picker(app: dash.Dash, ctx: Context) -> None:
         Output(layout.RUN_PICKER, "options"),
         Output(layout.RUN_PICKER, "value"),
         Input(layout.URL, "pathname"),
+        Input(layout.URL, "search"),
         Input(layout.RUNS_VERSION, "data"),
         State(layout.RUN_PICKER, "value"),
     )
-    def refresh(_path: str | None, new_run: str | None, current: str | None) -> tuple[list[dict], str | None]:
+    def refresh(_path: str | None, search: str | None, new_run: str | None, current: str | None) -> tuple:
+        """The runs of the store, newest first; ``?run=ID`` (or a prefix) in the address selects one."""
         catalog = ctx.cache.catalog()
         rows = catalog.to_dict("records")
         options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
         ids = [r["run_id"] for r in rows]
         if dash.ctx.triggered_id == layout.RUNS_VERSION and new_run in ids:
             return options, new_run
+        wanted = dict(parse_qsl((search or "").lstrip("?"))).get("run")
+        chosen = [i for i in ids if wanted and i.startswith(wanted)]
+        if len(chosen) == 1 and dash.ctx.triggered_id in (None, layout.URL):
+            return options, chosen[0]
         return options, current if current in ids else (ids[0] if ids else None)
