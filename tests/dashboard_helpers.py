@@ -24,8 +24,13 @@ def start_dashboard(store: Path, port: int, *extra: str) -> subprocess.Popen:
     """`twin dashboard` as a real process; returns once it answers HTTP."""
     twin = Path(sys.executable).with_name("twin")
     env = {**os.environ, "TWIN_DASHBOARD_USERS": str(store.parent / "no-users.json")}
-    proc = subprocess.Popen([str(twin), "dashboard", "--store", str(store), "--port", str(port), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(twin), "dashboard", "--store", str(store), "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboards import layout
 from dashboards.figures import gantt_figure
@@ -35,6 +35,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             ),
             help="the first run is the reference for the deltas",
         ),
+        dcc.Store(id="compare-with", data=query.get("with")),
         layout.loading(html.Div(id="compare-body")),
         subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
     )
@@ -84,12 +85,16 @@ def _register(app: Any, ctx: Any) -> None:
         Output("compare-runs", "value"),
         Input(layout.RUN_PICKER, "value"),
         Input("compare-runs", "id"),
+        State("compare-with", "data"),
     )
-    def choices(run_id: str | None, _: str) -> tuple:
+    def choices(run_id: str | None, _: str, with_: str | None) -> tuple:
+        """The selected run first, then ``?with=ID,ID`` from the address, else the newest other run."""
         rows = ctx.cache.catalog().to_dict("records")
         options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
         ids = [r["run_id"] for r in rows]
         value = [run_id] if run_id in ids else []
+        for ref in (with_ or "").split(","):
+            value += [i for i in ids if ref and i.startswith(ref) and i not in value][:1]
         value += [i for i in ids if i not in value][: 2 - len(value)]
         return options, value
 

@@ -47,7 +47,7 @@ def window_of(relayout: dict[str, Any] | None, end: float) -> tuple[float, float
     """The x window a zoom asked for; None when the event was not a zoom (e.g. a legend click)."""
     if not relayout:
         return None
-    if relayout.get("xaxis.autorange") or relayout.get("autosize"):
+    if relayout.get("xaxis.autorange"):
         return (0.0, end)
     if "xaxis.range[0]" in relayout:
         lo, hi = float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"])
@@ -90,8 +90,10 @@ def _register(app: Any, ctx: Any) -> None:
 
         zoomed = callback_ctx.triggered_id == "timeline-gantt"
         window = window_of(relayout, end) if zoomed else (0.0, end)
-        if window is None:
-            return no_update, no_update, no_update
+        if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run
+            if current and current.get("data"):
+                return no_update, no_update, no_update
+            window = (0.0, end)
         intervals = view.intervals(int(replication))
         segments = gantt_segments(intervals, window[0], window[1], BINS)
         shown = sum(len(r) for r, _, _ in segments.values())
