@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make run    create .venv, install, run the flagship what-if on the built-in tablet line
+#   make run    create .venv, install, store a baseline run of the tablet line, serve the dashboard
 #   make test   create .venv with the test extras, run the whole suite
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/twin run osd-tablet --replications 10
-	$(BIN)/twin compare osd-tablet --replications 10 \
-		-s "second coater: stations.coating.units=2" \
-		-s "faster coater changeover: stations.coating.setup.*->*=4 h"
+STORE ?= twin-runs
+HOST ?= 127.0.0.1
+PORT ?= 8050
 
-test: $(STAMP)
+run: $(STAMP)
+	$(BIN)/twin sweep osd-tablet --replications 10 --workers 0 --store $(STORE)  # the baseline, unless stored
+	$(BIN)/twin dashboard --store $(STORE) --host $(HOST) --port $(PORT)
+
+# Browser tests drive Debian's chromium through chromedriver; install them once on a fresh machine.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

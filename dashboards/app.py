@@ -1,0 +1,145 @@
+"""The app factory: a Dash app over one run store, with every registered page.
+
+    >>> app = create_app("twin-runs")                       # binds nothing yet
+    >>> app = create_app("twin-runs", users={"ana": hash})  # HTTP basic auth on every request
+    >>> app.run(host="127.0.0.1", port=8050)
+
+Each app owns its run cache and its background-job manager (a diskcache folder of its own), so
+two apps in one process share nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import dash
+from dash import Input, Output, State, html, set_props
+
+from dashboards import layout
+from dashboards.data import RunCache
+from dashboards.formatting import run_label
+from dashboards.pages import PAGE_MODULES, Page, load_pages
+from twin.errors import TwinError
+from twin.store import RunStore
+
+log = logging.getLogger("twin.dashboard")
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What pages get: the run store, the app's run cache, and the manager of background jobs."""
+
+    store: RunStore
+    cache: RunCache
+    jobs: dash.DiskcacheManager
+    work_dir: Path  # the app's scratch folder (downloads built on demand, job state)
+    historian: Path | None = None  # a plant historian (`twin sync --historian`) for the Live and forecast pages
+
+
+def create_app(
+    store_dir: str | Path,
+    users: Mapping[str, str] | None = None,
+    work_dir: str | Path | None = None,
+    pages: tuple[str, ...] = PAGE_MODULES,
+    historian: str | Path | None = None,
+) -> dash.Dash:
+    """A Dash app over the run store at ``store_dir`` (created if missing).
+
+    ``users`` maps user names to password hashes (``dashboards.auth``); when given, every request
+    needs HTTP basic authentication.
+    """
+    import diskcache
+
+    store = RunStore(store_dir)
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="twin-dashboard-"))
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = dash.DiskcacheManager(diskcache.Cache(str(work / "jobs")))
+    ctx = Context(store, RunCache(store), jobs, work, Path(historian) if historian else None)
+    registered = load_pages(pages)
+
+    app = dash.Dash(
+        "twin-dashboard",
+        title="twin · line dashboard",
+        assets_folder=str(ASSETS),
+        suppress_callback_exceptions=True,
+        background_callback_manager=jobs,
+        on_error=_show_error,
+        update_title=None,
+    )
+    app.layout = layout.shell(registered, str(store.root))
+    if users:
+        from dashboards.auth import require_auth
+
+        require_auth(app.server, users)
+    _register_router(app, ctx, registered)
+    _register_picker(app, ctx)
+    for page in registered:
+        page.register(app, ctx)
+    return app
+
+
+def _show_error(err: Exception) -> None:
+    """Any error in a callback: a friendly alert at the top of the page, the details in the server log."""
+    if isinstance(err, TwinError):
+        message = str(err).splitlines()[0]
+    else:
+        log.exception("dashboard callback failed", exc_info=err)
+        message = f"Something went wrong ({err.__class__.__name__}: {str(err)[:200]}). Details are in the server log."
+    set_props("app-error", {"children": layout.alert(message, title="Could not update the page.")})
+
+
+def _register_router(app: dash.Dash, ctx: Context, pages: list[Page]) -> None:
+    by_path = {p.path: p for p in pages}
+
+    @app.callback(
+        Output(layout.PAGE_CONTAINER, "children"),
+        Input(layout.URL, "pathname"),
+        State(layout.URL, "search"),
+    )
+    def route(pathname: str | None, search: str | None) -> object:
+        page = by_path.get(pathname or "/") or (pages[0] if (pathname or "/") == "/" else None)
+        if page is None:
+            return layout.page("Page not found", layout.alert(f"There is no page {pathname!r}.", kind="warning"))
+        if page.needs_run and not ctx.store.run_ids():
+            return layout.page(page.title, _no_runs(ctx))
+        query = dict(parse_qsl((search or "").lstrip("?")))
+        return html.Div([html.Div(id="app-error"), page.layout(ctx, query)])
+
+
+def _no_runs(ctx: Context) -> html.Div:
+    return layout.alert(
+        f"The run store {ctx.store.root} holds no runs yet. Run a what-if from the What-if page, or store a run "
+        f"with `twin sweep osd-tablet --store {ctx.store.root}`.",
+        kind="info",
+        title="No runs yet.",
+    )
+
+
+def _register_picker(app: dash.Dash, ctx: Context) -> None:
+    @app.callback(
+        Output(layout.RUN_PICKER, "options"),
+        Output(layout.RUN_PICKER, "value"),
+        Input(layout.URL, "pathname"),
+        Input(layout.URL, "search"),
+        Input(layout.RUNS_VERSION, "data"),
+        State(layout.RUN_PICKER, "value"),
+    )
+    def refresh(_path: str | None, search: str | None, new_run: str | None, current: str | None) -> tuple:
+        """The runs of the store, newest first; ``?run=ID`` (or a prefix) in the address selects one."""
+        catalog = ctx.cache.catalog()
+        rows = catalog.to_dict("records")
+        options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
+        ids = [r["run_id"] for r in rows]
+        if dash.ctx.triggered_id == layout.RUNS_VERSION and new_run in ids:
+            return options, new_run
+        wanted = dict(parse_qsl((search or "").lstrip("?"))).get("run")
+        chosen = [i for i in ids if wanted and i.startswith(wanted)]
+        if len(chosen) == 1 and dash.ctx.triggered_id in (None, layout.URL):
+            return options, chosen[0]
+        return options, current if current in ids else (ids[0] if ids else None)

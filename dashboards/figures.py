@@ -1,0 +1,103 @@
+"""Plotly figures shared by several pages: the state Gantt and the batches' paths through the line.
+
+    >>> gantt_figure(gantt_segments(view.intervals(0), 0, 4368), view.unit_labels(), (0, 4368))
+    >>> paths_figure(*batch_paths(view.table(0), view.stations, 0, 4368), view.stations, products)
+
+Both take data already reduced on the server (``dashboards.series``); a figure carries at most a
+few thousand segments whatever the length of the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from dashboards.layout import figure_style
+from dashboards.series import Segments
+from twin.eventlog import STATES
+from twin.palette import product_color, state_hex, to_hex
+
+
+def _with_gaps(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of line segments separated by gaps (one SVG path per trace)."""
+    x = np.column_stack([lo, hi, np.full(len(lo), np.nan)]).ravel()
+    y = np.column_stack([rows, rows, np.full(len(rows), np.nan)]).ravel()
+    return x, y
+
+
+def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, float], title: str = "") -> go.Figure:
+    """Every unit's states as horizontal bars (time in hours on x, one row per unit)."""
+    height = max(220, 60 + 26 * len(labels))
+    row_px = (height - 90) / max(len(labels), 1)
+    fig = go.Figure()
+    for state in STATES:
+        if state not in segments:
+            continue
+        rows, lo, hi = segments[state]
+        x, y = _with_gaps(rows.astype(float), lo, hi)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=state.replace("_", " "),
+                line={"color": state_hex(state), "width": max(4, row_px * 0.75)},
+                hovertemplate=f"{state}<br>%{{x:.1f}} h<extra></extra>",
+            )
+        )
+    figure_style(fig, height=height, title={"text": title, "x": 0, "font": {"size": 13}})
+    fig.update_yaxes(
+        tickvals=list(range(len(labels))),
+        ticktext=labels,
+        autorange="reversed",
+        fixedrange=True,
+        range=[len(labels) - 0.5, -0.5],
+        showgrid=False,
+    )
+    fig.update_xaxes(title="hours since the start of the run", range=list(window))
+    fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0}, uirevision="gantt")
+    return fig
+
+
+def paths_figure(
+    paths: pd.DataFrame, total: int, stations: list[str], products: list[str], window: tuple[float, float]
+) -> go.Figure:
+    """Each batch's time at each station (thick) and its moves between them (thin), coloured by product."""
+    fig = go.Figure()
+    for i, product in enumerate(products):
+        mine = paths[paths["product"] == product]
+        if mine.empty:
+            continue
+        color = to_hex(product_color(i))
+        x, y, text = [], [], []
+        for batch, group in mine.groupby("batch", sort=False):
+            for start, leave, j in zip(group["start"], group["leave"], group["station_index"], strict=True):
+                x += [start, leave]
+                y += [j, j]
+                text += [f"batch {batch}", f"batch {batch}"]
+            x.append(None)
+            y.append(None)
+            text.append("")
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines",
+                name=product,
+                line={"color": color, "width": 1.5},
+                text=text,
+                hovertemplate="%{text}<br>%{x:.1f} h<extra>" + product + "</extra>",
+            )
+        )
+    shown = paths["batch"].nunique() if not paths.empty else 0
+    note = f"{shown} of {total} batches in the window" if shown < total else f"{total} batches"
+    figure_style(
+        fig,
+        height=max(240, 60 + 30 * len(stations)),
+        title={"text": f"Batches through the line · {note}", "x": 0, "font": {"size": 13}},
+    )
+    fig.update_yaxes(tickvals=list(range(len(stations))), ticktext=stations, autorange="reversed", fixedrange=True)
+    fig.update_xaxes(title="hours since the start of the run", range=list(window))
+    fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.5})
+    return fig

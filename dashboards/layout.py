@@ -1,0 +1,126 @@
+"""The shared frame of every page: nav bar, run picker, cards, alerts and the state legend.
+
+>>> shell(pages)                                  # the app's layout: nav, picker, page container
+>>> card("Throughput", body, help="batches leaving the line")
+>>> kpi_card("kpi-oee", "OEE", "36.1%", "95% CI 35.8% – 36.4%")
+>>> alert("Run not found", kind="warning")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from twin.palette import state_hex
+
+RUN_PICKER = "run-picker"
+RUNS_VERSION = "runs-version"  # a store pages write (e.g. a new run id) to refresh the picker
+URL = "url"
+PAGE_CONTAINER = "page-container"
+WHATIF_PREFILL = "whatif-prefill"  # session store: field path -> value, for "open as what-if"
+
+GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+
+
+def shell(pages: list[Any], store_label: str) -> html.Div:
+    """The app's layout: the page content is filled in by the router callback."""
+    links = [
+        dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.path.strip('/') or 'home'}") for p in pages
+    ]
+    return html.Div(
+        [
+            dcc.Location(id=URL),
+            dcc.Store(id=RUNS_VERSION),
+            dcc.Store(id=WHATIF_PREFILL, storage_type="session"),
+            html.Header(
+                [
+                    html.Div(
+                        [html.Span("twin", className="brand-name"), html.Span("line dashboard")], className="brand"
+                    ),
+                    html.Nav(links, className="nav"),
+                    html.Div(
+                        [
+                            dcc.Dropdown(
+                                id=RUN_PICKER,
+                                placeholder="pick a run…",
+                                clearable=False,
+                                persistence=True,
+                                persistence_type="session",
+                                className="run-picker",
+                            ),
+                            html.Span(store_label, className="store-label", title="run store"),
+                        ],
+                        className="picker",
+                    ),
+                ],
+                className="topbar",
+            ),
+            html.Main(id=PAGE_CONTAINER, className="page"),
+        ]
+    )
+
+
+def page(title: str, *children: Any, subtitle: str | None = None) -> html.Div:
+    head = [html.H1(title)] + ([html.P(subtitle, className="subtitle")] if subtitle else [])
+    return html.Div([html.Div(head, className="page-head"), *children])
+
+
+def card(title: str, *children: Any, help: str | None = None, className: str = "", **kwargs: Any) -> html.Section:
+    head = [html.H2(title)] + ([html.Span(help, className="card-help")] if help else [])
+    return html.Section([html.Div(head, className="card-head"), *children], className=f"card {className}", **kwargs)
+
+
+def kpi_card(card_id: str, label: str, value: str, detail: str, unit: str = "") -> html.Div:
+    return html.Div(
+        [
+            html.Div(label, className="kpi-label"),
+            html.Div(
+                [html.Span(value, className="kpi-value", id=f"{card_id}-value"), html.Span(unit, className="kpi-unit")]
+            ),
+            html.Div(detail, className="kpi-detail", id=f"{card_id}-ci"),
+        ],
+        className="kpi",
+        id=card_id,
+    )
+
+
+def alert(message: str, kind: str = "danger", title: str | None = None, **kwargs: Any) -> html.Div:
+    """A friendly message box (kind: danger, warning, success, info)."""
+    body = [html.Strong(title + " "), message] if title else [message]
+    return html.Div(body, className=f"alert alert-{kind}", role="alert", **kwargs)
+
+
+def state_legend(states: list[str]) -> html.Div:
+    return html.Div(
+        [
+            html.Span([html.I(style={"background": state_hex(s)}), s.replace("_", " ")], className="legend-item")
+            for s in states
+        ],
+        className="legend",
+    )
+
+
+def graph(graph_id: str, height: int | None = None, **kwargs: Any) -> dcc.Graph:
+    style = {"height": f"{height}px"} if height else {}
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, **kwargs)
+
+
+def loading(*children: Any, **kwargs: Any) -> dcc.Loading:
+    return dcc.Loading(list(children), type="dot", color="#2e7d32", delay_show=300, **kwargs)
+
+
+def figure_style(fig: Any, height: int | None = None, **layout: Any) -> Any:
+    """The common look of the dashboard's plotly figures."""
+    base = {
+        "template": "plotly_white",
+        "font": {"family": FONT, "size": 12, "color": "#243040"},
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "legend": {"orientation": "h", "y": -0.15},
+        "hoverlabel": {"font": {"family": FONT}},
+    }
+    if height:
+        base["height"] = height
+    fig.update_layout(**{**base, **layout})
+    return fig

@@ -1,0 +1,140 @@
+"""Compare: runs from the store side by side, KPIs with 95% CIs and deltas against the first run
+(paired over common replications when the seeds match, Welch otherwise), and their timelines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html
+
+from dashboards import layout
+from dashboards.figures import gantt_figure
+from dashboards.formatting import ci_text, run_label
+from dashboards.pages import Page
+from dashboards.series import gantt_segments
+from twin.store.diff import kpi_deltas, spec_changes
+
+METRICS = (  # KPI, label, scale, digits, higher is better
+    ("throughput_per_hour", "Throughput (batches/day)", 24, 2, True),
+    ("units_per_hour", "Output (units/h)", 1, 0, True),
+    ("lead_time_hours", "Lead time (h)", 1, 1, False),
+    ("lead_time_p90_hours", "Lead time p90 (h)", 1, 1, False),
+    ("wip", "WIP (batches)", 1, 2, False),
+    ("oee", "Line OEE (%)", 100, 1, True),
+)
+
+
+def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
+    return layout.page(
+        "Compare",
+        layout.card(
+            "Runs",
+            dcc.Dropdown(
+                id="compare-runs", multi=True, placeholder="pick two or more runs…", className="wide-dropdown"
+            ),
+            help="the first run is the reference for the deltas",
+        ),
+        dcc.Store(id="compare-with", data=query.get("with")),
+        layout.loading(html.Div(id="compare-body")),
+        subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
+    )
+
+
+def _kpi(view: Any, key: str) -> dict | None:
+    s = view.summary
+    if key == "lead_time_p90_hours":
+        return (s.get("lead_time_hours") or {}).get("p90")
+    return s.get(key)
+
+
+def comparison_table(views: list[Any]) -> html.Table:
+    ref = views[0]
+    paired = [v.info.get("seed") == ref.info.get("seed") for v in views]
+    deltas = [kpi_deltas(ref.per_replication, v.per_replication, paired=p) for v, p in zip(views, paired, strict=True)]
+    head = [html.Th("KPI")]
+    for i, v in enumerate(views):
+        head.append(html.Th([v.info.get("scenario", "run"), html.Span(v.run_id[:8], className="ci")]))
+        if i:
+            head.append(html.Th(["Δ vs first", html.Span("paired" if paired[i] else "Welch", className="ci")]))
+    body = []
+    for key, label, scale, digits, higher in METRICS:
+        cells = [html.Td(label)]
+        for i, v in enumerate(views):
+            value, ci = ci_text(_kpi(v, key), scale, digits)
+            cells.append(html.Td([value, html.Span(ci.replace("95% CI ", ""), className="ci")]))
+            if i:
+                d = deltas[i].get(key)
+                if d is None:
+                    cells.append(html.Td("–"))
+                    continue
+                text, ci = ci_text({"mean": d.mean, "ci95": [d.low, d.high]}, scale, digits)
+                significant = d.n >= 2 and (d.low > 0 or d.high < 0)
+                cls = "same" if not significant else ("better" if (d.mean > 0) == higher else "worse")
+                sign = "+" if d.mean > 0 else ""
+                cells.append(
+                    html.Td([sign + text, html.Span(ci.replace("95% CI ", ""), className="ci")], className=cls)
+                )
+        body.append(html.Tr(cells, id=f"compare-row-{key}"))
+    return html.Table([html.Thead(html.Tr(head)), html.Tbody(body)], className="kpi-table", id="compare-table")
+
+
+def _register(app: Any, ctx: Any) -> None:
+    @app.callback(
+        Output("compare-runs", "options"),
+        Output("compare-runs", "value"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("compare-runs", "id"),
+        State("compare-with", "data"),
+    )
+    def choices(run_id: str | None, _: str, with_: str | None) -> tuple:
+        """The selected run first, then ``?with=ID,ID`` from the address, else the newest other run."""
+        rows = ctx.cache.catalog().to_dict("records")
+        options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
+        ids = [r["run_id"] for r in rows]
+        value = [run_id] if run_id in ids else []
+        for ref in (with_ or "").split(","):
+            value += [i for i in ids if ref and i.startswith(ref) and i not in value][:1]
+        value += [i for i in ids if i not in value][: 2 - len(value)]
+        return options, value
+
+    @app.callback(Output("compare-body", "children"), Input("compare-runs", "value"))
+    def show(run_ids: list[str] | None) -> Any:
+        if not run_ids or len(run_ids) < 2:
+            return layout.alert("Pick at least two runs to compare.", kind="info")
+        views = [ctx.cache.view(r) for r in run_ids[:4]]
+        lines = {v.spec.name for v in views}
+        changes = []
+        for v in views[1:]:
+            diff = spec_changes(views[0].spec_data, v.spec_data)
+            text = ", ".join(f"{p}: {a} → {b}" for p, a, b in diff[:8]) or "same spec"
+            changes.append(html.Li([html.B(f"{v.info.get('scenario')} ({v.run_id[:8]}): "), text]))
+        timelines = []
+        for v in views:
+            rep = v.replications[0]
+            end = v.end(rep)
+            segments = v.derived(
+                ("gantt-full", rep), lambda v=v, rep=rep, end=end: gantt_segments(v.intervals(rep), 0.0, end, 800)
+            )
+            title = f"{v.info.get('scenario')} · {v.run_id[:8]} · replication {rep}"
+            timelines.append(
+                layout.graph(
+                    f"compare-gantt-{v.run_id[:8]}", figure=gantt_figure(segments, v.unit_labels(), (0, end), title)
+                )
+            )
+        warn = (
+            [layout.alert("These runs are of different lines; deltas compare their KPIs only.", kind="warning")]
+            if len(lines) > 1
+            else []
+        )
+        return html.Div(
+            [
+                *warn,
+                layout.card("KPIs", comparison_table(views), help="mean and 95% CI; green: significantly better"),
+                layout.card("What differs", html.Ul(changes)),
+                layout.card("Timelines", *timelines, help="replication 0 of each run"),
+            ]
+        )
+
+
+PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50)

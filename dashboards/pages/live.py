@@ -1,0 +1,245 @@
+"""Live: the plant through `twin sync`'s historian, refreshed every few seconds.
+
+Connection state, each unit's state now (the plant's own code mapped by the tag map), the plant's KPIs
+next to the shadow twin's with their drift, KPIs over plant time, and how good the shadow twin's
+forecasts have been. The page reads the historian (SQLite in WAL mode) while the sync writes it;
+the historian comes from ``twin dashboard --historian plant.db`` or the page's own field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import yaml
+from dash import Input, Output, State, dash_table, dcc, html
+
+from dashboards import layout
+from dashboards.formatting import number, percent
+from dashboards.pages import Page
+from twin.palette import state_hex
+
+REFRESH_MS = 3000
+MAX_POINTS = 400  # KPI history points sent to the browser
+KPIS = (
+    ("throughput_per_hour", "Throughput (batches/h)", False),
+    ("units_per_hour", "Units per hour", False),
+    ("oee", "OEE", True),
+    ("wip", "WIP (batches)", False),
+    ("lead_time_hours", "Lead time (h)", False),
+)
+
+
+def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
+    default = query.get("historian") or str(ctx.historian or "")
+    return layout.page(
+        "Live",
+        html.Div(
+            [
+                html.Label(["Historian", dcc.Input(id="live-historian", value=default, debounce=True, size="50")]),
+                html.Span(f"refreshed every {REFRESH_MS // 1000} s", className="muted"),
+            ],
+            className="controls",
+        ),
+        dcc.Interval(id="live-tick", interval=REFRESH_MS),
+        html.Div(id="live-status"),
+        html.Div(
+            [
+                layout.card("Units now", layout.graph("live-units", height=300), help="the plant's states, live"),
+                layout.card("Plant vs twin", html.Div(id="live-kpis"), help="the shadow twin runs the same line"),
+            ],
+            className="grid-2",
+        ),
+        html.Div(style={"height": "14px"}),
+        layout.card("KPIs over plant time", layout.graph("live-history", height=300)),
+        layout.card("Shadow forecasts: how good they were", html.Div(id="live-forecasts")),
+        subtitle="The plant's live states and KPIs next to the twin's, from the historian `twin sync` writes.",
+    )
+
+
+def _read(path: str) -> dict[str, Any]:
+    """Everything the page shows, read in one short session of the historian."""
+    from connectors.opcua.historian import Historian
+    from connectors.opcua.logsource import is_historian
+    from connectors.opcua.tagmap import parse_tag_map
+
+    if not path:
+        raise LookupError("Give the historian that `twin sync --historian FILE` writes.")
+    if not Path(path).is_file() or not is_historian(path):
+        raise LookupError(f"{path} is not a historian written by `twin sync`.")
+    h = Historian(path, readonly=True)
+    try:
+        meta, latest, kpis, forecasts = h.meta(), h.latest(), h.kpis(), h.forecasts()
+        gaps = len(h.gaps())
+    finally:
+        h.close()
+    tags = parse_tag_map(yaml.safe_load(meta["tag_map"]), path) if meta.get("tag_map") else None
+    return {"meta": meta, "latest": latest, "kpis": kpis, "forecasts": forecasts, "gaps": gaps, "tags": tags}
+
+
+def unit_states(data: dict[str, Any]) -> pd.DataFrame:
+    """station, unit, state, since (plant time) of every unit, from the state tags' latest values."""
+    tags, latest = data["tags"], data["latest"]
+    if tags is None:
+        return pd.DataFrame(columns=["station", "unit", "state", "since"])
+    by_tag = latest.set_index("tag") if len(latest) else pd.DataFrame(columns=["value", "source_time"])
+    rows = []
+    for station, u, unit in tags.units():
+        state = "unknown"
+        since = None
+        if unit.state in by_tag.index:
+            value = by_tag.loc[unit.state, "value"]
+            state = tags.codes_for(unit).get(value) or "unknown"
+            since = by_tag.loc[unit.state, "source_time"]
+        if unit.alarm and unit.alarm in by_tag.index and bool(by_tag.loc[unit.alarm, "value"]):
+            state = "down"
+        rows.append({"station": station, "unit": u + 1, "state": state, "since": since})
+    return pd.DataFrame(rows)
+
+
+def units_figure(units: pd.DataFrame) -> go.Figure:
+    """A tile per unit, stations along x, coloured by state."""
+    fig = go.Figure()
+    stations = list(dict.fromkeys(units["station"]))
+    for state, rows in units.groupby("state", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["station"],
+                y=rows["unit"],
+                mode="markers+text",
+                marker={"symbol": "square", "size": 46, "color": state_hex(str(state))},
+                text=[str(state).replace("_", " ")] * len(rows),
+                textfont={"size": 9},
+                textposition="bottom center",
+                name=str(state).replace("_", " "),
+                hovertemplate="%{x} unit %{y}: " + str(state) + "<extra></extra>",
+            )
+        )
+    fig.update_xaxes(categoryorder="array", categoryarray=stations)
+    fig.update_yaxes(title="unit", dtick=1, autorange="reversed")
+    return layout.figure_style(fig, height=300, showlegend=False)
+
+
+def _status(data: dict[str, Any]) -> html.Div:
+    meta = data["meta"]
+    origin, now = meta.get("origin_us"), meta.get("plant_us")
+    plant_hours = (now - origin) / 3.6e9 if origin and now else None
+    state = meta.get("state", "unknown")
+    kind = {"connected": "success", "reconnecting": "warning", "stopped": "info"}.get(state, "warning")
+    last = data["kpis"]["kpis"].iloc[-1] if len(data["kpis"]) else {}
+    facts = [
+        f"line {meta.get('line', '?')}",
+        f"endpoint {meta.get('endpoint', '?')}",
+        f"plant clock {number(plant_hours)} h" if plant_hours is not None else "plant clock -",
+        f"{last.get('acknowledged', 0):,} values stored" if last else "no KPI update yet",
+        f"{data['gaps']} gap(s)",
+        f"{last.get('bad_values', 0)} bad value(s)" if last else "",
+        f"last update {meta.get('updated', '-')}",
+    ]
+    return layout.alert(" · ".join(f for f in facts if f), kind=kind, title=f"Sync {state}.", id="live-state")
+
+
+def _kpi_table(data: dict[str, Any]) -> Any:
+    if not len(data["kpis"]):
+        return layout.alert("The sync has not computed KPIs yet (they start after its warm-up).", kind="info")
+    snap = data["kpis"]["kpis"].iloc[-1]
+    plant, twin = snap.get("plant") or {}, snap.get("twin") or {}
+    rows = []
+    for key, label, pct in KPIS:
+        fmt = percent if pct else number
+        p = (plant.get(key) or {}).get("mean")
+        t = (twin.get(key) or {}).get("mean")
+        drift = "" if p in (None, 0) or t is None else percent((t - p) / p)
+        rows.append({"KPI": label, "plant": fmt(p), "twin": fmt(t) if twin else "-", "drift": drift or "-"})
+    return dash_table.DataTable(
+        rows,
+        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift")],
+        id="live-kpi-table",
+        style_cell={"fontSize": 13, "padding": "4px 10px", "fontFamily": layout.FONT},
+        style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8"},
+    )
+
+
+def history_figure(kpis: pd.DataFrame) -> go.Figure:
+    """Throughput of the plant and of the twin over plant time (at most MAX_POINTS points)."""
+    if len(kpis) > MAX_POINTS:
+        kpis = kpis.iloc[:: -(-len(kpis) // MAX_POINTS)]
+    fig = go.Figure()
+    for who, colour in (("plant", "#243040"), ("twin", "#2e9e42")):
+        values = [((k.get(who) or {}).get("throughput_per_hour") or {}).get("mean") for k in kpis["kpis"]]
+        if any(v is not None for v in values):
+            fig.add_trace(go.Scatter(x=kpis["plant_hours"], y=values, name=who, line={"color": colour}))
+    fig.update_xaxes(title="plant time (h)")
+    fig.update_yaxes(title="throughput (batches/h)", rangemode="tozero")
+    return layout.figure_style(fig, height=300)
+
+
+def _forecasts(data: dict[str, Any]) -> Any:
+    fc = data["forecasts"]
+    if not len(fc):
+        return html.P(
+            "No forecasts yet: run the sync with --shadow --forecast-every '8 h' to have them made and scored.",
+            className="muted",
+        )
+    from connectors.opcua.forecasting import accuracy
+
+    summary = accuracy([s for s in fc["score"] if s])
+    head = html.P(
+        f"{len(fc)} forecasts made, {summary['forecasts']} scored. Batch completion error "
+        f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the 90% intervals "
+        f"covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches and "
+        f"{percent(summary['completed_coverage'])} of the batch counts.",
+        id="live-forecast-summary",
+    )
+    rows = []
+    for at, horizon, predicted, score in zip(fc["at_hours"], fc["horizon"], fc["predicted"], fc["score"], strict=True):
+        c = predicted["completed"]
+        rows.append(
+            {
+                "from (h)": number(at),
+                "horizon (h)": number(horizon),
+                "batches predicted": f"{number(c['p50'], 0)} [{number(c['p5'], 0)} – {number(c['p95'], 0)}]",
+                "batches done": "-" if not score else str(score["completed"]),
+                "mean |error| (h)": "-" if not score else number(score["mean_abs_error_h"]),
+                "batches covered": "-" if not score else f"{score['batches_covered']} of {score['batches_scored']}",
+            }
+        )
+    table = dash_table.DataTable(
+        rows[::-1],
+        columns=[{"name": c, "id": c} for c in rows[0]],
+        page_size=8,
+        style_cell={"fontSize": 12, "padding": "3px 8px", "fontFamily": layout.FONT},
+        style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8"},
+    )
+    return html.Div([head, table])
+
+
+def _register(app: Any, ctx: Any) -> None:
+    @app.callback(
+        Output("live-status", "children"),
+        Output("live-units", "figure"),
+        Output("live-kpis", "children"),
+        Output("live-history", "figure"),
+        Output("live-forecasts", "children"),
+        Input("live-tick", "n_intervals"),
+        Input("live-historian", "value"),
+        State("live-historian", "id"),
+    )
+    def refresh(_tick: int | None, path: str | None, _id: str) -> tuple[Any, ...]:
+        empty = layout.figure_style(go.Figure(), height=300)
+        try:
+            data = _read((path or "").strip())
+        except LookupError as err:
+            return layout.alert(str(err), kind="info", id="live-state"), empty, None, empty, None
+        return (
+            _status(data),
+            units_figure(unit_states(data)),
+            _kpi_table(data),
+            history_figure(data["kpis"]),
+            _forecasts(data),
+        )
+
+
+PAGE = Page(path="/live", title="Live", layout=_layout, register=_register, order=75, needs_run=False)

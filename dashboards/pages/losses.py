@@ -1,0 +1,264 @@
+"""Losses: where each station's time goes, OEE as availability × performance × quality, the bottleneck
+(active-period method) and how often each station was it, and Paretos of downtime and changeovers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from dash import Input, Output, html
+
+from dashboards import layout
+from dashboards.pages import Page
+from twin.eventlog import STATES
+from twin.palette import state_hex
+
+FACTORS = (("availability", "#2e7d32"), ("performance", "#1f77b4"), ("quality", "#8e6bbf"), ("oee", "#243040"))
+
+
+def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
+    return layout.page(
+        "Losses",
+        layout.card(
+            "Share of time per state",
+            layout.loading(layout.graph("losses-states")),
+            help="per station: time in each state over its units and the KPI window",
+        ),
+        html.Div(
+            [
+                layout.card(
+                    "OEE = availability × performance × quality",
+                    layout.loading(layout.graph("losses-oee", height=340)),
+                    help="per station, 95% CI over replications",
+                ),
+                layout.card(
+                    "Bottleneck (active-period method)",
+                    layout.loading(layout.graph("losses-bottleneck", height=340)),
+                    html.Div(id="losses-bottleneck-note", className="muted"),
+                ),
+            ],
+            className="grid-2",
+        ),
+        html.Div(style={"height": "14px"}),
+        html.Div(
+            [
+                layout.card(
+                    "Downtime Pareto",
+                    layout.loading(layout.graph("losses-downtime", height=340)),
+                    help="hours down per replication, by unit",
+                ),
+                layout.card(
+                    "Changeover Pareto",
+                    layout.loading(layout.graph("losses-changeover", height=340)),
+                    help="hours of changeover per replication, by station and product change",
+                ),
+            ],
+            className="grid-2",
+        ),
+        subtitle="Where capacity is lost: failures, changeovers, cleaning, waiting for operators, starving, blocking.",
+    )
+
+
+def states_figure(summary: dict[str, Any]) -> go.Figure:
+    stations = list(summary["stations"])
+    fig = go.Figure()
+    for state in STATES:
+        shares = [(summary["stations"][s]["states"].get(state) or 0.0) * 100 for s in stations]
+        if not any(shares):
+            continue
+        fig.add_trace(
+            go.Bar(
+                y=stations,
+                x=shares,
+                name=state.replace("_", " "),
+                orientation="h",
+                marker_color=state_hex(state),
+                hovertemplate="%{y}: %{x:.1f}% " + state.replace("_", " ") + "<extra></extra>",
+            )
+        )
+    layout.figure_style(
+        fig,
+        height=60 + 34 * len(stations),
+        barmode="stack",
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="% of time", range=[0, 100])
+    return fig
+
+
+def oee_figure(summary: dict[str, Any]) -> go.Figure:
+    stations = list(summary["stations"])
+    fig = go.Figure()
+    for factor, color in FACTORS:
+        kpis = [summary["stations"][s][factor] for s in stations]
+        means = [(k["mean"] or 0) * 100 for k in kpis]
+        plus = [((k["ci95"][1] or k["mean"] or 0) - (k["mean"] or 0)) * 100 for k in kpis]
+        minus = [((k["mean"] or 0) - (k["ci95"][0] or k["mean"] or 0)) * 100 for k in kpis]
+        fig.add_trace(
+            go.Bar(
+                x=stations,
+                y=means,
+                name=factor,
+                marker_color=color,
+                error_y={"type": "data", "array": plus, "arrayminus": minus, "thickness": 1},
+                hovertemplate="%{x} " + factor + ": %{y:.1f}%<extra></extra>",
+            )
+        )
+    layout.figure_style(fig, height=330, barmode="group")
+    fig.update_yaxes(title="%", range=[0, 105])
+    return fig
+
+
+def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
+    stations = list(summary["stations"])
+    sole = [(summary["stations"][s]["bottleneck"]["sole"] or 0) * 100 for s in stations]
+    shifting = [(summary["stations"][s]["bottleneck"]["shifting"] or 0) * 100 for s in stations]
+    main = [summary["stations"][s]["bottleneck"]["replications"] for s in stations]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=stations, y=sole, name="sole bottleneck", marker_color="#b3261e"))
+    fig.add_trace(go.Bar(x=stations, y=shifting, name="shifting bottleneck", marker_color="#f19c99"))
+    fig.add_trace(
+        go.Scatter(
+            x=stations,
+            y=main,
+            name="main bottleneck in N replications",
+            yaxis="y2",
+            mode="markers+text",
+            text=main,
+            textposition="top center",
+            marker={"size": 10, "color": "#243040", "symbol": "diamond"},
+        )
+    )
+    layout.figure_style(
+        fig,
+        height=330,
+        barmode="stack",
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "title": "replications",
+            "rangemode": "tozero",
+            "range": [0, max([*main, 1]) * 1.3],
+            "showgrid": False,
+        },
+    )
+    fig.update_yaxes(title="% of time", selector={"anchor": "x"})
+    return fig
+
+
+def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str) -> go.Figure:
+    fig = go.Figure()
+    if not labels:
+        fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return layout.figure_style(fig, height=330)
+    total = float(np.sum(hours))
+    cumulative = np.cumsum(hours) / total * 100 if total else np.zeros(len(hours))
+    fig.add_trace(
+        go.Bar(
+            x=labels,
+            y=hours,
+            marker_color=color,
+            name="hours per replication",
+            hovertemplate="%{x}: %{y:.1f} h<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels, y=cumulative, yaxis="y2", name="cumulative %", mode="lines+markers", line={"color": "#243040"}
+        )
+    )
+    layout.figure_style(
+        fig,
+        height=330,
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "cumulative %", "showgrid": False},
+    )
+    fig.update_yaxes(title="hours per replication", selector={"anchor": "x"})
+    fig.update_xaxes(tickangle=-30)
+    return fig
+
+
+def downtime(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
+    """Hours down per replication by unit, largest first."""
+    iv = view.all_intervals()
+    down = iv[iv["state"] == "down"]
+    if down.empty:
+        return [], []
+    labels = view.unit_labels()
+    first = np.concatenate([[0], np.cumsum(view.units)[:-1]])
+    rows = first[down["station"].cat.codes.to_numpy()] + down["unit"].to_numpy()
+    hours = pd.Series((down["end"] - down["start"]).to_numpy()).groupby(rows).sum() / len(view.replications)
+    hours = hours.sort_values(ascending=False).head(top)
+    return [labels[i] for i in hours.index], hours.round(3).tolist()
+
+
+def changeovers(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
+    """Hours of changeover (state ``setup``) per replication by station and product change, largest first."""
+    iv = view.all_intervals()
+    setups = iv[iv["state"] == "setup"][["replication", "station", "unit", "start", "end"]].copy()
+    if setups.empty:
+        return [], []
+    table = view.log.table
+    starts = table[table["event"] == "start"][["replication", "station", "unit", "time", "product"]].copy()
+    keys = ["replication", "station", "unit"]
+    for frame in (setups, starts):
+        frame["station"] = frame["station"].astype(str)
+        frame["unit"] = frame["unit"].astype(np.int64)
+        frame["replication"] = frame["replication"].astype(np.int64)
+    starts = starts.sort_values("time")
+    setups = setups.sort_values("start")
+    after = pd.merge_asof(
+        setups, starts.rename(columns={"time": "start", "product": "to"}), on="start", by=keys, direction="forward"
+    )
+    before = pd.merge_asof(
+        setups,
+        starts.rename(columns={"time": "start", "product": "from"}),
+        on="start",
+        by=keys,
+        direction="backward",
+        allow_exact_matches=False,
+    )
+    setups["change"] = (before["from"].astype(str).replace("nan", "start") + "→" + after["to"].astype(str)).to_numpy()
+    setups["hours"] = setups["end"] - setups["start"]
+    hours = setups.groupby(["station", "change"])["hours"].sum() / len(view.replications)
+    hours = hours.sort_values(ascending=False).head(top)
+    return [f"{s}: {c}" for s, c in hours.index], hours.round(3).tolist()
+
+
+def _register(app: Any, ctx: Any) -> None:
+    @app.callback(
+        Output("losses-states", "figure"),
+        Output("losses-oee", "figure"),
+        Output("losses-bottleneck", "figure"),
+        Output("losses-bottleneck-note", "children"),
+        Output("losses-downtime", "figure"),
+        Output("losses-changeover", "figure"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("losses-states", "id"),
+    )
+    def draw(run_id: str | None, _: str) -> tuple:
+        if not run_id:
+            return (go.Figure(),) * 3 + ("",) + (go.Figure(),) * 2
+        view = ctx.cache.view(run_id)
+        s = view.summary
+        main = s["bottleneck"]["station"]
+        count = s["bottleneck"]["replications"].get(main, 0) if main else 0
+        note = f"The line's bottleneck: {main}, the main one in {count} of {s['replications']} replications."
+        down = view.derived("downtime", lambda: downtime(view))
+        change = view.derived("changeovers", lambda: changeovers(view))
+        return (
+            states_figure(s),
+            oee_figure(s),
+            bottleneck_figure(s),
+            note,
+            pareto_figure(*down, state_hex("down"), "no failures in this run"),
+            pareto_figure(*change, state_hex("setup"), "no changeovers in this run"),
+        )
+
+
+PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30)

@@ -1,0 +1,111 @@
+"""Timeline: a Gantt of every unit's states, zoomable, and the batches' paths through the line.
+
+Zooming re-queries the visible window: the server cuts it into pixel-wide bins (``dashboards.series``)
+so that a year of events becomes a few thousand segments, sharp at any zoom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, State, dcc, html, no_update
+
+from dashboards import layout
+from dashboards.figures import gantt_figure, paths_figure
+from dashboards.pages import Page
+from dashboards.series import batch_paths, gantt_segments
+
+BINS = 1200
+
+
+def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
+    return layout.page(
+        "Timeline",
+        layout.card(
+            "Equipment states",
+            html.Div(
+                [
+                    html.Label(
+                        [
+                            "Replication",
+                            dcc.Dropdown(id="timeline-replication", clearable=False, className="small-dropdown"),
+                        ]
+                    ),
+                    html.Div(id="timeline-note", className="muted"),
+                ],
+                className="controls",
+            ),
+            layout.loading(layout.graph("timeline-gantt")),
+            help="drag to zoom into a window (double-click: whole run); finer detail is fetched as you zoom",
+        ),
+        layout.card("Batches' paths", layout.loading(layout.graph("timeline-paths"))),
+        subtitle="Every unit's state over the run, and each batch's way through the stations.",
+    )
+
+
+def window_of(relayout: dict[str, Any] | None, end: float) -> tuple[float, float] | None:
+    """The x window a zoom asked for; None when the event was not a zoom (e.g. a legend click)."""
+    if not relayout:
+        return None
+    if relayout.get("xaxis.autorange"):
+        return (0.0, end)
+    if "xaxis.range[0]" in relayout:
+        lo, hi = float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"])
+    elif "xaxis.range" in relayout:
+        lo, hi = (float(v) for v in relayout["xaxis.range"])
+    else:
+        return None
+    lo, hi = max(lo, 0.0), min(hi, end)
+    return (lo, hi) if hi > lo else None
+
+
+def _register(app: Any, ctx: Any) -> None:
+    @app.callback(
+        Output("timeline-replication", "options"),
+        Output("timeline-replication", "value"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("timeline-note", "id"),
+    )
+    def replications(run_id: str | None, _: str) -> tuple:
+        if not run_id:
+            return [], None
+        reps = ctx.cache.view(run_id).replications
+        return [{"label": f"#{r}", "value": r} for r in reps], reps[0]
+
+    @app.callback(
+        Output("timeline-gantt", "figure"),
+        Output("timeline-paths", "figure"),
+        Output("timeline-note", "children"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("timeline-replication", "value"),
+        Input("timeline-gantt", "relayoutData"),
+        State("timeline-gantt", "figure"),
+    )
+    def draw(run_id: str | None, replication: int | None, relayout: dict | None, current: dict | None) -> tuple:
+        if not run_id or replication is None:
+            return no_update, no_update, ""
+        view = ctx.cache.view(run_id)
+        end = view.end(int(replication))
+        from dash import ctx as callback_ctx
+
+        zoomed = callback_ctx.triggered_id == "timeline-gantt"
+        window = window_of(relayout, end) if zoomed else (0.0, end)
+        if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run
+            if current and current.get("data"):
+                return no_update, no_update, no_update
+            window = (0.0, end)
+        intervals = view.intervals(int(replication))
+        segments = gantt_segments(intervals, window[0], window[1], BINS)
+        shown = sum(len(r) for r, _, _ in segments.values())
+        in_window = int(((intervals["end"] > window[0]) & (intervals["start"] < window[1])).sum())
+        gantt = gantt_figure(segments, view.unit_labels(), window)
+        paths, total = batch_paths(view.table(int(replication)), view.stations, window[0], window[1])
+        products = [p.name for p in view.spec.products]
+        note = (
+            f"{in_window:,} state intervals in {window[1] - window[0]:,.0f} h shown as {shown:,} segments"
+            f" ({BINS} bins across)"
+        )
+        return gantt, paths_figure(paths, total, view.stations, products, window), note
+
+
+PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20)

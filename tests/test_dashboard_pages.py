@@ -1,0 +1,229 @@
+"""The dashboard in a real browser (Debian's chromium) against a real `twin dashboard` process and store."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from dashboards.formatting import ci_text
+from tests.dashboard_helpers import browser, free_port, start_dashboard, stop
+from twin.eventlog import EventLog
+from twin.experiment import run
+from twin.kpis.report import compute_kpis
+from twin.models import load_spec
+from twin.spec.loader import spec_from_data
+from twin.store import RunStore
+
+SPLIT_LINE = {
+    "name": "split-line", "horizon": "300 h", "release": {"mode": "saturated"},
+    "products": [{"name": "A", "batch_size": 1000}],
+    "stations": [{"name": "gran", "process_time": "2 h", "split": 2},
+                 {"name": "press", "process_time": {"dist": "exponential", "mean": "50 min"}, "buffer": 4},
+                 {"name": "blend", "process_time": "90 min", "merge": 2}],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash")
+    store = RunStore(root / "store")
+    spec = load_spec("osd-tablet")
+    base = run(spec, replications=2, seed=1, horizon=4 * 168, warmup=168)
+    ids = {"base": store.save(base)}
+    coater = run(load_spec("osd-tablet", ["stations.coating.units=2"]), 2, 1, 4 * 168, 168, name="second coater",
+                 overrides=("stations.coating.units=2",))  # fmt: skip
+    ids["coater"] = store.save(coater)
+    ids["split"] = store.save(run(spec_from_data(SPLIT_LINE), replications=1, seed=3))
+    port = free_port()
+    proc = start_dashboard(store.root, port)
+    driver = browser()
+    yield {"url": f"http://127.0.0.1:{port}", "store": store, "ids": ids, "driver": driver, "base": base}
+    driver.quit()
+    stop(proc)
+
+
+def wait(driver, seconds=60):
+    return WebDriverWait(driver, seconds)
+
+
+def open_page(served, path: str, run_id: str | None = None) -> None:
+    """Open a page with a run selected by the address (``?run=``), as a shared link would."""
+    d = served["driver"]
+    d.get(served["url"] + path + (f"?run={run_id}" if run_id else ""))
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#page-container > *")))
+    if run_id:
+        wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), run_id[:8]))
+
+
+def no_browser_errors(driver) -> None:
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not severe, severe
+    assert "Traceback" not in driver.page_source
+
+
+def test_overview_kpi_cards_equal_compute_kpis(served):
+    open_page(served, "/", served["ids"]["base"])
+    d = served["driver"]
+    summary = compute_kpis(served["store"].get(served["ids"]["base"]).log).summary
+    for card, key, scale, digits in (
+        ("kpi-throughput", "throughput_per_hour", 24, 2),
+        ("kpi-lead-time", "lead_time_hours", 1, 1),
+        ("kpi-wip", "wip", 1, 2),
+        ("kpi-oee", "oee", 100, 1),
+    ):
+        value, detail = ci_text(summary[key], scale, digits)
+        wait(d).until(EC.text_to_be_present_in_element((By.ID, f"{card}-value"), value))
+        assert d.find_element(By.ID, f"{card}-value").text == value
+        assert d.find_element(By.ID, f"{card}-ci").text == detail
+    # the flow: one coloured square per unit, a moment of the run chosen by the slider
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "overview-time-label"), "t = 168.0 h"))
+    shapes = d.execute_script("return document.getElementById('overview-flow').querySelector('.js-plotly-plot')"
+                              ".layout.shapes.length")  # fmt: skip
+    assert shapes >= 2 * 8  # a frame and a square per unit, plus QC
+    no_browser_errors(d)
+
+
+@pytest.mark.parametrize(
+    ("path", "selector", "expect"),
+    [
+        ("/timeline", "#timeline-note", "segments"),
+        ("/losses", "#losses-bottleneck-note", "The line's bottleneck"),
+        ("/batches", "#batches-queue", "still in QC"),
+        ("/downloads", "#downloads-body", "Event log (CSV)"),
+        ("/optimize", "#optimize-start", "Start search"),
+        ("/what-if", "#whatif-form", "compression"),
+    ],
+)
+def test_every_page_renders_the_run(served, path, selector, expect):
+    open_page(served, path, served["ids"]["base"])
+    d = served["driver"]
+    wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, selector), expect))
+    if path == "/losses":
+        bottleneck = served["base"].kpis.summary["bottleneck"]["station"]
+        assert bottleneck in d.find_element(By.ID, "losses-bottleneck-note").text
+        wait(d).until(
+            lambda drv: drv.execute_script(
+                "const g = document.querySelector('#losses-states .js-plotly-plot'); return g && g.data.length > 2"
+            )
+        )
+    if path == "/timeline":
+        traces = d.execute_script("return document.querySelector('#timeline-gantt .js-plotly-plot').data.length")
+        assert traces >= 3
+    no_browser_errors(d)
+
+
+def test_timeline_zoom_requeries_a_finer_window(served):
+    open_page(served, "/timeline", served["ids"]["base"])
+    d = served["driver"]
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "timeline-note"), "segments"))
+    d.execute_script("Plotly.relayout(document.querySelector('#timeline-gantt .js-plotly-plot'),"
+                     " {'xaxis.range[0]': 200, 'xaxis.range[1]': 260})")  # fmt: skip
+    wait(d).until(
+        lambda drv: "in 60 h shown" in drv.find_element(By.ID, "timeline-note").text,
+        message=d.find_element(By.ID, "timeline-note").text,
+    )
+
+
+def test_batches_page_traces_a_split_and_merged_batch(served):
+    open_page(served, "/batches", served["ids"]["split"])
+    d = served["driver"]
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "batches-hint"), "made by splits or merges"))
+    labels = wait(d).until(
+        lambda drv: drv.execute_script(
+            "const g = document.querySelector('#batches-tree .js-plotly-plot'); return g && g.data[1] && g.data[1].text"
+        )
+    )
+    assert len(labels) >= 3  # the batch, its parents (merge) and their parent (split)
+    assert d.find_element(By.ID, "batches-history-table").text
+
+
+def test_compare_two_runs_with_paired_deltas(served):
+    served["driver"].get(f"{served['url']}/compare?run={served['ids']['base']}&with={served['ids']['coater']}")
+    d = served["driver"]
+    wait(d).until(EC.presence_of_element_located((By.ID, "compare-table")))
+    row = d.find_element(By.ID, "compare-row-throughput_per_hour").text
+    store, ids = served["store"], served["ids"]
+    a, b = store.per_replication(ids["base"]), store.per_replication(ids["coater"])
+    from twin.stats import paired_difference
+
+    delta = paired_difference(a["throughput_per_hour"], b["throughput_per_hour"])
+    expected = ci_text({"mean": delta.mean, "ci95": [delta.low, delta.high]}, 24, 2)
+    assert expected[0].lstrip("-") in row
+    assert "paired" in d.find_element(By.ID, "compare-table").text
+    assert "stations.coating.units" in d.page_source
+
+
+def test_downloads_read_back(served):
+    open_page(served, "/downloads", served["ids"]["base"])
+    d = served["driver"]
+    link = wait(d).until(EC.presence_of_element_located((By.ID, "download-events-parquet")))
+    log = served["store"].get(served["ids"]["base"]).log
+    got = requests.get(link.get_attribute("href"), timeout=60)
+    assert got.status_code == 200
+    parquet = EventLog.from_parquet(io.BytesIO(got.content))
+    assert len(parquet.table) == len(log.table)
+    csv = requests.get(d.find_element(By.ID, "download-events-csv").get_attribute("href"), timeout=120)
+    assert len(pd.read_csv(io.BytesIO(csv.content))) == len(log.table)
+    kpis = requests.get(d.find_element(By.ID, "download-kpis-json").get_attribute("href"), timeout=60).json()
+    assert kpis["throughput_per_hour"] == json.loads(json.dumps(compute_kpis(log).summary["throughput_per_hour"]))
+    scene = requests.get(d.find_element(By.ID, "download-scene-zip").get_attribute("href"), timeout=300)
+    with zipfile.ZipFile(io.BytesIO(scene.content)) as zf:
+        names = zf.namelist()
+        assert "line.usdc" in names and any(n.startswith("twin_assets/") for n in names)
+        folder = served["store"].root.parent / "scene"
+        zf.extractall(folder)
+    from pxr import Usd
+
+    stage = Usd.Stage.Open(str(folder / "line.usdc"))
+    assert stage.GetDefaultPrim().GetPath().pathString == "/World"
+
+
+def test_bad_value_is_shown_next_to_its_field_and_nothing_runs(served):
+    store, before = served["store"], len(served["store"].run_ids())
+    open_page(served, "/what-if", served["ids"]["base"])
+    d = served["driver"]
+    units = wait(d).until(
+        EC.presence_of_element_located((By.XPATH, '//*[@id=\'{"key":"stations.coating.units","type":"wf-in"}\']'))
+    )
+    units.clear()
+    units.send_keys("0", Keys.TAB)
+    d.find_element(By.ID, "whatif-run").click()
+    err = d.find_element(By.XPATH, '//*[@id=\'{"key":"stations.coating.units","type":"wf-err"}\']')
+    wait(d).until(lambda _: "greater than or equal to 1" in err.text)
+    assert d.execute_script("return document.querySelectorAll('.invalid').length") == 1
+    assert "nothing was run" in d.find_element(By.ID, "whatif-general").text
+    assert d.find_element(By.XPATH, '//*[@id=\'{"key":"stations.packaging.units","type":"wf-err"}\']').text == ""
+    assert len(store.run_ids()) == before
+
+
+def test_whatif_from_the_form_runs_and_lands_in_the_store(served):
+    store, before = served["store"], set(served["store"].run_ids())
+    open_page(served, "/what-if", served["ids"]["base"])
+    d = served["driver"]
+    buffer = wait(d).until(
+        EC.presence_of_element_located((By.XPATH, '//*[@id=\'{"key":"stations.coating.buffer","type":"wf-in"}\']'))
+    )
+    buffer.clear()
+    buffer.send_keys("5", Keys.TAB)
+    name = d.find_element(By.XPATH, '//*[@id=\'{"key":"setting.scenario","type":"wf-in"}\']')
+    name.clear()
+    name.send_keys("coater buffer 5", Keys.TAB)
+    d.find_element(By.ID, "whatif-run").click()
+    done = wait(d, 180).until(EC.presence_of_element_located((By.ID, "whatif-done")))
+    new = set(store.run_ids()) - before
+    assert len(new) == 1
+    run_id = new.pop()
+    assert done.get_attribute("data-run") == run_id
+    info = store.info(run_id)
+    assert info["scenario"] == "coater buffer 5" and "stations.coating.buffer=5" in info["overrides"]
+    assert store.get(run_id).spec.station("coating").buffer == 5
+    wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), run_id[:8]))
