@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import requests
+from dashboard_helpers import free_port, start_dashboard, stop
 
-from tests.dashboard_helpers import free_port, start_dashboard, stop
 from twin.experiment import run
 from twin.models import load_spec
 from twin.store import RunStore

@@ -9,13 +9,13 @@ import zipfile
 import pandas as pd
 import pytest
 import requests
+from dashboard_helpers import browser, free_port, start_dashboard, stop
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.formatting import ci_text
-from tests.dashboard_helpers import browser, free_port, start_dashboard, stop
 from twin.eventlog import EventLog
 from twin.experiment import run
 from twin.kpis.report import compute_kpis

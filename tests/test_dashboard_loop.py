@@ -1,0 +1,133 @@
+"""The Live and Calibrate & forecast pages in a real browser, over a historian a real sync wrote.
+
+An emulated plant (`twin emulate`) feeds `twin sync --shadow --forecast-every` on loopback; the
+dashboard (`twin dashboard --historian`) then shows the plant next to the twin, the scored forecasts,
+a calibration of a wrong spec from the historian and a forecast with its band.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from dashboard_helpers import browser, free_port, start_dashboard, stop
+from opcua_helpers import LINE_YAML, TwinProcess, call, endpoint
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from connectors.opcua.historian import Historian
+from connectors.opcua.security import Users
+from connectors.opcua.tagmap import default_tag_map, dump_tag_map
+from dashboards.formatting import number, percent
+from twin.experiment import run
+from twin.palette import state_hex
+from twin.spec.loader import spec_from_data
+from twin.store import RunStore
+
+WRONG = LINE_YAML.replace(
+    "process_time: {dist: exponential, mean: 1 h}", "process_time: {dist: exponential, mean: 3 h}"
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash-loop")
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
+    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
+    Users.add(root / "users.yaml", "op", "operator", "pw")
+    ep = endpoint()
+    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
+    emulate += ["users.yaml", "--allow-anonymous", "--seed", "5", "--speed", "max", "--paused", "--pki", "pki-emu"]
+    with TwinProcess(emulate, root, "emu") as emu:
+        emu.wait_for("emulating mini")
+        sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s"]
+        sync += ["--historian", "h.db", "--until", "300 h", "--warmup", "20 h", "--shadow", "--seed", "5"]
+        sync += ["--forecast-every", "40 h", "--forecast-horizon", "24 h", "--kpi-every", "0.5"]
+        with TwinProcess(sync, root, "sync") as feed:
+            feed.wait_for("subscribed to")
+            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
+            assert feed.proc.wait(300) == 0, feed.log()
+    store = RunStore(root / "store")
+    wrong = spec_from_data(yaml.safe_load(WRONG), "wrong.yaml")
+    run_id = store.save(run(wrong, replications=2, seed=1, name="mini as specified"))
+    port = free_port()
+    proc = start_dashboard(store.root, port, "--historian", str(root / "h.db"))
+    driver = browser()
+    yield {"url": f"http://127.0.0.1:{port}", "root": root, "store": store, "run": run_id, "driver": driver}
+    driver.quit()
+    stop(proc)
+
+
+def wait(driver, seconds=60):
+    return WebDriverWait(driver, seconds)
+
+
+def no_browser_errors(driver) -> None:
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not severe, severe
+    assert "Traceback" not in driver.page_source
+
+
+def test_live_page_shows_the_plant_next_to_the_twin(served):
+    d = served["driver"]
+    d.get(served["url"] + "/live")
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "live-state"), "Sync stopped."))
+    h = Historian(served["root"] / "h.db", readonly=True)
+    try:
+        last, forecasts, latest = h.kpis()["kpis"].iloc[-1], h.forecasts(), h.latest().set_index("tag")
+    finally:
+        h.close()
+    assert "line mini" in d.find_element(By.ID, "live-state").text
+    wait(d).until(EC.presence_of_element_located((By.ID, "live-kpi-table")))
+    table = d.find_element(By.ID, "live-kpi-table").text
+    oee_plant, oee_twin = last["plant"]["oee"]["mean"], last["twin"]["oee"]["mean"]
+    assert percent(oee_plant) in table and percent(oee_twin) in table
+    assert number(last["plant"]["throughput_per_hour"]["mean"]) in table
+    # one tile per unit, in the colour of the state its PLC code maps to
+    codes = yaml.safe_load((served["root"] / "map.yaml").read_text())["states"]
+    expected = sorted(state_hex(codes[int(latest.loc[tag, "value"])]) for tag in latest.index if tag.endswith("_STATE"))
+    colours = d.execute_script(
+        "return document.querySelector('#live-units .js-plotly-plot').data.flatMap(t => t.x.map(() => t.marker.color))"
+    )
+    assert sorted(colours) == expected and len(colours) == 4
+    summary = wait(d).until(EC.presence_of_element_located((By.ID, "live-forecast-summary"))).text
+    scored = int(forecasts["score"].notna().sum())
+    assert f"{len(forecasts)} forecasts made, {scored} scored" in summary and scored >= 5
+    no_browser_errors(d)
+
+
+def test_calibrate_a_wrong_spec_from_the_historian(served):
+    d = served["driver"]
+    d.get(served["url"] + f"/forecast?run={served['run']}")
+    wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), served["run"][:8]))
+    d.find_element(By.XPATH, "//label[contains(., 'a plant historian')]").click()
+    d.find_element(By.ID, "fc-calibrate").click()
+    summary = wait(d, 180).until(EC.presence_of_element_located((By.ID, "fc-calibration-summary"))).text
+    assert "value(s) changed" in summary and "historian" in summary
+    rows = d.find_element(By.ID, "fc-parameters").text
+    assert "mix" in rows and "changed" in rows
+    assert d.find_element(By.ID, "fc-impact").text.count("oee") >= 1
+    no_browser_errors(d)
+
+
+def test_forecast_from_the_selected_run_and_a_bad_horizon(served):
+    d = served["driver"]
+    d.get(served["url"] + f"/forecast?run={served['run']}")
+    wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), served["run"][:8]))
+    wait(d).until(lambda drv: drv.find_element(By.ID, "fc-at").get_attribute("value") not in ("", None))
+    horizon = d.find_element(By.ID, "fc-horizon")
+    horizon.clear()
+    horizon.send_keys("0", Keys.TAB)
+    d.find_element(By.ID, "fc-forecast").click()
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "fc-error"), "horizon must be a positive"))
+    horizon.clear()
+    horizon.send_keys("48", Keys.TAB)
+    d.find_element(By.ID, "fc-forecast").click()
+    text = wait(d, 120).until(EC.presence_of_element_located((By.ID, "fc-totals-text"))).text
+    assert "batches out of the line in 48 h" in text and "the run itself finished" in text
+    names = d.execute_script("return document.querySelector('#fc-completions .js-plotly-plot').data.map(t => t.name)")
+    assert {"median", "90% band", "what the run did"} <= set(names)
+    assert d.find_element(By.ID, "fc-error").text == ""
+    no_browser_errors(d)
