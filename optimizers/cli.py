@@ -58,6 +58,9 @@ def optimize_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write best.yaml, the result and its SimPy run here.")
     ] = None,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Also store the best design's SimPy run in this run store.")
+    ] = None,
 ) -> None:
     """Find the best design of a line: buffers, units, speeds or campaign order; confirmed by SimPy."""
     from optimizers.api import optimize
@@ -78,6 +81,13 @@ def optimize_command(
         )  # fmt: skip
     if out is not None:
         save_result(result, out)
+    stored = None
+    if store is not None:
+        from optimizers.store import store_best
+        from twin.store import RunStore
+
+        stored = store_best(result, RunStore(store))
+        stderr.print(f"best design stored as run {stored} in {store}", markup=False)
     if as_json:
         _emit_json(result.to_json())
         return

@@ -1,6 +1,7 @@
-"""Where optimization results go: one folder, written atomically (the run store can replace this later).
+"""Where optimization results go: a result folder written atomically, and the run store.
 
     >>> save_result(result, "out/buffers")   # best.yaml, optimization.json, run/ (the confirmed SimPy run)
+    >>> store_best(result, RunStore("twin-runs"))   # the confirmed best design as a stored run
 
 ``best.yaml`` is the best design as a plain spec (``twin run out/buffers/best.yaml`` runs it);
 ``run/`` is the SimPy confirmation as a run folder (``twin.runfolder``).
@@ -22,6 +23,7 @@ from twin.runfolder import write_run
 
 if TYPE_CHECKING:
     from optimizers.api import OptimizeResult
+    from twin.store import RunStore
 
 BEST_SPEC, RESULT_FILE, RUN_FOLDER = "best.yaml", "optimization.json", "run"
 
@@ -52,3 +54,18 @@ def save_result(result: OptimizeResult, target: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def store_best(result: OptimizeResult, store: RunStore) -> str:
+    """Save the best design's SimPy confirmation in the run store (tagged as the optimizer's); its run id.
+
+    >>> run_id = store_best(result, RunStore("twin-runs"))     # then `twin runs show RUN_ID`, or the dashboard
+    """
+    tags = {
+        "source": "optimizer",
+        "method": result.method,
+        "objectives": ",".join(result.problem.objectives),
+        "evaluations": result.evaluations,
+        "exact": not result.approximations,
+    }
+    return store.save(result.best.result, tags=tags)

@@ -227,3 +227,31 @@ def test_whatif_from_the_form_runs_and_lands_in_the_store(served):
     assert info["scenario"] == "coater buffer 5" and "stations.coating.buffer=5" in info["overrides"]
     assert store.get(run_id).spec.station("coating").buffer == 5
     wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), run_id[:8]))
+
+
+def test_optimize_searches_stores_the_best_design_and_opens_it_as_a_whatif(served):
+    store, before = served["store"], set(served["store"].run_ids())
+    open_page(served, "/optimize", served["ids"]["base"])
+    d = served["driver"]
+    evals = wait(d).until(EC.presence_of_element_located((By.ID, "optimize-evals")))
+    evals.send_keys(Keys.CONTROL, "a")
+    evals.send_keys("16", Keys.TAB)
+    horizon = d.find_element(By.ID, "optimize-horizon")
+    horizon.send_keys(Keys.CONTROL, "a")
+    horizon.send_keys("4 w", Keys.TAB)  # the line's warm-up is 2 w
+    d.find_element(By.ID, "optimize-start").click()
+    stored = wait(d, 400).until(EC.presence_of_element_located((By.ID, "optimize-stored")))
+    run_id = stored.get_attribute("data-run")
+    assert set(store.run_ids()) - before == {run_id}
+    assert store.info(run_id)["tags"]["source"] == "optimizer"
+    points = d.execute_script("return document.querySelector('#optimize-history .js-plotly-plot').data[0].x.length")
+    assert points >= 1  # the best-so-far curve
+    best_buffers = {s.name: s.buffer for s in store.get(run_id).spec.stations}
+    d.find_element(By.XPATH, "//button[text()='Open as what-if']").click()
+    note = wait(d, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#whatif-prefill-note .alert")))
+    assert "Prefilled from the optimizer's best design" in note.text
+    for station, places in best_buffers.items():
+        field = d.find_elements(By.XPATH, f'//*[@id=\'{{"key":"stations.{station}.buffer","type":"wf-in"}}\']')
+        if field and places is not None:
+            assert field[0].get_attribute("value") == str(places), station
+    no_browser_errors(d)

@@ -230,10 +230,19 @@ def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     saved = json.loads((out / "optimization.json").read_text())
     assert json.loads(rerun.stdout)["throughput_per_hour"] == saved["best"]["simpy"]["throughput_per_hour"]
-    again = run_cli("optimize", str(spec_path), "--json", "--evals", "20", "--vary", "stations.s2.buffer=0..2")
+    store = tmp_path / "store"
+    again = run_cli(
+        "optimize", str(spec_path), "--json", "--evals", "20", "--vary", "stations.s2.buffer=0..2", "--store", str(store)
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert report["exact"] and report["evaluations"] == 3 and report["method"] == "exhaustive"
+    from twin.store import RunStore
+
+    (run_id,) = RunStore(store).run_ids()  # the best design's SimPy run, in the store the dashboard reads
+    info = RunStore(store).info(run_id)
+    assert info["tags"]["source"] == "optimizer" and info["tags"]["method"] == "exhaustive"
+    assert RunStore(store).get(run_id).spec.station("s2").buffer == report["best"]["values"]["stations.s2.buffer"]
     assert run_cli("optimize", str(spec_path), "--out", str(out)).returncode == 2  # never overwrites
 
 

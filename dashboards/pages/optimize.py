@@ -210,6 +210,9 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
             history_figure(history or [(result.evaluations, result.best.evaluator["throughput_per_hour"])]),
         )
     )
+    from optimizers.store import store_best
+
+    stored = store_best(result, ctx.store)
     best = result.best
     rows = [html.Tr([html.Td(k), html.Td(str(a)), html.Td(str(b))]) for k, a, b in best.diff]
     thr = ci_text(best.simpy["throughput_per_hour"], 24, 2)
@@ -227,7 +230,7 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
         "line": view.spec.name,
         "source": "the optimizer's best design",
         "scenario": f"optimized {vary}",
-        "values": {o.split("=", 1)[0]: o.split("=", 1)[1] for o in best.overrides},
+        "values": {path: str(value) for path, value in best.overrides.items()},
     }
     body = layout.card(
         "Best design",
@@ -235,6 +238,11 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
         html.P(
             [html.B(f"{thr[0]} batches/day"), f" ({thr[1]}, SimPy, {best.simpy['replications']} replications)"],
             id="optimize-best",
+        ),
+        html.P(
+            f"Confirmed run stored as {stored[:8]} (pick it in the run picker).",
+            id="optimize-stored",
+            **{"data-run": stored},
         ),
         html.Table(
             [html.Thead(html.Tr([html.Th("variable"), html.Th("spec"), html.Th("best")])), html.Tbody(rows)],
