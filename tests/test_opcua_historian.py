@@ -156,6 +156,8 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
     beats = h.query(["PLC_HEARTBEAT"])["value"].to_numpy()
     assert len(beats) > 4 and (np.diff(beats) == 1).all()  # the seconds the sync was dead: fetched from history
     assert h.kpis()["kpis"].iloc[-1]["acknowledged"] > 0
+    r = run_cli("history", str(tmp_path / "h.db"), "--gaps")
+    assert r.returncode == 0 and "sync restarted" in r.stdout
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # OEE of units never seen processing

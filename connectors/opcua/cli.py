@@ -57,7 +57,11 @@ def register(app: typer.Typer) -> None:
     app.command("sync")(sync_command)
     app.command("history")(history_command)
     opcua = typer.Typer(help="OPC-UA users and certificates.", no_args_is_help=True)
-    opcua.command("user-add")(user_add_command)
+    user = typer.Typer(
+        help="Users of the twin's OPC-UA servers (scrypt-hashed passwords, roles).", no_args_is_help=True
+    )
+    user.command("add")(user_add_command)
+    opcua.add_typer(user, name="user")
     opcua.command("trust")(trust_command)
     opcua.command("cert")(cert_command)
     app.add_typer(opcua, name="opcua")
