@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -113,13 +114,15 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
         await asyncio.sleep(5)  # warm-up
         cpu0, emu_cpu0, wall0 = time.process_time(), cpu_seconds(emu.pid), time.monotonic()
         t0_us, lat0 = int(time.time() * 1e6), len(sync.writer.latencies_us)
+        bench_ids = {sync.tag_ids[n] for n in names}  # wall-clock source times (the line's tags carry the plant clock)
         await asyncio.sleep(seconds)
         cpu1, emu_cpu1, wall1 = time.process_time(), cpu_seconds(emu.pid), time.monotonic()
         t1_us, lat1 = int(time.time() * 1e6), len(sync.writer.latencies_us)
         await asyncio.sleep(2)  # what is in flight lands
         stop_event.set()
         await task
-        latencies = np.array(sync.writer.latencies_us[lat0:lat1]) / 1000
+        measured = zip(sync.writer.latency_tags[lat0:lat1], sync.writer.latencies_us[lat0:lat1], strict=True)
+        latencies = np.array([lat for tag, lat in measured if tag in bench_ids]) / 1000
         h = Historian(work / "h.db", readonly=True)
         df = h.query(list(names), start=t0_us / 1e6, end=t1_us / 1e6, raw_times=True)
         receipt = (df["received_us"] - df["source_us"]).to_numpy() / 1000
@@ -144,9 +147,12 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
             }
         )
 
+    gc.collect()
+    gc.freeze()  # as `twin sync` does before it starts (connectors.opcua.cli.run_until_signal)
     try:
         asyncio.run(run())
     finally:
+        gc.unfreeze()
         stop(emu)
     return figures
 
