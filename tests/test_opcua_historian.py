@@ -77,6 +77,8 @@ def test_retention_queries_and_exports(tmp_path: Path):
     assert r.returncode == 0 and len(parquet) == 49 + 2 and set(parquet["tag"]) == {"A", "B"}
     r = run_cli("history", str(tmp_path / "h.db"), "--list")
     assert r.returncode == 0 and "A" in r.stdout
+    r = run_cli("history", str(tmp_path / "h.db"), "--gaps")
+    assert r.returncode == 0 and r.stdout.strip() == "no gaps"
     r = run_cli("history", str(tmp_path / "h.db"), "--tag", "C")
     assert r.returncode == 2 and "no tag(s) C" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(InputError, match=r"export to \.csv or \.parquet"):

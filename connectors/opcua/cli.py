@@ -459,7 +459,8 @@ def history_command(
             typer.echo(h.tags().to_string(index=False))
             return
         if gaps:
-            typer.echo(h.gaps().to_string(index=False))
+            found = h.gaps()
+            typer.echo(found.to_string(index=False) if len(found) else "no gaps")
             return
         if out is not None:
             n = h.export(out, tag, start_t, end_t)
