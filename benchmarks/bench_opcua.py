@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -113,13 +114,15 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
         await asyncio.sleep(5)  # warm-up
         cpu0, emu_cpu0, wall0 = time.process_time(), cpu_seconds(emu.pid), time.monotonic()
         t0_us, lat0 = int(time.time() * 1e6), len(sync.writer.latencies_us)
+        bench_ids = {sync.tag_ids[n] for n in names}  # wall-clock source times (the line's tags carry the plant clock)
         await asyncio.sleep(seconds)
         cpu1, emu_cpu1, wall1 = time.process_time(), cpu_seconds(emu.pid), time.monotonic()
         t1_us, lat1 = int(time.time() * 1e6), len(sync.writer.latencies_us)
         await asyncio.sleep(2)  # what is in flight lands
         stop_event.set()
         await task
-        latencies = np.array(sync.writer.latencies_us[lat0:lat1]) / 1000
+        measured = zip(sync.writer.latency_tags[lat0:lat1], sync.writer.latencies_us[lat0:lat1], strict=True)
+        latencies = np.array([lat for tag, lat in measured if tag in bench_ids]) / 1000
         h = Historian(work / "h.db", readonly=True)
         df = h.query(list(names), start=t0_us / 1e6, end=t1_us / 1e6, raw_times=True)
         receipt = (df["received_us"] - df["source_us"]).to_numpy() / 1000
@@ -144,9 +147,12 @@ def plant_feed(work: Path, tags: int, rate: float, seconds: float, security: str
             }
         )
 
+    gc.collect()
+    gc.freeze()  # as `twin sync` does before it starts (connectors.opcua.cli.run_until_signal)
     try:
         asyncio.run(run())
     finally:
+        gc.unfreeze()
         stop(emu)
     return figures
 
@@ -203,7 +209,13 @@ def twin_server(work: Path, units: int, seconds: float) -> dict[str, float]:
                 PublishingEnabled=True,
                 Priority=0,
             )
-            feed = Feed(client, params, lambda items: counts.__setitem__("n", counts["n"] + len(items)))
+            ticks: set[object] = set()  # the server stamps every value of one publish with the same source time
+
+            def on_values(items: list[tuple[int, ua.DataValue]]) -> None:
+                counts["n"] += len(items)
+                ticks.update(dv.SourceTimestamp for _, dv in items)
+
+            feed = Feed(client, params, on_values)
             await feed.init()
             for i in range(0, len(ids), 500):
                 requests = [
@@ -219,13 +231,15 @@ def twin_server(work: Path, units: int, seconds: float) -> dict[str, float]:
                 ]
                 await feed.create_monitored_items(requests)
             await asyncio.sleep(5)
-            n0, cpu0, wall0 = counts["n"], cpu_seconds(server.pid), time.monotonic()
+            n0, cpu0, wall0, t0 = counts["n"], cpu_seconds(server.pid), time.monotonic(), len(ticks)
             await asyncio.sleep(seconds)
-            n1, cpu1, wall1 = counts["n"], cpu_seconds(server.pid), time.monotonic()
+            n1, cpu1, wall1, t1 = counts["n"], cpu_seconds(server.pid), time.monotonic(), len(ticks)
             return {
                 "variables monitored": len(ids),
                 "delivered changes/s": (n1 - n0) / (wall1 - wall0),
                 "target changes/s": len(ids) * 10,
+                "server publishes/s": (t1 - t0) / (wall1 - wall0),
+                "changes per publish": (n1 - n0) / max(t1 - t0, 1),
                 "server CPU %": 100 * (cpu1 - cpu0) / (wall1 - wall0),
                 "subscriber CPU % (this process)": float("nan"),
             }

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,15 +135,16 @@ def call(
 
     from connectors.opcua.uabase import ClientOptions, connect, namespace_index
 
-    async def go() -> object:
-        client = await connect(
-            ClientOptions(endpoint_, pki=pki or Path("pki-caller"), security=security, user=user, password=password),
-            "caller",
-        )
+    async def go(folder: Path) -> object:
+        options = ClientOptions(endpoint_, pki=folder, security=security, user=user, password=password)
+        client = await connect(options, "caller")
         try:
             ns = await namespace_index(client, namespace)
             return await client.get_node(f"ns={ns};s={obj}").call_method(f"{ns}:{method}", *args)
         finally:
             await client.disconnect()
 
-    return asyncio.run(go())
+    if pki is not None:
+        return asyncio.run(go(pki))
+    with tempfile.TemporaryDirectory(prefix="twin-caller-") as folder:  # never a PKI in the working directory
+        return asyncio.run(go(Path(folder)))

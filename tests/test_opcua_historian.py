@@ -77,6 +77,8 @@ def test_retention_queries_and_exports(tmp_path: Path):
     assert r.returncode == 0 and len(parquet) == 49 + 2 and set(parquet["tag"]) == {"A", "B"}
     r = run_cli("history", str(tmp_path / "h.db"), "--list")
     assert r.returncode == 0 and "A" in r.stdout
+    r = run_cli("history", str(tmp_path / "h.db"), "--gaps")
+    assert r.returncode == 0 and r.stdout.strip() == "no gaps"
     r = run_cli("history", str(tmp_path / "h.db"), "--tag", "C")
     assert r.returncode == 2 and "no tag(s) C" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(InputError, match=r"export to \.csv or \.parquet"):
@@ -156,6 +158,8 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
     beats = h.query(["PLC_HEARTBEAT"])["value"].to_numpy()
     assert len(beats) > 4 and (np.diff(beats) == 1).all()  # the seconds the sync was dead: fetched from history
     assert h.kpis()["kpis"].iloc[-1]["acknowledged"] > 0
+    r = run_cli("history", str(tmp_path / "h.db"), "--gaps")
+    assert r.returncode == 0 and "sync restarted" in r.stdout
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in multiply")  # OEE of units never seen processing

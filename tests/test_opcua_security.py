@@ -151,3 +151,48 @@ def test_a_server_nobody_could_log_in_to_does_not_start(tmp_path: Path):
     options = ServerOptions(endpoint=endpoint(), pki=tmp_path / "pki")
     with pytest.raises(InputError, match="nobody could log in"), BackgroundServer(lambda: TwinServer(spec, options)):
         pass
+
+
+def test_clients_keep_a_watchdog_well_above_asyncuas_one_second(secured):
+    """asyncua's 1 s client watchdog drops sessions on a busy machine; every twin client sets a longer one."""
+    import asyncio
+
+    from connectors.opcua.uabase import WATCHDOG_S, connect
+
+    async def watchdog() -> float:
+        c = await connect(client(root, ep), "script")
+        try:
+            return c._watchdog_intervall
+        finally:
+            await c.disconnect()
+
+    root, ep, _ = secured
+    assert asyncio.run(watchdog()) == WATCHDOG_S >= 10
+
+
+def test_twin_opcua_user_add_cert_and_trust_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    from conftest import run_cli
+
+    users = tmp_path / "users.yaml"
+    monkeypatch.setenv("TWIN_OPCUA_PASSWORD", "s3cret")
+    r = run_cli("opcua", "user", "add", str(users), "alice", "--role", "operator")
+    assert r.returncode == 0 and "alice (operator) saved" in r.stdout, r.stderr
+    assert run_cli("opcua", "user", "add", str(users), "bob").returncode == 0  # read-only by default
+    loaded = Users.load(users)
+    assert loaded.check("alice", "s3cret").role == "operator" and loaded.check("bob", "s3cret").role == "read-only"
+    assert loaded.check("alice", "wrong") is None and "s3cret" not in users.read_text()
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    r = run_cli("opcua", "user", "add", str(users), "carol", "--role", "admin")
+    assert r.returncode == 2 and "--role 'admin'" in r.stderr and "Traceback" not in r.stderr
+    assert set(Users.load(users).accounts) == {"alice", "bob"}  # nothing half-written
+
+    r = run_cli("opcua", "cert", str(tmp_path / "pki-a"), "--role", "serve")
+    info = json.loads(r.stdout)
+    assert r.returncode == 0 and info["application_uri"] == f"urn:twin:serve:{HOST}"
+    assert stat.S_IMODE((tmp_path / "pki-a" / "own" / "key.pem").stat().st_mode) == 0o600
+    r = run_cli("opcua", "trust", str(tmp_path / "pki-b"), info["certificate"])
+    assert r.returncode == 0 and Pki(tmp_path / "pki-b").trusted_thumbprints() == {info["thumbprint"]}
+    r = run_cli("opcua", "trust", str(tmp_path / "pki-b"), str(users))
+    assert r.returncode == 2 and "not a readable certificate" in r.stderr and "Traceback" not in r.stderr

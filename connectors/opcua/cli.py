@@ -12,6 +12,7 @@ asyncua is imported inside the commands, so that ``twin --help`` stays quick.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -57,7 +58,11 @@ def register(app: typer.Typer) -> None:
     app.command("sync")(sync_command)
     app.command("history")(history_command)
     opcua = typer.Typer(help="OPC-UA users and certificates.", no_args_is_help=True)
-    opcua.command("user-add")(user_add_command)
+    user = typer.Typer(
+        help="Users of the twin's OPC-UA servers (scrypt-hashed passwords, roles).", no_args_is_help=True
+    )
+    user.command("add")(user_add_command)
+    opcua.add_typer(user, name="user")
     opcua.command("trust")(trust_command)
     opcua.command("cert")(cert_command)
     app.add_typer(opcua, name="opcua")
@@ -73,8 +78,20 @@ def _logging(verbose: bool) -> None:
     logging.getLogger("asyncua").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
+def settle() -> None:
+    """Keep what exists now (imports, an address space just built) out of the garbage collector's full passes.
+
+    It lives as long as the process; scanning it again and again stalls the event loop for 100-500 ms
+    (measured in the sync and in a server of 500 units), which costs publishes and latency.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown)."""
+
+    settle()
 
     async def wrapper() -> T:
         stop = asyncio.Event()
@@ -167,6 +184,7 @@ def serve_command(
             overrides=tuple(set_ or ()),
         )
         await server.start()
+        settle()
         print(f"serving {line.name} on {endpoint} (namespace {server.namespace_uri})", file=sys.stderr, flush=True)
         try:
             await server.run(stop)
@@ -247,6 +265,7 @@ def emulate_command(
             bench_rate=bench_rate,
         )
         await emu.start()
+        settle()
         print(f"emulating {line.name} on {endpoint} (namespace {tags.namespace})", file=sys.stderr, flush=True)
         try:
             await emu.run(stop)
@@ -457,7 +476,8 @@ def history_command(
             typer.echo(h.tags().to_string(index=False))
             return
         if gaps:
-            typer.echo(h.gaps().to_string(index=False))
+            found = h.gaps()
+            typer.echo(found.to_string(index=False) if len(found) else "no gaps")
             return
         if out is not None:
             n = h.export(out, tag, start_t, end_t)

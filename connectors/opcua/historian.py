@@ -333,6 +333,7 @@ class HistorianWriter:
         self._queue: queue.SimpleQueue[tuple[int, int, int | None, int, Any, int] | None] = queue.SimpleQueue()
         self.acknowledged = 0
         self.latencies_us: list[int] = []  # commit time - source time, when measure_latency
+        self.latency_tags: list[int] = []  # the tag of each latency (only some tags may carry wall-clock times)
         self._keep_latency = measure_latency
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="historian-writer", daemon=True)
@@ -377,6 +378,7 @@ class HistorianWriter:
                     self.acknowledged += len(batch)
                     if self._keep_latency:
                         self.latencies_us.extend(committed - np.fromiter((b[1] for b in batch), dtype=np.int64))
+                        self.latency_tags.extend(b[0] for b in batch)
                 if self.retention_hours is not None and time.monotonic() - last_retention > 60:
                     last_retention = time.monotonic()
                     db.enforce_retention(self.retention_hours)

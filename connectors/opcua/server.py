@@ -303,7 +303,9 @@ class TwinServer:
                 kpi_task.add_done_callback(lambda _t, b=began: setattr(self, "_kpi_seconds", time.monotonic() - b))
                 next_kpis = began + max(self.kpi_interval, 10 * self._kpi_seconds)
             await self._publish()
-            next_tick = max(next_tick + self.publish_interval, time.monotonic())  # a fixed rate; no catching up
+            next_tick += self.publish_interval  # a fixed grid: a tick that ran late is made up at once ...
+            if time.monotonic() - next_tick > self.publish_interval:  # ... but not a stall: no burst of ticks
+                next_tick = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(next_tick - time.monotonic(), 0.0))
 
