@@ -354,6 +354,7 @@ class PlantSync:
         finally:
             await _quiet_disconnect(client)
             self.writer.close()
+        self._store(await asyncio.to_thread(self.snapshot))  # the final KPIs, for the dashboard's Live page
         return self._finish()
 
     async def _follow(self, client: Client, nodes: dict[str, ua.NodeId], stop: asyncio.Event) -> Client:
