@@ -90,7 +90,8 @@ def _show_error(err: Exception) -> None:
         message = str(err).splitlines()[0]
     else:
         log.exception("dashboard callback failed", exc_info=err)
-        message = f"Something went wrong ({err.__class__.__name__}: {str(err)[:200]}). Details are in the server log."
+        first = (str(err).splitlines() or [""])[0][:200]  # a background job's error carries its traceback after
+        message = f"Something went wrong ({err.__class__.__name__}: {first}). Details are in the server log."
     set_props("app-error", {"children": layout.alert(message, title="Could not update the page.")})
 
 

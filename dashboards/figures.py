@@ -46,7 +46,19 @@ def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, flo
                 hovertemplate=f"{state}<br>%{{x:.1f}} h<extra></extra>",
             )
         )
-    figure_style(fig, height=height, title={"text": title, "x": 0, "font": {"size": 13}})
+    if title:  # above the legend, which sits on top of the plot
+        head = {
+            "text": title,
+            "x": 0,
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 8},
+            "font": {"size": 13},
+        }
+        figure_style(fig, height=height + 30, title=head, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    else:
+        figure_style(fig, height=height)
     fig.update_yaxes(
         tickvals=list(range(len(labels))),
         ticktext=labels,

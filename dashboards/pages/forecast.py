@@ -47,7 +47,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                         ),
                     ]
                 ),
-                html.Label(["Historian", dcc.Input(id="fc-historian", value=historian, size="40")]),
+                html.Label(["Historian", dcc.Input(id="fc-historian", value=historian, className="path-input")]),
             ],
             className="controls",
         ),

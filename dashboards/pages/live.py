@@ -38,7 +38,9 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         "Live",
         html.Div(
             [
-                html.Label(["Historian", dcc.Input(id="live-historian", value=default, debounce=True, size="50")]),
+                html.Label(
+                    ["Historian", dcc.Input(id="live-historian", value=default, debounce=True, className="path-input")]
+                ),
                 html.Span(f"refreshed every {REFRESH_MS // 1000} s", className="muted"),
             ],
             className="controls",

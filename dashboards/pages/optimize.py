@@ -121,7 +121,7 @@ def pareto_figure(result: Any) -> go.Figure:
                 "arrayminus": [(t["mean"] - t["ci95"][0]) * 24 for t in thr],
             },
             marker={"size": 10, "color": "#1f77b4"},
-            text=[", ".join(c.overrides) for c in points],
+            text=[", ".join(f"{k}={v}" for k, v in c.overrides.items()) for c in points],
             hovertemplate="cost %{x:,.0f}<br>%{y:.2f} batches/day<br>%{text}<extra></extra>",
         )
     )
