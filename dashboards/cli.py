@@ -81,7 +81,12 @@ def dashboard_command(
     auth = f", {len(known)} user(s) from {users_path}" if known else ""
     print(f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it", flush=True)
     try:
-        app.run(host=host, port=port, debug=debug, dev_tools_ui=debug, use_reloader=False)
+        if debug:
+            app.run(host=host, port=port, debug=True, dev_tools_ui=True, use_reloader=False)
+        else:  # a production WSGI server: threads for concurrent users and background-job polling
+            import waitress
+
+            waitress.serve(app.server, host=host, port=port, threads=8, ident="twin dashboard", _quiet=True)
     except OSError as err:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
 
