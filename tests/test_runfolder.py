@@ -70,3 +70,32 @@ def test_a_damaged_run_json_is_a_clear_error(tmp_path):
     (path / "run.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match=r"run\.json: not readable run information"):
         read_run(path)
+
+
+GENERATOR_DYING = """
+import sys
+from twin.cli.entry import _quiet_interrupts
+sys.unraisablehook = _quiet_interrupts
+
+def process(error):
+    try:
+        yield
+    finally:
+        raise error
+
+for error in {errors}:
+    g = process(error)
+    next(g)
+    del g  # finalised now: what it raises is "unraisable"
+print("done")
+"""
+
+
+def test_a_ctrl_c_while_a_simpy_process_is_finalised_shows_no_traceback():
+    """Ctrl-C can land while Python closes a generator (a SimPy process); Python would print a traceback."""
+    quiet = subprocess.run([sys.executable, "-c", GENERATOR_DYING.format(errors="[KeyboardInterrupt]")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "done" and quiet.stderr == ""
+    bug = subprocess.run([sys.executable, "-c", GENERATOR_DYING.format(errors="[ValueError('a bug')]")],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "ValueError: a bug" in bug.stderr  # anything else is still reported

@@ -8,7 +8,16 @@ from __future__ import annotations
 import sys
 
 
+def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """A Ctrl-C that lands while Python finalises a generator (a SimPy process) is reported as "ignored"
+    with a traceback; the command itself goes on to its end or its own interrupt message, so stay silent."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main() -> None:
+    sys.unraisablehook = _quiet_interrupts
     try:
         from twin.cli.app import main as cli_main
     except KeyboardInterrupt:
