@@ -162,14 +162,16 @@ import json, sys, time
 from twin.store import RunStore
 from twin.runfolder import read_run
 store_dir, expected = sys.argv[1], int(sys.argv[2])
-counts, errors = [], []
+counts, errors, whole = [], [], set()
+print("ready", flush=True)
 deadline = time.monotonic() + 240
 while time.monotonic() < deadline:
     try:
         store = RunStore(store_dir, create=False)
         frame = store.list()
-        for run_id in frame["run_id"]:
+        for run_id in set(frame["run_id"]) - whole:  # each listed run reads whole (once: the reader keeps up)
             read_run(store.path(run_id))
+            whole.add(run_id)
         counts.append(len(frame))
         if len(frame) >= expected:
             break
@@ -183,12 +185,13 @@ print(json.dumps({"counts": counts, "errors": errors}))
 
 def test_two_sweeps_write_while_a_reader_lists(tmp_path):
     """Two sweeps write into one store at once, a third process lists and reads meanwhile: no corruption."""
-    line = write_line(tmp_path, horizon=300.0)
+    line = write_line(tmp_path, horizon=1500.0)  # points long enough for the reader to see the store grow
     store_dir = tmp_path / "store"
     reader_script = tmp_path / "reader.py"
     reader_script.write_text(textwrap.dedent(READER))
     reader = subprocess.Popen([sys.executable, str(reader_script), str(store_dir), "16"], stdout=subprocess.PIPE,
                               text=True)  # fmt: skip
+    assert reader.stdout.readline().strip() == "ready"  # listing before the sweeps start
     sweeps = [
         popen([str(BIN / "twin"), "sweep", str(line), "--grid", "stations.s2.buffer=0..7", "-r", "2", "--workers", "0",
                "--store", str(store_dir)], tmp_path, tmp_path / "a.log"),
