@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dash import Input, Output, State, dcc, html
@@ -79,6 +80,14 @@ def comparison_table(views: list[Any]) -> html.Table:
     return html.Table([html.Thead(html.Tr(head)), html.Tbody(body)], className="kpi-table", id="compare-table")
 
 
+def _full_timeline(view: Any) -> tuple[int, float, Any]:
+    """Replication 0 of a run as Gantt segments (its log loaded on the way)."""
+    rep = view.replications[0]
+    end = view.end(rep)
+    segments = view.derived(("gantt-full", rep), lambda: gantt_segments(view.intervals(rep), 0.0, end, 800))
+    return rep, end, segments
+
+
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("compare-runs", "options"),
@@ -109,13 +118,10 @@ def _register(app: Any, ctx: Any) -> None:
             diff = spec_changes(views[0].spec_data, v.spec_data)
             text = ", ".join(f"{p}: {a} → {b}" for p, a, b in diff[:8]) or "same spec"
             changes.append(html.Li([html.B(f"{v.info.get('scenario')} ({v.run_id[:8]}): "), text]))
+        with ThreadPoolExecutor(max_workers=len(views)) as pool:  # the runs load side by side (Parquet frees the GIL)
+            prepared = list(pool.map(_full_timeline, views))
         timelines = []
-        for v in views:
-            rep = v.replications[0]
-            end = v.end(rep)
-            segments = v.derived(
-                ("gantt-full", rep), lambda v=v, rep=rep, end=end: gantt_segments(v.intervals(rep), 0.0, end, 800)
-            )
+        for v, (rep, end, segments) in zip(views, prepared, strict=True):
             title = f"{v.info.get('scenario')} · {v.run_id[:8]} · replication {rep}"
             timelines.append(
                 layout.graph(
