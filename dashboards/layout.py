@@ -124,3 +124,8 @@ def figure_style(fig: Any, height: int | None = None, **layout: Any) -> Any:
         base["height"] = height
     fig.update_layout(**{**base, **layout})
     return fig
+
+
+def replication_options(replications: list[int]) -> tuple[list[dict[str, Any]], int | None]:
+    """Options of a replication dropdown, and its first value."""
+    return [{"label": f"#{r}", "value": r} for r in replications], (replications[0] if replications else None)

@@ -49,30 +49,10 @@ def build_store(root: Path) -> tuple[object, str, str]:
 
 def build_historian(root: Path) -> Path:
     """300 h of the `mini` line emulated and synced with a shadow twin and forecasts every 40 h."""
-    import yaml
-    from opcua_helpers import LINE_YAML, TwinProcess, call, endpoint
+    from opcua_helpers import shadow_synced_plant
 
-    from connectors.opcua.security import Users
-    from connectors.opcua.tagmap import default_tag_map, dump_tag_map
-    from twin.spec.loader import spec_from_data
-
-    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
-    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
-    Users.add(root / "users.yaml", "op", "operator", "pw")
-    ep = endpoint()
-    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
-    emulate += ["users.yaml", "--allow-anonymous", "--seed", "5", "--speed", "max", "--paused", "--pki", "pki-emu"]
-    with TwinProcess(emulate, root, "emu") as emu:
-        emu.wait_for("emulating mini")
-        sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s"]
-        sync += ["--historian", "h.db", "--until", "300 h", "--warmup", "20 h", "--shadow", "--seed", "5"]
-        sync += ["--forecast-every", "40 h", "--forecast-horizon", "24 h", "--kpi-every", "0.5"]
-        with TwinProcess(sync, root, "sync") as feed:
-            feed.wait_for("subscribed to")
-            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
-            if feed.proc.wait(300) != 0:
-                raise RuntimeError(f"twin sync failed:\n{feed.log()}")
+    with shadow_synced_plant(root, "300 h"):
+        pass
     return root / "h.db"
 
 

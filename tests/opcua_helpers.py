@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from connectors.opcua.uabase import free_port
@@ -148,3 +150,36 @@ def call(
         return asyncio.run(go(pki))
     with tempfile.TemporaryDirectory(prefix="twin-caller-") as folder:  # never a PKI in the working directory
         return asyncio.run(go(Path(folder)))
+
+
+@contextmanager
+def shadow_synced_plant(root: Path, until: str) -> Iterator[tuple[str, TwinProcess]]:
+    """The `mini` line (line.yaml, map.yaml, an operator) emulated at top speed and followed by `twin sync`
+    in shadow mode, forecasting every 40 h for 24 h, up to ``until`` into the historian ``root/h.db``.
+
+    Yields the emulator's endpoint and the finished sync (its JSON report on stdout) while the emulator
+    still serves."""
+    import yaml
+
+    from connectors.opcua.security import Users
+    from connectors.opcua.tagmap import default_tag_map, dump_tag_map
+    from twin.spec.loader import spec_from_data
+
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
+    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
+    Users.add(root / "users.yaml", "op", "operator", "pw")
+    ep = endpoint()
+    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
+    emulate += ["users.yaml", "--allow-anonymous", "--seed", "5", "--speed", "max", "--paused", "--pki", "pki-emu"]
+    with TwinProcess(emulate, root, "emu") as emu:
+        emu.wait_for("emulating mini")
+        sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s"]
+        sync += ["--historian", "h.db", "--until", until, "--warmup", "20 h", "--shadow", "--seed", "5", "--json"]
+        sync += ["--forecast-every", "40 h", "--forecast-horizon", "24 h", "--kpi-every", "0.5"]
+        with TwinProcess(sync, root, "sync") as feed:
+            feed.wait_for("subscribed to")
+            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
+            if feed.proc.wait(300) != 0:
+                raise RuntimeError(f"twin sync failed:\n{feed.log()}")
+            yield ep, feed

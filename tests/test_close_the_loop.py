@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opcua_helpers import LINE_YAML, TWIN, TwinProcess, call, endpoint
+from opcua_helpers import LINE_YAML, TWIN, call, shadow_synced_plant
 
 from connectors.opcua.forecasting import score_forecast
 from connectors.opcua.historian import Historian
 from connectors.opcua.logsource import historian_decoded, historian_log, historian_spec
-from connectors.opcua.security import Users
-from connectors.opcua.tagmap import default_tag_map, dump_tag_map
 from twin.snapshot import Snapshot
 from twin.spec.loader import spec_from_data
 
@@ -36,42 +34,15 @@ def twin(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess
 def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A 600-hour emulated plant followed by a shadow sync that forecasts every 40 h, 24 h ahead."""
     root = tmp_path_factory.mktemp("loop")
-    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
-    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
-    Users.add(root / "users.yaml", "op", "operator", "pw")
-    ep = endpoint()
-    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none"]
-    emulate += [
-        "--allow-anonymous",
-        "--users",
-        "users.yaml",
-        "--seed",
-        "5",
-        "--speed",
-        "max",
-        "--paused",
-        "--pki",
-        "pki-emu",
-    ]
-    with TwinProcess(emulate, root, "emu") as emu:
-        emu.wait_for("emulating mini")
-        sync_args = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none"]
-        sync_args += ["--pki", "pki-sync", "--historian", "h.db", "--until", "600 h", "--warmup", "20 h"]
-        sync_args += ["--shadow", "--seed", "5", "--forecast-every", "40 h", "--forecast-horizon", "24 h"]
-        sync_args += ["--kpi-every", "0.5", "--json"]
-        with TwinProcess(sync_args, root, "sync") as feed:
-            feed.wait_for("subscribed to")
-            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
-            assert feed.proc.wait(300) == 0, feed.log()
-            report = json.loads(feed.stdout())
+    with shadow_synced_plant(root, "600 h") as (ep, feed):
+        report = json.loads(feed.stdout())
         # the emulator is still serving: its tags hold the plant's state where the sync stopped, or later
         call(ep, "urn:twin:plc:mini", "PLC", "Pause", pki=root / "pki-caller")
         live = twin(
             "snapshot", "--from-live", ep, "--map", "map.yaml", "--spec", "line.yaml", "--security", "none",
             "--out", "live.json", cwd=root,
         )  # fmt: skip
-    return {"root": root, "report": report, "live": live, "spec": spec}
+    return {"root": root, "report": report, "live": live}
 
 
 def test_the_historian_reads_alone_as_the_plants_event_log(loop):

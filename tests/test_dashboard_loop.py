@@ -10,15 +10,13 @@ from __future__ import annotations
 import pytest
 import yaml
 from dashboard_helpers import browser, free_port, start_dashboard, stop
-from opcua_helpers import LINE_YAML, TwinProcess, call, endpoint
+from opcua_helpers import LINE_YAML, shadow_synced_plant
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.opcua.historian import Historian
-from connectors.opcua.security import Users
-from connectors.opcua.tagmap import default_tag_map, dump_tag_map
 from dashboards.formatting import number, percent
 from twin.experiment import run
 from twin.palette import state_hex
@@ -33,22 +31,8 @@ WRONG = LINE_YAML.replace(
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash-loop")
-    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
-    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
-    Users.add(root / "users.yaml", "op", "operator", "pw")
-    ep = endpoint()
-    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
-    emulate += ["users.yaml", "--allow-anonymous", "--seed", "5", "--speed", "max", "--paused", "--pki", "pki-emu"]
-    with TwinProcess(emulate, root, "emu") as emu:
-        emu.wait_for("emulating mini")
-        sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s"]
-        sync += ["--historian", "h.db", "--until", "300 h", "--warmup", "20 h", "--shadow", "--seed", "5"]
-        sync += ["--forecast-every", "40 h", "--forecast-horizon", "24 h", "--kpi-every", "0.5"]
-        with TwinProcess(sync, root, "sync") as feed:
-            feed.wait_for("subscribed to")
-            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")
-            assert feed.proc.wait(300) == 0, feed.log()
+    with shadow_synced_plant(root, "300 h"):
+        pass
     store = RunStore(root / "store")
     wrong = spec_from_data(yaml.safe_load(WRONG), "wrong.yaml")
     run_id = store.save(run(wrong, replications=2, seed=1, name="mini as specified"))

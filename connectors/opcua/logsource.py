@@ -79,13 +79,26 @@ def historian_decoded(path: str | Path, end_us: int | None = None) -> Decoded:
                 + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 + " that the event log needs"
             )
-        samples = h.query([t for t in tags.all_tags() if t in stored], raw_times=True)
-        gaps = h.gaps()
+        end = int(meta.get("plant_us") or meta["origin_us"]) if end_us is None else end_us
+        warmup = float(meta.get("warmup") or 0.0)
+        return decode_history(h, spec, tags, int(meta["origin_us"]), end, warmup, {"historian": str(path)})
     finally:
         h.close()
-    end = int(meta.get("plant_us") or meta["origin_us"]) if end_us is None else end_us
-    extra = {"gaps": [[str(g.start), str(g.end)] for g in gaps.itertuples()], "historian": str(path)}
-    return plant_event_log(spec, tags, samples, int(meta["origin_us"]), end, float(meta.get("warmup") or 0.0), extra)
+
+
+def decode_history(
+    h: Historian,
+    spec: LineSpec,
+    tags: TagMap,
+    origin_us: int,
+    end_us: int,
+    warmup: float = 0.0,
+    extra: dict | None = None,
+) -> Decoded:
+    """The plant's event log from the historian's samples of the map's tags (its gaps noted in the metadata)."""
+    samples = h.query(list(tags.all_tags()), raw_times=True)
+    gaps = [[str(g.start), str(g.end)] for g in h.gaps().itertuples()]
+    return plant_event_log(spec, tags, samples, origin_us, end_us, warmup, {"gaps": gaps, **(extra or {})})
 
 
 def historian_log(source: str) -> EventLog | None:

@@ -37,7 +37,8 @@ from asyncua.common.subscription import Subscription
 
 from connectors.opcua.forecasting import accuracy, make_forecast, score_forecast
 from connectors.opcua.historian import Historian, HistorianWriter, to_us
-from connectors.opcua.plantlog import Decoded, plant_event_log
+from connectors.opcua.logsource import decode_history
+from connectors.opcua.plantlog import Decoded
 from connectors.opcua.shadow import Shadow, drift
 from connectors.opcua.tagmap import TagMap, tag_map_text
 from connectors.opcua.uabase import ClientOptions, connect, namespace_index
@@ -354,7 +355,6 @@ class PlantSync:
         finally:
             await _quiet_disconnect(client)
             self.writer.close()
-        self._store(await asyncio.to_thread(self.snapshot))  # the final KPIs, for the dashboard's Live page
         return self._finish()
 
     async def _follow(self, client: Client, nodes: dict[str, ua.NodeId], stop: asyncio.Event) -> Client:
@@ -427,18 +427,16 @@ class PlantSync:
         """The plant's event log so far, from the historian."""
         reader = Historian(self.options.historian, readonly=True)
         try:
-            samples = reader.query(list(self.tags.all_tags()), raw_times=True)
-            gaps = reader.gaps()
+            end = self.plant_us if end_us is None else end_us
+            return decode_history(reader, self.spec, self.tags, self.origin_us, end, self.options.warmup)
         finally:
             reader.close()
-        extra = {"gaps": [[str(g.start), str(g.end)] for g in gaps.itertuples()]}
-        end = self.plant_us if end_us is None else end_us
-        return plant_event_log(self.spec, self.tags, samples, self.origin_us, end, self.options.warmup, extra)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plant KPIs now (and the twin's, in shadow mode); stored in the historian for the dashboard."""
-        decoded = self.decode()
-        hours = self.plant_hours()
+    def snapshot(self, decoded: Decoded | None = None) -> dict[str, Any]:
+        """Plant KPIs now, or at the end of ``decoded`` (and the twin's, in shadow mode); stored in the
+        historian for the dashboard."""
+        decoded = decoded or self.decode()
+        hours = decoded.log.meta.horizon
         plant = compute_kpis(decoded.log).summary if hours > self.options.warmup else None
         twin = drift_ = None
         if self.shadow is not None and plant is not None:
@@ -515,11 +513,8 @@ class PlantSync:
                 db.set_forecast_score(forecast_id, score)
 
     def _finish(self) -> SyncResult:
-        h = Historian(self.options.historian)
-        try:
-            h.set_meta(plant_us=self.plant_us, state="stopped")
-        finally:
-            h.close()
+        """The plant's KPIs up to ``until``; the last snapshot (scored forecasts included) stored."""
+        self.state = "stopped"
         end_us = self.plant_us
         if self.options.until is not None:
             end_us = min(end_us, self.origin_us + round(self.options.until * 3.6e9))
@@ -531,15 +526,8 @@ class PlantSync:
         if self.shadow is not None:
             twin = compute_kpis(self.shadow.log_until(decoded.log.meta.horizon))
             drift_ = drift(kpis.summary, twin.summary)
-        scored = None
-        if self.shadow is not None and self.options.forecast_every:
-            forecasts = self._forecasts(decoded.log, decoded.log.meta.horizon)
-            h = Historian(self.options.historian)
-            try:
-                self._keep_forecasts(h, forecasts)
-            finally:
-                h.close()
-            scored = {"made": forecasts["made"], **forecasts["accuracy"]}
+        self._store(self.snapshot(decoded))  # the feed's end, for the dashboard's Live page
+        scored = (self.last_snapshot or {}).get("forecasts")
         return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored)
 
 

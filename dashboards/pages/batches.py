@@ -145,10 +145,7 @@ def _register(app: Any, ctx: Any) -> None:
         Input("batches-hint", "id"),
     )
     def replications(run_id: str | None, _: str) -> tuple:
-        if not run_id:
-            return [], None
-        reps = ctx.cache.view(run_id).replications
-        return [{"label": f"#{r}", "value": r} for r in reps], reps[0]
+        return layout.replication_options(ctx.cache.view(run_id).replications if run_id else [])
 
     @app.callback(
         Output("batches-tree", "figure"),

@@ -20,6 +20,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from dashboards import layout
 from dashboards.formatting import number
 from dashboards.pages import Page
+from twin.runfolder import SPEC_FILE
 
 TABLE = {
     "style_cell": {"fontSize": 12, "padding": "3px 8px", "fontFamily": layout.FONT, "whiteSpace": "normal"},
@@ -242,13 +243,13 @@ def _register(app: Any, ctx: Any) -> None:
             log, label = _data(ctx, source, run_id, historian or "")
         except LookupError as err:
             return layout.alert(str(err), kind="warning"), None
-        result = calibrate(view.spec, log, source_label=label, replications=3)
-        text = result.text
-        if text is None:
-            import yaml
-
-            text = yaml.safe_dump(result.spec.to_data(), sort_keys=False)
-        return calibration_tables(result.report.to_dict()), {"name": f"{view.spec.name}-calibrated.yaml", "text": text}
+        spec_file = view.folder / SPEC_FILE
+        result = calibrate(
+            view.spec, log, spec_text=spec_file.read_text(encoding="utf-8"), spec_label=str(spec_file),
+            source_label=label, replications=3,
+        )  # fmt: skip
+        calibrated = {"name": f"{view.spec.name}-calibrated.yaml", "text": result.text}  # with provenance comments
+        return calibration_tables(result.report.to_dict()), calibrated
 
     @app.callback(
         Output("fc-download", "data"),

@@ -147,14 +147,13 @@ def _kpi_table(data: dict[str, Any]) -> Any:
     if not len(data["kpis"]):
         return layout.alert("The sync has not computed KPIs yet (they start after its warm-up).", kind="info")
     snap = data["kpis"]["kpis"].iloc[-1]
-    plant, twin = snap.get("plant") or {}, snap.get("twin") or {}
+    plant, drift = snap.get("plant") or {}, snap.get("drift") or {}  # drift: plant, twin, relative (shadow mode)
     rows = []
     for key, label, pct in KPIS:
         fmt = percent if pct else number
+        d = drift.get(key) or {}
         p = (plant.get(key) or {}).get("mean")
-        t = (twin.get(key) or {}).get("mean")
-        drift = "" if p in (None, 0) or t is None else percent((t - p) / p)
-        rows.append({"KPI": label, "plant": fmt(p), "twin": fmt(t) if twin else "-", "drift": drift or "-"})
+        rows.append({"KPI": label, "plant": fmt(p), "twin": fmt(d.get("twin")), "drift": percent(d.get("relative"))})
     return dash_table.DataTable(
         rows,
         columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift")],

@@ -189,8 +189,7 @@ def _register(app: Any, ctx: Any) -> None:
         return (
             kpi_cards(summary),
             _facts(view),
-            [{"label": f"#{r}", "value": r} for r in reps],
-            reps[0],
+            *layout.replication_options(reps),
             end,
             min(max(warm, 0.0), end),
             marks,
