@@ -179,12 +179,7 @@ def forecast(
         if progress is not None:
             progress((r + 1) / replications)
     table = pd.concat(frames, ignore_index=True)
-    meta = LogMeta(
-        line=spec.name,
-        stations=[s.name for s in spec.stations],
-        units=[s.units for s in spec.stations],
-        products=[p.name for p in spec.products],
-        batch_sizes=[p.batch_size for p in spec.products],
+    meta = line.log_meta(
         horizon=end,
         warmup=snapshot.time,
         replications=replications,

@@ -43,7 +43,7 @@ from connectors.opcua.tagmap import TagMap
 from connectors.opcua.uabase import ServerOptions, make_server, start_server, utcnow, value
 from twin.engine.compiled import compile_line
 from twin.errors import InputError
-from twin.eventlog import STATES, EventLog, LogMeta
+from twin.eventlog import STATES, EventLog
 from twin.experiment import RunResult
 from twin.kpis.report import compute_kpis
 from twin.runfolder import write_run
@@ -334,12 +334,7 @@ class PlantEmulator:
     def event_log(self) -> EventLog:
         """The emulator's own run (its whole event table), once the run has finished."""
         line = self.run_.line
-        meta = LogMeta(
-            line=line.name,
-            stations=[s.name for s in line.stations],
-            units=[s.units for s in line.stations],
-            products=list(line.products),
-            batch_sizes=list(line.batch_sizes),
+        meta = line.log_meta(
             horizon=self.horizon,
             warmup=line.warmup,
             replications=1,

@@ -38,7 +38,7 @@ from connectors.opcua.pacing import PacedRun
 from connectors.opcua.uabase import ServerOptions, SharedValue, make_server, start_server, utcnow
 from twin.engine.compiled import compile_line
 from twin.errors import TwinError
-from twin.eventlog import STATES, EventLog, LogMeta, normalize_table
+from twin.eventlog import STATES, EventLog, normalize_table
 from twin.experiment import with_overrides
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
@@ -134,12 +134,7 @@ class TwinServer:
         table = pd.concat(self.parts, ignore_index=True) if self.parts else None
         end = end_row(now)
         line = self.line
-        meta = LogMeta(
-            line=line.name,
-            stations=[s.name for s in line.stations],
-            units=[s.units for s in line.stations],
-            products=list(line.products),
-            batch_sizes=list(line.batch_sizes),
+        meta = line.log_meta(
             horizon=now,
             warmup=min(line.warmup, now),
             replications=1,

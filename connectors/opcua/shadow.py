@@ -16,7 +16,7 @@ import pandas as pd
 from connectors.opcua.live import end_row
 from twin.engine.compiled import compile_line
 from twin.engine.simulate import Replication
-from twin.eventlog import EventLog, LogMeta, normalize_table
+from twin.eventlog import EventLog, normalize_table
 from twin.spec.model import LineSpec
 
 LINE_METRICS = ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours")
@@ -41,12 +41,7 @@ class Shadow:
             self.parts.append(rows)
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
         end = end_row(max(hours, self.rep.now if self.rep.finished else hours))
-        meta = LogMeta(
-            line=self.line.name,
-            stations=[s.name for s in self.line.stations],
-            units=[s.units for s in self.line.stations],
-            products=list(self.line.products),
-            batch_sizes=list(self.line.batch_sizes),
+        meta = self.line.log_meta(
             horizon=hours,
             warmup=self.warmup,
             replications=1,

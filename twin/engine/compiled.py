@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from twin.engine.rules.compiled import CompiledRules, compile_rules
+from twin.eventlog import LogMeta
 from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec
 
@@ -54,6 +56,20 @@ class CompiledLine:
     warmup: float
     spec_hash: str
     rules: CompiledRules | None = None  # the batch rules; None runs the lean loop
+
+    def log_meta(self, **run: Any) -> LogMeta:
+        """The metadata of an event log of this line; ``run`` gives the rest (horizon, warmup, seed, ...).
+
+        >>> line.log_meta(horizon=500.0, warmup=50.0, replications=3, seed=1, source="simulation")
+        """
+        return LogMeta(
+            line=self.name,
+            stations=[s.name for s in self.stations],
+            units=[s.units for s in self.stations],
+            products=list(self.products),
+            batch_sizes=list(self.batch_sizes),
+            **run,
+        )
 
 
 def compile_line(spec: LineSpec) -> CompiledLine:

@@ -26,7 +26,7 @@ from twin.engine.rules.runtime import LineRuntime
 from twin.engine.rules.unit import RulesUnit
 from twin.engine.unit import Unit, unit_process
 from twin.errors import InputError
-from twin.eventlog import EventLog, LogMeta
+from twin.eventlog import EventLog
 from twin.random import block_draws, stream_rng
 from twin.spec.model import LineSpec
 
@@ -58,12 +58,7 @@ def simulate(
             report = lambda f, i=i: progress((i + f) / replications)  # noqa: E731
         frames.append(run_replication(line, seed, first_replication + i, horizon, report))
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    meta = LogMeta(
-        line=line.name,
-        stations=[s.name for s in line.stations],
-        units=[s.units for s in line.stations],
-        products=list(line.products),
-        batch_sizes=list(line.batch_sizes),
+    meta = line.log_meta(
         horizon=horizon,
         warmup=warmup,
         replications=replications,
