@@ -14,6 +14,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,38 @@ SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, GENEALOGY_FILE =
 )  # fmt: skip
 
 
-def write_run(result: RunResult, target: str | Path) -> Path:
-    """Write ``result`` as a run folder at ``target`` (which must not exist yet)."""
+def check_new(target: str | Path, option: str = "--out") -> Path:
+    """``target`` as a path; ``InputError`` naming ``option`` when it exists already."""
     target = Path(target)
     if target.exists():
-        raise InputError(f"{target}: already exists; choose another --out or remove it")
+        raise InputError(f"{target}: already exists; choose another {option} or remove it")
+    return target
+
+
+@contextmanager
+def atomic_folder(target: str | Path, option: str = "--out") -> Iterator[Path]:
+    """A folder to fill that appears at ``target`` (which must not exist) in one rename, or not at all.
+
+    >>> with atomic_folder("out/result") as tmp:
+    ...     (tmp / "a.json").write_text("{}")
+    """
+    target = check_new(target, option)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        yield tmp
+        try:
+            os.rename(tmp, target)  # one step: all there, or not there at all
+        except OSError:
+            raise InputError(f"{target}: appeared while it was written; nothing was replaced") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_run(result: RunResult, target: str | Path) -> Path:
+    """Write ``result`` as a run folder at ``target`` (which must not exist yet)."""
+    with atomic_folder(target) as tmp:
         (tmp / SPEC_FILE).write_text(yaml.safe_dump(result.spec.to_data(), sort_keys=False), encoding="utf-8")
         result.log.to_parquet(tmp / EVENTS_FILE)
         (tmp / KPIS_FILE).write_text(json.dumps(result.kpis.summary, indent=2), encoding="utf-8")
@@ -56,14 +82,7 @@ def write_run(result: RunResult, target: str | Path) -> Path:
             **result.settings,
         }
         (tmp / RUN_FILE).write_text(json.dumps(run_info, indent=2), encoding="utf-8")
-        try:
-            os.rename(tmp, target)  # one step: the run is all there, or not there at all
-        except OSError:
-            raise InputError(f"{target}: appeared while the run was written; nothing was replaced") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return Path(target)
 
 
 def read_log(path: str | Path) -> EventLog:

@@ -9,16 +9,14 @@ overwritten.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from twin.errors import InputError
 from twin.eventlog import EventLog
-from twin.runfolder import EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, SPEC_FILE
+from twin.runfolder import EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, SPEC_FILE, atomic_folder
 from twin.store.store import RunStore
 
 FORMATS = ("parquet", "csv")
@@ -29,12 +27,7 @@ def export_run(store: RunStore, run_id: str, target: str | Path, fmt: str = "par
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     source = store.path(run_id)
-    target = Path(target)
-    if target.exists():
-        raise InputError(f"{target}: already exists; choose another --to or remove it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_folder(target, "--to") as tmp:
         for name in (SPEC_FILE, KPIS_FILE, RUN_FILE):
             shutil.copy2(source / name, tmp / name)
         if fmt == "parquet":
@@ -43,11 +36,4 @@ def export_run(store: RunStore, run_id: str, target: str | Path, fmt: str = "par
         else:
             EventLog.from_parquet(source / EVENTS_FILE).table.to_csv(tmp / "events.csv", index=False)
             pd.read_parquet(source / REPLICATIONS_FILE).to_csv(tmp / "kpis_by_replication.csv", index=False)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            raise InputError(f"{target}: appeared while the export was written; nothing was replaced") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return Path(target)
