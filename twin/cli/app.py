@@ -27,6 +27,7 @@ from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
+    MaxEventsOpt,
     OutOpt,
     ReplicationsOpt,
     SeedOpt,
@@ -35,15 +36,17 @@ from twin.cli.common import (
     WarmupOpt,
     emit_json,
     hours_option,
+    max_events_option,
     progress_bar,
+    sigterm_as_interrupt,
     stderr,
 )
 from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
 from twin.cli.scenarios import parse_scenario
-from twin.errors import InputError, SpecError, TwinError
+from twin.errors import InputError, SpecError, Terminated, TwinError
 from twin.experiment import compare, run
 from twin.models import load_spec
-from twin.runfolder import write_run
+from twin.runfolder import check_new, write_run
 from twin.spec.model import LineSpec
 
 
@@ -83,9 +86,9 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(130)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
@@ -109,14 +112,18 @@ def run_command(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
-    with progress_bar(f"simulating {line.name}") as update:
-        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()))
-    if out is not None:
-        write_run(result, out)
+    budget = max_events_option(max_events)
+    with sigterm_as_interrupt(), progress_bar(f"simulating {line.name}") as update:
+        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
+        if out is not None:
+            write_run(result, out)
     if as_json:
         _emit_json(result.kpis.summary)
         return
@@ -142,20 +149,22 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")
     ] = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
         raise InputError("two scenarios have the same name")
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
-    if out is not None and out.exists():
-        raise InputError(f"{out}: already exists; choose another --out or remove it")
-    with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
-        result = compare(line, scenarios, replications, seed, hours, warm, update)
-    if out is not None:
-        for i, res in enumerate([result.baseline, *result.scenarios]):
-            write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+    budget = max_events_option(max_events)
+    with sigterm_as_interrupt(), progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
+        result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
+        if out is not None:
+            for i, res in enumerate([result.baseline, *result.scenarios]):
+                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {

@@ -22,6 +22,7 @@ MAX_BATCH_UNITS = 1e12  # units (tablets, vials) in one batch
 MAX_MASS_KG = 1e6  # kg in one batch
 MAX_UNITS_PER_HOUR = 1e12  # nameplate rate of fast equipment
 MAX_COUNT = 1_000_000  # buffer places, campaign batches, batches between cleans
+MAX_TOTAL_UNITS = 10_000  # equipment units of a whole line
 MAX_LIST = 1_000  # stations, products, pools, rooms, skids, hold times, campaigns, shifts
 MAX_EMPIRICAL = 10_000  # observed values of one empirical distribution
 MAX_REPLICATIONS = 10_000  # replications of one run
@@ -29,4 +30,4 @@ MAX_SEED = 2**63 - 1
 MIN_WEIBULL_SHAPE, MAX_WEIBULL_SHAPE = 0.01, 1000.0  # mean = scale * gamma(1 + 1/shape) stays finite
 
 # The work budget of a run (``twin run --max-events`` overrides it)
-DEFAULT_MAX_EVENTS = 50_000_000  # about 4 minutes of engine time on a 2-core machine
+DEFAULT_MAX_EVENTS = 20_000_000  # about a minute and 4 GB of memory on the 2-core development machine

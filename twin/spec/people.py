@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from twin.spec.limits import MAX_LIST
 from twin.spec.types import Name, NonNegativeDuration, SpecModel, check_known
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -64,9 +65,9 @@ class Shift(SpecModel):
 
 
 class Calendar(SpecModel):
-    """A weekly pattern of shifts (an empty list never works: reported where it matters)."""
+    """A weekly pattern of shifts (at least one)."""
 
-    shifts: tuple[Shift, ...] = ()
+    shifts: tuple[Shift, ...] = Field(min_length=1, max_length=MAX_LIST, description="Working periods of the week.")
 
     def weekly_hours(self) -> float:
         """Working hours per week (overlapping shifts counted once)."""
