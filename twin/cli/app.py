@@ -38,7 +38,6 @@ from twin.cli.common import (
     hours_option,
     max_events_option,
     progress_bar,
-    sigterm_as_interrupt,
     stderr,
 )
 from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
@@ -120,7 +119,7 @@ def run_command(
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
     budget = max_events_option(max_events)
-    with sigterm_as_interrupt(), progress_bar(f"simulating {line.name}") as update:
+    with progress_bar(f"simulating {line.name}") as update:
         result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
         if out is not None:
             write_run(result, out)
@@ -160,7 +159,7 @@ def compare_command(
         raise InputError("two scenarios have the same name")
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
     budget = max_events_option(max_events)
-    with sigterm_as_interrupt(), progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
+    with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
         result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
         if out is not None:
             for i, res in enumerate([result.baseline, *result.scenarios]):

@@ -6,7 +6,6 @@ from twin.cli.common import SpecArg, SetOpt, JsonOpt, SeedOpt, emit_json, progre
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from twin.cli.render import console
 from twin.durations import to_hours
-from twin.errors import InputError, Terminated
+from twin.errors import InputError
 from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MIN_HORIZON_HOURS
 
 stderr = Console(stderr=True)
@@ -80,23 +79,6 @@ def max_events_option(value: float | None) -> float:
         raise InputError(f"--max-events {value!r}: must be a positive number")
     return value
 
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While a run works, SIGTERM stops it like Ctrl-C (``Terminated``): cleaned up, exit code 143."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def emit_json(data: Any) -> None:

@@ -76,10 +76,14 @@ def simulate(
 
 def check_run_arguments(replications: int, seed: int, horizon: float, warmup: float) -> None:
     """Raise ``InputError`` for run settings no run can have."""
-    if not isinstance(replications, int) or not 1 <= replications <= MAX_REPLICATIONS:
-        raise InputError(f"replications must be a whole number from 1 to {MAX_REPLICATIONS:,} (got {replications!r})")
-    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InputError(f"seed must be a whole number from 0 to 2**63-1 (got {str(seed)[:30]})")
+    if not isinstance(replications, int) or replications < 1:
+        raise InputError(f"replications must be a whole number >= 1 (got {replications!r})")
+    if replications > MAX_REPLICATIONS:
+        raise InputError(f"replications must be at most {MAX_REPLICATIONS:,} (got {str(replications)[:30]})")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0 (got {seed!r})")
+    if seed > MAX_SEED:
+        raise InputError(f"seed must be at most 2**63-1 (got {str(seed)[:30]})")
     if not horizon > 0:
         raise InputError(f"horizon must be positive (got {horizon!r} h)")
     if not MIN_HORIZON_HOURS <= horizon <= MAX_HOURS:

@@ -201,8 +201,9 @@ def _message(error: dict[str, Any]) -> str:
         return f"should be a name of letters, digits, '_', '+' and '-' (no spaces or dots) (got {_short(value)})"
     message = error["msg"]
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if message.startswith("Input should"):
-        message = "should" + message[len("Input should") :]
+    for subject in ("Input", "Tuple", "List", "Dictionary", "String"):
+        if message.startswith(f"{subject} should"):
+            message = "should" + message[len(subject) + len(" should") :]
     if kind != "value_error" and _is_scalar(value):
         message += f" (got {_short(value)})"
     return message

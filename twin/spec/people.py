@@ -67,7 +67,14 @@ class Shift(SpecModel):
 class Calendar(SpecModel):
     """A weekly pattern of shifts (at least one)."""
 
-    shifts: tuple[Shift, ...] = Field(min_length=1, max_length=MAX_LIST, description="Working periods of the week.")
+    shifts: tuple[Shift, ...] = Field(max_length=MAX_LIST, description="Working periods of the week (at least one).")
+
+    @field_validator("shifts")
+    @classmethod
+    def _some_shift(cls, value: tuple[Shift, ...]) -> tuple[Shift, ...]:
+        if not value:
+            raise ValueError("needs at least one shift (a calendar without shifts never works)")
+        return value
 
     def weekly_hours(self) -> float:
         """Working hours per week (overlapping shifts counted once)."""
