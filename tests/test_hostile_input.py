@@ -187,7 +187,7 @@ stations:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-@pytest.mark.parametrize("delay", [0.2, 1.0, 3.0, 6.0])
+@pytest.mark.parametrize("delay", [0.3, 5.0])
 def test_a_run_stops_on_ctrl_c_and_sigterm_at_any_point(tmp_path, signum, delay):
     """Whenever the signal lands (starting, loading, simulating), the run stops: one line, nothing written."""
     path = write(tmp_path, LONG_RUN)
