@@ -140,6 +140,17 @@ def test_hostile_options_are_refused_in_one_line(tmp_path, case):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("x" * (MAX_SPEC_BYTES + 1), "larger than 1024 KiB, the limit for a tag map file"),
+     (billion_laughs(), "aliases expand to more than")],
+    ids=["oversized", "billion laughs"],
+)  # fmt: skip
+def test_hostile_tag_maps_are_refused_before_anything_starts(tmp_path, text, expected):
+    path = write(tmp_path, text, "tags.yaml")
+    assert_refused(run_cli("emulate", "osd-tablet", "--map", path, "--endpoint", "opc.tcp://127.0.0.1:0"), expected)
+
+
 def test_out_under_a_regular_file_is_refused_before_running(tmp_path):
     (tmp_path / "report.txt").write_text("not a folder", encoding="utf-8")
     for command in (["run", "osd-tablet", "-r", "1"], ["compare", "osd-tablet", "-r", "1", "-s", "a: buffer=1"]):
