@@ -87,6 +87,14 @@ FILES = {
         LINE + "release: {mode: plan, plan: [{product: batch, batches: 900000}, {product: batch, batches: 900000}]}\n",
         "plans at most 1,000,000 batches",
     ),
+    "a gamma that draws exact zeros": (
+        LINE.replace("process_time: 1", "process_time: {dist: gamma, mean: 1, sd: 1000000}"),
+        "sd must be between 1e-06 and 10 times the mean",
+    ),
+    "a log-normal that overflows": (
+        LINE.replace("process_time: 1", "process_time: {dist: lognormal, mean: 1e-300, sd: 1}"),
+        "sd must be at most 1e+06 times the mean",
+    ),
     "not UTF-8": (b"name: \xff\xfe\n", "not UTF-8 text"),
     "an impossible date": (LINE + "description: 0000-01-01\n", "cannot read '0000-01-01'"),
 }
