@@ -12,6 +12,7 @@ runs more (random) examples and writes the tally (inputs tried, refused, hangs, 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -161,7 +162,7 @@ HOSTILE_VALUES = [
 ]  # fmt: skip
 
 HOSTILE = st.one_of(
-    st.sampled_from(HOSTILE_VALUES),
+    st.sampled_from(HOSTILE_VALUES).map(copy.deepcopy),  # a copy: later mutations must not change the list
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
