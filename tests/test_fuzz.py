@@ -37,7 +37,7 @@ EXPLORE = int(os.environ.get("TWIN_FUZZ_EXAMPLES", "0"))
 MODELS = plant_models.available()
 TEXTS = {name: path.read_text(encoding="utf-8") for name, path in MODELS.items()}
 DATA = {name: yaml.safe_load(text) for name, text in TEXTS.items()}
-TALLY: Counter[str] = Counter()
+TALLY: Counter[str] = Counter({"tried": 0, "accepted": 0, "refused": 0, "hangs": 0, "internal_errors": 0})
 PEAKS = {"seconds": 0.0, "maxrss_mb": 0.0}
 
 
