@@ -191,7 +191,7 @@ def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
         }
     )  # fmt: skip
     result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3)
-    assert result.approximations == ("batch rules not evaluated: cleaning",)
+    assert result.approximations == ("batch rules not evaluated: cleaning (minor, major, due, dirty and clean holds)",)
     assert result.to_json()["exact"] is False
 
 
