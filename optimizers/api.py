@@ -132,6 +132,10 @@ def optimize(
     block = spec.optimize
     problem = build_problem(spec, vary, budget, objective, target, costs, constraints)
     use_engine = _use_engine(problem, evaluator)
+    if use_engine:
+        from optimizers.evaluator import resolve_device
+
+        resolve_device(device)  # a bad --device is an error whichever evaluator scores the designs
     default_evaluations = ENGINE_EVALUATIONS if use_engine else 2000
     evaluations = evaluations if evaluations is not None else (block.evaluations if block else default_evaluations)
     replications = replications if replications is not None else (block.replications if block else 5)

@@ -53,6 +53,43 @@ LEVERS = (
     Lever("wip_limit", ("release", "wip_limit", "batches"), True, 1, 10_000),
     Lever("skid_capacity", ("skids", "*", "capacity"), True, 1, 1000),
 )
+def suggested_levers(spec: LineSpec) -> dict[str, tuple[str, list[str]]]:
+    """Ready-made ranges around the spec's own values for each lever the spec has (for forms):
+    key -> (what it varies, ``--vary`` items)."""
+    data = spec.to_data()
+    out: dict[str, tuple[str, list[str]]] = {}
+
+    def around(value: int, low: int = 1) -> str:
+        return f"{max(low, value - 1)}..{value + 2}"
+
+    pools = [f"operators.{p['name']}.headcount={around(p['headcount'])}" for p in data.get("operators") or ()]
+    if pools:
+        out["headcount"] = ("operator headcount of each pool (spec's -1..+2)", pools)
+    due = [
+        f"stations.{s['name']}.cleaning.due.batches={max(1, s['cleaning']['due']['batches'] // 2)}.."
+        f"{2 * s['cleaning']['due']['batches']}"
+        for s in data["stations"]
+        if (s.get("cleaning") or {}).get("due", {}).get("batches")
+    ]
+    if due:
+        out["cleaning"] = ("batches between major cleans (half to double)", due)
+    plan = data["release"].get("plan") or ()
+    if plan:
+        out["campaigns"] = (
+            "batches per campaign (1 to double)",
+            [f"release.plan.{i}.batches=1..{2 * c['batches']}" for i, c in enumerate(plan)],
+        )
+    if data.get("qc"):
+        out["qc"] = ("QC analysts (spec's -1..+2)", [f"qc.analysts={around(data['qc']['analysts'])}"])
+    wip = (data["release"].get("wip_limit") or {}).get("batches")
+    if wip:
+        out["wip"] = ("WIP limit (1 to double)", [f"release.wip_limit.batches=1..{2 * wip}"])
+    skids = [f"skids.{k['name']}.capacity=1..{k.get('capacity', 1) + 1}" for k in data.get("skids") or ()]
+    if skids:
+        out["skids"] = ("cleaning skid capacity (1..spec's +1)", skids)
+    return out
+
+
 LEVER_PATHS = ", ".join(".".join("NAME" if p == "*" else p for p in lever.pattern) for lever in LEVERS)
 DURATION_FIELDS = ("value", "mean", "sd", "low", "mode", "high", "scale")
 Design = tuple[Any, ...]
