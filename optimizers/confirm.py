@@ -97,7 +97,8 @@ def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dic
             if makespan is not None:
                 kpis[name] = makespan
         elif objective.column in per_rep:
-            kpis[name] = float(np.nanmean(per_rep[objective.column].to_numpy(dtype=float))) * objective.scale
+            values = per_rep[objective.column].to_numpy(dtype=float)
+            kpis[name] = float(np.nanmean(values)) * objective.scale if np.isfinite(values).any() else np.nan
     return Confirmed(
         design=design,
         values=problem.describe(design),

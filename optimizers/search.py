@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,7 +99,9 @@ class Search:
         new = list(dict.fromkeys(d for d in designs if d not in self.archive))[: max(self.remaining, 0)]
         if new:
             figures = self.evaluator.kpis(self.problem, new)
-            means = {k: np.nanmean(v, axis=1) for k, v in figures.items()}
+            with warnings.catch_warnings():  # a KPI with no value in any replication (no exits) is NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = {k: np.nanmean(v, axis=1) for k, v in figures.items()}
             self._record(new, means)
         return [self.archive.get(d) for d in designs]
 

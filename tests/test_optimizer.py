@@ -171,11 +171,16 @@ def test_calendar_failures_run_as_a_measured_surrogate() -> None:
     data = line([1.0, 1.2]).to_data()
     data["stations"][1]["failures"] = {**FAILURES, "basis": "calendar"}
     spec = LineSpec.from_dict(data)
-    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=10, replications=3, confirm_replications=3)
+    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=10, replications=3, confirm_replications=3,
+                      evaluator="jax")  # fmt: skip
     assert result.approximations and "calendar" in result.approximations[0]
     report = result.to_json()
-    assert report["exact"] is False
+    assert report["exact"] is False and report["evaluator"] == "jax"
     assert "throughput_per_hour" in report["best"]["evaluator_minus_simpy"]
+    # by default the engine scores the designs where the kernel is not exact
+    exact = optimize(spec, ["stations.s2.buffer=0..3"], replications=3, confirm_replications=3, workers=1)
+    assert exact.to_json()["exact"] is True and exact.to_json()["evaluator"] == "engine"
+    assert exact.best.error["throughput_per_hour"] == 0.0
 
 
 def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
@@ -190,7 +195,8 @@ def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
             ],
         }
     )  # fmt: skip
-    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3)
+    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3,
+                      evaluator="jax")  # fmt: skip
     assert result.approximations == ("batch rules not evaluated: cleaning (minor, major, due, dirty and clean holds)",)
     assert result.to_json()["exact"] is False
 
