@@ -156,8 +156,10 @@ def optimize(
     try:
         search = Search(problem, scorer, evaluations, callback)
         used = run_method(search, method, seed=seed, batch=max(4, 2 * scorer.workers) if use_engine else 64)
-        if not search.archive:
-            raise InputError("no feasible design was evaluated (check --budget and the ranges)")
+        if not search.ranked():
+            invalid = getattr(scorer, "invalid", {})
+            why = f": every design evaluated is an invalid spec ({next(iter(invalid.values()))})" if invalid else ""
+            raise InputError(f"no feasible design was evaluated (check --budget and the ranges){why}")
         front = search.pareto() if len(problem.objectives) == 2 else []
         picks = _spread(front, MAX_FRONT) if front else [s.design for s in search.ranked()[:top]]
         confirmed = confirm(problem, picks, confirm_reps, seed + 1, device, engine=use_engine)

@@ -24,6 +24,7 @@ import numpy as np
 
 from optimizers.objectives import OBJECTIVES
 from optimizers.problem import Design, Problem
+from twin.errors import SpecError
 from twin.spec.model import LineSpec
 
 
@@ -74,6 +75,7 @@ class EngineEvaluator:
         self.workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
         self.horizon, self.warmup = horizon, warmup
         self._pool: Executor | None = None
+        self.invalid: dict[Design, str] = {}  # designs whose spec does not validate, and why
 
     def approximations(self, units: Any = None) -> tuple[str, ...]:
         return ()
@@ -81,13 +83,24 @@ class EngineEvaluator:
     def kpis(self, problem: Problem, designs: list[Design]) -> dict[str, np.ndarray]:
         """Figures of each design in each replication: name -> [design, replication] (utilization: [.., station])."""
         names = problem.kpis
-        specs = [problem.spec_for(d) for d in designs]
-        args = [(s, self.seed, self.replications, names, self.horizon, self.warmup) for s in specs]
-        if self.workers > 1 and len(designs) > 1:
-            results = list(self._executor().map(design_kpis, *zip(*args, strict=True)))
+        specs: list[LineSpec | None] = []
+        for design in designs:
+            try:
+                specs.append(problem.spec_for(design))
+            except SpecError as err:  # e.g. fewer operators than a station needs: not a line to run
+                specs.append(None)
+                self.invalid[design] = str(err).splitlines()[0]
+        args = [(s, self.seed, self.replications, names, self.horizon, self.warmup) for s in specs if s is not None]
+        if self.workers > 1 and len(args) > 1:
+            valid = list(self._executor().map(design_kpis, *zip(*args, strict=True)))
         else:
-            results = [design_kpis(*a) for a in args]
-        return {k: np.stack([r[k] for r in results]) for k in results[0]}
+            valid = [design_kpis(*a) for a in args]
+        n_st = len(problem.spec.stations)
+        blank = {name: np.full(self.replications, np.nan) for name in names}
+        blank["utilization"] = np.full((self.replications, n_st), np.nan)
+        results = iter(valid)
+        rows = [next(results) if s is not None else blank for s in specs]
+        return {k: np.stack([r[k] for r in rows]) for k in blank}
 
     def _executor(self) -> Executor:
         if self._pool is None:

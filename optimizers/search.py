@@ -29,6 +29,7 @@ from twin.errors import InputError
 
 METHODS = ("auto", "exhaustive", "cmaes", "gradient", "random")
 INFEASIBLE = 1e12  # score offset of designs that miss a target or constraint
+INVALID = 1e13  # score of designs whose spec does not validate (never reported)
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,11 @@ class Search:
     def remaining(self) -> int:
         return 0 if self.stopped else self.budget - len(self.archive)
 
-    def score(self, kpis: dict[str, float], cost: float) -> float:
+    def score(self, kpis: dict[str, float], cost: float, valid: bool = True) -> float:
         """Lower is better: the objective (negated when maximized), far above any feasible score when a
         design misses a constraint (by how much it misses)."""
+        if not valid:
+            return INVALID
         problem = self.problem
         missed = sum(c.shortfall(kpis.get(c.kpi, math.nan)) for c in problem.constraints)
         if missed > 0:
@@ -112,23 +115,27 @@ class Search:
             kpis = {k: float(v[i]) for k, v in means.items() if k != "utilization"}
             util = means.get("utilization")
             t, lt, ms = (float(means.get(k, nan)[i]) for k in ("throughput", "lead_time", "makespan"))
+            valid = d not in getattr(self.evaluator, "invalid", {})
             self.archive[d] = Scored(d, t, lt, ms, cost, tuple(float(u) for u in (util[i] if util is not None else ())),
-                                     self.score(kpis, cost), kpis)  # fmt: skip
-        best = self.ranked()[0]
-        self.history.append((len(self.archive), best.score))
+                                     self.score(kpis, cost, valid), kpis)  # fmt: skip
+        ranked = self.ranked()
+        best = ranked[0] if ranked else None
+        if best is not None:
+            self.history.append((len(self.archive), best.score))
         if self.callback is not None and self.callback(Progress(len(self.archive), self.budget, best, self.method)):
             self.stopped = True  # a callback that returns True stops the search
 
     def ranked(self) -> list[Scored]:
-        """Evaluated designs, best first."""
-        return sorted(self.archive.values(), key=lambda s: (s.score, s.cost))
+        """Evaluated designs whose spec is valid, best first."""
+        return sorted((s for s in self.archive.values() if s.score < INVALID), key=lambda s: (s.score, s.cost))
 
     def pareto(self) -> list[Scored]:
         """Designs no other design beats on both the KPI and cost (lower), cheapest first."""
         kpi = self.problem.objectives[0]
         sign = 1.0 if OBJECTIVES[kpi].sense == "max" else -1.0
-        good = {id(s): sign * s.figure(kpi) for s in self.archive.values()}
-        points = sorted(self.archive.values(), key=lambda s: (s.cost, -good[id(s)]))
+        valid = [s for s in self.archive.values() if s.score < INFEASIBLE]
+        good = {id(s): sign * s.figure(kpi) for s in valid}
+        points = sorted(valid, key=lambda s: (s.cost, -good[id(s)]))
         front, best = [], -math.inf
         for s in points:
             if good[id(s)] > best + 1e-12:
@@ -261,7 +268,7 @@ def polish(search: Search) -> None:
     down, one step moved from one variable to another (budgets stay met), two campaigns swapped."""
     problem = search.problem
     n = len(problem.dims)
-    while search.remaining > 0:
+    while search.remaining > 0 and search.ranked():
         best = search.ranked()[0]
         values, order = list(problem.scalars(best.design)), problem.plan_order(best.design)
         moves: list[list[Any]] = []
@@ -310,7 +317,7 @@ def cmaes_search(search: Search, seed: int, evaluations: int, weight: float | No
     rng = np.random.default_rng(seed)
     stop_at = len(search.archive) + evaluations
     kpi = problem.objectives[0]
-    thr_scale = max(abs(search.ranked()[0].figure(kpi)), 1e-9) if search.archive else 1.0
+    thr_scale = max(abs(np.nan_to_num(search.ranked()[0].figure(kpi))), 1e-9) if search.ranked() else 1.0
     cost_scale = max(sum(d.high * d.cost for d in problem.dims), 1e-9)
     population = max(8, 4 + int(3 * math.log(n)))
     start = encode(problem, problem.baseline())
@@ -335,7 +342,7 @@ def cmaes_search(search: Search, seed: int, evaluations: int, weight: float | No
         population *= 2
         restarts += 1
         # IPOP restarts: alternately from a random point and from the best design so far
-        start = rng.random(n) if restarts % 2 or not search.archive else encode(problem, search.ranked()[0].design)
+        start = rng.random(n) if restarts % 2 or not search.ranked() else encode(problem, search.ranked()[0].design)
 
 
 @functools.lru_cache(maxsize=16)

@@ -85,11 +85,22 @@ def test_operator_budget_limits_total_headcount() -> None:
         build_problem(load_spec("osd-tablet"), ["qc.analysts=1..3"], budget={"operators": 7})
 
 
+def test_designs_that_are_not_valid_specs_are_never_picked() -> None:
+    spec = load_spec("osd-tablet", SHORT)  # packaging needs 2 operators: a team of 1 cannot run it
+    result = optimize(spec, ["operators.packaging-team.headcount=1..2", "stations.packaging.units=1..2"],
+                      replications=2, confirm_replications=2, top=4, workers=1)  # fmt: skip
+    assert result.evaluations == 4
+    assert {c.values["operators.packaging-team.headcount"] for c in result.confirmed} == {2}
+    with pytest.raises(InputError, match=r"invalid spec.*needs 2 operators"):
+        optimize(spec, ["operators.packaging-team.headcount=1..2"], budget={"operators": 1}, replications=2,
+                 confirm_replications=2, workers=1)  # fmt: skip
+
+
 def test_engine_evaluator_is_the_engine_on_the_same_draws() -> None:
     spec = load_spec("osd-tablet", SHORT)
-    problem = build_problem(spec, ["stations.packaging.units=1..2", "operators.packaging-team.headcount=1..3"],
+    problem = build_problem(spec, ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"],
                             objective="oee", constraints=["scrapped_batches<=5", "release_lead_time<=1000"])  # fmt: skip
-    designs = [(1, 1), (2, 2), (2, 3)]
+    designs = [(1, 2), (2, 2), (2, 4)]
     parallel = EngineEvaluator(problem, seed=3, replications=2, workers=2)
     try:
         figures = parallel.kpis(problem, designs)
@@ -132,7 +143,7 @@ def test_search_ranks_designs_as_simpy_does(line: str, vary: list[str]) -> None:
 
 def test_constraints_pick_the_best_design_that_meets_them() -> None:
     spec = load_spec("osd-tablet", SHORT)
-    vary = ["stations.packaging.units=1..2", "operators.packaging-team.headcount=1..3"]
+    vary = ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"]
     free = optimize(spec, vary, objective="throughput", replications=2, confirm_replications=2, top=6, workers=1)
     leads = {c.design: c.kpis["lead_time"] for c in free.confirmed}
     bound = float(np.median(list(leads.values())))
