@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from asyncua import Client, Server, ua
 
+from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from connectors.opcua.security import Pki, Users, secure_client, secure_server
 from twin.errors import InputError
 
@@ -37,6 +38,8 @@ class ServerOptions:
     users: Path | None = None
     security: tuple[str, ...] = ("sign", "sign-encrypt")
     allow_anonymous: bool = False
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S  # seconds to send a Hello and activate a session
+    max_sessions: int = MAX_SESSIONS  # sessions open at once
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def make_server(options: ServerOptions, name: str, uri_role: str) -> Server:
-    """An asyncua server with the twin's security settings, not started yet."""
+def check_limits(options: ServerOptions) -> None:
+    """``InputError`` for a bad endpoint, handshake timeout or session limit."""
     check_endpoint(options.endpoint)
-    server = Server()
+    if not 0 < options.handshake_timeout <= 3600:
+        raise InputError(f"--handshake-timeout {options.handshake_timeout:g}: choose from 0 to 3600 seconds (not 0)")
+    if not 1 <= options.max_sessions <= 1000:  # asyncua refuses more than 1000 activated sessions per process
+        raise InputError(f"--max-sessions {options.max_sessions}: choose from 1 to 1000")
+
+
+async def make_server(options: ServerOptions, name: str, uri_role: str) -> Server:
+    """An asyncua server with the twin's security settings and limits (``guard``), not started yet."""
+    from connectors.opcua.guard import GuardedServer
+
+    check_limits(options)
+    server = GuardedServer(options.handshake_timeout, options.max_sessions)
     await server.init()
     server.set_endpoint(options.endpoint)
     server.set_server_name(name)
