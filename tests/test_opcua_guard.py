@@ -165,13 +165,12 @@ def test_bad_limits_exit_2_with_one_line(tmp_path: Path):
 
     (tmp_path / "line.yaml").write_text(LINE_YAML)
     common = ["--pki", "pki", "--security", "none", "--allow-anonymous", "--endpoint", endpoint()]
-    for command in ("serve", "emulate"):
-        for args, message in (
-            (["--max-sessions", "0"], "--max-sessions 0: choose from 1 to 1000"),
-            (["--max-sessions", "5000"], "--max-sessions 5000"),
-            (["--handshake-timeout", "0"], "--handshake-timeout 0"),
-            (["--handshake-timeout", "nan"], "--handshake-timeout nan"),
-        ):
-            r = run_cli(command, "line.yaml", *common, *args, cwd=tmp_path)
-            lines = r.stderr.strip().splitlines()
-            assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (command, args, r.stderr)
+    for command, args, message in (
+        ("serve", ["--max-sessions", "0"], "--max-sessions 0: choose from 1 to 1000"),
+        ("serve", ["--handshake-timeout", "nan"], "--handshake-timeout nan"),
+        ("emulate", ["--max-sessions", "5000"], "--max-sessions 5000"),
+        ("emulate", ["--handshake-timeout", "0"], "--handshake-timeout 0"),
+    ):
+        r = run_cli(command, "line.yaml", *common, *args, cwd=tmp_path)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (command, args, r.stderr)
