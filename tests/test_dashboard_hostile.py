@@ -262,3 +262,30 @@ def test_without_historians_given_the_pages_open_none(tmp_path: Path):
         assert "opens no historian" in text and "some-line" not in text
     finally:
         stop(proc)
+
+
+def test_the_app_itself_refuses_big_bodies_under_any_wsgi_server(tmp_path: Path):
+    from dashboards.app import create_app
+
+    client = create_app(tmp_path / "store", work_dir=tmp_path / "work").server.test_client()
+    r = client.post("/_dash-update-component", data=b" " * (MAX_REQUEST_BODY + 1), content_type="application/json")
+    assert r.status_code == 413
+    assert client.get("/_dash-layout").status_code == 200
+
+
+def test_bad_historian_options_exit_2_with_one_line(tmp_path: Path):
+    import subprocess
+    import sys
+
+    twin = str(Path(sys.executable).with_name("twin"))
+    (tmp_path / "file.db").write_text("x")
+    for args, message in (
+        (["--historian", str(tmp_path / "missing.db")], "no such file"),
+        (["--historian-dir", str(tmp_path / "missing")], "no such folder"),
+        (["--historian-dir", str(tmp_path / "file.db")], "no such folder"),
+    ):
+        done = subprocess.run(
+            [twin, "dashboard", "--store", str(tmp_path / "store"), *args], capture_output=True, text=True, timeout=120
+        )
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], (args, done.stderr)
