@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from twin.cli.common import SetOpt, SpecArg
 from twin.cli.common import emit_json as _emit_json
 from twin.errors import InputError
@@ -46,6 +47,13 @@ SecurityOpt = Annotated[
     str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")
 ]
 AnonOpt = Annotated[bool, typer.Option("--allow-anonymous", help="Let anonymous clients in (read-only).")]
+HandshakeOpt = Annotated[
+    float,
+    typer.Option("--handshake-timeout", help="Seconds a connection has to say Hello and log in before it is closed."),
+]
+MaxSessionsOpt = Annotated[
+    int, typer.Option("--max-sessions", help="Client sessions open at once; one more is refused (BadTooManySessions).")
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
 
 log = logging.getLogger("connectors.opcua")
@@ -118,18 +126,29 @@ def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -
 
 
 def _server_options(
-    endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str
+    endpoint: str,
+    pki: Path | None,
+    users: Path | None,
+    security: str,
+    anonymous: bool,
+    role: str,
+    handshake_timeout: float,
+    max_sessions: int,
 ) -> Any:
     from connectors.opcua.security import parse_modes
-    from connectors.opcua.uabase import ServerOptions
+    from connectors.opcua.uabase import ServerOptions, check_limits
 
-    return ServerOptions(
+    options = ServerOptions(
         endpoint=endpoint,
         pki=pki or Path.home() / ".twin" / "pki" / role,
         users=users,
         security=parse_modes(security),
         allow_anonymous=anonymous,
+        handshake_timeout=handshake_timeout,
+        max_sessions=max_sessions,
     )
+    check_limits(options)
+    return options
 
 
 def builtin_tag_map(spec_arg: str) -> Path | None:
@@ -159,6 +178,8 @@ def serve_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states."""
@@ -168,7 +189,9 @@ def serve_command(
 
     _logging(verbose)
     line = load_spec(spec, set_ or ())
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "serve")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "serve", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
@@ -223,6 +246,8 @@ def emulate_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Play a plant: an OPC-UA server with PLC-style tags driven by a SimPy run of SPEC."""
@@ -246,7 +271,9 @@ def emulate_command(
     if bench_tags < 0 or not bench_rate > 0:
         raise InputError("--bench-tags must be >= 0 and --bench-rate positive")
     tags = load_tag_map(tag_map, line) if tag_map else parse_tag_map(default_tag_map(line), "<default layout>", line)
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "emulate")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "emulate", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 

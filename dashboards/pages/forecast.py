@@ -29,7 +29,7 @@ TABLE = {
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
-    historian = query.get("historian") or str(ctx.historian or "")
+    historian = query.get("historian") or ctx.historians.default
     return layout.page(
         "Calibrate & forecast",
         html.Div(
@@ -95,10 +95,9 @@ def _data(ctx: Any, source: str, run_id: str | None, historian: str) -> tuple[An
     if source == "historian":
         from twin.calibrate.sources import read_source
 
-        if not historian:
-            raise LookupError("Give the historian that `twin sync --historian FILE` writes.")
+        path = ctx.historians.resolve(historian)  # only one the dashboard may open
         try:
-            return read_source(historian.strip())
+            return read_source(str(path))
         except Exception as err:  # a TwinError or an unreadable file: said on the page, not raised
             raise LookupError(str(err).splitlines()[0]) from None
     if not run_id:
