@@ -34,7 +34,11 @@ class _Model(BaseModel):
 class BatchState(_Model):
     product: str
     quantity: float
-    released: float = Field(description="When the batch (or its earliest ancestor) was released.")
+    released: float | None = Field(
+        None,
+        description="When the batch (or its earliest ancestor) was released; null: unknown, before the data begin "
+        "(a plant joined mid-run).",
+    )
 
 
 class QcState(_Model):
@@ -254,6 +258,11 @@ def _batch_states(table: pd.DataFrame, live: set[int], meta: LogMeta) -> dict[in
         result[int(batch)] = BatchState(
             product=name,
             quantity=float(carrying.iloc[-1]) if len(carrying) else float(sizes[name]),
-            released=float(lookup(keys, released, np.array([batch]), np.nan)[0]),
+            released=_known(float(lookup(keys, released, np.array([batch]), np.nan)[0])),
         )
     return result
+
+
+def _known(value: float) -> float | None:
+    """``value``, or None where it is not known (NaN)."""
+    return None if np.isnan(value) else value
