@@ -50,6 +50,25 @@ def remaining_time(sampler: Sampler, elapsed: float, rng: np.random.Generator) -
     return 0.0  # running longer than any modelled time: it ends now
 
 
+def remaining_time_unknown_start(sampler: Sampler, seen: float, rng: np.random.Generator) -> float:
+    """A draw of what is left of a duration that was already under way when the data began, ``seen`` hours ago.
+
+    Its age when the data began is unknown: a duration under way at a moment chosen without regard to it
+    is length-biased (density ``s f(s) / mean``) with its age uniform over it; the draw is conditional on
+    it having lasted ``seen`` hours more (it is still under way now)."""
+    for _ in range(_TRIES):
+        draws = sampler(rng, _BLOCK)
+        draws = draws[draws > 0]
+        if not len(draws):
+            continue
+        biased = rng.choice(draws, size=len(draws), p=draws / draws.sum())
+        left = biased * rng.uniform(0.0, 1.0, len(biased)) - seen  # what was left when the data began, less seen
+        above = left[left > 0]
+        if len(above):
+            return float(above[0])
+    return 0.0
+
+
 def _process_sampler(spec: LineSpec, station: Station, product: str, quantity: float) -> Sampler:
     if station.rate is None:
         return station.process_time_for(product).sampler(spec.time_unit)
@@ -109,7 +128,10 @@ def initial_state(spec: LineSpec, snapshot: Snapshot, seed: int, replication: in
         if unit.processed:
             units[(j, unit.unit)] = UnitStart(unit.batch, 0.0)
         elif unit.state in ("processing", "down"):
-            work = remaining_time(process, unit.elapsed, rng)
+            if unit.started_before_data:
+                work = remaining_time_unknown_start(process, unit.elapsed, rng)
+            else:
+                work = remaining_time(process, unit.elapsed, rng)
             units[(j, unit.unit)] = UnitStart(unit.batch, max(work, 1e-9), busy, "down")
         elif unit.state == "setup":  # a changeover under way: its rest, then the whole processing time
             units[(j, unit.unit)] = UnitStart(unit.batch, float(process(rng, 1)[0]), busy, "setup")
