@@ -223,7 +223,8 @@ def _restore(initial: InitialState, rec: Recorder, releaser: Releaser, buffers: 
         product, quantity, _ = initial.batches.get(batch, (0, float("nan"), 0.0))
         rec.new_batch(product, quantity)
     for batch, (_, _, released_at) in initial.batches.items():
-        rec.row(released_at, batch, releaser.k_release, in_order=False)
+        if released_at is not None:  # unknown (released before the plant's data begin): no release row, as in its log
+            rec.row(released_at, batch, releaser.k_release, in_order=False)
     for station, waiting in initial.buffers.items():
         buffers[station].items.extend(waiting)
     plan = releaser.plan
