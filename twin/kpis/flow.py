@@ -23,6 +23,7 @@ class Flow:
     wip: float
     exits: np.ndarray  # batch ids leaving in the window
     exit_products: np.ndarray
+    exit_quantity: np.ndarray  # good units of each batch leaving in the window
     origin: tuple[np.ndarray, np.ndarray]  # (batch ids, release time of their earliest ancestor)
 
 
@@ -71,6 +72,7 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
         wip=wip,
         exits=exit_batch[in_window],
         exit_products=cols.product[leaving][in_window],
+        exit_quantity=exit_qty[in_window],
         origin=origin,
     )
 
