@@ -19,7 +19,8 @@ from twin.kpis.columns import EVENT, Columns
 class Flow:
     batches_per_hour: float
     units_per_hour: float
-    lead_times: np.ndarray  # hours, one per batch leaving in the window
+    lead_times: np.ndarray  # hours, one per batch leaving in the window whose origin the log holds
+    lead_batches: np.ndarray  # the batch of each lead time
     wip: float
     exits: np.ndarray  # batch ids leaving in the window
     exit_products: np.ndarray
@@ -51,7 +52,7 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     in_window = (exit_time > start) & (exit_time <= end)
     origin = origins(cols)
     lead = exit_time[in_window] - lookup(*origin, exit_batch[in_window], np.nan)
-    lead = lead[~np.isnan(lead)]
+    known = ~np.isnan(lead)  # a batch released before the log began has no known lead time
 
     made = np.isin(cols.event, [EVENT["split"], EVENT["merge"]])
     released = cols.event == EVENT["release"]
@@ -68,7 +69,8 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     return Flow(
         batches_per_hour=float(in_window.sum() / length),
         units_per_hour=float(np.nansum(exit_qty[in_window]) / length),
-        lead_times=lead,
+        lead_times=lead[known],
+        lead_batches=exit_batch[in_window][known],
         wip=wip,
         exits=exit_batch[in_window],
         exit_products=cols.product[leaving][in_window],

@@ -1,0 +1,218 @@
+"""KPI invariants over random lines: every factor a fraction, state shares a partition, lead times
+no shorter than the work they hold, line OEE in the constraint's own units; on simulated logs and on
+plant logs decoded from the emulator's tags, joined mid-run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from connectors.opcua.emulator import PlantEmulator
+from connectors.opcua.plantlog import US_PER_HOUR, plant_event_log
+from connectors.opcua.tagmap import default_tag_map, parse_tag_map
+from connectors.opcua.uabase import ServerOptions
+from twin.engine import simulate
+from twin.errors import InputError
+from twin.eventlog import STATES, EventLog
+from twin.kpis.columns import by_replication
+from twin.kpis.flow import flow
+from twin.kpis.report import STATION_FACTORS, compute_kpis
+from twin.spec.model import LineSpec
+
+T0 = 1_700_000_000_000_000  # the plant clock's origin, microseconds
+DISTS = ("constant", "exponential", "triangular", "uniform")
+
+
+def _process_time(draw: Any, mean: float) -> dict[str, Any] | float:
+    kind = draw(st.sampled_from(DISTS))
+    if kind == "constant":
+        return mean
+    if kind == "exponential":
+        return {"dist": "exponential", "mean": mean}
+    if kind == "triangular":
+        return {"dist": "triangular", "low": mean * 0.5, "mode": mean, "high": mean * 2}
+    return {"dist": "uniform", "low": mean * 0.5, "high": mean * 1.5}
+
+
+@st.composite
+def random_specs(draw: Any) -> dict[str, Any]:
+    """A line with a random choice of every rule: parallel units, splits and merges, rates, failures,
+    quality losses, cleaning on a shared skid, changeovers, hold times, operators on shifts, QC."""
+    n_products = draw(st.integers(1, 2))
+    products = [{"name": f"P{i}", "batch_size": draw(st.sampled_from([100, 1000, 250_000]))} for i in range(n_products)]
+    n = draw(st.integers(1, 4))
+    names = [f"s{j}" for j in range(n)]
+    stations: list[dict[str, Any]] = []
+    use_skid = draw(st.booleans())
+    staffed: list[str] = []
+    for j, name in enumerate(names):
+        station: dict[str, Any] = {"name": name, "units": draw(st.integers(1, 3))}
+        mean = draw(st.sampled_from([0.25, 0.5, 1.0, 2.0]))
+        if draw(st.integers(0, 4)) == 0:
+            station["rate"] = {"units_per_hour": products[0]["batch_size"] / mean, "startup": 0.1,
+                               "speed_loss": draw(st.sampled_from([0.0, 0.3])), "cv": draw(st.sampled_from([0.0, 0.2]))}  # fmt: skip
+        else:
+            station["process_time"] = _process_time(draw, mean)
+            if draw(st.booleans()):  # a nameplate that may be faster or slower than the actual times
+                station["ideal_time"] = mean * draw(st.sampled_from([0.5, 1.0, 1.5]))
+        if j > 0 and draw(st.booleans()):
+            station["buffer"] = draw(st.integers(0, 3))
+        if draw(st.booleans()):
+            station["failures"] = {"mtbf": {"dist": "exponential", "mean": draw(st.sampled_from([3.0, 20.0]))},
+                                   "mttr": {"dist": "exponential", "mean": 0.5},
+                                   "basis": draw(st.sampled_from(["operating", "calendar"]))}  # fmt: skip
+        if draw(st.booleans()):
+            station["quality"] = {"yield": draw(st.sampled_from([0.9, 1.0])),
+                                  "reject_probability": draw(st.sampled_from([0.0, 0.1]))}  # fmt: skip
+        if draw(st.booleans()):
+            cleaning: dict[str, Any] = {"minor": 0.2, "major": 1.0, "due": {"batches": draw(st.integers(2, 4))}}
+            if use_skid:
+                cleaning["skid"] = "cip"
+                cleaning["dirty_hold"] = 0.5
+            station["cleaning"] = cleaning
+            if n_products > 1 and draw(st.booleans()):
+                station["setup"] = {"*->*": {"time": 0.5, "major_clean": True}}
+        elif n_products > 1 and draw(st.booleans()):
+            station["setup"] = {"*->*": draw(st.sampled_from([0.5, 1.0]))}
+        if j < n - 1 and draw(st.integers(0, 3)) == 0:
+            station["split"] = draw(st.integers(2, 3))
+        elif j > 0 and draw(st.integers(0, 3)) == 0:
+            station["merge"] = draw(st.integers(2, 3))
+        if draw(st.integers(0, 3)) == 0:
+            station["operators"] = {"count": 1}
+            staffed.append(name)
+        stations.append(station)
+    plan = [{"product": p["name"], "batches": draw(st.integers(1, 3))} for p in products]
+    horizon = draw(st.sampled_from([6.0, 20.0, 60.0]))
+    spec: dict[str, Any] = {
+        "name": "random",
+        "horizon": horizon,
+        "warmup": horizon * draw(st.sampled_from([0.0, 0.13, 0.5])),  # short windows, starting mid-batch
+        "products": products,
+        "release": {"mode": "plan", "repeat": True, "plan": plan},
+        "stations": stations,
+    }
+    if use_skid and any("cleaning" in s for s in stations):
+        spec["skids"] = [{"name": "cip", "capacity": 1}]
+    if staffed:
+        spec["calendars"] = {"shifts": {"shifts": [{"days": ["mon", "tue"], "start": "02:00", "end": "22:00"}]}}
+        spec["operators"] = [{"name": "team", "headcount": draw(st.integers(1, 2)), "calendar": "shifts",
+                              "qualified": staffed}]  # fmt: skip
+    if n > 1 and draw(st.booleans()):
+        action = draw(st.sampled_from(["scrap", "investigate"]))
+        hold = {"from": names[0], "to": names[-1], "max": draw(st.sampled_from([0.5, 3.0])), "action": action}
+        if action == "investigate":
+            hold["investigation"] = 1.0
+        spec["hold_times"] = [hold]
+    if draw(st.booleans()):
+        spec["qc"] = {"analysts": 1, "test_time": {"dist": "exponential", "mean": 1.0},
+                      "oos_probability": 0.2, "oos_action": draw(st.sampled_from(["reject", "investigate"])),
+                      "investigation": 2.0}  # fmt: skip
+    if draw(st.integers(0, 3)) == 0:
+        spec["release"]["wip_limit"] = {"batches": 2, "until": names[-1]}
+    return spec
+
+
+def valid(data: dict[str, Any]) -> LineSpec:
+    try:
+        return LineSpec.from_dict(data)
+    except (InputError, ValueError):
+        assume(False)
+        raise
+
+
+def fraction(value: float) -> bool:
+    return math.isnan(value) or -1e-9 <= value <= 1 + 1e-9
+
+
+def assert_kpi_invariants(log: EventLog, warmup: float | None = None) -> None:
+    """Every invariant the KPIs promise, on one log."""
+    meta = log.meta
+    report = compute_kpis(log, warmup)
+    df = report.per_replication
+    start = meta.warmup if warmup is None else warmup
+    for replication, row in df.iterrows():
+        assert fraction(row["oee"]), f"line OEE {row['oee']} in replication {replication}"
+        assert not row["oee"] > 0 or row["constraint"] in meta.stations  # valued at a station when positive
+        for name, units in zip(meta.stations, meta.units, strict=True):
+            shares = [row[f"{name}.state.{state}"] for state in STATES]
+            assert sum(shares) == pytest.approx(1.0, abs=1e-9), (name, shares)
+            for u in range(units):
+                unit_shares = [row[f"{name}.unit{u}.state.{state}"] for state in STATES]
+                assert min(unit_shares) >= -1e-12
+                assert sum(unit_shares) == pytest.approx(1.0, abs=1e-9), (name, u, unit_shares)
+                for factor in STATION_FACTORS:
+                    assert fraction(row[f"{name}.unit{u}.{factor}"]), (name, u, factor, row[f"{name}.unit{u}.{factor}"])
+            for factor in STATION_FACTORS:
+                assert fraction(row[f"{name}.{factor}"]), (name, factor, row[f"{name}.{factor}"])
+        assert row["wip"] >= 0 and row["throughput_per_hour"] >= 0
+    for summary_oee in (report.summary["oee"]["mean"],):
+        assert summary_oee is None or fraction(summary_oee)
+    # each batch's lead time >= its own processing (start to finish) along any chain of its ancestors
+    table = log.table
+    for replication, cols in by_replication(table, meta.stations, meta.products):
+        ends = log.end_times()
+        end = ends.get(replication, float(cols.time.max()))
+        if end <= start:
+            continue
+        f = flow(cols, len(meta.stations) - 1, start, end)
+        chain = _processing_chains(table[table["replication"] == replication])
+        for batch, lead in zip(f.lead_batches.tolist(), f.lead_times.tolist(), strict=True):
+            assert lead >= chain.get(batch, 0.0) - 1e-9, (replication, batch, lead, chain.get(batch))
+
+
+def _processing_chains(table: pd.DataFrame) -> dict[int, float]:
+    """Per batch: the longest sum of start-to-finish times along its own and its ancestors' chain."""
+    started = table[table["event"] == "start"].groupby(["batch", "station"], observed=True)["time"].min()
+    finished = table[table["event"] == "finish"].groupby(["batch", "station"], observed=True)["time"].max()
+    spans = (finished - started).dropna()
+    own = spans.groupby(level="batch").sum().to_dict()
+    links = table[table["event"].isin(["split", "merge"])]
+    parents: dict[int, list[int]] = {}
+    for child, parent in zip(links["batch"].tolist(), links["parent"].tolist(), strict=True):
+        parents.setdefault(child, []).append(parent)
+    memo: dict[int, float] = {}
+
+    def chain(batch: int) -> float:
+        if batch not in memo:
+            memo[batch] = own.get(batch, 0.0) + max((chain(p) for p in parents.get(batch, [])), default=0.0)
+        return memo[batch]
+
+    return {b: chain(b) for b in set(own) | set(parents)}
+
+
+def emulated_plant_log(spec: LineSpec, seed: int, join: float) -> EventLog:
+    """The emulator's tags for a run of ``spec``, decoded as a plant feed joined at ``join`` hours."""
+    tags = parse_tag_map(default_tag_map(spec), "map", spec)
+    emulator = PlantEmulator(spec, tags, ServerOptions(), speed=None, seed=seed)
+    run = simulate(spec, seed=seed)
+    rows = []
+    for change in emulator.live.apply(run.table[run.table["event"] != "end"]):
+        for tag, value in emulator._values(change):
+            rows.append((tag, T0 + round(change.time * US_PER_HOUR), value))
+    samples = pd.DataFrame(rows, columns=["tag", "source_us", "value"])
+    samples["status"] = 0
+    samples["seq"] = np.arange(len(samples))
+    end = run.meta.horizon
+    return plant_event_log(spec, tags, samples, T0 + round(join * US_PER_HOUR), T0 + round(end * US_PER_HOUR)).log
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=random_specs(), seed=st.integers(0, 10_000))
+def test_kpis_of_simulated_logs_keep_their_invariants(data, seed):
+    spec = valid(data)
+    assert_kpi_invariants(simulate(spec, replications=2, seed=seed))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=random_specs(), seed=st.integers(0, 10_000), join=st.sampled_from([0.0, 0.37, 2.5]))
+def test_kpis_of_plant_logs_decoded_from_the_emulator_keep_their_invariants(data, seed, join):
+    spec = valid(data)
+    log = emulated_plant_log(spec, seed, join)
+    assert_kpi_invariants(log, warmup=0.0)
