@@ -58,3 +58,30 @@ def stat(summary: Mapping[str, Any], kpi: LineKpi) -> Mapping[str, Any]:
 def shown(kpi: LineKpi, summaries: list[Mapping[str, Any]]) -> bool:
     """Whether a table of these summaries shows the KPI: always, or (optional ones) where some value is not 0."""
     return not kpi.optional or any(stat(s, kpi)["mean"] not in (None, 0, 0.0) for s in summaries)
+
+
+def constraint_of(summary: Mapping[str, Any]) -> str | None:
+    """The station a summary's line OEE is valued at (None: no output to value)."""
+    return (summary.get("constraint") or {}).get("station")
+
+
+def constraint_text(summary: Mapping[str, Any]) -> str:
+    """What line OEE is valued at, for a table's unit column: "valued at coating (the constraint)"."""
+    station = constraint_of(summary)
+    if station is None:
+        return "no output to value"
+    counts = (summary.get("constraint") or {}).get("replications") or {}
+    total, mine = sum(counts.values()), counts.get(station, 0)
+    split = f" in {mine} of {total} replications" if 0 < mine < total else ""
+    return f"valued at {station}, the constraint{split}"
+
+
+def constraint_moved(baseline: Mapping[str, Any], scenario: Mapping[str, Any], name: str) -> str | None:
+    """A sentence when a what-if values line OEE at another station than the baseline does, else None."""
+    a, b = constraint_of(baseline), constraint_of(scenario)
+    if a is None or b is None or a == b:
+        return None
+    return (
+        f"{name}: line OEE is valued at {b}, the baseline's at {a}: the constraint moved, so the two OEE "
+        f"figures are shares of different stations' time (compare throughput and output instead)"
+    )

@@ -6,9 +6,10 @@
 
 The window of each replication runs from the warm-up to its ``end`` row; every KPI is computed
 per replication, then averaged with a 95% Student-t confidence interval across replications.
-Line OEE is the line's good output valued at its constraint: the sum, over good batches leaving
-the line in the window, of the largest ideal hours per batch and unit among the stations
-(``ideal / units``), divided by the window length.
+Line OEE is the line's good output valued at its constraint (``line_oee``): the station that
+would need the most ideal hours for the good units (tablets, vials) that left the line in the
+window, so that lots made by splits and merges count in the same units as whole batches; never
+more than what that station itself earned in the window. ``summary["constraint"]`` names it.
 """
 
 from __future__ import annotations
@@ -193,6 +194,10 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
             },
         }
     main = max(meta.stations, key=lambda n: (int(main_counts.get(n, 0)), shares[n])) if len(df) else None
+    constraint_counts = df["constraint"].value_counts() if "constraint" in df else pd.Series(dtype=int)
+    constraint = (  # the station it is valued at in the most replications (ties: the earlier station)
+        max(meta.stations, key=lambda n: int(constraint_counts.get(n, 0))) if len(constraint_counts) else None
+    )
     return {
         "line": meta.line,
         "spec_hash": meta.spec_hash,
@@ -204,6 +209,10 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         "lead_time_hours": lead,
         "wip": ci("wip"),
         "oee": ci("oee"),
+        "constraint": {
+            "station": constraint,
+            "replications": {name: int(constraint_counts.get(name, 0)) for name in meta.stations},
+        },
         "quality": {
             "rejected_batches": ci("rejected_batches"),
             "lost_units": ci("lost_units"),
