@@ -216,3 +216,34 @@ def test_kpis_of_plant_logs_decoded_from_the_emulator_keep_their_invariants(data
     spec = valid(data)
     log = emulated_plant_log(spec, seed, join)
     assert_kpi_invariants(log, warmup=0.0)
+
+
+def test_a_plant_joined_mid_batch_counts_only_the_hours_its_window_holds():
+    # the press (ideal 30 min for A) runs batch L0 since before the feed began; it finishes 12 min into the feed,
+    # then waits until the end (1 h). The window holds 12 min of processing: performance 100%, line OEE 20%.
+    # Counting the whole batch's 30 min gave a performance of 250% and a line OEE of 50%.
+    from test_opcua_plantlog import H, one_station, samples
+
+    spec, tags = one_station()
+    origin = T0 + H
+    feed = samples(
+        [
+            ("ALM", 0.0, False),
+            ("DONE", 0.2, 0),
+            ("GOOD", 0.2, 0),
+            ("LOT", 0.5, "L0"),
+            ("PROD", 0.5, "A"),
+            ("ST", 0.5, "RUN"),  # read at the start: from before the feed began
+            ("DONE", 1.2, 1),
+            ("GOOD", 1.2, 100),
+            ("ST", 1.2, "WAIT"),
+        ]
+    )
+    log = plant_event_log(spec, tags, feed, origin_us=origin, end_us=origin + H).log
+    row = compute_kpis(log).per_replication.iloc[0]
+    assert row["press.state.processing"] == pytest.approx(0.2)
+    assert row["press.availability"] == pytest.approx(0.2)
+    assert row["press.performance"] == pytest.approx(1.0)
+    assert row["press.oee"] == pytest.approx(0.2)
+    assert row["oee"] == pytest.approx(0.2) and row["constraint"] == "press"
+    assert_kpi_invariants(log)
