@@ -247,3 +247,37 @@ def test_a_plant_joined_mid_batch_counts_only_the_hours_its_window_holds():
     assert row["press.oee"] == pytest.approx(0.2)
     assert row["oee"] == pytest.approx(0.2) and row["constraint"] == "press"
     assert_kpi_invariants(log)
+
+
+def test_twin_sync_joining_a_running_plant_reports_possible_figures_with_labels(tmp_path):
+    # the emulated plant runs for a while before `twin sync` joins it: its window starts mid-batch
+    import re
+    import time
+
+    import yaml
+    from opcua_helpers import LINE_YAML, TwinProcess, endpoint
+
+    from connectors.opcua.tagmap import dump_tag_map
+    from twin.spec.loader import spec_from_data
+
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    (tmp_path / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 5000 h"))
+    (tmp_path / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
+    ep = endpoint()
+    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--allow-anonymous",
+               "--seed", "2", "--speed", "20000", "--pki", "pki-emu"]  # fmt: skip
+    with TwinProcess(emulate, tmp_path, "emu") as emu:
+        emu.wait_for("emulating mini")
+        time.sleep(2.0)  # the plant is hours into its run when the sync joins
+        sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s",
+                "--historian", "h.db", "--until", "40 h", "--kpi-every", "0.2"]  # fmt: skip
+        with TwinProcess(sync, tmp_path, "sync") as feed:
+            assert feed.proc.wait(300) == 0, feed.log()
+            shown, table = feed.log(), feed.stdout()
+        emu.stop()
+    oees = [float(x) for x in re.findall(r"plant [\d.]+ h: throughput [\d.,-]+/h, OEE ([\d.]+)%", shown)]
+    assert oees and all(0.0 <= x <= 100.0 for x in oees), oees
+    assert "Throughput (batches/h)" in table and "Line OEE" in table and "line OEE valued at" in table
+    assert "throughput_per_hour" not in table and not re.search(r"\de[+-]\d", table)
+    line_oee = float(re.search(r"Line OEE\s+│?\s*([\d.]+)%", table).group(1))
+    assert 0.0 <= line_oee <= 100.0

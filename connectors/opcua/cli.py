@@ -394,15 +394,27 @@ def sync_command(
     _print_report(summary)
 
 
-def _fmt(v: Any, pct: bool = False) -> str:
+def _fmt(v: Any, pct: bool = False, digits: int = 2) -> str:
+    """A figure as people read it: fixed decimals with thousands separators (never 8.939e+04), or a percentage."""
     if v is None:
         return "-"
-    return f"{v:.1%}" if pct else f"{v:.4g}"
+    return f"{v:.1%}" if pct else f"{v:,.{digits}f}"
+
+
+def _metric(name: str) -> tuple[str, bool, int]:
+    """The label of a drift key (a line KPI, or STATION.factor), whether it is a share, and its decimals."""
+    from twin.kpis.line import LINE_KPI
+
+    kpi = LINE_KPI.get(name)
+    if kpi is not None:
+        return (kpi.label if kpi.percent else f"{kpi.label} ({kpi.unit})"), kpi.percent, kpi.digits
+    station, _, factor = name.rpartition(".")
+    return f"{station} {factor.replace('_', ' ')}", True, 1
 
 
 def _snapshot_line(snap: dict[str, Any]) -> str:
     plant = snap.get("plant") or {}
-    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"))
+    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"), digits=4)
     oee = _fmt((plant.get("oee") or {}).get("mean"), True)
     text = (
         f"plant {snap['plant_hours']:.2f} h: throughput {throughput}/h, OEE {oee}; "
@@ -411,7 +423,8 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
     if snap.get("drift"):
         t, o = snap["drift"]["throughput_per_hour"], snap["drift"]["oee"]
         text += (
-            f" | twin throughput {_fmt(t['twin'])}/h (drift {_fmt(t['relative'], True)}), OEE {_fmt(o['twin'], True)}"
+            f" | twin throughput {_fmt(t['twin'], digits=4)}/h (drift {_fmt(t['relative'], True)}), "
+            f"OEE {_fmt(o['twin'], True)}"
         )
     return text
 
@@ -419,6 +432,7 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
 def _print_report(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from connectors.opcua.shadow import LINE_METRICS
     from twin.cli.render import console
 
     table = Table(title="Plant KPIs" + (" vs twin (shadow)" if summary["drift"] else ""))
@@ -426,12 +440,15 @@ def _print_report(summary: dict[str, Any]) -> None:
         table.add_column(column)
     if summary["drift"]:
         for name, d in summary["drift"].items():
-            pct = "oee" in name or "utilization" in name or "availability" in name
-            table.add_row(name, _fmt(d["plant"], pct), _fmt(d["twin"], pct), _fmt(d["relative"], True))
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(d["plant"], pct, digits), _fmt(d["twin"], pct, digits), _fmt(d["relative"], True))
     else:
         plant = summary["plant"]
-        for name in ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours"):
-            table.add_row(name, _fmt(plant[name]["mean"], name == "oee"), "-", "-")
+        for name in LINE_METRICS:
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(plant[name]["mean"], pct, digits), "-", "-")
+    if summary["plant"] and (summary["plant"].get("constraint") or {}).get("station"):
+        table.caption = f"line OEE valued at {summary['plant']['constraint']['station']}, the constraint"
     out = console()
     out.print(table)
     out.print(
