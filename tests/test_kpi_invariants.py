@@ -187,10 +187,17 @@ def _processing_chains(table: pd.DataFrame) -> dict[int, float]:
     return {b: chain(b) for b in set(own) | set(parents)}
 
 
-def emulated_plant_log(spec: LineSpec, seed: int, join: float) -> EventLog:
-    """The emulator's tags for a run of ``spec``, decoded as a plant feed joined at ``join`` hours."""
+def emulated_plant_log(spec: LineSpec, seed: int, join: float, unit_counters: bool = True) -> EventLog:
+    """The emulator's tags for a run of ``spec``, decoded as a plant feed joined at ``join`` hours (with a map
+    that has the units counters, or not)."""
     tags = parse_tag_map(default_tag_map(spec), "map", spec)
     emulator = PlantEmulator(spec, tags, ServerOptions(), speed=None, seed=seed)
+    if not unit_counters:
+        data = default_tag_map(spec)
+        for units in data["stations"].values():
+            for unit in units:
+                unit.pop("count", None)
+        tags = parse_tag_map(data, "map", spec)
     run = simulate(spec, seed=seed)
     rows = []
     for change in emulator.live.apply(run.table[run.table["event"] != "end"]):
@@ -281,3 +288,19 @@ def test_twin_sync_joining_a_running_plant_reports_possible_figures_with_labels(
     assert "throughput_per_hour" not in table and not re.search(r"\de[+-]\d", table)
     line_oee = float(re.search(r"Line OEE\s+│?\s*([\d.]+)%", table).group(1))
     assert 0.0 <= line_oee <= 100.0
+
+
+def test_a_plant_map_without_units_counters_values_split_and_merged_lots_as_lots():
+    spec = LineSpec.from_dict(
+        {
+            "name": "split-merge", "horizon": 200.0, "products": [{"name": "A", "batch_size": 300}],
+            "stations": [{"name": "granulation", "process_time": 2.0, "split": 3},
+                         {"name": "compression", "process_time": {"dist": "uniform", "low": 0.4, "high": 0.6}},
+                         {"name": "blending", "process_time": 0.75, "merge": 2}],
+        }
+    )  # fmt: skip
+    counted = compute_kpis(emulated_plant_log(spec, 4, 5.0), warmup=0.0).per_replication.iloc[0]
+    derived = compute_kpis(emulated_plant_log(spec, 4, 5.0, unit_counters=False), warmup=0.0).per_replication.iloc[0]
+    assert counted["units_per_hour"] == pytest.approx(derived["units_per_hour"])  # a blend is 200 units
+    assert counted["oee"] == pytest.approx(derived["oee"]) and 0.9 < derived["oee"] <= 1.0
+    assert derived["constraint"] == "granulation"
