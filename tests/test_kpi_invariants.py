@@ -288,6 +288,15 @@ def test_twin_sync_joining_a_running_plant_reports_possible_figures_with_labels(
     assert "throughput_per_hour" not in table and not re.search(r"\de[+-]\d", table)
     line_oee = float(re.search(r"Line OEE\s+│?\s*([\d.]+)%", table).group(1))
     assert 0.0 <= line_oee <= 100.0
+    # the historian's state tags read as the tag map names them, the plant's code beside
+    from conftest import run_cli
+
+    history = run_cli("history", str(tmp_path / "h.db"), "--tag", "MIX_U1_STATE", "--limit", "500")
+    assert history.returncode == 0, history.stderr
+    codes = {code: state for code, state in yaml.safe_load((tmp_path / "map.yaml").read_text())["states"].items()}
+    shown_states = re.findall(r"\b([a-z_]+) \((\d+)\)", history.stdout)
+    assert shown_states and all(codes[int(code)] == state for state, code in shown_states)
+    assert "processing" in {s for s, _ in shown_states} and len({s for s, _ in shown_states}) >= 2
 
 
 def test_a_plant_map_without_units_counters_values_split_and_merged_lots_as_lots():

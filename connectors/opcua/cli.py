@@ -25,7 +25,7 @@ import typer
 
 from twin.cli.common import SetOpt, SpecArg
 from twin.cli.common import emit_json as _emit_json
-from twin.errors import InputError
+from twin.errors import InputError, SpecError
 
 T = TypeVar("T")
 
@@ -501,12 +501,47 @@ def history_command(
             typer.echo(f"{n} samples written to {out}")
             return
         df = h.query(tag, start_t, end_t)
+        names = _value_names(h)
+        if len(df) and names:  # state and product codes as the tag map names them, the code beside
+            df["value"] = [
+                f"{names[t][v]} ({v})" if t in names and _hashable(v) and v in names[t] else v
+                for t, v in zip(df["tag"], df["value"], strict=True)
+            ]
         with pd.option_context("display.width", 200, "display.max_columns", 10):
             typer.echo(df.tail(limit).to_string(index=False) if len(df) else "no samples")
         if len(df) > limit:
             typer.echo(f"... {len(df)} samples; the last {limit} shown (use --out to export them all)")
     finally:
         h.close()
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _value_names(h: Any) -> dict[str, dict[Any, str]]:
+    """Tag -> {plant code: name} for the state and product tags of the historian's own tag map ({} if it has none)."""
+    import yaml
+
+    from connectors.opcua.tagmap import parse_tag_map
+
+    text = h.meta().get("tag_map")
+    if not text:
+        return {}
+    try:
+        tags = parse_tag_map(yaml.safe_load(text), f"{h.path} (meta.tag_map)")
+    except (SpecError, yaml.YAMLError):
+        return {}  # the raw values are still worth showing
+    out: dict[str, dict[Any, str]] = {}
+    for _station, _u, unit in tags.units():
+        out[unit.state] = {code: state or "no information" for code, state in tags.codes_for(unit).items()}
+        if unit.product and tags.products:
+            out[unit.product] = dict(tags.products)
+    return out
 
 
 def _timestamp(text: str | None, option: str) -> Any:
