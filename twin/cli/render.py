@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich import box
@@ -40,8 +41,10 @@ def _value(x: float | None, digits: int, percent: bool = False) -> str:
 
 def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
     mean, (lo, hi) = stat["mean"], stat["ci95"]
-    if lo is None or hi is None:
+    if lo is None or hi is None or mean is None:
         return _value(mean, digits, percent)
+    if not math.isclose(hi - mean, mean - lo, rel_tol=1e-6, abs_tol=1e-12):  # a share's interval cut at 0 or 1
+        return f"{_value(mean, digits, percent)} [{_value(lo, digits, percent)}, {_value(hi, digits, percent)}]"
     return f"{_value(mean, digits, percent)} ± {_value((hi - lo) / 2, digits, percent)}"
 
 

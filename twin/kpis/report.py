@@ -161,7 +161,10 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
     df = per_replication
 
     def ci(column: str) -> dict[str, Any]:
-        return interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+        out = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+        if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS:  # a share's interval stays in [0, 1]
+            out["ci95"] = [None if x is None else min(max(x, 0.0), 1.0) for x in out["ci95"]]
+        return out
 
     def mean(column: str) -> float | None:
         value = float(np.nanmean(df[column].to_numpy(dtype=float))) if column in df and len(df) else np.nan
