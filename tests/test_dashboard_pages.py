@@ -82,6 +82,8 @@ def test_overview_kpi_cards_equal_compute_kpis(served):
         ("kpi-oee", "oee", 100, 1),
     ):
         value, detail = ci_text(summary[key], scale, digits)
+        if key == "oee":  # line OEE says the station it is valued at
+            detail += f"; valued at {summary['constraint']['station']}, the constraint"
         wait(d).until(EC.text_to_be_present_in_element((By.ID, f"{card}-value"), value))
         assert d.find_element(By.ID, f"{card}-value").text == value
         assert d.find_element(By.ID, f"{card}-ci").text == detail
@@ -164,6 +166,8 @@ def test_compare_two_runs_with_paired_deltas(served):
     expected = ci_text({"mean": delta.mean, "ci95": [delta.low, delta.high]}, 24, 2)
     assert expected[0].lstrip("-") in row
     assert "paired" in d.find_element(By.ID, "compare-table").text
+    constraint = d.find_element(By.ID, "compare-row-constraint").text
+    assert constraint.startswith(f"Line OEE valued at {store.summary(ids['base'])['constraint']['station']}")
     assert "stations.coating.units" in d.page_source
 
 

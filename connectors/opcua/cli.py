@@ -26,7 +26,7 @@ import typer
 from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from twin.cli.common import SetOpt, SpecArg
 from twin.cli.common import emit_json as _emit_json
-from twin.errors import InputError
+from twin.errors import InputError, SpecError
 
 T = TypeVar("T")
 
@@ -421,15 +421,27 @@ def sync_command(
     _print_report(summary)
 
 
-def _fmt(v: Any, pct: bool = False) -> str:
+def _fmt(v: Any, pct: bool = False, digits: int = 2) -> str:
+    """A figure as people read it: fixed decimals with thousands separators (never 8.939e+04), or a percentage."""
     if v is None:
         return "-"
-    return f"{v:.1%}" if pct else f"{v:.4g}"
+    return f"{v:.1%}" if pct else f"{v:,.{digits}f}"
+
+
+def _metric(name: str) -> tuple[str, bool, int]:
+    """The label of a drift key (a line KPI, or STATION.factor), whether it is a share, and its decimals."""
+    from twin.kpis.line import LINE_KPI
+
+    kpi = LINE_KPI.get(name)
+    if kpi is not None:
+        return (kpi.label if kpi.percent else f"{kpi.label} ({kpi.unit})"), kpi.percent, kpi.digits
+    station, _, factor = name.rpartition(".")
+    return f"{station} {factor.replace('_', ' ')}", True, 1
 
 
 def _snapshot_line(snap: dict[str, Any]) -> str:
     plant = snap.get("plant") or {}
-    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"))
+    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"), digits=4)
     oee = _fmt((plant.get("oee") or {}).get("mean"), True)
     text = (
         f"plant {snap['plant_hours']:.2f} h: throughput {throughput}/h, OEE {oee}; "
@@ -438,7 +450,8 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
     if snap.get("drift"):
         t, o = snap["drift"]["throughput_per_hour"], snap["drift"]["oee"]
         text += (
-            f" | twin throughput {_fmt(t['twin'])}/h (drift {_fmt(t['relative'], True)}), OEE {_fmt(o['twin'], True)}"
+            f" | twin throughput {_fmt(t['twin'], digits=4)}/h (drift {_fmt(t['relative'], True)}), "
+            f"OEE {_fmt(o['twin'], True)}"
         )
     return text
 
@@ -446,6 +459,7 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
 def _print_report(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from connectors.opcua.shadow import LINE_METRICS
     from twin.cli.render import console
 
     table = Table(title="Plant KPIs" + (" vs twin (shadow)" if summary["drift"] else ""))
@@ -453,12 +467,15 @@ def _print_report(summary: dict[str, Any]) -> None:
         table.add_column(column)
     if summary["drift"]:
         for name, d in summary["drift"].items():
-            pct = "oee" in name or "utilization" in name or "availability" in name
-            table.add_row(name, _fmt(d["plant"], pct), _fmt(d["twin"], pct), _fmt(d["relative"], True))
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(d["plant"], pct, digits), _fmt(d["twin"], pct, digits), _fmt(d["relative"], True))
     else:
         plant = summary["plant"]
-        for name in ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours"):
-            table.add_row(name, _fmt(plant[name]["mean"], name == "oee"), "-", "-")
+        for name in LINE_METRICS:
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(plant[name]["mean"], pct, digits), "-", "-")
+    if summary["plant"] and (summary["plant"].get("constraint") or {}).get("station"):
+        table.caption = f"line OEE valued at {summary['plant']['constraint']['station']}, the constraint"
     out = console()
     out.print(table)
     out.print(
@@ -511,12 +528,47 @@ def history_command(
             typer.echo(f"{n} samples written to {out}")
             return
         df = h.query(tag, start_t, end_t)
+        names = _value_names(h)
+        if len(df) and names:  # state and product codes as the tag map names them, the code beside
+            df["value"] = [
+                f"{names[t][v]} ({v})" if t in names and _hashable(v) and v in names[t] else v
+                for t, v in zip(df["tag"], df["value"], strict=True)
+            ]
         with pd.option_context("display.width", 200, "display.max_columns", 10):
             typer.echo(df.tail(limit).to_string(index=False) if len(df) else "no samples")
         if len(df) > limit:
             typer.echo(f"... {len(df)} samples; the last {limit} shown (use --out to export them all)")
     finally:
         h.close()
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _value_names(h: Any) -> dict[str, dict[Any, str]]:
+    """Tag -> {plant code: name} for the state and product tags of the historian's own tag map ({} if it has none)."""
+    import yaml
+
+    from connectors.opcua.tagmap import parse_tag_map
+
+    text = h.meta().get("tag_map")
+    if not text:
+        return {}
+    try:
+        tags = parse_tag_map(yaml.safe_load(text), f"{h.path} (meta.tag_map)")
+    except (SpecError, yaml.YAMLError):
+        return {}  # the raw values are still worth showing
+    out: dict[str, dict[Any, str]] = {}
+    for _station, _u, unit in tags.units():
+        out[unit.state] = {code: state or "no information" for code, state in tags.codes_for(unit).items()}
+        if unit.product and tags.products:
+            out[unit.product] = dict(tags.products)
+    return out
 
 
 def _timestamp(text: str | None, option: str) -> Any:

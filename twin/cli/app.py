@@ -38,10 +38,19 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
+from twin.cli.render import (
+    compare_table,
+    console,
+    constraint_notes,
+    line_table,
+    oee_table,
+    station_table,
+    trace_tree,
+)
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
+from twin.kpis.line import constraint_moved
 from twin.models import load_spec
 from twin.runfolder import write_run
 from twin.spec.model import LineSpec
@@ -166,6 +175,7 @@ def compare_command(
                         "overrides": list(r.overrides),
                         "kpis": r.kpis.summary,
                         "deltas": {k: v.as_dict() for k, v in result.deltas[r.name].items()},
+                        "constraint_moved": constraint_moved(result.baseline.kpis.summary, r.kpis.summary, r.name),
                     }
                     for r in result.scenarios
                 ],
@@ -173,7 +183,10 @@ def compare_command(
         )
         return
     rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
-    console().print(compare_table(result.baseline.kpis.summary, rows))
+    out_console = console()
+    out_console.print(compare_table(result.baseline.kpis.summary, rows))
+    for note in constraint_notes(result.baseline.kpis.summary, rows):
+        out_console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
