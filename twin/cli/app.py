@@ -38,6 +38,7 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code, interrupt_message
 from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
@@ -83,9 +84,9 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
