@@ -89,10 +89,11 @@ def dashboard_command(
             waitress.serve(app.server, host=host, port=port, threads=8, ident="twin dashboard", _quiet=True)
     except OSError as err:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
-    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (twin.cli.entry): the normal way to stop a server
-        from twin.cli.entry import Terminated
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (twin.cli.entry): the normal way to stop a server
+        pass
+    from twin.cli.entry import RECEIVED  # waitress returns quietly on an interrupt
 
-        print(f"{'SIGTERM' if isinstance(err, Terminated) else 'SIGINT'}: twin dashboard stopped", flush=True)
+    print(f"{RECEIVED[-1] if RECEIVED else 'server ended'}: twin dashboard stopped", flush=True)
 
 
 def user_add_command(

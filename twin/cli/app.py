@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -46,6 +47,7 @@ from twin.experiment import compare, run
 from twin.models import load_spec
 from twin.runfolder import write_run
 from twin.spec.model import LineSpec
+from twin.spec.overrides import OverrideWarning
 
 
 def build_app() -> typer.Typer:
@@ -73,8 +75,20 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
+    if issubclass(category, OverrideWarning):
+        stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         build_app()(prog_name="twin")
     except SpecError as err:

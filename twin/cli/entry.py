@@ -16,7 +16,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: stops a command exactly as Ctrl-C does (exit code 143 instead of 130)."""
 
 
+RECEIVED: list[str] = []  # the signals received, by name (for servers whose library swallows the interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    RECEIVED.append("SIGINT")
+    raise KeyboardInterrupt()
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    RECEIVED.append("SIGTERM")
     raise Terminated()
 
 
@@ -26,7 +35,7 @@ def install_signal_handlers() -> None:
     SIGINT gets its handler even when it was inherited as ignored (a background job of a shell, such as a test
     suite run with ``&``): the CLI decides what Ctrl-C does, not how it happened to be started.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _terminate)
 
 
