@@ -110,6 +110,11 @@ def dashboard_command(
             )
     except OSError as err:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (twin.cli.entry): the normal way to stop a server
+        pass
+    from twin.cli.entry import RECEIVED  # waitress returns quietly on an interrupt
+
+    print(f"{RECEIVED[-1] if RECEIVED else 'server ended'}: twin dashboard stopped", flush=True)
 
 
 def user_add_command(

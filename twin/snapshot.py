@@ -12,8 +12,6 @@ excluded) and whether its processing is done (waiting to pass the batch on).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import InputError
 from twin.eventlog import EventLog, LogMeta, state_intervals
+from twin.files import write_atomically
 from twin.spec.model import LineSpec
 
 SNAPSHOT_VERSION = 1
@@ -83,17 +82,7 @@ class Snapshot(_Model):
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(self.model_dump_json(indent=2))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(path, self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:

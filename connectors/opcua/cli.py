@@ -97,18 +97,30 @@ def settle() -> None:
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown)."""
+    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown), and say so.
+
+    After the loop the CLI's own handlers are back (``asyncio`` would leave SIGTERM at its default, which
+    kills the process while it writes what it has)."""
+    from twin.cli.entry import install_signal_handlers
 
     settle()
+
+    def on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+        if not stop.is_set():
+            print(f"{sig.name}: stopping cleanly", file=sys.stderr, flush=True)
+        stop.set()
 
     async def wrapper() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig, stop)
         return await main(stop)
 
-    return asyncio.run(wrapper())
+    try:
+        return asyncio.run(wrapper())
+    finally:
+        install_signal_handlers()
 
 
 def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
@@ -263,7 +275,9 @@ def emulate_command(
             f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
             f"Regenerate with: twin emulate {spec} --write-map {write_map}"
         )
-        write_map.write_text(dump_tag_map(default_tag_map(line), header), encoding="utf-8")
+        from twin.files import write_atomically
+
+        write_atomically(write_map, dump_tag_map(default_tag_map(line), header))
         typer.echo(f"tag map written to {write_map}")
         return
     if out is not None and out.exists():
@@ -277,7 +291,7 @@ def emulate_command(
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
-    async def main(stop: asyncio.Event) -> None:
+    async def main(stop: asyncio.Event) -> str | None:
         emu = PlantEmulator(
             line,
             tags,
@@ -298,8 +312,11 @@ def emulate_command(
             await emu.run(stop)
         finally:
             await emu.stop()
+        return emu.out_note
 
-    run_until_signal(main)
+    note = run_until_signal(main)
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- sync
@@ -391,6 +408,7 @@ def sync_command(
     sync = PlantSync(line, tags, options, str(map_path))
     result = run_until_signal(sync.run)
     if out is not None:
+        from twin.durations import format_hours
         from twin.experiment import RunResult
         from twin.runfolder import write_run
 
@@ -401,6 +419,7 @@ def sync_command(
             "warmup": options.warmup,
         }
         write_run(RunResult(line, result.decoded.log, result.kpis, "plant", (), settings), out)
+        print(f"plant run written to {out} ({format_hours(settings['horizon'])} of plant time)", file=sys.stderr)
     summary = {
         "plant": result.kpis.summary,
         "twin": result.twin_kpis.summary if result.twin_kpis else None,

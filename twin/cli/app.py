@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -38,6 +39,7 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code, interrupt_message
 from twin.cli.render import (
     compare_table,
     console,
@@ -54,6 +56,7 @@ from twin.kpis.line import constraint_moved
 from twin.models import load_spec
 from twin.runfolder import write_run
 from twin.spec.model import LineSpec
+from twin.spec.overrides import OverrideWarning
 
 
 def build_app() -> typer.Typer:
@@ -81,8 +84,20 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
+    if issubclass(category, OverrideWarning):
+        stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         build_app()(prog_name="twin")
     except SpecError as err:
@@ -92,9 +107,9 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()

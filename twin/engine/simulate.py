@@ -211,7 +211,12 @@ class Replication:
         """Simulate to the end and return the whole event table."""
         if not self._finished:
             self.env.run(until=self.done)
-        end = min(self.env.now, self.horizon)
+        return self.end_now()
+
+    def end_now(self) -> pd.DataFrame:
+        """End the run at ``now`` (at its end, or where a stopped run stands): the whole event table of
+        (0, now], closed by an ``end`` row. Nothing may be simulated after it."""
+        end = self.now
         for unit in self.units:
             unit.finish_run(end)
         return self.rec.to_frame(self.replication, end)
