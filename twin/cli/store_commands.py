@@ -34,7 +34,7 @@ from twin.cli.app import (
     progress_bar,
     stderr,
 )
-from twin.cli.entry import Terminated, interrupt_exit_code
+from twin.cli.entry import interrupt_exit_code
 from twin.cli.render import console, line_table, oee_table, station_table
 from twin.cli.store_render import (
     SHORT_ID,
@@ -47,7 +47,7 @@ from twin.cli.store_render import (
     records,
     runs_table,
 )
-from twin.errors import InputError
+from twin.errors import InputError, Terminated
 from twin.models import load_spec
 from twin.store.store import RunStore, default_store_path, existing_store
 
