@@ -11,6 +11,8 @@ garbage with silence. Here every message header is checked as it arrives (OPC 10
   at once, before its body is read;
 - later messages must be OpenSecureChannel, Message or CloseSecureChannel chunks no larger than the
   server's receive buffer; the same ``ERR`` and close otherwise;
+- a connection that sends more than ``HANDSHAKE_MAX_BYTES`` before its session is activated is
+  refused the same way (a handshake is a few KB; asyncua would buffer a 100 MB message);
 - a connection that has not activated a session ``handshake_timeout`` seconds after it was opened is
   closed (a silent client, half a Hello, a stalled handshake);
 - at most ``max_sessions`` sessions are open: a CreateSession beyond that first closes the oldest
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 HEADER = 8  # message type (3 bytes), chunk type (1), message size (4, little-endian, header included)
 HELLO_MIN = HEADER + 24  # six UInt32 fields and an empty endpoint URL
 HELLO_MAX = HEADER + 24 + 4096  # the endpoint URL is at most 4096 bytes
+HANDSHAKE_MAX_BYTES = 1024 * 1024  # received before a session is activated
 CHUNK_TYPES = (b"F", b"C", b"A")
 AFTER_HELLO = (b"OPN", b"MSG", b"CLO")
 
@@ -53,10 +56,19 @@ class GuardedProtocol(OPCUAProtocol):
         self._skip = 0  # bytes of the current message's body still to come
         self._messages = 0
         self._refused = False
+        self._handshake_bytes = 0  # received while no session is activated
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self.transport is None:
             return
+        session = self.processor.session if self.processor is not None else None
+        if session is None or not session.is_activated():
+            self._handshake_bytes += len(data)
+            if self._handshake_bytes > HANDSHAKE_MAX_BYTES:
+                self._refuse(
+                    ua.StatusCodes.BadTcpMessageTooLarge, f"more than {HANDSHAKE_MAX_BYTES} bytes before a session"
+                )
+                return
         i = 0
         while i < len(data):
             if self._skip:
