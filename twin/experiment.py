@@ -15,6 +15,7 @@ from typing import Any
 from twin.engine.budget import check_budget
 from twin.engine.simulate import simulate
 from twin.eventlog import EventLog
+from twin.kpis.line import LINE_KPIS
 from twin.kpis.report import KpiReport, compute_kpis
 from twin.spec.limits import DEFAULT_MAX_EVENTS
 from twin.spec.loader import spec_from_data
@@ -22,7 +23,7 @@ from twin.spec.model import LineSpec
 from twin.stats import Interval, paired_difference
 
 Overrides = Sequence[str] | Mapping[str, Any]
-DELTA_METRICS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "lead_time_p90_hours", "wip", "oee")
+DELTA_METRICS = tuple(k.column for k in LINE_KPIS if k.column != "lead_time_p50_hours")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -40,13 +41,24 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
+from twin.cli.entry import interrupt_exit_code, interrupt_message
+from twin.cli.render import (
+    compare_table,
+    console,
+    constraint_notes,
+    line_table,
+    oee_table,
+    station_table,
+    trace_tree,
+)
 from twin.cli.scenarios import parse_scenario
-from twin.errors import InputError, SpecError, Terminated, TwinError
+from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
+from twin.kpis.line import constraint_moved
 from twin.models import load_spec
 from twin.runfolder import check_new, write_run
 from twin.spec.model import LineSpec
+from twin.spec.overrides import OverrideWarning
 
 
 def build_app() -> typer.Typer:
@@ -74,8 +86,20 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
+    if issubclass(category, OverrideWarning):
+        stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         build_app()(prog_name="twin")
     except SpecError as err:
@@ -85,9 +109,9 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt as err:
-        stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(143 if isinstance(err, Terminated) else 130)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
@@ -175,6 +199,7 @@ def compare_command(
                         "overrides": list(r.overrides),
                         "kpis": r.kpis.summary,
                         "deltas": {k: v.as_dict() for k, v in result.deltas[r.name].items()},
+                        "constraint_moved": constraint_moved(result.baseline.kpis.summary, r.kpis.summary, r.name),
                     }
                     for r in result.scenarios
                 ],
@@ -182,7 +207,10 @@ def compare_command(
         )
         return
     rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
-    console().print(compare_table(result.baseline.kpis.summary, rows))
+    out_console = console()
+    out_console.print(compare_table(result.baseline.kpis.summary, rows))
+    for note in constraint_notes(result.baseline.kpis.summary, rows):
+        out_console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:

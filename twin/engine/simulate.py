@@ -223,7 +223,12 @@ class Replication:
         """Simulate to the end and return the whole event table."""
         if not self._finished:
             self.env.run(until=self.done)
-        end = min(self.env.now, self.horizon)
+        return self.end_now()
+
+    def end_now(self) -> pd.DataFrame:
+        """End the run at ``now`` (at its end, or where a stopped run stands): the whole event table of
+        (0, now], closed by an ``end`` row. Nothing may be simulated after it."""
+        end = self.now
         for unit in self.units:
             unit.finish_run(end)
         return self.rec.to_frame(self.replication, end)
@@ -235,7 +240,8 @@ def _restore(initial: InitialState, rec: Recorder, releaser: Releaser, buffers: 
         product, quantity, _ = initial.batches.get(batch, (0, float("nan"), 0.0))
         rec.new_batch(product, quantity)
     for batch, (_, _, released_at) in initial.batches.items():
-        rec.row(released_at, batch, releaser.k_release, in_order=False)
+        if released_at is not None:  # unknown (released before the plant's data begin): no release row, as in its log
+            rec.row(released_at, batch, releaser.k_release, in_order=False)
     for station, waiting in initial.buffers.items():
         buffers[station].items.extend(waiting)
     plan = releaser.plan
