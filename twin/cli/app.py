@@ -41,7 +41,7 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.entry import interrupt_exit_code, interrupt_message
+from twin.cli.entry import RECEIVED, interrupt_exit_code, interrupt_message
 from twin.cli.render import (
     compare_table,
     console,
@@ -52,7 +52,7 @@ from twin.cli.render import (
     trace_tree,
 )
 from twin.cli.scenarios import parse_scenario
-from twin.errors import InputError, SpecError, TwinError
+from twin.errors import InputError, SpecError, Terminated, TwinError
 from twin.experiment import compare, run
 from twin.kpis.line import constraint_moved
 from twin.models import load_spec
@@ -110,6 +110,13 @@ def main() -> None:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
+    except SystemExit as exit_:
+        if exit_.code != 130 or not RECEIVED:
+            raise
+        # typer turns an interrupt inside a command into a silent exit 130: say which signal, and what was written
+        err = Terminated() if RECEIVED[-1] == "SIGTERM" else KeyboardInterrupt()
         stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
         sys.exit(interrupt_exit_code(err))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
