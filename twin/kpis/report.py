@@ -162,8 +162,9 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
 
     def ci(column: str) -> dict[str, Any]:
         out = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
-        if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS:  # a share's interval stays in [0, 1]
-            out["ci95"] = [None if x is None else min(max(x, 0.0), 1.0) for x in out["ci95"]]
+        # every KPI is a count, a rate, a time or a share: its interval stays >= 0, and a share's <= 1
+        top = 1.0 if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS else np.inf
+        out["ci95"] = [None if x is None else float(min(max(x, 0.0), top)) for x in out["ci95"]]
         return out
 
     def mean(column: str) -> float | None:
