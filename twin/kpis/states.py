@@ -83,9 +83,14 @@ class StationStates:
 
 
 def station_states(
-    cols: Columns, intervals: UnitIntervals, units: list[int], start: float, end: float
+    cols: Columns,
+    intervals: UnitIntervals,
+    units: list[int],
+    start: float,
+    end: float,
+    credit: np.ndarray | None = None,
 ) -> StationStates:
-    """State time and OEE factors over the window, per unit and per station."""
+    """State time and OEE factors over the window, per unit and per station (``credit``: ``credited_ideal``'s)."""
     length = end - start
     offsets = np.concatenate(([0], np.cumsum(units)[:-1])).astype(np.int64)
     n_units = int(sum(units))
@@ -102,7 +107,7 @@ def station_states(
         return np.bincount(index, weights=np.nan_to_num(values[rows]), minlength=n_units)
 
     finished = in_window & (cols.event == EVENT["finish"])
-    credit = credited_ideal(cols, start, end)
+    credit = credited_ideal(cols, start, end) if credit is None else credit
     ideal = per_unit(credit > 0, credit)
     produced = per_unit(finished, cols.quantity)
     made_here = cols.batch * (len(units) + 1) + cols.station
