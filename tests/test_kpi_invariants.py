@@ -313,3 +313,16 @@ def test_a_plant_map_without_units_counters_values_split_and_merged_lots_as_lots
     assert counted["units_per_hour"] == pytest.approx(derived["units_per_hour"])  # a blend is 200 units
     assert counted["oee"] == pytest.approx(derived["oee"]) and 0.9 < derived["oee"] <= 1.0
     assert derived["constraint"] == "granulation"
+
+
+def test_a_unit_whose_first_state_comes_late_is_measured_over_the_time_it_was_seen():
+    # the press's state first arrives 15 min into a 1 h feed: 30 min processing, then 15 min waiting
+    from test_opcua_plantlog import H, one_station, samples
+
+    spec, tags = one_station()
+    feed = samples([("ST", 1.25, "RUN"), ("LOT", 1.25, "L0"), ("PROD", 1.25, "A"), ("ST", 1.75, "WAIT")])
+    row = compute_kpis(plant_event_log(spec, tags, feed, origin_us=T0 + H, end_us=T0 + 2 * H).log).per_replication
+    row = row.iloc[0]
+    assert row["press.state.processing"] == pytest.approx(2 / 3) and row["press.state.starved"] == pytest.approx(1 / 3)
+    assert sum(row[f"press.state.{s}"] for s in STATES) == pytest.approx(1.0)
+    assert row["press.availability"] == pytest.approx(2 / 3)

@@ -1,6 +1,7 @@
 """Equipment time by state, utilization and OEE per station, as ISO 22400-2 defines them.
 
-For each station over the window, summed over its units:
+For each station over the window, summed over its units (a unit's time is the window, or the part
+of it from the unit's first state row on, when a plant feed's first value came later):
 
 - planned busy time PBT = units x window length - time in planned-down states (``idle``: no work
   planned); actual production time APT = time in ``processing``;
@@ -68,7 +69,7 @@ class Oee:
     """State shares and OEE factors of a set of equipment (stations, or single units), one row each."""
 
     hours: np.ndarray  # [equipment, state]
-    fractions: np.ndarray  # hours / (units x window length)
+    fractions: np.ndarray  # hours / (units x window length): the shares of each row sum to 1
     utilization: np.ndarray
     availability: np.ndarray
     performance: np.ndarray
@@ -116,7 +117,10 @@ def station_states(
     for name in QUALITY_LOSS_EVENTS:
         rejected += per_unit(in_window & own & (cols.event == EVENT[name]), cols.quantity)
 
-    unit_totals = (hours, np.full(n_units, length), ideal, produced, rejected)
+    # each unit's capacity is the time the log holds its state: the window, unless a plant feed's
+    # first state value of the unit came later (what came before is not known, so not counted)
+    observed = np.minimum(hours.sum(axis=1), length)
+    unit_totals = (hours, observed, ideal, produced, rejected)
     station_totals = tuple(np.add.reduceat(x, offsets, axis=0) for x in unit_totals)
     return StationStates(stations=_oee(*station_totals), units=_oee(*unit_totals))
 
@@ -128,10 +132,12 @@ def _oee(hours: np.ndarray, capacity: np.ndarray, ideal: np.ndarray, produced: n
         availability = production / planned_busy
         performance = np.minimum(ideal / production, 1.0)
         quality = np.where(produced > 0, np.clip((produced - rejected) / produced, 0.0, 1.0), np.nan)
+        fractions = hours / capacity[:, None]
+        utilization = production / capacity
     return Oee(
         hours=hours,
-        fractions=hours / capacity[:, None],
-        utilization=production / capacity,
+        fractions=fractions,
+        utilization=utilization,
         availability=availability,
         performance=performance,
         quality=quality,
