@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
+from twin.durations import format_hours
 from twin.kpis.line import LINE_KPI
 
 QC_LINE = """\
@@ -113,6 +114,7 @@ def test_optimize_takes_a_horizon_and_a_warmup(tmp_path: Path, qc_line: Path):
     args = ("optimize", str(qc_line), "--vary", "stations.m2.buffer=1..3", "--evals", "6", "-r", "2", "--confirm", "2")
     r = run_cli(*args, "--horizon", "120 h", "--warmup", "10 h", "--out", str(out))
     assert r.returncode == 0, r.stderr
+    assert "evaluator − SimPy" in r.stdout and not re.search(r"\de[+-]\d", r.stdout)  # no 8.9e-16
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert (best["horizon"], best["warmup"]) == ("120 h", "10 h")
     run = json.loads((out / "run" / "run.json").read_text())
@@ -122,3 +124,7 @@ def test_optimize_takes_a_horizon_and_a_warmup(tmp_path: Path, qc_line: Path):
         "error: --warmup (20.00 h) must be shorter than the horizon (10.00 h)"
     ]
     assert not (tmp_path / "bad").exists()
+
+
+def test_durations_people_read_have_no_exponent():
+    assert [format_hours(h) for h in (0.25, 1.5, 80.0, 24 * 1500.5)] == ["15 min", "1.5 h", "3.33 d", "1,500 d"]
