@@ -128,3 +128,29 @@ def test_optimize_takes_a_horizon_and_a_warmup(tmp_path: Path, qc_line: Path):
 
 def test_durations_people_read_have_no_exponent():
     assert [format_hours(h) for h in (0.25, 1.5, 80.0, 24 * 1500.5)] == ["15 min", "1.5 h", "3.33 d", "1,500 d"]
+
+
+def test_the_compare_page_says_where_line_oee_is_valued_and_does_not_colour_a_moved_one(tmp_path: Path):
+    from dashboards.data import RunCache
+    from dashboards.pages.compare import comparison_table
+    from twin.experiment import run
+    from twin.spec.loader import spec_from_data
+    from twin.store import RunStore
+
+    store = RunStore(tmp_path / "store", create=True)
+    base = spec_from_data(yaml.safe_load(QC_LINE))
+    two = spec_from_data({**yaml.safe_load(QC_LINE), "stations": [
+        {"name": "m1", "process_time": {"dist": "exponential", "mean": "1 h"}, "quality": {"reject_probability": 0.05}},
+        {"name": "m2", "units": 2, "process_time": {"dist": "exponential", "mean": "1.2 h"}, "buffer": 3}]})  # fmt: skip
+    ids = [store.save(run(base, 3, 1)), store.save(run(two, 3, 1, name="second m2"))]
+    cache = RunCache(store)
+    table = comparison_table([cache.view(i) for i in ids])
+    rows = {row.id: row.children for row in table.children[1].children}
+    assert [cell.children for cell in rows["compare-row-constraint"]] == [
+        "Line OEE valued at", "m2", "m1", "moved"
+    ]
+    oee_delta = rows["compare-row-oee"][-1]
+    # up by a significant 19 points [7, 30], but shares of different stations' time: neither green nor red
+    assert oee_delta.children[0].startswith("+18.8") and oee_delta.className == "same"
+    for column in QUALITY_ROWS:
+        assert f"compare-row-{column}" in rows
