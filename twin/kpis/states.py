@@ -149,9 +149,11 @@ def credited_ideal(cols: Columns, start: float, end: float) -> np.ndarray:
     """Per row: the ideal hours a ``finish`` row earns in the window (start, end], 0 on other rows.
 
     A batch's ideal time is spread over its processing on the unit, from its ``start`` row to its
-    ``finish`` (down time excluded), and the window earns the share that lies in it. A batch
-    whose ``start`` row is missing or lies at the log's first time may have begun earlier (a plant
-    joined mid-batch): it earns at most the processing hours the window holds.
+    ``finish`` (down time excluded), and the window earns the share that lies in it. Without a
+    ``start`` row (a plant whose unit stayed ``processing`` from one batch to the next), processing
+    begins after the unit's previous ``finish``. A batch whose processing may have begun before the
+    log (no earlier row to bound it, or a start at the log's first time: a plant joined mid-batch)
+    earns at most the processing hours the window holds.
     """
     credit = np.zeros(len(cols.time))
     finish = np.flatnonzero((cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.unit >= 0))
@@ -179,9 +181,13 @@ def credited_ideal(cols: Columns, start: float, end: float) -> np.ndarray:
         rows = finish[(cols.station[finish] == station) & (cols.unit[finish] == unit)]
         started = starts[(cols.station[starts] == station) & (cols.unit[starts] == unit)]
         last_start = lookup(*_last(cols.batch[started], cols.time[started]), cols.batch[rows], np.nan)
-        t_finish = cols.time[rows]
-        censored = np.isnan(last_start) | (last_start > t_finish) | (last_start <= first_time)
+        t_finish = cols.time[rows]  # rows in time order: each finish's predecessor is the unit's previous one
+        previous = np.concatenate(([-np.inf], t_finish[:-1]))
+        # the batch's processing began at its start row or, where a plant feed has none (the state stayed
+        # `processing` from one batch to the next), after the unit's previous finish
         t_start = np.where(np.isnan(last_start) | (last_start > t_finish), -np.inf, last_start)
+        t_start = np.maximum(t_start, previous)
+        censored = t_start <= first_time
         total = worked(t_finish) - worked(t_start)
         held = worked(np.clip(t_finish, start, end)) - worked(np.clip(t_start, start, end))
         with np.errstate(invalid="ignore", divide="ignore"):
