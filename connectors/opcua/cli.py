@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from twin.cli.common import SetOpt, SpecArg
 from twin.cli.common import emit_json as _emit_json
 from twin.errors import InputError, SpecError
@@ -46,6 +47,13 @@ SecurityOpt = Annotated[
     str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")
 ]
 AnonOpt = Annotated[bool, typer.Option("--allow-anonymous", help="Let anonymous clients in (read-only).")]
+HandshakeOpt = Annotated[
+    float,
+    typer.Option("--handshake-timeout", help="Seconds a connection has to say Hello and log in before it is closed."),
+]
+MaxSessionsOpt = Annotated[
+    int, typer.Option("--max-sessions", help="Client sessions open at once; one more is refused (BadTooManySessions).")
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
 
 log = logging.getLogger("connectors.opcua")
@@ -89,18 +97,30 @@ def settle() -> None:
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown)."""
+    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown), and say so.
+
+    After the loop the CLI's own handlers are back (``asyncio`` would leave SIGTERM at its default, which
+    kills the process while it writes what it has)."""
+    from twin.cli.entry import install_signal_handlers
 
     settle()
+
+    def on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+        if not stop.is_set():
+            print(f"{sig.name}: stopping cleanly", file=sys.stderr, flush=True)
+        stop.set()
 
     async def wrapper() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig, stop)
         return await main(stop)
 
-    return asyncio.run(wrapper())
+    try:
+        return asyncio.run(wrapper())
+    finally:
+        install_signal_handlers()
 
 
 def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
@@ -118,18 +138,29 @@ def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -
 
 
 def _server_options(
-    endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str
+    endpoint: str,
+    pki: Path | None,
+    users: Path | None,
+    security: str,
+    anonymous: bool,
+    role: str,
+    handshake_timeout: float,
+    max_sessions: int,
 ) -> Any:
     from connectors.opcua.security import parse_modes
-    from connectors.opcua.uabase import ServerOptions
+    from connectors.opcua.uabase import ServerOptions, check_limits
 
-    return ServerOptions(
+    options = ServerOptions(
         endpoint=endpoint,
         pki=pki or Path.home() / ".twin" / "pki" / role,
         users=users,
         security=parse_modes(security),
         allow_anonymous=anonymous,
+        handshake_timeout=handshake_timeout,
+        max_sessions=max_sessions,
     )
+    check_limits(options)
+    return options
 
 
 def builtin_tag_map(spec_arg: str) -> Path | None:
@@ -159,6 +190,8 @@ def serve_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states."""
@@ -168,7 +201,9 @@ def serve_command(
 
     _logging(verbose)
     line = load_spec(spec, set_ or ())
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "serve")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "serve", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
@@ -223,6 +258,8 @@ def emulate_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Play a plant: an OPC-UA server with PLC-style tags driven by a SimPy run of SPEC."""
@@ -238,7 +275,9 @@ def emulate_command(
             f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
             f"Regenerate with: twin emulate {spec} --write-map {write_map}"
         )
-        write_map.write_text(dump_tag_map(default_tag_map(line), header), encoding="utf-8")
+        from twin.files import write_atomically
+
+        write_atomically(write_map, dump_tag_map(default_tag_map(line), header))
         typer.echo(f"tag map written to {write_map}")
         return
     if out is not None and out.exists():
@@ -246,11 +285,13 @@ def emulate_command(
     if bench_tags < 0 or not bench_rate > 0:
         raise InputError("--bench-tags must be >= 0 and --bench-rate positive")
     tags = load_tag_map(tag_map, line) if tag_map else parse_tag_map(default_tag_map(line), "<default layout>", line)
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "emulate")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "emulate", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
-    async def main(stop: asyncio.Event) -> None:
+    async def main(stop: asyncio.Event) -> str | None:
         emu = PlantEmulator(
             line,
             tags,
@@ -271,8 +312,11 @@ def emulate_command(
             await emu.run(stop)
         finally:
             await emu.stop()
+        return emu.out_note
 
-    run_until_signal(main)
+    note = run_until_signal(main)
+    if note:
+        print(note, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- sync
@@ -364,6 +408,7 @@ def sync_command(
     sync = PlantSync(line, tags, options, str(map_path))
     result = run_until_signal(sync.run)
     if out is not None:
+        from twin.durations import format_hours
         from twin.experiment import RunResult
         from twin.runfolder import write_run
 
@@ -374,6 +419,7 @@ def sync_command(
             "warmup": options.warmup,
         }
         write_run(RunResult(line, result.decoded.log, result.kpis, "plant", (), settings), out)
+        print(f"plant run written to {out} ({format_hours(settings['horizon'])} of plant time)", file=sys.stderr)
     summary = {
         "plant": result.kpis.summary,
         "twin": result.twin_kpis.summary if result.twin_kpis else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,6 +28,7 @@ from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
+    MaxEventsOpt,
     OutOpt,
     ReplicationsOpt,
     SeedOpt,
@@ -35,9 +37,11 @@ from twin.cli.common import (
     WarmupOpt,
     emit_json,
     hours_option,
+    max_events_option,
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code, interrupt_message
 from twin.cli.render import (
     compare_table,
     console,
@@ -52,8 +56,9 @@ from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
 from twin.kpis.line import constraint_moved
 from twin.models import load_spec
-from twin.runfolder import write_run
+from twin.runfolder import check_new, write_run
 from twin.spec.model import LineSpec
+from twin.spec.overrides import OverrideWarning
 
 
 def build_app() -> typer.Typer:
@@ -81,8 +86,20 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
+    if issubclass(category, OverrideWarning):
+        stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         build_app()(prog_name="twin")
     except SpecError as err:
@@ -92,9 +109,9 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
@@ -118,14 +135,18 @@ def run_command(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    budget = max_events_option(max_events)
     with progress_bar(f"simulating {line.name}") as update:
-        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()))
-    if out is not None:
-        write_run(result, out)
+        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
+        if out is not None:
+            write_run(result, out)
     if as_json:
         _emit_json(result.kpis.summary)
         return
@@ -151,20 +172,22 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")
     ] = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
         raise InputError("two scenarios have the same name")
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
-    if out is not None and out.exists():
-        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    budget = max_events_option(max_events)
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
-        result = compare(line, scenarios, replications, seed, hours, warm, update)
-    if out is not None:
-        for i, res in enumerate([result.baseline, *result.scenarios]):
-            write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+        result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
+        if out is not None:
+            for i, res in enumerate([result.baseline, *result.scenarios]):
+                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {

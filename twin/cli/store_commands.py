@@ -34,6 +34,7 @@ from twin.cli.app import (
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code
 from twin.cli.render import console, line_table, oee_table, station_table
 from twin.cli.store_render import (
     SHORT_ID,
@@ -46,7 +47,7 @@ from twin.cli.store_render import (
     records,
     runs_table,
 )
-from twin.errors import InputError
+from twin.errors import InputError, Terminated
 from twin.models import load_spec
 from twin.store.store import RunStore, default_store_path, existing_store
 
@@ -299,12 +300,13 @@ def sweep_command(
     try:
         with progress_bar(f"sweep {sweep.sweep_id[:8]}: {len(todo)} points") as update:
             runner.run(update, on_backend=lambda backend: say(f"running {backend}"))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
         run_store.clear_work(mine=True)  # a save cut short leaves no debris either
         done = runner.reused + runner.ran
-        say(f"interrupted: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        say(f"{what}: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
             "run the same command again to run the rest")  # fmt: skip
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_exit_code(err)) from None
     except PointFailed as err:
         done = runner.reused + runner.ran
         say(f"error: {err}; {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
