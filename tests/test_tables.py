@@ -21,7 +21,7 @@ horizon: 400 h
 warmup: 40 h
 products: [{name: A, batch_size: 1000}]
 release: {mode: plan, repeat: true, plan: [{product: A, batches: 1}]}
-qc: {analysts: 1, test_time: {dist: exponential, mean: 2 h}, oos_probability: 0.1}
+qc: {analysts: 2, test_time: {dist: exponential, mean: 2 h}, oos_probability: 0.1}
 hold_times: [{from: m1, to: m2, max: 1 h, action: scrap}]
 stations:
   - {name: m1, process_time: {dist: exponential, mean: 1 h}, quality: {reject_probability: 0.05}}
@@ -44,7 +44,10 @@ def _row(text: str, label: str) -> str:
 
 
 def _shown(stat: dict, digits: int) -> str:
-    return f"{stat['mean']:,.{digits}f} ± {(stat['ci95'][1] - stat['ci95'][0]) / 2:,.{digits}f}"
+    mean, (low, high) = stat["mean"], stat["ci95"]
+    if abs((high - mean) - (mean - low)) > 1e-9 * max(1.0, abs(mean)):  # cut at 0: the interval itself
+        return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
+    return f"{mean:,.{digits}f} ± {(high - low) / 2:,.{digits}f}"
 
 
 def test_run_shows_quality_and_release_kpis_and_what_line_oee_is_valued_at(qc_line: Path):
