@@ -104,14 +104,14 @@ def test_prediction_interval_ranks():
     # a new draw falls inside with chance 0.9: exactly where the distribution is uniform between order
     # statistics, a little more in a skewed tail (interpolating linearly where the density falls), never less
     rng = np.random.default_rng(3)
-    for draw, most in ((lambda n: rng.uniform(0, 1, n), 0.9), (lambda n: rng.lognormal(0, 1, n), 0.93)):
+    for draw, most in ((lambda n: rng.uniform(0, 1, n), 0.915), (lambda n: rng.lognormal(0, 1, n), 0.93)):
         hits = []
         for x in draw((4000, 31)):
             low, _, high = prediction_interval(x[:30], 0.9)
             hits.append(low <= x[30] <= high)
         share = wilson(sum(hits), len(hits))
         assert share.high >= 0.9 and share.value <= most, share
-        if most == 0.9:
+        if most < 0.92:  # uniform: exact
             assert share.low <= 0.9, share
 
 
