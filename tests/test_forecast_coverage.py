@@ -29,7 +29,12 @@ SEEDS, RUNS, AT, HORIZON, LEVEL = range(300), 30, 20.0, 8.0, 0.9
 
 @pytest.fixture(scope="module")
 def scored() -> dict[str, list]:
-    """Per seed: the completed count and whether its interval covered it; per forecast, its batches' outcomes."""
+    return score()
+
+
+def score() -> dict[str, list]:
+    """Per seed: whether the count interval covered the count, and the share of the forecast's runs inside it;
+    per forecast, its batches' outcomes (covered, claim), and the same for the old percentiles."""
     spec = varied_line()
     counts, counts_old, batches, batches_old = [], [], [], []
     for seed in SEEDS:
@@ -163,3 +168,18 @@ def test_the_table_and_json_list_every_batch_in_the_same_time_base(tmp_path):
     listed = [int(r.strip("│").split("│")[0]) for r in rows[1:]]  # the first row is the totals'
     assert listed == live
     assert any("after" in r for r in rows[1:])
+
+
+if __name__ == "__main__":  # the figures in the README: python tests/test_forecast_coverage.py
+    result = score()
+    for claim in ("90%", "95%"):
+        mine = [[covered for covered, c in forecast if c == claim] for forecast in result["batches"]]
+        share = _clustered(mine)
+        print(f"batch intervals claiming {claim}: {share.value:.1%} [{share.low:.1%}, {share.high:.1%}] "
+              f"of {sum(map(len, mine))}")
+    old = _clustered(result["batches_old"])
+    print(f"old batch percentiles: {old.value:.1%} [{old.low:.1%}, {old.high:.1%}]")
+    covered = [c for c, _ in result["counts"]]
+    share = wilson(sum(covered), len(covered))
+    print(f"count intervals: {share.value:.1%} [{share.low:.1%}, {share.high:.1%}] of {len(covered)}, "
+          f"claimed {np.mean([p for _, p in result['counts']]):.1%}; old {np.mean(result['counts_old']):.1%}")
