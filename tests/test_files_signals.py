@@ -24,7 +24,7 @@ HANG = 300  # seconds: a cap only a hang reaches
 
 def twin(args: list[str], cwd: Path, umask: int | None = None, **kw) -> subprocess.CompletedProcess[str]:
     """Run the real `twin` (under ``umask`` when given); fail the test with its output if it fails."""
-    preexec = (lambda: os.umask(umask)) if umask is not None else None  # noqa: E731
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
     env = {**os.environ, "COLUMNS": "200"}
     done = subprocess.run([TWIN, *args], cwd=cwd, capture_output=True, text=True, timeout=HANG, env=env,
                           preexec_fn=preexec, **kw)  # fmt: skip
