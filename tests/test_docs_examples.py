@@ -297,3 +297,32 @@ def test_the_extraction_sees_what_a_reader_sees(tmp_path):
     assert [skipped(sh, c) for _, c in shell_commands(sh)] == [None, "needs a Dask cluster at that address"]
     assert doc.hidden_files == [(14, "hidden.csv", "name,x\n")]
     assert transcripts(doc.blocks[2]) == [(19, "twin run bad.yaml", ["bad.yaml:1: oops"])]
+
+
+def test_an_override_that_replaces_a_group_of_fields_says_what_it_drops(tmp_path):
+    """The README's old "SMED" lengthened coating's changeover and silently dropped its major clean."""
+    import warnings
+
+    from twin.models import load_spec
+    from twin.spec.overrides import OverrideWarning
+
+    with pytest.warns(OverrideWarning, match=r"drops major_clean, line_clearance") as caught:
+        spec = load_spec("osd-tablet", ["stations.coating.setup.*->*=4 h"])
+    assert len(caught) == 1
+    coating = next(s for s in spec.stations if s.name == "coating")
+    assert "major_clean" not in str(coating.setup)  # what the warning says is what happened
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one field, a distribution, a new field, a removal: nothing dropped
+        kept = load_spec("osd-tablet", ["stations.compression.setup.*->*.time=1 h",
+                                        "stations.coating.process_time=3 h", "stations.coating.buffer=4",
+                                        "stations.coating.failures=null"])  # fmt: skip
+    compression = next(s for s in kept.stations if s.name == "compression")
+    assert "line_clearance" in str(compression.setup)
+    done = subprocess.run([str(BIN / "twin"), "validate", "osd-tablet", "--set", "stations.coating.setup.*->*=4 h"],
+                          capture_output=True, text=True, timeout=HANG, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "warning: --set stations.coating.setup.*->*=4 h replaces all of stations.coating.setup.*->* and drops "
+        "major_clean, line_clearance (was {major_clean: true, line_clearance: true}); to change one field only, "
+        "set it alone (e.g. stations.coating.setup.*->*.major_clean=...)"
+    ]
