@@ -101,6 +101,12 @@ def main() -> None:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
         stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
         sys.exit(interrupt_exit_code(err))
+    except SystemExit as done:  # typer turns an interrupt in a command into a silent exit 130
+        interrupt = getattr(done.__context__, "__cause__", None)
+        if not isinstance(interrupt, KeyboardInterrupt):
+            raise
+        stderr.print(interrupt_message(interrupt), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(interrupt))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
