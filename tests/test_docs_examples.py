@@ -25,8 +25,10 @@ import ast
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +150,7 @@ class Runner:
         (work / "home").mkdir()
         self.namespace: dict[str, object] = {}
         self.failures: list[str] = []
+        self.timings: list[tuple[float, float, str]] = []  # (wall, CPU of the command, where)
         self.ran = 0
 
     def placeholders(self, command: str) -> str:
@@ -167,9 +170,11 @@ class Runner:
             self.env[name] = value
             return
         line = self.placeholders(command)
+        start, cpu = time.monotonic(), _children_cpu()
         done = subprocess.run(["bash", "-c", line if expect is not None else shortened(line)], cwd=self.work, env=self.env,
                               capture_output=True, text=True, timeout=HANG)  # fmt: skip
         self.ran += 1
+        self.timings.append((time.monotonic() - start, _children_cpu() - cpu, f"{where}: {command.strip()[:90]}"))
         output = (done.stdout + done.stderr).strip()
         if expect is None and done.returncode != 0:
             self.failures.append(f"{where}: `{command.strip()}` exited {done.returncode}:\n{output[-2000:]}")
@@ -223,6 +228,11 @@ class Runner:
         path.write_text(text, encoding="utf-8")
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _numbers(node: object, key: str = "") -> list[tuple[str, str]]:
     if isinstance(node, dict):
         return [item for k, v in node.items() for item in _numbers(v, f"{key}.{k}".strip("."))]
@@ -255,11 +265,12 @@ def shortened(command: str) -> str:
 def test_every_command_example_runs(path, tmp_path):
     doc = parse(path)
     run = Runner(tmp_path)
-    for _line, name, content in doc.hidden_files:
+    for _line, name, content in doc.hidden_files:  # every file first: "the spec below" is there, as for a reader
         run.write(name, content)
     for block in doc.blocks:
         if block.file:
             run.write(block.file, block.text)
+    for block in doc.blocks:
         if block.lang == "sh":
             for line, command in shell_commands(block):
                 if not skipped(block, command):
@@ -270,6 +281,8 @@ def test_every_command_example_runs(path, tmp_path):
             for line, command, expect in transcripts(block):
                 if not skipped(block, command):
                     run.shell(f"{block.doc}:{line}", command, expect)
+    for seconds, cpu, where in sorted(run.timings, reverse=True)[:8]:  # shown with -rP: where the time goes
+        print(f"{seconds:6.1f} s wall {cpu:6.1f} s CPU  {where}")
     assert not run.failures, f"{len(run.failures)} example(s) of {path.name} fail:\n\n" + "\n\n".join(run.failures)
     if path.name == "README.md":
         assert run.ran >= 30, f"only {run.ran} examples found in {path.name}: is the extraction broken?"
