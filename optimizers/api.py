@@ -8,6 +8,12 @@
     >>> result.best_spec                    # a LineSpec to run; result.to_json() for a web page
     >>> optimize(spec, vary=["stations.m2.units=1..4"], costs=["stations.*.units=50000"],
     ...          objective=["throughput", "cost"]).pareto      # confirmed Pareto front, cheapest first
+    >>> optimize("osd-tablet", vary=["operators.packaging-team.headcount=2..4"], objective="oee",
+    ...          constraints=["scrapped_batches<=2"])          # a lever of the batch rules: engine evaluator
+
+Designs are scored by the JAX kernel where it is exact for the spec and computes what is asked,
+and by the SimPy engine itself otherwise (``evaluator="auto"``); ``evaluator="jax"`` forces the
+kernel (a measured surrogate on lines with batch rules), ``"engine"`` forces the engine.
 
 A callback receives a ``Progress`` (evaluations so far, budget, best so far) after each batch of
 designs; returning True stops the search early (the designs found so far are still confirmed).
@@ -24,6 +30,7 @@ import numpy as np
 
 from optimizers.confirm import Confirmed, confirm
 from optimizers.evaluator import Evaluator
+from optimizers.objectives import COST, OBJECTIVES
 from optimizers.problem import Problem, build_problem
 from optimizers.search import Progress, Scored, Search, run_method
 from twin.errors import InputError
@@ -31,6 +38,8 @@ from twin.models import load_spec
 from twin.spec.model import LineSpec
 
 MAX_FRONT = 8  # confirmed points of a Pareto front
+EVALUATORS = ("auto", "jax", "engine")
+ENGINE_EVALUATIONS = 200  # default designs to evaluate when the engine scores them (the kernel: 2000)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class OptimizeResult:
             "evaluations": self.evaluations,
             "exact": not self.approximations,
             "approximations": list(self.approximations),
+            "evaluator": self.settings.get("evaluator"),
+            "constraints": [str(c) for c in self.problem.constraints],
             "settings": self.settings,
             "best": _confirmed_json(self.best),
             "target_met": self.target_met,
@@ -84,6 +95,7 @@ def _confirmed_json(c: Confirmed) -> dict[str, Any]:
             "replications": c.simpy["replications"],
             **({"makespan_hours": c.makespan} if c.makespan is not None else {}),
         },
+        "kpis": c.kpis,
         "evaluator": c.evaluator,
         "evaluator_minus_simpy": c.error,
         "max_replication_error": c.max_error,
@@ -98,6 +110,7 @@ def optimize(
     objective: str | Sequence[str] | None = None,
     target: float | None = None,
     costs: Sequence[str] = (),
+    constraints: Sequence[str] = (),
     evaluations: int | None = None,
     replications: int | None = None,
     confirm_replications: int | None = None,
@@ -106,6 +119,8 @@ def optimize(
     device: str = "cpu",
     top: int = 3,
     callback: Callable[[Progress], Any] | None = None,
+    evaluator: str = "auto",
+    workers: int | None = None,
 ) -> OptimizeResult:
     """Search the designs of ``spec`` and confirm the best with the SimPy engine.
 
@@ -115,8 +130,14 @@ def optimize(
     if not isinstance(spec, LineSpec):
         spec = load_spec(spec)
     block = spec.optimize
-    problem = build_problem(spec, vary, budget, objective, target, costs)
-    evaluations = evaluations if evaluations is not None else (block.evaluations if block else 2000)
+    problem = build_problem(spec, vary, budget, objective, target, costs, constraints)
+    use_engine = _use_engine(problem, evaluator)
+    if use_engine:
+        from optimizers.evaluator import resolve_device
+
+        resolve_device(device)  # a bad --device is an error whichever evaluator scores the designs
+    default_evaluations = ENGINE_EVALUATIONS if use_engine else 2000
+    evaluations = evaluations if evaluations is not None else (block.evaluations if block else default_evaluations)
     replications = replications if replications is not None else (block.replications if block else 5)
     confirm_reps = confirm_replications if confirm_replications is not None else (block.confirm if block else 10)
     for name, value, low in (
@@ -126,17 +147,29 @@ def optimize(
     ):
         if not isinstance(value, int) or value < low:
             raise InputError(f"--{name} must be a whole number >= {low} (got {value!r})")
-    evaluator = make_evaluator(problem, seed, replications, device)
-    search = Search(problem, evaluator, evaluations, callback)
-    used = run_method(search, method, seed=seed)
-    if not search.archive:
-        raise InputError("no feasible design was evaluated (check --budget and the ranges)")
-    front = search.pareto() if len(problem.objectives) == 2 else []
-    picks = _spread(front, MAX_FRONT) if front else [s.design for s in search.ranked()[:top]]
-    confirmed = confirm(problem, picks, confirm_reps, seed + 1, device)
+    if use_engine:
+        from optimizers.engine_eval import EngineEvaluator
+
+        scorer: Any = EngineEvaluator(problem, seed, replications, workers)
+    else:
+        scorer = make_evaluator(problem, seed, replications, device)
+    try:
+        search = Search(problem, scorer, evaluations, callback)
+        used = run_method(search, method, seed=seed, batch=max(4, 2 * scorer.workers) if use_engine else 64)
+        if not search.ranked():
+            invalid = getattr(scorer, "invalid", {})
+            why = f": every design evaluated is an invalid spec ({next(iter(invalid.values()))})" if invalid else ""
+            raise InputError(f"no feasible design was evaluated (check --budget and the ranges){why}")
+        front = search.pareto() if len(problem.objectives) == 2 else []
+        picks = _spread(front, MAX_FRONT) if front else [s.design for s in search.ranked()[:top]]
+        confirmed = confirm(problem, picks, confirm_reps, seed + 1, device, engine=use_engine)
+    finally:
+        if use_engine:
+            scorer.close()
     best, target_met = _best(problem, confirmed)
     confirmed.sort(key=lambda c: c is not best)
     most = tuple(int(x) for x in problem.arrays([best.design])["units"][0])  # the answer's own units
+    approximations = () if use_engine else scorer.approximations(np.array([most]))
     return OptimizeResult(
         problem=problem,
         method=used,
@@ -146,16 +179,42 @@ def optimize(
         pareto=sorted(confirmed, key=lambda c: c.cost) if front else [],
         front=front,
         history=search.history,
-        approximations=evaluator.approximations(np.array([most])),
+        approximations=approximations,
         settings={
             "seed": seed,
             "replications": replications,
             "confirm_seed": seed + 1,
             "confirm_replications": confirm_reps,
-            "device": str(evaluator.device.platform),
+            "evaluator": "engine" if use_engine else "jax",
+            "device": str(scorer.device.platform),
         },
         target_met=target_met,
     )
+
+
+def _use_engine(problem: Problem, evaluator: str) -> bool:
+    """Whether the SimPy engine scores the designs: where the kernel is not exact or cannot compute the
+    problem's figures (``auto``), or when asked."""
+    if evaluator not in EVALUATORS:
+        raise InputError(f"--evaluator {evaluator!r}: expected one of {', '.join(EVALUATORS)}")
+    kernel_can = problem.kernel_only and all(OBJECTIVES[k].kernel for k in problem.kpis)
+    if evaluator == "jax":
+        if not kernel_can:
+            raise InputError("--evaluator jax: the JAX kernel varies buffers, units, speeds and campaign order and "
+                             "computes throughput, lead time and makespan only; use --evaluator engine")  # fmt: skip
+        return False
+    if evaluator == "engine":
+        return True
+    if not kernel_can:
+        return True
+    from optimizers.lines import approximations_for, line_arrays
+
+    line = line_arrays(problem.spec)
+    most = list(line.units)
+    for d in problem.dims:
+        if d.kind == "units":
+            most[d.station] = max(most[d.station], int(d.high))
+    return bool(approximations_for(line, tuple(most)))
 
 
 def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
@@ -185,15 +244,13 @@ def _spread(front: list[Scored], most: int) -> list[tuple]:
 
 
 def _best(problem: Problem, confirmed: list[Confirmed]) -> tuple[Confirmed, bool | None]:
-    """The best confirmed design by SimPy's figures."""
-    objective = problem.objectives[0] if len(problem.objectives) == 1 else "throughput"
-    if objective == "throughput":
-        return max(confirmed, key=lambda c: c.figure()), None
-    if objective == "lead_time":
-        return min(confirmed, key=lambda c: c.figure("lead_time_hours")), None
-    if objective == "makespan":
-        return min(confirmed, key=lambda c: c.makespan or np.inf), None
-    meets = [c for c in confirmed if c.figure() >= (problem.target or 0.0)]
-    if meets:
-        return min(meets, key=lambda c: c.cost), True
-    return max(confirmed, key=lambda c: c.figure()), False
+    """The best confirmed design by SimPy's figures; whether it meets the constraints (None: there are none)."""
+    objective = problem.objectives[0]
+    meets = [c for c in confirmed if all(k.met(c.kpis.get(k.kpi, np.nan)) for k in problem.constraints)]
+    pool = meets or confirmed
+    if objective == COST:
+        best = min(pool, key=lambda c: c.cost) if meets else max(confirmed, key=lambda c: c.figure())
+    else:
+        sign = -1.0 if OBJECTIVES[objective].sense == "max" else 1.0
+        best = min(pool, key=lambda c: (np.nan_to_num(sign * c.kpis.get(objective, np.nan), nan=np.inf), c.cost))
+    return best, (bool(meets) if problem.constraints else None)

@@ -4,6 +4,8 @@
     twin optimize SPEC --vary stations.*.units=1..3 --cost stations.*.units=250000 \\
                        --objective cost --target throughput=0.15
     twin optimize SPEC --vary stations.*.units=1..3 --cost stations.*.units=1 --objective throughput --objective cost
+    twin optimize osd-tablet --vary stations.packaging.units=1..2 --vary operators.packaging-team.headcount=2..4 \
+                       --objective oee --target scrapped_batches<=2
 
 Registered through the ``twin.commands`` entry point; JAX is imported only when the command runs.
 """
@@ -18,19 +20,36 @@ from typing import Annotated, Any
 import typer
 
 from twin.cli.app import JsonOpt, SeedOpt, SetOpt, SpecArg, _emit_json, stderr
+from twin.cli.common import HorizonOpt, WarmupOpt, hours_option
 from twin.errors import InputError
 
 VaryOpt = Annotated[
     list[str] | None,
-    typer.Option("--vary", help="A variable: stations.NAME|*.buffer|units|speed=LOW..HIGH, or release.plan=order."),
+    typer.Option(
+        "--vary",
+        help="A variable: stations.NAME|*.buffer|units|speed=LOW..HIGH, release.plan=order, or a lever: "
+        "operators.POOL.headcount, stations.NAME.cleaning.due.batches|hours|kg, release.plan.PRODUCT.batches, "
+        "qc.analysts, release.wip_limit.batches, skids.NAME.capacity.",
+    ),
 ]
-BudgetOpt = Annotated[list[str] | None, typer.Option("--budget", help="A limit: buffers=N, units=N or cost=C.")]
+BudgetOpt = Annotated[
+    list[str] | None, typer.Option("--budget", help="A limit: buffers=N, units=N, operators=N or cost=C.")
+]
 ObjectiveOpt = Annotated[
     list[str] | None,
-    typer.Option("--objective", help="throughput, cost (with --target), makespan or lead_time; twice for a front."),
+    typer.Option(
+        "--objective",
+        help="throughput, oee, output_per_week (max); lead_time, release_lead_time, scrapped_batches, makespan, "
+        "cost (min); a KPI and cost for a Pareto front.",
+    ),
 ]
 TargetOpt = Annotated[
-    str | None, typer.Option("--target", help="Throughput the cost objective must reach: throughput=X.")
+    list[str] | None,
+    typer.Option("--target", help="A constraint: throughput=X (at least), or KPI<=X / KPI>=X; repeatable."),
+]
+EvaluatorOpt = Annotated[
+    str,
+    typer.Option(help="auto (the JAX kernel where it is exact, else the SimPy engine), jax, or engine."),
 ]
 CostOpt = Annotated[list[str] | None, typer.Option("--cost", help="Cost per place, unit or speed: PATH=AMOUNT.")]
 
@@ -53,7 +72,13 @@ def optimize_command(
     method: Annotated[str, typer.Option(help="auto, exhaustive, cmaes, gradient or random.")] = "auto",
     device: Annotated[str, typer.Option(help="cpu, gpu or auto (a GPU when JAX sees one).")] = "cpu",
     seed: SeedOpt = 1,
+    evaluator: EvaluatorOpt = "auto",
+    workers: Annotated[
+        int | None, typer.Option(help="Processes for the engine evaluator (default: one per CPU).")
+    ] = None,
     set_: SetOpt = None,
+    horizon: HorizonOpt = None,
+    warmup: WarmupOpt = None,
     as_json: JsonOpt = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write best.yaml, the result and its SimPy run here.")
@@ -67,17 +92,21 @@ def optimize_command(
     from optimizers.store import check_target, save_result
     from twin.models import load_spec
 
-    line = load_spec(spec, set_ or ())
+    line = _with_window(load_spec(spec, set_ or ()), horizon, warmup)
     if out is not None:
         check_target(out)
     limits = _budget(budget or [])
-    goal = _target(target)
+    from optimizers.objectives import parse_constraint
+
+    bounds = [parse_constraint(t) for t in target or ()]
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers {workers}: expected a whole number >= 1")
     objectives = None if not objective else (objective[0] if len(objective) == 1 else objective)
     with best_so_far_bar(not as_json) as report:
         result = optimize(
-            line, vary or (), budget=limits, objective=objectives, target=goal, costs=cost or (),
+            line, vary or (), budget=limits, objective=objectives, costs=cost or (), constraints=bounds,
             evaluations=evals, replications=replications, confirm_replications=confirm, method=method,
-            seed=seed, device=device, callback=report,
+            seed=seed, device=device, callback=report, evaluator=evaluator, workers=workers,
         )  # fmt: skip
     if out is not None:
         save_result(result, out)
@@ -96,13 +125,26 @@ def optimize_command(
     print_result(result, out)
 
 
+def _with_window(line: Any, horizon: str | None, warmup: str | None) -> Any:
+    """The spec with ``--horizon``/``--warmup`` as its own: the search, the confirmation and best.yaml all use them."""
+    from twin.experiment import with_overrides
+
+    if horizon is None and warmup is None:
+        return line
+    hours = line.horizon_hours if horizon is None else hours_option(horizon, line.time_unit, "--horizon")
+    warm = line.warmup_hours if warmup is None else hours_option(warmup, line.time_unit, "--warmup", allow_zero=True)
+    if warm >= hours:
+        raise InputError(f"--warmup ({warm:,.2f} h) must be shorter than the horizon ({hours:,.2f} h)")
+    return with_overrides(line, [f"horizon={hours!r} h", f"warmup={warm!r} h"], source="--horizon/--warmup")
+
+
 def _budget(items: list[str]) -> dict[str, float] | None:
     limits: dict[str, float] = {}
     for text in items:
         key, sep, value = text.partition("=")
         key = key.strip()
-        if not sep or key not in ("buffers", "units", "cost"):
-            raise InputError(f"--budget {text!r}: expected buffers=N, units=N or cost=C")
+        if not sep or key not in ("buffers", "units", "operators", "cost"):
+            raise InputError(f"--budget {text!r}: expected buffers=N, units=N, operators=N or cost=C")
         try:
             limits[key] = float(value)
         except ValueError:
@@ -110,21 +152,6 @@ def _budget(items: list[str]) -> dict[str, float] | None:
         if not limits[key] >= 0:
             raise InputError(f"--budget {text!r}: must be >= 0")
     return limits or None
-
-
-def _target(text: str | None) -> float | None:
-    if text is None:
-        return None
-    key, sep, value = text.partition("=")
-    if not sep or key.strip() not in ("throughput", "throughput_per_hour"):
-        raise InputError(f"--target {text!r}: expected throughput=BATCHES_PER_HOUR")
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(f"--target {text!r}: {value.strip()!r} is not a number") from None
-    if not number > 0:
-        raise InputError(f"--target {text!r}: must be > 0")
-    return number
 
 
 @contextmanager

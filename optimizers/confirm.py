@@ -12,12 +12,13 @@ difference between the two figures measures the evaluator's error for that desig
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from optimizers.evaluator import Evaluator
+from optimizers.objectives import OBJECTIVES
 from optimizers.problem import Design, Problem
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
@@ -41,17 +42,25 @@ class Confirmed:
     max_error: dict[str, float]  # largest |evaluator - SimPy| of one replication
     result: RunResult
     makespan: float | None = None
+    kpis: dict[str, float] = field(default_factory=dict)  # objective name -> SimPy's mean (objectives table)
 
     def figure(self, kpi: str = "throughput_per_hour") -> float:
         return float(self.simpy[kpi]["mean"])
 
 
 def confirm(
-    problem: Problem, designs: list[Design], replications: int, seed: int, device: str = "cpu"
+    problem: Problem, designs: list[Design], replications: int, seed: int, device: str = "cpu", engine: bool = False
 ) -> list[Confirmed]:
-    """Run each design with the SimPy engine (``twin.experiment.run``) and with the evaluator, same draws."""
+    """Run each design with the SimPy engine (``twin.experiment.run``) and with the evaluator, same draws.
+
+    With ``engine`` the search's evaluator is the engine itself: its figures on the confirmation
+    draws are the confirmation run's own, and its error is zero by construction.
+    """
     if not designs:
         return []
+    if engine:
+        return [_confirmed(problem, d, run(problem.spec_for(d), replications=replications, seed=seed,
+                                          name="optimized"), None) for d in designs]  # fmt: skip
     arrays = problem.arrays(designs)
     max_units = tuple(int(x) for x in np.max(arrays["units"], axis=0))
     finite = arrays["buffers"][arrays["buffers"] >= 0]
@@ -63,32 +72,45 @@ def confirm(
     res = ev.evaluate(**arrays)
     out = []
     for i, design in enumerate(designs):
-        spec = problem.spec_for(design)
-        result = run(spec, replications=replications, seed=seed, name="optimized")
-        per_rep = result.kpis.per_replication
-        evaluator = {"throughput_per_hour": res.throughput[i], "lead_time_hours": res.lead_time[i]}
-        simpy_reps = {k: per_rep[k].to_numpy(dtype=float) for k in KPIS}
-        error = {k: float(np.nanmean(evaluator[k]) - np.nanmean(simpy_reps[k])) for k in KPIS}
-        max_error = {k: float(np.nanmax(np.abs(evaluator[k] - simpy_reps[k]))) for k in KPIS}
-        makespan = None
-        if problem.spec.release.mode == "plan" and not problem.spec.release.repeat:
-            ends = result.log.end_times()
-            makespan = float(np.mean(list(ends.values())))
-            error["makespan_hours"] = float(np.mean(res.makespan[i]) - makespan)
-        out.append(
-            Confirmed(
-                design=design,
-                values=problem.describe(design),
-                diff=problem.diff(design),
-                overrides=problem.overrides(design),
-                cost=problem.cost(design),
-                spec=spec,
-                simpy=result.kpis.summary,
-                evaluator={k: float(np.nanmean(v)) for k, v in evaluator.items()},
-                error=error,
-                max_error=max_error,
-                result=result,
-                makespan=makespan,
-            )
-        )
+        result = run(problem.spec_for(design), replications=replications, seed=seed, name="optimized")
+        figures = {"throughput_per_hour": res.throughput[i], "lead_time_hours": res.lead_time[i],
+                   "makespan_hours": res.makespan[i]}  # fmt: skip
+        out.append(_confirmed(problem, design, result, figures))
     return out
+
+
+def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dict[str, Any] | None) -> Confirmed:
+    """A confirmed design; ``figures`` are the JAX kernel's per replication (None: the engine evaluated it)."""
+    per_rep = result.kpis.per_replication
+    simpy_reps = {k: per_rep[k].to_numpy(dtype=float) for k in KPIS}
+    makespan = None
+    if problem.spec.release.mode == "plan" and not problem.spec.release.repeat:
+        ends = result.log.end_times()
+        simpy_reps["makespan_hours"] = np.array([ends[r] for r in sorted(ends)], dtype=float)
+        makespan = float(np.mean(simpy_reps["makespan_hours"]))
+    figures = simpy_reps if figures is None else {k: v for k, v in figures.items() if k in simpy_reps}
+    error = {k: float(np.nanmean(figures[k]) - np.nanmean(simpy_reps[k])) for k in figures}
+    max_error = {k: float(np.nanmax(np.abs(figures[k] - simpy_reps[k]))) for k in figures if k in KPIS}
+    kpis = {}
+    for name, objective in OBJECTIVES.items():
+        if objective.column is None:
+            if makespan is not None:
+                kpis[name] = makespan
+        elif objective.column in per_rep:
+            values = per_rep[objective.column].to_numpy(dtype=float)
+            kpis[name] = float(np.nanmean(values)) * objective.scale if np.isfinite(values).any() else np.nan
+    return Confirmed(
+        design=design,
+        values=problem.describe(design),
+        diff=problem.diff(design),
+        overrides=problem.overrides(design),
+        cost=problem.cost(design),
+        spec=result.spec,
+        simpy=result.kpis.summary,
+        evaluator={k: float(np.nanmean(v)) for k, v in figures.items() if k in KPIS},
+        error=error,
+        max_error=max_error,
+        result=result,
+        makespan=makespan,
+        kpis=kpis,
+    )

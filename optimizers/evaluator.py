@@ -214,6 +214,20 @@ class Evaluator:
         extra = {k: result.pop(k) for k in ("departure", "batch", "valid", "release") if k in result}
         return Evaluation(**result, extra=extra)
 
+    def kpis(self, problem: Any, designs: list[Any]) -> dict[str, np.ndarray]:
+        """The figures ``problem`` needs of each design: objective name -> [design, replication]."""
+        from optimizers.objectives import OBJECTIVES
+
+        res = self.evaluate(**problem.arrays(designs))
+        out = {}
+        for name in problem.kpis:
+            field_name = OBJECTIVES[name].kernel
+            if field_name is None:
+                raise InputError(f"the JAX evaluator cannot compute {name}; use the engine evaluator")
+            out[name] = getattr(res, field_name) * OBJECTIVES[name].scale
+        out["utilization"] = res.utilization
+        return out
+
     def gradient(self, buffers: Any, units: Any, speed: Any, order: Any = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """For one design: (mean rate, mean lead time), their derivatives in each station's speed, and its KPIs."""
         import jax

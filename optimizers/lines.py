@@ -21,8 +21,11 @@ import numpy as np
 
 from twin.engine.compiled import CompiledLine, compile_line
 from twin.engine.release import RELEASE_OWNER
+from twin.engine.rules.registry import rules_used
 from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
+
+KERNEL_RULES = frozenset({"rate"})  # batch rules the JAX kernel evaluates exactly (names in the rule registry)
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -120,23 +123,8 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
 
 
 def _ignored_rules(spec: LineSpec) -> list[str]:
-    """The batch rules of ``spec`` that the evaluator leaves out."""
-    found = {
-        "cleaning": any(s.cleaning for s in spec.stations) or bool(spec.skids),
-        "operators and shifts": any(s.operators for s in spec.stations) or bool(spec.operators),
-        "rooms": bool(spec.rooms),
-        "hold times": bool(spec.hold_times),
-        "QC release": spec.qc is not None,
-        "yields and rejects": any(s.quality for s in spec.stations),
-        "splits and merges": any(s.split or s.merge for s in spec.stations),
-        "release calendar and WIP limit": bool(spec.release.calendar or spec.release.wip_limit),
-        "major cleans and line clearances of changeovers": any(
-            getattr(e, "major_clean", False) or getattr(e, "line_clearance", False)
-            for s in spec.stations
-            for e in (s.setup or {}).values()
-        ),
-    }
-    return [name for name, present in found.items() if present]
+    """The batch rules of ``spec`` (from the rule registry) that the JAX kernel leaves out."""
+    return [rule.label for rule in rules_used(spec) if rule.name not in KERNEL_RULES]
 
 
 def _with_approximations(line: LineArrays, units: tuple[int, ...]) -> LineArrays:

@@ -4,9 +4,11 @@
     >>> problem.dims[0].label, problem.size                  # ('stations.s2.buffer', ...)
     >>> problem.overrides(design)                             # {'stations.s2.buffer': 3, ...}
 
-A design is a tuple of numbers, one per scalar variable (buffer places, units, speeds), followed
-by the campaign order when ``release.plan`` is varied. Speeds divide every processing time of a
-station (and its ideal time); a design's spec says so by scaling those distributions.
+A design is a tuple of numbers, one per scalar variable (buffer places, units, speeds, and the
+levers of the batch rules: operator headcounts, cleaning due intervals, campaign lengths, QC
+analysts, the WIP limit, skid capacities), followed by the campaign order when ``release.plan`` is
+varied. Speeds divide every processing time of a station (and its ideal time); a design's spec says
+so by scaling those distributions. Which paths are levers is written once, in ``LEVERS``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,77 @@ from typing import Any
 
 import numpy as np
 
+from optimizers.objectives import COST, Constraint, check_objectives, parse_constraint
 from twin.durations import HOURS_PER_UNIT, to_hours
 from twin.errors import InputError
 from twin.experiment import with_overrides
 from twin.spec.model import LineSpec
 from twin.spec.optimize import Optimize, Variable
 
-OBJECTIVES = ("throughput", "cost", "makespan", "lead_time")
-KINDS = ("buffer", "units", "speed")
-BUDGET_KINDS = {"buffers": "buffer", "units": "units"}  # budget -> the variables it limits
+KINDS = ("buffer", "units", "speed")  # station variables the JAX kernel varies itself
+BUDGET_KINDS = {"buffers": "buffer", "units": "units", "operators": "headcount"}  # budget -> variables it limits
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A spec field a search may vary besides buffers, units and speeds (evaluated by the engine)."""
+
+    kind: str
+    pattern: tuple[str, ...]  # path segments; "*" is a list item, named (or numbered) by the user
+    integer: bool
+    low: float
+    high: float
+    hours: bool = False  # a duration, varied in hours
+
+
+LEVERS = (
+    Lever("headcount", ("operators", "*", "headcount"), True, 1, 1000),
+    Lever("cleaning_due_batches", ("stations", "*", "cleaning", "due", "batches"), True, 1, 100_000),
+    Lever("cleaning_due_hours", ("stations", "*", "cleaning", "due", "hours"), False, 1e-6, 1e6, hours=True),
+    Lever("cleaning_due_kg", ("stations", "*", "cleaning", "due", "kg"), False, 1e-6, 1e12),
+    Lever("campaign_batches", ("release", "plan", "*", "batches"), True, 1, 100_000),
+    Lever("qc_analysts", ("qc", "analysts"), True, 1, 1000),
+    Lever("wip_limit", ("release", "wip_limit", "batches"), True, 1, 10_000),
+    Lever("skid_capacity", ("skids", "*", "capacity"), True, 1, 1000),
+)
+def suggested_levers(spec: LineSpec) -> dict[str, tuple[str, list[str]]]:
+    """Ready-made ranges around the spec's own values for each lever the spec has (for forms):
+    key -> (what it varies, ``--vary`` items)."""
+    data = spec.to_data()
+    out: dict[str, tuple[str, list[str]]] = {}
+
+    def around(value: int, low: int = 1) -> str:
+        return f"{max(low, value - 1)}..{value + 2}"
+
+    pools = [f"operators.{p['name']}.headcount={around(p['headcount'])}" for p in data.get("operators") or ()]
+    if pools:
+        out["headcount"] = ("operator headcount of each pool (spec's -1..+2)", pools)
+    due = [
+        f"stations.{s['name']}.cleaning.due.batches={max(1, s['cleaning']['due']['batches'] // 2)}.."
+        f"{2 * s['cleaning']['due']['batches']}"
+        for s in data["stations"]
+        if (s.get("cleaning") or {}).get("due", {}).get("batches")
+    ]
+    if due:
+        out["cleaning"] = ("batches between major cleans (half to double)", due)
+    plan = data["release"].get("plan") or ()
+    if plan:
+        out["campaigns"] = (
+            "batches per campaign (1 to double)",
+            [f"release.plan.{i}.batches=1..{2 * c['batches']}" for i, c in enumerate(plan)],
+        )
+    if data.get("qc"):
+        out["qc"] = ("QC analysts (spec's -1..+2)", [f"qc.analysts={around(data['qc']['analysts'])}"])
+    wip = (data["release"].get("wip_limit") or {}).get("batches")
+    if wip:
+        out["wip"] = ("WIP limit (1 to double)", [f"release.wip_limit.batches=1..{2 * wip}"])
+    skids = [f"skids.{k['name']}.capacity=1..{k.get('capacity', 1) + 1}" for k in data.get("skids") or ()]
+    if skids:
+        out["skids"] = ("cleaning skid capacity (1..spec's +1)", skids)
+    return out
+
+
+LEVER_PATHS = ", ".join(".".join("NAME" if p == "*" else p for p in lever.pattern) for lever in LEVERS)
 DURATION_FIELDS = ("value", "mean", "sd", "low", "mode", "high", "scale")
 Design = tuple[Any, ...]
 
@@ -35,16 +99,21 @@ Design = tuple[Any, ...]
 class Dimension:
     """One scalar decision variable."""
 
-    label: str  # stations.NAME.KIND
-    kind: str  # buffer, units, speed
-    station: int
+    label: str  # stations.NAME.KIND, or a lever's path with names (operators.team-a.headcount)
+    kind: str  # buffer, units, speed, or a lever's kind
+    station: int  # -1 for a lever
     low: float
     high: float
     cost: float = 0.0
+    path: str = ""  # a lever's override path (list items by name or index)
+    base: float | None = None  # a lever's value in the spec
+    integer: bool = True
+    hours: bool = False
 
     @property
-    def integer(self) -> bool:
-        return self.kind != "speed"
+    def kernel(self) -> bool:
+        """The JAX kernel varies this variable itself (buffers, units, speeds)."""
+        return self.kind in KINDS
 
 
 @dataclass(frozen=True)
@@ -56,7 +125,24 @@ class Problem:
     order: bool  # the campaign order of the plan is varied
     objectives: tuple[str, ...]
     budget: dict[str, float] = field(default_factory=dict)
-    target: float | None = None
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def target(self) -> float | None:
+        """The throughput the design must reach (batches/h), if a constraint says so."""
+        found = [c.value for c in self.constraints if c.kpi == "throughput" and c.op == ">="]
+        return max(found) if found else None
+
+    @property
+    def kernel_only(self) -> bool:
+        """Every variable is one the JAX kernel varies (no lever of the batch rules)."""
+        return all(d.kernel for d in self.dims)
+
+    @property
+    def kpis(self) -> tuple[str, ...]:
+        """The KPIs a search needs of each design: its objectives and constrained KPIs."""
+        names = [o for o in self.objectives if o != COST] + [c.kpi for c in self.constraints]
+        return tuple(dict.fromkeys(names or ["throughput"]))
 
     # -- the search space --------------------------------------------------------------------------
     @property
@@ -79,6 +165,9 @@ class Problem:
         """The spec's own design."""
         values: list[Any] = []
         for d in self.dims:
+            if not d.kernel:
+                values.append(d.base)
+                continue
             station = self.spec.stations[d.station]
             current = {"buffer": station.buffer, "units": station.units, "speed": 1.0}[d.kind]
             values.append(current)
@@ -98,11 +187,11 @@ class Problem:
 
     def totals(self, design: Design) -> dict[str, float]:
         values = self.scalars(design)
-        return {
-            "buffers": float(sum(v for d, v in zip(self.dims, values, strict=True) if d.kind == "buffer")),
-            "units": float(sum(v for d, v in zip(self.dims, values, strict=True) if d.kind == "units")),
-            "cost": self.cost(design),
+        totals = {
+            budget: float(sum(v for d, v in zip(self.dims, values, strict=True) if d.kind == kind))
+            for budget, kind in BUDGET_KINDS.items()
         }
+        return {**totals, "cost": self.cost(design)}
 
     def feasible(self, design: Design) -> bool:
         totals = self.totals(design)
@@ -142,7 +231,8 @@ class Problem:
         target = {"buffer": buffers, "units": units, "speed": speed}
         for i, design in enumerate(designs):
             for d, v in zip(self.dims, self.scalars(design), strict=True):
-                target[d.kind][i, d.station] = v
+                if d.kernel:
+                    target[d.kind][i, d.station] = v
         orders = np.array([self.plan_order(x) for x in designs]) if self.order else None
         return {"buffers": buffers, "units": units, "speed": speed, "orders": orders}
 
@@ -150,7 +240,18 @@ class Problem:
         """``--set`` style overrides (path -> value) that turn the spec into this design."""
         data = self.spec.to_data()
         out: dict[str, Any] = {}
+        plan = [dict(c) for c in data["release"].get("plan") or ()]
+        plan_changed = self.order
         for d, v in zip(self.dims, self.scalars(design), strict=True):
+            if d.kind == "campaign_batches":
+                index = int(d.path.split(".")[2])
+                plan_changed |= plan[index]["batches"] != int(v)
+                plan[index]["batches"] = int(v)
+                continue
+            if not d.kernel:
+                if v != d.base:
+                    out[d.path] = f"{float(v):.12g} h" if d.hours else (int(v) if d.integer else float(v))
+                continue
             name = self.spec.stations[d.station].name
             if d.kind == "speed":
                 if abs(v - 1.0) > 1e-12:
@@ -160,15 +261,15 @@ class Problem:
                         out[f"stations.{name}.ideal_time"] = scale_durations(station["ideal_time"], v, self.spec)
             else:
                 out[f"stations.{name}.{d.kind}"] = int(v)
-        if self.order:
-            plan = data["release"]["plan"]
-            out["release.plan"] = [plan[i] for i in self.plan_order(design)]
+        if plan_changed:
+            order = self.plan_order(design) or tuple(range(len(plan)))
+            out["release.plan"] = [plan[i] for i in order]
         return out
 
     def describe(self, design: Design) -> dict[str, Any]:
         """Variable label -> value (speeds rounded), plus the plan order by product."""
         out: dict[str, Any] = {
-            d.label: (round(float(v), 4) if not d.integer else int(v))
+            d.label: (None if v is None else round(float(v), 4) if not d.integer else int(v))
             for d, v in zip(self.dims, self.scalars(design), strict=True)
         }
         if self.order:
@@ -214,6 +315,7 @@ def build_problem(
     objective: str | Sequence[str] | None = None,
     target: float | None = None,
     costs: Sequence[str] = (),
+    constraints: Sequence[str | Constraint] = (),
 ) -> Problem:
     """A problem from ``--vary PATH=RANGE`` items (or the spec's ``optimize`` block) and the other options.
 
@@ -243,7 +345,12 @@ def build_problem(
         budget = dict(block.budget)
     if target is None and block is not None and block.target:
         target = block.target.get("throughput_per_hour")
-    problem = Problem(spec, tuple(dims), order, objectives, dict(budget or {}), target)
+    if not constraints and block is not None:
+        constraints = block.constraints
+    bounds = [c if isinstance(c, Constraint) else parse_constraint(c) for c in constraints]
+    if target is not None:
+        bounds.append(Constraint("throughput", ">=", float(target)))
+    problem = Problem(spec, tuple(dims), order, objectives, dict(budget or {}), tuple(dict.fromkeys(bounds)))
     _check_problem(problem)
     return problem
 
@@ -263,11 +370,19 @@ def _parse_vary(text: str) -> Variable:
 def _expand(spec: LineSpec, var: Variable) -> list[Dimension]:
     parts = var.path.split(".")
     where = f"--vary {var.path}={var.range}"
-    if len(parts) != 3 or parts[0] != "stations":
-        raise InputError(f"{where}: path should be stations.NAME.buffer|units|speed or release.plan")
-    _, name, kind = parts
-    if kind not in KINDS:
-        raise InputError(f"{where}: cannot vary {kind!r}; variables are buffer, units and speed of a station")
+    if len(parts) == 3 and parts[0] == "stations" and parts[2] in KINDS:
+        return _expand_station(spec, var, where)
+    for lever in LEVERS:
+        fits = len(parts) == len(lever.pattern)
+        if fits and all(p == "*" or p == q for p, q in zip(lever.pattern, parts, strict=True)):
+            return _expand_lever(spec, var, lever, where)
+    if len(parts) == 3 and parts[0] == "stations":
+        raise InputError(f"{where}: cannot vary {parts[2]!r}; a station varies its buffer, units or speed")
+    raise InputError(f"{where}: path should be stations.NAME.buffer|units|speed, release.plan, or {LEVER_PATHS}")
+
+
+def _expand_station(spec: LineSpec, var: Variable, where: str) -> list[Dimension]:
+    _, name, kind = var.path.split(".")
     names = [s.name for s in spec.stations]
     pull = spec.release.interarrival is None
     if name == "*":
@@ -285,7 +400,54 @@ def _expand(spec: LineSpec, var: Variable) -> list[Dimension]:
         raise InputError(f"{where}: units must lie in 1..1000")
     if kind == "speed" and low <= 0:
         raise InputError(f"{where}: speeds must be > 0")
-    return [Dimension(f"stations.{names[j]}.{kind}", kind, j, low, high, var.cost or 0.0) for j in indexes]
+    return [
+        Dimension(f"stations.{names[j]}.{kind}", kind, j, low, high, var.cost or 0.0, integer=kind != "speed")
+        for j in indexes
+    ]
+
+
+def _expand_lever(spec: LineSpec, var: Variable, lever: Lever, where: str) -> list[Dimension]:
+    """The dimensions of a lever path: one per matching list item that sets the field."""
+    data = spec.to_data()
+    found: list[tuple[str, str, Any]] = []  # (label, override path, value in the spec)
+
+    def walk(node: Any, pattern: tuple[str, ...], given: list[str], label: list[str], path: list[str]) -> None:
+        if not pattern:
+            found.append((".".join(label), ".".join(path), node))
+            return
+        key, want = pattern[0], given[0]
+        if key == "*":
+            if not isinstance(node, list):
+                return
+            matched = False
+            for i, item in enumerate(node):
+                name = item.get("name", item.get("product")) if isinstance(item, dict) else None
+                if want in ("*", name, str(i)):
+                    matched = True
+                    named = name if name is not None and sum(
+                        1 for x in node if isinstance(x, dict) and x.get("name", x.get("product")) == name
+                    ) == 1 else str(i)  # fmt: skip
+                    step = named if named == name and "name" in item else str(i)  # --set finds items by name
+                    walk(item, pattern[1:], given[1:], [*label, named], [*path, step])
+            if not matched and want != "*":
+                names = [str(x.get("name", x.get("product"))) for x in node if isinstance(x, dict)]
+                raise InputError(f"{where}: no item {want!r} in {'.'.join(label)} ({', '.join(names)})")
+        elif isinstance(node, dict) and node.get(key) is not None:
+            walk(node[key], pattern[1:], given[1:], [*label, key], [*path, key])
+
+    walk(data, lever.pattern, var.path.split("."), [], [])
+    if not found:
+        raise InputError(f"{where}: the spec sets no {var.path}; give it a value first (e.g. with --set) to vary it")
+    low, high = _parse_range(where, var.range, integer=lever.integer)
+    if low < lever.low or high > lever.high:
+        raise InputError(f"{where}: must lie in {lever.low:g}..{lever.high:g}")
+    dims = []
+    for label, path, value in found:
+        base = to_hours(value, spec.time_unit) if lever.hours else float(value)
+        base = int(base) if lever.integer else base
+        dims.append(Dimension(label, lever.kind, -1, low, high, var.cost or 0.0, path=path, base=base,
+                              integer=lever.integer, hours=lever.hours))  # fmt: skip
+    return dims
 
 
 def _parse_range(where: str, text: str, integer: bool) -> tuple[float, float]:
@@ -339,29 +501,22 @@ def _apply_costs(spec: LineSpec, dims: list[Dimension], costs: Sequence[str]) ->
 
 def _objectives(objective: str | Sequence[str]) -> tuple[str, ...]:
     names = (objective,) if isinstance(objective, str) else tuple(objective)
-    for name in names:
-        if name not in OBJECTIVES:
-            raise InputError(
-                f"--objective {name!r}: the evaluator cannot compute it; objectives: {', '.join(OBJECTIVES)}"
-            )
-    if len(names) > 2 or (len(names) == 2 and set(names) != {"throughput", "cost"}):
-        raise InputError("--objective: several objectives make a Pareto front of throughput and cost only")
-    return tuple(dict.fromkeys(names))
+    return check_objectives(names)
 
 
 def _check_problem(p: Problem) -> None:
     if "cost" in p.objectives and not any(d.cost > 0 for d in p.dims):
         raise InputError("--objective cost: give a cost to at least one variable (--cost PATH=AMOUNT)")
-    if p.objectives == ("cost",) and p.target is None:
-        raise InputError("--objective cost: needs a throughput target (--target throughput=BATCHES_PER_HOUR)")
+    if p.objectives == ("cost",) and not p.constraints:
+        raise InputError("--objective cost: needs a target (--target throughput=BATCHES_PER_HOUR, or KPI<=X / KPI>=X)")
     if "makespan" in p.objectives and not (p.spec.release.mode == "plan" and not p.spec.release.repeat):
         raise InputError("--objective makespan: needs release mode 'plan' without repeat (a plan that ends)")
     for key, limit in p.budget.items():
-        low = {
-            "buffers": sum(d.low for d in p.dims if d.kind == "buffer"),
-            "units": sum(d.low for d in p.dims if d.kind == "units"),
-            "cost": sum(d.low * d.cost for d in p.dims),
-        }[key]
+        if key not in (*BUDGET_KINDS, "cost"):
+            raise InputError(f"--budget {key}: expected one of {', '.join((*BUDGET_KINDS, 'cost'))}")
+        low = sum(d.low * d.cost for d in p.dims) if key == "cost" else sum(
+            d.low for d in p.dims if d.kind == BUDGET_KINDS[key]
+        )  # fmt: skip
         if key in BUDGET_KINDS and not any(d.kind == BUDGET_KINDS[key] for d in p.dims):
             raise InputError(f"--budget {key}={limit:g}: no {BUDGET_KINDS[key]} variable is varied")
         if low > limit + 1e-9:

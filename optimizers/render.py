@@ -10,6 +10,7 @@ from rich.table import Table
 
 from optimizers.api import OptimizeResult
 from optimizers.confirm import Confirmed
+from optimizers.objectives import OBJECTIVES
 from twin.cli.render import console
 
 
@@ -62,6 +63,12 @@ def kpi_table(result: OptimizeResult) -> Table:
     if best.makespan is not None:
         table.add_row("Makespan (h)", f"{best.makespan:.2f}", "", f"{best.error.get('makespan_hours', 0.0):+.2g}")
     table.add_row("Line OEE (%)", _ci({k: _pct(v) for k, v in best.simpy["oee"].items()}, 1), "", "")
+    shown = {"throughput", "lead_time", "makespan", "oee"}
+    for name in result.problem.kpis:
+        if name in shown or name not in best.kpis:
+            continue
+        objective = OBJECTIVES[name]
+        table.add_row(f"{objective.label} ({objective.unit})", f"{best.kpis[name]:.4g}", "", "")
     if best.cost:
         table.add_row("Cost", f"{best.cost:,.2f}", "", "")
     return table
@@ -90,14 +97,16 @@ def print_result(result: OptimizeResult, out: Path | None = None) -> None:
     con = console()
     p = result.problem
     exact = "exact" if not result.approximations else "SURROGATE (" + "; ".join(result.approximations) + ")"
+    scorer = "SimPy engine" if result.settings.get("evaluator") == "engine" else "JAX kernel"
+    bounds = f" subject to {', '.join(map(str, p.constraints))}" if p.constraints else ""
     con.print(
-        f"{p.spec.name}: {' and '.join(p.objectives)} over {len(p.dims) + int(p.order)} variable(s); "
+        f"{p.spec.name}: {' and '.join(p.objectives)}{bounds} over {len(p.dims) + int(p.order)} variable(s); "
         f"method {result.method}, {result.evaluations} designs evaluated x {result.settings['replications']} "
-        f"replications on {result.settings['device']}; evaluator {exact}",
+        f"replications by the {scorer} on {result.settings['device']}; evaluator {exact}",
         highlight=False,
     )
     if result.target_met is False:
-        con.print(f"no confirmed design reaches the target {p.target:g} batches/h; the best one reached is shown")
+        con.print(f"no confirmed design meets {', '.join(map(str, p.constraints))}; the best one reached is shown")
     con.print(changes_table(result.best))
     con.print(kpi_table(result))
     if result.pareto:

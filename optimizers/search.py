@@ -16,18 +16,20 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from optimizers.evaluator import Evaluator
+from optimizers.objectives import COST, OBJECTIVES
 from optimizers.problem import Design, Problem
 from twin.errors import InputError
 
 METHODS = ("auto", "exhaustive", "cmaes", "gradient", "random")
-INFEASIBLE = 1e12  # score offset of designs that miss the throughput target
+INFEASIBLE = 1e12  # score offset of designs that miss a target or constraint
+INVALID = 1e13  # score of designs whose spec does not validate (never reported)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class Scored:
     cost: float
     utilization: tuple[float, ...]
     score: float  # lower is better (single objective)
+    kpis: dict[str, float] = field(default_factory=dict)  # objective name -> mean (what the problem needs)
+
+    def figure(self, name: str) -> float:
+        return self.kpis.get(name, getattr(self, name, math.nan))
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Search:
     def __init__(
         self,
         problem: Problem,
-        evaluator: Evaluator,
+        evaluator: Any,
         evaluations: int,
         callback: Callable[[Progress], Any] | None = None,
     ):
@@ -74,49 +80,67 @@ class Search:
     def remaining(self) -> int:
         return 0 if self.stopped else self.budget - len(self.archive)
 
-    def score(self, throughput: float, lead: float, makespan: float, cost: float) -> float:
-        objective = self.problem.objectives[0] if len(self.problem.objectives) == 1 else "throughput"
-        if objective == "throughput":
-            return -throughput
-        if objective == "lead_time":
-            return lead
-        if objective == "makespan":
-            return makespan
-        target = self.problem.target or 0.0
-        return cost if throughput >= target else INFEASIBLE + (target - throughput)
+    def score(self, kpis: dict[str, float], cost: float, valid: bool = True) -> float:
+        """Lower is better: the objective (negated when maximized), far above any feasible score when a
+        design misses a constraint (by how much it misses)."""
+        if not valid:
+            return INVALID
+        problem = self.problem
+        missed = sum(c.shortfall(kpis.get(c.kpi, math.nan)) for c in problem.constraints)
+        if missed > 0:
+            return INFEASIBLE + min(missed, 1e11)
+        objective = problem.objectives[0]
+        if objective == COST:
+            return cost
+        value = kpis.get(objective, math.nan)
+        if math.isnan(value):
+            return INFEASIBLE / 2
+        return -value if OBJECTIVES[objective].sense == "max" else value
 
     def evaluate(self, designs: list[Design]) -> list[Scored | None]:
         """Scores of ``designs`` (new ones simulated while the budget lasts; None for those left out)."""
         new = list(dict.fromkeys(d for d in designs if d not in self.archive))[: max(self.remaining, 0)]
         if new:
-            arrays = self.problem.arrays(new)
-            res = self.evaluator.evaluate(**arrays)
-            self._record(new, res.mean("throughput"), res.mean("lead_time"), res.mean("makespan"),
-                         np.nanmean(res.utilization, axis=1))  # fmt: skip
+            figures = self.evaluator.kpis(self.problem, new)
+            with warnings.catch_warnings():  # a KPI with no value in any replication (no exits) is NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = {k: np.nanmean(v, axis=1) for k, v in figures.items()}
+            self._record(new, means)
         return [self.archive.get(d) for d in designs]
 
-    def _record(self, designs: list[Design], thr: Any, lead: Any, makespan: Any, util: Any) -> None:
+    def _record(self, designs: list[Design], means: dict[str, Any]) -> None:
+        nan = np.full(len(designs), np.nan)
         for i, d in enumerate(designs):
             cost = self.problem.cost(d)
-            t, lt, ms = float(thr[i]), float(lead[i]), float(makespan[i])
-            self.archive[d] = Scored(d, t, lt, ms, cost, tuple(float(u) for u in util[i]), self.score(t, lt, ms, cost))
-        best = self.ranked()[0]
-        self.history.append((len(self.archive), best.score))
+            kpis = {k: float(v[i]) for k, v in means.items() if k != "utilization"}
+            util = means.get("utilization")
+            t, lt, ms = (float(means.get(k, nan)[i]) for k in ("throughput", "lead_time", "makespan"))
+            valid = d not in getattr(self.evaluator, "invalid", {})
+            self.archive[d] = Scored(d, t, lt, ms, cost, tuple(float(u) for u in (util[i] if util is not None else ())),
+                                     self.score(kpis, cost, valid), kpis)  # fmt: skip
+        ranked = self.ranked()
+        best = ranked[0] if ranked else None
+        if best is not None:
+            self.history.append((len(self.archive), best.score))
         if self.callback is not None and self.callback(Progress(len(self.archive), self.budget, best, self.method)):
             self.stopped = True  # a callback that returns True stops the search
 
     def ranked(self) -> list[Scored]:
-        """Evaluated designs, best first."""
-        return sorted(self.archive.values(), key=lambda s: (s.score, s.cost))
+        """Evaluated designs whose spec is valid, best first."""
+        return sorted((s for s in self.archive.values() if s.score < INVALID), key=lambda s: (s.score, s.cost))
 
     def pareto(self) -> list[Scored]:
-        """Designs no other design beats on both throughput (higher) and cost (lower), cheapest first."""
-        points = sorted(self.archive.values(), key=lambda s: (s.cost, -s.throughput))
+        """Designs no other design beats on both the KPI and cost (lower), cheapest first."""
+        kpi = self.problem.objectives[0]
+        sign = 1.0 if OBJECTIVES[kpi].sense == "max" else -1.0
+        valid = [s for s in self.archive.values() if s.score < INFEASIBLE]
+        good = {id(s): sign * s.figure(kpi) for s in valid}
+        points = sorted(valid, key=lambda s: (s.cost, -good[id(s)]))
         front, best = [], -math.inf
         for s in points:
-            if s.throughput > best + 1e-12:
+            if good[id(s)] > best + 1e-12:
                 front.append(s)
-                best = s.throughput
+                best = good[id(s)]
         return front
 
 
@@ -176,12 +200,21 @@ def all_designs(problem: Problem, limit: int) -> list[Design] | None:
     return out
 
 
-def choose_method(problem: Problem, evaluations: int) -> str:
+def choose_method(problem: Problem, evaluations: int, gradients: bool = True) -> str:
     if not problem.continuous and all_designs(problem, evaluations) is not None:
         return "exhaustive"
-    if all(not d.integer for d in problem.dims) and not problem.order and len(problem.objectives) == 1:
+    if gradients and gradient_ready(problem):
         return "gradient"
     return "cmaes"
+
+
+def gradient_ready(problem: Problem) -> bool:
+    """The problem is the gradient search's: speeds only, one objective among throughput, lead time, cost."""
+    return (
+        all(d.kind == "speed" for d in problem.dims) and not problem.order and len(problem.objectives) == 1
+        and problem.objectives[0] in ("throughput", "lead_time", COST)
+        and all(c.kpi == "throughput" and c.op == ">=" for c in problem.constraints)
+    )  # fmt: skip
 
 
 def run_method(search: Search, method: str, seed: int = 0, batch: int = 64) -> str:
@@ -189,8 +222,11 @@ def run_method(search: Search, method: str, seed: int = 0, batch: int = 64) -> s
     problem = search.problem
     if method not in METHODS:
         raise InputError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    gradients = hasattr(search.evaluator, "gradient")
+    if method == "gradient" and not (gradients and gradient_ready(problem)):
+        raise InputError("--method gradient: needs speeds only, the JAX evaluator, and throughput, lead_time or cost")
     if method == "auto":
-        method = choose_method(problem, search.budget)
+        method = choose_method(problem, search.budget, gradients)
     search.method = method
     search.evaluate([problem.baseline()] if problem.feasible(problem.baseline()) else [])
     if method == "exhaustive":
@@ -232,7 +268,7 @@ def polish(search: Search) -> None:
     down, one step moved from one variable to another (budgets stay met), two campaigns swapped."""
     problem = search.problem
     n = len(problem.dims)
-    while search.remaining > 0:
+    while search.remaining > 0 and search.ranked():
         best = search.ranked()[0]
         values, order = list(problem.scalars(best.design)), problem.plan_order(best.design)
         moves: list[list[Any]] = []
@@ -280,7 +316,8 @@ def cmaes_search(search: Search, seed: int, evaluations: int, weight: float | No
     key = jax.random.key(seed)
     rng = np.random.default_rng(seed)
     stop_at = len(search.archive) + evaluations
-    thr_scale = max(search.ranked()[0].throughput, 1e-9) if search.archive else 1.0
+    kpi = problem.objectives[0]
+    thr_scale = max(abs(np.nan_to_num(search.ranked()[0].figure(kpi))), 1e-9) if search.ranked() else 1.0
     cost_scale = max(sum(d.high * d.cost for d in problem.dims), 1e-9)
     population = max(8, 4 + int(3 * math.log(n)))
     start = encode(problem, problem.baseline())
@@ -299,13 +336,13 @@ def cmaes_search(search: Search, seed: int, evaluations: int, weight: float | No
             before = len(search.archive)
             scored = search.evaluate(designs)
             stale = stale + 1 if len(search.archive) == before else 0
-            fit = np.array([np.inf if s is None else _fitness(s, weight, thr_scale, cost_scale) for s in scored])
+            fit = np.array([np.inf if s is None else _fitness(s, kpi, weight, thr_scale, cost_scale) for s in scored])
             worst = np.max(fit[np.isfinite(fit)]) if np.isfinite(fit).any() else 0.0
             state, _ = tell(tell_key, x, jnp.asarray(np.where(np.isfinite(fit), fit, worst + 1.0)), state, params)
         population *= 2
         restarts += 1
         # IPOP restarts: alternately from a random point and from the best design so far
-        start = rng.random(n) if restarts % 2 or not search.archive else encode(problem, search.ranked()[0].design)
+        start = rng.random(n) if restarts % 2 or not search.ranked() else encode(problem, search.ranked()[0].design)
 
 
 @functools.lru_cache(maxsize=16)
@@ -319,10 +356,11 @@ def _cma_es(population: int, n: int) -> tuple[Any, Any, Any, Any]:
     return jax.jit(es.init), jax.jit(es.ask), jax.jit(es.tell), es.default_params.replace(std_init=0.3)
 
 
-def _fitness(s: Scored, weight: float | None, thr_scale: float, cost_scale: float) -> float:
+def _fitness(s: Scored, kpi: str, weight: float | None, scale: float, cost_scale: float) -> float:
     if weight is None:
         return s.score
-    return -weight * s.throughput / thr_scale + (1 - weight) * s.cost / cost_scale
+    sign = -1.0 if OBJECTIVES[kpi].sense == "max" else 1.0
+    return sign * weight * s.figure(kpi) / scale + (1 - weight) * s.cost / cost_scale
 
 
 def gradient_search(search: Search, seed: int, steps: int | None = None) -> None:
@@ -357,7 +395,7 @@ def gradient_search(search: Search, seed: int, steps: int | None = None) -> None
             target = problem.target or 0.0
             grad = costs * spans / cost_scale - (10.0 * d_rate / max(target, 1e-9) if rate < target * 1.002 else 0.0)
         if design not in search.archive:
-            search._record([design], [np.mean(kpis["throughput"])], [np.mean(kpis["lead_time"])],
-                           [np.mean(kpis["makespan"])], [np.mean(kpis["utilization"], axis=0)])  # fmt: skip
+            means = {k: np.array([np.mean(kpis[k])]) for k in ("throughput", "lead_time", "makespan")}
+            search._record([design], {**means, "utilization": np.mean(kpis["utilization"], axis=0)[None]})
         updates, opt_state = optimizer.update(grad, opt_state, u)
         u = np.clip(np.asarray(optax.apply_updates(u, updates)), 0.0, 1.0)

@@ -171,11 +171,16 @@ def test_calendar_failures_run_as_a_measured_surrogate() -> None:
     data = line([1.0, 1.2]).to_data()
     data["stations"][1]["failures"] = {**FAILURES, "basis": "calendar"}
     spec = LineSpec.from_dict(data)
-    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=10, replications=3, confirm_replications=3)
+    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=10, replications=3, confirm_replications=3,
+                      evaluator="jax")  # fmt: skip
     assert result.approximations and "calendar" in result.approximations[0]
     report = result.to_json()
-    assert report["exact"] is False
+    assert report["exact"] is False and report["evaluator"] == "jax"
     assert "throughput_per_hour" in report["best"]["evaluator_minus_simpy"]
+    # by default the engine scores the designs where the kernel is not exact
+    exact = optimize(spec, ["stations.s2.buffer=0..3"], replications=3, confirm_replications=3, workers=1)
+    assert exact.to_json()["exact"] is True and exact.to_json()["evaluator"] == "engine"
+    assert exact.best.error["throughput_per_hour"] == 0.0
 
 
 def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
@@ -190,8 +195,9 @@ def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
             ],
         }
     )  # fmt: skip
-    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3)
-    assert result.approximations == ("batch rules not evaluated: cleaning",)
+    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3,
+                      evaluator="jax")  # fmt: skip
+    assert result.approximations == ("batch rules not evaluated: cleaning (minor, major, due, dirty and clean holds)",)
     assert result.to_json()["exact"] is False
 
 
@@ -202,7 +208,8 @@ def test_bad_problems_are_input_errors() -> None:
         (dict(vary=["stations.*.buffer=3..1"]), "empty range"),
         (dict(vary=["stations.*.buffer=0..3"], budget={"buffers": -1}), "no design meets it"),
         (dict(vary=["stations.*.buffer=2..3"], budget={"buffers": 3}), "no design meets it"),
-        (dict(vary=["stations.*.buffer=0..3"], objective="oee"), "cannot compute"),
+        (dict(vary=["stations.*.buffer=0..3"], objective="wip"), "unknown"),
+        (dict(vary=["stations.*.buffer=0..3"], objective=["oee", "lead_time"]), "one KPI against cost"),
         (dict(vary=["stations.*.buffer=0..3"], objective="cost", costs=["stations.*.buffer=1"]), "target"),
         (dict(vary=["stations.*.units=0..3"]), "1..1000"),
         (dict(vary=["stations.s1.buffer=0..3"]), "pulls its batches"),
@@ -253,7 +260,13 @@ def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
         (["--vary", "stations.*.buffer=4..2"], "empty range"),
         (["--vary", "stations.*.buffer=0..3", "--budget", "buffers=-2"], "must be >= 0"),
         (["--vary", "stations.*.buffer=2..3", "--budget", "buffers=1"], "no design meets it"),
-        (["--vary", "stations.*.buffer=0..3", "--objective", "wip"], "cannot compute"),
+        (["--vary", "stations.*.buffer=0..3", "--objective", "wip"], "unknown"),
+        (["--vary", "operators.nobody.headcount=1..3"], "no item 'nobody'"),
+        (["--vary", "stations.coating.cleaning.due.hours=1..9"], "sets no stations.coating.cleaning.due.hours"),
+        (["--vary", "qc.analysts=0..3"], "must lie in 1..1000"),
+        (["--vary", "qc.analysts=1..3", "--target", "scrapped<=2"], "unknown KPI 'scrapped'"),
+        (["--vary", "qc.analysts=1..3", "--target", "oee=0.5"], "write oee<=0.5 or oee>=0.5"),
+        (["--vary", "qc.analysts=1..3", "--evaluator", "jax"], "use --evaluator engine"),
         (["--vary", "stations.*.buffer=0..3", "--device", "tpu"], "expected cpu, gpu or auto"),
     ],
 )

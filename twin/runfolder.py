@@ -33,10 +33,15 @@ SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, GENEALOGY_FILE =
 
 
 def check_new(target: str | Path, option: str = "--out") -> Path:
-    """``target`` as a path; ``InputError`` naming ``option`` when it exists already."""
+    """``target`` as a path; ``InputError`` naming ``option`` when it exists already or cannot be a folder."""
     target = Path(target)
     if target.exists():
         raise InputError(f"{target}: already exists; choose another {option} or remove it")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{target}: {parent} is a file, not a folder; choose another {option}")
+            break
     return target
 
 

@@ -1,11 +1,15 @@
-"""Optimize: search buffer places or units with the JAX evaluator (``optimizers``) as a background
-job, watch the best-so-far, see the Pareto front, and open the best design as a what-if.
+"""Optimize: search buffer places, units, or the levers of the batch rules (operator headcount,
+cleaning intervals, campaign lengths, QC analysts, WIP limit, skids) for an objective (throughput,
+OEE, output per week, release lead time, scrapped batches) under an optional constraint, as a
+background job; watch the best-so-far, see the Pareto front, and open the best design as a what-if.
 
-JAX is imported inside the job only. Every design shown is SimPy's confirmation with its CI.
+Designs are scored by the JAX kernel where it is exact for the line, else by the SimPy engine
+(``optimizers``); JAX is imported inside the job only. Every design shown is SimPy's confirmation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -26,6 +30,22 @@ VARY = {
         ["stations.*.units=250000"],
     ),
 }
+OBJECTIVE_CHOICES = {  # form value -> (label, objective names for optimizers.optimize)
+    "throughput": ("max throughput", "throughput"),
+    "oee": ("max line OEE", "oee"),
+    "output_per_week": ("max output per week", "output_per_week"),
+    "release_lead_time": ("min release lead time (to QC approval)", "release_lead_time"),
+    "scrapped_batches": ("min scrapped batches", "scrapped_batches"),
+    "pareto": ("throughput vs cost (Pareto)", ["throughput", "cost"]),
+}
+
+
+def vary_choices(spec: Any) -> dict[str, tuple[str, list[str], dict[str, float] | None, list[str]]]:
+    """The decision variables the form offers for ``spec``: buffers, units, and the levers it has."""
+    from optimizers.problem import suggested_levers
+
+    levers = {k: (label, paths, None, []) for k, (label, paths) in suggested_levers(spec).items()}
+    return {**VARY, **levers}
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -51,10 +71,16 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                             dcc.RadioItems(
                                 id="optimize-objective",
                                 value="throughput",
-                                options=[
-                                    {"label": "max throughput", "value": "throughput"},
-                                    {"label": "throughput vs cost (Pareto)", "value": "pareto"},
-                                ],
+                                options=[{"label": v[0], "value": k} for k, v in OBJECTIVE_CHOICES.items()],
+                            ),
+                        ]
+                    ),
+                    html.Label(
+                        [
+                            "Constraint (optional)",
+                            dcc.Input(
+                                id="optimize-constraint", type="text", value="", debounce=True,
+                                placeholder="e.g. scrapped_batches<=2",
                             ),
                         ]
                     ),
@@ -76,7 +102,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                 className="controls",
             ),
             html.Progress(id="optimize-progress", value="0", max="100", className="progress"),
-            help="the evaluator simulates designs in batches; the best ones are confirmed by the SimPy engine",
+            help="designs are scored in batches (by the JAX kernel where it is exact for the line, else by the "
+            "SimPy engine); the best ones are confirmed by the SimPy engine on independent replications",
         ),
         html.Div(
             [
@@ -91,18 +118,25 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     )
 
 
-def history_figure(points: list[tuple[int, float]]) -> go.Figure:
+def history_figure(points: list[tuple[int, float]], objective: str = "throughput") -> go.Figure:
+    per_day = objective == "throughput"
     fig = go.Figure(
         go.Scatter(
             x=[p[0] for p in points],
-            y=[p[1] * 24 for p in points],
+            y=[p[1] * (24 if per_day else 1) for p in points],
             mode="lines+markers",
             line={"color": "#2e7d32", "shape": "hv"},
         )
     )
     layout.figure_style(fig, height=300)
     fig.update_xaxes(title="designs evaluated")
-    fig.update_yaxes(title="best throughput (batches/day, evaluator)")
+    if per_day:
+        fig.update_yaxes(title="best throughput (batches/day, evaluator)")
+    else:
+        from optimizers.objectives import OBJECTIVES
+
+        kpi = OBJECTIVES[objective]
+        fig.update_yaxes(title=f"best {kpi.label.lower()} ({kpi.unit}, evaluator)")
     return fig
 
 
@@ -133,6 +167,18 @@ def pareto_figure(result: Any) -> go.Figure:
 
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
+        Output("optimize-vary", "options"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("optimize-vary", "id"),
+    )
+    def offer_levers(run_id: str | None, _id: str) -> list[dict[str, str]]:
+        choices = VARY
+        if run_id:
+            with contextlib.suppress(TwinError):
+                choices = vary_choices(ctx.cache.view(run_id).spec)
+        return [{"label": v[0], "value": k} for k, v in choices.items()]
+
+    @app.callback(
         Output("optimize-result", "children"),
         Output("optimize-pareto", "figure"),
         Input("optimize-start", "n_clicks"),
@@ -141,6 +187,7 @@ def _register(app: Any, ctx: Any) -> None:
         State("optimize-objective", "value"),
         State("optimize-evals", "value"),
         State("optimize-horizon", "value"),
+        State("optimize-constraint", "value"),
         background=True,
         manager=ctx.jobs,
         progress=[
@@ -152,32 +199,41 @@ def _register(app: Any, ctx: Any) -> None:
         prevent_initial_call=True,
     )
     def search(
-        set_progress: Any, clicks: int, run_id: str | None, vary: str, objective: str, evals: Any, horizon: str
-    ) -> tuple:
+        set_progress: Any, clicks: int, run_id: str | None, vary: str, objective: str, evals: Any, horizon: str,
+        constraint: str | None,
+    ) -> tuple:  # fmt: skip
         if not run_id:
             return layout.alert("Pick a run: its line is what the search changes.", kind="info"), no_update
         try:
-            return run_search(ctx, run_id, vary, objective, evals, horizon, set_progress)
+            return run_search(ctx, run_id, vary, objective, evals, horizon, set_progress, constraint)
         except TwinError as err:
             return layout.alert(str(err).splitlines()[0], title="Cannot search."), no_update
 
 
-def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, horizon: str, set_progress: Any) -> tuple:
+def run_search(
+    ctx: Any, run_id: str, vary: str, objective: str, evals: Any, horizon: str, set_progress: Any,
+    constraint: str | None = None,
+) -> tuple:  # fmt: skip
     from optimizers import optimize
     from twin.experiment import with_overrides
 
     view = ctx.cache.view(run_id)
     spec = with_overrides(view.spec, [f"horizon={horizon}"], source="optimize form")
-    _label, paths, budget, costs = VARY[vary]
-    objectives = ["throughput", "cost"] if objective == "pareto" else "throughput"
+    choices = vary_choices(view.spec)
+    if vary not in choices:
+        raise TwinError(f"this line has no {vary!r} to vary")
+    _label, paths, budget, costs = choices[vary]
+    objectives = OBJECTIVE_CHOICES[objective][1]
+    kpi = "throughput" if objective == "pareto" else objective
     if objective == "pareto" and not costs:
-        costs = ["stations.*.buffer=10000"]
+        costs = [f"{p.split('=')[0]}=10000" for p in paths]
+    constraints = [constraint.strip()] if constraint and constraint.strip() else []
     history: list[tuple[int, float]] = []
     last = [0.0]
 
     def progress(p: Any) -> None:
         if p.best is not None:
-            history.append((p.evaluations, p.best.throughput))
+            history.append((p.evaluations, p.best.figure(kpi)))
         now = time.monotonic()
         if now - last[0] > 0.5:
             last[0] = now
@@ -185,11 +241,11 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
                 (
                     str(round(100 * p.evaluations / max(p.budget, 1))),
                     f"{p.evaluations} of {p.budget} designs ({p.method})",
-                    history_figure(history),
+                    history_figure(history, kpi),
                 )
             )
 
-    set_progress(("0", "compiling the evaluator…", history_figure([])))
+    set_progress(("0", "preparing the evaluator…", history_figure([], kpi)))
     evaluations = int(evals) if isinstance(evals, (int, float)) and evals >= 8 else 64
     result = optimize(
         spec,
@@ -197,17 +253,19 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
         budget=budget,
         objective=objectives,
         costs=costs,
+        constraints=constraints,
         evaluations=evaluations,
         replications=3,
         confirm_replications=3,
         seed=int(view.info.get("seed") or 1),
         callback=progress,
+        workers=1,  # a background job's process: no pool of its own
     )
     set_progress(
         (
             "100",
             f"done: {result.evaluations} designs evaluated, best confirmed by SimPy",
-            history_figure(history or [(result.evaluations, result.best.evaluator["throughput_per_hour"])]),
+            history_figure(history or [(result.evaluations, result.best.kpis.get(kpi, float("nan")))], kpi),
         )
     )
     from optimizers.store import store_best
@@ -216,6 +274,17 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
     best = result.best
     rows = [html.Tr([html.Td(k), html.Td(str(a)), html.Td(str(b))]) for k, a, b in best.diff]
     thr = ci_text(best.simpy["throughput_per_hour"], 24, 2)
+    figure_line = None
+    if kpi != "throughput" and kpi in best.kpis:
+        from optimizers.objectives import OBJECTIVES
+
+        goal = OBJECTIVES[kpi]
+        figure_line = html.P(f"{goal.label}: {best.kpis[kpi]:.4g} {goal.unit} (SimPy)", id="optimize-objective-figure")
+    bounds = None
+    if result.problem.constraints:
+        met = "met" if result.target_met else "NOT met by any confirmed design"
+        bounds = html.P(f"Constraint {', '.join(map(str, result.problem.constraints))}: {met}.",
+                        id="optimize-constraint-status")  # fmt: skip
     surrogate = (
         layout.alert(
             "The evaluator is a surrogate for this line ("
@@ -239,6 +308,8 @@ def run_search(ctx: Any, run_id: str, vary: str, objective: str, evals: Any, hor
             [html.B(f"{thr[0]} batches/day"), f" ({thr[1]}, SimPy, {best.simpy['replications']} replications)"],
             id="optimize-best",
         ),
+        figure_line,
+        bounds,
         html.P(
             f"Confirmed run stored as {stored[:8]} (pick it in the run picker).",
             id="optimize-stored",

@@ -28,6 +28,7 @@ from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
+    MaxEventsOpt,
     OutOpt,
     ReplicationsOpt,
     SeedOpt,
@@ -36,16 +37,26 @@ from twin.cli.common import (
     WarmupOpt,
     emit_json,
     hours_option,
+    max_events_option,
     progress_bar,
     stderr,
 )
 from twin.cli.entry import interrupt_exit_code, interrupt_message
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
+from twin.cli.render import (
+    compare_table,
+    console,
+    constraint_notes,
+    line_table,
+    oee_table,
+    station_table,
+    trace_tree,
+)
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
+from twin.kpis.line import constraint_moved
 from twin.models import load_spec
-from twin.runfolder import write_run
+from twin.runfolder import check_new, write_run
 from twin.spec.model import LineSpec
 from twin.spec.overrides import OverrideWarning
 
@@ -130,14 +141,18 @@ def run_command(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    budget = max_events_option(max_events)
     with progress_bar(f"simulating {line.name}") as update:
-        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()))
-    if out is not None:
-        write_run(result, out)
+        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
+        if out is not None:
+            write_run(result, out)
     if as_json:
         _emit_json(result.kpis.summary)
         return
@@ -163,20 +178,22 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")
     ] = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
         raise InputError("two scenarios have the same name")
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
-    if out is not None and out.exists():
-        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    budget = max_events_option(max_events)
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
-        result = compare(line, scenarios, replications, seed, hours, warm, update)
-    if out is not None:
-        for i, res in enumerate([result.baseline, *result.scenarios]):
-            write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+        result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
+        if out is not None:
+            for i, res in enumerate([result.baseline, *result.scenarios]):
+                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {
@@ -187,6 +204,7 @@ def compare_command(
                         "overrides": list(r.overrides),
                         "kpis": r.kpis.summary,
                         "deltas": {k: v.as_dict() for k, v in result.deltas[r.name].items()},
+                        "constraint_moved": constraint_moved(result.baseline.kpis.summary, r.kpis.summary, r.name),
                     }
                     for r in result.scenarios
                 ],
@@ -194,7 +212,10 @@ def compare_command(
         )
         return
     rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
-    console().print(compare_table(result.baseline.kpis.summary, rows))
+    out_console = console()
+    out_console.print(compare_table(result.baseline.kpis.summary, rows))
+    for note in constraint_notes(result.baseline.kpis.summary, rows):
+        out_console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:

@@ -7,14 +7,12 @@ written whole or not at all, and it says which.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: stops a command exactly as Ctrl-C does (exit code 143 instead of 130)."""
-
+from twin.errors import Terminated
 
 RECEIVED: list[str] = []  # the signals received, by name (for servers whose library swallows the interrupt)
 
@@ -24,19 +22,25 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    RECEIVED.append("SIGTERM")
-    raise Terminated()
-
-
 def install_signal_handlers() -> None:
-    """Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt`` in the main thread.
+    """Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt`` (SIGTERM: ``Terminated``) in this process.
 
     SIGINT gets its handler even when it was inherited as ignored (a background job of a shell, such as a test
-    suite run with ``&``): the CLI decides what Ctrl-C does, not how it happened to be started.
+    suite run with ``&``): the CLI decides what Ctrl-C does, not how it happened to be started. A forked
+    worker keeps SIGTERM's default: it just ends.
     """
+    owner = os.getpid()
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        RECEIVED.append("SIGTERM")
+        raise Terminated()
+
     signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def interrupt_exit_code(err: BaseException) -> int:

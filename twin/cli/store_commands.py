@@ -34,7 +34,7 @@ from twin.cli.app import (
     progress_bar,
     stderr,
 )
-from twin.cli.entry import Terminated, interrupt_exit_code
+from twin.cli.entry import interrupt_exit_code
 from twin.cli.render import console, line_table, oee_table, station_table
 from twin.cli.store_render import (
     SHORT_ID,
@@ -47,7 +47,7 @@ from twin.cli.store_render import (
     records,
     runs_table,
 )
-from twin.errors import InputError
+from twin.errors import InputError, Terminated
 from twin.models import load_spec
 from twin.store.store import RunStore, default_store_path, existing_store
 
@@ -150,6 +150,7 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     """Compare two stored runs: what differs in spec and settings, and the KPI deltas (b - a)."""
     import yaml
 
+    from twin.kpis.line import constraint_moved, constraint_of
     from twin.runfolder import SPEC_FILE
     from twin.store.diff import kpi_deltas, spec_changes
 
@@ -173,6 +174,8 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
             "b": {"run_id": ids[1], "scenario": infos[1]["scenario"]},
             "changes": [{"path": p, "a": plain(va), "b": plain(vb)} for p, va, vb in changes],
             "paired": paired,
+            "constraint": {"a": constraint_of(summaries[0]), "b": constraint_of(summaries[1]),
+                           "moved": constraint_moved(summaries[0], summaries[1], "B")},
             "kpis": {m: {"a": plain(means[0][m]), "b": plain(means[1][m]), "delta": d.as_dict()}
                      for m, d in deltas.items()},
         })  # fmt: skip
@@ -187,6 +190,9 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     else:
         out.print("Same spec and settings.")
     out.print(delta_table((summaries[0], summaries[1]), (means[0], means[1]), deltas, labels, how))
+    moved = constraint_moved(summaries[0], summaries[1], "B")
+    if moved:
+        out.print(f"note: {moved}", markup=False, highlight=False)
 
 
 def rm_command(

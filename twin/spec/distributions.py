@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationInfo, model_validator
 
 from twin.durations import to_hours
+from twin.spec.limits import MAX_EMPIRICAL, MAX_WEIBULL_SHAPE, MIN_WEIBULL_SHAPE
 from twin.spec.types import NonNegativeDuration, PositiveDuration, SpecModel, context_time_unit
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
@@ -177,7 +178,7 @@ class Weibull(_Dist):
     """Weibull with dimensionless ``shape`` k and a ``scale`` duration (mean = scale·Γ(1+1/k))."""
 
     dist: Literal["weibull"]
-    shape: float = Field(gt=0, allow_inf_nan=False)
+    shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE, allow_inf_nan=False)
     scale: PositiveDuration
 
     def mean_hours(self, time_unit: str) -> float:
@@ -192,7 +193,7 @@ class Empirical(_Dist):
     """Observed durations, drawn uniformly with replacement."""
 
     dist: Literal["empirical"]
-    values: list[NonNegativeDuration] = Field(min_length=1)
+    values: list[NonNegativeDuration] = Field(min_length=1, max_length=MAX_EMPIRICAL)
 
     @model_validator(mode="after")
     def _some_positive(self, info: ValidationInfo) -> Empirical:

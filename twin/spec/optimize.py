@@ -19,16 +19,20 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from twin.spec.limits import MAX_COUNT, MAX_REPLICATIONS
 from twin.spec.types import SpecModel
 
-Objective = Literal["throughput", "cost", "makespan", "lead_time"]
+Objective = str  # checked by the optimizer against its objective table (optimizers.objectives)
 
 
 class Variable(SpecModel):
     """A decision variable: ``stations.NAME|*.buffer|units|speed`` over a range, or ``release.plan`` order."""
 
-    path: str = Field(description="stations.NAME.buffer, stations.NAME.units, stations.NAME.speed ('*' = every "
-                      "station), or release.plan (the order of campaigns).")  # fmt: skip
+    path: str = Field(
+        description="stations.NAME.buffer|units|speed ('*' = every station), release.plan (the order of campaigns), "
+        "or a lever: operators.POOL.headcount, stations.NAME.cleaning.due.batches|hours|kg, "
+        "release.plan.PRODUCT.batches, qc.analysts, release.wip_limit.batches, skids.NAME.capacity."
+    )
     range: str = Field(description="LOW..HIGH (integers for buffer and units, numbers for speed), or 'order'.")
     cost: float | None = Field(None, ge=0, allow_inf_nan=False, description="Cost per buffer place, unit or speed.")
 
@@ -38,18 +42,23 @@ class Optimize(SpecModel):
 
     vary: tuple[Variable, ...] = Field(min_length=1)
     objective: Objective | tuple[Objective, ...] = Field(
-        "throughput", description="throughput (max), cost (min, needs a target), makespan or lead_time (min); "
-        "[throughput, cost] gives a Pareto front."
+        "throughput", description="throughput, oee, output_per_week (max); cost (min, needs a target), makespan, "
+        "lead_time, release_lead_time, scrapped_batches (min); [KPI, cost] gives a Pareto front."
     )  # fmt: skip
-    budget: dict[Literal["buffers", "units", "cost"], float] | None = Field(
-        None, description="Upper limits on the total of varied buffer places, of varied units, or of the cost."
+    budget: dict[Literal["buffers", "units", "operators", "cost"], float] | None = Field(
+        None, description="Upper limits on the total of varied buffer places, units, operators (headcount), or cost."
     )
     target: dict[Literal["throughput_per_hour"], float] | None = Field(
         None, description="Throughput the cost objective must reach (batches per hour)."
     )
-    evaluations: int = Field(2000, ge=1, description="Designs the evaluator may simulate.")
-    replications: int = Field(5, ge=1, description="Replications per design during the search.")
-    confirm: int = Field(10, ge=2, description="SimPy replications confirming each reported design.")
+    constraints: tuple[str, ...] = Field(
+        (), max_length=100, description="Bounds the best design must meet, e.g. 'scrapped_batches<=2', 'oee>=0.4'."
+    )
+    evaluations: int = Field(2000, ge=1, le=MAX_COUNT, description="Designs the evaluator may simulate.")
+    replications: int = Field(5, ge=1, le=MAX_REPLICATIONS, description="Replications per design during the search.")
+    confirm: int = Field(
+        10, ge=2, le=MAX_REPLICATIONS, description="SimPy replications confirming each reported design."
+    )
 
     @field_validator("budget", "target")
     @classmethod

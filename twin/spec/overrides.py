@@ -2,9 +2,10 @@
 
     >>> data, origins = apply_overrides(spec.to_data(), ["stations.m2.buffer=4"])
 
-Path segments name list items by their ``name`` (``stations.m2``) or by index (``stations.1``);
-values are read as YAML (``4``, ``45 min``, ``{dist: exponential, mean: 2 h}``); ``null``
-removes a field so that its default applies.
+Path segments name list items by their ``name`` (``stations.m2``) or by index (``stations.1``, never
+negative); values are read as YAML within the limits of spec files (``4``, ``45 min``,
+``{dist: exponential, mean: 2 h}``); ``null`` removes a field so that its default applies (an empty
+value is refused).
 
 An override that replaces a whole group of fields (``stations.coating.setup.*->*=4 h`` where the spec
 says ``{major_clean: true, line_clearance: true}``) drops the fields it does not repeat; it warns
@@ -22,6 +23,8 @@ from typing import Any
 import yaml
 
 from twin.errors import Problem, SpecError
+from twin.spec.bounded_yaml import parse_value
+from twin.spec.limits import MAX_DEPTH
 
 Loc = tuple[str | int, ...]
 
@@ -35,12 +38,16 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     path, sep, raw = text.partition("=")
     path = path.strip()
     if not sep or not path:
-        raise SpecError([Problem(f"--set {text}", "", "expected PATH=VALUE, e.g. stations.m2.buffer=4")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw.strip()
-    return path, value
+        raise SpecError([Problem(set_label(text), "", "expected PATH=VALUE, e.g. stations.m2.buffer=4")])
+    if not raw.strip():
+        raise SpecError([Problem(set_label(text), "", "no value after '='; write null to remove a field")])
+    return path, parse_value(raw, set_label(text))
+
+
+def set_label(text: str) -> str:
+    """How a problem names an override: ``--set TEXT``, shortened to one readable line."""
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return "--set " + "".join(c if c.isprintable() else "?" for c in text)
 
 
 def apply_overrides(
@@ -62,12 +69,12 @@ def apply_overrides_collecting(
     """Like ``apply_overrides``, but returns the problems of the overrides that could not apply."""
     problems: list[Problem] = []
     if isinstance(overrides, Mapping):
-        pairs = [(path, value, f"--set {path}={value}") for path, value in overrides.items()]
+        pairs = [(path, value, set_label(f"{path}={value}")) for path, value in overrides.items()]
     else:
         pairs = []
         for text in overrides:
             try:
-                pairs.append((*parse_assignment(text), f"--set {text}"))
+                pairs.append((*parse_assignment(text), set_label(text)))
             except SpecError as err:
                 problems.extend(err.problems)
     if not pairs and not problems:
@@ -78,7 +85,7 @@ def apply_overrides_collecting(
         try:
             loc, replaced = _assign(result, path.split("."), value)
         except LookupError as err:
-            problems.append(Problem(label, path, str(err.args[0])))
+            problems.append(Problem(label, path if len(path) <= 80 else path[:77] + "...", str(err.args[0])))
             continue
         origins.append((loc, label))
         _warn_dropped(label, path, replaced, value)
@@ -104,6 +111,8 @@ def _warn_dropped(label: str, path: str, old: Any, new: Any) -> None:
 
 def _assign(data: dict[str, Any], parts: list[str], value: Any) -> tuple[Loc, Any]:
     """Set ``value`` at the dotted path; where it landed, and the value it replaced (None if none)."""
+    if len(parts) > MAX_DEPTH:
+        raise LookupError(f"path of more than {MAX_DEPTH} segments")
     node: Any = data
     replaced: Any = None
     loc: list[str | int] = []
@@ -140,8 +149,12 @@ def _item_index(items: list[Any], key: str, loc: list[str | int]) -> int:
     for index, item in enumerate(items):
         if isinstance(item, dict) and item.get("name") == key:
             return index
-    if key.lstrip("-").isdigit() and -len(items) <= int(key) < len(items):
-        return int(key) % len(items)
+    number = key.removeprefix("-")
+    if number.isascii() and number.isdigit():
+        if key.startswith("-"):
+            raise LookupError(f"negative index {key!r}: use 0..{len(items) - 1} or a name")
+        if len(number) <= 9 and int(number) < len(items):
+            return int(number)
     names = [item.get("name") for item in items if isinstance(item, dict) and "name" in item]
     group = str(loc[-1]) if loc else "items"
     kind = group[:-1] if group.endswith("s") else group
