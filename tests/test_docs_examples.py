@@ -220,7 +220,7 @@ class Runner:
         for (key, text), (_, got) in zip(shown_numbers, got_numbers, strict=True):
             decimals = len(text.split(".")[1]) if "." in text else 0
             if round(float(got), decimals) != float(text):
-                self.failures.append(f"{where}: the docs show {key} = {text}; the example gives {got:.6g}")
+                self.failures.append(f"{where}: the docs show {key} = {text}; the example gives {float(got):.6g}")
 
     def write(self, name: str, text: str) -> None:
         path = self.work / name

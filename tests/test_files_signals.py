@@ -86,7 +86,7 @@ def test_every_output_honours_the_umask(tmp_path, umask):
     expected_kinds = {"runs/base/events.parquet", "scene/line.usdc", "scene/twin_assets/generic.usda",
                       "state/now.json", "cal/calibrated.yaml"}  # fmt: skip
     if umask == 0o022:
-        expected_kinds |= {"cmp", "store/runs/" + run_id + "/entry.parquet", "store/twin-store.json",
+        expected_kinds |= {"cmp/00-baseline/events.parquet", "cmp/01-two-mixers/run.json", "store/runs/" + run_id + "/entry.parquet", "store/twin-store.json",
                            "exported/events.parquet", "exported-csv/events.csv", "opt/best.yaml",
                            "opt/run/events.parquet", "map.yaml", "plant.db", "history.csv"}  # fmt: skip
     missing = expected_kinds - set(found)

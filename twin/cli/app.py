@@ -56,7 +56,7 @@ from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
 from twin.kpis.line import constraint_moved
 from twin.models import load_spec
-from twin.runfolder import check_new, write_run
+from twin.runfolder import atomic_folder, check_new, write_run
 from twin.spec.model import LineSpec
 from twin.spec.overrides import OverrideWarning
 
@@ -192,8 +192,9 @@ def compare_command(
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
         result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
         if out is not None:
-            for i, res in enumerate([result.baseline, *result.scenarios]):
-                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+            with atomic_folder(out) as folder:  # every scenario's run folder, or none
+                for i, res in enumerate([result.baseline, *result.scenarios]):
+                    write_run(res, folder / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {
