@@ -198,7 +198,8 @@ def test_sigterm_stops_a_sweep_with_whole_points_and_the_same_command_runs_the_r
     assert len(stored) < 10
     for run in stored:
         read_run(run)
-    assert not [p for p in (tmp_path / "st" / ".staging").iterdir()] if (tmp_path / "st" / ".staging").exists() else True
+    staging = tmp_path / "st" / ".staging"
+    assert not staging.exists() or not list(staging.iterdir()), "a save cut short left debris"
     again = subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=HANG)
     assert again.returncode == 0, again.stderr
     assert f"{len(stored)} already stored, {10 - len(stored)} to run" in again.stderr
