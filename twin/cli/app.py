@@ -41,7 +41,7 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.entry import RECEIVED, interrupt_exit_code, interrupt_message
+from twin.cli.entry import interrupt_exit_code, interrupt_message
 from twin.cli.render import (
     compare_table,
     console,
@@ -52,11 +52,11 @@ from twin.cli.render import (
     trace_tree,
 )
 from twin.cli.scenarios import parse_scenario
-from twin.errors import InputError, SpecError, Terminated, TwinError
+from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
 from twin.kpis.line import constraint_moved
 from twin.models import load_spec
-from twin.runfolder import check_new, write_run
+from twin.runfolder import atomic_folder, check_new, write_run
 from twin.spec.model import LineSpec
 from twin.spec.overrides import OverrideWarning
 
@@ -112,13 +112,12 @@ def main() -> None:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
         stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
         sys.exit(interrupt_exit_code(err))
-    except SystemExit as exit_:
-        if exit_.code != 130 or not RECEIVED:
+    except SystemExit as done:  # typer turns an interrupt in a command into a silent exit 130
+        interrupt = getattr(done.__context__, "__cause__", None)
+        if not isinstance(interrupt, KeyboardInterrupt):
             raise
-        # typer turns an interrupt inside a command into a silent exit 130: say which signal, and what was written
-        err = Terminated() if RECEIVED[-1] == "SIGTERM" else KeyboardInterrupt()
-        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
-        sys.exit(interrupt_exit_code(err))
+        stderr.print(interrupt_message(interrupt), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(interrupt))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
@@ -194,8 +193,9 @@ def compare_command(
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
         result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
         if out is not None:
-            for i, res in enumerate([result.baseline, *result.scenarios]):
-                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+            with atomic_folder(out) as folder:  # every scenario's run folder, or none
+                for i, res in enumerate([result.baseline, *result.scenarios]):
+                    write_run(res, folder / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {
