@@ -92,9 +92,10 @@ def twin() -> Iterator[Twin]:
 PROBLEM_LINE = re.compile(r"^(error: |--set |--scenario |[^:\s][^:]*(:\d+)?: )\S")
 
 
-def check(result: dict[str, Any], source: str | tuple[str, ...], what: str) -> str:
+def check(result: dict[str, Any], source: str | tuple[str, ...], what: str, kind: str = "validate") -> str:
     """The contract for one command; returns "ok" or "refused" and adds to the tally."""
     TALLY["tried"] += 1
+    TALLY[f"{kind}_tried"] += 1
     PEAKS["seconds"] = max(PEAKS["seconds"], result["seconds"])
     PEAKS["maxrss_mb"] = max(PEAKS["maxrss_mb"], result["maxrss_mb"])
     stderr = result["stderr"]
@@ -112,6 +113,7 @@ def check(result: dict[str, Any], source: str | tuple[str, ...], what: str) -> s
     if result["rc"] == 0:
         assert not problems, context
         TALLY["accepted"] += 1
+        TALLY[f"{kind}_accepted"] += 1
         return "ok"
     assert problems and all(PROBLEM_LINE.match(line) for line in problems), context
     sources = (source,) if isinstance(source, str) else source
@@ -277,7 +279,7 @@ def test_short_runs_of_mutated_specs_finish_or_are_refused_cleanly(twin, tmp_pat
     horizon, replications = options
     argv = ("run", "line.yaml", "--horizon", horizon, "--warmup", "0", "-r", replications, "--json", "--out", "run")
     result = twin(*argv, cwd=folder)
-    outcome = check(result, "line.yaml", f"{argv} on data of {case[0]}: {dump(case[1])[:3000]!r}")
+    outcome = check(result, "line.yaml", f"{argv} on data of {case[0]}: {dump(case[1])[:3000]!r}", "run")
     if outcome == "ok":
         assert "throughput_per_hour" in json.loads(result["stdout"])
     assert (folder / "run").is_dir() == (outcome == "ok")
