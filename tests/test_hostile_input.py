@@ -95,6 +95,7 @@ FILES = {
         LINE.replace("process_time: 1", "process_time: {dist: lognormal, mean: 1e-300, sd: 1}"),
         "sd must be at most 1e+06 times the mean",
     ),
+    "a field name that is not text": ("? \n" + LINE, "field names must be text (got None)"),
     "not UTF-8": (b"name: \xff\xfe\n", "not UTF-8 text"),
     "an impossible date": (LINE + "description: 0000-01-01\n", "cannot read '0000-01-01'"),
 }

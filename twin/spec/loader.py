@@ -114,6 +114,9 @@ def spec_from_data(
     if not isinstance(data, dict):
         got = "an empty file" if data is None else type(data).__name__
         raise SpecError([Problem(source, "", f"expected a mapping of spec fields at top level (got {got})")])
+    odd = [key for key in data if not isinstance(key, str)]  # pydantic fails on these at the top only
+    if odd:
+        raise SpecError([Problem(source, "", f"field names must be text (got {_short(key)})") for key in odd])
     data, origins, override_problems = apply_overrides_collecting(data, overrides)
     extra_problems = [*extra_problems, *override_problems]
     try:
