@@ -106,6 +106,7 @@ def test_sweep_names_and_runs_diff(tmp_path: Path, qc_line: Path):
         kpi = LINE_KPI[column]
         assert _row(diff.stdout, f"{kpi.label} [{kpi.unit}]")
     assert _row(diff.stdout, "OEE valued at").split()[-2:] == ["m2", "m1"]
+    assert _row(diff.stdout, "m2 OEE [%]") and _row(diff.stdout, "m1 availability [%]")  # labels, not keys
     assert "note: B: line OEE is valued at m1, the baseline's at m2" in diff.stdout
     data = json.loads(run_cli("runs", "diff", ids["one m2"], ids["two m2"], "--store", str(store), "--json").stdout)
     assert data["constraint"]["a"] == "m2" and data["constraint"]["b"] == "m1"

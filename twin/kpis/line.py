@@ -85,3 +85,14 @@ def constraint_moved(baseline: Mapping[str, Any], scenario: Mapping[str, Any], n
         f"{name}: line OEE is valued at {b}, the baseline's at {a}: the constraint moved, so the two OEE "
         f"figures are shares of different stations' time (compare throughput and output instead)"
     )
+
+
+FACTOR_LABELS = {"oee": "OEE", "utilization": "utilization", "availability": "availability",
+                 "performance": "performance", "quality": "quality"}  # fmt: skip
+"""How a station's factor reads in a table row: ``f"{station} {FACTOR_LABELS[factor]}"`` (a share, in %)."""
+
+
+def station_factor_label(key: str) -> str:
+    """``"coating.oee"`` -> ``"coating OEE"``."""
+    station, _, factor = key.rpartition(".")
+    return f"{station} {FACTOR_LABELS.get(factor, factor.replace('_', ' '))}"
