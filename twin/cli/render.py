@@ -57,7 +57,7 @@ def line_table(summary: dict[str, Any]) -> Table:
     for kpi in LINE_KPIS:
         if not kpi.row or not shown(kpi, [summary]):
             continue
-        unit = f"{kpi.unit}, {constraint_text(summary)}" if kpi.column == "oee" else kpi.unit
+        unit = ", ".join(filter(None, (kpi.unit, constraint_text(summary)))) if kpi.column == "oee" else kpi.unit
         table.add_row(kpi.label, _with_ci(stat(summary, kpi), kpi.digits, kpi.percent), unit)
         if kpi.column == "lead_time_hours":
             lead = summary["lead_time_hours"]

@@ -66,7 +66,10 @@ def constraint_of(summary: Mapping[str, Any]) -> str | None:
 
 
 def constraint_text(summary: Mapping[str, Any]) -> str:
-    """What line OEE is valued at, for a table's unit column: "valued at coating (the constraint)"."""
+    """What line OEE is valued at, for a table's unit column: "valued at coating, the constraint"
+    ("" for a summary stored by a twin that did not record it)."""
+    if "constraint" not in summary:
+        return ""
     station = constraint_of(summary)
     if station is None:
         return "no output to value"
