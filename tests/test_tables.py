@@ -158,3 +158,13 @@ def test_the_compare_page_says_where_line_oee_is_valued_and_does_not_colour_a_mo
     assert oee_delta.children[0].startswith("+18.8") and oee_delta.className == "same"
     for column in QUALITY_ROWS:
         assert f"compare-row-{column}" in rows
+
+
+def test_constraint_text_of_old_summaries_empty_runs_and_split_replications():
+    from twin.kpis.line import constraint_moved, constraint_text
+
+    assert constraint_text({}) == ""  # a summary stored before the constraint was recorded
+    assert constraint_text({"constraint": {"station": None, "replications": {"a": 0}}}) == "no output to value"
+    split = {"constraint": {"station": "a", "replications": {"a": 2, "b": 1}}}
+    assert constraint_text(split) == "valued at a, the constraint in 2 of 3 replications"
+    assert constraint_moved({}, split, "x") is None and constraint_moved(split, split, "x") is None
