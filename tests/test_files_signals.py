@@ -86,7 +86,7 @@ def test_every_output_honours_the_umask(tmp_path, umask):
     expected_kinds = {"runs/base/events.parquet", "scene/line.usdc", "scene/twin_assets/generic.usda",
                       "state/now.json", "cal/calibrated.yaml"}  # fmt: skip
     if umask == 0o022:
-        expected_kinds |= {"cmp", "store/runs/" + run_id + "/entry.parquet", "store/twin-store.json",
+        expected_kinds |= {"cmp/00-baseline/events.parquet", "cmp/01-two-mixers/run.json", "store/runs/" + run_id + "/entry.parquet", "store/twin-store.json",
                            "exported/events.parquet", "exported-csv/events.csv", "opt/best.yaml",
                            "opt/run/events.parquet", "map.yaml", "plant.db", "history.csv"}  # fmt: skip
     missing = expected_kinds - set(found)
@@ -144,10 +144,12 @@ def test_kill_9_debris_is_removed_by_the_next_write_to_the_same_place(tmp_path):
 # --- signals --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0])
+@pytest.mark.parametrize("delay", [0.5, 4.0, 10.0])
 def test_sigterm_stops_twin_run_like_ctrl_c(tmp_path, delay):
+    """While Python starts, while the CLI imports, and while the command runs (typer's own handling of an
+    interrupt in a command is a silent exit 130: the CLI says what happened instead)."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([TWIN, "run", "osd-tablet", "-r", "20", "--out", str(out)], cwd=ROOT,
+    proc = subprocess.Popen([TWIN, "run", "osd-tablet", "-r", "40", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
@@ -175,7 +177,7 @@ def test_sigint_stops_twin_run_when_inherited_as_ignored(tmp_path):
     proc = subprocess.Popen([TWIN, "run", "osd-tablet", "-r", "200", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=ignore_sigint)  # fmt: skip
-    time.sleep(3.0)
+    time.sleep(8.0)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=HANG)[1]
     assert proc.returncode == 130, err  # with SIGINT left ignored the 200 replications would run to the end: 0
@@ -196,7 +198,8 @@ def test_sigterm_stops_a_sweep_with_whole_points_and_the_same_command_runs_the_r
     assert len(stored) < 10
     for run in stored:
         read_run(run)
-    assert not [p for p in (tmp_path / "st" / ".staging").iterdir()] if (tmp_path / "st" / ".staging").exists() else True
+    staging = tmp_path / "st" / ".staging"
+    assert not staging.exists() or not list(staging.iterdir()), "a save cut short left debris"
     again = subprocess.run(sweep, cwd=tmp_path, capture_output=True, text=True, timeout=HANG)
     assert again.returncode == 0, again.stderr
     assert f"{len(stored)} already stored, {10 - len(stored)} to run" in again.stderr

@@ -291,7 +291,7 @@ def emulate_command(
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
-    async def main(stop: asyncio.Event) -> str | None:
+    async def main(stop: asyncio.Event) -> None:
         emu = PlantEmulator(
             line,
             tags,
@@ -312,11 +312,8 @@ def emulate_command(
             await emu.run(stop)
         finally:
             await emu.stop()
-        return emu.out_note
 
-    note = run_until_signal(main)
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    run_until_signal(main)
 
 
 # ---------------------------------------------------------------------------------------------------- sync

@@ -350,13 +350,14 @@ class PlantEmulator:
     def _write_out(self, stopping: bool = False) -> None:
         """Write the run to ``out`` once it has ended; ``stopping`` (a signal) ends it where it stands first.
 
-        ``out_note`` says what happened, for the command to print."""
+        ``out_note`` says what happened (and the log, as it happens)."""
         if self._written_out or self.out is None or not (self.run_.finished or stopping):
             return
         self._written_out = True
         if not self.run_.finished:
             if self.run_.now <= 0:
                 self.out_note = f"stopped before the run began: nothing written to {self.out}"
+                log.info(self.out_note)
                 return
             self.horizon = self.run_.now  # the run as far as it went
             self.run_.stop()
@@ -365,6 +366,7 @@ class PlantEmulator:
         write_run(RunResult(self.spec, log_, compute_kpis(log_), "emulator", (), settings), self.out)
         stopped = " (stopped there)" if stopping and self.horizon < self.planned_horizon else ""
         self.out_note = f"emulator run written to {self.out}: {format_hours(self.horizon)} of plant time{stopped}"
+        log.info(self.out_note)
 
     async def stop(self) -> None:
         if self.server is not None:

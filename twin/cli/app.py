@@ -56,7 +56,7 @@ from twin.errors import InputError, SpecError, TwinError
 from twin.experiment import compare, run
 from twin.kpis.line import constraint_moved
 from twin.models import load_spec
-from twin.runfolder import check_new, write_run
+from twin.runfolder import atomic_folder, check_new, write_run
 from twin.spec.model import LineSpec
 from twin.spec.overrides import OverrideWarning
 
@@ -112,10 +112,17 @@ def main() -> None:
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
         stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
         sys.exit(interrupt_exit_code(err))
+    except SystemExit as done:  # typer turns an interrupt in a command into a silent exit 130
+        interrupt = getattr(done.__context__, "__cause__", None)
+        if not isinstance(interrupt, KeyboardInterrupt):
+            raise
+        stderr.print(interrupt_message(interrupt), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(interrupt))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
-        stderr.print(f"internal error: {err.__class__.__name__}: {err} (set TWIN_DEBUG=1 for details)", markup=False)
+        message = " ".join(f"{err.__class__.__name__}: {err}".split())[:300]
+        stderr.print(f"internal error: {message} (set TWIN_DEBUG=1 for details)", markup=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -186,8 +193,9 @@ def compare_command(
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
         result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
         if out is not None:
-            for i, res in enumerate([result.baseline, *result.scenarios]):
-                write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+            with atomic_folder(out) as folder:  # every scenario's run folder, or none
+                for i, res in enumerate([result.baseline, *result.scenarios]):
+                    write_run(res, folder / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {

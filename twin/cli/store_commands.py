@@ -302,7 +302,7 @@ def sweep_command(
             runner.run(update, on_backend=lambda backend: say(f"running {backend}"))
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
         run_store.clear_work(mine=True)  # a save cut short leaves no debris either
-        done = runner.reused + runner.ran
+        done = len(run_store.find_points(p.key for p in sweep.unique_points()))  # a save may end as the signal lands
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         say(f"{what}: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
             "run the same command again to run the rest")  # fmt: skip
