@@ -200,6 +200,8 @@ def _rank6(x: np.ndarray, p: float) -> float:
 
 @dataclass(frozen=True)
 class Forecast:
+    """Forecast runs from a snapshot: their log and KPIs, totals per run, and each live batch's times per run."""
+
     snapshot: Snapshot
     horizon: float  # hours from the snapshot
     log: EventLog  # the forecast runs; their window starts at the snapshot

@@ -187,9 +187,9 @@ def _forecasts(data: dict[str, Any]) -> Any:
     summary = accuracy([s for s in fc["score"] if s])
     head = html.P(
         f"{len(fc)} forecasts made, {summary['forecasts']} scored. Batch completion error "
-        f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the 90% intervals "
-        f"covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches and "
-        f"{percent(summary['completed_coverage'])} of the batch counts.",
+        f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the batch intervals "
+        f"(5th-95th percentile) covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches "
+        f"and the 90% count intervals {percent(summary['completed_coverage'])} of the batch counts.",
         id="live-forecast-summary",
     )
     rows = []

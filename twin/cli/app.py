@@ -121,7 +121,8 @@ def main() -> None:
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
-        stderr.print(f"internal error: {err.__class__.__name__}: {err} (set TWIN_DEBUG=1 for details)", markup=False)
+        message = " ".join(f"{err.__class__.__name__}: {err}".split())[:300]
+        stderr.print(f"internal error: {message} (set TWIN_DEBUG=1 for details)", markup=False, soft_wrap=True)
         sys.exit(1)
 
 

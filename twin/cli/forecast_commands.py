@@ -71,9 +71,16 @@ def snapshot_command(
     snapshot.save(out)
     busy = sum(1 for u in snapshot.units if u.batch >= 0)
     waiting = sum(len(b) for b in snapshot.buffers.values())
+    unknown = sum(1 for b in snapshot.batches.values() if b.released is None)
+    before = sum(1 for u in snapshot.units if u.started_before_data)
+    note = (
+        f"; from before the data begin: {unknown} release time(s) unknown, {before} batch(es) started earlier"
+        if unknown or before
+        else ""
+    )
     typer.echo(
         f"{out}: {snapshot.line} at {snapshot.time:g} h: {busy} units holding a batch, {waiting} batches waiting, "
-        f"{len(snapshot.quarantine)} in quarantine"
+        f"{len(snapshot.quarantine)} in quarantine{note}"
     )
 
 

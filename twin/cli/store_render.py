@@ -132,7 +132,7 @@ def info_table(info: Mapping[str, Any], path: str) -> Table:
         if value in (None, [], {}):
             continue
         if key in ("horizon", "warmup"):
-            value = f"{value:g} h"
+            value = f"{value:,.2f}".rstrip("0").rstrip(".") + " h"
         elif key == "overrides":
             value = "\n".join(value)
         elif key == "tags":

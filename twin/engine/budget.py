@@ -117,6 +117,16 @@ def format_count(value: float) -> str:
     return f"{value:,.0f}" if value < 1e5 else f"{value:.2g}".replace("e+0", "e").replace("e+", "e")
 
 
+def _round_up(value: float) -> str:
+    """A number for ``--max-events``, two significant digits, rounded up: 1322 -> 1400, 1.53e8 -> 1.6e8."""
+    step = 10 ** max(math.floor(math.log10(value)) - 1, 0)
+    rounded = math.ceil(value / step) * step
+    if rounded < 1e6:
+        return str(rounded)
+    mantissa, exponent = f"{rounded:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def check_budget(
     spec: LineSpec, horizon: float | None, replications: int, max_events: float | None = DEFAULT_MAX_EVENTS
 ) -> WorkEstimate:
@@ -130,7 +140,7 @@ def check_budget(
         what += f" ({replications} replications of {format_count(work.events_per_replication)})"
     if max_events is not None and work.events > max_events:
         override = (
-            f"; give --max-events {format_count(work.events * 1.1)} to run it anyway, or"
+            f"; give --max-events {_round_up(work.events * 1.1)} to run it anyway, or"
             if work.events < 1e15
             else " (a duration near zero?); give"
         )

@@ -61,10 +61,11 @@ def _replication_kpis(
     f = flow(cols, len(stations) - 1, start, end)
     q = quality(cols, f.origin, start, end)
     intervals = unit_intervals(cols, start, end)
-    equipment = station_states(cols, intervals, units, start, end)
+    credit = credited_ideal(cols, start, end)
+    equipment = station_states(cols, intervals, units, start, end, credit)
     s = equipment.stations
     b = bottlenecks(intervals, units, start, end)
-    oee, constraint = line_oee(cols, units, f.exit_products, f.exit_quantity, start, end)
+    oee, constraint = line_oee(cols, units, f.exit_products, f.exit_quantity, start, end, credit, intervals)
     row: dict[str, Any] = {
         "replication": replication,
         "window_start": start,
@@ -110,7 +111,14 @@ def _replication_kpis(
 
 
 def line_oee(
-    cols: Any, units: list[int], exit_products: np.ndarray, exit_quantity: np.ndarray, start: float, end: float
+    cols: Any,
+    units: list[int],
+    exit_products: np.ndarray,
+    exit_quantity: np.ndarray,
+    start: float,
+    end: float,
+    credit: np.ndarray | None = None,
+    intervals: Any = None,
 ) -> tuple[float, int]:
     """Line OEE over the window and the station it is valued at (-1: none).
 
@@ -120,7 +128,8 @@ def line_oee(
     the good units that left the line in the window; line OEE is those hours over the window, but
     never more than the ideal hours the constraint itself earned in the window (output drained
     from buffers filled before the window, or a batch the window holds only the end of, is not the
-    window's work). It lies in [0, 1] by construction.
+    window's work). It lies in [0, 1] by construction. ``credit`` and ``intervals`` (from
+    ``credited_ideal`` and ``unit_intervals``) spare computing them again.
     """
     finished = (cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.product >= 0)
     if not finished.any():
@@ -141,8 +150,9 @@ def line_oee(
     if not needed.any():
         return 0.0, -1
     constraint = int(np.argmax(needed))
-    earned = float(credited_ideal(cols, start, end)[cols.station == constraint].sum())
-    busy = unit_intervals(cols, start, end)
+    credit = credited_ideal(cols, start, end) if credit is None else credit
+    earned = float(credit[cols.station == constraint].sum())
+    busy = unit_intervals(cols, start, end) if intervals is None else intervals
     processing = (busy.station == constraint) & (busy.state == STATE["processing"])
     for unit in range(units[constraint]):  # a batch still in process at the window's end: its hours so far
         mine = (cols.station == constraint) & (cols.unit == unit) & (cols.batch >= 0)
@@ -162,8 +172,9 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
 
     def ci(column: str) -> dict[str, Any]:
         out = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
-        if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS:  # a share's interval stays in [0, 1]
-            out["ci95"] = [None if x is None else min(max(x, 0.0), 1.0) for x in out["ci95"]]
+        # every KPI is a count, a rate, a time or a share: its interval stays >= 0, and a share's <= 1
+        top = 1.0 if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS else np.inf
+        out["ci95"] = [None if x is None else float(min(max(x, 0.0), top)) for x in out["ci95"]]
         return out
 
     def mean(column: str) -> float | None:

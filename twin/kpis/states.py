@@ -1,6 +1,7 @@
 """Equipment time by state, utilization and OEE per station, as ISO 22400-2 defines them.
 
-For each station over the window, summed over its units:
+For each station over the window, summed over its units (a unit's time is the window, or the part
+of it from the unit's first state row on, when a plant feed's first value came later):
 
 - planned busy time PBT = units x window length - time in planned-down states (``idle``: no work
   planned); actual production time APT = time in ``processing``;
@@ -68,7 +69,7 @@ class Oee:
     """State shares and OEE factors of a set of equipment (stations, or single units), one row each."""
 
     hours: np.ndarray  # [equipment, state]
-    fractions: np.ndarray  # hours / (units x window length)
+    fractions: np.ndarray  # hours / (units x window length): the shares of each row sum to 1
     utilization: np.ndarray
     availability: np.ndarray
     performance: np.ndarray
@@ -83,9 +84,14 @@ class StationStates:
 
 
 def station_states(
-    cols: Columns, intervals: UnitIntervals, units: list[int], start: float, end: float
+    cols: Columns,
+    intervals: UnitIntervals,
+    units: list[int],
+    start: float,
+    end: float,
+    credit: np.ndarray | None = None,
 ) -> StationStates:
-    """State time and OEE factors over the window, per unit and per station."""
+    """State time and OEE factors over the window, per unit and per station (``credit``: ``credited_ideal``'s)."""
     length = end - start
     offsets = np.concatenate(([0], np.cumsum(units)[:-1])).astype(np.int64)
     n_units = int(sum(units))
@@ -102,7 +108,7 @@ def station_states(
         return np.bincount(index, weights=np.nan_to_num(values[rows]), minlength=n_units)
 
     finished = in_window & (cols.event == EVENT["finish"])
-    credit = credited_ideal(cols, start, end)
+    credit = credited_ideal(cols, start, end) if credit is None else credit
     ideal = per_unit(credit > 0, credit)
     produced = per_unit(finished, cols.quantity)
     made_here = cols.batch * (len(units) + 1) + cols.station
@@ -111,7 +117,10 @@ def station_states(
     for name in QUALITY_LOSS_EVENTS:
         rejected += per_unit(in_window & own & (cols.event == EVENT[name]), cols.quantity)
 
-    unit_totals = (hours, np.full(n_units, length), ideal, produced, rejected)
+    # each unit's capacity is the time the log holds its state: the window, unless a plant feed's
+    # first state value of the unit came later (what came before is not known, so not counted)
+    observed = np.minimum(hours.sum(axis=1), length)
+    unit_totals = (hours, observed, ideal, produced, rejected)
     station_totals = tuple(np.add.reduceat(x, offsets, axis=0) for x in unit_totals)
     return StationStates(stations=_oee(*station_totals), units=_oee(*unit_totals))
 
@@ -123,10 +132,12 @@ def _oee(hours: np.ndarray, capacity: np.ndarray, ideal: np.ndarray, produced: n
         availability = production / planned_busy
         performance = np.minimum(ideal / production, 1.0)
         quality = np.where(produced > 0, np.clip((produced - rejected) / produced, 0.0, 1.0), np.nan)
+        fractions = hours / capacity[:, None]
+        utilization = production / capacity
     return Oee(
         hours=hours,
-        fractions=hours / capacity[:, None],
-        utilization=production / capacity,
+        fractions=fractions,
+        utilization=utilization,
         availability=availability,
         performance=performance,
         quality=quality,
@@ -138,9 +149,11 @@ def credited_ideal(cols: Columns, start: float, end: float) -> np.ndarray:
     """Per row: the ideal hours a ``finish`` row earns in the window (start, end], 0 on other rows.
 
     A batch's ideal time is spread over its processing on the unit, from its ``start`` row to its
-    ``finish`` (down time excluded), and the window earns the share that lies in it. A batch
-    whose ``start`` row is missing or lies at the log's first time may have begun earlier (a plant
-    joined mid-batch): it earns at most the processing hours the window holds.
+    ``finish`` (down time excluded), and the window earns the share that lies in it. Without a
+    ``start`` row (a plant whose unit stayed ``processing`` from one batch to the next), processing
+    begins after the unit's previous ``finish``. A batch whose processing may have begun before the
+    log (no earlier row to bound it, or a start at the log's first time: a plant joined mid-batch)
+    earns at most the processing hours the window holds.
     """
     credit = np.zeros(len(cols.time))
     finish = np.flatnonzero((cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.unit >= 0))
@@ -168,9 +181,13 @@ def credited_ideal(cols: Columns, start: float, end: float) -> np.ndarray:
         rows = finish[(cols.station[finish] == station) & (cols.unit[finish] == unit)]
         started = starts[(cols.station[starts] == station) & (cols.unit[starts] == unit)]
         last_start = lookup(*_last(cols.batch[started], cols.time[started]), cols.batch[rows], np.nan)
-        t_finish = cols.time[rows]
-        censored = np.isnan(last_start) | (last_start > t_finish) | (last_start <= first_time)
+        t_finish = cols.time[rows]  # rows in time order: each finish's predecessor is the unit's previous one
+        previous = np.concatenate(([-np.inf], t_finish[:-1]))
+        # the batch's processing began at its start row or, where a plant feed has none (the state stayed
+        # `processing` from one batch to the next), after the unit's previous finish
         t_start = np.where(np.isnan(last_start) | (last_start > t_finish), -np.inf, last_start)
+        t_start = np.maximum(t_start, previous)
+        censored = t_start <= first_time
         total = worked(t_finish) - worked(t_start)
         held = worked(np.clip(t_finish, start, end)) - worked(np.clip(t_start, start, end))
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -148,6 +148,11 @@ class LogNormal(_Dist):
     mean: PositiveDuration
     sd: PositiveDuration
 
+    @model_validator(mode="after")
+    def _spread(self, info: ValidationInfo) -> LogNormal:
+        _check_cv(self._h(self.sd, context_time_unit(info)) / self._h(self.mean, context_time_unit(info)), 0, 1e6)
+        return self
+
     def mean_hours(self, time_unit: str) -> float:
         return self._h(self.mean, time_unit)
 
@@ -165,6 +170,12 @@ class Gamma(_Dist):
     mean: PositiveDuration
     sd: PositiveDuration
 
+    @model_validator(mode="after")
+    def _spread(self, info: ValidationInfo) -> Gamma:
+        # shape 1e-2..1e12: a smaller shape draws mostly exact zeros (a run that never advances)
+        _check_cv(self._h(self.sd, context_time_unit(info)) / self._h(self.mean, context_time_unit(info)), 1e-6, 10)
+        return self
+
     def mean_hours(self, time_unit: str) -> float:
         return self._h(self.mean, time_unit)
 
@@ -172,6 +183,12 @@ class Gamma(_Dist):
         mean, sd = self._h(self.mean, time_unit), self._h(self.sd, time_unit)
         shape, scale = (mean / sd) ** 2, sd * sd / mean
         return lambda rng, n: rng.gamma(shape, scale, n)
+
+
+def _check_cv(cv: float, low: float, high: float) -> None:
+    if not low <= cv <= high:
+        bound = f"between {low:g} and {high:g}" if low > 0 else f"at most {high:g}"
+        raise ValueError(f"sd must be {bound} times the mean (got {cv:.3g} times)")
 
 
 class Weibull(_Dist):
