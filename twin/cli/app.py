@@ -15,15 +15,12 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from twin import __version__
-from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
@@ -38,24 +35,25 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.render import compare_table, console, line_table, oee_table, station_table, trace_tree
+from twin.cli.lazy import LazyGroup, new_app
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
-from twin.experiment import compare, run
-from twin.models import load_spec
-from twin.runfolder import write_run
-from twin.spec.model import LineSpec
+
+if TYPE_CHECKING:
+    from twin.spec.model import LineSpec
+
+# Heavy libraries (pandas, scipy, the engine) load inside the commands that use them, and the other
+# command modules and plug-ins load when called (twin.cli.lazy): `twin --help`, `version` and
+# `validate` start quickly (tests/test_cli_start.py).
 
 
 def build_app() -> typer.Typer:
-    """The CLI with the core commands and every registered plug-in command."""
-    app = typer.Typer(
+    """The CLI: the core commands here, the others (core modules and plug-ins) loaded when called."""
+    app = new_app(
         name="twin",
         help="A digital twin of pharmaceutical production lines.",
-        add_completion=False,
         no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
+        cls=LazyGroup,
     )
     app.command("run")(run_command)
     app.command("compare")(compare_command)
@@ -64,12 +62,7 @@ def build_app() -> typer.Typer:
     app.command("models")(models_command)
     app.command("trace")(trace_command)
     app.command("version")(version_command)
-    forecast_commands.register(app)
-    import_module("twin.cli.store_commands").register(app)  # runs, sweep; imported here as it imports this module
-    calibrate_commands.register(app)
-    for entry in entry_points(group="twin.commands"):
-        entry.load()(app)
-    return app
+    return app  # the other commands are added on use: twin.cli.lazy.CORE and the twin.commands entry points
 
 
 def main() -> None:
@@ -111,6 +104,11 @@ def run_command(
     out: OutOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
+    from twin.cli.render import console, line_table, oee_table, station_table
+    from twin.experiment import run
+    from twin.models import load_spec
+    from twin.runfolder import write_run
+
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
     with progress_bar(f"simulating {line.name}") as update:
@@ -144,6 +142,11 @@ def compare_command(
     ] = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    from twin.cli.render import compare_table, console
+    from twin.experiment import compare
+    from twin.models import load_spec
+    from twin.runfolder import write_run
+
     line = load_spec(spec, set_ or ())
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
@@ -178,6 +181,8 @@ def compare_command(
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec file; print every problem (exit 2) or a one-line summary."""
+    from twin.models import load_spec
+
     line = load_spec(spec, set_ or ())
     units = sum(s.units for s in line.stations)
     typer.echo(
@@ -188,6 +193,8 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
 
 def schema_command() -> None:
     """Print the JSON Schema of line specs (for editors that check YAML as you type)."""
+    from twin.spec.model import LineSpec
+
     schema = LineSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     _emit_json(schema)
@@ -198,6 +205,8 @@ def models_command() -> None:
     from rich.table import Table
 
     import plant_models
+    from twin.cli.render import console
+    from twin.models import load_spec
 
     table = Table(title="Built-in plant models")
     for column in ("name", "stations", "products", "description"):
@@ -217,6 +226,7 @@ def trace_command(
 ) -> None:
     """Print a batch's full history up and down its genealogy tree (splits and merges)."""
     from twin.runfolder import read_log
+    from twin.cli.render import console, trace_tree
     from twin.trace import trace
 
     result = trace(read_log(run_dir), batch, replication)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from twin.eventlog import STATES
-from twin.stats import Interval
+if TYPE_CHECKING:
+    from twin.stats import Interval
 
 LINE_ROWS = (
     ("Throughput", "throughput_per_hour", "batches/h", 4),
@@ -64,6 +64,8 @@ def line_table(summary: dict[str, Any]) -> Table:
 
 def station_table(summary: dict[str, Any]) -> Table:
     """Per-station share of time in each state (means over replications, percent)."""
+    from twin.eventlog import STATES
+
     states = [s for s in STATES if any((st["states"].get(s) or 0) > 0 for st in summary["stations"].values())]
     table = _table("Station states (% of time, means over replications)")
     table.add_column("station", no_wrap=True)
