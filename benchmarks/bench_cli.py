@@ -61,7 +61,7 @@ def main() -> None:
         if args.before:
             variants = {f"before ({args.before})": extract(args.before, Path(tmp)), **variants}
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for variant, root in variants.items():  # one warm-up of each (file cache, .pyc)
+        for root in variants.values():  # one warm-up of each (file cache, .pyc)
             for command in COMMANDS.values():
                 timed(root, command)
         for i in range(args.rounds):

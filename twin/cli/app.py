@@ -35,7 +35,7 @@ from twin.cli.common import (
     progress_bar,
     stderr,
 )
-from twin.cli.lazy import LazyGroup, new_app
+from twin.cli.lazy import LazyGroup, lazy_group, new_app
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
 
@@ -68,7 +68,7 @@ def build_app() -> typer.Typer:
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
     try:
-        build_app()(prog_name="twin")
+        lazy_group(build_app())(prog_name="twin")
     except SpecError as err:
         for problem in err.problems:
             stderr.print(str(problem), markup=False, highlight=False, soft_wrap=True)
@@ -225,8 +225,8 @@ def trace_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a batch's full history up and down its genealogy tree (splits and merges)."""
-    from twin.runfolder import read_log
     from twin.cli.render import console, trace_tree
+    from twin.runfolder import read_log
     from twin.trace import trace
 
     result = trace(read_log(run_dir), batch, replication)

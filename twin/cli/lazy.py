@@ -16,14 +16,15 @@ installation whose metadata still names plug-ins rather than commands).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+from typer.models import CommandInfo
 
 #: Core command modules that load on use: command name -> "module:register".
 CORE = {
@@ -83,25 +84,55 @@ def new_app(**kwargs: Any) -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, **kwargs)
 
 
-def registered(register: Register) -> dict[str, click.Command]:
+def registered(register: Register) -> dict[str, Any]:
     """The click commands that one ``register`` function adds, by name."""
     scratch = new_app()
     register(scratch)
     return dict(typer.main.get_group(scratch).commands)
 
 
+def lazy_group(app: typer.Typer) -> LazyGroup:
+    """``app`` (made with ``cls=LazyGroup``) as a click group that builds each command when it is used.
+
+    Typer turns every parameter of every command into a click parameter up front; here only the called
+    command's are, and ``--help`` lists the commands from their docstrings.
+    """
+    infos, app.registered_commands = app.registered_commands, []
+    try:
+        group = typer.main.get_group(app)
+    finally:
+        app.registered_commands = infos
+    assert isinstance(group, LazyGroup), "the app needs cls=LazyGroup"
+    group._pending = {_name(info): info for info in infos}
+    group._settings = {"pretty_exceptions_short": app.pretty_exceptions_short, "rich_markup_mode": app.rich_markup_mode}
+    return group
+
+
+def _name(info: CommandInfo) -> str:
+    return info.name or typer.main.get_command_name(info.callback.__name__)  # type: ignore[union-attr]
+
+
+def _short_help(text: str, limit: int) -> str:
+    return TyperCommand(name="", help=text).get_short_help_str(limit)
+
+
 class LazyGroup(TyperGroup):
     """The top-level ``twin`` group: eager commands as usual, lazy ones imported when called."""
 
+    _pending: dict[str, CommandInfo] = {}  # noqa: RUF012 (replaced per instance by lazy_group)
+    _settings: dict[str, Any] = {}  # noqa: RUF012
     _lazy: dict[str, Lazy] | None = None
     _plugins: Callable[[], dict[str, Lazy]] = staticmethod(plugin_commands)
+
+    def _known(self) -> list[str]:
+        return [*self.commands, *(name for name in self._pending if name not in self.commands)]
 
     def lazy(self) -> dict[str, Lazy]:
         """Lazy commands not loaded yet, by name (reading the entry points on first use)."""
         if self._lazy is None:
             found = {name: _from_target(target) for name, target in CORE.items()}
             for name, entry in self._plugins().items():
-                if name in self.commands or name in found:
+                if name in self._known() or name in found:
                     continue  # a core command wins over a plug-in of the same name
                 found[name] = entry
             self._lazy = {}
@@ -112,41 +143,55 @@ class LazyGroup(TyperGroup):
                     self._add(registered(entry.load()))  # unknown plug-in: import it to learn its commands
         return self._lazy
 
-    def _add(self, commands: dict[str, click.Command]) -> None:
+    def _add(self, commands: dict[str, Any]) -> None:
         for name, command in commands.items():
             self.commands.setdefault(name, command)
             if self._lazy is not None:
                 self._lazy.pop(name, None)
 
     def _load(self, names: Iterable[str]) -> None:
-        """Import the ``register`` functions of these lazy commands (each target once)."""
+        """Build pending core commands; import the ``register`` functions of lazy ones (each target once)."""
         targets: dict[str, Lazy] = {}
         for name in names:
+            if name in self._pending:
+                info = self._pending.pop(name)
+                self.commands[name] = typer.main.get_command_from_info(info, **self._settings)
+                continue
             entry = self.lazy().get(name)
             if entry is not None:
                 targets.setdefault(entry.target, entry)
         for entry in targets.values():
             self._add(registered(entry.load()))
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         lazy = self.lazy()  # first: an unknown plug-in is imported here and adds its commands
-        return [*self.commands, *(name for name in lazy if name not in self.commands)]
+        known = self._known()
+        return [*known, *(name for name in lazy if name not in known)]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
         if cmd_name not in self.commands:
             self._load([cmd_name])
         if cmd_name not in self.commands:  # perhaps a plug-in registered under another entry name
             self._load(list(self.lazy()))
         return self.commands.get(cmd_name)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list of ``--help``: lazy commands by their line in ``SHORT_HELP``, not imported."""
-        lazy = [name for name in self.lazy() if name not in self.commands]  # first, as in list_commands
-        eager = [(name, cmd) for name, cmd in self.commands.items() if not cmd.hidden]
-        if not eager and not lazy:
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        """The command list of ``--help``, from docstrings and ``SHORT_HELP``: nothing built or imported."""
+        names = self.list_commands(ctx)
+        if not names:
             return
-        limit = formatter.width - 6 - max(len(name) for name in [*(n for n, _ in eager), *lazy])
-        rows = [(name, cmd.get_short_help_str(limit)) for name, cmd in eager]
-        rows += [(name, click.utils.make_default_short_help(SHORT_HELP[name], limit)) for name in lazy]
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                if not self.commands[name].hidden:
+                    rows.append((name, self.commands[name].get_short_help_str(limit)))
+            elif name in self._pending:
+                info = self._pending[name]
+                if not info.hidden:
+                    text = info.short_help or info.help or inspect.getdoc(info.callback) or ""
+                    rows.append((name, _short_help(text, limit)))
+            else:
+                rows.append((name, _short_help(SHORT_HELP[name], limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)

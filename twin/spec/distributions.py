@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import numpy as np
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationInfo, model_validator
 
 from twin.durations import to_hours
 from twin.spec.types import NonNegativeDuration, PositiveDuration, SpecModel, context_time_unit
 
-Sampler = Callable[[np.random.Generator, int], np.ndarray]
+if TYPE_CHECKING:  # numpy loads with the first sampler, so that `twin validate` starts quickly
+    import numpy as np
+
+Sampler = Callable[["np.random.Generator", int], "np.ndarray"]
 
 
 class _Dist(SpecModel):
@@ -47,6 +49,8 @@ class Constant(_Dist):
         return self._h(self.value, time_unit)
 
     def sampler(self, time_unit: str) -> Sampler:
+        import numpy as np
+
         v = self._h(self.value, time_unit)
         return lambda rng, n: np.full(n, v)
 
@@ -201,9 +205,13 @@ class Empirical(_Dist):
         return self
 
     def mean_hours(self, time_unit: str) -> float:
+        import numpy as np
+
         return float(np.mean([self._h(v, time_unit) for v in self.values]))
 
     def sampler(self, time_unit: str) -> Sampler:
+        import numpy as np
+
         values = np.array([self._h(v, time_unit) for v in self.values])
         return lambda rng, n: rng.choice(values, n)
 
