@@ -11,6 +11,7 @@ A bare duration (``2 h`` or ``1.5``) stands for a constant.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -274,12 +275,14 @@ Distribution = Annotated[
     _Bare,
 ]
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Distribution)
+@functools.cache
+def _adapter() -> TypeAdapter[Any]:
+    return TypeAdapter(Distribution)  # built on first use: spec models defer theirs too (twin.spec.types)
 
 
 def parse_distribution(value: Any, time_unit: str = "h") -> _Dist:
     """Validate one distribution (a dict, a bare duration) outside a spec."""
-    return _ADAPTER.validate_python(value, context={"time_unit": time_unit})
+    return _adapter().validate_python(value, context={"time_unit": time_unit})
 
 
 DistributionModel = _Dist
