@@ -1,19 +1,17 @@
 """The CLI starts quickly: the light commands import no heavy library, other commands load when called.
 
-Import checks run the real ``twin`` console script under ``python -X importtime``, which lists every module
-the process imports. Timings are in ``benchmarks/bench_cli.py``, not here.
+Import checks run the real ``twin`` console script in its own process and read its ``sys.modules`` at exit
+(tests/start_helpers.py). Timings are in ``benchmarks/bench_cli.py``, not here.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tomllib
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from start_helpers import imported_modules
 
 from twin.cli.app import build_app
 from twin.cli.lazy import CORE, ENTRY_POINT_GROUP, SHORT_HELP, Lazy, LazyGroup, lazy_group, registered
@@ -23,18 +21,6 @@ HEAVY = {"scipy", "pandas", "pyarrow", "jax", "dask", "distributed", "dash", "fl
 PLUGIN_PACKAGES = {"connectors", "optimizers", "dashboards"}
 
 pytestmark = pytest.mark.fast
-
-
-def imported_modules(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
-    """Every module that the real ``twin ARGS`` imports, and the finished process."""
-    script = Path(sys.executable).parent / "twin"
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", str(script), *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
-    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    modules.discard("imported package")
-    return modules, done
 
 
 def pyproject_commands() -> dict[str, str]:

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pandas as pd
 import psutil
 import pytest
 from conftest import run_cli
+from start_helpers import imported_modules
 from store_helpers import BIN, assert_same_runs, popen, stop, stored_count, wait_for, write_line
 
 from twin.errors import InputError, SpecError
@@ -243,12 +243,11 @@ def test_auto_starts_a_cluster_only_when_the_work_left_saves_more_than_its_start
 def test_a_small_sweep_runs_in_process_and_never_imports_dask(tmp_path):
     line = write_line(tmp_path)
     args = ["sweep", str(line), "--grid", "stations.s2.buffer=0..2", "-r", "2", "--store", str(tmp_path / "s"), "--json"]
-    done = subprocess.run([sys.executable, "-X", "importtime", str(BIN / "twin"), *args], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    modules, done = imported_modules(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "running in this process" in done.stderr and json.loads(done.stdout)["backend"] == "in this process"
-    imported = {ln.split("|")[-1].strip().split(".")[0] for ln in done.stderr.splitlines() if ln.startswith("import time")}
-    assert "twin" in imported and not imported & {"distributed", "dask"}
+    imported = {m.split(".")[0] for m in modules}
+    assert "twin.engine" in modules and not imported & {"distributed", "dask"}
 
 
 def test_a_sweep_moves_to_a_local_cluster_once_it_pays_with_the_same_results(tmp_path, monkeypatch):
