@@ -22,6 +22,7 @@ from twin.spec.model import LineSpec
 from twin.spec.overrides import apply_overrides_collecting
 
 Loc = tuple[str | int, ...]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: 5x faster, same nodes and marks
 
 
 def load_yaml(path: str | Path) -> tuple[Any, dict[Loc, int]]:
@@ -54,7 +55,7 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
 
 
 def _parse(text: str, source: str) -> tuple[Any, dict[Loc, int], list[Problem]]:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
