@@ -2,7 +2,8 @@
 
 A command group of the ``twin`` CLI is either *eager* (defined in ``twin.cli.app``, light to import) or
 *lazy*: known by name and one line of help, its module imported only when the command is called (or its
-own ``--help`` is asked for). Lazy commands come from two places:
+own ``--help`` is asked for). Eager commands too are built into click commands (their parameters
+checked by typer with pydantic) only when called: ``lazy_group``. Lazy commands come from two places:
 
 - ``CORE``: the core's own heavier command modules (run store, sweeps, calibration, forecasts);
 - the ``twin.commands`` entry points: one entry per command, named as the command, whose value is a
