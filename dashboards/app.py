@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -23,12 +23,14 @@ from dash import Input, Output, State, html, set_props
 from dashboards import layout
 from dashboards.data import RunCache
 from dashboards.formatting import run_label
+from dashboards.historians import HistorianAccess
 from dashboards.pages import PAGE_MODULES, Page, load_pages
 from twin.errors import TwinError
 from twin.store import RunStore
 
 log = logging.getLogger("twin.dashboard")
 ASSETS = Path(__file__).parent / "assets"
+MAX_REQUEST_BODY = 4 * 1024 * 1024  # bytes; a callback's request is a few KB, a big what-if form some 100 KB
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Context:
     cache: RunCache
     jobs: dash.DiskcacheManager
     work_dir: Path  # the app's scratch folder (downloads built on demand, job state)
-    historian: Path | None = None  # a plant historian (`twin sync --historian`) for the Live and forecast pages
+    historians: HistorianAccess = field(default_factory=HistorianAccess)  # what the Live and forecast pages may open
 
 
 def create_app(
@@ -47,12 +49,14 @@ def create_app(
     users: Mapping[str, str] | None = None,
     work_dir: str | Path | None = None,
     pages: tuple[str, ...] = PAGE_MODULES,
-    historian: str | Path | None = None,
+    historians: Sequence[str | Path] = (),
+    historian_dir: str | Path | None = None,
 ) -> dash.Dash:
     """A Dash app over the run store at ``store_dir`` (created if missing).
 
     ``users`` maps user names to password hashes (``dashboards.auth``); when given, every request
-    needs HTTP basic authentication.
+    needs HTTP basic authentication. The pages open only the plant historians in ``historians`` and
+    under ``historian_dir``. A request body over ``MAX_REQUEST_BODY`` is refused (413).
     """
     import diskcache
 
@@ -60,7 +64,8 @@ def create_app(
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="twin-dashboard-"))
     work.mkdir(parents=True, exist_ok=True)
     jobs = dash.DiskcacheManager(diskcache.Cache(str(work / "jobs")))
-    ctx = Context(store, RunCache(store), jobs, work, Path(historian) if historian else None)
+    access = HistorianAccess(tuple(Path(h) for h in historians), Path(historian_dir) if historian_dir else None)
+    ctx = Context(store, RunCache(store), jobs, work, access)
     registered = load_pages(pages)
 
     app = dash.Dash(
@@ -72,6 +77,7 @@ def create_app(
         on_error=_show_error,
         update_title=None,
     )
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BODY  # any WSGI server; waitress refuses earlier
     app.layout = layout.shell(registered, str(store.root))
     if users:
         from dashboards.auth import require_auth

@@ -1,9 +1,11 @@
 """``twin dashboard`` and ``twin dashboard-user``: serve the dashboard, manage its users.
 
     twin dashboard [--store DIR] [--host 127.0.0.1] [--port 8050] [--users FILE]
+                   [--historian FILE ...] [--historian-dir DIR]
     twin dashboard-user add NAME [--users FILE]     # asks for the password twice
 
-Binding anything but a loopback address requires a users file with at least one user.
+Binding anything but a loopback address requires a users file with at least one user. The pages
+open only the historians given here; request bodies over ``dashboards.app.MAX_REQUEST_BODY`` are refused.
 """
 
 from __future__ import annotations
@@ -53,7 +55,15 @@ def dashboard_command(
     users: UsersOpt = None,
     debug: Annotated[bool, typer.Option("--debug", help="Dash dev tools (reloading, error pop-ups).")] = False,
     historian: Annotated[
-        Path | None, typer.Option("--historian", help="A plant historian (`twin sync --historian`) for the Live page.")
+        list[Path] | None,
+        typer.Option(
+            "--historian",
+            help="A plant historian (`twin sync --historian`) the Live and Calibrate pages may open. Repeatable.",
+        ),
+    ] = None,
+    historian_dir: Annotated[
+        Path | None,
+        typer.Option("--historian-dir", help="A folder whose historians the pages may open too (by name or path)."),
     ] = None,
 ) -> None:
     """Serve the process engineer's dashboard over a run store."""
@@ -71,12 +81,15 @@ def dashboard_command(
             f"--host {host}: serving beyond this machine needs users; add one with "
             f"`twin dashboard-user add NAME --users {users_path}` (and put the dashboard behind TLS)"
         )
-    from dashboards.app import create_app
+    from dashboards.app import MAX_REQUEST_BODY, create_app
 
     root = store or default_store_path()
-    if historian is not None and not historian.is_file():
-        raise InputError(f"--historian {historian}: no such file (give the file `twin sync --historian` writes)")
-    app = create_app(root, users=known or None, historian=historian)
+    for path in historian or ():
+        if not path.is_file():
+            raise InputError(f"--historian {path}: no such file (give the file `twin sync --historian` writes)")
+    if historian_dir is not None and not historian_dir.is_dir():
+        raise InputError(f"--historian-dir {historian_dir}: no such folder")
+    app = create_app(root, users=known or None, historians=historian or (), historian_dir=historian_dir)
     shown = f"[{host}]" if ":" in host else host
     auth = f", {len(known)} user(s) from {users_path}" if known else ""
     print(f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it", flush=True)
@@ -86,9 +99,22 @@ def dashboard_command(
         else:  # a production WSGI server: threads for concurrent users and background-job polling
             import waitress
 
-            waitress.serve(app.server, host=host, port=port, threads=8, ident="twin dashboard", _quiet=True)
+            waitress.serve(
+                app.server,
+                host=host,
+                port=port,
+                threads=8,
+                ident="twin dashboard",
+                max_request_body_size=MAX_REQUEST_BODY,  # waitress's default is 1 GB
+                _quiet=True,
+            )
     except OSError as err:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (twin.cli.entry): the normal way to stop a server
+        pass
+    from twin.cli.entry import RECEIVED  # waitress returns quietly on an interrupt
+
+    print(f"{RECEIVED[-1] if RECEIVED else 'server ended'}: twin dashboard stopped", flush=True)
 
 
 def user_add_command(

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from twin.cli.app import JsonOpt, SeedOpt, SetOpt, SpecArg, _emit_json, stderr
+from twin.cli.common import HorizonOpt, WarmupOpt, hours_option
 from twin.errors import InputError
 
 VaryOpt = Annotated[
@@ -76,6 +77,8 @@ def optimize_command(
         int | None, typer.Option(help="Processes for the engine evaluator (default: one per CPU).")
     ] = None,
     set_: SetOpt = None,
+    horizon: HorizonOpt = None,
+    warmup: WarmupOpt = None,
     as_json: JsonOpt = False,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write best.yaml, the result and its SimPy run here.")
@@ -89,7 +92,7 @@ def optimize_command(
     from optimizers.store import check_target, save_result
     from twin.models import load_spec
 
-    line = load_spec(spec, set_ or ())
+    line = _with_window(load_spec(spec, set_ or ()), horizon, warmup)
     if out is not None:
         check_target(out)
     limits = _budget(budget or [])
@@ -120,6 +123,19 @@ def optimize_command(
     from optimizers.render import print_result
 
     print_result(result, out)
+
+
+def _with_window(line: Any, horizon: str | None, warmup: str | None) -> Any:
+    """The spec with ``--horizon``/``--warmup`` as its own: the search, the confirmation and best.yaml all use them."""
+    from twin.experiment import with_overrides
+
+    if horizon is None and warmup is None:
+        return line
+    hours = line.horizon_hours if horizon is None else hours_option(horizon, line.time_unit, "--horizon")
+    warm = line.warmup_hours if warmup is None else hours_option(warmup, line.time_unit, "--warmup", allow_zero=True)
+    if warm >= hours:
+        raise InputError(f"--warmup ({warm:,.2f} h) must be shorter than the horizon ({hours:,.2f} h)")
+    return with_overrides(line, [f"horizon={hours!r} h", f"warmup={warm!r} h"], source="--horizon/--warmup")
 
 
 def _budget(items: list[str]) -> dict[str, float] | None:

@@ -54,14 +54,14 @@ def kpi_table(result: OptimizeResult) -> Table:
         table.add_column(column, justify="left" if column == "KPI" else "right", no_wrap=True)
     table.add_row(
         "Throughput (batches/h)", _ci(best.simpy["throughput_per_hour"]),
-        f"{best.evaluator['throughput_per_hour']:.4f}", f"{best.error['throughput_per_hour']:+.2g}",
+        f"{best.evaluator['throughput_per_hour']:.4f}", _signed(best.error["throughput_per_hour"], 4),
     )  # fmt: skip
     table.add_row(
         "Lead time (h)", _ci(best.simpy["lead_time_hours"], 2),
-        f"{best.evaluator['lead_time_hours']:.2f}", f"{best.error['lead_time_hours']:+.2g}",
+        f"{best.evaluator['lead_time_hours']:.2f}", _signed(best.error["lead_time_hours"], 2),
     )  # fmt: skip
     if best.makespan is not None:
-        table.add_row("Makespan (h)", f"{best.makespan:.2f}", "", f"{best.error.get('makespan_hours', 0.0):+.2g}")
+        table.add_row("Makespan (h)", f"{best.makespan:.2f}", "", _signed(best.error.get("makespan_hours", 0.0), 2))
     table.add_row("Line OEE (%)", _ci({k: _pct(v) for k, v in best.simpy["oee"].items()}, 1), "", "")
     shown = {"throughput", "lead_time", "makespan", "oee"}
     for name in result.problem.kpis:
@@ -72,6 +72,11 @@ def kpi_table(result: OptimizeResult) -> Table:
     if best.cost:
         table.add_row("Cost", f"{best.cost:,.2f}", "", "")
     return table
+
+
+def _signed(value: float, digits: int) -> str:
+    """A difference with the value's own decimals (``+0.0000``, never ``+8.9e-16`` or ``-0.0000``)."""
+    return f"{round(value, digits) + 0.0:+,.{digits}f}"
 
 
 def _pct(value: Any) -> Any:

@@ -69,7 +69,7 @@ def test_a_skid_no_station_uses(tmp_path):
 def test_a_shift_calendar_that_never_covers_a_station_that_needs_operators(tmp_path):
     check(tmp_path, 'day: {shifts: [{days: [mon, tue, wed, thu, fri], start: "06:00", end: "14:00"}]}',
           "day: {shifts: []}",
-          ["12: stations[0].operators: needs operators but their calendar 'day' has no working time"])  # fmt: skip
+          ["6: calendars.day.shifts: needs at least one shift (a calendar without shifts never works)"])  # fmt: skip
     check(
         tmp_path, "qualified: [m1, m2]", "qualified: [m2]", ["12: stations[0].operators: no operator pool is qualified"]
     )

@@ -119,8 +119,9 @@ def test_shadow_forecasts_are_recorded_and_scored_against_what_the_plant_did(loo
         assert score == score_forecast(predicted, plant_log)  # the same score from the historian alone
     fc = report["forecasts"]
     assert fc["batches_scored"] >= 20
-    # a twin that is the plant's own model: its 90% intervals cover most of what happened, its errors are hours
-    assert fc["batch_coverage"] >= 0.7 and fc["completed_coverage"] >= 0.7 and fc["mean_abs_error_h"] < 6
+    # a twin that is the plant's own model: its 90% intervals cover most of what happened (every batch in the line
+    # scored, "after the horizon" included; 97% and 93% here, nominal over many seeds in test_forecast_coverage)
+    assert fc["batch_coverage"] >= 0.8 and fc["completed_coverage"] >= 0.75 and fc["mean_abs_error_h"] < 6
 
 
 def test_bad_input_exits_2_with_one_line(loop, tmp_path):

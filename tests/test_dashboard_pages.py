@@ -82,6 +82,8 @@ def test_overview_kpi_cards_equal_compute_kpis(served):
         ("kpi-oee", "oee", 100, 1),
     ):
         value, detail = ci_text(summary[key], scale, digits)
+        if key == "oee":  # line OEE says the station it is valued at
+            detail += f"; valued at {summary['constraint']['station']}, the constraint"
         wait(d).until(EC.text_to_be_present_in_element((By.ID, f"{card}-value"), value))
         assert d.find_element(By.ID, f"{card}-value").text == value
         assert d.find_element(By.ID, f"{card}-ci").text == detail
@@ -164,6 +166,8 @@ def test_compare_two_runs_with_paired_deltas(served):
     expected = ci_text({"mean": delta.mean, "ci95": [delta.low, delta.high]}, 24, 2)
     assert expected[0].lstrip("-") in row
     assert "paired" in d.find_element(By.ID, "compare-table").text
+    constraint = d.find_element(By.ID, "compare-row-constraint").text
+    assert constraint.startswith(f"Line OEE valued at {store.summary(ids['base'])['constraint']['station']}")
     assert "stations.coating.units" in d.page_source
 
 
@@ -232,6 +236,33 @@ def test_whatif_from_the_form_runs_and_lands_in_the_store(served):
     assert info["scenario"] == "coater buffer 5" and "stations.coating.buffer=5" in info["overrides"]
     assert store.get(run_id).spec.station("coating").buffer == 5
     wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), run_id[:8]))
+
+
+def test_optimize_offers_the_lines_levers_objectives_and_a_constraint(served):
+    open_page(served, "/optimize", served["ids"]["base"])
+    d = served["driver"]
+    lever = wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#optimize-vary input[value='qc']")))
+    offered = {e.get_attribute("value") for e in d.find_elements(By.CSS_SELECTOR, "#optimize-vary input")}
+    assert {"buffers", "units", "headcount", "cleaning", "campaigns", "qc", "skids"} <= offered  # the tablet line's
+    assert "wip" not in offered  # it has no WIP limit
+    lever.click()
+    d.find_element(By.CSS_SELECTOR, "#optimize-objective input[value='oee']").click()
+    constraint = d.find_element(By.ID, "optimize-constraint")
+    constraint.send_keys("scrapped_batches<=1000", Keys.TAB)
+    evals = d.find_element(By.ID, "optimize-evals")
+    evals.send_keys(Keys.CONTROL, "a")
+    evals.send_keys("8", Keys.TAB)
+    horizon = d.find_element(By.ID, "optimize-horizon")
+    horizon.send_keys(Keys.CONTROL, "a")
+    horizon.send_keys("3 w", Keys.TAB)
+    d.find_element(By.ID, "optimize-start").click()
+    figure = wait(d, 400).until(EC.presence_of_element_located((By.ID, "optimize-objective-figure")))
+    assert figure.text.startswith("Line OEE: ") and "(SimPy)" in figure.text
+    status = d.find_element(By.ID, "optimize-constraint-status").text
+    assert "scrapped_batches<=1000" in status and "met" in status
+    title = d.execute_script("return document.querySelector('#optimize-history .js-plotly-plot').layout.yaxis.title.text")
+    assert "line oee" in title.lower()
+    no_browser_errors(d)
 
 
 def test_optimize_searches_stores_the_best_design_and_opens_it_as_a_whatif(served):

@@ -106,3 +106,47 @@ def test_kpis_per_unit_add_up_to_the_station():
         assert unit["oee"]["mean"] == pytest.approx(
             unit["availability"]["mean"] * unit["performance"]["mean"], rel=0.02
         )
+
+
+def test_split_and_merge_line_is_valued_in_the_constraints_own_units():
+    # granulation 2 h a batch, split into 3 lots; compression 30 min a lot; blending merges 2 lots in 45 min.
+    # Per batch: granulation 2 h, compression 1.5 h, blending 1.125 h: granulation is the constraint and
+    # runs flat out, so line OEE is 100%. Valued per leaving lot as a whole batch, it read 150%.
+    spec = LineSpec.from_dict(
+        {
+            "name": "split-merge", "horizon": 400.0, "warmup": 40.0, "products": [{"name": "A", "batch_size": 300}],
+            "stations": [{"name": "granulation", "process_time": 2.0, "split": 3},
+                         {"name": "compression", "process_time": 0.5},
+                         {"name": "blending", "process_time": 0.75, "merge": 2}],
+        }
+    )  # fmt: skip
+    report = compute_kpis(simulate(spec))
+    row = report.per_replication.iloc[0]
+    assert row["units_per_hour"] == pytest.approx(150.0, rel=0.01)  # a 300-unit batch every 2 h
+    assert row["oee"] == pytest.approx(1.0, abs=0.01)
+    assert row["oee"] <= 1.0
+    assert row["constraint"] == "granulation"
+    assert report.summary["constraint"] == {
+        "station": "granulation",
+        "replications": {"granulation": 1, "compression": 0, "blending": 0},
+    }
+    for station in ("granulation", "compression", "blending"):
+        assert 0.0 <= row[f"{station}.performance"] <= 1.0
+    assert row["compression.oee"] == pytest.approx(0.75, abs=0.01)  # 1.5 h of work per 2 h
+
+
+def test_line_oee_counts_only_what_the_window_holds():
+    # s1 2 h, s2 6 min, no warm-up effects but a window starting at 11 h: the batch leaving at 12.1 h was
+    # made at s1 from 10 h to 12 h; the window holds 1 h of it. Over (11, 13] s1 earned 2 h of its 2 h.
+    spec = serial_line([2.0, 0.1], dist="constant", horizon=13.0, warmup=11.0)
+    row = compute_kpis(simulate(spec)).per_replication.iloc[0]
+    assert row["throughput_per_hour"] == pytest.approx(0.5)  # one batch leaves in the 2 h window (12.1 h)
+    assert row["constraint"] == "s1"
+    # valued at s1: the leaving batch needs 2 h, but s1 earned 1 h (10-12 batch) + 1 h (12-14 batch, in process)
+    assert row["oee"] == pytest.approx(1.0)
+    # station performance counts finished batches: the window holds half of the 10-12 h batch (1 h of ideal time
+    # in 2 h processing); the 12-14 h batch has produced nothing yet when the log ends
+    assert row["s1.performance"] == pytest.approx(0.5)
+    short = compute_kpis(simulate(spec), warmup=11.9).per_replication.iloc[0]  # a 1.1 h window, 0.1 h of s1's batch
+    assert short["oee"] <= 1.0 and short["s1.performance"] <= 1.0 and short["s2.performance"] <= 1.0
+    assert short["oee"] == pytest.approx(1.0)  # s1 busy all the window: 1.1 h earned, 2 h needed

@@ -196,3 +196,54 @@ def test_twin_opcua_user_add_cert_and_trust_commands(tmp_path: Path, monkeypatch
     assert r.returncode == 0 and Pki(tmp_path / "pki-b").trusted_thumbprints() == {info["thumbprint"]}
     r = run_cli("opcua", "trust", str(tmp_path / "pki-b"), str(users))
     assert r.returncode == 2 and "not a readable certificate" in r.stderr and "Traceback" not in r.stderr
+
+
+class _ChannelRefusingPeer:
+    """A real asyncua server that, like many industrial servers, checks the client certificate when the secure
+    channel opens and answers OpenSecureChannel with BadCertificateUntrusted (signed and encrypted as the
+    policy says); the twin's own servers refuse at CreateSession instead."""
+
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.server = None
+
+    async def start(self) -> None:
+        from connectors.opcua.uabase import make_server, start_server
+
+        self.server = await make_server(self.options, "refusing peer", "serve")
+        await start_server(self.server, self.options.endpoint)
+
+    async def run(self, stop) -> None:
+        await stop.wait()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+def test_a_peer_refusing_the_syncs_certificate_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from asyncua.server.uaprocessor import UaProcessor, struct_from_binary
+    from conftest import run_cli
+
+    def refuse(self, algohdr, seqhdr, body) -> None:
+        request = struct_from_binary(ua.OpenSecureChannelRequest, body)
+        self._connection.select_policy(
+            algohdr.SecurityPolicyURI, algohdr.SenderCertificate, request.Parameters.SecurityMode
+        )
+        response = ua.OpenSecureChannelResponse()
+        response.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadCertificateUntrusted)
+        self.send_response(request.RequestHeader.RequestHandle, seqhdr, response, ua.MessageType.SecureOpen)
+
+    monkeypatch.setattr(UaProcessor, "open_secure_channel", refuse)  # in this process only: the peer's side
+    options = ServerOptions(endpoint=endpoint(), pki=tmp_path / "pki-peer", allow_anonymous=True)
+    with BackgroundServer(lambda: _ChannelRefusingPeer(options)):
+        Pki(tmp_path / "pki-sync").ensure(f"urn:twin:sync:{HOST}", "twin sync", server=False)
+        Pki(tmp_path / "pki-sync").trust(tmp_path / "pki-peer" / "own" / "cert.der")  # the sync trusts the peer
+        for security in ("sign-encrypt", "sign", "none"):
+            args = ["sync", "osd-tablet", "--endpoint", options.endpoint, "--pki", str(tmp_path / "pki-sync")]
+            done = run_cli(*args, "--historian", str(tmp_path / "h.db"), "--security", security, timeout=120)
+            assert done.returncode == 2, (security, done.stderr)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in done.stderr and "internal error" not in done.stderr, lines
+            assert "refused the secure channel" in lines[0] and "BadCertificateUntrusted" in lines[0], lines
+            assert ("pki-sync/own/cert.der" in lines[0]) == (security != "none"), lines
+            assert not (tmp_path / "h.db").exists()  # nothing written for a refused start

@@ -76,4 +76,5 @@ def format_hours(hours: float) -> str:
         return f"{hours * 60:.3g} min"
     if abs(hours) < 72:
         return f"{hours:.3g} h"
-    return f"{hours / 24:.3g} d"
+    days = hours / 24
+    return f"{days:.3g} d" if abs(days) < 100 else f"{days:,.0f} d"  # never 1.2e+03 d

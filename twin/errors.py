@@ -36,3 +36,7 @@ class SpecError(TwinError):
 
 class InputError(TwinError):
     """Any other bad input: a missing run folder, a malformed option, an unknown model."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt, so that a run cleans up as after Ctrl-C (exit code 143)."""

@@ -12,15 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from twin.engine.budget import check_budget
 from twin.engine.simulate import simulate
 from twin.eventlog import EventLog
+from twin.kpis.line import LINE_KPIS
 from twin.kpis.report import KpiReport, compute_kpis
+from twin.spec.limits import DEFAULT_MAX_EVENTS
 from twin.spec.loader import spec_from_data
 from twin.spec.model import LineSpec
 from twin.stats import Interval, paired_difference
 
 Overrides = Sequence[str] | Mapping[str, Any]
-DELTA_METRICS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "lead_time_p90_hours", "wip", "oee")
+DELTA_METRICS = tuple(k.column for k in LINE_KPIS if k.column != "lead_time_p50_hours")
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,13 @@ def run(
     progress: Callable[[float], None] | None = None,
     name: str = "baseline",
     overrides: Sequence[str] = (),
+    max_events: float | None = DEFAULT_MAX_EVENTS,
 ) -> RunResult:
-    """Simulate ``spec`` and compute its KPIs (``horizon``/``warmup`` in hours override the spec's)."""
-    log = simulate(spec, replications=replications, seed=seed, horizon=horizon, warmup=warmup, progress=progress)
+    """Simulate ``spec`` and compute its KPIs (``horizon``/``warmup`` in hours override the spec's).
+
+    A run estimated past ``max_events`` event-log rows is refused before it starts (``InputError``).
+    """
+    log = simulate(spec, replications, seed, horizon, warmup, progress, max_events=max_events)
     settings = {"replications": replications, "seed": seed, "horizon": log.meta.horizon, "warmup": log.meta.warmup}
     return RunResult(spec, log, compute_kpis(log), name, tuple(overrides), settings)
 
@@ -71,20 +78,24 @@ def compare(
     horizon: float | None = None,
     warmup: float | None = None,
     progress: Callable[[float], None] | None = None,
+    max_events: float | None = DEFAULT_MAX_EVENTS,
 ) -> Comparison:
     """Run the baseline and each scenario with the same seed; paired deltas of the main KPIs.
 
-    Specs are validated before anything runs, so a bad scenario fails fast.
+    Specs are validated, and each run's work checked against ``max_events``, before anything runs,
+    so a bad scenario fails fast.
     """
     variants = {name: with_overrides(spec, list(ov), source=f"scenario {name!r}") for name, ov in scenarios.items()}
     total = 1 + len(variants)
+    for variant in (spec, *variants.values()):
+        check_budget(variant, horizon, replications, max_events)
 
     def part(i: int) -> Callable[[float], None] | None:
         return None if progress is None else (lambda f: progress((i + f) / total))
 
-    base = run(spec, replications, seed, horizon, warmup, part(0))
+    base = run(spec, replications, seed, horizon, warmup, part(0), max_events=max_events)
     results = [
-        run(variant, replications, seed, horizon, warmup, part(i + 1), name=name, overrides=tuple(scenarios[name]))
+        run(variant, replications, seed, horizon, warmup, part(i + 1), name, tuple(scenarios[name]), max_events)
         for i, (name, variant) in enumerate(variants.items())
     ]
     deltas = {}

@@ -3,7 +3,11 @@
     >>> fc = forecast(spec, snapshot, horizon=24.0, replications=50, seed=1)
     >>> fc.totals          # per replication: batches out of the line and released by QC in the horizon
     >>> fc.intervals()     # {"completed": {"mean", "p5", "p50", "p95"}, "released": {...}}
-    >>> fc.batches         # per live batch: when it leaves the line and is released (p5, p50, p95)
+    >>> fc.batches()       # every live batch: when it leaves the line and is released (p5, p50, p95, chance)
+
+Batch times are hours from the snapshot (``TIME_BASE``); their percentiles are of the time itself over
+all runs, ``inf`` ("after the horizon") where that is where they fall, and intervals are prediction
+intervals for what happens next (``prediction_interval``).
 
 Each replication starts the engine from the snapshot: a batch being processed needs the rest of a
 processing time drawn on condition that it is longer than what it has already run (a repair in
@@ -14,6 +18,7 @@ own (owner ``forecast``), so forecasts never disturb the line's common random nu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +29,7 @@ from twin.engine.compiled import compile_line
 from twin.engine.initial import InitialState, UnitStart
 from twin.engine.simulate import Replication
 from twin.errors import InputError
-from twin.eventlog import EventLog, LogMeta
+from twin.eventlog import EventLog, LogMeta, genealogy
 from twin.kpis.report import KpiReport, compute_kpis
 from twin.random import stream_rng
 from twin.snapshot import Snapshot, UnitState
@@ -43,6 +48,25 @@ def remaining_time(sampler: Sampler, elapsed: float, rng: np.random.Generator) -
         if len(above):
             return float(above[0] - elapsed)
     return 0.0  # running longer than any modelled time: it ends now
+
+
+def remaining_time_unknown_start(sampler: Sampler, seen: float, rng: np.random.Generator) -> float:
+    """A draw of what is left of a duration that was already under way when the data began, ``seen`` hours ago.
+
+    Its age when the data began is unknown: a duration under way at a moment chosen without regard to it
+    is length-biased (density ``s f(s) / mean``) with its age uniform over it; the draw is conditional on
+    it having lasted ``seen`` hours more (it is still under way now)."""
+    for _ in range(_TRIES):
+        draws = sampler(rng, _BLOCK)
+        draws = draws[draws > 0]
+        if not len(draws):
+            continue
+        biased = rng.choice(draws, size=len(draws), p=draws / draws.sum())
+        left = biased * rng.uniform(0.0, 1.0, len(biased)) - seen  # what was left when the data began, less seen
+        above = left[left > 0]
+        if len(above):
+            return float(above[0])
+    return 0.0
 
 
 def _process_sampler(spec: LineSpec, station: Station, product: str, quantity: float) -> Sampler:
@@ -104,7 +128,10 @@ def initial_state(spec: LineSpec, snapshot: Snapshot, seed: int, replication: in
         if unit.processed:
             units[(j, unit.unit)] = UnitStart(unit.batch, 0.0)
         elif unit.state in ("processing", "down"):
-            work = remaining_time(process, unit.elapsed, rng)
+            if unit.started_before_data:
+                work = remaining_time_unknown_start(process, unit.elapsed, rng)
+            else:
+                work = remaining_time(process, unit.elapsed, rng)
             units[(j, unit.unit)] = UnitStart(unit.batch, max(work, 1e-9), busy, "down")
         elif unit.state == "setup":  # a changeover under way: its rest, then the whole processing time
             units[(j, unit.unit)] = UnitStart(unit.batch, float(process(rng, 1)[0]), busy, "setup")
@@ -133,27 +160,113 @@ def initial_state(spec: LineSpec, snapshot: Snapshot, seed: int, replication: in
     )
 
 
+TIME_BASE = "hours from the snapshot"
+"""The one time base of a forecast's batch times, in tables, JSON and the shadow twin's stored forecasts."""
+
+
+def prediction_interval(draws: np.ndarray, level: float = 0.9, whole: bool = False) -> tuple[float, float, float]:
+    """Low, median and high of the ``level`` prediction interval for one more draw like ``draws``.
+
+    Quantile ``p`` is the order statistic at rank ``p (n + 1)``, interpolated (Hyndman & Fan's type 6):
+    of ``n`` exchangeable draws and one more, the new one falls below the ``k``-th smallest with chance
+    ``k / (n + 1)``, so the interval covers the next draw with chance ``level`` (the usual type 7,
+    numpy's default, covers 84% for a "90%" interval of 30 draws). Ranks past the ends are clamped to
+    the smallest or largest draw (a small shortfall below about 19 draws for 90%). ``+inf`` draws (did
+    not happen within the horizon) sort last; a bound that falls on one is ``inf``, "after the horizon".
+    ``whole``: counts, with the bounds rounded outwards to whole numbers (covering at least ``level``).
+    """
+    x = np.sort(np.asarray(draws, dtype=float))
+    if not len(x):
+        raise ValueError("no draws")
+    low, high = (1 - level) / 2, (1 + level) / 2
+    bounds = [_rank6(x, p) for p in (low, 0.5, high)]
+    if whole:
+        bounds = [math.floor(bounds[0]), bounds[1], math.ceil(bounds[2])]
+    return bounds[0], bounds[1], bounds[2]
+
+
+def _rank6(x: np.ndarray, p: float) -> float:
+    h = min(max(p * (len(x) + 1), 1.0), float(len(x)))  # 1-based rank, clamped
+    k = math.floor(h)
+    f = h - k
+    a = x[k - 1]
+    if f == 0 or k >= len(x):
+        return float(a)
+    b = x[k]
+    if math.isinf(b):
+        return math.inf
+    return float(a + f * (b - a))
+
+
 @dataclass(frozen=True)
 class Forecast:
+    """Forecast runs from a snapshot: their log and KPIs, totals per run, and each live batch's times per run."""
+
     snapshot: Snapshot
     horizon: float  # hours from the snapshot
     log: EventLog  # the forecast runs; their window starts at the snapshot
     kpis: KpiReport
     totals: pd.DataFrame  # per replication: completed, released
-    batches: pd.DataFrame  # per batch seen: leave and approval times (p5, p50, p95) and chances
+    times: dict[str, dict[int, np.ndarray]]  # leave / approve -> live batch -> per run: hours from the snapshot
 
     def intervals(self, level: float = 0.9) -> dict[str, dict[str, float]]:
-        """Mean and prediction interval (``level``, by quantiles over replications) of the totals."""
+        """Mean, median and ``level`` prediction interval (``prediction_interval``) of the totals per replication."""
         low, high = (1 - level) / 2, (1 + level) / 2
-        return {
-            column: {
+        result = {}
+        for column in ("completed", "released"):
+            lo, mid, hi = prediction_interval(self.totals[column].to_numpy(), level, whole=True)
+            result[column] = {
                 "mean": float(self.totals[column].mean()),
-                f"p{round(low * 100)}": float(self.totals[column].quantile(low)),
-                "p50": float(self.totals[column].quantile(0.5)),
-                f"p{round(high * 100)}": float(self.totals[column].quantile(high)),
+                f"p{round(low * 100)}": float(lo),
+                "p50": float(mid),
+                f"p{round(high * 100)}": float(hi),
             }
-            for column in ("completed", "released")
-        }
+        return result
+
+    def batches(self, level: float = 0.9) -> pd.DataFrame:
+        """Every batch live in the snapshot (on a unit, waiting, in quarantine), in batch order: where it is, and
+        when it leaves the line and is released by QC (``leave_*``, ``release_*``), hours from the snapshot.
+
+        Percentiles are of the time itself over all runs, ``inf`` where they fall after the horizon (not
+        conditional on happening within it); ``*_chance``: share of runs in which it happens within the
+        horizon. A batch that is split or merged is done when the last of the batches made of it is done.
+        ``leave_*`` are NaN for batches already out of the line, ``release_*`` for lines without QC."""
+        snap = self.snapshot
+        where = {u.batch: u.station for u in snap.units if u.batch >= 0}
+        where |= {b: station for station, waiting in snap.buffers.items() for b in waiting}
+        where |= {q.batch: "quarantine" for q in snap.quarantine}
+        low, high = (1 - level) / 2, (1 + level) / 2
+        names = [f"p{round(low * 100)}", "p50", f"p{round(high * 100)}", "chance"]
+        rows = []
+        for batch in sorted(where):
+            row: dict[str, object] = {"batch": batch, "label": snap.labels.get(batch), "where": where[batch]}
+            for event, prefix in (("leave", "leave"), ("approve", "release")):
+                applies = event != "leave" or where[batch] != "quarantine"
+                draws = self.times.get(event, {}).get(batch) if applies else None
+                if draws is None:
+                    row.update({f"{prefix}_{n}": math.nan for n in names})
+                    continue
+                values = (*prediction_interval(draws, level), float(np.mean(draws <= self.horizon)))
+                row.update({f"{prefix}_{n}": v for n, v in zip(names, values, strict=True)})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("batch") if rows else pd.DataFrame(columns=["batch"]).set_index("batch")
+
+    def batch_records(self, level: float = 0.9) -> list[dict[str, object]]:
+        """``batches`` as JSON-able records: ``leaves_line`` and ``released`` each ``{p5, p50, p95, chance}``
+        (``null`` for a batch already out of the line, or a line without QC), a time ``null`` where it falls
+        after the horizon; times in ``TIME_BASE``."""
+        table = self.batches(level)
+        records = []
+        for batch, row in table.iterrows():
+            record: dict[str, object] = {"batch": int(batch), "label": row["label"], "where": row["where"]}
+            for prefix, key in (("leave", "leaves_line"), ("release", "released")):
+                values = {c[len(prefix) + 1 :]: row[c] for c in table.columns if c.startswith(prefix + "_")}
+                if all(math.isnan(v) for v in values.values()):
+                    record[key] = None
+                else:
+                    record[key] = {k: (None if math.isinf(v) else float(v)) for k, v in values.items()}
+            records.append(record)
+        return records
 
 
 def forecast(
@@ -189,7 +302,11 @@ def forecast(
         extra={"snapshot_time": snapshot.time, "snapshot_source": snapshot.source},
     )
     log = EventLog(table, meta)
-    return Forecast(snapshot, horizon, log, compute_kpis(log), _totals(table, meta), _batch_times(table, meta))
+    live = {u.batch for u in snapshot.units if u.batch >= 0} | {b for w in snapshot.buffers.values() for b in w}
+    live |= {q.batch for q in snapshot.quarantine}
+    events = ("leave", "approve") if spec.qc is not None else ("leave",)
+    times = {event: _batch_times(table, meta, live, event) for event in events}
+    return Forecast(snapshot, horizon, log, compute_kpis(log), _totals(table, meta), times)
 
 
 def _totals(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
@@ -206,25 +323,33 @@ def _totals(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
     ).rename_axis("replication")
 
 
-def _batch_times(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
-    """For every batch that leaves the line or is released in some replication: when, across replications."""
-    start = meta.warmup
-    late = table[table["time"] > start]
-    out = []
-    for name, rows in (
-        ("leave", late[(late["event"] == "leave") & (late["station"] == meta.stations[-1])]),
-        ("approve", late[late["event"] == "approve"]),
-    ):
-        grouped = rows.groupby("batch")["time"]
-        summary = pd.DataFrame(
-            {
-                f"{name}_p5": grouped.quantile(0.05),
-                f"{name}_p50": grouped.quantile(0.5),
-                f"{name}_p95": grouped.quantile(0.95),
-                f"{name}_chance": grouped.size() / meta.replications,
-            }
-        )
-        out.append(summary)
-    result = pd.concat(out, axis=1)
-    result.index.name = "batch"
-    return result.sort_index()
+def _batch_times(table: pd.DataFrame, meta: LogMeta, live: set[int], event: str) -> dict[int, np.ndarray]:
+    """Per live batch, per replication: hours from the snapshot until it (every batch made of it, after splits
+    and merges) has left the line (``leave``) or been released by QC (``approve``); ``inf``: not within the horizon."""
+    start, reps = meta.warmup, meta.replications
+    done = table[(table["event"] == event) & (table["time"] > start)]
+    if event == "leave":
+        done = done[done["station"] == meta.stations[-1]]
+    links = genealogy(table)
+    result = {b: np.full(reps, math.inf) for b in live}
+    for r in range(reps):
+        rows = done[done["replication"] == r]
+        when = dict(zip(rows["batch"].astype(int), rows["time"].astype(float), strict=True))
+        mine = links[links["replication"] == r]
+        children: dict[int, list[int]] = {}
+        for parent, child in zip(mine["parent"], mine["child"], strict=True):
+            children.setdefault(int(parent), []).append(int(child))
+        for batch in live:
+            leaves, stack, seen = [], [batch], set()
+            while stack:
+                b = stack.pop()
+                if b in seen:
+                    continue
+                seen.add(b)
+                if b in children:
+                    stack.extend(children[b])
+                else:
+                    leaves.append(b)
+            times = [when.get(b, math.inf) for b in leaves]
+            result[batch][r] = max(times) - start
+    return result

@@ -10,9 +10,6 @@ interrupted run never leaves half a run at the target.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +23,7 @@ from twin import __version__
 from twin.errors import InputError
 from twin.eventlog import EventLog, genealogy
 from twin.experiment import RunResult
+from twin.files import atomic_path
 from twin.kpis.report import compute_kpis
 from twin.spec.loader import spec_from_data
 
@@ -35,10 +33,15 @@ SPEC_FILE, EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, GENEALOGY_FILE =
 
 
 def check_new(target: str | Path, option: str = "--out") -> Path:
-    """``target`` as a path; ``InputError`` naming ``option`` when it exists already."""
+    """``target`` as a path; ``InputError`` naming ``option`` when it exists already or cannot be a folder."""
     target = Path(target)
     if target.exists():
         raise InputError(f"{target}: already exists; choose another {option} or remove it")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{target}: {parent} is a file, not a folder; choose another {option}")
+            break
     return target
 
 
@@ -48,18 +51,16 @@ def atomic_folder(target: str | Path, option: str = "--out") -> Iterator[Path]:
 
     >>> with atomic_folder("out/result") as tmp:
     ...     (tmp / "a.json").write_text("{}")
+
+    Files and folders get the umask's modes; what a killed writer left beside ``target`` is removed first.
     """
     target = check_new(target, option)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
-        try:
-            os.rename(tmp, target)  # one step: all there, or not there at all
-        except OSError:
+        with atomic_path(target, folder=True) as tmp:
+            yield tmp
+    except OSError as err:
+        if err.filename2 is not None and Path(err.filename2) == target:  # the rename found a folder there
             raise InputError(f"{target}: appeared while it was written; nothing was replaced") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -12,8 +12,6 @@ excluded) and whether its processing is done (waiting to pass the batch on).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import InputError
 from twin.eventlog import EventLog, LogMeta, state_intervals
+from twin.files import write_atomically
 from twin.spec.model import LineSpec
 
 SNAPSHOT_VERSION = 1
@@ -34,7 +33,11 @@ class _Model(BaseModel):
 class BatchState(_Model):
     product: str
     quantity: float
-    released: float = Field(description="When the batch (or its earliest ancestor) was released.")
+    released: float | None = Field(
+        None,
+        description="When the batch (or its earliest ancestor) was released; null: unknown, before the data begin "
+        "(a plant joined mid-run).",
+    )
 
 
 class QcState(_Model):
@@ -51,6 +54,11 @@ class UnitState(_Model):
     batch: int = Field(-1, description="Batch on the unit, -1 for none.")
     elapsed: float = Field(0.0, description="Hours the batch has been processed so far (repairs excluded).")
     processed: bool = Field(False, description="Processing is done: the batch waits to be passed on.")
+    started_before_data: bool = Field(
+        False,
+        description="The batch was already on the unit when the plant's data begin (a sync that joined mid-run): "
+        "``elapsed`` is only what the data saw, a lower bound.",
+    )
     activity: str = Field("", description="The unit's last event (start, setup, line_clearance, clean, ...).")
     previous: str | None = Field(None, description="Product of the unit's last finished batch.")
 
@@ -74,17 +82,7 @@ class Snapshot(_Model):
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(self.model_dump_json(indent=2))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(path, self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Snapshot:
@@ -161,7 +159,7 @@ def snapshot_from_log(log: EventLog, at: float, replication: int = 0, source: st
         elif event in _ON_UNIT and isinstance(station, str):
             on_unit[(station, int(unit))] = (batch, event)
 
-    units = _unit_states(table, meta.stations, meta.units, on_unit, at)
+    units = _unit_states(table, meta.stations, meta.units, on_unit, at, joined=meta.source == "plant")
     live = {b for b, _ in on_unit.values()} | set(quarantine) | {b for w in buffers.values() for b in w}
     qc_rows = table[table["event"].isin(["quarantine", "qc_start", "qc_end", "investigation"])]
     qc_last = qc_rows[qc_rows["batch"].isin(quarantine)].groupby("batch").tail(1)
@@ -197,7 +195,10 @@ def _unit_states(
     units: list[int],
     on_unit: dict[tuple[str, int], tuple[int, str]],
     at: float,
+    joined: bool = False,
 ) -> list[UnitState]:
+    """Each unit's state at ``at``; ``joined``: the log is a plant's, whose data begin at 0 with the line running
+    (a batch "started" at 0 was there before)."""
     intervals = state_intervals(table, {int(r): at for r in table["replication"].unique()})
     states = []
     for station, count in zip(stations, units, strict=True):
@@ -212,11 +213,12 @@ def _unit_states(
             activity = own["event"].astype(str).iloc[-1] if len(own) else ""
             finished = own[own["event"] == "finish"]
             previous = str(finished["product"].iloc[-1]) if len(finished) else None
-            elapsed, processed = 0.0, event in ("finish", "scrap", "split")
+            elapsed, processed, before = 0.0, event in ("finish", "scrap", "split"), False
             if batch >= 0 and not processed:
                 started = table[(table["batch"] == batch) & (table["station"] == station) & (table["event"] == "start")]
                 if len(started):
                     since = float(started["time"].iloc[-1])
+                    before = joined and since <= 0.0
                     busy = mine[(mine["state"] == "processing") & (mine["end"] > since)]
                     elapsed = float((busy["end"] - np.maximum(busy["start"], since)).sum())
             states.append(
@@ -228,6 +230,7 @@ def _unit_states(
                     batch=batch,
                     elapsed=elapsed,
                     processed=processed,
+                    started_before_data=before,
                     activity=activity,
                     previous=previous,
                 )
@@ -254,6 +257,11 @@ def _batch_states(table: pd.DataFrame, live: set[int], meta: LogMeta) -> dict[in
         result[int(batch)] = BatchState(
             product=name,
             quantity=float(carrying.iloc[-1]) if len(carrying) else float(sizes[name]),
-            released=float(lookup(keys, released, np.array([batch]), np.nan)[0]),
+            released=_known(float(lookup(keys, released, np.array([batch]), np.nan)[0])),
         )
     return result
+
+
+def _known(value: float) -> float | None:
+    """``value``, or None where it is not known (NaN)."""
+    return None if np.isnan(value) else value

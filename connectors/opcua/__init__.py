@@ -7,6 +7,7 @@
 
 Modules: ``security`` (certificates, trust list, users and roles), ``tagmap`` (plant tags -> stations),
 ``server`` (the twin's address space), ``emulator`` (a PLC-style plant), ``historian`` (SQLite WAL store),
-``plantlog`` (historian samples -> event log), ``sync`` (subscription, reconnects, shadow twin), ``cli``.
+``plantlog`` (historian samples -> event log), ``sync`` (subscription, reconnects, shadow twin), ``guard``
+and ``limits`` (the servers against garbage, silent and greedy clients), ``cli``.
 Everything is asyncio (asyncua); ``blocking`` has thin synchronous wrappers for scripts and notebooks.
 """

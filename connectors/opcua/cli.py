@@ -23,9 +23,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from twin.cli.common import SetOpt, SpecArg
 from twin.cli.common import emit_json as _emit_json
-from twin.errors import InputError
+from twin.errors import InputError, SpecError
 
 T = TypeVar("T")
 
@@ -46,6 +47,13 @@ SecurityOpt = Annotated[
     str, typer.Option("--security", help="Endpoints to offer: none, sign, sign-encrypt (comma-separated).")
 ]
 AnonOpt = Annotated[bool, typer.Option("--allow-anonymous", help="Let anonymous clients in (read-only).")]
+HandshakeOpt = Annotated[
+    float,
+    typer.Option("--handshake-timeout", help="Seconds a connection has to say Hello and log in before it is closed."),
+]
+MaxSessionsOpt = Annotated[
+    int, typer.Option("--max-sessions", help="Client sessions open at once; one more is refused (BadTooManySessions).")
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
 
 log = logging.getLogger("connectors.opcua")
@@ -89,18 +97,30 @@ def settle() -> None:
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown)."""
+    """Run ``main(stop)`` in an event loop; SIGINT and SIGTERM set ``stop`` (a clean shutdown), and say so.
+
+    After the loop the CLI's own handlers are back (``asyncio`` would leave SIGTERM at its default, which
+    kills the process while it writes what it has)."""
+    from twin.cli.entry import install_signal_handlers
 
     settle()
+
+    def on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:
+        if not stop.is_set():
+            print(f"{sig.name}: stopping cleanly", file=sys.stderr, flush=True)
+        stop.set()
 
     async def wrapper() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig, stop)
         return await main(stop)
 
-    return asyncio.run(wrapper())
+    try:
+        return asyncio.run(wrapper())
+    finally:
+        install_signal_handlers()
 
 
 def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
@@ -118,18 +138,29 @@ def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -
 
 
 def _server_options(
-    endpoint: str, pki: Path | None, users: Path | None, security: str, anonymous: bool, role: str
+    endpoint: str,
+    pki: Path | None,
+    users: Path | None,
+    security: str,
+    anonymous: bool,
+    role: str,
+    handshake_timeout: float,
+    max_sessions: int,
 ) -> Any:
     from connectors.opcua.security import parse_modes
-    from connectors.opcua.uabase import ServerOptions
+    from connectors.opcua.uabase import ServerOptions, check_limits
 
-    return ServerOptions(
+    options = ServerOptions(
         endpoint=endpoint,
         pki=pki or Path.home() / ".twin" / "pki" / role,
         users=users,
         security=parse_modes(security),
         allow_anonymous=anonymous,
+        handshake_timeout=handshake_timeout,
+        max_sessions=max_sessions,
     )
+    check_limits(options)
+    return options
 
 
 def builtin_tag_map(spec_arg: str) -> Path | None:
@@ -159,6 +190,8 @@ def serve_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states."""
@@ -168,7 +201,9 @@ def serve_command(
 
     _logging(verbose)
     line = load_spec(spec, set_ or ())
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "serve")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "serve", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
@@ -223,6 +258,8 @@ def emulate_command(
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
     allow_anonymous: AnonOpt = False,
+    handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
+    max_sessions: MaxSessionsOpt = MAX_SESSIONS,
     verbose: VerboseOpt = False,
 ) -> None:
     """Play a plant: an OPC-UA server with PLC-style tags driven by a SimPy run of SPEC."""
@@ -238,7 +275,9 @@ def emulate_command(
             f"Tag map of the emulated PLC of {line.name} (`twin emulate {spec}`).\n"
             f"Regenerate with: twin emulate {spec} --write-map {write_map}"
         )
-        write_map.write_text(dump_tag_map(default_tag_map(line), header), encoding="utf-8")
+        from twin.files import write_atomically
+
+        write_atomically(write_map, dump_tag_map(default_tag_map(line), header))
         typer.echo(f"tag map written to {write_map}")
         return
     if out is not None and out.exists():
@@ -246,7 +285,9 @@ def emulate_command(
     if bench_tags < 0 or not bench_rate > 0:
         raise InputError("--bench-tags must be >= 0 and --bench-rate positive")
     tags = load_tag_map(tag_map, line) if tag_map else parse_tag_map(default_tag_map(line), "<default layout>", line)
-    options = _server_options(endpoint, pki, users, security, allow_anonymous, "emulate")
+    options = _server_options(
+        endpoint, pki, users, security, allow_anonymous, "emulate", handshake_timeout, max_sessions
+    )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
 
@@ -364,6 +405,7 @@ def sync_command(
     sync = PlantSync(line, tags, options, str(map_path))
     result = run_until_signal(sync.run)
     if out is not None:
+        from twin.durations import format_hours
         from twin.experiment import RunResult
         from twin.runfolder import write_run
 
@@ -374,6 +416,7 @@ def sync_command(
             "warmup": options.warmup,
         }
         write_run(RunResult(line, result.decoded.log, result.kpis, "plant", (), settings), out)
+        print(f"plant run written to {out} ({format_hours(settings['horizon'])} of plant time)", file=sys.stderr)
     summary = {
         "plant": result.kpis.summary,
         "twin": result.twin_kpis.summary if result.twin_kpis else None,
@@ -394,15 +437,27 @@ def sync_command(
     _print_report(summary)
 
 
-def _fmt(v: Any, pct: bool = False) -> str:
+def _fmt(v: Any, pct: bool = False, digits: int = 2) -> str:
+    """A figure as people read it: fixed decimals with thousands separators (never 8.939e+04), or a percentage."""
     if v is None:
         return "-"
-    return f"{v:.1%}" if pct else f"{v:.4g}"
+    return f"{v:.1%}" if pct else f"{v:,.{digits}f}"
+
+
+def _metric(name: str) -> tuple[str, bool, int]:
+    """The label of a drift key (a line KPI, or STATION.factor), whether it is a share, and its decimals."""
+    from twin.kpis.line import LINE_KPI
+
+    kpi = LINE_KPI.get(name)
+    if kpi is not None:
+        return (kpi.label if kpi.percent else f"{kpi.label} ({kpi.unit})"), kpi.percent, kpi.digits
+    station, _, factor = name.rpartition(".")
+    return f"{station} {factor.replace('_', ' ')}", True, 1
 
 
 def _snapshot_line(snap: dict[str, Any]) -> str:
     plant = snap.get("plant") or {}
-    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"))
+    throughput = _fmt((plant.get("throughput_per_hour") or {}).get("mean"), digits=4)
     oee = _fmt((plant.get("oee") or {}).get("mean"), True)
     text = (
         f"plant {snap['plant_hours']:.2f} h: throughput {throughput}/h, OEE {oee}; "
@@ -411,7 +466,8 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
     if snap.get("drift"):
         t, o = snap["drift"]["throughput_per_hour"], snap["drift"]["oee"]
         text += (
-            f" | twin throughput {_fmt(t['twin'])}/h (drift {_fmt(t['relative'], True)}), OEE {_fmt(o['twin'], True)}"
+            f" | twin throughput {_fmt(t['twin'], digits=4)}/h (drift {_fmt(t['relative'], True)}), "
+            f"OEE {_fmt(o['twin'], True)}"
         )
     return text
 
@@ -419,6 +475,7 @@ def _snapshot_line(snap: dict[str, Any]) -> str:
 def _print_report(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
+    from connectors.opcua.shadow import LINE_METRICS
     from twin.cli.render import console
 
     table = Table(title="Plant KPIs" + (" vs twin (shadow)" if summary["drift"] else ""))
@@ -426,12 +483,15 @@ def _print_report(summary: dict[str, Any]) -> None:
         table.add_column(column)
     if summary["drift"]:
         for name, d in summary["drift"].items():
-            pct = "oee" in name or "utilization" in name or "availability" in name
-            table.add_row(name, _fmt(d["plant"], pct), _fmt(d["twin"], pct), _fmt(d["relative"], True))
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(d["plant"], pct, digits), _fmt(d["twin"], pct, digits), _fmt(d["relative"], True))
     else:
         plant = summary["plant"]
-        for name in ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours"):
-            table.add_row(name, _fmt(plant[name]["mean"], name == "oee"), "-", "-")
+        for name in LINE_METRICS:
+            label, pct, digits = _metric(name)
+            table.add_row(label, _fmt(plant[name]["mean"], pct, digits), "-", "-")
+    if summary["plant"] and (summary["plant"].get("constraint") or {}).get("station"):
+        table.caption = f"line OEE valued at {summary['plant']['constraint']['station']}, the constraint"
     out = console()
     out.print(table)
     out.print(
@@ -484,12 +544,47 @@ def history_command(
             typer.echo(f"{n} samples written to {out}")
             return
         df = h.query(tag, start_t, end_t)
+        names = _value_names(h)
+        if len(df) and names:  # state and product codes as the tag map names them, the code beside
+            df["value"] = [
+                f"{names[t][v]} ({v})" if t in names and _hashable(v) and v in names[t] else v
+                for t, v in zip(df["tag"], df["value"], strict=True)
+            ]
         with pd.option_context("display.width", 200, "display.max_columns", 10):
             typer.echo(df.tail(limit).to_string(index=False) if len(df) else "no samples")
         if len(df) > limit:
             typer.echo(f"... {len(df)} samples; the last {limit} shown (use --out to export them all)")
     finally:
         h.close()
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _value_names(h: Any) -> dict[str, dict[Any, str]]:
+    """Tag -> {plant code: name} for the state and product tags of the historian's own tag map ({} if it has none)."""
+    import yaml
+
+    from connectors.opcua.tagmap import parse_tag_map
+
+    text = h.meta().get("tag_map")
+    if not text:
+        return {}
+    try:
+        tags = parse_tag_map(yaml.safe_load(text), f"{h.path} (meta.tag_map)")
+    except (SpecError, yaml.YAMLError):
+        return {}  # the raw values are still worth showing
+    out: dict[str, dict[Any, str]] = {}
+    for _station, _u, unit in tags.units():
+        out[unit.state] = {code: state or "no information" for code, state in tags.codes_for(unit).items()}
+        if unit.product and tags.products:
+            out[unit.product] = dict(tags.products)
+    return out
 
 
 def _timestamp(text: str | None, option: str) -> Any:

@@ -41,6 +41,7 @@ from connectors.opcua.live import Change, LiveLine
 from connectors.opcua.pacing import PacedRun
 from connectors.opcua.tagmap import TagMap
 from connectors.opcua.uabase import ServerOptions, make_server, start_server, utcnow, value
+from twin.durations import format_hours
 from twin.engine.compiled import compile_line
 from twin.errors import InputError
 from twin.eventlog import STATES, EventLog
@@ -95,6 +96,8 @@ class PlantEmulator:
         self.spec, self.tags, self.options = spec, tags, options
         self.seed, self.paused, self.tick = seed, paused, tick
         self.horizon = spec.horizon_hours if horizon is None else horizon
+        self.planned_horizon = self.horizon
+        self.out_note: str | None = None  # what became of ``out``, once the run ended or was stopped
         self.state_file, self.out = state_file, out
         self.bench_tags, self.bench_rate = bench_tags, bench_rate
         self.history = history
@@ -228,7 +231,7 @@ class PlantEmulator:
             if self.bench_tags:
                 delay = min(delay, next_bench - time.monotonic())
             await asyncio.sleep(max(delay, 0.0))
-        self._write_out()
+        self._write_out(stopping=True)
 
     def _clock(self, wall: float) -> datetime:
         return self.origin + timedelta(hours=self.run_.sim_time(wall))
@@ -336,7 +339,7 @@ class PlantEmulator:
         line = self.run_.line
         meta = line.log_meta(
             horizon=self.horizon,
-            warmup=line.warmup,
+            warmup=line.warmup if line.warmup < self.horizon else 0.0,  # a run stopped in its warm-up: all of it
             replications=1,
             seed=self.seed,
             spec_hash=line.spec_hash,
@@ -344,14 +347,26 @@ class PlantEmulator:
         )
         return EventLog(self.run_.table, meta)
 
-    def _write_out(self) -> None:
-        if self._written_out or self.out is None or not self.run_.finished:
+    def _write_out(self, stopping: bool = False) -> None:
+        """Write the run to ``out`` once it has ended; ``stopping`` (a signal) ends it where it stands first.
+
+        ``out_note`` says what happened (and the log, as it happens)."""
+        if self._written_out or self.out is None or not (self.run_.finished or stopping):
             return
         self._written_out = True
+        if not self.run_.finished:
+            if self.run_.now <= 0:
+                self.out_note = f"stopped before the run began: nothing written to {self.out}"
+                log.info(self.out_note)
+                return
+            self.horizon = self.run_.now  # the run as far as it went
+            self.run_.stop()
         log_ = self.event_log()
         settings = {"replications": 1, "seed": self.seed, "horizon": self.horizon, "warmup": log_.meta.warmup}
         write_run(RunResult(self.spec, log_, compute_kpis(log_), "emulator", (), settings), self.out)
-        log.info("emulator run written to %s", self.out)
+        stopped = " (stopped there)" if stopping and self.horizon < self.planned_horizon else ""
+        self.out_note = f"emulator run written to {self.out}: {format_hours(self.horizon)} of plant time{stopped}"
+        log.info(self.out_note)
 
     async def stop(self) -> None:
         if self.server is not None:

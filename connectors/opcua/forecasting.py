@@ -6,54 +6,44 @@
 
 A forecast starts from the plant's snapshot (``twin.snapshot``) and predicts how many batches leave
 the line within the horizon and when each batch now in the line leaves it (median and 90%
-prediction interval). Batches are named by the plant's own ids, so that the score finds them again
-in the plant's log however the log is decoded later. The score is the error of the predicted
-completion times (actual minus median, hours) and the coverage of the prediction intervals: of the
-batch intervals, and of the interval on the number of batches completed.
+prediction interval, hours from the snapshot, "after the horizon" where they fall there). Batches are
+named by the plant's own ids, so that the score finds them again in the plant's log however the log
+is decoded later. The score is the error of the predicted completion times (actual minus median,
+hours) and the coverage of the prediction intervals: of every batch's interval, and of the interval
+on the number of batches completed.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from twin.eventlog import EventLog
-from twin.forecast import forecast
+from twin.forecast import TIME_BASE, forecast
 from twin.snapshot import snapshot_from_log
 from twin.spec.model import LineSpec
-
-LIKELY = 0.5  # batches predicted to leave with at least this chance are scored one by one
 
 
 def make_forecast(
     spec: LineSpec, plant_log: EventLog, at: float, horizon: float, replications: int = 30, seed: int = 1
 ) -> dict[str, Any]:
-    """Forecast ``horizon`` hours from the plant's state at ``at`` (hours of the feed); JSON-able."""
+    """Forecast ``horizon`` hours from the plant's state at ``at`` (hours of the feed); JSON-able.
+
+    Batch times are in ``TIME_BASE`` (``None``: after the horizon), for every batch in the line."""
     snap = snapshot_from_log(plant_log, at, source="plant")
     result = forecast(spec, snap, horizon, replications, seed)
-    completed = result.totals["completed"]
     batches = {}
-    for batch, row in result.batches.iterrows():
-        label = snap.labels.get(int(batch))
-        if label is None or not row["leave_chance"] > 0:
-            continue
-        batches[label] = {
-            "p5": float(row["leave_p5"]),
-            "p50": float(row["leave_p50"]),
-            "p95": float(row["leave_p95"]),
-            "chance": float(row["leave_chance"]),
-        }
+    for record in result.batch_records():
+        if record["label"] is not None and record["leaves_line"] is not None:
+            batches[str(record["label"])] = record["leaves_line"]
     return {
         "at": at,
         "horizon": horizon,
         "replications": replications,
-        "completed": {
-            "mean": float(completed.mean()),
-            "p5": float(completed.quantile(0.05)),
-            "p50": float(completed.quantile(0.5)),
-            "p95": float(completed.quantile(0.95)),
-        },
+        "time_base": TIME_BASE,
+        "completed": result.intervals()["completed"],
         "batches": batches,
     }
 
@@ -66,24 +56,32 @@ def _leaves(plant_log: EventLog) -> dict[str, float]:
     return {str(plant[b]): float(t) for b, t in zip(left["batch"], left["time"], strict=True) if 0 <= b < len(plant)}
 
 
+def _hours(value: float | None, offset: float) -> float:
+    return math.inf if value is None else value - offset
+
+
 def score_forecast(predicted: dict[str, Any], plant_log: EventLog) -> dict[str, Any]:
-    """How the forecast turned out; the plant log must reach the end of its horizon."""
+    """How the forecast turned out; the plant log must reach the end of its horizon.
+
+    Every batch predicted is scored: covered when it left the line within its interval, or after the
+    horizon where the interval reaches past it. Errors (actual minus median) are of the batches whose
+    median and actual time both lie within the horizon."""
     start, end = predicted["at"], predicted["at"] + predicted["horizon"]
     if plant_log.meta.horizon < end:
         raise ValueError(f"the plant log ends at {plant_log.meta.horizon:g} h, before the forecast's end {end:g} h")
+    offset = 0.0 if predicted.get("time_base") == TIME_BASE else start  # older forecasts: hours on the plant's clock
     leaves = _leaves(plant_log)
     done = sum(1 for t in leaves.values() if start < t <= end)
     interval = predicted["completed"]
     errors, covered = [], []
     for label, p in predicted["batches"].items():
-        if p["chance"] < LIKELY:
-            continue
         actual = leaves.get(label)
-        if actual is None or actual > end:  # predicted to leave, did not: outside its interval
-            covered.append(False)
-            continue
-        errors.append(actual - p["p50"])
-        covered.append(p["p5"] - 1e-9 <= actual <= p["p95"] + 1e-9)
+        after = actual is None or actual > end
+        when = math.inf if after else actual - start
+        low, mid, high = (_hours(p[k], offset) for k in ("p5", "p50", "p95"))
+        covered.append(low - 1e-9 <= when <= high + 1e-9)
+        if not after and math.isfinite(mid):
+            errors.append(when - mid)
     return {
         "completed": done,
         "completed_covered": bool(interval["p5"] <= done <= interval["p95"]),

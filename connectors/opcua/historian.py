@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from twin.errors import InputError
+from twin.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -302,18 +303,17 @@ class Historian:
         if path.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(f"{path}: export to .csv or .parquet")
         df = self.query(tags, start, end)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if path.suffix.lower() == ".csv":
-            out = df.copy()
-            for c in ("source_time", "server_time", "received_time"):
-                out[c] = out[c].map(lambda t: t.isoformat() if pd.notna(t) else "")
-            out.to_csv(tmp, index=False)
-        else:
-            df.assign(
-                value=df["value"].map(lambda v: None if v is None else str(v)),
-                value_type=df["value"].map(lambda v: type(v).__name__),
-            ).to_parquet(tmp, index=False)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            if path.suffix.lower() == ".csv":
+                out = df.copy()
+                for c in ("source_time", "server_time", "received_time"):
+                    out[c] = out[c].map(lambda t: t.isoformat() if pd.notna(t) else "")
+                out.to_csv(tmp, index=False)
+            else:
+                df.assign(
+                    value=df["value"].map(lambda v: None if v is None else str(v)),
+                    value_type=df["value"].map(lambda v: type(v).__name__),
+                ).to_parquet(tmp, index=False)
         return len(df)
 
 

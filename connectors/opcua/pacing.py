@@ -75,6 +75,12 @@ class PacedRun:
         self.rep.advance(hours)
         return self.rep.new_rows()
 
+    def stop(self) -> None:
+        """End the run where it stands (stopped before its end): ``table`` becomes the event table of (0, now]."""
+        if not self.finished:
+            self.table = self.rep.end_now()
+            self.running = False
+
     def step(self, wall: float) -> pd.DataFrame:
         """Advance to where the clock says and return the new rows (none while paused)."""
         if not self.running or self.finished:

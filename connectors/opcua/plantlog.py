@@ -10,8 +10,9 @@ as the state at time 0). Per unit:
 - each state value (or alarm change) gives a state row: the plant code mapped to a twin state,
   ``down`` while the alarm is on; codes the map lacks are bad values (counted, skipped);
 - each step of the finished-batches counter is a ``finish`` row of the batch the unit held just
-  before (its batch tag), with the units counter's step at that time as the quantity (the
-  product's batch size when the map has no such counter) and the spec's ideal time; at the last
+  before (its batch tag), with the units counter's step at that time as the quantity (when the
+  map has no such counter, the units of a lot at that station: the product's batch size, divided
+  by the splits before it and multiplied by the merges up to it) and the spec's ideal time; at the last
   station it is also the batch's ``leave``, less the units scrapped then;
 - each step of the scrap counter is a ``scrap`` row of that many units, each step of the reject
   counter a ``reject`` of the batch the unit held (a rejected batch does not leave the line);
@@ -178,7 +179,7 @@ def plant_event_log(
             if product is None:
                 bad[unit.done.tag] += 1
                 continue
-            qty = float(quantities.get(t, spec.products[[p.name for p in spec.products].index(product)].batch_size))
+            qty = float(quantities.get(t, lot_units(spec, station_name, product)))
             ideal = station.ideal_hours(product, spec.time_unit, batch_units=qty)
             rows.append((t, batch, product, station_name, u, "finish", None, qty, ideal))
             if station_name == last_station and not rejected.get(t):  # what leaves the line: made less scrapped
@@ -243,6 +244,17 @@ def plant_event_log(
         },
     )
     return Decoded(EventLog(normalize_table(table, meta), meta), dict(bad), dict(missed))
+
+
+def lot_units(spec: LineSpec, station: str, product: str) -> float:
+    """Units of one lot of ``product`` at ``station``: the batch size, split and merged on the way there."""
+    units = float(next(p.batch_size for p in spec.products if p.name == product))
+    for s in spec.stations:
+        units *= s.merge or 1
+        if s.name == station:
+            return units
+        units /= s.split or 1
+    raise KeyError(station)
 
 
 def _plain(value: Any) -> Any:

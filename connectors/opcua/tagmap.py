@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from twin.errors import Problem, SpecError
 from twin.eventlog import STATES
+from twin.spec.loader import parse_yaml, read_text
 from twin.spec.model import LineSpec
 
 Code = int | str
@@ -212,21 +213,12 @@ def _spec_problems(tags: TagMap, spec: LineSpec, source: str) -> list[Problem]:
 
 
 def load_tag_map(path: str | Path, spec: LineSpec | None = None) -> TagMap:
-    """Read and validate a tag map file (``SpecError``, exit code 2, on any problem)."""
+    """Read and validate a tag map file (``SpecError``, exit code 2, on any problem).
+
+    The file is read within the limits of spec files (size, nesting, aliases: ``twin.spec.limits``).
+    """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SpecError([Problem(str(path), "", f"cannot read the tag map ({err.strerror})")]) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise SpecError(
-            [
-                Problem(
-                    str(path), "", f"not valid YAML ({getattr(err, 'problem', err)})", mark.line + 1 if mark else None
-                )
-            ]
-        ) from None
+    data, _ = parse_yaml(read_text(path, "tag map"), str(path))
     return parse_tag_map(data, str(path), spec)
 
 

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from urllib.parse import urlparse
 
 from asyncua import Client, Server, ua
 
+from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
 from connectors.opcua.security import Pki, Users, secure_client, secure_server
 from twin.errors import InputError
 
@@ -35,6 +38,8 @@ class ServerOptions:
     users: Path | None = None
     security: tuple[str, ...] = ("sign", "sign-encrypt")
     allow_anonymous: bool = False
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S  # seconds to send a Hello and activate a session
+    max_sessions: int = MAX_SESSIONS  # sessions open at once
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def make_server(options: ServerOptions, name: str, uri_role: str) -> Server:
-    """An asyncua server with the twin's security settings, not started yet."""
+def check_limits(options: ServerOptions) -> None:
+    """``InputError`` for a bad endpoint, handshake timeout or session limit."""
     check_endpoint(options.endpoint)
-    server = Server()
+    if not 0 < options.handshake_timeout <= 3600:
+        raise InputError(f"--handshake-timeout {options.handshake_timeout:g}: choose from 0 to 3600 seconds (not 0)")
+    if not 1 <= options.max_sessions <= 1000:  # asyncua refuses more than 1000 activated sessions per process
+        raise InputError(f"--max-sessions {options.max_sessions}: choose from 1 to 1000")
+
+
+async def make_server(options: ServerOptions, name: str, uri_role: str) -> Server:
+    """An asyncua server with the twin's security settings and limits (``guard``), not started yet."""
+    from connectors.opcua.guard import GuardedServer
+
+    check_limits(options)
+    server = GuardedServer(options.handshake_timeout, options.max_sessions)
     await server.init()
     server.set_endpoint(options.endpoint)
     server.set_server_name(name)
@@ -94,9 +110,15 @@ async def connect(options: ClientOptions, role: str = "client") -> Client:
     client = Client(options.endpoint, timeout=options.timeout, watchdog_intervall=WATCHDOG_S)
     client.name = f"twin {role}"
     pki = Pki(options.pki).ensure(f"urn:twin:{role}:{socket.gethostname()}", f"twin {role}", server=False)
+    refusals: list[ua.UaStatusCodeError] = []
     try:
-        await secure_client(client, pki, options.security, options.user, options.password)
-        await client.connect()
+        with _channel_refusals() as refusals:
+            await secure_client(client, pki, options.security, options.user, options.password)
+            await client.connect()
+    except AssertionError:  # asyncua's answer to an OpenSecureChannel the server refused (the status is logged)
+        status = _status_text(refusals[-1]) if refusals else "no reason given"
+        hint = "" if options.security == "none" else f"; if it does not trust this program, give it {pki.cert_path}"
+        raise InputError(f"{options.endpoint} refused the secure channel ({status}){hint}") from None
     except (OSError, TimeoutError) as err:
         raise InputError(
             f"cannot reach {options.endpoint}: {getattr(err, 'strerror', None) or err or 'timed out'}"
@@ -106,6 +128,39 @@ async def connect(options: ClientOptions, role: str = "client") -> Client:
     except ua.UaError as err:
         raise InputError(f"{options.endpoint}: {err}") from None
     return client
+
+
+_CLIENT_PROTOCOL_LOG = "asyncua.client.ua_client.UASocketProtocol"
+
+
+@contextlib.contextmanager
+def _channel_refusals() -> Iterator[list[ua.UaStatusCodeError]]:
+    """The error statuses asyncua's client protocol logs while the block runs.
+
+    A server that answers OpenSecureChannel with a bad status (a certificate it does not trust, say)
+    makes asyncua log the status and then fail an ``assert``; this keeps the status for the message.
+    The records are kept from the twin's log handlers unless asyncua logs at ERROR already (``-v``).
+    """
+    seen: list[ua.UaStatusCodeError] = []
+    logger = logging.getLogger(_CLIENT_PROTOCOL_LOG)
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            args = record.args if isinstance(record.args, tuple) else ()
+            seen.extend(a for a in args if isinstance(a, ua.UaStatusCodeError))
+
+    handler = Keep(logging.ERROR)
+    level, propagate = logger.level, logger.propagate
+    if not logger.isEnabledFor(logging.ERROR):
+        logger.setLevel(logging.ERROR)
+        logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _status_text(err: ua.UaStatusCodeError) -> str:

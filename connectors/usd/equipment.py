@@ -15,12 +15,11 @@ unknown type gets the ``generic`` box. A user's own asset replaces any of them (
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.usd.names import prim_name
+from twin.files import atomic_path
 
 Vec3 = tuple[float, float, float]
 
@@ -198,13 +197,6 @@ def write_asset(kind: EquipmentKind, path: Path) -> None:
 
 
 def _export_atomically(layer: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if not layer.Export(tmp):  # type: ignore[attr-defined]
+    with atomic_path(path, suffix=path.suffix) as tmp:  # USD picks the format by the extension
+        if not layer.Export(str(tmp)):  # type: ignore[attr-defined]
             raise OSError(f"cannot write {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -15,8 +15,6 @@ beside it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from twin import __version__
 from twin.durations import format_hours
 from twin.errors import InputError
 from twin.eventlog import EventLog
+from twin.files import atomic_path
 from twin.models import load_spec
 from twin.runfolder import RUN_FILE, read_run
 from twin.spec.model import LineSpec
@@ -246,16 +245,9 @@ def _layer_data(sources: list[SceneSource], scenarios: list[Any], replication: i
 
 
 def _export_atomically(layer: Any, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".tmp{out.suffix}", dir=out.parent)
-    os.close(fd)
-    try:
-        if not layer.Export(tmp):
+    with atomic_path(out, suffix=out.suffix) as tmp:  # USD picks the format by the extension
+        if not layer.Export(str(tmp)):
             raise InputError(f"--out {out}: could not be written")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _attribute_specs(layer: Any) -> list[Any]:

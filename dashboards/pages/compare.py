@@ -14,16 +14,18 @@ from dashboards.figures import gantt_figure
 from dashboards.formatting import ci_text, run_label
 from dashboards.pages import Page
 from dashboards.series import gantt_segments
+from twin.kpis.line import LINE_KPI, LINE_KPIS, LineKpi, constraint_moved, constraint_of, shown, stat
 from twin.store.diff import kpi_deltas, spec_changes
 
-METRICS = (  # KPI, label, scale, digits, higher is better
-    ("throughput_per_hour", "Throughput (batches/day)", 24, 2, True),
-    ("units_per_hour", "Output (units/h)", 1, 0, True),
-    ("lead_time_hours", "Lead time (h)", 1, 1, False),
-    ("lead_time_p90_hours", "Lead time p90 (h)", 1, 1, False),
-    ("wip", "WIP (batches)", 1, 2, False),
-    ("oee", "Line OEE (%)", 100, 1, True),
-)
+
+def _metric(kpi: LineKpi) -> tuple[str, str, float, int, bool]:
+    """How the page shows a line KPI: key, label, scale, digits, higher is better (rates per day)."""
+    if kpi.unit == "batches/h":
+        return kpi.column, f"{kpi.label} (batches/day)", 24.0, 2, kpi.higher_is_better
+    return kpi.column, f"{kpi.label} ({kpi.unit})", 100.0 if kpi.percent else 1.0, kpi.digits, kpi.higher_is_better
+
+
+METRICS = tuple(_metric(k) for k in LINE_KPIS if k.column != "lead_time_p50_hours")
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -43,10 +45,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 
 def _kpi(view: Any, key: str) -> dict | None:
-    s = view.summary
-    if key == "lead_time_p90_hours":
-        return (s.get("lead_time_hours") or {}).get("p90")
-    return s.get(key)
+    return dict(stat(view.summary, LINE_KPI[key]))
 
 
 def comparison_table(views: list[Any]) -> html.Table:
@@ -59,7 +58,11 @@ def comparison_table(views: list[Any]) -> html.Table:
         if i:
             head.append(html.Th(["Δ vs first", html.Span("paired" if paired[i] else "Welch", className="ci")]))
     body = []
+    summaries = [v.summary for v in views]
+    moved = [bool(i) and constraint_moved(ref.summary, v.summary, "") is not None for i, v in enumerate(views)]
     for key, label, scale, digits, higher in METRICS:
+        if not shown(LINE_KPI[key], summaries):
+            continue
         cells = [html.Td(label)]
         for i, v in enumerate(views):
             value, ci = ci_text(_kpi(v, key), scale, digits)
@@ -72,11 +75,20 @@ def comparison_table(views: list[Any]) -> html.Table:
                 text, ci = ci_text({"mean": d.mean, "ci95": [d.low, d.high]}, scale, digits)
                 significant = d.n >= 2 and (d.low > 0 or d.high < 0)
                 cls = "same" if not significant else ("better" if (d.mean > 0) == higher else "worse")
+                if key == "oee" and moved[i]:
+                    cls = "same"  # shares of different stations' time: neither better nor worse
                 sign = "+" if d.mean > 0 else ""
                 cells.append(
                     html.Td([sign + text, html.Span(ci.replace("95% CI ", ""), className="ci")], className=cls)
                 )
         body.append(html.Tr(cells, id=f"compare-row-{key}"))
+        if key == "oee":
+            cells = [html.Td("Line OEE valued at")]
+            for i, v in enumerate(views):
+                cells.append(html.Td(constraint_of(v.summary) or "–", className="moved" if moved[i] else None))
+                if i:
+                    cells.append(html.Td("moved" if moved[i] else "", className="moved" if moved[i] else None))
+            body.append(html.Tr(cells, id="compare-row-constraint"))
     return html.Table([html.Thead(html.Tr(head)), html.Tbody(body)], className="kpi-table", id="compare-table")
 
 
@@ -133,6 +145,10 @@ def _register(app: Any, ctx: Any) -> None:
             if len(lines) > 1
             else []
         )
+        for v in views[1:]:
+            note = constraint_moved(views[0].summary, v.summary, f"{v.info.get('scenario')} ({v.run_id[:8]})")
+            if note:
+                warn.append(layout.alert(note, kind="info", id=f"compare-constraint-{v.run_id[:8]}"))
         return html.Div(
             [
                 *warn,

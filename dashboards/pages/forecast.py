@@ -29,7 +29,7 @@ TABLE = {
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
-    historian = query.get("historian") or str(ctx.historian or "")
+    historian = query.get("historian") or ctx.historians.default
     return layout.page(
         "Calibrate & forecast",
         html.Div(
@@ -95,10 +95,9 @@ def _data(ctx: Any, source: str, run_id: str | None, historian: str) -> tuple[An
     if source == "historian":
         from twin.calibrate.sources import read_source
 
-        if not historian:
-            raise LookupError("Give the historian that `twin sync --historian FILE` writes.")
+        path = ctx.historians.resolve(historian)  # only one the dashboard may open
         try:
-            return read_source(historian.strip())
+            return read_source(str(path))
         except Exception as err:  # a TwinError or an unreadable file: said on the page, not raised
             raise LookupError(str(err).splitlines()[0]) from None
     if not run_id:
@@ -199,23 +198,23 @@ def completions_figure(result: Any, actual: pd.Series | None) -> go.Figure:
 
 
 def batches_figure(result: Any) -> go.Figure:
-    """Each batch's completion: median and 90% interval (hours from the snapshot)."""
-    start = result.snapshot.time
-    b = result.batches.dropna(subset=["leave_p50"]).head(25)
+    """Each batch in the line: median and 90% interval of when it leaves (hours from the snapshot); a time after
+    the horizon is drawn at the horizon's edge and says so."""
+    b = result.batches().dropna(subset=["leave_p50"]).head(25)
+    edge = result.horizon
+    p5, p50, p95 = (b[c].clip(upper=edge) for c in ("leave_p5", "leave_p50", "leave_p95"))
+    text = [
+        "after the horizon" if np.isinf(m) else f"{m:.1f} h" for m in b["leave_p50"]
+    ]
     fig = go.Figure(
         go.Scatter(
-            x=b["leave_p50"] - start,
-            y=[f"batch {i}" for i in b.index],
+            x=p50,
+            y=[f"batch {label or i}" for i, label in zip(b.index, b["label"], strict=True)],
             mode="markers",
             marker={"color": "#338cd9", "size": 9},
-            error_x={
-                "type": "data",
-                "symmetric": False,
-                "array": b["leave_p95"] - b["leave_p50"],
-                "arrayminus": b["leave_p50"] - b["leave_p5"],
-            },
-            customdata=b["leave_chance"],
-            hovertemplate="%{y}: %{x:.1f} h (chance %{customdata:.0%})<extra></extra>",
+            error_x={"type": "data", "symmetric": False, "array": p95 - p50, "arrayminus": p50 - p5},
+            customdata=np.stack([text, b["leave_chance"]], axis=-1) if len(b) else None,
+            hovertemplate="%{y}: %{customdata[0]} (chance within the horizon %{customdata[1]:.0%})<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")

@@ -8,7 +8,6 @@ the historian comes from ``twin dashboard --historian plant.db`` or the page's o
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -33,7 +32,7 @@ KPIS = (
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
-    default = query.get("historian") or str(ctx.historian or "")
+    default = query.get("historian") or ctx.historians.default
     return layout.page(
         "Live",
         html.Div(
@@ -61,15 +60,14 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     )
 
 
-def _read(path: str) -> dict[str, Any]:
-    """Everything the page shows, read in one short session of the historian."""
+def _read(ctx: Any, text: str) -> dict[str, Any]:
+    """Everything the page shows, read in one short session of the historian (one the dashboard may open)."""
     from connectors.opcua.historian import Historian
     from connectors.opcua.logsource import is_historian
     from connectors.opcua.tagmap import parse_tag_map
 
-    if not path:
-        raise LookupError("Give the historian that `twin sync --historian FILE` writes.")
-    if not Path(path).is_file() or not is_historian(path):
+    path = ctx.historians.resolve(text)
+    if not path.is_file() or not is_historian(path):
         raise LookupError(f"{path} is not a historian written by `twin sync`.")
     h = Historian(path, readonly=True)
     try:
@@ -189,9 +187,9 @@ def _forecasts(data: dict[str, Any]) -> Any:
     summary = accuracy([s for s in fc["score"] if s])
     head = html.P(
         f"{len(fc)} forecasts made, {summary['forecasts']} scored. Batch completion error "
-        f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the 90% intervals "
-        f"covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches and "
-        f"{percent(summary['completed_coverage'])} of the batch counts.",
+        f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the batch intervals "
+        f"(5th-95th percentile) covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches "
+        f"and the 90% count intervals {percent(summary['completed_coverage'])} of the batch counts.",
         id="live-forecast-summary",
     )
     rows = []
@@ -231,7 +229,7 @@ def _register(app: Any, ctx: Any) -> None:
     def refresh(_tick: int | None, path: str | None, _id: str) -> tuple[Any, ...]:
         empty = layout.figure_style(go.Figure(), height=300)
         try:
-            data = _read((path or "").strip())
+            data = _read(ctx, path or "")
         except LookupError as err:
             return layout.alert(str(err), kind="info", id="live-state"), empty, None, empty, None
         return (

@@ -17,6 +17,7 @@ from dashboards.formatting import ci_text, hours_text, percent
 from dashboards.pages import Page
 from dashboards.series import counts_at, states_at
 from twin.eventlog import STATES
+from twin.kpis.line import constraint_text
 from twin.palette import NO_STATE_COLOR, state_hex, to_hex
 
 KPI_CARDS = (  # id, label, KPI, scale, digits, unit
@@ -31,6 +32,8 @@ def kpi_cards(summary: dict[str, Any]) -> list[html.Div]:
     cards = []
     for card_id, label, key, scale, digits, unit in KPI_CARDS:
         value, detail = ci_text(summary.get(key), scale, digits)
+        if key == "oee":
+            detail = f"{detail}; {constraint_text(summary)}"
         cards.append(layout.kpi_card(card_id, label, value, detail, unit))
     return cards
 

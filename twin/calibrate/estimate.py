@@ -8,6 +8,14 @@ is the same), fitted by maximum likelihood with censoring. Rates: the gamma fact
 processing time over its nameplate time after start-up, whose mean gives the speed loss and whose
 coefficient of variation is ``cv``. Yields, reject and OOS probabilities: proportions with their
 intervals. New durations are written in the unit the spec used for the value (4 significant digits).
+
+Only what the data contradict changes: a value is kept ("consistent") when it lies in the estimate's
+95% interval (a duration: its mean lies in the interval of the data's mean, ``restricted_mean``, and
+its whole distribution passes a 5% Kolmogorov-Smirnov test against the data; a rate: both speed loss
+and variation). A probability estimated from no events at all (0 rejects in 115 batches) is written
+as the Jeffreys estimate (k + 1/2) / (n + 1), never 0. A family whose mean lies outside the data's
+mean interval (a family that cannot take the data's shape, such as a triangular distribution) gives
+way to the best-fitting family whose mean agrees.
 """
 
 from __future__ import annotations
@@ -18,7 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from twin.calibrate.fit import AICC_TIE, FAMILIES, PARAMETERS, Z95, Durations, Estimate, FamilyFit, fit_best
+from twin.calibrate.fit import (
+    AICC_TIE,
+    FAMILIES,
+    PARAMETERS,
+    Z95,
+    Durations,
+    Estimate,
+    FamilyFit,
+    fit_best,
+    kaplan_meier,
+    restricted_mean,
+)
 from twin.calibrate.observations import QualityCounts
 from twin.calibrate.proportions import batch_yield, wilson
 from twin.calibrate.report import CHANGED, KEPT, ParameterResult
@@ -116,6 +135,17 @@ def _duration(target: Target, base: ParameterResult, settings: Settings) -> Para
         return _kept(base, "failed", f"the fit failed ({err})")
     if not best.converged:
         return _kept(replace(base, family=best.family), "failed", f"the {best.family} fit did not converge")
+    data_mean = restricted_mean(data) if best.family != "constant" else best.mean
+    how = _how(best, tried)
+    if not _inside(data_mean, best.mean.value):
+        agree = [f for f in tried.values() if f.converged and _inside(data_mean, f.mean.value)]
+        if agree:
+            chosen = min(agree, key=lambda f: f.aicc)
+            how = (
+                f"{chosen.family}: the best fit by AICc ({best.family}) puts the mean at {describe(best.mean.value)}, "
+                f"outside the data's mean interval [{describe(data_mean.low)}, {describe(data_mean.high)}]"
+            )
+            best = chosen
     unit = _unit_of(target.old)
     new = _distribution_data(best, unit, settings.time_unit)
     result = replace(
@@ -126,11 +156,13 @@ def _duration(target: Target, base: ParameterResult, settings: Settings) -> Para
         aicc={name: fit.aicc for name, fit in tried.items()},
         ks=best.ks,
         ks_reference=best.ks_reference if best.family != "constant" else None,
-        old_inside=_inside(best.mean, old_mean),
+        old_inside=_inside(data_mean, old_mean),
     )
-    how = _how(best, tried)
     if _same(new, target.old, settings.time_unit):
         return _kept(result, "same", f"the estimate equals the current value ({how})")
+    agrees = _spec_agrees(data, target.old, data_mean, settings.time_unit)
+    if agrees:
+        return _kept(result, "consistent", agrees)
     ci = ", ".join(
         f"{name} [{_show(e.low, name, unit, settings.time_unit)}, {_show(e.high, name, unit, settings.time_unit)}]"
         for name, e in best.params.items()
@@ -162,9 +194,39 @@ def _old_mean(old: Any, time_unit: str) -> float | None:
 
 
 def _inside(estimate: Estimate | None, value: float | None) -> bool | None:
-    if estimate is None or value is None or estimate.low is None or estimate.high is None:
+    """``value`` lies in the estimate's interval (one without an upper end reaches to infinity); None: no interval."""
+    if estimate is None or value is None or estimate.low is None:
         return None
-    return estimate.low <= value <= estimate.high
+    return estimate.low <= value <= (math.inf if estimate.high is None else estimate.high)
+
+
+KS_DRAWS = 100_000  # draws that stand for the spec's distribution function in its KS test
+
+
+def _spec_agrees(data: Durations, old: Any, data_mean: Estimate, time_unit: str) -> str:
+    """Why the spec's distribution stands (its mean in the data's interval, its KS distance below the 5% critical
+    value for a distribution known in advance), or "" where the data contradict it."""
+    if old is None or not _inside(data_mean, _old_mean(old, time_unit)):
+        return ""
+    try:
+        sampler = parse_distribution(old, time_unit).sampler(time_unit)
+    except (ValueError, TypeError):
+        return ""
+    draws = np.sort(sampler(np.random.default_rng(0), KS_DRAWS))
+    times, cdf_km = kaplan_meier(data)
+    if not len(times):
+        return ""
+    cdf = np.searchsorted(draws, times, side="right") / len(draws)
+    before = np.r_[0.0, cdf_km[:-1]]
+    distance = float(max(np.abs(cdf_km - cdf).max(), np.abs(before - cdf).max()))
+    critical = 1.36 / math.sqrt(data.n)
+    if distance > critical:
+        return ""
+    return (
+        f"the data agree with the current value: its mean {describe(_old_mean(old, time_unit))} lies in the data's "
+        f"95% interval [{describe(data_mean.low)}, {describe(data_mean.high)}] and its distribution passes "
+        f"Kolmogorov-Smirnov (distance {distance:.3f} < {critical:.3f})"
+    )
 
 
 def _same(new: Any, old: Any, time_unit: str) -> bool:
@@ -228,6 +290,12 @@ def _rate(target: Target, base: ParameterResult, settings: Settings) -> Paramete
     )
     if not assignments:
         return _kept(replace(result, new=None), "same", f"the estimate equals the current value ({how})")
+    if _inside(speed_loss, old.get("speed_loss", 0.0)) and _inside(cv, old.get("cv", 0.0)):
+        return _kept(
+            replace(result, new=None),
+            "consistent",
+            "the data agree with the current value: speed_loss and cv lie in their 95% intervals",
+        )
     ci = ", ".join(f"{k} [{_num(e.low)}, {_num(e.high)}]" for k, e in result.estimates.items() if e.low is not None)
     comment = f"calibrated {settings.provenance}: speed_loss and cv from a gamma rate factor, n={data.n} "
     comment += f"({data.n_censored} censored); 95% CI {ci}"
@@ -271,11 +339,21 @@ def _proportion(target: Target, base: ParameterResult, settings: Settings) -> Pa
         value = wilson(k, n)
         if value.value >= 1:
             return _kept(base, "unusable", "every batch was rejected: a probability of 1 cannot be modelled")
+        if k == 0:  # no event seen: not a probability of 0, the Jeffreys estimate
+            value = Estimate((k + 0.5) / (n + 1), value.low, value.high)
+            base = replace(base, method=f"{base.method}; none seen: Jeffreys estimate (k + 1/2) / (n + 1)")
     name = target.path[-1]
     new = significant(value.value)
     result = replace(base, estimates={name: value}, old_inside=_inside(value, current))
     if new == current:
         return _kept(result, "same", "the estimate equals the current value")
+    if result.old_inside:
+        return _kept(
+            result,
+            "consistent",
+            f"the data agree with the current value: {current:g} lies in the 95% interval "
+            f"[{_num(value.low)}, {_num(value.high)}] ({_num(value.value)} estimated)",
+        )
     ci = f"[{_num(value.low)}, {_num(value.high)}]" if value.low is not None else "(no interval)"
     comment = f"calibrated {settings.provenance}: {new:g} of {n} {'batches' if n != 1 else 'batch'}; 95% CI {ci}"
     return replace(result, status=CHANGED, code=CHANGED, reason=base.method, new=new, assignments={target.dotted: new},

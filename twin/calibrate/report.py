@@ -19,6 +19,7 @@ from twin.calibrate.fit import Estimate
 CHANGED, KEPT = "changed", "kept"
 SHORT_REASONS = {
     "same": "kept: estimate = current value",
+    "consistent": "kept: the data agree",
     "too_few": "kept: too few data",
     "no_data": "kept: no data",
     "failed": "kept: fit failed",
@@ -38,7 +39,7 @@ class ParameterResult:
     reason: str  # why it was kept, or how the new value was chosen
     old: Any
     new: Any
-    code: str = ""  # changed, same (estimate = current), too_few, no_data, failed, unusable
+    code: str = ""  # changed, same (estimate = current), consistent (data agree), too_few, no_data, failed, unusable
     n: int = 0  # observations (batches for yields and rates of rejects)
     censored: int = 0
     method: str = ""

@@ -14,9 +14,7 @@ the key. A value the file does not have yet (a default) is added to its mapping.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from twin import files
 from twin.errors import InputError
 
 
@@ -241,13 +240,5 @@ def _plan_edit(plan: _Plan, root: yaml.MappingNode, edit: Edit) -> None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` in one step (a temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` in one step (a temporary file beside it, then a rename), with the umask's mode."""
+    files.write_atomically(path, text)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,6 +25,7 @@ from twin import __version__
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
+    MaxEventsOpt,
     OutOpt,
     ReplicationsOpt,
     SeedOpt,
@@ -32,12 +34,15 @@ from twin.cli.common import (
     WarmupOpt,
     emit_json,
     hours_option,
+    max_events_option,
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code, interrupt_message
 from twin.cli.lazy import LazyGroup, lazy_group, new_app
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
+from twin.spec.overrides import OverrideWarning
 
 if TYPE_CHECKING:
     from twin.spec.model import LineSpec
@@ -65,8 +70,20 @@ def build_app() -> typer.Typer:
     return app  # the other commands are added on use: twin.cli.lazy.CORE and the twin.commands entry points
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
+    if issubclass(category, OverrideWarning):
+        stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         lazy_group(build_app())(prog_name="twin")
     except SpecError as err:
@@ -76,13 +93,20 @@ def main() -> None:
     except TwinError as err:
         stderr.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        stderr.print("interrupted; nothing was written", markup=False)
-        sys.exit(130)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (twin.cli.entry installs both)
+        stderr.print(interrupt_message(err), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(err))
+    except SystemExit as done:  # typer turns an interrupt in a command into a silent exit 130
+        interrupt = getattr(done.__context__, "__cause__", None)
+        if not isinstance(interrupt, KeyboardInterrupt):
+            raise
+        stderr.print(interrupt_message(interrupt), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(interrupt_exit_code(interrupt))
     except Exception as err:  # a bug: say so in one line, show the traceback only on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
-        stderr.print(f"internal error: {err.__class__.__name__}: {err} (set TWIN_DEBUG=1 for details)", markup=False)
+        message = " ".join(f"{err.__class__.__name__}: {err}".split())[:300]
+        stderr.print(f"internal error: {message} (set TWIN_DEBUG=1 for details)", markup=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -102,19 +126,23 @@ def run_command(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
     out: OutOpt = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
     from twin.cli.render import console, line_table, oee_table, station_table
     from twin.experiment import run
     from twin.models import load_spec
-    from twin.runfolder import write_run
+    from twin.runfolder import check_new, write_run
 
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    budget = max_events_option(max_events)
     with progress_bar(f"simulating {line.name}") as update:
-        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()))
-    if out is not None:
-        write_run(result, out)
+        result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
+        if out is not None:
+            write_run(result, out)
     if as_json:
         _emit_json(result.kpis.summary)
         return
@@ -140,25 +168,29 @@ def compare_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write one run folder per scenario under this folder.")
     ] = None,
+    max_events: MaxEventsOpt = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
-    from twin.cli.render import compare_table, console
+    from twin.cli.render import compare_table, console, constraint_notes
     from twin.experiment import compare
+    from twin.kpis.line import constraint_moved
     from twin.models import load_spec
-    from twin.runfolder import write_run
+    from twin.runfolder import atomic_folder, check_new, write_run
 
+    if out is not None:
+        check_new(out)
     line = load_spec(spec, set_ or ())
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
         raise InputError("two scenarios have the same name")
     hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
-    if out is not None and out.exists():
-        raise InputError(f"{out}: already exists; choose another --out or remove it")
+    budget = max_events_option(max_events)
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
-        result = compare(line, scenarios, replications, seed, hours, warm, update)
-    if out is not None:
-        for i, res in enumerate([result.baseline, *result.scenarios]):
-            write_run(res, out / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
+        result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
+        if out is not None:
+            with atomic_folder(out) as folder:  # every scenario's run folder, or none
+                for i, res in enumerate([result.baseline, *result.scenarios]):
+                    write_run(res, folder / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
         _emit_json(
             {
@@ -169,6 +201,7 @@ def compare_command(
                         "overrides": list(r.overrides),
                         "kpis": r.kpis.summary,
                         "deltas": {k: v.as_dict() for k, v in result.deltas[r.name].items()},
+                        "constraint_moved": constraint_moved(result.baseline.kpis.summary, r.kpis.summary, r.name),
                     }
                     for r in result.scenarios
                 ],
@@ -176,7 +209,10 @@ def compare_command(
         )
         return
     rows = [(r.name, r.kpis.summary, result.deltas[r.name]) for r in result.scenarios]
-    console().print(compare_table(result.baseline.kpis.summary, rows))
+    out_console = console()
+    out_console.print(compare_table(result.baseline.kpis.summary, rows))
+    for note in constraint_notes(result.baseline.kpis.summary, rows):
+        out_console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:

@@ -16,6 +16,7 @@ import typer
 
 from twin.durations import to_hours
 from twin.errors import InputError
+from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MIN_HORIZON_HOURS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,6 +34,13 @@ ReplicationsOpt = Annotated[int, typer.Option("--replications", "-r", help="Inde
 SeedOpt = Annotated[int, typer.Option(help="Seed of all random streams (same seed, same results).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write a run folder (spec, event log, KPIs) here.")]
+MaxEventsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-events",
+        help=f"Work budget: refuse a run estimated past this many events (default {DEFAULT_MAX_EVENTS:.0e}).",
+    ),
+]
 
 __all__ = ["console"]
 
@@ -95,7 +103,21 @@ def hours_option(value: str, time_unit: str, option: str, allow_zero: bool = Fal
         raise InputError(f"{option} {value!r}: {err}") from None
     if hours < 0 or (hours == 0 and not allow_zero):
         raise InputError(f"{option} {value!r}: must be {'>= 0' if allow_zero else 'positive'}")
+    if hours > MAX_HOURS:
+        raise InputError(f"{option} {value!r}: must be at most {MAX_HOURS:,.0f} h ({MAX_HOURS / 8766:.0f} years)")
+    if not allow_zero and hours < MIN_HORIZON_HOURS:
+        raise InputError(f"{option} {value!r}: must be at least {MIN_HORIZON_HOURS * 3600:g} s")
     return hours
+
+
+def max_events_option(value: float | None) -> float:
+    """The work budget of ``--max-events`` (the default when not given)."""
+    if value is None:
+        return DEFAULT_MAX_EVENTS
+    if not value > 0 or value == float("inf"):
+        raise InputError(f"--max-events {value!r}: must be a positive number")
+    return value
+
 
 
 def emit_json(data: Any) -> None:

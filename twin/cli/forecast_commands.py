@@ -11,6 +11,7 @@ connector registers ``live``): a function ``(spec, endpoint, tag_map) -> Snapsho
 
 from __future__ import annotations
 
+import math
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -70,9 +71,16 @@ def snapshot_command(
     snapshot.save(out)
     busy = sum(1 for u in snapshot.units if u.batch >= 0)
     waiting = sum(len(b) for b in snapshot.buffers.values())
+    unknown = sum(1 for b in snapshot.batches.values() if b.released is None)
+    before = sum(1 for u in snapshot.units if u.started_before_data)
+    note = (
+        f"; from before the data begin: {unknown} release time(s) unknown, {before} batch(es) started earlier"
+        if unknown or before
+        else ""
+    )
     typer.echo(
         f"{out}: {snapshot.line} at {snapshot.time:g} h: {busy} units holding a batch, {waiting} batches waiting, "
-        f"{len(snapshot.quarantine)} in quarantine"
+        f"{len(snapshot.quarantine)} in quarantine{note}"
     )
 
 
@@ -85,7 +93,7 @@ def forecast_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict batch completions, releases and KPIs from a snapshot, with prediction intervals."""
-    from twin.forecast import forecast
+    from twin.forecast import TIME_BASE, forecast
     from twin.models import load_spec
     from twin.snapshot import Snapshot
 
@@ -97,15 +105,15 @@ def forecast_command(
         result = forecast(line, snapshot, hours, replications, seed, update)
     intervals = result.intervals()
     if as_json:
-        batches = result.batches.reset_index().astype(object)
         emit_json(
             {
                 "line": line.name,
                 "from": snapshot.time,
                 "horizon_hours": hours,
                 "replications": replications,
+                "time_base": f"{TIME_BASE} (at {snapshot.time:g} h on the run's clock); null: after the horizon",
                 "totals": intervals,
-                "batches": batches.where(batches.notna(), None).to_dict(orient="records"),
+                "batches": result.batch_records(),
                 "kpis": result.kpis.summary,
             }
         )
@@ -113,24 +121,40 @@ def forecast_command(
     from rich.table import Table
 
     table = Table(title=f"{line.name}: forecast for {hours:g} h from {snapshot.time:g} h ({replications} runs)")
-    for column in ("", "mean", "90% prediction interval"):
+    for column in ("", "mean", "median", "90% prediction interval"):
         table.add_column(column, justify="right" if column else "left")
     for name, label in (("completed", "batches out of the line"), ("released", "batches released by QC")):
+        if name == "released" and line.qc is None:
+            continue
         i = intervals[name]
-        table.add_row(label, f"{i['mean']:.1f}", f"{i['p5']:.0f} – {i['p95']:.0f}")
+        table.add_row(label, f"{i['mean']:.1f}", f"{i['p50']:.0f}", f"{i['p5']:.0f} – {i['p95']:.0f}")
     console().print(table)
-    batches = Table(title="Batches in the line now: when they leave it (h from now)")
-    for column in ("batch", "p5", "median", "p95", "chance within the horizon"):
-        batches.add_column(column, justify="right")
-    live = [b.batch for b in snapshot.units if b.batch >= 0] + [b for w in snapshot.buffers.values() for b in w]
-    for batch in sorted(set(live)):
-        if batch in result.batches.index and result.batches.loc[batch, "leave_chance"] > 0:
-            row = result.batches.loc[batch]
-            batches.add_row(
-                str(batch),
-                f"{row['leave_p5'] - snapshot.time:.1f}",
-                f"{row['leave_p50'] - snapshot.time:.1f}",
-                f"{row['leave_p95'] - snapshot.time:.1f}",
-                f"{row['leave_chance']:.0%}",
-            )
-    console().print(batches)
+    batches = result.batches()
+    title = (
+        f"Every batch in the line now: when it leaves the line{' and QC releases it' if line.qc else ''}, "
+        f"{TIME_BASE}; percentiles over all runs, 'after' where they fall after the {hours:g} h horizon"
+    )
+    listing = Table(title=title)
+    columns = ["batch", "where", "leaves: p5", "median", "p95", "chance"]
+    columns += ["released: median", "chance"] if line.qc is not None else []
+    for column in columns:
+        listing.add_column(column, justify="left" if column in ("batch", "where") else "right")
+    for batch, row in batches.iterrows():
+        cells = [str(row["label"] or batch), str(row["where"])]
+        cells += [_when(row["leave_p5"], hours), _when(row["leave_p50"], hours), _when(row["leave_p95"], hours)]
+        cells.append(_chance(row["leave_chance"]))
+        if line.qc is not None:
+            cells += [_when(row["release_p50"], hours), _chance(row["release_chance"])]
+        listing.add_row(*cells)
+    console().print(listing)
+
+
+def _when(hours: float, horizon: float) -> str:
+    """A forecast time for tables: hours from the snapshot, "after" past the horizon, "—" where it does not apply."""
+    if math.isnan(hours):
+        return "—"
+    return "after" if math.isinf(hours) else f"{hours:.1f}"
+
+
+def _chance(share: float) -> str:
+    return "—" if math.isnan(share) else f"{share:.0%}"

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-if TYPE_CHECKING:
-    from twin.stats import Interval
+from twin.eventlog import STATES
+from twin.kpis.line import LINE_KPIS, constraint_moved, constraint_of, constraint_text, shown, stat
+from twin.stats import Interval
 
-LINE_ROWS = (
-    ("Throughput", "throughput_per_hour", "batches/h", 4),
-    ("Output", "units_per_hour", "units/h", 0),
-    ("Lead time", "lead_time_hours", "h", 2),
-    ("WIP", "wip", "batches", 2),
-    ("Line OEE", "oee", "%", 1),
-)
+LINE_ROWS = tuple((k.label, k.column, k.unit, k.digits) for k in LINE_KPIS)
+"""(label, per-replication column, unit, digits) of every line KPI."""
 
 
 def console() -> Console:
@@ -43,29 +41,34 @@ def _value(x: float | None, digits: int, percent: bool = False) -> str:
 
 def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
     mean, (lo, hi) = stat["mean"], stat["ci95"]
-    if lo is None or hi is None:
+    if lo is None or hi is None or mean is None:
         return _value(mean, digits, percent)
+    if not math.isclose(hi - mean, mean - lo, rel_tol=1e-6, abs_tol=1e-12):  # a share's interval cut at 0 or 1
+        return f"{_value(mean, digits, percent)} [{_value(lo, digits, percent)}, {_value(hi, digits, percent)}]"
     return f"{_value(mean, digits, percent)} ± {_value((hi - lo) / 2, digits, percent)}"
 
 
 def line_table(summary: dict[str, Any]) -> Table:
-    """Line KPIs with 95% confidence half-widths."""
+    """Line KPIs with 95% confidence half-widths; quality and release KPIs where the line has them."""
     table = _table(f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
     table.add_column("KPI", no_wrap=True)
     _number_column(table, "value")
     table.add_column("unit")
-    for label, key, unit, digits in LINE_ROWS:
-        table.add_row(label, _with_ci(summary[key], digits, unit == "%"), unit)
-    lead = summary["lead_time_hours"]
-    table.add_row("Lead time p50 / p90", f"{_value(lead['p50']['mean'], 2)} / {_value(lead['p90']['mean'], 2)}", "h")
+    for kpi in LINE_KPIS:
+        if not kpi.row or not shown(kpi, [summary]):
+            continue
+        unit = f"{kpi.unit}, {constraint_text(summary)}" if kpi.column == "oee" else kpi.unit
+        table.add_row(kpi.label, _with_ci(stat(summary, kpi), kpi.digits, kpi.percent), unit)
+        if kpi.column == "lead_time_hours":
+            lead = summary["lead_time_hours"]
+            p50, p90 = _value(lead["p50"]["mean"], 2), _value(lead["p90"]["mean"], 2)
+            table.add_row("Lead time p50 / p90", f"{p50} / {p90}", "h")
     table.add_row("Bottleneck", str(summary["bottleneck"]["station"]), "active-period method")
     return table
 
 
 def station_table(summary: dict[str, Any]) -> Table:
     """Per-station share of time in each state (means over replications, percent)."""
-    from twin.eventlog import STATES
-
     states = [s for s in STATES if any((st["states"].get(s) or 0) > 0 for st in summary["stations"].values())]
     table = _table("Station states (% of time, means over replications)")
     table.add_column("station", no_wrap=True)
@@ -102,18 +105,27 @@ def compare_table(baseline: dict[str, Any], scenarios: list[tuple[str, dict[str,
     for name, _, _ in scenarios:
         table.add_column(name, justify="right")
         table.add_column("Δ (95% CI)", justify="right")
-    for label, key, unit, digits in LINE_ROWS:
-        percent = unit == "%"
-        cells = [_with_ci(baseline[key], digits, percent)]
+    summaries = [baseline, *(s for _, s, _ in scenarios)]
+    for kpi in LINE_KPIS:
+        if not kpi.row or not shown(kpi, summaries):
+            continue
+        cells = [_with_ci(stat(baseline, kpi), kpi.digits, kpi.percent)]
         for _, summary, deltas in scenarios:
-            cells.append(_with_ci(summary[key], digits, percent))
-            cells.append(_delta(deltas.get(key), digits, percent))
-        table.add_row(f"{label} [{unit}]", *cells)
-    cells = [str(baseline["bottleneck"]["station"])]
-    for _, summary, _ in scenarios:
-        cells += [str(summary["bottleneck"]["station"]), ""]
-    table.add_row("Bottleneck", *cells)
+            cells.append(_with_ci(stat(summary, kpi), kpi.digits, kpi.percent))
+            cells.append(_delta(deltas.get(kpi.column), kpi.digits, kpi.percent))
+        table.add_row(escape(f"{kpi.label} [{kpi.unit}]"), *cells)
+    for label, of in (("OEE valued at", constraint_of), ("Bottleneck", lambda s: s["bottleneck"]["station"])):
+        cells = [str(of(baseline) or "—")]
+        for _, summary, _ in scenarios:
+            cells += [str(of(summary) or "—"), ""]
+        table.add_row(label, *cells)
     return table
+
+
+def constraint_notes(baseline: dict[str, Any], scenarios: list[tuple[str, dict[str, Any], Any]]) -> list[str]:
+    """One sentence per scenario whose line OEE is valued at another station than the baseline's."""
+    notes = (constraint_moved(baseline, summary, name) for name, summary, _ in scenarios)
+    return [note for note in notes if note]
 
 
 def _delta(delta: Interval | None, digits: int, percent: bool) -> str:

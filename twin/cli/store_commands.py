@@ -34,6 +34,7 @@ from twin.cli.app import (
     progress_bar,
     stderr,
 )
+from twin.cli.entry import interrupt_exit_code
 from twin.cli.render import console, line_table, oee_table, station_table
 from twin.cli.store_render import (
     SHORT_ID,
@@ -46,7 +47,7 @@ from twin.cli.store_render import (
     records,
     runs_table,
 )
-from twin.errors import InputError
+from twin.errors import InputError, Terminated
 from twin.models import load_spec
 from twin.store.store import RunStore, default_store_path, existing_store
 
@@ -149,6 +150,7 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     """Compare two stored runs: what differs in spec and settings, and the KPI deltas (b - a)."""
     import yaml
 
+    from twin.kpis.line import constraint_moved, constraint_of
     from twin.runfolder import SPEC_FILE
     from twin.store.diff import kpi_deltas, spec_changes
 
@@ -172,6 +174,8 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
             "b": {"run_id": ids[1], "scenario": infos[1]["scenario"]},
             "changes": [{"path": p, "a": plain(va), "b": plain(vb)} for p, va, vb in changes],
             "paired": paired,
+            "constraint": {"a": constraint_of(summaries[0]), "b": constraint_of(summaries[1]),
+                           "moved": constraint_moved(summaries[0], summaries[1], "B")},
             "kpis": {m: {"a": plain(means[0][m]), "b": plain(means[1][m]), "delta": d.as_dict()}
                      for m, d in deltas.items()},
         })  # fmt: skip
@@ -186,6 +190,9 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     else:
         out.print("Same spec and settings.")
     out.print(delta_table((summaries[0], summaries[1]), (means[0], means[1]), deltas, labels, how))
+    moved = constraint_moved(summaries[0], summaries[1], "B")
+    if moved:
+        out.print(f"note: {moved}", markup=False, highlight=False)
 
 
 def rm_command(
@@ -299,12 +306,13 @@ def sweep_command(
     try:
         with progress_bar(f"sweep {sweep.sweep_id[:8]}: {len(todo)} points") as update:
             runner.run(update, on_backend=lambda backend: say(f"running {backend}"))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
         run_store.clear_work(mine=True)  # a save cut short leaves no debris either
-        done = runner.reused + runner.ran
-        say(f"interrupted: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
+        done = len(run_store.find_points(p.key for p in sweep.unique_points()))  # a save may end as the signal lands
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        say(f"{what}: {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "
             "run the same command again to run the rest")  # fmt: skip
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_exit_code(err)) from None
     except PointFailed as err:
         done = runner.reused + runner.ran
         say(f"error: {err}; {done} of {len(sweep.unique_points())} points stored in {run_store.root}; "

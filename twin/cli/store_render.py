@@ -15,11 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin.cli.render import LINE_ROWS, _delta, _value
+from twin.kpis.line import LINE_KPI, constraint_of
 from twin.stats import Interval
 
 SHORT_ID = 12
 UNITS = {key: (label, unit, digits) for label, key, unit, digits in LINE_ROWS}
-UNITS.update({"lead_time_p50_hours": ("Lead time p50", "h", 2), "lead_time_p90_hours": ("Lead time p90", "h", 2)})
 
 
 def plain(value: Any) -> Any:
@@ -132,7 +132,7 @@ def info_table(info: Mapping[str, Any], path: str) -> Table:
         if value in (None, [], {}):
             continue
         if key in ("horizon", "warmup"):
-            value = f"{value:g} h"
+            value = f"{value:,.2f}".rstrip("0").rstrip(".") + " h"
         elif key == "overrides":
             value = "\n".join(value)
         elif key == "tags":
@@ -206,6 +206,9 @@ def delta_table(
     for header in (labels[0], labels[1], f"Δ {labels[1]} − {labels[0]}", "Δ %"):
         _column(table, header, justify="right", no_wrap=True)
     for metric, delta in deltas.items():
+        kpi = LINE_KPI.get(metric)
+        if kpi is not None and kpi.optional and all(plain(m.get(metric)) in (None, 0, 0.0) for m in means):
+            continue  # a quality or release KPI neither run has
         if metric in UNITS:
             label, unit, digits = UNITS[metric]
         else:
@@ -216,6 +219,7 @@ def delta_table(
         rel = "—" if a in (None, 0) or b is None else f"{(b - a) / abs(a) * 100:+.1f}"
         _row(table, f"{label} [{unit}]", _value(a, digits, percent), _value(b, digits, percent),
                       _delta(delta, digits, percent), rel)  # fmt: skip
+    _row(table, "OEE valued at", *(str(constraint_of(s) or "—") for s in summaries), "", "")
     bottlenecks = [str(s["bottleneck"]["station"]) for s in summaries]
     _row(table, "Bottleneck", *bottlenecks, "", "")
     return table

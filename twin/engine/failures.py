@@ -7,7 +7,8 @@ and one during a changeover extends the changeover.
 
 Both record ``fail`` rows (state ``down``) and ``repair`` rows (state: what the unit does next) at
 the times they happen, which may lie ahead of or behind the simulation clock; the recorder sorts
-rows by time at the end.
+rows by time at the end. Failures are computed up to ``until`` (the horizon) only: a batch longer than
+the run does not make a clock compute the failures of all its time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from twin.engine.recorder import Recorder
 class OperatingClock:
     """Failures counted in processing time only."""
 
-    def __init__(self, rec: Recorder, ttf: Iterator[float], ttr: Iterator[float], k_fail: int, k_repair: int):
-        self.rec, self.ttf, self.ttr, self.k_fail = rec, ttf, ttr, k_fail
+    def __init__(
+        self,
+        rec: Recorder,
+        ttf: Iterator[float],
+        ttr: Iterator[float],
+        k_fail: int,
+        k_repair: int,
+        until: float = float("inf"),
+    ):
+        self.rec, self.ttf, self.ttr, self.k_fail, self.until = rec, ttf, ttr, k_fail, until
         self.until_failure = next(ttf)
 
     def work(self, start: float, duration: float, batch: int, k_resume: int) -> float:
@@ -30,7 +39,7 @@ class OperatingClock:
             self.until_failure -= duration
             return start + duration
         t, remaining, row = start, duration, self.rec.row
-        while self.until_failure < remaining:
+        while self.until_failure < remaining and t + self.until_failure <= self.until:
             t += self.until_failure
             remaining -= self.until_failure
             row(t, batch, self.k_fail, in_order=False)
@@ -53,9 +62,17 @@ class CalendarClock:
     """Failures on the wall clock; the next one comes a time-to-failure after the last repair."""
 
     def __init__(
-        self, rec: Recorder, ttf: Iterator[float], ttr: Iterator[float], k_fail: int, k_repair: int, start: float = 0.0
+        self,
+        rec: Recorder,
+        ttf: Iterator[float],
+        ttr: Iterator[float],
+        k_fail: int,
+        k_repair: int,
+        start: float = 0.0,
+        until: float = float("inf"),
     ):
         self.rec, self.ttf, self.ttr, self.k_fail, self.k_repair = rec, ttf, ttr, k_fail, k_repair
+        self.until = until
         self.next_failure = start + next(ttf)
 
     def work(self, start: float, duration: float, batch: int, k_resume: int) -> float:
@@ -63,7 +80,7 @@ class CalendarClock:
         if self.next_failure >= start + duration:
             return start + duration
         t, remaining, row = start, duration, self.rec.row
-        while self.next_failure < t + remaining:
+        while self.next_failure < t + remaining and self.next_failure <= self.until:
             remaining -= self.next_failure - t
             row(self.next_failure, batch, self.k_fail, in_order=False)
             t = self.next_failure + next(self.ttr)

@@ -26,7 +26,7 @@ class UnitStart:
 @dataclass(frozen=True)
 class InitialState:
     time: float
-    batches: dict[int, tuple[int, float, float]]  # live batch -> (product index, units, released at)
+    batches: dict[int, tuple[int, float, float | None]]  # live batch -> (product index, units, released at or None)
     units: dict[tuple[int, int], UnitStart] = field(default_factory=dict)  # (station, unit) -> start
     buffers: dict[int, list[int]] = field(default_factory=dict)  # station -> batches waiting, in order
     quarantine: list[tuple[int, str, float]] = field(default_factory=list)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from twin.engine.budget import check_budget
 from twin.engine.buffer import Buffer
 from twin.engine.compiled import CompiledLine, CompiledStation, compile_line
 from twin.engine.failures import CalendarClock, OperatingClock
@@ -28,6 +29,7 @@ from twin.engine.unit import Unit, unit_process
 from twin.errors import InputError
 from twin.eventlog import EventLog
 from twin.random import block_draws, stream_rng
+from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MAX_REPLICATIONS, MAX_SEED, MIN_HORIZON_HOURS
 from twin.spec.model import LineSpec
 
 Progress = Callable[[float], None]
@@ -41,16 +43,20 @@ def simulate(
     warmup: float | None = None,
     progress: Progress | None = None,
     first_replication: int = 0,
+    max_events: float | None = DEFAULT_MAX_EVENTS,
 ) -> EventLog:
     """Simulate ``replications`` independent runs; times are hours.
 
     ``horizon`` and ``warmup`` override the spec's; ``progress`` receives the fraction done.
     ``first_replication`` numbers the replications from there (to split work between processes).
+    A run estimated past ``max_events`` event-log rows (None: no budget) or the free memory is refused
+    before it starts (``InputError``, see ``twin.engine.budget``).
     """
-    line = compile_line(spec)
-    horizon = line.horizon if horizon is None else float(horizon)
-    warmup = line.warmup if warmup is None else float(warmup)
+    horizon = spec.horizon_hours if horizon is None else float(horizon)
+    warmup = spec.warmup_hours if warmup is None else float(warmup)
     check_run_arguments(replications, seed, horizon, warmup)
+    check_budget(spec, horizon, replications, max_events)
+    line = compile_line(spec)
     frames = []
     for i in range(replications):
         report = None
@@ -72,10 +78,16 @@ def check_run_arguments(replications: int, seed: int, horizon: float, warmup: fl
     """Raise ``InputError`` for run settings no run can have."""
     if not isinstance(replications, int) or replications < 1:
         raise InputError(f"replications must be a whole number >= 1 (got {replications!r})")
+    if replications > MAX_REPLICATIONS:
+        raise InputError(f"replications must be at most {MAX_REPLICATIONS:,} (got {str(replications)[:30]})")
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be a whole number >= 0 (got {seed!r})")
+    if seed > MAX_SEED:
+        raise InputError(f"seed must be at most 2**63-1 (got {str(seed)[:30]})")
     if not horizon > 0:
         raise InputError(f"horizon must be positive (got {horizon!r} h)")
+    if not MIN_HORIZON_HOURS <= horizon <= MAX_HOURS:
+        raise InputError(f"horizon must be from 1 s to {MAX_HOURS:,.0f} h (got {horizon!r} h)")
     if not 0 <= warmup < horizon:
         raise InputError(f"warmup must be >= 0 and shorter than the horizon (got {warmup!r} h, horizon {horizon!r} h)")
 
@@ -145,7 +157,7 @@ class Replication:
             last = station.index == len(stations) - 1
             draws = _station_draws(line, station, seed, replication)
             for u in range(station.units):
-                clock = _clock(rec, station, u, seed, replication, env.now)
+                clock = _clock(rec, station, u, seed, replication, env.now, horizon)
                 if runtime is not None:
                     rules_unit = RulesUnit(runtime, station, u, draws[0], clock, starts.get((station.index, u)))
                     self.units.append(rules_unit)
@@ -211,7 +223,12 @@ class Replication:
         """Simulate to the end and return the whole event table."""
         if not self._finished:
             self.env.run(until=self.done)
-        end = min(self.env.now, self.horizon)
+        return self.end_now()
+
+    def end_now(self) -> pd.DataFrame:
+        """End the run at ``now`` (at its end, or where a stopped run stands): the whole event table of
+        (0, now], closed by an ``end`` row. Nothing may be simulated after it."""
+        end = self.now
         for unit in self.units:
             unit.finish_run(end)
         return self.rec.to_frame(self.replication, end)
@@ -223,7 +240,8 @@ def _restore(initial: InitialState, rec: Recorder, releaser: Releaser, buffers: 
         product, quantity, _ = initial.batches.get(batch, (0, float("nan"), 0.0))
         rec.new_batch(product, quantity)
     for batch, (_, _, released_at) in initial.batches.items():
-        rec.row(released_at, batch, releaser.k_release, in_order=False)
+        if released_at is not None:  # unknown (released before the plant's data begin): no release row, as in its log
+            rec.row(released_at, batch, releaser.k_release, in_order=False)
     for station, waiting in initial.buffers.items():
         buffers[station].items.extend(waiting)
     plan = releaser.plan
@@ -261,7 +279,13 @@ def _station_draws(
 
 
 def _clock(
-    rec: Recorder, station: CompiledStation, u: int, seed: int, replication: int, start: float = 0.0
+    rec: Recorder,
+    station: CompiledStation,
+    u: int,
+    seed: int,
+    replication: int,
+    start: float = 0.0,
+    until: float = float("inf"),
 ) -> OperatingClock | CalendarClock | None:
     """The failure clock of a unit, or None when its station does not fail; calendar time counts from ``start``
     (a run from a plant state starts its units' clocks there, as if each had just been repaired)."""
@@ -273,8 +297,8 @@ def _clock(
     k_fail = rec.kind(station.index, u, "fail", "down")
     k_repair = rec.kind(station.index, u, "repair")
     if f.calendar:
-        return CalendarClock(rec, ttf, ttr, k_fail, k_repair, start)
-    return OperatingClock(rec, ttf, ttr, k_fail, k_repair)
+        return CalendarClock(rec, ttf, ttr, k_fail, k_repair, start, until)
+    return OperatingClock(rec, ttf, ttr, k_fail, k_repair, until)
 
 
 def _ticker(env: simpy.Environment, horizon: float, progress: Progress) -> Generator[simpy.Event, Any, None]:

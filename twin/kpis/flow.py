@@ -19,10 +19,12 @@ from twin.kpis.columns import EVENT, Columns
 class Flow:
     batches_per_hour: float
     units_per_hour: float
-    lead_times: np.ndarray  # hours, one per batch leaving in the window
+    lead_times: np.ndarray  # hours, one per batch leaving in the window whose origin the log holds
+    lead_batches: np.ndarray  # the batch of each lead time
     wip: float
     exits: np.ndarray  # batch ids leaving in the window
     exit_products: np.ndarray
+    exit_quantity: np.ndarray  # good units of each batch leaving in the window
     origin: tuple[np.ndarray, np.ndarray]  # (batch ids, release time of their earliest ancestor)
 
 
@@ -50,7 +52,7 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     in_window = (exit_time > start) & (exit_time <= end)
     origin = origins(cols)
     lead = exit_time[in_window] - lookup(*origin, exit_batch[in_window], np.nan)
-    lead = lead[~np.isnan(lead)]
+    known = ~np.isnan(lead)  # a batch released before the log began has no known lead time
 
     made = np.isin(cols.event, [EVENT["split"], EVENT["merge"]])
     released = cols.event == EVENT["release"]
@@ -67,10 +69,12 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     return Flow(
         batches_per_hour=float(in_window.sum() / length),
         units_per_hour=float(np.nansum(exit_qty[in_window]) / length),
-        lead_times=lead,
+        lead_times=lead[known],
+        lead_batches=exit_batch[in_window][known],
         wip=wip,
         exits=exit_batch[in_window],
         exit_products=cols.product[leaving][in_window],
+        exit_quantity=exit_qty[in_window],
         origin=origin,
     )
 

@@ -6,9 +6,10 @@
 
 The window of each replication runs from the warm-up to its ``end`` row; every KPI is computed
 per replication, then averaged with a 95% Student-t confidence interval across replications.
-Line OEE is the line's good output valued at its constraint: the sum, over good batches leaving
-the line in the window, of the largest ideal hours per batch and unit among the stations
-(``ideal / units``), divided by the window length.
+Line OEE is the line's good output valued at its constraint (``line_oee``): the station that
+would need the most ideal hours for the good units (tablets, vials) that left the line in the
+window, so that lots made by splits and merges count in the same units as whole batches; never
+more than what that station itself earned in the window. ``summary["constraint"]`` names it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import pandas as pd
 
 from twin.eventlog import STATES, EventLog
 from twin.kpis.bottleneck import bottlenecks
-from twin.kpis.columns import EVENT, by_replication
+from twin.kpis.columns import EVENT, STATE, by_replication
 from twin.kpis.flow import flow
 from twin.kpis.quality import quality
-from twin.kpis.states import station_states, unit_intervals
+from twin.kpis.states import credited_ideal, station_states, unit_intervals
 from twin.stats import interval
 
 SCALARS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "wip", "oee")
@@ -60,9 +61,11 @@ def _replication_kpis(
     f = flow(cols, len(stations) - 1, start, end)
     q = quality(cols, f.origin, start, end)
     intervals = unit_intervals(cols, start, end)
-    equipment = station_states(cols, intervals, units, start, end)
+    credit = credited_ideal(cols, start, end)
+    equipment = station_states(cols, intervals, units, start, end, credit)
     s = equipment.stations
     b = bottlenecks(intervals, units, start, end)
+    oee, constraint = line_oee(cols, units, f.exit_products, f.exit_quantity, start, end, credit, intervals)
     row: dict[str, Any] = {
         "replication": replication,
         "window_start": start,
@@ -73,7 +76,8 @@ def _replication_kpis(
         "lead_time_p50_hours": float(np.quantile(f.lead_times, 0.5)) if len(f.lead_times) else np.nan,
         "lead_time_p90_hours": float(np.quantile(f.lead_times, 0.9)) if len(f.lead_times) else np.nan,
         "wip": f.wip,
-        "oee": _line_oee(cols, units, f.exit_products, start, end),
+        "oee": oee,
+        "constraint": stations[constraint] if constraint >= 0 else None,
         "bottleneck": stations[b.main] if b.main >= 0 else None,
         "rejected_batches": q.rejected_batches,
         "lost_units": q.lost_units,
@@ -106,19 +110,59 @@ def _replication_kpis(
     return row
 
 
-def _line_oee(cols: Any, units: list[int], exit_products: np.ndarray, start: float, end: float) -> float:
+def line_oee(
+    cols: Any,
+    units: list[int],
+    exit_products: np.ndarray,
+    exit_quantity: np.ndarray,
+    start: float,
+    end: float,
+    credit: np.ndarray | None = None,
+    intervals: Any = None,
+) -> tuple[float, int]:
+    """Line OEE over the window and the station it is valued at (-1: none).
+
+    Hours per unit (tablet, vial) of each station and product are its ideal hours over the units it
+    finished (so lots made by splits and merges are valued in the same units as whole batches),
+    divided by its parallel units. The constraint is the station that would need the most hours for
+    the good units that left the line in the window; line OEE is those hours over the window, but
+    never more than the ideal hours the constraint itself earned in the window (output drained
+    from buffers filled before the window, or a batch the window holds only the end of, is not the
+    window's work). It lies in [0, 1] by construction. ``credit`` and ``intervals`` (from
+    ``credited_ideal`` and ``unit_intervals``) spare computing them again.
+    """
     finished = (cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.product >= 0)
-    if not finished.any() or not len(exit_products):
-        return 0.0 if finished.any() else np.nan
-    n_products = int(max(cols.product[finished].max(), exit_products.max())) + 1
+    if not finished.any():
+        return np.nan, -1
+    length = end - start
+    good = exit_products >= 0
+    n_products = int(max(cols.product[finished].max(), exit_products.max(initial=-1))) + 1
+    known = finished & ~np.isnan(cols.ideal) & (cols.quantity > 0)
     ideal_sum = np.zeros((len(units), n_products))
-    count = np.zeros((len(units), n_products))
-    np.add.at(ideal_sum, (cols.station[finished], cols.product[finished]), np.nan_to_num(cols.ideal[finished]))
-    np.add.at(count, (cols.station[finished], cols.product[finished]), 1)
-    with np.errstate(invalid="ignore"):
-        per_unit = ideal_sum / count / np.asarray(units, dtype=float)[:, None]
-    constraint = np.nan_to_num(np.nanmax(np.where(count > 0, per_unit, np.nan), axis=0))
-    return float(constraint[exit_products[exit_products >= 0]].sum() / (end - start))
+    quantity_sum = np.zeros((len(units), n_products))
+    np.add.at(ideal_sum, (cols.station[known], cols.product[known]), cols.ideal[known])
+    np.add.at(quantity_sum, (cols.station[known], cols.product[known]), cols.quantity[known])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_unit = np.where(quantity_sum > 0, ideal_sum / quantity_sum, 0.0) / np.asarray(units, dtype=float)[:, None]
+    made = np.zeros(n_products)
+    np.add.at(made, exit_products[good], np.nan_to_num(exit_quantity[good]))
+    needed = per_unit @ made  # hours each station would need for the line's good output
+    if not needed.any():
+        return 0.0, -1
+    constraint = int(np.argmax(needed))
+    credit = credited_ideal(cols, start, end) if credit is None else credit
+    earned = float(credit[cols.station == constraint].sum())
+    busy = unit_intervals(cols, start, end) if intervals is None else intervals
+    processing = (busy.station == constraint) & (busy.state == STATE["processing"])
+    for unit in range(units[constraint]):  # a batch still in process at the window's end: its hours so far
+        mine = (cols.station == constraint) & (cols.unit == unit) & (cols.batch >= 0)
+        began = np.flatnonzero(mine & (cols.event == EVENT["start"]))
+        if len(began) and not (mine[began[-1] :] & (cols.event[began[-1] :] == EVENT["finish"])).any():
+            since = cols.time[began[-1]]
+            tail = processing & (busy.unit == unit) & (busy.end > since)
+            earned += float((busy.end - np.maximum(busy.start, since))[tail].sum())
+    earned = min(earned, float((busy.end - busy.start)[processing].sum())) / units[constraint]
+    return float(min(needed[constraint], earned) / length), constraint
 
 
 def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dict[str, Any]:
@@ -127,7 +171,11 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
     df = per_replication
 
     def ci(column: str) -> dict[str, Any]:
-        return interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+        out = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+        # every KPI is a count, a rate, a time or a share: its interval stays >= 0, and a share's <= 1
+        top = 1.0 if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS else np.inf
+        out["ci95"] = [None if x is None else float(min(max(x, 0.0), top)) for x in out["ci95"]]
+        return out
 
     def mean(column: str) -> float | None:
         value = float(np.nanmean(df[column].to_numpy(dtype=float))) if column in df and len(df) else np.nan
@@ -160,6 +208,10 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
             },
         }
     main = max(meta.stations, key=lambda n: (int(main_counts.get(n, 0)), shares[n])) if len(df) else None
+    constraint_counts = df["constraint"].value_counts() if "constraint" in df else pd.Series(dtype=int)
+    constraint = (  # the station it is valued at in the most replications (ties: the earlier station)
+        max(meta.stations, key=lambda n: int(constraint_counts.get(n, 0))) if len(constraint_counts) else None
+    )
     return {
         "line": meta.line,
         "spec_hash": meta.spec_hash,
@@ -171,6 +223,10 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         "lead_time_hours": lead,
         "wip": ci("wip"),
         "oee": ci("oee"),
+        "constraint": {
+            "station": constraint,
+            "replications": {name: int(constraint_counts.get(name, 0)) for name in meta.stations},
+        },
         "quality": {
             "rejected_batches": ci("rejected_batches"),
             "lost_units": ci("lost_units"),

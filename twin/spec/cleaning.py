@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from twin.spec.distributions import Distribution
+from twin.spec.limits import MAX_COUNT, MAX_LIST, MAX_MASS_KG
 from twin.spec.types import Name, PositiveDuration, SpecModel, check_known
 
 
@@ -41,9 +42,11 @@ class Changeover(SpecModel):
 class CleaningDue(SpecModel):
     """When a major clean falls due since the last one, whichever comes first."""
 
-    batches: int | None = Field(None, ge=1, description="After this many batches.")
+    batches: int | None = Field(None, ge=1, le=MAX_COUNT, description="After this many batches.")
     hours: PositiveDuration | None = Field(None, description="After this much time.")
-    kg: float | None = Field(None, gt=0, allow_inf_nan=False, description="After this many kg processed.")
+    kg: float | None = Field(
+        None, gt=0, le=MAX_MASS_KG * MAX_COUNT, allow_inf_nan=False, description="After this many kg processed."
+    )
 
     @model_validator(mode="after")
     def _one_rule(self) -> CleaningDue:
@@ -99,7 +102,7 @@ class Skid(SpecModel):
     """A shared cleaning resource (CIP/SIP skid) that several stations queue for."""
 
     name: Name
-    capacity: int = Field(1, ge=1, description="Cleans it can run at once.")
+    capacity: int = Field(1, ge=1, le=MAX_LIST, description="Cleans it can run at once.")
 
 
 def changeover_of(value: Any) -> Changeover:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationInfo, model_validator
 
 from twin.durations import to_hours
+from twin.spec.limits import MAX_EMPIRICAL, MAX_WEIBULL_SHAPE, MIN_WEIBULL_SHAPE
 from twin.spec.types import NonNegativeDuration, PositiveDuration, SpecModel, context_time_unit
 
 if TYPE_CHECKING:  # numpy loads with the first sampler, so that `twin validate` starts quickly
@@ -152,6 +153,11 @@ class LogNormal(_Dist):
     mean: PositiveDuration
     sd: PositiveDuration
 
+    @model_validator(mode="after")
+    def _spread(self, info: ValidationInfo) -> LogNormal:
+        _check_cv(self._h(self.sd, context_time_unit(info)) / self._h(self.mean, context_time_unit(info)), 0, 1e6)
+        return self
+
     def mean_hours(self, time_unit: str) -> float:
         return self._h(self.mean, time_unit)
 
@@ -169,6 +175,12 @@ class Gamma(_Dist):
     mean: PositiveDuration
     sd: PositiveDuration
 
+    @model_validator(mode="after")
+    def _spread(self, info: ValidationInfo) -> Gamma:
+        # shape 1e-2..1e12: a smaller shape draws mostly exact zeros (a run that never advances)
+        _check_cv(self._h(self.sd, context_time_unit(info)) / self._h(self.mean, context_time_unit(info)), 1e-6, 10)
+        return self
+
     def mean_hours(self, time_unit: str) -> float:
         return self._h(self.mean, time_unit)
 
@@ -178,11 +190,17 @@ class Gamma(_Dist):
         return lambda rng, n: rng.gamma(shape, scale, n)
 
 
+def _check_cv(cv: float, low: float, high: float) -> None:
+    if not low <= cv <= high:
+        bound = f"between {low:g} and {high:g}" if low > 0 else f"at most {high:g}"
+        raise ValueError(f"sd must be {bound} times the mean (got {cv:.3g} times)")
+
+
 class Weibull(_Dist):
     """Weibull with dimensionless ``shape`` k and a ``scale`` duration (mean = scale·Γ(1+1/k))."""
 
     dist: Literal["weibull"]
-    shape: float = Field(gt=0, allow_inf_nan=False)
+    shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE, allow_inf_nan=False)
     scale: PositiveDuration
 
     def mean_hours(self, time_unit: str) -> float:
@@ -197,7 +215,7 @@ class Empirical(_Dist):
     """Observed durations, drawn uniformly with replacement."""
 
     dist: Literal["empirical"]
-    values: list[NonNegativeDuration] = Field(min_length=1)
+    values: list[NonNegativeDuration] = Field(min_length=1, max_length=MAX_EMPIRICAL)
 
     @model_validator(mode="after")
     def _some_positive(self, info: ValidationInfo) -> Empirical:

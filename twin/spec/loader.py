@@ -17,33 +17,44 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from twin.errors import Problem, SpecError
+from twin.spec.bounded_yaml import compose_bounded, construct_bounded
 from twin.spec.distributions import DISTRIBUTIONS
+from twin.spec.limits import MAX_SPEC_BYTES
 from twin.spec.model import LineSpec
 from twin.spec.overrides import apply_overrides_collecting
 
 Loc = tuple[str | int, ...]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: 5x faster, same nodes and marks
 
 
 def load_yaml(path: str | Path) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file into plain data and a map from field path to line number.
 
-    Raises ``SpecError`` for a missing file, malformed YAML or a key given twice.
+    Raises ``SpecError`` for a missing, oversized or unreadable file, malformed YAML, input beyond
+    the limits of ``twin.spec.limits`` (nesting, aliases, numbers) or a key given twice.
     """
-    return parse_yaml(_read(path), str(path))
+    return parse_yaml(read_text(path), str(path))
 
 
-def _read(path: str | Path) -> str:
+def read_text(path: str | Path, what: str = "spec") -> str:
+    """The text of a spec-like file, read up to ``MAX_SPEC_BYTES`` (a device or a huge file is refused)."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Problem(source, "", "no such file")]) from None
     except IsADirectoryError:
-        raise SpecError([Problem(source, "", "is a folder, not a spec file")]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError([Problem(source, "", f"cannot be read ({err.__class__.__name__}: {err})")]) from None
-    return text
+        raise SpecError([Problem(source, "", f"is a folder, not a {what} file")]) from None
+    except OSError as err:
+        raise SpecError([Problem(source, "", f"cannot be read ({err.__class__.__name__}: {err.strerror})")]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        limit = f"{MAX_SPEC_BYTES // 1024} KiB"
+        raise SpecError([Problem(source, "", f"larger than {limit}, the limit for a {what} file")])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SpecError([Problem(source, "", f"not UTF-8 text (byte 0x{raw[err.start]:02x})", line)]) from None
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
@@ -55,23 +66,13 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
 
 
 def _parse(text: str, source: str) -> tuple[Any, dict[Loc, int], list[Problem]]:
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else None
-        what = " ".join(str(x) for x in (err.context, err.problem) if x)
-        raise SpecError([Problem(source, "", f"malformed YAML: {what}", line)]) from None
-    except yaml.YAMLError as err:
-        raise SpecError([Problem(source, "", f"malformed YAML: {err}")]) from None
-    finally:
-        loader.dispose()
+    node = compose_bounded(text, source)
     lines: dict[Loc, int] = {}
     duplicates: list[Problem] = []
-    if node is not None:
-        _walk(node, (), lines, duplicates, source)
+    if node is None:
+        return None, lines, duplicates
+    data = construct_bounded(node, source)
+    _walk(node, (), lines, duplicates, source)
     return data, lines, duplicates
 
 
@@ -98,7 +99,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> LineSpec:
     Raises ``SpecError`` listing every problem; a problem caused by an override names it.
     """
     source = str(path)
-    data, lines, duplicates = _parse(_read(path), source)
+    data, lines, duplicates = _parse(read_text(path), source)
     return spec_from_data(data, source, lines, overrides, duplicates)
 
 
@@ -168,7 +169,11 @@ def format_loc(loc: Loc) -> str:
     """``('stations', 1, 'process_time', 'mean')`` -> ``stations[1].process_time.mean``."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if not isinstance(part, int):
+            part = str(part)
+            if len(part) > 64 or not part.isprintable():  # a hostile key: shown short, on one line
+                part = repr(part[:61] + "..." if len(part) > 64 else part)
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
 
 
@@ -196,8 +201,9 @@ def _message(error: dict[str, Any]) -> str:
         return f"should be a name of letters, digits, '_', '+' and '-' (no spaces or dots) (got {_short(value)})"
     message = error["msg"]
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if message.startswith("Input should"):
-        message = "should" + message[len("Input should") :]
+    for subject in ("Input", "Tuple", "List", "Dictionary", "String"):
+        if message.startswith(f"{subject} should"):
+            message = "should" + message[len(subject) + len(" should") :]
     if kind != "value_error" and _is_scalar(value):
         message += f" (got {_short(value)})"
     return message

@@ -31,6 +31,14 @@ from twin.durations import TIME_UNITS, to_hours
 from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
 from twin.spec.layout import Layout
+from twin.spec.limits import (
+    MAX_BATCH_UNITS,
+    MAX_COUNT,
+    MAX_LIST,
+    MAX_MASS_KG,
+    MAX_TOTAL_UNITS,
+    MIN_HORIZON_HOURS,
+)
 from twin.spec.optimize import Optimize
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
@@ -91,9 +99,11 @@ class Product(SpecModel):
     """A product made on the line, in batches of ``batch_size`` units (tablets, vials)."""
 
     name: Name
-    batch_size: float = Field(gt=0, allow_inf_nan=False, description="Units (tablets, vials) per batch.")
+    batch_size: float = Field(
+        gt=0, le=MAX_BATCH_UNITS, allow_inf_nan=False, description="Units (tablets, vials) per batch."
+    )
     mass_kg: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
+        None, gt=0, le=MAX_MASS_KG, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
     )
     description: str | None = None
 
@@ -130,7 +140,10 @@ class Station(SpecModel):
         "default: the mean of process_time.",
     )
     buffer: int | None = Field(
-        None, ge=0, description="Places in front of this station (not counting units); omitted = unlimited."
+        None,
+        ge=0,
+        le=MAX_COUNT,
+        description="Places in front of this station (not counting units); omitted = unlimited.",
     )
     failures: Failures | None = None
     setup: dict[str, SetupEntry] | None = Field(
@@ -264,7 +277,7 @@ class Campaign(SpecModel):
     """A run of ``batches`` consecutive batches of one product."""
 
     product: Name
-    batches: int = Field(ge=1)
+    batches: int = Field(ge=1, le=MAX_COUNT)
 
 
 class WipLimit(SpecModel):
@@ -291,7 +304,7 @@ class Release(SpecModel):
     interarrival: Distribution | None = Field(
         None, description="Time between releases (required for interarrival mode, optional for plan mode)."
     )
-    plan: tuple[Campaign, ...] | None = Field(None, description="Campaigns in order (plan mode).")
+    plan: tuple[Campaign, ...] | None = Field(None, max_length=MAX_LIST, description="Campaigns in order (plan mode).")
     repeat: bool = Field(False, description="Plan mode: start the plan again when it is done.")
     mix: dict[str, float] | None = Field(
         None, description="Saturated and interarrival modes: relative share of each product (default: equal)."
@@ -339,6 +352,8 @@ class Release(SpecModel):
     def _plan(cls, value: tuple[Campaign, ...] | None, info: ValidationInfo) -> Any:
         if value is not None:
             _check_product_keys([c.product for c in value], info, "plan")
+            if sum(c.batches for c in value) > MAX_COUNT:
+                raise ValueError(f"plans at most {MAX_COUNT:,} batches in all (got {sum(c.batches for c in value):,})")
         return value
 
 
@@ -352,14 +367,19 @@ class LineSpec(SpecModel):
     warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
     release: Release = Release()
     products: tuple[Product, ...] = Field(
-        (Product(name="batch", batch_size=1),), min_length=1, description="Products; default one called 'batch'."
+        (Product(name="batch", batch_size=1),),
+        min_length=1,
+        max_length=MAX_LIST,
+        description="Products; default one called 'batch'.",
     )
-    stations: tuple[Station, ...] = Field(min_length=1, description="Stations in flow order.")
-    skids: tuple[Skid, ...] = Field((), description="Shared cleaning skids (CIP/SIP).")
+    stations: tuple[Station, ...] = Field(min_length=1, max_length=MAX_LIST, description="Stations in flow order.")
+    skids: tuple[Skid, ...] = Field((), max_length=MAX_LIST, description="Shared cleaning skids (CIP/SIP).")
     calendars: dict[Name, Calendar] = Field({}, description="Shift calendars by name (weeks from Monday 00:00).")
-    operators: tuple[OperatorPool, ...] = Field((), description="Operator pools.")
-    rooms: tuple[Room, ...] = Field((), description="Cleanrooms holding stations.")
-    hold_times: tuple[HoldTime, ...] = Field((), description="Longest waits of material between two stations.")
+    operators: tuple[OperatorPool, ...] = Field((), max_length=MAX_LIST, description="Operator pools.")
+    rooms: tuple[Room, ...] = Field((), max_length=MAX_LIST, description="Cleanrooms holding stations.")
+    hold_times: tuple[HoldTime, ...] = Field(
+        (), max_length=MAX_LIST, description="Longest waits of material between two stations."
+    )
     qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
     layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
     optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
@@ -371,6 +391,21 @@ class LineSpec(SpecModel):
     def from_dict(cls, data: dict[str, Any]) -> LineSpec:
         """Validate a spec given as plain data (as loaded from YAML or JSON)."""
         return cls.model_validate(data, context=validation_context(data))
+
+    @field_validator("stations")
+    @classmethod
+    def _units_in_all(cls, value: tuple[Station, ...]) -> tuple[Station, ...]:
+        total = sum(s.units for s in value)
+        if total > MAX_TOTAL_UNITS:
+            raise ValueError(f"at most {MAX_TOTAL_UNITS:,} units in all stations together (got {total:,})")
+        return value
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon_long_enough(cls, value: float | str, info: ValidationInfo) -> float | str:
+        if to_hours(value, (info.context or {}).get("time_unit", "h")) < MIN_HORIZON_HOURS:
+            raise ValueError(f"must be at least {MIN_HORIZON_HOURS * 3600:g} s (got {value!r})")
+        return value
 
     @field_validator("warmup")
     @classmethod

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from twin.spec.limits import MAX_COUNT, MAX_REPLICATIONS
 from twin.spec.types import SpecModel
 
 Objective = str  # checked by the optimizer against its objective table (optimizers.objectives)
@@ -51,11 +52,13 @@ class Optimize(SpecModel):
         None, description="Throughput the cost objective must reach (batches per hour)."
     )
     constraints: tuple[str, ...] = Field(
-        (), description="Bounds the best design must meet, e.g. 'scrapped_batches<=2', 'oee>=0.4'."
+        (), max_length=100, description="Bounds the best design must meet, e.g. 'scrapped_batches<=2', 'oee>=0.4'."
     )
-    evaluations: int = Field(2000, ge=1, description="Designs the evaluator may simulate.")
-    replications: int = Field(5, ge=1, description="Replications per design during the search.")
-    confirm: int = Field(10, ge=2, description="SimPy replications confirming each reported design.")
+    evaluations: int = Field(2000, ge=1, le=MAX_COUNT, description="Designs the evaluator may simulate.")
+    replications: int = Field(5, ge=1, le=MAX_REPLICATIONS, description="Replications per design during the search.")
+    confirm: int = Field(
+        10, ge=2, le=MAX_REPLICATIONS, description="SimPy replications confirming each reported design."
+    )
 
     @field_validator("budget", "target")
     @classmethod

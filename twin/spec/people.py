@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from twin.spec.limits import MAX_LIST
 from twin.spec.types import Name, NonNegativeDuration, SpecModel, check_known
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -64,9 +65,16 @@ class Shift(SpecModel):
 
 
 class Calendar(SpecModel):
-    """A weekly pattern of shifts (an empty list never works: reported where it matters)."""
+    """A weekly pattern of shifts (at least one)."""
 
-    shifts: tuple[Shift, ...] = ()
+    shifts: tuple[Shift, ...] = Field(max_length=MAX_LIST, description="Working periods of the week (at least one).")
+
+    @field_validator("shifts")
+    @classmethod
+    def _some_shift(cls, value: tuple[Shift, ...]) -> tuple[Shift, ...]:
+        if not value:
+            raise ValueError("needs at least one shift (a calendar without shifts never works)")
+        return value
 
     def weekly_hours(self) -> float:
         """Working hours per week (overlapping shifts counted once)."""

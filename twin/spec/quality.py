@@ -21,13 +21,16 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from twin.spec.distributions import Distribution
+from twin.spec.limits import MAX_UNITS_PER_HOUR
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
 
 
 class Rate(SpecModel):
     """Fast equipment by rate: time = startup + batch units / (units_per_hour x (1 - speed_loss))."""
 
-    units_per_hour: float = Field(gt=0, allow_inf_nan=False, description="Nameplate rate (units of the batch).")
+    units_per_hour: float = Field(
+        gt=0, le=MAX_UNITS_PER_HOUR, allow_inf_nan=False, description="Nameplate rate (units of the batch)."
+    )
     startup: NonNegativeDuration = Field(0.0, description="Fixed start-up time per batch.")
     speed_loss: float = Field(0.0, ge=0, lt=1, description="Share of nameplate speed lost to micro-stops.")
     cv: float = Field(0.0, ge=0, le=2, description="Coefficient of variation of the run time (gamma); 0 = fixed.")

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints, ValidationInfo, WithJsonSchema
 
-from twin.durations import HOURS_PER_UNIT, normalize_duration, parse_duration
+from twin.durations import HOURS_PER_UNIT, normalize_duration, parse_duration, to_hours
+from twin.spec.limits import MAX_HOURS
 
 DURATION_JSON_SCHEMA = {
     "anyOf": [
@@ -23,17 +24,23 @@ DURATION_JSON_SCHEMA = {
 }
 
 
-def _positive_duration(value: Any) -> float | str:
+def _positive_duration(value: Any, info: ValidationInfo) -> float | str:
     normalized = normalize_duration(value)
     if parse_duration(normalized)[0] <= 0:
         raise ValueError(f"must be a positive duration (got {value!r})")
-    return normalized
+    return _at_most_max(normalized, value, info)
 
 
-def _non_negative_duration(value: Any) -> float | str:
+def _non_negative_duration(value: Any, info: ValidationInfo) -> float | str:
     normalized = normalize_duration(value)
     if parse_duration(normalized)[0] < 0:
         raise ValueError(f"must be a duration >= 0 (got {value!r})")
+    return _at_most_max(normalized, value, info)
+
+
+def _at_most_max(normalized: float | str, value: Any, info: ValidationInfo) -> float | str:
+    if to_hours(normalized, context_time_unit(info)) > MAX_HOURS:
+        raise ValueError(f"must be at most {MAX_HOURS:,.0f} h, {MAX_HOURS / 8766:.0f} years (got {value!r})")
     return normalized
 
 

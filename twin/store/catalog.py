@@ -41,22 +41,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from twin.kpis.line import LINE_KPI, LINE_KPIS, stat
+
 if TYPE_CHECKING:
     import duckdb
 
 ENTRY_FILE = "entry.parquet"
 RUNS_DIR = "runs"
 
-KPI_COLUMNS: dict[str, bool] = {
-    # line KPI -> True when higher is better (the order a ranking puts first)
-    "throughput_per_hour": True,
-    "units_per_hour": True,
-    "lead_time_hours": False,
-    "lead_time_p50_hours": False,
-    "lead_time_p90_hours": False,
-    "wip": False,
-    "oee": True,
-}
+KPI_COLUMNS: dict[str, bool] = {k.column: k.higher_is_better for k in LINE_KPIS if k.stored}
+"""Line KPI -> True when higher is better (the order a ranking puts first), for the KPIs the catalog keeps."""
 
 _FIELDS: list[tuple[str, pa.DataType]] = [
     ("run_id", pa.string()),
@@ -87,9 +81,7 @@ COLUMNS: tuple[str, ...] = tuple(ENTRY_SCHEMA.names)
 
 def kpi_stat(summary: Mapping[str, Any], kpi: str) -> dict[str, Any]:
     """The ``{"mean", "ci95"}`` of a line KPI in a KPI summary (``lead_time_p90_hours`` included)."""
-    if kpi in ("lead_time_p50_hours", "lead_time_p90_hours"):
-        return summary["lead_time_hours"][kpi.split("_")[2]]
-    return summary[kpi]
+    return dict(stat(summary, LINE_KPI[kpi]))
 
 
 def _number(x: Any) -> float | None:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from twin.kpis.line import LINE_KPIS
 from twin.stats import Interval, paired_difference
-from twin.store.catalog import KPI_COLUMNS
 
 MISSING = "(not set)"
 STATION_FACTORS = ("oee", "utilization", "availability")
@@ -69,7 +69,7 @@ def welch_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> 
 
 def compared_metrics(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     """The line KPIs, then each common station's factors, present in both per-replication tables."""
-    line = [k for k in KPI_COLUMNS if k in a.columns and k in b.columns]
+    line = [k.column for k in LINE_KPIS if k.column in a.columns and k.column in b.columns]
     stations = [c[: -len(".oee")] for c in a.columns if c.endswith(".oee") and ".unit" not in c]
     factors = [f"{s}.{f}" for s in stations for f in STATION_FACTORS]
     return line + [m for m in factors if m in a.columns and m in b.columns]

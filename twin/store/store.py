@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from twin.errors import InputError
 from twin.experiment import RunResult
+from twin.files import owner_alive, owner_tag
 from twin.runfolder import KPIS_FILE, RUN_FILE, read_run, write_run
 from twin.store.catalog import ENTRY_FILE, RUNS_DIR, catalog_connection, catalog_entry
 from twin.store.packed import PackedRun
@@ -68,27 +69,6 @@ def point_key(
     hours = [None if h is None else float(h) for h in (horizon, warmup)]
     data = {"spec_hash": spec_hash, "seed": seed, "replications": replications, "horizon": hours[0], "warmup": hours[1]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def _owner_tag() -> str:
-    """A name for work in progress that says which live process owns it."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-
-
-def _owner_alive(name: str) -> bool:
-    """Whether the process that named a work folder ``host-pid-nonce`` may still be at work."""
-    parts = name.rsplit("-", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return False
-    if parts[0] != socket.gethostname():
-        return True  # another machine's: not ours to judge
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def existing_store(path: str | Path | None = None) -> RunStore | None:
@@ -168,7 +148,7 @@ class RunStore:
         if not self._swept:
             self._swept = True
             self.clear_work()
-        work = base / _owner_tag()
+        work = base / owner_tag()
         work.mkdir()
         return work
 
@@ -180,7 +160,7 @@ class RunStore:
         own = f"{socket.gethostname()}-{os.getpid()}-"
         for folder in (self.root / STAGING_DIR, self.root / TRASH_DIR):
             for old in folder.iterdir() if folder.is_dir() else ():
-                if not _owner_alive(old.name) or (mine and old.name.startswith(own)):
+                if not owner_alive(old.name) or (mine and old.name.startswith(own)):
                     shutil.rmtree(old, ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------------

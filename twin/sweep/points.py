@@ -92,7 +92,9 @@ def _name(assignments: tuple[tuple[str, str], ...], labels: dict[str, str]) -> s
 
 
 def grid_points(axes: list[str]) -> list[Point]:
-    """The full factorial of the axes (the first axis varies slowest)."""
+    """The full factorial of the axes (the first axis varies slowest); no axes, no points."""
+    if not axes:
+        return []
     parsed = [parse_axis(a) for a in axes]
     paths = [p for p, _ in parsed]
     twice = sorted({p for p in paths if paths.count(p) > 1})
@@ -152,6 +154,13 @@ def combine(first: list[Point], second: list[Point]) -> list[Point]:
     if not first or not second:
         return first or second
     return [
-        Point(f"{a.name}; {b.name}", a.assignments + b.assignments, a.origins + b.origins)
+        Point(_joined(a, b), a.assignments + b.assignments, a.origins + b.origins)
         for a, b in itertools.product(first, second)
     ]
+
+
+def _joined(a: Point, b: Point) -> str:
+    """The name of two points crossed: both names, or the one that changes something."""
+    if not b.assignments:
+        return a.name
+    return b.name if not a.assignments and a.name == "baseline" else f"{a.name}; {b.name}"

@@ -7,7 +7,8 @@
     >>> ops.release(crew)
 
 Requests are served first come, first served, a later request going ahead when an earlier one
-cannot be served yet (first fit). An operator whose shift ends finishes the phase at hand, then
+cannot be served yet (first fit). Free operators are counted per pool, so a request that cannot be
+served is passed over without scanning the crew. An operator whose shift ends finishes the phase at hand, then
 goes off. Entering a grade A/B room costs gowning time unless the operators were already working
 in that room; they leave it, de-gowned, when their shift ends.
 """
@@ -52,6 +53,9 @@ class Operators:
         self.crew = [Operator(p) for p, (_, headcount, _) in enumerate(rules.pools) for _ in range(headcount)]
         for person in self.crew:
             person.on_shift = self.calendars[person.pool].is_working(0.0)
+        self.free = [0] * len(rules.pools)  # on shift and not busy, per pool
+        for person in self.crew:
+            self.free[person.pool] += person.on_shift
         self.room_busy = [0] * len(rules.rooms)
         self.waiting: list[Request] = []
         for pool, calendar in enumerate(self.calendars):
@@ -71,28 +75,33 @@ class Operators:
         """The phase is done: free the crew (those whose shift has ended go off)."""
         for person in crew:
             person.busy = False
+            if person.on_shift:
+                self.free[person.pool] += 1
         if room >= 0:
             self.room_busy[room] -= len(crew)
-        self._serve()
+        if self.waiting:
+            self._serve()
 
     def on_shift(self, pools: tuple[int, ...]) -> bool:
         return any(p.on_shift for p in self.crew if p.pool in pools)
 
     def _serve(self) -> None:
+        free_count = self.free
         for request in list(self.waiting):
             rules = request.unit.rules
             room, count = rules.room, rules.operators
             if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
                 continue
-            free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
-            if len(free) < count:
+            if sum(free_count[p] for p in rules.pools) < count:
                 continue
+            free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
             free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
             crew = free[:count]
             gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
             needs_gowning = gowning > 0 and any(p.room != room for p in crew)
             for person in crew:
                 person.busy = True
+                free_count[person.pool] -= 1
                 person.room = room if room >= 0 else person.room
             if room >= 0:
                 self.room_busy[room] += count
@@ -117,6 +126,7 @@ class Operators:
                     person.on_shift = working
                     if not working:
                         person.room = -1  # de-gowned at the end of the shift
+            self.free[pool] = sum(1 for p in self.crew if p.pool == pool and p.on_shift and not p.busy)
             self._serve()
             for request in self.waiting:
                 self._mark_waiting(request, self.env.now)

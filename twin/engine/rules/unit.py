@@ -91,14 +91,21 @@ class RulesUnit:
         self.line_clearance_draw = draws.line_clearance.__next__ if draws.line_clearance else None
         self.reject_draw = draws.reject.__next__
         self.rate_noise = draws.rate_noise.__next__
+        # the steps this station's rules use (the others are skipped, not called)
+        rules = self.rules
+        phases = rules.operator_phases if rules.operators else ()
+        self.ops = {p: p in phases for p in ("setup", "processing", "cleaning")}
+        self.has_before = rules.cleaning is not None or bool(rules.changeovers)
+        self.calendar_clock = isinstance(clock, CalendarClock)
+        self._row = rt.rec.row
+        self._env = rt.env
 
     # -- recording -------------------------------------------------------------------------------
     def record(self, name: str, batch: int = -1, quantity: float | None = None) -> None:
-        time = self.rt.env.now
         if quantity is None:
-            self.rt.rec.row(time, batch, self.k[name])
+            self._row(self._env.now, batch, self.k[name])
         else:
-            self.rt.rec.row_quantity(time, batch, self.k[name], quantity)
+            self.rt.rec.row_quantity(self._env.now, batch, self.k[name], quantity)
 
     def record_state(self, time: float, state: str) -> None:
         self.rt.rec.row(time, -1, self.k[state])
@@ -119,12 +126,16 @@ class RulesUnit:
                     return
                 batch = self._merge(batches) if len(batches) > 1 else batches[0]
                 product = rt.rec.batch_product[batch]
-                yield from self._before(batch, product)
+                if self.has_before:
+                    yield from self._before(batch, product)
+                else:
+                    self.previous = product
                 kept = yield from self._process(batch, product)
             outputs = self._split(kept) if kept >= 0 else []
             if outputs:
                 yield from self._pass_on(outputs)
-            yield from self._after(product)
+            if self.rules.cleaning is not None:
+                yield from self._after(product)
 
     def _take(self) -> Steps:
         """The next batch (or the next k to merge), or None when a plan has no more."""
@@ -152,7 +163,8 @@ class RulesUnit:
                 else:
                     batch = request.value
                 self.waiting_state = None
-                yield from self._ready("starved")
+                if self.calendar_clock:
+                    yield from self._ready("starved")
             if self._hold_times(batch):
                 collected.append(batch)
         return collected
@@ -226,7 +238,7 @@ class RulesUnit:
             yield from self._clean("major")
         if change.time is None and not change.line_clearance:
             return
-        crew = yield from self._operators("setup")
+        crew = (yield from self._operators("setup")) if self.ops["setup"] else []
         if change.time is not None:
             self.record("setup", batch)
             yield from self._work(self.changeover_draws[(previous, product)](), "setup", batch)
@@ -258,7 +270,7 @@ class RulesUnit:
         """Process the batch (``work``: hours left of a batch begun before the run); return it, or -1 if rejected."""
         rt = self.rt
         resumed = work is not None
-        crew = [] if resumed else (yield from self._operators("processing"))
+        crew = (yield from self._operators("processing")) if self.ops["processing"] and not resumed else []
         quantity = rt.rec.batch_quantity[batch]
         if resumed:
             self.record("processing_state", batch)
@@ -340,7 +352,7 @@ class RulesUnit:
         skid = None
         if cleaning.skid >= 0 and kind in cleaning.skid_for:
             skid = yield from self._skid()
-        crew = yield from self._operators("cleaning")
+        crew = (yield from self._operators("cleaning")) if self.ops["cleaning"] else []
         if (
             kind == "minor" and self.dirty_since is not None and cleaning.dirty_hold is not None
             and rt.env.now - self.dirty_since > cleaning.dirty_hold
