@@ -241,7 +241,7 @@ def models_command() -> None:
     from rich.table import Table
 
     import plant_models
-    from twin.cli.render import console
+    from twin.cli.common import console
     from twin.models import load_spec
 
     table = Table(title="Built-in plant models")

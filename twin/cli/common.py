@@ -21,8 +21,6 @@ from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MIN_HORIZON_HOURS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from twin.cli.render import console
-
 
 SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
 SetOpt = Annotated[
@@ -42,7 +40,7 @@ MaxEventsOpt = Annotated[
     ),
 ]
 
-__all__ = ["console"]
+__all__ = ["console", "stderr"]
 
 
 class _Stderr:
@@ -71,13 +69,12 @@ class _Stderr:
 stderr: Console = _Stderr()  # type: ignore[assignment]
 
 
-def __getattr__(name: str) -> Any:
-    """``console`` loads rich (through ``twin.cli.render``) on first use: `twin validate` never needs it."""
-    if name == "console":
-        from twin.cli.render import console
+def console() -> Console:
+    """Standard output: the terminal's width, or a wide page when written to a file or pipe."""
+    from rich.console import Console
 
-        return console
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
 
 
 @contextmanager
