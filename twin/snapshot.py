@@ -6,7 +6,9 @@
 
 Times are hours on the run's clock (0 = a Monday 00:00). For a unit it records its state and since
 when, the batch it holds, how long that batch has been processed (processing time only, repairs
-excluded) and whether its processing is done (waiting to pass the batch on).
+excluded) and whether its processing is done (waiting to pass the batch on). A plant's log that
+begins mid-run (a sync that joined a running plant) cannot say what came before: a batch's release
+time is then ``None`` (unknown) and a batch already on its unit is ``started_before_data``.
 """
 
 from __future__ import annotations
