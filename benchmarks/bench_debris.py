@@ -3,8 +3,9 @@
     python benchmarks/bench_debris.py [--tries 20] [--seed 1]
 
 Each try starts `twin run osd-tablet --horizon "8 w" -r 3 --out DIR`, kills it with SIGKILL after a random
-delay (half to 1.1 times what a whole run takes: the folder is written at the end), counts the temporary folders left beside DIR, then runs the same
-command again (after removing DIR if the killed run had finished) and counts what is left beside DIR after it.
+delay (half to 1.1 times what a whole run takes: the folder is written at the end), counts the temporary
+folders left beside DIR, then runs the same command again (after removing DIR if the killed run had finished)
+and counts what is left beside DIR after it.
 The second count must be 0 every time.
 """
 
