@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make run    create .venv, install, store a baseline run of the tablet line, serve the dashboard
 #   make test   create .venv with the test extras, run the whole suite
+#   make test-fast   the quick check of an install: every command once (tests marked `fast`, under 2 minutes)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test test-fast lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m fast
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py

@@ -20,6 +20,7 @@ import numpy as np
 from optimizers.evaluator import Evaluator
 from optimizers.objectives import OBJECTIVES
 from optimizers.problem import Design, Problem
+from twin.errors import InputError
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
 
@@ -82,6 +83,12 @@ def confirm(
 def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dict[str, Any] | None) -> Confirmed:
     """A confirmed design; ``figures`` are the JAX kernel's per replication (None: the engine evaluated it)."""
     per_rep = result.kpis.per_replication
+    if per_rep.empty:  # every replication ended before the warm-up: no window to measure
+        ends = result.log.end_times()
+        raise InputError(
+            f"every replication of the design ended (by {max(ends.values(), default=0.0):,.1f} h) before the "
+            f"warm-up ({result.log.meta.warmup:,.1f} h): nothing to measure; give a shorter one (--warmup 0)"
+        )
     simpy_reps = {k: per_rep[k].to_numpy(dtype=float) for k in KPIS}
     makespan = None
     if problem.spec.release.mode == "plan" and not problem.spec.release.repeat:

@@ -96,15 +96,20 @@ def wrong_spec() -> LineSpec:
 def coverage() -> dict[tuple[str, str], list[bool]]:
     truth, wrong = LineSpec.from_dict(TRUTH), wrong_spec()
     covered: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    agreed = 0
     for seed in range(SEEDS):
         result = calibrate(wrong, simulate(truth, seed=seed), keep_families=True, replications=0)
         by_path = {p.path: p for p in result.report.parameters}
         assert set(by_path) == set(TRUE_VALUES)
         for path, values in TRUE_VALUES.items():
             parameter = by_path[path]
-            assert parameter.status == "changed", (seed, path, parameter.reason)
+            # a wrong value is changed, unless this seed's data happen not to contradict it (few data: the
+            # estimates are still made and counted)
+            assert parameter.status == "changed" or parameter.code == "consistent", (seed, path, parameter.reason)
+            agreed += parameter.code == "consistent"
             for name, true in values.items():
                 covered[(path, name)].append(parameter.estimates[name].covers(true))
+    assert agreed <= 0.02 * SEEDS * len(TRUE_VALUES), f"{agreed} wrong values kept"
     return covered
 
 

@@ -71,13 +71,16 @@ def random_specs(draw: Any) -> dict[str, Any]:
             station["quality"] = {"yield": draw(st.sampled_from([0.9, 1.0])),
                                   "reject_probability": draw(st.sampled_from([0.0, 0.1]))}  # fmt: skip
         if draw(st.booleans()):
-            cleaning: dict[str, Any] = {"minor": 0.2, "major": 1.0, "due": {"batches": draw(st.integers(2, 4))}}
+            cleaning: dict[str, Any] = {"minor": 0.2, "major": 1.0, "due": {"batches": draw(st.integers(2, 4))},
+                                        "line_clearance": 0.1}  # fmt: skip
             if use_skid:
                 cleaning["skid"] = "cip"
                 cleaning["dirty_hold"] = 0.5
+            if draw(st.booleans()):
+                cleaning["clean_hold"] = 2.0
             station["cleaning"] = cleaning
             if n_products > 1 and draw(st.booleans()):
-                station["setup"] = {"*->*": {"time": 0.5, "major_clean": True}}
+                station["setup"] = {"*->*": {"time": 0.5, "major_clean": True, "line_clearance": draw(st.booleans())}}
         elif n_products > 1 and draw(st.booleans()):
             station["setup"] = {"*->*": draw(st.sampled_from([0.5, 1.0]))}
         if j < n - 1 and draw(st.integers(0, 3)) == 0:
@@ -89,13 +92,18 @@ def random_specs(draw: Any) -> dict[str, Any]:
             staffed.append(name)
         stations.append(station)
     plan = [{"product": p["name"], "batches": draw(st.integers(1, 3))} for p in products]
+    release: dict[str, Any] = draw(st.sampled_from([
+        {"mode": "plan", "repeat": True, "plan": plan},
+        {"mode": "saturated"},
+        {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 0.7}},
+    ]))  # fmt: skip
     horizon = draw(st.sampled_from([6.0, 20.0, 60.0]))
     spec: dict[str, Any] = {
         "name": "random",
         "horizon": horizon,
         "warmup": horizon * draw(st.sampled_from([0.0, 0.13, 0.5])),  # short windows, starting mid-batch
         "products": products,
-        "release": {"mode": "plan", "repeat": True, "plan": plan},
+        "release": release,
         "stations": stations,
     }
     if use_skid and any("cleaning" in s for s in stations):
@@ -104,6 +112,10 @@ def random_specs(draw: Any) -> dict[str, Any]:
         spec["calendars"] = {"shifts": {"shifts": [{"days": ["mon", "tue"], "start": "02:00", "end": "22:00"}]}}
         spec["operators"] = [{"name": "team", "headcount": draw(st.integers(1, 2)), "calendar": "shifts",
                               "qualified": staffed}]  # fmt: skip
+        if draw(st.booleans()):  # a cleanroom with gowning and a headcount limit
+            spec["rooms"] = [{"name": "core", "grade": "A", "max_people": 1, "gowning": 0.2, "stations": staffed}]
+        if release["mode"] != "interarrival" and draw(st.booleans()):
+            release["calendar"] = "shifts"
     if n > 1 and draw(st.booleans()):
         action = draw(st.sampled_from(["scrap", "investigate"]))
         hold = {"from": names[0], "to": names[-1], "max": draw(st.sampled_from([0.5, 3.0])), "action": action}
@@ -114,8 +126,8 @@ def random_specs(draw: Any) -> dict[str, Any]:
         spec["qc"] = {"analysts": 1, "test_time": {"dist": "exponential", "mean": 1.0},
                       "oos_probability": 0.2, "oos_action": draw(st.sampled_from(["reject", "investigate"])),
                       "investigation": 2.0}  # fmt: skip
-    if draw(st.integers(0, 3)) == 0:
-        spec["release"]["wip_limit"] = {"batches": 2, "until": names[-1]}
+    if release["mode"] != "interarrival" and draw(st.integers(0, 3)) == 0:
+        release["wip_limit"] = {"batches": 2, "until": names[-1]}
     return spec
 
 

@@ -220,3 +220,20 @@ def test_jax_compilation_cache_is_kept_on_disk(tmp_path: Path, monkeypatch: pyte
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["evaluator"] == "jax"
     assert any((tmp_path / "cache").iterdir())  # compiled kernels stored for the next call
+
+
+def test_a_plan_done_before_the_warmup_is_a_clear_error(tmp_path: Path) -> None:
+    spec = tmp_path / "plan.yaml"
+    spec.write_text(
+        "name: plan-line\nhorizon: 500\nwarmup: 100\n"
+        "products: [{name: A, batch_size: 1}, {name: B, batch_size: 1}]\n"
+        "release: {mode: plan, plan: [{product: A, batches: 3}, {product: B, batches: 3}]}\n"
+        "stations:\n"
+        "  - {name: m1, process_time: {dist: exponential, mean: 1.0}, setup: {'A->B': 2, 'B->A': 2}}\n"
+        "  - {name: m2, process_time: {dist: exponential, mean: 1.2}, buffer: 2}\n",
+        encoding="utf-8",
+    )
+    done = run_cli("optimize", str(spec), "--vary", "release.plan=order", "--objective", "makespan")
+    assert done.returncode == 2 and "before the warm-up" in done.stderr and "Traceback" not in done.stderr
+    fixed = run_cli("optimize", str(spec), "--vary", "release.plan=order", "--objective", "makespan", "--warmup", "0")
+    assert fixed.returncode == 0, fixed.stderr

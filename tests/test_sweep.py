@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 
 import pandas as pd
 import psutil
 import pytest
 from conftest import run_cli
+from start_helpers import imported_modules
 from store_helpers import BIN, assert_same_runs, popen, stop, stored_count, wait_for, write_line
 
 from twin.errors import InputError, SpecError
@@ -18,7 +20,7 @@ from twin.models import load_spec
 from twin.runfolder import read_run
 from twin.store import RunStore
 from twin.sweep import SweepRunner, csv_points, grid_points, plan_sweep, sweep_table
-from twin.sweep.backends import chunk_sizes
+from twin.sweep.backends import Auto, available_cores, chunk_sizes
 from twin.sweep.points import parse_axis, short_labels
 from twin.sweep.tasks import assemble, simulate_chunk
 
@@ -165,6 +167,8 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_points(tmp_path, how
     args = ["sweep", str(line), "--grid", "stations.s2.buffer=0..9", "-r", "2", "--store", str(store_dir), "--json"]
     if how == "sigkill":
         args += ["--workers", "0"]  # a crash of a sweep running in-process
+    else:
+        args += ["--workers", "2"]  # Ctrl-C reaches a local cluster's workers too
     proc = popen([str(BIN / "twin"), *args], tmp_path, tmp_path / "first.log")
     try:
         wait_for(lambda: stored_count(store_dir) >= 2, 120, "two stored points")
@@ -227,3 +231,45 @@ def test_sweep_summary_and_json(tmp_path):
     assert "batches/h ▼" in table.stdout and len([ln for ln in table.stdout.splitlines() if "buffer=" in ln]) == 2
     single = run_cli("sweep", str(line), "-r", "3", *store)  # no grid: one point, the spec as it is, in-process
     assert single.returncode == 0 and "running in this process" in single.stderr and "baseline" in single.stdout
+
+
+def test_auto_starts_a_cluster_only_when_the_work_left_saves_more_than_its_start():
+    two = Auto(cores=2, pays_s=10.0)
+    assert two.pays(25.0) and not two.pays(15.0)  # 2 cores save half the work left: 12.5 s, 7.5 s
+    assert Auto(cores=8, pays_s=10.0).pays(12.0) and not Auto(cores=1, pays_s=0.0).pays(1e9)
+
+
+@pytest.mark.fast
+def test_a_small_sweep_runs_in_process_and_never_imports_dask(tmp_path):
+    line = write_line(tmp_path)
+    args = ["sweep", str(line), "--grid", "stations.s2.buffer=0..2", "-r", "2", "--store", str(tmp_path / "s"), "--json"]
+    modules, done = imported_modules(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "running in this process" in done.stderr and json.loads(done.stdout)["backend"] == "in this process"
+    imported = {m.split(".")[0] for m in modules}
+    assert "twin.engine" in modules and not imported & {"distributed", "dask"}
+
+
+def test_a_sweep_moves_to_a_local_cluster_once_it_pays_with_the_same_results(tmp_path, monkeypatch):
+    spec = load_spec(write_line(tmp_path))
+    sweep = plan_sweep(spec, grid_points(["stations.s2.buffer=0..3"]), replications=2, seed=3)
+    alone, mixed = RunStore(tmp_path / "in-process"), RunStore(tmp_path / "mixed")
+    SweepRunner(sweep, alone, workers=0).run()
+    monkeypatch.setenv("TWIN_DASK_PAYS_S", "0")  # any work left pays for a cluster (on 2 cores or more)
+    runner, said = SweepRunner(sweep, mixed), []
+    runner.run(on_backend=said.append)
+    if Auto(available_cores(), 0.0).pays(1.0):
+        assert said[0] == "in this process" and said[1].startswith("on a local Dask cluster of")
+        assert runner.backend.startswith("in this process (1 point), then on a local Dask cluster of")
+    else:  # a one-core machine never starts a cluster
+        assert said == ["in this process"] and runner.backend == "in this process"
+    assert assert_same_runs(alone, mixed) == 4
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_dask_threshold_is_refused_before_anything_is_written(tmp_path, value):
+    line = write_line(tmp_path)
+    done = subprocess.run([str(BIN / "twin"), "sweep", str(line), "--store", str(tmp_path / "s")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TWIN_DASK_PAYS_S": value})  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "TWIN_DASK_PAYS_S" in done.stderr and not (tmp_path / "s").exists()

@@ -106,6 +106,7 @@ def test_sweep_names_and_runs_diff(tmp_path: Path, qc_line: Path):
         kpi = LINE_KPI[column]
         assert _row(diff.stdout, f"{kpi.label} [{kpi.unit}]")
     assert _row(diff.stdout, "OEE valued at").split()[-2:] == ["m2", "m1"]
+    assert _row(diff.stdout, "m2 OEE [%]") and _row(diff.stdout, "m1 availability [%]")  # labels, not keys
     assert "note: B: line OEE is valued at m1, the baseline's at m2" in diff.stdout
     data = json.loads(run_cli("runs", "diff", ids["one m2"], ids["two m2"], "--store", str(store), "--json").stdout)
     assert data["constraint"]["a"] == "m2" and data["constraint"]["b"] == "m1"
@@ -157,3 +158,13 @@ def test_the_compare_page_says_where_line_oee_is_valued_and_does_not_colour_a_mo
     assert oee_delta.children[0].startswith("+18.8") and oee_delta.className == "same"
     for column in QUALITY_ROWS:
         assert f"compare-row-{column}" in rows
+
+
+def test_constraint_text_of_old_summaries_empty_runs_and_split_replications():
+    from twin.kpis.line import constraint_moved, constraint_text
+
+    assert constraint_text({}) == ""  # a summary stored before the constraint was recorded
+    assert constraint_text({"constraint": {"station": None, "replications": {"a": 0}}}) == "no output to value"
+    split = {"constraint": {"station": "a", "replications": {"a": 2, "b": 1}}}
+    assert constraint_text(split) == "valued at a, the constraint in 2 of 3 replications"
+    assert constraint_moved({}, split, "x") is None and constraint_moved(split, split, "x") is None

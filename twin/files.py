@@ -19,11 +19,14 @@ import os
 import shutil
 import socket
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-WRITTEN: list[Path] = []  # outputs this process has put in place (the CLI names them when it is interrupted)
+# the latest outputs this process put in place (the CLI names them when it is interrupted); bounded, so a
+# service that writes for months (dashboard, sync) does not grow it
+WRITTEN: deque[Path] = deque(maxlen=64)
 _NAME_KEEP = 100  # characters of the target's name kept in a temporary name (file names have at most 255)
 
 

@@ -149,15 +149,34 @@ def initial_state(spec: LineSpec, snapshot: Snapshot, seed: int, replication: in
             dist = durations.get(qc.phase)
             left = remaining_time(dist.sampler(spec.time_unit), snapshot.time - qc.since, rng) if dist else 0.0
             quarantine.append((qc.batch, qc.phase, left))
+    rng = stream_rng(seed, replication, FORECAST_OWNER, "plan")
     return InitialState(
         time=snapshot.time,
         batches={b: (products.index(s.product), s.quantity, s.released) for b, s in snapshot.batches.items()},
         units=units,
         buffers=buffers,
         quarantine=quarantine,
-        released=snapshot.released,
+        released=plan_position(spec, snapshot, rng),
         next_batch=snapshot.next_batch,
     )
+
+
+def plan_position(spec: LineSpec, snapshot: Snapshot, rng: np.random.Generator) -> int:
+    """Batches of the plan released so far, as the engine counts them (position in a repeating plan).
+
+    A plant's data may begin mid-plan: the products released in the data (``releases_seen``) are
+    matched against the repeating plan, and where several places fit (too few releases seen to tell),
+    each forecast run takes one of them at random, so that the forecast carries the doubt."""
+    release = spec.release
+    plan = [c.product for c in release.plan or () for _ in range(c.batches)]
+    seen = snapshot.releases_seen
+    if seen is None or release.mode != "plan" or not release.repeat or not plan:
+        return snapshot.released
+    n = len(plan)
+    fits = [p for p in range(n) if all(plan[(p - len(seen) + i) % n] == product for i, product in enumerate(seen))]
+    if not fits:  # the plant does not follow the plan: count from the data's start, as for a simulation
+        return snapshot.released
+    return int(fits[0] if len(fits) == 1 else rng.choice(fits))
 
 
 TIME_BASE = "hours from the snapshot"

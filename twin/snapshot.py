@@ -6,7 +6,9 @@
 
 Times are hours on the run's clock (0 = a Monday 00:00). For a unit it records its state and since
 when, the batch it holds, how long that batch has been processed (processing time only, repairs
-excluded) and whether its processing is done (waiting to pass the batch on).
+excluded) and whether its processing is done (waiting to pass the batch on). A plant's log that
+begins mid-run (a sync that joined a running plant) cannot say what came before: a batch's release
+time is then ``None`` (unknown) and a batch already on its unit is ``started_before_data``.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ class Snapshot(_Model):
     quarantine: list[QcState] = Field(default_factory=list)
     batches: dict[int, BatchState] = Field(default_factory=dict, description="Every batch above.")
     released: int = Field(0, description="Batches released since the start (position in the plan).")
+    releases_seen: list[str] | None = Field(
+        None,
+        description="Plant logs, which may begin mid-run: the products of the last batches released in the data, "
+        "in order, to find the place in a repeating plan (null: the data begin at the line's start).",
+    )
     next_batch: int = Field(0, description="First free batch id.")
     labels: dict[int, str] = Field(default_factory=dict, description="The plant's own ids of the batches (plant logs).")
 
@@ -178,9 +185,19 @@ def snapshot_from_log(log: EventLog, at: float, replication: int = 0, source: st
         ],
         batches=_batch_states(table, live, meta),
         released=int((table["event"] == "release").sum()),
+        releases_seen=_releases_seen(table) if meta.source == "plant" else None,
         next_batch=int(table["batch"].max()) + 1 if (table["batch"] >= 0).any() else 0,
         labels=_labels(meta, live),
     )
+
+
+RELEASES_SEEN = 64  # the last releases a snapshot of a plant keeps: enough to place any sensible plan
+
+
+def _releases_seen(table: pd.DataFrame) -> list[str]:
+    """Products of the last ``RELEASES_SEEN`` releases in the data, in order."""
+    rows = table[table["event"] == "release"].tail(RELEASES_SEEN)
+    return [str(p) for p in rows["product"]]
 
 
 def _labels(meta: LogMeta, batches: set[int]) -> dict[int, str]:

@@ -446,13 +446,12 @@ def _fmt(v: Any, pct: bool = False, digits: int = 2) -> str:
 
 def _metric(name: str) -> tuple[str, bool, int]:
     """The label of a drift key (a line KPI, or STATION.factor), whether it is a share, and its decimals."""
-    from twin.kpis.line import LINE_KPI
+    from twin.kpis.line import LINE_KPI, station_factor_label
 
     kpi = LINE_KPI.get(name)
     if kpi is not None:
         return (kpi.label if kpi.percent else f"{kpi.label} ({kpi.unit})"), kpi.percent, kpi.digits
-    station, _, factor = name.rpartition(".")
-    return f"{station} {factor.replace('_', ' ')}", True, 1
+    return station_factor_label(name), True, 1
 
 
 def _snapshot_line(snap: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ def kpi_cards(summary: dict[str, Any]) -> list[html.Div]:
     cards = []
     for card_id, label, key, scale, digits, unit in KPI_CARDS:
         value, detail = ci_text(summary.get(key), scale, digits)
-        if key == "oee":
+        if key == "oee" and constraint_text(summary):
             detail = f"{detail}; {constraint_text(summary)}"
         cards.append(layout.kpi_card(card_id, label, value, detail, unit))
     return cards

@@ -16,15 +16,12 @@ import os
 import sys
 import traceback
 import warnings
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from twin import __version__
-from twin.cli import calibrate_commands, forecast_commands
 from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
@@ -42,34 +39,26 @@ from twin.cli.common import (
     stderr,
 )
 from twin.cli.entry import interrupt_exit_code, interrupt_message
-from twin.cli.render import (
-    compare_table,
-    console,
-    constraint_notes,
-    line_table,
-    oee_table,
-    station_table,
-    trace_tree,
-)
+from twin.cli.lazy import LazyGroup, lazy_group, new_app
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
-from twin.experiment import compare, run
-from twin.kpis.line import constraint_moved
-from twin.models import load_spec
-from twin.runfolder import atomic_folder, check_new, write_run
-from twin.spec.model import LineSpec
 from twin.spec.overrides import OverrideWarning
+
+if TYPE_CHECKING:
+    from twin.spec.model import LineSpec
+
+# Heavy libraries (pandas, scipy, the engine) load inside the commands that use them, and the other
+# command modules and plug-ins load when called (twin.cli.lazy): `twin --help`, `version` and
+# `validate` start quickly (tests/test_cli_start.py).
 
 
 def build_app() -> typer.Typer:
-    """The CLI with the core commands and every registered plug-in command."""
-    app = typer.Typer(
+    """The CLI: the core commands here, the others (core modules and plug-ins) loaded when called."""
+    app = new_app(
         name="twin",
         help="A digital twin of pharmaceutical production lines.",
-        add_completion=False,
         no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        rich_markup_mode=None,
+        cls=LazyGroup,
     )
     app.command("run")(run_command)
     app.command("compare")(compare_command)
@@ -78,12 +67,7 @@ def build_app() -> typer.Typer:
     app.command("models")(models_command)
     app.command("trace")(trace_command)
     app.command("version")(version_command)
-    forecast_commands.register(app)
-    import_module("twin.cli.store_commands").register(app)  # runs, sweep; imported here as it imports this module
-    calibrate_commands.register(app)
-    for entry in entry_points(group="twin.commands"):
-        entry.load()(app)
-    return app
+    return app  # the other commands are added on use: twin.cli.lazy.CORE and the twin.commands entry points
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
@@ -101,7 +85,7 @@ def main() -> None:
     """Console-script entry point: user errors exit 2, internal errors exit 1, never a traceback."""
     warnings.showwarning = _show_warning
     try:
-        build_app()(prog_name="twin")
+        lazy_group(build_app())(prog_name="twin")
     except SpecError as err:
         for problem in err.problems:
             stderr.print(str(problem), markup=False, highlight=False, soft_wrap=True)
@@ -145,6 +129,11 @@ def run_command(
     max_events: MaxEventsOpt = None,
 ) -> None:
     """Simulate a line and print its KPIs with 95% confidence intervals."""
+    from twin.cli.render import console, line_table, oee_table, station_table
+    from twin.experiment import run
+    from twin.models import load_spec
+    from twin.runfolder import check_new, write_run
+
     if out is not None:
         check_new(out)
     line = load_spec(spec, set_ or ())
@@ -182,6 +171,12 @@ def compare_command(
     max_events: MaxEventsOpt = None,
 ) -> None:
     """Compare scenarios against the baseline with common random numbers and paired CIs."""
+    from twin.cli.render import compare_table, console, constraint_notes
+    from twin.experiment import compare
+    from twin.kpis.line import constraint_moved
+    from twin.models import load_spec
+    from twin.runfolder import atomic_folder, check_new, write_run
+
     if out is not None:
         check_new(out)
     line = load_spec(spec, set_ or ())
@@ -222,6 +217,8 @@ def compare_command(
 
 def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
     """Check a spec file; print every problem (exit 2) or a one-line summary."""
+    from twin.models import load_spec
+
     line = load_spec(spec, set_ or ())
     units = sum(s.units for s in line.stations)
     typer.echo(
@@ -232,6 +229,8 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
 
 def schema_command() -> None:
     """Print the JSON Schema of line specs (for editors that check YAML as you type)."""
+    from twin.spec.model import LineSpec
+
     schema = LineSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     _emit_json(schema)
@@ -242,6 +241,8 @@ def models_command() -> None:
     from rich.table import Table
 
     import plant_models
+    from twin.cli.common import console
+    from twin.models import load_spec
 
     table = Table(title="Built-in plant models")
     for column in ("name", "stations", "products", "description"):
@@ -260,6 +261,7 @@ def trace_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a batch's full history up and down its genealogy tree (splits and merges)."""
+    from twin.cli.render import console, trace_tree
     from twin.runfolder import read_log
     from twin.trace import trace
 

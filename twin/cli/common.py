@@ -10,18 +10,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from twin.cli.render import console
 from twin.durations import to_hours
 from twin.errors import InputError
 from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MIN_HORIZON_HOURS
 
-stderr = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
 SetOpt = Annotated[
@@ -41,16 +40,53 @@ MaxEventsOpt = Annotated[
     ),
 ]
 
-__all__ = ["console"]
+__all__ = ["console", "stderr"]
+
+
+class _Stderr:
+    """rich's Console on stderr, made on first use: rich loads only when something is printed there."""
+
+    _console: Console | None = None
+
+    def get(self) -> Console:
+        """The Console itself."""
+        if _Stderr._console is None:
+            from rich.console import Console
+
+            _Stderr._console = Console(stderr=True)
+        return _Stderr._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    def __enter__(self) -> Console:  # rich's Live (progress bars) enters its console
+        return self.get().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.get().__exit__(*exc)  # type: ignore[arg-type]
+
+
+stderr: Console = _Stderr()  # type: ignore[assignment]
+
+
+def console() -> Console:
+    """Standard output: the terminal's width, or a wide page when written to a file or pipe."""
+    from rich.console import Console
+
+    out = Console()
+    return out if out.is_terminal else Console(width=160)
 
 
 @contextmanager
 def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[float], None]]:
     """A progress bar on stderr (only when stderr is a terminal); yields ``update(fraction)``."""
-    show = enabled and stderr.is_terminal
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    err = stderr.get() if isinstance(stderr, _Stderr) else stderr  # the Console itself
+    show = enabled and err.is_terminal
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-        console=stderr, transient=True, disable=not show,
+        console=err, transient=True, disable=not show,
     ) as bar:  # fmt: skip
         task = bar.add_task(label, total=1.0)
         yield lambda fraction: bar.update(task, completed=fraction)

@@ -6,23 +6,17 @@ import math
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from twin.cli.common import console  # noqa: F401 (here too: the name commands and plug-ins import)
 from twin.eventlog import STATES
 from twin.kpis.line import LINE_KPIS, constraint_moved, constraint_of, constraint_text, shown, stat
 from twin.stats import Interval
 
 LINE_ROWS = tuple((k.label, k.column, k.unit, k.digits) for k in LINE_KPIS)
 """(label, per-replication column, unit, digits) of every line KPI."""
-
-
-def console() -> Console:
-    """Standard output: the terminal's width, or a wide page when written to a file or pipe."""
-    out = Console()
-    return out if out.is_terminal else Console(width=160)
 
 
 def _table(title: str) -> Table:
@@ -57,7 +51,7 @@ def line_table(summary: dict[str, Any]) -> Table:
     for kpi in LINE_KPIS:
         if not kpi.row or not shown(kpi, [summary]):
             continue
-        unit = f"{kpi.unit}, {constraint_text(summary)}" if kpi.column == "oee" else kpi.unit
+        unit = ", ".join(filter(None, (kpi.unit, constraint_text(summary)))) if kpi.column == "oee" else kpi.unit
         table.add_row(kpi.label, _with_ci(stat(summary, kpi), kpi.digits, kpi.percent), unit)
         if kpi.column == "lead_time_hours":
             lead = summary["lead_time_hours"]

@@ -257,7 +257,11 @@ def sweep_command(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Local Dask worker processes (default: one per core; 0: in this process)."),
+        typer.Option(
+            "--workers",
+            help="Local Dask worker processes (0: in this process; default: in this process, then one worker "
+            "per core once the measured pace says a cluster pays, see TWIN_DASK_PAYS_S).",
+        ),
     ] = None,
     rank: Annotated[
         str, typer.Option("--rank", help="KPI that orders the summary, best first (e.g. oee, lead_time_hours).")
@@ -267,9 +271,9 @@ def sweep_command(
     as_json: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """Run many what-ifs of a line (a grid or a CSV of scenarios) on Dask and store every point."""
+    """Run many what-ifs of a line (a grid or a CSV of scenarios) in process or on Dask and store every point."""
     from twin.sweep import SweepRunner, combine, csv_points, grid_points, plan_sweep, rank_order, sweep_table
-    from twin.sweep.backends import PointFailed
+    from twin.sweep.backends import PointFailed, dask_pays_s
 
     store_path = store or default_store_path()
     run_store = existing_store(store_path)  # a store this twin cannot read is refused before anything else
@@ -280,6 +284,8 @@ def sweep_command(
         raise InputError("--scheduler and --workers: choose one (the cluster at --scheduler has its own workers)")
     if top is not None and top < 1:
         raise InputError(f"--top {top}: must be 1 or more")
+    if scheduler is None and workers is None:
+        dask_pays_s()  # a bad TWIN_DASK_PAYS_S is refused before anything is written
     points = combine(csv_points(scenarios) if scenarios else [], grid_points(grid or []))
     sweep = plan_sweep(base, points, replications, seed, hours, warm, source=spec, base_overrides=tuple(set_ or ()))
     if run_store is None and not dry_run:  # created only once every point is known to be valid
@@ -351,6 +357,7 @@ def _sweep_json(sweep, table, rank, runner, run_store) -> dict:  # type: ignore[
         "seed": sweep.seed,
         "ran": runner.ran,
         "reused": runner.reused,
+        "backend": runner.backend,
         "rank": rank,
         "points": points,
     }

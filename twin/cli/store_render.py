@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twin.cli.render import LINE_ROWS, _delta, _value
-from twin.kpis.line import LINE_KPI, constraint_of
+from twin.kpis.line import LINE_KPI, constraint_of, station_factor_label
 from twin.stats import Interval
 
 SHORT_ID = 12
@@ -212,8 +212,7 @@ def delta_table(
         if metric in UNITS:
             label, unit, digits = UNITS[metric]
         else:
-            station, _, factor = metric.partition(".")
-            label, unit, digits = f"{station} {factor}", "%", 1
+            label, unit, digits = station_factor_label(metric), "%", 1
         percent = unit == "%"
         a, b = plain(means[0].get(metric)), plain(means[1].get(metric))
         rel = "—" if a in (None, 0) or b is None else f"{(b - a) / abs(a) * 100:+.1f}"

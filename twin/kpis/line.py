@@ -66,7 +66,10 @@ def constraint_of(summary: Mapping[str, Any]) -> str | None:
 
 
 def constraint_text(summary: Mapping[str, Any]) -> str:
-    """What line OEE is valued at, for a table's unit column: "valued at coating (the constraint)"."""
+    """What line OEE is valued at, for a table's unit column: "valued at coating, the constraint"
+    ("" for a summary stored by a twin that did not record it)."""
+    if "constraint" not in summary:
+        return ""
     station = constraint_of(summary)
     if station is None:
         return "no output to value"
@@ -85,3 +88,14 @@ def constraint_moved(baseline: Mapping[str, Any], scenario: Mapping[str, Any], n
         f"{name}: line OEE is valued at {b}, the baseline's at {a}: the constraint moved, so the two OEE "
         f"figures are shares of different stations' time (compare throughput and output instead)"
     )
+
+
+FACTOR_LABELS = {"oee": "OEE", "utilization": "utilization", "availability": "availability",
+                 "performance": "performance", "quality": "quality"}  # fmt: skip
+"""How a station's factor reads in a table row: ``f"{station} {FACTOR_LABELS[factor]}"`` (a share, in %)."""
+
+
+def station_factor_label(key: str) -> str:
+    """``"coating.oee"`` -> ``"coating OEE"``."""
+    station, _, factor = key.rpartition(".")
+    return f"{station} {FACTOR_LABELS.get(factor, factor.replace('_', ' '))}"

@@ -11,18 +11,21 @@ A bare duration (``2 h`` or ``1.5``) stands for a constant.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-import numpy as np
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationInfo, model_validator
 
 from twin.durations import to_hours
 from twin.spec.limits import MAX_EMPIRICAL, MAX_WEIBULL_SHAPE, MIN_WEIBULL_SHAPE
 from twin.spec.types import NonNegativeDuration, PositiveDuration, SpecModel, context_time_unit
 
-Sampler = Callable[[np.random.Generator, int], np.ndarray]
+if TYPE_CHECKING:  # numpy loads with the first sampler, so that `twin validate` starts quickly
+    import numpy as np
+
+Sampler = Callable[["np.random.Generator", int], "np.ndarray"]
 
 
 class _Dist(SpecModel):
@@ -48,6 +51,8 @@ class Constant(_Dist):
         return self._h(self.value, time_unit)
 
     def sampler(self, time_unit: str) -> Sampler:
+        import numpy as np
+
         v = self._h(self.value, time_unit)
         return lambda rng, n: np.full(n, v)
 
@@ -219,9 +224,13 @@ class Empirical(_Dist):
         return self
 
     def mean_hours(self, time_unit: str) -> float:
+        import numpy as np
+
         return float(np.mean([self._h(v, time_unit) for v in self.values]))
 
     def sampler(self, time_unit: str) -> Sampler:
+        import numpy as np
+
         values = np.array([self._h(v, time_unit) for v in self.values])
         return lambda rng, n: rng.choice(values, n)
 
@@ -284,12 +293,14 @@ Distribution = Annotated[
     _Bare,
 ]
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(Distribution)
+@functools.cache
+def _adapter() -> TypeAdapter[Any]:
+    return TypeAdapter(Distribution)  # built on first use: spec models defer theirs too (twin.spec.types)
 
 
 def parse_distribution(value: Any, time_unit: str = "h") -> _Dist:
     """Validate one distribution (a dict, a bare duration) outside a spec."""
-    return _ADAPTER.validate_python(value, context={"time_unit": time_unit})
+    return _adapter().validate_python(value, context={"time_unit": time_unit})
 
 
 DistributionModel = _Dist

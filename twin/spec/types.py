@@ -55,9 +55,9 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_+-]*$",
 
 
 class SpecModel(BaseModel):
-    """Base of every spec model: immutable, unknown fields rejected."""
+    """Base of every spec model: immutable, unknown fields rejected; validators built on first use (quick start)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def check_known(names: Iterable[str], info: ValidationInfo, context_key: str, kind: str) -> None:

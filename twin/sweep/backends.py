@@ -6,8 +6,11 @@
 
 ``scheduler="tcp://host:8786"`` connects to a running Dask scheduler (dask-jobqueue, the Dask
 Kubernetes operator, or ``dask scheduler`` / ``dask worker`` by hand); ``workers=0`` runs in this
-process. Every backend yields the same results bit for bit: a task is a point, or a chunk of a
-point's replications put together afterwards (``twin.sweep.tasks``), and results never depend on
+process; ``workers=N`` starts a local cluster of N processes. Without either (``Auto``), points run in
+this process and a local cluster (one worker per core) starts only once the measured pace says it pays:
+when the work left, spread over the cores, saves more than ``TWIN_DASK_PAYS_S`` seconds (default 10: a
+cluster's start and its workers' imports). Every backend yields the same results bit for bit: a task is a
+point, or a chunk of a point's replications put together afterwards (``twin.sweep.tasks``), and results never depend on
 which worker ran what. A worker that dies is replaced by its nanny and the scheduler runs its
 tasks again (Dask's ``distributed.scheduler.allowed-failures`` bounds how often).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +41,7 @@ class PointFailed(TwinError):
 
 
 WORKERS_TIMEOUT_S = 60.0
+DASK_PAYS_S = 10.0  # a local cluster starts only when it saves more than this (TWIN_DASK_PAYS_S overrides)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,66 @@ class InProcess:
                          name=job.name, overrides=job.overrides)  # fmt: skip
             done += job.replications
             yield job, result
+
+
+def dask_pays_s() -> float:
+    """Seconds a local Dask cluster must save before ``Auto`` starts one (``TWIN_DASK_PAYS_S``, default 10)."""
+    value = os.environ.get("TWIN_DASK_PAYS_S", "")
+    try:
+        seconds = float(value) if value.strip() else DASK_PAYS_S
+    except ValueError:
+        raise InputError(f"TWIN_DASK_PAYS_S={value!r}: expected a number of seconds") from None
+    if not seconds >= 0:
+        raise InputError(f"TWIN_DASK_PAYS_S={value!r}: must be 0 or more seconds")
+    return seconds
+
+
+class Auto:
+    """Points in this process until the measured pace says a local Dask cluster pays for its start.
+
+    After each point, the seconds per replication so far give the time the points left would take
+    here; spread over ``cores`` workers they would save ``left * (1 - 1/cores)``. When that exceeds
+    ``pays_s``, a local cluster starts and runs the rest (results are the same on every backend).
+    ``on_switch(description)`` is called when it does.
+    """
+
+    def __init__(self, cores: int, pays_s: float, on_switch: Callable[[str], None] | None = None):
+        self.cores, self.pays_s, self.on_switch = cores, pays_s, on_switch
+        self.description = "in this process"
+        self.workers = 1
+
+    def pays(self, seconds_left: float) -> bool:
+        """Would a local cluster save more than ``pays_s`` on this much work (in seconds of this process)?"""
+        return self.cores > 1 and seconds_left * (1 - 1 / self.cores) > self.pays_s
+
+    def run(self, jobs: Sequence[Job], progress: Progress | None = None) -> Iterator[tuple[Job, RunResult | PackedRun]]:
+        total = sum(j.replications for j in jobs) or 1
+        done, busy = 0, 0.0
+        for i, job in enumerate(jobs):
+            left = sum(j.replications for j in jobs[i:])
+            if done and self.pays(busy / done * left):
+                rest = None
+                if progress is not None:
+                    rest = lambda f, d=done, n=left: progress((d + f * n) / total)  # noqa: E731
+                yield from self._on_cluster(jobs[i:], i, rest)
+                return
+            report = None
+            if progress is not None:
+                report = lambda f, d=done, n=job.replications: progress((d + f * n) / total)  # noqa: E731
+            start = time.perf_counter()
+            result = run(job.spec, job.replications, job.seed, job.horizon, job.warmup, report,
+                         name=job.name, overrides=job.overrides)  # fmt: skip
+            busy += time.perf_counter() - start
+            done += job.replications
+            yield job, result
+
+    def _on_cluster(self, jobs: Sequence[Job], ran: int, progress: Progress | None) -> Iterator[tuple[Job, PackedRun]]:
+        with _local(self.cores) as backend:
+            self.description = f"in this process ({ran} point{'s' if ran != 1 else ''}), then {backend.description}"
+            self.workers = backend.workers
+            if self.on_switch is not None:
+                self.on_switch(f"{backend.description} for the {len(jobs)} points left (it pays)")
+            yield from backend.run(jobs, progress)
 
 
 def chunk_sizes(replications: int, chunks: int) -> list[int]:
@@ -160,22 +225,29 @@ class DaskBackend:
 
 
 @contextmanager
-def open_backend(scheduler: str | None = None, workers: int | None = None, points: int = 2) -> Iterator[Backend]:
+def open_backend(
+    scheduler: str | None = None,
+    workers: int | None = None,
+    points: int = 2,
+    on_switch: Callable[[str], None] | None = None,
+) -> Iterator[Backend]:
     """The backend for a sweep of ``points`` points to run.
 
     ``scheduler`` (``tcp://host:port``) uses an existing Dask cluster; ``workers=0`` runs in this
-    process; otherwise a local Dask cluster of ``workers`` processes (default: one per core), or
-    this process when there is a single point and no ``workers`` was asked for.
+    process; ``workers=N`` a local Dask cluster of N processes; neither: ``Auto`` (in this process,
+    and a local cluster of one worker per core for the rest once it pays; ``on_switch`` hears of it).
     """
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers {workers}: must be 0 (in this process) or more")
     if scheduler:
         with _remote(scheduler) as backend:
             yield backend
-    elif workers == 0 or (workers is None and points <= 1):
+    elif workers == 0:
         yield InProcess()
+    elif workers is None:
+        yield Auto(available_cores() if points > 1 else 1, dask_pays_s(), on_switch)
     else:
-        if workers is not None and workers < 0:
-            raise InputError(f"--workers {workers}: must be 0 (in this process) or more")
-        with _local(workers or available_cores()) as backend:
+        with _local(workers) as backend:
             yield backend
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import pandas as pd
 
@@ -51,7 +52,12 @@ class SweepRunner:
     def run(
         self, progress: Callable[[float], None] | None = None, on_backend: Callable[[str], None] | None = None
     ) -> None:
-        """Run and store every missing point; ``self.ran`` counts those stored so far (also when interrupted)."""
+        """Run and store every missing point; ``self.ran`` counts those stored so far (also when interrupted).
+
+        ``on_backend(description)`` hears where the points run, and again if a sweep that started in
+        this process moves to a local Dask cluster (``twin.sweep.backends.Auto``); ``self.backend`` ends
+        as the whole story.
+        """
         if self.store is None:
             raise ValueError("a sweep needs a store to run into")
         self.store.save_sweep(self.sweep.manifest())
@@ -60,13 +66,15 @@ class SweepRunner:
             return
         start = time.perf_counter()
         try:
-            with open_backend(self.scheduler, self.workers, len(jobs)) as backend:
+            with open_backend(self.scheduler, self.workers, len(jobs), on_backend) as backend:
                 self.backend = backend.description
                 if on_backend is not None:
                     on_backend(backend.description)
-                for _job, result in backend.run(jobs, progress):
-                    self.store.save(result, sweep_id=self.sweep.sweep_id)
-                    self.ran += 1
+                with closing(backend.run(jobs, progress)) as results:  # closed at once on Ctrl-C: no cluster left
+                    for _job, result in results:
+                        self.store.save(result, sweep_id=self.sweep.sweep_id)
+                        self.ran += 1
+                self.backend = backend.description
         finally:
             self.seconds = time.perf_counter() - start
 
