@@ -203,7 +203,11 @@ def mutated_data(draw: st.DrawFn, numbers_only: bool = False) -> tuple[str, dict
         loc = draw(st.sampled_from(locs))
         action = "set" if numbers_only else draw(st.sampled_from(["set", "set", "set", "delete", "add"]))
         if action == "set":
-            _set(data, loc, draw(HOSTILE))
+            if numbers_only and draw(st.booleans()):  # a plausible change, so that some runs go ahead
+                old = _get(data, loc)
+                _set(data, loc, old * draw(st.sampled_from([2, 3])) if isinstance(old, int) else old * 0.9)
+            else:
+                _set(data, loc, draw(HOSTILE))
         elif action == "delete" and isinstance(_get(data, loc[:-1]), dict):
             del _get(data, loc[:-1])[loc[-1]]
         elif isinstance(_get(data, loc[:-1]), dict):
@@ -265,9 +269,12 @@ def test_hostile_overrides_validate_or_are_refused_cleanly(twin, tmp_path_factor
     check(twin("validate", case[0], "--set", case[1], cwd=folder), sources, f"--set {case[1]!r}")
 
 
-RUN_OPTIONS = st.tuples(
-    st.sampled_from(["1 w", "3 d", "1e308 h", "100000000 w", "1e-300 h", "0 h", "-1 w", "1 s", "12 h"]),
-    st.sampled_from(["1", "2", "0", "-1", "10001", "99999999999999999999"]),
+RUN_OPTIONS = st.one_of(
+    st.tuples(st.sampled_from(["1 w", "3 d", "12 h"]), st.sampled_from(["1", "2"])),  # runs that go ahead
+    st.tuples(
+        st.sampled_from(["1 w", "3 d", "1e308 h", "100000000 w", "1e-300 h", "0 h", "-1 w", "1 s", "12 h"]),
+        st.sampled_from(["1", "2", "0", "-1", "10001", "99999999999999999999"]),
+    ),
 )
 
 
