@@ -120,8 +120,10 @@ def test_shadow_forecasts_are_recorded_and_scored_against_what_the_plant_did(loo
     fc = report["forecasts"]
     assert fc["batches_scored"] >= 20
     # a twin that is the plant's own model: its 90% intervals cover most of what happened (every batch in the line
-    # scored, "after the horizon" included; 97% and 93% here, nominal over many seeds in test_forecast_coverage)
-    assert fc["batch_coverage"] >= 0.8 and fc["completed_coverage"] >= 0.75 and fc["mean_abs_error_h"] < 6
+    # scored, "after the horizon" included), its errors are hours. This one real-time plant scores about 40 batches (a 90% interval's coverage then has a standard error of
+    # about 5 points, and a loaded machine shifts the sync's timing); nominal coverage itself is shown over 300
+    # seeds in tests/test_forecast_coverage.py.
+    assert fc["batch_coverage"] >= 0.7 and fc["completed_coverage"] >= 0.7 and fc["mean_abs_error_h"] < 6
 
 
 def test_bad_input_exits_2_with_one_line(loop, tmp_path):

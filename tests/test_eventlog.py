@@ -92,7 +92,7 @@ def test_a_parquet_file_that_is_not_an_event_log_is_refused(tmp_path):
 
 
 def test_one_million_events_fit_in_compact_columns():
-    spec = serial_line([1.0] * 10, [None] + [2] * 9, horizon=1e9, warmup=0.0,
+    spec = serial_line([1.0] * 10, [None] + [2] * 9, horizon=1e6, warmup=0.0,
                        release={"mode": "plan", "plan": [{"product": "batch", "batches": 25000}]})  # fmt: skip
     log = simulate(spec)
     assert len(log.table) > 1_000_000
