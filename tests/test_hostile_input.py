@@ -112,7 +112,7 @@ def test_hostile_files_are_refused_in_one_line(tmp_path, case):
 @pytest.mark.parametrize("device", ["/dev/urandom", "/dev/zero"])
 def test_devices_are_read_only_up_to_the_size_cap(device):
     if not Path(device).exists():
-        pytest.skip(f"no {device}")
+        pytest.skip(f"this system has no {device} to read")
     assert_refused(run_cli("validate", device), f"larger than {MAX_SPEC_BYTES // 1024} KiB")
 
 

@@ -11,6 +11,8 @@ once, before anything walks it. A recursive alias (a node that contains itself) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -63,10 +65,11 @@ def _problem(source: str, message: str, line: int | None) -> SpecError:
     return SpecError([Problem(source, "", message, line)])
 
 
-def compose_bounded(text: str, source: str) -> yaml.Node | None:
-    """The node graph of one YAML document; ``SpecError`` for malformed YAML or input past a limit."""
+@contextmanager
+def _reported(source: str) -> Iterator[None]:
+    """Turn a refusal or a YAML error inside the block into a one-line ``SpecError`` naming ``source``."""
     try:
-        return _compose(text)
+        yield
     except _Refused as err:
         raise _problem(source, err.message, err.line) from None
     except yaml.MarkedYAMLError as err:
@@ -75,6 +78,12 @@ def compose_bounded(text: str, source: str) -> yaml.Node | None:
         raise _problem(source, f"malformed YAML: {what}", mark.line + 1 if mark else None) from None
     except yaml.YAMLError as err:
         raise _problem(source, f"malformed YAML: {err}", None) from None
+
+
+def compose_bounded(text: str, source: str) -> yaml.Node | None:
+    """The node graph of one YAML document; ``SpecError`` for malformed YAML or input past a limit."""
+    with _reported(source):
+        return _compose(text)
 
 
 def _compose(text: str) -> yaml.Node | None:
@@ -141,14 +150,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def construct_bounded(node: yaml.Node, source: str) -> Any:
     """Plain data from a node graph checked by ``compose_bounded``; ``SpecError`` for unreadable values."""
-    try:
+    with _reported(source):
         return _construct(node)
-    except _Refused as err:
-        raise _problem(source, err.message, err.line) from None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        what = " ".join(str(x) for x in (err.context, err.problem) if x)
-        raise _problem(source, f"malformed YAML: {what}", mark.line + 1 if mark else None) from None
 
 
 def _construct(node: yaml.Node) -> Any:
