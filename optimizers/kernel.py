@@ -34,6 +34,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 
+@functools.cache
 def use_compilation_cache(folder: str | None = None) -> str | None:
     """Keep compiled kernels on disk, so a second ``twin optimize`` of the same problem shape starts in
     seconds. ``folder`` defaults to ``$TWIN_JAX_CACHE``, else ``$XDG_CACHE_HOME/twin/jax`` (``~/.cache``);
@@ -55,9 +56,6 @@ def use_compilation_cache(folder: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
-
-
-use_compilation_cache()
 
 import jax.numpy as jnp  # noqa: E402
 
@@ -271,6 +269,7 @@ def gradient_kernel(shape: Shape):
     """``f(design, seq, draws, consts)`` for one design -> ((mean rate, mean lead time), their derivatives in
     the speeds, KPIs per replication). Forward mode (``jax.jacfwd``): there are few speeds, and failures
     fold through ``lax.while_loop``, which reverse mode cannot differentiate."""
+    use_compilation_cache()
     one = functools.partial(lane, shape)
     over_reps = jax.vmap(one, in_axes=(None, None if shape.seq_from_design else 0, 0, None))
 
@@ -289,6 +288,7 @@ def gradient_kernel(shape: Shape):
 @functools.lru_cache(maxsize=32)
 def compiled_kernel(shape: Shape):
     """``f(design, seq, draws, consts)`` over [designs] x [replications], jitted once per shape."""
+    use_compilation_cache()  # on first use, not at import: importing the kernel touches no files
     one = functools.partial(lane, shape)
     seq_axis_rep = None if shape.seq_from_design else 0
     over_reps = jax.vmap(one, in_axes=(None, seq_axis_rep, 0, None))

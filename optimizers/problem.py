@@ -53,40 +53,35 @@ LEVERS = (
     Lever("wip_limit", ("release", "wip_limit", "batches"), True, 1, 10_000),
     Lever("skid_capacity", ("skids", "*", "capacity"), True, 1, 1000),
 )
+# ready-made ranges for forms, per lever kind: (form key, what it varies, range around the spec's value)
+SUGGESTED = {
+    "headcount": ("headcount", "operator headcount of each pool (spec's -1..+2)", lambda v: (max(1, v - 1), v + 2)),
+    "cleaning_due_batches": ("cleaning", "batches between major cleans (half to double)",
+                             lambda v: (max(1, v // 2), 2 * v)),
+    "campaign_batches": ("campaigns", "batches per campaign (1 to double)", lambda v: (1, 2 * v)),
+    "qc_analysts": ("qc", "QC analysts (spec's -1..+2)", lambda v: (max(1, v - 1), v + 2)),
+    "wip_limit": ("wip", "WIP limit (1 to double)", lambda v: (1, 2 * v)),
+    "skid_capacity": ("skids", "cleaning skid capacity (1..spec's +1)", lambda v: (1, v + 1)),
+}  # fmt: skip
+
+
 def suggested_levers(spec: LineSpec) -> dict[str, tuple[str, list[str]]]:
     """Ready-made ranges around the spec's own values for each lever the spec has (for forms):
     key -> (what it varies, ``--vary`` items)."""
-    data = spec.to_data()
     out: dict[str, tuple[str, list[str]]] = {}
-
-    def around(value: int, low: int = 1) -> str:
-        return f"{max(low, value - 1)}..{value + 2}"
-
-    pools = [f"operators.{p['name']}.headcount={around(p['headcount'])}" for p in data.get("operators") or ()]
-    if pools:
-        out["headcount"] = ("operator headcount of each pool (spec's -1..+2)", pools)
-    due = [
-        f"stations.{s['name']}.cleaning.due.batches={max(1, s['cleaning']['due']['batches'] // 2)}.."
-        f"{2 * s['cleaning']['due']['batches']}"
-        for s in data["stations"]
-        if (s.get("cleaning") or {}).get("due", {}).get("batches")
-    ]
-    if due:
-        out["cleaning"] = ("batches between major cleans (half to double)", due)
-    plan = data["release"].get("plan") or ()
-    if plan:
-        out["campaigns"] = (
-            "batches per campaign (1 to double)",
-            [f"release.plan.{i}.batches=1..{2 * c['batches']}" for i, c in enumerate(plan)],
-        )
-    if data.get("qc"):
-        out["qc"] = ("QC analysts (spec's -1..+2)", [f"qc.analysts={around(data['qc']['analysts'])}"])
-    wip = (data["release"].get("wip_limit") or {}).get("batches")
-    if wip:
-        out["wip"] = ("WIP limit (1 to double)", [f"release.wip_limit.batches=1..{2 * wip}"])
-    skids = [f"skids.{k['name']}.capacity=1..{k.get('capacity', 1) + 1}" for k in data.get("skids") or ()]
-    if skids:
-        out["skids"] = ("cleaning skid capacity (1..spec's +1)", skids)
+    for lever in LEVERS:
+        if lever.kind not in SUGGESTED:
+            continue
+        key, label, around = SUGGESTED[lever.kind]
+        try:
+            dims = _expand_lever(spec, Variable(path=".".join(lever.pattern), range="1..1"), lever, "")
+        except InputError:  # the spec does not set this lever
+            continue
+        items = []
+        for d in dims:
+            low, high = around(int(d.base))
+            items.append(f"{d.label}={low}..{high}")
+        out[key] = (label, items)
     return out
 
 
