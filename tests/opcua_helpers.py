@@ -152,13 +152,9 @@ def call(
         return asyncio.run(go(Path(folder)))
 
 
-@contextmanager
-def shadow_synced_plant(root: Path, until: str) -> Iterator[tuple[str, TwinProcess]]:
-    """The `mini` line (line.yaml, map.yaml, an operator) emulated at top speed and followed by `twin sync`
-    in shadow mode, forecasting every 40 h for 24 h, up to ``until`` into the historian ``root/h.db``.
-
-    Yields the emulator's endpoint and the finished sync (its JSON report on stdout) while the emulator
-    still serves."""
+def mini_plant(root: Path, horizon: str, seed: int, speed: str) -> tuple[str, list[str]]:
+    """Write the `mini` line (line.yaml with ``horizon``), its default tag map and an operator into ``root``;
+    the endpoint to serve it on and the `twin emulate` arguments (paused, no security, anonymous allowed)."""
     import yaml
 
     from connectors.opcua.security import Users
@@ -166,12 +162,23 @@ def shadow_synced_plant(root: Path, until: str) -> Iterator[tuple[str, TwinProce
     from twin.spec.loader import spec_from_data
 
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 2000 h"))
+    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", f"horizon: {horizon}"))
     (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
     Users.add(root / "users.yaml", "op", "operator", "pw")
     ep = endpoint()
     emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
-    emulate += ["users.yaml", "--allow-anonymous", "--seed", "5", "--speed", "max", "--paused", "--pki", "pki-emu"]
+    emulate += ["users.yaml", "--allow-anonymous", "--seed", str(seed), "--speed", speed, "--paused"]
+    return ep, [*emulate, "--pki", "pki-emu"]
+
+
+@contextmanager
+def shadow_synced_plant(root: Path, until: str) -> Iterator[tuple[str, TwinProcess]]:
+    """The `mini` line (line.yaml, map.yaml, an operator) emulated at top speed and followed by `twin sync`
+    in shadow mode, forecasting every 40 h for 24 h, up to ``until`` into the historian ``root/h.db``.
+
+    Yields the emulator's endpoint and the finished sync (its JSON report on stdout) while the emulator
+    still serves."""
+    ep, emulate = mini_plant(root, "2000 h", seed=5, speed="max")
     with TwinProcess(emulate, root, "emu") as emu:
         emu.wait_for("emulating mini")
         sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s"]

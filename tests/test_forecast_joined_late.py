@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opcua_helpers import LINE_YAML, TWIN, TwinProcess, call, endpoint, wait_until
+from opcua_helpers import TWIN, TwinProcess, call, mini_plant, wait_until
 
 from twin.snapshot import Snapshot
 
@@ -44,19 +44,8 @@ def released(ep: str, root: Path) -> int:
 
 @pytest.fixture(scope="module")
 def joined(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from connectors.opcua.tagmap import default_tag_map, dump_tag_map
-    from twin.spec.loader import spec_from_data
-
     root = tmp_path_factory.mktemp("joined")
-    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    (root / "line.yaml").write_text(LINE_YAML.replace("horizon: 300 h", "horizon: 5000 h"))
-    (root / "map.yaml").write_text(dump_tag_map(default_tag_map(spec)))
-    from connectors.opcua.security import Users
-
-    Users.add(root / "users.yaml", "op", "operator", "pw")
-    ep = endpoint()
-    emulate = ["emulate", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--users"]
-    emulate += ["users.yaml", "--allow-anonymous", "--seed", "3", "--speed", "36000", "--paused", "--pki", "pki-emu"]
+    ep, emulate = mini_plant(root, "5000 h", seed=3, speed="36000")
     with TwinProcess(emulate, root, "emu") as emu:
         emu.wait_for("emulating mini")
         call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=root / "pki-caller")  # the plant runs before the sync joins
