@@ -71,8 +71,10 @@ def build_app() -> typer.Typer:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
-    if issubclass(category, OverrideWarning):
+    """Warnings meant for users (an override that dropped fields, an old plug-in block) as one line on stderr."""
+    from twin.spec.extensions import ExtensionDeprecation
+
+    if issubclass(category, (OverrideWarning, ExtensionDeprecation)):
         stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
     else:
         _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
@@ -229,9 +231,10 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
 
 def schema_command() -> None:
     """Print the JSON Schema of line specs (for editors that check YAML as you type)."""
+    from twin.spec.extensions import with_extension_schemas
     from twin.spec.model import LineSpec
 
-    schema = LineSpec.model_json_schema()
+    schema = with_extension_schemas(LineSpec.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     _emit_json(schema)
 

@@ -30,7 +30,6 @@ from pydantic_core import PydanticCustomError
 from twin.durations import TIME_UNITS, to_hours
 from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
-from twin.spec.layout import Layout
 from twin.spec.limits import (
     MAX_BATCH_UNITS,
     MAX_COUNT,
@@ -39,7 +38,6 @@ from twin.spec.limits import (
     MAX_TOTAL_UNITS,
     MIN_HORIZON_HOURS,
 )
-from twin.spec.optimize import Optimize
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
@@ -381,8 +379,11 @@ class LineSpec(SpecModel):
         (), max_length=MAX_LIST, description="Longest waits of material between two stations."
     )
     qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
-    layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
-    optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
+    extensions: dict[Name, Any] = Field(
+        {},
+        description="Plug-in settings by plug-in name (layout: 3-D scenes, optimize: `twin optimize`), each "
+        "validated by its plug-in; not part of spec_hash (twin.spec.extensions).",
+    )
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
@@ -391,6 +392,27 @@ class LineSpec(SpecModel):
     def from_dict(cls, data: dict[str, Any]) -> LineSpec:
         """Validate a spec given as plain data (as loaded from YAML or JSON)."""
         return cls.model_validate(data, context=validation_context(data))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_plugin_blocks(cls, data: Any) -> Any:
+        from twin.spec.extensions import lift_deprecated
+
+        return lift_deprecated(data, cls.model_fields) if isinstance(data, dict) else data
+
+    @field_validator("extensions")
+    @classmethod
+    def _plugin_blocks(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value:
+            return value
+        from twin.spec.extensions import validate_blocks
+
+        blocks, problems = validate_blocks(value, info.context)
+        if problems:
+            raise PydanticCustomError(
+                "line_rules", "{summary}", {"summary": "; ".join(m for _, m in problems), "problems": problems}
+            )
+        return blocks
 
     @field_validator("stations")
     @classmethod
@@ -450,10 +472,15 @@ class LineSpec(SpecModel):
         """Plain data (JSON/YAML-ready) that ``from_dict`` turns back into an equal spec."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def extension(self, name: str) -> Any:
+        """The validated block of plug-in ``name`` (``extensions.NAME``), or None."""
+        return self.extensions.get(name)
+
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON form: equal specs, equal hashes."""
-        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON form of what changes a simulation (``extensions`` left out)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions"})
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
