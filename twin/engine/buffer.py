@@ -2,7 +2,7 @@
 
 ``Buffer(env, places)`` holds up to ``places`` waiting batches; a put also succeeds when a unit of
 the downstream station is free and waiting, so a station with ``places`` buffer places and ``c``
-units holds at most ``places + c`` batches, as in ``shared/reference/validation.md``.
+units holds at most ``places + c`` batches, as in ``docs/reference/queueing.md``.
 Waiting puts and gets are served first come, first served.
 """
 
