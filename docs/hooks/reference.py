@@ -114,6 +114,11 @@ def spec_page() -> str:
         "## LineSpec (top level)\n",
         _object_table(schema, defs),
     ]
+    for block, node in schema["properties"]["extensions"].get("properties", {}).items():
+        parts.append(f"## extensions.{block} ({node.get('title', block)})\n")
+        parts.append(_cell(node.get("description", "")) + " A plug-in block: validated by its plug-in, not part of "
+                     "`spec_hash`.\n")  # fmt: skip
+        parts.append(_object_table(node, defs))
     for name in order:
         node = defs[name]
         if "properties" not in node:
@@ -237,8 +242,10 @@ def event_log_page() -> str:
 
     from twin import eventlog
 
-    meta_rows = [[f"`{f.name}`", getattr(f.type, "__name__", str(f.type)),
-                  "" if f.default is MISSING else f"`{json.dumps(f.default)}`"] for f in fields(eventlog.LogMeta)]  # fmt: skip
+    meta_rows = [
+        [f"`{f.name}`", getattr(f.type, "__name__", str(f.type)), "" if f.default is MISSING else f"`{f.default!r}`"]
+        for f in fields(eventlog.LogMeta)
+    ]
     return "\n".join([
         "# Event log\n",
         "Generated from `twin.eventlog` (the schema lives in its docstring and tuples). Every run, simulated "
@@ -254,11 +261,11 @@ def event_log_page() -> str:
             ["active", ", ".join(sorted(eventlog.ACTIVE_STATES)), "bottlenecks (active-period method)"],
             ["planned down", ", ".join(sorted(eventlog.PLANNED_DOWN_STATES)), "OEE: left out of planned busy time"],
             ["quality loss events", ", ".join(eventlog.QUALITY_LOSS_EVENTS), "OEE quality, lost units"],
-        ]),  # fmt: skip
+        ]),
         "## Metadata (`LogMeta`)\n",
         _cell(eventlog.LogMeta.__doc__ or "") + "\n",
         _table(["field", "type", "default"], meta_rows),
-    ])  # fmt: skip
+    ])
 
 
 # --- KPIs from twin.kpis ----------------------------------------------------------------------------------
