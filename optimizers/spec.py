@@ -42,7 +42,7 @@ class Variable(SpecModel):
 class Optimize(SpecModel):
     """Decision variables, budget, objectives and effort of an optimization."""
 
-    vary: tuple[Variable, ...] = Field(min_length=1)
+    vary: tuple[Variable, ...] = Field(min_length=1, description="The decision variables.")
     objective: Objective | tuple[Objective, ...] = Field(
         "throughput", description="throughput, oee, output_per_week (max); cost (min, needs a target), makespan, "
         "lead_time, release_lead_time, scrapped_batches (min); [KPI, cost] gives a Pareto front."

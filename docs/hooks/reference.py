@@ -134,11 +134,23 @@ def _object_table(node: dict[str, Any], defs: dict[str, Any]) -> str:
     required = set(node.get("required", ()))
     rows = []
     for name, prop in node["properties"].items():
-        default = "required" if name in required else (json.dumps(prop["default"]) if "default" in prop else "")
+        default = "required" if name in required else (json.dumps(_set(prop["default"])) if "default" in prop else "")
         meaning = prop.get("description") or _ref_description(prop, defs)
+        tag = prop.get("const", prop["enum"][0] if len(prop.get("enum", ())) == 1 else None)
+        if not meaning and tag is not None:  # a union's tag, such as `dist: weibull`
+            meaning = f"`{name}: {tag}` selects this kind"
         rows.append([f"`{name}`", _type(prop, defs), f"`{default}`" if default not in ("", "required") else default,
                      meaning])  # fmt: skip
     return _table(["field", "type", "default", "meaning"], rows)
+
+
+def _set(value: Any) -> Any:
+    """A default without its unset (null) parts: ``{"mode": "saturated", "plan": null}`` -> ``{"mode": "saturated"}``."""
+    if isinstance(value, dict):
+        return {k: _set(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_set(v) for v in value]
+    return value
 
 
 def _ref_description(prop: dict[str, Any], defs: dict[str, Any]) -> str:
@@ -167,7 +179,7 @@ def _type(node: Any, defs: dict[str, Any]) -> str:
     if "allOf" in node and len(node["allOf"]) == 1:
         return _type(node["allOf"][0], defs)
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " | ".join(f"`{v}`" for v in node["enum"])
     if "const" in node:
         return f"`{node['const']}`"
     kind = node.get("type")
@@ -178,7 +190,7 @@ def _type(node: Any, defs: dict[str, Any]) -> str:
             return "[" + ", ".join(_type(i, defs) for i in node["prefixItems"]) + "]"
         return f"list of {_type(node.get('items', {}), defs)}"
     if kind == "object":
-        values = node.get("additionalProperties")
+        values = node.get("additionalProperties") or next(iter(node.get("patternProperties", {}).values()), None)
         if isinstance(values, dict):
             return f"map of {_type(values, defs)}"
         return "map"

@@ -96,14 +96,14 @@ def _unique(name: str, info: ValidationInfo, kind: str) -> str:
 class Product(SpecModel):
     """A product made on the line, in batches of ``batch_size`` units (tablets, vials)."""
 
-    name: Name
+    name: Name = Field(description="Product name (used in changeovers, plans and mixes).")
     batch_size: float = Field(
         gt=0, le=MAX_BATCH_UNITS, allow_inf_nan=False, description="Units (tablets, vials) per batch."
     )
     mass_kg: float | None = Field(
         None, gt=0, le=MAX_MASS_KG, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
     )
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @field_validator("name")
     @classmethod
@@ -126,7 +126,7 @@ class Failures(SpecModel):
 class Station(SpecModel):
     """One process step: ``units`` identical pieces of equipment fed from one buffer."""
 
-    name: Name
+    name: Name = Field(description="Station name (used in overrides, hold times, rooms and the event log).")
     units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
     process_time: ProcessTime | None = Field(
         None, description="Per batch; a distribution, or a map product -> distribution (or give `rate`)."
@@ -155,7 +155,7 @@ class Station(SpecModel):
     split: int | None = Field(None, ge=2, le=100, description="Each batch leaves as this many lots.")
     merge: int | None = Field(None, ge=2, le=100, description="This many batches are blended into one.")
     equipment: str | None = Field(None, description="Equipment type (granulator, press, filler, ...).")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @model_validator(mode="after")
     def _time_or_rate(self) -> Station:
@@ -274,15 +274,15 @@ class Station(SpecModel):
 class Campaign(SpecModel):
     """A run of ``batches`` consecutive batches of one product."""
 
-    product: Name
-    batches: int = Field(ge=1, le=MAX_COUNT)
+    product: Name = Field(description="The product of the campaign.")
+    batches: int = Field(ge=1, le=MAX_COUNT, description="Batches of it, back to back.")
 
 
 class WipLimit(SpecModel):
     """At most ``batches`` released batches that have not yet started at station ``until``."""
 
-    batches: int = Field(ge=1, le=10000)
-    until: Name
+    batches: int = Field(ge=1, le=10000, description="Most released batches not yet started at `until` (CONWIP).")
+    until: Name = Field(description="The station where a batch stops counting against the limit.")
 
     @field_validator("until")
     @classmethod
@@ -358,8 +358,8 @@ class Release(SpecModel):
 class LineSpec(SpecModel):
     """A production line: products, stations in flow order, release rule and run length."""
 
-    name: Name
-    description: str | None = None
+    name: Name = Field(description="Line name.")
+    description: str | None = Field(None, description="Free text.")
     time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
     horizon: PositiveDuration = Field(description="Default run length.")
     warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
