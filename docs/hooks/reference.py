@@ -145,7 +145,7 @@ def _object_table(node: dict[str, Any], defs: dict[str, Any]) -> str:
 
 
 def _set(value: Any) -> Any:
-    """A default without its unset (null) parts: ``{"mode": "saturated", "plan": null}`` -> ``{"mode": "saturated"}``."""
+    """A default without its unset parts: ``{"mode": "saturated", "plan": null}`` -> ``{"mode": "saturated"}``."""
     if isinstance(value, dict):
         return {k: _set(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
