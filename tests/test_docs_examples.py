@@ -273,7 +273,7 @@ def runnable(doc: Doc) -> int:
     count = 0
     for block in doc.blocks:
         if block.lang == "sh":
-            count += sum(not skipped(block, c) for _, c in shell_commands(block))
+            count += sum(not skipped(block, c) and not c.startswith("export ") for _, c in shell_commands(block))
         elif block.lang == "python":
             count += not skipped(block, "")
         elif block.lang == "":

@@ -260,11 +260,10 @@ def event_log_page() -> str:
     ]
     return "\n".join([
         "# Event log\n",
-        "Generated from `twin.eventlog` (the schema lives in its docstring and tuples). Every run, simulated "
-        "or decoded from a plant's tags, is this one table; every KPI is a pure function of it "
-        "([KPIs](kpis.md)). On disk it is Parquet with the metadata below in its schema "
-        f"(schema version {eventlog.SCHEMA_VERSION}).\n",
-        _rst(eventlog.__doc__ or ""),
+        "Generated from `twin.eventlog` (the schema lives in its docstring and tuples); every KPI is a pure "
+        "function of this table ([KPIs](kpis.md)). On disk it is Parquet with the metadata below in its "
+        f"schema (schema version {eventlog.SCHEMA_VERSION}).\n",
+        _rst(_demote(eventlog.__doc__ or "")),
         "## Events\n",
         ", ".join(f"`{e}`" for e in eventlog.EVENTS) + "\n",
         "## Equipment states\n",
