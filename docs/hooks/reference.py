@@ -253,6 +253,7 @@ def event_log_page() -> str:
     from dataclasses import MISSING, fields
 
     from twin import eventlog
+    from twin.engine.rules.registry import RULES
 
     meta_rows = [
         [f"`{f.name}`", getattr(f.type, "__name__", str(f.type)), "" if f.default is MISSING else f"`{f.default!r}`"]
@@ -266,6 +267,12 @@ def event_log_page() -> str:
         _rst(_demote(eventlog.__doc__ or "")),
         "## Events\n",
         ", ".join(f"`{e}`" for e in eventlog.EVENTS) + "\n",
+        "Events that only a batch rule writes, and the spec fields that turn the rule on "
+        "(`twin.engine.rules.registry.RULES`; [GMP batch rules](../batch-rules.md)):\n",
+        _table(["rule", "spec fields", "events it writes"], [
+            [rule.label, ", ".join(f"`{f}`" for f in rule.fields), ", ".join(f"`{e}`" for e in rule.events) or "none"]
+            for rule in RULES.values()
+        ]),
         "## Equipment states\n",
         "ISA-95/PackML vocabulary: " + ", ".join(f"`{s}`" for s in eventlog.STATES) + ".\n",
         _table(["set", "states", "used by"], [
