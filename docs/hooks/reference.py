@@ -352,9 +352,12 @@ def dashboard_pages() -> str:
 
     from dashboards.pages import PAGE_MODULES, load_pages
 
-    first_lines = {import_module(m).PAGE.path: (import_module(m).__doc__ or "").strip().split("\n")[0]
-                   for m in PAGE_MODULES}  # fmt: skip
-    rows = [[f"`{p.path}`", p.title, first_lines[p.path]] for p in load_pages()]
+    def summary(module: str) -> str:  # the docstring's first paragraph, without its "Title: " lead
+        text = " ".join(inspect.cleandoc(import_module(module).__doc__ or "").split("\n\n")[0].split())
+        return _code(text.split(": ", 1)[-1])
+
+    about = {import_module(m).PAGE.path: summary(m) for m in PAGE_MODULES}
+    rows = [[f"[`{p.path}`](http://127.0.0.1:8050{p.path})", p.title, about[p.path]] for p in load_pages()]
     return _table(["URL", "page", "what it shows"], rows)
 
 
