@@ -140,3 +140,14 @@ def test_the_schema_for_editors_describes_each_installed_block():
     assert "aisle" in extensions["properties"]["layout"]["properties"]
     ref = extensions["properties"]["optimize"]["properties"]["vary"]["items"]["$ref"]
     assert ref.removeprefix("#/$defs/") in schema["$defs"]  # every reference resolves
+
+
+def test_runs_diff_reads_an_old_top_level_block_as_its_extension(tmp_path):
+    from twin.store.diff import spec_changes
+
+    new = load_spec(_write(tmp_path, LINE + LAYOUT)).to_data()
+    old = {k: v for k, v in new.items() if k != "extensions"} | dict(new["extensions"])  # as stored before
+    assert "layout" in old and spec_changes(old, new) == []
+    moved = json.loads(json.dumps(new))
+    moved["extensions"]["layout"]["aisle"] = 5
+    assert spec_changes(old, moved) == [("extensions.layout.aisle", 3, 5)]

@@ -87,10 +87,13 @@ def validate_blocks(blocks: Mapping[str, Any], context: dict[str, Any] | None) -
     return out, problems
 
 
-def lift_deprecated(data: dict[str, Any], fields: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+def lift_deprecated(
+    data: dict[str, Any], fields: Mapping[str, Any], source: str | None = None, warn: bool = True
+) -> dict[str, Any]:
     """``data`` with top-level plug-in blocks (not spec fields) moved under ``extensions``.
 
-    A block given both ways is left in place (validation then reports it as an unknown field).
+    Each block moved is an ``ExtensionDeprecation`` warning (unless ``warn`` is false). A block given
+    both ways is left in place (validation then reports it as an unknown field).
     """
     old = [k for k in data if isinstance(k, str) and k not in fields and k in installed()]
     extensions = data.get("extensions")
@@ -101,7 +104,7 @@ def lift_deprecated(data: dict[str, Any], fields: Mapping[str, Any], source: str
         return data
     out = {k: v for k, v in data.items() if k not in moved}
     out["extensions"] = {**(extensions or {}), **{k: data[k] for k in moved}}
-    for name in moved:
+    for name in moved if warn else ():
         warnings.warn(
             f"{source + ': ' if source else ''}a top-level '{name}:' block is deprecated: "
             f"write it as 'extensions: {{{name}: ...}}'",
