@@ -251,10 +251,8 @@ class RulesUnit:
         if not self.rules.operators or phase not in self.rules.operator_phases:
             return []
         rt = self.rt
-        event = rt.operators.request(self, rt.env.now)
-        if not event.triggered:
-            yield event
-        crew, gowning = event.value
+        granted = rt.operators.request(self, rt.env.now)
+        crew, gowning = granted if type(granted) is tuple else (yield granted)
         if gowning > 0:
             self.record("gowning")
             yield rt.env.timeout(gowning)
