@@ -220,8 +220,9 @@ def _provenance(source: SceneSource, replication: int) -> dict[str, Any]:
     data: dict[str, Any] = {"specHash": source.spec.spec_hash, "line": source.spec.name, "source": source.label}
     if source.is_run:
         info = source.info
+        seed = info.get("seed")  # null in a plant's run folder (`twin sync --out`): no seed made it
         data.update(
-            runId=str(info.get("run_id", "")), scenario=source.scenario, seed=int(info.get("seed", -1)),
+            runId=str(info.get("run_id", "")), scenario=source.scenario, seed=-1 if seed is None else int(seed),
             replication=replication, replications=int(info.get("replications", 0)),
             created=str(info.get("created", "")), twinVersion=str(info.get("twin_version", "")),
             overrides="; ".join(map(str, info.get("overrides", []))),
