@@ -104,7 +104,6 @@ def export_scene(
         raise InputError(f"--speed must be a positive duration (got {format_hours(speed_hours)})")
 
     from connectors.usd.assets import choose_assets, write_procedural_assets
-    from connectors.usd.placement import SHOWN_SLOTS_UNLIMITED, place_line
     from connectors.usd.scene import Scenario, author_scene
     from connectors.usd.schema import register_schema
     from connectors.usd.timeline import Grid, build_timeline
@@ -126,13 +125,8 @@ def export_scene(
             log = source.log
             table = log.table[log.table["replication"] == replication]
             timeline = build_timeline(table, log.meta.stations, log.meta.units, grid, _quality_loss_events())
-        slots = {"": timeline.buffer_slots.get("", 0) if timeline else 0}
-        for station in spec.stations:
-            used = timeline.buffer_slots.get(station.name, 0) if timeline else 0
-            shown = station.buffer if station.buffer is not None else (used if timeline else SHOWN_SLOTS_UNLIMITED)
-            slots[station.name] = max(shown, used)
         provenance = _provenance(source, replication)
-        scenarios.append(Scenario(name, spec, place_line(spec, sizes, slots), choices, timeline, provenance))
+        scenarios.append(Scenario(name, spec, layout_plan(spec, sizes, timeline), choices, timeline, provenance))
 
     layer_data = _layer_data(sources, scenarios, replication, step_hours, speed_hours)
     fmt = "usda" if out.suffix == ".usda" else "usdc"
@@ -150,6 +144,19 @@ def export_scene(
         out, out.stat().st_size, time.perf_counter() - began, units, batches, samples, names,
         window[0] * 60.0 if window else None, window[1] * 60.0 if window else None, assets,
     )  # fmt: skip
+
+
+def layout_plan(spec: LineSpec, sizes: dict[str, Any], timeline: Any = None) -> Any:
+    """Where everything stands (``placement.LinePlan``): buffers drawn with their capacity, or the places a
+    run used at most; an unlimited buffer of a spec without a run gets ``SHOWN_SLOTS_UNLIMITED`` places."""
+    from connectors.usd.placement import SHOWN_SLOTS_UNLIMITED, place_line
+
+    slots = {"": timeline.buffer_slots.get("", 0) if timeline else 0}
+    for station in spec.stations:
+        used = timeline.buffer_slots.get(station.name, 0) if timeline else 0
+        shown = station.buffer if station.buffer is not None else (used if timeline else SHOWN_SLOTS_UNLIMITED)
+        slots[station.name] = max(shown, used)
+    return place_line(spec, sizes, slots)
 
 
 def _check_out(out: Path) -> None:

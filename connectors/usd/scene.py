@@ -90,13 +90,11 @@ def _author_line(layer: Sdf.Layer, line_path: Sdf.Path, scenario: Scenario, scen
     if scenario.provenance:
         line.customData = {"twin": scenario.provenance}
     _author_floor(layer, line_path, plan)
-    names = UniqueNames()
-    for reserved in ("Floor", "Queue", "Batches"):
-        names(reserved)
+    prim_names = station_prim_names(spec)
     _author_buffer(layer, line_path.AppendChild("Queue"), plan.entry, "", timeline, None)
     for station in spec.stations:
         station_plan = plan.stations[station.name]
-        path = line_path.AppendChild(names(station.name))
+        path = line_path.AppendChild(prim_names[station.name])
         prim = define(layer, path, "Xform", kind="group")
         prim.SetInfo("displayName", station.name)
         attribute(prim, "twin:station", T.Token, station.name, uniform=True, custom=True)
@@ -108,6 +106,14 @@ def _author_line(layer: Sdf.Layer, line_path: Sdf.Path, scenario: Scenario, scen
                          station.equipment, choice, scene_dir, timeline)  # fmt: skip
     if timeline is not None:
         _author_batches(layer, line_path.AppendChild("Batches"), scenario)
+
+
+def station_prim_names(spec: LineSpec) -> dict[str, str]:
+    """Station name -> its prim's name under the line prim (distinct, never a reserved child's name)."""
+    names = UniqueNames()
+    for reserved in ("Floor", "Queue", "Batches"):
+        names(reserved)
+    return {station.name: names(station.name) for station in spec.stations}
 
 
 def _author_floor(layer: Sdf.Layer, line_path: Sdf.Path, plan: LinePlan) -> None:
