@@ -13,7 +13,8 @@ Files in the folder::
                   twin:since, twin:timeInState (hours), twin:recentStates/twin:recentTimes (the last changes),
                   the status pad's colour and its material's diffuse colour; per buffer twin:fill,
                   twin:batches and the gauge; the batches on units and in buffers (/World/LINE/Batches);
-                  line KPIs as twin:kpi:NAME; twin:plantHours, twin:plantTime, twin:sequence, twin:written
+                  line KPIs as twin:kpi:NAME; twin:plantHours, twin:plantTime, twin:originUnixSeconds,
+                  twin:sequence (rewrites so far), twin:written (wall clock, UTC)
     twin_assets/  the procedural equipment and the batch container
 
 ``live.usda`` is replaced in one rename (never seen half-written) at most every ``interval_s``
@@ -174,6 +175,8 @@ class LiveScene:
             prim = define(layer, world.path.AppendChild(prim_name(spec.name)), "", specifier=Sdf.SpecifierOver)
             attribute(prim, "twin:plantHours", T.Double, float(line.now), custom=True)
             attribute(prim, "twin:plantTime", T.String, plant_time, custom=True)
+            if line.origin_us is not None:  # plant time 0 (a plant feed's first value) as Unix seconds
+                attribute(prim, "twin:originUnixSeconds", T.Double, line.origin_us / 1e6, custom=True)
             attribute(prim, "twin:sequence", T.Int64, self.sequence, custom=True)
             attribute(prim, "twin:written", T.String, written, custom=True)
             if self.twin is None:
