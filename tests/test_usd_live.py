@@ -39,6 +39,7 @@ release:
 stations:
   - name: mix
     process_time: {dist: uniform, low: 4 s, high: 8 s}
+    failures: {mtbf: {dist: exponential, mean: 15 s}, mttr: {dist: exponential, mean: 4 s}}
   - name: fill
     units: 2
     buffer: 2
@@ -114,20 +115,20 @@ def test_reader_sees_every_state_change_in_order_and_soon(synced: dict) -> None:
     for path, seen in read["units"].items():
         station, unit = path.split("/")[-2], int(path.split("_")[-1])
         truth = _state_changes(emulated, station, unit)
-        got = [(t * 60, s) for t, s, _ in seen]  # plant hours -> the line's minutes
+        got = [(t, s) for t, s, _ in seen]  # plant hours, like the event log's times
         assert got, f"{path}: no state seen"
         # the first state seen is the state at the feed's start; from there every change, in order, same time
         start = max(i for i, (t, _) in enumerate(truth) if t <= got[0][0] + 1e-6)
         expected = truth[start : start + len(got)]
         assert [s for _, s in got] == [s for _, s in expected], path
-        assert [round(t, 6) for t, _ in got[1:]] == [round(t, 6) for t, _ in expected[1:]], path
+        assert [t for t, _ in got[1:]] == pytest.approx([t for t, _ in expected[1:]], abs=1e-6), path
         # nothing the emulator changed before the sync stopped is missing (the last second may be in flight)
         last_seen = got[-1][0]
         missing = [c for c in truth[start + len(got):] if c[0] < last_seen]
         assert not missing, f"{path}: changes not seen: {missing}"
         checked += len(got) - 1
         latencies += [wall - (synced["started"] + t * 3600) for t, _, wall in seen[1:]]
-    assert checked >= 10, "too few state changes to judge"
+    assert checked >= 5, "too few state changes to judge"
     assert max(latencies) < INTERVAL + LATENCY_CAP_S
 
 
@@ -158,7 +159,7 @@ def test_the_omniverse_validator_ran(synced: dict) -> None:
 def test_a_plant_run_folder_exports_to_usd(synced: dict) -> None:
     root = synced["root"]
     assert json.loads((root / "plant-run" / "run.json").read_text())["seed"] is None
-    done = run_cli("export-usd", "plant-run", "--out", "plant.usdc", "--check", cwd=root)
+    done = run_cli("export-usd", "plant-run", "--out", "plant.usdc", "--step", "1 s", "--check", cwd=root)
     assert done.returncode == 0, done.stderr + done.stdout
     layer = Sdf.Layer.FindOrOpen(str(root / "plant.usdc"))
     assert layer.customLayerData["twin"]["seed"] == -1  # no seed: a plant's run
