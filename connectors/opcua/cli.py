@@ -403,14 +403,14 @@ def sync_command(
         password=password,
     )
 
-    scene = _live_scene(line, live_usd, usd_interval)
+    scene = _live_scene(line, live_usd, usd_interval, shadow)
 
     def report(snap: dict[str, Any]) -> None:
         print(_snapshot_line(snap), file=sys.stderr, flush=True)
         if scene is not None:
             from connectors.usd.live import report_kpis
 
-            report_kpis(scene, snap)
+            report_kpis(scene, snap, sync)
 
     options = SyncOptions(
         client=client,
@@ -466,13 +466,15 @@ def sync_command(
     _print_report(summary)
 
 
-def _live_scene(line: Any, folder: Path | None, interval: float) -> Any:
-    """The live USD scene of ``--live-usd`` (layout and first live layer written), or None."""
+def _live_scene(line: Any, folder: Path | None, interval: float, shadow: bool = False) -> Any:
+    """The live USD scene of ``--live-usd`` (layout and first live layer written), or None; with ``shadow``
+    a second view, the shadow twin's."""
     if folder is None:
         return None
     from connectors.usd.live import LiveScene
+    from connectors.usd.live_state import LineNow
 
-    scene = LiveScene(line, folder, interval)
+    scene = LiveScene(line, folder, interval, twin=LineNow(line) if shadow else None)
     scene.start()
     print(f"live USD scene: {folder / 'scene.usda'} (live.usda at most every {interval:g} s)", file=sys.stderr)
     return scene

@@ -21,7 +21,9 @@ Files in the folder::
 seconds, and only when something changed; a change is written at once when the last write is
 older than the interval. Readers call ``Sdf.Layer.Reload`` on it (usdview: File > Reload All
 Layers; Omniverse: the layer reloads itself when the file changes). In shadow mode the line prim has
-a variant set ``view`` (``plant``, ``twin``) and each station ``twin:drift:*`` attributes.
+a variant set ``view`` (``plant``, ``twin``), each station ``twin:drift:*`` attributes and a
+``DriftFlag`` cube coloured by its OEE's relative drift (``DRIFT_COLORS``), and each batch the
+latest forecast (``twin:forecast:leaveP5/P50/P95``, ``releaseP50``..., plant hours) as its ghost.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 SCENE_FILE, LAYOUT_FILE, LIVE_FILE = "scene.usda", "layout.usdc", "live.usda"
 DEFAULT_INTERVAL_S = 2.0
+DRIFT_FLAG_HEIGHT = 2.6  # metres: the drift flag floats over the station's buffer
+DRIFT_COLORS = ((0.05, (0.18, 0.62, 0.26)), (0.15, (0.95, 0.75, 0.1)), (math.inf, (0.85, 0.15, 0.15)))
+"""Relative drift of a station's OEE (twin vs plant) up to each limit -> the flag's colour: green, amber, red."""
 
 
 class LiveScene:
@@ -59,6 +64,8 @@ class LiveScene:
         if twin is not None:
             twin.on_change = self._wake
         self.sequence = 0  # rewrites of live.usda so far
+        self.shadow_parts_fed = 0  # shadow mode: row blocks of the shadow twin applied to ``twin``
+        self.forecasts_seen = 0
         self.write_seconds: list[float] = []  # time each rewrite took (benchmarks)
         self._cond = threading.Condition()
         self._closing = False
@@ -205,6 +212,10 @@ class LiveScene:
         line_prim = layer.GetPrimAtPath(path)
         for name, value in sorted(_kpi_means(kpis).items()):
             attribute(line_prim, f"twin:kpi:{name}", T.Double, value, custom=True)
+        if line.forecast:
+            attribute(line_prim, "twin:forecast:at", T.Double, float(line.forecast.get("at", 0.0)), custom=True)
+            attribute(line_prim, "twin:forecast:horizon", T.Double, float(line.forecast.get("horizon", 0.0)),
+                      custom=True)  # fmt: skip
         names = station_prim_names(self.spec)
         plan = self._plan
         for area, batches in line.buffers.items():
@@ -274,15 +285,41 @@ class LiveScene:
             attribute(prim, "twin:location", T.Token, location)
             attribute(prim, "xformOp:translate", T.Double3, Gf.Vec3d(*position))
             attribute(prim, "xformOpOrder", T.TokenArray, ["xformOp:translate"], uniform=True)
+            self._author_ghost(prim, batch, line)
             index = products.index(product) if product in products else len(products)
             body = define(layer, prim.path.AppendChild("Body"), "", specifier=Sdf.SpecifierOver)
             attribute(body, "primvars:displayColor", T.Color3fArray, Vt.Vec3fArray([Gf.Vec3f(*product_color(index))]))
 
-    def _author_drift(self, layer: Any, path: Any, drift: dict[str, Any]) -> None:
-        """Line drift (twin - plant, per KPI) on the line prim; a station's factors on the station prim."""
+    def _author_ghost(self, prim: Any, batch: str, line: LineNow) -> None:
+        """The forecast of ``batch``: when it leaves the line and is released (p5, p50, p95; plant hours, and the
+        p50 as a UTC time where the plant's clock is known); -1 where the forecast sees it after its horizon."""
         from pxr import Sdf
 
-        from connectors.usd.authoring import attribute, define
+        from connectors.usd.authoring import attribute
+
+        forecast = line.forecast
+        if not forecast:
+            return
+        T = Sdf.ValueTypeNames
+        at = float(forecast.get("at", 0.0))
+        for key, name in (("batches", "leave"), ("released", "release")):
+            quantiles = (forecast.get(key) or {}).get(batch)
+            if not quantiles:
+                continue
+            for q in ("p5", "p50", "p95"):
+                value = quantiles.get(q)
+                hours = -1.0 if value is None else at + float(value)
+                attribute(prim, f"twin:forecast:{name}{q.upper()}", T.Double, hours, custom=True)
+            if quantiles.get("p50") is not None and line.origin_us is not None:
+                when = datetime.fromtimestamp(line.origin_us / 1e6 + (at + quantiles["p50"]) * 3600, UTC)
+                attribute(prim, f"twin:forecast:{name}Time", T.String, when.isoformat(timespec="minutes"),
+                          custom=True)  # fmt: skip
+
+    def _author_drift(self, layer: Any, path: Any, drift: dict[str, Any]) -> None:
+        """Line drift (twin - plant, per KPI) on the line prim; a station's factors on the station prim."""
+        from pxr import Gf, Sdf, Vt
+
+        from connectors.usd.authoring import attribute, define, transform
         from connectors.usd.scene import station_prim_names
 
         T = Sdf.ValueTypeNames
@@ -298,6 +335,16 @@ class LiveScene:
                 attribute(prim, f"twin:drift:{_identifier(factor)}", T.Double, float(delta), custom=True)
             else:
                 attribute(line_prim, f"twin:drift:{_identifier(key)}", T.Double, float(delta), custom=True)
+        for station, prim_name_ in names.items():  # a flag over each station: how far the twin is from the plant
+            relative = (drift.get(f"{station}.oee") or {}).get("relative")
+            if relative is None or not math.isfinite(float(relative)):
+                continue
+            flag = define(layer, path.AppendChild(prim_name_).AppendChild("DriftFlag"), "Cube")
+            center = self._plan.stations[station].buffer_center
+            transform(flag, translate=(center[0], center[1], DRIFT_FLAG_HEIGHT), scale=(0.25, 0.25, 0.25))
+            attribute(flag, "twin:drift:oeeRelative", T.Double, float(relative), custom=True)
+            color = next(c for limit, c in DRIFT_COLORS if abs(float(relative)) <= limit)
+            attribute(flag, "primvars:displayColor", T.Color3fArray, Vt.Vec3fArray([Gf.Vec3f(*color)]))
 
 
 def _identifier(text: str) -> str:
@@ -340,6 +387,25 @@ def plant_feed(scene: LiveScene, tags: Any) -> Any:
     return TagFeed(scene.line, tags).on_value
 
 
-def report_kpis(scene: LiveScene, snapshot: dict[str, Any]) -> None:
-    """A KPI snapshot of ``twin sync`` (plant, twin, drift) into the scene."""
+def report_kpis(scene: LiveScene, snapshot: dict[str, Any], sync: Any = None) -> None:
+    """A KPI snapshot of ``twin sync`` (plant, twin, drift) into the scene; in shadow mode also the shadow
+    twin's new rows (the ``twin`` view) and the latest forecast (the batches' ghosts)."""
+    shadow = getattr(sync, "shadow", None)
+    if shadow is not None and scene.twin is not None:
+        fed = scene.shadow_parts_fed
+        for part in shadow.parts[fed:]:
+            scene.twin.apply_rows(part)
+        scene.shadow_parts_fed = len(shadow.parts)
+    made = int((snapshot.get("forecasts") or {}).get("made") or 0)
+    if sync is not None and made > scene.forecasts_seen:
+        from connectors.opcua.historian import Historian
+
+        reader = Historian(sync.options.historian, readonly=True)
+        try:
+            stored = reader.forecasts()
+        finally:
+            reader.close()
+        if len(stored):
+            scene.line.set_forecast(stored["predicted"].iloc[-1])
+        scene.forecasts_seen = made
     scene.line.set_kpis(snapshot.get("plant"), snapshot.get("twin"), snapshot.get("drift"))

@@ -70,6 +70,13 @@ class LineNow:
         self.kpis: dict[str, Any] = {}
         self.twin_kpis: dict[str, Any] | None = None
         self.drift: dict[str, Any] | None = None
+        self.forecast: dict[str, Any] | None = None  # the latest forecast (``connectors.opcua.forecasting``)
+
+    def set_forecast(self, forecast: dict[str, Any]) -> None:
+        """The shadow twin's latest forecast: per batch, when it leaves the line (and is released)."""
+        with self.lock:
+            self.forecast = forecast
+            self._changed()
 
     def reset(self) -> None:
         """Forget everything: a new run begins."""
