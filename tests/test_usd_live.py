@@ -242,3 +242,55 @@ def test_state_materials_follow_the_state_in_an_exported_run(tmp_path: Path) -> 
         assert tuple(diffuse.Get(code)) == pytest.approx(tuple(colors.Get(code)[0]))
     if omniverse_validator_available():
         assert validate_omniverse(tmp_path / "s.usdc") == []
+
+
+def _validate_views(scene: Path) -> list[str]:
+    """Both validators' problems on the composed stage, once per ``view`` (plant, twin)."""
+    stage = Usd.Stage.Open(str(scene))
+    views = stage.GetDefaultPrim().GetChildren()[0].GetVariantSets().GetVariantSet("view")
+    problems = []
+    with Usd.EditContext(stage, stage.GetSessionLayer()):
+        for name in views.GetVariantNames():
+            views.SetVariantSelection(name)
+            problems += [f"[{name}] {p}" for p in validate_scene(stage)]
+    if omniverse_validator_available():
+        problems += validate_omniverse(scene)  # it checks every variant itself
+    return problems
+
+
+def test_shadow_mode_shows_the_twin_drift_and_forecast_ghosts(tmp_path: Path) -> None:
+    from tests.opcua_helpers import mini_plant
+
+    ep, emulate = mini_plant(tmp_path, "2000 h", seed=5, speed="36000")  # 10 plant hours a second
+    sync = ["sync", "line.yaml", "--endpoint", ep, "--map", "map.yaml", "--security", "none", "--pki", "pki-s",
+            "--historian", "h.db", "--until", "200 h", "--warmup", "20 h", "--shadow", "--seed", "5",
+            "--forecast-every", "40 h", "--forecast-horizon", "24 h", "--kpi-every", "0.5",
+            "--live-usd", "live", "--usd-interval", "0.2"]
+    with TwinProcess(emulate, tmp_path, "emu") as emu:
+        emu.wait_for("emulating mini")
+        with TwinProcess(sync, tmp_path, "sync") as feed:
+            feed.wait_for("subscribed to")
+            call(ep, "urn:twin:plc:mini", "PLC", "Start", pki=tmp_path / "pki-caller")
+            assert feed.proc.wait(300) == 0, feed.log()
+    scene = tmp_path / "live" / "scene.usda"
+    assert _validate_views(scene) == []
+    stage = Usd.Stage.Open(str(scene))
+    line = stage.GetPrimAtPath("/World/mini")
+    views = line.GetVariantSets().GetVariantSet("view")
+    assert views.GetVariantNames() == ["plant", "twin"] and views.GetVariantSelection() == "plant"
+    plant_states = [stage.GetPrimAtPath(f"/World/mini/{s}/unit_0").GetAttribute("twin:state").Get()
+                    for s in ("mix", "fill", "pack")]
+    assert line.GetAttribute("twin:drift:oee").Get() is not None
+    flag = stage.GetPrimAtPath("/World/mini/fill/DriftFlag")
+    assert flag.GetAttribute("twin:drift:oeeRelative").Get() is not None
+    ghosts = [b for b in stage.GetPrimAtPath("/World/mini/Batches").GetChildren()
+              if b.GetAttribute("twin:forecast:leaveP50")]
+    assert ghosts, "no batch carries a forecast"
+    for ghost in ghosts:
+        p5, p50, p95 = (ghost.GetAttribute(f"twin:forecast:leave{q}").Get() for q in ("P5", "P50", "P95"))
+        assert p50 == -1 or p5 <= p50 <= p95 or p95 == -1
+    views.SetVariantSelection("twin")
+    twin_states = [stage.GetPrimAtPath(f"/World/mini/{s}/unit_0").GetAttribute("twin:state").Get()
+                   for s in ("mix", "fill", "pack")]
+    assert all(twin_states) and all(plant_states)
+    assert line.GetAttribute("twin:kpi:oee").Get() is not None  # the twin's KPIs in the twin view
