@@ -294,3 +294,58 @@ def test_shadow_mode_shows_the_twin_drift_and_forecast_ghosts(tmp_path: Path) ->
                    for s in ("mix", "fill", "pack")]
     assert all(twin_states) and all(plant_states)
     assert line.GetAttribute("twin:kpi:oee").Get() is not None  # the twin's KPIs in the twin view
+
+
+@pytest.fixture(scope="module")
+def osd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("osd")
+    done = run_cli("run", "osd-tablet", "--horizon", "400 h", "-r", "1", "--out", "r", cwd=root)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("snapshot", "r", "--at", "370 h", "--out", "now.json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_forecast_scenarios_from_now_as_usd_variants(osd_run: Path) -> None:
+    done = run_cli("forecast", "osd-tablet", "--state", "now.json", "--horizon", "24 h", "-r", "8", "--json",
+                   "-s", "coater2: stations.coating.units=2", "--usd", "f.usdc", cwd=osd_run)
+    assert done.returncode == 0, done.stderr
+    assert "wrote f.usdc" in done.stderr and json.loads(done.stdout)["line"] == "osd-tablet"
+    scene = osd_run / "f.usdc"
+    assert validate_scene(scene) == []
+    if omniverse_validator_available():
+        assert validate_omniverse(scene) == []
+    stage = Usd.Stage.Open(str(scene))
+    assert (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (370 * 60.0, 394 * 60.0)
+    variants = stage.GetPrimAtPath("/World/osd_tablet").GetVariantSets().GetVariantSet("scenario")
+    assert variants.GetVariantNames() == ["as_is", "coater2"]
+    counts = {}
+    for name in ("as_is", "coater2"):
+        variants.SetVariantSelection(name)
+        counts[name] = len([c for c in stage.GetPrimAtPath("/World/osd_tablet/coating").GetChildren()
+                            if c.GetName().startswith("unit_")])
+        ghosts = [b for b in stage.GetPrimAtPath("/World/osd_tablet/Batches").GetChildren()
+                  if b.GetAttribute("twin:forecast:leaveP50")]
+        assert ghosts, name
+        for ghost in ghosts:
+            p5, p50, p95 = (ghost.GetAttribute(f"twin:forecast:leave{q}").Get() for q in ("P5", "P50", "P95"))
+            assert p95 == -1 or 370 <= p5 <= p50 <= p95 <= 394
+    assert counts == {"as_is": 1, "coater2": 2}
+
+
+def test_forecast_scenarios_need_usd_and_a_usd_name(osd_run: Path) -> None:
+    done = run_cli("forecast", "osd-tablet", "--state", "now.json", "--horizon", "24 h", "-s", "x: stations.coating.units=2",
+                   cwd=osd_run)
+    assert done.returncode == 2 and "add --usd" in done.stderr
+    done = run_cli("forecast", "osd-tablet", "--state", "now.json", "--horizon", "24 h", "--usd", "f.txt", cwd=osd_run)
+    assert done.returncode == 2 and "--usd f.txt: a USD scene ends in .usda" in done.stderr
+    assert not (osd_run / "f.txt").exists()
+
+
+def test_scenario_variants_of_runs_keep_their_materials_valid(osd_run: Path) -> None:
+    """Material connections inside a variant are authored without the variant selection (USD refuses them)."""
+    done = run_cli("run", "osd-tablet", "--horizon", "400 h", "-r", "1", "--set", "stations.coating.units=2",
+                   "--out", "r2", cwd=osd_run)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("export-usd", "r", "r2", "--from", "340 h", "--out", "two.usdc", "--check", cwd=osd_run)
+    assert done.returncode == 0, done.stderr + done.stdout

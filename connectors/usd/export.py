@@ -92,8 +92,12 @@ def export_scene(
     step_hours: float = DEFAULT_STEP_HOURS,
     replication: int = 0,
     speed_hours: float = DEFAULT_SPEED_HOURS,
+    decorate: Any = None,
 ) -> ExportReport:
-    """Write the scene of ``sources`` (one spec, or runs of one line) to ``out`` (.usda, .usdc or .usd)."""
+    """Write the scene of ``sources`` (one spec, or runs of one line) to ``out`` (.usda, .usdc or .usd).
+
+    ``decorate(layer, line_paths)``, if given, adds to the layer before it is written (``line_paths``: the
+    line prim's path in each scenario's variant, in the order of ``sources``)."""
     began = time.perf_counter()
     out = Path(out)
     _check_out(out)
@@ -135,6 +139,8 @@ def export_scene(
         layer.startTimeCode, layer.endTimeCode = window[0] * 60.0, window[1] * 60.0
         layer.timeCodesPerSecond = speed_hours * 60.0
         layer.framesPerSecond = min(speed_hours * 60.0, 60.0)
+    if decorate is not None:
+        decorate(layer, _line_paths(layer, names))
     assets = write_procedural_assets([choice for sc in scenarios for choice in sc.assets.values()], out.parent)
     _export_atomically(layer, out)
     samples = sum(_count_samples(layer, spec_) for spec_ in _attribute_specs(layer))
@@ -159,11 +165,25 @@ def layout_plan(spec: LineSpec, sizes: dict[str, Any], timeline: Any = None) -> 
     return place_line(spec, sizes, slots)
 
 
-def _check_out(out: Path) -> None:
+def _line_paths(layer: Any, names: list[str]) -> list[Any]:
+    from pxr import Sdf
+
+    line = next(iter(layer.GetPrimAtPath("/World").nameChildren))
+    if len(names) == 1:
+        return [line.path]
+    return [Sdf.Path(f"{line.path}{{scenario={name}}}") for name in names]
+
+
+def check_out(out: Path, option: str = "--out") -> None:
+    """Refuse a scene path that is not a USD file name (InputError naming ``option``)."""
+    _check_out(out, option)
+
+
+def _check_out(out: Path, option: str = "--out") -> None:
     if out.suffix not in SCENE_SUFFIXES:
-        raise InputError(f"--out {out}: a USD scene ends in .usda (text), .usdc (binary) or .usd (binary)")
+        raise InputError(f"{option} {out}: a USD scene ends in .usda (text), .usdc (binary) or .usd (binary)")
     if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give a file name ending in .usdc or .usda")
+        raise InputError(f"{option} {out}: is a folder; give a file name ending in .usdc or .usda")
 
 
 def _check_sources(sources: list[SceneSource]) -> None:

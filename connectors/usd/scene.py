@@ -215,10 +215,10 @@ def author_status_look(layer: Sdf.Layer, unit_path: Sdf.Path, pad: Sdf.PrimSpec)
     attribute(shader, "inputs:roughness", T.Float, 0.6)
     surface = attribute(shader, "outputs:surface", T.Token)
     out = attribute(material, "outputs:surface", T.Token)
-    out.connectionPathList.Prepend(surface.path)
+    out.connectionPathList.Prepend(surface.path.StripAllVariantSelections())  # inside a variant: the composed path
     pad.SetInfo("apiSchemas", Sdf.TokenListOp.Create(prependedItems=["MaterialBindingAPI"]))
     binding = Sdf.RelationshipSpec(pad, "material:binding", custom=False)
-    binding.targetPathList.Prepend(material.path)
+    binding.targetPathList.Prepend(material.path.StripAllVariantSelections())
     return diffuse
 
 
