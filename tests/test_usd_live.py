@@ -168,13 +168,24 @@ def test_a_plant_run_folder_exports_to_usd(synced: dict) -> None:
     assert len(states) > 2
 
 
-def test_line_state_from_rows_agrees_with_the_snapshot_of_the_same_run(tmp_path: Path) -> None:
+SPLIT_MERGE = {
+    "name": "rules", "horizon": 60.0, "warmup": 0.0, "products": [{"name": "A", "batch_size": 100}],
+    "release": {"mode": "plan", "repeat": True, "plan": [{"product": "A", "batches": 1}]},
+    "stations": [{"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}, "split": 2},
+                 {"name": "s2", "process_time": {"dist": "exponential", "mean": 0.5}, "buffer": 3},
+                 {"name": "s3", "process_time": {"dist": "exponential", "mean": 1.0}, "merge": 2}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("model", "at"), [("osd-tablet", 250.0), ("sterile-fill-finish", 250.0), ("split-merge", 37.3)])
+def test_line_state_from_rows_agrees_with_the_snapshot_of_the_same_run(tmp_path: Path, model: str, at: float) -> None:
     """Applied row by row, the live state ends where ``twin.snapshot`` says the run is (a real SimPy run)."""
-    spec = load_spec("osd-tablet")
-    result = run(spec, replications=1, seed=3, horizon=300.0, warmup=0.0)
+    from twin.spec.model import LineSpec
+
+    spec = LineSpec.from_dict(SPLIT_MERGE) if model == "split-merge" else load_spec(model)
+    result = run(spec, replications=1, seed=3, horizon=max(at + 50.0, 60.0), warmup=0.0)
     table = result.log.table
     scene = LiveScene(spec, tmp_path / "live", interval_s=0.05)
-    at = 250.0
     scene.line.apply_rows(table[(table["time"] <= at) & (table["event"] != "end")])
     snap = snapshot_from_log(result.log, at)
     for unit in snap.units:

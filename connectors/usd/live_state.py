@@ -8,7 +8,8 @@
 Work is in proportion to what arrives (no replay of the history). Batches are named by labels: the
 plant's batch ids (``B000012``) or the engine's numbers as text. A batch is *queued* once released,
 in a station's *buffer* once it has finished at the station before (or arrived, in a run), on a
-*unit* from its setup or start, and gone when it leaves the last station. Each unit keeps its last
+*unit* from its setup or start, and gone when it leaves the last station. A lot split from a batch, or
+a batch merged from lots (batch rules), takes its parent's place; the parent is used up. Each unit keeps its last
 ``RECENT_STATES`` state changes, so that a reader that looks now and then still sees each of them.
 """
 
@@ -65,6 +66,7 @@ class LineNow:
         self.buffers: dict[str, list[str]] = {QUEUE: [], **{name: [] for name in self.stations}}
         self.where: dict[str, tuple] = {}  # batch -> ("buffer", station) | ("unit", station, unit)
         self.products: dict[str, str] = {}  # batch -> product
+        self._used_up: dict[str, tuple] = {}  # split or merged parent -> where it was
         self.now = 0.0  # plant hours: the latest time seen
         self.origin_us: int | None = None  # plant feeds: the source time of hour 0
         self.kpis: dict[str, Any] = {}
@@ -94,27 +96,34 @@ class LineNow:
     def _clock(self, t: float) -> None:
         self.now = max(self.now, t)
 
-    def _move(self, batch: str, new: tuple | None) -> None:
+    def _move(self, batch: str, new: tuple | None, forget: bool = True) -> None:
+        """Put ``batch`` at ``new``; ``None``: nowhere (gone from the line if ``forget``, else between places)."""
         old = self.where.pop(batch, None)
         if old is not None and old[0] == "buffer" and batch in self.buffers[old[1]]:
             self.buffers[old[1]].remove(batch)
         if old is not None and old[0] == "unit":
             unit = self.units[(old[1], old[2])]
-            if unit.batch == batch:
-                unit.previous_batch, unit.batch = batch, None
+            if unit.batch == batch:  # another lot still at the unit (a split) is what it holds now
+                others = [b for b, w in self.where.items() if w == old]
+                unit.previous_batch, unit.batch = batch, others[-1] if others else None
         if new is None:
-            self.products.pop(batch, None)
+            if forget:
+                self.products.pop(batch, None)
             return
         self.where[batch] = new
         if new[0] == "buffer":
             self.buffers[new[1]].append(batch)
 
-    def set_state(self, key: tuple[str, int], t: float, state: str) -> None:
-        """Unit ``key`` is in ``state`` from ``t`` on."""
+    def set_state(self, key: tuple[str, int], t: float, state: str, restart: bool = False) -> None:
+        """Unit ``key`` is in ``state`` from ``t`` on; the same state again starts a new interval only with
+        ``restart`` (an event-log state row: ``twin.eventlog.state_intervals`` starts one at every such row)."""
         with self.lock:
             self._clock(t)
             unit = self.units[key]
             if state == unit.state:
+                if restart and t != unit.since:
+                    unit.since = t
+                    self._changed()
                 return
             unit.state, unit.since = state, t
             unit.recent.append((t, state))
@@ -193,14 +202,29 @@ class LineNow:
         with self.lock:
             self._clock(t)
             where = self.where.get(batch)
-            if station == self.stations[-1] and where is not None and where[1] == station:
-                self._move(batch, None)
+            if where is not None and where[1] == station and (station == self.stations[-1] or where[0] == "unit"):
+                self._move(batch, None, forget=station == self.stations[-1])  # on to the next station's buffer
                 self._changed()
-            elif where is not None and where[0] == "unit" and where[1] == station:
-                unit = self.units[(where[1], where[2])]
-                unit.previous_batch, unit.batch = batch, None
-                del self.where[batch]
-                self._changed()
+
+    def replace(self, t: float, parent: str, batch: str, product: str | None = None) -> None:
+        """``batch`` is made from ``parent`` (a split lot, or a merge of several parents): it takes the parent's
+        place, and the parent is used up."""
+        with self.lock:
+            self._clock(t)
+            where = self.where.get(parent) or self._used_up.get(parent)
+            if parent in self.where:
+                self._used_up[parent] = where  # the parent's other lots go there too
+                self._move(parent, None)
+            if product:
+                self.products[batch] = product
+            if where is not None and batch not in self.where:
+                if where[0] == "unit":  # every lot stands at the unit; the unit holds the latest
+                    unit = self.units[(where[1], where[2])]
+                    unit.batch, unit.batch_since = batch, t
+                    self.where[batch] = where
+                else:
+                    self._move(batch, where)
+            self._changed()
 
     def set_kpis(self, plant: dict[str, Any] | None, twin: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -215,15 +239,19 @@ class LineNow:
         """Apply event-log rows (``twin.eventlog`` schema, time order) of a simulated run."""
         if not len(rows):
             return
+        parents = rows["parent"].to_numpy() if "parent" in rows.columns else np.full(len(rows), -1)
         columns = zip(
             rows["time"].to_numpy(dtype=float), rows["batch"].to_numpy(), rows["product"].astype(object),
             rows["station"].astype(object), rows["unit"].to_numpy(), rows["event"].astype(object),
-            rows["state"].astype(object), strict=True,
+            rows["state"].astype(object), parents, strict=True,
         )  # fmt: skip
         with self.lock:
-            for t, batch, product, station, unit, event, state in columns:
+            for t, batch, product, station, unit, event, state, parent in columns:
                 label = str(int(batch)) if batch >= 0 else None
                 product = product if isinstance(product, str) else None
+                if event in ("split", "merge") and label and parent >= 0:
+                    self.replace(t, str(int(parent)), label, product)
+                    continue
                 if event == "release" and label:
                     self.release(t, label, product)
                 elif event == "arrive" and label and isinstance(station, str):
@@ -239,7 +267,7 @@ class LineNow:
                     self.units[key].batches_done += 1
                     self._changed()
                 if isinstance(state, str):
-                    self.set_state(key, t, state)
+                    self.set_state(key, t, state, restart=True)
             self._clock(float(rows["time"].max()))
 
 
