@@ -86,7 +86,10 @@ class LiveScene:
         folder = self.folder
         if folder.exists() and not folder.is_dir():
             raise InputError(f"--live-usd {folder}: is a file; give a folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"--live-usd {folder}: cannot be created ({err.strerror})") from None
         choices = choose_assets(self.spec)
         self._plan = layout_plan(self.spec, {s.name: choices[s.name].size for s in self.spec.stations})
         export_scene([SceneSource(self.spec.name, self.spec)], folder / LAYOUT_FILE)

@@ -29,6 +29,7 @@ from twin.spec.model import LineSpec
 RECENT_STATES = 64
 US_PER_HOUR = 3.6e9
 QUEUE = ""  # the "buffer" of released batches not yet at the first station
+USED_UP_KEPT = 1024  # split or merged parents remembered (their lots appear within a few rows)
 
 
 @dataclass
@@ -214,6 +215,8 @@ class LineNow:
             where = self.where.get(parent) or self._used_up.get(parent)
             if parent in self.where:
                 self._used_up[parent] = where  # the parent's other lots go there too
+                if len(self._used_up) > USED_UP_KEPT:  # a long-running feed keeps only the recent ones
+                    del self._used_up[next(iter(self._used_up))]
                 self._move(parent, None)
             if product:
                 self.products[batch] = product
