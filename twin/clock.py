@@ -132,3 +132,22 @@ def span_text(hours: float | None) -> str:
     if abs(hours) < 24 * 14:
         return f"{hours / 24:.1f} d"
     return f"{hours / 168:.1f} w"
+
+
+def run_folder_clock(folder: Any) -> RunClock:
+    """The clock of a run folder (``twin run --out``, or a stored run): its spec's start and creation time."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from twin.runfolder import RUN_FILE, SPEC_FILE
+    from twin.spec.loader import spec_from_data
+
+    folder = Path(folder)
+    spec = spec_from_data(yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8")), source=str(folder / SPEC_FILE))
+    try:
+        created = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("created")
+    except (OSError, ValueError, AttributeError):
+        created = None
+    return clock_for(spec, created if isinstance(created, str) else None)

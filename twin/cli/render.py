@@ -132,8 +132,11 @@ def _delta(delta: Interval | None, digits: int, percent: bool) -> str:
     return f"{mean} [{_value(delta.low, digits, percent)}, {_value(delta.high, digits, percent)}]"
 
 
-def trace_tree(result: Any) -> Tree:
-    """A batch's genealogy as a tree: ancestors above, descendants below, each with its history."""
+def trace_tree(result: Any, clock: Any) -> Tree:
+    """A batch's genealogy as a tree: ancestors above, descendants below, each with its history.
+
+    Times are calendar times of the run's ``twin.clock.RunClock``.
+    """
     from rich.tree import Tree
 
     shown = ("release", "start", "finish", "split", "merge", "reject", "hold_violation", "approve", "quarantine")
@@ -144,7 +147,7 @@ def trace_tree(result: Any) -> Tree:
         for t, s, e, parent in zip(rows["time"], rows["station"], rows["event"], rows["parent"], strict=True):
             if e not in shown:
                 continue
-            step = f"{t:.2f} h {e}" + (f" @{s}" if isinstance(s, str) else "")
+            step = f"{clock.text(t)} {e}" + (f" @{s}" if isinstance(s, str) else "")
             if e in ("split", "merge"):
                 if steps and steps[-1].startswith(step + " (from"):  # a merge has one row per parent
                     steps[-1] = steps[-1][:-1] + f", {parent})"
@@ -154,7 +157,7 @@ def trace_tree(result: Any) -> Tree:
         product = rows["product"].dropna().iloc[0] if rows["product"].notna().any() else "?"
         return f"batch {batch} ({product}): " + ", ".join(steps)
 
-    tree = Tree(f"[bold]batch {result.batch}[/], replication {result.replication}")
+    tree = Tree(f"[bold]batch {result.batch}[/], replication {result.replication} · {clock.describe()}")
     up = tree.add("ancestors")
 
     def add_up(parent_tree: Tree, batch: int) -> None:
