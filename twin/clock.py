@@ -145,7 +145,8 @@ def run_folder_clock(folder: Any) -> RunClock:
     from twin.spec.loader import spec_from_data
 
     folder = Path(folder)
-    spec = spec_from_data(yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8")), source=str(folder / SPEC_FILE))
+    source = folder / SPEC_FILE
+    spec = spec_from_data(yaml.safe_load(source.read_text(encoding="utf-8")), source=str(source))
     try:
         created = json.loads((folder / RUN_FILE).read_text(encoding="utf-8")).get("created")
     except (OSError, ValueError, AttributeError):
