@@ -134,6 +134,16 @@ def span_text(hours: float | None) -> str:
     return f"{hours / 168:.1f} w"
 
 
+def rate_unit(per_hour: float | None) -> tuple[str, float]:
+    """The line's unit of throughput and its scale from batches/h: batches/day below one an hour, else /h.
+
+    One rule for the CLI, the dashboard and the report, chosen per line by its own rate and always shown.
+    """
+    if per_hour is not None and math.isfinite(per_hour) and per_hour >= 1:
+        return "batches/h", 1.0
+    return "batches/day", 24.0
+
+
 def run_folder_clock(folder: Any) -> RunClock:
     """The clock of a run folder (``twin run --out``, or a stored run): its spec's start and creation time."""
     import json
