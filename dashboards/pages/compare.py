@@ -137,7 +137,8 @@ def _register(app: Any, ctx: Any) -> None:
             title = f"{v.info.get('scenario')} · {v.run_id[:8]} · replication {rep}"
             timelines.append(
                 layout.graph(
-                    f"compare-gantt-{v.run_id[:8]}", figure=gantt_figure(segments, v.unit_labels(), (0, end), title)
+                    f"compare-gantt-{v.run_id[:8]}",
+                    figure=gantt_figure(segments, v.unit_labels(), (0, end), v.clock, title),
                 )
             )
         warn = (
