@@ -157,7 +157,7 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def show_batch(run_id: str | None, replication: int | None, batch: Any) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), None, ""
+            return layout.empty_figure("Pick a run in the bar above.", 320), None, ""
         view = ctx.cache.view(run_id)
         table = view.table(int(replication))
         links = table[table["event"].isin(["split", "merge"])]
@@ -192,7 +192,7 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def show_qc(run_id: str | None, replication: int | None) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), None, None
+            return layout.empty_figure("Pick a run in the bar above.", 260), None, None
         view = ctx.cache.view(run_id)
         table = view.table(int(replication))
         queue = view.derived(("qc", replication), lambda: qc_queue(table))

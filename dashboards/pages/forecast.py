@@ -27,6 +27,7 @@ TABLE = {
     "style_header": {"fontWeight": 600, "backgroundColor": "#f3f5f8"},
 }
 
+FORECAST_FIRST = "Press Forecast to predict completions and releases from the line's state."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     historian = query.get("historian") or ctx.historians.default
@@ -78,7 +79,10 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             html.Div(id="fc-error"),
             layout.loading(
                 html.Div(
-                    [layout.graph("fc-completions", height=320), layout.graph("fc-batches", height=320)],
+                    [
+                        layout.graph("fc-completions", height=320, placeholder=FORECAST_FIRST),
+                        layout.graph("fc-batches", height=320, placeholder=FORECAST_FIRST),
+                    ],
                     className="grid-2",
                 )
             ),
@@ -287,7 +291,7 @@ def _register(app: Any, ctx: Any) -> None:
         from twin.forecast import forecast
         from twin.snapshot import snapshot_from_log
 
-        empty = layout.figure_style(go.Figure(), height=320)
+        empty = layout.empty_figure(FORECAST_FIRST, 320)
         if not isinstance(horizon, int | float) or horizon <= 0:
             return empty, empty, None, layout.alert("The horizon must be a positive number of hours.", kind="warning")
         if not isinstance(runs, int) or runs < 1:

@@ -30,6 +30,7 @@ KPIS = (
     ("lead_time_hours", "Lead time (h)", False),
 )
 
+PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     default = query.get("historian") or ctx.historians.default
@@ -48,13 +49,17 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         html.Div(id="live-status"),
         html.Div(
             [
-                layout.card("Units now", layout.graph("live-units", height=300), help="the plant's states, live"),
+                layout.card(
+                    "Units now",
+                    layout.graph("live-units", height=300, placeholder=PICK_HISTORIAN),
+                    help="the plant's states, live",
+                ),
                 layout.card("Plant vs twin", html.Div(id="live-kpis"), help="the shadow twin runs the same line"),
             ],
             className="grid-2",
         ),
         html.Div(style={"height": "14px"}),
-        layout.card("KPIs over plant time", layout.graph("live-history", height=300)),
+        layout.card("KPIs over plant time", layout.graph("live-history", height=300, placeholder=PICK_HISTORIAN)),
         layout.card("Shadow forecasts: how good they were", html.Div(id="live-forecasts")),
         subtitle="The plant's live states and KPIs next to the twin's, from the historian `twin sync` writes.",
     )
@@ -227,10 +232,10 @@ def _register(app: Any, ctx: Any) -> None:
         State("live-historian", "id"),
     )
     def refresh(_tick: int | None, path: str | None, _id: str) -> tuple[Any, ...]:
-        empty = layout.figure_style(go.Figure(), height=300)
         try:
             data = _read(ctx, path or "")
         except LookupError as err:
+            empty = layout.empty_figure(str(err).splitlines()[0], 300)
             return layout.alert(str(err), kind="info", id="live-state"), empty, None, empty, None
         return (
             _status(data),

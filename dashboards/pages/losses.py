@@ -243,7 +243,8 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def draw(run_id: str | None, _: str) -> tuple:
         if not run_id:
-            return (go.Figure(),) * 3 + ("",) + (go.Figure(),) * 2
+            empty = layout.empty_figure("Pick a run in the bar above.", 330)
+            return (empty,) * 3 + ("",) + (empty,) * 2
         view = ctx.cache.view(run_id)
         s = view.summary
         main = s["bottleneck"]["station"]

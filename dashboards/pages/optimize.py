@@ -39,6 +39,7 @@ OBJECTIVE_CHOICES = {  # form value -> (label, objective names for optimizers.op
     "pareto": ("throughput vs cost (Pareto)", ["throughput", "cost"]),
 }
 
+SEARCH_FIRST = "Press Start search: the best design so far is drawn here as the search runs."
 
 def vary_choices(spec: Any) -> dict[str, tuple[str, list[str], dict[str, float] | None, list[str]]]:
     """The decision variables the form offers for ``spec``: buffers, units, and the levers it has."""
@@ -107,8 +108,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         ),
         html.Div(
             [
-                layout.card("Best so far", layout.graph("optimize-history", height=300)),
-                layout.card("Pareto front (confirmed by SimPy)", layout.graph("optimize-pareto", height=300)),
+                layout.card("Best so far", layout.graph("optimize-history", height=300, placeholder=SEARCH_FIRST)),
+                layout.card(
+                    "Pareto front (confirmed by SimPy)",
+                    layout.graph("optimize-pareto", height=300, placeholder=SEARCH_FIRST),
+                    id="optimize-pareto-card",
+                ),
             ],
             className="grid-2",
         ),

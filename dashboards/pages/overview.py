@@ -207,7 +207,7 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def show_flow(run_id: str | None, replication: int | None, t: float | None) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), ""
+            return layout.empty_figure("Pick a run in the bar above.", 280), ""
         view = ctx.cache.view(run_id)
         t = float(t or 0.0)
         return flow_figure(view, int(replication), t), f"t = {t:,.1f} h ({hours_text(t)} into the run)"
