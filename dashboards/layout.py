@@ -149,8 +149,14 @@ def empty_figure(message: str, height: int = 300) -> Any:
     return fig
 
 
-def count_axis(fig: Any, top: float, axis: str = "y", **kwargs: Any) -> None:
-    """An axis of counts: whole-number ticks from 0 (at most about eight of them)."""
+def count_axis(fig: Any, top: float, axis: str = "yaxis", **kwargs: Any) -> None:
+    """An axis (``yaxis``, ``yaxis2``, ``xaxis``) of counts: whole-number ticks from 0, about eight at most."""
     step = max(1, int(-(-max(top, 1) // 8)))
     ticks = {"tickmode": "linear", "tick0": 0, "dtick": step, "tickformat": "d", "rangemode": "tozero"}
-    fig.update_layout({f"{axis}axis": {**ticks, **kwargs}})
+    fig.update_layout({axis: {**ticks, **kwargs}})
+
+
+def percent_axis(fig: Any, axis: str = "yaxis", **kwargs: Any) -> None:
+    """An axis of percentages: 0 to 100 (never past it), ticks every 20, with a % sign."""
+    ticks = {"range": [0, 100], "tickmode": "linear", "tick0": 0, "dtick": 20, "ticksuffix": "%"}
+    fig.update_layout({axis: {**ticks, **kwargs}})

@@ -85,8 +85,8 @@ def states_figure(summary: dict[str, Any]) -> go.Figure:
         barmode="stack",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
     )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title="% of time", range=[0, 100])
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    layout.percent_axis(fig, "xaxis", title="share of time")
     return fig
 
 
@@ -95,9 +95,9 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     for factor, color in FACTORS:
         kpis = [summary["stations"][s][factor] for s in stations]
-        means = [(k["mean"] or 0) * 100 for k in kpis]
-        plus = [((k["ci95"][1] or k["mean"] or 0) - (k["mean"] or 0)) * 100 for k in kpis]
-        minus = [((k["mean"] or 0) - (k["ci95"][0] or k["mean"] or 0)) * 100 for k in kpis]
+        means = [min((k["mean"] or 0) * 100, 100.0) for k in kpis]
+        plus = [min(((k["ci95"][1] or k["mean"] or 0)) * 100, 100.0) - m for k, m in zip(kpis, means, strict=True)]
+        minus = [m - max(((k["ci95"][0] or k["mean"] or 0)) * 100, 0.0) for k, m in zip(kpis, means, strict=True)]
         fig.add_trace(
             go.Bar(
                 x=stations,
@@ -109,7 +109,8 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
             )
         )
     layout.figure_style(fig, height=330, barmode="group")
-    fig.update_yaxes(title="%", range=[0, 105])
+    layout.percent_axis(fig, title=None)
+    fig.update_xaxes(automargin=True, tickangle=0)
     return fig
 
 
@@ -137,49 +138,37 @@ def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
         fig,
         height=330,
         barmode="stack",
-        yaxis2={
-            "overlaying": "y",
-            "side": "right",
-            "title": "replications",
-            "rangemode": "tozero",
-            "range": [0, max([*main, 1]) * 1.3],
-            "showgrid": False,
-        },
+        yaxis2={"overlaying": "y", "side": "right", "title": "replications", "showgrid": False},
     )
-    fig.update_yaxes(title="% of time", selector={"anchor": "x"})
+    top = max([*main, 1])
+    layout.count_axis(fig, top, "yaxis2", range=[0, top * 1.3])  # whole replications, never 3.46 steps
+    layout.percent_axis(fig, title="share of time")
+    fig.update_xaxes(automargin=True)
     return fig
 
 
 def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str) -> go.Figure:
-    fig = go.Figure()
+    """Hours per cause as horizontal bars, largest on top, each labelled with its cumulative share (<= 100%)."""
     if not labels:
-        fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return layout.figure_style(fig, height=330)
+        return layout.empty_figure(empty, 330)
     total = float(np.sum(hours))
-    cumulative = np.cumsum(hours) / total * 100 if total else np.zeros(len(hours))
-    fig.add_trace(
+    cumulative = np.minimum(np.cumsum(hours) / total * 100, 100.0) if total else np.zeros(len(hours))
+    fig = go.Figure(
         go.Bar(
-            x=labels,
-            y=hours,
+            y=labels,
+            x=hours,
+            orientation="h",
             marker_color=color,
             name="hours per replication",
-            hovertemplate="%{x}: %{y:.1f} h<extra></extra>",
+            text=[f"{h:,.1f} h · {c:.0f}% cumulative" for h, c in zip(hours, cumulative, strict=True)],
+            textposition="auto",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1f} h per replication<extra></extra>",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=labels, y=cumulative, yaxis="y2", name="cumulative %", mode="lines+markers", line={"color": "#243040"}
-        )
-    )
-    layout.figure_style(
-        fig,
-        height=330,
-        yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "cumulative %", "showgrid": False},
-    )
-    fig.update_yaxes(title="hours per replication", selector={"anchor": "x"})
-    fig.update_xaxes(tickangle=-30)
+    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False)
+    fig.update_yaxes(autorange="reversed", automargin=True)  # the whole label, never clipped
+    fig.update_xaxes(title="hours per replication", rangemode="tozero")
     return fig
 
 
