@@ -83,13 +83,21 @@ class BatchRecord:
     batch: int
     replication: int
     product: str | None
-    parents: list[int]
-    children: list[int]
+    ancestors: dict[int, list[int]]  # the genealogy up: each batch's parents (``twin.trace``)
+    descendants: dict[int, list[int]]  # and down: each batch's children
     released: float | None  # entered the line
     steps: list[Step]
     holds: list[HoldCheck]
     qc: dict[str, float | None] = field(default_factory=dict)  # quarantine, qc_start, qc_end, approve, reject
     investigations: list[float] = field(default_factory=list)
+
+    @property
+    def parents(self) -> list[int]:
+        return self.ancestors.get(self.batch, [])
+
+    @property
+    def children(self) -> list[int]:
+        return self.descendants.get(self.batch, [])
 
     @property
     def status(self) -> str:
@@ -138,8 +146,8 @@ def batch_record(log: EventLog, spec: Any, batch: int, replication: int = 0) -> 
         batch=batch,
         replication=replication,
         product=product,
-        parents=traced.ancestors.get(batch, []),
-        children=traced.descendants.get(batch, []),
+        ancestors=traced.ancestors,
+        descendants=traced.descendants,
         released=_first(line, "release"),
         steps=steps,
         holds=holds,
