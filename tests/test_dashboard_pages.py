@@ -288,6 +288,10 @@ def test_optimize_searches_stores_the_best_design_and_opens_it_as_a_whatif(serve
     assert store.info(run_id)["tags"]["source"] == "optimizer"
     points = d.execute_script("return document.querySelector('#optimize-history .js-plotly-plot').data[0].x.length")
     assert points >= 1  # the best-so-far curve
+    # beside the spec's own design, on the same draws; one objective draws no Pareto front
+    assert "paired" in d.find_element(By.ID, "optimize-baseline-throughput_per_hour").text
+    assert d.find_element(By.ID, "optimize-space-note").text
+    assert not d.find_element(By.ID, "optimize-pareto-card").is_displayed()
     best_buffers = {s.name: s.buffer for s in store.get(run_id).spec.stations}
     d.find_element(By.XPATH, "//button[text()='Open as what-if']").click()
     note = wait(d, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#whatif-prefill-note .alert")))
