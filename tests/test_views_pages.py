@@ -212,3 +212,30 @@ def test_batch_record_matches_the_log_and_downloads(served):
     assert list(back["station"]) == [s.station for s in record.steps]
     assert back["start_h"].tolist() == pytest.approx([s.start for s in record.steps])
     assert back["start"].iloc[0].startswith(clock.text(record.steps[0].start))
+
+
+def _downloaded(folder, pattern: str):
+    deadline = time.monotonic() + 180  # a cap only a hang reaches (the PDF is printed by chromium)
+    while time.monotonic() < deadline:
+        found = [p for p in folder.glob(pattern) if not p.name.endswith(".crdownload")]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no {pattern} downloaded")
+
+
+def test_report_buttons_on_overview_and_compare(served):
+    from pypdf import PdfReader
+
+    base, split = served["ids"]["base"], served["ids"]["split"]
+    open_page(served, "/", base)
+    d = served["driver"]
+    wait(d).until(EC.element_to_be_clickable((By.ID, "overview-report-pdf"))).click()
+    pdf = _downloaded(served["downloads"], "report-osd-tablet-*.pdf")
+    text = re.sub(r"\s+", "", "".join(p.extract_text() for p in PdfReader(str(pdf)).pages))
+    assert served["base"].kpis.summary["spec_hash"] in text and "QCandrelease" in text
+    d.get(f"{served['url']}/compare?run={base}&with={split}")
+    wait(d).until(EC.presence_of_element_located((By.ID, "compare-table")))
+    d.find_element(By.ID, "compare-report-html").click()
+    page = _downloaded(served["downloads"], "report-*.html").read_text(encoding="utf-8")
+    assert "Compared with" in page and split[:8] in page

@@ -13,6 +13,7 @@ from dashboards import layout
 from dashboards.figures import gantt_figure
 from dashboards.formatting import ci_text, run_label
 from dashboards.pages import Page
+from dashboards.reports import register_report, report_buttons
 from dashboards.series import gantt_segments
 from twin.kpis.line import LINE_KPI, LINE_KPIS, LineKpi, constraint_moved, constraint_of, shown, stat
 from twin.store.diff import kpi_deltas, spec_changes
@@ -36,7 +37,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             dcc.Dropdown(
                 id="compare-runs", multi=True, placeholder="pick two or more runs…", className="wide-dropdown"
             ),
-            help="the first run is the reference for the deltas",
+            report_buttons("compare"),
+            help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
         layout.loading(html.Div(id="compare-body")),
@@ -101,6 +103,8 @@ def _full_timeline(view: Any) -> tuple[int, float, Any]:
 
 
 def _register(app: Any, ctx: Any) -> None:
+    register_report(app, ctx, "compare", State("compare-runs", "value"))
+
     @app.callback(
         Output("compare-runs", "options"),
         Output("compare-runs", "value"),

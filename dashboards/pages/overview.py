@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboards import layout
 from dashboards.formatting import ci_text, hours_text, percent, rate_unit
 from dashboards.pages import Page
+from dashboards.reports import register_report, report_buttons
 from dashboards.series import counts_at, units_at
 from twin.eventlog import STATES
 from twin.kpis.line import constraint_text
@@ -45,6 +46,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         "Overview",
         html.Div(id="overview-kpis", className="kpi-row"),
         html.Div(id="overview-facts", className="facts"),
+        report_buttons("overview"),
         layout.card(
             "The line at a moment",
             html.Div(
@@ -186,6 +188,8 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
 
 
 def _register(app: Any, ctx: Any) -> None:
+    register_report(app, ctx, "overview", State(layout.RUN_PICKER, "value"))
+
     @app.callback(
         Output("overview-kpis", "children"),
         Output("overview-facts", "children"),
