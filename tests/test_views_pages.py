@@ -239,3 +239,30 @@ def test_report_buttons_on_overview_and_compare(served):
     d.find_element(By.ID, "compare-report-html").click()
     page = _downloaded(served["downloads"], "report-*.html").read_text(encoding="utf-8")
     assert "Compared with" in page and split[:8] in page
+
+
+def test_loss_waterfall_and_why_the_bottleneck(served):
+    from twin.report.waterfall import top_causes, waterfall
+
+    run_id = served["ids"]["base"]
+    summary = served["store"].get(run_id).kpis.summary
+    open_page(served, "/losses", run_id)
+    d = served["driver"]
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "losses-why-text"), "was the bottleneck"))
+    fall = waterfall(summary)
+    shown = wait(d).until(lambda drv: drv.execute_script(
+        "const g = document.querySelector('#losses-waterfall .js-plotly-plot');"
+        " return g && g.data.length && [g.data[0].y, g.data[0].x, g.layout.title.text]"))  # fmt: skip
+    names, hours, title = shown
+    assert names[0] == "calendar time" and names[-1] == "fully productive time"
+    assert hours[-1] == pytest.approx(fall.total("fully productive time"))
+    assert f"valued at {fall.station}" in title
+    # the steps add up: fully productive = calendar time less every loss drawn (small ones are left out)
+    drawn_losses = sum(h for n, h in zip(names, hours, strict=True) if h < 0)
+    assert hours[0] + drawn_losses == pytest.approx(hours[-1], abs=0.05 * len(names))
+    table = d.find_element(By.ID, "losses-why-table").text
+    for cause in top_causes(waterfall(summary, summary["bottleneck"]["station"])):
+        assert cause.name in table
+    d.find_element(By.ID, "losses-whatifs").click()
+    result = wait(d, 300).until(EC.presence_of_element_located((By.ID, "losses-whatifs-table"))).text
+    assert "paired" in result or result.count("no what-if removes it") == 3
