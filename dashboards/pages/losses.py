@@ -151,7 +151,8 @@ def why_bottleneck(summary: dict[str, Any]) -> html.Div:
             html.P(
                 f"{station} was the bottleneck {share:.0%} of the time (active-period method: its uninterrupted "
                 f"active periods were the line's longest). Its planned busy time is "
-                f"{span_text(fall.total('planned busy time'))} per replication, of which {span_text(fall.total('fully productive time'))} fully productive.",
+                f"{span_text(fall.total('planned busy time'))} per replication, of which "
+                f"{span_text(fall.total('fully productive time'))} fully productive.",
                 id="losses-why-text",
             ),
             html.Table(
