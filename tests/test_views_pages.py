@@ -266,3 +266,20 @@ def test_loss_waterfall_and_why_the_bottleneck(served):
     d.find_element(By.ID, "losses-whatifs").click()
     result = wait(d, 300).until(EC.presence_of_element_located((By.ID, "losses-whatifs-table"))).text
     assert "paired" in result or result.count("no what-if removes it") == 3
+
+
+def test_forecast_times_are_calendar_dates(served):
+    run_id = served["ids"]["base"]
+    open_page(served, "/forecast", run_id)
+    d = served["driver"]
+    wait(d).until(lambda drv: drv.find_element(By.ID, "fc-at").get_attribute("value") not in ("", None))
+    at = float(d.find_element(By.ID, "fc-at").get_attribute("value"))
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "fc-at-date"), "2027"))
+    d.find_element(By.ID, "fc-forecast").click()
+    text = wait(d, 180).until(EC.presence_of_element_located((By.ID, "fc-totals-text"))).text
+    snapshot = START + timedelta(hours=at)
+    assert snapshot.strftime("%a %Y-%m-%d %H:%M") in text
+    times = shown_times(d.find_element(By.ID, "page-container").text, START, 4 * 168)
+    assert times and all(t >= START for t in times)
+    first = d.execute_script("return document.querySelector('#fc-completions .js-plotly-plot').data[2].x[0]")
+    assert first.startswith(snapshot.strftime("%Y-%m-%d"))  # the curve starts at the snapshot's date
