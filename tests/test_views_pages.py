@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from dashboard_helpers import browser, free_port, start_dashboard, stop
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -283,3 +284,44 @@ def test_forecast_times_are_calendar_dates(served):
     assert times and all(t >= START for t in times)
     first = d.execute_script("return document.querySelector('#fc-completions .js-plotly-plot').data[2].x[0]")
     assert first.startswith(snapshot.strftime("%Y-%m-%d"))  # the curve starts at the snapshot's date
+
+
+def _choose(driver, dropdown, text: str) -> None:
+    """Pick an option of a Dash dropdown (an id or its element) by opening it and clicking the option."""
+    button = driver.find_element(By.ID, dropdown) if isinstance(dropdown, str) else dropdown
+    button.click()
+    option = wait(driver).until(
+        EC.element_to_be_clickable((By.XPATH, f"//*[@role='option' and normalize-space(.)='{text}']"))
+    )
+    option.click()
+
+
+def test_distribution_editor_builds_the_fields_text_and_validation_is_unchanged(served):
+    store, before = served["store"], len(served["store"].run_ids())
+    open_page(served, "/what-if", served["ids"]["base"])
+    d = served["driver"]
+    field = '//*[@id=\'{"key":"stations.coating.process_time","type":"wf-in"}\']'
+    wait(d).until(EC.presence_of_element_located((By.XPATH, field)))
+    _choose(d, "wf-dist-field", "coating process time")
+    # the field's current text is read back into the family and its parameters
+    current = d.find_element(By.XPATH, field).get_attribute("value")
+    wait(d).until(lambda drv: drv.find_element(By.ID, "wf-dist-preview").text.replace(" ", "")
+                  == current.replace(" ", ""))  # fmt: skip
+    _choose(d, "wf-dist-family", "gamma")
+    names = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".dist-slot .dist-name") if e.is_displayed()]
+    assert names == ["mean", "sd"]
+    values = [e for e in d.find_elements(By.CSS_SELECTOR, ".dist-slot input[type=text]") if e.is_displayed()]
+    for box, text in zip(values, ("3", "-45"), strict=True):
+        box.send_keys(Keys.CONTROL, "a")  # React keeps the value it set: select it and type over it
+        box.send_keys(text)
+    units = d.find_elements(By.CSS_SELECTOR, ".dist-slot button.small-dropdown")
+    _choose(d, units[1], "min")
+    wanted = "{dist: gamma, mean: 3 h, sd: -45 min}"
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "wf-dist-preview"), wanted))
+    d.find_element(By.ID, "wf-dist-apply").click()
+    wait(d).until(lambda drv: drv.find_element(By.XPATH, field).get_attribute("value")
+                  == "{dist: gamma, mean: 3 h, sd: -45 min}")  # fmt: skip
+    d.find_element(By.ID, "whatif-run").click()  # validated as the text always was: a negative sd is refused
+    err = d.find_element(By.XPATH, '//*[@id=\'{"key":"stations.coating.process_time","type":"wf-err"}\']')
+    wait(d).until(lambda _: err.text != "")
+    assert "positive duration" in err.text and "-45 min" in err.text and len(store.run_ids()) == before
