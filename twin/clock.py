@@ -61,13 +61,14 @@ class RunClock:
         return self.start + timedelta(seconds=round(float(hours) * 3600))
 
     def shift(self, hours: float) -> str | None:
-        """The shift working at ``hours`` (``None`` without shift calendars, ``off shift`` between shifts)."""
+        """The shift working at ``hours``: of the calendars' shifts that cover it, the shortest (the most telling:
+        a day shift rather than a round-the-clock one); ``off shift`` between shifts, None without calendars."""
         if not self.shifts:
             return None
         moment = self.at(hours)
         week = moment.weekday() * 24 + moment.hour + moment.minute / 60 + moment.second / 3600
-        names = [w.label for w in self.shifts if w.start <= week < w.end or w.start <= week + 168 < w.end]
-        return ", ".join(dict.fromkeys(names)) if names else "off shift"
+        covering = [w for w in self.shifts if w.start <= week < w.end or w.start <= week + 168 < w.end]
+        return min(covering, key=lambda w: (w.end - w.start, w.label)).label if covering else "off shift"
 
     def text(self, hours: float | None, long: bool = False, with_shift: bool = False) -> str:
         """``Tue 05 Jan 08:30`` (``long``: with the year), and `` · shift`` when asked and known."""

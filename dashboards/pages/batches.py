@@ -244,9 +244,11 @@ def _register(app: Any, ctx: Any) -> None:
             [{"name": c, "id": c} for c in rows.columns],
             id="batches-history-table",
             style_cell_conditional=[
-                {"if": {"column_id": "why it waited"}, "minWidth": "220px", "whiteSpace": "normal"}
+                {"if": {"column_id": "why it waited"}, "minWidth": "220px", "whiteSpace": "normal"},
+                {"if": {"column_id": "cleaning before"}, "minWidth": "160px", "whiteSpace": "normal"},
             ],
-            **{**TABLE_STYLE, "page_size": 20},
+            style_cell={**TABLE_STYLE["style_cell"], "textAlign": "left"},
+            **{**{k: v for k, v in TABLE_STYLE.items() if k != "style_cell"}, "page_size": 20},
         )
         return tree_figure(record), history, record_summary(record, view.clock), hint, int(batch)
 

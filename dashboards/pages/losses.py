@@ -36,7 +36,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                             html.Label(
                                 [
                                     "Station",
-                                    dcc.Dropdown(id="losses-station", clearable=False, className="small-dropdown"),
+                                    dcc.Dropdown(id="losses-station", clearable=False, className="wide-dropdown"),
                                 ]
                             )
                         ],
