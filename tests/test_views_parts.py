@@ -91,3 +91,17 @@ def test_batch_record_follows_the_event_log(tablet):
     assert {(h.from_station, h.to_station) for h in record.holds} == {(r.from_, r.to) for r in tablet.spec.hold_times}
     for hold in record.holds:
         assert hold.held is not None and hold.violated == (hold.held > hold.limit + 1e-9)
+
+
+def test_live_history_is_on_the_plants_calendar():
+    import pandas as pd
+
+    from dashboards.pages.live import history_figure
+
+    from datetime import UTC, datetime
+
+    origin_us = datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1e6  # the sync's origin, as the historian keeps it
+    kpis = pd.DataFrame({"plant_hours": [1.0, 25.5], "kpis": [{"plant": {"throughput_per_hour": {"mean": 0.5}}}] * 2})
+    fig = history_figure(kpis, origin_us)
+    assert list(fig.data[0].x) == ["2027-01-01T01:00:00", "2027-01-02T01:30:00"]
+    assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.title.text == "plant time (UTC)"
