@@ -94,11 +94,11 @@ def test_batch_record_follows_the_event_log(tablet):
 
 
 def test_live_history_is_on_the_plants_calendar():
+    from datetime import UTC, datetime
+
     import pandas as pd
 
     from dashboards.pages.live import history_figure
-
-    from datetime import UTC, datetime
 
     origin_us = datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1e6  # the sync's origin, as the historian keeps it
     kpis = pd.DataFrame({"plant_hours": [1.0, 25.5], "kpis": [{"plant": {"throughput_per_hour": {"mean": 0.5}}}] * 2})
