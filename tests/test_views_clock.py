@@ -97,3 +97,16 @@ def test_run_clock_text_of_missing_values():
     clock = RunClock(datetime(2027, 1, 4))
     assert clock.text(None) == "–" and clock.text(float("nan")) == "–"
     assert clock.shift(5.0) is None  # no calendars: no shift names
+
+
+def test_twin_run_shows_throughput_in_the_lines_own_unit(tmp_path):
+    """The CLI, the dashboard and the report use one rule (twin.clock.rate_unit); JSON keeps batches/h."""
+    from twin.clock import rate_unit
+
+    args = ("run", "osd-tablet", "-r", "2", "--seed", "3", "--horizon", "3 w", "--warmup", "1 w")
+    summary = json.loads(run_cli(*args, "--json").stdout)
+    mean = summary["throughput_per_hour"]["mean"]  # JSON keeps batches/h
+    unit, scale = rate_unit(mean)
+    assert unit == "batches/day"  # the tablet line makes about two batches a day
+    row = next(ln for ln in run_cli(*args).stdout.splitlines() if ln.strip().startswith("Throughput"))
+    assert f"{mean * scale:.4f}" in row and row.rstrip().endswith("batches/day")

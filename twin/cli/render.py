@@ -42,6 +42,10 @@ def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
     return f"{_value(mean, digits, percent)} ± {_value((hi - lo) / 2, digits, percent)}"
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def line_table(summary: dict[str, Any]) -> Table:
     """Line KPIs with 95% confidence half-widths; quality and release KPIs where the line has them."""
     table = _table(f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
@@ -52,7 +56,13 @@ def line_table(summary: dict[str, Any]) -> Table:
         if not kpi.row or not shown(kpi, [summary]):
             continue
         unit = ", ".join(filter(None, (kpi.unit, constraint_text(summary)))) if kpi.column == "oee" else kpi.unit
-        table.add_row(kpi.label, _with_ci(stat(summary, kpi), kpi.digits, kpi.percent), unit)
+        value = stat(summary, kpi)
+        if kpi.column == "throughput_per_hour":  # the line's own unit, as the dashboard and the report show it
+            from twin.clock import rate_unit
+
+            unit, scale = rate_unit(value.get("mean"))
+            value = {"mean": _scaled(value.get("mean"), scale), "ci95": [_scaled(v, scale) for v in value["ci95"]]}
+        table.add_row(kpi.label, _with_ci(value, kpi.digits, kpi.percent), unit)
         if kpi.column == "lead_time_hours":
             lead = summary["lead_time_hours"]
             p50, p90 = _value(lead["p50"]["mean"], 2), _value(lead["p90"]["mean"], 2)
