@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.formatting import ci_text
+from dashboards.formatting import ci_text, rate_unit
 from dashboards.pages import Page
 from twin.errors import TwinError
 
@@ -369,8 +369,9 @@ def beside_baseline(result: Any, kpi: str) -> html.Div:
         reps = int(result.best.simpy.get("replications") or 3)
         seed = int(result.settings.get("confirm_seed", int(result.settings.get("seed", 1)) + 1))
         own = confirm(problem, [design], reps, seed, engine=True)[0]
+    unit, per = rate_unit(own.simpy["throughput_per_hour"]["mean"])
     metrics = [
-        ("throughput_per_hour", "Throughput", 24.0, 2, "batches/day"),
+        ("throughput_per_hour", "Throughput", per, 2, unit),
         ("lead_time_hours", "Lead time", 1.0, 1, "h"),
     ]
     if kpi not in ("throughput", "throughput_per_hour") and kpi in result.best.kpis:

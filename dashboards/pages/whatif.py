@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
 from dashboards.dist_editor import FAMILIES, SLOTS, UNITS, compose, decompose
-from dashboards.formatting import ci_text
+from dashboards.formatting import ci_text, rate_unit
 from dashboards.pages import Page
 from dashboards.whatif_form import (
     STATION_COLUMNS,
@@ -400,8 +400,9 @@ def run_whatif(store_root: Any, request: dict[str, Any], set_progress: Any) -> t
     paired = s["seed"] == base_info.get("seed")
     deltas = kpi_deltas(base.per_replication, result.kpis.per_replication, paired=paired)
     rows = []
+    unit, per = rate_unit(base.summary["throughput_per_hour"]["mean"])
     for key, label, scale, digits in (
-        ("throughput_per_hour", "Throughput (batches/day)", 24, 2),
+        ("throughput_per_hour", f"Throughput ({unit})", per, 2),
         ("lead_time_hours", "Lead time (h)", 1, 1),
         ("wip", "WIP (batches)", 1, 2),
         ("oee", "Line OEE (%)", 100, 1),
