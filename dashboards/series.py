@@ -140,8 +140,13 @@ def units_at(
     hit = intervals[(intervals["start"] <= t) & (intervals["end"] > t)]
     if hit.empty:
         hit = intervals[(intervals["start"] <= t) & (intervals["end"] >= t)]
-    for row, state, since in zip(hit["row"].astype(int), hit["state"].astype(str), hit["start"], strict=True):
-        out[row] = {"state": state, "since": float(since), "batch": None, "product": None}
+    rows, states = intervals["row"].to_numpy(), intervals["state"].astype(str).to_numpy()
+    starts, ends = intervals["start"].to_numpy(), intervals["end"].to_numpy()
+    for i in hit.index.to_numpy():  # intervals are sorted by row, then start (``RunView.intervals``)
+        j = i
+        while j > 0 and rows[j - 1] == rows[i] and states[j - 1] == states[i] and ends[j - 1] == starts[j]:
+            j -= 1  # the same state re-stated (e.g. at a shift change): the unit has been in it since earlier
+        out[int(rows[i])] = {"state": str(states[i]), "since": float(starts[j]), "batch": None, "product": None}
     first = np.concatenate([[0], np.cumsum(units)[:-1]])
     on = table[(table["time"] <= t) & table["event"].isin(["start", "leave"]) & (table["batch"] >= 0)]
     last = on.drop_duplicates(["station", "unit"], keep="last")
