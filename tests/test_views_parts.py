@@ -105,3 +105,25 @@ def test_live_history_is_on_the_plants_calendar():
     fig = history_figure(kpis, origin_us)
     assert list(fig.data[0].x) == ["2027-01-01T01:00:00", "2027-01-02T01:30:00"]
     assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.title.text == "plant time (UTC)"
+
+
+def test_units_at_counts_time_in_state_from_entering_it(tablet, tmp_path):
+    from dashboards.data import RunCache
+    from dashboards.series import units_at
+    from twin.store import RunStore
+
+    store = RunStore(tmp_path / "store")
+    view = RunCache(store).view(store.save(tablet))
+    iv = view.intervals(0)
+    table = view.table(0)
+    for t in (170.0, 250.5, 400.0):
+        now = units_at(table, iv, view.stations, view.units, t)
+        assert set(now) == set(range(sum(view.units)))
+        for row, unit in now.items():
+            mine = iv[iv["row"] == row]
+            at = mine[(mine["start"] <= t) & (mine["end"] > t)]
+            assert unit["state"] == str(at["state"].iloc[0])
+            before = mine[mine["end"] == unit["since"]]  # the interval just before entering the state
+            assert before.empty or str(before["state"].iloc[-1]) != unit["state"]
+            since_then = mine.loc[(mine["start"] >= unit["since"]) & (mine["start"] <= t), "state"].astype(str)
+            assert since_then.eq(unit["state"]).all()
