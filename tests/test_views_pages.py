@@ -31,7 +31,8 @@ SPLIT_LINE = {
                  {"name": "press", "process_time": {"dist": "exponential", "mean": "50 min"}, "buffer": 4},
                  {"name": "blend", "process_time": "90 min", "merge": 2}],
 }  # fmt: skip
-SHOWN = re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d\d:\d\d)")
+MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+SHOWN = re.compile(rf"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\d\d) ({MONTHS}) (\d\d:\d\d)")
 LONG = re.compile(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\d{4}-\d\d-\d\d \d\d:\d\d)")
 
 
