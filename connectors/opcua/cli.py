@@ -24,8 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
-from twin.cli.common import SetOpt, SpecArg
-from twin.cli.common import emit_json as _emit_json
+from twin.cli.common import SetOpt, SpecArg, emit_json, optional_hours
 from twin.errors import InputError, SpecError
 
 T = TypeVar("T")
@@ -124,17 +123,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 
 
 def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
-    from twin.durations import to_hours
-
-    if text is None:
-        return None
-    try:
-        hours = to_hours(text, unit)
-    except ValueError as err:
-        raise InputError(f"{option} {text!r}: {err}") from None
-    if not (hours >= 0 if zero else hours > 0):
-        raise InputError(f"{option} {text!r}: must be {'>= 0' if zero else 'positive'}")
-    return hours
+    return optional_hours(text, option, unit, allow_zero=zero)
 
 
 def _server_options(
@@ -432,7 +421,7 @@ def sync_command(
         "forecasts": result.forecasts,
     }
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     _print_report(summary)
 
@@ -640,7 +629,7 @@ def cert_command(
     from connectors.opcua.security import Pki, thumbprint
 
     p = Pki(pki).ensure(f"urn:twin:{role}:{socket.gethostname()}", f"twin {role}", server=role != "sync")
-    _emit_json(
+    emit_json(
         {
             "certificate": str(p.cert_path),
             "thumbprint": thumbprint(p.certificate()),

@@ -31,7 +31,6 @@ from pydantic_core import PydanticCustomError
 from twin.durations import TIME_UNITS, to_hours
 from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
-from twin.spec.layout import Layout
 from twin.spec.limits import (
     MAX_BATCH_UNITS,
     MAX_COUNT,
@@ -40,7 +39,6 @@ from twin.spec.limits import (
     MAX_TOTAL_UNITS,
     MIN_HORIZON_HOURS,
 )
-from twin.spec.optimize import Optimize
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
@@ -99,14 +97,14 @@ def _unique(name: str, info: ValidationInfo, kind: str) -> str:
 class Product(SpecModel):
     """A product made on the line, in batches of ``batch_size`` units (tablets, vials)."""
 
-    name: Name
+    name: Name = Field(description="Product name (used in changeovers, plans and mixes).")
     batch_size: float = Field(
         gt=0, le=MAX_BATCH_UNITS, allow_inf_nan=False, description="Units (tablets, vials) per batch."
     )
     mass_kg: float | None = Field(
         None, gt=0, le=MAX_MASS_KG, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
     )
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @field_validator("name")
     @classmethod
@@ -129,7 +127,7 @@ class Failures(SpecModel):
 class Station(SpecModel):
     """One process step: ``units`` identical pieces of equipment fed from one buffer."""
 
-    name: Name
+    name: Name = Field(description="Station name (used in overrides, hold times, rooms and the event log).")
     units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
     process_time: ProcessTime | None = Field(
         None, description="Per batch; a distribution, or a map product -> distribution (or give `rate`)."
@@ -158,7 +156,7 @@ class Station(SpecModel):
     split: int | None = Field(None, ge=2, le=100, description="Each batch leaves as this many lots.")
     merge: int | None = Field(None, ge=2, le=100, description="This many batches are blended into one.")
     equipment: str | None = Field(None, description="Equipment type (granulator, press, filler, ...).")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @model_validator(mode="after")
     def _time_or_rate(self) -> Station:
@@ -277,15 +275,15 @@ class Station(SpecModel):
 class Campaign(SpecModel):
     """A run of ``batches`` consecutive batches of one product."""
 
-    product: Name
-    batches: int = Field(ge=1, le=MAX_COUNT)
+    product: Name = Field(description="The product of the campaign.")
+    batches: int = Field(ge=1, le=MAX_COUNT, description="Batches of it, back to back.")
 
 
 class WipLimit(SpecModel):
     """At most ``batches`` released batches that have not yet started at station ``until``."""
 
-    batches: int = Field(ge=1, le=10000)
-    until: Name
+    batches: int = Field(ge=1, le=10000, description="Most released batches not yet started at `until` (CONWIP).")
+    until: Name = Field(description="The station where a batch stops counting against the limit.")
 
     @field_validator("until")
     @classmethod
@@ -361,8 +359,8 @@ class Release(SpecModel):
 class LineSpec(SpecModel):
     """A production line: products, stations in flow order, release rule and run length."""
 
-    name: Name
-    description: str | None = None
+    name: Name = Field(description="Line name.")
+    description: str | None = Field(None, description="Free text.")
     time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
     start: datetime | None = Field(
         None,
@@ -387,8 +385,11 @@ class LineSpec(SpecModel):
         (), max_length=MAX_LIST, description="Longest waits of material between two stations."
     )
     qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
-    layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
-    optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
+    extensions: dict[Name, Any] = Field(
+        {},
+        description="Plug-in settings by plug-in name (layout: 3-D scenes, optimize: `twin optimize`), each "
+        "validated by its plug-in; not part of spec_hash (twin.spec.extensions).",
+    )
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
@@ -397,6 +398,27 @@ class LineSpec(SpecModel):
     def from_dict(cls, data: dict[str, Any]) -> LineSpec:
         """Validate a spec given as plain data (as loaded from YAML or JSON)."""
         return cls.model_validate(data, context=validation_context(data))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_plugin_blocks(cls, data: Any) -> Any:
+        from twin.spec.extensions import lift_deprecated
+
+        return lift_deprecated(data, cls.model_fields) if isinstance(data, dict) else data
+
+    @field_validator("extensions")
+    @classmethod
+    def _plugin_blocks(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value:
+            return value
+        from twin.spec.extensions import validate_blocks
+
+        blocks, problems = validate_blocks(value, info.context)
+        if problems:
+            raise PydanticCustomError(
+                "line_rules", "{summary}", {"summary": "; ".join(m for _, m in problems), "problems": problems}
+            )
+        return blocks
 
     @field_validator("stations")
     @classmethod
@@ -485,11 +507,15 @@ class LineSpec(SpecModel):
         """Plain data (JSON/YAML-ready) that ``from_dict`` turns back into an equal spec."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def extension(self, name: str) -> Any:
+        """The validated block of plug-in ``name`` (``extensions.NAME``), or None."""
+        return self.extensions.get(name)
+
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON form: equal specs, equal hashes. ``start`` (display only) is left out."""
-        data = self.to_data()
-        data.pop("start", None)
+        """SHA-256 of the canonical JSON form of what changes a simulation (``extensions`` and ``start``, which
+        only changes what times are shown as, left out)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions", "start"})
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

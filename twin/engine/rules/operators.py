@@ -21,10 +21,30 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.engine.rules.calendar import WeeklyCalendar
-from twin.engine.rules.compiled import CompiledRules
+from twin.engine.rules.rule import Rule
+from twin.eventlog import Event, State
+from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
+    from twin.engine.rules.compiled import CompiledRules
     from twin.engine.rules.unit import RulesUnit
+
+OPERATORS = Rule(
+    "operators", "operators and shifts", ("operators", "calendars", "stations.*.operators"),
+    lambda s: bool(s.operators) or any(st.operators for st in s.stations),
+)  # fmt: skip
+ROOMS = Rule("rooms", "rooms (headcount and gowning)", ("rooms",), lambda s: bool(s.rooms), (Event.GOWNING,))
+
+
+def compile_pools(spec: LineSpec) -> tuple[tuple[str, int, int], ...]:
+    """(name, headcount, calendar index or -1) of each operator pool."""
+    calendars = list(spec.calendars)
+    return tuple((p.name, p.headcount, calendars.index(p.calendar) if p.calendar else -1) for p in spec.operators)
+
+
+def compile_rooms(spec: LineSpec) -> tuple[tuple[str, float, int], ...]:
+    """(name, gowning hours, most people at work) of each room."""
+    return tuple((r.name, spec.hours(r.gowning_time()), r.max_people) for r in spec.rooms)
 
 
 @dataclass
@@ -109,7 +129,7 @@ class Operators:
             request.event.succeed((crew, gowning if needs_gowning else 0.0))
 
     def _mark_waiting(self, request: Request, now: float) -> None:
-        state = "waiting_operator" if self.on_shift(request.unit.rules.pools) else "off_shift"
+        state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
         if state != request.state:
             request.state = state
             request.unit.record_state(now, state)
