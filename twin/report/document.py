@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,7 @@ def what_if_rows(run: ReportRun, fall: Waterfall, run_what_ifs: bool) -> list[li
                 [cause.name, span_text(-cause.hours), f"{remedy}: {', '.join(overrides)}", "run with --what-ifs"]
             )
             continue
-        import warnings
+        import warnings  # a what-if that replaces a group of fields says so; the report names the override itself
 
         from twin.experiment import run as simulate
         from twin.experiment import with_overrides
@@ -247,7 +248,7 @@ def what_if_rows(run: ReportRun, fall: Waterfall, run_what_ifs: bool) -> list[li
     return rows
 
 
-def report_html(run: ReportRun, compare: list[ReportRun] = (), what_ifs: bool = False) -> str:  # type: ignore[assignment]
+def report_html(run: ReportRun, compare: Sequence[ReportRun] = (), what_ifs: bool = False) -> str:
     """The whole report as one HTML page (inline CSS and SVG, no scripts: it prints as it shows)."""
     from twin import __version__
 
