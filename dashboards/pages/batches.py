@@ -86,7 +86,9 @@ def _cached_record(view: Any, replication: int, batch: int) -> BatchRecord:
     """The record of a batch, computed once per run view."""
     return view.derived(
         ("record", replication, batch),
-        lambda: batch_record(view.log.replication(replication), view.spec, batch, replication),
+        lambda: batch_record(
+            view.log.replication(replication), view.spec, batch, replication, view.intervals(replication)
+        ),
     )
 
 

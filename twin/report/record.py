@@ -121,14 +121,20 @@ def _first(rows: pd.DataFrame, event: str) -> float | None:
     return float(hit.iloc[0]) if len(hit) else None
 
 
-def batch_record(log: EventLog, spec: Any, batch: int, replication: int = 0) -> BatchRecord:
-    """The record of ``batch`` (``InputError`` naming the batches when there is none such)."""
+def batch_record(
+    log: EventLog, spec: Any, batch: int, replication: int = 0, intervals: pd.DataFrame | None = None
+) -> BatchRecord:
+    """The record of ``batch`` (``InputError`` naming the batches when there is none such).
+
+    ``intervals``: the replication's state intervals when the caller has them already (a dashboard's cache).
+    """
     traced = trace(log, batch, replication)
     table = log.table[log.table["replication"] == replication]
     mine = table[table["batch"] == batch]
     products = mine["product"].dropna()
     product = str(products.iloc[0]) if len(products) else None
-    intervals = state_intervals(table, log.end_times())
+    if intervals is None:
+        intervals = state_intervals(table, log.end_times())
     steps = [_step(table, intervals, mine, station) for station in log.meta.stations]
     steps = [s for s in steps if s is not None]
     by_station = {s.station: s for s in steps}
