@@ -255,14 +255,17 @@ def trace_command(
 ) -> None:
     """Print a batch's full history up and down its genealogy tree (splits and merges)."""
     from twin.cli.render import console, trace_tree
+    from twin.clock import run_folder_clock
     from twin.runfolder import read_log
     from twin.trace import trace
 
     result = trace(read_log(run_dir), batch, replication)
-    if as_json:
+    clock = run_folder_clock(run_dir)
+    if as_json:  # times stay hours from the start; ``start`` says when that is
         emit_json(
             {
                 "batch": batch,
+                "start": clock.start.isoformat(timespec="minutes"),
                 "replication": replication,
                 "ancestors": {str(k): v for k, v in result.ancestors.items()},
                 "descendants": {str(k): v for k, v in result.descendants.items()},
@@ -276,7 +279,7 @@ def trace_command(
             }
         )
         return
-    console().print(trace_tree(result))
+    console().print(trace_tree(result, clock))
 
 
 def version_command() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
@@ -361,6 +362,11 @@ class LineSpec(SpecModel):
     name: Name = Field(description="Line name.")
     description: str | None = Field(None, description="Free text.")
     time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
+    start: datetime | None = Field(
+        None,
+        description="Calendar time of the run's start, plant local time (2027-01-04T06:00); only what times are "
+        "shown as. Default: the Monday 00:00 after the run is made. With shift calendars, a Monday 00:00.",
+    )
     horizon: PositiveDuration = Field(description="Default run length.")
     warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
     release: Release = Release()
@@ -422,6 +428,35 @@ class LineSpec(SpecModel):
             raise ValueError(f"at most {MAX_TOTAL_UNITS:,} units in all stations together (got {total:,})")
         return value
 
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start_local_time(cls, value: Any) -> Any:
+        if value is None or isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime(value.year, value.month, value.day)
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"expected a date and time such as 2027-01-04T06:00 (got {value!r})") from None
+        else:
+            raise ValueError(f"expected a date and time such as 2027-01-04T06:00 (got {value!r})")
+        if moment is not None and moment.tzinfo is not None:
+            raise ValueError(f"give the plant's local time without a time zone (got {value!r})")
+        return moment
+
+    @field_validator("start")
+    @classmethod
+    def _start_on_the_week_clock(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        on_week_clock = value is None or (value.weekday(), value.hour, value.minute, value.second) == (0, 0, 0, 0)
+        if not on_week_clock and (info.context or {}).get("calendars"):
+            raise ValueError(
+                f"with shift calendars the run starts on a Monday 00:00, as shift times are clock times of "
+                f"the week (got {value:%a %Y-%m-%d %H:%M})"
+            )
+        return value
+
     @field_validator("horizon")
     @classmethod
     def _horizon_long_enough(cls, value: float | str, info: ValidationInfo) -> float | str:
@@ -478,8 +513,9 @@ class LineSpec(SpecModel):
 
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON form of what changes a simulation (``extensions`` left out)."""
-        data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions"})
+        """SHA-256 of the canonical JSON form of what changes a simulation (``extensions`` and ``start``, which
+        only changes what times are shown as, left out)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions", "start"})
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
