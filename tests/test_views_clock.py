@@ -44,11 +44,32 @@ def test_bad_start_names_the_field(value, message):
     assert "start" in str(err.value) and message in str(err.value)
 
 
-def test_with_shift_calendars_the_start_is_a_monday_midnight():
-    data = load_spec("osd-tablet").to_data()
-    with pytest.raises(SpecError, match="Monday 00:00"):
-        spec_from_data({**data, "start": "2027-01-04T06:00"})
-    assert spec_from_data({**data, "start": "2027-01-04"}).start == datetime(2027, 1, 4)
+def test_a_start_mid_week_moves_the_shift_calendars_as_the_clock_shows_them():
+    """A run that starts Monday 06:00 is 6 h into the calendars' week at time 0: its event log equals that
+    of a run from Monday 00:00 whose shifts are written 6 h earlier, and the start is part of the hash."""
+    staffed = {
+        **SMALL, "horizon": "200 h", "release": {"mode": "saturated"},
+        "calendars": {"days": {"shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "06:00",
+                                           "end": "22:00"}]}},
+        "operators": [{"name": "team", "headcount": 1, "calendar": "days", "qualified": ["s1", "s2"]}],
+        "stations": [{"name": "s1", "process_time": "1 h", "operators": {"count": 1}},
+                     {"name": "s2", "process_time": "30 min", "operators": {"count": 1}}],
+    }  # fmt: skip
+    early = {**staffed, "calendars": {"days": {"shifts": [{"days": ["mon", "tue", "wed", "thu", "fri"],
+                                                           "start": "00:00", "end": "16:00"}]}}}  # fmt: skip
+    from twin.engine import simulate
+
+    moved = spec_from_data({**staffed, "start": "2027-01-04T06:00"})
+    assert moved.week_offset_hours == 6.0
+    log_moved = simulate(moved, seed=3).table
+    log_early = simulate(spec_from_data({**early, "start": "2027-01-04"}), seed=3).table
+    assert log_moved.equals(log_early)
+    off = log_moved[log_moved["state"] == "off_shift"]["time"]
+    assert len(off) and min(off) >= 16.0  # the first shift ends at 22:00, 16 h after the start
+    assert moved.spec_hash != spec_from_data({**staffed, "start": "2027-01-04"}).spec_hash
+    assert spec_from_data({**staffed, "start": "2027-01-11"}).spec_hash == spec_from_data(staffed).spec_hash
+    clock = clock_for(moved)
+    assert clock.shift(1.0) == "days 06:00–22:00" and clock.shift(17.0) == "off shift"
 
 
 def test_clock_dates_and_shifts_follow_the_calendars():

@@ -14,8 +14,8 @@ the hours, with the name of the shift where the spec has shift calendars.
     datetime.datetime(2026, 12, 7, 0, 0)
 
 Shift names: the calendar's name and the shift's clock times (``two-shifts 06:00–22:00``), or
-``off shift`` between shifts. With shift calendars a spec's ``start`` is a Monday 00:00 (the
-engine's week clock, see ``twin.spec.people``), so both clocks agree.
+``off shift`` between shifts. The engine moves its shift calendars by the start's hour of the week
+(``LineSpec.week_offset_hours``), so both clocks agree.
 """
 
 from __future__ import annotations

@@ -364,8 +364,8 @@ class LineSpec(SpecModel):
     time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
     start: datetime | None = Field(
         None,
-        description="Calendar time of the run's start, plant local time (2027-01-04T06:00); only what times are "
-        "shown as. Default: the Monday 00:00 after the run is made. With shift calendars, a Monday 00:00.",
+        description="Calendar time of the run's start, plant local time (2027-01-04T06:00): what times are shown "
+        "as, and where the shift calendars' week stands at time 0. Default: the Monday 00:00 after the run is made.",
     )
     horizon: PositiveDuration = Field(description="Default run length.")
     warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
@@ -446,17 +446,6 @@ class LineSpec(SpecModel):
             raise ValueError(f"give the plant's local time without a time zone (got {value!r})")
         return moment
 
-    @field_validator("start")
-    @classmethod
-    def _start_on_the_week_clock(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
-        on_week_clock = value is None or (value.weekday(), value.hour, value.minute, value.second) == (0, 0, 0, 0)
-        if not on_week_clock and (info.context or {}).get("calendars"):
-            raise ValueError(
-                f"with shift calendars the run starts on a Monday 00:00, as shift times are clock times of "
-                f"the week (got {value:%a %Y-%m-%d %H:%M})"
-            )
-        return value
-
     @field_validator("horizon")
     @classmethod
     def _horizon_long_enough(cls, value: float | str, info: ValidationInfo) -> float | str:
@@ -511,11 +500,22 @@ class LineSpec(SpecModel):
         """The validated block of plug-in ``name`` (``extensions.NAME``), or None."""
         return self.extensions.get(name)
 
+    @property
+    def week_offset_hours(self) -> float:
+        """Hours from Monday 00:00 to the run's start (0 without a ``start``): where the shift calendars'
+        week stands at time 0 of a run."""
+        if self.start is None:
+            return 0.0
+        s = self.start
+        return s.weekday() * 24.0 + s.hour + s.minute / 60 + s.second / 3600 + s.microsecond / 3.6e9
+
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON form of what changes a simulation (``extensions`` and ``start``, which
-        only changes what times are shown as, left out)."""
+        """SHA-256 of the canonical JSON form of what changes a simulation: ``extensions`` left out, and
+        ``start`` only as far as it moves the shift calendars (its hour of the week, when there are calendars)."""
         data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions", "start"})
+        if self.calendars and self.week_offset_hours:
+            data["start_hour_of_week"] = self.week_offset_hours
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

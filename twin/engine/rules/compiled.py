@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.engine.rules.calendar import WEEK
 from twin.engine.rules.changeovers import CompiledChangeover, compile_changeovers
 from twin.engine.rules.cleaning import CompiledCleaning, compile_cleaning
 from twin.engine.rules.holds import CompiledHold, compile_holds, is_source
@@ -60,6 +61,13 @@ def uses_rules(spec: LineSpec) -> bool:
     return bool(rules_used(spec) or spec.calendars or changeovers)
 
 
+def _run_clock(intervals: list[tuple[float, float]], spec: LineSpec) -> list[tuple[float, float]]:
+    """Working intervals of the week (hours since Monday 00:00) as hours of the run's week: a run that
+    starts at Monday 06:00 (``start``) is 6 h into the week at time 0."""
+    offset = spec.week_offset_hours
+    return [((a - offset) % WEEK, (a - offset) % WEEK + (b - a)) for a, b in intervals] if offset else intervals
+
+
 def compile_rules(spec: LineSpec) -> CompiledRules | None:
     """The rules of ``spec`` in engine form, or None when it uses none."""
     if not uses_rules(spec):
@@ -86,10 +94,11 @@ def compile_rules(spec: LineSpec) -> CompiledRules | None:
             )
         )
     release_calendar, wip_limit = compile_release(spec)
+    calendars = spec.calendars.values()
     return CompiledRules(
         stations=tuple(stations),
         skids=compile_skids(spec),
-        calendars=tuple([i for s in c.shifts for i in s.intervals()] for c in spec.calendars.values()),
+        calendars=tuple(_run_clock([i for s in c.shifts for i in s.intervals()], spec) for c in calendars),
         pools=compile_pools(spec),
         rooms=compile_rooms(spec),
         qc=compile_qc(spec),
