@@ -288,6 +288,46 @@ def test_forecast_times_are_calendar_dates(served):
     assert first.startswith(snapshot.strftime("%Y-%m-%d"))  # the curve starts at the snapshot's date
 
 
+def test_forecast_downloads_as_is_and_what_ifs_as_usd_variants(served):
+    """The forecast page writes the same scene as ``twin forecast --usd -s``: one variant per what-if."""
+    from pxr import Usd
+
+    from connectors.usd.validation import validate_scene
+
+    run_id = served["ids"]["base"]
+    open_page(served, "/forecast", run_id)
+    d = served["driver"]
+    wait(d).until(lambda drv: drv.find_element(By.ID, "fc-at").get_attribute("value") not in ("", None))
+    _retype(d, "fc-at", "400")
+    _retype(d, "fc-runs", "3")
+    _retype(d, "fc-scenarios", "no such: stations.nowhere.units=2")
+    d.find_element(By.ID, "fc-usd").click()
+    refusal = wait(d, 180).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#fc-usd-error .alert"))).text
+    assert "nowhere" in refusal and not list(served["downloads"].glob("forecast-*.usdz"))
+    _retype(d, "fc-scenarios", "coater2: stations.coating.units=2")
+    d.find_element(By.ID, "fc-usd").click()
+    scene = _downloaded(served["downloads"], "forecast-osd-tablet-400h.usdz")
+    assert validate_scene(scene) == []
+    stage = Usd.Stage.Open(str(scene))
+    variants = stage.GetPrimAtPath("/World/osd_tablet").GetVariantSets().GetVariantSet("scenario")
+    assert variants.GetVariantNames() == ["as_is", "coater2"]
+    units = {}
+    for name in ("as_is", "coater2"):
+        variants.SetVariantSelection(name)
+        units[name] = len([c for c in stage.GetPrimAtPath("/World/osd_tablet/coating").GetChildren()
+                           if c.GetName().startswith("unit_")])  # fmt: skip
+    assert units == {"as_is": 1, "coater2": 2}
+    assert stage.GetStartTimeCode() == 400 * 60.0
+
+
+def _retype(driver, element_id: str, text: str) -> None:
+    """Replace a field's text as a person does (select all, type), so that React sees the change."""
+    field = driver.find_element(By.ID, element_id)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    field.send_keys(text, Keys.TAB)
+
+
 def _choose(driver, dropdown, text: str) -> None:
     """Pick an option of a Dash dropdown (an id or its element) by opening it and clicking the option."""
     button = driver.find_element(By.ID, dropdown) if isinstance(dropdown, str) else dropdown

@@ -47,6 +47,24 @@ class UsdForecastExporter:
         return f"wrote {report.path} ({report.bytes / 1e6:.1f} MB): forecast of {horizon:g} h from {start:g} h; {names}"
 
 
+    @staticmethod
+    def package(runs: list[tuple[str, Any, Any]], out: Path) -> str:
+        """The same scene as one self-contained USDZ package (``out`` ends in .usdz): for a download."""
+        import tempfile
+
+        from pxr import Sdf, UsdUtils
+
+        from twin.files import atomic_path
+
+        with tempfile.TemporaryDirectory() as folder:
+            scene = Path(folder) / (Path(out).stem + ".usdc")
+            summary = UsdForecastExporter.export(runs, scene)
+            with atomic_path(Path(out), suffix=".usdz") as target:
+                if not UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(scene)), str(target)):
+                    raise RuntimeError(f"USD could not package {scene.name} as USDZ")
+        return summary.replace(str(scene), str(out))
+
+
 def _ghosts(layer: Any, line_path: Any, result: Any) -> None:
     """Each live batch's forecast on its batch prim (where the animated run shows it)."""
     from pxr import Sdf

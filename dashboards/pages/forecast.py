@@ -5,11 +5,14 @@ the old and new value, the 95% interval, the observations and why a value was ke
 impact (original vs calibrated, paired intervals); the calibrated spec downloads as YAML. A
 forecast starts from the selected run's state at a chosen time (or from the historian's end) and
 shows completed batches over the horizon with their 90% band, each batch's completion interval and,
-for a run, what the run itself did next.
+for a run, what the run itself did next. "Download as USD" writes the forecast of "as is" and of
+each what-if typed beside it as the variants of one USD scene (``twin forecast --usd -s``).
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +98,26 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                 )
             ),
             html.Div(id="fc-totals"),
+            html.Div(
+                [
+                    html.Label(
+                        [
+                            "What-ifs from now (one per line: NAME: path=value, ...)",
+                            dcc.Textarea(
+                                id="fc-scenarios",
+                                placeholder="second coater: stations.coating.units=2",
+                                className="path-input",
+                                style={"height": "3.5em"},
+                            ),
+                        ]
+                    ),
+                    html.Button("Download as USD", id="fc-usd", className="button"),
+                    html.Span(" the forecast of 'as is' and each what-if as variants of one scene", className="muted"),
+                ],
+                className="controls",
+            ),
+            html.Div(id="fc-usd-error"),
+            dcc.Download(id="fc-usd-download"),
             help="from the line's state: batches in process finish their remaining (conditional) time",
         ),
         dcc.Store(id="fc-calibrated"),
@@ -350,6 +373,72 @@ def _register(app: Any, ctx: Any) -> None:
             id="fc-totals-text",
         )
         return completions_figure(result, actual, clock, start), batches_figure(result, clock, start), totals, None
+
+
+    @app.callback(
+        Output("fc-usd-download", "data"),
+        Output("fc-usd-error", "children"),
+        Input("fc-usd", "n_clicks"),
+        State("fc-source", "value"),
+        State(layout.RUN_PICKER, "value"),
+        State("fc-historian", "value"),
+        State("fc-at", "value"),
+        State("fc-horizon", "value"),
+        State("fc-runs", "value"),
+        State("fc-scenarios", "value"),
+        prevent_initial_call=True,
+    )
+    def download_usd(_n: int, source: str, run_id: str | None, historian: str, at: Any, horizon: Any, runs: Any,
+                     scenarios: str | None) -> tuple[Any, Any]:  # fmt: skip
+        from importlib.metadata import entry_points
+
+        from twin.errors import TwinError
+        from twin.forecast import forecast
+        from twin.snapshot import snapshot_from_log
+
+        def refused(text: str) -> tuple[Any, Any]:
+            return no_update, layout.alert(text, kind="warning")
+
+        exporters = {e.name: e for e in entry_points(group="twin.forecast_exporters")}
+        if "usd" not in exporters:
+            return refused("No USD exporter is installed (the USD connector provides it).")
+        if not isinstance(horizon, int | float) or horizon <= 0 or not isinstance(runs, int) or runs < 1:
+            return refused("The horizon must be a positive number of hours and runs a whole number of at least 1.")
+        spec = ctx.cache.view(run_id).spec if run_id else None
+        if spec is None:
+            return refused("Pick a run: its spec runs the forecast.")
+        try:
+            log, label = _data(ctx, source, run_id, historian or "")
+            start = log.meta.horizon if source == "historian" or at is None else float(at)
+            if not 0 <= start <= log.meta.horizon:
+                return refused(f"From must lie in 0 – {log.meta.horizon:g} h.")
+            snap = snapshot_from_log(log, start, source=label)
+            variants = [("as is", spec), *what_ifs(spec, scenarios or "")]
+            results = [(name, line, forecast(line, snap, float(horizon), int(runs), seed=1)) for name, line in variants]
+            with tempfile.TemporaryDirectory() as folder:
+                out = Path(folder) / f"forecast-{spec.name}-{start:g}h.usdz"  # one file: scene and assets
+                exporters["usd"].load().package(results, out)
+                data = dcc.send_bytes(out.read_bytes(), out.name)
+        except (LookupError, TwinError) as err:
+            return refused(str(err).splitlines()[0])
+        return data, None
+
+
+def what_ifs(spec: Any, text: str) -> list[tuple[str, Any]]:
+    """What-if specs from lines of ``NAME: path=value, ...`` (as ``twin forecast -s``); InputError when malformed."""
+    from twin.cli.scenarios import parse_scenario
+    from twin.errors import InputError
+    from twin.experiment import with_overrides
+
+    out: list[tuple[str, Any]] = []
+    for line in (part.strip() for part in text.splitlines()):
+        if not line:
+            continue
+        name, assignments = parse_scenario(line)
+        if name == "as is" or name in [n for n, _ in out]:
+            raise InputError(f"what-if {name!r} is given twice")
+        out.append((name, with_overrides(spec, assignments, source=f"what-if {name!r}")))
+    return out
 
 
 PAGE = Page(path="/forecast", title="Calibrate & forecast", layout=_layout, register=_register, order=80)
