@@ -204,10 +204,11 @@ class Historian:
 
     def compact(self, keep_raw_hours: float = DEFAULT_KEEP_RAW_HOURS, now_us: int | None = None) -> int:
         """Compact what is older than ``keep_raw_hours`` before ``now_us`` (default: the newest source time):
-        the samples of counters, heartbeat and extra tags become per-minute aggregates (count, first, last,
-        min, max; each tag's last sample stays), the state, alarm, batch and product changes stay raw, KPI
-        rows are thinned to one a minute. Only samples that the newest decoder checkpoint covers go (none
-        without one), so the plant's event log stays the same. Returns the samples deleted."""
+        the samples of counters, heartbeat and extra tags become per-minute aggregates (count of the samples
+        deleted, first, last, min, max; each tag's last sample stays raw), the state, alarm, batch and
+        product changes stay raw, KPI rows are thinned to one a minute. Only samples that the newest
+        decoder checkpoint covers go (none without one), so the plant's event log stays the same.
+        Returns the samples deleted."""
         if now_us is None:
             now_us = self.db.execute("SELECT MAX(source_us) FROM samples").fetchone()[0]
             if now_us is None:
@@ -230,7 +231,7 @@ class Historian:
         with self.db:
             self.db.execute(
                 f"WITH g AS (SELECT s.tag AS tag, (s.source_us / {MINUTE_US}) * {MINUTE_US} AS m, COUNT(*) AS n, "
-                f"MIN(s.value) AS mn, MAX(s.value) AS mx FROM samples s WHERE {old} GROUP BY s.tag, m) "
+                f"MIN(s.value) AS mn, MAX(s.value) AS mx FROM samples s WHERE {old} AND {last} GROUP BY s.tag, m) "
                 "INSERT INTO aggregates SELECT g.tag, g.m, g.n, "
                 "(SELECT value FROM samples x WHERE x.tag = g.tag AND x.source_us >= g.m "
                 f"AND x.source_us < g.m + {MINUTE_US} ORDER BY x.source_us, x.seq LIMIT 1), "
@@ -460,10 +461,14 @@ class Historian:
         with self.db:
             self.db.execute("UPDATE forecasts SET score = ? WHERE id = ?", (json.dumps(score), forecast_id))
 
-    def forecasts(self) -> pd.DataFrame:
-        """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due)."""
+    def forecasts(self, last: int | None = None) -> pd.DataFrame:
+        """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due);
+        with ``last``, only the newest ``last`` (oldest first)."""
         try:
-            df = pd.read_sql_query("SELECT * FROM forecasts ORDER BY id", self.db)
+            sql = "SELECT * FROM forecasts ORDER BY id"
+            if last is not None:
+                sql = f"SELECT * FROM (SELECT * FROM forecasts ORDER BY id DESC LIMIT {int(last)}) ORDER BY id"
+            df = pd.read_sql_query(sql, self.db)
         except pd.errors.DatabaseError:  # a historian from before forecasts were kept
             df = pd.DataFrame(columns=["id", "made_us", "at_hours", "horizon", "predicted", "score"])
         return pd.DataFrame(

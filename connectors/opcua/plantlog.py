@@ -305,9 +305,11 @@ class PlantDecoder:
         table = pd.DataFrame(self.rows, columns=list(COLUMNS))
         if len(table):
             table = table[table["time"] <= end]
-            known = table["product"].isna()
-            if known.any():
-                table.loc[known, "product"] = table.loc[known, "batch"].map(self.batch_product)
+            product = table["product"].astype(object)
+            unknown = product.isna().to_numpy()
+            if unknown.any():  # rows whose product is that of their batch, as known now
+                product[unknown] = table["batch"][unknown].map(self.batch_product).astype(object).to_numpy()
+            table["product"] = product
             order = table["event"].map(_ORDER).fillna(3)
             table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]
         end_row = pd.DataFrame([(end, -1, None, None, -1, "end", None, np.nan, np.nan)], columns=list(COLUMNS))
