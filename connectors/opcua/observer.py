@@ -98,8 +98,10 @@ class Observer:
                     log.warning("the historian's checkpoint is not usable (%s); decoding from the start", err)
         if decoder is None:
             decoder = PlantDecoder(self.spec, self.tags, self.origin_us, self.warmup)
-        decoder.feed(h.samples_after(self.names, 0, after_us=after, upto_seq=top))
+        fed = decoder.feed(h.samples_after(self.names, 0, after_us=after, upto_seq=top))
         self.decoder, self.cursor, self.marks = decoder, top, []
+        if after is not None:
+            log.info("resumed from the historian's checkpoint (%d samples decoded after it)", fed)
 
     def _rollback(self, h: Historian, earliest: int, top: int) -> None:
         self.rebuilds += 1
