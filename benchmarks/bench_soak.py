@@ -200,7 +200,7 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
                             cwd=work, stderr=sync_log, stdout=subprocess.DEVNULL)  # fmt: skip
     wait_for(work / "sync.log", "subscribed to", sync)
     start_plc(ep, f"urn:twin:plc:{model}", work / "pki-c")
-    print(f"emulator: {model}, {plant_hours:g} plant hours at --speed {speed} -> twin sync --shadow, /metrics every 5 s")
+    print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync --shadow, /metrics every 5 s")
     print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8}")
     started = time.monotonic()
     try:
