@@ -205,8 +205,9 @@ class Historian:
     def compact(self, keep_raw_hours: float = DEFAULT_KEEP_RAW_HOURS, now_us: int | None = None) -> int:
         """Compact what is older than ``keep_raw_hours`` before ``now_us`` (default: the newest source time):
         the samples of counters, heartbeat and extra tags become per-minute aggregates (count of the samples
-        deleted, first, last, min, max; each tag's last sample stays raw), the state, alarm, batch and
-        product changes stay raw, KPI rows are thinned to one a minute. Only samples that the newest
+        deleted, first, last, min, max; each tag's last sample stays raw), of the state, alarm, batch and
+        product tags only the changes stay (a repeat of the value before it goes), KPI rows are thinned to
+        one a minute. Only samples that the newest
         decoder checkpoint covers go (none without one), so the plant's event log stays the same.
         Returns the samples deleted."""
         if now_us is None:
@@ -241,6 +242,15 @@ class Historian:
                 "last = excluded.last, min = MIN(min, excluded.min), max = MAX(max, excluded.max)"
             )
             n = self.db.execute(f"DELETE FROM samples AS s WHERE {old} AND {last}").rowcount
+            keep = [i for i in roles if i not in squash]
+            if keep:  # the state-like tags keep their changes: a repeat of the value before it goes
+                n += self.db.execute(
+                    "DELETE FROM samples WHERE seq IN (SELECT seq FROM (SELECT seq, value, status, "
+                    "LAG(value) OVER w AS pv, LAG(status) OVER w AS ps FROM samples "
+                    f"WHERE tag IN ({','.join(str(int(i)) for i in keep)}) AND source_us < {int(limit)} "
+                    f"AND seq <= {int(top_seq)} WINDOW w AS (PARTITION BY tag ORDER BY source_us, seq)) "
+                    "WHERE pv IS value AND ps = status)"
+                ).rowcount
             wall_limit = to_us(time.time()) - int(keep_raw_hours * 3.6e9)
             self.db.execute(
                 "DELETE FROM kpi_rows WHERE received_us < ? AND received_us NOT IN "

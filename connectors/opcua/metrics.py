@@ -92,3 +92,14 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def metrics_markdown() -> str:
+    """The served metrics as a Markdown table (the docs' copy: ``python -m connectors.opcua.metrics``)."""
+    lines = ["| metric | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {kind} | {text} |" for name, kind, text in METRICS.values()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(metrics_markdown(), end="")

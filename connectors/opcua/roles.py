@@ -129,3 +129,21 @@ def unit_state(tags: TagMap, unit: UnitTags, values: dict[str, Any]) -> str | No
         return tags.codes_for(unit).get(code)
     except TypeError:  # an unhashable value
         return None
+
+
+def roles_markdown() -> str:
+    """The table of roles as Markdown (the docs' copy: ``python -m connectors.opcua.roles``)."""
+    lines = ["| role | level | OPC-UA type | wraps | required | meaning |", "|---|---|---|---|---|---|"]
+    for r in ROLES:
+        family = {"code": "integer or string (as the map's codes)", "product": "as the map's product codes"}.get(
+            r.family, r.family
+        )
+        lines.append(
+            f"| `{r.name}` | {r.level} | {family} | {'yes' if r.counter else ''} | {'yes' if r.required else ''} "
+            f"| {r.meaning} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(roles_markdown(), end="")
