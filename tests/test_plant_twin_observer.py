@@ -292,3 +292,13 @@ def test_twin_history_compact_reports_what_it_did(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "raw samples compacted" in r.stdout and "12 h" in r.stdout
     assert yaml.safe_load(Historian(path, readonly=True).meta()["tag_map"])["namespace"] == "urn:plc"
+
+
+def test_the_docs_tables_of_roles_and_metrics_are_the_code_s():
+    from connectors.opcua.metrics import metrics_markdown
+    from connectors.opcua.roles import roles_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plant-twin.md").read_text()
+    for name, table in (("roles", roles_markdown()), ("metrics", metrics_markdown())):
+        inside = text.split(f"<!-- {name}:begin -->\n")[1].split(f"<!-- {name}:end -->")[0]
+        assert inside == table, f"docs/plant-twin.md: regenerate the {name} table (python -m connectors.opcua.{name})"

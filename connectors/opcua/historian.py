@@ -292,16 +292,21 @@ class Historian:
         Its cost is in proportion to the rows it reads: what arrived since ``seq`` or is later than ``after_us``."""
         known = dict(self.db.execute("SELECT name, id FROM tags"))
         ids = [known[t] for t in tags if t in known]
-        where = [f"s.tag IN ({','.join(str(int(i)) for i in ids) or 'NULL'})", "s.seq > ?"]
-        args: list[Any] = [int(seq)]
+        where = [f"s.tag IN ({','.join(str(int(i)) for i in ids) or 'NULL'})"]
+        args: list[Any] = []
+        table = "samples s NOT INDEXED"  # the primary key's range: what arrived since ``seq``
+        if seq > 0 or after_us is None:
+            where.append("s.seq > ?")
+            args.append(int(seq))
         if after_us is not None:
             where.append("s.source_us > ?")
             args.append(int(after_us))
+            table = "samples s INDEXED BY samples_time"  # the time index's range: what is later
         if upto_seq is not None:
             where.append("s.seq <= ?")
             args.append(int(upto_seq))
         return pd.read_sql_query(
-            "SELECT t.name AS tag, s.source_us, s.value, s.status, s.seq FROM samples s JOIN tags t ON t.id = s.tag "
+            f"SELECT t.name AS tag, s.source_us, s.value, s.status, s.seq FROM {table} JOIN tags t ON t.id = s.tag "
             f"WHERE {' AND '.join(where)} ORDER BY s.seq",
             self.db,
             params=args,
