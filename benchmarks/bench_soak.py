@@ -229,6 +229,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20, help="service ticks measured per stage")
     parser.add_argument("--emulator-seconds", type=float, default=120.0)
     parser.add_argument("--model", default="osd-tablet")
+    parser.add_argument("--only", choices=("dense", "emulator"), help="run one part")
     parser.add_argument("--plant-hours", type=float, default=8760.0, help="plant time the emulator runs (a year)")
     args = parser.parse_args()
     rows, seconds, ticks = (600_000, 20.0, 10) if args.quick else (args.rows, args.emulator_seconds, args.ticks)
@@ -236,9 +237,11 @@ def main() -> None:
     stages = sorted({10_000, *np.geomspace(100_000, rows, 4).astype(int).tolist()})
     print(f"load average {load()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="twin-soak-") as folder:
-        dense(Path(folder), stages, ticks)
-        print()
-        emulator(Path(folder), seconds, args.model, plant_hours)
+        if args.only != "emulator":
+            dense(Path(folder), stages, ticks)
+            print()
+        if args.only != "dense":
+            emulator(Path(folder), seconds, args.model, plant_hours)
     print(f"load average {load()}")
 
 
