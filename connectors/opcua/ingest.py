@@ -15,8 +15,9 @@ value and status: re-deliveries after a reconnect) are dropped. When the connect
 ingest marks a gap in the historian and tries again at once, then after 0.25 s, doubling up to
 ``RECONNECT_MAX_S``; it fetches from the server's history (HistoryRead) everything since the last
 value it had, reads every tag again and subscribes again; a restarted sync does the same from where
-its historian ends. Where the server keeps no history, the steps of the map's counters that count
-values one by one (the heartbeat, finished batches, releases) over the gap are counted as ``lost``.
+its historian ends. While it catches up, the jumps of the map's counters that count values one by one
+(the heartbeat, finished batches, releases) are values lost (a server without history, or with too
+short a one): counted in ``stats.lost`` and named in the gap's reason.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from asyncua import Client, ua
@@ -105,6 +107,9 @@ class Ingest:
         self._counters = {t: c for t, c in counters(tags).items() if c[0] in LOST_ROLES}
         self._value: dict[int, Any] = {}  # counter tag id -> its latest value received
         self._counter_ids: set[int] = set()
+        self._wraps: dict[int, int] = {}  # counter tag id -> wrap
+        self._catching_up = False  # after a gap: counter jumps are values lost
+        self._lost_now = 0
         self.writer: HistorianWriter | None = None
         self.tag_ids: dict[str, int] = {}
         self.origin_us: int | None = None
@@ -114,7 +119,6 @@ class Ingest:
         self._handles: dict[int, int] = {}
         self._last_us: dict[int, int] = {}  # tag id -> latest source time stored
         self._lost = asyncio.Event()
-        self._without_history: set[int] = set()  # tag ids the server had no history of at the last backfill
 
     # ------------------------------------------------------------------------------------------ values
 
@@ -135,6 +139,7 @@ class Ingest:
         if source_us > self._last_us.get(tag_id, -1):
             self._last_us[tag_id] = source_us
             if tag_id in self._counter_ids:
+                self._count_jump(tag_id, value)
                 self._value[tag_id] = value
 
     def _remember(self, tag_id: int, key: tuple[int, Any, int]) -> bool:
@@ -209,7 +214,6 @@ class Ingest:
         """Fetch from the server's history each tag's values since the last one stored (none from servers
         without history; nothing for tags never seen)."""
         received_us, fetched, without = to_us(time.time()), 0, 0
-        self._without_history = set()
         for name, node_id in nodes.items():
             tag_id = self.tag_ids[name]
             since = self._last_us.get(tag_id)
@@ -220,7 +224,6 @@ class Ingest:
                 values = await client.get_node(node_id).read_raw_history(start, None, 0, return_bounds=False)
             except ua.UaError:
                 without += 1
-                self._without_history.add(tag_id)
                 continue
             for dv in values:
                 self._accept(tag_id, dv, received_us)
@@ -233,12 +236,16 @@ class Ingest:
     async def _catch_up(self, client: Client, nodes: dict[str, ua.NodeId], backfill: bool) -> int:
         """History since each tag's last value, current values, the subscription, history again (what changed
         while subscribing). Returns the latest source time among the current values (where a gap ends)."""
-        if backfill:
-            await self._backfill(client, nodes)
-        latest = await self._read_all(client, nodes)
-        await self._subscribe(client, nodes)
-        if backfill:
-            await self._backfill(client, nodes)
+        self._catching_up = backfill
+        try:
+            if backfill:
+                await self._backfill(client, nodes)
+            latest = await self._read_all(client, nodes)
+            await self._subscribe(client, nodes)
+            if backfill:
+                await self._backfill(client, nodes)
+        finally:
+            self._catching_up = False
         return latest
 
     async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> Feed:
@@ -286,7 +293,8 @@ class Ingest:
         self.writer = HistorianWriter(opts.historian, opts.retention_hours, measure_latency=opts.measure_latency)
         h = self.writer.historian
         self.tag_ids = h.register_tags(self.roles)
-        self._counter_ids = {self.tag_ids[t] for t in self._counters if t in self.tag_ids}
+        self._wraps = {self.tag_ids[t]: wrap for t, (_role, wrap) in self._counters.items() if t in self.tag_ids}
+        self._counter_ids = set(self._wraps)
         self._load_recent(h)
         return h
 
@@ -296,7 +304,6 @@ class Ingest:
         h = self.writer.historian
         meta = h.meta()
         since = int(meta["plant_us"]) if meta.get("plant_us") else None  # a restarted sync catches up
-        before = dict(self._value)
         latest = await self._catch_up(client, nodes, backfill=since is not None)
         self.origin_us = int(meta.get("origin_us") or latest)
         h.set_meta(
@@ -312,18 +319,23 @@ class Ingest:
             tag_map=tag_map_text(self.tags),
         )
         if since:  # the time it was away is a gap (filled from the server's history where it has one)
-            self._gap(since, latest, "sync restarted", self._count_lost(before))
+            self._gap(since, latest, "sync restarted", self._take_lost())
         self.state = "connected"
         log.info("subscribed to %d tags at %s", len(nodes), opts.client.endpoint)
 
-    def _count_lost(self, before: dict[int, Any]) -> int:
-        """Values lost over a gap: the jumps of once-per-value counters the server kept no history of."""
-        lost = 0
-        wraps = {self.tag_ids[t]: wrap for t, (_role, wrap) in self._counters.items() if t in self.tag_ids}
-        for tag_id in self._without_history & set(wraps):
-            old, new = before.get(tag_id), self._value.get(tag_id)
-            if isinstance(old, int) and isinstance(new, int) and not isinstance(old, bool) and new != old:
-                lost += (new - old) % wraps[tag_id] - 1
+    def _count_jump(self, tag_id: int, value: Any) -> None:
+        """While catching up after a gap: a once-per-value counter's step of more than one is values lost
+        (a step of more than half its wrap is a counter that went back or was reset, not a loss)."""
+        if not self._catching_up:
+            return
+        old = self._value.get(tag_id)
+        if _count(old) and _count(value):
+            step = (int(value) - int(old)) % self._wraps[tag_id]
+            if 1 < step <= self._wraps[tag_id] // 2:
+                self._lost_now += step - 1
+
+    def _take_lost(self) -> int:
+        lost, self._lost_now = self._lost_now, 0
         self.stats.lost += lost
         return lost
 
@@ -361,7 +373,6 @@ class Ingest:
         gap_start = self.plant_us
         log.warning("connection to %s lost; reconnecting", self.options.client.endpoint)
         await quiet_disconnect(client)
-        before = dict(self._value)
         delay = 0.0  # the first try at once, then RECONNECT_FIRST_S doubling up to RECONNECT_MAX_S
         while not stop.is_set():
             if delay:
@@ -377,7 +388,7 @@ class Ingest:
                 log.warning("reconnect failed (%s); next try in %.2f s", err, delay)
                 continue
             self.stats.reconnects += 1
-            self._gap(gap_start, latest, "connection lost", self._count_lost(before))
+            self._gap(gap_start, latest, "connection lost", self._take_lost())
             self._lost = asyncio.Event()
             self.state = "connected"
             log.info("reconnected; gap marked from the last value before the loss to the first after it")
@@ -405,6 +416,11 @@ class Ingest:
 
     def plant_hours(self) -> float:
         return max(self.plant_us - (self.origin_us or self.plant_us), 0) / 3.6e9
+
+
+def _count(value: Any) -> bool:
+    """An integer counter value (numpy's included; not a boolean)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def on_lost_factory(event: asyncio.Event) -> Any:
