@@ -124,8 +124,8 @@ def dense(work: Path, stages: list[int], ticks: int) -> None:
     first = None
     for target in stages:
         started = time.perf_counter()
-        while stored < target:  # bulk: an hour of feed at a time, decoded as a sync catching up would
-            seconds = min(3600, max((target - stored) // per_second, 5))
+        while stored < target:  # bulk: 10 minutes of feed at a time, decoded as a sync catching up would
+            seconds = min(600, max((target - stored) // per_second, 5))
             rows = dense_rows(ids, plant_s, seconds)
             h.append(rows)
             plant_s += seconds
