@@ -11,11 +11,12 @@ against simulated time and stored rows.
    to ``--rows`` stored samples (written in bulk, decoded once, as a sync catching up would), then run
    ``--ticks`` service ticks of 5 s of feed each (1,500 samples: what a real sync gets between two KPI
    refreshes) through the sync's own view (``PlantView.tick``: incremental decode, KPIs, compact KPI row).
-   Printed per stage: stored rows, plant days, median and max tick, RSS, historian MB, MB per plant day.
+   Printed per stage: stored rows, plant days, median and max tick, RSS, historian MB, MB per plant day,
+   and one Live page refresh (its reads of the historian and its figures, in this process).
 2. Emulator (real processes): ``twin emulate osd-tablet`` running ``--plant-hours`` (a year; --quick: a
    month) in about ``--emulator-seconds`` of wall time, feeding ``twin sync --shadow --metrics-port`` with
-   the shipped map; /metrics is read every 5 s. Printed: plant hours, stored values, tick,
-   lag, RSS of the sync, historian MB, against wall time.
+   the shipped map; /metrics is read every 5 s, and a Live page refresh timed. Printed: plant hours,
+   stored values, tick, lag, RSS of the sync, historian MB, Live page refresh, against wall time.
 
 The machine's load average is printed before and after: the machine is shared, figures are noisy.
 """
@@ -115,12 +116,15 @@ def dense(work: Path, stages: list[int], ticks: int) -> None:
     h = Historian(work / "dense.db")
     ids = h.register_tags(tags.all_tags())
     options = SimpleNamespace(warmup=0.0, shadow=False, until=None, seed=1, forecast_every=None)
+    from connectors.opcua.tagmap import tag_map_text
+
+    h.set_meta(line=spec.name, origin_us=T0, tag_map=tag_map_text(tags), state="connected")
     view = PlantView(spec, tags, T0, options, str(work / "dense.db"))
     per_second = len(ids)
     plant_s, stored = 0, 0
     print(f"dense feed: {len(ids)} tags at 1 Hz of plant time; ticks of 5 s of feed ({5 * per_second} samples)")
     print(f"{'stored rows':>12} {'plant days':>10} {'catch-up s':>10} {'tick p50 s':>10} {'tick max s':>10} "
-          f"{'RSS MB':>7} {'hist. MB':>8} {'MB/plant day':>12}")  # fmt: skip
+          f"{'RSS MB':>7} {'hist. MB':>8} {'MB/plant day':>12} {'Live s':>6}")  # fmt: skip
     first = None
     for target in stages:
         started = time.perf_counter()
@@ -146,7 +150,7 @@ def dense(work: Path, stages: list[int], ticks: int) -> None:
         mb = h.size_bytes() / 1e6
         days = plant_s / 86400
         print(f"{stored:>12,} {days:>10.2f} {catch_up:>10.1f} {p50:>10.3f} {max(times):>10.3f} {rss_mb():>7.0f} "
-              f"{mb:>8.0f} {mb / days:>12.0f}")  # fmt: skip
+              f"{mb:>8.0f} {mb / days:>12.0f} {live_refresh_s(work / 'dense.db'):>6.3f}")  # fmt: skip
     print(f"tick p50, last stage / first stage: {p50 / first:.2f}")
     # compaction of everything the checkpoint covers: counters to per-minute aggregates, state changes kept
     h.save_checkpoint(view.observer.key, *view.observer.checkpoint())
@@ -168,6 +172,21 @@ def used_mb(h) -> float:
     pragmas = ("page_count", "freelist_count", "page_size")
     pages, free, size = (h.db.execute(f"PRAGMA {p}").fetchone()[0] for p in pragmas)
     return (pages - free) * size / 1e6
+
+
+def live_refresh_s(path: Path) -> float:
+    """Seconds one refresh of the dashboard's Live page takes to read the historian and build its figures."""
+    from dashboards.historians import HistorianAccess
+    from dashboards.pages import live
+
+    ctx = SimpleNamespace(historians=HistorianAccess(files=(path,)))
+    started = time.perf_counter()
+    data = live._read(ctx, str(path))
+    live.units_figure(live.unit_states(data))
+    live.history_figure(data["kpis"])
+    live._kpi_table(data)
+    live._status(data)
+    return time.perf_counter() - started
 
 
 def metrics(port: int) -> dict[str, float]:
@@ -219,7 +238,8 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
     wait_for(work / "sync.log", "subscribed to", sync)
     start_plc(ep, f"urn:twin:plc:{model}", work / "pki-c")
     print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync --shadow, /metrics every 5 s")
-    print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8}")
+    print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8} "
+          f"{'Live s':>6}")  # fmt: skip
     started = time.monotonic()
     try:
         while time.monotonic() - started < seconds:
@@ -233,7 +253,8 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
             print(f"{time.monotonic() - started:>7.0f} {m['twin_sync_plant_hours']:>8.1f} "
                   f"{m['twin_sync_values_stored_total']:>10,.0f} {m['twin_sync_tick_seconds']:>7.3f} "
                   f"{m.get('twin_sync_lag_seconds', float('nan')):>9.0f} {rss_mb(sync.pid):>7.0f} "
-                  f"{m['twin_sync_historian_bytes'] / 1e6:>8.1f}", flush=True)  # fmt: skip
+                  f"{m['twin_sync_historian_bytes'] / 1e6:>8.1f} {live_refresh_s(work / 'h.db'):>6.3f}",
+                  flush=True)  # fmt: skip
     finally:
         for proc in (sync, emu):
             proc.terminate()
@@ -253,6 +274,8 @@ def main() -> None:
     rows, seconds, ticks = (600_000, 20.0, 10) if args.quick else (args.rows, args.emulator_seconds, args.ticks)
     plant_hours = 720.0 if args.quick else args.plant_hours
     stages = sorted({10_000, *np.geomspace(100_000, rows, 4).astype(int).tolist()})
+    import dashboards.pages.live  # noqa: F401  (imported before any refresh is timed)
+
     print(f"load average {load()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="twin-soak-") as folder:
         if args.only != "emulator":
