@@ -60,7 +60,7 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "live-state"), "Sync stopped."))
     h = Historian(served["root"] / "h.db", readonly=True)
     try:
-        last, forecasts, latest = h.kpis()["kpis"].iloc[-1], h.forecasts(), h.latest().set_index("tag")
+        last, forecasts, latest = h.view(), h.forecasts(), h.latest().set_index("tag")
     finally:
         h.close()
     assert "line mini" in d.find_element(By.ID, "live-state").text

@@ -157,7 +157,7 @@ def test_acknowledged_values_survive_a_kill_9_of_the_sync(tmp_path: Path):
     assert bench["value"].is_monotonic_increasing and bench["value"].is_unique  # repeats of the restart dropped
     beats = h.query(["PLC_HEARTBEAT"])["value"].to_numpy()
     assert len(beats) > 4 and (np.diff(beats) == 1).all()  # the seconds the sync was dead: fetched from history
-    assert h.kpis()["kpis"].iloc[-1]["acknowledged"] > 0
+    assert h.view()["acknowledged"] > 0 and len(h.kpis()) >= 1
     r = run_cli("history", str(tmp_path / "h.db"), "--gaps")
     assert r.returncode == 0 and "sync restarted" in r.stdout
 

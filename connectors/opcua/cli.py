@@ -331,7 +331,10 @@ def sync_command(
         Path | None, typer.Option("--map", help="Tag map (default: the one shipped with a built-in model).")
     ] = None,
     historian: Annotated[Path, typer.Option("--historian", help="Historian file (SQLite).")] = Path("plant-history.db"),
-    retention: Annotated[str | None, typer.Option(help="Keep this much history, e.g. '90 d' (default: all).")] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(help="Keep raw samples this long, e.g. '30 d'; older ones are compacted (default: all raw)."),
+    ] = None,
     until: Annotated[
         str | None, typer.Option(help="Stop when the plant clock is this far past the start, e.g. '300 h'.")
     ] = None,
@@ -355,6 +358,10 @@ def sync_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
     live_usd: LiveUsdOpt = None,
     usd_interval: UsdIntervalOpt = 2.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve the sync's own figures at http://127.0.0.1:PORT/metrics."),
+    ] = None,
     pki: PkiOpt = None,
     security: Annotated[str, typer.Option("--security", help="none, sign or sign-encrypt.")] = "sign-encrypt",
     user: Annotated[str | None, typer.Option("--user", help="User name (password from --password-env).")] = None,
@@ -415,6 +422,7 @@ def sync_command(
         extra_tags=tuple(extra_tag or ()),
         report=report,
         on_value=None if scene is None else _plant_feed(scene, tags),
+        metrics_port=metrics_port,
     )
     sync = PlantSync(line, tags, options, str(map_path))
     try:
@@ -444,6 +452,7 @@ def sync_command(
         "duplicates": result.stats.duplicates,
         "backfilled": result.stats.backfilled,
         "reconnects": result.stats.reconnects,
+        "lost": result.stats.lost,
         "gaps": len(result.stats.gaps),
         "bad_values": result.decoded.bad_values,
         "missed": result.decoded.missed,
@@ -534,7 +543,7 @@ def _print_report(summary: dict[str, Any]) -> None:
     out.print(
         f"{summary['acknowledged']} values stored ({summary['duplicates']} repeats dropped), "
         f"{summary['reconnects']} reconnects, {summary['gaps']} gaps "
-        f"({summary['backfilled']} values fetched from history), "
+        f"({summary['backfilled']} values fetched from history, {summary['lost']} lost), "
         f"bad values {summary['bad_values'] or 0}, "
         f"missed {summary['missed'] or 0}"
     )
@@ -560,11 +569,31 @@ def history_command(
     gaps: Annotated[bool, typer.Option("--gaps", help="List the connection gaps.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Export to FILE.csv or FILE.parquet.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to print (exports have no limit).")] = 50,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="Compact raw samples older than --keep-raw: counters to per-minute aggregates, state changes kept; "
+            "the plant's event log stays the same.",
+        ),
+    ] = False,
+    keep_raw: Annotated[str, typer.Option(help="With --compact: raw samples of this much plant time stay.")] = "7 d",
 ) -> None:
-    """Query the historian by tag and time range; export CSV or Parquet."""
+    """Query the historian by tag and time range; export CSV or Parquet; compact it."""
     import pandas as pd
 
     from connectors.opcua.historian import Historian
+
+    if compact:
+        from connectors.opcua.logsource import compact_historian
+
+        keep = _hours(keep_raw, "--keep-raw", zero=True) or 0.0
+        deleted, before, after = compact_historian(historian, keep)
+        typer.echo(
+            f"{historian}: {deleted:,} raw samples compacted; {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB "
+            f"(raw samples of the last {keep_raw} kept, and every state change)"
+        )
+        return
 
     h = Historian(historian, readonly=True)
     try:

@@ -62,7 +62,49 @@ CREATE TABLE IF NOT EXISTS kpis (received_us INTEGER PRIMARY KEY, plant_hours RE
 CREATE TABLE IF NOT EXISTS forecasts (
     id INTEGER PRIMARY KEY, made_us INTEGER, at_hours REAL, horizon REAL, predicted TEXT, score TEXT
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL, watermark_us INTEGER, seq INTEGER, made_us INTEGER, data BLOB
+);
+CREATE TABLE IF NOT EXISTS view (id INTEGER PRIMARY KEY CHECK (id = 0), received_us INTEGER, data TEXT);
+CREATE TABLE IF NOT EXISTS aggregates (
+    tag INTEGER NOT NULL, minute_us INTEGER NOT NULL, n INTEGER, first, last, min, max,
+    PRIMARY KEY (tag, minute_us)
+);
 """
+MINUTE_US = 60_000_000
+KEEP_CHECKPOINTS = 3  # the newest decoder checkpoints kept (older ones go)
+DEFAULT_KEEP_RAW_HOURS = 7 * 24.0  # `twin history --compact`: raw samples of the last 7 plant days stay
+CHANGE_ROLES = ("state", "alarm", "batch", "product", "release.batch")  # kept raw for ever: state changes
+# KPI snapshots as compact rows: column -> path in a snapshot (the dashboard's charts read these columns)
+KPI_COLUMNS: dict[str, tuple[str, ...]] = {
+    **{
+        f"{who}_{m}": (who, m, "mean")
+        for who in ("plant", "twin")
+        for m in ("throughput_per_hour", "units_per_hour", "oee", "wip", "lead_time_hours")
+    },
+    **{
+        k: (k,)
+        for k in (
+            "received", "acknowledged", "duplicates", "bad_values", "missed", "lost", "reconnects",
+            "tick_s", "lag_s", "queue", "values_per_s", "historian_bytes", "rebuilds",
+        )
+    },
+}
+_KPI_TABLE = (
+    "CREATE TABLE IF NOT EXISTS kpi_rows (received_us INTEGER PRIMARY KEY, plant_hours REAL, state TEXT, "
+    + ", ".join(f"{c} REAL" for c in KPI_COLUMNS)
+    + ")"
+)
+SCHEMA += _KPI_TABLE + ";\n"
+
+
+def _path(data: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    node: Any = data
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
 
 
 def to_us(t: datetime | pd.Timestamp | str | float | int | None) -> int | None:
@@ -137,10 +179,86 @@ class Historian:
             )
 
     def add_kpis(self, plant_hours: float, data: dict[str, Any]) -> None:
+        """Keep a KPI snapshot: its numbers as one compact row, and the whole of it as the latest view."""
+        now = to_us(time.time())
+        values = [_path(data, p) for p in KPI_COLUMNS.values()]
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO kpis VALUES (?, ?, ?)", (to_us(time.time()), plant_hours, json.dumps(data))
+                f"INSERT OR REPLACE INTO kpi_rows VALUES ({', '.join('?' * (len(values) + 3))})",
+                (now, plant_hours, data.get("state"), *values),
             )
+            self.db.execute("INSERT OR REPLACE INTO view VALUES (0, ?, ?)", (now, json.dumps(data)))
+
+    def save_checkpoint(self, key: str, watermark_us: int | None, seq: int, data: bytes) -> None:
+        """Keep a decoder checkpoint (``PlantDecoder.state()``): the samples up to ``seq`` with source times up
+        to ``watermark_us`` decoded; the oldest beyond ``KEEP_CHECKPOINTS`` go."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO checkpoints(key, watermark_us, seq, made_us, data) VALUES (?, ?, ?, ?, ?)",
+                (key, watermark_us, seq, to_us(time.time()), data),
+            )
+            self.db.execute(
+                "DELETE FROM checkpoints WHERE id NOT IN (SELECT id FROM checkpoints ORDER BY id DESC LIMIT ?)",
+                (KEEP_CHECKPOINTS,),
+            )
+
+    def compact(self, keep_raw_hours: float = DEFAULT_KEEP_RAW_HOURS, now_us: int | None = None) -> int:
+        """Compact what is older than ``keep_raw_hours`` before ``now_us`` (default: the newest source time):
+        the samples of counters, heartbeat and extra tags become per-minute aggregates (count of the samples
+        deleted, first, last, min, max; each tag's last sample stays raw), of the state, alarm, batch and
+        product tags only the changes stay (a repeat of the value before it goes), KPI rows are thinned to
+        one a minute. Only samples that the newest
+        decoder checkpoint covers go (none without one), so the plant's event log stays the same.
+        Returns the samples deleted."""
+        if now_us is None:
+            now_us = self.db.execute("SELECT MAX(source_us) FROM samples").fetchone()[0]
+            if now_us is None:
+                return 0
+        limit = now_us - int(keep_raw_hours * 3.6e9)
+        newest = self.latest_checkpoint()
+        if newest is None or newest[1] is None:
+            return 0
+        limit = min(limit, newest[1] + 1)
+        top_seq = newest[2]
+        roles = dict(self.db.execute("SELECT id, role FROM tags"))
+        squash = [i for i, role in roles.items() if str(role).rsplit(".", 1)[-1] not in CHANGE_ROLES]
+        if not squash:
+            return 0
+        ids = ",".join(str(int(i)) for i in squash)
+        old = f"s.tag IN ({ids}) AND s.source_us < {int(limit)} AND s.seq <= {int(top_seq)}"
+        last = (
+            f"s.seq NOT IN (SELECT MAX(seq) FROM samples s WHERE {old} GROUP BY s.tag)"  # each tag's last value stays
+        )
+        with self.db:
+            self.db.execute(
+                f"WITH g AS (SELECT s.tag AS tag, (s.source_us / {MINUTE_US}) * {MINUTE_US} AS m, COUNT(*) AS n, "
+                f"MIN(s.value) AS mn, MAX(s.value) AS mx FROM samples s WHERE {old} AND {last} GROUP BY s.tag, m) "
+                "INSERT INTO aggregates SELECT g.tag, g.m, g.n, "
+                "(SELECT value FROM samples x WHERE x.tag = g.tag AND x.source_us >= g.m "
+                f"AND x.source_us < g.m + {MINUTE_US} ORDER BY x.source_us, x.seq LIMIT 1), "
+                "(SELECT value FROM samples x WHERE x.tag = g.tag AND x.source_us >= g.m "
+                f"AND x.source_us < g.m + {MINUTE_US} ORDER BY x.source_us DESC, x.seq DESC LIMIT 1), "
+                "g.mn, g.mx FROM g WHERE true ON CONFLICT(tag, minute_us) DO UPDATE SET n = n + excluded.n, "
+                "last = excluded.last, min = MIN(min, excluded.min), max = MAX(max, excluded.max)"
+            )
+            n = self.db.execute(f"DELETE FROM samples AS s WHERE {old} AND {last}").rowcount
+            keep = [i for i in roles if i not in squash]
+            if keep:  # the state-like tags keep their changes: a repeat of the value before it goes
+                n += self.db.execute(
+                    "DELETE FROM samples WHERE seq IN (SELECT seq FROM (SELECT seq, value, status, "
+                    "LAG(value) OVER w AS pv, LAG(status) OVER w AS ps FROM samples "
+                    f"WHERE tag IN ({','.join(str(int(i)) for i in keep)}) AND source_us < {int(limit)} "
+                    f"AND seq <= {int(top_seq)} WINDOW w AS (PARTITION BY tag ORDER BY source_us, seq)) "
+                    "WHERE pv IS value AND ps = status)"
+                ).rowcount
+            wall_limit = to_us(time.time()) - int(keep_raw_hours * 3.6e9)
+            self.db.execute(
+                "DELETE FROM kpi_rows WHERE received_us < ? AND received_us NOT IN "
+                f"(SELECT MAX(received_us) FROM kpi_rows WHERE received_us < ? GROUP BY received_us / {MINUTE_US})",
+                (wall_limit, wall_limit),
+            )
+            self.db.execute("DELETE FROM kpis WHERE received_us < ?", (wall_limit,))  # JSON rows of older syncs
+        return n
 
     def enforce_retention(self, keep_hours: float, now_us: int | None = None) -> int:
         """Delete samples (and gaps, KPI snapshots) older than ``keep_hours`` before ``now_us`` (default: the
@@ -161,6 +279,71 @@ class Historian:
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def max_seq(self) -> int:
+        """The arrival number of the newest sample (0 when empty)."""
+        return int(self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM samples").fetchone()[0])
+
+    def samples_after(
+        self, tags: Iterable[str], seq: int = 0, after_us: int | None = None, upto_seq: int | None = None
+    ) -> pd.DataFrame:
+        """Raw samples (tag, source_us, value, status, seq) of ``tags`` that arrived after ``seq`` (and, with
+        ``after_us``, whose source time is later; with ``upto_seq``, that arrived by then), in arrival order.
+        Its cost is in proportion to the rows it reads: what arrived since ``seq`` or is later than ``after_us``."""
+        known = dict(self.db.execute("SELECT name, id FROM tags"))
+        ids = [known[t] for t in tags if t in known]
+        where = [f"s.tag IN ({','.join(str(int(i)) for i in ids) or 'NULL'})"]
+        args: list[Any] = []
+        table = "samples s NOT INDEXED"  # the primary key's range: what arrived since ``seq``
+        if seq > 0 or after_us is None:
+            where.append("s.seq > ?")
+            args.append(int(seq))
+        if after_us is not None:
+            where.append("s.source_us > ?")
+            args.append(int(after_us))
+            table = "samples s INDEXED BY samples_time"  # the time index's range: what is later
+        if upto_seq is not None:
+            where.append("s.seq <= ?")
+            args.append(int(upto_seq))
+        return pd.read_sql_query(
+            f"SELECT t.name AS tag, s.source_us, s.value, s.status, s.seq FROM {table} JOIN tags t ON t.id = s.tag "
+            f"WHERE {' AND '.join(where)} ORDER BY s.seq",
+            self.db,
+            params=args,
+        )
+
+    def latest_checkpoint(self, key: str | None = None) -> tuple[bytes, int | None, int] | None:
+        """The newest decoder checkpoint (of ``key``): (data, watermark_us, seq), or None."""
+        try:
+            sql = "SELECT data, watermark_us, seq FROM checkpoints"
+            args: tuple[Any, ...] = ()
+            if key is not None:
+                sql, args = sql + " WHERE key = ?", (key,)
+            row = self.db.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        except sqlite3.OperationalError:  # a historian from before checkpoints
+            return None
+        return None if row is None else (bytes(row[0]), row[1], int(row[2]))
+
+    def late_since(self, seq: int, watermark_us: int | None) -> bool:
+        """True if a sample that arrived after ``seq`` has a source time at or before ``watermark_us``."""
+        if watermark_us is None:
+            return False
+        row = self.db.execute("SELECT 1 FROM samples WHERE seq > ? AND source_us <= ? LIMIT 1", (seq, watermark_us))
+        return row.fetchone() is not None
+
+    def view(self) -> dict[str, Any] | None:
+        """The sync's latest KPI snapshot, whole (plant, twin, drift, per station; counters, service figures)."""
+        try:
+            row = self.db.execute("SELECT data FROM view WHERE id = 0").fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        if row is None:  # a historian of an older sync: its last JSON row
+            row = self.db.execute("SELECT data FROM kpis ORDER BY received_us DESC LIMIT 1").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def size_bytes(self) -> int:
+        """The historian's size on disk (with its write-ahead log)."""
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
 
     def tags(self) -> pd.DataFrame:
         """One row per tag: name, role, samples, first and last source time."""
@@ -253,16 +436,32 @@ class Historian:
         df = pd.read_sql_query("SELECT start_us, end_us, reason FROM gaps ORDER BY id", self.db)
         return pd.DataFrame({"start": _times(df["start_us"]), "end": _times(df["end_us"]), "reason": df["reason"]})
 
-    def kpis(self) -> pd.DataFrame:
-        """KPI snapshots of the sync (plant and, in shadow mode, twin), oldest first."""
-        df = pd.read_sql_query("SELECT received_us, plant_hours, data FROM kpis ORDER BY received_us", self.db)
-        return pd.DataFrame(
-            {
-                "time": _times(df["received_us"]),
-                "plant_hours": df["plant_hours"],
-                "kpis": [json.loads(d) for d in df["data"]],
-            }
-        )
+    def kpis(self, points: int | None = None) -> pd.DataFrame:
+        """KPI snapshots of the sync as compact rows (time, plant_hours, state and the ``KPI_COLUMNS``), oldest
+        first; with ``points``, at most that many spread evenly over the whole time (one index look-up each,
+        so the cost does not grow with the table)."""
+        columns = "received_us, plant_hours, state, " + ", ".join(KPI_COLUMNS)
+        try:
+            first_last = self.db.execute("SELECT MIN(received_us), MAX(received_us), COUNT(*) FROM kpi_rows").fetchone()
+        except sqlite3.OperationalError:  # a historian of an older sync
+            return pd.DataFrame(columns=["time", "plant_hours", "state", *KPI_COLUMNS])
+        if points is None or first_last[2] <= points:
+            df = pd.read_sql_query(f"SELECT {columns} FROM kpi_rows ORDER BY received_us", self.db)
+        else:
+            lo, hi = first_last[0], first_last[1]
+            probes = np.linspace(lo, hi, points).round().astype(np.int64)
+            rows, seen = [], set()
+            for probe in probes:
+                row = self.db.execute(
+                    f"SELECT {columns} FROM kpi_rows WHERE received_us >= ? ORDER BY received_us LIMIT 1",
+                    (int(probe),),
+                ).fetchone()
+                if row is not None and row[0] not in seen:
+                    seen.add(row[0])
+                    rows.append(row)
+            df = pd.DataFrame(rows, columns=["received_us", "plant_hours", "state", *KPI_COLUMNS])
+        df.insert(0, "time", _times(df.pop("received_us")))
+        return df
 
     def add_forecast(self, at_hours: float, horizon: float, predicted: dict[str, Any]) -> int:
         """Keep a forecast made at plant time ``at_hours`` (shadow mode); its id."""
@@ -277,10 +476,14 @@ class Historian:
         with self.db:
             self.db.execute("UPDATE forecasts SET score = ? WHERE id = ?", (json.dumps(score), forecast_id))
 
-    def forecasts(self) -> pd.DataFrame:
-        """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due)."""
+    def forecasts(self, last: int | None = None) -> pd.DataFrame:
+        """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due);
+        with ``last``, only the newest ``last`` (oldest first)."""
         try:
-            df = pd.read_sql_query("SELECT * FROM forecasts ORDER BY id", self.db)
+            sql = "SELECT * FROM forecasts ORDER BY id"
+            if last is not None:
+                sql = f"SELECT * FROM (SELECT * FROM forecasts ORDER BY id DESC LIMIT {int(last)}) ORDER BY id"
+            df = pd.read_sql_query(sql, self.db)
         except pd.errors.DatabaseError:  # a historian from before forecasts were kept
             df = pd.DataFrame(columns=["id", "made_us", "at_hours", "horizon", "predicted", "score"])
         return pd.DataFrame(
@@ -339,6 +542,10 @@ class HistorianWriter:
         self._thread = threading.Thread(target=self._loop, name="historian-writer", daemon=True)
         self._thread.start()
 
+    def queue_depth(self) -> int:
+        """Values waiting to be committed."""
+        return self._queue.qsize()
+
     def put(self, tag: int, source_us: int, server_us: int | None, received_us: int, value: Any, status: int) -> None:
         self._queue.put((tag, source_us, server_us, received_us, value, status))
 
@@ -381,7 +588,7 @@ class HistorianWriter:
                         self.latency_tags.extend(b[0] for b in batch)
                 if self.retention_hours is not None and time.monotonic() - last_retention > 60:
                     last_retention = time.monotonic()
-                    db.enforce_retention(self.retention_hours)
+                    db.compact(self.retention_hours)
         except BaseException as err:  # surfaced by close(); the sync checks `failed`
             self._error = err
             log.exception("historian writer failed")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from connectors.opcua.historian import Historian
-from connectors.opcua.plantlog import Decoded, plant_event_log
+from connectors.opcua.historian import DEFAULT_KEEP_RAW_HOURS, Historian
+from connectors.opcua.plantlog import Decoded
 from connectors.opcua.tagmap import TagMap, parse_tag_map
 from twin.errors import InputError
 from twin.eventlog import EventLog
@@ -95,10 +95,11 @@ def decode_history(
     warmup: float = 0.0,
     extra: dict | None = None,
 ) -> Decoded:
-    """The plant's event log from the historian's samples of the map's tags (its gaps noted in the metadata)."""
-    samples = h.query(list(tags.all_tags()), raw_times=True)
-    gaps = [[str(g.start), str(g.end)] for g in h.gaps().itertuples()]
-    return plant_event_log(spec, tags, samples, origin_us, end_us, warmup, {"gaps": gaps, **(extra or {})})
+    """The plant's event log from the historian's samples of the map's tags (its gaps noted in the metadata):
+    decoded from the historian's newest checkpoint, when it has one, and the samples after it."""
+    from connectors.opcua.observer import decode_historian
+
+    return decode_historian(h, spec, tags, origin_us, end_us, warmup, extra)
 
 
 def historian_log(source: str) -> EventLog | None:
@@ -106,3 +107,25 @@ def historian_log(source: str) -> EventLog | None:
     if not is_historian(source):
         return None
     return historian_decoded(source).log
+
+
+def compact_historian(path: str | Path, keep_raw_hours: float = DEFAULT_KEEP_RAW_HOURS) -> tuple[int, int, int]:
+    """Checkpoint the plant's decoded state, then compact what is older than ``keep_raw_hours``
+    (``Historian.compact``); returns (samples deleted, bytes before, bytes after). Safe while a sync writes."""
+    from connectors.opcua.observer import Observer
+
+    path = Path(path)
+    if not is_historian(path):
+        raise InputError(f"{path}: not a historian written by `twin sync`")
+    h = Historian(path)
+    try:
+        spec, tags, meta = _described(h)
+        observer = Observer(spec, tags, int(meta["origin_us"]), float(meta.get("warmup") or 0.0))
+        observer.advance(h)
+        h.save_checkpoint(observer.key, *observer.checkpoint())
+        before = h.size_bytes()
+        deleted = h.compact(keep_raw_hours)
+        h.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted, before, h.size_bytes()
+    finally:
+        h.close()

@@ -1,30 +1,43 @@
 """Plant tag samples -> the core's event log, so that the plant's KPIs come from the same code as the twin's.
 
-    >>> samples = historian.query(raw_times=True)                 # tag, source_us, value, status, seq
-    >>> decoded = plant_event_log(spec, tag_map, samples, origin_us, end_us)
-    >>> compute_kpis(decoded.log).summary["oee"]; decoded.bad_values; decoded.missed
+    >>> decoder = PlantDecoder(spec, tag_map, origin_us)           # a streaming decoder (the sync's observer)
+    >>> decoder.feed(new_samples)                                  # tag, source_us, value, status, seq
+    >>> decoded = decoder.decoded(end_us)                          # Decoded(log, bad_values, missed)
+    >>> plant_event_log(spec, tag_map, samples, origin_us, end_us) # the same, in one call
+
+The decoder consumes samples in source-time order (equal times in arrival order, ``seq``), one time at
+a time, and keeps only what the next sample needs: each unit's current values, counters and running
+counts, the batch ids seen and the event-log rows made so far. Its cost is in proportion to the
+samples fed, so a service that feeds it only what arrived since its last step does flat work per step.
+``checkpoint()`` / ``restore()`` roll it back (to take a late sample in), ``state()`` /
+``from_state()`` write it to and read it from JSON (the historian keeps one, so that a restart, or a
+historian whose old samples were compacted, decodes from there).
 
 Time is the samples' source time in hours since ``origin_us`` (values older than the origin count
-as the state at time 0). Per unit:
+as the state at time 0). Per unit (the tag roles are those of ``connectors.opcua.roles``):
 
 - each state value (or alarm change) gives a state row: the plant code mapped to a twin state,
   ``down`` while the alarm is on; codes the map lacks are bad values (counted, skipped);
 - each step of the finished-batches counter is a ``finish`` row of the batch the unit held just
-  before (its batch tag), with the units counter's step at that time as the quantity (when the
-  map has no such counter, the units of a lot at that station: the product's batch size, divided
-  by the splits before it and multiplied by the merges up to it) and the spec's ideal time; at the last
-  station it is also the batch's ``leave``, less the units scrapped then;
+  before (its batch tag), with the units counted by the unit's good-units counter since its previous
+  finish as the quantity (a PLC's counter that rises all through the batch is attributed to the batch
+  over its interval; when the map has no such counter, or it did not move, the units of a lot at that
+  station: the product's batch size, divided by the splits before it and multiplied by the merges up
+  to it) and the spec's ideal time; at the last station it is also the batch's ``leave``, less the
+  units scrapped over the same interval (none when the batch was rejected at that time);
 - each step of the scrap counter is a ``scrap`` row of that many units, each step of the reject
   counter a ``reject`` of the batch the unit held (a rejected batch does not leave the line);
 - each new value of the release tag is a ``release`` row.
 
-Counters unwrap at their ``wrap``; a step of more than one counts the values missed in between.
-Samples with a status other than Good are bad values.
+A line with one product needs no product tags: every batch is of that product. Counters unwrap at
+their ``wrap``; a step of more than one of a finished-batches or release counter counts the values
+missed in between. Samples with a status other than Good are bad values.
 """
 
 from __future__ import annotations
 
-import bisect
+import json
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +46,14 @@ import numpy as np
 import pandas as pd
 
 from connectors.opcua.live import complete
-from connectors.opcua.tagmap import Counter, TagMap
+from connectors.opcua.roles import is_good, unit_roles
+from connectors.opcua.tagmap import TagMap
 from twin.eventlog import EVENTS, EventLog, LogMeta, normalize_table
 from twin.spec.model import LineSpec
 
 US_PER_HOUR = 3.6e9
+COLUMNS = ("time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal")
+_ORDER = {"finish": 0, "leave": 1, "release": 2}  # at equal times: what ends, what enters, then states
 
 
 @dataclass
@@ -49,24 +65,356 @@ class Decoded:
     missed: dict[str, int] = field(default_factory=dict)  # counter tag -> steps missed (jumps of more than one)
 
 
+class LateSample(ValueError):
+    """A sample at or before the time the decoder has already passed (roll back to a checkpoint first)."""
+
+
 @dataclass
-class _Series:
-    times: list[float] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
+class _Unit:
+    """What the decoder knows of one unit between samples."""
 
-    def before(self, t: float, default: Any = None) -> Any:
-        """The value strictly before ``t``."""
-        i = bisect.bisect_left(self.times, t)
-        return self.values[i - 1] if i > 0 else default
-
-    def at(self, t: float, default: Any = None) -> Any:
-        """The value at ``t``, after every change at ``t``."""
-        i = bisect.bisect_right(self.times, t)
-        return self.values[i - 1] if i > 0 else default
+    batch: Any = None  # the plant's batch id now
+    product: Any = None  # the plant's product code now
+    plant_state: str | None = None
+    alarm: bool = False
+    shown: str | None = None  # the state of the last state row
+    previous: dict[str, int] = field(default_factory=dict)  # counter role -> last value
+    counted: int = 0  # good units counted since the last finish
+    scrapped: int = 0  # units scrapped since the last finish
 
 
-def _good(status: Any) -> bool:
-    return int(status) & 0xC0000000 == 0
+def _good_int(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | np.integer)
+
+
+class PlantDecoder:
+    """A streaming decoder of one plant feed (see the module's docstring)."""
+
+    def __init__(self, spec: LineSpec, tags: TagMap, origin_us: int, warmup: float = 0.0):
+        self.spec, self.tags, self.origin_us, self.warmup = spec, tags, int(origin_us), warmup
+        self._units = tags.units()
+        self._stations = {s.name: s for s in spec.stations}
+        self._last_station = spec.stations[-1].name
+        self._product_names = {p.name for p in spec.products}
+        self._sole_product = spec.products[0].name if len(spec.products) == 1 else None
+        self._lots = {(s, p.name): lot_units(spec, s, p.name) for s in self._stations for p in spec.products}
+        self._roles: dict[str, tuple[int, str]] = {}  # tag -> (unit index or -1 for the line, role)
+        for i, (_s, _u, unit) in enumerate(self._units):
+            for role, tag in unit_roles(unit).items():
+                self._roles[tag] = (i, role)
+        if tags.release is not None:
+            self._roles[tags.release.batch] = (-1, "release.batch")
+            if tags.release.count:
+                self._roles[tags.release.count.tag] = (-1, "release.count")
+        self.units = [_Unit() for _ in self._units]
+        self.release_seen, self.release_previous, self.release_count = False, None, None
+        self.batch_keys: list[Any] = []  # the plant's batch ids in the order first seen (engine batch 0, 1, ...)
+        self.batch_ids: dict[Any, int] = {}
+        self.batch_product: dict[int, str] = {}
+        self.product_order: list[int] = []  # batches in the order their product became known
+        self.bad: dict[str, int] = defaultdict(int)
+        self.missed: dict[str, int] = defaultdict(int)
+        self.rows: list[tuple[Any, ...]] = []
+        self.watermark_us: int | None = None  # the latest source time decoded
+        self.samples = 0
+
+    # ------------------------------------------------------------------------------------------ feeding
+
+    def feed(self, samples: pd.DataFrame) -> int:
+        """Decode samples (columns tag, source_us, value, status and optionally seq), all later than those
+        decoded before (else ``LateSample``, and nothing is changed); returns how many were used."""
+        if not len(samples):
+            return 0
+        if "seq" in samples:
+            samples = samples.sort_values(["source_us", "seq"], kind="stable")
+        else:
+            samples = samples.sort_values("source_us", kind="stable")
+        times = samples["source_us"].to_numpy(np.int64)
+        if self.watermark_us is not None and times[0] <= self.watermark_us:
+            raise LateSample(f"a sample at {int(times[0])} us, not after {self.watermark_us} us")
+        roles = self._roles
+        tags, values, statuses = samples["tag"].tolist(), samples["value"].tolist(), samples["status"].tolist()
+        used, n, i = 0, len(times), 0
+        while i < n:
+            j = i
+            t_us = times[i]
+            while j < n and times[j] == t_us:
+                j += 1
+            group = []
+            for k in range(i, j):
+                if not is_good(statuses[k]):
+                    self.bad[tags[k]] += 1
+                    continue
+                role = roles.get(tags[k])
+                if role is None:  # the heartbeat, extra tags
+                    continue
+                group.append((role[0], role[1], tags[k], values[k]))
+            if group:
+                self._group((int(t_us) - self.origin_us) / US_PER_HOUR, group)
+                used += len(group)
+            i = j
+        self.watermark_us = int(times[-1])
+        self.samples += used
+        return used
+
+    def _intern(self, plant_id: Any) -> int:
+        b = self.batch_ids.get(plant_id)
+        if b is None:
+            b = self.batch_ids[plant_id] = len(self.batch_keys)
+            self.batch_keys.append(plant_id)
+        return b
+
+    def _batch(self, plant_id: Any) -> int:
+        return self._intern(plant_id) if plant_id not in (None, "") else -1
+
+    def _product_of(self, value: Any) -> str | None:
+        if value is None or value == "":
+            return self._sole_product
+        name = (self.tags.products or {}).get(value, value)
+        return name if name in self._product_names else None
+
+    def _group(self, t: float, group: list[tuple[int, str, str, Any]]) -> None:
+        """Every sample at time ``t`` (hours): batch and product tags first, then states, counters, releases."""
+        by_unit: dict[int, list[tuple[str, str, Any]]] = defaultdict(list)
+        for index, role, tag, value in group:
+            by_unit[index].append((role, tag, value))
+        before: dict[int, tuple[Any, Any]] = {}
+        for index in sorted(i for i in by_unit if i >= 0):
+            unit = self.units[index]
+            before[index] = (unit.batch, unit.product)
+            items = by_unit[index]
+            for role, _tag, value in items:
+                if role == "batch":
+                    unit.batch = value
+                elif role == "product":
+                    unit.product = value
+            for role, _tag, value in items:
+                if role == "batch" and value not in (None, ""):
+                    product = self._product_of(unit.product)
+                    if product is not None:
+                        b = self._intern(value)
+                        if b not in self.batch_product:
+                            self.batch_product[b] = product
+                            self.product_order.append(b)
+        for index in sorted(before):
+            self._unit_group(t, index, by_unit[index], *before[index])
+        if -1 in by_unit:
+            self._release_group(t, by_unit[-1])
+
+    def _unit_group(self, t: float, index: int, items: list[tuple[str, str, Any]], batch0: Any, product0: Any) -> None:
+        station_name, u, tags = self._units[index]
+        unit = self.units[index]
+        codes = self.tags.codes_for(tags)
+        rows = self.rows
+        for wanted in ("state", "alarm"):  # the state tag's values first, then the alarm's
+            for role, tag, value in items:
+                if role != wanted:
+                    continue
+                if role == "state":
+                    if value not in codes:
+                        self.bad[tag] += 1
+                        continue
+                    unit.plant_state = codes[value]
+                else:
+                    if not isinstance(value, bool | int | np.integer):
+                        self.bad[tag] += 1
+                        continue
+                    unit.alarm = bool(value)
+                state = "down" if unit.alarm else unit.plant_state
+                if state is None or state == unit.shown:
+                    continue
+                event = (
+                    "fail"
+                    if state == "down"
+                    else "repair"
+                    if unit.shown == "down"
+                    else {"processing": "start", "setup": "setup"}.get(state, "state")
+                )
+                batch = self._batch(unit.batch) if state in ("processing", "setup") else -1
+                rows.append((max(t, 0.0), batch, None, station_name, u, event, state, np.nan, np.nan))
+                unit.shown = state
+        steps = {"count": 0, "scrap": 0, "reject": 0, "done": 0}
+        for role, _tag, value in items:
+            if role in steps and _good_int(value):
+                counter = getattr(tags, role)
+                value = int(value)
+                previous = unit.previous.get(role)
+                unit.previous[role] = value
+                if previous is not None and value != previous:
+                    steps[role] += (value - previous) % counter.wrap
+        unit.counted += steps["count"]
+        unit.scrapped += steps["scrap"]
+        if steps["done"]:
+            if steps["done"] > 1:
+                self.missed[tags.done.tag] += steps["done"] - 1
+            if t >= 0:
+                self._finish(t, index, batch0, product0, rejected=steps["reject"] > 0)
+            unit.counted = unit.scrapped = 0
+        if t < 0:
+            return
+        for event in ("scrap", "reject"):
+            if steps[event] and event in EVENTS:
+                batch = self._batch(batch0)
+                product = self._product_of(product0)
+                rows.append((t, batch, product, station_name, u, event, None, float(steps[event]), np.nan))
+
+    def _finish(self, t: float, index: int, batch0: Any, product0: Any, rejected: bool) -> None:
+        station_name, u, tags = self._units[index]
+        unit = self.units[index]
+        batch = self._batch(batch0)
+        product = self._product_of(product0) or self.batch_product.get(batch)
+        if product is None:
+            self.bad[tags.done.tag] += 1
+            return
+        qty = float(unit.counted) if unit.counted else self._lots[(station_name, product)]
+        ideal = self._stations[station_name].ideal_hours(product, self.spec.time_unit, batch_units=qty)
+        self.rows.append((t, batch, product, station_name, u, "finish", None, qty, ideal))
+        if station_name == self._last_station and not rejected:  # what leaves the line: made less scrapped
+            self.rows.append((t, batch, product, station_name, u, "leave", None, qty - unit.scrapped, np.nan))
+
+    def _release_group(self, t: float, items: list[tuple[str, str, Any]]) -> None:
+        changes, step = 0, 0
+        for role, _tag, value in items:
+            if role == "release.batch":
+                new = value not in (None, "") and value != self.release_previous
+                first = not self.release_seen
+                self.release_seen, self.release_previous = True, value
+                if not new or (first and t <= 0):  # the first value, from before the feed, is where it starts
+                    continue
+                changes += 1
+                if t >= 0:
+                    self.rows.append((t, self._intern(value), None, None, -1, "release", None, np.nan, np.nan))
+            elif _good_int(value):
+                value, previous = int(value), self.release_count
+                self.release_count = value
+                if previous is not None and value != previous:
+                    step += (value - previous) % self.tags.release.count.wrap
+        if step > changes:
+            self.missed[self.tags.release.count.tag] += step - changes
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def hours(self) -> float:
+        """Plant hours decoded so far."""
+        return max(((self.watermark_us or self.origin_us) - self.origin_us) / US_PER_HOUR, 0.0)
+
+    def decoded(self, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
+        """The event log of (0, end] (default: up to the latest sample decoded)."""
+        end_us = self.watermark_us or self.origin_us if end_us is None else end_us
+        end = max((end_us - self.origin_us) / US_PER_HOUR, 0.0)
+        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
+        if len(table):
+            table = table[table["time"] <= end]
+            product = table["product"].astype(object)
+            unknown = product.isna().to_numpy()
+            if unknown.any():  # rows whose product is that of their batch, as known now
+                product[unknown] = table["batch"][unknown].map(self.batch_product).astype(object).to_numpy()
+            table["product"] = product
+            order = table["event"].map(_ORDER).fillna(3)
+            table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]
+        end_row = pd.DataFrame([(end, -1, None, None, -1, "end", None, np.nan, np.nan)], columns=list(COLUMNS))
+        table = pd.concat([table, end_row], ignore_index=True) if len(table) else end_row
+        table = complete(table)
+        bad, missed = dict(self.bad), dict(self.missed)
+        meta = LogMeta(
+            line=self.spec.name,
+            stations=[s.name for s in self.spec.stations],
+            units=[s.units for s in self.spec.stations],
+            products=[p.name for p in self.spec.products],
+            batch_sizes=[p.batch_size for p in self.spec.products],
+            horizon=end,
+            warmup=self.warmup,
+            replications=1,
+            seed=None,
+            spec_hash=self.spec.spec_hash,
+            source="plant",
+            extra={
+                "origin_us": self.origin_us,
+                "bad_values": bad,
+                "missed": missed,
+                "plant_batches": [_plain(plant_id) for plant_id in self.batch_keys],  # plant id of batch 0, 1, ...
+                **(extra or {}),
+            },
+        )
+        return Decoded(EventLog(normalize_table(table, meta), meta), bad, missed)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> dict[str, Any]:
+        """A cheap in-memory mark to ``restore`` (its cost is per unit, not per row or batch)."""
+        return {
+            "units": [_copy_unit(u) for u in self.units],
+            "release": (self.release_seen, self.release_previous, self.release_count),
+            "batches": len(self.batch_keys),
+            "products": len(self.product_order),
+            "bad": dict(self.bad),
+            "missed": dict(self.missed),
+            "rows": len(self.rows),
+            "watermark_us": self.watermark_us,
+            "samples": self.samples,
+        }
+
+    def restore(self, mark: dict[str, Any]) -> None:
+        """Back to where ``checkpoint`` was taken (a mark taken after it is no longer valid)."""
+        self.units = [_copy_unit(u) for u in mark["units"]]
+        self.release_seen, self.release_previous, self.release_count = mark["release"]
+        for plant_id in self.batch_keys[mark["batches"] :]:
+            del self.batch_ids[plant_id]
+        del self.batch_keys[mark["batches"] :]
+        for b in self.product_order[mark["products"] :]:
+            del self.batch_product[b]
+        del self.product_order[mark["products"] :]
+        self.bad, self.missed = defaultdict(int, mark["bad"]), defaultdict(int, mark["missed"])
+        del self.rows[mark["rows"] :]
+        self.watermark_us, self.samples = mark["watermark_us"], mark["samples"]
+
+    def state(self) -> bytes:
+        """The whole decoder state, as compressed JSON (for the historian's checkpoints)."""
+        data = {
+            "version": 1,
+            "origin_us": self.origin_us,
+            "units": [{**u.__dict__} for u in self.units],
+            "release": [self.release_seen, self.release_previous, self.release_count],
+            "batch_keys": [_plain(k) for k in self.batch_keys],
+            "batch_product": [[b, self.batch_product[b]] for b in self.product_order],
+            "bad": self.bad,
+            "missed": self.missed,
+            "rows": [[_plain(x) if not (isinstance(x, float) and x != x) else None for x in r] for r in self.rows],
+            "watermark_us": self.watermark_us,
+            "samples": self.samples,
+        }
+        return zlib.compress(json.dumps(data, separators=(",", ":")).encode())
+
+    @classmethod
+    def from_state(cls, spec: LineSpec, tags: TagMap, blob: bytes, warmup: float = 0.0) -> PlantDecoder:
+        """A decoder as ``state()`` wrote it (``ValueError`` if the blob is not one)."""
+        try:
+            data = json.loads(zlib.decompress(blob))
+            decoder = cls(spec, tags, int(data["origin_us"]), warmup)
+            if data.get("version") != 1 or len(data["units"]) != len(decoder.units):
+                raise ValueError("a checkpoint of another version or tag map")
+            decoder.units = [_Unit(**u) for u in data["units"]]
+            decoder.release_seen, decoder.release_previous, decoder.release_count = data["release"]
+            for plant_id in data["batch_keys"]:
+                decoder._intern(plant_id)
+            for b, product in data["batch_product"]:
+                decoder.batch_product[int(b)] = product
+                decoder.product_order.append(int(b))
+            decoder.bad.update(data["bad"])
+            decoder.missed.update(data["missed"])
+            nan = np.nan
+            decoder.rows = [
+                (r[0], r[1], r[2], r[3], r[4], r[5], r[6], nan if r[7] is None else r[7], nan if r[8] is None else r[8])
+                for r in data["rows"]
+            ]
+            decoder.watermark_us, decoder.samples = data["watermark_us"], data["samples"]
+        except (KeyError, TypeError, zlib.error, json.JSONDecodeError) as err:
+            raise ValueError(f"not a decoder checkpoint ({err})") from None
+        return decoder
+
+
+def _copy_unit(unit: _Unit) -> _Unit:
+    return _Unit(**{**unit.__dict__, "previous": dict(unit.previous)})
 
 
 def plant_event_log(
@@ -78,172 +426,10 @@ def plant_event_log(
     warmup: float = 0.0,
     extra: dict[str, Any] | None = None,
 ) -> Decoded:
-    """Decode historian samples (columns tag, source_us, value, status; arrival order kept) into an event log."""
-    bad: dict[str, int] = defaultdict(int)
-    missed: dict[str, int] = defaultdict(int)
-    by_tag: dict[str, _Series] = defaultdict(_Series)
-    if len(samples):
-        ordered = samples.sort_values(["source_us", "seq"] if "seq" in samples else ["source_us"], kind="stable")
-        hours = (ordered["source_us"].to_numpy(np.int64) - origin_us) / US_PER_HOUR  # < 0: before the feed began
-        for tag, t, v, status in zip(ordered["tag"], hours, ordered["value"], ordered["status"], strict=True):
-            if not _good(status):
-                bad[tag] += 1
-                continue
-            series = by_tag[tag]
-            series.times.append(float(t))
-            series.values.append(v)
-    end = max((end_us - origin_us) / US_PER_HOUR, 0.0)
-    rows: list[tuple[Any, ...]] = []
-    batch_ids: dict[Any, int] = {}
-    batch_product: dict[int, str] = {}
-
-    def intern(plant_id: Any) -> int:
-        return batch_ids.setdefault(plant_id, len(batch_ids))
-
-    product_names = {p.name for p in spec.products}
-    product_codes = tags.products or {}
-
-    def product_of(value: Any) -> str | None:
-        if value is None or value == "":
-            return None
-        name = product_codes.get(value, value)
-        return name if name in product_names else None
-
-    # batches and their products, from every unit's batch and product tags
-    for _station, _u, unit in tags.units():
-        if not unit.batch:
-            continue
-        b_series = by_tag.get(unit.batch, _Series())
-        p_series = by_tag.get(unit.product, _Series()) if unit.product else _Series()
-        for t, plant_id in zip(b_series.times, b_series.values, strict=True):
-            if plant_id in (None, ""):
-                continue
-            product = product_of(p_series.at(t))
-            if product is not None:
-                batch_product.setdefault(intern(plant_id), product)
-
-    last_station = spec.stations[-1].name
-    for station_name, u, unit in tags.units():
-        station = spec.station(station_name)
-        codes = tags.codes_for(unit)
-        b_series = by_tag.get(unit.batch, _Series()) if unit.batch else _Series()
-        p_series = by_tag.get(unit.product, _Series()) if unit.product else _Series()
-
-        # states: the state tag, overridden by the alarm while it is on
-        events: list[tuple[float, str, Any]] = []
-        for t, v in zip(*_columns(by_tag.get(unit.state)), strict=True):
-            if v not in codes:
-                bad[unit.state] += 1
-                continue
-            events.append((t, "state", codes[v]))
-        if unit.alarm:
-            for t, v in zip(*_columns(by_tag.get(unit.alarm)), strict=True):
-                if not isinstance(v, bool | int | np.integer):
-                    bad[unit.alarm] += 1
-                    continue
-                events.append((t, "alarm", bool(v)))
-        events.sort(key=lambda e: e[0])  # stable: each tag keeps its own order at equal times
-        plant_state, alarm, shown = None, False, None
-        for t, kind, v in events:
-            if kind == "state":
-                plant_state = v
-            else:
-                alarm = v
-            state = "down" if alarm else plant_state
-            if state is None or state == shown:
-                continue
-            event = (
-                "fail"
-                if state == "down"
-                else "repair"
-                if shown == "down"
-                else {"processing": "start", "setup": "setup"}.get(state, "state")
-            )
-            plant_id = b_series.at(t) if state in ("processing", "setup") else None
-            batch = intern(plant_id) if plant_id not in (None, "") else -1
-            rows.append((max(t, 0.0), batch, batch_product.get(batch), station_name, u, event, state, np.nan, np.nan))
-            shown = state
-
-        # finishes: steps of the finished-batches counter
-        quantities = _steps(by_tag.get(unit.count.tag), unit.count) if unit.count else {}
-        scrapped = _steps(by_tag.get(unit.scrap.tag), unit.scrap) if unit.scrap else {}
-        rejected = _steps(by_tag.get(unit.reject.tag), unit.reject) if unit.reject else {}
-        for t, step in _steps(by_tag.get(unit.done.tag), unit.done).items():
-            if step > 1:
-                missed[unit.done.tag] += step - 1
-            if t < 0:
-                continue
-            plant_id = b_series.before(t)
-            batch = intern(plant_id) if plant_id not in (None, "") else -1
-            product = product_of(p_series.before(t)) or batch_product.get(batch)
-            if product is None:
-                bad[unit.done.tag] += 1
-                continue
-            qty = float(quantities.get(t, lot_units(spec, station_name, product)))
-            ideal = station.ideal_hours(product, spec.time_unit, batch_units=qty)
-            rows.append((t, batch, product, station_name, u, "finish", None, qty, ideal))
-            if station_name == last_station and not rejected.get(t):  # what leaves the line: made less scrapped
-                rows.append((t, batch, product, station_name, u, "leave", None, qty - scrapped.get(t, 0), np.nan))
-
-        # units scrapped, batches rejected whole: steps of the scrap and reject counters
-        for event, steps in (("scrap", scrapped), ("reject", rejected)):
-            if event not in EVENTS:
-                continue
-            for t, step in steps.items():
-                if t < 0:
-                    continue
-                plant_id = b_series.before(t)
-                batch = intern(plant_id) if plant_id not in (None, "") else -1
-                product = product_of(p_series.before(t)) or batch_product.get(batch)
-                rows.append((t, batch, product, station_name, u, event, None, float(step), np.nan))
-
-    if tags.release is not None:
-        release = by_tag.get(tags.release.batch, _Series())
-        changes: dict[float, int] = defaultdict(int)
-        previous: Any = None
-        for i, (t, plant_id) in enumerate(zip(release.times, release.values, strict=True)):
-            new = plant_id not in (None, "") and plant_id != previous
-            previous = plant_id
-            if not new or (i == 0 and t <= 0):  # the first value, from before the feed, is where it starts
-                continue
-            changes[t] += 1
-            if t >= 0:
-                batch = intern(plant_id)
-                rows.append((t, batch, batch_product.get(batch), None, -1, "release", None, np.nan, np.nan))
-        if tags.release.count:
-            for t, step in _steps(by_tag.get(tags.release.count.tag), tags.release.count).items():
-                if step > changes.get(t, 0):
-                    missed[tags.release.count.tag] += step - changes.get(t, 0)
-
-    rows = [r for r in rows if r[0] <= end]
-    order = {"finish": 0, "leave": 1, "release": 2}  # at equal times: what ends, what enters, then states
-    rows.sort(key=lambda r: (r[0], order.get(r[5], 3)))
-    rows.append((end, -1, None, None, -1, "end", None, np.nan, np.nan))
-    table = pd.DataFrame(
-        rows, columns=["time", "batch", "product", "station", "unit", "event", "state", "quantity", "ideal"]
-    )
-    table = complete(table)
-    meta = LogMeta(
-        line=spec.name,
-        stations=[s.name for s in spec.stations],
-        units=[s.units for s in spec.stations],
-        products=[p.name for p in spec.products],
-        batch_sizes=[p.batch_size for p in spec.products],
-        horizon=end,
-        warmup=warmup,
-        replications=1,
-        seed=None,
-        spec_hash=spec.spec_hash,
-        source="plant",
-        extra={
-            "origin_us": origin_us,
-            "bad_values": dict(bad),
-            "missed": dict(missed),
-            "plant_batches": [_plain(plant_id) for plant_id in batch_ids],  # the plant's id of batch 0, 1, ...
-            **(extra or {}),
-        },
-    )
-    return Decoded(EventLog(normalize_table(table, meta), meta), dict(bad), dict(missed))
+    """Decode historian samples (columns tag, source_us, value, status; arrival order ``seq``) into an event log."""
+    decoder = PlantDecoder(spec, tags, origin_us, warmup)
+    decoder.feed(samples)
+    return decoder.decoded(end_us, extra)
 
 
 def lot_units(spec: LineSpec, station: str, product: str) -> float:
@@ -260,24 +446,3 @@ def lot_units(spec: LineSpec, station: str, product: str) -> float:
 def _plain(value: Any) -> Any:
     """A plant id as a plain JSON value."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _columns(series: _Series | None) -> tuple[list[float], list[Any]]:
-    return (series.times, series.values) if series is not None else ([], [])
-
-
-def _steps(series: _Series | None, counter: Counter) -> dict[float, int]:
-    """Time -> increase of a wrapping counter at that time (its first value is the baseline)."""
-    out: dict[float, int] = {}
-    if series is None:
-        return out
-    previous = None
-    for t, v in zip(series.times, series.values, strict=True):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            continue
-        v = int(v)
-        if previous is not None and v != previous:
-            step = (v - previous) % counter.wrap
-            out[t] = out.get(t, 0) + step
-        previous = v
-    return out

@@ -40,6 +40,8 @@ class Shadow:
         if len(rows):
             self.parts.append(rows)
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
+        if len(self.parts) > 1:
+            self.parts = [table]  # one frame: a tick concatenates two, not one per tick so far
         end = end_row(max(hours, self.rep.now if self.rep.finished else hours))
         meta = self.line.log_meta(
             horizon=hours,

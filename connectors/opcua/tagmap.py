@@ -85,15 +85,10 @@ class UnitTags(BaseModel):
     _c1 = field_validator("done", "count", "scrap", "reject", mode="before")(_counter)
 
     def tags(self) -> dict[str, str]:
-        """role -> tag of every tag of the unit."""
-        out = {"state": self.state, "done": self.done.tag}
-        for role in ("batch", "product", "alarm"):
-            if getattr(self, role):
-                out[role] = getattr(self, role)
-        for role in ("count", "scrap", "reject"):
-            if getattr(self, role) is not None:
-                out[role] = getattr(self, role).tag
-        return out
+        """role -> tag of every tag of the unit (the roles of ``connectors.opcua.roles``)."""
+        from connectors.opcua.roles import unit_roles  # the roles table reads this model
+
+        return unit_roles(self)
 
 
 class ReleaseTags(BaseModel):

@@ -24,7 +24,8 @@ from twin.clock import RunClock
 from twin.palette import state_hex
 
 REFRESH_MS = 3000
-MAX_POINTS = 400  # KPI history points sent to the browser
+MAX_POINTS = 400  # KPI history points read and sent to the browser (spread over the whole feed)
+LAST_FORECASTS = 50  # forecasts listed (the accuracy summary covers them all: the sync keeps it in the view)
 KPIS = (
     ("throughput_per_hour", "Throughput (batches/h)", False),
     ("units_per_hour", "Units per hour", False),
@@ -78,31 +79,38 @@ def _read(ctx: Any, text: str) -> dict[str, Any]:
     if not path.is_file() or not is_historian(path):
         raise LookupError(f"{path} is not a historian written by `twin sync`.")
     h = Historian(path, readonly=True)
-    try:
-        meta, latest, kpis, forecasts = h.meta(), h.latest(), h.kpis(), h.forecasts()
+    try:  # each read is bounded: the latest view, one value per tag, MAX_POINTS rows, the last forecasts
+        meta, latest, view = h.meta(), h.latest(), h.view()
+        kpis, forecasts = h.kpis(points=MAX_POINTS), h.forecasts(last=LAST_FORECASTS)
         gaps = len(h.gaps())
     finally:
         h.close()
     tags = parse_tag_map(yaml.safe_load(meta["tag_map"]), path) if meta.get("tag_map") else None
-    return {"meta": meta, "latest": latest, "kpis": kpis, "forecasts": forecasts, "gaps": gaps, "tags": tags}
+    return {
+        "meta": meta,
+        "latest": latest,
+        "view": view,
+        "kpis": kpis,
+        "forecasts": forecasts,
+        "gaps": gaps,
+        "tags": tags,
+    }
 
 
 def unit_states(data: dict[str, Any]) -> pd.DataFrame:
-    """station, unit, state, since (plant time) of every unit, from the state tags' latest values."""
+    """station, unit, state, since (plant time) of every unit, from its tags' latest values (``roles.unit_state``)."""
+    from connectors.opcua.roles import unit_roles, unit_state
+
     tags, latest = data["tags"], data["latest"]
     if tags is None:
         return pd.DataFrame(columns=["station", "unit", "state", "since"])
     by_tag = latest.set_index("tag") if len(latest) else pd.DataFrame(columns=["value", "source_time"])
     rows = []
     for station, u, unit in tags.units():
-        state = "unknown"
-        since = None
-        if unit.state in by_tag.index:
-            value = by_tag.loc[unit.state, "value"]
-            state = tags.codes_for(unit).get(value) or "unknown"
-            since = by_tag.loc[unit.state, "source_time"]
-        if unit.alarm and unit.alarm in by_tag.index and bool(by_tag.loc[unit.alarm, "value"]):
-            state = "down"
+        roles = unit_roles(unit)
+        values = {role: by_tag.loc[tag, "value"] for role, tag in roles.items() if tag in by_tag.index}
+        since = by_tag.loc[unit.state, "source_time"] if unit.state in by_tag.index else None
+        state = unit_state(tags, unit, values) or "unknown"
         rows.append({"station": station, "unit": u + 1, "state": state, "since": since})
     return pd.DataFrame(rows)
 
@@ -141,7 +149,7 @@ def _status(data: dict[str, Any]) -> html.Div:
     plant_hours = (now - origin) / 3.6e9 if origin and now else None
     state = meta.get("state", "unknown")
     kind = {"connected": "success", "reconnecting": "warning", "stopped": "info"}.get(state, "warning")
-    last = data["kpis"]["kpis"].iloc[-1] if len(data["kpis"]) else {}
+    last = data["view"] or {}
     facts = [
         f"line {meta.get('line', '?')}",
         f"endpoint {meta.get('endpoint', '?')}",
@@ -153,14 +161,15 @@ def _status(data: dict[str, Any]) -> html.Div:
         f"{data['gaps']} gap(s)",
         f"{last.get('bad_values', 0)} bad value(s)" if last else "",
         f"last update {meta.get('updated', '-')}",
+        f"tick {number(last['tick_s'], 3)} s" if last.get("tick_s") is not None else "",
     ]
     return layout.alert(" · ".join(f for f in facts if f), kind=kind, title=f"Sync {state}.", id="live-state")
 
 
 def _kpi_table(data: dict[str, Any]) -> Any:
-    if not len(data["kpis"]):
+    snap = data["view"]
+    if not snap or not snap.get("plant"):
         return layout.alert("The sync has not computed KPIs yet (they start after its warm-up).", kind="info")
-    snap = data["kpis"]["kpis"].iloc[-1]
     plant, drift = snap.get("plant") or {}, snap.get("drift") or {}  # drift: plant, twin, relative (shadow mode)
     rows = []
     for key, label, pct in KPIS:
@@ -178,14 +187,15 @@ def _kpi_table(data: dict[str, Any]) -> Any:
 
 
 def history_figure(kpis: pd.DataFrame, origin_us: float | None = None) -> go.Figure:
-    """Throughput of the plant and of the twin over plant time (at most MAX_POINTS points)."""
+    """Throughput of the plant and of the twin over plant time (the compact rows ``Historian.kpis`` reads;
+    at most MAX_POINTS points)."""
     if len(kpis) > MAX_POINTS:
         kpis = kpis.iloc[:: -(-len(kpis) // MAX_POINTS)]
     fig = go.Figure()
     clock = _plant_clock(origin_us) if origin_us else None
     for who, colour in (("plant", "#243040"), ("twin", "#2e9e42")):
-        values = [((k.get(who) or {}).get("throughput_per_hour") or {}).get("mean") for k in kpis["kpis"]]
-        if any(v is not None for v in values):
+        values = kpis[f"{who}_throughput_per_hour"] if len(kpis) else pd.Series(dtype=float)
+        if values.notna().any():
             x = date_values(clock, kpis["plant_hours"].to_numpy(dtype=float)) if clock else kpis["plant_hours"]
             fig.add_trace(go.Scatter(x=x, y=values, name=who, line={"color": colour}))
     if clock:
@@ -206,9 +216,10 @@ def _forecasts(data: dict[str, Any]) -> Any:
         )
     from connectors.opcua.forecasting import accuracy
 
-    summary = accuracy([s for s in fc["score"] if s])
+    kept = (data["view"] or {}).get("forecasts")  # the sync's summary over every forecast
+    summary = kept if kept else {"made": len(fc), **accuracy([s for s in fc["score"] if s])}
     head = html.P(
-        f"{len(fc)} forecasts made, {summary['forecasts']} scored. Batch completion error "
+        f"{summary['made']} forecasts made, {summary['forecasts']} scored. Batch completion error "
         f"{number(summary['mean_abs_error_h'])} h on average (bias {number(summary['bias_h'])} h); the batch intervals "
         f"(5th-95th percentile) covered {percent(summary['batch_coverage'])} of {summary['batches_scored']} batches "
         f"and the 90% count intervals {percent(summary['completed_coverage'])} of the batch counts.",
