@@ -82,6 +82,16 @@ def packml_state(state: str | None) -> int:
 PACKML = {state: STATE_NUMBERS[name] for state, name in TWIN_TO_PACKML.items()}
 """Twin state -> PackML state number."""
 
+_READ_AS = {"Held": "down", "Suspended": "starved", "Aborted": "down", "Complete": "idle"}
+PACKML_TO_TWIN: dict[int, str | None] = {
+    number: _READ_AS.get(name) or next((s for s, n in TWIN_TO_PACKML.items() if n == name), None)
+    for name, number in STATE_NUMBERS.items()
+}
+"""PackML state number -> the twin state a plant's unit in it is read as (None: a transient state, no information).
+
+Several twin states share a PackML state (a fault, a changeover and a cleaning are all Held); a plant
+that publishes only PackML states is read with the most common cause: Held as down, Suspended as starved."""
+
 
 def path_of(state: str) -> tuple[str | None, str | None, str | None]:
     """The current state of the base, machine and execute state machines while a unit is in PackML ``state``."""
@@ -357,3 +367,51 @@ async def _find_type(server: Server, root: Any, name: ua.QualifiedName) -> Any:
                 return child
             todo.append(child)
     raise LookupError(f"no type {name.to_string()} in the PackML NodeSet")
+
+
+# ------------------------------------------------------------------------------------------ conformance
+
+
+async def missing_mandatory(instance: Any, declaration: Any, path: str = "", depth: int = 8) -> list[str]:
+    """Browse paths of the mandatory children that ``instance`` lacks, per ``declaration`` (its type, or the
+    instance declaration it was made from), recursively; works on a client's nodes or a server's."""
+    missing: list[str] = []
+    have: dict[str, Any] = {}
+    for child in await instance.get_children(refs=ua.ObjectIds.HierarchicalReferences):
+        have[(await child.read_browse_name()).to_string()] = child
+    for decl in await _mandatory_declarations(declaration):
+        name = (await decl.read_browse_name()).to_string()
+        child = have.get(name)
+        where = f"{path}/{name}" if path else name
+        if child is None:
+            missing.append(where)
+        elif depth > 0 and await decl.read_node_class() in (ua.NodeClass.Object, ua.NodeClass.Variable):
+            missing.extend(await missing_mandatory(child, decl, where, depth - 1))
+    return missing
+
+
+async def _mandatory_declarations(declaration: Any) -> list[Any]:
+    """The mandatory children a declaration asks for: its own, its type's and its supertypes' (by browse name)."""
+    sources = [declaration]
+    if await declaration.read_node_class() not in (ua.NodeClass.ObjectType, ua.NodeClass.VariableType):
+        typedef = await declaration.read_type_definition()
+        if typedef is not None and not typedef.is_null():
+            sources.append(_node_like(declaration, typedef))
+    found: dict[str, Any] = {}
+    for source in sources:
+        node = source
+        while node is not None:
+            for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
+                rules = await child.get_referenced_nodes(ua.ObjectIds.HasModellingRule, ua.BrowseDirection.Forward)
+                if any(r.nodeid == ua.NodeId(ua.ObjectIds.ModellingRule_Mandatory) for r in rules):
+                    found.setdefault((await child.read_browse_name()).to_string(), child)
+            if await node.read_node_class() not in (ua.NodeClass.ObjectType, ua.NodeClass.VariableType):
+                break
+            parents = await node.get_referenced_nodes(ua.ObjectIds.HasSubtype, ua.BrowseDirection.Inverse)
+            node = parents[0] if parents else None
+    return list(found.values())
+
+
+def _node_like(node: Any, node_id: ua.NodeId) -> Any:
+    """A node of the same server (or client session) as ``node``."""
+    return type(node)(node.session, node_id)
