@@ -17,8 +17,9 @@ clients subscribe, with ``SourceNode`` the unit, station or line. ``KINDS`` list
 
 A condition is retained (``Retain`` true, sent again on ``ConditionRefresh``) while it is active or
 not acknowledged. ``Acknowledge(EventId, Comment)`` is called on the condition (method
-``AcknowledgeableConditionType.Acknowledge`` or the instance's own); an EventId that is not the
-condition's latest is ``BadEventIdUnknown``, a second acknowledgement ``BadConditionBranchAlreadyAcked``.
+``AcknowledgeableConditionType.Acknowledge`` or the instance's own) with the EventId of one of its events
+since it last became active (else ``BadEventIdUnknown``); a second acknowledgement is
+``BadConditionBranchAlreadyAcked``.
 Any role may acknowledge except anonymous clients (read-only, refused by the server's role check).
 """
 
@@ -62,7 +63,8 @@ class Condition:
     generator: Any
     active: bool = False
     acked: bool = True
-    event_id: bytes = b""
+    event_id: bytes = b""  # of the latest event
+    event_ids: set[bytes] = field(default_factory=set)  # of the events since the condition last became active
     open_batches: set[int] = field(default_factory=set)
 
 
@@ -161,6 +163,7 @@ class Alarms:
             return None
         if active:
             cond.acked = False
+            cond.event_ids.clear()
             self.raised += 1
         cond.active = active
         await self._report(cond, message)
@@ -187,6 +190,7 @@ class Alarms:
         ev.Retain = cond.active or not cond.acked
         await cond.generator.trigger(message=message)
         cond.event_id = bytes(ev.EventId.Value if isinstance(ev.EventId, ua.Variant) else ev.EventId)
+        cond.event_ids.add(cond.event_id)
         await self._write_state(cond, message)
 
     async def _write_state(self, cond: Condition, message: str) -> None:
@@ -218,7 +222,7 @@ class Alarms:
         if cond is None:
             return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
         given = event_id.Value if isinstance(event_id, ua.Variant) else event_id
-        if not isinstance(given, bytes | bytearray) or bytes(given) != cond.event_id:
+        if not isinstance(given, bytes | bytearray) or bytes(given) not in cond.event_ids:
             return ua.StatusCode(ua.StatusCodes.BadEventIdUnknown)
         if cond.acked:
             return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyAcked)

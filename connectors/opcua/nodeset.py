@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.opcua.packml import PACKML_URI
@@ -45,17 +46,22 @@ async def export_nodeset(spec: LineSpec, site: str = "Site", area: str = "Area")
     return _add_models(text, twin.namespace_uri, spec, packml_version)
 
 
-def _packml_model() -> tuple[str, str]:
-    """Version and publication date of the PackML model loaded (from the NodeSet's own header)."""
+def _packml_model(required: bool = False) -> tuple[str, str]:
+    """Version and publication date of the PackML model (or, ``required``, of the OPC UA model it requires),
+    from the NodeSet's own header."""
     from connectors.opcua.packml import NODESET
 
     root = ET.parse(NODESET).getroot()
     model = root.find(f"{{{UA_NS}}}Models/{{{UA_NS}}}Model")
     assert model is not None
+    if required:
+        model = model.find(f"{{{UA_NS}}}RequiredModel")
+        assert model is not None
     return model.get("Version", ""), model.get("PublicationDate", "")
 
 
 def _add_models(text: str, uri: str, spec: LineSpec, packml: tuple[str, str]) -> str:
+    core = _packml_model(required=True)
     """Add the ``Models`` element (the twin's model and what it requires), which asyncua does not write."""
     ET.register_namespace("", UA_NS)
     ET.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
@@ -69,8 +75,15 @@ def _add_models(text: str, uri: str, spec: LineSpec, packml: tuple[str, str]) ->
         f"{{{UA_NS}}}Model",
         ModelUri=uri,
         Version=spec.spec_hash[:12],  # the spec the model was built from
+        PublicationDate=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    ET.SubElement(model, f"{{{UA_NS}}}RequiredModel", ModelUri="http://opcfoundation.org/UA/", Version="1.04.6")
+    ET.SubElement(
+        model,
+        f"{{{UA_NS}}}RequiredModel",
+        ModelUri="http://opcfoundation.org/UA/",
+        Version=core[0],
+        PublicationDate=core[1],
+    )
     ET.SubElement(
         model, f"{{{UA_NS}}}RequiredModel", ModelUri=PACKML_URI, Version=packml[0], PublicationDate=packml[1]
     )
