@@ -672,6 +672,7 @@ def nodeset_command(
     from twin.models import load_spec
 
     _logging(False)
+    logging.getLogger("connectors.opcua.security").setLevel(logging.WARNING)  # the export's PKI is temporary
     line = load_spec(spec, set_ or ())
     if out.is_dir():
         raise InputError(f"--out {out}: is a folder; give a file name (e.g. {line.name}.NodeSet2.xml)")

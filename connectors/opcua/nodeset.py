@@ -87,11 +87,32 @@ def _add_models(text: str, uri: str, spec: LineSpec, packml: tuple[str, str]) ->
     ET.SubElement(
         model, f"{{{UA_NS}}}RequiredModel", ModelUri=PACKML_URI, Version=packml[0], PublicationDate=packml[1]
     )
+    _xml_encodings(root)
     children = list(root)
     index = next((i + 1 for i, c in enumerate(children) if c.tag == f"{{{UA_NS}}}NamespaceUris"), 0)
     root.insert(index, models)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _xml_encodings(root: ET.Element) -> None:
+    """ExtensionObject values name their XML encoding (Range: i=885), not their data type (i=884) as asyncua
+    writes them: another stack cannot decode them otherwise (OPC 10000-6, 5.3.1.16)."""
+    from asyncua import ua
+
+    names = {v: k for k, v in vars(ua.ObjectIds).items() if isinstance(v, int)}
+    types_ns = "http://opcfoundation.org/UA/2008/02/Types.xsd"
+    for type_id in root.iter(f"{{{types_ns}}}TypeId"):
+        ident = type_id.find(f"{{{types_ns}}}Identifier")
+        if ident is None:
+            continue
+        text = (ident.text or "").strip()
+        if not text.startswith("i=") or not text[2:].isdigit():
+            continue
+        name = names.get(int(text[2:]))
+        encoding = getattr(ua.ObjectIds, f"{name}_Encoding_DefaultXml", None) if name else None
+        if encoding is not None:
+            ident.text = f"i={encoding}"
 
 
 def namespace_uris(text: str) -> list[str]:
