@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean browser
+.PHONY: run test test-fast lint bench clean browser interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
 
-test: $(STAMP) browser
+# The OPC-UA interop tests' second stack, node-opcua, as pinned by tests/interop/package-lock.json (skipped without npm).
+interop:
+	@command -v npm >/dev/null || { echo "npm not found: the node-opcua interop tests will be skipped"; exit 0; }; \
+	[ tests/interop/node_modules/.package-lock.json -nt tests/interop/package-lock.json ] || \
+		(cd tests/interop && npm ci --no-audit --no-fund)
+
+test: $(STAMP) browser interop
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
