@@ -32,7 +32,7 @@ from connectors.opcua.packml import (
     unece_unit_id,
 )
 from connectors.opcua.server import TwinServer
-from connectors.opcua.tagmap import load_tag_map
+from connectors.opcua.tagmap import default_tag_map, dump_tag_map, load_tag_map
 from connectors.opcua.uabase import ServerOptions
 from twin.eventlog import STATES
 from twin.spec.loader import spec_from_data
@@ -491,3 +491,35 @@ def test_discover_refusals_are_one_line_and_exit_2(tmp_path: Path):
     assert not (tmp_path / "t.yaml").exists()
     result = run_cli("opcua", "discover", "http://x", "--out", str(tmp_path / "t.yaml"))
     assert result.returncode == 2 and "opc.tcp://HOST:PORT" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------ certificate refusals
+
+
+def test_a_sync_whose_certificate_the_server_refuses_says_so_in_one_line_and_exits_2(tmp_path: Path):
+    from connectors.opcua.security import Pki, Users
+
+    Users.add(tmp_path / "users.yaml", "op", "operator", "pw")
+    (tmp_path / "line.yaml").write_text(LINE_YAML)
+    options = ServerOptions(endpoint=endpoint(), pki=tmp_path / "pki", users=tmp_path / "users.yaml")  # secured
+    client_pki = tmp_path / "client"
+    Pki(client_pki).ensure("urn:twin:sync:test", "twin sync", server=False)  # made before: its notice is not the point
+    Pki(tmp_path / "pki").ensure("urn:twin:serve:test", "twin serve", server=True)
+    # the sync trusts the server, the server does not trust the sync
+    run_cli("opcua", "trust", str(client_pki), str(tmp_path / "pki" / "own" / "cert.der"))
+    tags, plc_map = tmp_path / "tags.yaml", tmp_path / "plc.yaml"
+    plc_map.write_text(dump_tag_map(default_tag_map(mini_spec())))
+    with BackgroundServer(lambda: TwinServer(mini_spec(), options, speed=3600.0)):
+        discovered = run_cli(
+            "opcua", "discover", options.endpoint, "--out", str(tags), "--pki", str(client_pki), "--user", "op"
+        )
+        sync = run_cli(
+            "sync", str(tmp_path / "line.yaml"), "--endpoint", options.endpoint, "--map", str(plc_map),
+            "--pki", str(client_pki), "--historian", str(tmp_path / "h.db"), "--until", "10 h",
+        )  # fmt: skip
+    for result in (discovered, sync):
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "BadCertificateUntrusted" in lines[0], lines
+        assert str(client_pki / "own" / "cert.der") in lines[0]
+    assert not tags.exists()
