@@ -16,6 +16,7 @@ parent is the line. For each unit, the tags:
   PackML does not say more);
 - ``done`` (finished batches, required by the sync): ``BatchesDone``;
 - ``count`` (good units): ``ProdProcessedCount`` when it is an integer variable of the unit;
+- counters wrap where their data type does (UInt32 at 2**32, Int64 at 2**63, ...);
 - ``batch`` and ``product``: ``Batch`` and ``Product`` when present.
 
 A machine without a batch counter or with numeric node ids is left out, and the notes say why; a
@@ -140,7 +141,7 @@ async def discover(client: Client) -> tuple[dict[str, Any], list[str]]:
         if done is None:
             notes.append(f"{station_name}/{name}: no batch counter (BatchesDone); left out")
             continue
-        ns = machine.nodeid.NamespaceIndex if ns is None else ns
+        ns = done.nodeid.NamespaceIndex if ns is None else ns  # the tags' namespace (the machine may be elsewhere)
         if done.nodeid.NamespaceIndex != ns or _string_id(done, ns) is None:
             notes.append(f"{station_name}/{name}: its tags are not string node ids in {array[ns]}; left out")
             continue
@@ -156,12 +157,9 @@ async def discover(client: Client) -> tuple[dict[str, Any], list[str]]:
             if child in kids and _string_id(kids[child], ns):
                 unit[role] = _string_id(kids[child], ns)
         count = kids.get("ProdProcessedCount")
-        if count is not None and _string_id(count, ns):
-            dtype = await count.read_data_type()
-            if dtype in (ua.NodeId(ua.ObjectIds.UInt32), ua.NodeId(ua.ObjectIds.UInt64)):
-                wrap = 2**32 if dtype == ua.NodeId(ua.ObjectIds.UInt32) else 2**64
-                unit["count"] = {"tag": _string_id(count, ns), "wrap": wrap}
-        unit["done"] = {"tag": _string_id(done, ns), "wrap": 2**63}
+        if count is not None and _string_id(count, ns) and await _wrap(count):
+            unit["count"] = {"tag": _string_id(count, ns), "wrap": await _wrap(count)}
+        unit["done"] = {"tag": _string_id(done, ns), "wrap": await _wrap(done)}
         stations.setdefault(station_name, []).append(unit)
         line = await _parent(station)
         if line is not None:
@@ -180,6 +178,22 @@ async def discover(client: Client) -> tuple[dict[str, Any], list[str]]:
     data["states"] = states
     data["stations"] = stations
     return data, notes
+
+
+_WRAPS = {
+    ua.ObjectIds.UInt16: 2**16,
+    ua.ObjectIds.Int16: 2**15,
+    ua.ObjectIds.UInt32: 2**32,
+    ua.ObjectIds.Int32: 2**31,
+    ua.ObjectIds.UInt64: 2**64,
+    ua.ObjectIds.Int64: 2**63,
+}
+
+
+async def _wrap(counter: Any) -> int | None:
+    """Where an integer counter wraps, from its data type (None: not an integer counter)."""
+    dtype = await counter.read_data_type()
+    return _WRAPS.get(dtype.Identifier) if dtype.NamespaceIndex == 0 else None
 
 
 def _twin_states() -> tuple[str, ...]:
