@@ -209,9 +209,9 @@ class TwinServer:
     async def build(self) -> Server:
         """The server with its address space, not listening yet (``start`` listens; ``nodeset`` exports it)."""
         self.server = server = await make_server(self.options, f"twin ({self.spec.name})", "serve")
+        self.ns = await server.register_namespace(self.namespace_uri)  # first: it keeps index 2, PackML comes after
         self.packml = await load_packml(server)
         self.packml_folder = await server.nodes.objects.get_child(f"{self.packml.ns}:PackMLObjects")
-        self.ns = await server.register_namespace(self.namespace_uri)
         self.history.install(server)
         horizon = self.spec.horizon_hours if self.horizon_arg is None else self.horizon_arg
         self.ranges = line_ranges(self.line, horizon)
