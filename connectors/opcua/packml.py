@@ -18,6 +18,7 @@ twin carries ``EngineeringUnits`` and ``EURange``.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,18 @@ def line_ranges(line: Any, horizon: float) -> Ranges:
         horizon=max(horizon, 0.0),
         line_batches_per_hour=batches_per_hour,
         line_units_per_hour=batches_per_hour * max(line.batch_sizes, default=0.0),
-        wip=float(sum(getattr(s, "capacity", 0) or 0 for s in line.stations) + sum(s.units for s in line.stations)),
+        wip=_wip_range(line, horizon, batches_per_hour),
         unit_speed=speed,
     )
+
+
+def _wip_range(line: Any, horizon: float, batches_per_hour: float) -> float:
+    """Batches in the line in normal operation: its units and buffer places; with an unlimited buffer, what
+    the line can pass in the horizon besides (an EURange is the range expected, OPC 10000-8, 5.6.2)."""
+    places = sum(s.units for s in line.stations) + sum(s.buffer for s in line.stations if math.isfinite(s.buffer))
+    if all(math.isfinite(s.buffer) for s in line.stations):
+        return float(places)
+    return float(places + batches_per_hour * max(horizon, 0.0))
 
 
 async def add_analog(

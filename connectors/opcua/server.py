@@ -7,18 +7,25 @@ Address space (namespace ``urn:twin:<line>``, resolved by URI; string node ids):
 
     Objects/<site>/<area>/<line>                  node ids: <line>, <line>.SimTime, <line>.Start, ...
         SimTime, RunState, Speed, SpecHash, Overrides, LastMessage, Simulated
+        PackML                                    the line as a PackML machine (Execute, Held when paused, ...)
         KPI/ThroughputPerHour, UnitsPerHour, OEE, WIP, LeadTimeHours, Bottleneck, WindowHours
         Start(), Pause(), Reset(), SetParameter(Path, Value) -> Message        (operator role)
         <station>/OEE, Utilization
-            Unit1/State, StateCurrent, Batch, Product, ProdProcessedCount, ProdDefectiveCount,
-                  BatchesDone, CurSpeed, MachSpeed, Blocked, Starved, StateCurrentTime,
+            Unit1                                 a PackML machine (PackMLBaseObjectType): Admin, Status,
+                                                  BaseStateMachine/MachineState/ExecuteState, Set...() methods
+                  State, StateCurrent, Batch, Product, ProdProcessedCount, ProdDefectiveCount (UInt32),
+                  BatchesDone, CurSpeed, MachSpeed (per minute), Blocked, Starved, StateCurrentTime,
                   StateDurations/<state>                                     e.g. Line.press.Unit1.State
+    Objects/PackMLObjects                         organizes every PackML machine (OPC 30050, 6.2)
 
-Per unit the PackML (OPC 30050) vocabulary: ``StateCurrent`` is the PackML state number (see
-``packml_state``), ``State`` the twin's own state name. Every published value carries the status
-``UncertainSimulatedValue`` ("the value is simulated") and every object a ``Simulated`` property.
-Times are hours of simulated time. A bad ``SetParameter`` (an unknown path, a value the spec
-refuses) returns ``BadInvalidArgument`` and says why in ``LastMessage``; the run goes on.
+The PackML model (``packml``): the OPC Foundation's NodeSet loaded at start, the twin's states as
+PackML states (a fault is Held, never Aborted), ``StateCurrent`` the PackML state number, ``State``
+the twin's own state name; every analog value carries EngineeringUnits (UNECE) and EURange. Every
+published value carries the status ``UncertainSimulatedValue`` ("the value is simulated") and every
+object a ``Simulated`` property. Times are hours of simulated time. HistoryRead serves the last
+values of every variable (``served_history``); alarms and conditions report equipment down, hold-time
+violations and QC results out of specification (``alarms``). A bad ``SetParameter`` (an unknown path,
+a value the spec refuses) returns ``BadInvalidArgument`` and says why in ``LastMessage``; the run goes on.
 """
 
 from __future__ import annotations
