@@ -52,6 +52,9 @@ KINDS: dict[str, Kind] = {
 }
 
 
+_EVENTS = ("hold_violation", "investigation", "investigation_end", "reject")  # besides state changes
+
+
 @dataclass
 class Condition:
     """The state of one condition and the event generator that reports it."""
@@ -87,6 +90,7 @@ class Alarms:
 
     async def apply(self, rows: pd.DataFrame) -> None:
         """Raise and clear conditions for the rows of the run just made (in time order)."""
+        rows = rows[rows["state"].notna() | rows["event"].isin(_EVENTS)]
         if not len(rows):
             return
         for station, unit, event, state, batch in zip(

@@ -15,7 +15,10 @@ What a client gets:
 - ``BadContinuationPointInvalid`` for a continuation point this server did not hand out.
 
 Each variable keeps its last ``depth`` values (``HISTORY_DEPTH`` by default): the memory is bounded
-whatever the run length, and the oldest values go first.
+whatever the run length, and the oldest values go first. A kept value takes about 350 bytes (measured
+with tracemalloc), so a variable that changes at every publish holds about 350 kB at the default depth:
+the clock-driven variables of an 8-unit line (about 20) some 7 MB, those of a 500-unit line some 350 MB
+(``twin serve --history-depth`` sets the depth).
 """
 
 from __future__ import annotations
