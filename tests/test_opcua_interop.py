@@ -91,6 +91,8 @@ def test_a_client_that_sends_its_certificate_with_policy_none_is_served_read_onl
     state = read["mini.fill.Unit1.BaseStateMachine.MachineState.ExecuteState.CurrentState"]
     assert state["type"] == "LocalizedText" and state["status"] == "UncertainSimulatedValue"
     assert read["mini.fill.Unit1.ProdProcessedCount"]["type"] == "UInt32"
+    (count,) = read["mini.fill.Unit1.Admin.ProdProcessedCount"]["value"]  # PackMLCountDataType, decoded by node-opcua
+    assert count["name"] == "ProdProcessedCount" and count["count"] == count["accCount"] >= 0
     assert read["mini.fill.Unit1.Status.CurMachSpeed"]["type"] == "Float"
     units = read["mini.fill.Unit1.Status.MachSpeed.EngineeringUnits"]["value"]
     assert units["displayName"] == "1/min" and units["namespaceUri"].endswith("/un/cefact")

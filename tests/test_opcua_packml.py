@@ -203,6 +203,7 @@ def test_state_machines_follow_the_twin_state_and_offer_the_transitions_that_lea
     async def read() -> dict[str, object]:
         async with operator_client(ep) as client:
             ns = await client.get_namespace_index(NS)
+            await client.load_data_type_definitions()  # PackMLCountDataType, from the server's own definitions
             await client.get_node(ua.NodeId("mini", ns)).call_method(f"{ns}:Pause")
             names = []
             for u in units:
@@ -218,6 +219,8 @@ def test_state_machines_follow_the_twin_state_and_offer_the_transitions_that_lea
                     f"{u}.Status.EquipmentBlocked",
                     f"{u}.Status.EquipmentStarved",
                     f"{u}.Status.UnitModeCurrent",
+                    f"{u}.Admin.ProdProcessedCount",
+                    f"{u}.ProdProcessedCount",
                 ]
             names += ["mini.PackML.BaseStateMachine.MachineState.ExecuteState.CurrentState", "mini.RunState"]
             await asyncio.sleep(0.3)  # a publish after the pause: every value is of the same instant
@@ -252,6 +255,9 @@ def test_state_machines_follow_the_twin_state_and_offer_the_transitions_that_lea
         assert out[f"{u}.Status.EquipmentBlocked"] == (state == "blocked")
         assert out[f"{u}.Status.EquipmentStarved"] == (state == "starved")
         assert out[f"{u}.Status.UnitModeCurrent"] == 1  # Produce
+        (count,) = out[f"{u}.Admin.ProdProcessedCount"]  # PackML's own count: Int32, wraps at 2**31
+        assert count.Name == "ProdProcessedCount" and count.Count == count.AccCount == out[f"{u}.ProdProcessedCount"]
+        assert count.Unit.DisplayName.Text == "1"
 
 
 def test_every_analog_value_has_unece_units_and_a_range_and_counters_are_integers(served):

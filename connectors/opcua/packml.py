@@ -158,6 +158,21 @@ ANALOG: dict[str, tuple[Unit, str]] = {
 COUNTER_WRAP = 2**32
 """Integer counters (ProdProcessedCount, ProdDefectiveCount as UInt32) wrap to 0 after 2**32 - 1."""
 
+PACKML_COUNT_WRAP = 2**31
+"""PackML's Admin counts (PackMLCountDataType.Count and AccCount are Int32) wrap to 0 after 2**31 - 1."""
+
+ADMIN_COUNTS = {"ProdProcessedCount": 1, "ProdDefectiveCount": 2}
+"""The Admin counts the twin publishes, with their PackML ID (units made; units lost to scrap and rejects)."""
+
+
+def count_value(name: str, units: float) -> list[Any]:
+    """The value of an Admin count: one PackMLCountDataType (Count = AccCount: the twin never resets them)."""
+    n = int(units) % PACKML_COUNT_WRAP
+    count = ua.PackMLCountDataType(  # made by import_xml from the NodeSet's DataTypeDefinition
+        ID=ADMIN_COUNTS[name], Name=name, Unit=ONE.eu_information(), Count=n, AccCount=n
+    )
+    return [count]
+
 
 @dataclass(frozen=True)
 class Ranges:
@@ -270,9 +285,30 @@ class Machine:
 class PackMLTypes:
     """The PackML NodeSet loaded into a server: type nodes, state nodes, transitions."""
 
-    def __init__(self, server: Server, ns: int, machines: list[Machine], base_type: ua.NodeId, mode_enum: ua.NodeId):
+    def __init__(
+        self,
+        server: Server,
+        ns: int,
+        machines: list[Machine],
+        base_type: ua.NodeId,
+        mode_enum: ua.NodeId,
+        count_type: ua.NodeId,
+    ):
         self.server, self.ns, self.machines, self.base_type = server, ns, machines, base_type
         self.mode_enum = mode_enum  # the enumeration of the unit modes a unit supports (UnitSupportedModes)
+        self.count_type = count_type  # PackMLCountDataType
+
+    async def add_counts(self, node_id: str, ns: int) -> list[str]:
+        """``Admin/ProdProcessedCount`` and ``Admin/ProdDefectiveCount`` (arrays of PackMLCountDataType);
+        their node ids."""
+        admin = self.server.get_node(ua.NodeId(f"{node_id}.Admin", ns))
+        out = []
+        for name in ADMIN_COUNTS:
+            nid = ua.NodeId(f"{node_id}.Admin.{name}", ns)
+            initial = ua.Variant(count_value(name, 0), ua.VariantType.ExtensionObject)
+            await admin.add_variable(nid, ua.QualifiedName(name, self.ns), initial, datatype=self.count_type)
+            out.append(nid.Identifier)
+        return out
 
     async def instantiate(self, parent: Any, node_id: str, name: str, ns: int) -> Any:
         """A ``PackMLBaseObjectType`` object below ``parent`` (mandatory children; child ids ``<node_id>.<path>``)."""
@@ -353,7 +389,10 @@ async def load_packml(server: Server) -> PackMLTypes:
     modes = await _find_type(
         server, server.get_node(ua.ObjectIds.Enumeration), ua.QualifiedName("ProductionMaintenanceModeEnum", ns)
     )
-    return PackMLTypes(server, ns, machines, base.nodeid, modes.nodeid)
+    count = await _find_type(
+        server, server.get_node(ua.ObjectIds.Structure), ua.QualifiedName("PackMLCountDataType", ns)
+    )
+    return PackMLTypes(server, ns, machines, base.nodeid, modes.nodeid, count.nodeid)
 
 
 async def _all_components(type_node: Any) -> list[Any]:

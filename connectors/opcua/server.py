@@ -49,6 +49,7 @@ from connectors.opcua.packml import (
     PACKML,
     STATE_NUMBERS,
     add_analog,
+    count_value,
     line_ranges,
     load_packml,
     packml_name,
@@ -199,6 +200,10 @@ class TwinServer:
         for key, (_value, vtype) in self._packml_values(node_id, None, 0.0, 0.0, False, False).items():
             self._vars[key] = _Var(ua.NodeId(key, self.ns), vtype)
             self.history.track(ua.NodeId(key, self.ns))
+        if unit is not None:
+            for key in await self.packml.add_counts(node_id, self.ns):
+                self._vars[key] = _Var(ua.NodeId(key, self.ns), V.ExtensionObject)
+                self.history.track(ua.NodeId(key, self.ns))
         for method in ("SetUnitMode", "SetMachSpeed", "SetProduct", "SetParameter"):
             self.server.link_method(self.server.get_node(ua.NodeId(f"{node_id}.{method}", self.ns)), self._unsupported)
         return obj
@@ -447,6 +452,8 @@ class TwinServer:
                 f"{uid}.StateCurrent": packml_state(s.state),
                 f"{uid}.Batch": s.batch,
                 f"{uid}.Product": product,
+                f"{uid}.Admin.ProdProcessedCount": count_value("ProdProcessedCount", s.produced),
+                f"{uid}.Admin.ProdDefectiveCount": count_value("ProdDefectiveCount", s.defective),
                 f"{uid}.ProdProcessedCount": int(s.produced) % COUNTER_WRAP,
                 f"{uid}.ProdDefectiveCount": int(s.defective) % COUNTER_WRAP,
                 f"{uid}.BatchesDone": s.batches_done,

@@ -87,7 +87,8 @@ async function main() {
         const unit = args.unit;
         const exec = `${unit}.BaseStateMachine.MachineState.ExecuteState.CurrentState`;
         const toRead = [exec, `${exec}.Number`, `${unit}.Status.CurMachSpeed`, `${unit}.Status.MachSpeed.EURange`,
-            `${unit}.Status.MachSpeed.EngineeringUnits`, `${unit}.ProdProcessedCount`, `${args.line}.SimTime`];
+            `${unit}.Status.MachSpeed.EngineeringUnits`, `${unit}.ProdProcessedCount`, `${args.line}.SimTime`,
+            `${unit}.Admin.ProdProcessedCount`];
         const values = await session.read(toRead.map((s) => ({ nodeId: id(s), attributeId: AttributeIds.Value })));
         out.read = {};
         toRead.forEach((s, i) => {
@@ -96,6 +97,7 @@ async function main() {
             if (v && v.text !== undefined) v = v.text;
             else if (v && v.low !== undefined && v.high !== undefined) v = { low: v.low, high: v.high };
             else if (v && v.unitId !== undefined) v = { unitId: v.unitId, namespaceUri: v.namespaceUri, displayName: v.displayName.text };
+            else if (Array.isArray(v)) v = v.map((c) => ({ id: c.iD ?? c.id ?? c.ID, name: c.name, count: c.count, accCount: c.accCount }));
             out.read[s] = { status: dv.statusCode.name, type: DataType[dv.value.dataType], value: v };
         });
 
