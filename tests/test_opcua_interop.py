@@ -159,7 +159,9 @@ stations:
 class Plc:
     """plc.js in the background: a node-opcua server with PackML machines and continuously rising counters."""
 
-    def __init__(self, root: Path, port: int, ticks: int, resume: bool, name: str, go: Path | None = None):
+    def __init__(
+        self, root: Path, port: int, ticks: int, resume: bool, name: str, go: Path | None = None, organize: bool = True
+    ):
         self.out = root / f"{name}.out"
         args = {
             "port": port,
@@ -171,6 +173,7 @@ class Plc:
             "resume": str(root / "plc-state.json") if resume else None,
             "ticks": ticks,
             "go": str(go) if go else None,
+            "organize": organize,
         }
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen([NODE, "plc.js", json.dumps(args)], cwd=INTEROP, stdout=out, stderr=out)
@@ -265,3 +268,19 @@ def test_a_node_opcua_plc_is_discovered_and_synced_and_a_restart_costs_values(tm
         "restart": {"sent": total_sent, "stored": total_stored, "lost": total_sent - total_stored},
     }
     print(json.dumps(report))
+
+
+def test_discover_finds_packml_machines_by_browsing_when_a_server_does_not_organize_them(tmp_path: Path):
+    port = int(endpoint().rsplit(":", 1)[1])
+    plc = Plc(tmp_path, port, ticks=1, resume=False, name="plc", go=tmp_path / "never", organize=False)
+    try:
+        out = tmp_path / "tags.yaml"
+        found = run_cli(
+            "opcua", "discover", f"opc.tcp://127.0.0.1:{port}", "--out", str(out), "--security", "none",
+            "--pki", str(tmp_path / "pki"),
+        )  # fmt: skip
+    finally:
+        plc.stop()
+    assert found.returncode == 0, found.stderr
+    tags = load_tag_map(out, spec_from_data(yaml.safe_load(PLC_LINE), "plc.yaml"))
+    assert [(s, u) for s, u, _t in tags.units()] == [("mix", 0), ("fill", 0), ("fill", 1), ("pack", 0)]

@@ -26,6 +26,7 @@ namespace, the map's ``namespace``.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from asyncua import Client, ua
@@ -74,9 +75,9 @@ async def _machines(client: Client, ns: int, types: set[ua.NodeId], limit: int =
         if machines:
             return machines
     seen: set[ua.NodeId] = set()
-    out, todo = [], [client.nodes.objects]
+    out, todo = [], deque([client.nodes.objects])  # breadth first: machines in the order the server lists them
     while todo and len(seen) < limit:
-        node = todo.pop()
+        node = todo.popleft()
         objects_only = ua.NodeClass.Object
         for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences, nodeclassmask=objects_only):
             if child.nodeid in seen or child.nodeid.NamespaceIndex == 0:

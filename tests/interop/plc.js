@@ -58,7 +58,9 @@ async function main() {
         for (let u = 1; u <= count; u++) {
             const id = `${args.line}.${station}.U${u}`;
             const machine = machineType.instantiate({ browseName: `U${u}`, componentOf: st, nodeId: `s=${id}` });
-            packmlObjects.addReference({ referenceType: "Organizes", nodeId: machine.nodeId });
+            if (args.organize !== false) {  // false: a server that does not use the PackMLObjects folder
+                packmlObjects.addReference({ referenceType: "Organizes", nodeId: machine.nodeId });
+            }
             const tag = (name, dataType) => ns.addVariable({
                 componentOf: machine, browseName: name, nodeId: `s=${id}.${name}`, dataType,
             });
