@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import run_cli
 from opcua_helpers import LINE_YAML, TwinProcess, endpoint
+from test_opcua_packml import QUALITY
 
 from connectors.opcua.packml import NODESET
 from connectors.opcua.tagmap import load_tag_map
@@ -52,13 +53,13 @@ def node(script: str, args: dict, timeout: float = 120) -> dict:
 def serving(tmp_path_factory: pytest.TempPathFactory):
     """`twin serve` of the mini line with every security mode, an operator and anonymous access."""
     root = tmp_path_factory.mktemp("interop")
-    (root / "line.yaml").write_text(LINE_YAML)
+    (root / "line.yaml").write_text(LINE_YAML + QUALITY)  # hold times and QC: every kind of alarm
     from connectors.opcua.security import Users
 
     Users.add(root / "users.yaml", "op", "operator", "pw")
     ep = endpoint()
     args = ["serve", "line.yaml", "--endpoint", ep, "--security", "none,sign,sign-encrypt", "--allow-anonymous"]
-    args += ["--users", "users.yaml", "--pki", "pki", "--speed", "3600"]
+    args += ["--users", "users.yaml", "--pki", "pki", "--speed", "36000", "--horizon", "100000 h"]  # 10 h a second
     with TwinProcess(args, root, "serve") as proc:
         proc.wait_for("serving mini")
         yield root, ep
@@ -100,6 +101,8 @@ def test_a_client_that_sends_its_certificate_with_policy_none_is_served_read_onl
     assert out["subscription"]["changes"] > 5 and out["subscription"]["clockRises"]
     assert out["history"]["status"] == "Good" and out["history"]["values"] > 5
     assert out["historyOfAProperty"] == "BadHistoryOperationUnsupported"
+    assert out["events"]["count"] > 0 and "QcOutOfSpecification" in out["events"]["conditions"]
+    assert set(out["events"]["severities"]) <= {700, 800, 900}
     assert set(out["calls"].values()) == {"BadUserAccessDenied"} and out["write"] == "BadUserAccessDenied"
 
 

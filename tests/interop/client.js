@@ -9,7 +9,7 @@ const fs = require("fs");
 const path = require("path");
 const {
     OPCUAClient, MessageSecurityMode, SecurityPolicy, AttributeIds, TimestampsToReturn, NodeClass,
-    OPCUACertificateManager, UserTokenType, BrowseDirection, StatusCodes, DataType,
+    OPCUACertificateManager, UserTokenType, BrowseDirection, StatusCodes, DataType, constructEventFilter,
 } = require("node-opcua");
 
 async function main() {
@@ -114,8 +114,21 @@ async function main() {
             );
             item.on("changed", (dv) => changes.push([s, dv.value.value && dv.value.value.text !== undefined ? dv.value.value.text : dv.value.value]));
         }
+        // Alarms and conditions, reported through the Server object
+        const events = [];
+        const eventItem = await subscription.monitor(
+            { nodeId: "i=2253", attributeId: AttributeIds.EventNotifier },
+            { queueSize: 1000, discardOldest: true, filter: constructEventFilter(["EventId", "ConditionName", "SourceName", "Severity", "Retain"]) },
+            TimestampsToReturn.Both,
+        );
+        eventItem.on("changed", (fields) => events.push(fields.map((f) => f.value)));
         await new Promise((r) => setTimeout(r, 1000 * (args.seconds || 3)));
         await subscription.terminate();
+        out.events = {
+            count: events.length,
+            conditions: [...new Set(events.map((e) => e[1]))].sort(),
+            severities: [...new Set(events.map((e) => e[3]))].sort(),
+        };
         const clock = changes.filter((c) => c[0] === `${args.line}.SimTime`).map((c) => c[1]);
         out.subscription = { changes: changes.length, clockRises: clock.length > 1 && clock[clock.length - 1] > clock[0] };
 
