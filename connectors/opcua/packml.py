@@ -17,7 +17,6 @@ twin carries ``EngineeringUnits`` and ``EURange``.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,10 +266,6 @@ async def set_eu(node: Any, unit: Unit, rng: ua.Range) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the NodeSet
-
-
-def nodeset_digest() -> str:
-    return hashlib.sha256(NODESET.read_bytes()).hexdigest()
 
 
 @dataclass
