@@ -2,13 +2,14 @@
 #   make run    create .venv, install, store a baseline run of the tablet line, serve the dashboard
 #   make test   create .venv with the test extras, run the whole suite
 #   make test-fast   the quick check of an install: every command once (tests marked `fast`, under 2 minutes)
+#   make docs   build the documentation site into site/ (MkDocs, --strict: a broken link or anchor fails)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean browser interop
+.PHONY: run test test-fast lint bench clean browser docs interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,15 +39,27 @@ interop:
 	[ tests/interop/node_modules/.package-lock.json -nt tests/interop/package-lock.json ] || \
 		(cd tests/interop && npm ci --no-audit --no-fund)
 
+# The suite runs on up to 4 cores (pytest-xdist); JOBS=1 runs it in one process.
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: $(STAMP) browser interop
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m fast
+
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import simpy
@@ -25,12 +26,13 @@ STATIONS, MEAN, BUFFER = 10, 1.0, 2
 
 
 def twin_line(batches: int):
+    from twin.spec.limits import MAX_HOURS
     from twin.spec.model import LineSpec
 
     return LineSpec.from_dict(
         {
             "name": "bench",
-            "horizon": 1e12,
+            "horizon": MAX_HOURS,  # the plan ends the run first
             "release": {"mode": "plan", "plan": [{"product": "batch", "batches": batches}]},
             "stations": [
                 {
@@ -48,9 +50,9 @@ def run_twin(batches: int, seed: int) -> tuple[float, int]:
     from twin.engine import simulate
 
     spec = twin_line(batches)
-    start = time.perf_counter()
+    start = time.process_time()
     log = simulate(spec, seed=seed)
-    return time.perf_counter() - start, len(log.table)
+    return time.process_time() - start, len(log.table)
 
 
 class _Buffer(simpy.Store):
@@ -73,7 +75,7 @@ class _Buffer(simpy.Store):
 
 
 def run_bare(batches: int, seed: int) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     env = simpy.Environment()
     buffers = [None] + [_Buffer(env, BUFFER) for _ in range(STATIONS - 1)]
     done = env.event()
@@ -91,14 +93,14 @@ def run_bare(batches: int, seed: int) -> float:
     for j in range(STATIONS):
         env.process(station(j))
     env.run(until=done)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def peak_memory(batches: int) -> None:
     # VmHWM (peak resident memory) starts afresh at exec; ru_maxrss would inherit this process's peak
     code = f"""
 import sys
-sys.path.insert(0, 'benchmarks')
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from bench_engine import twin_line, vm_hwm_mb
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
@@ -147,7 +149,7 @@ def main() -> None:
     )
     print(f"twin engine (with event log): {twin_s:.2f} s = {steps / twin_s:,.0f} steps/s")
     print(f"bare SimPy:                   {bare_s:.2f} s = {steps / bare_s:,.0f} steps/s")
-    print(f"ratio twin / bare: {twin_s / bare_s:.2f}x (target <= 1.5x)")
+    print(f"ratio twin / bare: {twin_s / bare_s:.2f}x (CPU time; target <= 1.15x, issue 20)")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from twin.clock import RunClock, clock_for
 from twin.eventlog import EventLog, state_intervals
 from twin.runfolder import EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, SPEC_FILE
 from twin.spec.loader import spec_from_data
@@ -67,6 +68,11 @@ class RunView:
     @cached_property
     def spec(self) -> LineSpec:
         return spec_from_data(self.spec_data, source=str(self.folder / SPEC_FILE))
+
+    @cached_property
+    def clock(self) -> RunClock:
+        """Calendar time of this run: the spec's start, else the Monday 00:00 after the run was made."""
+        return clock_for(self.spec, self.info.get("created"))
 
     @property
     def log(self) -> EventLog:

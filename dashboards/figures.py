@@ -1,13 +1,17 @@
 """Plotly figures shared by several pages: the state Gantt and the batches' paths through the line.
 
-    >>> gantt_figure(gantt_segments(view.intervals(0), 0, 4368), view.unit_labels(), (0, 4368))
-    >>> paths_figure(*batch_paths(view.table(0), view.stations, 0, 4368), view.stations, products)
+    >>> gantt_figure(gantt_segments(view.intervals(0), 0, 4368), view.unit_labels(), (0, 4368), view.clock)
+    >>> paths_figure(*batch_paths(view.table(0), view.stations, 0, 4368), view.stations, products, window, clock)
 
 Both take data already reduced on the server (``dashboards.series``); a figure carries at most a
-few thousand segments whatever the length of the run.
+few thousand segments whatever the length of the run. Their x axes are calendar time
+(``twin.clock.RunClock``): hours from the start become dates on the way out, and a zoom's dates
+become hours again with ``window_hours``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,19 +19,45 @@ import plotly.graph_objects as go
 
 from dashboards.layout import figure_style
 from dashboards.series import Segments
+from twin.clock import RunClock
 from twin.eventlog import STATES
 from twin.palette import product_color, state_hex, to_hex
 
+HOVER_TIME = "%{x|%a %d %b %H:%M}"
 
-def _with_gaps(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def date_values(clock: RunClock, hours: Any) -> list[str | None]:
+    """Hours from the start as ISO dates plotly reads (``None`` where a value is missing: a gap)."""
+    return [None if np.isnat(d) else str(d) for d in clock.dates(hours)]
+
+
+def calendar_axis(fig: go.Figure, clock: RunClock, window: tuple[float, float] | None = None, **kwargs: Any) -> None:
+    """Make x a date axis over ``window`` (hours), titled with where the clock starts."""
+    extra = {"range": date_values(clock, list(window))} if window is not None else {}
+    fig.update_xaxes(type="date", title=clock.describe(), tickformat="%a %d %b\n%H:%M", **extra, **kwargs)
+
+
+def window_hours(clock: RunClock, lo: Any, hi: Any) -> tuple[float, float]:
+    """A date axis's range (ISO strings, or numbers when plotly sends hours) back in hours from the start."""
+    def one(v: Any) -> float:
+        return float(v) if isinstance(v, (int, float)) else clock.hours(str(v).replace(" ", "T")[:26])
+
+    return one(lo), one(hi)
+
+
+def _with_gaps(
+    rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, clock: RunClock
+) -> tuple[list[str | None], np.ndarray]:
     """x, y of line segments separated by gaps (one SVG path per trace)."""
     x = np.column_stack([lo, hi, np.full(len(lo), np.nan)]).ravel()
     y = np.column_stack([rows, rows, np.full(len(rows), np.nan)]).ravel()
-    return x, y
+    return date_values(clock, x), y
 
 
-def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, float], title: str = "") -> go.Figure:
-    """Every unit's states as horizontal bars (time in hours on x, one row per unit)."""
+def gantt_figure(
+    segments: Segments, labels: list[str], window: tuple[float, float], clock: RunClock, title: str = ""
+) -> go.Figure:
+    """Every unit's states as horizontal bars (calendar time on x, one row per unit)."""
     height = max(220, 60 + 26 * len(labels))
     row_px = (height - 90) / max(len(labels), 1)
     fig = go.Figure()
@@ -35,7 +65,7 @@ def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, flo
         if state not in segments:
             continue
         rows, lo, hi = segments[state]
-        x, y = _with_gaps(rows.astype(float), lo, hi)
+        x, y = _with_gaps(rows.astype(float), lo, hi, clock)
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -43,7 +73,7 @@ def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, flo
                 mode="lines",
                 name=state.replace("_", " "),
                 line={"color": state_hex(state), "width": max(4, row_px * 0.75)},
-                hovertemplate=f"{state}<br>%{{x:.1f}} h<extra></extra>",
+                hovertemplate=f"{state}<br>{HOVER_TIME}<extra></extra>",
             )
         )
     if title:  # above the legend, which sits on top of the plot
@@ -67,13 +97,18 @@ def gantt_figure(segments: Segments, labels: list[str], window: tuple[float, flo
         range=[len(labels) - 0.5, -0.5],
         showgrid=False,
     )
-    fig.update_xaxes(title="hours since the start of the run", range=list(window))
+    calendar_axis(fig, clock, window)
     fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0}, uirevision="gantt")
     return fig
 
 
 def paths_figure(
-    paths: pd.DataFrame, total: int, stations: list[str], products: list[str], window: tuple[float, float]
+    paths: pd.DataFrame,
+    total: int,
+    stations: list[str],
+    products: list[str],
+    window: tuple[float, float],
+    clock: RunClock,
 ) -> go.Figure:
     """Each batch's time at each station (thick) and its moves between them (thin), coloured by product."""
     fig = go.Figure()
@@ -93,13 +128,13 @@ def paths_figure(
             text.append("")
         fig.add_trace(
             go.Scatter(
-                x=x,
+                x=date_values(clock, np.array(x, dtype=float)),
                 y=y,
                 mode="lines",
                 name=product,
                 line={"color": color, "width": 1.5},
                 text=text,
-                hovertemplate="%{text}<br>%{x:.1f} h<extra>" + product + "</extra>",
+                hovertemplate="%{text}<br>" + HOVER_TIME + "<extra>" + product + "</extra>",
             )
         )
     shown = paths["batch"].nunique() if not paths.empty else 0
@@ -110,6 +145,6 @@ def paths_figure(
         title={"text": f"Batches through the line · {note}", "x": 0, "font": {"size": 13}},
     )
     fig.update_yaxes(tickvals=list(range(len(stations))), ticktext=stations, autorange="reversed", fixedrange=True)
-    fig.update_xaxes(title="hours since the start of the run", range=list(window))
+    calendar_axis(fig, clock, window)
     fig.update_layout(legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.5})
     return fig

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from twin.clock import rate_unit as rate_unit  # re-exported: one copy in twin.clock
+from twin.clock import span_text as hours_text  # noqa: F401  (re-exported)
+
 
 def number(value: float | None, digits: int = 2) -> str:
     """A number with ``digits`` decimals and thousands separators; an en dash when undefined."""
@@ -32,19 +35,6 @@ def ci_text(kpi: dict[str, Any] | None, scale: float = 1.0, digits: int = 2) -> 
 
 def percent(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value * 100:.{digits}f}%"
-
-
-def hours_text(hours: float | None) -> str:
-    """A duration in the unit that reads best (min, h, d, w)."""
-    if hours is None or not math.isfinite(hours):
-        return "–"
-    if abs(hours) < 1:
-        return f"{hours * 60:.0f} min"
-    if abs(hours) < 48:
-        return f"{hours:.1f} h"
-    if abs(hours) < 24 * 14:
-        return f"{hours / 24:.1f} d"
-    return f"{hours / 168:.1f} w"
 
 
 def run_label(row: dict[str, Any]) -> str:

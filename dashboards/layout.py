@@ -102,8 +102,12 @@ def state_legend(states: list[str]) -> html.Div:
     )
 
 
-def graph(graph_id: str, height: int | None = None, **kwargs: Any) -> dcc.Graph:
+def graph(
+    graph_id: str, height: int | None = None, placeholder: str = "Pick a run in the bar above.", **kwargs: Any
+) -> dcc.Graph:
+    """A plotly graph that, until a callback draws it, says what to do (``placeholder``) instead of blank axes."""
     style = {"height": f"{height}px"} if height else {}
+    kwargs.setdefault("figure", empty_figure(placeholder, height or 300))
     return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, **kwargs)
 
 
@@ -129,3 +133,30 @@ def figure_style(fig: Any, height: int | None = None, **layout: Any) -> Any:
 def replication_options(replications: list[int]) -> tuple[list[dict[str, Any]], int | None]:
     """Options of a replication dropdown, and its first value."""
     return [{"label": f"#{r}", "value": r} for r in replications], (replications[0] if replications else None)
+
+
+def empty_figure(message: str, height: int = 300) -> Any:
+    """A chart with nothing to draw yet: no axes, one line saying what to do (never blank axes)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 13, "color": "#5b6b7b"}
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    figure_style(fig, height=height, meta={"placeholder": message})
+    return fig
+
+
+def count_axis(fig: Any, top: float, axis: str = "yaxis", **kwargs: Any) -> None:
+    """An axis (``yaxis``, ``yaxis2``, ``xaxis``) of counts: whole-number ticks from 0, about eight at most."""
+    step = max(1, int(-(-max(top, 1) // 8)))
+    ticks = {"tickmode": "linear", "tick0": 0, "dtick": step, "tickformat": "d", "rangemode": "tozero"}
+    fig.update_layout({axis: {**ticks, **kwargs}})
+
+
+def percent_axis(fig: Any, axis: str = "yaxis", **kwargs: Any) -> None:
+    """An axis of percentages: 0 to 100 (never past it), ticks every 20, with a % sign."""
+    ticks = {"range": [0, 100], "tickmode": "linear", "tick0": 0, "dtick": 20, "ticksuffix": "%"}
+    fig.update_layout({axis: {**ticks, **kwargs}})

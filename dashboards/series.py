@@ -127,3 +127,36 @@ def batch_paths(
 def state_names() -> tuple[str, ...]:
     """Every state, in the event log's order (legends list them so)."""
     return STATES
+
+
+def units_at(
+    table: pd.DataFrame, intervals: pd.DataFrame, stations: list[str], units: list[int], t: float
+) -> dict[int, dict]:
+    """Each unit's (``row``'s) state, when it entered it, and the batch on it (started, not yet left) at ``t``.
+
+    A finished batch that cannot move on (blocked) is still on its unit: it leaves with its ``leave`` row.
+    """
+    out: dict[int, dict] = {}
+    hit = intervals[(intervals["start"] <= t) & (intervals["end"] > t)]
+    if hit.empty:
+        hit = intervals[(intervals["start"] <= t) & (intervals["end"] >= t)]
+    rows, states = intervals["row"].to_numpy(), intervals["state"].astype(str).to_numpy()
+    starts, ends = intervals["start"].to_numpy(), intervals["end"].to_numpy()
+    for i in hit.index.to_numpy():  # intervals are sorted by row, then start (``RunView.intervals``)
+        j = i
+        while j > 0 and rows[j - 1] == rows[i] and states[j - 1] == states[i] and ends[j - 1] == starts[j]:
+            j -= 1  # the same state re-stated (e.g. at a shift change): the unit has been in it since earlier
+        out[int(rows[i])] = {"state": str(states[i]), "since": float(starts[j]), "batch": None, "product": None}
+    first = np.concatenate([[0], np.cumsum(units)[:-1]])
+    on = table[(table["time"] <= t) & table["event"].isin(["start", "leave"]) & (table["batch"] >= 0)]
+    last = on.drop_duplicates(["station", "unit"], keep="last")
+    index = {s: i for i, s in enumerate(stations)}
+    for station, unit, event, batch, product in zip(
+        last["station"].astype(str), last["unit"], last["event"].astype(str), last["batch"], last["product"],
+        strict=True,
+    ):
+        if event == "start" and station in index:
+            row = int(first[index[station]] + int(unit))
+            entry = out.setdefault(row, {"state": None, "since": None, "batch": None, "product": None})
+            entry["batch"], entry["product"] = int(batch), (None if pd.isna(product) else str(product))
+    return out

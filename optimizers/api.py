@@ -129,7 +129,7 @@ def optimize(
     """
     if not isinstance(spec, LineSpec):
         spec = load_spec(spec)
-    block = spec.optimize
+    block = spec.extension("optimize")
     problem = build_problem(spec, vary, budget, objective, target, costs, constraints)
     use_engine = _use_engine(problem, evaluator)
     if use_engine:

@@ -19,8 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from twin.cli.app import JsonOpt, SeedOpt, SetOpt, SpecArg, _emit_json, stderr
-from twin.cli.common import HorizonOpt, WarmupOpt, hours_option
+from twin.cli.common import HorizonOpt, JsonOpt, SeedOpt, SetOpt, SpecArg, WarmupOpt, emit_json, hours_option, stderr
 from twin.errors import InputError
 
 VaryOpt = Annotated[
@@ -118,7 +117,7 @@ def optimize_command(
         stored = store_best(result, RunStore(store))
         stderr.print(f"best design stored as run {stored} in {store}", markup=False)
     if as_json:
-        _emit_json(result.to_json())
+        emit_json(result.to_json())
         return
     from optimizers.render import print_result
 

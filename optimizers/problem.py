@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from optimizers.objectives import COST, Constraint, check_objectives, parse_constraint
+from optimizers.spec import Optimize, Variable
 from twin.durations import HOURS_PER_UNIT, to_hours
 from twin.errors import InputError
 from twin.experiment import with_overrides
 from twin.spec.model import LineSpec
-from twin.spec.optimize import Optimize, Variable
 
 KINDS = ("buffer", "units", "speed")  # station variables the JAX kernel varies itself
 BUDGET_KINDS = {"buffers": "buffer", "units": "units", "operators": "headcount"}  # budget -> variables it limits
@@ -279,7 +279,7 @@ class Problem:
 
     def spec_for(self, design: Design) -> LineSpec:
         """The spec of a design (its ``optimize`` block dropped: a plain line to run)."""
-        overrides = {**self.overrides(design), "optimize": None}
+        overrides = {**self.overrides(design), "extensions.optimize": None}
         return with_overrides(self.spec, overrides, source="<optimized design>")
 
 
@@ -317,7 +317,7 @@ def build_problem(
     Raises ``InputError`` for a path that does not exist, an empty range, a budget no design can
     meet, or an objective the evaluator cannot compute.
     """
-    block: Optimize | None = spec.optimize
+    block: Optimize | None = spec.extension("optimize")
     variables = [_parse_vary(text) for text in vary] if vary else list(block.vary if block else ())
     if not variables:
         raise InputError("nothing to vary: give --vary PATH=RANGE (e.g. stations.*.buffer=0..10) or an optimize block")

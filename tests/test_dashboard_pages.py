@@ -17,6 +17,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from dashboards.formatting import ci_text
+from twin.clock import clock_for
 from twin.eventlog import EventLog
 from twin.experiment import run
 from twin.kpis.report import compute_kpis
@@ -87,8 +88,10 @@ def test_overview_kpi_cards_equal_compute_kpis(served):
         wait(d).until(EC.text_to_be_present_in_element((By.ID, f"{card}-value"), value))
         assert d.find_element(By.ID, f"{card}-value").text == value
         assert d.find_element(By.ID, f"{card}-ci").text == detail
-    # the flow: one coloured square per unit, a moment of the run chosen by the slider
-    wait(d).until(EC.text_to_be_present_in_element((By.ID, "overview-time-label"), "t = 168.0 h"))
+    # the flow: one coloured square per unit, a moment of the run chosen by the slider (the warm-up's end)
+    spec = served["base"].spec  # no start: the clock starts the Monday after the run was stored
+    moment = clock_for(spec, served["store"].info(served["ids"]["base"])["created"]).text(168.0, long=True)
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "overview-time-label"), moment))
     shapes = d.execute_script("return document.getElementById('overview-flow').querySelector('.js-plotly-plot')"
                               ".layout.shapes.length")  # fmt: skip
     assert shapes >= 2 * 8  # a frame and a square per unit, plus QC
@@ -129,9 +132,12 @@ def test_timeline_zoom_requeries_a_finer_window(served):
     d = served["driver"]
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "timeline-note"), "segments"))
     # the graph's own first resize may re-query the whole run just after our zoom: zoom until the note follows
+    run_id = served["ids"]["base"]
+    clock = clock_for(served["store"].get(run_id).spec, served["store"].info(run_id)["created"])
+    lo, hi = (clock.at(h).isoformat(sep=" ") for h in (200, 260))  # the axis is calendar time
     for _attempt in range(5):
         d.execute_script("Plotly.relayout(document.querySelector('#timeline-gantt .js-plotly-plot'),"
-                         " {'xaxis.range[0]': 200, 'xaxis.range[1]': 260})")  # fmt: skip
+                         f" {{'xaxis.range[0]': '{lo}', 'xaxis.range[1]': '{hi}'}})")  # fmt: skip
         try:
             wait(d, 15).until(lambda drv: "in 60 h shown" in drv.find_element(By.ID, "timeline-note").text)
             break
@@ -282,6 +288,10 @@ def test_optimize_searches_stores_the_best_design_and_opens_it_as_a_whatif(serve
     assert store.info(run_id)["tags"]["source"] == "optimizer"
     points = d.execute_script("return document.querySelector('#optimize-history .js-plotly-plot').data[0].x.length")
     assert points >= 1  # the best-so-far curve
+    # beside the spec's own design, on the same draws; one objective draws no Pareto front
+    assert "paired" in d.find_element(By.ID, "optimize-baseline-throughput_per_hour").text
+    assert d.find_element(By.ID, "optimize-space-note").text
+    assert not d.find_element(By.ID, "optimize-pareto-card").is_displayed()
     best_buffers = {s.name: s.buffer for s in store.get(run_id).spec.stations}
     d.find_element(By.XPATH, "//button[text()='Open as what-if']").click()
     note = wait(d, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#whatif-prefill-note .alert")))

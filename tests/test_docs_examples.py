@@ -1,10 +1,11 @@
-"""Docs that run: every command example in README.md and docs/*.md is executed, against the files it names.
+"""Docs that run: every command example in README.md and the site's pages (docs/**/*.md) is executed.
 
 The examples are taken from the markdown itself, so an example that breaks fails here:
 
 - ```` ```sh ```` blocks: each `twin ...` line (with its ``\\`` continuations) runs through bash in one work
   folder shared by the whole document, in document order (a run folder one example writes, a later one reads),
-  and must exit 0. ``export NAME=VALUE`` lines set the environment of the lines after them.
+  and must exit 0. The files every page of the site names are in that folder first (a reader of one page has
+  the others at hand), the page's own last, so that its own version of a name wins. ``export NAME=VALUE`` lines set the environment of the lines after them.
 - ```` ```python ```` blocks run in one namespace per document; a line whose comment shows a figure
   (``expr  # {"mean": 0.361, "ci95": [0.358, 0.363]}``) must give that figure to the digits shown.
 - transcripts (``$ twin ...`` followed by its output, in a plain block) must print exactly that output.
@@ -35,10 +36,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BIN = Path(sys.executable).parent
 PLACEHOLDER_RUNS = ("3f2a9c", "77b0e1")  # in the order of the store's runs (oldest first)
 MAX_NOT_RUN = 8  # blocks or commands left out, all documents together: keep the list short
+MIN_EXAMPLES = 30  # runnable examples in all documents together: fewer means the extraction broke
 HANG = 600  # seconds one example may take: only a hang reaches it
 
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
@@ -261,15 +263,31 @@ def shortened(command: str) -> str:
 # --- the tests ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def files(doc: Doc) -> list[tuple[str, str]]:
+    """(name, content) of every file a document gives, hidden or shown, in document order."""
+    return [(name, content) for _, name, content in doc.hidden_files] + [(b.file, b.text) for b in doc.blocks if b.file]
+
+
+def runnable(doc: Doc) -> int:
+    """How many examples of a document run (commands, transcripts, python blocks)."""
+    count = 0
+    for block in doc.blocks:
+        if block.lang == "sh":
+            count += sum(not skipped(block, c) and not c.startswith("export ") for _, c in shell_commands(block))
+        elif block.lang == "python":
+            count += not skipped(block, "")
+        elif block.lang == "":
+            count += sum(not skipped(block, c) for _, c, _ in transcripts(block))
+    return count
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.relative_to(ROOT).as_posix() for p in DOCS])
 def test_every_command_example_runs(path, tmp_path):
     doc = parse(path)
     run = Runner(tmp_path)
-    for _line, name, content in doc.hidden_files:  # every file first: "the spec below" is there, as for a reader
+    others = [parse(p) for p in DOCS if p != path]
+    for name, content in [f for other in others for f in files(other)] + files(doc):  # every file first, as for a reader
         run.write(name, content)
-    for block in doc.blocks:
-        if block.file:
-            run.write(block.file, block.text)
     for block in doc.blocks:
         if block.lang == "sh":
             for line, command in shell_commands(block):
@@ -284,8 +302,13 @@ def test_every_command_example_runs(path, tmp_path):
     for seconds, cpu, where in sorted(run.timings, reverse=True)[:8]:  # shown with -rP: where the time goes
         print(f"{seconds:6.1f} s wall {cpu:6.1f} s CPU  {where}")
     assert not run.failures, f"{len(run.failures)} example(s) of {path.name} fail:\n\n" + "\n\n".join(run.failures)
-    if path.name == "README.md":
-        assert run.ran >= 30, f"only {run.ran} examples found in {path.name}: is the extraction broken?"
+    assert run.ran == runnable(doc)
+
+
+def test_the_docs_have_examples_and_each_page_of_the_nav_is_checked():
+    counts = {p.relative_to(ROOT).as_posix(): runnable(parse(p)) for p in DOCS}
+    assert sum(counts.values()) >= MIN_EXAMPLES, counts
+    assert counts["README.md"] >= 5 and counts["docs/getting-started.md"] >= 5, counts
 
 
 def test_few_examples_are_left_out_and_each_says_why():

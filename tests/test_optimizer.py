@@ -224,8 +224,8 @@ def test_bad_problems_are_input_errors() -> None:
 def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
     spec_path = tmp_path / "line.yaml"
     data = line([1.0, 1.2, 0.9]).to_data()
-    data["optimize"] = {"vary": [{"path": "stations.*.buffer", "range": "0..4"}], "budget": {"buffers": 4},
-                        "evaluations": 50, "replications": 3, "confirm": 3}  # fmt: skip
+    data["extensions"] = {"optimize": {"vary": [{"path": "stations.*.buffer", "range": "0..4"}], "budget": {"buffers": 4},
+                                       "evaluations": 50, "replications": 3, "confirm": 3}}  # fmt: skip
     spec_path.write_text(yaml.safe_dump(data), encoding="utf-8")
     assert run_cli("validate", str(spec_path)).returncode == 0
     out = tmp_path / "result"

@@ -10,7 +10,7 @@ import plant_models
 from twin.experiment import run
 from twin.models import load_spec
 
-# shared/reference/pharma-lines.md: "the defaults should land an OSD train at 30-45% ... and sterile
+# docs/reference/pharma.md: "the defaults should land an OSD train at 30-45% ... and sterile
 # filling at 30-50%"
 OEE_RANGES = {"osd-tablet": (0.30, 0.45), "sterile-fill-finish": (0.30, 0.50)}
 

@@ -1,4 +1,4 @@
-"""The engine against queueing theory (shared/reference/validation.md), through confidence intervals."""
+"""The engine against queueing theory (docs/reference/queueing.md), through confidence intervals."""
 
 from __future__ import annotations
 

@@ -38,8 +38,10 @@ stations:
 
 
 def _line_with(tmp_path: Path, layout: str, name: str = "line.yaml") -> Path:
+    """The line with ``layout`` (a ``layout:`` block as text) under ``extensions:``."""
     path = tmp_path / name
-    path.write_text(LINE + layout, encoding="utf-8")
+    nested = "extensions:\n" + "".join(f"  {row}\n" for row in layout.splitlines()) if layout else ""
+    path.write_text(LINE + nested, encoding="utf-8")
     return path
 
 
@@ -68,12 +70,14 @@ def test_a_layout_block_validates_and_round_trips(tmp_path):
     path = _line_with(tmp_path, "layout:\n  aisle: 3\n  stations:\n    coating: {position: [10, 5, 0.5], rotation: 90}\n"
                                 "  assets: {coater: my/coater.usd}\n")  # fmt: skip
     spec = load_spec_file(path)
-    assert spec.layout.stations["coating"].position == (10.0, 5.0, 0.5)
-    assert spec.layout.assets == {"coater": "my/coater.usd"}
+    layout = spec.extension("layout")
+    assert layout.stations["coating"].position == (10.0, 5.0, 0.5)
+    assert layout.assets == {"coater": "my/coater.usd"}
     assert LineSpec.from_dict(spec.to_data()) == spec
     without = load_spec_file(_line_with(tmp_path, "", "plain.yaml"))
-    assert without.layout is None and without.spec_hash != spec.spec_hash
-    assert "layout" in LineSpec.model_json_schema()["properties"]
+    assert without.extension("layout") is None and without != spec
+    assert without.spec_hash == spec.spec_hash  # a 3-D layout changes no simulation (issue 21)
+    assert "extensions" in LineSpec.model_json_schema()["properties"]
 
 
 def test_layout_errors_name_the_file_line_and_field(tmp_path):
@@ -81,13 +85,13 @@ def test_layout_errors_name_the_file_line_and_field(tmp_path):
     with pytest.raises(SpecError) as err:
         load_spec_file(path)
     text = str(err.value)
-    assert f"{path}:10: layout.stations.mixing.position: should be [x, y] or [x, y, z] in metres" in text
+    assert f"{path}:11: extensions.layout.stations.mixing.position: should be [x, y] or [x, y, z] in metres" in text
     proc = run_cli(
         "validate", str(_line_with(tmp_path, "layout:\n  stations:\n    coatin: {position: [1, 2]}\n", "b.yaml"))
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert (
-        "b.yaml:8: layout.stations: unknown station 'coatin' (did you mean 'coating'?); stations: mixing, coating"
+        "b.yaml:9: extensions.layout.stations: unknown station 'coatin' (did you mean 'coating'?); stations: mixing, coating"
         in proc.stderr
     )
 
@@ -192,8 +196,8 @@ def test_user_assets_that_are_missing_or_not_usd_are_input_errors(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.usda").write_text("this is not USD", encoding="utf-8")
     for layout, message in (
-        ("layout:\n  assets: {coater: nowhere/coater.usd}\n", "layout.assets.coater: USD asset 'nowhere/coater.usd' does not exist"),
-        ("layout:\n  stations:\n    mixing: {position: [0, 0], asset: notes.usda}\n", "layout.stations.mixing.asset: 'notes.usda' is not a readable USD file"),
+        ("layout:\n  assets: {coater: nowhere/coater.usd}\n", "extensions.layout.assets.coater: USD asset 'nowhere/coater.usd' does not exist"),
+        ("layout:\n  stations:\n    mixing: {position: [0, 0], asset: notes.usda}\n", "extensions.layout.stations.mixing.asset: 'notes.usda' is not a readable USD file"),
     ):  # fmt: skip
         spec = load_spec_file(_line_with(tmp_path, layout))
         with pytest.raises(InputError, match="^" + message.replace(".", r"\.").replace("(", r"\(")):
@@ -251,8 +255,8 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path):
     cases = [
         ((str(not_a_run),), f"error: {not_a_run}: not a run folder (missing spec.yaml, events.parquet, run.json)"),
         ((str(broken),), f"error: {broken / 'run.json'}: not a run description"),
-        ((str(missing_asset),), "error: layout.assets.coater: USD asset 'cad/none.usd' does not exist"),
-        ((str(unknown_station),), f"{unknown_station}:8: layout.stations: unknown station 'painting'"),
+        ((str(missing_asset),), "error: extensions.layout.assets.coater: USD asset 'cad/none.usd' does not exist"),
+        ((str(unknown_station),), f"{unknown_station}:9: extensions.layout.stations: unknown station 'painting'"),
         (
             ("osd-tablet", "sterile-fill-finish"),
             "error: osd-tablet, sterile-fill-finish: not a run folder; several sources must all be",

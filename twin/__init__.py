@@ -27,6 +27,7 @@ _API = {
     "run": "twin.experiment",
     "with_overrides": "twin.experiment",
     "compute_kpis": "twin.kpis.report",
+    "KpiSummary": "twin.kpis.summary",
     "load_spec": "twin.models",
     "simulate": "twin.engine.simulate",
 }

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +56,54 @@ from twin.errors import InputError
 
 SCHEMA_VERSION = 2
 
-EVENTS: tuple[str, ...] = (
-    "release", "arrive", "setup", "start", "finish", "leave", "fail", "repair", "state", "end",
-    "clean", "major_clean", "line_clearance", "gowning", "scrap", "reject", "hold_violation", "investigation",
-    "investigation_end", "split", "merge", "quarantine", "qc_start", "qc_end", "approve",
-)  # fmt: skip
-STATES: tuple[str, ...] = (
-    "processing", "setup", "down", "starved", "blocked", "idle",
-    "cleaning", "waiting_cleaning", "waiting_operator", "off_shift",
-)  # fmt: skip
+
+class Event(StrEnum):
+    """Event names: the one copy the engine, the KPIs, the decoders and the docs read (``Event.FINISH == "finish"``)."""
+
+    RELEASE = "release"
+    ARRIVE = "arrive"
+    SETUP = "setup"
+    START = "start"
+    FINISH = "finish"
+    LEAVE = "leave"
+    FAIL = "fail"
+    REPAIR = "repair"
+    STATE = "state"
+    END = "end"
+    CLEAN = "clean"
+    MAJOR_CLEAN = "major_clean"
+    LINE_CLEARANCE = "line_clearance"
+    GOWNING = "gowning"
+    SCRAP = "scrap"
+    REJECT = "reject"
+    HOLD_VIOLATION = "hold_violation"
+    INVESTIGATION = "investigation"
+    INVESTIGATION_END = "investigation_end"
+    SPLIT = "split"
+    MERGE = "merge"
+    QUARANTINE = "quarantine"
+    QC_START = "qc_start"
+    QC_END = "qc_end"
+    APPROVE = "approve"
+
+
+class State(StrEnum):
+    """Unit states (``State.PROCESSING == "processing"``)."""
+
+    PROCESSING = "processing"
+    SETUP = "setup"
+    DOWN = "down"
+    STARVED = "starved"
+    BLOCKED = "blocked"
+    IDLE = "idle"
+    CLEANING = "cleaning"
+    WAITING_CLEANING = "waiting_cleaning"
+    WAITING_OPERATOR = "waiting_operator"
+    OFF_SHIFT = "off_shift"
+
+
+EVENTS: tuple[str, ...] = tuple(e.value for e in Event)
+STATES: tuple[str, ...] = tuple(s.value for s in State)
 
 ACTIVE_STATES = frozenset({"processing", "setup", "down", "cleaning", "waiting_cleaning", "waiting_operator"})
 """States in which a unit is working, being worked on or waiting for a service (active-period method's "active")."""

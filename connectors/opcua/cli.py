@@ -24,8 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
-from twin.cli.common import SetOpt, SpecArg
-from twin.cli.common import emit_json as _emit_json
+from twin.cli.common import SetOpt, SpecArg, emit_json, optional_hours
 from twin.errors import InputError, SpecError
 
 T = TypeVar("T")
@@ -55,6 +54,13 @@ MaxSessionsOpt = Annotated[
     int, typer.Option("--max-sessions", help="Client sessions open at once; one more is refused (BadTooManySessions).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log asyncua's own messages too.")]
+LiveUsdOpt = Annotated[
+    Path | None,
+    typer.Option("--live-usd", help="Keep a live USD scene in this folder: scene.usda to open, live.usda rewritten."),
+]
+UsdIntervalOpt = Annotated[
+    float, typer.Option("--usd-interval", help="Seconds between rewrites of live.usda (at most one per interval).")
+]
 
 log = logging.getLogger("connectors.opcua")
 
@@ -128,17 +134,7 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[T]]) -> T:
 
 
 def _hours(text: str | None, option: str, unit: str = "h", zero: bool = False) -> float | None:
-    from twin.durations import to_hours
-
-    if text is None:
-        return None
-    try:
-        hours = to_hours(text, unit)
-    except ValueError as err:
-        raise InputError(f"{option} {text!r}: {err}") from None
-    if not (hours >= 0 if zero else hours > 0):
-        raise InputError(f"{option} {text!r}: must be {'>= 0' if zero else 'positive'}")
-    return hours
+    return optional_hours(text, option, unit, allow_zero=zero)
 
 
 def _server_options(
@@ -199,6 +195,8 @@ def serve_command(
     allow_anonymous: AnonOpt = False,
     handshake_timeout: HandshakeOpt = HANDSHAKE_TIMEOUT_S,
     max_sessions: MaxSessionsOpt = MAX_SESSIONS,
+    live_usd: LiveUsdOpt = None,
+    usd_interval: UsdIntervalOpt = 2.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states."""
@@ -228,6 +226,11 @@ def serve_command(
             overrides=tuple(set_ or ()),
             history_depth=history_depth,
         )
+        scene = _live_scene(line, live_usd, usd_interval)
+        if scene is not None:
+            from connectors.usd.live import ServerObserver
+
+            server.observer = ServerObserver(scene)
         await server.start()
         settle()
         print(f"serving {line.name} on {endpoint} (namespace {server.namespace_uri})", file=sys.stderr, flush=True)
@@ -235,6 +238,8 @@ def serve_command(
             await server.run(stop)
         finally:
             await server.stop()
+            if scene is not None:
+                scene.close()
 
     run_until_signal(main)
 
@@ -358,6 +363,8 @@ def sync_command(
         Path | None, typer.Option("--out", help="Write the plant's event log and KPIs as a run folder at the end.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final report as JSON.")] = False,
+    live_usd: LiveUsdOpt = None,
+    usd_interval: UsdIntervalOpt = 2.0,
     pki: PkiOpt = None,
     security: Annotated[str, typer.Option("--security", help="none, sign or sign-encrypt.")] = "sign-encrypt",
     user: Annotated[str | None, typer.Option("--user", help="User name (password from --password-env).")] = None,
@@ -395,8 +402,14 @@ def sync_command(
         password=password,
     )
 
+    scene = _live_scene(line, live_usd, usd_interval, shadow)
+
     def report(snap: dict[str, Any]) -> None:
         print(_snapshot_line(snap), file=sys.stderr, flush=True)
+        if scene is not None:
+            from connectors.usd.live import report_kpis
+
+            report_kpis(scene, snap, sync)
 
     options = SyncOptions(
         client=client,
@@ -411,9 +424,14 @@ def sync_command(
         forecast_horizon=_hours(forecast_horizon, "--forecast-horizon", line.time_unit) or 24.0,
         extra_tags=tuple(extra_tag or ()),
         report=report,
+        on_value=None if scene is None else _plant_feed(scene, tags),
     )
     sync = PlantSync(line, tags, options, str(map_path))
-    result = run_until_signal(sync.run)
+    try:
+        result = run_until_signal(sync.run)
+    finally:
+        if scene is not None:
+            scene.close()
     if out is not None:
         from twin.durations import format_hours
         from twin.experiment import RunResult
@@ -442,9 +460,29 @@ def sync_command(
         "forecasts": result.forecasts,
     }
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     _print_report(summary)
+
+
+def _live_scene(line: Any, folder: Path | None, interval: float, shadow: bool = False) -> Any:
+    """The live USD scene of ``--live-usd`` (layout and first live layer written), or None; with ``shadow``
+    a second view, the shadow twin's."""
+    if folder is None:
+        return None
+    from connectors.usd.live import LiveScene
+    from connectors.usd.live_state import LineNow
+
+    scene = LiveScene(line, folder, interval, twin=LineNow(line) if shadow else None)
+    scene.start()
+    print(f"live USD scene: {folder / 'scene.usda'} (live.usda at most every {interval:g} s)", file=sys.stderr)
+    return scene
+
+
+def _plant_feed(scene: Any, tags: Any) -> Any:
+    from connectors.usd.live import plant_feed
+
+    return plant_feed(scene, tags)
 
 
 def _fmt(v: Any, pct: bool = False, digits: int = 2) -> str:
@@ -650,7 +688,7 @@ def cert_command(
     from connectors.opcua.security import Pki, thumbprint
 
     p = Pki(pki).ensure(f"urn:twin:{role}:{socket.gethostname()}", f"twin {role}", server=role != "sync")
-    _emit_json(
+    emit_json(
         {
             "certificate": str(p.cert_path),
             "thumbprint": thumbprint(p.certificate()),

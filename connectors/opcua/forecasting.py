@@ -34,10 +34,12 @@ def make_forecast(
     Batch times are in ``TIME_BASE`` (``None``: after the horizon), for every batch in the line."""
     snap = snapshot_from_log(plant_log, at, source="plant")
     result = forecast(spec, snap, horizon, replications, seed)
-    batches = {}
+    batches, released = {}, {}
     for record in result.batch_records():
         if record["label"] is not None and record["leaves_line"] is not None:
             batches[str(record["label"])] = record["leaves_line"]
+        if record["label"] is not None and record["released"] is not None:
+            released[str(record["label"])] = record["released"]  # QC release (the live USD scene shows it)
     return {
         "at": at,
         "horizon": horizon,
@@ -45,6 +47,7 @@ def make_forecast(
         "time_base": TIME_BASE,
         "completed": result.intervals()["completed"],
         "batches": batches,
+        "released": released,
     }
 
 

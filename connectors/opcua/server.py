@@ -112,6 +112,7 @@ class TwinServer:
         self._kpi_seconds = 0.0
         self.history = ServedHistory(history_depth)
         self.alarms = Alarms(spec.name)
+        self.observer: Any = None  # .rows(new rows), .kpis(summary), .new_run(): e.g. the live USD scene
         self._new_run(running=not paused)
 
     # ------------------------------------------------------------------------------------------ the run
@@ -127,6 +128,8 @@ class TwinServer:
         self._dirty: set[tuple[str, int]] = set()  # units whose status changed since the last publish
         self._force = True  # publish every value at the next tick (a new run)
         self._kpis_new = True
+        if getattr(self, "observer", None) is not None:
+            self.observer.new_run()
         if running:
             self.run_.start(time.monotonic())
 
@@ -365,9 +368,13 @@ class TwinServer:
                 self.parts.append(rows)
                 self._dirty.update(c.unit for c in self.live.apply(rows) if c.unit is not None)
                 await self.alarms.apply(rows)
+                if self.observer is not None:
+                    self.observer.rows(rows)
             if kpi_task is not None and kpi_task.done():
                 if not kpi_task.cancelled() and kpi_task.exception() is None:
                     self.kpis, self._kpis_new = kpi_task.result(), True
+                    if self.observer is not None:
+                        self.observer.kpis(self.kpis)
                 kpi_task = None
             if kpi_task is None and time.monotonic() >= next_kpis:
                 began = time.monotonic()

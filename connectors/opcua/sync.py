@@ -83,6 +83,7 @@ class SyncOptions:
     forecast_every: float | None = None  # shadow mode: plant hours between forecasts (None: none)
     forecast_horizon: float = 24.0  # hours each forecast looks ahead
     forecast_replications: int = 30
+    on_value: Any = None  # called with (tag, source_us, value, status) of each new value (the live USD scene)
 
 
 @dataclass
@@ -160,6 +161,8 @@ class PlantSync:
             return
         self.plant_us = max(self.plant_us, source_us)
         self.writer.put(tag_id, source_us, server_us, received_us, value, status)
+        if self.options.on_value is not None:
+            self.options.on_value(self._tag_names[tag_id], source_us, value, status)
         if source_us > self._last_us.get(tag_id, -1):
             self._last_us[tag_id] = source_us
 
@@ -326,6 +329,7 @@ class PlantSync:
         self.writer = HistorianWriter(opts.historian, opts.retention_hours, measure_latency=opts.measure_latency)
         h = self.writer.historian
         self.tag_ids = h.register_tags(self.roles)
+        self._tag_names = {tag_id: name for name, tag_id in self.tag_ids.items()}
         meta = h.meta()
         self._load_recent(h)
         try:

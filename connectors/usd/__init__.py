@@ -11,6 +11,17 @@ file), ``timeline`` (event log sampled on a time grid), ``placement`` (where thi
 
 from __future__ import annotations
 
-from connectors.usd.export import ExportReport, SceneSource, export_scene, load_source
+from importlib import import_module
+from typing import Any
 
-__all__ = ["ExportReport", "SceneSource", "export_scene", "load_source"]
+# Loaded on first use: a spec's ``extensions.layout`` block (``connectors.usd.layout``) imports this
+# package, and validating a spec must not load the exporter (pandas, USD).
+_API = {name: "connectors.usd.export" for name in ("ExportReport", "SceneSource", "export_scene", "load_source")}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'connectors.usd' has no attribute {name!r}")

@@ -4,7 +4,7 @@
     >>> choices["coating"].size                        # metres: length along the flow, width, height
     >>> write_procedural_assets(choices.values(), Path("scene"))     # into scene/twin_assets/
 
-A station's asset is ``layout.stations.NAME.asset``, else ``layout.assets[EQUIPMENT]``, else the
+A station's asset is ``extensions.layout.stations.NAME.asset``, else ``extensions.layout.assets[EQUIPMENT]``, else the
 procedural asset of its equipment type (``connectors.usd.equipment``). Relative paths are taken from
 the current directory. A user's asset must have a default prim; it is scaled to metres by its
 ``metersPerUnit``, turned z-up if it is y-up, and moved so that its footprint is centred on the
@@ -51,16 +51,16 @@ class AssetChoice:
 
 def choose_assets(spec: LineSpec) -> dict[str, AssetChoice]:
     """The asset of every station; raises ``InputError`` for a user asset that is missing or unusable."""
-    layout = spec.layout
+    layout = spec.extension("layout")
     choices: dict[str, AssetChoice] = {}
     checked: dict[Path, AssetChoice] = {}
     for station in spec.stations:
         placed = layout.stations.get(station.name) if layout else None
         field, user_path = None, None
         if placed is not None and placed.asset:
-            field, user_path = f"layout.stations.{station.name}.asset", placed.asset
+            field, user_path = f"extensions.layout.stations.{station.name}.asset", placed.asset
         elif layout and station.equipment and station.equipment in layout.assets:
-            field, user_path = f"layout.assets.{station.equipment}", layout.assets[station.equipment]
+            field, user_path = f"extensions.layout.assets.{station.equipment}", layout.assets[station.equipment]
         if user_path is None:
             kind = equipment_kind(station.equipment)
             choices[station.name] = AssetChoice(Path(ASSET_FOLDER) / kind.file_name, kind, kind.size)

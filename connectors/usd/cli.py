@@ -13,17 +13,12 @@ from typing import Annotated
 
 import typer
 
-from twin.durations import format_hours, to_hours
-from twin.errors import InputError
+from twin.cli.common import optional_hours
+from twin.durations import format_hours
 
 
 def _hours(value: str | None, option: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return to_hours(value, "h")
-    except ValueError as err:
-        raise InputError(f"{option} {value!r}: {err}") from None
+    return optional_hours(value, option, allow_zero=True)
 
 
 def export_usd_command(

@@ -92,8 +92,12 @@ def export_scene(
     step_hours: float = DEFAULT_STEP_HOURS,
     replication: int = 0,
     speed_hours: float = DEFAULT_SPEED_HOURS,
+    decorate: Any = None,
 ) -> ExportReport:
-    """Write the scene of ``sources`` (one spec, or runs of one line) to ``out`` (.usda, .usdc or .usd)."""
+    """Write the scene of ``sources`` (one spec, or runs of one line) to ``out`` (.usda, .usdc or .usd).
+
+    ``decorate(layer, line_paths)``, if given, adds to the layer before it is written (``line_paths``: the
+    line prim's path in each scenario's variant, in the order of ``sources``)."""
     began = time.perf_counter()
     out = Path(out)
     _check_out(out)
@@ -104,7 +108,6 @@ def export_scene(
         raise InputError(f"--speed must be a positive duration (got {format_hours(speed_hours)})")
 
     from connectors.usd.assets import choose_assets, write_procedural_assets
-    from connectors.usd.placement import SHOWN_SLOTS_UNLIMITED, place_line
     from connectors.usd.scene import Scenario, author_scene
     from connectors.usd.schema import register_schema
     from connectors.usd.timeline import Grid, build_timeline
@@ -126,13 +129,8 @@ def export_scene(
             log = source.log
             table = log.table[log.table["replication"] == replication]
             timeline = build_timeline(table, log.meta.stations, log.meta.units, grid, _quality_loss_events())
-        slots = {"": timeline.buffer_slots.get("", 0) if timeline else 0}
-        for station in spec.stations:
-            used = timeline.buffer_slots.get(station.name, 0) if timeline else 0
-            shown = station.buffer if station.buffer is not None else (used if timeline else SHOWN_SLOTS_UNLIMITED)
-            slots[station.name] = max(shown, used)
         provenance = _provenance(source, replication)
-        scenarios.append(Scenario(name, spec, place_line(spec, sizes, slots), choices, timeline, provenance))
+        scenarios.append(Scenario(name, spec, layout_plan(spec, sizes, timeline), choices, timeline, provenance))
 
     layer_data = _layer_data(sources, scenarios, replication, step_hours, speed_hours)
     fmt = "usda" if out.suffix == ".usda" else "usdc"
@@ -141,6 +139,8 @@ def export_scene(
         layer.startTimeCode, layer.endTimeCode = window[0] * 60.0, window[1] * 60.0
         layer.timeCodesPerSecond = speed_hours * 60.0
         layer.framesPerSecond = min(speed_hours * 60.0, 60.0)
+    if decorate is not None:
+        decorate(layer, _line_paths(layer, names))
     assets = write_procedural_assets([choice for sc in scenarios for choice in sc.assets.values()], out.parent)
     _export_atomically(layer, out)
     samples = sum(_count_samples(layer, spec_) for spec_ in _attribute_specs(layer))
@@ -152,11 +152,38 @@ def export_scene(
     )  # fmt: skip
 
 
-def _check_out(out: Path) -> None:
+def layout_plan(spec: LineSpec, sizes: dict[str, Any], timeline: Any = None) -> Any:
+    """Where everything stands (``placement.LinePlan``): buffers drawn with their capacity, or the places a
+    run used at most; an unlimited buffer of a spec without a run gets ``SHOWN_SLOTS_UNLIMITED`` places."""
+    from connectors.usd.placement import SHOWN_SLOTS_UNLIMITED, place_line
+
+    slots = {"": timeline.buffer_slots.get("", 0) if timeline else 0}
+    for station in spec.stations:
+        used = timeline.buffer_slots.get(station.name, 0) if timeline else 0
+        shown = station.buffer if station.buffer is not None else (used if timeline else SHOWN_SLOTS_UNLIMITED)
+        slots[station.name] = max(shown, used)
+    return place_line(spec, sizes, slots)
+
+
+def _line_paths(layer: Any, names: list[str]) -> list[Any]:
+    from pxr import Sdf
+
+    line = next(iter(layer.GetPrimAtPath("/World").nameChildren))
+    if len(names) == 1:
+        return [line.path]
+    return [Sdf.Path(f"{line.path}{{scenario={name}}}") for name in names]
+
+
+def check_out(out: Path, option: str = "--out") -> None:
+    """Refuse a scene path that is not a USD file name (InputError naming ``option``)."""
+    _check_out(out, option)
+
+
+def _check_out(out: Path, option: str = "--out") -> None:
     if out.suffix not in SCENE_SUFFIXES:
-        raise InputError(f"--out {out}: a USD scene ends in .usda (text), .usdc (binary) or .usd (binary)")
+        raise InputError(f"{option} {out}: a USD scene ends in .usda (text), .usdc (binary) or .usd (binary)")
     if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give a file name ending in .usdc or .usda")
+        raise InputError(f"{option} {out}: is a folder; give a file name ending in .usdc or .usda")
 
 
 def _check_sources(sources: list[SceneSource]) -> None:
@@ -220,8 +247,9 @@ def _provenance(source: SceneSource, replication: int) -> dict[str, Any]:
     data: dict[str, Any] = {"specHash": source.spec.spec_hash, "line": source.spec.name, "source": source.label}
     if source.is_run:
         info = source.info
+        seed = info.get("seed")  # null in a plant's run folder (`twin sync --out`): no seed made it
         data.update(
-            runId=str(info.get("run_id", "")), scenario=source.scenario, seed=int(info.get("seed", -1)),
+            runId=str(info.get("run_id", "")), scenario=source.scenario, seed=-1 if seed is None else int(seed),
             replication=replication, replications=int(info.get("replications", 0)),
             created=str(info.get("created", "")), twinVersion=str(info.get("twin_version", "")),
             overrides="; ".join(map(str, info.get("overrides", []))),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from twin.spec.layout import Layout, StationPlacement
+from connectors.usd.layout import Layout, StationPlacement
 from twin.spec.model import LineSpec
 
 Vec3 = tuple[float, float, float]
@@ -106,7 +106,7 @@ def _columns(slots: int) -> int:
 
 def place_line(spec: LineSpec, sizes: dict[str, Vec3], buffer_slots: dict[str, int]) -> LinePlan:
     """Lay the line out: ``sizes`` per station (equipment length, width, height), places per buffer."""
-    layout = spec.layout or Layout()
+    layout = spec.extension("layout") or Layout()
     aisle = layout.aisle
     cursor = 0.0
     entry_slots = max(buffer_slots.get("", 0), 1)

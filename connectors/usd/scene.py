@@ -14,6 +14,7 @@ The prim tree, with kinds for Omniverse's model hierarchy (``group`` > ``assembl
           /unit_N                            Xform, component, TwinUnitAPI: twin:state, twin:batch, counters
             /Equipment                       references the equipment asset (kind subcomponent)
             /StatusPad                       Cube whose displayColor is the state's colour over time
+            /StatusLook/Surface              Material (UsdPreviewSurface) bound to the pad: diffuse = state colour
         /Batches/batch_ID                    Xform, component, TwinBatchAPI: references the batch container,
                                              translate, visibility and twin:location over time
 """
@@ -40,6 +41,7 @@ PAD_MARGIN = 0.4  # metres of status pad around a unit's footprint
 PAD_HEIGHT = 0.04
 GAUGE_HEIGHT = 1.5  # metres of the fill bar of a full buffer
 FLOOR_COLOR = (0.42, 0.44, 0.46)
+STATUS_LOOK, SURFACE = "StatusLook", "Surface"  # a unit's state material and its UsdPreviewSurface shader
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,11 @@ def _author_line(layer: Sdf.Layer, line_path: Sdf.Path, scenario: Scenario, scen
     if scenario.provenance:
         line.customData = {"twin": scenario.provenance}
     _author_floor(layer, line_path, plan)
-    names = UniqueNames()
-    for reserved in ("Floor", "Queue", "Batches"):
-        names(reserved)
+    prim_names = station_prim_names(spec)
     _author_buffer(layer, line_path.AppendChild("Queue"), plan.entry, "", timeline, None)
     for station in spec.stations:
         station_plan = plan.stations[station.name]
-        path = line_path.AppendChild(names(station.name))
+        path = line_path.AppendChild(prim_names[station.name])
         prim = define(layer, path, "Xform", kind="group")
         prim.SetInfo("displayName", station.name)
         attribute(prim, "twin:station", T.Token, station.name, uniform=True, custom=True)
@@ -106,6 +106,14 @@ def _author_line(layer: Sdf.Layer, line_path: Sdf.Path, scenario: Scenario, scen
                          station.equipment, choice, scene_dir, timeline)  # fmt: skip
     if timeline is not None:
         _author_batches(layer, line_path.AppendChild("Batches"), scenario)
+
+
+def station_prim_names(spec: LineSpec) -> dict[str, str]:
+    """Station name -> its prim's name under the line prim (distinct, never a reserved child's name)."""
+    names = UniqueNames()
+    for reserved in ("Floor", "Queue", "Batches"):
+        names(reserved)
+    return {station.name: names(station.name) for station in spec.stations}
 
 
 def _author_floor(layer: Sdf.Layer, line_path: Sdf.Path, plan: LinePlan) -> None:
@@ -178,6 +186,7 @@ def _author_unit(
     pad = define(layer, path.AppendChild("StatusPad"), "Cube")
     transform(pad, translate=(0.0, 0.0, PAD_HEIGHT / 2), scale=(length / 2, width / 2, PAD_HEIGHT / 2))
     color = attribute(pad, "primvars:displayColor", T.Color3fArray, Vt.Vec3fArray([Gf.Vec3f(*NO_STATE_COLOR)]))
+    diffuse = author_status_look(layer, path, pad)
     state = attribute(prim, "twin:state", T.Token)
     batch = attribute(prim, "twin:batch", T.Int64)
     product = attribute(prim, "twin:product", T.Token)
@@ -189,10 +198,28 @@ def _author_unit(
     author_held(layer, state.path, grid.codes(tracks.state.k), tracks.state.values.tolist())
     colors = {s: Vt.Vec3fArray([Gf.Vec3f(*state_color(s or None))]) for s in set(tracks.state.values)}
     author_interpolated(layer, color.path, grid.codes, tracks.state.k, [colors[s] for s in tracks.state.values])
+    author_interpolated(layer, diffuse.path, grid.codes, tracks.state.k, [colors[s][0] for s in tracks.state.values])
     author_held(layer, batch.path, grid.codes(tracks.batch.k), tracks.batch.values.tolist())
     author_held(layer, product.path, grid.codes(tracks.product.k), tracks.product.values.tolist())
     author_held(layer, good.path, grid.codes(tracks.good_count.k), tracks.good_count.values.tolist())
     author_held(layer, done.path, grid.codes(tracks.batches_done.k), tracks.batches_done.values.tolist())
+
+
+def author_status_look(layer: Sdf.Layer, unit_path: Sdf.Path, pad: Sdf.PrimSpec) -> Sdf.AttributeSpec:
+    """A UsdPreviewSurface material ``unit_N/StatusLook`` bound to the status pad; its diffuse colour (returned)
+    is the state's colour, so that renderers that ignore display colours show the state too."""
+    material = define(layer, unit_path.AppendChild(STATUS_LOOK), "Material")
+    shader = define(layer, material.path.AppendChild(SURFACE), "Shader")
+    attribute(shader, "info:id", T.Token, "UsdPreviewSurface", uniform=True)
+    diffuse = attribute(shader, "inputs:diffuseColor", T.Color3f, Gf.Vec3f(*NO_STATE_COLOR))
+    attribute(shader, "inputs:roughness", T.Float, 0.6)
+    surface = attribute(shader, "outputs:surface", T.Token)
+    out = attribute(material, "outputs:surface", T.Token)
+    out.connectionPathList.Prepend(surface.path.StripAllVariantSelections())  # inside a variant: the composed path
+    pad.SetInfo("apiSchemas", Sdf.TokenListOp.Create(prependedItems=["MaterialBindingAPI"]))
+    binding = Sdf.RelationshipSpec(pad, "material:binding", custom=False)
+    binding.targetPathList.Prepend(material.path.StripAllVariantSelections())
+    return diffuse
 
 
 def _author_batches(layer: Sdf.Layer, path: Sdf.Path, scenario: Scenario) -> None:

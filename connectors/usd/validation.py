@@ -53,3 +53,30 @@ def _problems(context: Any, stage: Any, include_warnings: bool) -> list[str]:
             name = validator.GetMetadata().name if validator else "?"
             problems.append(f"{kind.displayName}: {name}: {error.GetName()}: {error.GetMessage()}")
     return problems
+
+
+def omniverse_validator_available() -> bool:
+    """Whether NVIDIA's Omniverse asset validator (``omniverse-asset-validator`` on PyPI) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("omni.asset_validator") is not None
+
+
+def validate_omniverse(scene: str | Path) -> list[str]:
+    """The Omniverse asset validator's failures and errors on a scene file (every variant), one line each.
+
+    Warnings and infos are left out. Raises ``ModuleNotFoundError`` when the validator is not installed.
+    """
+    import logging
+
+    logging.getLogger("omni.asset_validator").setLevel(logging.WARNING)  # it logs its plug-in start-up at INFO
+    import omni.asset_validator as oav
+
+    results = oav.ValidationEngine(variants=True).validate(str(scene))
+    serious = {oav.IssueSeverity.FAILURE, oav.IssueSeverity.ERROR}
+    return [
+        f"{issue.severity.name}: {issue.rule.__name__ if issue.rule else '?'}: {issue.message}"
+        + (f" (at {issue.at})" if issue.at else "")
+        for issue in results.issues()
+        if issue.severity in serious
+    ]

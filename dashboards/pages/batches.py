@@ -1,5 +1,6 @@
-"""Batches: a batch's genealogy tree (splits and merges) and history, the QC release queue, and the
-hold-time violations of the run.
+"""Batches: a batch's record (eBR summary: steps, waits and why, cleaning, hold times, QC release; CSV
+download), its genealogy tree (splits and merges), the QC release queue, and the hold-time violations
+of the run. Times are calendar times of the run's clock (``twin.clock``).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, dash_table, dcc, html
+from dash import Input, Output, State, dash_table, dcc, html, no_update
 
 from dashboards import layout
+from dashboards.figures import HOVER_TIME, calendar_axis, date_values
 from dashboards.formatting import hours_text
 from dashboards.pages import Page
-from twin.trace import trace
+from twin.errors import TwinError
+from twin.report.record import BatchRecord, batch_record, record_hours, record_table
 
 TABLE_STYLE = {
     "style_cell": {"fontSize": 12, "padding": "3px 8px", "fontFamily": layout.FONT},
@@ -50,9 +53,22 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
                     layout.loading(layout.graph("batches-tree", height=320)),
                     help="parents above, children below; splits and merges",
                 ),
-                layout.card("History", layout.loading(html.Div(id="batches-history"))),
+                layout.card("Summary", layout.loading(html.Div(id="batches-summary"))),
             ],
             className="grid-2",
+        ),
+        html.Div(style={"height": "14px"}),
+        layout.card(
+            "Batch record",
+            html.Div(
+                [
+                    html.Button("Download record (CSV)", id="batches-download-button"),
+                    dcc.Download(id="batches-download"),
+                ],
+                className="controls",
+            ),
+            layout.loading(html.Div(id="batches-history")),
+            help="each step: unit, calendar times, duration, how long and why it waited, cleaning before it",
         ),
         html.Div(style={"height": "14px"}),
         layout.card(
@@ -63,6 +79,44 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         ),
         layout.card("Hold-time violations", layout.loading(html.Div(id="batches-holds"))),
         subtitle="Trace a batch up and down its tree, and follow batches through quarantine and QC release.",
+    )
+
+
+def _cached_record(view: Any, replication: int, batch: int) -> BatchRecord:
+    """The record of a batch, computed once per run view."""
+    return view.derived(
+        ("record", replication, batch),
+        lambda: batch_record(
+            view.log.replication(replication), view.spec, batch, replication, view.intervals(replication)
+        ),
+    )
+
+
+def record_summary(record: BatchRecord, clock: Any) -> html.Div:
+    """The head of the record: product, status, genealogy, release, QC, hold-time checks."""
+    qc = record.qc
+    facts = [
+        ("Batch", f"{record.batch} (replication {record.replication})"),
+        ("Product", record.product or "–"),
+        ("Status", record.status),
+        ("Entered the line", clock.text(record.released, long=True)),
+        ("Made from", ", ".join(f"batch {p}" for p in record.parents) or "–"),
+        ("Went into", ", ".join(f"batch {c}" for c in record.children) or "–"),
+        ("Quarantine", clock.text(qc.get("quarantine"), long=True)),
+        ("QC tests", f"{clock.text(qc.get('qc_start'))} – {clock.text(qc.get('qc_end'))}"),
+        ("Release date", clock.text(qc.get("approve"), long=True) if qc.get("approve") is not None else "not released"),
+    ]
+    if qc.get("reject") is not None:
+        facts.append(("Rejected", clock.text(qc["reject"], long=True)))
+    if record.investigations:
+        facts.append(("Investigations", ", ".join(clock.text(t) for t in record.investigations)))
+    for h in record.holds:
+        verdict = "VIOLATED" if h.violated else ("ok" if h.held is not None else "not reached")
+        held = f"{hours_text(h.held)} of {hours_text(h.limit)}: {verdict}"
+        facts.append((f"Hold {h.from_station} → {h.to_station}", held))
+    return html.Div(
+        [html.Div([html.B(k + ": "), v], className="fact", id=f"batches-fact-{i}") for i, (k, v) in enumerate(facts)],
+        id="batches-record-head",
     )
 
 
@@ -115,6 +169,16 @@ def tree_figure(t: Any) -> go.Figure:
     return fig
 
 
+def _calendar_columns(frame: pd.DataFrame, clock: Any, columns: list[str]) -> pd.DataFrame:
+    """The same table with the hours of ``columns`` shown as calendar times (an en dash when missing)."""
+    if frame.empty:
+        return frame
+    out = frame.copy()
+    for col in columns:
+        out[col] = clock.texts(out[col].to_numpy(dtype=float))
+    return out
+
+
 def qc_queue(table: pd.DataFrame) -> pd.DataFrame:
     """Per batch through QC: quarantine, QC start and end, approval or rejection, release lead time."""
     qc = table[table["station"].isna() & table["event"].isin(["quarantine", "qc_start", "qc_end", "approve", "reject"])]
@@ -150,14 +214,16 @@ def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("batches-tree", "figure"),
         Output("batches-history", "children"),
+        Output("batches-summary", "children"),
         Output("batches-hint", "children"),
+        Output("batches-batch", "value"),
         Input(layout.RUN_PICKER, "value"),
         Input("batches-replication", "value"),
         Input("batches-batch", "value"),
     )
     def show_batch(run_id: str | None, replication: int | None, batch: Any) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), None, ""
+            return layout.empty_figure("Pick a run in the bar above.", 320), None, None, "", no_update
         view = ctx.cache.view(run_id)
         table = view.table(int(replication))
         links = table[table["event"].isin(["split", "merge"])]
@@ -169,19 +235,43 @@ def _register(app: Any, ctx: Any) -> None:
             if known
             else "no batches"
         )
-        t = trace(view.log.replication(int(replication)), int(batch), int(replication))
-        rows = t.rows[["time", "batch", "station", "unit", "event", "state", "quantity"]].copy()
-        rows["time"] = rows["time"].round(3)
-        for col in ("station", "event", "state"):
-            rows[col] = rows[col].astype(object).where(rows[col].notna(), "")
+        try:
+            record = _cached_record(view, int(replication), int(batch))
+        except TwinError as err:
+            message = str(err).splitlines()[0]
+            return layout.empty_figure(message, 320), layout.alert(message, kind="warning"), None, hint, no_update
+        rows = record_table(record, view.clock, hours_text)
         history = dash_table.DataTable(
             rows.to_dict("records"),
             [{"name": c, "id": c} for c in rows.columns],
             id="batches-history-table",
-            sort_action="native",
-            **TABLE_STYLE,
+            style_cell_conditional=[
+                {"if": {"column_id": "why it waited"}, "minWidth": "220px", "whiteSpace": "normal"},
+                {"if": {"column_id": "cleaning before"}, "minWidth": "160px", "whiteSpace": "normal"},
+            ],
+            style_cell={**TABLE_STYLE["style_cell"], "textAlign": "left"},
+            **{**{k: v for k, v in TABLE_STYLE.items() if k != "style_cell"}, "page_size": 20},
         )
-        return tree_figure(t), history, hint
+        return tree_figure(record), history, record_summary(record, view.clock), hint, int(batch)
+
+    @app.callback(
+        Output("batches-download", "data"),
+        Input("batches-download-button", "n_clicks"),
+        State(layout.RUN_PICKER, "value"),
+        State("batches-replication", "value"),
+        State("batches-batch", "value"),
+        prevent_initial_call=True,
+    )
+    def download(_n: int, run_id: str | None, replication: int | None, batch: Any) -> Any:
+        if not run_id or replication is None or batch in (None, ""):
+            return no_update
+        view = ctx.cache.view(run_id)
+        record = _cached_record(view, int(replication), int(batch))
+        shown = record_table(record, view.clock, hours_text)
+        exact = record_hours(record)
+        both = pd.concat([shown.drop(columns=["station"]), exact], axis=1)
+        name = f"batch-record-{view.run_id[:8]}-r{replication}-b{batch}.csv"
+        return dcc.send_data_frame(both.to_csv, name, index=False)
 
     @app.callback(
         Output("batches-qc", "figure"),
@@ -192,12 +282,15 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def show_qc(run_id: str | None, replication: int | None) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), None, None
+            return layout.empty_figure("Pick a run in the bar above.", 260), None, None
         view = ctx.cache.view(run_id)
         table = view.table(int(replication))
         queue = view.derived(("qc", replication), lambda: qc_queue(table))
-        fig = go.Figure()
-        if not queue.empty:
+        clock = view.clock
+        if queue.empty:
+            fig = layout.empty_figure("This line has no QC release: no batches go into quarantine.", 260)
+        else:
+            fig = go.Figure()
             times = np.concatenate([queue["quarantine"].dropna(), queue["approve"].dropna(), queue["reject"].dropna()])
             steps = np.concatenate(
                 [
@@ -206,19 +299,22 @@ def _register(app: Any, ctx: Any) -> None:
                 ]
             )
             order = np.argsort(times, kind="stable")
+            counts = np.cumsum(steps[order])
             fig.add_trace(
                 go.Scatter(
-                    x=times[order],
-                    y=np.cumsum(steps[order]),
+                    x=date_values(clock, times[order]),
+                    y=counts,
                     mode="lines",
                     line_shape="hv",
                     name="in quarantine",
                     line={"color": "#7a5aa6"},
+                    hovertemplate=HOVER_TIME + ": %{y} in quarantine<extra></extra>",
                 )
             )
-        layout.figure_style(fig, height=260, showlegend=False)
-        fig.update_xaxes(title="hours since the start of the run")
-        fig.update_yaxes(title="batches in quarantine")
+            layout.figure_style(fig, height=260, showlegend=False)
+            calendar_axis(fig, clock, (0.0, view.end(int(replication))))
+            layout.count_axis(fig, float(counts.max()) if len(counts) else 1, title="batches in quarantine")
+        queue = _calendar_columns(queue, clock, ["quarantine", "qc_start", "qc_end", "approve", "reject"])
         waiting = queue[queue["status"].isin(["waiting", "testing"])] if not queue.empty else queue
         queue_table = (
             dash_table.DataTable(
@@ -243,7 +339,7 @@ def _register(app: Any, ctx: Any) -> None:
         else:
             h = pd.DataFrame(
                 {
-                    "time": holds["time"].round(2),
+                    "time": clock.texts(holds["time"]),
                     "batch": holds["batch"],
                     "product": holds["product"].astype(str),
                     "at station": holds["station"].astype(str),

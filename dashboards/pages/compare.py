@@ -11,21 +11,23 @@ from dash import Input, Output, State, dcc, html
 
 from dashboards import layout
 from dashboards.figures import gantt_figure
-from dashboards.formatting import ci_text, run_label
+from dashboards.formatting import ci_text, rate_unit, run_label
 from dashboards.pages import Page
+from dashboards.reports import register_report, report_buttons
 from dashboards.series import gantt_segments
 from twin.kpis.line import LINE_KPI, LINE_KPIS, LineKpi, constraint_moved, constraint_of, shown, stat
 from twin.store.diff import kpi_deltas, spec_changes
 
 
-def _metric(kpi: LineKpi) -> tuple[str, str, float, int, bool]:
-    """How the page shows a line KPI: key, label, scale, digits, higher is better (rates per day)."""
+def _metric(kpi: LineKpi, per_hour: float | None = None) -> tuple[str, str, float, int, bool]:
+    """How the page shows a line KPI: key, label, scale, digits, higher is better (batches in the line's own
+    unit, ``rate_unit`` of the first run's throughput)."""
     if kpi.unit == "batches/h":
-        return kpi.column, f"{kpi.label} (batches/day)", 24.0, 2, kpi.higher_is_better
+        unit, scale = rate_unit(per_hour)
+        return kpi.column, f"{kpi.label} ({unit})", scale, 2, kpi.higher_is_better
     return kpi.column, f"{kpi.label} ({kpi.unit})", 100.0 if kpi.percent else 1.0, kpi.digits, kpi.higher_is_better
 
 
-METRICS = tuple(_metric(k) for k in LINE_KPIS if k.column != "lead_time_p50_hours")
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -36,7 +38,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             dcc.Dropdown(
                 id="compare-runs", multi=True, placeholder="pick two or more runs…", className="wide-dropdown"
             ),
-            help="the first run is the reference for the deltas",
+            report_buttons("compare"),
+            help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
         layout.loading(html.Div(id="compare-body")),
@@ -60,7 +63,9 @@ def comparison_table(views: list[Any]) -> html.Table:
     body = []
     summaries = [v.summary for v in views]
     moved = [bool(i) and constraint_moved(ref.summary, v.summary, "") is not None for i, v in enumerate(views)]
-    for key, label, scale, digits, higher in METRICS:
+    per_hour = _kpi(ref, "throughput_per_hour")["mean"]
+    metrics = [_metric(k, per_hour) for k in LINE_KPIS if k.column != "lead_time_p50_hours"]
+    for key, label, scale, digits, higher in metrics:
         if not shown(LINE_KPI[key], summaries):
             continue
         cells = [html.Td(label)]
@@ -101,6 +106,8 @@ def _full_timeline(view: Any) -> tuple[int, float, Any]:
 
 
 def _register(app: Any, ctx: Any) -> None:
+    register_report(app, ctx, "compare", State("compare-runs", "value"))
+
     @app.callback(
         Output("compare-runs", "options"),
         Output("compare-runs", "value"),
@@ -137,7 +144,8 @@ def _register(app: Any, ctx: Any) -> None:
             title = f"{v.info.get('scenario')} · {v.run_id[:8]} · replication {rep}"
             timelines.append(
                 layout.graph(
-                    f"compare-gantt-{v.run_id[:8]}", figure=gantt_figure(segments, v.unit_labels(), (0, end), title)
+                    f"compare-gantt-{v.run_id[:8]}",
+                    figure=gantt_figure(segments, v.unit_labels(), (0, end), v.clock, title),
                 )
             )
         warn = (

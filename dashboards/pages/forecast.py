@@ -18,8 +18,10 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
 from dashboards import layout
+from dashboards.figures import calendar_axis, date_values
 from dashboards.formatting import number
 from dashboards.pages import Page
+from twin.clock import RunClock
 from twin.runfolder import SPEC_FILE
 
 TABLE = {
@@ -27,6 +29,7 @@ TABLE = {
     "style_header": {"fontWeight": 600, "backgroundColor": "#f3f5f8"},
 }
 
+FORECAST_FIRST = "Press Forecast to predict completions and releases from the line's state."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     historian = query.get("historian") or ctx.historians.default
@@ -68,7 +71,13 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             "Forecast",
             html.Div(
                 [
-                    html.Label(["From (h)", dcc.Input(id="fc-at", type="number", min=0, debounce=True)]),
+                    html.Label(
+                        [
+                            "From (hours into the run)",
+                            dcc.Input(id="fc-at", type="number", min=0, debounce=True),
+                            html.Span(id="fc-at-date", className="muted"),
+                        ]
+                    ),
                     html.Label(["Horizon (h)", dcc.Input(id="fc-horizon", type="number", value=24, min=0)]),
                     html.Label(["Runs", dcc.Input(id="fc-runs", type="number", value=30, min=1, max=500, step=1)]),
                     html.Button("Forecast", id="fc-forecast", className="button"),
@@ -78,7 +87,10 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             html.Div(id="fc-error"),
             layout.loading(
                 html.Div(
-                    [layout.graph("fc-completions", height=320), layout.graph("fc-batches", height=320)],
+                    [
+                        layout.graph("fc-completions", height=320, placeholder=FORECAST_FIRST),
+                        layout.graph("fc-batches", height=320, placeholder=FORECAST_FIRST),
+                    ],
                     className="grid-2",
                 )
             ),
@@ -172,8 +184,9 @@ def calibration_tables(report: dict[str, Any]) -> html.Div:
     )
 
 
-def completions_figure(result: Any, actual: pd.Series | None) -> go.Figure:
-    """Batches out of the line since the snapshot, over the horizon: median and 90% band of the runs."""
+def completions_figure(result: Any, actual: pd.Series | None, clock: RunClock, at: float) -> go.Figure:
+    """Batches out of the line since the snapshot (taken ``at`` hours into the run), over the horizon: median and
+    90% band of the runs, on the run's calendar."""
     table, meta = result.log.table, result.log.meta
     start, end = meta.warmup, meta.horizon
     grid = np.linspace(start, end, 97)
@@ -182,7 +195,7 @@ def completions_figure(result: Any, actual: pd.Series | None) -> go.Figure:
     for r, rows in left.groupby("replication"):
         counts[int(r)] = np.searchsorted(np.sort(rows["time"].to_numpy()), grid, side="right")
     p5, p50, p95 = np.percentile(counts, [5, 50, 95], axis=0)
-    hours = grid - start
+    hours = date_values(clock, at + grid - start)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=hours, y=p95, line={"width": 0}, showlegend=False, hoverinfo="skip"))
     fig.add_trace(
@@ -192,34 +205,41 @@ def completions_figure(result: Any, actual: pd.Series | None) -> go.Figure:
     if actual is not None:
         done = np.searchsorted(np.sort(actual.to_numpy()), grid, side="right")
         fig.add_trace(go.Scatter(x=hours, y=done, line={"color": "#243040", "dash": "dot"}, name="what the run did"))
-    fig.update_xaxes(title="hours from the snapshot")
-    fig.update_yaxes(title="batches out of the line", rangemode="tozero")
-    return layout.figure_style(fig, height=320, title="Completed batches")
+    layout.figure_style(fig, height=320, title="Completed batches")
+    calendar_axis(fig, clock)
+    layout.count_axis(fig, float(p95.max()) if len(p95) else 1, title="batches out of the line")
+    return fig
 
 
-def batches_figure(result: Any) -> go.Figure:
-    """Each batch in the line: median and 90% interval of when it leaves (hours from the snapshot); a time after
-    the horizon is drawn at the horizon's edge and says so."""
+def batches_figure(result: Any, clock: RunClock, at: float) -> go.Figure:
+    """Each batch in the line: median and 90% interval of when it leaves (on the run's calendar; the snapshot is
+    ``at`` hours into the run); a time after the horizon is drawn at the horizon's edge and says so."""
     b = result.batches().dropna(subset=["leave_p50"]).head(25)
     edge = result.horizon
     p5, p50, p95 = (b[c].clip(upper=edge) for c in ("leave_p5", "leave_p50", "leave_p95"))
     text = [
-        "after the horizon" if np.isinf(m) else f"{m:.1f} h" for m in b["leave_p50"]
+        "after the horizon" if np.isinf(m) else clock.text(at + m, with_shift=True) for m in b["leave_p50"]
     ]
     fig = go.Figure(
         go.Scatter(
-            x=p50,
+            x=date_values(clock, at + p50.to_numpy(dtype=float)),
             y=[f"batch {label or i}" for i, label in zip(b.index, b["label"], strict=True)],
             mode="markers",
             marker={"color": "#338cd9", "size": 9},
-            error_x={"type": "data", "symmetric": False, "array": p95 - p50, "arrayminus": p50 - p5},
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": (p95 - p50).to_numpy(dtype=float) * 3_600_000,  # a date axis counts milliseconds
+                "arrayminus": (p50 - p5).to_numpy(dtype=float) * 3_600_000,
+            },
             customdata=np.stack([text, b["leave_chance"]], axis=-1) if len(b) else None,
             hovertemplate="%{y}: %{customdata[0]} (chance within the horizon %{customdata[1]:.0%})<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title="hours from the snapshot")
-    return layout.figure_style(fig, height=320, title="When each batch leaves the line")
+    layout.figure_style(fig, height=320, title="When each batch leaves the line")
+    calendar_axis(fig, clock)
+    return fig
 
 
 def _register(app: Any, ctx: Any) -> None:
@@ -268,6 +288,13 @@ def _register(app: Any, ctx: Any) -> None:
         view = ctx.cache.view(run_id)
         return round(view.end(0) / 2, 1)
 
+    @app.callback(Output("fc-at-date", "children"), Input("fc-at", "value"), State(layout.RUN_PICKER, "value"))
+    def at_date(at: Any, run_id: str | None) -> str:
+        """The calendar time the snapshot is taken at, beside the hours typed."""
+        if not run_id or not isinstance(at, int | float):
+            return ""
+        return " " + ctx.cache.view(run_id).clock.text(float(at), long=True, with_shift=True)
+
     @app.callback(
         Output("fc-completions", "figure"),
         Output("fc-batches", "figure"),
@@ -287,7 +314,7 @@ def _register(app: Any, ctx: Any) -> None:
         from twin.forecast import forecast
         from twin.snapshot import snapshot_from_log
 
-        empty = layout.figure_style(go.Figure(), height=320)
+        empty = layout.empty_figure(FORECAST_FIRST, 320)
         if not isinstance(horizon, int | float) or horizon <= 0:
             return empty, empty, None, layout.alert("The horizon must be a positive number of hours.", kind="warning")
         if not isinstance(runs, int) or runs < 1:
@@ -313,14 +340,16 @@ def _register(app: Any, ctx: Any) -> None:
             rows = t[(t["replication"] == 0) & (t["event"] == "leave") & (t["station"] == log.meta.stations[-1])]
             actual = rows.loc[(rows["time"] > start) & (rows["time"] <= start + horizon), "time"]
         i = result.intervals()
+        clock = ctx.cache.view(run_id).clock
         totals = html.P(
-            f"From {label} at {start:g} h, {runs} runs: {i['completed']['mean']:.1f} batches out of the line in "
+            f"From {label} at {clock.text(start, long=True, with_shift=True)} ({start:g} h into it), {runs} runs: "
+            f"{i['completed']['mean']:.1f} batches out of the line in "
             f"{horizon:g} h (90% interval {i['completed']['p5']:.0f} – {i['completed']['p95']:.0f}), "
             f"{i['released']['mean']:.1f} released by QC"
             + (f"; the run itself finished {len(actual)}." if actual is not None else "."),
             id="fc-totals-text",
         )
-        return completions_figure(result, actual), batches_figure(result), totals, None
+        return completions_figure(result, actual, clock, start), batches_figure(result, clock, start), totals, None
 
 
 PAGE = Page(path="/forecast", title="Calibrate & forecast", layout=_layout, register=_register, order=80)

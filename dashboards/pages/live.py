@@ -8,6 +8,7 @@ the historian comes from ``twin dashboard --historian plant.db`` or the page's o
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -16,8 +17,10 @@ import yaml
 from dash import Input, Output, State, dash_table, dcc, html
 
 from dashboards import layout
+from dashboards.figures import calendar_axis, date_values
 from dashboards.formatting import number, percent
 from dashboards.pages import Page
+from twin.clock import RunClock
 from twin.palette import state_hex
 
 REFRESH_MS = 3000
@@ -30,6 +33,7 @@ KPIS = (
     ("lead_time_hours", "Lead time (h)", False),
 )
 
+PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     default = query.get("historian") or ctx.historians.default
@@ -48,13 +52,17 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         html.Div(id="live-status"),
         html.Div(
             [
-                layout.card("Units now", layout.graph("live-units", height=300), help="the plant's states, live"),
+                layout.card(
+                    "Units now",
+                    layout.graph("live-units", height=300, placeholder=PICK_HISTORIAN),
+                    help="the plant's states, live",
+                ),
                 layout.card("Plant vs twin", html.Div(id="live-kpis"), help="the shadow twin runs the same line"),
             ],
             className="grid-2",
         ),
         html.Div(style={"height": "14px"}),
-        layout.card("KPIs over plant time", layout.graph("live-history", height=300)),
+        layout.card("KPIs over plant time", layout.graph("live-history", height=300, placeholder=PICK_HISTORIAN)),
         layout.card("Shadow forecasts: how good they were", html.Div(id="live-forecasts")),
         subtitle="The plant's live states and KPIs next to the twin's, from the historian `twin sync` writes.",
     )
@@ -122,6 +130,11 @@ def units_figure(units: pd.DataFrame) -> go.Figure:
     return layout.figure_style(fig, height=300, showlegend=False)
 
 
+def _plant_clock(origin_us: float) -> RunClock:
+    """The plant's calendar: the sync's origin (the plant's own source times, UTC) plus plant hours."""
+    return RunClock(datetime.fromtimestamp(origin_us / 1e6, tz=UTC).replace(tzinfo=None))
+
+
 def _status(data: dict[str, Any]) -> html.Div:
     meta = data["meta"]
     origin, now = meta.get("origin_us"), meta.get("plant_us")
@@ -132,7 +145,10 @@ def _status(data: dict[str, Any]) -> html.Div:
     facts = [
         f"line {meta.get('line', '?')}",
         f"endpoint {meta.get('endpoint', '?')}",
-        f"plant clock {number(plant_hours)} h" if plant_hours is not None else "plant clock -",
+        f"plant clock {_plant_clock(origin).text(plant_hours, long=True)} UTC "
+        f"({number(plant_hours)} h since the sync's origin)"
+        if plant_hours is not None
+        else "plant clock -",
         f"{last.get('acknowledged', 0):,} values stored" if last else "no KPI update yet",
         f"{data['gaps']} gap(s)",
         f"{last.get('bad_values', 0)} bad value(s)" if last else "",
@@ -161,16 +177,22 @@ def _kpi_table(data: dict[str, Any]) -> Any:
     )
 
 
-def history_figure(kpis: pd.DataFrame) -> go.Figure:
+def history_figure(kpis: pd.DataFrame, origin_us: float | None = None) -> go.Figure:
     """Throughput of the plant and of the twin over plant time (at most MAX_POINTS points)."""
     if len(kpis) > MAX_POINTS:
         kpis = kpis.iloc[:: -(-len(kpis) // MAX_POINTS)]
     fig = go.Figure()
+    clock = _plant_clock(origin_us) if origin_us else None
     for who, colour in (("plant", "#243040"), ("twin", "#2e9e42")):
         values = [((k.get(who) or {}).get("throughput_per_hour") or {}).get("mean") for k in kpis["kpis"]]
         if any(v is not None for v in values):
-            fig.add_trace(go.Scatter(x=kpis["plant_hours"], y=values, name=who, line={"color": colour}))
-    fig.update_xaxes(title="plant time (h)")
+            x = date_values(clock, kpis["plant_hours"].to_numpy(dtype=float)) if clock else kpis["plant_hours"]
+            fig.add_trace(go.Scatter(x=x, y=values, name=who, line={"color": colour}))
+    if clock:
+        calendar_axis(fig, clock)
+        fig.update_xaxes(title="plant time (UTC)")
+    else:
+        fig.update_xaxes(title="plant time (h)")
     fig.update_yaxes(title="throughput (batches/h)", rangemode="tozero")
     return layout.figure_style(fig, height=300)
 
@@ -227,16 +249,16 @@ def _register(app: Any, ctx: Any) -> None:
         State("live-historian", "id"),
     )
     def refresh(_tick: int | None, path: str | None, _id: str) -> tuple[Any, ...]:
-        empty = layout.figure_style(go.Figure(), height=300)
         try:
             data = _read(ctx, path or "")
         except LookupError as err:
+            empty = layout.empty_figure(str(err).splitlines()[0], 300)
             return layout.alert(str(err), kind="info", id="live-state"), empty, None, empty, None
         return (
             _status(data),
             units_figure(unit_states(data)),
             _kpi_table(data),
-            history_figure(data["kpis"]),
+            history_figure(data["kpis"], data["meta"].get("origin_us")),
             _forecasts(data),
         )
 

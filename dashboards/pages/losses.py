@@ -1,4 +1,6 @@
-"""Losses: where each station's time goes, OEE as availability × performance × quality, the bottleneck
+"""Losses: the loss waterfall (ISO 22400-2, ``twin.report.waterfall``) of the line or any station, why
+the bottleneck is the bottleneck (its top three causes and, on demand, the paired what-if that removes
+each), where each station's time goes, OEE as availability × performance × quality, the bottleneck
 (active-period method) and how often each station was it, and Paretos of downtime and changeovers.
 """
 
@@ -9,19 +11,57 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, html
+from dash import Input, Output, State, dcc, html
 
 from dashboards import layout
 from dashboards.pages import Page
+from twin.clock import span_text
 from twin.eventlog import STATES
 from twin.palette import state_hex
+from twin.report.waterfall import Waterfall, waterfall
 
+LINE = "__line__"  # the station picker's value for the line's own waterfall
 FACTORS = (("availability", "#2e7d32"), ("performance", "#1f77b4"), ("quality", "#8e6bbf"), ("oee", "#243040"))
 
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     return layout.page(
         "Losses",
+        html.Div(
+            [
+                layout.card(
+                    "Loss waterfall",
+                    html.Div(
+                        [
+                            html.Label(
+                                [
+                                    "Station",
+                                    dcc.Dropdown(id="losses-station", clearable=False, className="wide-dropdown"),
+                                ]
+                            )
+                        ],
+                        className="controls",
+                    ),
+                    layout.loading(layout.graph("losses-waterfall", height=420)),
+                    help="hours per replication: calendar → planned busy → run → net run → fully productive time",
+                ),
+                layout.card(
+                    "Why is it the bottleneck",
+                    html.Div(id="losses-why"),
+                    html.Div(
+                        [
+                            html.Button("Run the what-ifs", id="losses-whatifs", className="button"),
+                            html.Span(id="losses-whatifs-status", className="muted"),
+                        ],
+                        className="controls",
+                    ),
+                    layout.loading(html.Div(id="losses-whatifs-result")),
+                    help="its top three causes of lost time; each what-if runs paired (same seed and horizon)",
+                ),
+            ],
+            className="grid-2",
+        ),
+        html.Div(style={"height": "14px"}),
         layout.card(
             "Share of time per state",
             layout.loading(layout.graph("losses-states")),
@@ -62,6 +102,71 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     )
 
 
+def waterfall_figure(fall: Waterfall, line: bool) -> go.Figure:
+    """The waterfall as bars: totals from zero, each loss a drop from the running total (hours per replication)."""
+    steps = [st for st in fall.steps if st.kind == "total" or abs(st.hours) >= 0.05]
+    fig = go.Figure(
+        go.Waterfall(
+            orientation="h",
+            y=[st.name for st in steps],
+            x=[st.hours for st in steps],
+            measure=[
+                "absolute" if i == 0 else ("total" if st.kind == "total" else "relative") for i, st in enumerate(steps)
+            ],
+            text=[span_text(abs(st.hours)) for st in steps],
+            textposition="outside",
+            cliponaxis=False,
+            decreasing={"marker": {"color": "#c0504d"}},
+            totals={"marker": {"color": "#243040"}},
+            connector={"line": {"color": "#b8c2cc", "width": 1}},
+            hovertemplate="%{y}: %{x:,.1f} h per replication<extra></extra>",
+        )
+    )
+    whose = f"the line (valued at {fall.station}, the constraint)" if line else fall.station
+    layout.figure_style(
+        fig, height=420, showlegend=False, title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}}
+    )
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title="hours per replication", rangemode="tozero")
+    return fig
+
+
+def why_bottleneck(summary: dict[str, Any]) -> html.Div:
+    """The bottleneck's share, and its top three causes of lost time with the what-if that removes each."""
+    from twin.report.waterfall import REMEDIES, top_causes
+
+    b = summary["bottleneck"]
+    station = b["station"]
+    if station is None:
+        return layout.alert("No bottleneck: nothing ran in the KPI window.", kind="info")
+    fall = waterfall(summary, station)
+    causes = top_causes(fall, 3)
+    share = (b.get("share") or {}).get(station) or 0.0
+    rows = [
+        html.Tr([html.Td(c.name), html.Td(span_text(-c.hours)), html.Td(REMEDIES.get(c.state or "", "no what-if"))])
+        for c in causes
+    ]
+    return html.Div(
+        [
+            html.P(
+                f"{station} was the bottleneck {share:.0%} of the time (active-period method: its uninterrupted "
+                f"active periods were the line's longest). Its planned busy time is "
+                f"{span_text(fall.total('planned busy time'))} per replication, of which "
+                f"{span_text(fall.total('fully productive time'))} fully productive.",
+                id="losses-why-text",
+            ),
+            html.Table(
+                [
+                    html.Thead(html.Tr([html.Th("cause"), html.Th("lost per replication"), html.Th("what-if")])),
+                    html.Tbody(rows),
+                ],
+                className="kpi-table",
+                id="losses-why-table",
+            ),
+        ]
+    )
+
+
 def states_figure(summary: dict[str, Any]) -> go.Figure:
     stations = list(summary["stations"])
     fig = go.Figure()
@@ -85,8 +190,8 @@ def states_figure(summary: dict[str, Any]) -> go.Figure:
         barmode="stack",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
     )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title="% of time", range=[0, 100])
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    layout.percent_axis(fig, "xaxis", title="share of time")
     return fig
 
 
@@ -95,9 +200,9 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
     for factor, color in FACTORS:
         kpis = [summary["stations"][s][factor] for s in stations]
-        means = [(k["mean"] or 0) * 100 for k in kpis]
-        plus = [((k["ci95"][1] or k["mean"] or 0) - (k["mean"] or 0)) * 100 for k in kpis]
-        minus = [((k["mean"] or 0) - (k["ci95"][0] or k["mean"] or 0)) * 100 for k in kpis]
+        means = [min((k["mean"] or 0) * 100, 100.0) for k in kpis]
+        plus = [min((k["ci95"][1] or k["mean"] or 0) * 100, 100.0) - m for k, m in zip(kpis, means, strict=True)]
+        minus = [m - max((k["ci95"][0] or k["mean"] or 0) * 100, 0.0) for k, m in zip(kpis, means, strict=True)]
         fig.add_trace(
             go.Bar(
                 x=stations,
@@ -109,7 +214,8 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
             )
         )
     layout.figure_style(fig, height=330, barmode="group")
-    fig.update_yaxes(title="%", range=[0, 105])
+    layout.percent_axis(fig, title=None)
+    fig.update_xaxes(automargin=True, tickangle=0)
     return fig
 
 
@@ -137,49 +243,37 @@ def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
         fig,
         height=330,
         barmode="stack",
-        yaxis2={
-            "overlaying": "y",
-            "side": "right",
-            "title": "replications",
-            "rangemode": "tozero",
-            "range": [0, max([*main, 1]) * 1.3],
-            "showgrid": False,
-        },
+        yaxis2={"overlaying": "y", "side": "right", "title": "replications", "showgrid": False},
     )
-    fig.update_yaxes(title="% of time", selector={"anchor": "x"})
+    top = max([*main, 1])
+    layout.count_axis(fig, top, "yaxis2", range=[0, top * 1.3])  # whole replications, never 3.46 steps
+    layout.percent_axis(fig, title="share of time")
+    fig.update_xaxes(automargin=True)
     return fig
 
 
 def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str) -> go.Figure:
-    fig = go.Figure()
+    """Hours per cause as horizontal bars, largest on top, each labelled with its cumulative share (<= 100%)."""
     if not labels:
-        fig.add_annotation(text=empty, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return layout.figure_style(fig, height=330)
+        return layout.empty_figure(empty, 330)
     total = float(np.sum(hours))
-    cumulative = np.cumsum(hours) / total * 100 if total else np.zeros(len(hours))
-    fig.add_trace(
+    cumulative = np.minimum(np.cumsum(hours) / total * 100, 100.0) if total else np.zeros(len(hours))
+    fig = go.Figure(
         go.Bar(
-            x=labels,
-            y=hours,
+            y=labels,
+            x=hours,
+            orientation="h",
             marker_color=color,
             name="hours per replication",
-            hovertemplate="%{x}: %{y:.1f} h<extra></extra>",
+            text=[f"{h:,.1f} h · {c:.0f}% cumulative" for h, c in zip(hours, cumulative, strict=True)],
+            textposition="auto",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1f} h per replication<extra></extra>",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=labels, y=cumulative, yaxis="y2", name="cumulative %", mode="lines+markers", line={"color": "#243040"}
-        )
-    )
-    layout.figure_style(
-        fig,
-        height=330,
-        yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "cumulative %", "showgrid": False},
-    )
-    fig.update_yaxes(title="hours per replication", selector={"anchor": "x"})
-    fig.update_xaxes(tickangle=-30)
+    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False)
+    fig.update_yaxes(autorange="reversed", automargin=True)  # the whole label, never clipped
+    fig.update_xaxes(title="hours per replication", rangemode="tozero")
     return fig
 
 
@@ -232,6 +326,63 @@ def changeovers(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
 
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
+        Output("losses-station", "options"),
+        Output("losses-station", "value"),
+        Output("losses-why", "children"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("losses-station", "id"),
+    )
+    def stations(run_id: str | None, _: str) -> tuple:
+        if not run_id:
+            return [], None, None
+        s = ctx.cache.view(run_id).summary
+        options = [{"label": "the line (its constraint)", "value": LINE}] + [
+            {"label": name, "value": name} for name in s["stations"]
+        ]
+        return options, LINE, why_bottleneck(s)
+
+    @app.callback(
+        Output("losses-waterfall", "figure"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("losses-station", "value"),
+    )
+    def draw_waterfall(run_id: str | None, station: str | None) -> go.Figure:
+        if not run_id or not station:
+            return layout.empty_figure("Pick a run in the bar above.", 420)
+        s = ctx.cache.view(run_id).summary
+        return waterfall_figure(waterfall(s, None if station == LINE else station), station == LINE)
+
+    @app.callback(
+        Output("losses-whatifs-result", "children"),
+        Input("losses-whatifs", "n_clicks"),
+        State(layout.RUN_PICKER, "value"),
+        background=True,
+        manager=ctx.jobs,
+        running=[
+            (Output("losses-whatifs", "disabled"), True, False),
+            (Output("losses-whatifs-status", "children"), "running the what-ifs…", ""),
+        ],
+        prevent_initial_call=True,
+    )
+    def run_whatifs(_n: int, run_id: str | None) -> Any:
+        from twin.report.document import ReportRun, what_if_rows
+
+        if not run_id:
+            return layout.alert("Pick a run first.", kind="info")
+        run = ReportRun.load(run_id, ctx.store)
+        station = run.summary["bottleneck"]["station"]
+        rows = what_if_rows(run, waterfall(run.summary, station), True)
+        head = ["cause", "lost per replication", "what-if", "throughput gained"]
+        return html.Table(
+            [
+                html.Thead(html.Tr([html.Th(h) for h in head])),
+                html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows]),
+            ],
+            className="kpi-table",
+            id="losses-whatifs-table",
+        )
+
+    @app.callback(
         Output("losses-states", "figure"),
         Output("losses-oee", "figure"),
         Output("losses-bottleneck", "figure"),
@@ -243,7 +394,8 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def draw(run_id: str | None, _: str) -> tuple:
         if not run_id:
-            return (go.Figure(),) * 3 + ("",) + (go.Figure(),) * 2
+            empty = layout.empty_figure("Pick a run in the bar above.", 330)
+            return (empty,) * 3 + ("",) + (empty,) * 2
         view = ctx.cache.view(run_id)
         s = view.summary
         main = s["bottleneck"]["station"]

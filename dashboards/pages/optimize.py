@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.formatting import ci_text
+from dashboards.formatting import ci_text, rate_unit
 from dashboards.pages import Page
 from twin.errors import TwinError
 
@@ -39,6 +39,8 @@ OBJECTIVE_CHOICES = {  # form value -> (label, objective names for optimizers.op
     "pareto": ("throughput vs cost (Pareto)", ["throughput", "cost"]),
 }
 
+SPACE_HAS_BASELINE = "The search space includes the spec's own design."
+SEARCH_FIRST = "Press Start search: the best design so far is drawn here as the search runs."
 
 def vary_choices(spec: Any) -> dict[str, tuple[str, list[str], dict[str, float] | None, list[str]]]:
     """The decision variables the form offers for ``spec``: buffers, units, and the levers it has."""
@@ -107,8 +109,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         ),
         html.Div(
             [
-                layout.card("Best so far", layout.graph("optimize-history", height=300)),
-                layout.card("Pareto front (confirmed by SimPy)", layout.graph("optimize-pareto", height=300)),
+                layout.card("Best so far", layout.graph("optimize-history", height=300, placeholder=SEARCH_FIRST)),
+                layout.card(
+                    "Pareto front (confirmed by SimPy)",
+                    layout.graph("optimize-pareto", height=300, placeholder=SEARCH_FIRST),
+                    id="optimize-pareto-card",
+                ),
             ],
             className="grid-2",
         ),
@@ -181,6 +187,7 @@ def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("optimize-result", "children"),
         Output("optimize-pareto", "figure"),
+        Output("optimize-pareto-card", "style"),
         Input("optimize-start", "n_clicks"),
         State(layout.RUN_PICKER, "value"),
         State("optimize-vary", "value"),
@@ -203,11 +210,11 @@ def _register(app: Any, ctx: Any) -> None:
         constraint: str | None,
     ) -> tuple:  # fmt: skip
         if not run_id:
-            return layout.alert("Pick a run: its line is what the search changes.", kind="info"), no_update
+            return layout.alert("Pick a run: its line is what the search changes.", kind="info"), no_update, no_update
         try:
             return run_search(ctx, run_id, vary, objective, evals, horizon, set_progress, constraint)
         except TwinError as err:
-            return layout.alert(str(err).splitlines()[0], title="Cannot search."), no_update
+            return layout.alert(str(err).splitlines()[0], title="Cannot search."), no_update, no_update
 
 
 def run_search(
@@ -271,6 +278,7 @@ def run_search(
     from optimizers.store import store_best
 
     stored = store_best(result, ctx.store)
+    baseline = beside_baseline(result, kpi)
     best = result.best
     rows = [html.Tr([html.Td(k), html.Td(str(a)), html.Td(str(b))]) for k, a, b in best.diff]
     thr = ci_text(best.simpy["throughput_per_hour"], 24, 2)
@@ -319,13 +327,100 @@ def run_search(
             [html.Thead(html.Tr([html.Th("variable"), html.Th("spec"), html.Th("best")])), html.Tbody(rows)],
             className="kpi-table",
         ),
+        baseline,
         dcc.Store(id={"type": "optimize-prefill", "key": "best"}, data=prefill),
         html.Div(
             [html.Button("Open as what-if", id={"type": "optimize-open", "key": "best"})],
             style={"marginTop": "10px"},
         ),
     )
-    return body, pareto_figure(result)
+    if not result.pareto:  # one objective: no front to draw
+        return body, no_update, {"display": "none"}
+    return body, pareto_figure(result), {}
+
+
+def baseline_space_note(problem: Any) -> str | None:
+    """Why the spec's own design is not among the designs searched (None when it is)."""
+    design = problem.baseline()
+    outside = [
+        f"{d.label} = {v:g} lies outside {d.low:g}..{d.high:g}"
+        for d, v in zip(problem.dims, design, strict=False)
+        if isinstance(v, (int, float)) and not d.low - 1e-9 <= v <= d.high + 1e-9
+    ]
+    if outside:
+        return "The spec's own design is not in the search space: " + "; ".join(outside) + "."
+    if not problem.feasible(design):
+        return "The spec's own design is over the search's budget (" + ", ".join(
+            f"{k} {v:g} > {problem.budget[k]:g}" for k, v in problem.totals(design).items()
+            if k in problem.budget and v > problem.budget[k] + 1e-9
+        ) + ")."  # fmt: skip
+    return None
+
+
+def beside_baseline(result: Any, kpi: str) -> html.Div:
+    """The spec's own design confirmed on the same horizon and draws as the best, and the paired difference."""
+    from optimizers.api import confirm
+    from twin.stats import paired_difference
+
+    problem = result.problem
+    design = problem.baseline()
+    own = next((c for c in result.confirmed if c.design == design), None)
+    if own is None:  # SimPy on the confirmation's seed and replications: common random numbers with the best
+        reps = int(result.best.simpy.get("replications") or 3)
+        seed = int(result.settings.get("confirm_seed", int(result.settings.get("seed", 1)) + 1))
+        own = confirm(problem, [design], reps, seed, engine=True)[0]
+    unit, per = rate_unit(own.simpy["throughput_per_hour"]["mean"])
+    metrics = [
+        ("throughput_per_hour", "Throughput", per, 2, unit),
+        ("lead_time_hours", "Lead time", 1.0, 1, "h"),
+    ]
+    if kpi not in ("throughput", "throughput_per_hour") and kpi in result.best.kpis:
+        from optimizers.objectives import OBJECTIVES
+
+        goal = OBJECTIVES[kpi]
+        metrics.append((kpi, goal.label, 1.0, 3, goal.unit))
+    rows = []
+    for key, label, scale, digits, unit in metrics:
+        a = own.result.kpis.per_replication.get(key)
+        b = result.best.result.kpis.per_replication.get(key)
+        if a is None or b is None:
+            continue
+        mine, best = ci_text(_mean_ci(a), scale, digits), ci_text(_mean_ci(b), scale, digits)
+        delta = paired_difference(a.sort_index().to_numpy(), b.sort_index().to_numpy())
+        diff = ci_text({"mean": delta.mean, "ci95": [delta.low, delta.high]}, scale, digits)
+        cells = [f"{label} ({unit})", f"{mine[0]} ({mine[1]})", f"{best[0]} ({best[1]})"]
+        cells.append(f"{diff[0]} ({diff[1]}, paired)")
+        rows.append(html.Tr([html.Td(c) for c in cells], id=f"optimize-baseline-{key}"))
+    note = baseline_space_note(problem)
+    return html.Div(
+        [
+            html.H3("Beside the spec's own design", className="subhead"),
+            html.P(
+                f"Both confirmed by SimPy on the same horizon and the same {int(result.best.simpy['replications'])} "
+                "replications (common random numbers), so the difference is paired.",
+                className="muted",
+            ),
+            html.Table(
+                [
+                    html.Thead(html.Tr([html.Th(h) for h in ("KPI", "spec's design", "best", "best − spec")])),
+                    html.Tbody(rows),
+                ],
+                className="kpi-table",
+                id="optimize-baseline-table",
+            ),
+            layout.alert(note, kind="warning", id="optimize-space-note")
+            if note
+            else html.P(SPACE_HAS_BASELINE, className="muted", id="optimize-space-note"),
+        ],
+        id="optimize-baseline",
+    )
+
+
+def _mean_ci(values: Any) -> dict[str, Any]:
+    from twin.stats import interval
+
+    ci = interval(values.to_numpy(dtype=float))
+    return {"mean": ci.mean, "ci95": [ci.low, ci.high] if ci.n > 1 else [None, None]}
 
 
 def _register_open(app: Any, ctx: Any) -> None:

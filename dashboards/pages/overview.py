@@ -10,17 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from dashboards import layout
-from dashboards.formatting import ci_text, hours_text, percent
+from dashboards.formatting import ci_text, hours_text, percent, rate_unit
 from dashboards.pages import Page
-from dashboards.series import counts_at, states_at
+from dashboards.reports import register_report, report_buttons
+from dashboards.series import counts_at, units_at
 from twin.eventlog import STATES
 from twin.kpis.line import constraint_text
 from twin.palette import NO_STATE_COLOR, state_hex, to_hex
 
-KPI_CARDS = (  # id, label, KPI, scale, digits, unit
+KPI_CARDS = (  # id, label, KPI, scale, digits, unit (throughput: the line's own, see twin.clock.rate_unit)
     ("kpi-throughput", "Throughput", "throughput_per_hour", 24.0, 2, "batches/day"),
     ("kpi-lead-time", "Lead time", "lead_time_hours", 1.0, 1, "h"),
     ("kpi-wip", "WIP", "wip", 1.0, 2, "batches"),
@@ -31,6 +32,8 @@ KPI_CARDS = (  # id, label, KPI, scale, digits, unit
 def kpi_cards(summary: dict[str, Any]) -> list[html.Div]:
     cards = []
     for card_id, label, key, scale, digits, unit in KPI_CARDS:
+        if key == "throughput_per_hour":
+            unit, scale = rate_unit((summary.get(key) or {}).get("mean"))
         value, detail = ci_text(summary.get(key), scale, digits)
         if key == "oee" and constraint_text(summary):
             detail = f"{detail}; {constraint_text(summary)}"
@@ -43,6 +46,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
         "Overview",
         html.Div(id="overview-kpis", className="kpi-row"),
         html.Div(id="overview-facts", className="facts"),
+        report_buttons("overview"),
         layout.card(
             "The line at a moment",
             html.Div(
@@ -76,8 +80,9 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
     stations, units = view.stations, view.units
-    states = states_at(view.intervals(replication), t)
-    queue = counts_at(view.table(replication), stations, t)
+    table = view.table(replication)
+    now = units_at(table, view.intervals(replication), stations, units, t)
+    queue = counts_at(table, stations, t)
     caps = {s.name: s.buffer for s in view.spec.stations}
     fig = go.Figure()
     shapes, hover_x, hover_y, hover_text, colors = [], [], [], [], []
@@ -98,7 +103,8 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
             }
         )
         for u in range(count):
-            state = states.get(row)
+            unit_now = now.get(row, {})
+            state = unit_now.get("state")
             color = state_hex(state) if state else to_hex(NO_STATE_COLOR)
             y = top - 1 - u if count > 1 else (top - 1) / 2
             shapes.append(
@@ -115,7 +121,16 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
             hover_x.append(x)
             hover_y.append(y)
             label = f"{name} #{u + 1}" if count > 1 else name
-            hover_text.append(f"{label}: {(state or 'no state').replace('_', ' ')}")
+            in_state = t - unit_now["since"] if unit_now.get("since") is not None else None
+            batch = unit_now.get("batch")
+            words = [f"batch {batch}" if batch is not None else "no batch"]
+            if batch is not None and unit_now.get("product"):
+                words.append(str(unit_now["product"]))
+            words.append(f"{(state or 'no state').replace('_', ' ')} {hours_text(in_state)}")
+            fig.add_annotation(
+                x=x, y=y, text="<br>".join(words), showarrow=False, font={"size": 8, "color": "#111"}
+            )
+            hover_text.append(f"{label}: " + ", ".join(words) + f" (since {view.clock.text(unit_now.get('since'))})")
             colors.append(color)
             row += 1
         fig.add_annotation(
@@ -124,13 +139,17 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
         if j > 0 or view.spec.release.mode == "interarrival":
             cap = caps.get(name)
             waiting = queue.get(name, 0)
-            places = "unlimited" if cap is None else f"{cap} places"
+            held = waiting if cap is None else min(waiting, cap)  # in the buffer's places
+            extra = waiting - held  # handed over, not started: at the unit, not in a buffer of 0 places
+            places = "unlimited" if cap is None else f"{cap} place" + ("" if cap == 1 else "s")
+            text = f"▶ {held}<br><sup>{places}</sup>" + (f"<br><sup>+{extra} at the unit</sup>" if extra else "")
             fig.add_annotation(
                 x=x - pitch / 2,
                 y=(top - 1) / 2,
-                text=f"▶ {waiting}<br><sup>{places}</sup>",
+                text=text,
                 showarrow=False,
-                hovertext=f"{waiting} batch(es) arrived at {name}, not started",
+                hovertext=f"{held} batch(es) in the buffer of {name}"
+                + (f", {extra} handed over and waiting at its unit to start" if extra else ""),
                 font={"size": 11, "color": "#33414e"},
                 bgcolor="#ffffff",
             )
@@ -169,6 +188,8 @@ def flow_figure(view: Any, replication: int, t: float) -> go.Figure:
 
 
 def _register(app: Any, ctx: Any) -> None:
+    register_report(app, ctx, "overview", State(layout.RUN_PICKER, "value"))
+
     @app.callback(
         Output("overview-kpis", "children"),
         Output("overview-facts", "children"),
@@ -187,7 +208,8 @@ def _register(app: Any, ctx: Any) -> None:
         summary = view.summary
         reps = view.replications
         end = view.end(reps[0])
-        marks = {round(w * 168, 3): f"{w} w" for w in range(0, int(end // 168) + 1, max(1, int(end // 168) // 12 or 1))}
+        weeks = range(0, int(end // 168) + 1, max(1, int(end // 168) // 12 or 1))
+        marks = {round(w * 168, 3): view.clock.at(w * 168).strftime("%d %b") for w in weeks}
         warm = float(view.info.get("warmup") or 0.0)
         return (
             kpi_cards(summary),
@@ -207,10 +229,12 @@ def _register(app: Any, ctx: Any) -> None:
     )
     def show_flow(run_id: str | None, replication: int | None, t: float | None) -> tuple:
         if not run_id or replication is None:
-            return go.Figure(), ""
+            return layout.empty_figure("Pick a run in the bar above.", 280), ""
         view = ctx.cache.view(run_id)
         t = float(t or 0.0)
-        return flow_figure(view, int(replication), t), f"t = {t:,.1f} h ({hours_text(t)} into the run)"
+        clock = view.clock
+        label = f"{clock.text(t, long=True, with_shift=True)} ({hours_text(t)} into the run)"
+        return flow_figure(view, int(replication), t), label
 
 
 def _facts(view: Any) -> list[html.Span]:
@@ -221,7 +245,7 @@ def _facts(view: Any) -> list[html.Span]:
     facts = [
         ("Scenario", str(info.get("scenario", "baseline"))),
         ("Replications", str(s.get("replications"))),
-        ("Window", f"{hours_text(s['window_hours'][0])} – {hours_text(s['window_hours'][1])}"),
+        ("Window", f"{view.clock.text(s['window_hours'][0])} – {view.clock.text(s['window_hours'][1])}"),
         ("Bottleneck", bottleneck),
         ("Release lead time", ci_text(release.get("lead_time_hours"), 1 / 24, 1)[0] + " d"),
         ("Rejected batches", ci_text(quality.get("rejected_batches"), 1, 1)[0]),

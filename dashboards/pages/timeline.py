@@ -11,9 +11,10 @@ from typing import Any
 from dash import Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.figures import gantt_figure, paths_figure
+from dashboards.figures import gantt_figure, paths_figure, window_hours
 from dashboards.pages import Page
 from dashboards.series import batch_paths, gantt_segments
+from twin.clock import RunClock
 
 BINS = 1200
 
@@ -43,17 +44,20 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     )
 
 
-def window_of(relayout: dict[str, Any] | None, end: float) -> tuple[float, float] | None:
-    """The x window a zoom asked for; None when the event was not a zoom (e.g. a legend click)."""
+def window_of(relayout: dict[str, Any] | None, end: float, clock: RunClock) -> tuple[float, float] | None:
+    """The x window (hours) a zoom asked for, in the axis's dates; None when the event was not a zoom."""
     if not relayout:
         return None
     if relayout.get("xaxis.autorange"):
         return (0.0, end)
-    if "xaxis.range[0]" in relayout:
-        lo, hi = float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"])
-    elif "xaxis.range" in relayout:
-        lo, hi = (float(v) for v in relayout["xaxis.range"])
-    else:
+    try:
+        if "xaxis.range[0]" in relayout:
+            lo, hi = window_hours(clock, relayout["xaxis.range[0]"], relayout["xaxis.range[1]"])
+        elif "xaxis.range" in relayout:
+            lo, hi = window_hours(clock, *relayout["xaxis.range"][:2])
+        else:
+            return None
+    except (TypeError, ValueError):  # not a date the axis would send
         return None
     lo, hi = max(lo, 0.0), min(hi, end)
     return (lo, hi) if hi > lo else None
@@ -86,7 +90,7 @@ def _register(app: Any, ctx: Any) -> None:
         from dash import ctx as callback_ctx
 
         zoomed = callback_ctx.triggered_id == "timeline-gantt"
-        window = window_of(relayout, end) if zoomed else (0.0, end)
+        window = window_of(relayout, end, view.clock) if zoomed else (0.0, end)
         if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run
             if current and current.get("data"):
                 return no_update, no_update, no_update
@@ -95,14 +99,15 @@ def _register(app: Any, ctx: Any) -> None:
         segments = gantt_segments(intervals, window[0], window[1], BINS)
         shown = sum(len(r) for r, _, _ in segments.values())
         in_window = int(((intervals["end"] > window[0]) & (intervals["start"] < window[1])).sum())
-        gantt = gantt_figure(segments, view.unit_labels(), window)
+        gantt = gantt_figure(segments, view.unit_labels(), window, view.clock)
         paths, total = batch_paths(view.table(int(replication)), view.stations, window[0], window[1])
         products = [p.name for p in view.spec.products]
+        clock = view.clock
         note = (
-            f"{in_window:,} state intervals in {window[1] - window[0]:,.0f} h shown as {shown:,} segments"
-            f" ({BINS} bins across)"
+            f"{clock.text(window[0])} – {clock.text(window[1])}: {in_window:,} state intervals in "
+            f"{window[1] - window[0]:,.0f} h shown as {shown:,} segments ({BINS} bins across)"
         )
-        return gantt, paths_figure(paths, total, view.stations, products, window), note
+        return gantt, paths_figure(paths, total, view.stations, products, window, view.clock), note
 
 
 PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20)

@@ -14,7 +14,8 @@ from typing import Any
 from dash import ALL, Input, Output, State, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.formatting import ci_text
+from dashboards.dist_editor import FAMILIES, SLOTS, UNITS, compose, decompose
+from dashboards.formatting import ci_text, rate_unit
 from dashboards.pages import Page
 from dashboards.whatif_form import (
     STATION_COLUMNS,
@@ -52,7 +53,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             html.Div(id="whatif-result"),
         ),
         subtitle="Change units, buffers, times, failures, campaigns or cleaning rules; blank a field to "
-        "remove it. Durations take units (45 min, 2 h, 3 d); distributions are YAML ({dist: exponential, mean: 2 h}).",
+        "remove it. Durations take units (45 min, 2 h, 3 d); distributions are YAML ({dist: exponential, mean: 2 h}) "
+        "or built in the distribution editor.",
     )
 
 
@@ -98,6 +100,7 @@ def form(spec: Any, base: dict[str, Any], prefill: dict[str, str]) -> list[Any]:
     )
     return [
         layout.card("Settings", html.Div(settings, className="settings"), help=f"base: {base['label']}"),
+        distribution_editor(rows),
         layout.card(
             "Stations",
             html.Div(grid, className="form-grid"),
@@ -105,6 +108,76 @@ def form(spec: Any, base: dict[str, Any], prefill: dict[str, str]) -> list[Any]:
         ),
         plan_card,
     ]
+
+
+DIST_COLUMNS = ("time", "mtbf", "mttr", "minor", "major")  # STATION_COLUMNS whose fields are distributions
+
+
+def distribution_editor(rows: list[list[Any]]) -> html.Section:
+    """Pick a field, a family and its parameters with units; "Put into the field" writes the field's text."""
+    columns = [attr for attr, _ in STATION_COLUMNS]
+    fields = [
+        f for row in rows for attr, f in zip(columns, row, strict=True)
+        if attr in DIST_COLUMNS and not f.key.endswith("units_per_hour")
+    ]  # fmt: skip
+    slots = [
+        html.Div(
+            [
+                html.Span(id={"type": "wf-dist-name", "i": i}, className="dist-name"),
+                dcc.Input(id={"type": "wf-dist-value", "i": i}, type="text", debounce=False, className="dist-value"),
+                dcc.Dropdown(
+                    id={"type": "wf-dist-unit", "i": i},
+                    options=list(UNITS),
+                    value="h",
+                    clearable=False,
+                    className="small-dropdown",
+                ),
+            ],
+            id={"type": "wf-dist-slot", "i": i},
+            className="dist-slot",
+        )
+        for i in range(SLOTS)
+    ]
+    return layout.card(
+        "Distribution editor",
+        html.Div(
+            [
+                html.Label(
+                    [
+                        "Field",
+                        dcc.Dropdown(
+                            id="wf-dist-field",
+                            options=[{"label": f.label, "value": f.key} for f in fields],
+                            placeholder="pick a time of a station…",
+                            className="wide-dropdown",
+                        ),
+                    ]
+                ),
+                html.Label(
+                    [
+                        "Family",
+                        dcc.Dropdown(
+                            id="wf-dist-family",
+                            options=list(FAMILIES),
+                            value="constant",
+                            clearable=False,
+                            className="small-dropdown",
+                        ),
+                    ]
+                ),
+                *slots,
+            ],
+            className="controls",
+        ),
+        html.Div(
+            [
+                html.Code(id="wf-dist-preview"),
+                html.Button("Put into the field", id="wf-dist-apply", className="button"),
+            ],
+            className="controls",
+        ),
+        help="a family and its parameters with units; validated as the field's text is",
+    )
 
 
 def _base(ctx: Any, run_id: str) -> tuple[Any, dict[str, Any]]:
@@ -164,6 +237,62 @@ def _register(app: Any, ctx: Any) -> None:
             base["scenario"] = prefill.get("scenario") or base["scenario"]
             note = layout.alert(f"Prefilled from {prefill.get('source', 'elsewhere')}: {changes}.", kind="info")
         return form(spec, base, values), note
+
+    @app.callback(
+        Output("wf-dist-family", "value"),
+        Output({"type": "wf-dist-value", "i": ALL}, "value"),
+        Output({"type": "wf-dist-unit", "i": ALL}, "value"),
+        Input("wf-dist-field", "value"),
+        State({"type": "wf-in", "key": ALL}, "value"),
+        State({"type": "wf-in", "key": ALL}, "id"),
+        prevent_initial_call=True,
+    )
+    def load_field(key: str | None, values: list, ids: list) -> tuple:
+        """The picked field's text as a family and parameter values with units."""
+        texts = {i["key"]: v for i, v in zip(ids, values, strict=True)}
+        if not key or key not in texts:
+            return no_update, [no_update] * SLOTS, [no_update] * SLOTS
+        family, params = decompose(texts[key] or "")
+        slots = [params.get(p.name, ("", "h")) for p in FAMILIES[family]]
+        slots += [("", "h")] * (SLOTS - len(slots))
+        return family, [v for v, _ in slots[:SLOTS]], [u or "h" for _, u in slots[:SLOTS]]
+
+    @app.callback(
+        Output({"type": "wf-dist-name", "i": ALL}, "children"),
+        Output({"type": "wf-dist-slot", "i": ALL}, "style"),
+        Output({"type": "wf-dist-unit", "i": ALL}, "style"),
+        Input("wf-dist-family", "value"),
+    )
+    def show_params(family: str | None) -> tuple:
+        """One field per parameter of the family, a unit picker where the parameter is a duration."""
+        params = FAMILIES.get(family or "constant", ())
+        names = [p.name + (" (comma-separated durations)" if p.kind == "list" else "") for p in params]
+        names += [""] * (SLOTS - len(names))
+        shown = [{} if i < len(params) else {"display": "none"} for i in range(SLOTS)]
+        units = [{} if i < len(params) and params[i].kind == "duration" else {"display": "none"} for i in range(SLOTS)]
+        return names, shown, units
+
+    @app.callback(
+        Output("wf-dist-preview", "children"),
+        Input("wf-dist-family", "value"),
+        Input({"type": "wf-dist-value", "i": ALL}, "value"),
+        Input({"type": "wf-dist-unit", "i": ALL}, "value"),
+    )
+    def preview(family: str | None, values: list, units: list) -> str:
+        params = FAMILIES.get(family or "constant", ())
+        return compose(family or "constant", {p.name: (values[i], units[i]) for i, p in enumerate(params)})
+
+    @app.callback(
+        Output({"type": "wf-in", "key": ALL}, "value"),
+        Input("wf-dist-apply", "n_clicks"),
+        State("wf-dist-field", "value"),
+        State("wf-dist-preview", "children"),
+        State({"type": "wf-in", "key": ALL}, "id"),
+        prevent_initial_call=True,
+    )
+    def apply(_n: int, key: str | None, text: str | None, ids: list) -> list:
+        """The composed text into the picked field (validated with the rest when the what-if runs)."""
+        return [text if key and i["key"] == key else no_update for i in ids]
 
     @app.callback(
         Output({"type": "wf-err", "key": ALL}, "children"),
@@ -271,8 +400,9 @@ def run_whatif(store_root: Any, request: dict[str, Any], set_progress: Any) -> t
     paired = s["seed"] == base_info.get("seed")
     deltas = kpi_deltas(base.per_replication, result.kpis.per_replication, paired=paired)
     rows = []
+    unit, per = rate_unit(base.summary["throughput_per_hour"]["mean"])
     for key, label, scale, digits in (
-        ("throughput_per_hour", "Throughput (batches/day)", 24, 2),
+        ("throughput_per_hour", f"Throughput ({unit})", per, 2),
         ("lead_time_hours", "Lead time (h)", 1, 1),
         ("wip", "WIP (batches)", 1, 2),
         ("oee", "Line OEE (%)", 100, 1),

@@ -17,7 +17,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -33,9 +33,9 @@ from twin.cli.common import (
     SpecArg,
     WarmupOpt,
     emit_json,
-    hours_option,
     max_events_option,
     progress_bar,
+    spec_hours,
     stderr,
 )
 from twin.cli.entry import interrupt_exit_code, interrupt_message
@@ -43,9 +43,6 @@ from twin.cli.lazy import LazyGroup, lazy_group, new_app
 from twin.cli.scenarios import parse_scenario
 from twin.errors import InputError, SpecError, TwinError
 from twin.spec.overrides import OverrideWarning
-
-if TYPE_CHECKING:
-    from twin.spec.model import LineSpec
 
 # Heavy libraries (pandas, scipy, the engine) load inside the commands that use them, and the other
 # command modules and plug-ins load when called (twin.cli.lazy): `twin --help`, `version` and
@@ -71,8 +68,10 @@ def build_app() -> typer.Typer:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-    """Warnings meant for users (an override that dropped fields) as one line on stderr; others as Python shows them."""
-    if issubclass(category, OverrideWarning):
+    """Warnings meant for users (an override that dropped fields, an old plug-in block) as one line on stderr."""
+    from twin.spec.extensions import ExtensionDeprecation
+
+    if issubclass(category, (OverrideWarning, ExtensionDeprecation)):
         stderr.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
     else:
         _python_show_warning(message, category, *args, **kwargs)  # type: ignore[arg-type]
@@ -110,13 +109,6 @@ def main() -> None:
         sys.exit(1)
 
 
-def _hours(value: str | None, spec: LineSpec, option: str) -> float | None:
-    return None if value is None else hours_option(value, spec.time_unit, option, allow_zero=option != "--horizon")
-
-
-_emit_json = emit_json  # the name plug-ins import
-
-
 def run_command(
     spec: SpecArg,
     horizon: HorizonOpt = None,
@@ -137,14 +129,14 @@ def run_command(
     if out is not None:
         check_new(out)
     line = load_spec(spec, set_ or ())
-    hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    hours, warm = spec_hours(horizon, line, "--horizon"), spec_hours(warmup, line, "--warmup")
     budget = max_events_option(max_events)
     with progress_bar(f"simulating {line.name}") as update:
         result = run(line, replications, seed, hours, warm, update, overrides=tuple(set_ or ()), max_events=budget)
         if out is not None:
             write_run(result, out)
     if as_json:
-        _emit_json(result.kpis.summary)
+        emit_json(result.kpis.summary)
         return
     out_console = console()
     out_console.print(line_table(result.kpis.summary))
@@ -183,7 +175,7 @@ def compare_command(
     scenarios = dict(parse_scenario(s) for s in scenario)
     if len(scenarios) != len(scenario):
         raise InputError("two scenarios have the same name")
-    hours, warm = _hours(horizon, line, "--horizon"), _hours(warmup, line, "--warmup")
+    hours, warm = spec_hours(horizon, line, "--horizon"), spec_hours(warmup, line, "--warmup")
     budget = max_events_option(max_events)
     with progress_bar(f"comparing {len(scenarios)} scenario(s)") as update:
         result = compare(line, scenarios, replications, seed, hours, warm, update, max_events=budget)
@@ -192,7 +184,7 @@ def compare_command(
                 for i, res in enumerate([result.baseline, *result.scenarios]):
                     write_run(res, folder / (f"{i:02d}-" + "".join(c if c.isalnum() else "-" for c in res.name)))
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "baseline": result.baseline.kpis.summary,
                 "scenarios": [
@@ -229,11 +221,12 @@ def validate_command(spec: SpecArg, set_: SetOpt = None) -> None:
 
 def schema_command() -> None:
     """Print the JSON Schema of line specs (for editors that check YAML as you type)."""
+    from twin.spec.extensions import with_extension_schemas
     from twin.spec.model import LineSpec
 
-    schema = LineSpec.model_json_schema()
+    schema = with_extension_schemas(LineSpec.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    _emit_json(schema)
+    emit_json(schema)
 
 
 def models_command() -> None:
@@ -262,14 +255,17 @@ def trace_command(
 ) -> None:
     """Print a batch's full history up and down its genealogy tree (splits and merges)."""
     from twin.cli.render import console, trace_tree
+    from twin.clock import run_folder_clock
     from twin.runfolder import read_log
     from twin.trace import trace
 
     result = trace(read_log(run_dir), batch, replication)
-    if as_json:
-        _emit_json(
+    clock = run_folder_clock(run_dir)
+    if as_json:  # times stay hours from the start; ``start`` says when that is
+        emit_json(
             {
                 "batch": batch,
+                "start": clock.start.isoformat(timespec="minutes"),
                 "replication": replication,
                 "ancestors": {str(k): v for k, v in result.ancestors.items()},
                 "descendants": {str(k): v for k, v in result.descendants.items()},
@@ -283,7 +279,7 @@ def trace_command(
             }
         )
         return
-    console().print(trace_tree(result))
+    console().print(trace_tree(result, clock))
 
 
 def version_command() -> None:

@@ -1,6 +1,9 @@
-"""Options and helpers shared by the CLI's commands (core and plug-ins).
+"""Options and helpers shared by the CLI's commands (core and plug-ins): the one public module they import.
 
-from twin.cli.common import SpecArg, SetOpt, JsonOpt, SeedOpt, emit_json, progress_bar, hours_option
+    from twin.cli.common import SpecArg, SetOpt, JsonOpt, SeedOpt, emit_json, progress_bar, spec_hours
+
+``emit_json`` prints a command's ``--json`` object; ``spec_hours`` reads a run-length option in a
+spec's time unit, ``optional_hours`` any other duration option; ``stderr`` and ``console`` print.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from twin.spec.limits import DEFAULT_MAX_EVENTS, MAX_HOURS, MIN_HORIZON_HOURS
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from twin.spec.model import LineSpec
+
 
 SpecArg = Annotated[str, typer.Argument(help="A spec file (YAML) or the name of a built-in model (see `twin models`).")]
 SetOpt = Annotated[
@@ -40,7 +45,11 @@ MaxEventsOpt = Annotated[
     ),
 ]
 
-__all__ = ["console", "stderr"]
+__all__ = [
+    "HorizonOpt", "JsonOpt", "MaxEventsOpt", "OutOpt", "ReplicationsOpt", "SeedOpt", "SetOpt", "SpecArg", "WarmupOpt",
+    "console", "emit_json", "hours_option", "max_events_option", "optional_hours", "progress_bar", "spec_hours",
+    "stderr",
+]  # fmt: skip
 
 
 class _Stderr:
@@ -92,8 +101,14 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[float],
         yield lambda fraction: bar.update(task, completed=fraction)
 
 
-def hours_option(value: str, time_unit: str, option: str, allow_zero: bool = False) -> float:
-    """A duration option in hours (bare numbers in ``time_unit``); ``InputError`` naming the option."""
+def optional_hours(value: str | None, option: str, time_unit: str = "h", allow_zero: bool = False) -> float | None:
+    """A duration option in hours (None when not given); ``InputError`` naming the option.
+
+    Bare numbers are in ``time_unit``; the value must be positive (or >= 0 with ``allow_zero``) and
+    at most ``MAX_HOURS``.
+    """
+    if value is None:
+        return None
     try:
         hours = to_hours(value, time_unit)
     except ValueError as err:
@@ -102,6 +117,13 @@ def hours_option(value: str, time_unit: str, option: str, allow_zero: bool = Fal
         raise InputError(f"{option} {value!r}: must be {'>= 0' if allow_zero else 'positive'}")
     if hours > MAX_HOURS:
         raise InputError(f"{option} {value!r}: must be at most {MAX_HOURS:,.0f} h ({MAX_HOURS / 8766:.0f} years)")
+    return hours
+
+
+def hours_option(value: str, time_unit: str, option: str, allow_zero: bool = False) -> float:
+    """A run-length option in hours: ``optional_hours``, and a non-zero one at least a second long."""
+    hours = optional_hours(value, option, time_unit, allow_zero)
+    assert hours is not None
     if not allow_zero and hours < MIN_HORIZON_HOURS:
         raise InputError(f"{option} {value!r}: must be at least {MIN_HORIZON_HOURS * 3600:g} s")
     return hours
@@ -115,6 +137,11 @@ def max_events_option(value: float | None) -> float:
         raise InputError(f"--max-events {value!r}: must be a positive number")
     return value
 
+
+
+def spec_hours(value: str | None, spec: LineSpec, option: str) -> float | None:
+    """``--horizon`` (positive) or ``--warmup`` (>= 0) in hours, bare numbers in the spec's time unit."""
+    return None if value is None else hours_option(value, spec.time_unit, option, allow_zero=option != "--horizon")
 
 
 def emit_json(data: Any) -> None:

@@ -4,9 +4,12 @@
     twin snapshot plant-history.db --out state.json          # where the historian ends (OPC-UA plug-in)
     twin snapshot --from-live opc.tcp://127.0.0.1:4840 --map tags.yaml --spec osd-tablet --out state.json
     twin forecast osd-tablet --state state.json --horizon 24h -r 50
+    twin forecast osd-tablet --state state.json --horizon 24h -s "coater2: stations.coating.units=2" --usd f.usdc
 
 Live snapshots come from a plug-in of the ``twin.snapshot_sources`` entry-point group (the OPC-UA
-connector registers ``live``): a function ``(spec, endpoint, tag_map) -> Snapshot``.
+connector registers ``live``): a function ``(spec, endpoint, tag_map) -> Snapshot``. ``--usd`` hands the
+forecasts to the ``usd`` plug-in of the ``twin.forecast_exporters`` group (the USD connector): an object
+with ``check(out)`` and ``export([(name, spec, Forecast), ...], out) -> str``.
 """
 
 from __future__ import annotations
@@ -91,6 +94,14 @@ def forecast_command(
     replications: Annotated[int, typer.Option("--replications", "-r", help="Forecast runs.")] = 50,
     seed: SeedOpt = 1,
     as_json: JsonOpt = False,
+    usd: Annotated[
+        Path | None, typer.Option("--usd", help="Also write the forecast as a USD scene (.usdc/.usda; USD plug-in).")
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help='With --usd: a what-if from now, "NAME: path=value, ...", a variant '
+                     "beside 'as is'. Repeatable."),
+    ] = None,
 ) -> None:
     """Predict batch completions, releases and KPIs from a snapshot, with prediction intervals."""
     from twin.forecast import TIME_BASE, forecast
@@ -101,8 +112,15 @@ def forecast_command(
     snapshot = Snapshot.load(state)
     snapshot.check_line(line, str(state))
     hours = hours_option(horizon, line.time_unit, "--horizon")
+    exporter, what_ifs = _usd_exporter(usd, scenario or [], spec, snapshot, state)
     with progress_bar("forecasting") as update:
         result = forecast(line, snapshot, hours, replications, seed, update)
+    if exporter is not None:
+        runs = [("as is", line, result)]
+        for name, what_if in what_ifs:
+            with progress_bar(f"forecasting {name}") as update:
+                runs.append((name, what_if, forecast(what_if, snapshot, hours, replications, seed, update)))
+        typer.echo(exporter.export(runs, usd), err=as_json)
     intervals = result.intervals()
     if as_json:
         emit_json(
@@ -147,6 +165,31 @@ def forecast_command(
             cells += [_when(row["release_p50"], hours), _chance(row["release_chance"])]
         listing.add_row(*cells)
     console().print(listing)
+
+
+def _usd_exporter(usd: Path | None, scenarios: list[str], spec: str, snapshot: object, state: Path) -> tuple:
+    """The ``twin.forecast_exporters`` plug-in ``usd`` (checked against ``usd``) and the what-if specs, or None."""
+    if usd is None:
+        if scenarios:
+            raise InputError("-s: scenarios from now go to the USD scene; add --usd OUT.usdc")
+        return None, []
+    from twin.cli.scenarios import parse_scenario
+    from twin.models import load_spec
+
+    exporters = {e.name: e for e in entry_points(group="twin.forecast_exporters")}
+    if "usd" not in exporters:
+        raise InputError("--usd: no USD exporter is installed (the USD connector provides it)")
+    exporter = exporters["usd"].load()
+    exporter.check(usd)
+    what_ifs = []
+    for text in scenarios:
+        name, assignments = parse_scenario(text)
+        if name == "as is" or name in [n for n, _ in what_ifs]:
+            raise InputError(f"-s {text!r}: scenario {name!r} is given twice")
+        what_if = load_spec(spec, assignments)
+        snapshot.check_line(what_if, f"{state} (scenario {name!r})")  # type: ignore[attr-defined]
+        what_ifs.append((name, what_if))
+    return exporter, what_ifs
 
 
 def _when(hours: float, horizon: float) -> str:

@@ -34,6 +34,7 @@ CORE = {
     "runs": "twin.cli.store_commands:register",
     "sweep": "twin.cli.store_commands:register",
     "calibrate": "twin.cli.calibrate_commands:register",
+    "report": "twin.report.cli:register",
 }
 
 #: The first sentence of each lazy command's help, for ``twin --help`` (checked against the commands).
@@ -44,6 +45,8 @@ SHORT_HELP = {
     "sweep": "Run many what-ifs of a line (a grid or a CSV of scenarios) in process or on Dask and store every point.",
     "calibrate": "Estimate processing, failure, repair, changeover, cleaning and QC times, yields and rejects "
     "from an event log.",
+    "report": "Write a run's report: KPIs with CIs, loss waterfall, bottleneck, Gantt excerpt, QC, spec, hash "
+    "and seed.",
     "dashboard": "Serve the process engineer's dashboard over a run store.",
     "dashboard-user": "Users of the dashboard (needed to serve it beyond this machine).",
     "serve": "Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states.",

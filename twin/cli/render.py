@@ -42,6 +42,10 @@ def _with_ci(stat: dict[str, Any], digits: int, percent: bool = False) -> str:
     return f"{_value(mean, digits, percent)} ± {_value((hi - lo) / 2, digits, percent)}"
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def line_table(summary: dict[str, Any]) -> Table:
     """Line KPIs with 95% confidence half-widths; quality and release KPIs where the line has them."""
     table = _table(f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
@@ -52,7 +56,13 @@ def line_table(summary: dict[str, Any]) -> Table:
         if not kpi.row or not shown(kpi, [summary]):
             continue
         unit = ", ".join(filter(None, (kpi.unit, constraint_text(summary)))) if kpi.column == "oee" else kpi.unit
-        table.add_row(kpi.label, _with_ci(stat(summary, kpi), kpi.digits, kpi.percent), unit)
+        value = stat(summary, kpi)
+        if kpi.column == "throughput_per_hour":  # the line's own unit, as the dashboard and the report show it
+            from twin.clock import rate_unit
+
+            unit, scale = rate_unit(value.get("mean"))
+            value = {"mean": _scaled(value.get("mean"), scale), "ci95": [_scaled(v, scale) for v in value["ci95"]]}
+        table.add_row(kpi.label, _with_ci(value, kpi.digits, kpi.percent), unit)
         if kpi.column == "lead_time_hours":
             lead = summary["lead_time_hours"]
             p50, p90 = _value(lead["p50"]["mean"], 2), _value(lead["p90"]["mean"], 2)
@@ -132,8 +142,11 @@ def _delta(delta: Interval | None, digits: int, percent: bool) -> str:
     return f"{mean} [{_value(delta.low, digits, percent)}, {_value(delta.high, digits, percent)}]"
 
 
-def trace_tree(result: Any) -> Tree:
-    """A batch's genealogy as a tree: ancestors above, descendants below, each with its history."""
+def trace_tree(result: Any, clock: Any) -> Tree:
+    """A batch's genealogy as a tree: ancestors above, descendants below, each with its history.
+
+    Times are calendar times of the run's ``twin.clock.RunClock``.
+    """
     from rich.tree import Tree
 
     shown = ("release", "start", "finish", "split", "merge", "reject", "hold_violation", "approve", "quarantine")
@@ -144,7 +157,7 @@ def trace_tree(result: Any) -> Tree:
         for t, s, e, parent in zip(rows["time"], rows["station"], rows["event"], rows["parent"], strict=True):
             if e not in shown:
                 continue
-            step = f"{t:.2f} h {e}" + (f" @{s}" if isinstance(s, str) else "")
+            step = f"{clock.text(t)} {e}" + (f" @{s}" if isinstance(s, str) else "")
             if e in ("split", "merge"):
                 if steps and steps[-1].startswith(step + " (from"):  # a merge has one row per parent
                     steps[-1] = steps[-1][:-1] + f", {parent})"
@@ -154,7 +167,7 @@ def trace_tree(result: Any) -> Tree:
         product = rows["product"].dropna().iloc[0] if rows["product"].notna().any() else "?"
         return f"batch {batch} ({product}): " + ", ".join(steps)
 
-    tree = Tree(f"[bold]batch {result.batch}[/], replication {result.replication}")
+    tree = Tree(f"[bold]batch {result.batch}[/], replication {result.replication} · {clock.describe()}")
     up = tree.add("ancestors")
 
     def add_up(parent_tree: Tree, batch: int) -> None:

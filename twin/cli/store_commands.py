@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from twin.cli.app import (
+from twin.cli.common import (
     HorizonOpt,
     JsonOpt,
     ReplicationsOpt,
@@ -29,9 +29,9 @@ from twin.cli.app import (
     SetOpt,
     SpecArg,
     WarmupOpt,
-    _emit_json,
-    _hours,
+    emit_json,
     progress_bar,
+    spec_hours,
     stderr,
 )
 from twin.cli.entry import interrupt_exit_code
@@ -85,7 +85,7 @@ def _print_frame(frame, as_json: bool, as_csv: bool, table) -> None:  # type: ig
     if as_json and as_csv:
         raise InputError("--json and --csv: choose one")
     if as_json:
-        _emit_json(records(frame))
+        emit_json(records(frame))
     elif as_csv:
         csv_frame(frame).to_csv(sys.stdout, index=False)
     else:
@@ -137,7 +137,7 @@ def show_command(run: RunArg, as_json: JsonOpt = False, store: StoreOpt = None) 
     run_store = _open(store)
     info, summary = run_store.info(run), run_store.summary(run)
     if as_json:
-        _emit_json({"run": info, "kpis": summary})
+        emit_json({"run": info, "kpis": summary})
         return
     out = console()
     out.print(info_table(info, str(run_store.path(run))))
@@ -169,7 +169,7 @@ def diff_command(run_a: RunArg, run_b: RunArg, as_json: JsonOpt = False, store: 
     how = "paired over common replications: same seed" if paired else "Welch: different seeds"
     labels = ("A", "B")
     if as_json:
-        _emit_json({
+        emit_json({
             "a": {"run_id": ids[0], "scenario": infos[0]["scenario"]},
             "b": {"run_id": ids[1], "scenario": infos[1]["scenario"]},
             "changes": [{"path": p, "a": plain(va), "b": plain(vb)} for p, va, vb in changes],
@@ -278,7 +278,7 @@ def sweep_command(
     store_path = store or default_store_path()
     run_store = existing_store(store_path)  # a store this twin cannot read is refused before anything else
     base = load_spec(spec, set_ or ())
-    hours, warm = _hours(horizon, base, "--horizon"), _hours(warmup, base, "--warmup")
+    hours, warm = spec_hours(horizon, base, "--horizon"), spec_hours(warmup, base, "--warmup")
     rank_order(rank, [s.name for s in base.stations])
     if scheduler and workers is not None:
         raise InputError("--scheduler and --workers: choose one (the cluster at --scheduler has its own workers)")
@@ -324,7 +324,7 @@ def sweep_command(
     if top is not None:
         table = table.head(top)
     if as_json:
-        _emit_json(_sweep_json(sweep, table, rank, runner, run_store))
+        emit_json(_sweep_json(sweep, table, rank, runner, run_store))
         return
     title = (f"sweep {sweep.sweep_id}: {base.name}, ranked by {rank} "
              f"({replications} replications, seed {seed}; ± is the 95% CI)")  # fmt: skip

@@ -2,8 +2,11 @@
 
 ``Buffer(env, places)`` holds up to ``places`` waiting batches; a put also succeeds when a unit of
 the downstream station is free and waiting, so a station with ``places`` buffer places and ``c``
-units holds at most ``places + c`` batches, as in ``shared/reference/validation.md``.
-Waiting puts and gets are served first come, first served.
+units holds at most ``places + c`` batches (the blocking-after-service model of
+docs/reference/queueing.md). Waiting puts and gets are served first come, first served.
+
+``put`` and ``get`` make and schedule exactly the events SimPy's ``Store`` would, in the same order
+(so event logs do not change), without its generic machinery: the engine's hot path.
 """
 
 from __future__ import annotations
@@ -23,17 +26,41 @@ class Buffer(Store):
         BaseResource.__init__(self, env, capacity)  # Store itself refuses a capacity of 0
         self.items: deque[Any] = deque()
 
-    def _do_put(self, event: StorePut) -> Any:
-        if len(self.items) < self._capacity + len(self.get_queue):
-            self.items.append(event.item)
-            event.succeed()
-        return None
+    def put(self, item: Any) -> StorePut:  # type: ignore[override]
+        """``Store.put``: queue the put, then try the first waiting put."""
+        env = self._env
+        event = StorePut.__new__(StorePut)
+        event.env, event.item, event.resource, event.proc = env, item, self, env._active_proc
+        event.callbacks = [self._trigger_get]
+        self.put_queue.append(event)
+        self._trigger_put(None)
+        return event
 
-    def _do_get(self, event: StoreGet) -> Any:
+    def get(self) -> StoreGet:  # type: ignore[override]
+        """``Store.get``: queue the get, then try the first waiting get."""
+        env = self._env
+        event = StoreGet.__new__(StoreGet)
+        event.env, event.resource, event.proc = env, self, env._active_proc
+        event.callbacks = [self._trigger_put]
+        self.get_queue.append(event)
+        self._trigger_get(None)
+        return event
+
+    def _trigger_put(self, _: Any = None) -> None:
+        # SimPy's loop tries the first waiting put only (``_do_put`` never asks it to go on)
+        queue = self.put_queue
+        if queue and len(self.items) < self._capacity + len(self.get_queue):
+            head = queue.pop(0)
+            self.items.append(head.item)
+            head.succeed()
+
+    def _trigger_get(self, _: Any = None) -> None:
+        queue = self.get_queue
+        if not queue:
+            return
         if self.items:
-            event.succeed(self.items.popleft())
+            queue.pop(0).succeed(self.items.popleft())
         elif self.put_queue:
             # A unit that starts waiting makes room for a blocked batch. The hand-over completes when
             # that put is processed, so the sender records "leave" before the receiver records "start".
             self._trigger_put(None)
-        return None

@@ -1,7 +1,7 @@
 """KPIs of a run: pure functions of its event log.
 
     >>> report = compute_kpis(log)
-    >>> report.summary["throughput_per_hour"]        # {"mean": ..., "ci95": [lo, hi]}
+    >>> report.summary["throughput_per_hour"]        # {"mean": ..., "ci95": [lo, hi]} (twin.kpis.summary)
     >>> report.per_replication["lead_time_hours"]    # one value per replication
 
 The window of each replication runs from the warm-up to its ``end`` row; every KPI is computed
@@ -26,18 +26,18 @@ from twin.kpis.columns import EVENT, STATE, by_replication
 from twin.kpis.flow import flow
 from twin.kpis.quality import quality
 from twin.kpis.states import credited_ideal, station_states, unit_intervals
+from twin.kpis.summary import STATION_FACTORS, Interval, KpiSummary, StationKpis
 from twin.stats import interval
 
 SCALARS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "wip", "oee")
-STATION_FACTORS = ("utilization", "availability", "performance", "quality", "oee")
 
 
 @dataclass(frozen=True)
 class KpiReport:
-    """Per-replication KPIs (a flat table) and their summary (JSON-ready)."""
+    """Per-replication KPIs (a flat table) and their summary (JSON-ready, typed by ``KpiSummary``)."""
 
     per_replication: pd.DataFrame
-    summary: dict[str, Any]
+    summary: KpiSummary
 
 
 def compute_kpis(log: EventLog, warmup: float | None = None) -> KpiReport:
@@ -165,13 +165,13 @@ def line_oee(
     return float(min(needed[constraint], earned) / length), constraint
 
 
-def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dict[str, Any]:
+def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> KpiSummary:
     """Means and 95% confidence intervals across replications, in the CLI's JSON shape."""
     meta = log.meta
     df = per_replication
 
-    def ci(column: str) -> dict[str, Any]:
-        out = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()
+    def ci(column: str) -> Interval:
+        out: Interval = interval(df[column].to_numpy(dtype=float) if column in df else []).as_dict()  # type: ignore[assignment]
         # every KPI is a count, a rate, a time or a share: its interval stays >= 0, and a share's <= 1
         top = 1.0 if column == "oee" or column.rsplit(".", 1)[-1] in STATION_FACTORS else np.inf
         out["ci95"] = [None if x is None else float(min(max(x, 0.0), top)) for x in out["ci95"]]
@@ -181,15 +181,13 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
         value = float(np.nanmean(df[column].to_numpy(dtype=float))) if column in df and len(df) else np.nan
         return None if np.isnan(value) else value
 
-    lead = ci("lead_time_hours")
-    lead["p50"] = ci("lead_time_p50_hours")
-    lead["p90"] = ci("lead_time_p90_hours")
+    lead = {**ci("lead_time_hours"), "p50": ci("lead_time_p50_hours"), "p90": ci("lead_time_p90_hours")}
     main_counts = df["bottleneck"].value_counts() if "bottleneck" in df else pd.Series(dtype=int)
-    stations: dict[str, Any] = {}
+    stations: dict[str, StationKpis] = {}
     shares = {}
     for j, name in enumerate(meta.stations):
         shares[name] = (mean(f"{name}.bottleneck_sole") or 0.0) + (mean(f"{name}.bottleneck_shifting") or 0.0)
-        stations[name] = {
+        stations[name] = {  # type: ignore[typeddict-item]  # the factors, spread from STATION_FACTORS
             "units": meta.units[j],
             "states": {state: mean(f"{name}.state.{state}") for state in STATES},
             **{factor: ci(f"{name}.{factor}") for factor in STATION_FACTORS},
@@ -212,7 +210,7 @@ def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> dic
     constraint = (  # the station it is valued at in the most replications (ties: the earlier station)
         max(meta.stations, key=lambda n: int(constraint_counts.get(n, 0))) if len(constraint_counts) else None
     )
-    return {
+    return {  # type: ignore[typeddict-item]  # lead: LeadTime, built from ci() above
         "line": meta.line,
         "spec_hash": meta.spec_hash,
         "seed": meta.seed,

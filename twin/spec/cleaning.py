@@ -101,7 +101,7 @@ class Cleaning(SpecModel):
 class Skid(SpecModel):
     """A shared cleaning resource (CIP/SIP skid) that several stations queue for."""
 
-    name: Name
+    name: Name = Field(description="Skid name, named by the stations' cleaning rules.")
     capacity: int = Field(1, ge=1, le=MAX_LIST, description="Cleans it can run at once.")
 
 

@@ -200,7 +200,7 @@ class Weibull(_Dist):
     """Weibull with dimensionless ``shape`` k and a ``scale`` duration (mean = scale·Γ(1+1/k))."""
 
     dist: Literal["weibull"]
-    shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE, allow_inf_nan=False)
+    shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE, allow_inf_nan=False, description="Shape k.")
     scale: PositiveDuration
 
     def mean_hours(self, time_unit: str) -> float:
@@ -215,7 +215,9 @@ class Empirical(_Dist):
     """Observed durations, drawn uniformly with replacement."""
 
     dist: Literal["empirical"]
-    values: list[NonNegativeDuration] = Field(min_length=1, max_length=MAX_EMPIRICAL)
+    values: list[NonNegativeDuration] = Field(
+        min_length=1, max_length=MAX_EMPIRICAL, description="Observed durations, drawn with equal chance."
+    )
 
     @model_validator(mode="after")
     def _some_positive(self, info: ValidationInfo) -> Empirical:

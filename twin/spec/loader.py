@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from twin.errors import Problem, SpecError
 from twin.spec.bounded_yaml import compose_bounded, construct_bounded
 from twin.spec.distributions import DISTRIBUTIONS
+from twin.spec.extensions import lift_deprecated
 from twin.spec.limits import MAX_SPEC_BYTES
 from twin.spec.model import LineSpec
 from twin.spec.overrides import apply_overrides_collecting
@@ -117,7 +118,11 @@ def spec_from_data(
     odd = [key for key in data if not isinstance(key, str)]  # pydantic fails on these at the top only
     if odd:
         raise SpecError([Problem(source, "", f"field names must be text (got {_short(key)})") for key in odd])
-    data, origins, override_problems = apply_overrides_collecting(data, overrides)
+    lifted = lift_deprecated(data, LineSpec.model_fields, source)
+    if lifted is not data and lines:  # an old top-level plug-in block: its lines move with it
+        moved = set(lifted["extensions"]) - set(data.get("extensions") or {})
+        lines = {(("extensions", *loc) if loc and loc[0] in moved else loc): n for loc, n in lines.items()}
+    data, origins, override_problems = apply_overrides_collecting(lifted, overrides)
     extra_problems = [*extra_problems, *override_problems]
     try:
         spec = LineSpec.from_dict(data)
@@ -148,7 +153,7 @@ def problems_from_validation(
         if error["type"] == "line_rules":  # several whole-line problems, each at its own path
             located = [(loc + tuple(sub), message) for sub, message in error["ctx"]["problems"]]
         else:
-            located = [(loc, _message(error))]
+            located = [(loc, pydantic_message(error))]
         for at, message in located:
             origin = next((text for set_loc, text in reversed(origins) if _related(at, set_loc)), None)
             if origin:
@@ -187,13 +192,14 @@ def _line_of(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
-def _message(error: dict[str, Any]) -> str:
+def pydantic_message(error: Any, model: type[BaseModel] = LineSpec) -> str:
+    """One pydantic error of ``model`` (LineSpec or a plug-in's block) as a short readable message."""
     kind, value = error["type"], error.get("input")
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         name = error["loc"][-1]
-        close = difflib.get_close_matches(str(name), _all_field_names(), n=1)
+        close = difflib.get_close_matches(str(name), _all_field_names(model), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown field {name!r}{hint}"
     if kind == "unknown_distribution":
@@ -221,9 +227,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _all_field_names() -> list[str]:
+def _all_field_names(root: type[BaseModel]) -> list[str]:
     names: set[str] = set()
-    todo: list[type[BaseModel]] = [LineSpec]
+    todo: list[type[BaseModel]] = [root]
     seen: set[type] = set()
     while todo:
         model = todo.pop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal, Union
 
@@ -30,7 +31,6 @@ from pydantic_core import PydanticCustomError
 from twin.durations import TIME_UNITS, to_hours
 from twin.spec.cleaning import Changeover, Cleaning, Skid, changeover_of
 from twin.spec.distributions import Distribution, DistributionModel
-from twin.spec.layout import Layout
 from twin.spec.limits import (
     MAX_BATCH_UNITS,
     MAX_COUNT,
@@ -39,7 +39,6 @@ from twin.spec.limits import (
     MAX_TOTAL_UNITS,
     MIN_HORIZON_HOURS,
 )
-from twin.spec.optimize import Optimize
 from twin.spec.people import Calendar, OperatorPool, Room, StationOperators
 from twin.spec.quality import HoldTime, QcLab, Rate, StationQuality
 from twin.spec.types import Name, NonNegativeDuration, PositiveDuration, SpecModel, check_known
@@ -98,14 +97,14 @@ def _unique(name: str, info: ValidationInfo, kind: str) -> str:
 class Product(SpecModel):
     """A product made on the line, in batches of ``batch_size`` units (tablets, vials)."""
 
-    name: Name
+    name: Name = Field(description="Product name (used in changeovers, plans and mixes).")
     batch_size: float = Field(
         gt=0, le=MAX_BATCH_UNITS, allow_inf_nan=False, description="Units (tablets, vials) per batch."
     )
     mass_kg: float | None = Field(
         None, gt=0, le=MAX_MASS_KG, allow_inf_nan=False, description="Mass of a batch (for cleaning due in kg)."
     )
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @field_validator("name")
     @classmethod
@@ -128,7 +127,7 @@ class Failures(SpecModel):
 class Station(SpecModel):
     """One process step: ``units`` identical pieces of equipment fed from one buffer."""
 
-    name: Name
+    name: Name = Field(description="Station name (used in overrides, hold times, rooms and the event log).")
     units: int = Field(1, ge=1, le=1000, description="Parallel identical equipment units.")
     process_time: ProcessTime | None = Field(
         None, description="Per batch; a distribution, or a map product -> distribution (or give `rate`)."
@@ -157,7 +156,7 @@ class Station(SpecModel):
     split: int | None = Field(None, ge=2, le=100, description="Each batch leaves as this many lots.")
     merge: int | None = Field(None, ge=2, le=100, description="This many batches are blended into one.")
     equipment: str | None = Field(None, description="Equipment type (granulator, press, filler, ...).")
-    description: str | None = None
+    description: str | None = Field(None, description="Free text.")
 
     @model_validator(mode="after")
     def _time_or_rate(self) -> Station:
@@ -276,15 +275,15 @@ class Station(SpecModel):
 class Campaign(SpecModel):
     """A run of ``batches`` consecutive batches of one product."""
 
-    product: Name
-    batches: int = Field(ge=1, le=MAX_COUNT)
+    product: Name = Field(description="The product of the campaign.")
+    batches: int = Field(ge=1, le=MAX_COUNT, description="Batches of it, back to back.")
 
 
 class WipLimit(SpecModel):
     """At most ``batches`` released batches that have not yet started at station ``until``."""
 
-    batches: int = Field(ge=1, le=10000)
-    until: Name
+    batches: int = Field(ge=1, le=10000, description="Most released batches not yet started at `until` (CONWIP).")
+    until: Name = Field(description="The station where a batch stops counting against the limit.")
 
     @field_validator("until")
     @classmethod
@@ -360,9 +359,14 @@ class Release(SpecModel):
 class LineSpec(SpecModel):
     """A production line: products, stations in flow order, release rule and run length."""
 
-    name: Name
-    description: str | None = None
+    name: Name = Field(description="Line name.")
+    description: str | None = Field(None, description="Free text.")
     time_unit: Literal[TIME_UNITS] = Field("h", description="Unit of bare numbers in durations.")  # type: ignore[valid-type]
+    start: datetime | None = Field(
+        None,
+        description="Calendar time of the run's start, plant local time (2027-01-04T06:00): what times are shown "
+        "as, and where the shift calendars' week stands at time 0. Default: the Monday 00:00 after the run is made.",
+    )
     horizon: PositiveDuration = Field(description="Default run length.")
     warmup: NonNegativeDuration = Field(0.0, description="Start of the run discarded before KPIs.")
     release: Release = Release()
@@ -381,8 +385,11 @@ class LineSpec(SpecModel):
         (), max_length=MAX_LIST, description="Longest waits of material between two stations."
     )
     qc: QcLab | None = Field(None, description="Quarantine and QC release after the last station.")
-    layout: Layout | None = Field(None, description="Site positions and USD assets of the equipment (3D scenes).")
-    optimize: Optimize | None = Field(None, description="Decision variables and objectives for `twin optimize`.")
+    extensions: dict[Name, Any] = Field(
+        {},
+        description="Plug-in settings by plug-in name (layout: 3-D scenes, optimize: `twin optimize`), each "
+        "validated by its plug-in; not part of spec_hash (twin.spec.extensions).",
+    )
 
     def __init__(self, **data: Any) -> None:
         self.__pydantic_validator__.validate_python(data, self_instance=self, context=validation_context(data))
@@ -392,6 +399,27 @@ class LineSpec(SpecModel):
         """Validate a spec given as plain data (as loaded from YAML or JSON)."""
         return cls.model_validate(data, context=validation_context(data))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_plugin_blocks(cls, data: Any) -> Any:
+        from twin.spec.extensions import lift_deprecated
+
+        return lift_deprecated(data, cls.model_fields) if isinstance(data, dict) else data
+
+    @field_validator("extensions")
+    @classmethod
+    def _plugin_blocks(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not value:
+            return value
+        from twin.spec.extensions import validate_blocks
+
+        blocks, problems = validate_blocks(value, info.context)
+        if problems:
+            raise PydanticCustomError(
+                "line_rules", "{summary}", {"summary": "; ".join(m for _, m in problems), "problems": problems}
+            )
+        return blocks
+
     @field_validator("stations")
     @classmethod
     def _units_in_all(cls, value: tuple[Station, ...]) -> tuple[Station, ...]:
@@ -399,6 +427,24 @@ class LineSpec(SpecModel):
         if total > MAX_TOTAL_UNITS:
             raise ValueError(f"at most {MAX_TOTAL_UNITS:,} units in all stations together (got {total:,})")
         return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start_local_time(cls, value: Any) -> Any:
+        if value is None or isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime(value.year, value.month, value.day)
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"expected a date and time such as 2027-01-04T06:00 (got {value!r})") from None
+        else:
+            raise ValueError(f"expected a date and time such as 2027-01-04T06:00 (got {value!r})")
+        if moment is not None and moment.tzinfo is not None:
+            raise ValueError(f"give the plant's local time without a time zone (got {value!r})")
+        return moment
 
     @field_validator("horizon")
     @classmethod
@@ -450,10 +496,27 @@ class LineSpec(SpecModel):
         """Plain data (JSON/YAML-ready) that ``from_dict`` turns back into an equal spec."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def extension(self, name: str) -> Any:
+        """The validated block of plug-in ``name`` (``extensions.NAME``), or None."""
+        return self.extensions.get(name)
+
+    @property
+    def week_offset_hours(self) -> float:
+        """Hours from Monday 00:00 to the run's start (0 without a ``start``): where the shift calendars'
+        week stands at time 0 of a run."""
+        if self.start is None:
+            return 0.0
+        s = self.start
+        return s.weekday() * 24.0 + s.hour + s.minute / 60 + s.second / 3600 + s.microsecond / 3.6e9
+
     @cached_property
     def spec_hash(self) -> str:
-        """SHA-256 of the canonical JSON form: equal specs, equal hashes."""
-        canonical = json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON form of what changes a simulation: ``extensions`` left out, and
+        ``start`` only as far as it moves the shift calendars (its hour of the week, when there are calendars)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"extensions", "start"})
+        if self.calendars and self.week_offset_hours:
+            data["start_hour_of_week"] = self.week_offset_hours
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -39,9 +39,9 @@ def clock_hours(text: str) -> float:
 class Shift(SpecModel):
     """A working period on some days of the week; ``end`` before ``start`` runs past midnight."""
 
-    days: tuple[Literal[DAYS], ...] = Field(min_length=1)  # type: ignore[valid-type]
-    start: str
-    end: str
+    days: tuple[Literal[DAYS], ...] = Field(min_length=1, description="Days the shift starts on.")  # type: ignore[valid-type]
+    start: str = Field(description="Start time of day, HH:MM.")
+    end: str = Field(description="End time of day, HH:MM (before start: past midnight).")
 
     @field_validator("start", "end")
     @classmethod
@@ -91,8 +91,8 @@ class Calendar(SpecModel):
 class OperatorPool(SpecModel):
     """Operators who share a calendar and are qualified for some stations."""
 
-    name: Name
-    headcount: int = Field(ge=1, le=1000)
+    name: Name = Field(description="Pool name.")
+    headcount: int = Field(ge=1, le=1000, description="Operators in the pool.")
     calendar: Name | None = Field(None, description="When they work (a `calendars` entry); none = always.")
     qualified: tuple[Name, ...] = Field(min_length=1, description="Stations they may run.")
 
@@ -113,20 +113,20 @@ class OperatorPool(SpecModel):
 class StationOperators(SpecModel):
     """How many qualified operators a station's phases need."""
 
-    count: int = Field(1, ge=1, le=100)
+    count: int = Field(1, ge=1, le=100, description="Qualified operators each unit needs.")
     phases: tuple[Literal["setup", "processing", "cleaning"], ...] = Field(
-        ("setup", "processing", "cleaning"), min_length=1
+        ("setup", "processing", "cleaning"), min_length=1, description="Phases that need them."
     )
 
 
 class Room(SpecModel):
     """A cleanroom holding stations, with a headcount limit; entering a grade A/B room costs gowning."""
 
-    name: Name
-    grade: Literal["A", "B", "C", "D"]
+    name: Name = Field(description="Room name.")
+    grade: Literal["A", "B", "C", "D"] = Field(description="Cleanroom grade (EU GMP Annex 1).")
     max_people: int = Field(ge=1, le=100, description="Operators at work in the room at once.")
     gowning: NonNegativeDuration | None = Field(None, description="Time to gown on entry; default 20 min for A/B.")
-    stations: tuple[Name, ...] = Field(min_length=1)
+    stations: tuple[Name, ...] = Field(min_length=1, description="Stations in the room.")
 
     @field_validator("stations")
     @classmethod

@@ -50,10 +50,12 @@ class HoldTime(SpecModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    from_: Name = Field(alias="from")
-    to: Name
-    max: PositiveDuration
-    action: Literal["scrap", "investigate"] = "scrap"
+    from_: Name = Field(alias="from", description="Station the material leaves.")
+    to: Name = Field(description="Station that must start it in time.")
+    max: PositiveDuration = Field(description="Longest wait from leaving `from` to starting at `to`.")
+    action: Literal["scrap", "investigate"] = Field(
+        "scrap", description="Past the limit the batch is scrapped, or investigated and then goes on."
+    )
     investigation: Distribution | None = Field(None, description="Delay of an investigation before the batch goes on.")
 
     @model_validator(mode="after")
@@ -72,14 +74,16 @@ class HoldTime(SpecModel):
 class QcLab(SpecModel):
     """Quarantine and release testing after the last station."""
 
-    analysts: int = Field(ge=1, le=1000)
+    analysts: int = Field(ge=1, le=1000, description="Analysts testing batches at once.")
     calendar: Name | None = Field(None, description="When the analysts work (a `calendars` entry); none = always.")
     test_time: Distribution = Field(description="Analyst's hands-on testing time of one batch.")
     incubation: Distribution | None = Field(
         None, description="Elapsed time after testing before the result (e.g. 14 d sterility), no analyst needed."
     )
     oos_probability: float = Field(0.0, ge=0, le=1, description="Chance of an out-of-specification result.")
-    oos_action: Literal["reject", "investigate"] = "reject"
+    oos_action: Literal["reject", "investigate"] = Field(
+        "reject", description="An OOS batch is rejected, or investigated and then approved."
+    )
     investigation: Distribution | None = Field(None, description="Investigation delay before release after an OOS.")
 
     @model_validator(mode="after")

@@ -44,10 +44,21 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def spec_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """``(path, value in a, value in b)`` for every path whose value differs (``MISSING`` when absent)."""
-    fa, fb = flatten(a), flatten(b)
+    """``(path, value in a, value in b)`` for every path whose value differs (``MISSING`` when absent).
+
+    A run stored before plug-in blocks moved under ``extensions`` (a top-level ``layout:``) is read in
+    today's form, so the move alone is no difference.
+    """
+    fa, fb = (flatten(_current(spec)) for spec in (a, b))
     paths = list(dict.fromkeys([*fa, *fb]))
     return [(p, fa.get(p, MISSING), fb.get(p, MISSING)) for p in paths if fa.get(p, MISSING) != fb.get(p, MISSING)]
+
+
+def _current(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    from twin.spec.extensions import lift_deprecated
+    from twin.spec.model import LineSpec
+
+    return lift_deprecated(dict(spec), LineSpec.model_fields, warn=False) if isinstance(spec, Mapping) else spec
 
 
 def welch_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> Interval:

@@ -4,7 +4,8 @@
     >>> cal.is_working(7.0), cal.next_change(7.0)
     (True, 22.0)
 
-Time 0 of a run is Monday 00:00; the pattern repeats every 168 hours.
+Intervals are hours of the run's week (``compile_rules`` moves the spec's shifts by the start's hour of
+the week); the pattern repeats every 168 hours.
 """
 
 from __future__ import annotations

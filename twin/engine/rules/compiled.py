@@ -1,4 +1,4 @@
-"""Batch rules compiled for the engine: hours, indexes and samplers.
+"""Batch rules compiled for the engine: hours, indexes and samplers, put together from each rule's module.
 
 >>> rules = compile_rules(spec)     # None when the spec uses none of the rules
 """
@@ -7,40 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twin.engine.rules.calendar import WEEK
+from twin.engine.rules.changeovers import CompiledChangeover, compile_changeovers
+from twin.engine.rules.cleaning import CompiledCleaning, compile_cleaning
+from twin.engine.rules.holds import CompiledHold, compile_holds, is_source
+from twin.engine.rules.operators import compile_pools, compile_rooms
+from twin.engine.rules.qc import CompiledQc, compile_qc
+from twin.engine.rules.quality import compile_quality
+from twin.engine.rules.rate import compile_rate
+from twin.engine.rules.registry import rules_used
+from twin.engine.rules.release_gate import compile_release
+from twin.engine.rules.skids import compile_skids
 from twin.spec.cleaning import Changeover
-from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec
 
-
-@dataclass(frozen=True)
-class CompiledChangeover:
-    stream: str
-    time: Sampler | None
-    major_clean: bool
-    line_clearance: bool
-
-
-@dataclass(frozen=True)
-class CompiledCleaning:
-    minor: Sampler | None
-    major: Sampler | None
-    line_clearance: Sampler | None
-    due_batches: int | None
-    due_hours: float | None
-    due_kg: float | None
-    skid: int  # index into CompiledRules.skids; -1 = none
-    skid_for: frozenset[str]
-    dirty_hold: float | None
-    clean_hold: float | None
-
-
-@dataclass(frozen=True)
-class CompiledHold:
-    source: int  # station the clock starts at (when the batch leaves it)
-    max_hours: float
-    scrap: bool
-    investigation: Sampler | None
-    stream_owner: str
+__all__ = ["CompiledChangeover", "CompiledCleaning", "CompiledHold", "CompiledQc", "CompiledRules", "StationRules"]
 
 
 @dataclass(frozen=True)
@@ -61,17 +42,6 @@ class StationRules:
 
 
 @dataclass(frozen=True)
-class CompiledQc:
-    analysts: int
-    calendar: int  # index into CompiledRules.calendars; -1 = always
-    test_time: Sampler
-    incubation: Sampler | None
-    oos_probability: float
-    investigate: bool
-    investigation: Sampler | None
-
-
-@dataclass(frozen=True)
 class CompiledRules:
     stations: tuple[StationRules, ...]
     skids: tuple[tuple[str, int], ...]  # name, capacity
@@ -85,111 +55,54 @@ class CompiledRules:
 
 
 def uses_rules(spec: LineSpec) -> bool:
-    """Whether any batch rule is on (then the line runs on the full loop)."""
-    line_level = spec.skids or spec.calendars or spec.operators or spec.rooms or spec.hold_times or spec.qc
-    line_level = line_level or spec.release.calendar or spec.release.wip_limit
+    """Whether the line runs on the rules loop: a batch rule is used, or a calendar or a changeover
+    written as a mapping (``{time: ...}``) is (the rules loop draws those as the rules do)."""
     changeovers = any(isinstance(entry, Changeover) for s in spec.stations for entry in (s.setup or {}).values())
-    per_station = any(s.cleaning or s.operators or s.quality or s.rate or s.split or s.merge for s in spec.stations)
-    return bool(line_level or changeovers or per_station)
+    return bool(rules_used(spec) or spec.calendars or changeovers)
+
+
+def _run_clock(intervals: list[tuple[float, float]], spec: LineSpec) -> list[tuple[float, float]]:
+    """Working intervals of the week (hours since Monday 00:00) as hours of the run's week: a run that
+    starts at Monday 06:00 (``start``) is 6 h into the week at time 0."""
+    offset = spec.week_offset_hours
+    return [((a - offset) % WEEK, (a - offset) % WEEK + (b - a)) for a, b in intervals] if offset else intervals
 
 
 def compile_rules(spec: LineSpec) -> CompiledRules | None:
     """The rules of ``spec`` in engine form, or None when it uses none."""
     if not uses_rules(spec):
         return None
-    unit = spec.time_unit
-    hours = spec.hours
-    products = [p.name for p in spec.products]
-    names = [s.name for s in spec.stations]
-    skid_names = [k.name for k in spec.skids]
-    calendar_names = list(spec.calendars)
     room_of = {station: r for r, room in enumerate(spec.rooms) for station in room.stations}
-
     stations = []
     for station in spec.stations:
-        changeovers = {}
-        for a, prev in enumerate(products):
-            for b, product in enumerate(products):
-                change = station.changeover_for(prev, product)
-                if change is not None:
-                    changeovers[(a, b)] = CompiledChangeover(
-                        f"setup:{prev}->{product}",
-                        change.time.sampler(unit) if change.time is not None else None,
-                        change.major_clean,
-                        change.line_clearance,
-                    )
-        cleaning = None
-        if station.cleaning is not None:
-            c = station.cleaning
-            cleaning = CompiledCleaning(
-                minor=c.minor.sampler(unit) if c.minor else None,
-                major=c.major.sampler(unit) if c.major else None,
-                line_clearance=c.line_clearance.sampler(unit) if c.line_clearance else None,
-                due_batches=c.due.batches if c.due else None,
-                due_hours=hours(c.due.hours) if c.due and c.due.hours is not None else None,
-                due_kg=c.due.kg if c.due else None,
-                skid=skid_names.index(c.skid) if c.skid else -1,
-                skid_for=frozenset(c.skid_for),
-                dirty_hold=hours(c.dirty_hold) if c.dirty_hold is not None else None,
-                clean_hold=hours(c.clean_hold) if c.clean_hold is not None else None,
-            )
-        holds = tuple(
-            CompiledHold(
-                source=names.index(h.from_),
-                max_hours=hours(h.max),
-                scrap=h.action == "scrap",
-                investigation=h.investigation.sampler(unit) if h.investigation is not None else None,
-                stream_owner=f"hold:{h.from_}->{h.to}",
-            )
-            for h in spec.hold_times
-            if h.to == station.name
-        )
-        rate = None
-        if station.rate is not None:
-            r = station.rate
-            rate = (r.units_per_hour, hours(r.startup), r.speed_loss, r.cv)
-        quality = station.quality
+        yield_, reject = compile_quality(station)
         stations.append(
             StationRules(
-                changeovers=changeovers,
-                cleaning=cleaning,
+                changeovers=compile_changeovers(station, spec),
+                cleaning=compile_cleaning(station, spec),
                 operators=station.operators.count if station.operators else 0,
                 operator_phases=frozenset(station.operators.phases) if station.operators else frozenset(),
                 pools=tuple(p for p, pool in enumerate(spec.operators) if station.name in pool.qualified),
                 room=room_of.get(station.name, -1),
-                rate=rate,
-                yield_=quality.yield_ if quality else 1.0,
-                reject_probability=quality.reject_probability if quality else 0.0,
+                rate=compile_rate(station, spec),
+                yield_=yield_,
+                reject_probability=reject,
                 split=station.split or 1,
                 merge=station.merge or 1,
-                holds=holds,
-                hold_source=any(h.from_ == station.name for h in spec.hold_times),
+                holds=compile_holds(station, spec),
+                hold_source=is_source(station, spec),
             )
         )
-    qc = None
-    if spec.qc is not None:
-        q = spec.qc
-        qc = CompiledQc(
-            analysts=q.analysts,
-            calendar=calendar_names.index(q.calendar) if q.calendar else -1,
-            test_time=q.test_time.sampler(unit),
-            incubation=q.incubation.sampler(unit) if q.incubation is not None else None,
-            oos_probability=q.oos_probability,
-            investigate=q.oos_action == "investigate",
-            investigation=q.investigation.sampler(unit) if q.investigation is not None else None,
-        )
+    release_calendar, wip_limit = compile_release(spec)
+    calendars = spec.calendars.values()
     return CompiledRules(
         stations=tuple(stations),
-        skids=tuple((k.name, k.capacity) for k in spec.skids),
-        calendars=tuple([i for s in c.shifts for i in s.intervals()] for c in spec.calendars.values()),
-        pools=tuple(
-            (p.name, p.headcount, calendar_names.index(p.calendar) if p.calendar else -1) for p in spec.operators
-        ),
-        rooms=tuple((r.name, hours(r.gowning_time()), r.max_people) for r in spec.rooms),
-        qc=qc,
+        skids=compile_skids(spec),
+        calendars=tuple(_run_clock([i for s in c.shifts for i in s.intervals()], spec) for c in calendars),
+        pools=compile_pools(spec),
+        rooms=compile_rooms(spec),
+        qc=compile_qc(spec),
         masses=tuple(p.mass_kg or 0.0 for p in spec.products),
-        release_calendar=calendar_names.index(spec.release.calendar) if spec.release.calendar else -1,
-        wip_limit=(spec.release.wip_limit.batches, names.index(spec.release.wip_limit.until))
-        if spec.release.wip_limit
-        else None,
+        release_calendar=release_calendar,
+        wip_limit=wip_limit,
     )

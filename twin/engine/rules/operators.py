@@ -1,9 +1,8 @@
 """Operators at run time: pools on shift calendars, qualified for stations, working in cleanrooms.
 
     >>> ops = Operators(env, rules)
-    >>> request = ops.request(unit, now)          # unit: the RulesUnit asking (station, room, count)
-    >>> if not request.triggered: yield request   # the unit records off_shift or waiting_operator
-    >>> crew, gowning_hours = request.value
+    >>> granted = ops.request(unit, now)          # unit: the RulesUnit asking (station, room, count)
+    >>> crew, gowning_hours = granted if type(granted) is tuple else (yield granted)  # waiting: an event
     >>> ops.release(crew)
 
 Requests are served first come, first served, a later request going ahead when an earlier one
@@ -21,10 +20,30 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.engine.rules.calendar import WeeklyCalendar
-from twin.engine.rules.compiled import CompiledRules
+from twin.engine.rules.rule import Rule
+from twin.eventlog import Event, State
+from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
+    from twin.engine.rules.compiled import CompiledRules, StationRules
     from twin.engine.rules.unit import RulesUnit
+
+OPERATORS = Rule(
+    "operators", "operators and shifts", ("operators", "calendars", "stations.*.operators"),
+    lambda s: bool(s.operators) or any(st.operators for st in s.stations),
+)  # fmt: skip
+ROOMS = Rule("rooms", "rooms (headcount and gowning)", ("rooms",), lambda s: bool(s.rooms), (Event.GOWNING,))
+
+
+def compile_pools(spec: LineSpec) -> tuple[tuple[str, int, int], ...]:
+    """(name, headcount, calendar index or -1) of each operator pool."""
+    calendars = list(spec.calendars)
+    return tuple((p.name, p.headcount, calendars.index(p.calendar) if p.calendar else -1) for p in spec.operators)
+
+
+def compile_rooms(spec: LineSpec) -> tuple[tuple[str, float, int], ...]:
+    """(name, gowning hours, most people at work) of each room."""
+    return tuple((r.name, spec.hours(r.gowning_time()), r.max_people) for r in spec.rooms)
 
 
 @dataclass
@@ -62,13 +81,17 @@ class Operators:
             if not calendar.always:
                 env.process(self._shifts(pool, calendar))
 
-    def request(self, unit: RulesUnit, now: float) -> simpy.Event:
-        """Ask for the unit's operators; the event's value is (crew, gowning hours)."""
+    def request(self, unit: RulesUnit, now: float) -> tuple[list[Operator], float] | simpy.Event:
+        """Ask for the unit's operators: (crew, gowning hours) when granted at once, else an event with that value.
+
+        Requests already waiting cannot be served now (every release and shift change serves them), so
+        a new request is tried alone; granted at once, it needs no event."""
+        granted = self._grant(unit.rules)
+        if granted is not None:
+            return granted
         request = Request(unit, self.env.event())
         self.waiting.append(request)
-        self._serve()
-        if not request.event.triggered:
-            self._mark_waiting(request, now)
+        self._mark_waiting(request, now)
         return request.event
 
     def release(self, crew: list[Operator], room: int) -> None:
@@ -86,30 +109,36 @@ class Operators:
         return any(p.on_shift for p in self.crew if p.pool in pools)
 
     def _serve(self) -> None:
-        free_count = self.free
+        """Serve waiting requests first come, first served, a later one going ahead of one that cannot be served."""
         for request in list(self.waiting):
-            rules = request.unit.rules
-            room, count = rules.room, rules.operators
-            if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
-                continue
-            if sum(free_count[p] for p in rules.pools) < count:
-                continue
-            free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
-            free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
-            crew = free[:count]
-            gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
-            needs_gowning = gowning > 0 and any(p.room != room for p in crew)
-            for person in crew:
-                person.busy = True
-                free_count[person.pool] -= 1
-                person.room = room if room >= 0 else person.room
-            if room >= 0:
-                self.room_busy[room] += count
-            self.waiting.remove(request)
-            request.event.succeed((crew, gowning if needs_gowning else 0.0))
+            granted = self._grant(request.unit.rules)
+            if granted is not None:
+                self.waiting.remove(request)
+                request.event.succeed(granted)
+
+    def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
+        """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None."""
+        free_count = self.free
+        room, count = rules.room, rules.operators
+        if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
+            return None
+        if sum(free_count[p] for p in rules.pools) < count:
+            return None
+        free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
+        free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
+        crew = free[:count]
+        gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
+        needs_gowning = gowning > 0 and any(p.room != room for p in crew)
+        for person in crew:
+            person.busy = True
+            free_count[person.pool] -= 1
+            person.room = room if room >= 0 else person.room
+        if room >= 0:
+            self.room_busy[room] += count
+        return crew, gowning if needs_gowning else 0.0
 
     def _mark_waiting(self, request: Request, now: float) -> None:
-        state = "waiting_operator" if self.on_shift(request.unit.rules.pools) else "off_shift"
+        state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
         if state != request.state:
             request.state = state
             request.unit.record_state(now, state)

@@ -20,6 +20,9 @@ Each batch goes through these phases (each one only where the spec asks for it):
 A clean waits for its skid first (``waiting_cleaning``), then for operators; every phase that needs
 operators waits for them (``waiting_operator``, or ``off_shift`` when none of its pools is on
 shift) and for gowning when it enters a grade A/B room.
+
+This module is the loop; each rule's behaviour is in its own module (``cleaning``, ``changeovers``,
+``holds``, ``quality``, ``splits``, ``rate``, ``skids``, ``operators``, ``qc``, ``release_gate``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ import simpy
 
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.initial import UnitStart
+from twin.engine.rules import changeovers, cleaning, quality, rate, splits
+from twin.engine.rules.cleaning import Hygiene
 from twin.engine.rules.compiled import StationRules
+from twin.engine.rules.holds import holds_kept
 
 if TYPE_CHECKING:
     from twin.engine.compiled import CompiledStation
@@ -79,12 +85,7 @@ class RulesUnit:
         }
         self.waiting_state: str | None = None
         self.previous = -1
-        self.dirty_since: float | None = None
-        self.clean_since = 0.0
-        self.major_since_batch = True  # the equipment starts after a major clean
-        self.batches_since_major = 0
-        self.kg_since_major = 0.0
-        self.major_at = 0.0
+        self.hygiene = Hygiene()
         draws = rt.station_streams(station)
         self.changeover_draws = {key: d.__next__ for key, d in draws.changeovers.items()}
         self.clean_draw = {kind: d.__next__ for kind, d in draws.cleaning.items()}
@@ -124,26 +125,27 @@ class RulesUnit:
                 if batches is None:
                     self.record("idle")
                     return
-                batch = self._merge(batches) if len(batches) > 1 else batches[0]
+                batch = splits.merge(self, batches) if len(batches) > 1 else batches[0]
                 product = rt.rec.batch_product[batch]
                 if self.has_before:
-                    yield from self._before(batch, product)
+                    yield from cleaning.before(self)
+                    yield from changeovers.change(self, batch, product)
                 else:
                     self.previous = product
                 kept = yield from self._process(batch, product)
-            outputs = self._split(kept) if kept >= 0 else []
+            outputs = splits.split(self, kept) if kept >= 0 else []
             if outputs:
                 yield from self._pass_on(outputs)
             if self.rules.cleaning is not None:
-                yield from self._after(product)
+                yield from cleaning.after(self, product)
 
     def _take(self) -> Steps:
         """The next batch (or the next k to merge), or None when a plan has no more."""
         rt, collected = self.rt, []
         while len(collected) < self.rules.merge:
             if self.j == 0 and rt.pulls:
-                if rt.release_rules:
-                    gate = rt.release_gate()
+                if rt.gate.active:
+                    gate = rt.gate.wait()
                     try:  # record "starved" only if the gate makes the unit wait
                         first = next(gate)
                         self.record("starved")
@@ -165,7 +167,7 @@ class RulesUnit:
                 self.waiting_state = None
                 if self.calendar_clock:
                     yield from self._ready("starved")
-            if self._hold_times(batch):
+            if not self.rules.holds or holds_kept(self, batch):
                 collected.append(batch)
         return collected
 
@@ -177,76 +179,6 @@ class RulesUnit:
             if ready > now:
                 yield self.rt.env.timeout(ready - now)
 
-    def _hold_times(self, batch: int) -> bool:
-        """True if the batch may go on; scrap or investigate it when its hold time ran out."""
-        rt = self.rt
-        for hold in self.rules.holds:
-            started = rt.hold_started(batch, hold.source)
-            if started is None or rt.env.now - started <= hold.max_hours:
-                continue
-            self.record("hold_violation", batch, rt.env.now - started)
-            if hold.scrap:
-                self.record("reject", batch, rt.rec.batch_quantity[batch])
-                rt.left_line(batch)
-            else:
-                self.record("investigation", batch)
-                rt.investigate(batch, self, hold)
-            return False
-        return True
-
-    def _merge(self, parents: list[int]) -> int:
-        rt = self.rt
-        quantity = sum(rt.rec.batch_quantity[b] for b in parents)
-        child = rt.new_batch(rt.rec.batch_product[parents[0]], quantity, parents)
-        for parent in parents:
-            rt.rec.row_parent(rt.env.now, child, self.k["merge"], parent, rt.rec.batch_quantity[parent])
-        rt.replaced(parents, [child])
-        return child
-
-    def _split(self, batch: int) -> list[int]:
-        if self.rules.split == 1:
-            return [batch]
-        rt = self.rt
-        share = rt.rec.batch_quantity[batch] / self.rules.split
-        children = [rt.new_batch(rt.rec.batch_product[batch], share, [batch]) for _ in range(self.rules.split)]
-        for child in children:
-            rt.rec.row_parent(rt.env.now, child, self.k["split"], batch, share)
-        rt.replaced([batch], children)
-        return children
-
-    # -- phases ----------------------------------------------------------------------------------
-    def _before(self, batch: int, product: int) -> Steps:
-        cleaning, now = self.rules.cleaning, self.rt.env.now
-        if cleaning is not None:
-            if (
-                self.dirty_since is None
-                and cleaning.clean_hold is not None
-                and now - self.clean_since > cleaning.clean_hold
-            ):
-                yield from self._clean("minor" if cleaning.minor is not None else "major")
-            elif (
-                self.dirty_since is not None
-                and cleaning.dirty_hold is not None
-                and now - self.dirty_since > cleaning.dirty_hold
-            ):
-                yield from self._clean("major")
-        previous, self.previous = self.previous, product
-        change = self.rules.changeovers.get((previous, product)) if previous >= 0 else None
-        if change is None:
-            return
-        if change.major_clean and not self.major_since_batch:
-            yield from self._clean("major")
-        if change.time is None and not change.line_clearance:
-            return
-        crew = (yield from self._operators("setup")) if self.ops["setup"] else []
-        if change.time is not None:
-            self.record("setup", batch)
-            yield from self._work(self.changeover_draws[(previous, product)](), "setup", batch)
-        if change.line_clearance:
-            self.record("line_clearance", batch)
-            yield from self._work(self.line_clearance_draw(), "setup", batch)
-        self._release(crew)
-
     def _resume(self, start: UnitStart) -> Steps:
         """Finish what a plant state left on the unit; returns (batch, product, batch or -1 if rejected)."""
         if start.batch < 0:  # busy with no batch (a clean or repair under way), then free
@@ -254,7 +186,7 @@ class RulesUnit:
                 self.record(f"{start.delay_state}_state")
                 yield self.rt.env.timeout(start.delay)
                 if start.delay_state == "cleaning":
-                    self.dirty_since, self.clean_since = None, self.rt.env.now
+                    self.hygiene.cleaned(self.rt.env.now, major=False)
             return -1, -1, -1
         batch = start.batch
         product = self.previous = self.rt.rec.batch_product[batch]
@@ -270,39 +202,25 @@ class RulesUnit:
         """Process the batch (``work``: hours left of a batch begun before the run); return it, or -1 if rejected."""
         rt = self.rt
         resumed = work is not None
-        crew = (yield from self._operators("processing")) if self.ops["processing"] and not resumed else []
+        crew = (yield from self.crew("processing")) if self.ops["processing"] and not resumed else []
         quantity = rt.rec.batch_quantity[batch]
         if resumed:
             self.record("processing_state", batch)
         elif self.rules.rate is not None:
-            rate, startup, loss, cv = self.rules.rate
-            work = startup + quantity / (rate * (1 - loss)) * (self.rate_noise() if cv > 0 else 1.0)
+            work = rate.hours(self, quantity)
         else:
             work = self.process_draws[product]()
         if not resumed:
             self.record("start", batch)
-            rt.started(batch, self.j)
+            rt.gate.started(batch, self.j)
         now = rt.env.now
         if self.clock is not None:
             work = self.clock.work(now, work, batch, self.k_resume["processing"]) - now
         yield rt.env.timeout(work)
         self.record("finish", batch, quantity)
-        self._release(crew)
-        self.dirty_since = rt.env.now
-        self.clean_since = rt.env.now
-        self.major_since_batch = False
-        self.batches_since_major += 1
-        size = rt.line.batch_sizes[product]
-        self.kg_since_major += rt.rules.masses[product] * quantity / size
-        if self.rules.yield_ < 1:
-            lost = quantity * (1 - self.rules.yield_)
-            self.record("scrap", batch, lost)
-            rt.rec.batch_quantity[batch] = quantity - lost
-        if self.rules.reject_probability > 0 and self.reject_draw() < self.rules.reject_probability:
-            self.record("reject", batch, rt.rec.batch_quantity[batch])
-            rt.left_line(batch)
-            return -1
-        return batch
+        self.release_crew(crew)
+        self.hygiene.processed(rt.env.now, rt.rules.masses[product] * quantity / rt.line.batch_sizes[product])
+        return quality.after_processing(self, batch, quantity)
 
     def _pass_on(self, batches: list[int]) -> Steps:
         rt = self.rt
@@ -320,7 +238,7 @@ class RulesUnit:
                         ready = self.clock.wait_over(rt.env.now, self.k_resume["blocked"])
             self.record("leave", batch, rt.rec.batch_quantity[batch])
             if self.rules.hold_source:
-                rt.start_hold(batch, self.j)
+                rt.holds.start(batch, self.j)
             if outbound is not None:
                 rt.rec.row(rt.env.now, batch, rt.arrive_kind[self.j + 1])
             else:
@@ -328,77 +246,23 @@ class RulesUnit:
             if ready > rt.env.now:
                 yield rt.env.timeout(ready - rt.env.now)
 
-    def _after(self, product: int) -> Steps:
-        cleaning = self.rules.cleaning
-        if cleaning is None:
-            return
-        kind = "minor" if cleaning.minor is not None else None
-        due = (
-            (cleaning.due_batches is not None and self.batches_since_major >= cleaning.due_batches)
-            or (cleaning.due_hours is not None and self.rt.env.now - self.major_at >= cleaning.due_hours)
-            or (cleaning.due_kg is not None and self.kg_since_major >= cleaning.due_kg)
-        )
-        upcoming = self.rt.next_product(self.j)
-        change = self.rules.changeovers.get((product, upcoming)) if upcoming is not None else None
-        if due or (change is not None and change.major_clean):
-            kind = "major"
-        if kind is not None:
-            yield from self._clean(kind)
-
-    def _clean(self, kind: str) -> Steps:
-        """A minor or major clean: skid, operators, the dirty-hold rule, then the cleaning time."""
-        rt, cleaning = self.rt, self.rules.cleaning
-        assert cleaning is not None
-        skid = None
-        if cleaning.skid >= 0 and kind in cleaning.skid_for:
-            skid = yield from self._skid()
-        crew = (yield from self._operators("cleaning")) if self.ops["cleaning"] else []
-        if (
-            kind == "minor" and self.dirty_since is not None and cleaning.dirty_hold is not None
-            and rt.env.now - self.dirty_since > cleaning.dirty_hold
-        ):  # fmt: skip
-            kind = "major"
-            if skid is None and cleaning.skid >= 0 and "major" in cleaning.skid_for:
-                skid = yield from self._skid()
-        self.record(kind)
-        yield from self._work(self.clean_draw[kind](), "cleaning")
-        self._release(crew)
-        if skid is not None:
-            rt.skids[cleaning.skid].release(skid)
-        self.dirty_since = None
-        self.clean_since = rt.env.now
-        if kind == "major":
-            self.major_since_batch = True
-            self.batches_since_major = 0
-            self.kg_since_major = 0.0
-            self.major_at = rt.env.now
-
-    def _skid(self) -> Steps:
-        request = self.rt.skids[self.rules.cleaning.skid].request()
-        if not request.triggered:
-            self.record("waiting_cleaning")
-            yield request
-        return request
-
-    def _operators(self, phase: str) -> Steps:
+    def crew(self, phase: str) -> Steps:
         """The crew for a phase (empty when the phase needs none)."""
         if not self.rules.operators or phase not in self.rules.operator_phases:
             return []
         rt = self.rt
-        event = rt.operators.request(self, rt.env.now)
-        if not event.triggered:
-            yield event
-        crew, gowning = event.value
+        granted = rt.operators.request(self, rt.env.now)
+        crew, gowning = granted if type(granted) is tuple else (yield granted)
         if gowning > 0:
             self.record("gowning")
             yield rt.env.timeout(gowning)
         return crew
 
-    def _release(self, crew: list[Any]) -> None:
+    def release_crew(self, crew: list[Any]) -> None:
         if crew:
             self.rt.operators.release(crew, self.rules.room)
 
-    def _work(self, duration: float, state: str, batch: int = -1) -> Steps:
+    def work(self, duration: float, state: str, batch: int = -1) -> Steps:
         """A changeover or clean of ``duration`` hours; calendar failures during it extend it."""
         now = self.rt.env.now
         if self.clock is not None:

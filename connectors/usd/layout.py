@@ -1,16 +1,18 @@
-"""Where a line's equipment stands on the site, for 3D scenes (USD): the optional ``layout`` block.
+"""Where a line's equipment stands on the site, for 3D scenes (USD): the spec's ``extensions.layout`` block.
 
-    layout:
-      aisle: 2.5                      # metres between zones in the automatic layout
-      stations:
-        coating: {position: [42, 0], rotation: 90, units: [[0, -2], [0, 2]], buffer: [-5, 0]}
-      assets:
-        coater: cad/coater_glatt.usd  # a USD asset for every station whose equipment is 'coater'
+    extensions:
+      layout:
+        aisle: 2.5                      # metres between zones in the automatic layout
+        stations:
+          coating: {position: [42, 0], rotation: 90, units: [[0, -2], [0, 2]], buffer: [-5, 0]}
+        assets:
+          coater: cad/coater_glatt.usd  # a USD asset for every station whose equipment is 'coater'
 
 Coordinates are site metres (x east, y north, z up); ``rotation`` is degrees about z,
 counter-clockwise, 0 meaning that material flows along +x. Offsets (``units``, ``buffer``) are in
 the station's own frame (x along the flow, y to its left). Stations the block does not place keep
 their automatic place; units beyond the given offsets continue the last offset's spacing.
+Registered as the ``layout`` entry of ``twin.spec_extensions``: it does not change ``spec_hash``.
 """
 
 from __future__ import annotations

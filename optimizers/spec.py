@@ -1,16 +1,18 @@
-"""The ``optimize:`` block of a line spec: what an optimizer may change, and what it aims for.
+"""The ``extensions.optimize`` block of a line spec: what an optimizer may change, and what it aims for.
 
-    optimize:
-      vary:
-        - {path: stations.*.buffer, range: 0..10}
-        - {path: stations.coating.units, range: 1..3, cost: 250000}
-        - {path: stations.press.speed, range: 0.8..1.5, cost: 40000}
-        - {path: release.plan, range: order}
-      budget: {buffers: 20}
-      objective: throughput            # or cost (with target), makespan, lead_time, or [throughput, cost]
-      target: {throughput_per_hour: 0.9}
+    extensions:
+      optimize:
+        vary:
+          - {path: stations.*.buffer, range: 0..10}
+          - {path: stations.coating.units, range: 1..3, cost: 250000}
+          - {path: stations.press.speed, range: 0.8..1.5, cost: 40000}
+          - {path: release.plan, range: order}
+        budget: {buffers: 20}
+        objective: throughput          # or cost (with target), makespan, lead_time, or [throughput, cost]
+        target: {throughput_per_hour: 0.9}
 
-Only read by ``twin optimize`` (the ``optimizers`` package); the engine ignores it.
+Only read by ``twin optimize`` (the ``optimizers`` package), registered as the ``optimize`` entry of
+``twin.spec_extensions``; the engine ignores it and ``spec_hash`` leaves it out.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Variable(SpecModel):
 class Optimize(SpecModel):
     """Decision variables, budget, objectives and effort of an optimization."""
 
-    vary: tuple[Variable, ...] = Field(min_length=1)
+    vary: tuple[Variable, ...] = Field(min_length=1, description="The decision variables.")
     objective: Objective | tuple[Objective, ...] = Field(
         "throughput", description="throughput, oee, output_per_week (max); cost (min, needs a target), makespan, "
         "lead_time, release_lead_time, scrapped_batches (min); [KPI, cost] gives a Pareto front."

@@ -1,0 +1,48 @@
+"""Shared cleaning skids: a clean that needs a skid waits for a free one (``waiting_cleaning``).
+
+    pool = skids.make(env, rules)              # one SimPy resource per skid, at run start
+    skid = yield from skids.acquire(unit)      # the unit's cleaning skid
+    skids.release(unit, skid)
+
+Waiting cleans are served first come, first served (SimPy's resource queue): at equal times, in the
+order the units asked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from twin.engine.rules.rule import Rule
+from twin.eventlog import State
+from twin.spec.model import LineSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from twin.engine.rules.compiled import CompiledRules
+    from twin.engine.rules.unit import RulesUnit
+
+RULE = Rule("skids", "shared cleaning skids", ("skids",), lambda s: bool(s.skids))
+
+
+def compile_skids(spec: LineSpec) -> tuple[tuple[str, int], ...]:
+    """(name, capacity) of each skid."""
+    return tuple((k.name, k.capacity) for k in spec.skids)
+
+
+def make(env: simpy.Environment, rules: CompiledRules) -> list[simpy.Resource]:
+    return [simpy.Resource(env, capacity) for _, capacity in rules.skids]
+
+
+def acquire(unit: RulesUnit) -> Generator[Any, Any, simpy.Resource]:
+    request = unit.rt.skids[unit.rules.cleaning.skid].request()
+    if not request.triggered:
+        unit.record(State.WAITING_CLEANING)
+        yield request
+    return request
+
+
+def release(unit: RulesUnit, request: Any) -> None:
+    unit.rt.skids[unit.rules.cleaning.skid].release(request)
