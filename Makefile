@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean browser docs
+.PHONY: run test test-fast lint bench clean browser docs interop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,16 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
 
+# The OPC-UA interop tests' second stack, node-opcua, as pinned by tests/interop/package-lock.json (skipped without npm).
+interop:
+	@command -v npm >/dev/null || { echo "npm not found: the node-opcua interop tests will be skipped"; exit 0; }; \
+	[ tests/interop/node_modules/.package-lock.json -nt tests/interop/package-lock.json ] || \
+		(cd tests/interop && npm ci --no-audit --no-fund)
+
 # The suite runs on up to 4 cores (pytest-xdist); JOBS=1 runs it in one process.
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
-test: $(STAMP) browser
+test: $(STAMP) browser interop
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(JOBS) --durations=15
 

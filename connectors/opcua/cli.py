@@ -71,7 +71,9 @@ def register(app: typer.Typer) -> None:
     app.command("emulate")(emulate_command)
     app.command("sync")(sync_command)
     app.command("history")(history_command)
-    opcua = typer.Typer(help="OPC-UA users and certificates.", no_args_is_help=True)
+    opcua = typer.Typer(
+        help="OPC-UA users, certificates, the NodeSet2 export and tag maps from a browse.", no_args_is_help=True
+    )
     user = typer.Typer(
         help="Users of the twin's OPC-UA servers (scrypt-hashed passwords, roles).", no_args_is_help=True
     )
@@ -79,6 +81,8 @@ def register(app: typer.Typer) -> None:
     opcua.add_typer(user, name="user")
     opcua.command("trust")(trust_command)
     opcua.command("cert")(cert_command)
+    opcua.command("nodeset")(nodeset_command)
+    opcua.command("discover")(discover_command)
     app.add_typer(opcua, name="opcua")
 
 
@@ -182,6 +186,9 @@ def serve_command(
     set_: SetOpt = None,
     paused: Annotated[bool, typer.Option("--paused", help="Wait for the Start method before running.")] = False,
     publish_interval: Annotated[float, typer.Option(help="Seconds between published updates.")] = 0.1,
+    history_depth: Annotated[
+        int, typer.Option(help="Values each variable keeps for HistoryRead (the oldest go first).")
+    ] = 1000,
     pki: PkiOpt = None,
     users: UsersOpt = None,
     security: SecurityOpt = "sign,sign-encrypt",
@@ -204,6 +211,8 @@ def serve_command(
     )
     pace = parse_speed(speed)
     hours = _hours(horizon, "--horizon", line.time_unit)
+    if not 1 <= history_depth <= 1_000_000:
+        raise InputError(f"--history-depth {history_depth}: choose from 1 to 1000000")
 
     async def main(stop: asyncio.Event) -> None:
         server = TwinServer(
@@ -215,6 +224,7 @@ def serve_command(
             paused=paused,
             publish_interval=publish_interval,
             overrides=tuple(set_ or ()),
+            history_depth=history_depth,
         )
         scene = _live_scene(line, live_usd, usd_interval)
         if scene is not None:
@@ -716,3 +726,67 @@ def cert_command(
             "rejected": str(p.rejected),
         }
     )
+
+
+def nodeset_command(
+    spec: SpecArg,
+    out: Annotated[Path, typer.Option("--out", help="NodeSet2 XML file to write (replaced if it exists).")],
+    set_: SetOpt = None,
+) -> None:
+    """Export the twin's information model (what `twin serve SPEC` serves) as a NodeSet2 XML file."""
+    from connectors.opcua.nodeset import export_nodeset
+    from twin.files import write_atomically
+    from twin.models import load_spec
+
+    _logging(False)
+    logging.getLogger("connectors.opcua.security").setLevel(logging.WARNING)  # the export's PKI is temporary
+    line = load_spec(spec, set_ or ())
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give a file name (e.g. {line.name}.NodeSet2.xml)")
+    text = asyncio.run(export_nodeset(line))
+    write_atomically(out, text)
+    typer.echo(f"NodeSet2 of {line.name} written to {out} (load Opc.Ua.PackML.NodeSet2.xml before it)")
+
+
+def discover_command(
+    endpoint: Annotated[str, typer.Argument(help="opc.tcp://HOST:PORT of a server that exposes PackML machines.")],
+    out: Annotated[Path, typer.Option("--out", help="Tag map to write (YAML; replaced if it exists).")],
+    pki: PkiOpt = None,
+    security: Annotated[str, typer.Option("--security", help="none, sign or sign-encrypt.")] = "sign-encrypt",
+    user: Annotated[str | None, typer.Option("--user", help="User name (password from --password-env).")] = None,
+    password_env: Annotated[str, typer.Option(help="Environment variable with the password.")] = "TWIN_OPCUA_PASSWORD",
+) -> None:
+    """Browse a server's PackML machines and write the tag map `twin sync --map` reads."""
+    from connectors.opcua.discover import discover
+    from connectors.opcua.security import MODES
+    from connectors.opcua.tagmap import dump_tag_map, parse_tag_map
+    from connectors.opcua.uabase import ClientOptions, check_endpoint, connect
+    from twin.files import write_atomically
+
+    _logging(False)
+    check_endpoint(endpoint)
+    if security not in MODES:
+        raise InputError(f"--security {security!r}: expected one of {', '.join(MODES)}")
+    options = ClientOptions(
+        endpoint,
+        pki=pki or Path.home() / ".twin" / "pki" / "sync",
+        security=security,
+        user=user,
+        password=os.environ.get(password_env) if user else None,
+    )
+
+    async def main() -> tuple[dict[str, Any], list[str]]:
+        client = await connect(options, "sync")
+        try:
+            return await discover(client)
+        finally:
+            await client.disconnect()
+
+    data, notes = asyncio.run(main())
+    parse_tag_map(data, f"{endpoint} (discovered)")  # what the sync will check, before anything is written
+    units = sum(len(u) for u in data["stations"].values())
+    header = f"Tag map discovered from {endpoint} by `twin opcua discover`: {units} units."
+    write_atomically(out, dump_tag_map(data, header + "".join(f"\nleft out: {n}" for n in notes)))
+    for note in notes:
+        typer.echo(f"left out: {note}", err=True)
+    typer.echo(f"tag map of {units} units in {len(data['stations'])} stations written to {out}")

@@ -29,13 +29,14 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.utils import ServiceError
-from asyncua.crypto import uacrypto
+from asyncua.crypto import security_policies, uacrypto
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession, SessionState
 from asyncua.ua.ua_binary import uatcp_to_binary
 
 from connectors.opcua.limits import HANDSHAKE_TIMEOUT_S, MAX_SESSIONS
+from connectors.opcua.security import UNSECURED_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,16 @@ class GuardedProtocol(OPCUAProtocol):
         self._messages = 0
         self._refused = False
         self._handshake_bytes = 0  # received while no session is activated
+
+    async def _process_one_msg(self, header: Any, buf: Any) -> bool:
+        """asyncua's handling of one message, knowing whether its channel has SecurityPolicy None."""
+        connection = getattr(self.processor, "_connection", None)
+        policy = getattr(connection, "security_policy", None)
+        token = UNSECURED_CHANNEL.set(getattr(policy, "URI", None) == security_policies.SecurityPolicyNone.URI)
+        try:
+            return await super()._process_one_msg(header, buf)
+        finally:
+            UNSECURED_CHANNEL.reset(token)
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self.transport is None:

@@ -17,6 +17,7 @@ Anonymous sessions (only when allowed) are read-only.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import hmac
 import logging
@@ -165,17 +166,26 @@ class Pki:
         return found
 
 
+UNSECURED_CHANNEL: contextvars.ContextVar[bool] = contextvars.ContextVar("twin_unsecured_channel", default=False)
+"""True while a server handles a message that came over a SecurityPolicy None channel (set by ``guard``)."""
+
+
 class TrustListValidator:
     """A certificate validator for asyncua: only certificates in the trust list pass.
 
     asyncua accepts any certificate unless a validator is set; this one is set on every server and
     client the twin makes. A refused certificate is saved under ``rejected/`` for review.
+
+    With SecurityPolicy None the certificate a client sends in CreateSession secures nothing (OPC 10000-4,
+    5.6.2: the server ignores it), so it is not checked: many stacks send theirs even then.
     """
 
     def __init__(self, pki: Pki):
         self.pki = pki
 
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        if UNSECURED_CHANNEL.get():
+            return
         print_ = thumbprint(cert)
         now = datetime.now(UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:

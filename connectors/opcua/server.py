@@ -7,18 +7,25 @@ Address space (namespace ``urn:twin:<line>``, resolved by URI; string node ids):
 
     Objects/<site>/<area>/<line>                  node ids: <line>, <line>.SimTime, <line>.Start, ...
         SimTime, RunState, Speed, SpecHash, Overrides, LastMessage, Simulated
+        PackML                                    the line as a PackML machine (Execute, Held when paused, ...)
         KPI/ThroughputPerHour, UnitsPerHour, OEE, WIP, LeadTimeHours, Bottleneck, WindowHours
         Start(), Pause(), Reset(), SetParameter(Path, Value) -> Message        (operator role)
         <station>/OEE, Utilization
-            Unit1/State, StateCurrent, Batch, Product, ProdProcessedCount, ProdDefectiveCount,
-                  BatchesDone, CurSpeed, MachSpeed, Blocked, Starved, StateCurrentTime,
+            Unit1                                 a PackML machine (PackMLBaseObjectType): Admin, Status,
+                                                  BaseStateMachine/MachineState/ExecuteState, Set...() methods
+                  State, StateCurrent, Batch, Product, ProdProcessedCount, ProdDefectiveCount (UInt32),
+                  BatchesDone, CurSpeed, MachSpeed (per minute), Blocked, Starved, StateCurrentTime,
                   StateDurations/<state>                                     e.g. Line.press.Unit1.State
+    Objects/PackMLObjects                         organizes every PackML machine (OPC 30050, 6.2)
 
-Per unit the PackML (OPC 30050) vocabulary: ``StateCurrent`` is the PackML state number (see
-``packml_state``), ``State`` the twin's own state name. Every published value carries the status
-``UncertainSimulatedValue`` ("the value is simulated") and every object a ``Simulated`` property.
-Times are hours of simulated time. A bad ``SetParameter`` (an unknown path, a value the spec
-refuses) returns ``BadInvalidArgument`` and says why in ``LastMessage``; the run goes on.
+The PackML model (``packml``): the OPC Foundation's NodeSet loaded at start, the twin's states as
+PackML states (a fault is Held, never Aborted), ``StateCurrent`` the PackML state number, ``State``
+the twin's own state name; every analog value carries EngineeringUnits (UNECE) and EURange. Every
+published value carries the status ``UncertainSimulatedValue`` ("the value is simulated") and every
+object a ``Simulated`` property. Times are hours of simulated time. HistoryRead serves the last
+values of every variable (``served_history``); alarms and conditions report equipment down, hold-time
+violations and QC results out of specification (``alarms``). A bad ``SetParameter`` (an unknown path,
+a value the spec refuses) returns ``BadInvalidArgument`` and says why in ``LastMessage``; the run goes on.
 """
 
 from __future__ import annotations
@@ -33,8 +40,23 @@ from typing import Any
 import pandas as pd
 from asyncua import Server, ua
 
+from connectors.opcua.alarms import Alarms
 from connectors.opcua.live import LiveLine, end_row
 from connectors.opcua.pacing import PacedRun
+from connectors.opcua.packml import (
+    ANALOG,
+    COUNTER_WRAP,
+    PACKML,
+    STATE_NUMBERS,
+    add_analog,
+    count_value,
+    line_ranges,
+    load_packml,
+    packml_name,
+    packml_state,
+    set_eu,
+)
+from connectors.opcua.served_history import HISTORY_DEPTH, ServedHistory
 from connectors.opcua.uabase import ServerOptions, SharedValue, make_server, start_server, utcnow
 from twin.engine.compiled import compile_line
 from twin.errors import TwinError
@@ -43,33 +65,10 @@ from twin.experiment import with_overrides
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
 
+__all__ = ["PACKML", "STATE_NUMBERS", "ServerOptions", "TwinServer", "packml_state"]
+
 log = logging.getLogger(__name__)
 V = ua.VariantType
-
-# PackML states (ISA-TR88.00.02 / OPC 30050): 1 Clearing, 2 Stopped, 3 Starting, 4 Idle, 5 Suspended, 6 Execute,
-# 7 Stopping, 8 Aborting, 9 Aborted, 10 Holding, 11 Held, 12 Unholding, 13 Suspending, 14 Unsuspending,
-# 15 Resetting, 16 Completing, 17 Complete.
-PACKML = {
-    "processing": 6,  # Execute
-    "setup": 11,  # Held: a planned internal stop (changeover)
-    "cleaning": 11,
-    "down": 9,  # Aborted: a breakdown, repaired before the unit runs again
-    "starved": 5,  # Suspended: waiting on upstream, an external cause
-    "blocked": 5,  # Suspended: waiting on downstream
-    "waiting_cleaning": 5,
-    "waiting_operator": 5,
-    "idle": 4,  # Idle: no work planned
-    "off_shift": 2,  # Stopped
-}
-PACKML_DEFAULT = 11  # Held: not producing for a reason of the unit's own
-
-
-def packml_state(state: str | None) -> int:
-    """The PackML state number of a twin state (0 = Undefined before the first state)."""
-    if state is None:
-        return 0
-    return PACKML.get(state, PACKML_DEFAULT)
-
 
 SIMULATED = ua.StatusCode(ua.StatusCodes.UncertainSimulatedValue)
 
@@ -97,6 +96,7 @@ class TwinServer:
         site: str = "Site",
         area: str = "Area",
         overrides: tuple[str, ...] = (),
+        history_depth: int = HISTORY_DEPTH,
     ):
         self.spec, self.options, self.speed, self.seed = spec, options, speed, seed
         self.horizon_arg = horizon
@@ -110,6 +110,8 @@ class TwinServer:
         self.message = ""
         self.written = 0
         self._kpi_seconds = 0.0
+        self.history = ServedHistory(history_depth)
+        self.alarms = Alarms(spec.name)
         self.observer: Any = None  # .rows(new rows), .kpis(summary), .new_run(): e.g. the live USD scene
         self._new_run(running=not paused)
 
@@ -152,20 +154,82 @@ class TwinServer:
     def _id(self, *parts: str) -> ua.NodeId:
         return ua.NodeId(".".join(parts), self.ns)
 
-    async def _variable(self, parent: Any, node_id: str, name: str, vtype: ua.VariantType, initial: Any) -> None:
-        node = await parent.add_variable(
-            ua.NodeId(node_id, self.ns), ua.QualifiedName(name, self.ns), ua.Variant(initial, vtype)
-        )
+    async def _variable(
+        self,
+        parent: Any,
+        node_id: str,
+        name: str,
+        vtype: ua.VariantType,
+        initial: Any,
+        unit: tuple[str, int] | None = None,
+    ) -> None:
+        """A variable of the twin; a Double named in ``ANALOG`` is an AnalogItemType with its unit and range."""
+        kind = "StateDuration" if ".StateDurations." in node_id else name
+        if vtype == V.Double and kind in ANALOG:
+            eu, range_kind = ANALOG[kind]
+            node = await add_analog(
+                self.server,
+                parent,
+                ua.NodeId(node_id, self.ns),
+                ua.QualifiedName(name, self.ns),
+                initial,
+                eu,
+                self.ranges.get(range_kind, unit),
+            )
+        else:
+            node = await parent.add_variable(
+                ua.NodeId(node_id, self.ns), ua.QualifiedName(name, self.ns), ua.Variant(initial, vtype)
+            )
         self._vars[node_id] = _Var(node.nodeid, vtype)
+        self.history.track(node.nodeid)
 
     async def _object(self, parent: Any, node_id: str, name: str) -> Any:
         obj = await parent.add_object(ua.NodeId(node_id, self.ns), ua.QualifiedName(name, self.ns))
-        await obj.add_property(ua.NodeId(f"{node_id}.Simulated", self.ns), ua.QualifiedName("Simulated", self.ns), True)
+        await self._simulated(obj, node_id)
         return obj
 
-    async def start(self) -> None:
+    async def _simulated(self, obj: Any, node_id: str) -> None:
+        await obj.add_property(ua.NodeId(f"{node_id}.Simulated", self.ns), ua.QualifiedName("Simulated", self.ns), True)
+
+    async def _packml_object(self, parent: Any, node_id: str, name: str, unit: tuple[str, int] | None) -> Any:
+        """A PackML machine (``PackMLBaseObjectType``), organized under ``Objects/PackMLObjects`` too."""
+        obj = await self.packml.instantiate(parent, node_id, name, self.ns)
+        await self._simulated(obj, node_id)
+        await self.packml_folder.add_reference(obj.nodeid, ua.ObjectIds.Organizes)
+        for var in ("CurMachSpeed", "MachSpeed"):
+            node = self.server.get_node(ua.NodeId(f"{node_id}.Status.{var}", self.ns))
+            eu, range_kind = ANALOG[var]
+            await set_eu(node, eu, self.ranges.get(range_kind, unit))
+        for key, (_value, vtype) in self._packml_values(node_id, None, 0.0, 0.0, False, False).items():
+            self._vars[key] = _Var(ua.NodeId(key, self.ns), vtype)
+            self.history.track(ua.NodeId(key, self.ns))
+        if unit is not None:
+            for key in await self.packml.add_counts(node_id, self.ns):
+                self._vars[key] = _Var(ua.NodeId(key, self.ns), V.ExtensionObject)
+                self.history.track(ua.NodeId(key, self.ns))
+        for method in ("SetUnitMode", "SetMachSpeed", "SetProduct", "SetParameter"):
+            self.server.link_method(self.server.get_node(ua.NodeId(f"{node_id}.{method}", self.ns)), self._unsupported)
+        return obj
+
+    def _packml_values(
+        self, node_id: str, state: str | None, speed: float, mach_speed: float, blocked: bool, starved: bool
+    ) -> dict[str, tuple[Any, ua.VariantType]]:
+        out = self.packml.state_values(node_id, state)
+        out[f"{node_id}.Status.CurMachSpeed"] = (float(speed), V.Float)
+        out[f"{node_id}.Status.MachSpeed"] = (float(mach_speed), V.Float)
+        out[f"{node_id}.Status.EquipmentBlocked"] = (blocked, V.Boolean)
+        out[f"{node_id}.Status.EquipmentStarved"] = (starved, V.Boolean)
+        return out
+
+    async def build(self) -> Server:
+        """The server with its address space, not listening yet (``start`` listens; ``nodeset`` exports it)."""
         self.server = server = await make_server(self.options, f"twin ({self.spec.name})", "serve")
-        self.ns = await server.register_namespace(self.namespace_uri)
+        self.ns = await server.register_namespace(self.namespace_uri)  # first: it keeps index 2, PackML comes after
+        self.packml = await load_packml(server)
+        self.packml_folder = await server.nodes.objects.get_child(f"{self.packml.ns}:PackMLObjects")
+        self.history.install(server)
+        horizon = self.spec.horizon_hours if self.horizon_arg is None else self.horizon_arg
+        self.ranges = line_ranges(self.line, horizon)
         site = await self._object(server.nodes.objects, self.site, self.site)
         area = await self._object(site, f"{self.site}.{self.area}", self.area)
         name = self.spec.name
@@ -179,6 +243,7 @@ class TwinServer:
         ):
             await self._variable(line, f"{name}.{var}", var, vtype, initial)
         await self._variable(line, f"{name}.Overrides", "Overrides", V.String, [])
+        await self._packml_object(line, f"{name}.PackML", "PackML", None)
         kpi = await line.add_folder(self._id(name, "KPI"), ua.QualifiedName("KPI", self.ns))
         for var in ("ThroughputPerHour", "UnitsPerHour", "OEE", "WIP", "LeadTimeHours", "WindowHours"):
             await self._variable(kpi, f"{name}.KPI.{var}", var, V.Double, 0.0)
@@ -190,14 +255,15 @@ class TwinServer:
             await self._variable(st, f"{sid}.Utilization", "Utilization", V.Double, 0.0)
             for u in range(station.units):
                 uid = f"{sid}.Unit{u + 1}"
-                unit = await self._object(st, uid, f"Unit{u + 1}")
+                key = (station.name, u)
+                unit = await self._packml_object(st, uid, f"Unit{u + 1}", key)
                 for var, vtype, initial in (
                     ("State", V.String, ""),
                     ("StateCurrent", V.Int32, 0),
                     ("Batch", V.Int64, -1),
                     ("Product", V.String, ""),
-                    ("ProdProcessedCount", V.Double, 0.0),
-                    ("ProdDefectiveCount", V.Double, 0.0),
+                    ("ProdProcessedCount", V.UInt32, 0),
+                    ("ProdDefectiveCount", V.UInt32, 0),
                     ("BatchesDone", V.Int64, 0),
                     ("CurSpeed", V.Double, 0.0),
                     ("MachSpeed", V.Double, 0.0),
@@ -205,12 +271,12 @@ class TwinServer:
                     ("Starved", V.Boolean, False),
                     ("StateCurrentTime", V.Double, 0.0),
                 ):
-                    await self._variable(unit, f"{uid}.{var}", var, vtype, initial)
+                    await self._variable(unit, f"{uid}.{var}", var, vtype, initial, key)
                 durations = await unit.add_folder(
                     self._id(uid, "StateDurations"), ua.QualifiedName("StateDurations", self.ns)
                 )
                 for state in STATES:
-                    await self._variable(durations, f"{uid}.StateDurations.{state}", state, V.Double, 0.0)
+                    await self._variable(durations, f"{uid}.StateDurations.{state}", state, V.Double, 0.0, key)
         string = ua.VariantType.String
         path_arg = ua.Argument(
             Name="Path",
@@ -235,11 +301,21 @@ class TwinServer:
             [path_arg, value_arg],
             [message_arg],
         )
+        await self.alarms.install(server, self.ns)
+        await self.history.mark()
+        return server
+
+    async def start(self) -> None:
+        server = await self.build()
         await self._publish(force=True)
         await start_server(server, self.options.endpoint)
-        log.info("serving %s on %s", name, self.options.endpoint)
+        log.info("serving %s on %s", self.spec.name, self.options.endpoint)
 
     # ------------------------------------------------------------------------------------------ methods
+
+    async def _unsupported(self, parent: ua.NodeId, *args: Any) -> ua.StatusCode:
+        self._say(f"{parent.Identifier}: PackML unit commands are not supported by the twin; use the line's methods")
+        return ua.StatusCode(ua.StatusCodes.BadNotSupported)
 
     async def _start(self, parent: ua.NodeId) -> list[ua.Variant]:
         self.run_.start(time.monotonic())
@@ -291,6 +367,7 @@ class TwinServer:
             if len(rows):
                 self.parts.append(rows)
                 self._dirty.update(c.unit for c in self.live.apply(rows) if c.unit is not None)
+                await self.alarms.apply(rows)
                 if self.observer is not None:
                     self.observer.rows(rows)
             if kpi_task is not None and kpi_task.done():
@@ -319,7 +396,11 @@ class TwinServer:
     def _line_values(self) -> dict[str, Any]:
         name = self.spec.name
         state = "finished" if self.run_.finished else "running" if self.run_.running else "paused"
-        return {
+        packml = "Complete" if self.run_.finished else "Execute" if self.run_.running else "Held"
+        if not self.run_.running and self.run_.now == 0:
+            packml = "Idle"  # not started yet (--paused): ready, waiting for Start
+        out = {k: v for k, (v, _t) in self._packml_values(f"{name}.PackML", packml, 0.0, 0.0, False, False).items()}
+        return out | {
             f"{name}.SimTime": self.run_.now,
             f"{name}.RunState": state,
             f"{name}.Speed": "max" if self.speed is None else f"{self.speed:g}",
@@ -366,17 +447,25 @@ class TwinServer:
         product = s.product or ""
         ideal = station.ideal[self.line.products.index(product)] if product else 0.0
         size = self.line.batch_sizes[self.line.products.index(product)] if product else 0.0
+        speed = s.speed / 60.0 if s.state == "processing" else 0.0  # units per minute, as PackML counts speed
+        mach_speed = size / ideal / 60.0 if product and ideal > 0 else 0.0
+        packml = self._packml_values(
+            uid, packml_name(s.state), speed, mach_speed, s.state == "blocked", s.state == "starved"
+        )
+        out.update({k: v for k, (v, _t) in packml.items()})
         out.update(
             {
                 f"{uid}.State": s.state or "",
                 f"{uid}.StateCurrent": packml_state(s.state),
                 f"{uid}.Batch": s.batch,
                 f"{uid}.Product": product,
-                f"{uid}.ProdProcessedCount": s.produced,
-                f"{uid}.ProdDefectiveCount": s.defective,
+                f"{uid}.Admin.ProdProcessedCount": count_value("ProdProcessedCount", s.produced),
+                f"{uid}.Admin.ProdDefectiveCount": count_value("ProdDefectiveCount", s.defective),
+                f"{uid}.ProdProcessedCount": int(s.produced) % COUNTER_WRAP,
+                f"{uid}.ProdDefectiveCount": int(s.defective) % COUNTER_WRAP,
                 f"{uid}.BatchesDone": s.batches_done,
-                f"{uid}.CurSpeed": s.speed if s.state == "processing" else 0.0,
-                f"{uid}.MachSpeed": size / ideal if product and ideal > 0 else 0.0,
+                f"{uid}.CurSpeed": speed,
+                f"{uid}.MachSpeed": mach_speed,
                 f"{uid}.Blocked": s.state == "blocked",
                 f"{uid}.Starved": s.state == "starved",
             }
@@ -407,12 +496,11 @@ class TwinServer:
             if var is None or (not force and var.last == v):
                 continue
             var.last = v
-            await write(
-                var.node,
-                SharedValue(
-                    Value=ua.Variant(v, var.vtype), StatusCode=SIMULATED, SourceTimestamp=when, ServerTimestamp=when
-                ),
+            dv = SharedValue(
+                Value=ua.Variant(v, var.vtype), StatusCode=SIMULATED, SourceTimestamp=when, ServerTimestamp=when
             )
+            await write(var.node, dv)
+            self.history.record(var.node, dv)
             self.written += 1
 
     async def stop(self) -> None:

@@ -124,7 +124,10 @@ async def connect(options: ClientOptions, role: str = "client") -> Client:
             f"cannot reach {options.endpoint}: {getattr(err, 'strerror', None) or err or 'timed out'}"
         ) from None
     except ua.UaStatusCodeError as err:
-        raise InputError(f"{options.endpoint} refused the connection: {_status_text(err)}") from None
+        hint = ""
+        if "Certificate" in ua.StatusCode(getattr(err, "code", 0) or 0).name:
+            hint = f"; the server does not accept this program's certificate: give it {pki.cert_path} to trust"
+        raise InputError(f"{options.endpoint} refused the connection: {_status_text(err)}{hint}") from None
     except ua.UaError as err:
         raise InputError(f"{options.endpoint}: {err}") from None
     return client
