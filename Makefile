@@ -33,11 +33,15 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
 
-# The OPC-UA interop tests' second stack, node-opcua, as pinned by tests/interop/package-lock.json (skipped without npm).
+# The OPC-UA interop tests' second stack, node-opcua, as pinned by tests/interop/package-lock.json; Debian's
+# nodejs and npm are installed once if missing (the tests are skipped, saying why, if that fails).
 interop:
-	@command -v npm >/dev/null || { echo "npm not found: the node-opcua interop tests will be skipped"; exit 0; }; \
+	@command -v npm >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y nodejs npm >/dev/null || true; }; \
+	command -v npm >/dev/null || { echo "npm not found: the node-opcua interop tests will be skipped"; exit 0; }; \
 	[ tests/interop/node_modules/.package-lock.json -nt tests/interop/package-lock.json ] || \
-		(cd tests/interop && npm ci --no-audit --no-fund)
+		(cd tests/interop && npm ci --no-audit --no-fund) || echo "npm ci failed: the node-opcua interop tests will be skipped"
 
 # The suite runs on up to 4 cores (pytest-xdist); JOBS=1 runs it in one process.
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
