@@ -101,7 +101,8 @@ def test_live_history_is_on_the_plants_calendar():
     from dashboards.pages.live import history_figure
 
     origin_us = datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1e6  # the sync's origin, as the historian keeps it
-    kpis = pd.DataFrame({"plant_hours": [1.0, 25.5], "kpis": [{"plant": {"throughput_per_hour": {"mean": 0.5}}}] * 2})
+    kpis = pd.DataFrame({"plant_hours": [1.0, 25.5], "plant_throughput_per_hour": [0.5, 0.5],
+                         "twin_throughput_per_hour": [float("nan")] * 2})  # the compact rows Historian.kpis reads
     fig = history_figure(kpis, origin_us)
     assert list(fig.data[0].x) == ["2027-01-01T01:00:00", "2027-01-02T01:30:00"]
     assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.title.text == "plant time (UTC)"

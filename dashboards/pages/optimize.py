@@ -126,10 +126,11 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 def history_figure(points: list[tuple[int, float]], objective: str = "throughput") -> go.Figure:
     per_day = objective == "throughput"
+    unit, scale = rate_unit(max((p[1] for p in points), default=None)) if per_day else ("", 1.0)
     fig = go.Figure(
         go.Scatter(
             x=[p[0] for p in points],
-            y=[p[1] * (24 if per_day else 1) for p in points],
+            y=[p[1] * scale for p in points],
             mode="lines+markers",
             line={"color": "#2e7d32", "shape": "hv"},
         )
@@ -137,7 +138,7 @@ def history_figure(points: list[tuple[int, float]], objective: str = "throughput
     layout.figure_style(fig, height=300)
     fig.update_xaxes(title="designs evaluated")
     if per_day:
-        fig.update_yaxes(title="best throughput (batches/day, evaluator)")
+        fig.update_yaxes(title=f"best throughput ({unit}, evaluator)")
     else:
         from optimizers.objectives import OBJECTIVES
 
@@ -150,24 +151,25 @@ def pareto_figure(result: Any) -> go.Figure:
     fig = go.Figure()
     points = result.pareto or result.confirmed
     thr = [c.simpy["throughput_per_hour"] for c in points]
+    unit, scale = rate_unit(max((t["mean"] for t in thr), default=None))
     fig.add_trace(
         go.Scatter(
             x=[c.cost for c in points],
-            y=[t["mean"] * 24 for t in thr],
+            y=[t["mean"] * scale for t in thr],
             mode="markers+lines" if result.pareto else "markers",
             error_y={
                 "type": "data",
-                "array": [(t["ci95"][1] - t["mean"]) * 24 for t in thr],
-                "arrayminus": [(t["mean"] - t["ci95"][0]) * 24 for t in thr],
+                "array": [(t["ci95"][1] - t["mean"]) * scale for t in thr],
+                "arrayminus": [(t["mean"] - t["ci95"][0]) * scale for t in thr],
             },
             marker={"size": 10, "color": "#1f77b4"},
             text=[", ".join(f"{k}={v}" for k, v in c.overrides.items()) for c in points],
-            hovertemplate="cost %{x:,.0f}<br>%{y:.2f} batches/day<br>%{text}<extra></extra>",
+            hovertemplate=f"cost %{{x:,.0f}}<br>%{{y:.2f}} {unit}<br>%{{text}}<extra></extra>",
         )
     )
     layout.figure_style(fig, height=300, showlegend=False)
     fig.update_xaxes(title="cost")
-    fig.update_yaxes(title="throughput (batches/day, SimPy)")
+    fig.update_yaxes(title=f"throughput ({unit}, SimPy)")
     return fig
 
 
@@ -281,7 +283,8 @@ def run_search(
     baseline = beside_baseline(result, kpi)
     best = result.best
     rows = [html.Tr([html.Td(k), html.Td(str(a)), html.Td(str(b))]) for k, a, b in best.diff]
-    thr = ci_text(best.simpy["throughput_per_hour"], 24, 2)
+    thr_unit, thr_scale = rate_unit(best.simpy["throughput_per_hour"]["mean"])
+    thr = ci_text(best.simpy["throughput_per_hour"], thr_scale, 2)
     figure_line = None
     if kpi != "throughput" and kpi in best.kpis:
         from optimizers.objectives import OBJECTIVES
@@ -313,7 +316,7 @@ def run_search(
         "Best design",
         surrogate,
         html.P(
-            [html.B(f"{thr[0]} batches/day"), f" ({thr[1]}, SimPy, {best.simpy['replications']} replications)"],
+            [html.B(f"{thr[0]} {thr_unit}"), f" ({thr[1]}, SimPy, {best.simpy['replications']} replications)"],
             id="optimize-best",
         ),
         figure_line,

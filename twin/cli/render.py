@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from rich import box
@@ -46,6 +47,13 @@ def _scaled(value: float | None, scale: float) -> float | None:
     return None if value is None else value * scale
 
 
+def _in_line_unit(kpi: Any, value: Mapping[str, Any], scale: float) -> Mapping[str, Any]:
+    """A throughput figure in the line's own unit (``twin.clock.rate_unit``); other KPIs unchanged."""
+    if kpi.column != "throughput_per_hour" or scale == 1.0:
+        return value
+    return {"mean": _scaled(value.get("mean"), scale), "ci95": [_scaled(v, scale) for v in value["ci95"]]}
+
+
 def line_table(summary: dict[str, Any]) -> Table:
     """Line KPIs with 95% confidence half-widths; quality and release KPIs where the line has them."""
     table = _table(f"{summary['line']}: line KPIs ({summary['replications']} replications, 95% CI)")
@@ -61,7 +69,7 @@ def line_table(summary: dict[str, Any]) -> Table:
             from twin.clock import rate_unit
 
             unit, scale = rate_unit(value.get("mean"))
-            value = {"mean": _scaled(value.get("mean"), scale), "ci95": [_scaled(v, scale) for v in value["ci95"]]}
+            value = _in_line_unit(kpi, value, scale)
         table.add_row(kpi.label, _with_ci(value, kpi.digits, kpi.percent), unit)
         if kpi.column == "lead_time_hours":
             lead = summary["lead_time_hours"]
@@ -110,14 +118,22 @@ def compare_table(baseline: dict[str, Any], scenarios: list[tuple[str, dict[str,
         table.add_column(name, justify="right")
         table.add_column("Δ (95% CI)", justify="right")
     summaries = [baseline, *(s for _, s, _ in scenarios)]
+    from twin.clock import rate_unit
+
     for kpi in LINE_KPIS:
         if not kpi.row or not shown(kpi, summaries):
             continue
-        cells = [_with_ci(stat(baseline, kpi), kpi.digits, kpi.percent)]
+        unit, scale = kpi.unit, 1.0
+        if kpi.column == "throughput_per_hour":  # the baseline's own unit, as `twin run` and the dashboard show it
+            unit, scale = rate_unit(stat(baseline, kpi).get("mean"))
+        cells = [_with_ci(_in_line_unit(kpi, stat(baseline, kpi), scale), kpi.digits, kpi.percent)]
         for _, summary, deltas in scenarios:
-            cells.append(_with_ci(stat(summary, kpi), kpi.digits, kpi.percent))
-            cells.append(_delta(deltas.get(kpi.column), kpi.digits, kpi.percent))
-        table.add_row(escape(f"{kpi.label} [{kpi.unit}]"), *cells)
+            cells.append(_with_ci(_in_line_unit(kpi, stat(summary, kpi), scale), kpi.digits, kpi.percent))
+            delta = deltas.get(kpi.column)
+            if delta is not None and scale != 1.0:
+                delta = Interval(delta.mean * scale, delta.low * scale, delta.high * scale, delta.n)
+            cells.append(_delta(delta, kpi.digits, kpi.percent))
+        table.add_row(escape(f"{kpi.label} [{unit}]"), *cells)
     for label, of in (("OEE valued at", constraint_of), ("Bottleneck", lambda s: s["bottleneck"]["station"])):
         cells = [str(of(baseline) or "—")]
         for _, summary, _ in scenarios:
