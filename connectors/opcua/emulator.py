@@ -39,6 +39,8 @@ from asyncua.server.history import HistoryDict
 
 from connectors.opcua.live import Change, LiveLine
 from connectors.opcua.pacing import PacedRun
+from connectors.opcua.roles import BY_NAME, Publishing, emulated_type, line_roles, published, unit_roles, wrap_of
+from connectors.opcua.roles import batch_id as batch_id  # the plant's batch names (re-exported)
 from connectors.opcua.tagmap import TagMap
 from connectors.opcua.uabase import ServerOptions, make_server, start_server, utcnow, value
 from twin.durations import format_hours
@@ -52,14 +54,8 @@ from twin.spec.model import LineSpec
 
 log = logging.getLogger(__name__)
 
-V = ua.VariantType
 REPLAY_S = 2.0  # a restarted emulator publishes again the last seconds before its restart
 HISTORY_RESPONSE = 10_000  # values per node in one HistoryRead answer (then a continuation point)
-
-
-def batch_id(batch: int) -> str:
-    """The plant's name of engine batch ``batch``."""
-    return f"B{batch + 1:06d}"
 
 
 @dataclass
@@ -68,10 +64,6 @@ class Tag:
     vtype: ua.VariantType
     wrap: int | None = None
     historized: bool = False
-
-
-def _int_type(wrap: int) -> ua.VariantType:
-    return V.UInt16 if wrap <= 2**16 else V.UInt32 if wrap <= 2**32 else V.UInt64
 
 
 class PlantEmulator:
@@ -139,37 +131,15 @@ class PlantEmulator:
         self.server = server = await make_server(self.options, f"twin plant emulator ({self.spec.name})", "emulate")
         ns = await server.register_namespace(self.tags.namespace)
         plc = await server.nodes.objects.add_object(ua.NodeId("PLC", ns), ua.QualifiedName("PLC", ns))
-        string_codes = any(isinstance(c, str) for c in self.tags.states)
         initial_ts = self.origin
         specs: list[tuple[str, ua.VariantType, Any, int | None]] = []
-        if self.tags.heartbeat:
-            specs.append((self.tags.heartbeat.tag, _int_type(self.tags.heartbeat.wrap), 0, self.tags.heartbeat.wrap))
-        if self.tags.release:
-            specs.append((self.tags.release.batch, V.String, "", None))
-            if self.tags.release.count:
-                c = self.tags.release.count
-                specs.append((c.tag, _int_type(c.wrap), 0, c.wrap))
-        for _station, _u, unit in self.tags.units():
-            codes = self.tags.codes_for(unit)
-            no_info = next((c for c, s in codes.items() if s is None), "" if string_codes else 0)
-            specs.append((unit.state, V.String if isinstance(no_info, str) else V.Int16, no_info, None))
-            specs.append((unit.done.tag, _int_type(unit.done.wrap), 0, unit.done.wrap))
-            for counter in (unit.count, unit.scrap, unit.reject):
-                if counter:
-                    specs.append((counter.tag, _int_type(counter.wrap), 0, counter.wrap))
-            if unit.batch:
-                specs.append((unit.batch, V.String, "", None))
-            if unit.product:
-                product_type = (
-                    V.Int16
-                    if self._product_code and all(isinstance(c, int) for c in self._product_code.values())
-                    else V.String
-                )
-                specs.append((unit.product, product_type, 0 if product_type == V.Int16 else "", None))
-            if unit.alarm:
-                specs.append((unit.alarm, V.Boolean, False, None))
+        owners = [(None, line_roles(self.tags)), *((u, unit_roles(u)) for _s, _u, u in self.tags.units())]
+        for owner, present in owners:
+            for name, tag in present.items():  # every role's tag, typed as the roles table says
+                role = BY_NAME[name]
+                specs.append((tag, *emulated_type(self.tags, owner, role), wrap_of(self.tags, owner, role)))
         for i in range(self.bench_tags):
-            specs.append((f"BENCH_{i + 1:04d}", V.UInt32, 0, 2**32))
+            specs.append((f"BENCH_{i + 1:04d}", ua.VariantType.UInt32, 0, 2**32))
         self._history = HistoryDict(max_history_data_response_size=HISTORY_RESPONSE)
         server.iserver.history_manager.set_storage(self._history)
         for tag, vtype, initial, wrap in specs:
@@ -223,7 +193,7 @@ class PlantEmulator:
                 when = utcnow()  # load-test counters carry the wall clock, to measure latency
                 for i in range(self.bench_tags):
                     tag = self._tags[f"BENCH_{i + 1:04d}"]
-                    await self.server.write_attribute_value(tag.node, value(bench_counter, V.UInt32, when))
+                    await self.server.write_attribute_value(tag.node, value(bench_counter, ua.VariantType.UInt32, when))
                 self.published += self.bench_tags
                 next_bench += 1.0 / self.bench_rate
             fast = self.run_.running and self.run_.speed is None
@@ -242,33 +212,14 @@ class PlantEmulator:
             await self._write(self.tags.heartbeat.tag, self.heartbeat, self._clock(time.monotonic()))
 
     def _values(self, change: Change) -> list[tuple[str, Any]]:
-        """(tag, value) pairs that a change writes."""
+        """(tag, value) pairs that a change writes (the roles table says which and how)."""
         if change.unit is None:
-            release = self.tags.release
-            if release is None:
+            if self.tags.release is None:
                 return []
-            out = [(release.batch, batch_id(change.value[0]))]
-            if release.count:
-                out.append((release.count.tag, self.live.released % release.count.wrap))
-            return out
-        unit = self._unit_tags[change.unit]
-        if change.field == "state":
-            out = [(unit.state, self._state_code[change.unit][change.value])]
-            if unit.alarm:
-                out.append((unit.alarm, change.value == "down"))
-            return out
-        if change.field == "batch" and unit.batch:
-            return [(unit.batch, batch_id(change.value))]
-        if change.field == "product" and unit.product:
-            return [(unit.product, self._product_code.get(change.value, change.value))]
-        if change.field == "produced" and unit.count:
-            return [(unit.count.tag, round(change.value) % unit.count.wrap)]
-        counter = {"loss.scrap": unit.scrap, "loss.reject": unit.reject}.get(change.field)
-        if counter is not None:
-            return [(counter.tag, round(change.value) % counter.wrap)]
-        if change.field == "batches_done":
-            return [(unit.done.tag, change.value % unit.done.wrap)]
-        return []
+            context = Publishing(product_code=self._product_code, released=self.live.released)
+            return published(self.tags, None, context, change.field, change.value)
+        context = Publishing(self._state_code[change.unit], self._product_code)
+        return published(self.tags, self._unit_tags[change.unit], context, change.field, change.value)
 
     async def _publish(self, change: Change) -> None:
         when = self.origin + timedelta(hours=change.time)
