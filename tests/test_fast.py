@@ -41,6 +41,7 @@ SMOKED = {
     "sweep": "test_sweep_and_the_run_store",
     "runs": "test_sweep_and_the_run_store",
     "export-usd": "test_export_usd",
+    "report": "test_report",
     "optimize": "test_optimize",
     "emulate": "test_emulate_sync_history",
     "sync": "test_emulate_sync_history",
@@ -122,6 +123,14 @@ def test_export_usd(line):
     out = line.parent / "layout.usda"
     twin("export-usd", str(line), "--out", str(out))
     assert out.read_text().startswith("#usda")
+
+
+def test_report(line):
+    folder = line.parent
+    twin("run", str(line), "-r", "2", "--out", str(folder / "reported"))
+    twin("report", str(folder / "reported"), "--out", str(folder / "report.html"))
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "mini" in page and "<html" in page.lower()
 
 
 def test_optimize(line):

@@ -108,8 +108,10 @@ class Ingest:
         self._value: dict[int, Any] = {}  # counter tag id -> its latest value received
         self._counter_ids: set[int] = set()
         self._wraps: dict[int, int] = {}  # counter tag id -> wrap
-        self._catching_up = False  # after a gap: counter jumps are values lost
+        self._catching_up = False  # after a gap: counter jumps not filled by history are values lost
         self._lost_now = 0
+        self._gap_from: dict[int, Any] = {}  # counter tag id -> its value before the gap
+        self._gap_seen: dict[int, set[int]] = {}  # counter tag id -> values received while catching up
         self.writer: HistorianWriter | None = None
         self.tag_ids: dict[str, int] = {}
         self.origin_us: int | None = None
@@ -141,8 +143,9 @@ class Ingest:
         if source_us > self._last_us.get(tag_id, -1):
             self._last_us[tag_id] = source_us
             if tag_id in self._counter_ids:
-                self._count_jump(tag_id, value)
                 self._value[tag_id] = value
+        if self._catching_up and tag_id in self._counter_ids and _count(value):
+            self._gap_seen.setdefault(tag_id, set()).add(int(value))
 
     def _remember(self, tag_id: int, key: tuple[int, Any, int]) -> bool:
         """Keep ``key`` among the tag's recent values; False if it was there already (an exact repeat)."""
@@ -212,13 +215,15 @@ class Ingest:
                 latest = max(latest, to_us(source))
         return latest or received_us
 
-    async def _backfill(self, client: Client, nodes: dict[str, ua.NodeId]) -> int:
-        """Fetch from the server's history each tag's values since the last one stored (none from servers
-        without history; nothing for tags never seen)."""
+    async def _backfill(
+        self, client: Client, nodes: dict[str, ua.NodeId], since_us: dict[int, int] | None = None
+    ) -> int:
+        """Fetch from the server's history each tag's values since the last one stored, or since ``since_us``
+        (none from servers without history; nothing for tags never seen)."""
         received_us, fetched, without = to_us(time.time()), 0, 0
         for name, node_id in nodes.items():
             tag_id = self.tag_ids[name]
-            since = self._last_us.get(tag_id)
+            since = (self._last_us if since_us is None else since_us).get(tag_id)
             if since is None:
                 continue
             start = datetime.fromtimestamp(since / 1e6, UTC)
@@ -237,17 +242,26 @@ class Ingest:
 
     async def _catch_up(self, client: Client, nodes: dict[str, ua.NodeId], backfill: bool) -> int:
         """History since each tag's last value, current values, the subscription, history again (what changed
-        while subscribing). Returns the latest source time among the current values (where a gap ends)."""
+        while subscribing). Returns the latest source time among the current values (where a gap ends).
+
+        The second history read starts where the first ended, not at the current values just read: what the
+        server published between the two reads is fetched too."""
         self._catching_up = backfill
+        self._gap_from = {t: v for t, v in self._value.items() if _count(v)}
+        self._gap_seen = {}
         try:
+            since: dict[int, int] = {}
             if backfill:
                 await self._backfill(client, nodes)
+                since = dict(self._last_us)
             latest = await self._read_all(client, nodes)
             await self._subscribe(client, nodes)
             if backfill:
-                await self._backfill(client, nodes)
+                await self._backfill(client, nodes, since)
         finally:
             self._catching_up = False
+        if backfill:
+            self._count_lost()
         return latest
 
     async def _subscribe(self, client: Client, nodes: dict[str, ua.NodeId]) -> Feed:
@@ -326,16 +340,19 @@ class Ingest:
         self.state = "connected"
         log.info("subscribed to %d tags at %s", len(nodes), opts.client.endpoint)
 
-    def _count_jump(self, tag_id: int, value: Any) -> None:
-        """While catching up after a gap: a once-per-value counter's step of more than one is values lost
-        (a step of more than half its wrap is a counter that went back or was reset, not a loss)."""
-        if not self._catching_up:
-            return
-        old = self._value.get(tag_id)
-        if _count(old) and _count(value):
-            step = (int(value) - int(old)) % self._wraps[tag_id]
-            if 1 < step <= self._wraps[tag_id] // 2:
-                self._lost_now += step - 1
+    def _count_lost(self) -> None:
+        """After catching up: a once-per-value counter's step over the gap of more than one, less the values in
+        between that history or the subscription brought, is values lost (a step of more than half its wrap is a
+        counter that went back or was reset, not a loss)."""
+        for tag_id, old in self._gap_from.items():
+            new, wrap = self._value.get(tag_id), self._wraps[tag_id]
+            if not _count(new):
+                continue
+            step = (int(new) - int(old)) % wrap
+            if 1 < step <= wrap // 2:
+                seen = self._gap_seen.get(tag_id, set())
+                between = sum(1 for k in range(1, step) if (int(old) + k) % wrap in seen)
+                self._lost_now += step - 1 - between
 
     def _take_lost(self) -> int:
         lost, self._lost_now = self._lost_now, 0

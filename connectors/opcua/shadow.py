@@ -31,6 +31,7 @@ class Shadow:
         self.line = compile_line(spec)
         self.rep = Replication(self.line, seed, 0, horizon)
         self.parts: list[pd.DataFrame] = []
+        self.row_count = 0  # rows of the twin's log so far (without the closing ``end`` row)
 
     def log_until(self, hours: float) -> EventLog:
         """The twin's event log of (0, hours], closed by an ``end`` row at ``hours``."""
@@ -42,6 +43,7 @@ class Shadow:
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
         if len(self.parts) > 1:
             self.parts = [table]  # one frame: a tick concatenates two, not one per tick so far
+        self.row_count = len(table)
         end = end_row(max(hours, self.rep.now if self.rep.finished else hours))
         meta = self.line.log_meta(
             horizon=hours,
@@ -53,6 +55,12 @@ class Shadow:
         )
         whole = pd.concat([table.astype(object), end.astype(object)], ignore_index=True)
         return EventLog(normalize_table(whole, meta), meta)
+
+
+    def rows_since(self, count: int) -> pd.DataFrame:
+        """The twin's rows after the first ``count`` (for a consumer that takes them a tick at a time)."""
+        table = self.parts[0] if len(self.parts) == 1 else pd.concat(self.parts, ignore_index=True)
+        return table.iloc[count:] if self.parts else pd.DataFrame()
 
 
 def _mean(summary: dict[str, Any], *path: str) -> float | None:

@@ -110,6 +110,11 @@ class PlantSync:
     def plant_hours(self) -> float:
         return self.ingest.plant_hours()
 
+    @property
+    def shadow(self) -> Any:
+        """The shadow twin (``connectors.opcua.shadow.Shadow``) in shadow mode, once the feed has begun; else None."""
+        return self.view.shadow if self.view is not None else None
+
     async def run(self, stop: asyncio.Event) -> SyncResult:
         opts = self.options
         if opts.metrics_port is not None:  # before connecting: a port in use is exit code 2 at once

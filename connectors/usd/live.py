@@ -64,7 +64,7 @@ class LiveScene:
         if twin is not None:
             twin.on_change = self._wake
         self.sequence = 0  # rewrites of live.usda so far
-        self.shadow_parts_fed = 0  # shadow mode: row blocks of the shadow twin applied to ``twin``
+        self.shadow_rows_fed = 0  # shadow mode: rows of the shadow twin's log applied to ``twin``
         self.forecasts_seen = 0
         self.write_seconds: list[float] = []  # time each rewrite took (benchmarks)
         self._cond = threading.Condition()
@@ -394,11 +394,9 @@ def report_kpis(scene: LiveScene, snapshot: dict[str, Any], sync: Any = None) ->
     """A KPI snapshot of ``twin sync`` (plant, twin, drift) into the scene; in shadow mode also the shadow
     twin's new rows (the ``twin`` view) and the latest forecast (the batches' ghosts)."""
     shadow = getattr(sync, "shadow", None)
-    if shadow is not None and scene.twin is not None:
-        fed = scene.shadow_parts_fed
-        for part in shadow.parts[fed:]:
-            scene.twin.apply_rows(part)
-        scene.shadow_parts_fed = len(shadow.parts)
+    if shadow is not None and scene.twin is not None and shadow.row_count > scene.shadow_rows_fed:
+        scene.twin.apply_rows(shadow.rows_since(scene.shadow_rows_fed))
+        scene.shadow_rows_fed = shadow.row_count
     made = int((snapshot.get("forecasts") or {}).get("made") or 0)
     if sync is not None and made > scene.forecasts_seen:
         from connectors.opcua.historian import Historian

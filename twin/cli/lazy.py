@@ -52,8 +52,8 @@ SHORT_HELP = {
     "serve": "Serve the twin over OPC-UA: the run paced to the wall clock, ISA-95 address space, PackML states.",
     "emulate": "Play a plant: an OPC-UA server with PLC-style tags driven by a SimPy run of SPEC.",
     "sync": "Subscribe to a plant's tags: historian, the plant's event log and KPIs, shadow twin and drift.",
-    "history": "Query the historian by tag and time range; export CSV or Parquet.",
-    "opcua": "OPC-UA users and certificates.",
+    "history": "Query the historian by tag and time range; export CSV or Parquet; compact it.",
+    "opcua": "OPC-UA users, certificates, the NodeSet2 export and tag maps from a browse.",
     "optimize": "Find the best design of a line: buffers, units, speeds or campaign order; confirmed by SimPy.",
     "export-usd": "Export a line's layout, or its runs animated, as a USD scene for Omniverse and USD viewers.",
 }
