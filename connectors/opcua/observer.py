@@ -185,8 +185,11 @@ class PlantView:
         )
         return snap
 
-    def snapshot(self, decoded: Decoded, counters: dict[str, Any]) -> dict[str, Any]:
-        """Plant KPIs at the end of ``decoded`` (and the twin's, in shadow mode) with the ingest's counters."""
+    def snapshot(self, decoded: Decoded, counters: dict[str, Any], complete: bool = False) -> dict[str, Any]:
+        """Plant KPIs at the end of ``decoded`` (and the twin's, in shadow mode) with the ingest's counters.
+
+        Forecasts are made and scored only up to what has been decoded (the decoder's watermark), since values
+        received may not be stored yet; ``complete``: the feed has ended and everything up to its end is in."""
         hours = decoded.log.meta.horizon
         plant = compute_kpis(decoded.log).summary if hours > self.options.warmup else None
         twin = drift_ = None
@@ -203,7 +206,8 @@ class PlantView:
             "missed": sum(decoded.missed.values()),
         }
         if self.shadow is not None and self.options.forecast_every:
-            snap["forecasts"] = self._forecasts(decoded.log, hours)
+            known = hours if complete else min(hours, self.observer.decoder.hours())
+            snap["forecasts"] = self._forecasts(decoded.log, known)
         if decoded.bad_values:
             log.warning("bad values so far: %s", decoded.bad_values)
         return snap
