@@ -81,25 +81,11 @@ def historian_decoded(path: str | Path, end_us: int | None = None) -> Decoded:
             )
         end = int(meta.get("plant_us") or meta["origin_us"]) if end_us is None else end_us
         warmup = float(meta.get("warmup") or 0.0)
-        return decode_history(h, spec, tags, int(meta["origin_us"]), end, warmup, {"historian": str(path)})
+        from connectors.opcua.observer import decode_historian
+
+        return decode_historian(h, spec, tags, int(meta["origin_us"]), end, warmup, {"historian": str(path)})
     finally:
         h.close()
-
-
-def decode_history(
-    h: Historian,
-    spec: LineSpec,
-    tags: TagMap,
-    origin_us: int,
-    end_us: int,
-    warmup: float = 0.0,
-    extra: dict | None = None,
-) -> Decoded:
-    """The plant's event log from the historian's samples of the map's tags (its gaps noted in the metadata):
-    decoded from the historian's newest checkpoint, when it has one, and the samples after it."""
-    from connectors.opcua.observer import decode_historian
-
-    return decode_historian(h, spec, tags, origin_us, end_us, warmup, extra)
 
 
 def historian_log(source: str) -> EventLog | None:
