@@ -335,26 +335,13 @@ def _register(app: Any, ctx: Any) -> None:
     def run_forecast(_n: int, source: str, run_id: str | None, historian: str, at: Any, horizon: Any, runs: Any):
         from twin.errors import TwinError
         from twin.forecast import forecast
-        from twin.snapshot import snapshot_from_log
 
         empty = layout.empty_figure(FORECAST_FIRST, 320)
-        if not isinstance(horizon, int | float) or horizon <= 0:
-            return empty, empty, None, layout.alert("The horizon must be a positive number of hours.", kind="warning")
-        if not isinstance(runs, int) or runs < 1:
-            return empty, empty, None, layout.alert("Runs must be a whole number of at least 1.", kind="warning")
         try:
-            log, label = _data(ctx, source, run_id, historian or "")
-        except LookupError as err:
-            return empty, empty, None, layout.alert(str(err), kind="warning")
-        spec = ctx.cache.view(run_id).spec if run_id else None
-        if spec is None:
-            return empty, empty, None, layout.alert("Pick a run: its spec runs the forecast.", kind="info")
-        start = log.meta.horizon if source == "historian" or at is None else float(at)
-        if not 0 <= start <= log.meta.horizon:
-            return empty, empty, None, layout.alert(f"From must lie in 0 – {log.meta.horizon:g} h.", kind="warning")
-        try:
-            snap = snapshot_from_log(log, start, source=label)
+            spec, log, label, snap, start = forecast_start(ctx, source, run_id, historian, at, horizon, runs)
             result = forecast(spec, snap, float(horizon), int(runs), seed=1)
+        except Refused as refusal:
+            return empty, empty, None, layout.alert(str(refusal), kind=refusal.kind)
         except TwinError as err:
             return empty, empty, None, layout.alert(str(err).splitlines()[0], kind="warning")
         actual = None
@@ -394,34 +381,55 @@ def _register(app: Any, ctx: Any) -> None:
 
         from twin.errors import TwinError
         from twin.forecast import forecast
-        from twin.snapshot import snapshot_from_log
-
-        def refused(text: str) -> tuple[Any, Any]:
-            return no_update, layout.alert(text, kind="warning")
 
         exporters = {e.name: e for e in entry_points(group="twin.forecast_exporters")}
-        if "usd" not in exporters:
-            return refused("No USD exporter is installed (the USD connector provides it).")
-        if not isinstance(horizon, int | float) or horizon <= 0 or not isinstance(runs, int) or runs < 1:
-            return refused("The horizon must be a positive number of hours and runs a whole number of at least 1.")
-        spec = ctx.cache.view(run_id).spec if run_id else None
-        if spec is None:
-            return refused("Pick a run: its spec runs the forecast.")
         try:
-            log, label = _data(ctx, source, run_id, historian or "")
-            start = log.meta.horizon if source == "historian" or at is None else float(at)
-            if not 0 <= start <= log.meta.horizon:
-                return refused(f"From must lie in 0 – {log.meta.horizon:g} h.")
-            snap = snapshot_from_log(log, start, source=label)
+            if "usd" not in exporters:
+                raise Refused("No USD exporter is installed (the USD connector provides it).")
+            spec, _log, _label, snap, start = forecast_start(ctx, source, run_id, historian, at, horizon, runs)
             variants = [("as is", spec), *what_ifs(spec, scenarios or "")]
             results = [(name, line, forecast(line, snap, float(horizon), int(runs), seed=1)) for name, line in variants]
             with tempfile.TemporaryDirectory() as folder:
                 out = Path(folder) / f"forecast-{spec.name}-{start:g}h.usdz"  # one file: scene and assets
                 exporters["usd"].load().package(results, out)
                 data = dcc.send_bytes(out.read_bytes(), out.name)
-        except (LookupError, TwinError) as err:
-            return refused(str(err).splitlines()[0])
+        except (Refused, TwinError) as err:
+            return no_update, layout.alert(str(err).splitlines()[0], kind=getattr(err, "kind", "warning"))
         return data, None
+
+
+class Refused(Exception):
+    """A forecast request the page answers with a message (kind: an alert kind) instead of a forecast."""
+
+    def __init__(self, message: str, kind: str = "warning"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def forecast_start(ctx: Any, source: str, run_id: str | None, historian: str, at: Any, horizon: Any, runs: Any):
+    """(spec, log, label, snapshot, start hours) of a forecast request; ``Refused`` with the reason otherwise."""
+    from twin.errors import TwinError
+    from twin.snapshot import snapshot_from_log
+
+    if not isinstance(horizon, int | float) or horizon <= 0:
+        raise Refused("The horizon must be a positive number of hours.")
+    if not isinstance(runs, int) or runs < 1:
+        raise Refused("Runs must be a whole number of at least 1.")
+    try:
+        log, label = _data(ctx, source, run_id, historian or "")
+    except LookupError as err:
+        raise Refused(str(err)) from None
+    spec = ctx.cache.view(run_id).spec if run_id else None
+    if spec is None:
+        raise Refused("Pick a run: its spec runs the forecast.", kind="info")
+    start = log.meta.horizon if source == "historian" or at is None else float(at)
+    if not 0 <= start <= log.meta.horizon:
+        raise Refused(f"From must lie in 0 – {log.meta.horizon:g} h.")
+    try:
+        snap = snapshot_from_log(log, start, source=label)
+    except TwinError as err:
+        raise Refused(str(err).splitlines()[0]) from None
+    return spec, log, label, snap, start
 
 
 def what_ifs(spec: Any, text: str) -> list[tuple[str, Any]]:
