@@ -143,12 +143,13 @@ def test_bad_input_exits_2_with_one_line(loop, tmp_path):
 
 
 def test_a_historian_without_the_needed_tags_is_refused(loop, tmp_path):
-    import shutil
     import sqlite3
 
     copy = tmp_path / "partial.db"
-    shutil.copy(loop["root"] / "h.db", copy)
+    source = sqlite3.connect(loop["root"] / "h.db")  # SQLite's backup: the write-ahead log's pages included
     db = sqlite3.connect(copy)
+    source.backup(db)
+    source.close()
     with db:
         db.execute("DELETE FROM samples WHERE tag IN (SELECT id FROM tags WHERE name LIKE 'MIX_U1_%')")
     db.close()
