@@ -253,14 +253,21 @@ class PlantEmulator:
         return state
 
     async def _replay(self, state: dict[str, Any]) -> None:
-        """Bring every tag to where the saved run had published it, each with the time it last changed."""
+        """Bring every tag to where the saved run had published it, each with the time it last changed, and
+        its history with it (a plant server's history outlives a restart: a client that missed values
+        just before the restart fetches them after it)."""
         rows = self.run_.skip_to(float(state["published_until"]))
         latest: dict[str, tuple[Any, float]] = {}
         for change in self.live.apply(rows):
-            for tag, v in self._values(change):
-                latest[tag] = (v, change.time)
-        for tag, (v, hours) in latest.items():
-            await self._write(tag, v, self.origin + timedelta(hours=hours))
+            when = self.origin + timedelta(hours=change.time)
+            for tag_name, v in self._values(change):
+                latest[tag_name] = (v, change.time)
+                tag = self._tags[tag_name]
+                if tag.historized:
+                    await self._history.save_node_value(tag.node, value(v, tag.vtype, when))
+        for tag_name, (v, hours) in latest.items():
+            tag = self._tags[tag_name]
+            await self.server.write_attribute_value(tag.node, value(v, tag.vtype, self.origin + timedelta(hours=hours)))
         self._resumed_from = self.run_.now
         log.info("resumed at %.4f h (%d rows replayed)", self.run_.now, len(rows))
 
