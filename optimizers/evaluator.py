@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 
 from optimizers.kernel import Shape, compiled_kernel, gradient_kernel
-from optimizers.lines import Draws, LineArrays, approximations_for, draw_inputs, line_arrays, plan_sequence
+from optimizers.lines import (
+    Draws,
+    LineArrays,
+    approximations_for,
+    cleaning_constants,
+    draw_inputs,
+    kg_per_batch,
+    line_arrays,
+    plan_sequence,
+)
 from twin.errors import InputError
 from twin.spec.model import LineSpec
 
@@ -54,7 +63,7 @@ class Evaluation:
     throughput: np.ndarray
     lead_time: np.ndarray
     utilization: np.ndarray
-    states: np.ndarray  # [design, replication, station, (processing, setup, down, blocked)] shares
+    states: np.ndarray  # [design, replication, station, (processing, setup, down, blocked, cleaning)] shares
     makespan: np.ndarray
     window_end: np.ndarray
     rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
@@ -138,12 +147,17 @@ class Evaluator:
                 self.first_replication,
             )  # fmt: skip
             d = self._draws
-            arrays = {"process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "arrivals": d.arrivals}
+            arrays = {
+                "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
+                "arrivals": d.arrivals,
+            }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
             consts = {
                 "setup_exists": self.line.setup_exists,
                 "warmup": np.float64(self.line.warmup),
                 "horizon": np.float64(self.line.horizon),
+                "cleaning": cleaning_constants(self.line),
+                "kg_per_batch": kg_per_batch(self.line),
             }
             self._consts = jax.device_put(consts, self.device)
             seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
@@ -158,6 +172,7 @@ class Evaluator:
             max_units=self.max_units,
             has_setup=line.has_setup,
             has_failures=line.has_failures,
+            has_cleaning=line.has_cleaning,
             pull=line.pull,
             batches=self.batches,
             ring=self.ring,

@@ -57,6 +57,7 @@ def use_compilation_cache(folder: str | None = None) -> str | None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
 
+
 import jax.numpy as jnp  # noqa: E402
 
 INF = jnp.inf
@@ -77,6 +78,10 @@ class Shape:
     finite_plan: bool
     seq_from_design: bool  # product sequence per design (plan order) or per replication (mix)
     record: bool = False  # also return every station's departures (for tests)
+    has_cleaning: tuple[bool, ...] = ()  # the cleaning rule, on single-unit stations (``_cleaning_step``)
+
+    def cleans(self, j: int) -> bool:
+        return bool(self.has_cleaning) and self.has_cleaning[j] and self.max_units[j] == 1
 
     @property
     def steps(self) -> int:
@@ -112,6 +117,72 @@ def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
     return t + rem, until - rem, f, proc, down
 
 
+def _hygiene_init() -> dict[str, jax.Array]:
+    """``twin.engine.rules.cleaning.Hygiene`` of a unit at the start: clean, after a major clean."""
+    zero = jnp.zeros(())
+    return {
+        "dirty": jnp.zeros((), bool), "dirty_since": zero, "clean_since": zero, "batches": jnp.zeros((), jnp.int32),
+        "kg": zero, "major_at": zero, "drawn": jnp.zeros(2, jnp.int32),  # cleans drawn: minor, major
+    }  # fmt: skip
+
+
+def _processed(h: dict[str, jax.Array], now: jax.Array, kg: jax.Array, on: jax.Array) -> dict[str, jax.Array]:
+    """``Hygiene.processed``: a batch finished at ``now``; the equipment is dirty."""
+    return {
+        **h,
+        "dirty": h["dirty"] | on,
+        "dirty_since": jnp.where(on, now, h["dirty_since"]),
+        "clean_since": jnp.where(on, now, h["clean_since"]),
+        "batches": h["batches"] + jnp.where(on, 1, 0),
+        "kg": jnp.where(on, h["kg"] + kg, h["kg"]),
+    }
+
+
+def _clean(now, major, on, s, j, shape, draws, w0, w1):
+    """``cleaning.clean`` without skid or operators: the clean's draw, its end, the hygiene after it."""
+    h = s["hygiene"]
+    kind = jnp.where(major, 1, 0)
+    last = draws["clean"].shape[-1] - 1
+    d = draws["clean"][j, kind, jnp.minimum(h["drawn"][kind], last)]
+    end = now + ((now + d) - now) if shape.has_failures[j] else now + d  # as ``OperatingClock.setup``, then SimPy
+    s = dict(s)
+    s["acc"] = s["acc"].at[4].add(jnp.where(on, _overlap(now, end, w0, w1), 0.0))
+    major_on = on & major
+    s["hygiene"] = {
+        **h,
+        "dirty": h["dirty"] & ~on,
+        "clean_since": jnp.where(on, end, h["clean_since"]),
+        "batches": jnp.where(major_on, 0, h["batches"]),
+        "kg": jnp.where(major_on, 0.0, h["kg"]),
+        "major_at": jnp.where(major_on, end, h["major_at"]),
+        "drawn": h["drawn"].at[kind].add(jnp.where(on, 1, 0)),
+    }
+    return jnp.where(on, end, now), s
+
+
+def _clean_before(take, valid, s, j, shape, draws, consts, w0, w1):
+    """``cleaning.before``: clean again when the equipment stood clean (or dirty) longer than its hold time."""
+    h, c = s["hygiene"], consts["cleaning"]
+    stale_clean = ~h["dirty"] & (take - h["clean_since"] > c["clean_hold"][j])
+    stale_dirty = h["dirty"] & (take - h["dirty_since"] > c["dirty_hold"][j])
+    major = jnp.where(stale_clean, ~c["has_minor"][j], True)
+    return _clean(take, major, valid & (stale_clean | stale_dirty), s, j, shape, draws, w0, w1)
+
+
+def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1):
+    """``cleaning.after``: major when due (batches, hours, kg since the last major clean), minor otherwise; a
+    minor clean that starts later than the dirty-hold time is a major one."""
+    h, c = s["hygiene"], consts["cleaning"]
+    due = (
+        (h["batches"] >= c["due_batches"][j])
+        | (departure - h["major_at"] >= c["due_hours"][j])
+        | (h["kg"] >= c["due_kg"][j])
+    )
+    expired = h["dirty"] & (departure - h["dirty_since"] > c["dirty_hold"][j])
+    major = due | expired
+    return _clean(departure, major, leaving & (due | c["has_minor"][j]), s, j, shape, draws, w0, w1)
+
+
 def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, Any], consts: dict[str, Any]):
     """Simulate one design in one replication; returns its KPIs (and departures when recording)."""
     n_st, n_batches = shape.stations, shape.batches
@@ -129,7 +200,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             "fin": jnp.full(width, INF),
             "batch": jnp.zeros(width, jnp.int32),
             "rank": jnp.full(width, big, jnp.int32),
-            "acc": jnp.zeros(4),  # processing, setup, down, blocked hours in the window
+            "acc": jnp.zeros(5),  # processing, setup, down, blocked, cleaning hours in the window
             "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
         }
         if shape.products > 1:
@@ -140,6 +211,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
         if shape.has_failures[j]:
             state["until"] = draws["ttf"][j, :width, 0]
             state["f"] = jnp.zeros(width, jnp.int32)
+        if shape.cleans(j):
+            state["hygiene"] = _hygiene_init()
         return state
 
     def step(carry, t):
@@ -161,6 +234,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             if j == 0 and shape.pull:
                 release = take
             p = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
+            if shape.cleans(j):  # a clean again if the clean or dirty hold time ran out
+                take, s = _clean_before(take, valid, s, j, shape, draws, consts, w0, w1)
             start = take
             if shape.has_setup[j]:
                 prev = s["prev"][u]
@@ -190,6 +265,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             else:
                 finish = start + work
                 s["acc"] = s["acc"].at[0].add(jnp.where(valid, _overlap(start, finish, w0, w1), 0.0))
+            if shape.cleans(j):
+                kg = consts["kg_per_batch"][p]
+                s["hygiene"] = _processed(s["hygiene"], finish, kg, valid)
             s["fin"] = s["fin"].at[u].set(jnp.where(valid, finish, s["fin"][u]))
             s["batch"] = s["batch"].at[u].set(jnp.where(valid, batch, s["batch"][u]))
             s["rank"] = s["rank"].at[u].set(jnp.where(valid, k, s["rank"][u]).astype(jnp.int32))
@@ -210,13 +288,16 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 blocking = (b >= 0) & (back >= 0)
                 departure = jnp.maximum(done, jnp.where(blocking, held, 0.0))
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
+            free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
+            if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
+                free, s = _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1)
             out_batch = s["batch"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))
             s["limit"] = jnp.where(leaving & (m == n_batches - c), departure, s["limit"])
-            s["last_dep"] = jnp.where(leaving, departure, s["last_dep"])
+            s["last_dep"] = jnp.where(leaving, free, s["last_dep"])
             s["last_unit"] = jnp.where(leaving, w, s["last_unit"])
-            s["hist"] = s["hist"].at[jnp.mod(t, shape.ring)].set(jnp.where(leaving, departure, 0.0))
+            s["hist"] = s["hist"].at[jnp.mod(t, shape.ring)].set(jnp.where(leaving, free, 0.0))
             stations[j] = s
             outputs.append((departure, out_batch, leaving))
             arrival, batch, valid = departure, out_batch, leaving
@@ -243,7 +324,7 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     in_window = exit_ok & (exit_t > w0) & (exit_t <= end)
     count = jnp.sum(in_window)
     lead = exit_t - release[ys["exit_batch"]]
-    acc = jnp.stack([s["acc"] for s in final])  # [station, 4]
+    acc = jnp.stack([s["acc"] for s in final])  # [station, 5]
     first = jnp.min(jnp.where(in_window, exit_t, INF))
     final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
     out = {

@@ -25,7 +25,8 @@ from twin.engine.rules.registry import rules_used
 from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
 
-KERNEL_RULES = frozenset({"rate"})  # batch rules the JAX kernel evaluates exactly (names in the rule registry)
+# batch rules the JAX kernel evaluates exactly (names in the rule registry)
+KERNEL_RULES = frozenset({"rate", "cleaning"})
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -34,13 +35,16 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   interarrival times; several products by plan or by mix;
 - operating-basis failures, folded into processing times with the engine's arithmetic;
 - sequence-dependent changeovers on single-unit stations;
+- cleaning on single-unit stations (minor and major cleans, due after N batches / T hours / M kg,
+  dirty- and clean-hold expiry), without a shared skid or operators;
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
   the engine draws them in the order batches start after their changeover);
-- the GMP batch rules (cleaning, operators and shifts, rooms, hold times, QC release, yields and
+- cleaning on stations with more than one unit;
+- the other GMP batch rules (shared skids, operators and shifts, rooms, hold times, QC release, yields and
   rejects, splits and merges, release calendars and WIP limits): ignored by the evaluator; rate-based
   stations are evaluated from their rate, start-up, speed loss and the engine's own rate noise.
 """
@@ -61,6 +65,7 @@ class LineArrays:
     setup_exists: np.ndarray  # [station, previous, next] bool
     has_setup: tuple[bool, ...]
     has_failures: tuple[bool, ...]
+    has_cleaning: tuple[bool, ...]
     campaigns: tuple[tuple[int, int], ...]  # plan mode: (product, batches) in the spec's order
     finite_plan: bool  # plan mode without repeat: the run ends when the last planned batch leaves
     horizon: float
@@ -95,6 +100,9 @@ def line_arrays(spec: LineSpec) -> LineArrays:
         setup_exists=exists,
         has_setup=tuple(bool(exists[j].any()) for j in range(len(line.stations))),
         has_failures=tuple(s.failures is not None for s in line.stations),
+        has_cleaning=tuple(
+            line.rules is not None and line.rules.stations[s.index].cleaning is not None for s in line.stations
+        ),
         campaigns=campaigns,
         finite_plan=release.mode == "plan" and not release.repeat,
         horizon=line.horizon,
@@ -115,6 +123,8 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     for s in line.line.stations:
         if s.failures is not None and s.failures.calendar:
             reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
+        if line.has_cleaning[s.index] and units[s.index] > 1:
+            reasons.append(f"stations.{s.name}.cleaning: on {units[s.index]} units (exact on one unit)")
         if line.has_setup[s.index] and units[s.index] > 1:
             reasons.append(
                 f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
@@ -149,6 +159,7 @@ class Draws:
     setup: np.ndarray  # [replication, station, previous, next, k]: the k-th changeover draw of a pair
     ttf: np.ndarray  # [replication, station, unit, k]: times to failure (k = 0 drawn at start)
     ttr: np.ndarray  # [replication, station, unit, k]: times to repair
+    clean: np.ndarray  # [replication, station, (minor, major), k]: the k-th clean of each kind
     arrivals: np.ndarray  # [replication, batch]: release times (interarrival mode), else zeros
     products: np.ndarray | None  # [replication, batch]: product of each batch (mix), None in plan mode
     seed: int
@@ -178,6 +189,8 @@ def draw_inputs(
     setup = np.zeros((replications, n_st, n_pr, n_pr, n_setup))
     ttf = np.full((replications, n_st, width, n_fail), np.inf)
     ttr = np.zeros((replications, n_st, width, n_fail))
+    n_clean = 2 * batches + 2 if any(line.has_cleaning) else 1  # at most a clean before and after each batch
+    clean = np.zeros((replications, n_st, 2, n_clean))
     arrivals = np.zeros((replications, batches))
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
     for i in range(replications):
@@ -191,6 +204,12 @@ def draw_inputs(
             if line.has_setup[s.index]:
                 for (a, b), (name, sampler) in s.setup.items():
                     setup[i, s.index, a, b] = first_draws(sampler, stream_rng(seed, r, s.name, name), n_setup)
+            cleaning = compiled.rules.stations[s.index].cleaning if line.has_cleaning[s.index] else None
+            for kind, name in enumerate(("minor", "major")):
+                sampler = getattr(cleaning, name) if cleaning is not None else None
+                if sampler is not None:  # one stream per station, as ``LineRuntime.station_streams``
+                    rng_c = stream_rng(seed, r, s.name, f"clean:{name}")
+                    clean[i, s.index, kind] = first_draws(sampler, rng_c, n_clean)
             if s.failures is not None:
                 for u in range(max_units[s.index]):
                     rng_f = stream_rng(seed, r, s.name, f"ttf:{u}")
@@ -204,7 +223,35 @@ def draw_inputs(
             arrivals[i] = np.cumsum(gaps)  # sequential sums, as SimPy adds each timeout to its clock
         if products is not None:
             products[i] = mix_products(compiled, seed, r, batches)
-    return Draws(process, setup, ttf, ttr, arrivals, products, seed, first_replication)
+    return Draws(process, setup, ttf, ttr, clean, arrivals, products, seed, first_replication)
+
+
+def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:
+    """The cleaning rule of each station as arrays (a rule left out is one that never fires)."""
+    n = len(line.stations)
+    out = {
+        "has_minor": np.zeros(n, bool), "due_batches": np.full(n, np.iinfo(np.int32).max, np.int32),
+        "due_hours": np.full(n, np.inf), "due_kg": np.full(n, np.inf),
+        "dirty_hold": np.full(n, np.inf), "clean_hold": np.full(n, np.inf),
+    }  # fmt: skip
+    rules = line.line.rules
+    for j in range(n):
+        c = rules.stations[j].cleaning if rules is not None else None
+        if c is None:
+            continue
+        out["has_minor"][j] = c.minor is not None
+        for key, v in (("due_batches", c.due_batches), ("due_hours", c.due_hours), ("due_kg", c.due_kg),
+                       ("dirty_hold", c.dirty_hold), ("clean_hold", c.clean_hold)):  # fmt: skip
+            if v is not None:
+                out[key][j] = v
+    return out
+
+
+def kg_per_batch(line: LineArrays) -> np.ndarray:
+    """Kg a full batch of each product adds towards a clean due in kg, with the engine's arithmetic."""
+    rules, sizes = line.line.rules, line.line.batch_sizes
+    masses = rules.masses if rules is not None else (0.0,) * len(sizes)
+    return np.array([m * q / q for m, q in zip(masses, sizes, strict=True)], np.float64)
 
 
 def _rate_times(compiled: CompiledLine, station: int, seed: int, replication: int, batches: int) -> np.ndarray:

@@ -183,22 +183,29 @@ def test_calendar_failures_run_as_a_measured_surrogate() -> None:
     assert exact.best.error["throughput_per_hour"] == 0.0
 
 
-def test_lines_with_batch_rules_run_as_a_measured_surrogate() -> None:
-    # a rate-based press and cleaning: the evaluator uses the rate formula and leaves the cleaning out
-    spec = LineSpec.from_dict(
-        {
-            "name": "rules", "horizon": 400.0, "warmup": 40.0,
-            "products": [{"name": "A", "batch_size": 1000}],
-            "stations": [
-                {"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}, "cleaning": {"minor": 0.1}},
-                {"name": "s2", "buffer": 1, "rate": {"units_per_hour": 900, "startup": 0.1, "cv": 0.2}},
-            ],
-        }
-    )  # fmt: skip
-    result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=8, replications=3, confirm_replications=3,
-                      evaluator="jax")  # fmt: skip
-    assert result.approximations == ("batch rules not evaluated: cleaning (minor, major, due, dirty and clean holds)",)
-    assert result.to_json()["exact"] is False
+def test_rate_and_cleaning_are_exact_and_a_shared_skid_is_a_measured_surrogate() -> None:
+    # a rate-based press and a cleaning rule: both in the kernel, so the JAX search is exact
+    data = {
+        "name": "rules", "horizon": 400.0, "warmup": 40.0,
+        "products": [{"name": "A", "batch_size": 1000}],
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0},
+             "cleaning": {"minor": 0.1, "major": 0.6, "due": {"batches": 5}}},
+            {"name": "s2", "buffer": 1, "rate": {"units_per_hour": 900, "startup": 0.1, "cv": 0.2}},
+        ],
+    }  # fmt: skip
+    exact = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
+                     confirm_replications=3, evaluator="jax")  # fmt: skip
+    report = exact.to_json()
+    assert report["exact"] is True and report["evaluator"] == "jax"
+    assert abs(exact.best.error["throughput_per_hour"]) < 1e-12
+    # the clean on a shared skid: the kernel leaves the skid out and says so
+    data["skids"] = [{"name": "cip", "capacity": 1}]
+    data["stations"][0]["cleaning"]["skid"] = "cip"
+    surrogate = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
+                         confirm_replications=3, evaluator="jax")  # fmt: skip
+    assert surrogate.approximations == ("batch rules not evaluated: shared cleaning skids",)
+    assert surrogate.to_json()["exact"] is False
 
 
 def test_bad_problems_are_input_errors() -> None:

@@ -49,12 +49,45 @@ def assert_same_departures(spec: LineSpec, seed: int) -> Any:
     return res
 
 
+CLEAN_TIMES = [0.3, {"dist": "uniform", "low": 0.05, "high": 0.4}, {"dist": "exponential", "mean": 0.6}]
+
+
 @st.composite
-def line_specs(draw: Any) -> LineSpec:
+def cleaning_rules(draw: Any) -> dict[str, Any]:
+    """A station's cleaning rule: minor and/or major cleans, cleans due, dirty and clean hold times."""
+    rule: dict[str, Any] = {}
+    minor = draw(st.booleans())
+    if minor:
+        rule["minor"] = draw(st.sampled_from(CLEAN_TIMES))
+    due = {
+        k: v
+        for k, v in (
+            ("batches", draw(st.one_of(st.none(), st.integers(1, 6)))),
+            ("hours", draw(st.one_of(st.none(), st.sampled_from([3.0, 7.5, 20.0])))),
+            ("kg", draw(st.one_of(st.none(), st.sampled_from([60.0, 250.0])))),
+        )
+        if v is not None
+    }
+    if due or not minor or draw(st.booleans()):
+        rule["major"] = draw(st.sampled_from([1.0, {"dist": "gamma", "mean": 1.2, "sd": 0.3}]))
+    if due:
+        rule["due"] = due
+    for hold, choices in (("dirty_hold", [0.2, 1.0]), ("clean_hold", [0.5, 2.0])):
+        if draw(st.booleans()):
+            rule[hold] = draw(st.sampled_from(choices))
+    return rule
+
+
+@st.composite
+def line_specs(draw: Any, cleaning: bool = False) -> LineSpec:
+    """Random flow lines; ``cleaning``: single-unit stations may clean (every batch rule the kernel is exact for)."""
     n = draw(st.integers(1, 5))
     two_products = draw(st.booleans())
     release = draw(st.sampled_from(["saturated", "plan", "plan-once", "interarrival", "plan-arrivals"]))
     products = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}] if two_products else None
+    if cleaning:
+        named = products or [{"name": "batch", "batch_size": 1}]
+        products = [{**p, "mass_kg": m} for p, m in zip(named, (40, 90)[: len(named)], strict=True)]
     stations = []
     for j in range(n):
         units = draw(st.sampled_from([1, 1, 2, 3]))
@@ -74,6 +107,8 @@ def line_specs(draw: Any) -> LineSpec:
                 "mtbf": mtbf,
                 "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
             }
+        if cleaning and units == 1 and draw(st.booleans()):
+            station["cleaning"] = draw(cleaning_rules())
         if setups:
             station["setup"] = draw(
                 st.sampled_from(
@@ -85,8 +120,8 @@ def line_specs(draw: Any) -> LineSpec:
     if products:
         data["products"] = products
     if release.startswith("plan"):
-        plan = [{"product": "A" if products else "batch", "batches": draw(st.integers(1, 4))}]
-        if products:
+        plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
+        if two_products:
             plan.append({"product": "B", "batches": draw(st.integers(1, 3))})
         data["release"] = {"mode": "plan", "plan": plan, "repeat": release != "plan-once"}
         if release == "plan-once":
@@ -95,9 +130,9 @@ def line_specs(draw: Any) -> LineSpec:
             data["release"]["interarrival"] = {"dist": "exponential", "mean": 1.5}
     elif release == "interarrival":
         data["release"] = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.6}}
-        if products:
+        if two_products:
             data["release"]["mix"] = {"A": 2, "B": 1}
-    elif products:
+    elif two_products:
         data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 3}}
     return LineSpec.from_dict(data)
 
@@ -105,6 +140,13 @@ def line_specs(draw: Any) -> LineSpec:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=line_specs(), seed=st.integers(0, 2**31))
 def test_departures_equal_engine(spec: LineSpec, seed: int) -> None:
+    assert_same_departures(spec, seed)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=line_specs(cleaning=True), seed=st.integers(0, 2**31))
+def test_departures_with_cleaning_equal_engine(spec: LineSpec, seed: int) -> None:
+    assert Evaluator(spec).approximations() == ()
     assert_same_departures(spec, seed)
 
 
@@ -175,3 +217,71 @@ def test_finite_plan_makespan_equals_engine_end() -> None:
     res = assert_same_departures(spec, seed=5)
     end = simulate(spec, seed=5).end_times()[0]
     assert res.makespan[0, 0] == pytest.approx(end, abs=1e-9)
+
+
+def _cleaning_line(cleaning: dict[str, Any], downstream: dict[str, Any], release: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "clean",
+        "horizon": 150.0,
+        "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 40}, {"name": "B", "batch_size": 20, "mass_kg": 90}],
+        "release": release,
+        "stations": [
+            {"name": "c1", "process_time": {"dist": "exponential", "mean": 0.8}, "cleaning": cleaning},
+            {"name": "c2", "buffer": 0, **downstream},
+        ],
+    }
+
+
+SATURATED = {"mode": "saturated", "mix": {"A": 1, "B": 1}}
+SLOW = {"process_time": {"dist": "exponential", "mean": 1.5}}  # blocks c1 often: it stands dirty
+STARVING = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 2.0}, "mix": {"A": 1, "B": 1}}
+FAST = {"process_time": 0.1}
+MINOR, MAJOR = {"dist": "uniform", "low": 0.1, "high": 0.3}, {"dist": "gamma", "mean": 1.2, "sd": 0.3}
+
+CLEANING_BRANCHES = {
+    # branch: (rule, the rule without the branch, downstream, release)
+    "minor clean after a long block is major (dirty hold)": (
+        {"minor": MINOR, "major": MAJOR, "dirty_hold": 0.4}, {"minor": MINOR, "major": MAJOR}, SLOW, SATURATED),
+    "clean again before a batch after standing clean (clean hold)": (
+        {"minor": MINOR, "clean_hold": 1.0}, {"minor": MINOR}, FAST, STARVING),
+    "major clean before a batch after standing dirty (no minor clean)": (
+        {"major": MAJOR, "dirty_hold": 0.5, "due": {"batches": 50}}, {"major": MAJOR, "due": {"batches": 50}},
+        FAST, STARVING),
+    "major clean due after N batches": ({"minor": MINOR, "major": MAJOR, "due": {"batches": 4}}, {"minor": MINOR},
+                                        FAST, SATURATED),
+    "major clean due after T hours": ({"minor": MINOR, "major": MAJOR, "due": {"hours": 6.0}}, {"minor": MINOR},
+                                      FAST, SATURATED),
+    "major clean due after M kg": ({"minor": MINOR, "major": MAJOR, "due": {"kg": 300}}, {"minor": MINOR},
+                                   FAST, SATURATED),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("branch", list(CLEANING_BRANCHES))
+def test_each_cleaning_branch_fires_and_the_kernel_matches_it(branch: str) -> None:
+    rule, without, downstream, release = CLEANING_BRANCHES[branch]
+    spec = LineSpec.from_dict(_cleaning_line(rule, downstream, release))
+    assert Evaluator(spec).approximations() == ()
+    for seed in (3, 4):
+        assert_same_departures(spec, seed)
+    # the branch changes the run (so the comparison above exercised it)
+    base = LineSpec.from_dict(_cleaning_line(without, downstream, release))
+    stations = [s.name for s in spec.stations]
+    assert engine_departures(simulate(spec, seed=3).table, stations) != engine_departures(
+        simulate(base, seed=3).table, stations
+    )
+
+
+def test_cleaning_kpis_equal_compute_kpis() -> None:
+    rule = {"minor": MINOR, "major": MAJOR, "dirty_hold": 0.4, "clean_hold": 1.5, "due": {"batches": 5, "kg": 500}}
+    spec = LineSpec.from_dict(_cleaning_line(rule, SLOW, SATURATED))
+    res = Evaluator(spec, seed=5, replications=3).evaluate()
+    core = compute_kpis(simulate(spec, replications=3, seed=5)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    for j, name in enumerate(["c1", "c2"]):
+        for k, state in enumerate(["processing", "setup", "down", "blocked", "cleaning"]):
+            column = f"{name}.state.{state}"
+            expected = core.get(column, 0.0)
+            np.testing.assert_allclose(res.states[0, :, j, k], expected, atol=1e-9, err_msg=column)
+    assert (res.states[0, :, 0, 4] > 0.05).all()  # c1 spends real time cleaning
