@@ -26,9 +26,9 @@ from optimizers.lines import (
     approximations_for,
     cleaning_constants,
     draw_inputs,
-    kg_per_batch,
     line_arrays,
     plan_sequence,
+    rule_constants,
 )
 from twin.errors import InputError
 from twin.spec.model import LineSpec
@@ -67,6 +67,7 @@ class Evaluation:
     makespan: np.ndarray
     window_end: np.ndarray
     rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
+    rejected: np.ndarray  # batches rejected at stations in the window
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures when recording
 
     def mean(self, name: str) -> np.ndarray:
@@ -149,6 +150,7 @@ class Evaluator:
             d = self._draws
             arrays = {
                 "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
+                "rate_noise": d.rate_noise, "reject": d.reject,
                 "arrivals": d.arrivals,
             }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
@@ -157,7 +159,7 @@ class Evaluator:
                 "warmup": np.float64(self.line.warmup),
                 "horizon": np.float64(self.line.horizon),
                 "cleaning": cleaning_constants(self.line),
-                "kg_per_batch": kg_per_batch(self.line),
+                **rule_constants(self.line),
             }
             self._consts = jax.device_put(consts, self.device)
             seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
@@ -173,6 +175,9 @@ class Evaluator:
             has_setup=line.has_setup,
             has_failures=line.has_failures,
             has_cleaning=line.has_cleaning,
+            has_rate=line.has_rate,
+            has_yield=line.has_yield,
+            has_reject=line.has_reject,
             pull=line.pull,
             batches=self.batches,
             ring=self.ring,

@@ -80,8 +80,21 @@ class Shape:
     record: bool = False  # also return every station's departures (for tests)
     has_cleaning: tuple[bool, ...] = ()  # the cleaning rule, on single-unit stations (``_cleaning_step``)
 
+    has_rate: tuple[bool, ...] = ()  # rate-based stations (times from the batch's units)
+    has_yield: tuple[bool, ...] = ()  # stations that lose units at the end of processing
+    has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
+
     def cleans(self, j: int) -> bool:
         return bool(self.has_cleaning) and self.has_cleaning[j] and self.max_units[j] == 1
+
+    def rated(self, j: int) -> bool:
+        return bool(self.has_rate) and self.has_rate[j]
+
+    def yields(self, j: int) -> bool:
+        return bool(self.has_yield) and self.has_yield[j]
+
+    def rejects(self, j: int) -> bool:
+        return bool(self.has_reject) and self.has_reject[j] and self.max_units[j] == 1
 
     @property
     def steps(self) -> int:
@@ -188,20 +201,24 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
     n_st, n_batches = shape.stations, shape.batches
     w0, w1 = consts["warmup"], consts["horizon"]
     units, buffers, speed = design["units"], design["buffers"], design["speed"]
-    lags = jnp.concatenate([jnp.zeros(1, units.dtype), jnp.cumsum(units - 1)])  # L_{j-1} = lags[j]
     big = jnp.iinfo(jnp.int32).max
+    history = shape.ring + max(shape.max_units)  # > buffer + units: the departures a blocking term looks back
 
     def station_init(j: int) -> dict[str, Any]:
         width = shape.max_units[j]
         state = {
-            "hist": jnp.zeros(shape.ring),
+            "hist": jnp.zeros(history),  # when the unit of each departure was free again, by departure number
+            "arrived": jnp.zeros((), jnp.int32),  # batches taken so far (the next one's rank)
+            "left": jnp.zeros((), jnp.int32),  # departures so far (rejected batches included)
             "last_dep": jnp.zeros(()),
             "last_unit": jnp.zeros((), jnp.int32),
             "fin": jnp.full(width, INF),
             "batch": jnp.zeros(width, jnp.int32),
+            "qty": jnp.zeros(width),
             "rank": jnp.full(width, big, jnp.int32),
             "acc": jnp.zeros(5),  # processing, setup, down, blocked, cleaning hours in the window
             "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
+            "last_out": jnp.full((), -INF),  # the latest rejected batch
         }
         if shape.products > 1:
             state["count"] = jnp.zeros(shape.products, jnp.int32)
@@ -217,15 +234,17 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
 
     def step(carry, t):
         stations = list(carry)
-        valid = t < n_batches
+        valid, finished = t < n_batches, t >= n_batches - 1  # a batch arrives; none will after this one
         batch = jnp.minimum(t, n_batches - 1).astype(jnp.int32)
         arrival = jnp.zeros(()) if shape.pull else draws["arrivals"][batch]
+        p_first = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
+        qty = consts["sizes"][p_first]
         release = arrival
         outputs = []
         for j in range(n_st):
             s = dict(stations[j])
             c = units[j]
-            k = t - lags[j]  # arrival rank
+            k = s["arrived"]  # the arriving batch's rank here
             # -- the arrival of rank k takes the unit freed by departure k - c (or unit k at the start)
             first = k < c
             u = jnp.where(first, k, s["last_unit"]).astype(jnp.int32)
@@ -252,8 +271,14 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 index = s["count"][p]
                 s["count"] = s["count"].at[p].add(jnp.where(valid, 1, 0))
             else:
-                index = jnp.maximum(k, 0)
-            work = draws["process"][j, p, jnp.minimum(index, n_batches - 1)] / speed[j]
+                index = k
+            index = jnp.minimum(index, n_batches - 1)
+            if shape.rated(j):  # start-up plus the batch's units over the effective rate, with noise
+                startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
+                noise = draws["rate_noise"][j, jnp.minimum(k, n_batches - 1)]  # one stream, in start order
+                work = (startup + qty / effective * noise) / speed[j]
+            else:
+                work = draws["process"][j, p, index] / speed[j]
             if shape.has_failures[j]:
                 end, until, f, proc, down = _work(
                     start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
@@ -266,43 +291,58 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 finish = start + work
                 s["acc"] = s["acc"].at[0].add(jnp.where(valid, _overlap(start, finish, w0, w1), 0.0))
             if shape.cleans(j):
-                kg = consts["kg_per_batch"][p]
+                kg = consts["masses"][p] * qty / consts["sizes"][p]
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, valid)
+            if shape.yields(j):
+                qty = qty - qty * (1 - consts["quality"][j, 0])
             s["fin"] = s["fin"].at[u].set(jnp.where(valid, finish, s["fin"][u]))
             s["batch"] = s["batch"].at[u].set(jnp.where(valid, batch, s["batch"][u]))
+            s["qty"] = s["qty"].at[u].set(jnp.where(valid, qty, s["qty"][u]))
             s["rank"] = s["rank"].at[u].set(jnp.where(valid, k, s["rank"][u]).astype(jnp.int32))
-            # -- the departure of rank m: the earliest finish (ties: the earlier start), when a place is free
-            m = k - c + 1
-            leaving = (m >= 0) & (m < n_batches)
+            s["arrived"] = k + jnp.where(valid, 1, 0)
+            # -- a departure when every unit is loaded, or when no batch will come: the earliest finish (ties:
+            # the earlier start), when a place is free downstream
+            loaded = s["arrived"] - s["left"]
+            leaving = (loaded > 0) & ((loaded >= c) | finished)
+            m = s["left"]  # the departure's number
             if shape.max_units[j] == 1:
                 w = jnp.zeros((), jnp.int32)
             else:
                 soonest = jnp.min(s["fin"])
                 w = jnp.argmin(jnp.where(s["fin"] == soonest, s["rank"], big)).astype(jnp.int32)
             done = s["fin"][w]
+            rejected = jnp.zeros((), bool)
+            if shape.rejects(j):  # the whole batch rejected at the end of processing (draws in processing order)
+                draw = draws["reject"][j, jnp.minimum(m, n_batches - 1)]
+                rejected = draw < consts["quality"][j, 1]
             departure = done
             if j + 1 < n_st:
-                b = buffers[j + 1]
-                back = t - b - 1
-                held = stations[j + 1]["hist"][jnp.mod(back, shape.ring)]
-                blocking = (b >= 0) & (back >= 0)
+                b, down_c = buffers[j + 1], units[j + 1]
+                back = stations[j + 1]["arrived"] - b - down_c  # the departure downstream that frees our place
+                held = stations[j + 1]["hist"][jnp.mod(back, history)]
+                blocking = (b >= 0) & (back >= 0) & ~rejected
                 departure = jnp.maximum(done, jnp.where(blocking, held, 0.0))
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
             free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
             if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
                 free, s = _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1)
-            out_batch = s["batch"][w]
+            out_batch, out_qty = s["batch"][w], s["qty"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))
-            s["limit"] = jnp.where(leaving & (m == n_batches - c), departure, s["limit"])
+            s["limit"] = jnp.where(leaving & (m == n_batches - c), free, s["limit"])
+            s["last_out"] = jnp.where(leaving & rejected, jnp.maximum(s["last_out"], done), s["last_out"])
             s["last_dep"] = jnp.where(leaving, free, s["last_dep"])
             s["last_unit"] = jnp.where(leaving, w, s["last_unit"])
-            s["hist"] = s["hist"].at[jnp.mod(t, shape.ring)].set(jnp.where(leaving, free, 0.0))
+            s["hist"] = s["hist"].at[jnp.mod(m, history)].set(jnp.where(leaving, free, s["hist"][jnp.mod(m, history)]))
+            s["left"] = m + jnp.where(leaving, 1, 0)
+            finished = finished & (s["arrived"] == s["left"])  # downstream: nothing more after this step
             stations[j] = s
-            outputs.append((departure, out_batch, leaving))
-            arrival, batch, valid = departure, out_batch, leaving
+            outputs.append((departure, out_batch, leaving & ~rejected, jnp.where(leaving & rejected, done, INF)))
+            arrival, batch, valid, qty = departure, out_batch, leaving & ~rejected, out_qty
         last = outputs[-1]
         ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release}
+        if any(shape.rejects(j) for j in range(n_st)):
+            ys["rejects"] = jnp.stack([o[3] for o in outputs])  # when each station rejected a batch (else inf)
         if shape.record:
             ys["departure"] = jnp.stack([o[0] for o in outputs])
             ys["batch"] = jnp.stack([o[1] for o in outputs])
@@ -318,6 +358,7 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     w0, horizon = consts["warmup"], consts["horizon"]
     exit_t, exit_ok = ys["exit"], ys["exit_valid"]
     last_exit = jnp.max(jnp.where(exit_ok, exit_t, -INF))
+    last_exit = jnp.maximum(last_exit, jnp.max(jnp.stack([s["last_out"] for s in final])))  # rejects leave too
     end = jnp.minimum(horizon, last_exit) if shape.finite_plan else horizon
     length = end - w0
     release = ys["release"][: shape.batches]
@@ -336,8 +377,10 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         "states": acc / (units * length)[:, None],
         "makespan": last_exit,
         "window_end": end,
+        "rejected": jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= end)) if "rejects" in ys else jnp.zeros((), int),
         # more batches needed: a station could start a batch beyond the simulated ones before the horizon
-        "truncated": jnp.logical_and(not shape.finite_plan, jnp.min(jnp.stack([s["limit"] for s in final])) <= horizon),
+        # (the first station's: downstream, every batch it has not taken yet is one of the simulated ones)
+        "truncated": jnp.logical_and(not shape.finite_plan, final[0]["limit"] <= horizon),
         "failures_used": jnp.max(jnp.stack([jnp.max(s["f"]) if "f" in s else jnp.zeros((), jnp.int32) for s in final])),
     }
     if shape.record:

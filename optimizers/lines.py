@@ -22,11 +22,12 @@ import numpy as np
 from twin.engine.compiled import CompiledLine, compile_line
 from twin.engine.release import RELEASE_OWNER
 from twin.engine.rules.registry import rules_used
+from twin.engine.rules.runtime import _uniform
 from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
-KERNEL_RULES = frozenset({"rate", "cleaning"})
+KERNEL_RULES = frozenset({"rate", "cleaning", "quality"})
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -37,16 +38,19 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - sequence-dependent changeovers on single-unit stations;
 - cleaning on single-unit stations (minor and major cleans, due after N batches / T hours / M kg,
   dirty- and clean-hold expiry), without a shared skid or operators;
+- yields (units lost at each station, carried with the batch to rate-based stations and cleans due
+  in kg) and rejects on single-unit stations (the batch leaves the line at the end of processing);
+- rate-based stations (start-up, units over the net rate, the engine's noise stream);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
   the engine draws them in the order batches start after their changeover);
-- cleaning on stations with more than one unit;
-- the other GMP batch rules (shared skids, operators and shifts, rooms, hold times, QC release, yields and
-  rejects, splits and merges, release calendars and WIP limits): ignored by the evaluator; rate-based
-  stations are evaluated from their rate, start-up, speed loss and the engine's own rate noise.
+- cleaning and rejects on stations with more than one unit;
+- the other GMP batch rules (shared skids, operators and shifts, rooms, major cleans and line
+  clearances of changeovers, hold times, QC release, splits and merges, release calendars and WIP
+  limits): ignored by the evaluator.
 """
 
 
@@ -66,6 +70,9 @@ class LineArrays:
     has_setup: tuple[bool, ...]
     has_failures: tuple[bool, ...]
     has_cleaning: tuple[bool, ...]
+    has_rate: tuple[bool, ...]
+    has_yield: tuple[bool, ...]
+    has_reject: tuple[bool, ...]
     campaigns: tuple[tuple[int, int], ...]  # plan mode: (product, batches) in the spec's order
     finite_plan: bool  # plan mode without repeat: the run ends when the last planned batch leaves
     horizon: float
@@ -80,6 +87,7 @@ class LineArrays:
 def line_arrays(spec: LineSpec) -> LineArrays:
     """Compile ``spec`` for the evaluator; ``approximations`` says where it leaves the exact subset."""
     line = compile_line(spec)
+    rules = line.rules
     products = line.products
     n_products = len(products)
     exists = np.zeros((len(line.stations), n_products, n_products), dtype=bool)
@@ -100,6 +108,9 @@ def line_arrays(spec: LineSpec) -> LineArrays:
         setup_exists=exists,
         has_setup=tuple(bool(exists[j].any()) for j in range(len(line.stations))),
         has_failures=tuple(s.failures is not None for s in line.stations),
+        has_rate=tuple(rules is not None and rules.stations[s.index].rate is not None for s in line.stations),
+        has_yield=tuple(rules is not None and rules.stations[s.index].yield_ < 1 for s in line.stations),
+        has_reject=tuple(rules is not None and rules.stations[s.index].reject_probability > 0 for s in line.stations),
         has_cleaning=tuple(
             line.rules is not None and line.rules.stations[s.index].cleaning is not None for s in line.stations
         ),
@@ -123,6 +134,8 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     for s in line.line.stations:
         if s.failures is not None and s.failures.calendar:
             reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
+        if line.has_reject[s.index] and units[s.index] > 1:
+            reasons.append(f"stations.{s.name}.quality: rejects on {units[s.index]} units (exact on one unit)")
         if line.has_cleaning[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.cleaning: on {units[s.index]} units (exact on one unit)")
         if line.has_setup[s.index] and units[s.index] > 1:
@@ -160,6 +173,8 @@ class Draws:
     ttf: np.ndarray  # [replication, station, unit, k]: times to failure (k = 0 drawn at start)
     ttr: np.ndarray  # [replication, station, unit, k]: times to repair
     clean: np.ndarray  # [replication, station, (minor, major), k]: the k-th clean of each kind
+    rate_noise: np.ndarray  # [replication, station, k]: rate-based stations' noise of the k-th batch
+    reject: np.ndarray  # [replication, station, k]: the uniform draw deciding the k-th batch's reject
     arrivals: np.ndarray  # [replication, batch]: release times (interarrival mode), else zeros
     products: np.ndarray | None  # [replication, batch]: product of each batch (mix), None in plan mode
     seed: int
@@ -191,6 +206,8 @@ def draw_inputs(
     ttr = np.zeros((replications, n_st, width, n_fail))
     n_clean = 2 * batches + 2 if any(line.has_cleaning) else 1  # at most a clean before and after each batch
     clean = np.zeros((replications, n_st, 2, n_clean))
+    rate_noise = np.ones((replications, n_st, batches if any(line.has_rate) else 1))
+    reject = np.ones((replications, n_st, batches if any(line.has_reject) else 1))
     arrivals = np.zeros((replications, batches))
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
     for i in range(replications):
@@ -199,8 +216,10 @@ def draw_inputs(
             for p, sampler in enumerate(s.process):
                 rng = stream_rng(seed, r, s.name, f"process:{compiled.products[p]}")
                 process[i, s.index, p] = first_draws(sampler, rng, batches)
-            if not s.process:  # rate-based: the engine's formula and its own noise stream
-                process[i, s.index] = _rate_times(compiled, s.index, seed, r, batches)
+            if line.has_rate[s.index]:  # rate-based: the noise of the engine's formula, its own stream
+                rate_noise[i, s.index] = _rate_noise(compiled, s.index, seed, r, batches)
+            if line.has_reject[s.index]:
+                reject[i, s.index] = first_draws(_uniform, stream_rng(seed, r, s.name, "reject"), batches)
             if line.has_setup[s.index]:
                 for (a, b), (name, sampler) in s.setup.items():
                     setup[i, s.index, a, b] = first_draws(sampler, stream_rng(seed, r, s.name, name), n_setup)
@@ -223,7 +242,7 @@ def draw_inputs(
             arrivals[i] = np.cumsum(gaps)  # sequential sums, as SimPy adds each timeout to its clock
         if products is not None:
             products[i] = mix_products(compiled, seed, r, batches)
-    return Draws(process, setup, ttf, ttr, clean, arrivals, products, seed, first_replication)
+    return Draws(process, setup, ttf, ttr, clean, rate_noise, reject, arrivals, products, seed, first_replication)
 
 
 def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:
@@ -247,25 +266,31 @@ def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:
     return out
 
 
-def kg_per_batch(line: LineArrays) -> np.ndarray:
-    """Kg a full batch of each product adds towards a clean due in kg, with the engine's arithmetic."""
-    rules, sizes = line.line.rules, line.line.batch_sizes
-    masses = rules.masses if rules is not None else (0.0,) * len(sizes)
-    return np.array([m * q / q for m, q in zip(masses, sizes, strict=True)], np.float64)
-
-
-def _rate_times(compiled: CompiledLine, station: int, seed: int, replication: int, batches: int) -> np.ndarray:
-    """[product, k]: processing times of a rate-based station for full batches of each product."""
+def _rate_noise(compiled: CompiledLine, station: int, seed: int, replication: int, batches: int) -> np.ndarray:
+    """[k]: the noise factor of a rate-based station's k-th batch (ones without noise), as ``rate.hours``."""
     assert compiled.rules is not None and compiled.rules.stations[station].rate is not None
-    rate, startup, loss, cv = compiled.rules.stations[station].rate
+    cv = compiled.rules.stations[station].rate[3]
+    if cv <= 0:
+        return np.ones(batches)
+    shape, scale = 1 / cv**2, cv**2
     name = compiled.stations[station].name
-    if cv > 0:
-        shape, scale = 1 / cv**2, cv**2
-        noise = first_draws(lambda g, n: g.gamma(shape, scale, n), stream_rng(seed, replication, name, "rate"), batches)
-    else:
-        noise = np.ones(batches)
-    sizes = np.asarray(compiled.batch_sizes)[:, None]
-    return startup + sizes / (rate * (1 - loss)) * noise[None, :]
+    return first_draws(lambda g, n: g.gamma(shape, scale, n), stream_rng(seed, replication, name, "rate"), batches)
+
+
+def rule_constants(line: LineArrays) -> dict[str, np.ndarray]:
+    """Per-station numbers of the rate and quality rules, and each product's size and mass."""
+    n = len(line.stations)
+    rate, quality = np.zeros((n, 2)), np.zeros((n, 2))  # (start-up, units/h net of speed loss); (yield, reject p)
+    rules = line.line.rules
+    for j in range(n):
+        r = rules.stations[j] if rules is not None else None
+        quality[j] = (r.yield_, r.reject_probability) if r is not None else (1.0, 0.0)
+        if r is not None and r.rate is not None:
+            units_per_hour, startup, loss, _ = r.rate
+            rate[j] = (startup, units_per_hour * (1 - loss))
+    sizes = np.asarray(line.line.batch_sizes, np.float64)
+    masses = np.asarray(rules.masses if rules is not None else np.zeros(len(sizes)), np.float64)
+    return {"rate": rate, "quality": quality, "sizes": sizes, "masses": masses}
 
 
 def mix_products(compiled: CompiledLine, seed: int, replication: int, batches: int) -> np.ndarray:

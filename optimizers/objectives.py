@@ -41,7 +41,7 @@ _TABLE = (
     Objective("release_lead_time", "release_lead_time_hours", "min", "Release lead time (to QC approval)", "h"),
     Objective("output_per_week", "throughput_per_hour", "max", "Output per week", "batches/week",
               scale=HOURS_PER_WEEK, kernel="throughput"),
-    Objective("scrapped_batches", "rejected_batches", "min", "Scrapped batches", "batches"),
+    Objective("scrapped_batches", "rejected_batches", "min", "Scrapped batches", "batches", kernel="rejected"),
 )  # fmt: skip
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in _TABLE}

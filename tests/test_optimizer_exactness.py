@@ -79,13 +79,14 @@ def cleaning_rules(draw: Any) -> dict[str, Any]:
 
 
 @st.composite
-def line_specs(draw: Any, cleaning: bool = False) -> LineSpec:
-    """Random flow lines; ``cleaning``: single-unit stations may clean (every batch rule the kernel is exact for)."""
+def line_specs(draw: Any, rules: bool = False) -> LineSpec:
+    """Random flow lines; ``rules``: with the batch rules the kernel is exact for (cleaning and rejects on
+    single-unit stations, yields, rate-based stations)."""
     n = draw(st.integers(1, 5))
     two_products = draw(st.booleans())
     release = draw(st.sampled_from(["saturated", "plan", "plan-once", "interarrival", "plan-arrivals"]))
     products = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}] if two_products else None
-    if cleaning:
+    if rules:
         named = products or [{"name": "batch", "batch_size": 1}]
         products = [{**p, "mass_kg": m} for p, m in zip(named, (40, 90)[: len(named)], strict=True)]
     stations = []
@@ -107,8 +108,16 @@ def line_specs(draw: Any, cleaning: bool = False) -> LineSpec:
                 "mtbf": mtbf,
                 "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
             }
-        if cleaning and units == 1 and draw(st.booleans()):
+        if rules and units == 1 and draw(st.booleans()):
             station["cleaning"] = draw(cleaning_rules())
+        if rules and draw(st.booleans()):
+            quality = {"yield": draw(st.sampled_from([1.0, 0.97, 0.8]))}
+            if units == 1 and draw(st.booleans()):
+                quality["reject_probability"] = draw(st.sampled_from([0.05, 0.3]))
+            station["quality"] = quality
+        if rules and j > 0 and draw(st.integers(0, 3)) == 0:  # rate-based: its time follows the batch's units
+            del station["process_time"]
+            station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
         if setups:
             station["setup"] = draw(
                 st.sampled_from(
@@ -144,8 +153,8 @@ def test_departures_equal_engine(spec: LineSpec, seed: int) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=line_specs(cleaning=True), seed=st.integers(0, 2**31))
-def test_departures_with_cleaning_equal_engine(spec: LineSpec, seed: int) -> None:
+@given(spec=line_specs(rules=True), seed=st.integers(0, 2**31))
+def test_departures_with_batch_rules_equal_engine(spec: LineSpec, seed: int) -> None:
     assert Evaluator(spec).approximations() == ()
     assert_same_departures(spec, seed)
 
@@ -285,3 +294,59 @@ def test_cleaning_kpis_equal_compute_kpis() -> None:
             expected = core.get(column, 0.0)
             np.testing.assert_allclose(res.states[0, :, j, k], expected, atol=1e-9, err_msg=column)
     assert (res.states[0, :, 0, 4] > 0.05).all()  # c1 spends real time cleaning
+
+
+def test_rejects_and_yields_match_the_engine_and_end_a_finite_plan_when_the_last_batch_leaves() -> None:
+    data = {
+        "name": "quality",
+        "horizon": 10000.0,
+        "products": [{"name": "A", "batch_size": 100, "mass_kg": 50}],
+        "release": {"mode": "plan", "plan": [{"product": "A", "batches": 60}]},
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "quality": {"yield": 0.9}},
+            {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.1, "sd": 0.4},
+             "quality": {"yield": 0.95, "reject_probability": 0.25},
+             "cleaning": {"minor": 0.1, "major": 1.0, "due": {"kg": 120}}},
+            {"name": "m3", "buffer": 0, "rate": {"units_per_hour": 90, "startup": 0.1, "cv": 0.2},
+             "quality": {"reject_probability": 0.2}},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    assert Evaluator(spec).approximations() == ()
+    makespans = {}
+    for seed in (5, 6, 7):
+        res = assert_same_departures(spec, seed)
+        makespans[seed] = res.makespan[0, 0]
+        log = simulate(spec, seed=seed)
+        assert res.makespan[0, 0] == pytest.approx(log.end_times()[0], abs=1e-9)
+        assert (log.table["event"] == "reject").sum() > 5  # rejects happened at both stations
+    # without the rejects the run is another one (the comparison above exercised them)
+    for station in data["stations"][1:]:
+        station["quality"].pop("reject_probability")
+    assert assert_same_departures(LineSpec.from_dict(data), 5).makespan[0, 0] != pytest.approx(makespans[5])
+
+
+def test_kpis_with_rejects_equal_compute_kpis() -> None:
+    spec = LineSpec.from_dict(
+        {
+            "name": "rejects", "horizon": 300.0, "warmup": 30.0,
+            "products": [{"name": "A", "batch_size": 100}, {"name": "B", "batch_size": 50}],
+            "release": {"mode": "saturated", "mix": {"A": 1, "B": 1}},
+            "stations": [
+                {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0},
+                 "quality": {"yield": 0.9, "reject_probability": 0.1}},
+                {"name": "m2", "buffer": 2, "rate": {"units_per_hour": 80, "startup": 0.2, "cv": 0.3},
+                 "quality": {"reject_probability": 0.15}},
+            ],
+        }
+    )  # fmt: skip
+    res = Evaluator(spec, seed=9, replications=4).evaluate()
+    core = compute_kpis(simulate(spec, replications=4, seed=9)).per_replication
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    assert (res.rejected[0] > 10).all()
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    for j, name in enumerate(["m1", "m2"]):
+        for k, state in enumerate(["processing", "setup", "down", "blocked"]):
+            column = f"{name}.state.{state}"
+            np.testing.assert_allclose(res.states[0, :, j, k], core.get(column, 0.0), atol=1e-9, err_msg=column)
