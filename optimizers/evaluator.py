@@ -178,6 +178,7 @@ class Evaluator:
             has_rate=line.has_rate,
             has_yield=line.has_yield,
             has_reject=line.has_reject,
+            holds=tuple((source, to) for source, to, _, _ in line.holds),  # investigations: run as scraps
             pull=line.pull,
             batches=self.batches,
             ring=self.ring,

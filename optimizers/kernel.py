@@ -83,6 +83,7 @@ class Shape:
     has_rate: tuple[bool, ...] = ()  # rate-based stations (times from the batch's units)
     has_yield: tuple[bool, ...] = ()  # stations that lose units at the end of processing
     has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
+    holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
 
     def cleans(self, j: int) -> bool:
         return bool(self.has_cleaning) and self.has_cleaning[j] and self.max_units[j] == 1
@@ -92,6 +93,10 @@ class Shape:
 
     def yields(self, j: int) -> bool:
         return bool(self.has_yield) and self.has_yield[j]
+
+    def holds_at(self, j: int) -> tuple[int, ...]:
+        """The hold-time rules checked when station ``j`` takes a batch (on single-unit stations)."""
+        return tuple(h for h, (_, to) in enumerate(self.holds) if to == j and self.max_units[j] == 1)
 
     def rejects(self, j: int) -> bool:
         return bool(self.has_reject) and self.has_reject[j] and self.max_units[j] == 1
@@ -209,6 +214,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
         state = {
             "hist": jnp.zeros(history),  # when the unit of each departure was free again, by departure number
             "arrived": jnp.zeros((), jnp.int32),  # batches taken so far (the next one's rank)
+            "started": jnp.zeros((), jnp.int32),  # batches processed so far (the draws they used)
             "left": jnp.zeros((), jnp.int32),  # departures so far (rejected batches included)
             "last_dep": jnp.zeros(()),
             "last_unit": jnp.zeros((), jnp.int32),
@@ -233,7 +239,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
         return state
 
     def step(carry, t):
-        stations = list(carry)
+        stations, clocks = list(carry[0]), carry[1]
         valid, finished = t < n_batches, t >= n_batches - 1  # a batch arrives; none will after this one
         batch = jnp.minimum(t, n_batches - 1).astype(jnp.int32)
         arrival = jnp.zeros(()) if shape.pull else draws["arrivals"][batch]
@@ -253,6 +259,10 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             if j == 0 and shape.pull:
                 release = take
             p = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
+            scrapped = jnp.zeros((), bool)
+            for h in shape.holds_at(j):  # a batch whose hold time ran out is scrapped when taken
+                scrapped = scrapped | (take - clocks[h, batch] > consts["hold_max"][h])
+            arriving, valid = valid, valid & ~scrapped  # ``valid`` from here: the batch is processed
             if shape.cleans(j):  # a clean again if the clean or dirty hold time ran out
                 take, s = _clean_before(take, valid, s, j, shape, draws, consts, w0, w1)
             start = take
@@ -267,15 +277,16 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 s["setups"] = s["setups"].at[pa, p].add(jnp.where(needs, 1, 0))
                 s["prev"] = s["prev"].at[u].set(jnp.where(valid, p, prev))
                 s["acc"] = s["acc"].at[1].add(jnp.where(needs, _overlap(take, start, w0, w1), 0.0))
+            started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
             if shape.products > 1:
                 index = s["count"][p]
                 s["count"] = s["count"].at[p].add(jnp.where(valid, 1, 0))
             else:
-                index = k
+                index = started
             index = jnp.minimum(index, n_batches - 1)
             if shape.rated(j):  # start-up plus the batch's units over the effective rate, with noise
                 startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
-                noise = draws["rate_noise"][j, jnp.minimum(k, n_batches - 1)]  # one stream, in start order
+                noise = draws["rate_noise"][j, started]  # one stream, in start order
                 work = (startup + qty / effective * noise) / speed[j]
             else:
                 work = draws["process"][j, p, index] / speed[j]
@@ -295,11 +306,13 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, valid)
             if shape.yields(j):
                 qty = qty - qty * (1 - consts["quality"][j, 0])
-            s["fin"] = s["fin"].at[u].set(jnp.where(valid, finish, s["fin"][u]))
-            s["batch"] = s["batch"].at[u].set(jnp.where(valid, batch, s["batch"][u]))
-            s["qty"] = s["qty"].at[u].set(jnp.where(valid, qty, s["qty"][u]))
-            s["rank"] = s["rank"].at[u].set(jnp.where(valid, k, s["rank"][u]).astype(jnp.int32))
-            s["arrived"] = k + jnp.where(valid, 1, 0)
+            finish = jnp.where(scrapped, take, finish)  # a scrapped batch leaves the unit free at once
+            s["fin"] = s["fin"].at[u].set(jnp.where(arriving, finish, s["fin"][u]))
+            s["batch"] = s["batch"].at[u].set(jnp.where(arriving, batch, s["batch"][u]))
+            s["qty"] = s["qty"].at[u].set(jnp.where(arriving, qty, s["qty"][u]))
+            s["rank"] = s["rank"].at[u].set(jnp.where(arriving, k, s["rank"][u]).astype(jnp.int32))
+            s["arrived"] = k + jnp.where(arriving, 1, 0)
+            s["started"] = s["started"] + jnp.where(valid, 1, 0)
             # -- a departure when every unit is loaded, or when no batch will come: the earliest finish (ties:
             # the earlier start), when a place is free downstream
             loaded = s["arrived"] - s["left"]
@@ -311,10 +324,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 soonest = jnp.min(s["fin"])
                 w = jnp.argmin(jnp.where(s["fin"] == soonest, s["rank"], big)).astype(jnp.int32)
             done = s["fin"][w]
-            rejected = jnp.zeros((), bool)
+            rejected = scrapped  # (a station with hold-time rules has one unit: the departure is this batch)
             if shape.rejects(j):  # the whole batch rejected at the end of processing (draws in processing order)
-                draw = draws["reject"][j, jnp.minimum(m, n_batches - 1)]
-                rejected = draw < consts["quality"][j, 1]
+                rejected = rejected | (draws["reject"][j, started] < consts["quality"][j, 1])
             departure = done
             if j + 1 < n_st:
                 b, down_c = buffers[j + 1], units[j + 1]
@@ -325,7 +337,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
             free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
             if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
-                free, s = _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1)
+                free, s = _clean_after(departure, leaving & ~scrapped, s, j, shape, draws, consts, w0, w1)
             out_batch, out_qty = s["batch"][w], s["qty"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))
@@ -336,21 +348,26 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             s["hist"] = s["hist"].at[jnp.mod(m, history)].set(jnp.where(leaving, free, s["hist"][jnp.mod(m, history)]))
             s["left"] = m + jnp.where(leaving, 1, 0)
             finished = finished & (s["arrived"] == s["left"])  # downstream: nothing more after this step
+            for h, (source, _) in enumerate(shape.holds):  # the clocks that start when a batch leaves here
+                if source == j:
+                    clocks = clocks.at[h, out_batch].set(
+                        jnp.where(leaving & ~rejected, departure, clocks[h, out_batch])
+                    )
             stations[j] = s
             outputs.append((departure, out_batch, leaving & ~rejected, jnp.where(leaving & rejected, done, INF)))
             arrival, batch, valid, qty = departure, out_batch, leaving & ~rejected, out_qty
         last = outputs[-1]
         ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release}
-        if any(shape.rejects(j) for j in range(n_st)):
+        if any(shape.rejects(j) or shape.holds_at(j) for j in range(n_st)):
             ys["rejects"] = jnp.stack([o[3] for o in outputs])  # when each station rejected a batch (else inf)
         if shape.record:
             ys["departure"] = jnp.stack([o[0] for o in outputs])
             ys["batch"] = jnp.stack([o[1] for o in outputs])
             ys["valid"] = jnp.stack([o[2] for o in outputs])
-        return tuple(stations), ys
+        return (tuple(stations), clocks), ys
 
-    init = tuple(station_init(j) for j in range(n_st))
-    final, ys = jax.lax.scan(step, init, jnp.arange(shape.steps))
+    init = (tuple(station_init(j) for j in range(n_st)), jnp.full((max(len(shape.holds), 1), n_batches), INF))
+    (final, _), ys = jax.lax.scan(step, init, jnp.arange(shape.steps))
     return _lane_kpis(shape, final, ys, units, consts)
 
 

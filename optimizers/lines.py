@@ -27,7 +27,7 @@ from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
-KERNEL_RULES = frozenset({"rate", "cleaning", "quality"})
+KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times"})
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -41,15 +41,18 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
   in kg) and rejects on single-unit stations (the batch leaves the line at the end of processing);
 - rate-based stations (start-up, units over the net rate, the engine's noise stream);
+- hold times that scrap a late batch, ending at single-unit stations (checked when the station
+  takes the batch);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
   the engine draws them in the order batches start after their changeover);
-- cleaning and rejects on stations with more than one unit;
+- cleaning, rejects and hold times ending on stations with more than one unit; hold times that
+  send a late batch to investigation;
 - the other GMP batch rules (shared skids, operators and shifts, rooms, major cleans and line
-  clearances of changeovers, hold times, QC release, splits and merges, release calendars and WIP
+  clearances of changeovers, QC release, splits and merges, release calendars and WIP
   limits): ignored by the evaluator.
 """
 
@@ -73,6 +76,7 @@ class LineArrays:
     has_rate: tuple[bool, ...]
     has_yield: tuple[bool, ...]
     has_reject: tuple[bool, ...]
+    holds: tuple[tuple[int, int, float, bool], ...]  # hold-time rules: (from, to, max hours, scrap)
     campaigns: tuple[tuple[int, int], ...]  # plan mode: (product, batches) in the spec's order
     finite_plan: bool  # plan mode without repeat: the run ends when the last planned batch leaves
     horizon: float
@@ -111,6 +115,11 @@ def line_arrays(spec: LineSpec) -> LineArrays:
         has_rate=tuple(rules is not None and rules.stations[s.index].rate is not None for s in line.stations),
         has_yield=tuple(rules is not None and rules.stations[s.index].yield_ < 1 for s in line.stations),
         has_reject=tuple(rules is not None and rules.stations[s.index].reject_probability > 0 for s in line.stations),
+        holds=tuple(
+            (h.source, s.index, h.max_hours, h.scrap) for s in line.stations for h in rules.stations[s.index].holds
+        )
+        if rules is not None
+        else (),
         has_cleaning=tuple(
             line.rules is not None and line.rules.stations[s.index].cleaning is not None for s in line.stations
         ),
@@ -134,6 +143,11 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     for s in line.line.stations:
         if s.failures is not None and s.failures.calendar:
             reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
+        for source, to, _, scrap in line.holds:
+            if to == s.index and not scrap:
+                reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
+            elif to == s.index and units[s.index] > 1:
+                reasons.append(f"hold_times: ->{s.name} on {units[s.index]} units (exact on one unit)")
         if line.has_reject[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.quality: rejects on {units[s.index]} units (exact on one unit)")
         if line.has_cleaning[s.index] and units[s.index] > 1:
@@ -290,7 +304,8 @@ def rule_constants(line: LineArrays) -> dict[str, np.ndarray]:
             rate[j] = (startup, units_per_hour * (1 - loss))
     sizes = np.asarray(line.line.batch_sizes, np.float64)
     masses = np.asarray(rules.masses if rules is not None else np.zeros(len(sizes)), np.float64)
-    return {"rate": rate, "quality": quality, "sizes": sizes, "masses": masses}
+    hold_max = np.array([h[2] for h in line.holds] or [np.inf], np.float64)
+    return {"rate": rate, "quality": quality, "sizes": sizes, "masses": masses, "hold_max": hold_max}
 
 
 def mix_products(compiled: CompiledLine, seed: int, replication: int, batches: int) -> np.ndarray:
