@@ -1,7 +1,8 @@
 """Shared cleaning skids: a clean that needs a skid waits for a free one (``waiting_cleaning``).
 
     pool = skids.make(env, rules)              # one SimPy resource per skid, at run start
-    skid = yield from skids.acquire(unit)      # the unit's cleaning skid
+    skid = skids.request(unit)                 # the unit's cleaning skid
+    if not skid.triggered: yield skid
     skids.release(unit, skid)
 
 Waiting cleans are served first come, first served (SimPy's resource queue): at equal times, in the
@@ -19,8 +20,6 @@ from twin.eventlog import State
 from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     from twin.engine.rules.compiled import CompiledRules
     from twin.engine.rules.unit import RulesUnit
 
@@ -36,11 +35,11 @@ def make(env: simpy.Environment, rules: CompiledRules) -> list[simpy.Resource]:
     return [simpy.Resource(env, capacity) for _, capacity in rules.skids]
 
 
-def acquire(unit: RulesUnit) -> Generator[Any, Any, simpy.Resource]:
+def request(unit: RulesUnit) -> simpy.Event:
+    """Ask for the unit's cleaning skid; record ``waiting_cleaning`` when the request must wait (then yield it)."""
     request = unit.rt.skids[unit.rules.cleaning.skid].request()
     if not request.triggered:
         unit.record(State.WAITING_CLEANING)
-        yield request
     return request
 
 
