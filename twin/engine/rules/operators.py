@@ -72,6 +72,8 @@ class Operators:
         self.crew = [Operator(p) for p, (_, headcount, _) in enumerate(rules.pools) for _ in range(headcount)]
         for person in self.crew:
             person.on_shift = self.calendars[person.pool].is_working(0.0)
+        self.members = [[p for p in self.crew if p.pool == pool] for pool in range(len(rules.pools))]  # by pool
+        self.shift_on = [any(p.on_shift for p in members) for members in self.members]  # per pool
         self.free = [0] * len(rules.pools)  # on shift and not busy, per pool
         for person in self.crew:
             self.free[person.pool] += person.on_shift
@@ -106,7 +108,8 @@ class Operators:
             self._serve()
 
     def on_shift(self, pools: tuple[int, ...]) -> bool:
-        return any(p.on_shift for p in self.crew if p.pool in pools)
+        shift_on = self.shift_on
+        return any(shift_on[pool] for pool in pools)
 
     def _serve(self) -> None:
         """Serve waiting requests first come, first served, a later one going ahead of one that cannot be served."""
@@ -117,25 +120,55 @@ class Operators:
                 request.event.succeed(granted)
 
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
-        """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None."""
+        """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
+
+        The crew is the first ``count`` free operators of the station's pools, those already gowned for its
+        room first, then in the order of its pools, then in pool order."""
         free_count = self.free
-        room, count = rules.room, rules.operators
+        room, count, pools = rules.room, rules.operators, rules.pools
         if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
             return None
-        if sum(free_count[p] for p in rules.pools) < count:
+        if len(pools) == 1:
+            if free_count[pools[0]] < count:
+                return None
+        elif sum(free_count[p] for p in pools) < count:
             return None
-        free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
-        free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
-        crew = free[:count]
-        gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
-        needs_gowning = gowning > 0 and any(p.room != room for p in crew)
+        members = self.members
+        if count == 1:  # the first free operator gowned for the room, else the first free one
+            pick = None
+            for pool in pools:
+                for person in members[pool]:
+                    if person.on_shift and not person.busy:
+                        if person.room == room:
+                            pick = person
+                            break
+                        if pick is None:
+                            pick = person
+                else:
+                    continue
+                break
+            crew = [pick]
+        else:
+            crew = [p for pool in pools for p in members[pool] if p.room == room and p.on_shift and not p.busy]
+            if len(crew) > count:
+                del crew[count:]
+            elif len(crew) < count:
+                others = [p for pool in pools for p in members[pool] if p.room != room and p.on_shift and not p.busy]
+                crew += others[: count - len(crew)]
         for person in crew:
             person.busy = True
             free_count[person.pool] -= 1
-            person.room = room if room >= 0 else person.room
+        gowning = 0.0
         if room >= 0:
             self.room_busy[room] += count
-        return crew, gowning if needs_gowning else 0.0
+            gowning = self.rules.rooms[room][1]
+            if gowning > 0 and any(p.room != room for p in crew):
+                for person in crew:
+                    person.room = room
+                return crew, gowning
+            for person in crew:
+                person.room = room
+        return crew, 0.0
 
     def _mark_waiting(self, request: Request, now: float) -> None:
         state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
@@ -150,12 +183,12 @@ class Operators:
                 return
             yield self.env.timeout(change - self.env.now)
             working = calendar.is_working(self.env.now)
-            for person in self.crew:
-                if person.pool == pool:
-                    person.on_shift = working
-                    if not working:
-                        person.room = -1  # de-gowned at the end of the shift
-            self.free[pool] = sum(1 for p in self.crew if p.pool == pool and p.on_shift and not p.busy)
+            self.shift_on[pool] = working and bool(self.members[pool])
+            for person in self.members[pool]:
+                person.on_shift = working
+                if not working:
+                    person.room = -1  # de-gowned at the end of the shift
+            self.free[pool] = sum(1 for p in self.members[pool] if p.on_shift and not p.busy)
             self._serve()
             for request in self.waiting:
                 self._mark_waiting(request, self.env.now)
