@@ -144,10 +144,12 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
             if skid._value is PENDING:
                 yield skid
             now = env._now
-    unit.record(kind)
+    unit.record_now(kind, now)
     duration = unit.clean_draw[kind]()
-    if unit.clock is not None:
+    if unit.calendar_clock:  # calendar failures extend a clean
         duration = unit.clock.setup(now, duration, -1, unit.k_resume["cleaning"]) - now
+    elif unit.clock is not None:  # operating-time ones do not (``OperatingClock.setup``, same rounding)
+        duration = (now + duration) - now
     yield env.timeout(duration)
     if crew:
         rt.operators.release(crew, unit.rules.room)

@@ -46,7 +46,7 @@ def compile_rooms(spec: LineSpec) -> tuple[tuple[str, float, int], ...]:
     return tuple((r.name, spec.hours(r.gowning_time()), r.max_people) for r in spec.rooms)
 
 
-@dataclass
+@dataclass(slots=True)
 class Operator:
     pool: int
     on_shift: bool = True
@@ -54,7 +54,7 @@ class Operator:
     room: int = -1  # room the operator is gowned for (-1: none)
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     unit: RulesUnit
     event: simpy.Event
@@ -113,8 +113,13 @@ class Operators:
 
     def _serve(self) -> None:
         """Serve waiting requests first come, first served, a later one going ahead of one that cannot be served."""
+        free, grant = self.free, self._grant
         for request in list(self.waiting):
-            granted = self._grant(request.unit.rules)
+            rules = request.unit.rules
+            pools = rules.pools
+            if len(pools) == 1 and free[pools[0]] < rules.operators:
+                continue  # cannot be served: passed over without a call
+            granted = grant(rules)
             if granted is not None:
                 self.waiting.remove(request)
                 request.event.succeed(granted)

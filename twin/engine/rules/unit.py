@@ -108,9 +108,13 @@ class RulesUnit:
     # -- recording -------------------------------------------------------------------------------
     def record(self, name: str, batch: int = -1, quantity: float | None = None) -> None:
         if quantity is None:
-            self._row(self._env.now, batch, self.k[name])
+            self._row(self._env._now, batch, self.k[name])
         else:
-            self.rt.rec.row_quantity(self._env.now, batch, self.k[name], quantity)
+            self.rt.rec.row_quantity(self._env._now, batch, self.k[name], quantity)
+
+    def record_now(self, name: str, now: float) -> None:
+        """``record(name)`` at ``now`` (the clock's time), without a batch."""
+        self._row(now, -1, self.k[name])
 
     def record_state(self, time: float, state: str) -> None:
         self.rt.rec.row(time, -1, self.k[state])
@@ -309,10 +313,10 @@ class RulesUnit:
 
     def work(self, duration: float, state: str, batch: int = -1) -> Steps:
         """A changeover or clean of ``duration`` hours; calendar failures during it extend it."""
-        now = self.rt.env.now
         if self.clock is not None:
+            now = self._env._now
             duration = self.clock.setup(now, duration, batch, self.k_resume[state]) - now
-        yield self.rt.env.timeout(duration)
+        yield self._env.timeout(duration)
 
     def finish_run(self, end: float) -> None:
         """Record calendar failures of a unit still waiting when the run ends."""
