@@ -18,8 +18,6 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simpy.events import PENDING
-
 from twin.engine.rules import skids
 from twin.engine.rules.rule import Rule
 from twin.eventlog import Event
@@ -126,11 +124,12 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     """A minor or major clean: skid, operators, the dirty-hold rule, then the cleaning time."""
     rt, cleaning, state = unit.rt, unit.rules.cleaning, unit.hygiene
     env = rt.env
-    skid = None
+    skid = False  # holds a skid
     if cleaning.skid >= 0 and kind in cleaning.skid_for:
-        skid = skids.request(unit)
-        if skid._value is PENDING:
-            yield skid
+        request = skids.request(unit)
+        if request is not None:  # not granted at once
+            yield request
+        skid = True
     crew = None
     if unit.ops["cleaning"]:
         granted = rt.operators.request(unit, env._now)
@@ -139,11 +138,12 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     dirty, hold = state.dirty_since, cleaning.dirty_hold
     if kind == "minor" and dirty is not None and hold is not None and now - dirty > hold:  # stood dirty too long
         kind = "major"
-        if skid is None and cleaning.skid >= 0 and "major" in cleaning.skid_for:
-            skid = skids.request(unit)
-            if skid._value is PENDING:
-                yield skid
-            now = env._now
+        if not skid and cleaning.skid >= 0 and "major" in cleaning.skid_for:
+            request = skids.request(unit)
+            if request is not None:
+                yield request
+                now = env._now
+            skid = True
     unit.record_now(kind, now)
     duration = unit.clean_draw[kind]()
     if unit.calendar_clock:  # calendar failures extend a clean
@@ -153,6 +153,6 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     yield env.timeout(duration)
     if crew:
         rt.operators.release(crew, unit.rules.room)
-    if skid is not None:
-        skids.release(unit, skid)
+    if skid:
+        skids.release(unit)
     state.cleaned(env._now, kind == "major")

@@ -5,7 +5,7 @@ lab's working time, incubates, and is approved; out of spec, it is rejected or i
     lab = QcLab(rt, qc)                        # at run start
     lab.quarantine(batch)                      # a batch left the line
 
-Batches take analysts first come, first served (SimPy's resource queue).
+Batches take analysts first come, first served (``Slots``, as SimPy's resource queue).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import simpy
 
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
+from twin.engine.rules.slots import Slots
 from twin.eventlog import Event
 from twin.random import block_draws, stream_rng
 from twin.spec.distributions import Sampler
@@ -72,7 +73,7 @@ class QcLab:
     def __init__(self, rt: LineRuntime, qc: CompiledQc) -> None:
         env, rec, seed, replication = rt.env, rt.rec, rt.seed, rt.replication
         self.rt, self.qc, self.env, self.rec = rt, qc, env, rec
-        self.lab = simpy.Resource(env, qc.analysts)
+        self.lab = Slots(env, qc.analysts)
         calendars = rt.rules.calendars
         self.calendar = WeeklyCalendar(calendars[qc.calendar] if qc.calendar >= 0 else None)
         draws = lambda stream, sampler: block_draws(sampler, stream_rng(seed, replication, QC_OWNER, stream))  # noqa: E731
@@ -97,16 +98,16 @@ class QcLab:
         """Quarantine to approval; a forecast resumes a batch in its ``phase`` with ``left`` hours of it to go."""
         qc, env, rec, k = self.qc, self.env, self.rec, self.k
         if phase in ("waiting", "testing"):
-            with self.lab.request() as analyst:
-                yield analyst
-                if phase == "waiting":
-                    start = self.calendar.next_start(env.now)
-                    if start > env.now:
-                        yield env.timeout(start - env.now)
-                    rec.row(env.now, batch, k[Event.QC_START])
-                    left = self.test()
-                yield env.timeout(left)
-                rec.row(env.now, batch, k[Event.QC_END])
+            yield self.lab.request(event=True)
+            if phase == "waiting":
+                start = self.calendar.next_start(env.now)
+                if start > env.now:
+                    yield env.timeout(start - env.now)
+                rec.row(env.now, batch, k[Event.QC_START])
+                left = self.test()
+            yield env.timeout(left)
+            rec.row(env.now, batch, k[Event.QC_END])
+            self.lab.release()
             phase, left = "incubating", self.incubation() if self.incubation is not None else 0.0
         if phase == "incubating":
             if left > 0:
