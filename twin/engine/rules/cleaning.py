@@ -144,7 +144,7 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
                 yield request
                 now = env._now
             skid = True
-    unit.record_now(kind, now)
+    unit.row(now, -1, unit.k[kind])
     duration = unit.clean_draw[kind]()
     if unit.calendar_clock:  # calendar failures extend a clean
         duration = unit.clock.setup(now, duration, -1, unit.k_resume["cleaning"]) - now

@@ -102,19 +102,16 @@ class RulesUnit:
         self.ops = {p: p in phases for p in ("setup", "processing", "cleaning")}
         self.has_before = rules.cleaning is not None or bool(rules.changeovers)
         self.calendar_clock = isinstance(clock, CalendarClock)
-        self._row = rt.rec.row
+        self.row = rt.rec.row  # rec.row, bound: (time, batch, kind)
         self._env = rt.env
 
     # -- recording -------------------------------------------------------------------------------
     def record(self, name: str, batch: int = -1, quantity: float | None = None) -> None:
         if quantity is None:
-            self._row(self._env._now, batch, self.k[name])
+            self.row(self._env._now, batch, self.k[name])
         else:
             self.rt.rec.row_quantity(self._env._now, batch, self.k[name], quantity)
 
-    def record_now(self, name: str, now: float) -> None:
-        """``record(name)`` at ``now`` (the clock's time), without a batch."""
-        self._row(now, -1, self.k[name])
 
     def record_state(self, time: float, state: str) -> None:
         self.rt.rec.row(time, -1, self.k[state])
@@ -143,6 +140,7 @@ class RulesUnit:
         k_arrive = rt.arrive_kind[j + 1] if outbound is not None else -1
         merge, split, holds, hold_source = rules.merge, rules.split, rules.holds, rules.hold_source
         cleaning, changeovers = rules.cleaning, rules.changeovers
+        hold_cleans = cleaning is not None and (cleaning.clean_hold is not None or cleaning.dirty_hold is not None)
         wip_station = gate.wip_limit is not None and gate.wip_limit[1] == j
         quality_on = rules.yield_ < 1 or rules.reject_probability > 0
         crew_processing, request_crew, release_crew = self.ops["processing"], rt.operators.request, rt.operators.release
@@ -168,7 +166,9 @@ class RulesUnit:
                     else:
                         request = get()
                         if request._value is PENDING:
-                            add_t(env._now), add_b(-1), add_k(k_starved)
+                            add_t(env._now)
+                            add_b(-1)
+                            add_k(k_starved)
                             self.waiting_state = "starved"
                             batch = yield request
                             self.waiting_state = None
@@ -189,7 +189,7 @@ class RulesUnit:
                     return
                 product = batch_product[batch]
                 # 2. before: hold-time cleans, the changeover
-                if cleaning is not None:
+                if hold_cleans:
                     kind = clean_before(self, env._now)
                     if kind is not None:
                         yield from clean(self, kind)
@@ -212,7 +212,9 @@ class RulesUnit:
                         else:
                             crew = yield from self.crew_wait(granted)
                     work = rate_hours(self, quantity) if rate is not None else draws[product]()
-                    add_t(env._now), add_b(batch), add_k(k_start)
+                    add_t(env._now)
+                    add_b(batch)
+                    add_k(k_start)
                     if wip_station:
                         gate.started(batch, j)
                 else:
@@ -222,8 +224,11 @@ class RulesUnit:
                     work = clock.work(now, work, batch, k_resume_processing) - now
                 yield timeout(work)
                 now = env._now
-                quantity_row(len(times)), quantity_value(quantity)
-                add_t(now), add_b(batch), add_k(k_finish)
+                quantity_row(len(times))
+                quantity_value(quantity)
+                add_t(now)
+                add_b(batch)
+                add_k(k_finish)
                 if crew:
                     release_crew(crew, room)
                 hygiene.processed(now, masses[product] * quantity / sizes[product])
@@ -237,7 +242,9 @@ class RulesUnit:
                     if put is not None:
                         request = put(batch)
                         if request._value is PENDING:
-                            add_t(ready), add_b(batch), add_k(k_blocked)
+                            add_t(ready)
+                            add_b(batch)
+                            add_k(k_blocked)
                             self.waiting_state = "blocked"
                             yield request
                             self.waiting_state = None
@@ -245,12 +252,17 @@ class RulesUnit:
                             if calendar_clock:
                                 ready = clock.wait_over(ready, k_resume_blocked)
                     now = env._now
-                    quantity_row(len(times)), quantity_value(batch_quantity[batch])
-                    add_t(now), add_b(batch), add_k(k_leave)
+                    quantity_row(len(times))
+                    quantity_value(batch_quantity[batch])
+                    add_t(now)
+                    add_b(batch)
+                    add_k(k_leave)
                     if hold_source:
                         rt.holds.start(batch, j)
                     if put is not None:
-                        add_t(now), add_b(batch), add_k(k_arrive)
+                        add_t(now)
+                        add_b(batch)
+                        add_k(k_arrive)
                     else:
                         rt.finished_line(batch)
                     if ready > now:
