@@ -6,7 +6,8 @@
 ``timeout`` builds and schedules exactly the ``Timeout`` SimPy's would (same time, priority and
 sequence number), without the generic constructor; ``run(until=event)`` processes events exactly as
 SimPy's ``step`` does, in one loop without a method call per event. Runs are event for event those
-of ``simpy.Environment`` (the event logs are identical), only cheaper: the engine's hot path.
+of ``simpy.Environment`` (the event logs are identical), only cheaper: the engine's hot path. The
+hot loops read the clock as ``env._now`` (the ``now`` property costs a call per read).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def change(unit: RulesUnit, batch: int, previous: int, step: CompiledChangeover)
         return
     crew = None
     if unit.ops["setup"]:
-        granted = unit.rt.operators.request(unit, unit.rt.env.now)
+        granted = unit.rt.operators.request(unit, unit.rt.env._now)
         crew = granted[0] if type(granted) is tuple and not granted[1] else (yield from unit.crew_wait(granted))
     if step.time is not None:
         unit.record("setup", batch)

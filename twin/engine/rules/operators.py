@@ -136,8 +136,12 @@ class Operators:
         if len(pools) == 1:
             if free_count[pools[0]] < count:
                 return None
-        elif sum(free_count[p] for p in pools) < count:
-            return None
+        else:
+            total = 0
+            for pool in pools:
+                total += free_count[pool]
+            if total < count:
+                return None
         members = self.members
         if count == 1:  # the first free operator gowned for the room, else the first free one
             pick = None
@@ -183,11 +187,11 @@ class Operators:
 
     def _shifts(self, pool: int, calendar: WeeklyCalendar) -> Any:
         while True:
-            change = calendar.next_change(self.env.now)
+            change = calendar.next_change(self.env._now)
             if change == float("inf"):
                 return
-            yield self.env.timeout(change - self.env.now)
-            working = calendar.is_working(self.env.now)
+            yield self.env.timeout(change - self.env._now)
+            working = calendar.is_working(self.env._now)
             self.shift_on[pool] = working and bool(self.members[pool])
             for person in self.members[pool]:
                 person.on_shift = working
@@ -196,4 +200,4 @@ class Operators:
             self.free[pool] = sum(1 for p in self.members[pool] if p.on_shift and not p.busy)
             self._serve()
             for request in self.waiting:
-                self._mark_waiting(request, self.env.now)
+                self._mark_waiting(request, self.env._now)

@@ -89,7 +89,7 @@ class QcLab:
 
     def quarantine(self, batch: int) -> None:
         """A batch left the last station: into quarantine, then through QC."""
-        self.rec.row(self.env.now, batch, self.k[Event.QUARANTINE])
+        self.rec.row(self.env._now, batch, self.k[Event.QUARANTINE])
         self.env.process(self.release_testing(batch))
 
     def release_testing(
@@ -100,13 +100,13 @@ class QcLab:
         if phase in ("waiting", "testing"):
             yield self.lab.request(event=True)
             if phase == "waiting":
-                start = self.calendar.next_start(env.now)
-                if start > env.now:
-                    yield env.timeout(start - env.now)
-                rec.row(env.now, batch, k[Event.QC_START])
+                start = self.calendar.next_start(env._now)
+                if start > env._now:
+                    yield env.timeout(start - env._now)
+                rec.row(env._now, batch, k[Event.QC_START])
                 left = self.test()
             yield env.timeout(left)
-            rec.row(env.now, batch, k[Event.QC_END])
+            rec.row(env._now, batch, k[Event.QC_END])
             self.lab.release()
             phase, left = "incubating", self.incubation() if self.incubation is not None else 0.0
         if phase == "incubating":
@@ -114,13 +114,13 @@ class QcLab:
                 yield env.timeout(left)
             if self.oos() < qc.oos_probability:
                 if not qc.investigate:
-                    rec.row_quantity(env.now, batch, k[Event.REJECT], rec.batch_quantity[batch])
+                    rec.row_quantity(env._now, batch, k[Event.REJECT], rec.batch_quantity[batch])
                     self.rt.left_line(batch)
                     return
-                rec.row(env.now, batch, k[Event.INVESTIGATION])
+                rec.row(env._now, batch, k[Event.INVESTIGATION])
                 phase, left = "investigating", self.investigation()
         if phase == "investigating":
             yield env.timeout(left)
-            rec.row(env.now, batch, k[Event.INVESTIGATION_END])
-        rec.row_quantity(env.now, batch, k[Event.APPROVE], rec.batch_quantity[batch])
+            rec.row(env._now, batch, k[Event.INVESTIGATION_END])
+        rec.row_quantity(env._now, batch, k[Event.APPROVE], rec.batch_quantity[batch])
         self.rt.left_line(batch)
