@@ -255,7 +255,7 @@ class AfterAllAt(simpy.events.Event):
     The run stops on it, so a run to the horizon includes everything that happens at the horizon.
     """
 
-    LATE = 2  # SimPy's own priorities are URGENT = 0 and NORMAL = 1
+    LATE = 3  # SimPy's own priorities are URGENT = 0 and NORMAL = 1; the batch rules' serve steps are 2
 
     def __init__(self, env: simpy.Environment, at: float):
         super().__init__(env)

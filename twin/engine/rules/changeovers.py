@@ -67,10 +67,7 @@ def change(unit: RulesUnit, batch: int, previous: int, step: CompiledChangeover)
         yield from cleaning.clean(unit, "major")
     if step.time is None and not step.line_clearance:
         return
-    crew = None
-    if unit.ops["setup"]:
-        granted = unit.rt.operators.request(unit, unit.rt.env._now)
-        crew = granted[0] if type(granted) is tuple and not granted[1] else (yield from unit.crew_wait(granted))
+    crew = (yield from unit.crew(unit.rt.env._now)) if unit.ops["setup"] else None
     if step.time is not None:
         unit.record("setup", batch)
         yield from unit.work(unit.changeover_draws[(previous, unit.previous)](), "setup", batch)

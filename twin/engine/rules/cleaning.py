@@ -126,24 +126,17 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     env = rt.env
     skid = False  # holds a skid
     if cleaning.skid >= 0 and kind in cleaning.skid_for:
-        request = skids.request(unit)
-        if request is not None:  # not granted at once
-            yield request
+        yield skids.request(unit)
         skid = True
-    crew = None
-    if unit.ops["cleaning"]:
-        granted = rt.operators.request(unit, env._now)
-        crew = granted[0] if type(granted) is tuple and not granted[1] else (yield from unit.crew_wait(granted))
+    crew = (yield from unit.crew(env._now)) if unit.ops["cleaning"] else None
     now = env._now
     dirty, hold = state.dirty_since, cleaning.dirty_hold
     if kind == "minor" and dirty is not None and hold is not None and now - dirty > hold:  # stood dirty too long
         kind = "major"
         if not skid and cleaning.skid >= 0 and "major" in cleaning.skid_for:
-            request = skids.request(unit)
-            if request is not None:
-                yield request
-                now = env._now
+            yield skids.request(unit)
             skid = True
+            now = env._now
     unit.row(now, -1, unit.k[kind])
     duration = unit.clean_draw[kind]()
     if unit.calendar_clock:  # calendar failures extend a clean

@@ -1,11 +1,11 @@
 """Operators at run time: pools on shift calendars, qualified for stations, working in cleanrooms.
 
-    >>> ops = Operators(env, rules)
-    >>> granted = ops.request(unit, now)          # unit: the RulesUnit asking (station, room, count)
-    >>> crew, gowning_hours = granted if type(granted) is tuple else (yield granted)  # waiting: an event
-    >>> ops.release(crew)
+    >>> ops = Operators(arbiter, rules)
+    >>> crew, gowning_hours = yield ops.request(unit, now)   # unit: the RulesUnit asking (station, room, count)
+    >>> ops.release(crew, room)
 
-Requests are served first come, first served, a later request going ahead when an earlier one
+Requests are served by the serve step at the end of their instant (``twin.engine.rules.arbiter``), in
+order (time of request, station index, unit index), a later request going ahead when an earlier one
 cannot be served yet (first fit). Free operators are counted per pool, so a request that cannot be
 served is passed over without scanning the crew. An operator whose shift ends finishes the phase at hand, then
 goes off. Entering a grade A/B room costs gowning time unless the operators were already working
@@ -14,11 +14,13 @@ in that room; they leave it, de-gowned, when their shift ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import insort
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from twin.engine.rules.arbiter import Arbiter, Key, grant
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
 from twin.eventlog import Event, State
@@ -56,17 +58,23 @@ class Operator:
 
 @dataclass(slots=True)
 class Request:
+    key: Key  # (time of request, station index, unit index)
     unit: RulesUnit
     event: simpy.Event
     state: str = ""  # the waiting state last recorded for the unit
-    crew: list[Operator] = field(default_factory=list)
+
+
+def _key(request: Request) -> Key:
+    return request.key
 
 
 class Operators:
     """All operator pools of a line."""
 
-    def __init__(self, env: simpy.Environment, rules: CompiledRules):
-        self.env = env
+    def __init__(self, arbiter: Arbiter, rules: CompiledRules):
+        self.env = env = arbiter.env
+        self.arbiter = arbiter
+        self.number = arbiter.add(self)
         self.rules = rules
         self.calendars = [WeeklyCalendar(rules.calendars[c] if c >= 0 else None) for _, _, c in rules.pools]
         self.crew = [Operator(p) for p, (_, headcount, _) in enumerate(rules.pools) for _ in range(headcount)]
@@ -83,17 +91,12 @@ class Operators:
             if not calendar.always:
                 env.process(self._shifts(pool, calendar))
 
-    def request(self, unit: RulesUnit, now: float) -> tuple[list[Operator], float] | simpy.Event:
-        """Ask for the unit's operators: (crew, gowning hours) when granted at once, else an event with that value.
-
-        Requests already waiting cannot be served now (every release and shift change serves them), so
-        a new request is tried alone; granted at once, it needs no event."""
-        granted = self._grant(unit.rules)
-        if granted is not None:
-            return granted
-        request = Request(unit, self.env.event())
-        self.waiting.append(request)
-        self._mark_waiting(request, now)
+    def request(self, unit: RulesUnit, now: float) -> simpy.Event:
+        """Ask for the unit's operators: an event whose value is (crew, gowning hours), granted at the earliest by
+        the serve step of this instant."""
+        request = Request((now, unit.j, unit.u), unit, simpy.Event(self.env))
+        insort(self.waiting, request, key=_key)
+        self.arbiter.wake(self.number)
         return request.event
 
     def release(self, crew: list[Operator], room: int) -> None:
@@ -105,24 +108,30 @@ class Operators:
         if room >= 0:
             self.room_busy[room] -= len(crew)
         if self.waiting:
-            self._serve()
+            self.arbiter.wake(self.number)
 
     def on_shift(self, pools: tuple[int, ...]) -> bool:
         shift_on = self.shift_on
         return any(shift_on[pool] for pool in pools)
 
-    def _serve(self) -> None:
-        """Serve waiting requests first come, first served, a later one going ahead of one that cannot be served."""
-        free, grant = self.free, self._grant
+    def serve(self) -> None:
+        """The serve step: grant the waiting requests in key order, a later one going ahead of one that cannot
+        be served; record the waiting state of the others; then the granted units go on, in that order."""
+        free, grant_crew, granted = self.free, self._grant, []
         for request in list(self.waiting):
             rules = request.unit.rules
             pools = rules.pools
             if len(pools) == 1 and free[pools[0]] < rules.operators:
                 continue  # cannot be served: passed over without a call
-            granted = grant(rules)
-            if granted is not None:
+            crew = grant_crew(rules)
+            if crew is not None:
                 self.waiting.remove(request)
-                request.event.succeed(granted)
+                granted.append((request.event, crew))
+        now = self.env._now
+        for request in self.waiting:
+            self._mark_waiting(request, now)
+        for event, crew in granted:
+            grant(event, crew)
 
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
         """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
@@ -198,6 +207,5 @@ class Operators:
                 if not working:
                     person.room = -1  # de-gowned at the end of the shift
             self.free[pool] = sum(1 for p in self.members[pool] if p.on_shift and not p.busy)
-            self._serve()
-            for request in self.waiting:
-                self._mark_waiting(request, self.env._now)
+            if self.waiting:
+                self.arbiter.wake(self.number)  # served, or their waiting state changes, at the end of this instant

@@ -5,7 +5,7 @@ lab's working time, incubates, and is approved; out of spec, it is rejected or i
     lab = QcLab(rt, qc)                        # at run start
     lab.quarantine(batch)                      # a batch left the line
 
-Batches take analysts first come, first served (``Slots``, as SimPy's resource queue).
+Batches take analysts in quarantine order, served at the end of each instant (``twin.engine.rules.arbiter``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ class QcLab:
     def __init__(self, rt: LineRuntime, qc: CompiledQc) -> None:
         env, rec, seed, replication = rt.env, rt.rec, rt.seed, rt.replication
         self.rt, self.qc, self.env, self.rec = rt, qc, env, rec
-        self.lab = Slots(env, qc.analysts)
+        self.lab = Slots(rt.arbiter, qc.analysts)
+        self.station = len(rt.line.stations)  # QC requests come after the stations' in the serve order
+        self.asked = 0  # QC requests so far: their order at equal times
         calendars = rt.rules.calendars
         self.calendar = WeeklyCalendar(calendars[qc.calendar] if qc.calendar >= 0 else None)
         draws = lambda stream, sampler: block_draws(sampler, stream_rng(seed, replication, QC_OWNER, stream))  # noqa: E731
@@ -98,7 +100,8 @@ class QcLab:
         """Quarantine to approval; a forecast resumes a batch in its ``phase`` with ``left`` hours of it to go."""
         qc, env, rec, k = self.qc, self.env, self.rec, self.k
         if phase in ("waiting", "testing"):
-            yield self.lab.request(event=True)
+            self.asked += 1
+            yield self.lab.request((env._now, self.station, self.asked))
             if phase == "waiting":
                 start = self.calendar.next_start(env._now)
                 if start > env._now:

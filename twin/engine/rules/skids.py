@@ -1,26 +1,27 @@
 """Shared cleaning skids: a clean that needs a skid waits for a free one (``waiting_cleaning``).
 
-    pool = skids.make(env, rules)              # one ``Slots`` per skid, at run start
-    skid = skids.request(unit)                 # the unit's cleaning skid
-    if skid is not GRANTED: yield skid
+    pool = skids.make(arbiter, rules)          # one ``Slots`` per skid, at run start
+    yield skids.request(unit)                  # the unit's cleaning skid
     skids.release(unit)
 
-Waiting cleans are served first come, first served (``Slots``, as SimPy's resource queue): at equal
-times, in the order the units asked.
+Waiting cleans are served by the serve step at the end of their instant, in order (time of request,
+station index, unit index): see ``twin.engine.rules.arbiter``.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import simpy
 
 from twin.engine.rules.rule import Rule
-from twin.engine.rules.slots import GRANTED, Slots
+from twin.engine.rules.slots import Slots
 from twin.eventlog import State
 from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
+    from twin.engine.rules.arbiter import Arbiter
     from twin.engine.rules.compiled import CompiledRules
     from twin.engine.rules.unit import RulesUnit
 
@@ -32,17 +33,16 @@ def compile_skids(spec: LineSpec) -> tuple[tuple[str, int], ...]:
     return tuple((k.name, k.capacity) for k in spec.skids)
 
 
-def make(env: simpy.Environment, rules: CompiledRules) -> list[Slots]:
-    return [Slots(env, capacity) for _, capacity in rules.skids]
+def make(arbiter: Arbiter, rules: CompiledRules) -> list[Slots]:
+    return [Slots(arbiter, capacity) for _, capacity in rules.skids]
 
 
-def request(unit: RulesUnit) -> simpy.Event | None:
-    """Ask for the unit's cleaning skid: ``GRANTED`` (None) at once, else an event to yield (the unit's
-    ``waiting_cleaning`` is recorded then)."""
-    request = unit.rt.skids[unit.rules.cleaning.skid].request()
-    if request is not GRANTED:
-        unit.record(State.WAITING_CLEANING)
-    return request
+def request(unit: RulesUnit) -> simpy.Event:
+    """Ask for the unit's cleaning skid: an event to yield; the unit's ``waiting_cleaning`` is recorded when
+    the serve step of this instant cannot grant it."""
+    return unit.rt.skids[unit.rules.cleaning.skid].request(
+        (unit.rt.env._now, unit.j, unit.u), partial(unit.record, State.WAITING_CLEANING)
+    )
 
 
 def release(unit: RulesUnit) -> None:

@@ -1,68 +1,58 @@
-"""Slots: a pool of identical places served first come, first served (cleaning skids, QC analysts).
+"""Slots: a pool of identical places (cleaning skids, QC analysts), served by the serve step of an instant.
 
-    >>> skid = Slots(env, capacity=1)
-    >>> request = skid.request()             # GRANTED at once, or an event to yield
-    >>> if request is not GRANTED: yield request
+    >>> skid = Slots(arbiter, capacity=1)
+    >>> yield skid.request((env.now, station, unit), on_wait=lambda: unit.record("waiting_cleaning"))
     >>> skid.release()
 
-It behaves event for event as ``simpy.Resource`` (the runs and their event logs are the same):
-a waiting request is served when a release is processed (a SimPy event scheduled at the release),
-or when a new request finds the head of the queue servable; each trigger serves the head only.
-Unlike SimPy's, a request granted at once makes no event unless asked to (``event=True``, for a
-process that yields it anyway): SimPy's event for it would do nothing when processed.
+Requests wait for the serve step at the end of their instant (``twin.engine.rules.arbiter``), which
+grants free places in order of the requests' keys; a request not served by the step of its instant
+calls its ``on_wait`` (the unit records its waiting state then) and waits for a later step.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from heapq import heappush
+import bisect
+from collections.abc import Callable
 
-import simpy
-from simpy.events import NORMAL, Event
+from simpy.events import Event
 
-GRANTED = None  # what ``request`` returns for a place granted at once (no event)
+from twin.engine.rules.arbiter import Arbiter, Key, grant
 
 
 class Slots:
     """``capacity`` identical places."""
 
-    def __init__(self, env: simpy.Environment, capacity: int):
-        self.env, self.capacity = env, capacity
+    def __init__(self, arbiter: Arbiter, capacity: int):
+        self.arbiter, self.env, self.capacity = arbiter, arbiter.env, capacity
         self.users = 0
-        self.queue: deque[Event] = deque()  # waiting requests, first come first
+        self.queue: list[tuple[Key, Event, Callable[[], None] | None]] = []  # waiting, by key
+        self.number = arbiter.add(self)
 
-    def request(self, event: bool = False) -> Event | None:
-        """A place: ``GRANTED`` (None) when free now, else an event that succeeds when one is granted.
-        With ``event=True`` a place granted at once is an event too (already triggered)."""
-        queue = self.queue
-        if not queue and self.users < self.capacity:
-            self.users += 1
-            if not event:
-                return GRANTED
-            granted = Event(self.env)
-            self._succeed(granted)
-            return granted
-        waiting = Event(self.env)
-        queue.append(waiting)
-        self._serve()  # SimPy tries the head of the queue (an earlier request) once
-        return waiting
+    def request(self, key: Key, on_wait: Callable[[], None] | None = None) -> Event:
+        """An event that succeeds when a place is granted (at the earliest by the serve step of this instant).
+        ``key`` orders requests (unique per requester); ``on_wait`` is called once if the step does not serve it."""
+        event = Event(self.env)
+        bisect.insort(self.queue, (key, event, on_wait), key=lambda entry: entry[0])
+        self.arbiter.wake(self.number)
+        return event
 
     def release(self) -> None:
-        """Free a place; the head of the queue is served when the release is processed (as SimPy's)."""
+        """Free a place; waiting requests get it at the end of this instant."""
         self.users -= 1
-        env = self.env
-        release = Event(env)
-        release._ok, release._value = True, None
-        release.callbacks.append(self._serve)
-        heappush(env._queue, (env._now, NORMAL, next(env._eid), release))
+        if self.queue:
+            self.arbiter.wake(self.number)
 
-    def _serve(self, _: Event | None = None) -> None:
-        queue = self.queue
-        if queue and self.users < self.capacity:
+    def serve(self) -> None:
+        """Grant free places to the waiting requests in key order; tell the others of this instant they wait;
+        then the granted processes go on, in that order."""
+        queue, granted = self.queue, []
+        while queue and self.users < self.capacity:
             self.users += 1
-            self._succeed(queue.popleft())
-
-    def _succeed(self, event: Event) -> None:
-        event._ok, event._value = True, None
-        env = self.env
-        heappush(env._queue, (env._now, NORMAL, next(env._eid), event))
+            granted.append(queue.pop(0)[1])
+        now = self.env._now
+        for i, (key, event, on_wait) in enumerate(queue):
+            if on_wait is not None and key[0] == now:
+                queue[i] = (key, event, None)
+                on_wait()
+        for event in granted:
+            grant(event, None)

@@ -120,8 +120,9 @@ class RulesUnit:
     def run(self) -> Steps:
         """The unit's process: one flat loop, the common steps inline, rare ones in helpers.
 
-        It makes and yields exactly the SimPy events the phases above need, in that order; a step
-        granted at once (a buffer get, the crew, a skid) does not yield."""
+        It makes and yields exactly the SimPy events the phases above need, in that order; a buffer
+        get or put granted at once does not yield (the crew and a skid are granted by the serve step
+        at the end of the instant, ``twin.engine.rules.arbiter``)."""
         rt, env, rec, rules, j = self.rt, self._env, self.rt.rec, self.rules, self.j
         add_t, add_b, add_k = rec.times.append, rec.batches.append, rec.kinds.append
         times, quantity_row, quantity_value = rec.times, rec._quantity_rows.append, rec._quantities.append
@@ -143,7 +144,7 @@ class RulesUnit:
         hold_cleans = cleaning is not None and (cleaning.clean_hold is not None or cleaning.dirty_hold is not None)
         wip_station = gate.wip_limit is not None and gate.wip_limit[1] == j
         quality_on = rules.yield_ < 1 or rules.reject_probability > 0
-        crew_processing, request_crew, release_crew = self.ops["processing"], rt.operators.request, rt.operators.release
+        crew_processing, release_crew = self.ops["processing"], rt.operators.release
         room, rate, draws = rules.room, rules.rate, self.process_draws
         masses, sizes, hygiene = rt.rules.masses, rt.line.batch_sizes, self.hygiene
         while True:
@@ -206,11 +207,7 @@ class RulesUnit:
                 quantity = batch_quantity[batch]
                 if work is None:
                     if crew_processing:
-                        granted = request_crew(self, env._now)
-                        if type(granted) is tuple and not granted[1]:
-                            crew = granted[0]
-                        else:
-                            crew = yield from self.crew_wait(granted)
+                        crew = yield from self.crew(env._now)
                     work = rate_hours(self, quantity) if rate is not None else draws[product]()
                     add_t(env._now)
                     add_b(batch)
@@ -310,14 +307,10 @@ class RulesUnit:
             yield env.timeout(start.delay)
         return batch, product, start.work_left
 
-    def crew_wait(self, granted: tuple[list[Any], float] | simpy.Event) -> Steps:
-        """The crew of a request that waits (an event) or must gown first; the caller takes a crew granted at
-        once without gowning itself, without this generator:
-
-            granted = rt.operators.request(unit, now)
-            crew = granted[0] if type(granted) is tuple and not granted[1] else (yield from unit.crew_wait(granted))
-        """
-        crew, gowning = granted if type(granted) is tuple else (yield granted)
+    def crew(self, now: float) -> Steps:
+        """The unit's crew for a phase, asked for ``now``: granted by a serve step, then gowning if its room
+        needs it."""
+        crew, gowning = yield self.rt.operators.request(self, now)
         if gowning > 0:
             self.record("gowning")
             yield self._env.timeout(gowning)
