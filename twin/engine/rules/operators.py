@@ -86,7 +86,8 @@ class Operators:
         for person in self.crew:
             self.free[person.pool] += person.on_shift
         self.room_busy = [0] * len(rules.rooms)
-        self.waiting: list[Request] = []
+        self.waiting: list[Request] = []  # in key order
+        self._shift_changed = False  # since the last serve step: waiting states to check again
         for pool, calendar in enumerate(self.calendars):
             if not calendar.always:
                 env.process(self._shifts(pool, calendar))
@@ -95,7 +96,11 @@ class Operators:
         """Ask for the unit's operators: an event whose value is (crew, gowning hours), granted at the earliest by
         the serve step of this instant."""
         request = Request((now, unit.j, unit.u), unit, simpy.Event(self.env))
-        insort(self.waiting, request, key=_key)
+        waiting = self.waiting
+        if not waiting or waiting[-1].key < request.key:
+            waiting.append(request)
+        else:
+            insort(waiting, request, key=_key)
         self.arbiter.wake(self.number)
         return request.event
 
@@ -127,9 +132,11 @@ class Operators:
             if crew is not None:
                 self.waiting.remove(request)
                 granted.append((request.event, crew))
-        now = self.env._now
-        for request in self.waiting:
-            self._mark_waiting(request, now)
+        now, every = self.env._now, self._shift_changed
+        self._shift_changed = False
+        for request in self.waiting:  # new requests, and all after a shift change: their waiting state
+            if every or not request.state:
+                self._mark_waiting(request, now)
         for event, crew in granted:
             grant(event, crew)
 
@@ -208,4 +215,5 @@ class Operators:
                     person.room = -1  # de-gowned at the end of the shift
             self.free[pool] = sum(1 for p in self.members[pool] if p.on_shift and not p.busy)
             if self.waiting:
+                self._shift_changed = True
                 self.arbiter.wake(self.number)  # served, or their waiting state changes, at the end of this instant

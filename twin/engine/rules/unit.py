@@ -144,7 +144,7 @@ class RulesUnit:
         hold_cleans = cleaning is not None and (cleaning.clean_hold is not None or cleaning.dirty_hold is not None)
         wip_station = gate.wip_limit is not None and gate.wip_limit[1] == j
         quality_on = rules.yield_ < 1 or rules.reject_probability > 0
-        crew_processing, release_crew = self.ops["processing"], rt.operators.release
+        crew_processing, request_crew, release_crew = self.ops["processing"], rt.operators.request, rt.operators.release
         room, rate, draws = rules.room, rules.rate, self.process_draws
         masses, sizes, hygiene = rt.rules.masses, rt.line.batch_sizes, self.hygiene
         while True:
@@ -207,7 +207,10 @@ class RulesUnit:
                 quantity = batch_quantity[batch]
                 if work is None:
                     if crew_processing:
-                        crew = yield from self.crew(env._now)
+                        crew, gowning = yield request_crew(self, env._now)
+                        if gowning > 0:
+                            self.record("gowning")
+                            yield timeout(gowning)
                     work = rate_hours(self, quantity) if rate is not None else draws[product]()
                     add_t(env._now)
                     add_b(batch)
