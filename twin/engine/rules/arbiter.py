@@ -19,6 +19,7 @@ the instant. Nothing here depends on which SimPy process happened to run first.
 
 from __future__ import annotations
 
+from heapq import heappush
 from typing import Any, Protocol
 
 import simpy
@@ -41,6 +42,8 @@ class Arbiter:
         self.resources: list[Served] = []
         self._pending = False
         self._due: list[bool] = []  # per resource: requested from or freed in since its last serve
+        self._event = Event(env)
+        self._event._ok, self._event._value = True, None
 
     def add(self, resource: Served) -> int:
         """Register a resource (served in the order added); returns its number for ``wake``."""
@@ -53,10 +56,9 @@ class Arbiter:
         self._due[resource] = True
         if not self._pending:
             self._pending = True
-            step = Event(self.env)
-            step._ok, step._value = True, None
-            step.callbacks.append(self._step)
-            self.env.schedule(step, SERVE)
+            step, env = self._event, self.env
+            step.callbacks = [self._step]  # one event object, scheduled again for each step
+            heappush(env._queue, (env._now, SERVE, next(env._eid), step))
 
     def _step(self, _: Event) -> None:
         self._pending = False  # a request made during the step is served by the next one

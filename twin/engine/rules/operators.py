@@ -122,15 +122,15 @@ class Operators:
     def serve(self) -> None:
         """The serve step: grant the waiting requests in key order, a later one going ahead of one that cannot
         be served; record the waiting state of the others; then the granted units go on, in that order."""
-        free, grant_crew, granted = self.free, self._grant, []
-        for request in list(self.waiting):
+        free, grant_crew, granted, waiting = self.free, self._grant, [], self.waiting
+        for request in list(waiting) if len(waiting) > 1 else waiting:
             rules = request.unit.rules
             pools = rules.pools
             if len(pools) == 1 and free[pools[0]] < rules.operators:
                 continue  # cannot be served: passed over without a call
             crew = grant_crew(rules)
             if crew is not None:
-                self.waiting.remove(request)
+                waiting.remove(request)  # with one request waiting, the loop ends here
                 granted.append((request.event, crew))
         now, every = self.env._now, self._shift_changed
         self._shift_changed = False

@@ -19,6 +19,10 @@ from simpy.events import Event
 from twin.engine.rules.arbiter import Arbiter, Key, grant
 
 
+def _key(entry: tuple[Key, Event, Callable[[], None] | None]) -> Key:
+    return entry[0]
+
+
 class Slots:
     """``capacity`` identical places."""
 
@@ -32,7 +36,11 @@ class Slots:
         """An event that succeeds when a place is granted (at the earliest by the serve step of this instant).
         ``key`` orders requests (unique per requester); ``on_wait`` is called once if the step does not serve it."""
         event = Event(self.env)
-        bisect.insort(self.queue, (key, event, on_wait), key=lambda entry: entry[0])
+        queue, entry = self.queue, (key, event, on_wait)
+        if not queue or queue[-1][0] < key:  # keys are unique: entries compare by key alone
+            queue.append(entry)
+        else:
+            bisect.insort(queue, entry, key=_key)
         self.arbiter.wake(self.number)
         return event
 
