@@ -61,11 +61,10 @@ class Arbiter:
             heappush(env._queue, (env._now, SERVE, next(env._eid), step))
 
     def _step(self, _: Event) -> None:
-        self._pending = False  # a request made during the step is served by the next one
-        due = self._due
+        # the resources due when the step begins; a request made during the step is served by the next one
+        due, self._due, self._pending = self._due, [False] * len(self._due), False
         for i, resource in enumerate(self.resources):
             if due[i]:
-                due[i] = False
                 resource.serve()
 
 
