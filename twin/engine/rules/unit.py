@@ -100,7 +100,6 @@ class RulesUnit:
         rules = self.rules
         phases = rules.operator_phases if rules.operators else ()
         self.ops = {p: p in phases for p in ("setup", "processing", "cleaning")}
-        self.has_before = rules.cleaning is not None or bool(rules.changeovers)
         self.calendar_clock = isinstance(clock, CalendarClock)
         self.row = rt.rec.row  # rec.row, bound: (time, batch, kind)
         self._env = rt.env
