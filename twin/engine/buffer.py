@@ -12,9 +12,11 @@ docs/reference/queueing.md). Waiting puts and gets are served first come, first 
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.events import NORMAL
 from simpy.resources.base import BaseResource
 from simpy.resources.store import Store, StoreGet, StorePut
 
@@ -52,14 +54,19 @@ class Buffer(Store):
         if queue and len(self.items) < self._capacity + len(self.get_queue):
             head = queue.pop(0)
             self.items.append(head.item)
-            head.succeed()
+            head._ok, head._value = True, None  # ``head.succeed()``, inlined
+            env = self._env
+            heappush(env._queue, (env._now, NORMAL, next(env._eid), head))
 
     def _trigger_get(self, _: Any = None) -> None:
         queue = self.get_queue
         if not queue:
             return
         if self.items:
-            queue.pop(0).succeed(self.items.popleft())
+            head = queue.pop(0)
+            head._ok, head._value = True, self.items.popleft()  # ``head.succeed(item)``, inlined
+            env = self._env
+            heappush(env._queue, (env._now, NORMAL, next(env._eid), head))
         elif self.put_queue:
             # A unit that starts waiting makes room for a blocked batch. The hand-over completes when
             # that put is processed, so the sender records "leave" before the receiver records "start".

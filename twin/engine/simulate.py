@@ -19,6 +19,7 @@ import simpy
 from twin.engine.budget import check_budget
 from twin.engine.buffer import Buffer
 from twin.engine.compiled import CompiledLine, CompiledStation, compile_line
+from twin.engine.environment import Environment
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.initial import InitialState
 from twin.engine.recorder import Recorder
@@ -120,7 +121,7 @@ class Replication:
         initial: InitialState | None = None,
     ):
         self.line, self.replication, self.horizon = line, replication, horizon
-        self.env = env = simpy.Environment(initial_time=initial.time if initial else 0.0)
+        self.env = env = Environment(initial_time=initial.time if initial else 0.0)
         self.rec = rec = Recorder(line)
         releaser = Releaser(line, rec, seed, replication)
         stations = line.stations
@@ -254,7 +255,7 @@ class AfterAllAt(simpy.events.Event):
     The run stops on it, so a run to the horizon includes everything that happens at the horizon.
     """
 
-    LATE = 2  # SimPy's own priorities are URGENT = 0 and NORMAL = 1
+    LATE = 3  # SimPy's own priorities are URGENT = 0 and NORMAL = 1; the batch rules' serve steps are 2
 
     def __init__(self, env: simpy.Environment, at: float):
         super().__init__(env)

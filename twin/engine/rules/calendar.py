@@ -33,6 +33,7 @@ class WeeklyCalendar:
                 union.append([s, e])
         self.starts = [s for s, _ in union]
         self.ends = [e for _, e in union]
+        self.edges = sorted({*self.starts, *self.ends})
         if union and union[0][0] <= 0.0 and union[-1][1] >= WEEK and len(union) == 1:
             self.always = True
 
@@ -54,7 +55,7 @@ class WeeklyCalendar:
 
     def _next_edge(self, t: float) -> float:
         week, w = divmod(t, WEEK)
-        edges = sorted({*self.starts, *self.ends})
+        edges = self.edges
         i = bisect.bisect_right(edges, w)
         if i < len(edges):
             return week * WEEK + edges[i]

@@ -1,7 +1,8 @@
 """Changeovers between products: the changeover time, and the major clean and line clearance a change may need.
 
     changes = compile_changeovers(station, spec)       # {(previous, next): CompiledChangeover}
-    yield from changeovers.change(unit, batch, product)
+    step = changes.get((previous, product))            # the unit's loop looks the step up
+    yield from changeovers.change(unit, batch, previous, step)
 
 A change that needs a major clean gets one unless one was done since the last batch; the changeover
 time and the line clearance follow, with the station's operators when its ``setup`` phase needs them.
@@ -60,21 +61,18 @@ def compile_changeovers(station: Station, spec: LineSpec) -> dict[tuple[int, int
     return changeovers
 
 
-def change(unit: RulesUnit, batch: int, product: int) -> Generator[Any, Any, None]:
-    """Change the unit over from its previous product to ``product`` (nothing for the first batch)."""
-    previous, unit.previous = unit.previous, product
-    step = unit.rules.changeovers.get((previous, product)) if previous >= 0 else None
-    if step is None:
-        return
+def change(unit: RulesUnit, batch: int, previous: int, step: CompiledChangeover) -> Generator[Any, Any, None]:
+    """Change the unit over from product ``previous`` to that of ``batch`` by ``step``."""
     if step.major_clean and not unit.hygiene.major_since_batch:
         yield from cleaning.clean(unit, "major")
     if step.time is None and not step.line_clearance:
         return
-    crew = (yield from unit.crew("setup")) if unit.ops["setup"] else []
+    crew = (yield from unit.crew(unit.rt.env._now)) if unit.ops["setup"] else None
     if step.time is not None:
         unit.record("setup", batch)
-        yield from unit.work(unit.changeover_draws[(previous, product)](), "setup", batch)
+        yield from unit.work(unit.changeover_draws[(previous, unit.previous)](), "setup", batch)
     if step.line_clearance:
         unit.record("line_clearance", batch)
         yield from unit.work(unit.line_clearance_draw(), "setup", batch)
-    unit.release_crew(crew)
+    if crew:
+        unit.rt.operators.release(crew, unit.rules.room)

@@ -1,9 +1,9 @@
 """Cleaning: minor and major cleans, cleans falling due, and the dirty- and clean-hold times.
 
-    state = Hygiene()                          # per unit: clean since, dirty since, counters since the last major
-    yield from cleaning.before(unit)           # a clean again if the hold time of the clean or dirty state ran out
-    yield from cleaning.after(unit, product)   # the clean after every batch: major when due, minor otherwise
-    yield from cleaning.clean(unit, "major")
+    state = Hygiene()                              # per unit: clean since, dirty since, counters since the last major
+    kind = cleaning.clean_before(unit, now)        # a clean again if the hold time of the clean or dirty state ran out
+    kind = cleaning.clean_after(unit, product, now)  # the clean after every batch: major when due, minor otherwise
+    yield from cleaning.clean(unit, kind)          # "minor" or "major"
 
 After every batch the equipment is cleaned: a major clean when one is due (batches, hours or kg since
 the last major clean) or when the next batch is already waiting and changes product with a major
@@ -14,6 +14,7 @@ that starts later than the dirty-hold time is a major one. A clean waits for its
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,6 @@ from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec, Station
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
     from twin.engine.rules.unit import RulesUnit
 
 RULE = Rule(
@@ -92,55 +91,61 @@ class Hygiene:
             self.batches_since_major, self.kg_since_major, self.major_at = 0, 0.0, now
 
 
-def before(unit: RulesUnit) -> Generator[Any, Any, None]:
-    """Before a batch: clean again if the equipment stood clean (or dirty) longer than its hold time."""
-    cleaning, state, now = unit.rules.cleaning, unit.hygiene, unit.rt.env.now
-    if cleaning is None:
-        return
+def clean_before(unit: RulesUnit, now: float) -> str | None:
+    """The clean a unit needs before its next batch (None: none): again if the equipment stood clean
+    longer than its clean-hold time (or dirty longer than its dirty-hold time)."""
+    cleaning, state = unit.rules.cleaning, unit.hygiene
     dirty = state.dirty_since
     if dirty is None and cleaning.clean_hold is not None and now - state.clean_since > cleaning.clean_hold:
-        yield from clean(unit, "minor" if cleaning.minor is not None else "major")
-    elif dirty is not None and cleaning.dirty_hold is not None and now - dirty > cleaning.dirty_hold:
-        yield from clean(unit, "major")
+        return "minor" if cleaning.minor is not None else "major"
+    if dirty is not None and cleaning.dirty_hold is not None and now - dirty > cleaning.dirty_hold:
+        return "major"
+    return None
 
 
-def after(unit: RulesUnit, product: int) -> Generator[Any, Any, None]:
-    """The clean after a batch of ``product``: major when due or before a change that needs one."""
+def clean_after(unit: RulesUnit, product: int, now: float) -> str | None:
+    """The clean after a batch of ``product`` (None: none): major when due or before a change that needs one."""
     cleaning, state = unit.rules.cleaning, unit.hygiene
-    if cleaning is None:
-        return
-    kind = "minor" if cleaning.minor is not None else None
-    due = (
+    if (
         (cleaning.due_batches is not None and state.batches_since_major >= cleaning.due_batches)
-        or (cleaning.due_hours is not None and unit.rt.env.now - state.major_at >= cleaning.due_hours)
+        or (cleaning.due_hours is not None and now - state.major_at >= cleaning.due_hours)
         or (cleaning.due_kg is not None and state.kg_since_major >= cleaning.due_kg)
-    )
+    ):
+        return "major"
     upcoming = unit.rt.next_product(unit.j)
-    change = unit.rules.changeovers.get((product, upcoming)) if upcoming is not None else None
-    if due or (change is not None and change.major_clean):
-        kind = "major"
-    if kind is not None:
-        yield from clean(unit, kind)
+    if upcoming is not None:
+        change = unit.rules.changeovers.get((product, upcoming))
+        if change is not None and change.major_clean:
+            return "major"
+    return "minor" if cleaning.minor is not None else None
 
 
 def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     """A minor or major clean: skid, operators, the dirty-hold rule, then the cleaning time."""
     rt, cleaning, state = unit.rt, unit.rules.cleaning, unit.hygiene
-    assert cleaning is not None
-    skid = None
+    env = rt.env
+    skid = False  # holds a skid
     if cleaning.skid >= 0 and kind in cleaning.skid_for:
-        skid = yield from skids.acquire(unit)
-    crew = (yield from unit.crew("cleaning")) if unit.ops["cleaning"] else []
-    if (
-        kind == "minor" and state.dirty_since is not None and cleaning.dirty_hold is not None
-        and rt.env.now - state.dirty_since > cleaning.dirty_hold
-    ):  # fmt: skip
+        yield skids.request(unit)
+        skid = True
+    crew = (yield from unit.crew(env._now)) if unit.ops["cleaning"] else None
+    now = env._now
+    dirty, hold = state.dirty_since, cleaning.dirty_hold
+    if kind == "minor" and dirty is not None and hold is not None and now - dirty > hold:  # stood dirty too long
         kind = "major"
-        if skid is None and cleaning.skid >= 0 and "major" in cleaning.skid_for:
-            skid = yield from skids.acquire(unit)
-    unit.record(kind)
-    yield from unit.work(unit.clean_draw[kind](), "cleaning")
-    unit.release_crew(crew)
-    if skid is not None:
-        skids.release(unit, skid)
-    state.cleaned(rt.env.now, kind == "major")
+        if not skid and cleaning.skid >= 0 and "major" in cleaning.skid_for:
+            yield skids.request(unit)
+            skid = True
+            now = env._now
+    unit.row(now, -1, unit.k[kind])
+    duration = unit.clean_draw[kind]()
+    if unit.calendar_clock:  # calendar failures extend a clean
+        duration = unit.clock.setup(now, duration, -1, unit.k_resume["cleaning"]) - now
+    elif unit.clock is not None:  # operating-time ones do not (``OperatingClock.setup``, same rounding)
+        duration = (now + duration) - now
+    yield env.timeout(duration)
+    if crew:
+        rt.operators.release(crew, unit.rules.room)
+    if skid:
+        skids.release(unit)
+    state.cleaned(env._now, kind == "major")

@@ -1,11 +1,11 @@
 """Operators at run time: pools on shift calendars, qualified for stations, working in cleanrooms.
 
-    >>> ops = Operators(env, rules)
-    >>> granted = ops.request(unit, now)          # unit: the RulesUnit asking (station, room, count)
-    >>> crew, gowning_hours = granted if type(granted) is tuple else (yield granted)  # waiting: an event
-    >>> ops.release(crew)
+    >>> ops = Operators(arbiter, rules)
+    >>> crew, gowning_hours = yield ops.request(unit, now)   # unit: the RulesUnit asking (station, room, count)
+    >>> ops.release(crew, room)
 
-Requests are served first come, first served, a later request going ahead when an earlier one
+Requests are served by the serve step at the end of their instant (``twin.engine.rules.arbiter``), in
+order (time of request, station index, unit index), a later request going ahead when an earlier one
 cannot be served yet (first fit). Free operators are counted per pool, so a request that cannot be
 served is passed over without scanning the crew. An operator whose shift ends finishes the phase at hand, then
 goes off. Entering a grade A/B room costs gowning time unless the operators were already working
@@ -14,11 +14,13 @@ in that room; they leave it, de-gowned, when their shift ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import insort
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from twin.engine.rules.arbiter import Arbiter, Key, grant
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
 from twin.eventlog import Event, State
@@ -46,7 +48,7 @@ def compile_rooms(spec: LineSpec) -> tuple[tuple[str, float, int], ...]:
     return tuple((r.name, spec.hours(r.gowning_time()), r.max_people) for r in spec.rooms)
 
 
-@dataclass
+@dataclass(slots=True)
 class Operator:
     pool: int
     on_shift: bool = True
@@ -54,44 +56,52 @@ class Operator:
     room: int = -1  # room the operator is gowned for (-1: none)
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
+    key: Key  # (time of request, station index, unit index)
     unit: RulesUnit
     event: simpy.Event
     state: str = ""  # the waiting state last recorded for the unit
-    crew: list[Operator] = field(default_factory=list)
+
+
+def _key(request: Request) -> Key:
+    return request.key
 
 
 class Operators:
     """All operator pools of a line."""
 
-    def __init__(self, env: simpy.Environment, rules: CompiledRules):
-        self.env = env
+    def __init__(self, arbiter: Arbiter, rules: CompiledRules):
+        self.env = env = arbiter.env
+        self.arbiter = arbiter
+        self.number = arbiter.add(self)
         self.rules = rules
         self.calendars = [WeeklyCalendar(rules.calendars[c] if c >= 0 else None) for _, _, c in rules.pools]
         self.crew = [Operator(p) for p, (_, headcount, _) in enumerate(rules.pools) for _ in range(headcount)]
         for person in self.crew:
             person.on_shift = self.calendars[person.pool].is_working(0.0)
+        self.members = [[p for p in self.crew if p.pool == pool] for pool in range(len(rules.pools))]  # by pool
+        self.shift_on = [any(p.on_shift for p in members) for members in self.members]  # per pool
         self.free = [0] * len(rules.pools)  # on shift and not busy, per pool
         for person in self.crew:
             self.free[person.pool] += person.on_shift
         self.room_busy = [0] * len(rules.rooms)
-        self.waiting: list[Request] = []
+        self.waiting: list[Request] = []  # in key order
+        self._shift_changed = False  # since the last serve step: waiting states to check again
         for pool, calendar in enumerate(self.calendars):
             if not calendar.always:
                 env.process(self._shifts(pool, calendar))
 
-    def request(self, unit: RulesUnit, now: float) -> tuple[list[Operator], float] | simpy.Event:
-        """Ask for the unit's operators: (crew, gowning hours) when granted at once, else an event with that value.
-
-        Requests already waiting cannot be served now (every release and shift change serves them), so
-        a new request is tried alone; granted at once, it needs no event."""
-        granted = self._grant(unit.rules)
-        if granted is not None:
-            return granted
-        request = Request(unit, self.env.event())
-        self.waiting.append(request)
-        self._mark_waiting(request, now)
+    def request(self, unit: RulesUnit, now: float) -> simpy.Event:
+        """Ask for the unit's operators: an event whose value is (crew, gowning hours), granted at the earliest by
+        the serve step of this instant."""
+        request = Request((now, unit.j, unit.u), unit, simpy.Event(self.env))
+        waiting = self.waiting
+        if not waiting or waiting[-1].key < request.key:
+            waiting.append(request)
+        else:
+            insort(waiting, request, key=_key)
+        self.arbiter.wake(self.number)
         return request.event
 
     def release(self, crew: list[Operator], room: int) -> None:
@@ -103,39 +113,87 @@ class Operators:
         if room >= 0:
             self.room_busy[room] -= len(crew)
         if self.waiting:
-            self._serve()
+            self.arbiter.wake(self.number)
 
     def on_shift(self, pools: tuple[int, ...]) -> bool:
-        return any(p.on_shift for p in self.crew if p.pool in pools)
+        shift_on = self.shift_on
+        return any(shift_on[pool] for pool in pools)
 
-    def _serve(self) -> None:
-        """Serve waiting requests first come, first served, a later one going ahead of one that cannot be served."""
-        for request in list(self.waiting):
-            granted = self._grant(request.unit.rules)
-            if granted is not None:
-                self.waiting.remove(request)
-                request.event.succeed(granted)
+    def serve(self) -> None:
+        """The serve step: grant the waiting requests in key order, a later one going ahead of one that cannot
+        be served; record the waiting state of the others; then the granted units go on, in that order."""
+        free, grant_crew, granted, waiting = self.free, self._grant, [], self.waiting
+        for request in list(waiting) if len(waiting) > 1 else waiting:
+            rules = request.unit.rules
+            pools = rules.pools
+            if len(pools) == 1 and free[pools[0]] < rules.operators:
+                continue  # cannot be served: passed over without a call
+            crew = grant_crew(rules)
+            if crew is not None:
+                waiting.remove(request)  # with one request waiting, the loop ends here
+                granted.append((request.event, crew))
+        now, every = self.env._now, self._shift_changed
+        self._shift_changed = False
+        for request in self.waiting:  # new requests, and all after a shift change: their waiting state
+            if every or not request.state:
+                self._mark_waiting(request, now)
+        for event, crew in granted:
+            grant(event, crew)
 
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
-        """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None."""
+        """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
+
+        The crew is the first ``count`` free operators of the station's pools, those already gowned for its
+        room first, then in the order of its pools, then in pool order."""
         free_count = self.free
-        room, count = rules.room, rules.operators
+        room, count, pools = rules.room, rules.operators, rules.pools
         if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
             return None
-        if sum(free_count[p] for p in rules.pools) < count:
-            return None
-        free = [p for p in self.crew if p.pool in rules.pools and p.on_shift and not p.busy]
-        free.sort(key=lambda p: (p.room != room, rules.pools.index(p.pool)))  # already gowned first
-        crew = free[:count]
-        gowning = self.rules.rooms[room][1] if room >= 0 else 0.0
-        needs_gowning = gowning > 0 and any(p.room != room for p in crew)
+        if len(pools) == 1:
+            if free_count[pools[0]] < count:
+                return None
+        else:
+            total = 0
+            for pool in pools:
+                total += free_count[pool]
+            if total < count:
+                return None
+        members = self.members
+        if count == 1:  # the first free operator gowned for the room, else the first free one
+            pick = None
+            for pool in pools:
+                for person in members[pool]:
+                    if person.on_shift and not person.busy:
+                        if person.room == room:
+                            pick = person
+                            break
+                        if pick is None:
+                            pick = person
+                else:
+                    continue
+                break
+            crew = [pick]
+        else:
+            crew = [p for pool in pools for p in members[pool] if p.room == room and p.on_shift and not p.busy]
+            if len(crew) > count:
+                del crew[count:]
+            elif len(crew) < count:
+                others = [p for pool in pools for p in members[pool] if p.room != room and p.on_shift and not p.busy]
+                crew += others[: count - len(crew)]
         for person in crew:
             person.busy = True
             free_count[person.pool] -= 1
-            person.room = room if room >= 0 else person.room
+        gowning = 0.0
         if room >= 0:
             self.room_busy[room] += count
-        return crew, gowning if needs_gowning else 0.0
+            gowning = self.rules.rooms[room][1]
+            if gowning > 0 and any(p.room != room for p in crew):
+                for person in crew:
+                    person.room = room
+                return crew, gowning
+            for person in crew:
+                person.room = room
+        return crew, 0.0
 
     def _mark_waiting(self, request: Request, now: float) -> None:
         state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
@@ -145,17 +203,17 @@ class Operators:
 
     def _shifts(self, pool: int, calendar: WeeklyCalendar) -> Any:
         while True:
-            change = calendar.next_change(self.env.now)
+            change = calendar.next_change(self.env._now)
             if change == float("inf"):
                 return
-            yield self.env.timeout(change - self.env.now)
-            working = calendar.is_working(self.env.now)
-            for person in self.crew:
-                if person.pool == pool:
-                    person.on_shift = working
-                    if not working:
-                        person.room = -1  # de-gowned at the end of the shift
-            self.free[pool] = sum(1 for p in self.crew if p.pool == pool and p.on_shift and not p.busy)
-            self._serve()
-            for request in self.waiting:
-                self._mark_waiting(request, self.env.now)
+            yield self.env.timeout(change - self.env._now)
+            working = calendar.is_working(self.env._now)
+            self.shift_on[pool] = working and bool(self.members[pool])
+            for person in self.members[pool]:
+                person.on_shift = working
+                if not working:
+                    person.room = -1  # de-gowned at the end of the shift
+            self.free[pool] = sum(1 for p in self.members[pool] if p.on_shift and not p.busy)
+            if self.waiting:
+                self._shift_changed = True
+                self.arbiter.wake(self.number)  # served, or their waiting state changes, at the end of this instant

@@ -5,7 +5,7 @@ lab's working time, incubates, and is approved; out of spec, it is rejected or i
     lab = QcLab(rt, qc)                        # at run start
     lab.quarantine(batch)                      # a batch left the line
 
-Batches take analysts first come, first served (SimPy's resource queue).
+Batches take analysts in quarantine order, served at the end of each instant (``twin.engine.rules.arbiter``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import simpy
 
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
+from twin.engine.rules.slots import Slots
 from twin.eventlog import Event
 from twin.random import block_draws, stream_rng
 from twin.spec.distributions import Sampler
@@ -72,7 +73,9 @@ class QcLab:
     def __init__(self, rt: LineRuntime, qc: CompiledQc) -> None:
         env, rec, seed, replication = rt.env, rt.rec, rt.seed, rt.replication
         self.rt, self.qc, self.env, self.rec = rt, qc, env, rec
-        self.lab = simpy.Resource(env, qc.analysts)
+        self.lab = Slots(rt.arbiter, qc.analysts)
+        self.station = len(rt.line.stations)  # QC requests come after the stations' in the serve order
+        self.asked = 0  # QC requests so far: their order at equal times
         calendars = rt.rules.calendars
         self.calendar = WeeklyCalendar(calendars[qc.calendar] if qc.calendar >= 0 else None)
         draws = lambda stream, sampler: block_draws(sampler, stream_rng(seed, replication, QC_OWNER, stream))  # noqa: E731
@@ -88,7 +91,7 @@ class QcLab:
 
     def quarantine(self, batch: int) -> None:
         """A batch left the last station: into quarantine, then through QC."""
-        self.rec.row(self.env.now, batch, self.k[Event.QUARANTINE])
+        self.rec.row(self.env._now, batch, self.k[Event.QUARANTINE])
         self.env.process(self.release_testing(batch))
 
     def release_testing(
@@ -97,29 +100,30 @@ class QcLab:
         """Quarantine to approval; a forecast resumes a batch in its ``phase`` with ``left`` hours of it to go."""
         qc, env, rec, k = self.qc, self.env, self.rec, self.k
         if phase in ("waiting", "testing"):
-            with self.lab.request() as analyst:
-                yield analyst
-                if phase == "waiting":
-                    start = self.calendar.next_start(env.now)
-                    if start > env.now:
-                        yield env.timeout(start - env.now)
-                    rec.row(env.now, batch, k[Event.QC_START])
-                    left = self.test()
-                yield env.timeout(left)
-                rec.row(env.now, batch, k[Event.QC_END])
+            self.asked += 1
+            yield self.lab.request((env._now, self.station, self.asked))
+            if phase == "waiting":
+                start = self.calendar.next_start(env._now)
+                if start > env._now:
+                    yield env.timeout(start - env._now)
+                rec.row(env._now, batch, k[Event.QC_START])
+                left = self.test()
+            yield env.timeout(left)
+            rec.row(env._now, batch, k[Event.QC_END])
+            self.lab.release()
             phase, left = "incubating", self.incubation() if self.incubation is not None else 0.0
         if phase == "incubating":
             if left > 0:
                 yield env.timeout(left)
             if self.oos() < qc.oos_probability:
                 if not qc.investigate:
-                    rec.row_quantity(env.now, batch, k[Event.REJECT], rec.batch_quantity[batch])
+                    rec.row_quantity(env._now, batch, k[Event.REJECT], rec.batch_quantity[batch])
                     self.rt.left_line(batch)
                     return
-                rec.row(env.now, batch, k[Event.INVESTIGATION])
+                rec.row(env._now, batch, k[Event.INVESTIGATION])
                 phase, left = "investigating", self.investigation()
         if phase == "investigating":
             yield env.timeout(left)
-            rec.row(env.now, batch, k[Event.INVESTIGATION_END])
-        rec.row_quantity(env.now, batch, k[Event.APPROVE], rec.batch_quantity[batch])
+            rec.row(env._now, batch, k[Event.INVESTIGATION_END])
+        rec.row_quantity(env._now, batch, k[Event.APPROVE], rec.batch_quantity[batch])
         self.rt.left_line(batch)

@@ -2,9 +2,10 @@
 
     >>> rt = LineRuntime(env, rec, line, releaser, buffers, seed, replication, pulls)
 
-It owns the rules' shared resources (cleaning skids, operators, the QC lab, the release gate, the
-hold-time clocks of batches) and the count of batches in the system (a plan that does not repeat is
-done when it is exhausted and the count is back to zero).
+It owns the rules' shared resources (cleaning skids, operators, the QC lab, and the arbiter that
+serves them at the end of each instant; the release gate, the hold-time clocks of batches) and the
+count of batches in the system (a plan that does not repeat is done when it is exhausted and the
+count is back to zero).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twin.engine.initial import InitialState
 from twin.engine.recorder import Recorder
 from twin.engine.release import Releaser
 from twin.engine.rules import skids
+from twin.engine.rules.arbiter import Arbiter
 from twin.engine.rules.holds import HoldClocks
 from twin.engine.rules.operators import Operators
 from twin.engine.rules.qc import QC_OWNER, QcLab
@@ -65,8 +67,9 @@ class LineRuntime:
         self.env, self.rec, self.line, self.rules = env, rec, line, line.rules
         self.releaser, self.buffers, self.pulls, self.done = releaser, buffers, pulls, done
         self.seed, self.replication = seed, replication
-        self.skids = skids.make(env, self.rules)
-        self.operators = Operators(env, self.rules)
+        self.arbiter = Arbiter(env)  # serves skids, operators and QC analysts at the end of each instant
+        self.skids = skids.make(self.arbiter, self.rules)
+        self.operators = Operators(self.arbiter, self.rules)
         self.arrive_kind = [rec.kind(j, -1, Event.ARRIVE) for j in range(len(line.stations))]
         self.in_system = 0
         self.holds = HoldClocks(env, rec, seed, replication, buffers)

@@ -1,26 +1,27 @@
 """Shared cleaning skids: a clean that needs a skid waits for a free one (``waiting_cleaning``).
 
-    pool = skids.make(env, rules)              # one SimPy resource per skid, at run start
-    skid = yield from skids.acquire(unit)      # the unit's cleaning skid
-    skids.release(unit, skid)
+    pool = skids.make(arbiter, rules)          # one ``Slots`` per skid, at run start
+    yield skids.request(unit)                  # the unit's cleaning skid
+    skids.release(unit)
 
-Waiting cleans are served first come, first served (SimPy's resource queue): at equal times, in the
-order the units asked.
+Waiting cleans are served by the serve step at the end of their instant, in order (time of request,
+station index, unit index): see ``twin.engine.rules.arbiter``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 import simpy
 
 from twin.engine.rules.rule import Rule
+from twin.engine.rules.slots import Slots
 from twin.eventlog import State
 from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
-
+    from twin.engine.rules.arbiter import Arbiter
     from twin.engine.rules.compiled import CompiledRules
     from twin.engine.rules.unit import RulesUnit
 
@@ -32,17 +33,17 @@ def compile_skids(spec: LineSpec) -> tuple[tuple[str, int], ...]:
     return tuple((k.name, k.capacity) for k in spec.skids)
 
 
-def make(env: simpy.Environment, rules: CompiledRules) -> list[simpy.Resource]:
-    return [simpy.Resource(env, capacity) for _, capacity in rules.skids]
+def make(arbiter: Arbiter, rules: CompiledRules) -> list[Slots]:
+    return [Slots(arbiter, capacity) for _, capacity in rules.skids]
 
 
-def acquire(unit: RulesUnit) -> Generator[Any, Any, simpy.Resource]:
-    request = unit.rt.skids[unit.rules.cleaning.skid].request()
-    if not request.triggered:
-        unit.record(State.WAITING_CLEANING)
-        yield request
-    return request
+def request(unit: RulesUnit) -> simpy.Event:
+    """Ask for the unit's cleaning skid: an event to yield; the unit's ``waiting_cleaning`` is recorded when
+    the serve step of this instant cannot grant it."""
+    return unit.rt.skids[unit.rules.cleaning.skid].request(
+        (unit.rt.env._now, unit.j, unit.u), partial(unit.record, State.WAITING_CLEANING)
+    )
 
 
-def release(unit: RulesUnit, request: Any) -> None:
-    unit.rt.skids[unit.rules.cleaning.skid].release(request)
+def release(unit: RulesUnit) -> None:
+    unit.rt.skids[unit.rules.cleaning.skid].release()

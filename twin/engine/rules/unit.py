@@ -31,13 +31,17 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import simpy
+from simpy.events import PENDING
 
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.initial import UnitStart
-from twin.engine.rules import changeovers, cleaning, quality, rate, splits
-from twin.engine.rules.cleaning import Hygiene
+from twin.engine.rules import splits
+from twin.engine.rules.changeovers import change
+from twin.engine.rules.cleaning import Hygiene, clean, clean_after, clean_before
 from twin.engine.rules.compiled import StationRules
 from twin.engine.rules.holds import holds_kept
+from twin.engine.rules.quality import after_processing
+from twin.engine.rules.rate import hours as rate_hours
 
 if TYPE_CHECKING:
     from twin.engine.compiled import CompiledStation
@@ -96,80 +100,188 @@ class RulesUnit:
         rules = self.rules
         phases = rules.operator_phases if rules.operators else ()
         self.ops = {p: p in phases for p in ("setup", "processing", "cleaning")}
-        self.has_before = rules.cleaning is not None or bool(rules.changeovers)
         self.calendar_clock = isinstance(clock, CalendarClock)
-        self._row = rt.rec.row
+        self.row = rt.rec.row  # rec.row, bound: (time, batch, kind)
         self._env = rt.env
 
     # -- recording -------------------------------------------------------------------------------
     def record(self, name: str, batch: int = -1, quantity: float | None = None) -> None:
         if quantity is None:
-            self._row(self._env.now, batch, self.k[name])
+            self.row(self._env._now, batch, self.k[name])
         else:
-            self.rt.rec.row_quantity(self._env.now, batch, self.k[name], quantity)
+            self.rt.rec.row_quantity(self._env._now, batch, self.k[name], quantity)
+
 
     def record_state(self, time: float, state: str) -> None:
         self.rt.rec.row(time, -1, self.k[state])
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> Steps:
-        rt = self.rt
+        """The unit's process: one flat loop, the common steps inline, rare ones in helpers.
+
+        It makes and yields exactly the SimPy events the phases above need, in that order; a buffer
+        get or put granted at once does not yield (the crew and a skid are granted by the serve step
+        at the end of the instant, ``twin.engine.rules.arbiter``)."""
+        rt, env, rec, rules, j = self.rt, self._env, self.rt.rec, self.rules, self.j
+        add_t, add_b, add_k = rec.times.append, rec.batches.append, rec.kinds.append
+        times, quantity_row, quantity_value = rec.times, rec._quantity_rows.append, rec._quantities.append
+        batch_product, batch_quantity = rec.batch_product, rec.batch_quantity
+        k = self.k
+        k_starved, k_blocked, k_start, k_finish, k_leave = (
+            k["starved"], k["blocked"], k["start"], k["finish"], k["leave"]
+        )  # fmt: skip
+        k_resume_processing, k_resume_blocked = self.k_resume["processing"], self.k_resume["blocked"]
+        timeout, clock, calendar_clock = env.timeout, self.clock, self.calendar_clock
+        pulls = j == 0 and rt.pulls
+        gate, pull = rt.gate, rt.releaser.pull
+        get = None if pulls else rt.buffers[j].get
+        outbound = rt.buffers[j + 1] if j + 1 < len(rt.buffers) else None
+        put = outbound.put if outbound is not None else None
+        k_arrive = rt.arrive_kind[j + 1] if outbound is not None else -1
+        merge, split, holds, hold_source = rules.merge, rules.split, rules.holds, rules.hold_source
+        cleaning, changeovers = rules.cleaning, rules.changeovers
+        hold_cleans = cleaning is not None and (cleaning.clean_hold is not None or cleaning.dirty_hold is not None)
+        wip_station = gate.wip_limit is not None and gate.wip_limit[1] == j
+        quality_on = rules.yield_ < 1 or rules.reject_probability > 0
+        crew_processing, request_crew, release_crew = self.ops["processing"], rt.operators.request, rt.operators.release
+        room, rate, draws = rules.room, rules.rate, self.process_draws
+        masses, sizes, hygiene = rt.rules.masses, rt.line.batch_sizes, self.hygiene
         while True:
+            work = None
             if self.start is not None:  # a run from a plant state: the unit may hold a batch or be busy
-                batch, product, kept = yield from self._resume(self.start)
+                batch, product, work = yield from self._resume(self.start)
                 self.start = None
                 if batch < 0:
                     continue
             else:
-                batches = yield from self._take()
-                if batches is None:
+                # 1. take the next batch (or the next k to merge)
+                collected: list[int] = []
+                while True:
+                    if pulls:
+                        if gate.active:
+                            yield from self._gate_wait()
+                        batch = pull(env._now)
+                        if batch < 0:
+                            break
+                    else:
+                        request = get()
+                        if request._value is PENDING:
+                            add_t(env._now)
+                            add_b(-1)
+                            add_k(k_starved)
+                            self.waiting_state = "starved"
+                            batch = yield request
+                            self.waiting_state = None
+                        else:
+                            batch = request._value
+                        if calendar_clock:
+                            yield from self._ready("starved")
+                    if holds and not holds_kept(self, batch):
+                        continue
+                    if merge == 1:
+                        break
+                    collected.append(batch)
+                    if len(collected) == merge:
+                        batch = splits.merge(self, collected)
+                        break
+                if batch < 0:
                     self.record("idle")
                     return
-                batch = splits.merge(self, batches) if len(batches) > 1 else batches[0]
-                product = rt.rec.batch_product[batch]
-                if self.has_before:
-                    yield from cleaning.before(self)
-                    yield from changeovers.change(self, batch, product)
+                product = batch_product[batch]
+                # 2. before: hold-time cleans, the changeover
+                if hold_cleans:
+                    kind = clean_before(self, env._now)
+                    if kind is not None:
+                        yield from clean(self, kind)
+                if changeovers:
+                    previous, self.previous = self.previous, product
+                    step = changeovers.get((previous, product)) if previous >= 0 else None
+                    if step is not None:
+                        yield from change(self, batch, previous, step)
                 else:
                     self.previous = product
-                kept = yield from self._process(batch, product)
-            outputs = splits.split(self, kept) if kept >= 0 else []
-            if outputs:
-                yield from self._pass_on(outputs)
-            if self.rules.cleaning is not None:
-                yield from cleaning.after(self, product)
-
-    def _take(self) -> Steps:
-        """The next batch (or the next k to merge), or None when a plan has no more."""
-        rt, collected = self.rt, []
-        while len(collected) < self.rules.merge:
-            if self.j == 0 and rt.pulls:
-                if rt.gate.active:
-                    gate = rt.gate.wait()
-                    try:  # record "starved" only if the gate makes the unit wait
-                        first = next(gate)
-                        self.record("starved")
-                        yield first
-                        yield from gate
-                    except StopIteration:
-                        pass
-                batch = rt.releaser.pull(rt.env.now)
-                if batch < 0:
-                    return None
-            else:
-                request = rt.buffers[self.j].get()
-                if not request.triggered:
-                    self.record("starved")
-                    self.waiting_state = "starved"
-                    batch = yield request
+            # 3. process (``work``: hours left of a batch begun before the run; -1: processed already)
+            if work is None or work > 0:
+                crew = None
+                quantity = batch_quantity[batch]
+                if work is None:
+                    if crew_processing:
+                        crew, gowning = yield request_crew(self, env._now)
+                        if gowning > 0:
+                            self.record("gowning")
+                            yield timeout(gowning)
+                    work = rate_hours(self, quantity) if rate is not None else draws[product]()
+                    add_t(env._now)
+                    add_b(batch)
+                    add_k(k_start)
+                    if wip_station:
+                        gate.started(batch, j)
                 else:
-                    batch = request.value
-                self.waiting_state = None
-                if self.calendar_clock:
-                    yield from self._ready("starved")
-            if not self.rules.holds or holds_kept(self, batch):
-                collected.append(batch)
-        return collected
+                    self.record("processing_state", batch)
+                if clock is not None:
+                    now = env._now
+                    work = clock.work(now, work, batch, k_resume_processing) - now
+                yield timeout(work)
+                now = env._now
+                quantity_row(len(times))
+                quantity_value(quantity)
+                add_t(now)
+                add_b(batch)
+                add_k(k_finish)
+                if crew:
+                    release_crew(crew, room)
+                hygiene.processed(now, masses[product] * quantity / sizes[product])
+                kept = after_processing(self, batch, quantity) if quality_on else batch
+            else:
+                kept = batch
+            # 4. pass on (blocking after service; after the last station, into quarantine or out)
+            if kept >= 0:
+                for batch in (kept,) if split == 1 else splits.split(self, kept):
+                    ready = env._now
+                    if put is not None:
+                        request = put(batch)
+                        if request._value is PENDING:
+                            add_t(ready)
+                            add_b(batch)
+                            add_k(k_blocked)
+                            self.waiting_state = "blocked"
+                            yield request
+                            self.waiting_state = None
+                            ready = env._now
+                            if calendar_clock:
+                                ready = clock.wait_over(ready, k_resume_blocked)
+                    now = env._now
+                    quantity_row(len(times))
+                    quantity_value(batch_quantity[batch])
+                    add_t(now)
+                    add_b(batch)
+                    add_k(k_leave)
+                    if hold_source:
+                        rt.holds.start(batch, j)
+                    if put is not None:
+                        add_t(now)
+                        add_b(batch)
+                        add_k(k_arrive)
+                    else:
+                        rt.finished_line(batch)
+                    if ready > now:
+                        yield timeout(ready - now)
+            # 5. after: the clean after every batch
+            if cleaning is not None:
+                kind = clean_after(self, product, env._now)
+                if kind is not None:
+                    yield from clean(self, kind)
+
+    def _gate_wait(self) -> Steps:
+        """Wait for the release gate; record ``starved`` only if it makes the unit wait."""
+        gate = self.rt.gate.wait()
+        try:
+            first = next(gate)
+            self.record("starved")
+            yield first
+            yield from gate
+        except StopIteration:
+            pass
 
     def _ready(self, waiting: str) -> Steps:
         """After a wait: calendar failures during it, and down time that outlasts it."""
@@ -180,94 +292,38 @@ class RulesUnit:
                 yield self.rt.env.timeout(ready - now)
 
     def _resume(self, start: UnitStart) -> Steps:
-        """Finish what a plant state left on the unit; returns (batch, product, batch or -1 if rejected)."""
+        """Begin from what a plant state left on the unit: (batch, product, hours of processing left);
+        batch -1 when the unit held none."""
+        env = self._env
         if start.batch < 0:  # busy with no batch (a clean or repair under way), then free
             if start.delay > 0:
                 self.record(f"{start.delay_state}_state")
-                yield self.rt.env.timeout(start.delay)
+                yield env.timeout(start.delay)
                 if start.delay_state == "cleaning":
-                    self.hygiene.cleaned(self.rt.env.now, major=False)
-            return -1, -1, -1
+                    self.hygiene.cleaned(env.now, major=False)
+            return -1, -1, 0.0
         batch = start.batch
         product = self.previous = self.rt.rec.batch_product[batch]
         if start.delay > 0:
             self.record(f"{start.delay_state}_state", batch)
-            yield self.rt.env.timeout(start.delay)
-        if start.work_left <= 0:
-            return batch, product, batch
-        kept = yield from self._process(batch, product, work=start.work_left)
-        return batch, product, kept
+            yield env.timeout(start.delay)
+        return batch, product, start.work_left
 
-    def _process(self, batch: int, product: int, work: float | None = None) -> Steps:
-        """Process the batch (``work``: hours left of a batch begun before the run); return it, or -1 if rejected."""
-        rt = self.rt
-        resumed = work is not None
-        crew = (yield from self.crew("processing")) if self.ops["processing"] and not resumed else []
-        quantity = rt.rec.batch_quantity[batch]
-        if resumed:
-            self.record("processing_state", batch)
-        elif self.rules.rate is not None:
-            work = rate.hours(self, quantity)
-        else:
-            work = self.process_draws[product]()
-        if not resumed:
-            self.record("start", batch)
-            rt.gate.started(batch, self.j)
-        now = rt.env.now
-        if self.clock is not None:
-            work = self.clock.work(now, work, batch, self.k_resume["processing"]) - now
-        yield rt.env.timeout(work)
-        self.record("finish", batch, quantity)
-        self.release_crew(crew)
-        self.hygiene.processed(rt.env.now, rt.rules.masses[product] * quantity / rt.line.batch_sizes[product])
-        return quality.after_processing(self, batch, quantity)
-
-    def _pass_on(self, batches: list[int]) -> Steps:
-        rt = self.rt
-        for batch in batches:
-            outbound = rt.buffers[self.j + 1] if self.j + 1 < len(rt.buffers) else None
-            ready = rt.env.now
-            if outbound is not None:
-                request = outbound.put(batch)
-                if not request.triggered:
-                    self.record("blocked", batch)
-                    self.waiting_state = "blocked"
-                    yield request
-                    self.waiting_state = None
-                    if isinstance(self.clock, CalendarClock):
-                        ready = self.clock.wait_over(rt.env.now, self.k_resume["blocked"])
-            self.record("leave", batch, rt.rec.batch_quantity[batch])
-            if self.rules.hold_source:
-                rt.holds.start(batch, self.j)
-            if outbound is not None:
-                rt.rec.row(rt.env.now, batch, rt.arrive_kind[self.j + 1])
-            else:
-                rt.finished_line(batch)
-            if ready > rt.env.now:
-                yield rt.env.timeout(ready - rt.env.now)
-
-    def crew(self, phase: str) -> Steps:
-        """The crew for a phase (empty when the phase needs none)."""
-        if not self.rules.operators or phase not in self.rules.operator_phases:
-            return []
-        rt = self.rt
-        granted = rt.operators.request(self, rt.env.now)
-        crew, gowning = granted if type(granted) is tuple else (yield granted)
+    def crew(self, now: float) -> Steps:
+        """The unit's crew for a phase, asked for ``now``: granted by a serve step, then gowning if its room
+        needs it."""
+        crew, gowning = yield self.rt.operators.request(self, now)
         if gowning > 0:
             self.record("gowning")
-            yield rt.env.timeout(gowning)
+            yield self._env.timeout(gowning)
         return crew
-
-    def release_crew(self, crew: list[Any]) -> None:
-        if crew:
-            self.rt.operators.release(crew, self.rules.room)
 
     def work(self, duration: float, state: str, batch: int = -1) -> Steps:
         """A changeover or clean of ``duration`` hours; calendar failures during it extend it."""
-        now = self.rt.env.now
         if self.clock is not None:
+            now = self._env._now
             duration = self.clock.setup(now, duration, batch, self.k_resume[state]) - now
-        yield self.rt.env.timeout(duration)
+        yield self._env.timeout(duration)
 
     def finish_run(self, end: float) -> None:
         """Record calendar failures of a unit still waiting when the run ends."""
