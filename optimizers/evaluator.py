@@ -150,12 +150,14 @@ class Evaluator:
             d = self._draws
             arrays = {
                 "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
-                "rate_noise": d.rate_noise, "reject": d.reject,
+                "rate_noise": d.rate_noise, "reject": d.reject, "line_clearance": d.line_clearance,
                 "arrivals": d.arrivals,
             }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
             consts = {
                 "setup_exists": self.line.setup_exists,
+                "change_major": self.line.change_major,
+                "change_clearance": self.line.change_clearance,
                 "warmup": np.float64(self.line.warmup),
                 "horizon": np.float64(self.line.horizon),
                 "cleaning": cleaning_constants(self.line),
@@ -178,6 +180,10 @@ class Evaluator:
             has_rate=line.has_rate,
             has_yield=line.has_yield,
             has_reject=line.has_reject,
+            changeover_cleans=tuple(
+                bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
+                for j in range(len(line.stations))
+            ),
             holds=tuple((source, to) for source, to, _, _ in line.holds),  # investigations: run as scraps
             pull=line.pull,
             batches=self.batches,

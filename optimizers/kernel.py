@@ -84,6 +84,12 @@ class Shape:
     has_yield: tuple[bool, ...] = ()  # stations that lose units at the end of processing
     has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
+    changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
+
+    def looks_ahead(self, j: int) -> bool:
+        """The clean after a batch depends on the next batch, if already waiting (a change that needs a major
+        clean): decided when that batch arrives (or none will)."""
+        return self.cleans(j) and bool(self.changeover_cleans) and self.changeover_cleans[j]
 
     def cleans(self, j: int) -> bool:
         return bool(self.has_cleaning) and self.has_cleaning[j] and self.max_units[j] == 1
@@ -141,6 +147,7 @@ def _hygiene_init() -> dict[str, jax.Array]:
     return {
         "dirty": jnp.zeros((), bool), "dirty_since": zero, "clean_since": zero, "batches": jnp.zeros((), jnp.int32),
         "kg": zero, "major_at": zero, "drawn": jnp.zeros(2, jnp.int32),  # cleans drawn: minor, major
+        "major_since": jnp.ones((), bool),  # a major clean since the last batch
     }  # fmt: skip
 
 
@@ -153,6 +160,7 @@ def _processed(h: dict[str, jax.Array], now: jax.Array, kg: jax.Array, on: jax.A
         "clean_since": jnp.where(on, now, h["clean_since"]),
         "batches": h["batches"] + jnp.where(on, 1, 0),
         "kg": jnp.where(on, h["kg"] + kg, h["kg"]),
+        "major_since": h["major_since"] & ~on,
     }
 
 
@@ -174,6 +182,7 @@ def _clean(now, major, on, s, j, shape, draws, w0, w1):
         "kg": jnp.where(major_on, 0.0, h["kg"]),
         "major_at": jnp.where(major_on, end, h["major_at"]),
         "drawn": h["drawn"].at[kind].add(jnp.where(on, 1, 0)),
+        "major_since": h["major_since"] | major_on,
     }
     return jnp.where(on, end, now), s
 
@@ -187,9 +196,10 @@ def _clean_before(take, valid, s, j, shape, draws, consts, w0, w1):
     return _clean(take, major, valid & (stale_clean | stale_dirty), s, j, shape, draws, w0, w1)
 
 
-def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1):
-    """``cleaning.after``: major when due (batches, hours, kg since the last major clean), minor otherwise; a
-    minor clean that starts later than the dirty-hold time is a major one."""
+def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1, change_major=False):
+    """``cleaning.after``: major when due (batches, hours, kg since the last major clean) or before a waiting
+    batch whose change needs one (``change_major``), minor otherwise; a minor clean that starts later than the
+    dirty-hold time is a major one."""
     h, c = s["hygiene"], consts["cleaning"]
     due = (
         (h["batches"] >= c["due_batches"][j])
@@ -197,8 +207,23 @@ def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1):
         | (h["kg"] >= c["due_kg"][j])
     )
     expired = h["dirty"] & (departure - h["dirty_since"] > c["dirty_hold"][j])
-    major = due | expired
-    return _clean(departure, major, leaving & (due | c["has_minor"][j]), s, j, shape, draws, w0, w1)
+    major = due | expired | change_major
+    on = leaving & (due | change_major | c["has_minor"][j])
+    return _clean(departure, major, on, s, j, shape, draws, w0, w1)
+
+
+def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape, draws, consts, w0, w1):
+    """The clean after a deferred departure: it sees the arriving batch if that was waiting when the clean
+    started (``next_product``), then frees the unit (and its place upstream) at the clean's end."""
+    resolve = s["pending"] & (arriving | finished)
+    waiting = arriving & (arrival < s["pending_at"])
+    change_major = waiting & consts["change_major"][j, s["pending_product"], product]
+    free, s = _clean_after(s["pending_at"], resolve, s, j, shape, draws, consts, w0, w1, change_major)
+    at = jnp.mod(s["pending_number"], history)
+    s["hist"] = s["hist"].at[at].set(jnp.where(resolve, free, s["hist"][at]))
+    s["last_dep"] = jnp.where(resolve, free, s["last_dep"])
+    s["pending"] = s["pending"] & ~resolve
+    return s
 
 
 def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, Any], consts: dict[str, Any]):
@@ -236,6 +261,12 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             state["f"] = jnp.zeros(width, jnp.int32)
         if shape.cleans(j):
             state["hygiene"] = _hygiene_init()
+        if shape.looks_ahead(j):  # a departure whose clean waits to see whether the next batch is there
+            state["pending"] = jnp.zeros((), bool)
+            state["pending_at"], state["pending_product"] = jnp.zeros(()), jnp.zeros((), jnp.int32)
+            state["pending_number"] = jnp.zeros((), jnp.int32)
+        if shape.changeover_cleans and shape.changeover_cleans[j]:
+            state["clearances"] = jnp.zeros((), jnp.int32)
         return state
 
     def step(carry, t):
@@ -250,6 +281,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
         for j in range(n_st):
             s = dict(stations[j])
             c = units[j]
+            p = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
+            if shape.looks_ahead(j):  # the clean after the last departure, now that we know what came next
+                s = _resolve_pending(s, j, valid, finished, arrival, p, history, shape, draws, consts, w0, w1)
             k = s["arrived"]  # the arriving batch's rank here
             # -- the arrival of rank k takes the unit freed by departure k - c (or unit k at the start)
             first = k < c
@@ -258,7 +292,6 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             take = jnp.maximum(arrival, jnp.where(first, 0.0, s["last_dep"]))
             if j == 0 and shape.pull:
                 release = take
-            p = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
             scrapped = jnp.zeros((), bool)
             for h in shape.holds_at(j):  # a batch whose hold time ran out is scrapped when taken
                 scrapped = scrapped | (take - clocks[h, batch] > consts["hold_max"][h])
@@ -268,15 +301,24 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             start = take
             if shape.has_setup[j]:
                 prev = s["prev"][u]
-                needs = valid & (prev >= 0) & consts["setup_exists"][j, jnp.maximum(prev, 0), p]
                 pa = jnp.maximum(prev, 0)
+                if shape.looks_ahead(j):  # a change that needs a major clean gets one unless one was done since
+                    major = valid & (prev >= 0) & consts["change_major"][j, pa, p] & ~s["hygiene"]["major_since"]
+                    take, s = _clean(take, True, major, s, j, shape, draws, w0, w1)
+                needs = valid & (prev >= 0) & consts["setup_exists"][j, pa, p]
                 index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
                 d = draws["setup"][j, pa, p, index]
                 after = take + ((take + d) - take) if shape.has_failures[j] else take + d
                 start = jnp.where(needs, after, take)
                 s["setups"] = s["setups"].at[pa, p].add(jnp.where(needs, 1, 0))
                 s["prev"] = s["prev"].at[u].set(jnp.where(valid, p, prev))
-                s["acc"] = s["acc"].at[1].add(jnp.where(needs, _overlap(take, start, w0, w1), 0.0))
+                if "clearances" in s:  # the line clearance after the changeover time
+                    clear = valid & (prev >= 0) & consts["change_clearance"][j, pa, p]
+                    d = draws["line_clearance"][j, jnp.minimum(s["clearances"], draws["line_clearance"].shape[-1] - 1)]
+                    cleared = start + ((start + d) - start) if shape.has_failures[j] else start + d
+                    start = jnp.where(clear, cleared, start)
+                    s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
+                s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1), 0.0))
             started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
             if shape.products > 1:
                 index = s["count"][p]
@@ -336,8 +378,19 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 departure = jnp.maximum(done, jnp.where(blocking, held, 0.0))
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
             free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
+            cleaned = leaving & ~scrapped
+            if shape.looks_ahead(j):  # wait for the next batch, unless none can be waiting when the clean starts
+                # the release plan's next product is known (a mix's is not); a batch can wait in a buffer, not in
+                # a hand-over
+                can_wait = jnp.bool_(shape.seq_from_design) if j == 0 and shape.pull else buffers[j] != 0
+                defer = cleaned & ~finished & can_wait
+                s["pending"] = s["pending"] | defer
+                s["pending_at"] = jnp.where(defer, departure, s["pending_at"])
+                s["pending_product"] = jnp.where(defer, p, s["pending_product"])  # (one unit: the batch taken)
+                s["pending_number"] = jnp.where(defer, m, s["pending_number"])
+                cleaned = cleaned & ~defer
             if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
-                free, s = _clean_after(departure, leaving & ~scrapped, s, j, shape, draws, consts, w0, w1)
+                free, s = _clean_after(departure, cleaned, s, j, shape, draws, consts, w0, w1)
             out_batch, out_qty = s["batch"][w], s["qty"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))

@@ -27,7 +27,7 @@ from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
-KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times"})
+KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times", "changeover_cleaning"})
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -43,6 +43,10 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - rate-based stations (start-up, units over the net rate, the engine's noise stream);
 - hold times that scrap a late batch, ending at single-unit stations (checked when the station
   takes the batch);
+- major cleans and line clearances of changeovers on single-unit stations with cleaning (the clean
+  after a batch waits for the next batch's arrival to see whether it is already waiting; a batch
+  arriving at the very instant the clean starts counts as not waiting, where the engine follows
+  SimPy's event order: only deterministic times can make the two instants equal);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
@@ -51,9 +55,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
   the engine draws them in the order batches start after their changeover);
 - cleaning, rejects and hold times ending on stations with more than one unit; hold times that
   send a late batch to investigation;
-- the other GMP batch rules (shared skids, operators and shifts, rooms, major cleans and line
-  clearances of changeovers, QC release, splits and merges, release calendars and WIP
-  limits): ignored by the evaluator.
+- the other GMP batch rules (shared skids, operators and shifts, rooms, QC release, splits and
+  merges, release calendars and WIP limits): ignored by the evaluator.
 """
 
 
@@ -69,7 +72,9 @@ class LineArrays:
     interarrival: bool
     units: tuple[int, ...]
     buffers: tuple[int, ...]  # -1 = unlimited
-    setup_exists: np.ndarray  # [station, previous, next] bool
+    setup_exists: np.ndarray  # [station, previous, next] bool: a changeover time
+    change_major: np.ndarray  # [station, previous, next] bool: the change needs a major clean
+    change_clearance: np.ndarray  # [station, previous, next] bool: the change ends with a line clearance
     has_setup: tuple[bool, ...]
     has_failures: tuple[bool, ...]
     has_cleaning: tuple[bool, ...]
@@ -95,9 +100,12 @@ def line_arrays(spec: LineSpec) -> LineArrays:
     products = line.products
     n_products = len(products)
     exists = np.zeros((len(line.stations), n_products, n_products), dtype=bool)
+    major, clearance = np.zeros_like(exists), np.zeros_like(exists)
     for s in line.stations:
         for a, b in s.setup:
             exists[s.index, a, b] = True
+        for (a, b), change in rules.stations[s.index].changeovers.items() if rules is not None else ():
+            major[s.index, a, b], clearance[s.index, a, b] = change.major_clean, change.line_clearance
     release = spec.release
     campaigns = tuple((products.index(c.product), c.batches) for c in release.plan or ())
     line_arrays_ = LineArrays(
@@ -110,7 +118,11 @@ def line_arrays(spec: LineSpec) -> LineArrays:
         units=tuple(s.units for s in line.stations),
         buffers=tuple(-1 if s.buffer == float("inf") else int(s.buffer) for s in line.stations),
         setup_exists=exists,
-        has_setup=tuple(bool(exists[j].any()) for j in range(len(line.stations))),
+        change_major=major,
+        change_clearance=clearance,
+        has_setup=tuple(
+            bool(exists[j].any() or major[j].any() or clearance[j].any()) for j in range(len(line.stations))
+        ),
         has_failures=tuple(s.failures is not None for s in line.stations),
         has_rate=tuple(rules is not None and rules.stations[s.index].rate is not None for s in line.stations),
         has_yield=tuple(rules is not None and rules.stations[s.index].yield_ < 1 for s in line.stations),
@@ -189,6 +201,7 @@ class Draws:
     clean: np.ndarray  # [replication, station, (minor, major), k]: the k-th clean of each kind
     rate_noise: np.ndarray  # [replication, station, k]: rate-based stations' noise of the k-th batch
     reject: np.ndarray  # [replication, station, k]: the uniform draw deciding the k-th batch's reject
+    line_clearance: np.ndarray  # [replication, station, k]: the k-th line clearance's time
     arrivals: np.ndarray  # [replication, batch]: release times (interarrival mode), else zeros
     products: np.ndarray | None  # [replication, batch]: product of each batch (mix), None in plan mode
     seed: int
@@ -222,6 +235,7 @@ def draw_inputs(
     clean = np.zeros((replications, n_st, 2, n_clean))
     rate_noise = np.ones((replications, n_st, batches if any(line.has_rate) else 1))
     reject = np.ones((replications, n_st, batches if any(line.has_reject) else 1))
+    clearance = np.zeros((replications, n_st, batches if line.change_clearance.any() else 1))
     arrivals = np.zeros((replications, batches))
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
     for i in range(replications):
@@ -232,6 +246,10 @@ def draw_inputs(
                 process[i, s.index, p] = first_draws(sampler, rng, batches)
             if line.has_rate[s.index]:  # rate-based: the noise of the engine's formula, its own stream
                 rate_noise[i, s.index] = _rate_noise(compiled, s.index, seed, r, batches)
+            if line.change_clearance[s.index].any():
+                sampler = compiled.rules.stations[s.index].cleaning.line_clearance
+                rng_l = stream_rng(seed, r, s.name, "line_clearance")
+                clearance[i, s.index] = first_draws(sampler, rng_l, clearance.shape[-1])
             if line.has_reject[s.index]:
                 reject[i, s.index] = first_draws(_uniform, stream_rng(seed, r, s.name, "reject"), batches)
             if line.has_setup[s.index]:
@@ -256,7 +274,9 @@ def draw_inputs(
             arrivals[i] = np.cumsum(gaps)  # sequential sums, as SimPy adds each timeout to its clock
         if products is not None:
             products[i] = mix_products(compiled, seed, r, batches)
-    return Draws(process, setup, ttf, ttr, clean, rate_noise, reject, arrivals, products, seed, first_replication)
+    return Draws(
+        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication
+    )
 
 
 def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:

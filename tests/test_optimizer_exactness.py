@@ -49,6 +49,11 @@ def assert_same_departures(spec: LineSpec, seed: int) -> Any:
     return res
 
 
+CHANGEOVER_CLEANS = [
+    {"A->B": {"time": 0.5, "major_clean": True}, "B->A": {"time": 0.3, "line_clearance": True}},
+    {"*->*": {"major_clean": True}, "A->A": {"time": 0.1}},
+    {"A->B": {"major_clean": True, "line_clearance": True}, "B->A": {"time": {"dist": "exponential", "mean": 0.3}}},
+]
 CLEAN_TIMES = [0.3, {"dist": "uniform", "low": 0.05, "high": 0.4}, {"dist": "exponential", "mean": 0.6}]
 
 
@@ -68,13 +73,13 @@ def cleaning_rules(draw: Any) -> dict[str, Any]:
         )
         if v is not None
     }
-    if due or not minor or draw(st.booleans()):
-        rule["major"] = draw(st.sampled_from([1.0, {"dist": "gamma", "mean": 1.2, "sd": 0.3}]))
-    if due:
-        rule["due"] = due
     for hold, choices in (("dirty_hold", [0.2, 1.0]), ("clean_hold", [0.5, 2.0])):
         if draw(st.booleans()):
             rule[hold] = draw(st.sampled_from(choices))
+    if due or not minor or "dirty_hold" in rule or draw(st.booleans()):  # (a late clean is a major one)
+        rule["major"] = draw(st.sampled_from([1.0, {"dist": "gamma", "mean": 1.2, "sd": 0.3}]))
+    if due:
+        rule["due"] = due
     return rule
 
 
@@ -124,6 +129,10 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
                     [{"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}}, {"*->*": 0.4, "A->A": 0.1}]
                 )
             )
+            if "cleaning" in station and draw(st.booleans()):  # changeovers that need a major clean, a clearance
+                station["setup"] = draw(st.sampled_from(CHANGEOVER_CLEANS))
+                station["cleaning"].setdefault("major", 1.0)
+                station["cleaning"]["line_clearance"] = {"dist": "uniform", "low": 0.1, "high": 0.3}
         stations.append(station)
     data: dict[str, Any] = {"name": "prop", "horizon": 120.0, "warmup": 20.0, "stations": stations}
     if rules and n > 1 and draw(st.booleans()):  # a hold time ending at a later single-unit station
@@ -387,3 +396,48 @@ def test_hold_times_scrap_late_batches_as_the_engine_does() -> None:
     assert Evaluator(LineSpec.from_dict(data)).approximations() == (
         "hold_times: granulate->compress investigates late batches (not scraps)",
     )
+
+
+CHANGE_RELEASES = {
+    "plan": {"mode": "plan", "repeat": True, "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+    "mix": {"mode": "saturated", "mix": {"A": 1, "B": 1}},
+    "arrivals": {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.2}, "mix": {"A": 1, "B": 1}},
+}
+
+
+def _changeover_line(release: str, buffer: int, flags: bool = True) -> LineSpec:
+    def change(time: Any, **flag: bool) -> dict[str, Any]:
+        return {**({"time": time} if time is not None else {}), **(flag if flags else {})} or {"time": 0.05}
+
+    cleaning = {"minor": MINOR, "major": 1.5, "line_clearance": {"dist": "uniform", "low": 0.2, "high": 0.4}}
+    return LineSpec.from_dict(
+        {
+            "name": "changes", "horizon": 300.0, "warmup": 20.0,
+            "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+            "release": CHANGE_RELEASES[release],
+            "stations": [
+                {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "cleaning": cleaning,
+                 "setup": {"A->B": change(0.5, major_clean=True), "B->A": change(0.7, line_clearance=True)}},
+                {"name": "m2", "buffer": buffer, "process_time": {"dist": "gamma", "mean": 0.9, "sd": 0.5},
+                 "setup": {"A->B": change(None, major_clean=True), "B->A": change(0.2, major_clean=True)},
+                 "cleaning": {"minor": 0.2, "major": {"dist": "exponential", "mean": 0.6}, "due": {"batches": 6}}},
+                {"name": "m3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4}},
+            ],
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("release", list(CHANGE_RELEASES))
+def test_changeover_cleans_and_line_clearances_match_the_engine(release: str) -> None:
+    """A change that needs a major clean gets one after the batch before it when the next batch is already
+    waiting (``cleaning.after`` looks at the buffer), else before the change; clearances after it."""
+    for buffer in (0, 2):
+        spec = _changeover_line(release, buffer)
+        assert Evaluator(spec).approximations() == ()
+        for seed in (1, 2):
+            assert_same_departures(spec, seed)
+    table = simulate(spec, seed=1).table
+    assert {"major_clean", "line_clearance"} <= set(table["event"].astype(str))
+    stations = [s.name for s in spec.stations]
+    plain = simulate(_changeover_line(release, 2, flags=False), seed=1).table
+    assert engine_departures(table, stations) != engine_departures(plain, stations)
