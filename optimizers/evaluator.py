@@ -28,6 +28,7 @@ from optimizers.lines import (
     draw_inputs,
     line_arrays,
     plan_sequence,
+    release_calendar,
     rule_constants,
 )
 from twin.errors import InputError
@@ -180,6 +181,7 @@ class Evaluator:
             has_rate=line.has_rate,
             has_yield=line.has_yield,
             has_reject=line.has_reject,
+            release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
             changeover_cleans=tuple(
                 bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
                 for j in range(len(line.stations))

@@ -85,6 +85,7 @@ class Shape:
     has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
+    release_calendar: int = 0  # edges of the weekly calendar the first station releases in (0: any time)
 
     def looks_ahead(self, j: int) -> bool:
         """The clean after a batch depends on the next batch, if already waiting (a change that needs a major
@@ -212,6 +213,42 @@ def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1, change_
     return _clean(departure, major, on, s, j, shape, draws, w0, w1)
 
 
+WEEK = 168.0
+
+
+def _working(t, cal):
+    """``WeeklyCalendar.is_working``: the week's working intervals as sorted ``starts`` and ``ends``."""
+    w = jnp.mod(t, WEEK)
+    i = jnp.searchsorted(cal["starts"], w, side="right") - 1
+    return (i >= 0) & (w < cal["ends"][jnp.maximum(i, 0)])
+
+
+def _next_edge(t, cal, n_edges: int):
+    w = jnp.mod(t, WEEK)
+    week = jnp.round((t - w) / WEEK)  # Python's divmod on a float
+    i = jnp.searchsorted(cal["edges"], w, side="right")
+    return jnp.where(i < n_edges, week * WEEK + cal["edges"][jnp.minimum(i, n_edges - 1)],
+                     (week + 1) * WEEK + cal["edges"][0])  # fmt: skip
+
+
+def _next_change(t, cal, n_edges: int):
+    working, change = _working(t, cal), _next_edge(t, cal, n_edges)
+    for _ in range(n_edges + 1):  # an edge at the week's wrap-around changes nothing: look at the next
+        change = jnp.where(_working(change, cal) == working, _next_edge(change, cal, n_edges), change)
+    return change
+
+
+def _release_gate(t, cal, n_edges: int):
+    """``ReleaseGate.wait`` for the calendar: sleep until the next working time, as SimPy adds the timeout."""
+    for _ in range(3):
+        change = _next_change(t, cal, n_edges)
+        start = jnp.where(
+            _working(t, cal), t, jnp.where(_working(change, cal), change, _next_change(change, cal, n_edges))
+        )
+        t = jnp.where(start > t, t + (start - t), t)
+    return t
+
+
 def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape, draws, consts, w0, w1):
     """The clean after a deferred departure: it sees the arriving batch if that was waiting when the clean
     started (``next_product``), then frees the unit (and its place upstream) at the clean's end."""
@@ -291,6 +328,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             u = jnp.clip(u, 0, shape.max_units[j] - 1)
             take = jnp.maximum(arrival, jnp.where(first, 0.0, s["last_dep"]))
             if j == 0 and shape.pull:
+                if shape.release_calendar:  # released only in the release calendar's working time
+                    take = _release_gate(take, consts["release_calendar"], shape.release_calendar)
                 release = take
             scrapped = jnp.zeros((), bool)
             for h in shape.holds_at(j):  # a batch whose hold time ran out is scrapped when taken

@@ -21,13 +21,14 @@ import numpy as np
 
 from twin.engine.compiled import CompiledLine, compile_line
 from twin.engine.release import RELEASE_OWNER
+from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.registry import rules_used
 from twin.engine.rules.runtime import _uniform
 from twin.random import first_draws, stream_rng
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
-KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times", "changeover_cleaning"})
+KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times", "changeover_cleaning", "release_rules"})
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -47,6 +48,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   after a batch waits for the next batch's arrival to see whether it is already waiting; a batch
   arriving at the very instant the clean starts counts as not waiting, where the engine follows
   SimPy's event order: only deterministic times can make the two instants equal);
+- a release calendar: the first station pulls a batch only in the calendar's working time (the
+  engine's weekly calendar and its float arithmetic);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
@@ -56,7 +59,7 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - cleaning, rejects and hold times ending on stations with more than one unit; hold times that
   send a late batch to investigation;
 - the other GMP batch rules (shared skids, operators and shifts, rooms, QC release, splits and
-  merges, release calendars and WIP limits): ignored by the evaluator.
+  merges, WIP limits): ignored by the evaluator.
 """
 
 
@@ -148,6 +151,8 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts; empty when exact."""
     reasons = []
     rules = line.line.rules
+    if rules is not None and rules.wip_limit is not None:
+        reasons.append("release.wip_limit: CONWIP (released batches wait for starts the recursion has not made yet)")
     if rules is not None:
         ignored = _ignored_rules(line.spec)
         if ignored:
@@ -324,8 +329,23 @@ def rule_constants(line: LineArrays) -> dict[str, np.ndarray]:
             rate[j] = (startup, units_per_hour * (1 - loss))
     sizes = np.asarray(line.line.batch_sizes, np.float64)
     masses = np.asarray(rules.masses if rules is not None else np.zeros(len(sizes)), np.float64)
+    calendar = release_calendar(line)
     hold_max = np.array([h[2] for h in line.holds] or [np.inf], np.float64)
-    return {"rate": rate, "quality": quality, "sizes": sizes, "masses": masses, "hold_max": hold_max}
+    return {
+        "rate": rate, "quality": quality, "sizes": sizes, "masses": masses, "hold_max": hold_max,
+        "release_calendar": calendar or {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)},
+    }  # fmt: skip
+
+
+def release_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
+    """The release calendar's working intervals of one week (``WeeklyCalendar``'s), or None: release at any time."""
+    rules = line.line.rules
+    if rules is None or rules.release_calendar < 0 or not line.pull:
+        return None
+    cal = WeeklyCalendar(rules.calendars[rules.release_calendar])
+    if cal.always:
+        return None
+    return {"starts": np.asarray(cal.starts), "ends": np.asarray(cal.ends), "edges": np.asarray(cal.edges)}
 
 
 def mix_products(compiled: CompiledLine, seed: int, replication: int, batches: int) -> np.ndarray:

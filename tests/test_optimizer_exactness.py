@@ -441,3 +441,32 @@ def test_changeover_cleans_and_line_clearances_match_the_engine(release: str) ->
     stations = [s.name for s in spec.stations]
     plain = simulate(_changeover_line(release, 2, flags=False), seed=1).table
     assert engine_departures(table, stations) != engine_departures(plain, stations)
+
+
+@pytest.mark.parametrize("start", [None, "2026-12-02T07:30"])
+@pytest.mark.parametrize("release", ["plan", "mix"])
+def test_a_release_calendar_matches_the_engine(release: str, start: str | None) -> None:
+    """Batches released only on weekday mornings and a Sunday night shift across midnight (from a Wednesday
+    07:30 start too: the calendar moves with the start)."""
+    shifts = [
+        {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "06:00", "end": "14:00"},
+        {"days": ["sun"], "start": "22:00", "end": "02:00"},
+    ]
+    data = {
+        "name": "released", "horizon": 600.0, "warmup": 20.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {**CHANGE_RELEASES[release], "calendar": "day"},
+        "calendars": {"day": {"shifts": shifts}},
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "cleaning": {"minor": 0.3}},
+            {"name": "m2", "buffer": 2, "units": 2, "process_time": {"dist": "gamma", "mean": 1.9, "sd": 0.5}},
+        ],
+        **({"start": start} if start else {}),
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    assert Evaluator(spec).approximations() == ()
+    for seed in (1, 2):
+        assert_same_departures(spec, seed)
+    # a WIP limit (CONWIP) is outside the kernel, and says so
+    data["release"]["wip_limit"] = {"batches": 2, "until": "m2"}
+    assert Evaluator(LineSpec.from_dict(data)).approximations()[0].startswith("release.wip_limit: CONWIP")
