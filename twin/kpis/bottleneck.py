@@ -46,9 +46,13 @@ def active_periods(intervals: UnitIntervals, station: int, units: int) -> tuple[
 
 def bottlenecks(intervals: UnitIntervals, units: list[int], start: float, end: float) -> Bottlenecks:
     """Sole and shifting bottleneck shares of each station over the window."""
-    n = len(units)
+    return period_bottlenecks([active_periods(intervals, j, units[j]) for j in range(len(units))], start, end)
+
+
+def period_bottlenecks(periods: list[tuple[np.ndarray, np.ndarray]], start: float, end: float) -> Bottlenecks:
+    """Sole and shifting bottleneck shares from each station's active periods (``active_periods``) in the window."""
+    n = len(periods)
     length = end - start
-    periods = [active_periods(intervals, j, units[j]) for j in range(n)]
     edges = np.unique(np.concatenate([np.concatenate(p) for p in periods] + [np.array([start, end])]))
     if len(edges) < 2:
         return Bottlenecks(np.zeros(n), np.zeros(n), -1)
