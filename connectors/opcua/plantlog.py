@@ -298,13 +298,14 @@ class PlantDecoder:
         """Plant hours decoded so far."""
         return max(((self.watermark_us or self.origin_us) - self.origin_us) / US_PER_HOUR, 0.0)
 
-    def decoded(self, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
-        """The event log of (0, end] (default: up to the latest sample decoded)."""
-        end_us = self.watermark_us or self.origin_us if end_us is None else end_us
-        end = max((end_us - self.origin_us) / US_PER_HOUR, 0.0)
-        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
+    def rows_table(self, since: int = 0, end: float | None = None) -> pd.DataFrame:
+        """The event-log rows made after the first ``since`` (up to ``end`` hours), in the log's order, with the
+        product of each row's batch as known now; no ``end`` row. Rows are made a whole time at a time, so the
+        rows after a count taken between two ``feed`` calls are in the order the whole log has them."""
+        table = pd.DataFrame(self.rows[since:], columns=list(COLUMNS))
         if len(table):
-            table = table[table["time"] <= end]
+            if end is not None:
+                table = table[table["time"] <= end]
             product = table["product"].astype(object)
             unknown = product.isna().to_numpy()
             if unknown.any():  # rows whose product is that of their batch, as known now
@@ -312,6 +313,13 @@ class PlantDecoder:
             table["product"] = product
             order = table["event"].map(_ORDER).fillna(3)
             table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]
+        return table
+
+    def decoded(self, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
+        """The event log of (0, end] (default: up to the latest sample decoded)."""
+        end_us = self.watermark_us or self.origin_us if end_us is None else end_us
+        end = max((end_us - self.origin_us) / US_PER_HOUR, 0.0)
+        table = self.rows_table(0, end)
         end_row = pd.DataFrame([(end, -1, None, None, -1, "end", None, np.nan, np.nan)], columns=list(COLUMNS))
         table = pd.concat([table, end_row], ignore_index=True) if len(table) else end_row
         table = complete(table)

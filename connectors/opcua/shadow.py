@@ -33,13 +33,19 @@ class Shadow:
         self.parts: list[pd.DataFrame] = []
         self.row_count = 0  # rows of the twin's log so far (without the closing ``end`` row)
 
-    def log_until(self, hours: float) -> EventLog:
-        """The twin's event log of (0, hours], closed by an ``end`` row at ``hours``."""
-        hours = min(hours, self.rep.horizon)
-        self.rep.advance(hours)
+    def advance(self, hours: float) -> pd.DataFrame:
+        """Run the twin to ``hours`` (at most its horizon); the rows it made since the last call."""
+        self.rep.advance(min(hours, self.rep.horizon))
         rows = self.rep.new_rows()
         if len(rows):
             self.parts.append(rows)
+            self.row_count += len(rows)
+        return rows
+
+    def log_until(self, hours: float) -> EventLog:
+        """The twin's event log of (0, hours], closed by an ``end`` row at ``hours``."""
+        hours = min(hours, self.rep.horizon)
+        rows = self.advance(hours)
         table = pd.concat(self.parts, ignore_index=True) if self.parts else rows
         if len(self.parts) > 1:
             self.parts = [table]  # one frame: a tick concatenates two, not one per tick so far

@@ -38,6 +38,7 @@ row, and a batch released twice in a log with splits or merges.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -427,10 +428,10 @@ class KpiAccumulator:
 
     # ------------------------------------------------------------------------------------------ reading
 
-    def summary(self, end: float, since: float | None = None, products: dict[int, int] | None = None) -> KpiSummary:
+    def summary(self, end: float, since: float | None = None, products: Mapping[int, str] | None = None) -> KpiSummary:
         """The KPIs of (``since``, ``end``] (default: from the warm-up), ``end`` not before the rows fed.
 
-        ``products``: batch -> product code for rows fed without a product that is known now (a plant's
+        ``products``: batch -> product name, for rows fed without a product that is known now (a plant's
         batch whose product tag came later), as the log's table would show them."""
         start = self.warmup if since is None else float(since)
         w = self.windows.get(start)
@@ -445,7 +446,7 @@ class KpiAccumulator:
         per_replication = pd.DataFrame(rows).set_index("replication") if rows else pd.DataFrame()
         return summarize(per_replication, self.meta, start)
 
-    def _replication(self, w: _Window, end: float, products: dict[int, int]) -> dict[str, Any]:
+    def _replication(self, w: _Window, end: float, products: Mapping[int, str]) -> dict[str, Any]:
         start = w.start
         length = end - start
         w_start = w.w_start if w.opened else [self._worked(k, start) for k in range(self.n_units)]
@@ -501,11 +502,12 @@ class KpiAccumulator:
         return replication_row(0, self.stations, self.units, start, end, f, q, equipment, b, valued)
 
     def _line_oee(
-        self, w: _Window, hours: np.ndarray, end: float, w_start: list[float], products: dict[int, int]
+        self, w: _Window, hours: np.ndarray, end: float, w_start: list[float], products: Mapping[int, str]
     ) -> tuple[float, int]:
+        code = {name: i for i, name in enumerate(self.products)}
         ideal_sum, quantity_sum, finished = self.ideal_sum.copy(), self.quantity_sum.copy(), self.finished_known
         for batch, rows in self.finish_unknown.items():
-            p = products.get(batch, -1)
+            p = code.get(products.get(batch), -1)
             if p < 0:
                 continue
             finished = True
@@ -517,7 +519,7 @@ class KpiAccumulator:
             return math.nan, -1
         made = w.made.copy()
         for batch, qty in w.made_unknown:
-            p = products.get(batch, -1)
+            p = code.get(products.get(batch), -1)
             if p >= 0:
                 made[p] += qty
         start = w.start
