@@ -323,8 +323,13 @@ class PlantDecoder:
         end_row = pd.DataFrame([(end, -1, None, None, -1, "end", None, np.nan, np.nan)], columns=list(COLUMNS))
         table = pd.concat([table, end_row], ignore_index=True) if len(table) else end_row
         table = complete(table)
+        meta = self.meta(end, extra)
+        return Decoded(EventLog(normalize_table(table, meta), meta), meta.extra["bad_values"], meta.extra["missed"])
+
+    def meta(self, end: float, extra: dict[str, Any] | None = None) -> LogMeta:
+        """The metadata of the event log of (0, end]."""
         bad, missed = dict(self.bad), dict(self.missed)
-        meta = LogMeta(
+        return LogMeta(
             line=self.spec.name,
             stations=[s.name for s in self.spec.stations],
             units=[s.units for s in self.spec.stations],
@@ -344,7 +349,6 @@ class PlantDecoder:
                 **(extra or {}),
             },
         )
-        return Decoded(EventLog(normalize_table(table, meta), meta), bad, missed)
 
     # ------------------------------------------------------------------------------------------ checkpoints
 

@@ -240,7 +240,7 @@ class PlantSync:
         if view.shadow is not None:
             twin = compute_kpis(view.shadow.log_until(decoded.log.meta.horizon))
             drift_ = drift(kpis.summary, twin.summary)
-        snap = view.snapshot(decoded, self.counters(), complete=True)
+        snap = view.snapshot(end_us, self.counters(), complete=True)
         snap.update(tick_s=view.tick_s, rebuilds=view.observer.rebuilds, lag_s=0.0)
         self._store(snap)  # the feed's end, for the dashboard's Live page (the writer's own connection stays open)
         self.save_checkpoint()
