@@ -5,14 +5,22 @@ random engine runs and plant feeds, for the warm-up's window and for windows ope
 from __future__ import annotations
 
 import math
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_kpi_invariants import random_specs, valid
+from test_plant_twin_observer import SPEC, T0, TAGS, H, _append, feeds
 
-from tests.test_kpi_invariants import random_specs, valid
+from connectors.opcua.historian import Historian
+from connectors.opcua.observer import PlantView
+from connectors.opcua.plantlog import plant_event_log
+from connectors.opcua.running import WINDOWS, window_figures
 from twin.engine import simulate
 from twin.eventlog import EventLog
 from twin.kpis.accumulate import KpiAccumulator
@@ -75,3 +83,96 @@ def test_accumulators_equal_compute_kpis_at_every_increment_of_random_runs(
     cuts = draw.draw(cut_points(spec.horizon_hours))
     windows = draw.draw(st.lists(st.integers(0, len(cuts) - 1), max_size=3))
     check_increments(log, cuts, windows)
+
+
+# ---------------------------------------------------------------------------------------------- the plant's view
+
+
+def _view(folder: Path, shadow: bool = False) -> PlantView:
+    options = SimpleNamespace(warmup=0.0, shadow=shadow, until=None, seed=3, forecast_every=None)
+    return PlantView(SPEC, TAGS, T0, options, str(folder / "h.db"))
+
+
+def assert_windows(snap: dict[str, Any], log: EventLog, hours: float) -> None:
+    """Each window of a snapshot: the figures of compute_kpis over the log clipped to it."""
+    assert set(snap["windows"]) == set(WINDOWS)
+    for name, window in snap["windows"].items():
+        since = window["since"]
+        assert since <= hours
+        if hours > since:
+            expected = window_figures(compute_kpis(clip_log(log, since, hours)).summary)
+            assert_same(expected, window["plant"], f"{name} window since {since}")
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking a failure costs minutes; the example is shown
+)
+@given(feeds())
+def test_the_views_running_kpis_equal_compute_kpis_of_a_full_decode_at_every_tick(feed):
+    # random feeds with late samples (the decoder rolls back: the accumulators are fed again), restarts from the
+    # historian's checkpoint, batches whose product comes later; the view's summary and windows at every tick
+    arrived, chunks, restarts, _late = feed
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        h = Historian(folder / "h.db")
+        ids = h.register_tags(TAGS.all_tags())
+        view = _view(folder)
+        position, tick = 0, 0
+        while position < len(arrived):
+            size = chunks[tick % len(chunks)]
+            _append(h, ids, arrived[position : position + size])
+            position += size
+            if tick in restarts and view.observer.decoder is not None:
+                h.save_checkpoint(view.observer.key, *view.observer.checkpoint())
+                view.close()
+                view = _view(folder)
+            end_us = max(t for _tag, t, _v, _s in arrived[:position])
+            snap = view.tick(end_us, {})
+            log = plant_event_log(SPEC, TAGS, h.query(raw_times=True), T0, end_us).log
+            hours = log.meta.horizon
+            assert snap["plant_hours"] == hours
+            if hours > 0:
+                assert_same(compute_kpis(log).summary, snap["plant"], f"tick {tick}")
+                assert_windows(snap, log, hours)
+            tick += 1
+        view.close()
+        h.close()
+
+
+def test_a_restart_from_a_checkpoint_gives_the_same_accumulators(tmp_path):
+    # a view that restarts from the historian's checkpoint goes on with the same KPIs, windows included, as one
+    # that never stopped: both against compute_kpis of the whole decode
+    h = Historian(tmp_path / "h.db")
+    ids = h.register_tags(TAGS.all_tags())
+    rng = np.random.default_rng(7)
+    rows, done, good, t = [], 0, 0, T0
+    for k in range(400):
+        t += int(rng.integers(H // 10, H))
+        lot = f"L{k // 3}"
+        rows += [("LOT", t, lot, 0), ("PROD", t, "AB"[k % 2], 0), ("ST", t, "RUN", 0)]
+        t += int(rng.integers(H // 4, 2 * H))
+        good = (good + 90) % 1000
+        done = (done + 1) % 4
+        rows += [("GOOD", t, good, 0), ("DONE", t, done, 0), ("ST", t, str(rng.choice(["WAIT", "CIP"])), 0)]
+    half = len(rows) // 2
+    _append(h, ids, rows[:half])
+    steady = _view(tmp_path)
+    steady.tick(rows[half - 1][1], {})
+    h.save_checkpoint(steady.observer.key, *steady.observer.checkpoint())
+    _append(h, ids, rows[half:])
+    restarted = _view(tmp_path)
+    end_us = rows[-1][1]
+    a, b = steady.tick(end_us, {}), restarted.tick(end_us, {})
+    assert restarted.observer.resumed_from == rows[half - 1][1]
+    assert_same(a["plant"], b["plant"])
+    assert_same(a["windows"], b["windows"])
+    log = plant_event_log(SPEC, TAGS, h.query(raw_times=True), T0, end_us).log
+    assert_same(compute_kpis(log).summary, b["plant"])
+    assert_windows(b, log, log.meta.horizon)
+    assert b["windows"]["day"]["since"] == math.ceil(log.meta.horizon - 24)  # the first whole hour of the last day
+    steady.close()
+    restarted.close()
+    h.close()

@@ -467,6 +467,7 @@ def sync_command(
         "bad_values": result.decoded.bad_values,
         "missed": result.decoded.missed,
         "forecasts": result.forecasts,
+        "windows": result.windows,
     }
     if as_json:
         emit_json(summary)

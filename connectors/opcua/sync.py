@@ -73,6 +73,7 @@ class SyncResult:
     stats: IngestStats
     acknowledged: int
     forecasts: dict[str, Any] | None = None  # accuracy of the shadow twin's forecasts (``forecasting.accuracy``)
+    windows: dict[str, Any] | None = None  # this shift's and the last 24 h's KPIs at the end (``running.RunningKpis``)
 
 
 class PlantSync:
@@ -245,4 +246,5 @@ class PlantSync:
         self._store(snap)  # the feed's end, for the dashboard's Live page (the writer's own connection stays open)
         self.save_checkpoint()
         scored = (self.last_snapshot or {}).get("forecasts")
-        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored)
+        windows = (self.last_snapshot or {}).get("windows")
+        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored, windows)
