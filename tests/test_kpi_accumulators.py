@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_kpi_invariants import random_specs, valid
+from test_opcua_sync import plant  # noqa: F401  (a fixture: the line, its map and certificates)
 from test_plant_twin_observer import SPEC, T0, TAGS, H, _append, feeds
 
 from connectors.opcua.historian import Historian
@@ -176,3 +177,44 @@ def test_a_restart_from_a_checkpoint_gives_the_same_accumulators(tmp_path):
     steady.close()
     restarted.close()
     h.close()
+
+
+def test_a_real_sync_stores_windowed_kpis_equal_to_an_offline_computation(plant: Path):  # noqa: F811
+    # `twin sync --shadow` against the emulator: the stored view's "this shift" and "last 24 h" figures (plant and
+    # twin) equal compute_kpis of the plant's log and of the twin's, clipped to each window; --json reports them
+    import json
+
+    import yaml
+    from opcua_helpers import LINE_YAML, call, endpoint
+    from test_opcua_sync import emulator, sync
+
+    from connectors.opcua.shadow import Shadow
+    from twin.runfolder import read_run
+    from twin.spec.loader import spec_from_data
+
+    folder = plant
+    ep = endpoint()
+    with emulator(folder, ep, "--speed", "max", "--paused"):
+        with sync(folder, ep, "--until", "150 h", "--out", "sync-run", "--shadow", "--seed", "3") as feed:
+            feed.wait_for("subscribed to 35 tags")
+            call(ep, "urn:twin:plc:mini", "PLC", "Start")
+            assert feed.proc.wait(120) == 0, feed.log()
+        report = json.loads(feed.stdout())
+    h = Historian(folder / "h.db", readonly=True)
+    view = h.view()
+    h.close()
+    hours = view["plant_hours"]
+    assert hours == pytest.approx(150.0)
+    assert report["windows"] == view["windows"]
+    plant_log = read_run(folder / "sync-run").log
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    twin_log = Shadow(spec, 3, max(150.0, spec.horizon_hours, 24 * 365 * 10)).log_until(hours)
+    assert view["windows"]["day"]["since"] == math.ceil(hours - 24)
+    for name, window in view["windows"].items():
+        since = window["since"]
+        assert 0 < since < hours, name
+        for who, log in (("plant", plant_log), ("twin", twin_log)):
+            expected = window_figures(compute_kpis(clip_log(log, since, hours)).summary)
+            assert_same(expected, window[who], f"{who} {name}")
+            assert expected["throughput_per_hour"] > 0
+    assert_same(compute_kpis(plant_log).summary, report["plant"])
