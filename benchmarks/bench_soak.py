@@ -241,6 +241,7 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
     print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8} "
           f"{'Live s':>6}")  # fmt: skip
     started = time.monotonic()
+    ticks: list[tuple[float, float]] = []  # (plant hours, tick seconds) of each /metrics read
     try:
         while time.monotonic() - started < seconds:
             time.sleep(5)
@@ -250,6 +251,7 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
                 continue
             if "twin_sync_tick_seconds" not in m:
                 continue
+            ticks.append((m["twin_sync_plant_hours"], m["twin_sync_tick_seconds"]))
             print(f"{time.monotonic() - started:>7.0f} {m['twin_sync_plant_hours']:>8.1f} "
                   f"{m['twin_sync_values_stored_total']:>10,.0f} {m['twin_sync_tick_seconds']:>7.3f} "
                   f"{m.get('twin_sync_lag_seconds', float('nan')):>9.0f} {rss_mb(sync.pid):>7.0f} "
@@ -259,6 +261,12 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
         for proc in (sync, emu):
             proc.terminate()
             proc.wait(60)
+    if len(ticks) >= 4:  # flat: the mean tick of the first quarter of the run against the last quarter's
+        quarter = len(ticks) // 4
+        first, last = (float(np.mean([t for _, t in part])) for part in (ticks[:quarter], ticks[-quarter:]))
+        print(f"tick mean: {first:.3f} s over the first quarter ({ticks[quarter - 1][0]:.0f} plant h), "
+              f"{last:.3f} s over the last ({ticks[-quarter][0]:.0f}-{ticks[-1][0]:.0f} plant h): "
+              f"ratio {last / first:.2f}")  # fmt: skip
 
 
 def main() -> None:

@@ -26,20 +26,34 @@ from connectors.opcua.live import complete
 from twin.clock import RunClock, shift_span
 from twin.eventlog import LogMeta
 from twin.kpis.accumulate import KpiAccumulator
-from twin.kpis.line import LINE_KPIS, stat
+from twin.kpis.line import LINE_KPIS
 from twin.kpis.summary import KpiSummary
 
 DAY = 24  # hours of the "last 24 h" window
 WINDOWS = ("shift", "day")  # the windows a snapshot carries, in the order the Live page shows them
 
 
-def window_figures(summary: KpiSummary) -> dict[str, Any]:
-    """The line KPIs (``twin.kpis.line.LINE_KPIS``: their means) and each station's OEE of a summary."""
-    out: dict[str, Any] = {k.column: stat(summary, k)["mean"] for k in LINE_KPIS}
-    out["constraint"] = (summary.get("constraint") or {}).get("station")
-    out["bottleneck"] = (summary.get("bottleneck") or {}).get("station")
-    out["stations"] = {name: s["oee"]["mean"] for name, s in summary.get("stations", {}).items()}
+def window_figures(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The line KPIs (``twin.kpis.line.LINE_KPIS``), the constraint, the bottleneck and each station's OEE of a
+    window: one replication's row of KPIs (``compute_kpis(...).per_replication``, ``KpiAccumulator.row``)."""
+    out: dict[str, Any] = {k.column: _number(row.get(k.column)) for k in LINE_KPIS}
+    out["constraint"] = _name(row.get("constraint"))
+    out["bottleneck"] = _name(row.get("bottleneck"))
+    out["stations"] = {name: _number(row.get(f"{name}.oee")) for name in _stations(row)}
     return out
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _name(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _stations(row: Mapping[str, Any]) -> list[str]:
+    keys = row.keys()  # a pandas row iterates over its values
+    return [key[: -len(".bottleneck_sole")] for key in keys if key.endswith(".bottleneck_sole")]
 
 
 class RunningKpis:
@@ -86,10 +100,6 @@ class RunningKpis:
         out = {}
         labels = {"shift": shift_span(self.clock, hours)[1], "day": "last 24 h"}
         for name, since in self.window_starts(hours).items():
-            summary = self.acc.summary(hours, since=since, products=products) if hours > since else None
-            out[name] = {
-                "since": since,
-                "label": labels[name],
-                "figures": window_figures(summary) if summary is not None else None,
-            }
+            row = self.acc.row(hours, since=since, products=products)
+            out[name] = {"since": since, "label": labels[name], "figures": window_figures(row) if row else None}
         return out

@@ -434,17 +434,22 @@ class KpiAccumulator:
         ``products``: batch -> product name, for rows fed without a product that is known now (a plant's
         batch whose product tag came later), as the log's table would show them."""
         start = self.warmup if since is None else float(since)
+        row = self.row(end, since, products)
+        per_replication = pd.DataFrame([row]).set_index("replication") if row is not None else pd.DataFrame()
+        return summarize(per_replication, self.meta, start)
+
+    def row(
+        self, end: float, since: float | None = None, products: Mapping[int, str] | None = None
+    ) -> dict[str, Any] | None:
+        """The KPIs of (``since``, ``end``] as ``compute_kpis``'s ``per_replication`` row (None: an empty window)."""
+        start = self.warmup if since is None else float(since)
         w = self.windows.get(start)
         if w is None:
             raise KeyError(f"no window from {start} h (add_window first)")
         end = float(end)
         if end < self.now:
-            raise ValueError(f"a summary at {end} h is before the rows fed ({self.now} h)")
-        rows = []
-        if end > start:
-            rows.append(self._replication(w, end, products or {}))
-        per_replication = pd.DataFrame(rows).set_index("replication") if rows else pd.DataFrame()
-        return summarize(per_replication, self.meta, start)
+            raise ValueError(f"KPIs at {end} h are before the rows fed ({self.now} h)")
+        return self._replication(w, end, products or {}) if end > start else None
 
     def _replication(self, w: _Window, end: float, products: Mapping[int, str]) -> dict[str, Any]:
         start = w.start
