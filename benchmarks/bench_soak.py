@@ -220,7 +220,7 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen) -> None:
         time.sleep(0.3)
 
 
-def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None:
+def emulator(work: Path, seconds: float, model: str, plant_hours: float, shadow: bool = True) -> None:
     from connectors.opcua.security import Users
     from connectors.opcua.uabase import free_port
 
@@ -233,11 +233,12 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
                             "--horizon", f"{plant_hours} h"], cwd=work, stderr=emu_log)  # fmt: skip
     wait_for(work / "emu.log", "emulating", emu)
     sync = subprocess.Popen([TWIN, "sync", model, "--endpoint", ep, "--security", "none", "--pki", "pki-s",
-                             "--historian", "h.db", "--shadow", "--metrics-port", str(port)],
+                             "--historian", "h.db", *(["--shadow"] if shadow else []), "--metrics-port", str(port)],
                             cwd=work, stderr=sync_log, stdout=subprocess.DEVNULL)  # fmt: skip
     wait_for(work / "sync.log", "subscribed to", sync)
     start_plc(ep, f"urn:twin:plc:{model}", work / "pki-c")
-    print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync --shadow, /metrics every 5 s")
+    print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync{' --shadow' * shadow}, "
+          "/metrics every 5 s")
     print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8} "
           f"{'Live s':>6}")  # fmt: skip
     started = time.monotonic()
@@ -277,6 +278,7 @@ def main() -> None:
     parser.add_argument("--emulator-seconds", type=float, default=120.0)
     parser.add_argument("--model", default="osd-tablet")
     parser.add_argument("--only", choices=("dense", "emulator"), help="run one part")
+    parser.add_argument("--no-shadow", action="store_true", help="the emulator part's sync without --shadow")
     parser.add_argument("--plant-hours", type=float, default=8760.0, help="plant time the emulator runs (a year)")
     args = parser.parse_args()
     rows, seconds, ticks = (600_000, 20.0, 10) if args.quick else (args.rows, args.emulator_seconds, args.ticks)
@@ -290,7 +292,7 @@ def main() -> None:
             dense(Path(folder), stages, ticks)
             print()
         if args.only != "dense":
-            emulator(Path(folder), seconds, args.model, plant_hours)
+            emulator(Path(folder), seconds, args.model, plant_hours, shadow=not args.no_shadow)
     print(f"load average {load()}")
 
 
