@@ -241,9 +241,7 @@ class KpiAccumulator:
             self._take_out(parent, t)
         elif ev == _QUARANTINE:
             self.quarantined.setdefault(b, t)
-            if b in self.released:
-                pass  # left QC before: no time in quarantine (see the module's docstring)
-            else:
+            if b not in self.released:  # else it left QC before: not followed (see the module's docstring)
                 self.in_quarantine.setdefault(b, []).append(t)
                 self.group_in += 1
         elif ev == _APPROVE:
@@ -401,11 +399,8 @@ class KpiAccumulator:
         if b in self.created:
             return
         self.created[b] = t
-        out = self.out.get(b)
-        if out is None:
+        if b not in self.out:  # else out before it was made (a log joined mid-run): no time in process
             self.in_process_batches[b] = t
-        else:  # out before it was made (a log joined mid-run): no time in process, as max(0, out - made)
-            pass
 
     def _take_out(self, b: int, t: float) -> None:
         if b in self.out:
