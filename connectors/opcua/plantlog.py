@@ -308,8 +308,9 @@ class PlantDecoder:
                 table = table[table["time"] <= end]
             product = table["product"].astype(object)
             unknown = product.isna().to_numpy()
-            if unknown.any():  # rows whose product is that of their batch, as known now
-                product[unknown] = table["batch"][unknown].map(self.batch_product).astype(object).to_numpy()
+            if unknown.any():  # rows whose product is that of their batch, as known now (a look-up per row)
+                known = self.batch_product
+                product[unknown] = [known.get(b) for b in table["batch"].to_numpy()[unknown].tolist()]
             table["product"] = product
             order = table["event"].map(_ORDER).fillna(3)
             table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]

@@ -94,7 +94,7 @@ class _Window:
     rejected: np.ndarray = field(init=False)
     own: set[tuple[int, int]] = field(default_factory=set)  # (batch, station) finished in the window
     pending: dict[tuple[int, int], list[tuple[int, float]]] = field(default_factory=dict)  # losses not yet own
-    periods: list[list[tuple[float, float]]] = field(init=False)
+    periods: list[tuple[list[float], list[float]]] = field(init=False)  # per station: starts, ends
 
     def __post_init__(self) -> None:
         self.made = np.zeros(self.n_products)
@@ -102,7 +102,7 @@ class _Window:
         self.produced = np.zeros(self.n_units)
         self.ideal = np.zeros(self.n_units)
         self.rejected = np.zeros(self.n_units)
-        self.periods = [[] for _ in range(self.n_stations)]
+        self.periods = [([], []) for _ in range(self.n_stations)]
 
 
 class KpiAccumulator:
@@ -314,7 +314,8 @@ class KpiAccumulator:
                     if w.opened:
                         a = max(closed[0], w.start)
                         if closed[1] > a:
-                            w.periods[j].append((a, closed[1]))
+                            w.periods[j][0].append(a)
+                            w.periods[j][1].append(closed[1])
         self.touched.clear()
         if self.group_out or self.group_in:
             top = self._group_max()
@@ -427,7 +428,8 @@ class KpiAccumulator:
         """The KPIs of (``since``, ``end``] (default: from the warm-up), ``end`` not before the rows fed.
 
         ``products``: batch -> product name, for rows fed without a product that is known now (a plant's
-        batch whose product tag came later), as the log's table would show them."""
+        batch whose product tag came later), as the log's table would show them; once given, a batch's
+        product is taken as its for good (a decoder that rolls back feeds a new accumulator)."""
         start = self.warmup if since is None else float(since)
         row = self.row(end, since, products)
         per_replication = pd.DataFrame([row]).set_index("replication") if row is not None else pd.DataFrame()
@@ -465,15 +467,14 @@ class KpiAccumulator:
             quarantine_max = top if quarantine_max is None else max(quarantine_max, top)
         periods = []
         for j in range(len(self.units)):
-            mine = list(w.periods[j])
+            starts, ends = w.periods[j]
             began, closed = self._period_step(j) if j in self.touched else (self.period_start[j], None)
+            extra = []
             for span in (closed, None if began is None else (began, end)):
-                if span is None:
-                    continue
-                a, z = max(span[0], start), span[1]
-                if z > a:
-                    mine.append((a, z))
-            periods.append((np.array([a for a, _ in mine]), np.array([z for _, z in mine])))
+                if span is not None and span[1] > max(span[0], start):
+                    extra.append((max(span[0], start), span[1]))
+            tail_starts, tail_ends = [a for a, _ in extra], [z for _, z in extra]
+            periods.append((np.array(starts + tail_starts, dtype=float), np.array(ends + tail_ends, dtype=float)))
         b = period_bottlenecks(periods, start, end)
         f = Flow(
             batches_per_hour=w.exits / length,
@@ -505,23 +506,27 @@ class KpiAccumulator:
         self, w: _Window, hours: np.ndarray, end: float, w_start: list[float], products: Mapping[int, str]
     ) -> tuple[float, int]:
         code = {name: i for i, name in enumerate(self.products)}
-        ideal_sum, quantity_sum, finished = self.ideal_sum.copy(), self.quantity_sum.copy(), self.finished_known
-        for batch, rows in self.finish_unknown.items():
-            p = code.get(products.get(batch), -1)
+        for batch in [b for b in self.finish_unknown if b in products]:  # known now: the batch's for good
+            p = code.get(products[batch], -1)
             if p < 0:
                 continue
-            finished = True
-            for j, ideal, qty in rows:
+            self.finished_known = True
+            for j, ideal, qty in self.finish_unknown.pop(batch):
                 if not math.isnan(ideal) and qty > 0:
-                    ideal_sum[j, p] += ideal
-                    quantity_sum[j, p] += qty
-        if not finished:
+                    self.ideal_sum[j, p] += ideal
+                    self.quantity_sum[j, p] += qty
+        if not self.finished_known:
             return math.nan, -1
-        made = w.made.copy()
-        for batch, qty in w.made_unknown:
-            p = code.get(products.get(batch), -1)
-            if p >= 0:
-                made[p] += qty
+        if w.made_unknown:
+            still = []
+            for batch, qty in w.made_unknown:
+                p = code.get(products.get(batch), -1)
+                if p >= 0:
+                    w.made[p] += qty
+                else:
+                    still.append((batch, qty))
+            w.made_unknown = still
+        ideal_sum, quantity_sum, made = self.ideal_sum, self.quantity_sum, w.made
         start = w.start
 
         def earned(constraint: int) -> tuple[float, float]:
