@@ -218,3 +218,35 @@ def test_a_real_sync_stores_windowed_kpis_equal_to_an_offline_computation(plant:
             assert_same(expected, window[who], f"{who} {name}")
             assert expected["throughput_per_hour"] > 0
     assert_same(compute_kpis(plant_log).summary, report["plant"])
+
+
+def test_shift_spans_follow_the_calendars_or_three_shifts_a_day():
+    from datetime import datetime
+
+    from twin.clock import RunClock, shift_span, shift_windows
+    from twin.models import load_spec
+
+    plain = RunClock(datetime(2027, 1, 4, 0, 0))  # a Monday; no calendars: 06-14, 14-22, 22-06
+    assert shift_span(plain, 0.0) == (-2.0, "shift 22:00–06:00")
+    assert shift_span(plain, 6.0) == (6.0, "shift 06:00–14:00")
+    assert shift_span(plain, 13.99) == (6.0, "shift 06:00–14:00")
+    assert shift_span(plain, 23.5) == (22.0, "shift 22:00–06:00")
+    spec = load_spec("osd-tablet")  # a round-the-clock calendar Mon-Fri and a day shift 06-22 beside it
+    clock = RunClock(datetime(2027, 1, 4, 0, 0), shift_windows(spec.calendars))
+    for hours in (0.5, 6.0, 6.5, 21.9, 22.5, 100.0, 130.0, 150.0):
+        start, label = shift_span(clock, hours)
+        assert start <= hours and clock.shift(hours) == label
+        assert clock.shift(start) == label and clock.shift(start - 1 / 3600) != label  # a change of shift there
+        assert all(clock.shift(start + f * (hours - start)) == label for f in (0.25, 0.5, 0.75))
+
+
+def test_only_the_forecasts_due_and_not_scored_are_read(tmp_path):
+    h = Historian(tmp_path / "h.db")
+    scored = h.add_forecast(8.0, 8.0, {"completed": {}})
+    h.set_forecast_score(scored, {"completed": 1})
+    due = h.add_forecast(16.0, 8.0, {"completed": {"p50": 2}})
+    h.add_forecast(24.0, 8.0, {"completed": {}})  # its horizon ends at 32 h
+    got = h.forecasts_due(30.0)
+    assert got["id"].tolist() == [due] and got["predicted"].tolist() == [{"completed": {"p50": 2}}]
+    assert len(h.forecasts_due(32.0)) == 2
+    h.close()
