@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -89,14 +90,14 @@ def test_accumulators_equal_compute_kpis_at_every_increment_of_random_runs(
 # ---------------------------------------------------------------------------------------------- the plant's view
 
 
-def _view(folder: Path, shadow: bool = False) -> PlantView:
-    options = SimpleNamespace(warmup=0.0, shadow=shadow, until=None, seed=3, forecast_every=None)
+def _view(folder: Path, shadow: bool = False, since: Any = None) -> PlantView:
+    options = SimpleNamespace(warmup=0.0, shadow=shadow, until=None, seed=3, forecast_every=None, kpis_since=since)
     return PlantView(SPEC, TAGS, T0, options, str(folder / "h.db"))
 
 
 def assert_windows(snap: dict[str, Any], log: EventLog, hours: float) -> None:
     """Each window of a snapshot: the figures of compute_kpis over the log clipped to it."""
-    assert set(snap["windows"]) == set(WINDOWS)
+    assert set(snap["windows"]) >= set(WINDOWS)
     for name, window in snap["windows"].items():
         since = window["since"]
         assert since <= hours
@@ -160,11 +161,12 @@ def test_a_restart_from_a_checkpoint_gives_the_same_accumulators(tmp_path):
         rows += [("GOOD", t, good, 0), ("DONE", t, done, 0), ("ST", t, str(rng.choice(["WAIT", "CIP"])), 0)]
     half = len(rows) // 2
     _append(h, ids, rows[:half])
-    steady = _view(tmp_path)
+    since = datetime.fromtimestamp(T0 / 1e6, tz=UTC).replace(tzinfo=None) + timedelta(hours=100)  # --kpis-since
+    steady = _view(tmp_path, since=since)
     steady.tick(rows[half - 1][1], {})
     h.save_checkpoint(steady.observer.key, *steady.observer.checkpoint())
     _append(h, ids, rows[half:])
-    restarted = _view(tmp_path)
+    restarted = _view(tmp_path, since=since)
     end_us = rows[-1][1]
     a, b = steady.tick(end_us, {}), restarted.tick(end_us, {})
     assert restarted.observer.resumed_from == rows[half - 1][1]
@@ -174,6 +176,7 @@ def test_a_restart_from_a_checkpoint_gives_the_same_accumulators(tmp_path):
     assert_same(compute_kpis(log).summary, b["plant"])
     assert_windows(b, log, log.meta.horizon)
     assert b["windows"]["day"]["since"] == math.ceil(log.meta.horizon - 24)  # the first whole hour of the last day
+    assert b["windows"]["since"]["since"] == 100.0
     steady.close()
     restarted.close()
     h.close()
@@ -250,3 +253,13 @@ def test_only_the_forecasts_due_and_not_scored_are_read(tmp_path):
     assert got["id"].tolist() == [due] and got["predicted"].tolist() == [{"completed": {"p50": 2}}]
     assert len(h.forecasts_due(32.0)) == 2
     h.close()
+
+
+def test_a_bad_kpis_since_exits_2_in_one_line(tmp_path):
+    from conftest import run_cli
+
+    done = run_cli("sync", "osd-tablet", "--endpoint", "opc.tcp://127.0.0.1:4999", "--historian",
+                   str(tmp_path / "h.db"), "--kpis-since", "next tuesday", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--kpis-since 'next tuesday': not a date and time" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "h.db").exists()

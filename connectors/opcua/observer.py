@@ -159,12 +159,14 @@ class PlantView:
         self.spec, self.options, self.historian = spec, options, historian
         self.observer = Observer(spec, tags, origin_us, options.warmup)
         self.clock = plant_clock(spec, origin_us)
+        since = getattr(options, "kpis_since", None)
+        self.since = None if since is None else self.clock.hours(since)  # plant hours of --kpis-since
         self.shadow: Shadow | None = None
         self.twin_kpis: RunningKpis | None = None
         if options.shadow:
             horizon = max(options.until or 0.0, spec.horizon_hours, 24 * 365 * 10)
             self.shadow = Shadow(spec, options.seed, horizon, options.warmup)
-            self.twin_kpis = RunningKpis(self.shadow.meta(0.0), self.clock)
+            self.twin_kpis = RunningKpis(self.shadow.meta(0.0), self.clock, self.since)
         self.plant_kpis: RunningKpis | None = None
         self._fed_decoder: tuple[int, int] | None = None  # (decoder id, rebuilds) the plant's accumulators follow
         self._forecast_state: dict[str, Any] | None = None
@@ -250,7 +252,7 @@ class PlantView:
         """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
         key = (id(decoder), self.observer.rebuilds)
         if self.plant_kpis is None or key != self._fed_decoder or len(decoder.rows) < self.plant_kpis.rows:
-            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock)
+            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since)
             self._fed_decoder = key
         kpis = self.plant_kpis
         kpis.prepare(hours)

@@ -30,7 +30,7 @@ from twin.kpis.line import LINE_KPIS
 from twin.kpis.summary import KpiSummary
 
 DAY = 24  # hours of the "last 24 h" window
-WINDOWS = ("shift", "day")  # the windows a snapshot carries, in the order the Live page shows them
+WINDOWS = ("shift", "day")  # the windows every snapshot carries (and "since" with ``twin sync --kpis-since``)
 
 
 def window_figures(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,10 +59,13 @@ def _stations(row: Mapping[str, Any]) -> list[str]:
 class RunningKpis:
     """One log's accumulators and the windows kept for it (see the module's docstring)."""
 
-    def __init__(self, meta: LogMeta, clock: RunClock):
+    def __init__(self, meta: LogMeta, clock: RunClock, since: float | None = None):
         self.meta, self.clock = meta, clock
         self.acc = KpiAccumulator(meta)
         self.rows = 0  # rows fed
+        self.since = None if since is None else max(float(since), self.acc.warmup)  # a window asked for (hours)
+        if self.since is not None:
+            self.acc.add_window(self.since)
 
     def prepare(self, upto: float) -> None:
         """Open the windows that rows up to ``upto`` hours will cross (the shift's start, the day's hours)."""
@@ -74,7 +77,7 @@ class RunningKpis:
             if start > warmup and start >= acc.now:
                 acc.add_window(start)
         for start in acc.window_starts():
-            if start < upto - DAY - 1 and start != shift:
+            if start < upto - DAY - 1 and start not in (shift, self.since):
                 acc.drop_window(start)
 
     def feed(self, rows: pd.DataFrame) -> None:
@@ -90,15 +93,18 @@ class RunningKpis:
         kept = [s for s in self.acc.window_starts() if s < hours]
         shift = shift_span(self.clock, hours)[0]
         day = min((s for s in kept if s >= hours - DAY), default=None)
-        return {
+        starts = {
             "shift": shift if shift in kept else min((s for s in kept if s >= shift), default=self.acc.warmup),
             "day": day if day is not None else max(kept, default=self.acc.warmup),
         }
+        if self.since is not None:
+            starts["since"] = self.since
+        return starts
 
     def windows(self, hours: float, products: Mapping[int, str] | None = None) -> dict[str, dict[str, Any]]:
         """Per window: ``since`` (hours), its name, and the figures of (since, hours]."""
         out = {}
-        labels = {"shift": shift_span(self.clock, hours)[1], "day": "last 24 h"}
+        labels = {"shift": shift_span(self.clock, hours)[1], "day": "last 24 h", "since": "since a time asked for"}
         for name, since in self.window_starts(hours).items():
             row = self.acc.row(hours, since=since, products=products)
             out[name] = {"since": since, "label": labels[name], "figures": window_figures(row) if row else None}

@@ -62,6 +62,7 @@ class SyncOptions:
     on_value: Any = None  # called with (tag, source_us, value, status) of each new value (the live USD scene)
     metrics_port: int | None = None  # serve /metrics (Prometheus text) on 127.0.0.1:PORT
     checkpoint_every: float = 300.0  # seconds between decoder checkpoints kept in the historian
+    kpis_since: Any = None  # a calendar time (naive, UTC): also keep the KPIs since then (the view's ``since`` window)
 
 
 @dataclass

@@ -34,7 +34,7 @@ KPIS = (
     ("lead_time_hours", "Lead time (h)", False),
 )
 
-WINDOWS = {"shift": "this shift", "day": "last 24 h"}  # the windows of the sync's view, as the table heads them
+WINDOWS = {"shift": "this shift", "day": "last 24 h", "since": "since"}  # the sync's windows, as the table heads them
 PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -180,11 +180,13 @@ def _kpi_table(data: dict[str, Any]) -> Any:
         p = (plant.get(key) or {}).get("mean")
         row = {"KPI": label, "plant": fmt(p), "twin": fmt(d.get("twin")), "drift": percent(d.get("relative"))}
         for name, title in WINDOWS.items():
-            row[title] = fmt(((windows.get(name) or {}).get("plant") or {}).get(key))
+            if name in windows:
+                row[title] = fmt(((windows.get(name) or {}).get("plant") or {}).get(key))
         rows.append(row)
+    shown = [title for name, title in WINDOWS.items() if name in windows]
     table = dash_table.DataTable(
         rows,
-        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift", *WINDOWS.values())],
+        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift", *shown)],
         id="live-kpi-table",
         style_cell={"fontSize": 13, "padding": "4px 10px", "fontFamily": layout.FONT},
         style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8"},
