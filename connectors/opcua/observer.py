@@ -153,7 +153,9 @@ class PlantView:
     """KPIs of the plant (and of the shadow twin), forecasts and the service's own figures, each tick.
 
     ``tick`` is called by the sync with the ingest's counters; it returns the snapshot the sync stores
-    (``Historian.add_kpis``: a compact row and the latest view) and reports."""
+    (``Historian.add_kpis``: a compact row and the latest view) and reports. The KPIs come from running
+    accumulators (``running.RunningKpis``) fed only the rows decoded or simulated since the last tick, so a
+    tick's cost does not grow with the run; the event log is built only when a forecast is made or scored."""
 
     def __init__(self, spec: LineSpec, tags: TagMap, origin_us: int, options: Any, historian: str):
         self.spec, self.options, self.historian = spec, options, historian
