@@ -1,9 +1,10 @@
 """Soak: does a plant twin's tick stay flat as its history grows? Tick time, lag, RSS and historian size
 against simulated time and stored rows.
 
-    python benchmarks/bench_soak.py --quick                  # under a minute: both parts, small
+    python benchmarks/bench_soak.py --quick                  # about a minute: the three parts, small
     python benchmarks/bench_soak.py --rows 20000000          # the dense feed up to 20 M stored samples
     python benchmarks/bench_soak.py --emulator-seconds 600   # the emulator part for 10 minutes
+    python benchmarks/bench_soak.py --only view              # the view over a plant year, first week vs last
 
 1. Dense synthetic feed (this process): a line of 50 stations whose map has 300 tags (state, batch,
    good-units and scrap counters, finished batches, alarm per unit), every tag sampled at 1 Hz of
@@ -320,7 +321,7 @@ def view_ticks(work: Path, model: str, plant_hours: float, every: float, shadow:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="both parts, small: under a minute")
+    parser.add_argument("--quick", action="store_true", help="the three parts, small: about a minute")
     parser.add_argument("--rows", type=int, default=10_000_000, help="stored samples the dense feed grows to")
     parser.add_argument("--ticks", type=int, default=20, help="service ticks measured per stage")
     parser.add_argument("--emulator-seconds", type=float, default=120.0)
