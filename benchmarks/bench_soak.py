@@ -1,9 +1,10 @@
 """Soak: does a plant twin's tick stay flat as its history grows? Tick time, lag, RSS and historian size
 against simulated time and stored rows.
 
-    python benchmarks/bench_soak.py --quick                  # under a minute: both parts, small
+    python benchmarks/bench_soak.py --quick                  # about a minute: the three parts, small
     python benchmarks/bench_soak.py --rows 20000000          # the dense feed up to 20 M stored samples
     python benchmarks/bench_soak.py --emulator-seconds 600   # the emulator part for 10 minutes
+    python benchmarks/bench_soak.py --only view              # the view over a plant year, first week vs last
 
 1. Dense synthetic feed (this process): a line of 50 stations whose map has 300 tags (state, batch,
    good-units and scrap counters, finished batches, alarm per unit), every tag sampled at 1 Hz of
@@ -17,6 +18,9 @@ against simulated time and stored rows.
    month) in about ``--emulator-seconds`` of wall time, feeding ``twin sync --shadow --metrics-port`` with
    the shipped map; /metrics is read every 5 s, and a Live page refresh timed. Printed: plant hours,
    stored values, tick, lag, RSS of the sync, historian MB, Live page refresh, against wall time.
+3. The view alone (this process, ``--only view``): the emulator's tag values of the same run written
+   into a historian every ``--view-every`` plant hours, each followed by the sync's ``PlantView.tick``,
+   without and with the shadow twin; the mean tick of the first simulated week against the last week's.
 
 The machine's load average is printed before and after: the machine is shared, figures are noisy.
 """
@@ -220,7 +224,7 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen) -> None:
         time.sleep(0.3)
 
 
-def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None:
+def emulator(work: Path, seconds: float, model: str, plant_hours: float, shadow: bool = True) -> None:
     from connectors.opcua.security import Users
     from connectors.opcua.uabase import free_port
 
@@ -233,14 +237,16 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
                             "--horizon", f"{plant_hours} h"], cwd=work, stderr=emu_log)  # fmt: skip
     wait_for(work / "emu.log", "emulating", emu)
     sync = subprocess.Popen([TWIN, "sync", model, "--endpoint", ep, "--security", "none", "--pki", "pki-s",
-                             "--historian", "h.db", "--shadow", "--metrics-port", str(port)],
+                             "--historian", "h.db", *(["--shadow"] if shadow else []), "--metrics-port", str(port)],
                             cwd=work, stderr=sync_log, stdout=subprocess.DEVNULL)  # fmt: skip
     wait_for(work / "sync.log", "subscribed to", sync)
     start_plc(ep, f"urn:twin:plc:{model}", work / "pki-c")
-    print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync --shadow, /metrics every 5 s")
+    print(f"emulator: {model}, {plant_hours:g} plant h at --speed {speed} -> twin sync{' --shadow' * shadow}, "
+          "/metrics every 5 s")
     print(f"{'wall s':>7} {'plant h':>8} {'stored':>10} {'tick s':>7} {'lag s':>9} {'RSS MB':>7} {'hist. MB':>8} "
           f"{'Live s':>6}")  # fmt: skip
     started = time.monotonic()
+    ticks: list[tuple[float, float]] = []  # (plant hours, tick seconds) of each /metrics read
     try:
         while time.monotonic() - started < seconds:
             time.sleep(5)
@@ -250,6 +256,7 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
                 continue
             if "twin_sync_tick_seconds" not in m:
                 continue
+            ticks.append((m["twin_sync_plant_hours"], m["twin_sync_tick_seconds"]))
             print(f"{time.monotonic() - started:>7.0f} {m['twin_sync_plant_hours']:>8.1f} "
                   f"{m['twin_sync_values_stored_total']:>10,.0f} {m['twin_sync_tick_seconds']:>7.3f} "
                   f"{m.get('twin_sync_lag_seconds', float('nan')):>9.0f} {rss_mb(sync.pid):>7.0f} "
@@ -259,16 +266,69 @@ def emulator(work: Path, seconds: float, model: str, plant_hours: float) -> None
         for proc in (sync, emu):
             proc.terminate()
             proc.wait(60)
+    if len(ticks) >= 4:  # flat: the mean tick of the first quarter of the run against the last quarter's
+        quarter = len(ticks) // 4
+        first, last = (float(np.mean([t for _, t in part])) for part in (ticks[:quarter], ticks[-quarter:]))
+        print(f"tick mean: {first:.3f} s over the first quarter ({ticks[quarter - 1][0]:.0f} plant h), "
+              f"{last:.3f} s over the last ({ticks[-quarter][0]:.0f}-{ticks[-1][0]:.0f} plant h): "
+              f"ratio {last / first:.2f}")  # fmt: skip
+
+
+def view_ticks(work: Path, model: str, plant_hours: float, every: float, shadow: bool) -> None:
+    """The sync's view alone (this process): the emulator's tag values of a ``plant_hours`` run of ``model``
+    written into a historian ``every`` plant hours, each followed by a ``PlantView.tick``; the mean tick of the
+    first simulated week against the last week's (no other process competes, no wall-clock pacing)."""
+    from connectors.opcua.emulator import PlantEmulator
+    from connectors.opcua.historian import Historian
+    from connectors.opcua.observer import PlantView
+    from connectors.opcua.plantlog import US_PER_HOUR
+    from connectors.opcua.tagmap import default_tag_map, parse_tag_map
+    from connectors.opcua.uabase import ServerOptions
+    from twin.engine import simulate
+    from twin.models import load_spec
+
+    spec = load_spec(model)
+    tags = parse_tag_map(default_tag_map(spec), "map", spec)
+    emu = PlantEmulator(spec, tags, ServerOptions(), speed=None, seed=1)
+    run = simulate(spec, seed=1, horizon=plant_hours)
+    first = {"batch": "", "product": "", "alarm": False}  # a tag's value before the run (counters, states: 0)
+    samples = [(tag, T0, first.get(role.rsplit(".", 1)[-1], 0)) for tag, role in tags.all_tags().items()]
+    for change in emu.live.apply(run.table[run.table["event"] != "end"]):
+        samples += [(tag, T0 + round(change.time * US_PER_HOUR), v) for tag, v in emu._values(change)]
+    h = Historian(work / f"view-{shadow}.db")
+    ids = h.register_tags(tags.all_tags())
+    options = SimpleNamespace(warmup=0.0, shadow=shadow, until=None, seed=1, forecast_every=None)
+    view = PlantView(spec, tags, T0, options, str(work / f"view-{shadow}.db"))
+    times = np.array([t for _, t, _ in samples])
+    ticks, done, t = [], 0, 0.0
+    while t < plant_hours:
+        t = min(t + every, plant_hours)
+        end_us = T0 + round(t * US_PER_HOUR)
+        upto = int(np.searchsorted(times, end_us, side="right"))
+        h.append([(ids[tag], ts, None, ts, v, 0) for tag, ts, v in samples[done:upto]])
+        done = upto
+        view.tick(end_us, {})
+        ticks.append((t, view.tick_s))
+    week = [s for hours, s in ticks if hours <= 168]
+    last = [s for hours, s in ticks if hours > plant_hours - 168]
+    print(f"view{' --shadow' if shadow else ''}: {model}, {plant_hours:g} plant h, a tick every {every:g} plant h "
+          f"({len(ticks)} ticks, {len(samples):,} samples, {view.plant_kpis.rows:,} plant rows): tick mean "
+          f"{np.mean(week):.4f} s over the first week, {np.mean(last):.4f} s over the last: "
+          f"ratio {np.mean(last) / np.mean(week):.2f}; RSS {rss_mb():.0f} MB")  # fmt: skip
+    view.close()
+    h.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="both parts, small: under a minute")
+    parser.add_argument("--quick", action="store_true", help="the three parts, small: about a minute")
     parser.add_argument("--rows", type=int, default=10_000_000, help="stored samples the dense feed grows to")
     parser.add_argument("--ticks", type=int, default=20, help="service ticks measured per stage")
     parser.add_argument("--emulator-seconds", type=float, default=120.0)
     parser.add_argument("--model", default="osd-tablet")
-    parser.add_argument("--only", choices=("dense", "emulator"), help="run one part")
+    parser.add_argument("--only", choices=("dense", "emulator", "view"), help="run one part")
+    parser.add_argument("--view-every", type=float, default=6.0, help="plant hours between the view part's ticks")
+    parser.add_argument("--no-shadow", action="store_true", help="the emulator part's sync without --shadow")
     parser.add_argument("--plant-hours", type=float, default=8760.0, help="plant time the emulator runs (a year)")
     args = parser.parse_args()
     rows, seconds, ticks = (600_000, 20.0, 10) if args.quick else (args.rows, args.emulator_seconds, args.ticks)
@@ -278,11 +338,15 @@ def main() -> None:
 
     print(f"load average {load()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="twin-soak-") as folder:
-        if args.only != "emulator":
+        if args.only in (None, "dense"):
             dense(Path(folder), stages, ticks)
             print()
-        if args.only != "dense":
-            emulator(Path(folder), seconds, args.model, plant_hours)
+        if args.only in (None, "emulator"):
+            emulator(Path(folder), seconds, args.model, plant_hours, shadow=not args.no_shadow)
+            print()
+        if args.only in (None, "view"):
+            for shadow in (False, True):
+                view_ticks(Path(folder), args.model, plant_hours, args.view_every * (4 if args.quick else 1), shadow)
     print(f"load average {load()}")
 
 

@@ -69,6 +69,10 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     oee_plant, oee_twin = last["plant"]["oee"]["mean"], last["twin"]["oee"]["mean"]
     assert percent(oee_plant) in table and percent(oee_twin) in table
     assert number(last["plant"]["throughput_per_hour"]["mean"]) in table
+    # this shift's and the last 24 h's figures beside the whole run's, with since when
+    assert "this shift" in table and "last 24 h" in table
+    assert number(last["windows"]["day"]["plant"]["throughput_per_hour"]) in table
+    assert "last 24 h: since" in d.find_element(By.ID, "live-windows").text
     # one tile per unit, in the colour of the state its PLC code maps to
     codes = yaml.safe_load((served["root"] / "map.yaml").read_text())["states"]
     expected = sorted(state_hex(codes[int(latest.loc[tag, "value"])]) for tag in latest.index if tag.endswith("_STATE"))

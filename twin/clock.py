@@ -101,6 +101,34 @@ class RunClock:
         return f"t = 0 is {self.start.strftime(LONG_FORMAT)} ({how})"
 
 
+DEFAULT_SHIFT_STARTS = (6, 14, 22)  # a line without shift calendars: the day's three 8-hour shifts
+
+
+def shift_span(clock: RunClock, hours: float) -> tuple[float, str]:
+    """When the shift working at ``hours`` began (hours since the clock's start, to the second) and its name.
+
+    With shift calendars a shift is a stretch of one ``RunClock.shift`` name (``off shift`` between shifts);
+    without any, the three 8-hour shifts of the day from ``DEFAULT_SHIFT_STARTS``."""
+    moment = clock.at(hours)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if not clock.shifts:
+        day = (moment - midnight).total_seconds() / 3600
+        begin = max((h for h in DEFAULT_SHIFT_STARTS if h <= day), default=DEFAULT_SHIFT_STARTS[-1] - 24)
+        end = min((h for h in DEFAULT_SHIFT_STARTS if h > begin), default=DEFAULT_SHIFT_STARTS[0] + 24) % 24
+        return clock.hours(midnight + timedelta(hours=begin)), f"shift {begin % 24:02d}:00–{end:02d}:00"
+    monday = midnight - timedelta(days=moment.weekday())
+    bounds = sorted({round(b * 3600) % (168 * 3600) for w in clock.shifts for b in (w.start, w.end)})  # seconds
+    label = clock.shift(hours)
+    at, first = moment, True
+    for _ in range(len(bounds) + 1):  # back over boundaries while the name stays the same
+        week = round((at - monday).total_seconds()) % (168 * 3600)
+        back = min((week - b) % (168 * 3600) or (0 if first else 168 * 3600) for b in bounds)
+        at, first = at - timedelta(seconds=back), False
+        if clock.shift(clock.hours(at - timedelta(seconds=1))) != label:
+            break
+    return clock.hours(at), label or ""
+
+
 def shift_windows(calendars: dict[str, Any]) -> tuple[ShiftWindow, ...]:
     """Every shift of the spec's calendars as a labelled window of the week."""
     windows = []

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -359,6 +360,11 @@ def sync_command(
     seed: SeedOpt = 1,
     set_: SetOpt = None,
     kpi_every: Annotated[float, typer.Option(help="Seconds between KPI updates.")] = 5.0,
+    kpis_since: Annotated[
+        str | None,
+        typer.Option(help="Also keep the KPIs since this plant time (UTC), e.g. 2026-12-07T06:00, beside this "
+                     "shift's and the last 24 h's."),
+    ] = None,
     extra_tag: Annotated[
         list[str] | None, typer.Option("--extra-tag", help="Another tag to keep in the historian. Repeatable.")
     ] = None,
@@ -398,6 +404,7 @@ def sync_command(
         raise InputError(f"{out}: already exists; choose another --out or remove it")
     if forecast_every is not None and not shadow:
         raise InputError("--forecast-every: forecasts are made in shadow mode; add --shadow")
+    since = _calendar_time(kpis_since, "--kpis-since")
     password = os.environ.get(password_env) if user else None
     if user and password is None:
         password = typer.prompt(f"password of {user}", hide_input=True) if sys.stdin.isatty() else ""
@@ -433,6 +440,7 @@ def sync_command(
         report=report,
         on_value=None if scene is None else _plant_feed(scene, tags),
         metrics_port=metrics_port,
+        kpis_since=since,
     )
     sync = PlantSync(line, tags, options, str(map_path))
     try:
@@ -467,11 +475,25 @@ def sync_command(
         "bad_values": result.decoded.bad_values,
         "missed": result.decoded.missed,
         "forecasts": result.forecasts,
+        "windows": result.windows,
     }
     if as_json:
         emit_json(summary)
         return
     _print_report(summary)
+
+
+def _calendar_time(text: str | None, option: str) -> Any:
+    """A date and time (naive, read as UTC) from an option, or None; a bad one is an ``InputError``."""
+    if text is None:
+        return None
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not a date and time, e.g. 2026-12-07T06:00") from None
+    return moment.replace(tzinfo=None) if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _live_scene(line: Any, folder: Path | None, interval: float, shadow: bool = False) -> Any:

@@ -497,6 +497,20 @@ class Historian:
             }
         )
 
+    def forecasts_due(self, hours: float) -> pd.DataFrame:
+        """The forecasts not scored yet whose horizon ends by ``hours`` (id, at_hours, horizon, predicted)."""
+        try:
+            df = pd.read_sql_query(
+                "SELECT id, at_hours, horizon, predicted FROM forecasts"
+                " WHERE score IS NULL AND at_hours + horizon <= ?",
+                self.db,
+                params=(float(hours),),
+            )
+        except pd.errors.DatabaseError:  # a historian from before forecasts were kept
+            df = pd.DataFrame(columns=["id", "at_hours", "horizon", "predicted"])
+        df["predicted"] = [json.loads(p) for p in df["predicted"]]
+        return df
+
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 

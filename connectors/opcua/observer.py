@@ -21,15 +21,18 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.opcua.forecasting import accuracy, make_forecast, score_forecast
 from connectors.opcua.historian import Historian
-from connectors.opcua.plantlog import Decoded, PlantDecoder
+from connectors.opcua.plantlog import US_PER_HOUR, Decoded, PlantDecoder
+from connectors.opcua.running import RunningKpis
 from connectors.opcua.shadow import Shadow, drift
 from connectors.opcua.tagmap import TagMap, tag_map_text
+from twin.clock import RunClock, shift_windows
 from twin.eventlog import EventLog
-from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,12 @@ class Observer:
 
     def advance(self, h: Historian, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
         """Read what arrived since the last step, decode it; the event log up to ``end_us``."""
+        self.step(h)
+        gaps = [[str(g.start), str(g.end)] for g in h.gaps().itertuples()]
+        return self.decoder.decoded(end_us, {"gaps": gaps, **(extra or {})})
+
+    def step(self, h: Historian) -> PlantDecoder:
+        """Read what arrived since the last step and decode it (the event log is not built)."""
         if self.decoder is None:
             self._start(h, None)
         else:
@@ -72,8 +81,7 @@ class Observer:
                     self.decoder.feed(new)
                 self.cursor = top
         self._mark()
-        gaps = [[str(g.start), str(g.end)] for g in h.gaps().itertuples()]
-        return self.decoder.decoded(end_us, {"gaps": gaps, **(extra or {})})
+        return self.decoder
 
     def checkpoint(self) -> tuple[int | None, int, bytes]:
         """(watermark_us, seq, data) for ``Historian.save_checkpoint``."""
@@ -122,6 +130,12 @@ class Observer:
             self.marks = self.marks[:half:2] + self.marks[half:]
 
 
+def plant_clock(spec: LineSpec, origin_us: int) -> RunClock:
+    """The plant's clock: time 0 at the feed's origin (UTC), with the spec's shift calendars."""
+    start = datetime.fromtimestamp(origin_us / 1e6, tz=UTC).replace(tzinfo=None)
+    return RunClock(start, shift_windows(getattr(spec, "calendars", {}) or {}))
+
+
 def decode_historian(
     h: Historian,
     spec: LineSpec,
@@ -139,15 +153,25 @@ class PlantView:
     """KPIs of the plant (and of the shadow twin), forecasts and the service's own figures, each tick.
 
     ``tick`` is called by the sync with the ingest's counters; it returns the snapshot the sync stores
-    (``Historian.add_kpis``: a compact row and the latest view) and reports."""
+    (``Historian.add_kpis``: a compact row and the latest view) and reports. The KPIs come from running
+    accumulators (``running.RunningKpis``) fed only the rows decoded or simulated since the last tick, so a
+    tick's cost does not grow with the run; the event log is built only when a forecast is made or scored."""
 
     def __init__(self, spec: LineSpec, tags: TagMap, origin_us: int, options: Any, historian: str):
         self.spec, self.options, self.historian = spec, options, historian
         self.observer = Observer(spec, tags, origin_us, options.warmup)
+        self.clock = plant_clock(spec, origin_us)
+        since = getattr(options, "kpis_since", None)
+        self.since = None if since is None else self.clock.hours(since)  # plant hours of --kpis-since
         self.shadow: Shadow | None = None
+        self.twin_kpis: RunningKpis | None = None
         if options.shadow:
             horizon = max(options.until or 0.0, spec.horizon_hours, 24 * 365 * 10)
             self.shadow = Shadow(spec, options.seed, horizon, options.warmup)
+            self.twin_kpis = RunningKpis(self.shadow.meta(0.0), self.clock, self.since)
+        self.plant_kpis: RunningKpis | None = None
+        self._fed_decoder: tuple[int, int] | None = None  # (decoder id, rebuilds) the plant's accumulators follow
+        self._forecast_state: dict[str, Any] | None = None
         self._reader: Historian | None = None
         self._last_wall: float | None = None
         self._last_received = 0
@@ -166,8 +190,8 @@ class PlantView:
     def tick(self, end_us: int, counters: dict[str, Any]) -> dict[str, Any]:
         """Advance to ``end_us`` (the newest source time received) and take a snapshot; timed."""
         started = time.perf_counter()
-        decoded = self.observer.advance(self.reader(), end_us)
-        snap = self.snapshot(decoded, counters)
+        self.observer.step(self.reader())
+        snap = self.snapshot(end_us, counters)
         self.tick_s = time.perf_counter() - started
         wall = time.monotonic()
         received = int(counters.get("received", 0))
@@ -185,54 +209,90 @@ class PlantView:
         )
         return snap
 
-    def snapshot(self, decoded: Decoded, counters: dict[str, Any], complete: bool = False) -> dict[str, Any]:
-        """Plant KPIs at the end of ``decoded`` (and the twin's, in shadow mode) with the ingest's counters.
+    def snapshot(self, end_us: int, counters: dict[str, Any], complete: bool = False) -> dict[str, Any]:
+        """Plant KPIs at ``end_us`` (and the twin's, in shadow mode) with the ingest's counters, from accumulators fed
+        the rows decoded since the last snapshot; the same KPIs for this shift and the last 24 hours (``windows``).
 
         Forecasts are made and scored only up to what has been decoded (the decoder's watermark), since values
         received may not be stored yet; ``complete``: the feed has ended and everything up to its end is in."""
-        hours = decoded.log.meta.horizon
-        plant = compute_kpis(decoded.log).summary if hours > self.options.warmup else None
+        decoder = self.observer.decoder
+        hours = max((end_us - decoder.origin_us) / US_PER_HOUR, 0.0)
+        plant_kpis = self._plant_kpis(decoder, hours)
+        live = hours > self.options.warmup
+        plant = plant_kpis.summary(hours, decoder.batch_product) if live else None
+        windows = plant_kpis.windows(hours, decoder.batch_product)
+        for w in windows.values():
+            w["plant"] = w.pop("figures")
         twin = drift_ = None
-        if self.shadow is not None and plant is not None:
-            twin = compute_kpis(self.shadow.log_until(hours)).summary
-            drift_ = drift(plant, twin)
+        if self.twin_kpis is not None:
+            self.twin_kpis.prepare(hours)
+            self.shadow.advance(hours)
+            self.twin_kpis.feed(self.shadow.rows_since(self.twin_kpis.rows))
+            if live:
+                twin = self.twin_kpis.summary(hours)
+                drift_ = drift(plant, twin)
+                for name, w in self.twin_kpis.windows(hours).items():
+                    windows[name]["twin"] = w["figures"]
         snap = {
             "plant_hours": hours,
             "plant": plant,
             "twin": twin,
             "drift": drift_,
+            "windows": windows,
             **counters,
-            "bad_values": sum(decoded.bad_values.values()),
-            "missed": sum(decoded.missed.values()),
+            "bad_values": sum(decoder.bad.values()),
+            "missed": sum(decoder.missed.values()),
         }
         if self.shadow is not None and self.options.forecast_every:
-            known = hours if complete else min(hours, self.observer.decoder.hours())
-            snap["forecasts"] = self._forecasts(decoded.log, known)
-        if decoded.bad_values:
-            log.warning("bad values so far: %s", decoded.bad_values)
+            known = hours if complete else min(hours, decoder.hours())
+            snap["forecasts"] = self._forecasts(lambda: decoder.decoded(end_us).log, known)
+        if decoder.bad:
+            log.warning("bad values so far: %s", dict(decoder.bad))
         return snap
 
-    def _forecasts(self, plant_log: EventLog, hours: float) -> dict[str, Any]:
-        """Score the forecasts whose horizon has passed; make those now due.
+    def _plant_kpis(self, decoder: PlantDecoder, hours: float) -> RunningKpis:
+        """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
+        key = (id(decoder), self.observer.rebuilds)
+        if self.plant_kpis is None or key != self._fed_decoder or len(decoder.rows) < self.plant_kpis.rows:
+            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since)
+            self._fed_decoder = key
+        kpis = self.plant_kpis
+        kpis.prepare(hours)
+        kpis.feed(decoder.rows_table(kpis.rows, hours))
+        return kpis
+
+    def _forecasts(self, plant_log: Callable[[], EventLog], hours: float) -> dict[str, Any]:
+        """Score the forecasts whose horizon has passed; make those now due (``plant_log`` builds the plant's log,
+        called only when one is).
 
         Forecasts are made at whole multiples of ``forecast_every`` of plant time (past the warm-up),
-        each from the plant's state at that time, however fast the plant's clock runs against the wall."""
-        stored = self.reader().forecasts()
-        opts = self.options
+        each from the plant's state at that time, however fast the plant's clock runs against the wall.
+        The stored forecasts are read once; later ticks read only those due and not yet scored."""
+        reader, opts = self.reader(), self.options
+        if self._forecast_state is None:
+            stored = reader.forecasts()
+            self._forecast_state = {
+                "scores": [s for s in stored["score"] if s],
+                "made": len(stored),
+                "last": float(stored["at_hours"].max()) if len(stored) else None,
+            }
+        state = self._forecast_state
         every = opts.forecast_every or 0.0
-        scores = [s for s in stored["score"] if s]
-        due = stored[stored["score"].isna() & (stored["at_hours"] + stored["horizon"] <= hours + 1e-9)]
-        new_scores = [(int(i), score_forecast(p, plant_log)) for i, p in zip(due["id"], due["predicted"], strict=True)]
-        scores += [score for _, score in new_scores]
-        last = float(stored["at_hours"].max()) if len(stored) else None
+        due = reader.forecasts_due(hours + 1e-9)
+        last = state["last"]
         k = max(1, math.ceil(opts.warmup / every - 1e-9)) if last is None else round(last / every) + 1
+        log_: EventLog | None = plant_log() if len(due) or k * every <= hours + 1e-9 else None
+        new_scores = [(int(i), score_forecast(p, log_)) for i, p in zip(due["id"], due["predicted"], strict=True)]
+        state["scores"] += [score for _, score in new_scores]
         new = []
         while k * every <= hours + 1e-9:
             made = make_forecast(
-                self.spec, plant_log, k * every, opts.forecast_horizon, opts.forecast_replications, opts.seed
+                self.spec, log_, k * every, opts.forecast_horizon, opts.forecast_replications, opts.seed
             )
-            score = score_forecast(made, plant_log) if made["at"] + made["horizon"] <= hours + 1e-9 else None
+            score = score_forecast(made, log_) if made["at"] + made["horizon"] <= hours + 1e-9 else None
             new.append((made, score))
-            scores += [score] if score else []
+            state["scores"] += [score] if score else []
+            state["last"] = k * every
             k += 1
-        return {"new": new, "scores": new_scores, "accuracy": accuracy(scores), "made": len(stored) + len(new)}
+        state["made"] += len(new)
+        return {"new": new, "scores": new_scores, "accuracy": accuracy(state["scores"]), "made": state["made"]}

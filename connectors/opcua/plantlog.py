@@ -298,25 +298,39 @@ class PlantDecoder:
         """Plant hours decoded so far."""
         return max(((self.watermark_us or self.origin_us) - self.origin_us) / US_PER_HOUR, 0.0)
 
+    def rows_table(self, since: int = 0, end: float | None = None) -> pd.DataFrame:
+        """The event-log rows made after the first ``since`` (up to ``end`` hours), in the log's order, with the
+        product of each row's batch as known now; no ``end`` row. Rows are made a whole time at a time, so the
+        rows after a count taken between two ``feed`` calls are in the order the whole log has them."""
+        table = pd.DataFrame(self.rows[since:], columns=list(COLUMNS))
+        if len(table):
+            if end is not None:
+                table = table[table["time"] <= end]
+            product = table["product"].astype(object)
+            unknown = product.isna().to_numpy()
+            if unknown.any():  # rows whose product is that of their batch, as known now (a look-up per row)
+                known = self.batch_product
+                product[unknown] = [known.get(b) for b in table["batch"].to_numpy()[unknown].tolist()]
+            table["product"] = product
+            order = table["event"].map(_ORDER).fillna(3)
+            table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]
+        return table
+
     def decoded(self, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
         """The event log of (0, end] (default: up to the latest sample decoded)."""
         end_us = self.watermark_us or self.origin_us if end_us is None else end_us
         end = max((end_us - self.origin_us) / US_PER_HOUR, 0.0)
-        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
-        if len(table):
-            table = table[table["time"] <= end]
-            product = table["product"].astype(object)
-            unknown = product.isna().to_numpy()
-            if unknown.any():  # rows whose product is that of their batch, as known now
-                product[unknown] = table["batch"][unknown].map(self.batch_product).astype(object).to_numpy()
-            table["product"] = product
-            order = table["event"].map(_ORDER).fillna(3)
-            table = table.iloc[np.lexsort((order.to_numpy(), table["time"].to_numpy()))]
+        table = self.rows_table(0, end)
         end_row = pd.DataFrame([(end, -1, None, None, -1, "end", None, np.nan, np.nan)], columns=list(COLUMNS))
         table = pd.concat([table, end_row], ignore_index=True) if len(table) else end_row
         table = complete(table)
+        meta = self.meta(end, extra)
+        return Decoded(EventLog(normalize_table(table, meta), meta), meta.extra["bad_values"], meta.extra["missed"])
+
+    def meta(self, end: float, extra: dict[str, Any] | None = None) -> LogMeta:
+        """The metadata of the event log of (0, end]."""
         bad, missed = dict(self.bad), dict(self.missed)
-        meta = LogMeta(
+        return LogMeta(
             line=self.spec.name,
             stations=[s.name for s in self.spec.stations],
             units=[s.units for s in self.spec.stations],
@@ -336,7 +350,6 @@ class PlantDecoder:
                 **(extra or {}),
             },
         )
-        return Decoded(EventLog(normalize_table(table, meta), meta), bad, missed)
 
     # ------------------------------------------------------------------------------------------ checkpoints
 

@@ -62,6 +62,7 @@ class SyncOptions:
     on_value: Any = None  # called with (tag, source_us, value, status) of each new value (the live USD scene)
     metrics_port: int | None = None  # serve /metrics (Prometheus text) on 127.0.0.1:PORT
     checkpoint_every: float = 300.0  # seconds between decoder checkpoints kept in the historian
+    kpis_since: Any = None  # a calendar time (naive, UTC): also keep the KPIs since then (the view's ``since`` window)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class SyncResult:
     stats: IngestStats
     acknowledged: int
     forecasts: dict[str, Any] | None = None  # accuracy of the shadow twin's forecasts (``forecasting.accuracy``)
+    windows: dict[str, Any] | None = None  # this shift's and the last 24 h's KPIs at the end (``running.RunningKpis``)
 
 
 class PlantSync:
@@ -240,9 +242,10 @@ class PlantSync:
         if view.shadow is not None:
             twin = compute_kpis(view.shadow.log_until(decoded.log.meta.horizon))
             drift_ = drift(kpis.summary, twin.summary)
-        snap = view.snapshot(decoded, self.counters(), complete=True)
+        snap = view.snapshot(end_us, self.counters(), complete=True)
         snap.update(tick_s=view.tick_s, rebuilds=view.observer.rebuilds, lag_s=0.0)
         self._store(snap)  # the feed's end, for the dashboard's Live page (the writer's own connection stays open)
         self.save_checkpoint()
         scored = (self.last_snapshot or {}).get("forecasts")
-        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored)
+        windows = (self.last_snapshot or {}).get("windows")
+        return SyncResult(decoded, kpis, twin, drift_, self.stats, self.writer.acknowledged, scored, windows)

@@ -34,6 +34,7 @@ KPIS = (
     ("lead_time_hours", "Lead time (h)", False),
 )
 
+WINDOWS = {"shift": "this shift", "day": "last 24 h", "since": "since"}  # the sync's windows, as the table heads them
 PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -171,19 +172,35 @@ def _kpi_table(data: dict[str, Any]) -> Any:
     if not snap or not snap.get("plant"):
         return layout.alert("The sync has not computed KPIs yet (they start after its warm-up).", kind="info")
     plant, drift = snap.get("plant") or {}, snap.get("drift") or {}  # drift: plant, twin, relative (shadow mode)
+    windows = snap.get("windows") or {}  # this shift's and the last 24 h's figures (connectors.opcua.running)
     rows = []
     for key, label, pct in KPIS:
         fmt = percent if pct else number
         d = drift.get(key) or {}
         p = (plant.get(key) or {}).get("mean")
-        rows.append({"KPI": label, "plant": fmt(p), "twin": fmt(d.get("twin")), "drift": percent(d.get("relative"))})
-    return dash_table.DataTable(
+        row = {"KPI": label, "plant": fmt(p), "twin": fmt(d.get("twin")), "drift": percent(d.get("relative"))}
+        for name, title in WINDOWS.items():
+            if name in windows:
+                row[title] = fmt(((windows.get(name) or {}).get("plant") or {}).get(key))
+        rows.append(row)
+    shown = [title for name, title in WINDOWS.items() if name in windows]
+    table = dash_table.DataTable(
         rows,
-        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift")],
+        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift", *shown)],
         id="live-kpi-table",
         style_cell={"fontSize": 13, "padding": "4px 10px", "fontFamily": layout.FONT},
         style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8"},
     )
+    origin = data["meta"].get("origin_us")
+    clock = _plant_clock(origin) if origin else None
+    since = [
+        f"{title}{'' if windows[name].get('label') in (None, title) else ' (' + windows[name]['label'] + ')'}: since "
+        f"{clock.text(windows[name]['since']) if clock else number(windows[name]['since']) + ' h'}"
+        for name, title in WINDOWS.items()
+        if windows.get(name)
+    ]
+    note = html.P(" · ".join(since) + " (UTC)" if since else "", className="muted", id="live-windows")
+    return html.Div([table, note])
 
 
 def history_figure(kpis: pd.DataFrame, origin_us: float | None = None) -> go.Figure:

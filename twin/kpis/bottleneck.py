@@ -10,7 +10,6 @@ of sole plus shifting time.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,9 +45,13 @@ def active_periods(intervals: UnitIntervals, station: int, units: int) -> tuple[
 
 def bottlenecks(intervals: UnitIntervals, units: list[int], start: float, end: float) -> Bottlenecks:
     """Sole and shifting bottleneck shares of each station over the window."""
-    n = len(units)
+    return period_bottlenecks([active_periods(intervals, j, units[j]) for j in range(len(units))], start, end)
+
+
+def period_bottlenecks(periods: list[tuple[np.ndarray, np.ndarray]], start: float, end: float) -> Bottlenecks:
+    """Sole and shifting bottleneck shares from each station's active periods (``active_periods``) in the window."""
+    n = len(periods)
     length = end - start
-    periods = [active_periods(intervals, j, units[j]) for j in range(n)]
     edges = np.unique(np.concatenate([np.concatenate(p) for p in periods] + [np.array([start, end])]))
     if len(edges) < 2:
         return Bottlenecks(np.zeros(n), np.zeros(n), -1)
@@ -73,20 +76,27 @@ def bottlenecks(intervals: UnitIntervals, units: list[int], start: float, end: f
     # bottleneck episodes: runs of elementary intervals with the same (station, period)
     change = np.ones(len(mids), dtype=bool)
     change[1:] = (winner[1:] != winner[:-1]) | (period[1:] != period[:-1])
-    episodes = [(int(winner[i]), int(period[i])) for i in np.flatnonzero(change) if winner[i] >= 0]
+    first = np.flatnonzero(change & (winner >= 0))
+    offsets = np.concatenate(([0], np.cumsum([len(ps) for ps, _ in periods])[:-1])).astype(np.int64)
+    episodes = offsets[winner[first]] + period[first]  # each episode's period, as an index into all periods
+    all_start = np.concatenate([ps for ps, _ in periods]).astype(float)
+    all_end = np.concatenate([pe for _, pe in periods]).astype(float)
+    station = np.repeat(np.arange(n), [len(ps) for ps, _ in periods])
 
-    total = np.zeros(n)
-    for j, p in set(episodes):
-        ps, pe = periods[j]
-        total[j] += min(pe[p], end) - max(ps[p], start)
-    shifting = np.zeros(n)
-    for (a, pa), (b, pb) in itertools.pairwise(episodes):
-        if a == b:
-            continue
-        overlap = min(periods[a][1][pa], periods[b][1][pb], end) - max(periods[a][0][pa], periods[b][0][pb], start)
-        if overlap > 0:
-            shifting[a] += overlap
-            shifting[b] += overlap
+    # a station's time as bottleneck: each of its periods that wins an episode, counted once
+    won = np.unique(episodes)
+    held = np.minimum(all_end[won], end) - np.maximum(all_start[won], start)
+    total = np.bincount(station[won], weights=held, minlength=n).astype(float)
+    # shifting: where the periods of two consecutive episodes of different stations overlap, for both
+    a, b = episodes[:-1], episodes[1:]
+    other = station[a] != station[b]
+    a, b = a[other], b[other]
+    overlap = np.minimum(np.minimum(all_end[a], all_end[b]), end) - np.maximum(
+        np.maximum(all_start[a], all_start[b]), start
+    )
+    overlap = np.where(overlap > 0, overlap, 0.0)
+    shifting = np.bincount(station[a], weights=overlap, minlength=n)
+    shifting += np.bincount(station[b], weights=overlap, minlength=n)
     shifting = np.minimum(shifting, total)
     share = total / length
     main = int(np.argmax(share)) if share.max() > 0 else -1

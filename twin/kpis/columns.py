@@ -44,15 +44,10 @@ def _codes(column: pd.Series, vocabulary: tuple[str, ...] | list[str]) -> np.nda
     return remap[cat.cat.codes.to_numpy()].astype(np.int64)
 
 
-def by_replication(table: pd.DataFrame, stations: list[str], products: list[str]) -> Iterator[tuple[int, Columns]]:
-    """Yield (replication, rows of it in time order) for each replication in the table."""
-    rep = table["replication"].to_numpy()
-    time = table["time"].to_numpy()
-    order = None
-    if len(rep) and (np.any(np.diff(rep) < 0) or np.any((np.diff(time) < 0) & (np.diff(rep) == 0))):
-        order = np.lexsort((np.arange(len(rep)), time, rep))
-    cols = Columns(
-        time=time.astype(np.float64),
+def table_columns(table: pd.DataFrame, stations: list[str], products: list[str]) -> Columns:
+    """The rows of an event table as ``Columns``, in the table's order."""
+    return Columns(
+        time=table["time"].to_numpy().astype(np.float64),
         batch=table["batch"].to_numpy().astype(np.int64),
         product=_codes(table["product"], products),
         station=_codes(table["station"], stations),
@@ -63,6 +58,16 @@ def by_replication(table: pd.DataFrame, stations: list[str], products: list[str]
         ideal=table["ideal"].to_numpy().astype(np.float64),
         parent=table["parent"].to_numpy().astype(np.int64),
     )
+
+
+def by_replication(table: pd.DataFrame, stations: list[str], products: list[str]) -> Iterator[tuple[int, Columns]]:
+    """Yield (replication, rows of it in time order) for each replication in the table."""
+    rep = table["replication"].to_numpy()
+    time = table["time"].to_numpy()
+    order = None
+    if len(rep) and (np.any(np.diff(rep) < 0) or np.any((np.diff(time) < 0) & (np.diff(rep) == 0))):
+        order = np.lexsort((np.arange(len(rep)), time, rep))
+    cols = table_columns(table, stations, products)
     if order is not None:
         cols, rep = cols[order], rep[order]
     bounds = np.flatnonzero(np.diff(rep)) + 1

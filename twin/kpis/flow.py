@@ -51,7 +51,7 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
     exit_batch, exit_time, exit_qty = cols.batch[leaving], cols.time[leaving], cols.quantity[leaving]
     in_window = (exit_time > start) & (exit_time <= end)
     origin = origins(cols)
-    lead = exit_time[in_window] - lookup(*origin, exit_batch[in_window], np.nan)
+    lead = after(exit_time[in_window], lookup(*origin, exit_batch[in_window], np.nan))
     known = ~np.isnan(lead)  # a batch released before the log began has no known lead time
 
     made = np.isin(cols.event, [EVENT["split"], EVENT["merge"]])
@@ -77,6 +77,13 @@ def flow(cols: Columns, last_station: int, start: float, end: float) -> Flow:
         exit_quantity=exit_qty[in_window],
         origin=origin,
     )
+
+
+def after(times: np.ndarray, since: np.ndarray) -> np.ndarray:
+    """Hours from ``since`` to ``times``; NaN where unknown or negative (a batch id seen leaving before its
+    release: a plant that uses its batch ids again, the release of the next batch of that id is not its origin)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(times >= since, times - since, np.nan)
 
 
 def _first(keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

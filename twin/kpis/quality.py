@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.kpis.columns import EVENT, Columns
-from twin.kpis.flow import _first, lookup
+from twin.kpis.flow import _first, after, lookup
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def quality(cols: Columns, origin: tuple[np.ndarray, np.ndarray], start: float, 
     level = level[(events[order] > start) & (events[order] <= end)]
 
     approved_in_window = approved & window
-    lead = cols.time[approved_in_window] - lookup(*origin, cols.batch[approved_in_window], np.nan)
-    qc_time = cols.time[approved_in_window] - lookup(
-        cols.batch[entered], in_time, cols.batch[approved_in_window], np.nan
+    lead = after(cols.time[approved_in_window], lookup(*origin, cols.batch[approved_in_window], np.nan))
+    qc_time = after(
+        cols.time[approved_in_window], lookup(cols.batch[entered], in_time, cols.batch[approved_in_window], np.nan)
     )
     return Quality(
         rejected_batches=int(rejected.sum()),

@@ -14,18 +14,19 @@ more than what that station itself earned in the window. ``summary["constraint"]
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from twin.eventlog import STATES, EventLog
-from twin.kpis.bottleneck import bottlenecks
+from twin.eventlog import STATES, EventLog, LogMeta, normalize_table
+from twin.kpis.bottleneck import Bottlenecks, bottlenecks
 from twin.kpis.columns import EVENT, STATE, by_replication
-from twin.kpis.flow import flow
-from twin.kpis.quality import quality
-from twin.kpis.states import credited_ideal, station_states, unit_intervals
+from twin.kpis.flow import Flow, flow
+from twin.kpis.quality import Quality, quality
+from twin.kpis.states import StationStates, credited_ideal, station_states, unit_intervals
 from twin.kpis.summary import STATION_FACTORS, Interval, KpiSummary, StationKpis
 from twin.stats import interval
 
@@ -52,7 +53,35 @@ def compute_kpis(log: EventLog, warmup: float | None = None) -> KpiReport:
             continue
         rows.append(_replication_kpis(replication, cols, meta.stations, meta.units, start, end))
     per_replication = pd.DataFrame(rows).set_index("replication") if rows else pd.DataFrame()
-    return KpiReport(per_replication, summarize(per_replication, log, start))
+    return KpiReport(per_replication, summarize(per_replication, log.meta, start))
+
+
+def clip_log(log: EventLog, start: float, end: float) -> EventLog:
+    """The log as a window (start, end] of it reads: its rows up to ``end``, each replication closed by an ``end``
+    row at ``end``, the warm-up at ``start``; ``compute_kpis(clip_log(log, a, b))`` are the KPIs of (a, b]
+    (what came before ``start`` still says each unit's state and each batch's origin at ``start``)."""
+    table = log.table
+    keep = table[(table["time"] <= end) & (table["event"] != "end")]
+    replications = np.unique(table["replication"].to_numpy())
+    ends = pd.DataFrame(
+        {
+            "time": np.full(len(replications), float(end)),
+            "replication": replications,
+            "batch": -1,
+            "product": None,
+            "station": None,
+            "unit": -1,
+            "event": "end",
+            "state": None,
+            "quantity": np.nan,
+            "ideal": np.nan,
+            "parent": -1,
+        }
+    )
+    parts = [keep.astype({c: object for c in ("product", "station", "event", "state")}), ends]
+    meta = replace(log.meta, warmup=float(start), horizon=float(end))
+    table = pd.concat(parts, ignore_index=True).sort_values(["replication", "time"], kind="stable")
+    return EventLog(normalize_table(table, meta), meta)
 
 
 def _replication_kpis(
@@ -63,9 +92,28 @@ def _replication_kpis(
     intervals = unit_intervals(cols, start, end)
     credit = credited_ideal(cols, start, end)
     equipment = station_states(cols, intervals, units, start, end, credit)
-    s = equipment.stations
     b = bottlenecks(intervals, units, start, end)
     oee, constraint = line_oee(cols, units, f.exit_products, f.exit_quantity, start, end, credit, intervals)
+    return replication_row(replication, stations, units, start, end, f, q, equipment, b, (oee, constraint))
+
+
+def replication_row(
+    replication: int,
+    stations: list[str],
+    units: list[int],
+    start: float,
+    end: float,
+    f: Flow,
+    q: Quality,
+    equipment: StationStates,
+    b: Bottlenecks,
+    valued: tuple[float, int],
+) -> dict[str, Any]:
+    """One replication's KPIs (a row of ``KpiReport.per_replication``) from its flow, quality, equipment and
+    bottleneck figures over the window (start, end] and its line OEE with the station it is valued at; both
+    ``compute_kpis`` and the running accumulators (``twin.kpis.accumulate``) end here."""
+    oee, constraint = valued
+    s = equipment.stations
     row: dict[str, Any] = {
         "replication": replication,
         "window_start": start,
@@ -134,7 +182,6 @@ def line_oee(
     finished = (cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.product >= 0)
     if not finished.any():
         return np.nan, -1
-    length = end - start
     good = exit_products >= 0
     n_products = int(max(cols.product[finished].max(), exit_products.max(initial=-1))) + 1
     known = finished & ~np.isnan(cols.ideal) & (cols.quantity > 0)
@@ -142,32 +189,49 @@ def line_oee(
     quantity_sum = np.zeros((len(units), n_products))
     np.add.at(ideal_sum, (cols.station[known], cols.product[known]), cols.ideal[known])
     np.add.at(quantity_sum, (cols.station[known], cols.product[known]), cols.quantity[known])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_unit = np.where(quantity_sum > 0, ideal_sum / quantity_sum, 0.0) / np.asarray(units, dtype=float)[:, None]
     made = np.zeros(n_products)
     np.add.at(made, exit_products[good], np.nan_to_num(exit_quantity[good]))
+    busy = unit_intervals(cols, start, end) if intervals is None else intervals
+
+    def earned(constraint: int) -> tuple[float, float]:
+        credited = credited_ideal(cols, start, end) if credit is None else credit
+        hours = float(credited[cols.station == constraint].sum())
+        processing = (busy.station == constraint) & (busy.state == STATE["processing"])
+        for unit in range(units[constraint]):  # a batch still in process at the window's end: its hours so far
+            mine = (cols.station == constraint) & (cols.unit == unit) & (cols.batch >= 0)
+            began = np.flatnonzero(mine & (cols.event == EVENT["start"]))
+            if len(began) and not (mine[began[-1] :] & (cols.event[began[-1] :] == EVENT["finish"])).any():
+                since = cols.time[began[-1]]
+                tail = processing & (busy.unit == unit) & (busy.end > since)
+                hours += float((busy.end - np.maximum(busy.start, since))[tail].sum())
+        return hours, float((busy.end - busy.start)[processing].sum())
+
+    return valued_oee(ideal_sum, quantity_sum, units, made, earned, end - start)
+
+
+def valued_oee(
+    ideal_sum: np.ndarray,
+    quantity_sum: np.ndarray,
+    units: list[int],
+    made: np.ndarray,
+    earned: Callable[[int], tuple[float, float]],
+    length: float,
+) -> tuple[float, int]:
+    """Line OEE and its constraint (-1: none) from the ideal hours and quantities of every ``finish`` [station,
+    product], the good units ``made`` of each product that left in the window, and ``earned(constraint)``: the
+    ideal hours that station earned in the window (batches in process counted so far) and its processing hours."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_unit = np.where(quantity_sum > 0, ideal_sum / quantity_sum, 0.0) / np.asarray(units, dtype=float)[:, None]
     needed = per_unit @ made  # hours each station would need for the line's good output
     if not needed.any():
         return 0.0, -1
     constraint = int(np.argmax(needed))
-    credit = credited_ideal(cols, start, end) if credit is None else credit
-    earned = float(credit[cols.station == constraint].sum())
-    busy = unit_intervals(cols, start, end) if intervals is None else intervals
-    processing = (busy.station == constraint) & (busy.state == STATE["processing"])
-    for unit in range(units[constraint]):  # a batch still in process at the window's end: its hours so far
-        mine = (cols.station == constraint) & (cols.unit == unit) & (cols.batch >= 0)
-        began = np.flatnonzero(mine & (cols.event == EVENT["start"]))
-        if len(began) and not (mine[began[-1] :] & (cols.event[began[-1] :] == EVENT["finish"])).any():
-            since = cols.time[began[-1]]
-            tail = processing & (busy.unit == unit) & (busy.end > since)
-            earned += float((busy.end - np.maximum(busy.start, since))[tail].sum())
-    earned = min(earned, float((busy.end - busy.start)[processing].sum())) / units[constraint]
-    return float(min(needed[constraint], earned) / length), constraint
+    hours, processing = earned(constraint)
+    return float(min(needed[constraint], min(hours, processing) / units[constraint]) / length), constraint
 
 
-def summarize(per_replication: pd.DataFrame, log: EventLog, start: float) -> KpiSummary:
+def summarize(per_replication: pd.DataFrame, meta: LogMeta, start: float) -> KpiSummary:
     """Means and 95% confidence intervals across replications, in the CLI's JSON shape."""
-    meta = log.meta
     df = per_replication
 
     def ci(column: str) -> Interval:

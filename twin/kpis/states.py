@@ -117,6 +117,16 @@ def station_states(
     for name in QUALITY_LOSS_EVENTS:
         rejected += per_unit(in_window & own & (cols.event == EVENT[name]), cols.quantity)
 
+    return equipment_oee(hours, ideal, produced, rejected, units, length)
+
+
+def equipment_oee(
+    hours: np.ndarray, ideal: np.ndarray, produced: np.ndarray, rejected: np.ndarray, units: list[int], length: float
+) -> StationStates:
+    """State shares and OEE factors per unit and per station from each unit's totals over a window of ``length``
+    hours: ``hours`` [unit, state] in the window, the ``ideal`` hours credited, the quantity ``produced`` and the
+    units ``rejected`` of it (units of all stations in order, as ``station_states`` sums them)."""
+    offsets = np.concatenate(([0], np.cumsum(units)[:-1])).astype(np.int64)
     # each unit's capacity is the time the log holds its state: the window, unless a plant feed's
     # first state value of the unit came later (what came before is not known, so not counted)
     observed = np.minimum(hours.sum(axis=1), length)
