@@ -87,7 +87,7 @@ def _cached_record(view: Any, replication: int, batch: int) -> BatchRecord:
     return view.derived(
         ("record", replication, batch),
         lambda: batch_record(
-            view.log.replication(replication), view.spec, batch, replication, view.intervals(replication)
+            view.replication_log(replication), view.spec, batch, replication, view.intervals(replication)
         ),
     )
 

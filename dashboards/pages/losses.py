@@ -297,8 +297,7 @@ def changeovers(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
     setups = iv[iv["state"] == "setup"][["replication", "station", "unit", "start", "end"]].copy()
     if setups.empty:
         return [], []
-    table = view.log.table
-    starts = table[table["event"] == "start"][["replication", "station", "unit", "time", "product"]].copy()
+    starts = view.events("start", ("replication", "station", "unit", "time", "product")).copy()
     keys = ["replication", "station", "unit"]
     for frame in (setups, starts):
         frame["station"] = frame["station"].astype(str)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, dcc, html, no_update
+from dash import Input, Output, dcc, html, no_update
 
 from dashboards import layout
 from dashboards.figures import gantt_figure, paths_figure, window_hours
@@ -80,21 +80,19 @@ def _register(app: Any, ctx: Any) -> None:
         Input(layout.RUN_PICKER, "value"),
         Input("timeline-replication", "value"),
         Input("timeline-gantt", "relayoutData"),
-        State("timeline-gantt", "figure"),
     )
-    def draw(run_id: str | None, replication: int | None, relayout: dict | None, current: dict | None) -> tuple:
+    def draw(run_id: str | None, replication: int | None, relayout: dict | None) -> tuple:
         if not run_id or replication is None:
             return no_update, no_update, ""
         view = ctx.cache.view(run_id)
         end = view.end(int(replication))
         from dash import ctx as callback_ctx
 
-        zoomed = callback_ctx.triggered_id == "timeline-gantt"
+        triggers = {p.split(".")[0] for p in callback_ctx.triggered_prop_ids}
+        zoomed = triggers == {"timeline-gantt"}  # only the graph's own relayout: a zoom, or e.g. an autosize
         window = window_of(relayout, end, view.clock) if zoomed else (0.0, end)
-        if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run
-            if current and current.get("data"):
-                return no_update, no_update, no_update
-            window = (0.0, end)
+        if window is None:  # not a zoom (e.g. the placeholder's autosize): keep what is drawn or on its way
+            return no_update, no_update, no_update
         intervals = view.intervals(int(replication))
         segments = gantt_segments(intervals, window[0], window[1], BINS)
         shown = sum(len(r) for r, _, _ in segments.values())
