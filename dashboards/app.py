@@ -51,12 +51,14 @@ def create_app(
     pages: tuple[str, ...] = PAGE_MODULES,
     historians: Sequence[str | Path] = (),
     historian_dir: str | Path | None = None,
+    warm: bool = False,
 ) -> dash.Dash:
     """A Dash app over the run store at ``store_dir`` (created if missing).
 
     ``users`` maps user names to password hashes (``dashboards.auth``); when given, every request
     needs HTTP basic authentication. The pages open only the plant historians in ``historians`` and
-    under ``historian_dir``. A request body over ``MAX_REQUEST_BODY`` is refused (413).
+    under ``historian_dir``. A request body over ``MAX_REQUEST_BODY`` is refused (413). ``warm`` starts a
+    thread that reads the newest runs and makes the first calls meanwhile (``dashboards.warm``).
     """
     import diskcache
 
@@ -87,6 +89,10 @@ def create_app(
     _register_picker(app, ctx)
     for page in registered:
         page.register(app, ctx)
+    if warm:
+        from dashboards import warm as warmup
+
+        warmup.start(app, ctx)
     return app
 
 

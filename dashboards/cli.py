@@ -89,7 +89,7 @@ def dashboard_command(
             raise InputError(f"--historian {path}: no such file (give the file `twin sync --historian` writes)")
     if historian_dir is not None and not historian_dir.is_dir():
         raise InputError(f"--historian-dir {historian_dir}: no such folder")
-    app = create_app(root, users=known or None, historians=historian or (), historian_dir=historian_dir)
+    app = create_app(root, users=known or None, historians=historian or (), historian_dir=historian_dir, warm=True)
     shown = f"[{host}]" if ":" in host else host
     auth = f", {len(known)} user(s) from {users_path}" if known else ""
     print(f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it", flush=True)
