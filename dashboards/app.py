@@ -5,7 +5,8 @@
     >>> app.run(host="127.0.0.1", port=8050)
 
 Each app owns its run cache and its background-job manager (a diskcache folder of its own), so
-two apps in one process share nothing.
+two apps in one process share nothing. ``app.server.extensions["twin"]`` is its ``Context``, and
+``app.server.extensions["twin-warm"]`` the warm-up thread where ``warm=True`` started one.
 """
 
 from __future__ import annotations
@@ -89,10 +90,11 @@ def create_app(
     _register_picker(app, ctx)
     for page in registered:
         page.register(app, ctx)
+    app.server.extensions["twin"] = ctx
     if warm:
         from dashboards import warm as warmup
 
-        warmup.start(app, ctx)
+        app.server.extensions["twin-warm"] = warmup.start(app, ctx)
     return app
 
 

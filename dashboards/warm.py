@@ -7,9 +7,10 @@ A fresh server would otherwise pay, on its first page, for reading the run and f
 every library on the way (pyarrow's dataset reader, plotly's figure classes, the store's catalog).
 The thread reads the parts of the ``RUNS`` newest runs that the pages draw first, in the order they
 are asked for (each part under its view's lock: a request for a part being read waits for it, never
-reads it twice), makes each page's layout once, and builds and serializes one figure. It does
-nothing when the store is empty, and a failure only reaches the server log: the pages then read what
-they need themselves, as without it.
+reads it twice), draws the figures of the whole first replication that Timeline and Compare show
+first (kept in the view, as the pages keep them), makes each page's layout once and asks the app for
+its index, layout and callbacks. It does nothing when the store is empty, and a failure only reaches
+the server log: the pages then read what they need themselves, as without it.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def warm(app: Any, ctx: Any, runs: int = RUNS) -> dict[str, float]:
         step(f"{view.run_id[:8]} head", lambda view=view: first_parts(view))
     for view in views:  # Overview, Timeline, Compare, Batches: the first replication's rows and state intervals
         step(f"{view.run_id[:8]} replication", lambda view=view: replication_parts(view))
-    if views:
-        step("figure", lambda: first_figure(views[0]))
+    for view in views:  # Timeline's and Compare's figures of the first replication
+        step(f"{view.run_id[:8]} figures", lambda view=view: first_figures(view))
     step("layouts", lambda: page_layouts(app, ctx))
     for view in views:  # Losses: every replication's state intervals and the start rows
         step(f"{view.run_id[:8]} losses", lambda view=view: all_parts(view))
@@ -77,17 +78,19 @@ def all_parts(view: Any) -> None:
     view.events("start", ("replication", "station", "unit", "time", "product"))
 
 
-def first_figure(view: Any) -> None:
-    """A Gantt of the first replication, serialized as a callback's response is (plotly's classes loaded)."""
+def first_figures(view: Any) -> None:
+    """The figures of the first replication that Timeline and Compare draw first (kept in the view), and one
+    serialized as a callback's response is."""
     import plotly.io as pio
 
-    from dashboards.figures import gantt_figure
-    from dashboards.series import gantt_segments
+    from dashboards.pages.compare import full_timeline
+    from dashboards.pages.timeline import timeline
 
     first = view.replications[0]
-    end = view.end(first)
-    segments = gantt_segments(view.intervals(first), 0.0, end, 100)
-    pio.to_json(gantt_figure(segments, view.unit_labels(), (0, end), view.clock))
+    window = (0.0, view.end(first))
+    drawn = view.derived(("timeline", first), lambda: timeline(view, first, window))
+    full_timeline(view)
+    pio.to_json(drawn[0])
 
 
 def page_layouts(app: Any, ctx: Any) -> None:
