@@ -68,6 +68,16 @@ def _small_int(values: np.ndarray) -> type:
     return np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
 
 
+def room(labels: list[str], top: int = 45) -> dict[str, int]:
+    """Margins that hold the y labels, a legend above the plot and two lines of dates with the axis title below.
+
+    Plotly grows margins that are too small for these (automargin) by drawing the whole figure a second
+    time: about as long as the first for a Gantt of a few thousand segments. Margins given wide enough
+    spare that; a label longer than guessed still gets its room the slow way, never clipped.
+    """
+    return {"l": 16 + 7 * max((len(label) for label in labels), default=4), "r": 10, "t": top, "b": 70}
+
+
 def gantt_figure(
     segments: Segments, labels: list[str], window: tuple[float, float], clock: RunClock, title: str = ""
 ) -> go.Figure:
@@ -100,9 +110,9 @@ def gantt_figure(
             "pad": {"t": 8},
             "font": {"size": 13},
         }
-        figure_style(fig, height=height + 30, title=head, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+        figure_style(fig, height=height + 30, title=head, margin=room(labels, top=90))
     else:
-        figure_style(fig, height=height)
+        figure_style(fig, height=height, margin=room(labels))
     fig.update_yaxes(
         tickvals=list(range(len(labels))),
         ticktext=labels,
@@ -154,6 +164,7 @@ def paths_figure(
         fig,
         height=max(240, 60 + 30 * len(stations)),
         title={"text": f"Batches through the line · {note}", "x": 0, "font": {"size": 13}},
+        margin=room(stations),
     )
     fig.update_yaxes(tickvals=list(range(len(stations))), ticktext=stations, autorange="reversed", fixedrange=True)
     calendar_axis(fig, clock, window)
