@@ -42,6 +42,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
+        # the timelines come with the body: a hidden graph makes the browser load plotly.js meanwhile
+        html.Div(dcc.Graph(id="compare-plotly", figure={"data": [], "layout": {}}), style={"display": "none"}),
         layout.loading(html.Div(id="compare-body")),
         subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
     )
