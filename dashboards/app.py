@@ -91,6 +91,7 @@ def create_app(
     for page in registered:
         page.register(app, ctx)
     app.server.extensions["twin"] = ctx
+    app.server.extensions["twin-pages"] = registered
     if warm:
         from dashboards import warm as warmup
 

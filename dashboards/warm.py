@@ -5,12 +5,13 @@
 
 A fresh server would otherwise pay, on its first page, for reading the run and for the first use of
 every library on the way (pyarrow's dataset reader, plotly's figure classes, the store's catalog).
-The thread reads the parts of the ``RUNS`` newest runs that the pages draw first, in the order they
-are asked for (each part under its view's lock: a request for a part being read waits for it, never
-reads it twice), draws the figures of the whole first replication that Timeline and Compare show
-first (kept in the view, as the pages keep them), makes each page's layout once and asks the app for
-its index, layout and callbacks. It does nothing when the store is empty, and a failure only reaches
-the server log: the pages then read what they need themselves, as without it.
+The thread reads the head of the ``RUNS`` newest runs (spec, KPIs, replications and their ends), then
+calls each page's ``prefetch`` (``dashboards.pages``) for each of them in the nav bar's order: what the
+page draws first, computed and kept in the run's view as its callbacks keep it (each part under its
+view's lock: a request for a part being made waits for it, never makes it twice). Then it makes each
+page's layout once and asks the app for its index, layout and callbacks. It does nothing when the
+store is empty, and a failure only reaches the server log: the pages then read what they need
+themselves, as without it.
 """
 
 from __future__ import annotations
@@ -51,13 +52,13 @@ def warm(app: Any, ctx: Any, runs: int = RUNS) -> dict[str, float]:
     views = [v for v in (step(f"view {i}", lambda i=i: ctx.cache.view(i)) for i in ids) if v is not None]
     for view in views:  # what every page asks first: the run's spec, clock and replications, and their ends
         step(f"{view.run_id[:8]} head", lambda view=view: first_parts(view))
-    for view in views:  # Overview, Timeline, Compare, Batches: the first replication's rows and state intervals
-        step(f"{view.run_id[:8]} replication", lambda view=view: replication_parts(view))
-    for view in views:  # Timeline's and Compare's figures of the first replication
-        step(f"{view.run_id[:8]} figures", lambda view=view: first_figures(view))
+    pages = [page for page in load_pages(app) if page.prefetch is not None]
+    for page in pages:  # in the nav bar's order, each page for each run (``Page.prefetch``)
+        for view in views:
+            step(f"{view.run_id[:8]} {page.title}", lambda page=page, view=view: page.prefetch(view))
     step("layouts", lambda: page_layouts(app, ctx))
-    for view in views:  # Losses: every replication's state intervals and the start rows
-        step(f"{view.run_id[:8]} losses", lambda view=view: all_parts(view))
+    if views:
+        step("json", lambda: serialize(views[0]))
     log.info("warm-up: %s", ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
     return took
 
@@ -67,37 +68,29 @@ def first_parts(view: Any) -> tuple:
             view.end_times(), view.replications)  # fmt: skip
 
 
-def replication_parts(view: Any) -> None:
-    first = view.replications[0]
-    view.table(first)
-    view.intervals(first)
+def load_pages(app: Any) -> list[Any]:
+    """The app's pages (``create_app`` keeps them), else every registered page."""
+    from dashboards.pages import load_pages as registered
+
+    return app.server.extensions.get("twin-pages") or registered()
 
 
-def all_parts(view: Any) -> None:
-    view.all_intervals()
-    view.events("start", ("replication", "station", "unit", "time", "product"))
-
-
-def first_figures(view: Any) -> None:
-    """The figures of the first replication that Timeline and Compare draw first (kept in the view), and one
-    serialized as a callback's response is."""
+def serialize(view: Any) -> None:
+    """One figure turned into a response's JSON (plotly's encoder loaded)."""
     import plotly.io as pio
 
-    from dashboards.pages.compare import full_timeline
-    from dashboards.pages.timeline import timeline
+    from dashboards.figures import gantt_figure
+    from dashboards.series import gantt_segments
 
     first = view.replications[0]
-    window = (0.0, view.end(first))
-    drawn = view.derived(("timeline", first), lambda: timeline(view, first, window))
-    full_timeline(view)
-    pio.to_json(drawn[0])
+    end = view.end(first)
+    segments = gantt_segments(view.intervals(first), 0.0, end, 100)
+    pio.to_json(gantt_figure(segments, view.unit_labels(), (0, end), view.clock))
 
 
 def page_layouts(app: Any, ctx: Any) -> None:
     """Each page's layout once, and the app's own first requests where no login is asked."""
-    from dashboards.pages import load_pages
-
-    for page in load_pages():
+    for page in load_pages(app):
         page.layout(ctx, {})
     client = app.server.test_client()
     for path in ("/", "/_dash-layout", "/_dash-dependencies"):

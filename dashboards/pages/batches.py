@@ -201,6 +201,28 @@ def qc_queue(table: pd.DataFrame) -> pd.DataFrame:
     ].round(2)
 
 
+def first_batch(table: pd.DataFrame) -> tuple[int | None, str]:
+    """The batch shown first in a replication (the first one a split or merge made, else the middle one),
+    and the hint of the batches there are."""
+    links = table[table["event"].isin(["split", "merge"])]
+    known = np.unique(table["batch"].to_numpy())
+    known = known[known >= 0]
+    if not len(known):
+        return None, "no batches"
+    first = int(links["batch"].iloc[0]) if len(links) else int(known[len(known) // 2])
+    return first, f"batches {known[0]}–{known[-1]}; {links['batch'].nunique()} made by splits or merges"
+
+
+def _prefetch(view: Any) -> None:
+    """The first replication's first batch record and QC queue, as the callbacks keep them."""
+    first = view.replications[0]
+    table = view.table(first)
+    batch, _ = view.derived(("batch-hint", first), lambda: first_batch(table))
+    if batch is not None:
+        _cached_record(view, first, batch)
+    view.derived(("qc", first), lambda: qc_queue(table))
+
+
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("batches-replication", "options"),
@@ -225,16 +247,12 @@ def _register(app: Any, ctx: Any) -> None:
         if not run_id or replication is None:
             return layout.empty_figure("Pick a run in the bar above.", 320), None, None, "", no_update
         view = ctx.cache.view(run_id)
-        table = view.table(int(replication))
-        links = table[table["event"].isin(["split", "merge"])]
-        known = sorted(int(b) for b in table["batch"].unique() if b >= 0)
+        rep = int(replication)
+        default, hint = view.derived(("batch-hint", rep), lambda: first_batch(view.table(rep)))
         if batch in (None, ""):
-            batch = int(links["batch"].iloc[0]) if len(links) else known[len(known) // 2]
-        hint = (
-            f"batches {known[0]}–{known[-1]}; {links['batch'].nunique()} made by splits or merges"
-            if known
-            else "no batches"
-        )
+            batch = default
+        if batch is None:
+            return layout.empty_figure(hint, 320), None, None, hint, no_update
         try:
             record = _cached_record(view, int(replication), int(batch))
         except TwinError as err:
@@ -365,4 +383,4 @@ def _register(app: Any, ctx: Any) -> None:
         return fig, html.Div([note, queue_table]), hold_view
 
 
-PAGE = Page(path="/batches", title="Batches", layout=_layout, register=_register, order=60)
+PAGE = Page(path="/batches", title="Batches", layout=_layout, register=_register, order=60, prefetch=_prefetch)

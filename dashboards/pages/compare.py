@@ -169,4 +169,4 @@ def _register(app: Any, ctx: Any) -> None:
         )
 
 
-PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50)
+PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50, prefetch=full_timeline)

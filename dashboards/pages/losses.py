@@ -400,8 +400,7 @@ def _register(app: Any, ctx: Any) -> None:
         main = s["bottleneck"]["station"]
         count = s["bottleneck"]["replications"].get(main, 0) if main else 0
         note = f"The line's bottleneck: {main}, the main one in {count} of {s['replications']} replications."
-        down = view.derived("downtime", lambda: downtime(view))
-        change = view.derived("changeovers", lambda: changeovers(view))
+        down, change = _prefetch(view)
         return (
             states_figure(s),
             oee_figure(s),
@@ -412,4 +411,9 @@ def _register(app: Any, ctx: Any) -> None:
         )
 
 
-PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30)
+def _prefetch(view: Any) -> tuple:
+    """The downtime and changeover Paretos (every replication's state intervals, the start rows)."""
+    return view.derived("downtime", lambda: downtime(view)), view.derived("changeovers", lambda: changeovers(view))
+
+
+PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30, prefetch=_prefetch)

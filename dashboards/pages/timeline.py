@@ -118,4 +118,11 @@ def timeline(view: Any, replication: int, window: tuple[float, float]) -> tuple[
     return gantt.to_dict(), paths_figure(paths, total, view.stations, products, window, clock).to_dict(), note
 
 
-PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20)
+def _prefetch(view: Any) -> None:
+    """The whole first replication's figures, as ``draw`` keeps them."""
+    first = view.replications[0]
+    window = (0.0, view.end(first))
+    view.derived(("timeline", first), lambda: timeline(view, first, window))
+
+
+PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20, prefetch=_prefetch)
