@@ -3,6 +3,10 @@
     >>> thread = start(app, ctx)        # returns at once; the server starts meanwhile
     >>> thread.join()                   # tests only: wait until it is done
 
+Between its steps the thread waits while the server answers requests (``InFlight``): the page a
+person opened first is answered first, and what it asks for that the thread has not made yet it
+makes itself.
+
 A fresh server would otherwise pay, on its first page, for reading the run and for the first use of
 every library on the way (pyarrow's dataset reader, plotly's figure classes, the store's catalog).
 The thread reads the head of the ``RUNS`` newest runs (spec, KPIs, replications and their ends), then
@@ -26,19 +30,59 @@ log = logging.getLogger("twin.dashboard")
 RUNS = 2  # the newest runs read at start (the run cache keeps 4): one and what it is most likely compared with
 
 
+YIELD_S = 5.0  # the longest a step waits for the requests in flight to be answered
+
+
+class InFlight:
+    """Requests the server is answering now: the warm-up gives way to them (a 2-core machine draws the
+    page a person waits for first)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def install(self, server: Any) -> None:
+        """Count every request ``server`` (a Flask app) answers, refused ones included."""
+        inner = server.wsgi_app
+
+        def counted(environ: dict, start_response: Any) -> Any:
+            with self._idle:
+                self._count += 1
+            try:
+                return inner(environ, start_response)
+            finally:
+                with self._idle:
+                    self._count -= 1
+                    if not self._count:
+                        self._idle.notify_all()
+
+        server.wsgi_app = counted
+
+    def wait_idle(self, timeout: float = YIELD_S) -> bool:
+        """Wait until no request is being answered (at most ``timeout`` seconds); whether it is so."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._count, timeout)
+
+
 def start(app: Any, ctx: Any, runs: int = RUNS) -> threading.Thread:
-    """Start the warm-up thread (a daemon: it never delays the server's exit)."""
-    thread = threading.Thread(target=warm, args=(app, ctx, runs), name="twin-dashboard-warm", daemon=True)
+    """Start the warm-up thread (a daemon: it never delays the server's exit); between its steps it waits
+    for the requests in flight."""
+    busy = InFlight()
+    busy.install(app.server)
+    thread = threading.Thread(target=warm, args=(app, ctx, runs, busy), name="twin-dashboard-warm", daemon=True)
     thread.start()
     return thread
 
 
-def warm(app: Any, ctx: Any, runs: int = RUNS) -> dict[str, float]:
+def warm(app: Any, ctx: Any, runs: int = RUNS, busy: InFlight | None = None) -> dict[str, float]:
     """Read the newest runs' first parts and make the first calls (see the module docstring); returns the
-    seconds each step took (the server log has them too)."""
+    seconds each step took (the server log has them too). With ``busy``, each step waits for the requests
+    in flight first."""
     took: dict[str, float] = {}
 
     def step(name: str, work: Any) -> Any:
+        if busy is not None:
+            busy.wait_idle()
         started = time.perf_counter()
         try:
             return work()

@@ -130,3 +130,35 @@ def test_warm_up_of_an_empty_store_does_nothing(tmp_path) -> None:
     assert not thread.is_alive()
     assert not app.server.extensions["twin"].cache._views
 
+
+
+def test_warm_up_gives_way_to_requests_in_flight() -> None:
+    """Between its steps the warm-up waits while the server answers a request (refused ones counted too)."""
+    import threading
+
+    from flask import Flask
+
+    from dashboards.warm import InFlight
+
+    server = Flask("t")
+    release, entered = threading.Event(), threading.Event()
+
+    @server.route("/slow")
+    def slow() -> str:
+        entered.set()
+        release.wait(60)
+        return "done"
+
+    busy = InFlight()
+    busy.install(server)
+    assert busy.wait_idle(1)
+    answers: list[int] = []
+    worker = threading.Thread(target=lambda: answers.append(server.test_client().get("/slow").status_code))
+    worker.start()
+    assert entered.wait(60)
+    assert not busy.wait_idle(0.2)  # the request is still being answered
+    assert server.test_client().get("/nowhere").status_code == 404  # a refused request ends its count too
+    assert not busy.wait_idle(0.2)
+    release.set()
+    worker.join(60)
+    assert answers == [200] and busy.wait_idle(1)
