@@ -110,7 +110,7 @@ def test_warm_up_reads_the_newest_runs_first_parts_and_figures(store: RunStore, 
         view = ctx.cache.view(run_id)
         for part in ("ends", "reps", ("table", 0), ("intervals", 0), "intervals"):
             assert view.has(part), (run_id, part)
-        for key in (("timeline", 0), "compare-gantt", "downtime", "changeovers", ("qc", 0), ("batch-hint", 0)):
+        for key in (("timeline", 0), "compare-gantt", "losses", "downtime", "changeovers", ("qc", 0), ("batch-hint", 0)):
             assert view.has(("derived", key)), (run_id, key)  # each page's prefetch
         assert not view.has("log")  # the pages drawn first need no whole log
         # what the warm-up drew is what the pages draw from a view of their own

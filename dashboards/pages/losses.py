@@ -395,25 +395,30 @@ def _register(app: Any, ctx: Any) -> None:
         if not run_id:
             empty = layout.empty_figure("Pick a run in the bar above.", 330)
             return (empty,) * 3 + ("",) + (empty,) * 2
-        view = ctx.cache.view(run_id)
+        return _prefetch(ctx.cache.view(run_id))
+
+
+def _prefetch(view: Any) -> tuple:
+    """The page's figures (as dicts) and bottleneck note, made once per view: the Paretos read every
+    replication's state intervals and the start rows."""
+
+    def draw() -> tuple:
         s = view.summary
         main = s["bottleneck"]["station"]
         count = s["bottleneck"]["replications"].get(main, 0) if main else 0
         note = f"The line's bottleneck: {main}, the main one in {count} of {s['replications']} replications."
-        down, change = _prefetch(view)
+        down = view.derived("downtime", lambda: downtime(view))
+        change = view.derived("changeovers", lambda: changeovers(view))
         return (
-            states_figure(s),
-            oee_figure(s),
-            bottleneck_figure(s),
+            states_figure(s).to_dict(),
+            oee_figure(s).to_dict(),
+            bottleneck_figure(s).to_dict(),
             note,
-            pareto_figure(*down, state_hex("down"), "no failures in this run"),
-            pareto_figure(*change, state_hex("setup"), "no changeovers in this run"),
+            pareto_figure(*down, state_hex("down"), "no failures in this run").to_dict(),
+            pareto_figure(*change, state_hex("setup"), "no changeovers in this run").to_dict(),
         )
 
-
-def _prefetch(view: Any) -> tuple:
-    """The downtime and changeover Paretos (every replication's state intervals, the start rows)."""
-    return view.derived("downtime", lambda: downtime(view)), view.derived("changeovers", lambda: changeovers(view))
+    return view.derived("losses", draw)
 
 
 PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30, prefetch=_prefetch)
