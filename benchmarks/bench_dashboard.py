@@ -13,14 +13,16 @@
    navigation started) on the first frame where it is there.
 3. Three figures per page: ``first`` (pages visited in order on a fresh server: the first page pays
    for loading the run), ``second`` (the same pages visited again: the run is in the server's
-   cache), ``alone`` (a fresh server for each page: the page pays the run load itself). The
+   cache), ``alone`` (a fresh server for each page, on a port of its own: the browser has nothing of
+   it cached). Targets: 2 s (``first``, ``alone``), 1 s (``second``); a page over one is marked. The
    largest callback response (``_dash-update-component``, bytes over the wire) and the sum of all
    of them on the first visit show what the browser gets; *server* is the longest wait for a callback
    response in the *alone* round (request sent to first byte back): the rest of a page's time is the
    browser's (scripts, plotly.js, drawing).
 
 ``--store DIR`` keeps the two runs in ``DIR`` and reuses them on the next call (same ``--events`` and
-``--replications``); ``--pages`` measures some pages only.
+``--replications``); ``--pages`` measures some pages only. To compare with other code, run the same
+call with ``PYTHONPATH`` on it: the `twin dashboard` processes import it.
 
 The Live page reads a plant historian, not the run, and is left out. The machine's load average is
 printed before and after: the machine is shared, figures are noisy.
