@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.figures import HOVER_TIME, calendar_axis, date_values
+from dashboards.figures import HOVER_TIME, calendar_axis, date_ms
 from dashboards.formatting import hours_text
 from dashboards.pages import Page
 from twin.errors import TwinError
@@ -320,8 +320,8 @@ def _register(app: Any, ctx: Any) -> None:
             counts = np.cumsum(steps[order])
             fig.add_trace(
                 go.Scatter(
-                    x=date_values(clock, times[order]),
-                    y=counts,
+                    x=date_ms(clock, times[order]),
+                    y=counts.astype(np.int32),
                     mode="lines",
                     line_shape="hv",
                     name="in quarantine",
