@@ -9,10 +9,11 @@ a slider reuse the event log, the KPIs and the state intervals of the run. The c
 one app (no global state) and is safe for the threads of the web server.
 
 A view reads only what is asked: one replication's rows (``table``, ``intervals``) are read from the
-Parquet file alone (row filter), the state intervals of all replications from the six columns they
-need; the whole log (``log``) only where a page needs every row. Each part is computed once, under
-its own lock: two requests for the same part wait for one computation, requests for other parts do
-not wait. ``prefetch`` reads the parts the pages draw first, e.g. in a thread at server start.
+Parquet file alone (row filter), the state intervals of all replications from the five columns they
+need (``INTERVAL_COLUMNS``); the whole log (``log``) only where a page needs every row. Each part is
+computed once, under its own lock: two requests for the same part wait for one computation, requests
+for other parts do not wait. Each page's ``prefetch`` (``dashboards.pages``) asks for the parts it
+draws first; ``dashboards.warm`` calls them in a thread at server start.
 """
 
 from __future__ import annotations
