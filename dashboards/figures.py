@@ -110,7 +110,7 @@ def gantt_figure(
             "pad": {"t": 8},
             "font": {"size": 13},
         }
-        figure_style(fig, height=height + 30, title=head, margin=room(labels, top=90))
+        figure_style(fig, height=height + 30, title=head, margin=room(labels, top=65))
     else:
         figure_style(fig, height=height, margin=room(labels))
     fig.update_yaxes(
