@@ -3,9 +3,10 @@
     >>> thread = start(app, ctx)        # returns at once; the server starts meanwhile
     >>> thread.join()                   # tests only: wait until it is done
 
-Between its steps the thread waits while the server answers requests (``InFlight``): the page a
-person opened first is answered first, and what it asks for that the thread has not made yet it
-makes itself.
+Between its steps the thread waits while the server answers requests, and for ``QUIET_S`` after
+the last one while the browser draws it (``InFlight``): the page a person opened first is answered
+and drawn first, what it asks for that the thread has not made yet it makes itself, and the thread
+goes on while the person reads.
 
 A fresh server would otherwise pay, on its first page, for reading the run and for the first use of
 every library on the way (pyarrow's dataset reader, plotly's figure classes, the store's catalog).
@@ -21,6 +22,7 @@ themselves, as without it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -30,15 +32,17 @@ log = logging.getLogger("twin.dashboard")
 RUNS = 2  # the newest runs read at start (the run cache keeps 4): one and what it is most likely compared with
 
 
-YIELD_S = 5.0  # the longest a step waits for the requests in flight to be answered
+YIELD_S = 5.0  # the longest a step waits for the server to be quiet
+QUIET_S = 0.5  # ... quiet: no request in flight, none ended this long ago (the browser draws what it got)
 
 
 class InFlight:
-    """Requests the server is answering now: the warm-up gives way to them (a 2-core machine draws the
-    page a person waits for first)."""
+    """Requests the server is answering now: the warm-up gives way to them, and to the browser drawing
+    their answers (a 2-core machine draws the page a person waits for first)."""
 
     def __init__(self) -> None:
         self._count = 0
+        self._last = -math.inf  # when the last request ended (monotonic seconds)
         self._idle = threading.Condition()
 
     def install(self, server: Any) -> None:
@@ -53,15 +57,24 @@ class InFlight:
             finally:
                 with self._idle:
                     self._count -= 1
-                    if not self._count:
-                        self._idle.notify_all()
+                    self._last = time.monotonic()
+                    self._idle.notify_all()
 
         server.wsgi_app = counted
 
-    def wait_idle(self, timeout: float = YIELD_S) -> bool:
-        """Wait until no request is being answered (at most ``timeout`` seconds); whether it is so."""
+    def wait_idle(self, timeout: float = YIELD_S, quiet: float = QUIET_S) -> bool:
+        """Wait until no request is being answered and none ended in the last ``quiet`` seconds (at most
+        ``timeout`` seconds); whether it is so."""
+        deadline = time.monotonic() + timeout
         with self._idle:
-            return self._idle.wait_for(lambda: not self._count, timeout)
+            while True:
+                now = time.monotonic()
+                if not self._count and now - self._last >= quiet:
+                    return True
+                if now >= deadline:
+                    return False
+                left = deadline - now
+                self._idle.wait(left if self._count else min(left, quiet - (now - self._last)))
 
 
 def start(app: Any, ctx: Any, runs: int = RUNS) -> threading.Thread:
@@ -100,9 +113,9 @@ def warm(app: Any, ctx: Any, runs: int = RUNS, busy: InFlight | None = None) -> 
     for page in pages:  # in the nav bar's order, each page for each run (``Page.prefetch``)
         for view in views:
             step(f"{view.run_id[:8]} {page.title}", lambda page=page, view=view: page.prefetch(view))
-    step("layouts", lambda: page_layouts(app, ctx))
     if views:
         step("json", lambda: serialize(views[0]))
+    step("layouts", lambda: page_layouts(app, ctx))  # last: its own requests count as the server's
     log.info("warm-up: %s", ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
     return took
 
