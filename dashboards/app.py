@@ -5,7 +5,8 @@
     >>> app.run(host="127.0.0.1", port=8050)
 
 Each app owns its run cache and its background-job manager (a diskcache folder of its own), so
-two apps in one process share nothing.
+two apps in one process share nothing. ``app.server.extensions["twin"]`` is its ``Context``, and
+``app.server.extensions["twin-warm"]`` the warm-up thread where ``warm=True`` started one.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ def create_app(
     pages: tuple[str, ...] = PAGE_MODULES,
     historians: Sequence[str | Path] = (),
     historian_dir: str | Path | None = None,
+    warm: bool = False,
 ) -> dash.Dash:
     """A Dash app over the run store at ``store_dir`` (created if missing).
 
     ``users`` maps user names to password hashes (``dashboards.auth``); when given, every request
     needs HTTP basic authentication. The pages open only the plant historians in ``historians`` and
-    under ``historian_dir``. A request body over ``MAX_REQUEST_BODY`` is refused (413).
+    under ``historian_dir``. A request body over ``MAX_REQUEST_BODY`` is refused (413). ``warm`` starts a
+    thread that reads the newest runs and makes the first calls meanwhile (``dashboards.warm``).
     """
     import diskcache
 
@@ -87,6 +90,12 @@ def create_app(
     _register_picker(app, ctx)
     for page in registered:
         page.register(app, ctx)
+    app.server.extensions["twin"] = ctx
+    app.server.extensions["twin-pages"] = registered
+    if warm:
+        from dashboards import warm as warmup
+
+        app.server.extensions["twin-warm"] = warmup.start(app, ctx)
     return app
 
 

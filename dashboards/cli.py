@@ -93,21 +93,25 @@ def dashboard_command(
     shown = f"[{host}]" if ":" in host else host
     auth = f", {len(known)} user(s) from {users_path}" if known else ""
     print(f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it", flush=True)
+    from dashboards import warm
+
     try:
         if debug:
+            warm.start(app, app.server.extensions["twin"])
             app.run(host=host, port=port, debug=True, dev_tools_ui=True, use_reloader=False)
         else:  # a production WSGI server: threads for concurrent users and background-job polling
             import waitress
 
-            waitress.serve(
+            server = waitress.create_server(
                 app.server,
                 host=host,
                 port=port,
                 threads=8,
                 ident="twin dashboard",
                 max_request_body_size=MAX_REQUEST_BODY,  # waitress's default is 1 GB
-                _quiet=True,
             )
+            warm.start(app, app.server.extensions["twin"])  # the newest runs read once the port is open
+            server.run()
     except OSError as err:
         raise InputError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror or err})") from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (twin.cli.entry): the normal way to stop a server

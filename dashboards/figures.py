@@ -31,6 +31,15 @@ def date_values(clock: RunClock, hours: Any) -> list[str | None]:
     return [None if np.isnat(d) else str(d) for d in clock.dates(hours)]
 
 
+def date_ms(clock: RunClock, hours: Any) -> np.ndarray:
+    """Hours from the start as milliseconds since 1970 (NaN where a value is missing: a gap): what a plotly
+    date axis reads from numbers. A float array goes to the browser as a typed array (8 bytes a value, not
+    some 28 characters of an ISO date) and costs no string per point here."""
+    dates = clock.dates(hours)
+    ms = dates.astype("datetime64[ms]").astype(np.int64).astype(float)
+    return np.where(np.isnat(dates), np.nan, ms)
+
+
 def calendar_axis(fig: go.Figure, clock: RunClock, window: tuple[float, float] | None = None, **kwargs: Any) -> None:
     """Make x a date axis over ``window`` (hours), titled with where the clock starts."""
     extra = {"range": date_values(clock, list(window))} if window is not None else {}
@@ -45,13 +54,28 @@ def window_hours(clock: RunClock, lo: Any, hi: Any) -> tuple[float, float]:
     return one(lo), one(hi)
 
 
-def _with_gaps(
-    rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, clock: RunClock
-) -> tuple[list[str | None], np.ndarray]:
-    """x, y of line segments separated by gaps (one SVG path per trace)."""
+def _with_gaps(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, clock: RunClock) -> tuple[np.ndarray, np.ndarray]:
+    """x (``date_ms``), y of line segments separated by gaps (one SVG path per trace): a missing x breaks the
+    line, so y can be small whole numbers (one byte a point over the wire where rows fit)."""
     x = np.column_stack([lo, hi, np.full(len(lo), np.nan)]).ravel()
-    y = np.column_stack([rows, rows, np.full(len(rows), np.nan)]).ravel()
-    return date_values(clock, x), y
+    y = np.repeat(rows, 3).astype(_small_int(rows))
+    return date_ms(clock, x), y
+
+
+def _small_int(values: np.ndarray) -> type:
+    """The smallest unsigned integer type that holds ``values`` (whole numbers >= 0)."""
+    top = int(values.max()) if len(values) else 0
+    return np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32
+
+
+def room(labels: list[str], top: int = 45) -> dict[str, int]:
+    """Margins that hold the y labels, a legend above the plot and two lines of dates with the axis title below.
+
+    Plotly grows margins that are too small for these (automargin) by drawing the whole figure a second
+    time: about as long as the first for a Gantt of a few thousand segments. Margins given wide enough
+    spare that; a label longer than guessed still gets its room the slow way, never clipped.
+    """
+    return {"l": 16 + 7 * max((len(label) for label in labels), default=4), "r": 10, "t": top, "b": 70}
 
 
 def gantt_figure(
@@ -65,7 +89,7 @@ def gantt_figure(
         if state not in segments:
             continue
         rows, lo, hi = segments[state]
-        x, y = _with_gaps(rows.astype(float), lo, hi, clock)
+        x, y = _with_gaps(rows, lo, hi, clock)
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -86,9 +110,9 @@ def gantt_figure(
             "pad": {"t": 8},
             "font": {"size": 13},
         }
-        figure_style(fig, height=height + 30, title=head, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+        figure_style(fig, height=height + 30, title=head, margin=room(labels, top=65))
     else:
-        figure_style(fig, height=height)
+        figure_style(fig, height=height, margin=room(labels))
     fig.update_yaxes(
         tickvals=list(range(len(labels))),
         ticktext=labels,
@@ -113,28 +137,25 @@ def paths_figure(
     """Each batch's time at each station (thick) and its moves between them (thin), coloured by product."""
     fig = go.Figure()
     for i, product in enumerate(products):
-        mine = paths[paths["product"] == product]
+        mine = paths[paths["product"] == product]  # sorted by batch, then station
         if mine.empty:
             continue
         color = to_hex(product_color(i))
-        x, y, text = [], [], []
-        for batch, group in mine.groupby("batch", sort=False):
-            for start, leave, j in zip(group["start"], group["leave"], group["station_index"], strict=True):
-                x += [start, leave]
-                y += [j, j]
-                text += [f"batch {batch}", f"batch {batch}"]
-            x.append(None)
-            y.append(None)
-            text.append("")
+        batch = mine["batch"].to_numpy()
+        last = np.append(batch[1:] != batch[:-1], True)  # a batch's last station: a gap follows
+        n = len(mine)
+        points = np.column_stack([mine["start"].to_numpy(float), mine["leave"].to_numpy(float), np.full(n, np.nan)])
+        keep = np.column_stack([np.ones(n, bool), np.ones(n, bool), last]).ravel()
+        station = mine["station_index"].to_numpy()
         fig.add_trace(
             go.Scatter(
-                x=date_values(clock, np.array(x, dtype=float)),
-                y=y,
+                x=date_ms(clock, points.ravel()[keep]),  # start, leave at each station; a gap after each batch
+                y=np.repeat(station, 3)[keep].astype(_small_int(station)),
+                customdata=np.repeat(batch, 3)[keep].astype(np.int32),
                 mode="lines",
                 name=product,
                 line={"color": color, "width": 1.5},
-                text=text,
-                hovertemplate="%{text}<br>" + HOVER_TIME + "<extra>" + product + "</extra>",
+                hovertemplate="batch %{customdata}<br>" + HOVER_TIME + "<extra>" + product + "</extra>",
             )
         )
     shown = paths["batch"].nunique() if not paths.empty else 0
@@ -143,6 +164,7 @@ def paths_figure(
         fig,
         height=max(240, 60 + 30 * len(stations)),
         title={"text": f"Batches through the line · {note}", "x": 0, "font": {"size": 13}},
+        margin=room(stations),
     )
     fig.update_yaxes(tickvals=list(range(len(stations))), ticktext=stations, autorange="reversed", fixedrange=True)
     calendar_axis(fig, clock, window)

@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 from twin.errors import InputError
 
 SCHEMA_VERSION = 2
+ROW_GROUP = 65_536  # rows per Parquet row group (``EventLog.to_parquet``)
 
 
 class Event(StrEnum):
@@ -184,24 +185,50 @@ class EventLog:
         return dict(zip(ends["replication"].astype(int), ends["time"].astype(float), strict=True))
 
     def to_parquet(self, path: str | Path) -> None:
-        """Write the table with its metadata (dictionary-encoded, compressed)."""
+        """Write the table with its metadata (dictionary-encoded, compressed), in row groups of ``ROW_GROUP``
+        rows: a reader of one replication or time window (``read_parquet`` with filters) skips the others."""
         table = pa.Table.from_pandas(self.table, preserve_index=False)
         metadata = dict(table.schema.metadata or {})
         metadata[b"twin"] = self.meta.to_json().encode()
-        pq.write_table(table.replace_schema_metadata(metadata), path, compression="zstd")
+        pq.write_table(table.replace_schema_metadata(metadata), path, compression="zstd", row_group_size=ROW_GROUP)
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> EventLog:
         """Read a table written by ``to_parquet``."""
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as err:
-            raise InputError(f"{path}: not a readable event log ({err})") from None
-        raw = (table.schema.metadata or {}).get(b"twin")
-        if raw is None:
-            raise InputError(f"{path}: not a twin event log (no 'twin' metadata)")
-        meta = LogMeta.from_json(raw)
-        return cls(normalize_table(table.to_pandas(), meta), meta)
+        table, meta = read_parquet(path)
+        return cls(table, meta)
+
+
+def read_meta(path: str | Path) -> LogMeta:
+    """The metadata of an event log written by ``EventLog.to_parquet``, without reading its rows."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(f"{path}: not a readable event log ({err})") from None
+    raw = (schema.metadata or {}).get(b"twin")
+    if raw is None:
+        raise InputError(f"{path}: not a twin event log (no 'twin' metadata)")
+    return LogMeta.from_json(raw)
+
+
+def read_parquet(
+    path: str | Path, columns: tuple[str, ...] = COLUMNS, filters: Any = None
+) -> tuple[pd.DataFrame, LogMeta]:
+    """Some ``columns`` (default: all) of the rows of an event log that pass ``filters`` (pyarrow's
+    ``[(column, op, value)]`` or a ``pyarrow.dataset`` expression), in the schema's dtypes, and the log's
+    metadata.
+
+        >>> ends, meta = read_parquet(path, ("replication", "time", "event"), [("event", "=", "end")])
+    """
+    meta = read_meta(path)
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"not event log columns: {', '.join(unknown)}")
+    try:
+        table = pq.read_table(path, columns=list(columns), filters=filters)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(f"{path}: not a readable event log ({err})") from None
+    return normalize_table(table.to_pandas(), meta, columns), meta
 
 
 def categorical(codes: np.ndarray, categories: list[str] | tuple[str, ...]) -> pd.Categorical:
@@ -209,27 +236,35 @@ def categorical(codes: np.ndarray, categories: list[str] | tuple[str, ...]) -> p
     return pd.Categorical.from_codes(codes, categories=list(categories))
 
 
-def normalize_table(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
-    """Coerce a table (e.g. from a plant feed or Parquet) to the schema's dtypes and categories."""
-    missing = [c for c in COLUMNS if c not in table.columns]
+def normalize_table(table: pd.DataFrame, meta: LogMeta, columns: tuple[str, ...] = COLUMNS) -> pd.DataFrame:
+    """Coerce a table (e.g. from a plant feed or Parquet) to the schema's dtypes and categories (``columns``
+    of it: default all)."""
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise InputError(f"event log lacks column(s) {', '.join(missing)}")
-    out = pd.DataFrame(
-        {
-            "time": table["time"].astype("float64"),
-            "replication": table["replication"].astype("int32"),
-            "batch": table["batch"].astype("int64"),
-            "product": pd.Categorical(table["product"].astype(object), categories=meta.products),
-            "station": pd.Categorical(table["station"].astype(object), categories=meta.stations),
-            "unit": table["unit"].astype("int16"),
-            "event": pd.Categorical(table["event"].astype(object), categories=list(EVENTS)),
-            "state": pd.Categorical(table["state"].astype(object), categories=list(STATES)),
-            "quantity": table["quantity"].astype("float64"),
-            "ideal": table["ideal"].astype("float64"),
-            "parent": table["parent"].astype("int64"),
-        }
-    )
-    return out.reset_index(drop=True)
+    categories = {"product": meta.products, "station": meta.stations, "event": list(EVENTS), "state": list(STATES)}
+    dtypes = {"time": "float64", "replication": "int32", "batch": "int64", "unit": "int16", "quantity": "float64",
+              "ideal": "float64", "parent": "int64"}  # fmt: skip
+    out = {}
+    for name in columns:
+        column = table[name]
+        if name in categories:
+            out[name] = _categorical(column, list(categories[name]))
+        else:
+            out[name] = column.astype(dtypes[name])
+    return pd.DataFrame(out).reset_index(drop=True)
+
+
+def _categorical(column: pd.Series, categories: list[str]) -> pd.Categorical:
+    """``column`` as a categorical of exactly ``categories`` (values outside them become null)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # e.g. Parquet's dictionaries: recode, never via objects
+        own = [str(c) for c in column.cat.categories]
+        if own == categories:
+            return pd.Categorical.from_codes(column.cat.codes.to_numpy(), categories=categories)
+        index = {c: i for i, c in enumerate(categories)}
+        recode = np.array([index.get(c, -1) for c in own] + [-1], dtype=np.int64)  # code -1 (null) stays -1
+        return pd.Categorical.from_codes(recode[column.cat.codes.to_numpy()], categories=categories)
+    return pd.Categorical(column.astype(object), categories=categories)
 
 
 def state_intervals(table: pd.DataFrame, ends: dict[int, float] | None = None) -> pd.DataFrame:

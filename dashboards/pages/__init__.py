@@ -9,7 +9,10 @@ The page contract. A page module defines ``PAGE = Page(...)``:
 - ``register(app, ctx) -> None``: adds the page's callbacks with ``app.callback`` (never the global
   ``dash.callback``). Callbacks read the selected run from ``Input(RUN_PICKER, "value")`` and must
   also take an input of their own page, so that they fire only while the page is shown;
-- ``needs_run`` (default True): the page shows a friendly "pick a run" card when the store is empty.
+- ``needs_run`` (default True): the page shows a friendly "pick a run" card when the store is empty;
+- ``prefetch(view) -> None`` (optional): reads and computes, into the ``RunView`` (``view.derived``),
+  what the page draws first for a run, exactly as its callbacks do; the warm-up at server start
+  (``dashboards.warm``) calls it for the newest runs, so that a fresh server's first page is warm.
 
 Errors raised in callbacks become a friendly alert (``layout.alert``), never a traceback. Heavy
 imports (jax, pxr) go inside the callbacks that need them.
@@ -48,6 +51,7 @@ class Page:
     register: Callable[[Any, Any], None]
     order: int = 100
     needs_run: bool = True
+    prefetch: Callable[[Any], None] | None = None
 
 
 def load_pages(modules: tuple[str, ...] = PAGE_MODULES) -> list[Page]:

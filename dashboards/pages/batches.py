@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html, no_update
 
 from dashboards import layout
-from dashboards.figures import HOVER_TIME, calendar_axis, date_values
+from dashboards.figures import HOVER_TIME, calendar_axis, date_ms
 from dashboards.formatting import hours_text
 from dashboards.pages import Page
 from twin.errors import TwinError
@@ -87,7 +87,7 @@ def _cached_record(view: Any, replication: int, batch: int) -> BatchRecord:
     return view.derived(
         ("record", replication, batch),
         lambda: batch_record(
-            view.log.replication(replication), view.spec, batch, replication, view.intervals(replication)
+            view.replication_log(replication), view.spec, batch, replication, view.intervals(replication)
         ),
     )
 
@@ -201,6 +201,28 @@ def qc_queue(table: pd.DataFrame) -> pd.DataFrame:
     ].round(2)
 
 
+def first_batch(table: pd.DataFrame) -> tuple[int | None, str]:
+    """The batch shown first in a replication (the first one a split or merge made, else the middle one),
+    and the hint of the batches there are."""
+    links = table[table["event"].isin(["split", "merge"])]
+    known = np.unique(table["batch"].to_numpy())
+    known = known[known >= 0]
+    if not len(known):
+        return None, "no batches"
+    first = int(links["batch"].iloc[0]) if len(links) else int(known[len(known) // 2])
+    return first, f"batches {known[0]}–{known[-1]}; {links['batch'].nunique()} made by splits or merges"
+
+
+def _prefetch(view: Any) -> None:
+    """The first replication's first batch record and QC queue, as the callbacks keep them."""
+    first = view.replications[0]
+    table = view.table(first)
+    batch, _ = view.derived(("batch-hint", first), lambda: first_batch(table))
+    if batch is not None:
+        _cached_record(view, first, batch)
+    view.derived(("qc", first), lambda: qc_queue(table))
+
+
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("batches-replication", "options"),
@@ -225,16 +247,12 @@ def _register(app: Any, ctx: Any) -> None:
         if not run_id or replication is None:
             return layout.empty_figure("Pick a run in the bar above.", 320), None, None, "", no_update
         view = ctx.cache.view(run_id)
-        table = view.table(int(replication))
-        links = table[table["event"].isin(["split", "merge"])]
-        known = sorted(int(b) for b in table["batch"].unique() if b >= 0)
+        rep = int(replication)
+        default, hint = view.derived(("batch-hint", rep), lambda: first_batch(view.table(rep)))
         if batch in (None, ""):
-            batch = int(links["batch"].iloc[0]) if len(links) else known[len(known) // 2]
-        hint = (
-            f"batches {known[0]}–{known[-1]}; {links['batch'].nunique()} made by splits or merges"
-            if known
-            else "no batches"
-        )
+            batch = default
+        if batch is None:
+            return layout.empty_figure(hint, 320), None, None, hint, no_update
         try:
             record = _cached_record(view, int(replication), int(batch))
         except TwinError as err:
@@ -302,8 +320,8 @@ def _register(app: Any, ctx: Any) -> None:
             counts = np.cumsum(steps[order])
             fig.add_trace(
                 go.Scatter(
-                    x=date_values(clock, times[order]),
-                    y=counts,
+                    x=date_ms(clock, times[order]),
+                    y=counts.astype(np.int32),
                     mode="lines",
                     line_shape="hv",
                     name="in quarantine",
@@ -365,4 +383,4 @@ def _register(app: Any, ctx: Any) -> None:
         return fig, html.Div([note, queue_table]), hold_view
 
 
-PAGE = Page(path="/batches", title="Batches", layout=_layout, register=_register, order=60)
+PAGE = Page(path="/batches", title="Batches", layout=_layout, register=_register, order=60, prefetch=_prefetch)

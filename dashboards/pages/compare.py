@@ -42,6 +42,8 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
+        # the timelines come with the body: a hidden graph makes the browser load plotly.js meanwhile
+        html.Div(dcc.Graph(id="compare-plotly", figure={"data": [], "layout": {}}), style={"display": "none"}),
         layout.loading(html.Div(id="compare-body")),
         subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
     )
@@ -97,12 +99,17 @@ def comparison_table(views: list[Any]) -> html.Table:
     return html.Table([html.Thead(html.Tr(head)), html.Tbody(body)], className="kpi-table", id="compare-table")
 
 
-def _full_timeline(view: Any) -> tuple[int, float, Any]:
-    """Replication 0 of a run as Gantt segments (its log loaded on the way)."""
-    rep = view.replications[0]
-    end = view.end(rep)
-    segments = view.derived(("gantt-full", rep), lambda: gantt_segments(view.intervals(rep), 0.0, end, 800))
-    return rep, end, segments
+def full_timeline(view: Any) -> dict:
+    """The Gantt of a run's first replication (a figure dict), made once per view (and by the warm-up)."""
+
+    def draw() -> dict:
+        rep = view.replications[0]
+        end = view.end(rep)
+        segments = gantt_segments(view.intervals(rep), 0.0, end, 800)
+        title = f"{view.info.get('scenario')} · {view.run_id[:8]} · replication {rep}"
+        return gantt_figure(segments, view.unit_labels(), (0, end), view.clock, title).to_dict()
+
+    return view.derived("compare-gantt", draw)
 
 
 def _register(app: Any, ctx: Any) -> None:
@@ -138,16 +145,11 @@ def _register(app: Any, ctx: Any) -> None:
             text = ", ".join(f"{p}: {a} → {b}" for p, a, b in diff[:8]) or "same spec"
             changes.append(html.Li([html.B(f"{v.info.get('scenario')} ({v.run_id[:8]}): "), text]))
         with ThreadPoolExecutor(max_workers=len(views)) as pool:  # the runs load side by side (Parquet frees the GIL)
-            prepared = list(pool.map(_full_timeline, views))
-        timelines = []
-        for v, (rep, end, segments) in zip(views, prepared, strict=True):
-            title = f"{v.info.get('scenario')} · {v.run_id[:8]} · replication {rep}"
-            timelines.append(
-                layout.graph(
-                    f"compare-gantt-{v.run_id[:8]}",
-                    figure=gantt_figure(segments, v.unit_labels(), (0, end), v.clock, title),
-                )
-            )
+            figures = list(pool.map(full_timeline, views))
+        timelines = [
+            layout.graph(f"compare-gantt-{v.run_id[:8]}", figure=figure)
+            for v, figure in zip(views, figures, strict=True)
+        ]
         warn = (
             [layout.alert("These runs are of different lines; deltas compare their KPIs only.", kind="warning")]
             if len(lines) > 1
@@ -167,4 +169,4 @@ def _register(app: Any, ctx: Any) -> None:
         )
 
 
-PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50)
+PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50, prefetch=full_timeline)

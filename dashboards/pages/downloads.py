@@ -117,7 +117,7 @@ def _register(app: Any, ctx: Any) -> None:
                     ]
                 )
             )
-        events = number(float(len(view.log)), 0)
+        events = number(float(view.rows), 0)
         facts = (
             f"Run {view.run_id} · {view.info.get('line')} · scenario {view.info.get('scenario')} · "
             f"{len(rows)} replications · {events} events"

@@ -297,8 +297,7 @@ def changeovers(view: Any, top: int = 15) -> tuple[list[str], list[float]]:
     setups = iv[iv["state"] == "setup"][["replication", "station", "unit", "start", "end"]].copy()
     if setups.empty:
         return [], []
-    table = view.log.table
-    starts = table[table["event"] == "start"][["replication", "station", "unit", "time", "product"]].copy()
+    starts = view.events("start", ("replication", "station", "unit", "time", "product")).copy()
     keys = ["replication", "station", "unit"]
     for frame in (setups, starts):
         frame["station"] = frame["station"].astype(str)
@@ -396,7 +395,14 @@ def _register(app: Any, ctx: Any) -> None:
         if not run_id:
             empty = layout.empty_figure("Pick a run in the bar above.", 330)
             return (empty,) * 3 + ("",) + (empty,) * 2
-        view = ctx.cache.view(run_id)
+        return _prefetch(ctx.cache.view(run_id))
+
+
+def _prefetch(view: Any) -> tuple:
+    """The page's figures (as dicts) and bottleneck note, made once per view: the Paretos read every
+    replication's state intervals and the start rows."""
+
+    def draw() -> tuple:
         s = view.summary
         main = s["bottleneck"]["station"]
         count = s["bottleneck"]["replications"].get(main, 0) if main else 0
@@ -404,13 +410,15 @@ def _register(app: Any, ctx: Any) -> None:
         down = view.derived("downtime", lambda: downtime(view))
         change = view.derived("changeovers", lambda: changeovers(view))
         return (
-            states_figure(s),
-            oee_figure(s),
-            bottleneck_figure(s),
+            states_figure(s).to_dict(),
+            oee_figure(s).to_dict(),
+            bottleneck_figure(s).to_dict(),
             note,
-            pareto_figure(*down, state_hex("down"), "no failures in this run"),
-            pareto_figure(*change, state_hex("setup"), "no changeovers in this run"),
+            pareto_figure(*down, state_hex("down"), "no failures in this run").to_dict(),
+            pareto_figure(*change, state_hex("setup"), "no changeovers in this run").to_dict(),
         )
 
+    return view.derived("losses", draw)
 
-PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30)
+
+PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30, prefetch=_prefetch)

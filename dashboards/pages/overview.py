@@ -259,4 +259,11 @@ def _facts(view: Any) -> list[html.Span]:
     return [html.Span([html.B(k + ": "), v], className="fact") for k, v in facts]
 
 
-PAGE = Page(path="/", title="Overview", layout=_layout, register=_register, order=10)
+def _prefetch(view: Any) -> None:
+    """The first replication's rows and state intervals (the flow at any time is drawn from them)."""
+    first = view.replications[0]
+    view.table(first)
+    view.intervals(first)
+
+
+PAGE = Page(path="/", title="Overview", layout=_layout, register=_register, order=10, prefetch=_prefetch)

@@ -80,34 +80,49 @@ def _register(app: Any, ctx: Any) -> None:
         Input(layout.RUN_PICKER, "value"),
         Input("timeline-replication", "value"),
         Input("timeline-gantt", "relayoutData"),
-        State("timeline-gantt", "figure"),
+        State("timeline-note", "children"),  # empty until a figure is drawn (not the figure: 250 KB back)
     )
-    def draw(run_id: str | None, replication: int | None, relayout: dict | None, current: dict | None) -> tuple:
+    def draw(run_id: str | None, replication: int | None, relayout: dict | None, drawn: str | None) -> tuple:
         if not run_id or replication is None:
             return no_update, no_update, ""
         view = ctx.cache.view(run_id)
         end = view.end(int(replication))
         from dash import ctx as callback_ctx
 
-        zoomed = callback_ctx.triggered_id == "timeline-gantt"
+        triggers = {p.split(".")[0] for p in callback_ctx.triggered_prop_ids}
+        zoomed = triggers == {"timeline-gantt"}  # only the graph's own relayout: a zoom, or e.g. an autosize
         window = window_of(relayout, end, view.clock) if zoomed else (0.0, end)
-        if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run
-            if current and current.get("data"):
+        if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run (the renderer
+            if drawn:  # drops a request in flight when the placeholder's autosize changes an input meanwhile)
                 return no_update, no_update, no_update
             window = (0.0, end)
-        intervals = view.intervals(int(replication))
-        segments = gantt_segments(intervals, window[0], window[1], BINS)
-        shown = sum(len(r) for r, _, _ in segments.values())
-        in_window = int(((intervals["end"] > window[0]) & (intervals["start"] < window[1])).sum())
-        gantt = gantt_figure(segments, view.unit_labels(), window, view.clock)
-        paths, total = batch_paths(view.table(int(replication)), view.stations, window[0], window[1])
-        products = [p.name for p in view.spec.products]
-        clock = view.clock
-        note = (
-            f"{clock.text(window[0])} – {clock.text(window[1])}: {in_window:,} state intervals in "
-            f"{window[1] - window[0]:,.0f} h shown as {shown:,} segments ({BINS} bins across)"
-        )
-        return gantt, paths_figure(paths, total, view.stations, products, window, view.clock), note
+        if window == (0.0, end):  # the whole run: drawn once per view (and by the warm-up at server start)
+            return view.derived(("timeline", int(replication)), lambda: timeline(view, int(replication), window))
+        return timeline(view, int(replication), window)
 
 
-PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20)
+def timeline(view: Any, replication: int, window: tuple[float, float]) -> tuple[dict, dict, str]:
+    """The Gantt and the batches' paths over ``window`` (hours), as figure dicts, and the note above them."""
+    intervals = view.intervals(replication)
+    segments = gantt_segments(intervals, window[0], window[1], BINS)
+    shown = sum(len(r) for r, _, _ in segments.values())
+    in_window = int(((intervals["end"] > window[0]) & (intervals["start"] < window[1])).sum())
+    gantt = gantt_figure(segments, view.unit_labels(), window, view.clock)
+    paths, total = batch_paths(view.table(replication), view.stations, window[0], window[1])
+    products = [p.name for p in view.spec.products]
+    clock = view.clock
+    note = (
+        f"{clock.text(window[0])} – {clock.text(window[1])}: {in_window:,} state intervals in "
+        f"{window[1] - window[0]:,.0f} h shown as {shown:,} segments ({BINS} bins across)"
+    )
+    return gantt.to_dict(), paths_figure(paths, total, view.stations, products, window, clock).to_dict(), note
+
+
+def _prefetch(view: Any) -> None:
+    """The whole first replication's figures, as ``draw`` keeps them."""
+    first = view.replications[0]
+    window = (0.0, view.end(first))
+    view.derived(("timeline", first), lambda: timeline(view, first, window))
+
+
+PAGE = Page(path="/timeline", title="Timeline", layout=_layout, register=_register, order=20, prefetch=_prefetch)

@@ -36,7 +36,7 @@ MAX_REPLICATIONS = 50
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     return layout.page(
         "What-if",
-        dcc.Store(id={"type": "whatif-request", "key": "job"}),
+        html.Div(id="whatif-job"),  # the request's store is put here when a what-if is valid (see ``validate``)
         html.Div(id="whatif-prefill-note"),
         html.Div(id="whatif-form"),
         layout.card(
@@ -298,7 +298,7 @@ def _register(app: Any, ctx: Any) -> None:
         Output({"type": "wf-err", "key": ALL}, "children"),
         Output({"type": "wf-in", "key": ALL}, "className"),
         Output("whatif-general", "children"),
-        Output({"type": "whatif-request", "key": ALL}, "data"),
+        Output("whatif-job", "children"),
         Input("whatif-run", "n_clicks"),
         State({"type": "wf-in", "key": ALL}, "value"),
         State({"type": "wf-in", "key": ALL}, "id"),
@@ -346,9 +346,11 @@ def _register(app: Any, ctx: Any) -> None:
                 html.Div(["Fix the marked fields; nothing was run.", html.Ul(general) if general else None]),
                 title="Not valid.",
             )
-            return out_errors, classes, box, [no_update]
+            return out_errors, classes, box, no_update
         request = {"run": run_id, "overrides": overrides, "settings": settings, "job": uuid.uuid4().hex}
-        return out_errors, classes, None, [request]
+        # a new store starts the job: a store in the page's layout would start a (no-op) background job on
+        # every visit, and the form would wait for its first poll (the job writes the run picker's store)
+        return out_errors, classes, None, dcc.Store(id={"type": "whatif-request", "key": request["job"]}, data=request)
 
     @app.callback(
         Output("whatif-result", "children"),
