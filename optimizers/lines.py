@@ -23,8 +23,7 @@ from twin.engine.compiled import CompiledLine, compile_line
 from twin.engine.release import RELEASE_OWNER
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.registry import rules_used
-from twin.engine.rules.runtime import _uniform
-from twin.random import first_draws, stream_rng
+from twin.random import first_draws, stream_rng, uniform
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
@@ -256,7 +255,7 @@ def draw_inputs(
                 rng_l = stream_rng(seed, r, s.name, "line_clearance")
                 clearance[i, s.index] = first_draws(sampler, rng_l, clearance.shape[-1])
             if line.has_reject[s.index]:
-                reject[i, s.index] = first_draws(_uniform, stream_rng(seed, r, s.name, "reject"), batches)
+                reject[i, s.index] = first_draws(uniform, stream_rng(seed, r, s.name, "reject"), batches)
             if line.has_setup[s.index]:
                 for (a, b), (name, sampler) in s.setup.items():
                     setup[i, s.index, a, b] = first_draws(sampler, stream_rng(seed, r, s.name, name), n_setup)

@@ -185,7 +185,7 @@ print(json.dumps({"counts": counts, "errors": errors}))
 
 def test_two_sweeps_write_while_a_reader_lists(tmp_path):
     """Two sweeps write into one store at once, a third process lists and reads meanwhile: no corruption."""
-    line = write_line(tmp_path, horizon=1500.0)  # points long enough for the reader to see the store grow
+    line = write_line(tmp_path, horizon=6000.0)  # points long enough for the reader to see the store grow
     store_dir = tmp_path / "store"
     reader_script = tmp_path / "reader.py"
     reader_script.write_text(textwrap.dedent(READER))

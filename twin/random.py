@@ -39,3 +39,8 @@ def first_draws(
     """The first ``n`` values ``block_draws`` would give, as an array (for vectorized evaluators)."""
     blocks = [sampler(rng, BLOCK) for _ in range(-(-n // BLOCK))]
     return np.concatenate(blocks)[:n] if blocks else np.empty(0)
+
+
+def uniform(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` uniform draws in [0, 1): the sampler of the reject and out-of-specification streams."""
+    return rng.random(n)

@@ -14,14 +14,13 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import simpy
 
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
 from twin.engine.rules.slots import Slots
 from twin.eventlog import Event
-from twin.random import block_draws, stream_rng
+from twin.random import block_draws, stream_rng, uniform
 from twin.spec.distributions import Sampler
 from twin.spec.model import LineSpec
 
@@ -63,10 +62,6 @@ def compile_qc(spec: LineSpec) -> CompiledQc | None:
     )
 
 
-def _uniform(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.random(n)
-
-
 class QcLab:
     """The QC lab of one replication: analysts on their calendar, and the QC draws."""
 
@@ -81,7 +76,7 @@ class QcLab:
         draws = lambda stream, sampler: block_draws(sampler, stream_rng(seed, replication, QC_OWNER, stream))  # noqa: E731
         self.test = draws("test", qc.test_time).__next__
         self.incubation = draws("incubation", qc.incubation).__next__ if qc.incubation else None
-        self.oos = draws("oos", _uniform).__next__
+        self.oos = draws("oos", uniform).__next__
         self.investigation = draws("investigation", qc.investigation).__next__ if qc.investigation else None
         self.k = {
             e: rec.kind(-1, -1, e)

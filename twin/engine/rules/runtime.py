@@ -29,7 +29,7 @@ from twin.engine.rules.operators import Operators
 from twin.engine.rules.qc import QC_OWNER, QcLab
 from twin.engine.rules.release_gate import ReleaseGate
 from twin.eventlog import Event
-from twin.random import block_draws, stream_rng
+from twin.random import block_draws, stream_rng, uniform
 
 __all__ = ["QC_OWNER", "LineRuntime", "StationStreams"]
 
@@ -41,10 +41,6 @@ class StationStreams:
     line_clearance: Iterator[float] | None
     reject: Iterator[float]
     rate_noise: Iterator[float]
-
-
-def _uniform(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.random(n)
 
 
 class LineRuntime:
@@ -119,7 +115,7 @@ class LineRuntime:
                 line_clearance=draws("line_clearance", rules.cleaning.line_clearance)
                 if rules.cleaning is not None and rules.cleaning.line_clearance is not None
                 else None,
-                reject=draws("reject", _uniform),
+                reject=draws("reject", uniform),
                 rate_noise=draws("rate", noise),
             )
         return self._streams[station.index]
