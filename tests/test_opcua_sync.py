@@ -155,9 +155,9 @@ def test_sync_rides_out_an_emulator_killed_and_restarted_mid_run(plant: Path):
     # every value is in the historian: a decode of all of it from the start gives the emulator's KPIs exactly
     meta = emu_run.log.meta
     assert_same_kpis(emu_run.kpis.per_replication, decode_from_scratch(plant, meta.horizon, meta.warmup))
-    # the sync's own run, decoded incrementally across the late values the restart replays: the same, at times
-    # off by one state interval (an intermittent difference seen under a loaded full suite: to be found)
-    assert_same_kpis(emu_run.kpis.per_replication, plant_run.kpis.per_replication, rtol=0.05, atol=0.02)
+    # and so does the sync's own run, decoded incrementally across the late values the restart replays (a unit
+    # that finished and started again at one instant: its two states reach the sync by different paths)
+    assert_same_kpis(emu_run.kpis.per_replication, plant_run.kpis.per_replication)
     assert len(Historian(plant / "h.db", readonly=True).gaps()) >= 1
 
 

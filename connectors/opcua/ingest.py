@@ -124,7 +124,8 @@ class Ingest:
 
     # ------------------------------------------------------------------------------------------ values
 
-    def _accept(self, tag_id: int, dv: ua.DataValue, received_us: int) -> None:
+    def _accept(self, tag_id: int, dv: ua.DataValue, received_us: int, force: bool = False) -> bool:
+        """Store a value (not an exact repeat of a recent one, unless ``force``); True if it was new."""
         source = dv.SourceTimestamp or dv.ServerTimestamp
         source_us = to_us(source) if source is not None else received_us
         server_us = to_us(dv.ServerTimestamp) if dv.ServerTimestamp is not None else None
@@ -133,9 +134,9 @@ class Ingest:
         status = int(dv.StatusCode.value) if dv.StatusCode is not None else 0
         key = (source_us, value, status)
         self.stats.received += 1
-        if not self._remember(tag_id, key):
+        if not self._remember(tag_id, key) and not force:
             self.stats.duplicates += 1
-            return
+            return False
         self.plant_us = max(self.plant_us, source_us)
         self.writer.put(tag_id, source_us, server_us, received_us, value, status)
         if self.options.on_value is not None:
@@ -146,6 +147,7 @@ class Ingest:
                 self._value[tag_id] = value
         if self._catching_up and tag_id in self._counter_ids and _count(value):
             self._gap_seen.setdefault(tag_id, set()).add(int(value))
+        return True
 
     def _remember(self, tag_id: int, key: tuple[int, Any, int]) -> bool:
         """Keep ``key`` among the tag's recent values; False if it was there already (an exact repeat)."""
@@ -232,8 +234,18 @@ class Ingest:
             except ua.UaError:
                 without += 1
                 continue
+            before, late = self._last_us.get(tag_id, -1), None
             for dv in values:
-                self._accept(tag_id, dv, received_us)
+                source_us = to_us(dv.SourceTimestamp or dv.ServerTimestamp or start)
+                if self._accept(tag_id, dv, received_us) and source_us <= before:
+                    late = source_us if late is None else min(late, source_us)
+            if late is not None:  # a value older than one stored already (made at the same instant as the current
+                # value read, or one the subscription brought): store the server's order again from there, so that
+                # the last value stored at each instant is the server's last
+                for dv in values:
+                    if to_us(dv.SourceTimestamp or dv.ServerTimestamp or start) >= late:
+                        self._accept(tag_id, dv, received_us, force=True)
+                log.info("%s: values of one instant arrived out of order; stored again in the server's order", name)
             fetched += len(values)
         self.stats.backfilled += fetched
         if without:
