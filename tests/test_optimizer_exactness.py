@@ -167,7 +167,7 @@ def test_departures_equal_engine(spec: LineSpec, seed: int) -> None:
     assert_same_departures(spec, seed)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=line_specs(rules=True), seed=st.integers(0, 2**31))
 def test_departures_with_batch_rules_equal_engine(spec: LineSpec, seed: int) -> None:
     assert Evaluator(spec).approximations() == ()

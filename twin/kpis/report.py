@@ -242,8 +242,9 @@ def summarize(per_replication: pd.DataFrame, meta: LogMeta, start: float) -> Kpi
         return out
 
     def mean(column: str) -> float | None:
-        value = float(np.nanmean(df[column].to_numpy(dtype=float))) if column in df and len(df) else np.nan
-        return None if np.isnan(value) else value
+        values = df[column].to_numpy(dtype=float) if column in df else np.empty(0)
+        known = values[~np.isnan(values)]
+        return float(known.mean()) if len(known) else None
 
     lead = {**ci("lead_time_hours"), "p50": ci("lead_time_p50_hours"), "p90": ci("lead_time_p90_hours")}
     main_counts = df["bottleneck"].value_counts() if "bottleneck" in df else pd.Series(dtype=int)
