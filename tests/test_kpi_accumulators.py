@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_kpi_invariants import random_specs, valid
 from test_opcua_sync import plant  # noqa: F401  (a fixture: the line, its map and certificates)
-from test_plant_twin_observer import SPEC, T0, TAGS, H, _append, feeds
+from test_plant_twin_observer import FEED_SETTINGS, SPEC, T0, TAGS, H, _append, feeds
 
 from connectors.opcua.historian import Historian
 from connectors.opcua.observer import PlantView
@@ -106,12 +106,7 @@ def assert_windows(snap: dict[str, Any], log: EventLog, hours: float) -> None:
             assert_same(expected, window["plant"], f"{name} window since {since}")
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking a failure costs minutes; the example is shown
-)
+@FEED_SETTINGS
 @given(feeds())
 def test_the_views_running_kpis_equal_compute_kpis_of_a_full_decode_at_every_tick(feed):
     # random feeds with late samples (the decoder rolls back: the accumulators are fed again), restarts from the

@@ -119,12 +119,15 @@ def _same(got, want) -> None:
     assert got.log.meta.extra["plant_batches"] == want.log.meta.extra["plant_batches"]
 
 
-@settings(
+FEED_SETTINGS = settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking a failure costs minutes; the example is shown
-)
+)  # the random feeds' settings, shared with tests/test_kpi_accumulators.py
+
+
+@FEED_SETTINGS
 @given(feeds())
 def test_the_incremental_observer_equals_a_full_decode_at_every_tick(feed):
     arrived, chunks, restarts, _late = feed
