@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from types import FrameType
 
 from twin.errors import Terminated
@@ -58,16 +60,24 @@ def interrupt_message(err: BaseException) -> str:
     return f"{what}; written whole before it: {', '.join(str(p) for p in WRITTEN)}"
 
 
-def _quiet_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
-    """A Ctrl-C that lands while Python finalises a generator (a SimPy process) is reported as "ignored"
-    with a traceback; the command itself goes on to its end or its own interrupt message, so stay silent."""
+def _interrupt_main_later(signum: int) -> None:
+    time.sleep(0.02)  # the main thread has left the hook (a signal handled inside it would be lost for good)
+    signal.pthread_kill(threading.main_thread().ident, signum)  # a real signal: it also ends a wait
+
+
+def _redeliver_interrupts(unraisable: sys.UnraisableHookArgs) -> None:
+    """A Ctrl-C or SIGTERM that lands while Python finalises an object (a generator of a SimPy process) is only
+    reported as "ignored", with a traceback, and the command would go on to its end as if nothing had happened.
+    Say nothing, and deliver the signal again to the main thread once the finaliser is done."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        threading.Thread(target=_interrupt_main_later, args=(signum,), daemon=True).start()
         return
     sys.__unraisablehook__(unraisable)
 
 
 def main() -> None:
-    sys.unraisablehook = _quiet_interrupts
+    sys.unraisablehook = _redeliver_interrupts
     try:
         install_signal_handlers()
         from twin.cli.app import main as cli_main
