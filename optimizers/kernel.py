@@ -113,6 +113,14 @@ class Shape:
         return self.batches + sum(c - 1 for c in self.max_units)
 
 
+def _div(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a / b`` rounded as the engine's Python division. XLA turns a division by a value that every lane shares
+    (a broadcast: a station's rate, a design's speed) into a product with its reciprocal, which can be one ulp
+    off, and one ulp decides a tie such as a failure due exactly when a batch ends. ``a * 0.0`` gives the
+    divisor the lanes' shape, which XLA cannot fold away (``a`` is finite)."""
+    return a / (b + a * 0.0)
+
+
 def _overlap(a: jax.Array, b: jax.Array, w0: jax.Array, w1: jax.Array) -> jax.Array:
     return jnp.maximum(0.0, jnp.minimum(b, w1) - jnp.maximum(a, w0))
 
@@ -368,9 +376,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             if shape.rated(j):  # start-up plus the batch's units over the effective rate, with noise
                 startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
                 noise = draws["rate_noise"][j, started]  # one stream, in start order
-                work = (startup + qty / effective * noise) / speed[j]
+                work = _div(startup + _div(qty, effective) * noise, speed[j])
             else:
-                work = draws["process"][j, p, index] / speed[j]
+                work = _div(draws["process"][j, p, index], speed[j])
             if shape.has_failures[j]:
                 end, until, f, proc, down = _work(
                     start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
@@ -383,7 +391,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 finish = start + work
                 s["acc"] = s["acc"].at[0].add(jnp.where(valid, _overlap(start, finish, w0, w1), 0.0))
             if shape.cleans(j):
-                kg = consts["masses"][p] * qty / consts["sizes"][p]
+                kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, valid)
             if shape.yields(j):
                 qty = qty - qty * (1 - consts["quality"][j, 0])
