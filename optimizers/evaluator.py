@@ -30,6 +30,7 @@ from optimizers.lines import (
     plan_sequence,
     release_calendar,
     rule_constants,
+    wip_shape,
 )
 from twin.errors import InputError
 from twin.spec.model import LineSpec
@@ -182,6 +183,7 @@ class Evaluator:
             has_yield=line.has_yield,
             has_reject=line.has_reject,
             release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
+            wip=wip_shape(self.line, self.max_units),
             changeover_cleans=tuple(
                 bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
                 for j in range(len(line.stations))

@@ -86,6 +86,7 @@ class Shape:
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
     release_calendar: int = 0  # edges of the weekly calendar the first station releases in (0: any time)
+    wip: tuple[int, int] = ()  # CONWIP (batches, station): a release waits until fewer wait to start there
 
     def looks_ahead(self, j: int) -> bool:
         """The clean after a batch depends on the next batch, if already waiting (a change that needs a major
@@ -257,6 +258,21 @@ def _release_gate(t, cal, n_edges: int):
     return t
 
 
+def _released(free, k, stations, shape, consts):
+    """When the first station, free at ``free``, releases the batch of rank ``k`` (``ReleaseGate.wait``): in the
+    release calendar's working time and, under a WIP limit of L batches, once rank k - L has started at the
+    limit's station (written ``L - sum(c_i - 1)`` or more steps earlier: ``Shape.wip`` only then)."""
+    n_edges = shape.release_calendar
+    t = _release_gate(free, consts["release_calendar"], n_edges) if n_edges else free
+    if not shape.wip:
+        return t
+    limit, station = shape.wip
+    ring = stations[station]["wip_starts"]
+    freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
+    later = _release_gate(freed, consts["release_calendar"], n_edges) if n_edges else freed
+    return jnp.where(freed <= t, t, later)  # the gate looks at the calendar, then waits for room, then again
+
+
 def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape, draws, consts, w0, w1):
     """The clean after a deferred departure: it sees the arriving batch if that was waiting when the clean
     started (``next_product``), then frees the unit (and its place upstream) at the clean's end."""
@@ -312,6 +328,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             state["pending_number"] = jnp.zeros((), jnp.int32)
         if shape.changeover_cleans and shape.changeover_cleans[j]:
             state["clearances"] = jnp.zeros((), jnp.int32)
+        if shape.wip and shape.wip[1] == j:  # the WIP limit's station: when each rank started (or was scrapped)
+            state["wip_starts"] = jnp.full(shape.wip[0] + 1, -INF)
         return state
 
     def step(carry, t):
@@ -336,8 +354,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             u = jnp.clip(u, 0, shape.max_units[j] - 1)
             take = jnp.maximum(arrival, jnp.where(first, 0.0, s["last_dep"]))
             if j == 0 and shape.pull:
-                if shape.release_calendar:  # released only in the release calendar's working time
-                    take = _release_gate(take, consts["release_calendar"], shape.release_calendar)
+                take = _released(take, k, stations, shape, consts)
                 release = take
             scrapped = jnp.zeros((), bool)
             for h in shape.holds_at(j):  # a batch whose hold time ran out is scrapped when taken
@@ -366,6 +383,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                     start = jnp.where(clear, cleared, start)
                     s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
                 s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1), 0.0))
+            if "wip_starts" in s:  # out of the WIP limit's count: started (or scrapped when taken)
+                at = jnp.mod(k, shape.wip[0] + 1)
+                s["wip_starts"] = s["wip_starts"].at[at].set(jnp.where(arriving, start, s["wip_starts"][at]))
             started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
             if shape.products > 1:
                 index = s["count"][p]

@@ -151,7 +151,9 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     reasons = []
     rules = line.line.rules
     if rules is not None and rules.wip_limit is not None:
-        reasons.append("release.wip_limit: CONWIP (released batches wait for starts the recursion has not made yet)")
+        why = conwip_outside(line, units)
+        if why:
+            reasons.append(f"release.wip_limit: CONWIP {why}")
     if rules is not None:
         ignored = _ignored_rules(line.spec)
         if ignored:
@@ -173,6 +175,35 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
                 f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
             )
     return tuple(reasons)
+
+
+def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
+    """Why the kernel cannot follow the spec's WIP limit with these unit counts (None: it follows it exactly).
+
+    The first station's release of rank n waits for the start of rank n - L at the limit's station; the scan
+    has made that start only if L exceeds the units beyond one of the stations before it; ranks are batches
+    only where no batch leaves the line before it; starts come in rank order on one unit, or on several
+    without cleans or changeovers."""
+    assert line.line.rules is not None and line.line.rules.wip_limit is not None
+    limit, station = line.line.rules.wip_limit
+    name = line.stations[station]
+    if not line.pull:
+        return "with timed releases (the recursion releases on the clock)"
+    if limit <= sum(c - 1 for c in units[:station]):
+        return f"of {limit} batches within the extra units before {name} (their starts come later in the recursion)"
+    if any(line.has_reject[:station]) or any(to < station for _, to, _, _ in line.holds):
+        return f"with rejects or scraps before {name} (a batch that leaves early frees its place at once)"
+    if units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station]):
+        return f"at {name} on {units[station]} units with cleans or changeovers (starts out of arrival order)"
+    return None
+
+
+def wip_shape(line: LineArrays, max_units: tuple[int, ...]) -> tuple[int, int] | tuple[()]:
+    """``Shape.wip``: the WIP limit (batches, station) where the kernel follows it, else ()."""
+    rules = line.line.rules
+    if rules is None or rules.wip_limit is None or conwip_outside(line, max_units):
+        return ()
+    return rules.wip_limit
 
 
 def _ignored_rules(spec: LineSpec) -> list[str]:

@@ -89,7 +89,7 @@ def cleaning_rules(draw: Any) -> dict[str, Any]:
 @st.composite
 def line_specs(draw: Any, rules: bool = False) -> LineSpec:
     """Random flow lines; ``rules``: with the batch rules the kernel is exact for (cleaning and rejects on
-    single-unit stations, yields, rate-based stations)."""
+    single-unit stations, yields, rate-based stations, hold times, changeover cleans, CONWIP)."""
     n = draw(st.integers(1, 5))
     two_products = draw(st.booleans())
     release = draw(st.sampled_from(["saturated", "plan", "plan-once", "interarrival", "plan-arrivals"]))
@@ -146,6 +146,11 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
             data["hold_times"] = [{"from": stations[source]["name"], "to": stations[to]["name"], "max": limit}]
     if products:
         data["products"] = products
+    wip = None
+    if rules and n > 1 and release in ("saturated", "plan", "plan-once") and draw(st.booleans()):  # CONWIP
+        until = draw(st.integers(1, n - 1))
+        extra = sum(stations[i]["units"] - 1 for i in range(until))
+        wip = {"batches": extra + draw(st.integers(1, 3)), "until": stations[until]["name"]}
     if release.startswith("plan"):
         plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
         if two_products:
@@ -161,7 +166,13 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
             data["release"]["mix"] = {"A": 2, "B": 1}
     elif two_products:
         data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 3}}
-    return LineSpec.from_dict(data)
+    if wip is not None:
+        data.setdefault("release", {"mode": "saturated"})["wip_limit"] = wip
+    spec = LineSpec.from_dict(data)
+    if wip is not None and Evaluator(spec).approximations():  # e.g. rejects before the limit's station
+        del data["release"]["wip_limit"]
+        spec = LineSpec.from_dict(data)
+    return spec
 
 
 # Each example compiles the kernel for its shape (most of a test's time): three replications share it.
@@ -471,9 +482,41 @@ def test_a_release_calendar_matches_the_engine(release: str, start: str | None) 
     assert Evaluator(spec).approximations() == ()
     for seed in (1, 2):
         assert_same_departures(spec, seed)
-    # a WIP limit (CONWIP) is outside the kernel, and says so
+    # with a WIP limit (CONWIP) too: the gate looks at the calendar, waits for room, then at the calendar again
     data["release"]["wip_limit"] = {"batches": 2, "until": "m2"}
-    assert Evaluator(LineSpec.from_dict(data)).approximations()[0].startswith("release.wip_limit: CONWIP")
+    spec = LineSpec.from_dict(data)
+    assert Evaluator(spec).approximations() == ()
+    for seed in (1, 2):
+        assert_same_departures(spec, seed, replications=2)
+    # ... but not where the scan makes the starts it waits for only later, and it says so
+    data["stations"][0]["units"] = 3
+    data["stations"][0].pop("cleaning")
+    (why,) = Evaluator(LineSpec.from_dict(data)).approximations()
+    assert why.startswith("release.wip_limit: CONWIP of 2 batches within the extra units before m2")
+
+
+def test_a_wip_limit_holds_releases_back_as_the_engine_does() -> None:
+    """CONWIP at a later station of a saturated line: releases wait for starts there (the limit binds: without
+    it the departures differ), with a clean and a multi-unit station before the limit's station."""
+    data = {
+        "name": "conwip", "horizon": 300.0, "warmup": 20.0,
+        "release": {"mode": "saturated", "wip_limit": {"batches": 3, "until": "m3"}},
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 0.5}, "cleaning": {"minor": 0.1}},
+            {"name": "m2", "units": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.5}},
+            {"name": "m3", "process_time": {"dist": "uniform", "low": 0.8, "high": 1.4}, "buffer": 3},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    assert Evaluator(spec).approximations() == ()
+    res = assert_same_departures(spec, seed=4, replications=3)
+    stations = [s.name for s in spec.stations]
+    del data["release"]["wip_limit"]
+    free = engine_departures(simulate(LineSpec.from_dict(data), seed=4).table, stations)
+    assert free != engine_departures(simulate(spec, seed=4).table, stations)
+    core = compute_kpis(simulate(spec, replications=3, seed=4)).per_replication
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)  # from each release
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
 
 
 def test_a_failure_due_exactly_when_a_rated_batch_ends_is_decided_as_the_engine_does() -> None:
