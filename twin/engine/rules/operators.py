@@ -58,7 +58,7 @@ class Operator:
 class Request:
     """A unit's request for its crew, made again for each phase that needs one."""
 
-    __slots__ = ("unit", "rules", "pool", "count", "key", "wake", "state")
+    __slots__ = ("count", "key", "pool", "rules", "state", "unit", "wake")
 
     def __init__(self, unit: RulesUnit) -> None:
         self.unit, self.rules = unit, unit.rules
@@ -68,6 +68,9 @@ class Request:
         self.key: Key = (0.0, unit.j, unit.u)  # (time of request, station index, unit index)
         self.wake = Wake()
         self.state = ""  # the waiting state last recorded for the unit
+
+
+_WAITING_OPERATOR, _OFF_SHIFT = State.WAITING_OPERATOR, State.OFF_SHIFT
 
 
 def _key(request: Request) -> Key:
@@ -100,12 +103,8 @@ class Operators:
 
     def request(self, request: Request, now: float) -> Wake:
         """Ask for a unit's operators (``request``: its ``Request``): what to yield for (crew, gowning hours),
-        granted at the earliest by the serve step of this instant (at once when the arbiter is quiet)."""
+        granted by the serve step of this instant at the earliest."""
         wake, waiting = request.wake, self.waiting
-        if self.arbiter.quiet():
-            crew = self._grant(request.rules)
-            if crew is not None:
-                return wake.granted(crew)
         wake.callbacks, request.state = [], ""
         key = request.key = (now, request.key[1], request.key[2])
         if not waiting or waiting[-1].key < key:
@@ -153,24 +152,26 @@ class Operators:
             self.waiting = left
         return granted
 
+    def _allows(self, rules: StationRules) -> bool:
+        """Whether a station's pools and room allow its crew now."""
+        free, room, count, pools = self.free, rules.room, rules.operators, rules.pools
+        if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
+            return False
+        if len(pools) == 1:
+            return free[pools[0]] >= count
+        total = 0
+        for pool in pools:
+            total += free[pool]
+        return total >= count
+
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
         """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
 
         The crew is the first ``count`` free operators of the station's pools, those already gowned for its
         room first, then in the order of its pools, then in pool order."""
-        free_count = self.free
-        room, count, pools = rules.room, rules.operators, rules.pools
-        if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
+        if not self._allows(rules):
             return None
-        if len(pools) == 1:
-            if free_count[pools[0]] < count:
-                return None
-        else:
-            total = 0
-            for pool in pools:
-                total += free_count[pool]
-            if total < count:
-                return None
+        free_count, room, count, pools = self.free, rules.room, rules.operators, rules.pools
         members = self.members
         if count == 1:  # the first free operator gowned for the room, else the first free one
             pick = None
@@ -209,7 +210,9 @@ class Operators:
         return crew, 0.0
 
     def _mark_waiting(self, request: Request, now: float) -> None:
-        state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
+        pool = request.pool
+        on_shift = self.shift_on[pool] if pool >= 0 else self.on_shift(request.rules.pools)
+        state = _WAITING_OPERATOR if on_shift else _OFF_SHIFT
         if state != request.state:
             request.state = state
             request.unit.record_state(now, state)

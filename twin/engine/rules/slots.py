@@ -6,8 +6,7 @@
 
 Requests wait for the serve step at the end of their instant (``twin.engine.rules.arbiter``), which
 grants free places in order of the requests' keys; a request not served by the step of its instant
-calls its ``on_wait`` (the unit records its waiting state then) and waits for a later step. A request
-made while the arbiter is quiet and a place is free is granted at once (the step would grant it next).
+calls its ``on_wait`` (the unit records its waiting state then) and waits for a later step.
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ class Slots:
         """What to yield for a place (granted at the earliest by the serve step of this instant).
         ``key`` orders requests (unique per requester); ``on_wait`` is called once if the step does not serve it."""
         queue, wake = self.queue, Wake()
-        if not queue and self.users < self.capacity and self.arbiter.quiet():
-            self.users += 1
-            return wake.granted(None)
         entry = (key, wake, on_wait)
         if not queue or queue[-1][0] < key:  # keys are unique: entries compare by key alone
             queue.append(entry)
