@@ -152,26 +152,24 @@ class Operators:
             self.waiting = left
         return granted
 
-    def _allows(self, rules: StationRules) -> bool:
-        """Whether a station's pools and room allow its crew now."""
-        free, room, count, pools = self.free, rules.room, rules.operators, rules.pools
-        if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
-            return False
-        if len(pools) == 1:
-            return free[pools[0]] >= count
-        total = 0
-        for pool in pools:
-            total += free[pool]
-        return total >= count
-
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
         """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
 
         The crew is the first ``count`` free operators of the station's pools, those already gowned for its
         room first, then in the order of its pools, then in pool order."""
-        if not self._allows(rules):
+        free_count = self.free
+        room, count, pools = rules.room, rules.operators, rules.pools
+        if room >= 0 and self.room_busy[room] + count > self.rules.rooms[room][2]:
             return None
-        free_count, room, count, pools = self.free, rules.room, rules.operators, rules.pools
+        if len(pools) == 1:
+            if free_count[pools[0]] < count:
+                return None
+        else:
+            total = 0
+            for pool in pools:
+                total += free_count[pool]
+            if total < count:
+                return None
         members = self.members
         if count == 1:  # the first free operator gowned for the room, else the first free one
             pick = None
