@@ -36,6 +36,7 @@ from simpy.events import PENDING
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.initial import UnitStart
 from twin.engine.rules import splits
+from twin.engine.rules.arbiter import Wake
 from twin.engine.rules.changeovers import change
 from twin.engine.rules.cleaning import Hygiene, clean, clean_after, clean_before
 from twin.engine.rules.compiled import StationRules
@@ -211,8 +212,7 @@ class RulesUnit:
                     if crew_processing:
                         crew, gowning = yield request_crew(crew_request, env._now)
                         if gowning > 0:
-                            self.record("gowning")
-                            yield timeout(gowning)
+                            yield from self.gown(gowning)
                     work = rate_hours(self, quantity) if rate is not None else draws[product]()
                     add_t(env._now)
                     add_b(batch)
@@ -312,14 +312,15 @@ class RulesUnit:
             yield env.timeout(start.delay)
         return batch, product, start.work_left
 
-    def crew(self, now: float) -> Steps:
-        """The unit's crew for a phase, asked for ``now``: granted by a serve step, then gowning if its room
-        needs it."""
-        crew, gowning = yield self.rt.operators.request(self.crew_request, now)
-        if gowning > 0:
-            self.record("gowning")
-            yield self._env.timeout(gowning)
-        return crew
+    def ask_crew(self) -> Wake:
+        """Ask for the unit's crew for a phase, now: yield this for (crew, gowning hours), granted by a serve step;
+        then ``gown`` when the gowning hours are not 0."""
+        return self.rt.operators.request(self.crew_request, self._env._now)
+
+    def gown(self, hours: float) -> Steps:
+        """Gowning to enter the unit's room."""
+        self.record("gowning")
+        yield self._env.timeout(hours)
 
     def work(self, duration: float, state: str, batch: int = -1) -> Steps:
         """A changeover or clean of ``duration`` hours; calendar failures during it extend it."""
