@@ -11,6 +11,7 @@ the week); the pattern repeats every 168 hours.
 from __future__ import annotations
 
 import bisect
+import math
 
 WEEK = 168.0
 
@@ -63,7 +64,13 @@ class WeeklyCalendar:
         if flip is None:
             return float("inf")
         ahead, k = flip
-        return (week + ahead) * WEEK + self.edges[k] if ahead else week * WEEK + self.edges[k]
+        change = (week + ahead) * WEEK + self.edges[k] if ahead else week * WEEK + self.edges[k]
+        # weeks ahead plus an edge not exact in binary can fall a hair before the edge of its week: the change
+        # is then the first time after it that is on the other side (it used to loop for ever)
+        working = self.is_working(t)
+        while self.is_working(change) == working or change <= t:
+            change = math.nextafter(change, math.inf)
+        return change
 
     def next_start(self, t: float) -> float:
         """``t`` if working then, else the start of the next working period (inf if none)."""
