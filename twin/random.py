@@ -10,6 +10,7 @@ of every other station unchanged (common random numbers across what-if scenarios
 from __future__ import annotations
 
 import zlib
+from itertools import chain, repeat
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -28,9 +29,9 @@ def stream_rng(seed: int, replication: int, owner: str, stream: str) -> np.rando
 
 
 def block_draws(sampler: Callable[[np.random.Generator, int], np.ndarray], rng: np.random.Generator) -> Iterator[float]:
-    """An endless iterator of Python floats, drawn ``BLOCK`` at a time (fast and deterministic)."""
-    while True:
-        yield from sampler(rng, BLOCK).tolist()
+    """An endless iterator of Python floats, drawn ``BLOCK`` at a time (fast and deterministic; a block is drawn
+    when the one before is used up, and each draw costs no Python frame)."""
+    return chain.from_iterable(map(lambda _: sampler(rng, BLOCK).tolist(), repeat(None)))
 
 
 def first_draws(

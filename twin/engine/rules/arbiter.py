@@ -3,7 +3,8 @@
     arbiter = Arbiter(env)                 # one per replication; resources add themselves
     number = arbiter.add(resource)         # operators, a cleaning skid, the QC lab: each has serve()
     arbiter.wake(number)                   # a request or a release now: serve it at the end of this instant
-    grant(event, value)                    # in serve(): the waiting process goes on at once, in order
+    wake = Wake(); yield wake              # a process waits for its grant ...
+    resource.serve() -> [(wake, value)]    # ... which the serve step gives, in order
 
 The rule (docs/batch-rules.md, "Who goes first"): a request for operators, a cleaning skid or a QC
 analyst is never granted when it is made. One serve step at the end of the instant, an event after
@@ -30,8 +31,26 @@ SERVE = 2  # SimPy's priorities are URGENT 0 and NORMAL 1; the horizon's stop (A
 Key = tuple[float, int, int]  # (time of request, station index, unit index)
 
 
+class Wake:
+    """What a process yields to wait for a grant: SimPy's event protocol without a place in the queue
+    (``grant(value)`` resumes the waiting process at once)."""
+
+    __slots__ = ("_ok", "_value", "callbacks")
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] | None = []
+        self._ok = True
+
+    def grant(self, value: Any) -> None:
+        """Give ``value`` to the process waiting on this and let it go on now."""
+        self._value = value
+        callbacks, self.callbacks = self.callbacks, None
+        for callback in callbacks:
+            callback(self)
+
+
 class Served(Protocol):
-    def serve(self) -> None: ...
+    def serve(self) -> list[tuple[Wake, Any]]: ...
 
 
 class Arbiter:
@@ -41,19 +60,18 @@ class Arbiter:
         self.env = env
         self.resources: list[Served] = []
         self._pending = False
-        self._due: list[bool] = []  # per resource: requested from or freed in since its last serve
+        self._due = 0  # bit i: resource i was requested from or freed in since its last serve
         self._event = Event(env)
         self._event._ok, self._event._value = True, None
 
     def add(self, resource: Served) -> int:
         """Register a resource (served in the order added); returns its number for ``wake``."""
         self.resources.append(resource)
-        self._due.append(False)
         return len(self.resources) - 1
 
     def wake(self, resource: int) -> None:
         """Something was requested from or freed in ``resource`` now: serve it at the end of this instant."""
-        self._due[resource] = True
+        self._due |= 1 << resource
         if not self._pending:
             self._pending = True
             step, env = self._event, self.env
@@ -62,15 +80,11 @@ class Arbiter:
 
     def _step(self, _: Event) -> None:
         # the resources due when the step begins; a request made during the step is served by the next one
-        due, self._due, self._pending = self._due, [False] * len(self._due), False
-        for i, resource in enumerate(self.resources):
-            if due[i]:
-                resource.serve()
-
-
-def grant(event: Event, value: Any) -> None:
-    """Succeed ``event`` and process it now: the process waiting on it goes on inside the serve step."""
-    event._ok, event._value = True, value
-    callbacks, event.callbacks = event.callbacks, None
-    for callback in callbacks:
-        callback(event)
+        due, self._due, self._pending = self._due, 0, False
+        if due & (due - 1) == 0:  # one resource due (the usual case)
+            serving = [self.resources[due.bit_length() - 1]]
+        else:
+            serving = [resource for i, resource in enumerate(self.resources) if due >> i & 1]
+        for resource in serving:
+            for wake, value in resource.serve():
+                wake.grant(value)

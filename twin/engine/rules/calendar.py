@@ -11,6 +11,7 @@ the week); the pattern repeats every 168 hours.
 from __future__ import annotations
 
 import bisect
+import math
 
 WEEK = 168.0
 
@@ -36,6 +37,16 @@ class WeeklyCalendar:
         self.edges = sorted({*self.starts, *self.ends})
         if union and union[0][0] <= 0.0 and union[-1][1] >= WEEK and len(union) == 1:
             self.always = True
+        # for each place of a time among the edges (``bisect_right``): the first edge after it at which
+        # working time starts or ends, as (weeks ahead, edge index); an edge that changes nothing is skipped
+        self._flips: list[tuple[int, int] | None] = []
+        if not self.always and self.starts:
+            edges, state = self.edges, [self.is_working(e) for e in self.edges]
+            n = len(edges)
+            for i in range(n + 1):
+                working = state[i - 1] if i > 0 else False
+                k = next((k for k in range(i, i + n + 1) if state[k % n] != working), None)
+                self._flips.append(divmod(k, n) if k is not None else None)
 
     def is_working(self, t: float) -> bool:
         if self.always:
@@ -48,18 +59,18 @@ class WeeklyCalendar:
         """The first time after ``t`` at which working turns to not working or back (inf if never)."""
         if self.always or not self.starts:
             return float("inf")
-        working, change = self.is_working(t), self._next_edge(t)
-        while self.is_working(change) == working:  # an edge at the week's wrap-around changes nothing
-            change = self._next_edge(change)
-        return change
-
-    def _next_edge(self, t: float) -> float:
         week, w = divmod(t, WEEK)
-        edges = self.edges
-        i = bisect.bisect_right(edges, w)
-        if i < len(edges):
-            return week * WEEK + edges[i]
-        return (week + 1) * WEEK + edges[0]
+        flip = self._flips[bisect.bisect_right(self.edges, w)]
+        if flip is None:
+            return float("inf")
+        ahead, k = flip
+        change = (week + ahead) * WEEK + self.edges[k] if ahead else week * WEEK + self.edges[k]
+        # weeks ahead plus an edge not exact in binary can fall a hair before the edge of its week: the change
+        # is then the first time after it that is on the other side (it used to loop for ever)
+        working = self.is_working(t)
+        while self.is_working(change) == working or change <= t:
+            change = math.nextafter(change, math.inf)
+        return change
 
     def next_start(self, t: float) -> float:
         """``t`` if working then, else the start of the next working period (inf if none)."""

@@ -67,7 +67,11 @@ def change(unit: RulesUnit, batch: int, previous: int, step: CompiledChangeover)
         yield from cleaning.clean(unit, "major")
     if step.time is None and not step.line_clearance:
         return
-    crew = (yield from unit.crew(unit.rt.env._now)) if unit.ops["setup"] else None
+    crew = None
+    if unit.ops["setup"]:
+        crew, gowning = yield unit.ask_crew()
+        if gowning > 0:
+            yield from unit.gown(gowning)
     if step.time is not None:
         unit.record("setup", batch)
         yield from unit.work(unit.changeover_draws[(previous, unit.previous)](), "setup", batch)

@@ -128,7 +128,11 @@ def clean(unit: RulesUnit, kind: str) -> Generator[Any, Any, None]:
     if cleaning.skid >= 0 and kind in cleaning.skid_for:
         yield skids.request(unit)
         skid = True
-    crew = (yield from unit.crew(env._now)) if unit.ops["cleaning"] else None
+    crew = None
+    if unit.ops["cleaning"]:
+        crew, gowning = yield unit.ask_crew()
+        if gowning > 0:
+            yield from unit.gown(gowning)
     now = env._now
     dirty, hold = state.dirty_since, cleaning.dirty_hold
     if kind == "minor" and dirty is not None and hold is not None and now - dirty > hold:  # stood dirty too long

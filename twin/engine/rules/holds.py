@@ -75,7 +75,7 @@ class HoldClocks:
         self._arrive = [rec.kind(j, -1, Event.ARRIVE) for j in range(len(buffers))]
 
     def start(self, batch: int, source: int) -> None:
-        self._start.setdefault(batch, {})[source] = self.env.now
+        self._start.setdefault(batch, {})[source] = self.env._now
 
     def started(self, batch: int, source: int) -> float | None:
         return self._start.get(batch, {}).get(source)
@@ -113,11 +113,12 @@ class HoldClocks:
 def holds_kept(unit: RulesUnit, batch: int) -> bool:
     """True if the batch may go on; scrap or investigate it when one of its hold times ran out."""
     rt = unit.rt
+    now = rt.env._now
     for hold in unit.rules.holds:
         started = rt.holds.started(batch, hold.source)
-        if started is None or rt.env.now - started <= hold.max_hours:
+        if started is None or now - started <= hold.max_hours:
             continue
-        unit.record("hold_violation", batch, rt.env.now - started)
+        unit.record("hold_violation", batch, now - started)
         if hold.scrap:
             unit.record("reject", batch, rt.rec.batch_quantity[batch])
             rt.left_line(batch)

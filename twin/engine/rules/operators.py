@@ -1,7 +1,8 @@
 """Operators at run time: pools on shift calendars, qualified for stations, working in cleanrooms.
 
     >>> ops = Operators(arbiter, rules)
-    >>> crew, gowning_hours = yield ops.request(unit, now)   # unit: the RulesUnit asking (station, room, count)
+    >>> request = Request(unit)                              # once per unit: the RulesUnit asking (station, count)
+    >>> crew, gowning_hours = yield ops.request(request, now)
     >>> ops.release(crew, room)
 
 Requests are served by the serve step at the end of their instant (``twin.engine.rules.arbiter``), in
@@ -18,9 +19,7 @@ from bisect import insort
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import simpy
-
-from twin.engine.rules.arbiter import Arbiter, Key, grant
+from twin.engine.rules.arbiter import Arbiter, Key, Wake
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.engine.rules.rule import Rule
 from twin.eventlog import Event, State
@@ -56,12 +55,22 @@ class Operator:
     room: int = -1  # room the operator is gowned for (-1: none)
 
 
-@dataclass(slots=True)
 class Request:
-    key: Key  # (time of request, station index, unit index)
-    unit: RulesUnit
-    event: simpy.Event
-    state: str = ""  # the waiting state last recorded for the unit
+    """A unit's request for its crew, made again for each phase that needs one."""
+
+    __slots__ = ("count", "key", "pool", "rules", "state", "unit", "wake")
+
+    def __init__(self, unit: RulesUnit) -> None:
+        self.unit, self.rules = unit, unit.rules
+        pools = self.rules.pools
+        self.pool = pools[0] if len(pools) == 1 else -1  # the one pool qualified, or -1
+        self.count = self.rules.operators
+        self.key: Key = (0.0, unit.j, unit.u)  # (time of request, station index, unit index)
+        self.wake = Wake()
+        self.state = ""  # the waiting state last recorded for the unit
+
+
+_WAITING_OPERATOR, _OFF_SHIFT = State.WAITING_OPERATOR, State.OFF_SHIFT
 
 
 def _key(request: Request) -> Key:
@@ -92,24 +101,26 @@ class Operators:
             if not calendar.always:
                 env.process(self._shifts(pool, calendar))
 
-    def request(self, unit: RulesUnit, now: float) -> simpy.Event:
-        """Ask for the unit's operators: an event whose value is (crew, gowning hours), granted at the earliest by
-        the serve step of this instant."""
-        request = Request((now, unit.j, unit.u), unit, simpy.Event(self.env))
-        waiting = self.waiting
-        if not waiting or waiting[-1].key < request.key:
+    def request(self, request: Request, now: float) -> Wake:
+        """Ask for a unit's operators (``request``: its ``Request``): what to yield for (crew, gowning hours),
+        granted by the serve step of this instant at the earliest."""
+        wake, waiting = request.wake, self.waiting
+        wake.callbacks, request.state = [], ""
+        key = request.key = (now, request.key[1], request.key[2])
+        if not waiting or waiting[-1].key < key:
             waiting.append(request)
         else:
             insort(waiting, request, key=_key)
         self.arbiter.wake(self.number)
-        return request.event
+        return wake
 
     def release(self, crew: list[Operator], room: int) -> None:
         """The phase is done: free the crew (those whose shift has ended go off)."""
+        free = self.free
         for person in crew:
             person.busy = False
             if person.on_shift:
-                self.free[person.pool] += 1
+                free[person.pool] += 1
         if room >= 0:
             self.room_busy[room] -= len(crew)
         if self.waiting:
@@ -119,26 +130,27 @@ class Operators:
         shift_on = self.shift_on
         return any(shift_on[pool] for pool in pools)
 
-    def serve(self) -> None:
+    def serve(self) -> list[tuple[Wake, tuple[list[Operator], float]]]:
         """The serve step: grant the waiting requests in key order, a later one going ahead of one that cannot
-        be served; record the waiting state of the others; then the granted units go on, in that order."""
+        be served, and record the waiting state of the others; the granted requests, in that order (the
+        arbiter lets their units go on)."""
         free, grant_crew, granted, waiting = self.free, self._grant, [], self.waiting
-        for request in list(waiting) if len(waiting) > 1 else waiting:
-            rules = request.unit.rules
-            pools = rules.pools
-            if len(pools) == 1 and free[pools[0]] < rules.operators:
-                continue  # cannot be served: passed over without a call
-            crew = grant_crew(rules)
-            if crew is not None:
-                waiting.remove(request)  # with one request waiting, the loop ends here
-                granted.append((request.event, crew))
         now, every = self.env._now, self._shift_changed
         self._shift_changed = False
-        for request in self.waiting:  # new requests, and all after a shift change: their waiting state
-            if every or not request.state:
+        left = []
+        for request in waiting:
+            pool = request.pool
+            # a request of one pool without enough free operators is passed over without a call
+            crew = None if pool >= 0 and free[pool] < request.count else grant_crew(request.rules)
+            if crew is not None:
+                granted.append((request.wake, crew))
+                continue
+            left.append(request)
+            if every or not request.state:  # new requests, and all after a shift change: their waiting state
                 self._mark_waiting(request, now)
-        for event, crew in granted:
-            grant(event, crew)
+        if granted:
+            self.waiting = left
+        return granted
 
     def _grant(self, rules: StationRules) -> tuple[list[Operator], float] | None:
         """Take the crew a station needs, if its pools and room allow now: (crew, gowning hours), else None.
@@ -196,7 +208,9 @@ class Operators:
         return crew, 0.0
 
     def _mark_waiting(self, request: Request, now: float) -> None:
-        state = State.WAITING_OPERATOR if self.on_shift(request.unit.rules.pools) else State.OFF_SHIFT
+        pool = request.pool
+        on_shift = self.shift_on[pool] if pool >= 0 else self.on_shift(request.rules.pools)
+        state = _WAITING_OPERATOR if on_shift else _OFF_SHIFT
         if state != request.state:
             request.state = state
             request.unit.record_state(now, state)

@@ -13,15 +13,13 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-import simpy
-
 from twin.engine.rules.rule import Rule
 from twin.engine.rules.slots import Slots
 from twin.eventlog import State
 from twin.spec.model import LineSpec
 
 if TYPE_CHECKING:
-    from twin.engine.rules.arbiter import Arbiter
+    from twin.engine.rules.arbiter import Arbiter, Wake
     from twin.engine.rules.compiled import CompiledRules
     from twin.engine.rules.unit import RulesUnit
 
@@ -37,8 +35,8 @@ def make(arbiter: Arbiter, rules: CompiledRules) -> list[Slots]:
     return [Slots(arbiter, capacity) for _, capacity in rules.skids]
 
 
-def request(unit: RulesUnit) -> simpy.Event:
-    """Ask for the unit's cleaning skid: an event to yield; the unit's ``waiting_cleaning`` is recorded when
+def request(unit: RulesUnit) -> Wake:
+    """Ask for the unit's cleaning skid: what to yield; the unit's ``waiting_cleaning`` is recorded when
     the serve step of this instant cannot grant it."""
     return unit.rt.skids[unit.rules.cleaning.skid].request(
         (unit.rt.env._now, unit.j, unit.u), partial(unit.record, State.WAITING_CLEANING)

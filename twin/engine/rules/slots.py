@@ -14,12 +14,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-from simpy.events import Event
-
-from twin.engine.rules.arbiter import Arbiter, Key, grant
+from twin.engine.rules.arbiter import Arbiter, Key, Wake
 
 
-def _key(entry: tuple[Key, Event, Callable[[], None] | None]) -> Key:
+def _key(entry: tuple[Key, Wake, Callable[[], None] | None]) -> Key:
     return entry[0]
 
 
@@ -29,20 +27,20 @@ class Slots:
     def __init__(self, arbiter: Arbiter, capacity: int):
         self.arbiter, self.env, self.capacity = arbiter, arbiter.env, capacity
         self.users = 0
-        self.queue: list[tuple[Key, Event, Callable[[], None] | None]] = []  # waiting, by key
+        self.queue: list[tuple[Key, Wake, Callable[[], None] | None]] = []  # waiting, by key
         self.number = arbiter.add(self)
 
-    def request(self, key: Key, on_wait: Callable[[], None] | None = None) -> Event:
-        """An event that succeeds when a place is granted (at the earliest by the serve step of this instant).
+    def request(self, key: Key, on_wait: Callable[[], None] | None = None) -> Wake:
+        """What to yield for a place (granted at the earliest by the serve step of this instant).
         ``key`` orders requests (unique per requester); ``on_wait`` is called once if the step does not serve it."""
-        event = Event(self.env)
-        queue, entry = self.queue, (key, event, on_wait)
+        queue, wake = self.queue, Wake()
+        entry = (key, wake, on_wait)
         if not queue or queue[-1][0] < key:  # keys are unique: entries compare by key alone
             queue.append(entry)
         else:
             bisect.insort(queue, entry, key=_key)
         self.arbiter.wake(self.number)
-        return event
+        return wake
 
     def release(self) -> None:
         """Free a place; waiting requests get it at the end of this instant."""
@@ -50,17 +48,16 @@ class Slots:
         if self.queue:
             self.arbiter.wake(self.number)
 
-    def serve(self) -> None:
-        """Grant free places to the waiting requests in key order; tell the others of this instant they wait;
-        then the granted processes go on, in that order."""
+    def serve(self) -> list[tuple[Wake, None]]:
+        """Give free places to the waiting requests in key order and tell the others of this instant they
+        wait; the granted requests, in that order (the arbiter lets their processes go on)."""
         queue, granted = self.queue, []
         while queue and self.users < self.capacity:
             self.users += 1
-            granted.append(queue.pop(0)[1])
+            granted.append((queue.pop(0)[1], None))
         now = self.env._now
-        for i, (key, event, on_wait) in enumerate(queue):
+        for i, (key, wake, on_wait) in enumerate(queue):
             if on_wait is not None and key[0] == now:
-                queue[i] = (key, event, None)
+                queue[i] = (key, wake, None)
                 on_wait()
-        for event in granted:
-            grant(event, None)
+        return granted

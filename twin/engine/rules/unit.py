@@ -36,10 +36,12 @@ from simpy.events import PENDING
 from twin.engine.failures import CalendarClock, OperatingClock
 from twin.engine.initial import UnitStart
 from twin.engine.rules import splits
+from twin.engine.rules.arbiter import Wake
 from twin.engine.rules.changeovers import change
 from twin.engine.rules.cleaning import Hygiene, clean, clean_after, clean_before
 from twin.engine.rules.compiled import StationRules
 from twin.engine.rules.holds import holds_kept
+from twin.engine.rules.operators import Request
 from twin.engine.rules.quality import after_processing
 from twin.engine.rules.rate import hours as rate_hours
 
@@ -103,6 +105,7 @@ class RulesUnit:
         self.calendar_clock = isinstance(clock, CalendarClock)
         self.row = rt.rec.row  # rec.row, bound: (time, batch, kind)
         self._env = rt.env
+        self.crew_request = Request(self)
 
     # -- recording -------------------------------------------------------------------------------
     def record(self, name: str, batch: int = -1, quantity: float | None = None) -> None:
@@ -144,6 +147,7 @@ class RulesUnit:
         wip_station = gate.wip_limit is not None and gate.wip_limit[1] == j
         quality_on = rules.yield_ < 1 or rules.reject_probability > 0
         crew_processing, request_crew, release_crew = self.ops["processing"], rt.operators.request, rt.operators.release
+        crew_request = self.crew_request
         room, rate, draws = rules.room, rules.rate, self.process_draws
         masses, sizes, hygiene = rt.rules.masses, rt.line.batch_sizes, self.hygiene
         while True:
@@ -206,10 +210,9 @@ class RulesUnit:
                 quantity = batch_quantity[batch]
                 if work is None:
                     if crew_processing:
-                        crew, gowning = yield request_crew(self, env._now)
+                        crew, gowning = yield request_crew(crew_request, env._now)
                         if gowning > 0:
-                            self.record("gowning")
-                            yield timeout(gowning)
+                            yield from self.gown(gowning)
                     work = rate_hours(self, quantity) if rate is not None else draws[product]()
                     add_t(env._now)
                     add_b(batch)
@@ -309,14 +312,15 @@ class RulesUnit:
             yield env.timeout(start.delay)
         return batch, product, start.work_left
 
-    def crew(self, now: float) -> Steps:
-        """The unit's crew for a phase, asked for ``now``: granted by a serve step, then gowning if its room
-        needs it."""
-        crew, gowning = yield self.rt.operators.request(self, now)
-        if gowning > 0:
-            self.record("gowning")
-            yield self._env.timeout(gowning)
-        return crew
+    def ask_crew(self) -> Wake:
+        """Ask for the unit's crew for a phase, now: yield this for (crew, gowning hours), granted by a serve step;
+        then ``gown`` when the gowning hours are not 0."""
+        return self.rt.operators.request(self.crew_request, self._env._now)
+
+    def gown(self, hours: float) -> Steps:
+        """Gowning to enter the unit's room."""
+        self.record("gowning")
+        yield self._env.timeout(hours)
 
     def work(self, duration: float, state: str, batch: int = -1) -> Steps:
         """A changeover or clean of ``duration`` hours; calendar failures during it extend it."""
