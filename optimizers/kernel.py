@@ -85,8 +85,13 @@ class Shape:
     has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
+    calendar_failures: tuple[bool, ...] = ()  # stations whose failures run on the wall clock
     release_calendar: int = 0  # edges of the weekly calendar the first station releases in (0: any time)
     wip: tuple[int, int] = ()  # CONWIP (batches, station): a release waits until fewer wait to start there
+
+    def on_calendar(self, j: int) -> bool:
+        """Failures on the wall clock (``CalendarClock``), not on operating time."""
+        return bool(self.calendar_failures) and self.calendar_failures[j]
 
     def looks_ahead(self, j: int) -> bool:
         """The clean after a batch depends on the next batch, if already waiting (a change that needs a major
@@ -151,6 +156,59 @@ def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
     return t + rem, until - rem, f, proc, down
 
 
+def _calendar_work(start, duration, nf, f, ttf, ttr, u, active, w0, w1):
+    """``CalendarClock.work`` for unit ``u``: failures on the wall clock, the next one a time to failure after
+    the last repair (``nf``: when it falls due; ``f``: failures so far). (end, nf, f, processing, down time in
+    the window)."""
+    last = ttf.shape[1] - 1
+
+    def cond(s):
+        t, rem, nf = s[0], s[1], s[2]
+        return active & (nf < t + rem)
+
+    def body(s):
+        t, rem, nf, f, proc, down = s
+        proc = proc + _overlap(t, nf, w0, w1)
+        rem = rem - (nf - t)
+        t = nf + ttr[u, jnp.minimum(f, last)]
+        down = down + _overlap(nf, t, w0, w1)
+        return t, rem, t + ttf[u, jnp.minimum(f + 1, last)], f + 1, proc, down
+
+    zero = jnp.zeros((), start.dtype)
+    t, rem, nf, f, proc, down = jax.lax.while_loop(cond, body, (start, duration, nf, f, zero, zero))
+    return t + rem, nf, f, proc + _overlap(t, t + rem, w0, w1), down
+
+
+def _wait_over(now, nf, f, ttf, ttr, u, active, w0, w1):
+    """``CalendarClock.wait_over``: the failures of a wait that ends at ``now``; (ready, nf, f, down time in the
+    window): the unit works again at ``now``, or when a repair still under way is done."""
+    last = ttf.shape[1] - 1
+
+    def body(s):
+        ready, nf, f, down = s
+        repaired = nf + ttr[u, jnp.minimum(f, last)]
+        down = down + _overlap(nf, repaired, w0, w1)
+        ready = jnp.where(repaired <= now, ready, repaired)
+        return ready, repaired + ttf[u, jnp.minimum(f + 1, last)], f + 1, down
+
+    return jax.lax.while_loop(lambda s: active & (s[1] <= now), body, (now, nf, f, jnp.zeros((), now.dtype)))
+
+
+def _timed(now, duration, on, s, j, u, shape, draws, w0, w1):
+    """When a changeover, clearance or clean of ``duration`` begun at ``now`` ends: operating-basis failures do
+    not extend it (``OperatingClock.setup``'s rounding), calendar-basis ones do; then SimPy's timeout."""
+    if shape.on_calendar(j):
+        end, nf, f, _, down = _calendar_work(
+            now, duration, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
+        )
+        s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
+        s["acc"] = s["acc"].at[2].add(jnp.where(on, down, 0.0))
+        return now + (end - now)
+    if shape.has_failures[j]:
+        return now + ((now + duration) - now)
+    return now + duration
+
+
 def _hygiene_init() -> dict[str, jax.Array]:
     """``twin.engine.rules.cleaning.Hygiene`` of a unit at the start: clean, after a major clean."""
     zero = jnp.zeros(())
@@ -180,8 +238,8 @@ def _clean(now, major, on, s, j, shape, draws, w0, w1):
     kind = jnp.where(major, 1, 0)
     last = draws["clean"].shape[-1] - 1
     d = draws["clean"][j, kind, jnp.minimum(h["drawn"][kind], last)]
-    end = now + ((now + d) - now) if shape.has_failures[j] else now + d  # as ``OperatingClock.setup``, then SimPy
     s = dict(s)
+    end = _timed(now, d, on, s, j, 0, shape, draws, w0, w1)  # (cleans: on one unit)
     s["acc"] = s["acc"].at[4].add(jnp.where(on, _overlap(now, end, w0, w1), 0.0))
     major_on = on & major
     s["hygiene"] = {
@@ -317,7 +375,10 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
         if shape.has_setup[j]:
             state["prev"] = jnp.full(width, -1, jnp.int32)
             state["setups"] = jnp.zeros((shape.products, shape.products), jnp.int32)
-        if shape.has_failures[j]:
+        if shape.on_calendar(j):  # the first failure a time to failure after the start (0)
+            state["nf"] = draws["ttf"][j, :width, 0]
+            state["f"] = jnp.zeros(width, jnp.int32)
+        elif shape.has_failures[j]:
             state["until"] = draws["ttf"][j, :width, 0]
             state["f"] = jnp.zeros(width, jnp.int32)
         if shape.cleans(j):
@@ -356,6 +417,13 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             if j == 0 and shape.pull:
                 take = _released(take, k, stations, shape, consts)
                 release = take
+            elif shape.on_calendar(j):  # failures while it waited for the batch (``RulesUnit._ready``)
+                ready, nf, f, down = _wait_over(
+                    take, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
+                )
+                s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
+                s["acc"] = s["acc"].at[2].add(down)
+                take = take + (ready - take)
             scrapped = jnp.zeros((), bool)
             for h in shape.holds_at(j):  # a batch whose hold time ran out is scrapped when taken
                 scrapped = scrapped | (take - clocks[h, batch] > consts["hold_max"][h])
@@ -372,14 +440,14 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 needs = valid & (prev >= 0) & consts["setup_exists"][j, pa, p]
                 index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
                 d = draws["setup"][j, pa, p, index]
-                after = take + ((take + d) - take) if shape.has_failures[j] else take + d
+                after = _timed(take, d, needs, s, j, u, shape, draws, w0, w1)
                 start = jnp.where(needs, after, take)
                 s["setups"] = s["setups"].at[pa, p].add(jnp.where(needs, 1, 0))
                 s["prev"] = s["prev"].at[u].set(jnp.where(valid, p, prev))
                 if "clearances" in s:  # the line clearance after the changeover time
                     clear = valid & (prev >= 0) & consts["change_clearance"][j, pa, p]
                     d = draws["line_clearance"][j, jnp.minimum(s["clearances"], draws["line_clearance"].shape[-1] - 1)]
-                    cleared = start + ((start + d) - start) if shape.has_failures[j] else start + d
+                    cleared = _timed(start, d, clear, s, j, u, shape, draws, w0, w1)
                     start = jnp.where(clear, cleared, start)
                     s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
                 s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1), 0.0))
@@ -399,7 +467,14 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 work = _div(startup + _div(qty, effective) * noise, speed[j])
             else:
                 work = _div(draws["process"][j, p, index], speed[j])
-            if shape.has_failures[j]:
+            if shape.on_calendar(j):
+                end, nf, f, proc, down = _calendar_work(
+                    start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
+                )
+                finish = start + (end - start)
+                s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
+                s["acc"] = s["acc"].at[0].add(jnp.where(valid, proc, 0.0)).at[2].add(jnp.where(valid, down, 0.0))
+            elif shape.has_failures[j]:
                 end, until, f, proc, down = _work(
                     start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
                 )
@@ -445,6 +520,14 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 departure = jnp.maximum(done, jnp.where(blocking, held, 0.0))
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
             free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
+            if shape.on_calendar(j):  # failures while blocked: a repair under way holds the unit after it leaves
+                ready, nf, f, down = _wait_over(
+                    departure, s["nf"][w], s["f"][w], draws["ttf"][j], draws["ttr"][j], w, leaving & (departure > done),
+                    w0, w1,
+                )  # fmt: skip
+                s["nf"], s["f"] = s["nf"].at[w].set(nf), s["f"].at[w].set(f)
+                s["acc"] = s["acc"].at[2].add(down)
+                free = departure + (ready - departure)
             cleaned = leaving & ~scrapped
             if shape.looks_ahead(j):  # wait for the next batch, unless none can be waiting when the clean starts
                 # the release plan's next product is known (a mix's is not); a batch can wait in a buffer, not in
@@ -452,12 +535,12 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 can_wait = jnp.bool_(shape.seq_from_design) if j == 0 and shape.pull else buffers[j] != 0
                 defer = cleaned & ~finished & can_wait
                 s["pending"] = s["pending"] | defer
-                s["pending_at"] = jnp.where(defer, departure, s["pending_at"])
+                s["pending_at"] = jnp.where(defer, free, s["pending_at"])
                 s["pending_product"] = jnp.where(defer, p, s["pending_product"])  # (one unit: the batch taken)
                 s["pending_number"] = jnp.where(defer, m, s["pending_number"])
                 cleaned = cleaned & ~defer
             if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
-                free, s = _clean_after(departure, cleaned, s, j, shape, draws, consts, w0, w1)
+                free, s = _clean_after(free, cleaned, s, j, shape, draws, consts, w0, w1)
             out_batch, out_qty = s["batch"][w], s["qty"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))

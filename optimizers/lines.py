@@ -159,8 +159,8 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
         if ignored:
             reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
     for s in line.line.stations:
-        if s.failures is not None and s.failures.calendar:
-            reasons.append(f"stations.{s.name}.failures: calendar basis (evaluated as operating basis)")
+        if s.failures is not None and s.failures.calendar and units[s.index] > 1:
+            reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
                 reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
