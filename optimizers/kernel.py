@@ -159,7 +159,7 @@ def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
 def _calendar_work(start, duration, nf, f, ttf, ttr, u, active, w0, w1):
     """``CalendarClock.work`` for unit ``u``: failures on the wall clock, the next one a time to failure after
     the last repair (``nf``: when it falls due; ``f``: failures so far). (end, nf, f, processing, down time in
-    the window)."""
+    the window, the part of it after ``start``)."""
     last = ttf.shape[1] - 1
 
     def cond(s):
@@ -167,46 +167,51 @@ def _calendar_work(start, duration, nf, f, ttf, ttr, u, active, w0, w1):
         return active & (nf < t + rem)
 
     def body(s):
-        t, rem, nf, f, proc, down = s
+        t, rem, nf, f, proc, down, inside = s
         proc = proc + _overlap(t, nf, w0, w1)
         rem = rem - (nf - t)
         t = nf + ttr[u, jnp.minimum(f, last)]
         down = down + _overlap(nf, t, w0, w1)
-        return t, rem, t + ttf[u, jnp.minimum(f + 1, last)], f + 1, proc, down
+        inside = inside + _overlap(jnp.maximum(nf, start), t, w0, w1)  # (due while it waited: from the start)
+        return t, rem, t + ttf[u, jnp.minimum(f + 1, last)], f + 1, proc, down, inside
 
     zero = jnp.zeros((), start.dtype)
-    t, rem, nf, f, proc, down = jax.lax.while_loop(cond, body, (start, duration, nf, f, zero, zero))
-    return t + rem, nf, f, proc + _overlap(t, t + rem, w0, w1), down
+    t, rem, nf, f, proc, down, inside = jax.lax.while_loop(cond, body, (start, duration, nf, f, zero, zero, zero))
+    return t + rem, nf, f, proc + _overlap(t, t + rem, w0, w1), down, inside
 
 
 def _wait_over(now, nf, f, ttf, ttr, u, active, w0, w1):
     """``CalendarClock.wait_over``: the failures of a wait that ends at ``now``; (ready, nf, f, down time in the
-    window): the unit works again at ``now``, or when a repair still under way is done."""
+    window, the part of it before ``now``): the unit works again at ``now``, or when a repair still under way is
+    done."""
     last = ttf.shape[1] - 1
 
     def body(s):
-        ready, nf, f, down = s
+        ready, nf, f, down, before = s
         repaired = nf + ttr[u, jnp.minimum(f, last)]
         down = down + _overlap(nf, repaired, w0, w1)
+        before = before + _overlap(nf, jnp.minimum(repaired, now), w0, w1)
         ready = jnp.where(repaired <= now, ready, repaired)
-        return ready, repaired + ttf[u, jnp.minimum(f + 1, last)], f + 1, down
+        return ready, repaired + ttf[u, jnp.minimum(f + 1, last)], f + 1, down, before
 
-    return jax.lax.while_loop(lambda s: active & (s[1] <= now), body, (now, nf, f, jnp.zeros((), now.dtype)))
+    zero = jnp.zeros((), now.dtype)
+    return jax.lax.while_loop(lambda s: active & (s[1] <= now), body, (now, nf, f, zero, zero))
 
 
 def _timed(now, duration, on, s, j, u, shape, draws, w0, w1):
     """When a changeover, clearance or clean of ``duration`` begun at ``now`` ends: operating-basis failures do
-    not extend it (``OperatingClock.setup``'s rounding), calendar-basis ones do; then SimPy's timeout."""
+    not extend it (``OperatingClock.setup``'s rounding), calendar-basis ones do; then SimPy's timeout. Also the
+    down hours inside it (counted as down, not as the step's state)."""
     if shape.on_calendar(j):
-        end, nf, f, _, down = _calendar_work(
+        end, nf, f, _, down, inside = _calendar_work(
             now, duration, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
         )
         s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
         s["acc"] = s["acc"].at[2].add(jnp.where(on, down, 0.0))
-        return now + (end - now)
+        return now + (end - now), jnp.where(on, inside, 0.0)
     if shape.has_failures[j]:
-        return now + ((now + duration) - now)
-    return now + duration
+        return now + ((now + duration) - now), jnp.zeros(())
+    return now + duration, jnp.zeros(())
 
 
 def _hygiene_init() -> dict[str, jax.Array]:
@@ -239,8 +244,8 @@ def _clean(now, major, on, s, j, shape, draws, w0, w1):
     last = draws["clean"].shape[-1] - 1
     d = draws["clean"][j, kind, jnp.minimum(h["drawn"][kind], last)]
     s = dict(s)
-    end = _timed(now, d, on, s, j, 0, shape, draws, w0, w1)  # (cleans: on one unit)
-    s["acc"] = s["acc"].at[4].add(jnp.where(on, _overlap(now, end, w0, w1), 0.0))
+    end, down = _timed(now, d, on, s, j, 0, shape, draws, w0, w1)  # (cleans: on one unit)
+    s["acc"] = s["acc"].at[4].add(jnp.where(on, _overlap(now, end, w0, w1) - down, 0.0))
     major_on = on & major
     s["hygiene"] = {
         **h,
@@ -418,7 +423,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 take = _released(take, k, stations, shape, consts)
                 release = take
             elif shape.on_calendar(j):  # failures while it waited for the batch (``RulesUnit._ready``)
-                ready, nf, f, down = _wait_over(
+                ready, nf, f, down, _ = _wait_over(
                     take, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
                 )
                 s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
@@ -440,17 +445,18 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 needs = valid & (prev >= 0) & consts["setup_exists"][j, pa, p]
                 index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
                 d = draws["setup"][j, pa, p, index]
-                after = _timed(take, d, needs, s, j, u, shape, draws, w0, w1)
+                after, down_in_setup = _timed(take, d, needs, s, j, u, shape, draws, w0, w1)
                 start = jnp.where(needs, after, take)
                 s["setups"] = s["setups"].at[pa, p].add(jnp.where(needs, 1, 0))
                 s["prev"] = s["prev"].at[u].set(jnp.where(valid, p, prev))
                 if "clearances" in s:  # the line clearance after the changeover time
                     clear = valid & (prev >= 0) & consts["change_clearance"][j, pa, p]
                     d = draws["line_clearance"][j, jnp.minimum(s["clearances"], draws["line_clearance"].shape[-1] - 1)]
-                    cleared = _timed(start, d, clear, s, j, u, shape, draws, w0, w1)
+                    cleared, down = _timed(start, d, clear, s, j, u, shape, draws, w0, w1)
+                    down_in_setup = down_in_setup + down
                     start = jnp.where(clear, cleared, start)
                     s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
-                s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1), 0.0))
+                s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1) - down_in_setup, 0.0))
             if "wip_starts" in s:  # out of the WIP limit's count: started (or scrapped when taken)
                 at = jnp.mod(k, shape.wip[0] + 1)
                 s["wip_starts"] = s["wip_starts"].at[at].set(jnp.where(arriving, start, s["wip_starts"][at]))
@@ -468,7 +474,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             else:
                 work = _div(draws["process"][j, p, index], speed[j])
             if shape.on_calendar(j):
-                end, nf, f, proc, down = _calendar_work(
+                end, nf, f, proc, down, _ = _calendar_work(
                     start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
                 )
                 finish = start + (end - start)
@@ -521,12 +527,12 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             s["acc"] = s["acc"].at[3].add(jnp.where(leaving, _overlap(done, departure, w0, w1), 0.0))
             free = departure  # when the unit can take its next batch (a place frees in this station's buffer)
             if shape.on_calendar(j):  # failures while blocked: a repair under way holds the unit after it leaves
-                ready, nf, f, down = _wait_over(
+                ready, nf, f, down, while_blocked = _wait_over(
                     departure, s["nf"][w], s["f"][w], draws["ttf"][j], draws["ttr"][j], w, leaving & (departure > done),
                     w0, w1,
                 )  # fmt: skip
                 s["nf"], s["f"] = s["nf"].at[w].set(nf), s["f"].at[w].set(f)
-                s["acc"] = s["acc"].at[2].add(down)
+                s["acc"] = s["acc"].at[2].add(down).at[3].add(-while_blocked)  # down, not blocked
                 free = departure + (ready - departure)
             cleaned = leaving & ~scrapped
             if shape.looks_ahead(j):  # wait for the next batch, unless none can be waiting when the clean starts

@@ -573,6 +573,13 @@ def test_calendar_basis_failures_match_the_engine() -> None:
     for seed in (1, 2):
         assert_same_departures(spec, seed, replications=3)
     stations = [s.name for s in spec.stations]
+    # the state shares too: a failure inside a changeover, a clean or a blocked wait is down time, not theirs
+    res = Evaluator(spec, seed=3, replications=3).evaluate()
+    core = compute_kpis(simulate(spec, replications=3, seed=3)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    for j, name in enumerate(stations):
+        for k, state in enumerate(["processing", "setup", "down", "blocked", "cleaning"]):
+            np.testing.assert_allclose(res.states[0, :, j, k], core[f"{name}.state.{state}"], atol=1e-9)
     operating = simulate(_calendar_failure_line("operating"), seed=1).table
     assert engine_departures(simulate(spec, seed=1).table, stations) != engine_departures(operating, stations)
     # on several units a repair can free them out of departure order: a surrogate, and it says so
