@@ -206,7 +206,7 @@ def test_a_real_sync_stores_windowed_kpis_equal_to_an_offline_computation(plant:
     assert report["windows"] == view["windows"]
     plant_log = read_run(folder / "sync-run").log
     spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
-    twin_log = Shadow(spec, 3, max(150.0, spec.horizon_hours, 24 * 365 * 10)).log_until(hours)
+    twin_log = Shadow(spec, 3, max(150.0, spec.horizon_hours, 24 * 365 * 10)).replay(hours)
     assert view["windows"]["day"]["since"] == math.ceil(hours - 24)
     for name, window in view["windows"].items():
         since = window["since"]

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from connectors.opcua.forecasting import accuracy, make_forecast, score_forecast
 from connectors.opcua.historian import Historian
 from connectors.opcua.plantlog import US_PER_HOUR, Decoded, PlantDecoder
@@ -33,6 +35,7 @@ from connectors.opcua.shadow import Shadow, drift
 from connectors.opcua.tagmap import TagMap, tag_map_text
 from twin.clock import RunClock, shift_windows
 from twin.eventlog import EventLog
+from twin.kpis.report import KpiReport
 from twin.spec.model import LineSpec
 
 log = logging.getLogger(__name__)
@@ -227,7 +230,7 @@ class PlantView:
         if self.twin_kpis is not None:
             self.twin_kpis.prepare(hours)
             self.shadow.advance(hours)
-            self.twin_kpis.feed(self.shadow.rows_since(self.twin_kpis.rows))
+            self.twin_kpis.feed(self.shadow.take("kpis"))
             if live:
                 twin = self.twin_kpis.summary(hours)
                 drift_ = drift(plant, twin)
@@ -249,6 +252,15 @@ class PlantView:
         if decoder.bad:
             log.warning("bad values so far: %s", dict(decoder.bad))
         return snap
+
+    def twin_report(self, hours: float) -> KpiReport | None:
+        """The shadow twin's KPIs of (warm-up, ``hours``] from its accumulators (after a snapshot at ``hours``): what
+        ``compute_kpis`` of its whole log gives, without holding that log."""
+        if self.twin_kpis is None:
+            return None
+        row = self.twin_kpis.acc.row(hours)
+        per_replication = pd.DataFrame([row]).set_index("replication") if row is not None else pd.DataFrame()
+        return KpiReport(per_replication, self.twin_kpis.summary(hours))
 
     def _plant_kpis(self, decoder: PlantDecoder, hours: float) -> RunningKpis:
         """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
