@@ -238,6 +238,8 @@ class PlantView:
                     windows[name]["twin"] = w["figures"]
         snap = {
             "plant_hours": hours,
+            "marks": plant_kpis.take_marks(),  # the plant's running totals at whole hours (Historian.add_kpis)
+            "totals": plant_kpis.acc.totals(hours),  # and now: a window since any whole hour (the Live page)
             "plant": plant,
             "twin": twin,
             "drift": drift_,
@@ -266,7 +268,7 @@ class PlantView:
         """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
         key = (id(decoder), self.observer.rebuilds)
         if self.plant_kpis is None or key != self._fed_decoder or len(decoder.rows) < self.plant_kpis.rows:
-            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since)
+            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since, marks=True)
             self._fed_decoder = key
         kpis = self.plant_kpis
         kpis.prepare(hours)

@@ -12,6 +12,10 @@ clipped there) and from the current shift's start (``twin.clock.shift_span``). A
 opened before the rows after its start are fed: when a tick covers more than a day of plant time (a
 fast replay) the day's window starts at the oldest one kept, and its ``since`` says so. Memory: at most
 ``DAY + 2`` windows, each holding its lead times and active periods.
+
+With ``marks=True`` (the plant's, in the sync) ``feed`` also makes the running totals of every whole hour it
+passes (``KpiAccumulator.totals``, a few hundred bytes each); the sync stores them in the historian, and the
+Live page gets the KPIs since any whole hour from two of them (``window_from_totals``), without a rescan.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connectors.opcua.live import complete
@@ -59,8 +64,11 @@ def _stations(row: Mapping[str, Any]) -> list[str]:
 class RunningKpis:
     """One log's accumulators and the windows kept for it (see the module's docstring)."""
 
-    def __init__(self, meta: LogMeta, clock: RunClock, since: float | None = None):
+    def __init__(self, meta: LogMeta, clock: RunClock, since: float | None = None, marks: bool = False):
         self.meta, self.clock = meta, clock
+        self.marks: list[tuple[float, dict[str, Any]]] | None = [] if marks else None  # totals at whole hours
+        self._marked = -1  # the last whole hour marked
+        self._upto = 0.0  # the hours ``prepare`` was given
         self.acc = KpiAccumulator(meta)
         self.rows = 0  # rows fed
         self.since = None if since is None else max(float(since), self.acc.warmup)  # a window asked for (hours)
@@ -70,6 +78,7 @@ class RunningKpis:
     def prepare(self, upto: float) -> None:
         """Open the windows that rows up to ``upto`` hours will cross (the shift's start, the day's hours)."""
         acc = self.acc
+        self._upto = max(self._upto, float(upto))
         warmup = acc.warmup
         shift = shift_span(self.clock, upto)[0]
         starts = {shift} | set(range(max(math.floor(upto) - DAY - 1, 0), math.floor(upto) + 1))
@@ -81,9 +90,36 @@ class RunningKpis:
                 acc.drop_window(start)
 
     def feed(self, rows: pd.DataFrame) -> None:
-        if len(rows):
-            self.acc.feed(complete(rows.copy()))
-            self.rows += len(rows)
+        """Take the rows made since the last call (up to the hours ``prepare`` was given); with ``marks`` on, the
+        running totals at each whole hour they pass (``take_marks``)."""
+        if self.marks is None:
+            if len(rows):
+                self.acc.feed(complete(rows.copy()))
+                self.rows += len(rows)
+            return
+        table = complete(rows.copy()) if len(rows) else rows
+        times = table["time"].to_numpy(dtype=float) if len(table) else np.empty(0)
+        if np.any(np.diff(times) < 0):
+            order = np.argsort(times, kind="stable")
+            table, times = table.iloc[order], times[order]
+        done = 0
+        for hour in range(max(self._marked + 1, math.ceil(self.acc.warmup)), math.floor(self._upto) + 1):
+            upto = int(np.searchsorted(times, hour, side="right"))
+            if upto > done:
+                self.acc.feed(table.iloc[done:upto])
+                done = upto
+            self.marks.append((float(hour), self.acc.totals(hour)))
+            self._marked = hour
+        if done < len(table):
+            self.acc.feed(table.iloc[done:])
+        self.rows += len(rows)
+
+    def take_marks(self) -> list[tuple[float, dict[str, Any]]]:
+        """The running totals made at whole hours since the last call (``KpiAccumulator.totals``)."""
+        if self.marks is None:
+            return []
+        marks, self.marks = self.marks, []
+        return marks
 
     def summary(self, hours: float, products: Mapping[int, str] | None = None) -> KpiSummary:
         return self.acc.summary(hours, products=products)
