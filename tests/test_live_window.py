@@ -48,7 +48,7 @@ def check(log: EventLog, ticks: list[float], starts: list[int], oee_tol: float) 
     for start in starts:
         if not log.meta.warmup <= start < end:
             continue
-        got = window_from_totals(marks[float(start)], now, list(log.meta.units))
+        got = window_from_totals(marks[float(start)], now)
         row = compute_kpis(clip_log(log, start, end)).per_replication.iloc[0]
         for key in EXACT:
             expected = float(row[key])

@@ -455,7 +455,8 @@ class KpiAccumulator:
         every hour and a reader gets any window from two of them. JSON-ready: exits, units that left, lead times'
         sum and count, batch-hours in process, good units made per product (of known products), and per station
         the ideal hours earned (a batch still in process counted by its processing hours so far) and the processing
-        hours; ``valuation``: each station's ideal hours per unit of each product so far (the line OEE's)."""
+        hours; ``valuation``: each station's ideal hours per unit of each product so far (the line OEE's), and the
+        stations' units."""
         w = self.windows[self.warmup]
         start, end = w.start, float(end)
         if end < self.now:
@@ -481,7 +482,7 @@ class KpiAccumulator:
         return {
             "hours": end,
             "exits": w.exits,
-            "units": w.exit_quantity,
+            "quantity": w.exit_quantity,
             "lead_sum": total,
             "lead_n": n,
             "wip": wip,
@@ -489,6 +490,7 @@ class KpiAccumulator:
             "credit": [float(credit[s].sum()) for s in per_station],
             "processing": [float(hours[s].sum()) for s in per_station],
             "valuation": valuation.tolist() if self.finished_known else None,
+            "station_units": list(self.units),
         }
 
     def _replication(self, w: _Window, end: float, products: Mapping[int, str]) -> dict[str, Any]:
@@ -585,7 +587,7 @@ class KpiAccumulator:
         return valued_oee(ideal_sum, quantity_sum, self.units, made, earned, end - start)
 
 
-def window_from_totals(since: Mapping[str, Any], now: Mapping[str, Any], units: list[int]) -> dict[str, float | None]:
+def window_from_totals(since: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, float | None]:
     """The line KPIs of (``since["hours"]``, ``now["hours"]``] from two ``KpiAccumulator.totals`` of one log.
 
     Throughput, units per hour, WIP and mean lead time are those of ``compute_kpis`` over the log clipped to the
@@ -598,7 +600,7 @@ def window_from_totals(since: Mapping[str, Any], now: Mapping[str, Any], units: 
     lead_n = now["lead_n"] - since["lead_n"]
     out: dict[str, float | None] = {
         "throughput_per_hour": (now["exits"] - since["exits"]) / length,
-        "units_per_hour": (now["units"] - since["units"]) / length,
+        "units_per_hour": (now["quantity"] - since["quantity"]) / length,
         "wip": (now["wip"] - since["wip"]) / length,
         "lead_time_hours": (now["lead_sum"] - since["lead_sum"]) / lead_n if lead_n else None,
         "oee": None,
@@ -608,6 +610,7 @@ def window_from_totals(since: Mapping[str, Any], now: Mapping[str, Any], units: 
         credit = np.asarray(now["credit"], dtype=float) - np.asarray(since["credit"], dtype=float)
         processing = np.asarray(now["processing"], dtype=float) - np.asarray(since["processing"], dtype=float)
         value = np.asarray(now["valuation"], dtype=float)
+        units = list(now["station_units"])
         oee, _ = valued_oee(value, np.ones_like(value), units, made, lambda c: (credit[c], processing[c]), length)
         out["oee"] = oee
     return out
