@@ -495,6 +495,19 @@ class Historian:
         with self.db:
             self.db.execute("UPDATE forecasts SET score = ? WHERE id = ?", (json.dumps(score), forecast_id))
 
+    def replace_forecast(self, at_hours: float, predicted: dict[str, Any] | None, score: dict[str, Any] | None) -> None:
+        """Replace the forecast made at ``at_hours`` (its prediction unless None, and its score: None, not scored)."""
+        with self.db:
+            if predicted is not None:
+                self.db.execute(
+                    "UPDATE forecasts SET predicted = ? WHERE abs(at_hours - ?) < 1e-9",
+                    (json.dumps(predicted), at_hours),
+                )
+            self.db.execute(
+                "UPDATE forecasts SET score = ? WHERE abs(at_hours - ?) < 1e-9",
+                (None if score is None else json.dumps(score), at_hours),
+            )
+
     def forecasts(self, last: int | None = None) -> pd.DataFrame:
         """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due);
         with ``last``, only the newest ``last`` (oldest first)."""

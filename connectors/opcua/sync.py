@@ -226,6 +226,10 @@ class PlantSync:
             forecast_id = db.add_forecast(made["at"], made["horizon"], made)
             if score is not None:
                 db.set_forecast_score(forecast_id, score)
+        for made, score in forecasts.get("remade", ()):  # made again: late data corrected its inputs
+            db.replace_forecast(made["at"], made, score)
+        for at, score in forecasts.get("rescored", ()):  # scored again: late data corrected its horizon
+            db.replace_forecast(at, None, score)
 
     def _finish(self) -> SyncResult:
         """The plant's KPIs up to ``until``; the last snapshot (scored forecasts included) and a checkpoint stored."""
