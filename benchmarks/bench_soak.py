@@ -179,13 +179,24 @@ def used_mb(h) -> float:
 
 
 def live_refresh_s(path: Path) -> float:
-    """Seconds one refresh of the dashboard's Live page takes to read the historian and build its figures."""
+    """Seconds one refresh of the dashboard's Live page takes to read the historian and build its figures (with
+    the free-form window: the KPIs since a week before the plant's clock)."""
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.opcua.historian import Historian
     from dashboards.historians import HistorianAccess
     from dashboards.pages import live
 
     ctx = SimpleNamespace(historians=HistorianAccess(files=(path,)))
+    h = Historian(path, readonly=True)
+    meta = h.meta()
+    h.close()
+    since = None  # the free-form window too: the KPIs since a week before the plant's clock
+    if meta.get("plant_us"):
+        week_ago = datetime.fromtimestamp(float(meta["plant_us"]) / 1e6, tz=UTC) - timedelta(days=7)
+        since = week_ago.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
     started = time.perf_counter()
-    data = live._read(ctx, str(path))
+    data = live._read(ctx, str(path), since)
     live.units_figure(live.unit_states(data))
     live.history_figure(data["kpis"])
     live._kpi_table(data)
@@ -309,6 +320,7 @@ def view_ticks(work: Path, model: str, plant_hours: float, every: float, shadow:
         done = upto
         snap = view.tick(end_us, {})
         h.add_kpis(snap["plant_hours"], snap)
+        h.set_meta(origin_us=T0, plant_us=end_us, line=spec.name, state="connected")
         edge = t <= 168 or t > plant_hours - 168  # the Live page timed in the first and the last week
         live = live_refresh_s(work / f"view-{shadow}.db") if edge else float("nan")
         held = view.shadow.retained() if view.shadow is not None else 0
