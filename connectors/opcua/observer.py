@@ -276,11 +276,16 @@ class PlantView:
         """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
         key = (id(decoder), self.observer.rebuilds)
         if self.plant_kpis is None or key != self._fed_decoder or len(decoder.rows) < self.plant_kpis.rows:
+            before = self.plant_kpis
             self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since, marks=True)
+            corrected = self.observer.corrected_us  # a rollback: the hourly totals before it stand as stored
+            if before is not None and id(decoder) == (self._fed_decoder or (None,))[0] and corrected is not None:
+                hour = math.floor((corrected - decoder.origin_us) / US_PER_HOUR - 1e-9)
+                self.plant_kpis.skip_marks_upto(min(hour, before.last_mark))
             self._fed_decoder = key
         kpis = self.plant_kpis
         kpis.prepare(hours)
-        kpis.feed(decoder.rows_table(kpis.rows, hours))
+        kpis.feed(decoder.rows_table(kpis.rows, hours), settled=decoder.hours())
         return kpis
 
     def _forecasts(self, plant_log: Callable[[], EventLog], hours: float) -> dict[str, Any]:

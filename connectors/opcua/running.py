@@ -89,9 +89,10 @@ class RunningKpis:
             if start < upto - DAY - 1 and start not in (shift, self.since):
                 acc.drop_window(start)
 
-    def feed(self, rows: pd.DataFrame) -> None:
+    def feed(self, rows: pd.DataFrame, settled: float | None = None) -> None:
         """Take the rows made since the last call (up to the hours ``prepare`` was given); with ``marks`` on, the
-        running totals at each whole hour they pass (``take_marks``)."""
+        running totals at each whole hour they pass (``take_marks``), up to ``settled`` hours if given (what
+        later values can only change through a rollback: the decoder's watermark)."""
         if self.marks is None:
             if len(rows):
                 self.acc.feed(complete(rows.copy()))
@@ -103,7 +104,8 @@ class RunningKpis:
             order = np.argsort(times, kind="stable")
             table, times = table.iloc[order], times[order]
         done = 0
-        for hour in range(max(self._marked + 1, math.ceil(self.acc.warmup)), math.floor(self._upto) + 1):
+        last = math.floor(self._upto if settled is None else min(self._upto, settled))
+        for hour in range(max(self._marked + 1, math.ceil(self.acc.warmup)), last + 1):
             upto = int(np.searchsorted(times, hour, side="right"))
             if upto > done:
                 self.acc.feed(table.iloc[done:upto])
@@ -113,6 +115,15 @@ class RunningKpis:
         if done < len(table):
             self.acc.feed(table.iloc[done:])
         self.rows += len(rows)
+
+    @property
+    def last_mark(self) -> int:
+        """The last whole hour marked (-1: none)."""
+        return self._marked
+
+    def skip_marks_upto(self, hour: int) -> None:
+        """Make no marks up to ``hour`` (a rebuild after late values from later on: the earlier ones stand)."""
+        self._marked = max(self._marked, int(hour))
 
     def take_marks(self) -> list[tuple[float, dict[str, Any]]]:
         """The running totals made at whole hours since the last call (``KpiAccumulator.totals``)."""
