@@ -24,7 +24,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from connectors.opcua.live import complete
@@ -98,22 +97,12 @@ class RunningKpis:
                 self.acc.feed(complete(rows.copy()))
                 self.rows += len(rows)
             return
-        table = complete(rows.copy()) if len(rows) else rows
-        times = table["time"].to_numpy(dtype=float) if len(table) else np.empty(0)
-        if np.any(np.diff(times) < 0):
-            order = np.argsort(times, kind="stable")
-            table, times = table.iloc[order], times[order]
-        done = 0
         last = math.floor(self._upto if settled is None else min(self._upto, settled))
-        for hour in range(max(self._marked + 1, math.ceil(self.acc.warmup)), last + 1):
-            upto = int(np.searchsorted(times, hour, side="right"))
-            if upto > done:
-                self.acc.feed(table.iloc[done:upto])
-                done = upto
-            self.marks.append((float(hour), self.acc.totals(hour)))
-            self._marked = hour
-        if done < len(table):
-            self.acc.feed(table.iloc[done:])
+        hours = [float(h) for h in range(max(self._marked + 1, math.ceil(self.acc.warmup)), last + 1)]
+        table = complete(rows.copy()) if len(rows) else rows
+        self.marks += self.acc.feed(table, stops=hours)
+        if hours:
+            self._marked = int(hours[-1])
         self.rows += len(rows)
 
     @property

@@ -173,9 +173,20 @@ class KpiAccumulator:
 
     # ------------------------------------------------------------------------------------------ feeding
 
-    def feed(self, table: pd.DataFrame) -> int:
-        """Take the rows of an event table (one replication) later than or at the time of those fed before."""
+    def feed(self, table: pd.DataFrame, stops: list[float] | None = None) -> int | list[tuple[float, dict[str, Any]]]:
+        """Take the rows of an event table (one replication) later than or at the time of those fed before; how many.
+        With ``stops`` (increasing hours, not before the rows fed, the last not before the rows given): the
+        ``totals`` at each stop, each taken once the rows up to it are in."""
+        if stops is not None:
+            marks: list[tuple[float, dict[str, Any]]] = []
+            self._feed(table, list(stops), marks)
+            return marks
+        return self._feed(table, [], [])
+
+    def _feed(self, table: pd.DataFrame, stops: list[float], marks: list[tuple[float, dict[str, Any]]]) -> int:
+        stops.reverse()  # the next stop last
         if not len(table):
+            marks += [(stop, self.totals(stop)) for stop in reversed(stops)]
             return 0
         cols = table_columns(table, self.stations, self.products)
         time = cols.time
@@ -198,7 +209,11 @@ class KpiAccumulator:
             cols.parent.tolist(),
             strict=True,
         ):
+            while stops and row[0] > stops[-1]:
+                stop = stops.pop()
+                marks.append((stop, self.totals(stop)))
             self._row(*row)
+        marks += [(stop, self.totals(stop)) for stop in reversed(stops)]
         self.rows += len(time)
         return len(time)
 
