@@ -186,7 +186,7 @@ class KpiAccumulator:
     def _feed(self, table: pd.DataFrame, stops: list[float], marks: list[tuple[float, dict[str, Any]]]) -> int:
         stops.reverse()  # the next stop last
         if not len(table):
-            marks += [(stop, self.totals(stop)) for stop in reversed(stops)]
+            marks += [(stop, self.totals(stop, valuation=False)) for stop in reversed(stops)]
             return 0
         cols = table_columns(table, self.stations, self.products)
         time = cols.time
@@ -211,9 +211,9 @@ class KpiAccumulator:
         ):
             while stops and row[0] > stops[-1]:
                 stop = stops.pop()
-                marks.append((stop, self.totals(stop)))
+                marks.append((stop, self.totals(stop, valuation=False)))
             self._row(*row)
-        marks += [(stop, self.totals(stop)) for stop in reversed(stops)]
+        marks += [(stop, self.totals(stop, valuation=False)) for stop in reversed(stops)]
         self.rows += len(time)
         return len(time)
 
@@ -464,14 +464,14 @@ class KpiAccumulator:
             raise ValueError(f"KPIs at {end} h are before the rows fed ({self.now} h)")
         return self._replication(w, end, products or {}) if end > start else None
 
-    def totals(self, end: float) -> dict[str, Any]:
+    def totals(self, end: float, valuation: bool = True) -> dict[str, Any]:
         """Running totals of the warm-up's window at ``end`` (not before the rows fed) that subtract: the figures of
         (a, b] follow from ``totals(b)`` and ``totals(a)`` alone (``window_from_totals``), so a service keeps them
         every hour and a reader gets any window from two of them. JSON-ready: exits, units that left, lead times'
         sum and count, batch-hours in process, good units made per product (of known products), and per station
         the ideal hours earned (a batch still in process counted by its processing hours so far) and the processing
-        hours; ``valuation``: each station's ideal hours per unit of each product so far (the line OEE's), and the
-        stations' units."""
+        hours; with ``valuation`` (what only the end of a window needs) each station's ideal hours per unit of each
+        product so far (the line OEE's) and the stations' units."""
         w = self.windows[self.warmup]
         start, end = w.start, float(end)
         if end < self.now:
@@ -493,7 +493,7 @@ class KpiAccumulator:
             self._lead_sum = n, total = len(w.lead), total + math.fsum(w.lead[n:])
         per_station = [slice(o, o + u) for o, u in zip(self.offsets, self.units, strict=True)]
         with np.errstate(invalid="ignore", divide="ignore"):
-            valuation = np.where(self.quantity_sum > 0, self.ideal_sum / self.quantity_sum, 0.0)
+            value = np.where(self.quantity_sum > 0, self.ideal_sum / self.quantity_sum, 0.0)
         return {
             "hours": end,
             "exits": w.exits,
@@ -504,9 +504,9 @@ class KpiAccumulator:
             "made": w.made.tolist(),
             "credit": [float(credit[s].sum()) for s in per_station],
             "processing": [float(hours[s].sum()) for s in per_station],
-            "valuation": valuation.tolist() if self.finished_known else None,
-            "station_units": list(self.units),
-        }
+            **({"valuation": value.tolist() if self.finished_known else None, "station_units": list(self.units)}
+               if valuation else {}),
+        }  # fmt: skip
 
     def _replication(self, w: _Window, end: float, products: Mapping[int, str]) -> dict[str, Any]:
         start = w.start
