@@ -179,13 +179,24 @@ def used_mb(h) -> float:
 
 
 def live_refresh_s(path: Path) -> float:
-    """Seconds one refresh of the dashboard's Live page takes to read the historian and build its figures."""
+    """Seconds one refresh of the dashboard's Live page takes to read the historian and build its figures (with
+    the free-form window: the KPIs since a week before the plant's clock)."""
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.opcua.historian import Historian
     from dashboards.historians import HistorianAccess
     from dashboards.pages import live
 
     ctx = SimpleNamespace(historians=HistorianAccess(files=(path,)))
+    h = Historian(path, readonly=True)
+    meta = h.meta()
+    h.close()
+    since = None  # the free-form window too: the KPIs since a week before the plant's clock
+    if meta.get("plant_us"):
+        week_ago = datetime.fromtimestamp(float(meta["plant_us"]) / 1e6, tz=UTC) - timedelta(days=7)
+        since = week_ago.replace(tzinfo=None).isoformat(sep=" ", timespec="minutes")
     started = time.perf_counter()
-    data = live._read(ctx, str(path))
+    data = live._read(ctx, str(path), since)
     live.units_figure(live.unit_states(data))
     live.history_figure(data["kpis"])
     live._kpi_table(data)
@@ -300,21 +311,32 @@ def view_ticks(work: Path, model: str, plant_hours: float, every: float, shadow:
     options = SimpleNamespace(warmup=0.0, shadow=shadow, until=None, seed=1, forecast_every=None)
     view = PlantView(spec, tags, T0, options, str(work / f"view-{shadow}.db"))
     times = np.array([t for _, t, _ in samples])
-    ticks, done, t = [], 0, 0.0
+    ticks, done, t = [], 0, 0.0  # per tick: plant hours, tick s, RSS MB, shadow rows held, historian MB, Live s
     while t < plant_hours:
         t = min(t + every, plant_hours)
         end_us = T0 + round(t * US_PER_HOUR)
         upto = int(np.searchsorted(times, end_us, side="right"))
         h.append([(ids[tag], ts, None, ts, v, 0) for tag, ts, v in samples[done:upto]])
         done = upto
-        view.tick(end_us, {})
-        ticks.append((t, view.tick_s))
-    week = [s for hours, s in ticks if hours <= 168]
-    last = [s for hours, s in ticks if hours > plant_hours - 168]
+        snap = view.tick(end_us, {})
+        h.add_kpis(snap["plant_hours"], snap)
+        h.set_meta(origin_us=T0, plant_us=end_us, line=spec.name, state="connected")
+        edge = t <= 168 or t > plant_hours - 168  # the Live page timed in the first and the last week
+        live = live_refresh_s(work / f"view-{shadow}.db") if edge else float("nan")
+        held = view.shadow.retained() if view.shadow is not None else 0
+        ticks.append((t, view.tick_s, rss_mb(), held, h.size_bytes() / 1e6, live))
+    table = np.array(ticks)
+    week, last = table[table[:, 0] <= 168], table[table[:, 0] > plant_hours - 168]
     print(f"view{' --shadow' if shadow else ''}: {model}, {plant_hours:g} plant h, a tick every {every:g} plant h "
-          f"({len(ticks)} ticks, {len(samples):,} samples, {view.plant_kpis.rows:,} plant rows): tick mean "
-          f"{np.mean(week):.4f} s over the first week, {np.mean(last):.4f} s over the last: "
-          f"ratio {np.mean(last) / np.mean(week):.2f}; RSS {rss_mb():.0f} MB")  # fmt: skip
+          f"({len(ticks)} ticks, {len(samples):,} samples, {view.plant_kpis.rows:,} plant rows)")  # fmt: skip
+    names = ("tick s (mean)", "RSS MB (mean)", "shadow rows held (max)", "historian MB (end of week)",
+             "Live refresh s (max)")  # fmt: skip
+    for i, name in enumerate(names, start=1):
+        pick = {3: np.max, 4: lambda x: x[-1], 5: np.nanmax}.get(i, np.mean)
+        a, b = float(pick(week[:, i])), float(pick(last[:, i]))
+        print(f"  {name:<28} first week {a:>9.4f}  last week {b:>9.4f}  ratio {b / a if a else float('nan'):.2f}")
+    growth = (last[-1, 4] - week[-1, 4]) / ((last[-1, 0] - week[-1, 0]) / 24)
+    print(f"  historian growth {growth * 1000:.0f} kB per plant day (samples and one KPI row per tick)")
     view.close()
     h.close()
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from opcua_helpers import LINE_YAML, TWIN, call, shadow_synced_plant
 
-from connectors.opcua.forecasting import score_forecast
+from connectors.opcua.forecasting import make_forecast, score_forecast
 from connectors.opcua.historian import Historian
 from connectors.opcua.logsource import historian_decoded, historian_log, historian_spec
 from twin.snapshot import Snapshot
@@ -115,18 +115,22 @@ def test_shadow_forecasts_are_recorded_and_scored_against_what_the_plant_did(loo
     scored = forecasts[forecasts["score"].notna()]
     assert len(scored) >= len(forecasts) - 1 and report["forecasts"]["forecasts"] == len(scored)
     plant_log = historian_decoded(root / "h.db").log
-    for predicted, score in zip(scored["predicted"], scored["score"], strict=True):
-        assert score == score_forecast(predicted, plant_log)  # the same score from the historian alone
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    for at, predicted, score in zip(forecasts["at_hours"], forecasts["predicted"], forecasts["score"], strict=True):
+        # made from the plant's state as the whole historian tells it: a forecast made before late values reached
+        # its inputs was made again (observer.PlantView._forecasts), however the machine's load delayed them
+        again = make_forecast(spec, plant_log, at, predicted["horizon"], predicted["replications"], 5)
+        assert (predicted["batches"], predicted["completed"]) == (again["batches"], again["completed"]), at
+        if score is not None:
+            assert score == score_forecast(predicted, plant_log)  # the same score from the historian alone
     fc = report["forecasts"]
     assert fc["batches_scored"] >= 20
     # a twin that is the plant's own model: its 90% intervals cover most of what happened (every batch in the line
-    # scored, "after the horizon" included), its errors are hours. This one real-time plant scores about 40 batches (a 90% interval's coverage then has a standard error of
-    # about 5 points, and a loaded machine shifts the sync's timing); nominal coverage itself is shown over 300
-    # seeds in tests/test_forecast_coverage.py.
-    # Alone it scores coverage 0.97/0.93 and a mean error of 0.7 h, the same every run; under a loaded full suite one
-    # run gave 0.76/0.93 and 14.5 h (forecasts made from a log that late values had not reached yet: an open issue),
-    # hence the error bound of a day here.
-    assert fc["batch_coverage"] >= 0.7 and fc["completed_coverage"] >= 0.7 and fc["mean_abs_error_h"] < 24
+    # scored, "after the horizon" included), its errors are hours. This one real-time plant scores about 40 batches
+    # (a 90% interval's coverage then has a standard error of about 5 points); nominal coverage itself is shown over
+    # 300 seeds in tests/test_forecast_coverage.py. It scores 0.97/0.93 and a mean error of 0.7 h, alone and under
+    # load (once, before forecasts were made again after late values, a loaded suite gave 14.5 h).
+    assert fc["batch_coverage"] >= 0.7 and fc["completed_coverage"] >= 0.7 and fc["mean_abs_error_h"] < 3
 
 
 def test_bad_input_exits_2_with_one_line(loop, tmp_path):

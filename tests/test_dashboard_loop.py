@@ -119,3 +119,50 @@ def test_forecast_from_the_selected_run_and_a_bad_horizon(served):
     assert {"median", "90% band", "what the run did"} <= set(names)
     assert d.find_element(By.ID, "fc-error").text == ""
     no_browser_errors(d)
+
+
+def test_live_page_shows_the_kpis_since_a_time_the_user_picks(served):
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.opcua.logsource import historian_decoded
+    from twin.kpis.report import clip_log, compute_kpis
+
+    d = served["driver"]
+    d.get(served["url"] + "/live")
+    wait(d).until(EC.presence_of_element_located((By.ID, "live-kpi-table")))
+    h = Historian(served["root"] / "h.db", readonly=True)
+    try:
+        meta, view = h.meta(), h.view()
+    finally:
+        h.close()
+    origin = datetime.fromtimestamp(float(meta["origin_us"]) / 1e6, tz=UTC).replace(tzinfo=None)
+    since = d.find_element(By.ID, "live-since")
+
+    def pick(text: str) -> None:
+        since.clear()
+        since.send_keys(text, Keys.ENTER)
+
+    for text, message in (
+        ("next tuesday", "not a date and time"),
+        ((origin + timedelta(hours=view["plant_hours"] + 30)).isoformat(sep=" "), "after the plant's clock"),
+        ((origin - timedelta(hours=5)).isoformat(sep=" "), "before the historian's start"),
+        ((origin + timedelta(hours=10)).isoformat(sep=" "), "before the historian's start"),  # in the warm-up
+    ):
+        pick(text)
+        wait(d).until(EC.text_to_be_present_in_element((By.ID, "live-since-error"), message))
+    # a time between whole plant hours: the window starts at the next one, and says so
+    asked = origin + timedelta(hours=100.5)
+    pick(asked.strftime("%Y-%m-%d %H:%M:%S"))
+    note = wait(d).until(EC.presence_of_element_located((By.ID, "live-since-note"))).text
+    assert "first whole plant hour at or after" in note and "hourly running totals" in note
+    table = d.find_element(By.ID, "live-kpi-table").text
+    assert "chosen window" in table
+    log = historian_decoded(served["root"] / "h.db").log
+    end = view["plant_hours"]
+    row = compute_kpis(clip_log(log, 101.0, end)).per_replication.iloc[0]
+    lines = {line.split(" ")[0]: line for line in table.splitlines()}
+    for key, label in (("throughput_per_hour", "Throughput"), ("wip", "WIP"), ("lead_time_hours", "Lead")):
+        assert lines[label].split()[-1] == number(float(row[key])), (key, lines[label], row[key])
+    assert lines["OEE"].split()[-1] == percent(float(row["oee"]))  # the edge's batch: within the rounding here
+    assert not d.find_elements(By.ID, "live-since-error")
+    no_browser_errors(d)

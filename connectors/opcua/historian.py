@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS forecasts (
 CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL, watermark_us INTEGER, seq INTEGER, made_us INTEGER, data BLOB
 );
+CREATE TABLE IF NOT EXISTS kpi_marks (plant_hours REAL PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS view (id INTEGER PRIMARY KEY CHECK (id = 0), received_us INTEGER, data TEXT);
 CREATE TABLE IF NOT EXISTS aggregates (
     tag INTEGER NOT NULL, minute_us INTEGER NOT NULL, n INTEGER, first, last, min, max,
@@ -179,15 +180,33 @@ class Historian:
             )
 
     def add_kpis(self, plant_hours: float, data: dict[str, Any]) -> None:
-        """Keep a KPI snapshot: its numbers as one compact row, and the whole of it as the latest view."""
+        """Keep a KPI snapshot: its numbers as one compact row, the whole of it as the latest view, and its
+        ``marks`` (running totals at whole hours: ~300 bytes a plant hour, kept for good) in ``kpi_marks``."""
         now = to_us(time.time())
         values = [_path(data, p) for p in KPI_COLUMNS.values()]
+        marks = data.get("marks") or []
+        view = {k: v for k, v in data.items() if k != "marks"}
         with self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO kpi_rows VALUES ({', '.join('?' * (len(values) + 3))})",
                 (now, plant_hours, data.get("state"), *values),
             )
-            self.db.execute("INSERT OR REPLACE INTO view VALUES (0, ?, ?)", (now, json.dumps(data)))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO kpi_marks VALUES (?, ?)", [(h, json.dumps(t)) for h, t in marks]
+            )
+            self.db.execute("INSERT OR REPLACE INTO view VALUES (0, ?, ?)", (now, json.dumps(view)))
+
+    def kpi_mark(self, at_or_after: float) -> tuple[float, dict[str, Any]] | None:
+        """The plant's running totals kept at the first whole hour at or after ``at_or_after`` plant hours (the
+        snapshots' ``marks``, ``KpiAccumulator.totals``): one index look-up; None if there is none."""
+        try:
+            row = self.db.execute(
+                "SELECT plant_hours, data FROM kpi_marks WHERE plant_hours >= ? ORDER BY plant_hours LIMIT 1",
+                (float(at_or_after) - 1e-9,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a historian of an older sync
+            return None
+        return None if row is None else (float(row[0]), json.loads(row[1]))
 
     def save_checkpoint(self, key: str, watermark_us: int | None, seq: int, data: bytes) -> None:
         """Keep a decoder checkpoint (``PlantDecoder.state()``): the samples up to ``seq`` with source times up
@@ -475,6 +494,19 @@ class Historian:
     def set_forecast_score(self, forecast_id: int, score: dict[str, Any]) -> None:
         with self.db:
             self.db.execute("UPDATE forecasts SET score = ? WHERE id = ?", (json.dumps(score), forecast_id))
+
+    def replace_forecast(self, at_hours: float, predicted: dict[str, Any] | None, score: dict[str, Any] | None) -> None:
+        """Replace the forecast made at ``at_hours`` (its prediction unless None, and its score: None, not scored)."""
+        with self.db:
+            if predicted is not None:
+                self.db.execute(
+                    "UPDATE forecasts SET predicted = ? WHERE abs(at_hours - ?) < 1e-9",
+                    (json.dumps(predicted), at_hours),
+                )
+            self.db.execute(
+                "UPDATE forecasts SET score = ? WHERE abs(at_hours - ?) < 1e-9",
+                (None if score is None else json.dumps(score), at_hours),
+            )
 
     def forecasts(self, last: int | None = None) -> pd.DataFrame:
         """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due);

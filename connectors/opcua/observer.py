@@ -25,6 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from connectors.opcua.forecasting import accuracy, make_forecast, score_forecast
 from connectors.opcua.historian import Historian
 from connectors.opcua.plantlog import US_PER_HOUR, Decoded, PlantDecoder
@@ -33,6 +35,7 @@ from connectors.opcua.shadow import Shadow, drift
 from connectors.opcua.tagmap import TagMap, tag_map_text
 from twin.clock import RunClock, shift_windows
 from twin.eventlog import EventLog
+from twin.kpis.report import KpiReport
 from twin.spec.model import LineSpec
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class Observer:
         self.marks: list[tuple[int | None, int, dict[str, Any]]] = []  # (watermark_us, cursor, decoder mark)
         self.rebuilds = 0  # late samples taken in by decoding again from a mark
         self.resumed_from: int | None = None  # the checkpoint's watermark a start took up, if any
+        self.corrected_us: int | None = None  # the earliest source time of late samples since ``take_correction``
 
     def advance(self, h: Historian, end_us: int | None = None, extra: dict[str, Any] | None = None) -> Decoded:
         """Read what arrived since the last step, decode it; the event log up to ``end_us``."""
@@ -111,8 +115,15 @@ class Observer:
         if after is not None:
             log.info("resumed from the historian's checkpoint (%d samples decoded after it)", fed)
 
+    def take_correction(self) -> int | None:
+        """The earliest source time (us) of the late samples taken in since the last call: the event log from there
+        on was decoded again (None: no late sample)."""
+        corrected, self.corrected_us = self.corrected_us, None
+        return corrected
+
     def _rollback(self, h: Historian, earliest: int, top: int) -> None:
         self.rebuilds += 1
+        self.corrected_us = earliest if self.corrected_us is None else min(self.corrected_us, earliest)
         for i in range(len(self.marks) - 1, -1, -1):
             watermark, _cursor, mark = self.marks[i]
             if watermark is None or watermark < earliest:
@@ -227,7 +238,7 @@ class PlantView:
         if self.twin_kpis is not None:
             self.twin_kpis.prepare(hours)
             self.shadow.advance(hours)
-            self.twin_kpis.feed(self.shadow.rows_since(self.twin_kpis.rows))
+            self.twin_kpis.feed(self.shadow.take("kpis"))
             if live:
                 twin = self.twin_kpis.summary(hours)
                 drift_ = drift(plant, twin)
@@ -235,6 +246,8 @@ class PlantView:
                     windows[name]["twin"] = w["figures"]
         snap = {
             "plant_hours": hours,
+            "marks": plant_kpis.take_marks(),  # the plant's running totals at whole hours (Historian.add_kpis)
+            "totals": plant_kpis.acc.totals(hours),  # and now: a window since any whole hour (the Live page)
             "plant": plant,
             "twin": twin,
             "drift": drift_,
@@ -250,49 +263,112 @@ class PlantView:
             log.warning("bad values so far: %s", dict(decoder.bad))
         return snap
 
+    def twin_report(self, hours: float) -> KpiReport | None:
+        """The shadow twin's KPIs of (warm-up, ``hours``] from its accumulators (after a snapshot at ``hours``): what
+        ``compute_kpis`` of its whole log gives, without holding that log."""
+        if self.twin_kpis is None:
+            return None
+        row = self.twin_kpis.acc.row(hours)
+        per_replication = pd.DataFrame([row]).set_index("replication") if row is not None else pd.DataFrame()
+        return KpiReport(per_replication, self.twin_kpis.summary(hours))
+
     def _plant_kpis(self, decoder: PlantDecoder, hours: float) -> RunningKpis:
         """The plant's accumulators fed the rows decoded since the last call (all of them again after a rollback)."""
         key = (id(decoder), self.observer.rebuilds)
         if self.plant_kpis is None or key != self._fed_decoder or len(decoder.rows) < self.plant_kpis.rows:
-            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since)
+            before = self.plant_kpis
+            self.plant_kpis = RunningKpis(decoder.meta(0.0), self.clock, self.since, marks=True)
+            corrected = self.observer.corrected_us  # a rollback: the hourly totals before it stand as stored
+            if before is not None and id(decoder) == (self._fed_decoder or (None,))[0] and corrected is not None:
+                hour = math.floor((corrected - decoder.origin_us) / US_PER_HOUR - 1e-9)
+                self.plant_kpis.skip_marks_upto(min(hour, before.last_mark))
             self._fed_decoder = key
         kpis = self.plant_kpis
         kpis.prepare(hours)
-        kpis.feed(decoder.rows_table(kpis.rows, hours))
+        kpis.feed(decoder.rows_table(kpis.rows, hours), settled=decoder.hours())
         return kpis
 
     def _forecasts(self, plant_log: Callable[[], EventLog], hours: float) -> dict[str, Any]:
         """Score the forecasts whose horizon has passed; make those now due (``plant_log`` builds the plant's log,
-        called only when one is).
+        called only when one is); make again those whose inputs late samples have corrected since.
 
         Forecasts are made at whole multiples of ``forecast_every`` of plant time (past the warm-up),
         each from the plant's state at that time, however fast the plant's clock runs against the wall.
-        The stored forecasts are read once; later ticks read only those due and not yet scored."""
+        The stored forecasts are read once; later ticks read only those due and not yet scored.
+
+        Late data: a forecast is made from what has been decoded, and a value with an earlier source time may
+        still arrive (a reconnect's backfill; tags whose values reach the historian out of order). When the
+        observer takes one in (``take_correction``: the log from time c on was decoded again), each recent
+        forecast made at or after c is made again from the corrected log (``remade`` counts it; the stored one
+        is replaced) and one scored over a horizon that reaches past c is scored again: scores always use the
+        latest forecast and the latest log. Recent: made in the last ``2 * (horizon + every)`` plant hours."""
         reader, opts = self.reader(), self.options
+        every = opts.forecast_every or 0.0
+        keep = 2 * (opts.forecast_horizon + every)
         if self._forecast_state is None:
             stored = reader.forecasts()
+            recent = stored[stored["at_hours"] + keep >= hours]
             self._forecast_state = {
-                "scores": [s for s in stored["score"] if s],
+                "scores": {float(a): s for a, s in zip(stored["at_hours"], stored["score"], strict=True) if s},
                 "made": len(stored),
                 "last": float(stored["at_hours"].max()) if len(stored) else None,
+                "recent": {float(a): p for a, p in zip(recent["at_hours"], recent["predicted"], strict=True)},
             }
         state = self._forecast_state
-        every = opts.forecast_every or 0.0
+        scores, recent = state["scores"], state["recent"]
+        corrected_us = self.observer.take_correction()
+        c = None if corrected_us is None else (corrected_us - self.observer.origin_us) / US_PER_HOUR
+        c = math.inf if c is None else c - 1e-9
+        remake = [at for at in recent if at >= c]
+        rescore = [at for at in recent if at in scores and at < c <= at + recent[at]["horizon"]]
         due = reader.forecasts_due(hours + 1e-9)
+        due = due[~due["at_hours"].isin(remake)]  # their stored prediction is replaced below
         last = state["last"]
         k = max(1, math.ceil(opts.warmup / every - 1e-9)) if last is None else round(last / every) + 1
-        log_: EventLog | None = plant_log() if len(due) or k * every <= hours + 1e-9 else None
-        new_scores = [(int(i), score_forecast(p, log_)) for i, p in zip(due["id"], due["predicted"], strict=True)]
-        state["scores"] += [score for _, score in new_scores]
+        wanted = len(due) or remake or rescore or k * every <= hours + 1e-9
+        log_: EventLog | None = plant_log() if wanted else None
+
+        def scored(made: dict[str, Any]) -> dict[str, Any] | None:
+            return score_forecast(made, log_) if made["at"] + made["horizon"] <= hours + 1e-9 else None
+
+        remade = []
+        for at in remake:
+            made = make_forecast(self.spec, log_, at, recent[at]["horizon"], opts.forecast_replications, opts.seed)
+            made["remade"] = int(recent[at].get("remade", 0)) + 1
+            recent[at] = made
+            score = scored(made)
+            scores.pop(at, None)
+            if score:
+                scores[at] = score
+            remade.append((made, score))
+        rescored = []
+        for at in rescore:
+            scores[at] = score_forecast(recent[at], log_)
+            rescored.append((at, scores[at]))
+        new_scores = []
+        for i, at, p in zip(due["id"], due["at_hours"], due["predicted"], strict=True):
+            scores[float(at)] = score_forecast(p, log_)
+            new_scores.append((int(i), scores[float(at)]))
         new = []
         while k * every <= hours + 1e-9:
             made = make_forecast(
                 self.spec, log_, k * every, opts.forecast_horizon, opts.forecast_replications, opts.seed
             )
-            score = score_forecast(made, log_) if made["at"] + made["horizon"] <= hours + 1e-9 else None
+            score = scored(made)
             new.append((made, score))
-            state["scores"] += [score] if score else []
+            recent[made["at"]] = made
+            if score:
+                scores[made["at"]] = score
             state["last"] = k * every
             k += 1
+        for at in [at for at in recent if at + keep < hours]:
+            del recent[at]
         state["made"] += len(new)
-        return {"new": new, "scores": new_scores, "accuracy": accuracy(state["scores"]), "made": state["made"]}
+        return {
+            "new": new,
+            "scores": new_scores,
+            "remade": remade,
+            "rescored": rescored,
+            "accuracy": accuracy(list(scores.values())),
+            "made": state["made"],
+        }

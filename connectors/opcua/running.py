@@ -12,6 +12,10 @@ clipped there) and from the current shift's start (``twin.clock.shift_span``). A
 opened before the rows after its start are fed: when a tick covers more than a day of plant time (a
 fast replay) the day's window starts at the oldest one kept, and its ``since`` says so. Memory: at most
 ``DAY + 2`` windows, each holding its lead times and active periods.
+
+With ``marks=True`` (the plant's, in the sync) ``feed`` also makes the running totals of every whole hour it
+passes (``KpiAccumulator.totals``, a few hundred bytes each); the sync stores them in the historian, and the
+Live page gets the KPIs since any whole hour from two of them (``window_from_totals``), without a rescan.
 """
 
 from __future__ import annotations
@@ -59,8 +63,11 @@ def _stations(row: Mapping[str, Any]) -> list[str]:
 class RunningKpis:
     """One log's accumulators and the windows kept for it (see the module's docstring)."""
 
-    def __init__(self, meta: LogMeta, clock: RunClock, since: float | None = None):
+    def __init__(self, meta: LogMeta, clock: RunClock, since: float | None = None, marks: bool = False):
         self.meta, self.clock = meta, clock
+        self.marks: list[tuple[float, dict[str, Any]]] | None = [] if marks else None  # totals at whole hours
+        self._marked = -1  # the last whole hour marked
+        self._upto = 0.0  # the hours ``prepare`` was given
         self.acc = KpiAccumulator(meta)
         self.rows = 0  # rows fed
         self.since = None if since is None else max(float(since), self.acc.warmup)  # a window asked for (hours)
@@ -70,6 +77,7 @@ class RunningKpis:
     def prepare(self, upto: float) -> None:
         """Open the windows that rows up to ``upto`` hours will cross (the shift's start, the day's hours)."""
         acc = self.acc
+        self._upto = max(self._upto, float(upto))
         warmup = acc.warmup
         shift = shift_span(self.clock, upto)[0]
         starts = {shift} | set(range(max(math.floor(upto) - DAY - 1, 0), math.floor(upto) + 1))
@@ -80,10 +88,38 @@ class RunningKpis:
             if start < upto - DAY - 1 and start not in (shift, self.since):
                 acc.drop_window(start)
 
-    def feed(self, rows: pd.DataFrame) -> None:
-        if len(rows):
-            self.acc.feed(complete(rows.copy()))
-            self.rows += len(rows)
+    def feed(self, rows: pd.DataFrame, settled: float | None = None) -> None:
+        """Take the rows made since the last call (up to the hours ``prepare`` was given); with ``marks`` on, the
+        running totals at each whole hour they pass (``take_marks``), up to ``settled`` hours if given (what
+        later values can only change through a rollback: the decoder's watermark)."""
+        if self.marks is None:
+            if len(rows):
+                self.acc.feed(complete(rows.copy()))
+                self.rows += len(rows)
+            return
+        last = math.floor(self._upto if settled is None else min(self._upto, settled))
+        hours = [float(h) for h in range(max(self._marked + 1, math.ceil(self.acc.warmup)), last + 1)]
+        table = complete(rows.copy()) if len(rows) else rows
+        self.marks += self.acc.feed(table, stops=hours)
+        if hours:
+            self._marked = int(hours[-1])
+        self.rows += len(rows)
+
+    @property
+    def last_mark(self) -> int:
+        """The last whole hour marked (-1: none)."""
+        return self._marked
+
+    def skip_marks_upto(self, hour: int) -> None:
+        """Make no marks up to ``hour`` (a rebuild after late values from later on: the earlier ones stand)."""
+        self._marked = max(self._marked, int(hour))
+
+    def take_marks(self) -> list[tuple[float, dict[str, Any]]]:
+        """The running totals made at whole hours since the last call (``KpiAccumulator.totals``)."""
+        if self.marks is None:
+            return []
+        marks, self.marks = self.marks, []
+        return marks
 
     def summary(self, hours: float, products: Mapping[int, str] | None = None) -> KpiSummary:
         return self.acc.summary(hours, products=products)

@@ -226,6 +226,10 @@ class PlantSync:
             forecast_id = db.add_forecast(made["at"], made["horizon"], made)
             if score is not None:
                 db.set_forecast_score(forecast_id, score)
+        for made, score in forecasts.get("remade", ()):  # made again: late data corrected its inputs
+            db.replace_forecast(made["at"], made, score)
+        for at, score in forecasts.get("rescored", ()):  # scored again: late data corrected its horizon
+            db.replace_forecast(at, None, score)
 
     def _finish(self) -> SyncResult:
         """The plant's KPIs up to ``until``; the last snapshot (scored forecasts included) and a checkpoint stored."""
@@ -238,11 +242,9 @@ class PlantSync:
         if decoded.bad_values or decoded.missed:
             log.warning("bad values: %s; counter steps missed: %s", decoded.bad_values, decoded.missed)
         kpis = compute_kpis(decoded.log)
-        twin = drift_ = None
-        if view.shadow is not None:
-            twin = compute_kpis(view.shadow.log_until(decoded.log.meta.horizon))
-            drift_ = drift(kpis.summary, twin.summary)
         snap = view.snapshot(end_us, self.counters(), complete=True)
+        twin = view.twin_report(snap["plant_hours"])  # from the accumulators: the shadow keeps no whole log
+        drift_ = drift(kpis.summary, twin.summary) if twin is not None else None
         snap.update(tick_s=view.tick_s, rebuilds=view.observer.rebuilds, lag_s=0.0)
         self._store(snap)  # the feed's end, for the dashboard's Live page (the writer's own connection stays open)
         self.save_checkpoint()

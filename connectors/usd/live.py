@@ -64,7 +64,6 @@ class LiveScene:
         if twin is not None:
             twin.on_change = self._wake
         self.sequence = 0  # rewrites of live.usda so far
-        self.shadow_rows_fed = 0  # shadow mode: rows of the shadow twin's log applied to ``twin``
         self.forecasts_seen = 0
         self.write_seconds: list[float] = []  # time each rewrite took (benchmarks)
         self._cond = threading.Condition()
@@ -394,9 +393,10 @@ def report_kpis(scene: LiveScene, snapshot: dict[str, Any], sync: Any = None) ->
     """A KPI snapshot of ``twin sync`` (plant, twin, drift) into the scene; in shadow mode also the shadow
     twin's new rows (the ``twin`` view) and the latest forecast (the batches' ghosts)."""
     shadow = getattr(sync, "shadow", None)
-    if shadow is not None and scene.twin is not None and shadow.row_count > scene.shadow_rows_fed:
-        scene.twin.apply_rows(shadow.rows_since(scene.shadow_rows_fed))
-        scene.shadow_rows_fed = shadow.row_count
+    if shadow is not None and scene.twin is not None:
+        rows = shadow.take(f"usd-scene-{id(scene)}")  # a reader of the shadow: its rows kept until taken
+        if len(rows):
+            scene.twin.apply_rows(rows)
     made = int((snapshot.get("forecasts") or {}).get("made") or 0)
     if sync is not None and made > scene.forecasts_seen:
         from connectors.opcua.historian import Historian

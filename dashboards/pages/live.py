@@ -34,7 +34,9 @@ KPIS = (
     ("lead_time_hours", "Lead time (h)", False),
 )
 
+CHOSEN = "chosen window"  # the column of the window the user picks ("KPIs since")
 WINDOWS = {"shift": "this shift", "day": "last 24 h", "since": "since"}  # the sync's windows, as the table heads them
+SINCE_EXAMPLE = "2027-01-05 06:00"
 PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -45,6 +47,19 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             [
                 html.Label(
                     ["Historian", dcc.Input(id="live-historian", value=default, debounce=True, className="path-input")]
+                ),
+                html.Label(
+                    [
+                        "KPIs since",
+                        dcc.Input(
+                            id="live-since",
+                            value=query.get("since", ""),
+                            placeholder=SINCE_EXAMPLE,
+                            debounce=True,
+                            className="path-input",
+                        ),
+                    ],
+                    title="a plant date and time (UTC): the KPIs from the first whole plant hour at or after it",
                 ),
                 html.Span(f"refreshed every {REFRESH_MS // 1000} s", className="muted"),
             ],
@@ -70,8 +85,9 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
     )
 
 
-def _read(ctx: Any, text: str) -> dict[str, Any]:
-    """Everything the page shows, read in one short session of the historian (one the dashboard may open)."""
+def _read(ctx: Any, text: str, since: str | None = None) -> dict[str, Any]:
+    """Everything the page shows, read in one short session of the historian (one the dashboard may open);
+    ``since``: the free-form window's start as typed (``since_window``)."""
     from connectors.opcua.historian import Historian
     from connectors.opcua.logsource import is_historian
     from connectors.opcua.tagmap import parse_tag_map
@@ -84,6 +100,7 @@ def _read(ctx: Any, text: str) -> dict[str, Any]:
         meta, latest, view = h.meta(), h.latest(), h.view()
         kpis, forecasts = h.kpis(points=MAX_POINTS), h.forecasts(last=LAST_FORECASTS)
         gaps = len(h.gaps())
+        chosen = since_window(h, meta, view, since) if since and since.strip() else None
     finally:
         h.close()
     tags = parse_tag_map(yaml.safe_load(meta["tag_map"]), path) if meta.get("tag_map") else None
@@ -95,7 +112,41 @@ def _read(ctx: Any, text: str) -> dict[str, Any]:
         "forecasts": forecasts,
         "gaps": gaps,
         "tags": tags,
+        "chosen": chosen,
     }
+
+
+def since_window(h: Any, meta: dict[str, Any], view: dict[str, Any] | None, text: str) -> dict[str, Any]:
+    """The KPIs since a plant date and time typed by the user (UTC, the plant's calendar: ``twin.clock``), from the
+    sync's running totals at the first whole plant hour at or after it and those of now (two look-ups, no rescan:
+    ``twin.kpis.accumulate.window_from_totals``). ``{"since": hours, "figures": {...}}`` or ``{"error": message}``."""
+    from twin.kpis.accumulate import window_from_totals
+
+    origin, plant_us = meta.get("origin_us"), meta.get("plant_us")
+    now = (view or {}).get("totals")
+    if not origin or not plant_us or not now:
+        return {"error": "The sync has kept no running totals yet (a sync of this version keeps them every hour)."}
+    clock = _plant_clock(float(origin))
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return {"error": f"KPIs since {text.strip()!r}: not a date and time; write e.g. {SINCE_EXAMPLE} (UTC)."}
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    asked = clock.hours(moment)
+    if asked > float(now["hours"]):
+        return {"error": f"KPIs since {clock.text(asked, long=True)}: that is after the plant's clock "
+                         f"({clock.text(now['hours'], long=True)} UTC)."}  # fmt: skip
+    mark = h.kpi_mark(asked)
+    first = h.kpi_mark(-1e18)
+    if first is None or asked < first[0] - 1e-6:
+        start = clock.text(first[0], long=True) if first else clock.text(0.0, long=True)
+        return {"error": f"KPIs since {clock.text(asked, long=True)}: that is before the historian's start "
+                         f"(its first KPIs: {start} UTC, after the warm-up)."}  # fmt: skip
+    if mark is None or mark[0] >= float(now["hours"]):
+        return {"error": f"KPIs since {clock.text(asked, long=True)}: the first whole plant hour after it has not "
+                         "ended yet; pick an earlier time."}  # fmt: skip
+    return {"since": mark[0], "asked": asked, "figures": window_from_totals(mark[1], now)}
 
 
 def unit_states(data: dict[str, Any]) -> pd.DataFrame:
@@ -173,6 +224,7 @@ def _kpi_table(data: dict[str, Any]) -> Any:
         return layout.alert("The sync has not computed KPIs yet (they start after its warm-up).", kind="info")
     plant, drift = snap.get("plant") or {}, snap.get("drift") or {}  # drift: plant, twin, relative (shadow mode)
     windows = snap.get("windows") or {}  # this shift's and the last 24 h's figures (connectors.opcua.running)
+    chosen = data.get("chosen")  # the window the user asked for (since_window)
     rows = []
     for key, label, pct in KPIS:
         fmt = percent if pct else number
@@ -182,8 +234,11 @@ def _kpi_table(data: dict[str, Any]) -> Any:
         for name, title in WINDOWS.items():
             if name in windows:
                 row[title] = fmt(((windows.get(name) or {}).get("plant") or {}).get(key))
+        if chosen and "figures" in chosen:
+            row[CHOSEN] = fmt(chosen["figures"].get(key))
         rows.append(row)
     shown = [title for name, title in WINDOWS.items() if name in windows]
+    shown += [CHOSEN] if chosen and "figures" in chosen else []
     table = dash_table.DataTable(
         rows,
         columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift", *shown)],
@@ -200,7 +255,15 @@ def _kpi_table(data: dict[str, Any]) -> Any:
         if windows.get(name)
     ]
     note = html.P(" · ".join(since) + " (UTC)" if since else "", className="muted", id="live-windows")
-    return html.Div([table, note])
+    parts = [table, note]
+    if chosen and "figures" in chosen and clock:
+        asked = clock.text(chosen["asked"])
+        rounded = "" if chosen["since"] == chosen["asked"] else f" (the first whole plant hour at or after {asked})"
+        parts.append(html.P(f"{CHOSEN}: since {clock.text(chosen['since'], long=True)} UTC{rounded}, from the sync's "
+                            "hourly running totals", className="muted", id="live-since-note"))  # fmt: skip
+    elif chosen:
+        parts.append(layout.alert(chosen["error"], kind="warning", id="live-since-error"))
+    return html.Div(parts)
 
 
 def history_figure(kpis: pd.DataFrame, origin_us: float | None = None) -> go.Figure:
@@ -274,11 +337,12 @@ def _register(app: Any, ctx: Any) -> None:
         Output("live-forecasts", "children"),
         Input("live-tick", "n_intervals"),
         Input("live-historian", "value"),
+        Input("live-since", "value"),
         State("live-historian", "id"),
     )
-    def refresh(_tick: int | None, path: str | None, _id: str) -> tuple[Any, ...]:
+    def refresh(_tick: int | None, path: str | None, since: str | None, _id: str) -> tuple[Any, ...]:
         try:
-            data = _read(ctx, path or "")
+            data = _read(ctx, path or "", since)
         except LookupError as err:
             empty = layout.empty_figure(str(err).splitlines()[0], 300)
             return layout.alert(str(err), kind="info", id="live-state"), empty, None, empty, None

@@ -74,6 +74,18 @@ class Recorder:
         if not in_order:
             self.in_order = False
 
+    def forget(self, count: int) -> None:
+        """Drop the first ``count`` rows (a live run's rows already handed out): memory stays bounded over a long
+        run. Row indices are relative to what is kept; the arrays are changed in place, so the appends the hot
+        loops hold stay valid. Batches are kept (a row names its batch by index): ~10 bytes each."""
+        if count <= 0:
+            return
+        del self.times[:count], self.batches[:count], self.kinds[:count]
+        for rows, values in ((self._quantity_rows, self._quantities), (self._parent_rows, self._parents)):
+            index, kept = rows.tolist(), values.tolist()
+            rows[:] = array("q", [i - count for i in index if i >= count])
+            values[:] = array(values.typecode, [v for i, v in zip(index, kept, strict=True) if i >= count])
+
     def to_frame(self, replication: int, end: float) -> pd.DataFrame:
         """The replication's rows as an event-log table, sorted by time, cut at ``end``, closed by an ``end`` row."""
         self.row(end, -1, self.kind(-1, -1, "end"))

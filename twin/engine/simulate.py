@@ -220,6 +220,16 @@ class Replication:
         rows = candidates[ready]
         return self.rec.decode(self.replication, rows[np.lexsort((rows, times[rows]))])
 
+    def forget_published(self) -> int:
+        """Drop the rows ``new_rows`` has handed out (``Recorder.forget``), for a live run that lasts months; how many.
+        ``run_to_end`` and ``end_now`` give only the rows kept after it."""
+        count = min([self._published, *self._held])
+        if count > 0:
+            self.rec.forget(count)
+            self._published -= count
+            self._held = [i - count for i in self._held]
+        return count
+
     def run_to_end(self) -> pd.DataFrame:
         """Simulate to the end and return the whole event table."""
         if not self._finished:

@@ -148,6 +148,7 @@ class KpiAccumulator:
         self.finished_known = False  # a finish row of a known product
         self.finish_unknown: dict[int, list[tuple[int, float, float]]] = {}  # batch -> (station, ideal, qty)
         self.windows: dict[float, _Window] = {}
+        self._lead_sum = (0, 0.0)  # lead times of the warm-up's window summed so far (count, sum): ``totals``
         self.warmup = float(meta.warmup if warmup is None else warmup)
         self.add_window(self.warmup)
 
@@ -172,9 +173,20 @@ class KpiAccumulator:
 
     # ------------------------------------------------------------------------------------------ feeding
 
-    def feed(self, table: pd.DataFrame) -> int:
-        """Take the rows of an event table (one replication) later than or at the time of those fed before."""
+    def feed(self, table: pd.DataFrame, stops: list[float] | None = None) -> int | list[tuple[float, dict[str, Any]]]:
+        """Take the rows of an event table (one replication) later than or at the time of those fed before; how many.
+        With ``stops`` (increasing hours, not before the rows fed, the last not before the rows given): the
+        ``totals`` at each stop, each taken once the rows up to it are in."""
+        if stops is not None:
+            marks: list[tuple[float, dict[str, Any]]] = []
+            self._feed(table, list(stops), marks)
+            return marks
+        return self._feed(table, [], [])
+
+    def _feed(self, table: pd.DataFrame, stops: list[float], marks: list[tuple[float, dict[str, Any]]]) -> int:
+        stops.reverse()  # the next stop last
         if not len(table):
+            marks += [(stop, self.totals(stop, valuation=False)) for stop in reversed(stops)]
             return 0
         cols = table_columns(table, self.stations, self.products)
         time = cols.time
@@ -197,7 +209,11 @@ class KpiAccumulator:
             cols.parent.tolist(),
             strict=True,
         ):
+            while stops and row[0] > stops[-1]:
+                stop = stops.pop()
+                marks.append((stop, self.totals(stop, valuation=False)))
             self._row(*row)
+        marks += [(stop, self.totals(stop, valuation=False)) for stop in reversed(stops)]
         self.rows += len(time)
         return len(time)
 
@@ -448,6 +464,50 @@ class KpiAccumulator:
             raise ValueError(f"KPIs at {end} h are before the rows fed ({self.now} h)")
         return self._replication(w, end, products or {}) if end > start else None
 
+    def totals(self, end: float, valuation: bool = True) -> dict[str, Any]:
+        """Running totals of the warm-up's window at ``end`` (not before the rows fed) that subtract: the figures of
+        (a, b] follow from ``totals(b)`` and ``totals(a)`` alone (``window_from_totals``), so a service keeps them
+        every hour and a reader gets any window from two of them. JSON-ready: exits, units that left, lead times'
+        sum and count, batch-hours in process, good units made per product (of known products), and per station
+        the ideal hours earned (a batch still in process counted by its processing hours so far) and the processing
+        hours; with ``valuation`` (what only the end of a window needs) each station's ideal hours per unit of each
+        product so far (the line OEE's) and the stations' units."""
+        w = self.windows[self.warmup]
+        start, end = w.start, float(end)
+        if end < self.now:
+            raise ValueError(f"totals at {end} h are before the rows fed ({self.now} h)")
+        w_start = w.w_start if w.opened else [self._worked(k, start) for k in range(self.n_units)]
+        hours = w.hours[:, _PROCESSING].copy()
+        credit = w.ideal.copy()
+        wip = w.wip_closed
+        if end > start:
+            for k, st in enumerate(self.state):
+                if st == _PROCESSING:
+                    hours[k] += max(end - max(self.since[k], start), 0.0)
+                began = self.in_process[k]
+                if began is not None:
+                    credit[k] += self._worked(k, end) - (began[1] if began[0] >= start else w_start[k])
+            wip += sum(max(end - max(c, start), 0.0) for c in self.in_process_batches.values())
+        n, total = self._lead_sum
+        if n < len(w.lead):
+            self._lead_sum = n, total = len(w.lead), total + math.fsum(w.lead[n:])
+        per_station = [slice(o, o + u) for o, u in zip(self.offsets, self.units, strict=True)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.where(self.quantity_sum > 0, self.ideal_sum / self.quantity_sum, 0.0)
+        return {
+            "hours": end,
+            "exits": w.exits,
+            "quantity": w.exit_quantity,
+            "lead_sum": total,
+            "lead_n": n,
+            "wip": wip,
+            "made": w.made.tolist(),
+            "credit": [float(credit[s].sum()) for s in per_station],
+            "processing": [float(hours[s].sum()) for s in per_station],
+            **({"valuation": value.tolist() if self.finished_known else None, "station_units": list(self.units)}
+               if valuation else {}),
+        }  # fmt: skip
+
     def _replication(self, w: _Window, end: float, products: Mapping[int, str]) -> dict[str, Any]:
         start = w.start
         length = end - start
@@ -540,3 +600,32 @@ class KpiAccumulator:
             return credit, float(hours[first : first + self.units[constraint], _PROCESSING].sum())
 
         return valued_oee(ideal_sum, quantity_sum, self.units, made, earned, end - start)
+
+
+def window_from_totals(since: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, float | None]:
+    """The line KPIs of (``since["hours"]``, ``now["hours"]``] from two ``KpiAccumulator.totals`` of one log.
+
+    Throughput, units per hour, WIP and mean lead time are those of ``compute_kpis`` over the log clipped to the
+    window, exactly. The line OEE's edge is not: a batch in process at the window's start earns its ideal hours
+    less its processing hours before the start (``compute_kpis`` gives it the share of its ideal hours that lies in
+    the window; the same when it ran at its ideal rate); the valuation is the whole run's so far."""
+    length = float(now["hours"]) - float(since["hours"])
+    if length <= 0:
+        raise ValueError("a window must end after it starts")
+    lead_n = now["lead_n"] - since["lead_n"]
+    out: dict[str, float | None] = {
+        "throughput_per_hour": (now["exits"] - since["exits"]) / length,
+        "units_per_hour": (now["quantity"] - since["quantity"]) / length,
+        "wip": (now["wip"] - since["wip"]) / length,
+        "lead_time_hours": (now["lead_sum"] - since["lead_sum"]) / lead_n if lead_n else None,
+        "oee": None,
+    }
+    if now.get("valuation") is not None:
+        made = np.asarray(now["made"], dtype=float) - np.asarray(since["made"], dtype=float)
+        credit = np.asarray(now["credit"], dtype=float) - np.asarray(since["credit"], dtype=float)
+        processing = np.asarray(now["processing"], dtype=float) - np.asarray(since["processing"], dtype=float)
+        value = np.asarray(now["valuation"], dtype=float)
+        units = list(now["station_units"])
+        oee, _ = valued_oee(value, np.ones_like(value), units, made, lambda c: (credit[c], processing[c]), length)
+        out["oee"] = oee
+    return out
