@@ -179,6 +179,8 @@ class Replication:
                 )
         if progress is not None:
             env.process(_ticker(env, horizon, progress))
+        # wall-clock failure clocks: when a wait ends they record the failures due during it, back in time
+        self._wall_clocks = [u.clock for u in self.units if isinstance(u.clock, CalendarClock)]
         self._published = 0  # rows before this index were handed out by new_rows
         self._held: list[int] = []  # rows recorded ahead of the clock, not handed out yet
         self._finished = False
@@ -209,12 +211,17 @@ class Replication:
             env.step()
         self._clock = max(self._clock, until)
 
+    def settled(self) -> float:
+        """Rows before this time are final: ``now``, or earlier while a unit on a wall-clock failure clock has a
+        failure due in the past (it records it, and its repair, when its wait ends)."""
+        return min([self.now, *(clock.next_failure for clock in self._wall_clocks)])
+
     def new_rows(self) -> pd.DataFrame:
-        """Rows not handed out yet that lie before ``now`` (up to the end once finished), in time order."""
+        """Rows not handed out yet that lie before ``settled()`` (up to the end once finished), in time order."""
         total = len(self.rec.times)
         times = np.frombuffer(self.rec.times, dtype=np.float64)
         candidates = np.concatenate((np.asarray(self._held, dtype=np.int64), np.arange(self._published, total)))
-        ready = times[candidates] <= self.now if self._finished else times[candidates] < self.now
+        ready = times[candidates] <= self.now if self._finished else times[candidates] < self.settled()
         self._held = candidates[~ready].tolist()
         self._published = total
         rows = candidates[ready]
