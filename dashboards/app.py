@@ -12,6 +12,7 @@ two apps in one process share nothing. ``app.server.extensions["twin"]`` is its 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from twin.store import RunStore
 
 log = logging.getLogger("twin.dashboard")
 ASSETS = Path(__file__).parent / "assets"
+# plotly.js for the pages' graphs: served from the assets, loaded by ``assets/plotly-loader.js``, not as a script of
+# the page (which would hold up everything after it)
+PLOTLY_BUNDLE = "plotly-cartesian.min.js"
 MAX_REQUEST_BODY = 4 * 1024 * 1024  # bytes; a callback's request is a few KB, a big what-if form some 100 KB
 
 
@@ -75,6 +79,7 @@ def create_app(
         "twin-dashboard",
         title="twin · line dashboard",
         assets_folder=str(ASSETS),
+        assets_ignore=re.escape(PLOTLY_BUNDLE),
         suppress_callback_exceptions=True,
         background_callback_manager=jobs,
         on_error=_show_error,

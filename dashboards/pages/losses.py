@@ -21,6 +21,9 @@ from twin.palette import state_hex
 from twin.report.waterfall import Waterfall, waterfall
 
 LINE = "__line__"  # the station picker's value for the line's own waterfall
+# the OEE and bottleneck charts' height, their graphs' too: a graph taller or shorter than its figure draws it twice
+# (plotly's first resize fits the figure to the graph); the Paretos' graphs take their figures' own heights
+CHART_HEIGHT = 340
 FACTORS = (("availability", "#2e7d32"), ("performance", "#1f77b4"), ("quality", "#8e6bbf"), ("oee", "#243040"))
 
 
@@ -71,12 +74,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             [
                 layout.card(
                     "OEE = availability × performance × quality",
-                    layout.loading(layout.graph("losses-oee", height=340)),
+                    layout.loading(layout.graph("losses-oee", height=CHART_HEIGHT)),
                     help="per station, 95% CI over replications",
                 ),
                 layout.card(
                     "Bottleneck (active-period method)",
-                    layout.loading(layout.graph("losses-bottleneck", height=340)),
+                    layout.loading(layout.graph("losses-bottleneck", height=CHART_HEIGHT)),
                     html.Div(id="losses-bottleneck-note", className="muted"),
                 ),
             ],
@@ -87,12 +90,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             [
                 layout.card(
                     "Downtime Pareto",
-                    layout.loading(layout.graph("losses-downtime", height=340)),
+                    layout.loading(layout.graph("losses-downtime")),
                     help="hours down per replication, by unit",
                 ),
                 layout.card(
                     "Changeover Pareto",
-                    layout.loading(layout.graph("losses-changeover", height=340)),
+                    layout.loading(layout.graph("losses-changeover")),
                     help="hours of changeover per replication, by station and product change",
                 ),
             ],
@@ -103,28 +106,39 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 
 def waterfall_figure(fall: Waterfall, line: bool) -> go.Figure:
-    """The waterfall as bars: totals from zero, each loss a drop from the running total (hours per replication)."""
+    """The waterfall as bars: totals from zero, each loss a drop from the running total (hours per replication).
+
+    Bars on a base, not plotly's waterfall trace: the dashboard's plotly.js bundle (cartesian) has none. Each bar's
+    x is the step's own hours (a loss negative), a thin line joins each bar's end to the next bar.
+    """
     steps = [st for st in fall.steps if st.kind == "total" or abs(st.hours) >= 0.05]
+    base, ends, running = [], [], 0.0
+    for st in steps:
+        base.append(0.0 if st.kind == "total" else running)
+        running = st.hours if st.kind == "total" else running + st.hours
+        ends.append(running)
     fig = go.Figure(
-        go.Waterfall(
+        go.Bar(
             orientation="h",
             y=[st.name for st in steps],
             x=[st.hours for st in steps],
-            measure=[
-                "absolute" if i == 0 else ("total" if st.kind == "total" else "relative") for i, st in enumerate(steps)
-            ],
+            base=base,
+            marker_color=["#243040" if st.kind == "total" else "#c0504d" for st in steps],
             text=[span_text(abs(st.hours)) for st in steps],
             textposition="outside",
             cliponaxis=False,
-            decreasing={"marker": {"color": "#c0504d"}},
-            totals={"marker": {"color": "#243040"}},
-            connector={"line": {"color": "#b8c2cc", "width": 1}},
             hovertemplate="%{y}: %{x:,.1f} h per replication<extra></extra>",
         )
     )
+    connector = {"type": "line", "line": {"color": "#b8c2cc", "width": 1}, "xref": "x", "yref": "y"}
+    shapes = [{**connector, "x0": end, "x1": end, "y0": i + 0.4, "y1": i + 0.6} for i, end in enumerate(ends[:-1])]
     whose = f"the line (valued at {fall.station}, the constraint)" if line else fall.station
     layout.figure_style(
-        fig, height=420, showlegend=False, title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}}
+        fig,
+        height=420,
+        showlegend=False,
+        shapes=shapes,
+        title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}},
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title="hours per replication", rangemode="tozero")
@@ -213,7 +227,7 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
                 hovertemplate="%{x} " + factor + ": %{y:.1f}%<extra></extra>",
             )
         )
-    layout.figure_style(fig, height=330, barmode="group")
+    layout.figure_style(fig, height=CHART_HEIGHT, barmode="group")
     layout.percent_axis(fig, title=None)
     fig.update_xaxes(automargin=True, tickangle=0)
     return fig
@@ -241,7 +255,7 @@ def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
     )
     layout.figure_style(
         fig,
-        height=330,
+        height=CHART_HEIGHT,
         barmode="stack",
         yaxis2={"overlaying": "y", "side": "right", "title": "replications", "showgrid": False},
     )
