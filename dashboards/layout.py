@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from typing import Any
 
 from dash import dcc, html
@@ -135,8 +137,14 @@ def replication_options(replications: list[int]) -> tuple[list[dict[str, Any]], 
     return [{"label": f"#{r}", "value": r} for r in replications], (replications[0] if replications else None)
 
 
-def empty_figure(message: str, height: int = 300) -> Any:
-    """A chart with nothing to draw yet: no axes, one line saying what to do (never blank axes)."""
+def empty_figure(message: str, height: int = 300) -> dict[str, Any]:
+    """A chart with nothing to draw yet: no axes, one line saying what to do (never blank axes); a figure dict,
+    made once per message and height (every page's layout has a few)."""
+    return copy.deepcopy(_empty_figure(message, height))
+
+
+@lru_cache(maxsize=256)
+def _empty_figure(message: str, height: int) -> dict[str, Any]:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -146,7 +154,7 @@ def empty_figure(message: str, height: int = 300) -> Any:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     figure_style(fig, height=height, meta={"placeholder": message})
-    return fig
+    return fig.to_dict()
 
 
 def count_axis(fig: Any, top: float, axis: str = "yaxis", **kwargs: Any) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from dashboards import layout
 from dashboards.pages import Page
@@ -342,28 +343,23 @@ def _register(app: Any, ctx: Any) -> None:
         Output("losses-station", "options"),
         Output("losses-station", "value"),
         Output("losses-why", "children"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("losses-station", "id"),
-    )
-    def stations(run_id: str | None, _: str) -> tuple:
-        if not run_id:
-            return [], None, None
-        s = ctx.cache.view(run_id).summary
-        options = [{"label": "the line (its constraint)", "value": LINE}] + [
-            {"label": name, "value": name} for name in s["stations"]
-        ]
-        return options, LINE, why_bottleneck(s)
-
-    @app.callback(
         Output("losses-waterfall", "figure"),
         Input(layout.RUN_PICKER, "value"),
         Input("losses-station", "value"),
     )
-    def draw_waterfall(run_id: str | None, station: str | None) -> go.Figure:
-        if not run_id or not station:
-            return layout.empty_figure("Pick a run in the bar above.", 420)
+    def show_waterfall(run_id: str | None, station: str | None) -> tuple:
+        """One round trip for a run: its stations, why its bottleneck is one, and the line's waterfall; a station
+        draws its waterfall alone."""
+        if not run_id:
+            return [], None, None, layout.empty_figure("Pick a run in the bar above.", 420)
         s = ctx.cache.view(run_id).summary
-        return waterfall_figure(waterfall(s, None if station == LINE else station), station == LINE)
+        head: tuple = (no_update,) * 3
+        if not dash_ctx.triggered_prop_ids or dash_ctx.triggered_id == layout.RUN_PICKER or station is None:
+            options = [{"label": "the line (its constraint)", "value": LINE}] + [
+                {"label": name, "value": name} for name in s["stations"]
+            ]
+            head, station = (options, LINE, why_bottleneck(s)), LINE
+        return (*head, waterfall_figure(waterfall(s, None if station == LINE else station), station == LINE))
 
     @app.callback(
         Output("losses-whatifs-result", "children"),
@@ -400,39 +396,61 @@ def _register(app: Any, ctx: Any) -> None:
         Output("losses-oee", "figure"),
         Output("losses-bottleneck", "figure"),
         Output("losses-bottleneck-note", "children"),
-        Output("losses-downtime", "figure"),
-        Output("losses-changeover", "figure"),
         Input(layout.RUN_PICKER, "value"),
         Input("losses-states", "id"),
     )
     def draw(run_id: str | None, _: str) -> tuple:
         if not run_id:
-            empty = layout.empty_figure("Pick a run in the bar above.", 330)
-            return (empty,) * 3 + ("",) + (empty,) * 2
-        return _prefetch(ctx.cache.view(run_id))
+            empty = layout.empty_figure("Pick a run in the bar above.", CHART_HEIGHT)
+            return (empty,) * 3 + ("",)
+        return summary_figures(ctx.cache.view(run_id))
+
+    @app.callback(
+        Output("losses-downtime", "figure"),
+        Output("losses-changeover", "figure"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("losses-downtime", "id"),
+    )
+    def draw_paretos(run_id: str | None, _: str) -> tuple:
+        """Apart from the figures of the KPI summary, which need no event and come first."""
+        if not run_id:
+            return (layout.empty_figure("Pick a run in the bar above.", CHART_HEIGHT),) * 2
+        return paretos(ctx.cache.view(run_id))
 
 
-def _prefetch(view: Any) -> tuple:
-    """The page's figures (as dicts) and bottleneck note, made once per view: the Paretos read every
-    replication's state intervals and the start rows."""
+def summary_figures(view: Any) -> tuple:
+    """Shares of time, OEE and bottleneck figures (as dicts) and the bottleneck note, from the KPI summary alone
+    (made once per view)."""
 
     def draw() -> tuple:
         s = view.summary
         main = s["bottleneck"]["station"]
         count = s["bottleneck"]["replications"].get(main, 0) if main else 0
         note = f"The line's bottleneck: {main}, the main one in {count} of {s['replications']} replications."
+        return states_figure(s).to_dict(), oee_figure(s).to_dict(), bottleneck_figure(s).to_dict(), note
+
+    return view.derived("losses", draw)
+
+
+def paretos(view: Any) -> tuple:
+    """The downtime and changeover Paretos (as dicts), made once per view: they read every replication's state
+    intervals and the start rows."""
+
+    def draw() -> tuple:
         down = view.derived("downtime", lambda: downtime(view))
         change = view.derived("changeovers", lambda: changeovers(view))
         return (
-            states_figure(s).to_dict(),
-            oee_figure(s).to_dict(),
-            bottleneck_figure(s).to_dict(),
-            note,
             pareto_figure(*down, state_hex("down"), "no failures in this run").to_dict(),
             pareto_figure(*change, state_hex("setup"), "no changeovers in this run").to_dict(),
         )
 
-    return view.derived("losses", draw)
+    return view.derived("losses-paretos", draw)
+
+
+def _prefetch(view: Any) -> None:
+    """What the page draws: the summary's figures, then the Paretos."""
+    summary_figures(view)
+    paretos(view)
 
 
 PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30, prefetch=_prefetch)
