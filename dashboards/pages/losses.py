@@ -352,14 +352,11 @@ def _register(app: Any, ctx: Any) -> None:
         draws its waterfall alone."""
         if not run_id:
             return [], None, None, layout.empty_figure("Pick a run in the bar above.", 420)
-        s = ctx.cache.view(run_id).summary
+        view = ctx.cache.view(run_id)
         head: tuple = (no_update,) * 3
         if not dash_ctx.triggered_prop_ids or dash_ctx.triggered_id == layout.RUN_PICKER or station is None:
-            options = [{"label": "the line (its constraint)", "value": LINE}] + [
-                {"label": name, "value": name} for name in s["stations"]
-            ]
-            head, station = (options, LINE, why_bottleneck(s)), LINE
-        return (*head, waterfall_figure(waterfall(s, None if station == LINE else station), station == LINE))
+            head, station = waterfall_head(view), LINE
+        return (*head, waterfall_of(view, station))
 
     @app.callback(
         Output("losses-whatifs-result", "children"),
@@ -418,6 +415,25 @@ def _register(app: Any, ctx: Any) -> None:
         return paretos(ctx.cache.view(run_id))
 
 
+def waterfall_head(view: Any) -> tuple:
+    """The station picker's options, its first value (the line) and why the bottleneck is one."""
+    s = view.summary
+    options = [{"label": "the line (its constraint)", "value": LINE}] + [
+        {"label": name, "value": name} for name in s["stations"]
+    ]
+    return options, LINE, why_bottleneck(s)
+
+
+def waterfall_of(view: Any, station: str) -> dict:
+    """The waterfall of ``station`` (``LINE``: the line's) as a figure dict, made once per view."""
+
+    def draw() -> dict:
+        fall = waterfall(view.summary, None if station == LINE else station)
+        return waterfall_figure(fall, station == LINE).to_dict()
+
+    return view.derived(("waterfall", station), draw)
+
+
 def summary_figures(view: Any) -> tuple:
     """Shares of time, OEE and bottleneck figures (as dicts) and the bottleneck note, from the KPI summary alone
     (made once per view)."""
@@ -448,7 +464,8 @@ def paretos(view: Any) -> tuple:
 
 
 def _prefetch(view: Any) -> None:
-    """What the page draws: the summary's figures, then the Paretos."""
+    """What the page draws: the line's waterfall, the summary's figures, then the Paretos."""
+    waterfall_of(view, LINE)
     summary_figures(view)
     paretos(view)
 
