@@ -15,6 +15,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from dashboards import layout
+from dashboards.figures import room
 from dashboards.pages import Page
 from twin.clock import span_text
 from twin.eventlog import STATES
@@ -140,6 +141,7 @@ def waterfall_figure(fall: Waterfall, line: bool) -> go.Figure:
         showlegend=False,
         shapes=shapes,
         title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}},
+        margin=room([st.name for st in steps], top=40),
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title="hours per replication", rangemode="tozero")
@@ -204,6 +206,7 @@ def states_figure(summary: dict[str, Any]) -> go.Figure:
         height=60 + 34 * len(stations),
         barmode="stack",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
+        margin=room(stations),
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     layout.percent_axis(fig, "xaxis", title="share of time")
@@ -286,7 +289,7 @@ def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str)
             hovertemplate="%{y}: %{x:.1f} h per replication<extra></extra>",
         )
     )
-    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False)
+    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False, margin=room(labels, top=10))
     fig.update_yaxes(autorange="reversed", automargin=True)  # the whole label, never clipped
     fig.update_xaxes(title="hours per replication", rangemode="tozero")
     return fig
