@@ -26,8 +26,8 @@ GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemov
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
-def shell(pages: list[Any], store_label: str) -> html.Div:
-    """The app's layout: the page content is filled in by the router callback."""
+def shell(pages: list[Any], store_label: str, runs: list[dict[str, str]] | None = None) -> html.Div:
+    """The app's layout: the page content is filled in by the router callback; ``runs``: the run picker's options."""
     links = [
         dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.path.strip('/') or 'home'}") for p in pages
     ]
@@ -46,6 +46,7 @@ def shell(pages: list[Any], store_label: str) -> html.Div:
                         [
                             dcc.Dropdown(
                                 id=RUN_PICKER,
+                                options=runs or [],
                                 placeholder="pick a run…",
                                 clearable=False,
                                 persistence=True,
