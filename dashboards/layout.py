@@ -22,6 +22,8 @@ URL = "url"
 PAGE_CONTAINER = "page-container"
 WHATIF_PREFILL = "whatif-prefill"  # session store: field path -> value, for "open as what-if"
 
+DRAWS_GRAPHS = "draws-graphs"  # the class of every graph, and of a marker where a page's graphs come from a callback:
+# ``assets/plotly-loader.js`` runs plotly.js as soon as a page holding one is in (pages without graphs never run it)
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
@@ -111,7 +113,12 @@ def graph(
     """A plotly graph that, until a callback draws it, says what to do (``placeholder``) instead of blank axes."""
     style = {"height": f"{height}px"} if height else {}
     kwargs.setdefault("figure", empty_figure(placeholder, height or 300))
-    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, **kwargs)
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, className=DRAWS_GRAPHS, **kwargs)
+
+
+def graphs_soon() -> html.Div:
+    """A marker for a page whose graphs come with a callback's answer: plotly.js is run meanwhile."""
+    return html.Div(className=DRAWS_GRAPHS, hidden=True)
 
 
 def loading(*children: Any, **kwargs: Any) -> dcc.Loading:

@@ -232,3 +232,18 @@ def test_gantt_grid_keeps_every_segment(store: RunStore) -> None:
     names = np.asarray(heat.text)
     assert set(np.unique(names)) <= {s.replace("_", " ") for s in STATES} | {"no state"}
     assert [t.name for t in fig.data[1:]] == [s.replace("_", " ") for s in STATES if s in segments]  # the legend
+
+
+def test_plotly_loader_names_what_the_app_serves() -> None:
+    """The loader's bundle, page container and graph class are the app's; the bundle is the plotly.js version
+    plotly.py writes figures for."""
+    from plotly.offline import get_plotlyjs_version
+
+    from dashboards import layout
+    from dashboards.app import ASSETS, PLOTLY_BUNDLE
+
+    loader = (ASSETS / "plotly-loader.js").read_text(encoding="utf-8")
+    assert f'"{PLOTLY_BUNDLE}"' in loader
+    assert f'"{layout.PAGE_CONTAINER}"' in loader and f'".{layout.DRAWS_GRAPHS}"' in loader
+    head = (ASSETS / PLOTLY_BUNDLE).read_text(encoding="utf-8")[:200]
+    assert "cartesian" in head and f"v{get_plotlyjs_version()}" in head

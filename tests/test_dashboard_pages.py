@@ -156,6 +156,9 @@ def test_graphs_draw_with_the_cartesian_bundle_and_the_gantt_names_states(served
     unit = served["store"].get(served["ids"]["base"]).spec.stations[0].name
     assert label.startswith(unit) and any(state in label for state in legend), label
     no_browser_errors(d)
+    open_page(served, "/downloads", served["ids"]["base"])  # no graph: plotly.js is never run
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "downloads-body"), "Event log (CSV)"))
+    assert d.execute_script("return window.Plotly.version") is None
 
 
 def test_timeline_zoom_requeries_a_finer_window(served):

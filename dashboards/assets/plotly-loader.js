@@ -1,10 +1,10 @@
 /* twin dashboard: plotly.js's cartesian bundle (scatter, bar, heatmap: every trace the pages draw; a third of the
    full bundle's size and start-up time) instead of the full one dcc.Graph would load.
 
-   Its bytes are fetched at once; it is run (some 0.1-0.4 s of the browser's main thread on a first visit) once the
-   page's content is in (its own callbacks are sent then), so that the browser runs it while the server works on
-   them (the first requests, for the page and the run picker, are answered quickly), or when a graph asks for it,
-   whichever comes first. Until it has run, window.Plotly is a promise-like placeholder: dcc.Graph takes window.Plotly when there is
+   Its bytes are fetched at once; it is run (some 0.1-0.4 s of the browser's main thread on a first visit) once a
+   page that draws graphs is in (its own callbacks are sent then), so that the browser runs it while the server
+   works on them (the first requests, for the page and the run picker, are answered quickly), or when a graph asks
+   for it, whichever comes first; a page without graphs never runs it. Until it has run, window.Plotly is a promise-like placeholder: dcc.Graph takes window.Plotly when there is
    one and waits on it (Promise.resolve); the bundle's last line replaces it with plotly itself. Should the bundle
    fail to load, the full bundle is loaded instead. */
 (function () {
@@ -45,11 +45,13 @@
     },
   };
 
-  // the page's content in its container (``dashboards.layout.PAGE_CONTAINER``): the page's own callbacks are sent
+  // a page that draws graphs (``dashboards.layout.DRAWS_GRAPHS``) is in its container (``PAGE_CONTAINER``): its own
+  // callbacks are sent
   var container = "page-container";
+  var graphs = ".draws-graphs";
   var watch = new MutationObserver(function () {
     var page = document.getElementById(container);
-    if (page && page.firstChild) {
+    if (page && page.querySelector(graphs)) {
       watch.disconnect();
       start();
     }

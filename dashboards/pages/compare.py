@@ -43,6 +43,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
+        layout.graphs_soon(),  # the timelines come with the body
         layout.loading(html.Div(id="compare-body")),
         subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
     )
