@@ -12,6 +12,7 @@ two apps in one process share nothing. ``app.server.extensions["twin"]`` is its 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from twin.store import RunStore
 
 log = logging.getLogger("twin.dashboard")
 ASSETS = Path(__file__).parent / "assets"
+# plotly.js for the pages' graphs: served from the assets, loaded by ``assets/plotly-loader.js``, not as a script of
+# the page (which would hold up everything after it)
+PLOTLY_BUNDLE = "plotly-cartesian.min.js"
 MAX_REQUEST_BODY = 4 * 1024 * 1024  # bytes; a callback's request is a few KB, a big what-if form some 100 KB
 
 
@@ -75,13 +79,16 @@ def create_app(
         "twin-dashboard",
         title="twin · line dashboard",
         assets_folder=str(ASSETS),
+        assets_ignore=re.escape(PLOTLY_BUNDLE),
         suppress_callback_exceptions=True,
         background_callback_manager=jobs,
         on_error=_show_error,
         update_title=None,
     )
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BODY  # any WSGI server; waitress refuses earlier
-    app.layout = layout.shell(registered, str(store.root))
+    # a function: each page load gets the store's runs as the picker's options, so that a run the picker kept from
+    # earlier in the session (persistence) is among them and the dropdown never clears it as unknown
+    app.layout = lambda: layout.shell(registered, str(store.root), run_options(ctx))
     if users:
         from dashboards.auth import require_auth
 
@@ -137,6 +144,11 @@ def _no_runs(ctx: Context) -> html.Div:
     )
 
 
+def run_options(ctx: Context) -> list[dict[str, str]]:
+    """The run picker's options: the store's runs, newest first."""
+    return [{"label": run_label(r), "value": r["run_id"]} for r in ctx.cache.catalog().to_dict("records")]
+
+
 def _register_picker(app: dash.Dash, ctx: Context) -> None:
     @app.callback(
         Output(layout.RUN_PICKER, "options"),
@@ -148,10 +160,8 @@ def _register_picker(app: dash.Dash, ctx: Context) -> None:
     )
     def refresh(_path: str | None, search: str | None, new_run: str | None, current: str | None) -> tuple:
         """The runs of the store, newest first; ``?run=ID`` (or a prefix) in the address selects one."""
-        catalog = ctx.cache.catalog()
-        rows = catalog.to_dict("records")
-        options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
-        ids = [r["run_id"] for r in rows]
+        options = run_options(ctx)
+        ids = [o["value"] for o in options]
         if dash.ctx.triggered_id == layout.RUNS_VERSION and new_run in ids:
             return options, new_run
         wanted = dict(parse_qsl((search or "").lstrip("?"))).get("run")

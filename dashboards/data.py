@@ -35,6 +35,7 @@ from twin.runfolder import EVENTS_FILE, KPIS_FILE, REPLICATIONS_FILE, RUN_FILE, 
 from twin.spec.loader import spec_from_data
 from twin.spec.model import LineSpec
 from twin.store import RunStore
+from twin.store.catalog import ENTRY_FILE, RUNS_DIR
 
 T = TypeVar("T")
 INTERVAL_COLUMNS = ("time", "replication", "station", "unit", "state")  # what ``state_intervals`` reads
@@ -223,6 +224,7 @@ class RunCache:
         self.size = size
         self._views: OrderedDict[str, RunView] = OrderedDict()
         self._lock = threading.Lock()
+        self._catalog: tuple[tuple, pd.DataFrame] | None = None  # (the entries it was read from, the catalog)
 
     def view(self, run_id: str) -> RunView:
         run_id = self.store.resolve(run_id)
@@ -239,7 +241,25 @@ class RunCache:
         return view
 
     def catalog(self) -> pd.DataFrame:
-        """The store's catalog, newest first (empty when nothing is stored)."""
-        if not self.store.run_ids():
-            return pd.DataFrame(columns=["run_id", "line", "scenario", "created"])
-        return self.store.list(order_by="created DESC, run_id")
+        """The store's catalog, newest first (empty when nothing is stored): read again only when a run's catalog
+        entry was added, changed or removed (the entries' names, sizes and times say so), else the last one read
+        (every page load asks for it; a DuckDB query over the entries takes some 40 ms)."""
+        entries = sorted((self.store.root / RUNS_DIR).glob(f"*/{ENTRY_FILE}"))
+        key = tuple((p.parent.name, st.st_size, st.st_mtime_ns) for p in entries if (st := _stat(p)) is not None)
+        with self._lock:
+            if self._catalog is not None and self._catalog[0] == key:
+                return self._catalog[1]
+        if not key:
+            frame = pd.DataFrame(columns=["run_id", "line", "scenario", "created"])
+        else:
+            frame = self.store.list(order_by="created DESC, run_id")
+        with self._lock:
+            self._catalog = (key, frame)
+        return frame
+
+
+def _stat(path: Any) -> Any:
+    try:
+        return path.stat()
+    except OSError:  # removed meanwhile
+        return None

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from typing import Any
 
 from dash import dcc, html
@@ -20,12 +22,14 @@ URL = "url"
 PAGE_CONTAINER = "page-container"
 WHATIF_PREFILL = "whatif-prefill"  # session store: field path -> value, for "open as what-if"
 
+DRAWS_GRAPHS = "draws-graphs"  # the class of every graph, and of a marker where a page's graphs come from a callback:
+# ``assets/plotly-loader.js`` runs plotly.js as soon as a page holding one is in (pages without graphs never run it)
 GRAPH_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
-def shell(pages: list[Any], store_label: str) -> html.Div:
-    """The app's layout: the page content is filled in by the router callback."""
+def shell(pages: list[Any], store_label: str, runs: list[dict[str, str]] | None = None) -> html.Div:
+    """The app's layout: the page content is filled in by the router callback; ``runs``: the run picker's options."""
     links = [
         dcc.Link(p.title, href=p.path, className="nav-link", id=f"nav-{p.path.strip('/') or 'home'}") for p in pages
     ]
@@ -44,6 +48,7 @@ def shell(pages: list[Any], store_label: str) -> html.Div:
                         [
                             dcc.Dropdown(
                                 id=RUN_PICKER,
+                                options=runs or [],
                                 placeholder="pick a run…",
                                 clearable=False,
                                 persistence=True,
@@ -108,7 +113,12 @@ def graph(
     """A plotly graph that, until a callback draws it, says what to do (``placeholder``) instead of blank axes."""
     style = {"height": f"{height}px"} if height else {}
     kwargs.setdefault("figure", empty_figure(placeholder, height or 300))
-    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, **kwargs)
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style=style, className=DRAWS_GRAPHS, **kwargs)
+
+
+def graphs_soon() -> html.Div:
+    """A marker for a page whose graphs come with a callback's answer: plotly.js is run meanwhile."""
+    return html.Div(className=DRAWS_GRAPHS, hidden=True)
 
 
 def loading(*children: Any, **kwargs: Any) -> dcc.Loading:
@@ -135,8 +145,14 @@ def replication_options(replications: list[int]) -> tuple[list[dict[str, Any]], 
     return [{"label": f"#{r}", "value": r} for r in replications], (replications[0] if replications else None)
 
 
-def empty_figure(message: str, height: int = 300) -> Any:
-    """A chart with nothing to draw yet: no axes, one line saying what to do (never blank axes)."""
+def empty_figure(message: str, height: int = 300) -> dict[str, Any]:
+    """A chart with nothing to draw yet: no axes, one line saying what to do (never blank axes); a figure dict,
+    made once per message and height (every page's layout has a few)."""
+    return copy.deepcopy(_empty_figure(message, height))
+
+
+@lru_cache(maxsize=256)
+def _empty_figure(message: str, height: int) -> dict[str, Any]:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -146,7 +162,7 @@ def empty_figure(message: str, height: int = 300) -> Any:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     figure_style(fig, height=height, meta={"placeholder": message})
-    return fig
+    return fig.to_dict()
 
 
 def count_axis(fig: Any, top: float, axis: str = "yaxis", **kwargs: Any) -> None:

@@ -165,3 +165,85 @@ def test_warm_up_gives_way_to_requests_in_flight() -> None:
     assert answers == [200]
     assert not busy.wait_idle(0.05, quiet=60)  # a request ended just now: the browser is drawing its answer
     assert busy.wait_idle(30, quiet=0.2)
+
+
+def test_a_run_is_drawn_in_one_round_trip(store: RunStore, tmp_path) -> None:
+    """No chain of callbacks: what the run picker fires takes no input that another callback writes (each page's
+    controls that a run sets come back with its figures), so a page costs one round trip after the picker."""
+    app = create_app(store.root, work_dir=tmp_path / "work")
+    callbacks = app.server.test_client().get("/_dash-dependencies").get_json()
+
+    def outputs(cb: dict) -> set[str]:
+        out = cb["output"]
+        return set(out.strip(".").split("...")) if out.startswith("..") else {out}
+
+    written = {o for cb in callbacks for o in outputs(cb)}
+    fired = [cb for cb in callbacks if any(i["id"] == "run-picker" for i in cb["inputs"])]
+    assert len(fired) >= 8  # every page that shows a run
+    for cb in fired:
+        inputs = {f"{i['id']}.{i['property']}" for i in cb["inputs"]} - {"run-picker.value"}
+        assert not (inputs & written) - outputs(cb), cb["output"]
+
+
+def test_catalog_is_read_again_only_when_the_store_changes(store: RunStore, tmp_path) -> None:
+    import shutil
+
+    from dashboards.data import RunCache
+    from twin.store.catalog import RUNS_DIR
+
+    mine = RunStore(tmp_path / "store")
+    for run_id in store.run_ids():
+        shutil.copytree(store.path(run_id), mine.root / RUNS_DIR / run_id)
+    cache = RunCache(mine)
+    first = cache.catalog()
+    assert sorted(first["run_id"]) == sorted(store.run_ids())
+    assert cache.catalog() is first  # nothing changed: the same frame, no query
+    added = mine.save(run(load_spec("osd-tablet"), replications=1, seed=5, horizon=100, warmup=0, name="third"))
+    again = cache.catalog()
+    assert again is not first and added in set(again["run_id"]) and again["run_id"].iloc[0] == added  # newest first
+    shutil.rmtree(mine.path(added))  # a run removed by hand
+    assert sorted(cache.catalog()["run_id"]) == sorted(store.run_ids())
+
+
+def test_gantt_grid_keeps_every_segment(store: RunStore) -> None:
+    """The heatmap's grid draws each segment over exactly its own columns (bounds to the hour, not to a bin)."""
+    from dashboards.figures import gantt_figure, gantt_grid
+    from dashboards.series import gantt_segments
+    from twin.eventlog import STATES
+
+    view = RunView(store, store.run_ids()[0])
+    end = view.end(0)
+    segments = gantt_segments(view.intervals(0), 0.0, end, 300)
+    rows = len(view.unit_labels())
+    edges, z = gantt_grid(segments, rows)
+    assert z.shape == (rows, len(edges) - 1)
+    drawn = 0
+    for code, state in enumerate(STATES):
+        if state not in segments:
+            continue
+        for row, lo, hi in zip(*segments[state], strict=True):
+            a, b = np.searchsorted(edges, [lo, hi])
+            assert edges[a] == lo and edges[b] == hi and (z[row, a:b] == code).all()
+            drawn += b - a
+    assert drawn == int((z < len(STATES)).sum())  # nothing else is coloured
+    fig = gantt_figure(segments, view.unit_labels(), (0.0, end), view.clock)
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and list(heat.y) == view.unit_labels()
+    names = np.asarray(heat.text)
+    assert set(np.unique(names)) <= {s.replace("_", " ") for s in STATES} | {"no state"}
+    assert [t.name for t in fig.data[1:]] == [s.replace("_", " ") for s in STATES if s in segments]  # the legend
+
+
+def test_plotly_loader_names_what_the_app_serves() -> None:
+    """The loader's bundle, page container and graph class are the app's; the bundle is the plotly.js version
+    plotly.py writes figures for."""
+    from plotly.offline import get_plotlyjs_version
+
+    from dashboards import layout
+    from dashboards.app import ASSETS, PLOTLY_BUNDLE
+
+    loader = (ASSETS / "plotly-loader.js").read_text(encoding="utf-8")
+    assert f'"{PLOTLY_BUNDLE}"' in loader
+    assert f'"{layout.PAGE_CONTAINER}"' in loader and f'".{layout.DRAWS_GRAPHS}"' in loader
+    head = (ASSETS / PLOTLY_BUNDLE).read_text(encoding="utf-8")[:200]
+    assert "cartesian" in head and f"v{get_plotlyjs_version()}" in head

@@ -90,7 +90,8 @@ def test_calibrate_a_wrong_spec_from_the_historian(served):
     d = served["driver"]
     d.get(served["url"] + f"/forecast?run={served['run']}")
     wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), served["run"][:8]))
-    d.find_element(By.XPATH, "//label[contains(., 'a plant historian')]").click()
+    # the picker may show the run (kept from earlier in the session) before the page is in
+    wait(d).until(EC.element_to_be_clickable((By.XPATH, "//label[contains(., 'a plant historian')]"))).click()
     d.find_element(By.ID, "fc-calibrate").click()
     summary = wait(d, 180).until(EC.presence_of_element_located((By.ID, "fc-calibration-summary"))).text
     assert "value(s) changed" in summary and "historian" in summary

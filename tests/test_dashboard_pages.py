@@ -127,6 +127,40 @@ def test_every_page_renders_the_run(served, path, selector, expect):
     no_browser_errors(d)
 
 
+def test_graphs_draw_with_the_cartesian_bundle_and_the_gantt_names_states(served):
+    """plotly.js is the cartesian bundle shipped in the assets (the version plotly.py writes figures for), never
+    the full one; the Gantt is one heatmap whose hover names the unit, the state and the time."""
+    from plotly.offline import get_plotlyjs_version
+
+    open_page(served, "/timeline", served["ids"]["base"])
+    d = served["driver"]
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "timeline-note"), "segments"))
+    version, scripts = d.execute_script(
+        "return [Plotly.version, performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.includes('plotly'))]"
+    )
+    assert version == get_plotlyjs_version()
+    assert any(n.split("?")[0].endswith("/assets/plotly-cartesian.min.js") for n in scripts), scripts
+    assert not any("package_data/plotly.min.js" in n for n in scripts), scripts
+    kind, legend = d.execute_script(
+        "const g = document.querySelector('#timeline-gantt .js-plotly-plot'); const x = g._fullData[0].x;"
+        "Plotly.Fx.hover(g, {xval: (x[0] + x[x.length - 1]) / 2, yval: 0});"
+        "return [g.data[0].type, g.data.slice(1).map(t => t.name)]"
+    )
+    label = wait(d, 10).until(
+        lambda drv: drv.execute_script(
+            "const h = document.querySelector('#timeline-gantt .hoverlayer'); return h && h.textContent"
+        )
+    )
+    assert kind == "heatmap" and "processing" in legend
+    unit = served["store"].get(served["ids"]["base"]).spec.stations[0].name
+    assert label.startswith(unit) and any(state in label for state in legend), label
+    no_browser_errors(d)
+    open_page(served, "/downloads", served["ids"]["base"])  # no graph: plotly.js is never run
+    wait(d).until(EC.text_to_be_present_in_element((By.ID, "downloads-body"), "Event log (CSV)"))
+    assert d.execute_script("return window.Plotly.version") is None
+
+
 def test_timeline_zoom_requeries_a_finer_window(served):
     open_page(served, "/timeline", served["ids"]["base"])
     d = served["driver"]

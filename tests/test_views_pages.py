@@ -62,6 +62,7 @@ def wait(driver, seconds=60):
 def open_page(served, path: str, run_id: str, extra: str = "") -> None:
     d = served["driver"]
     d.get(f"{served['url']}{path}?run={run_id}{extra}")
+    wait(d).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#page-container .page-head")))  # the page is in
     wait(d).until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#run-picker"), run_id[:8]))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from dashboards import layout
 from dashboards.figures import HOVER_TIME, calendar_axis, date_ms
@@ -225,54 +226,6 @@ def _prefetch(view: Any) -> None:
 
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
-        Output("batches-replication", "options"),
-        Output("batches-replication", "value"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("batches-hint", "id"),
-    )
-    def replications(run_id: str | None, _: str) -> tuple:
-        return layout.replication_options(ctx.cache.view(run_id).replications if run_id else [])
-
-    @app.callback(
-        Output("batches-tree", "figure"),
-        Output("batches-history", "children"),
-        Output("batches-summary", "children"),
-        Output("batches-hint", "children"),
-        Output("batches-batch", "value"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("batches-replication", "value"),
-        Input("batches-batch", "value"),
-    )
-    def show_batch(run_id: str | None, replication: int | None, batch: Any) -> tuple:
-        if not run_id or replication is None:
-            return layout.empty_figure("Pick a run in the bar above.", 320), None, None, "", no_update
-        view = ctx.cache.view(run_id)
-        rep = int(replication)
-        default, hint = view.derived(("batch-hint", rep), lambda: first_batch(view.table(rep)))
-        if batch in (None, ""):
-            batch = default
-        if batch is None:
-            return layout.empty_figure(hint, 320), None, None, hint, no_update
-        try:
-            record = _cached_record(view, int(replication), int(batch))
-        except TwinError as err:
-            message = str(err).splitlines()[0]
-            return layout.empty_figure(message, 320), layout.alert(message, kind="warning"), None, hint, no_update
-        rows = record_table(record, view.clock, hours_text)
-        history = dash_table.DataTable(
-            rows.to_dict("records"),
-            [{"name": c, "id": c} for c in rows.columns],
-            id="batches-history-table",
-            style_cell_conditional=[
-                {"if": {"column_id": "why it waited"}, "minWidth": "220px", "whiteSpace": "normal"},
-                {"if": {"column_id": "cleaning before"}, "minWidth": "160px", "whiteSpace": "normal"},
-            ],
-            style_cell={**TABLE_STYLE["style_cell"], "textAlign": "left"},
-            **{**{k: v for k, v in TABLE_STYLE.items() if k != "style_cell"}, "page_size": 20},
-        )
-        return tree_figure(record), history, record_summary(record, view.clock), hint, int(batch)
-
-    @app.callback(
         Output("batches-download", "data"),
         Input("batches-download-button", "n_clicks"),
         State(layout.RUN_PICKER, "value"),
@@ -292,95 +245,148 @@ def _register(app: Any, ctx: Any) -> None:
         return dcc.send_data_frame(both.to_csv, name, index=False)
 
     @app.callback(
+        Output("batches-replication", "options"),
+        Output("batches-replication", "value"),
+        Output("batches-tree", "figure"),
+        Output("batches-history", "children"),
+        Output("batches-summary", "children"),
+        Output("batches-hint", "children"),
+        Output("batches-batch", "value"),
         Output("batches-qc", "figure"),
         Output("batches-queue", "children"),
         Output("batches-holds", "children"),
         Input(layout.RUN_PICKER, "value"),
         Input("batches-replication", "value"),
+        Input("batches-batch", "value"),
     )
-    def show_qc(run_id: str | None, replication: int | None) -> tuple:
-        if not run_id or replication is None:
-            return layout.empty_figure("Pick a run in the bar above.", 260), None, None
+    def show(run_id: str | None, replication: int | None, batch: Any) -> tuple:
+        """One round trip for a run: its replications (the first chosen), a batch's record and the QC queue; a
+        replication draws both for it, a batch its record alone."""
+        if not run_id:
+            pick = "Pick a run in the bar above."
+            empty = layout.empty_figure(pick, 320), None, None, "", no_update
+            return [], None, *empty, layout.empty_figure(pick, 260), None, None
         view = ctx.cache.view(run_id)
-        table = view.table(int(replication))
-        queue = view.derived(("qc", replication), lambda: qc_queue(table))
-        clock = view.clock
-        if queue.empty:
-            fig = layout.empty_figure("This line has no QC release: no batches go into quarantine.", 260)
-        else:
-            fig = go.Figure()
-            times = np.concatenate([queue["quarantine"].dropna(), queue["approve"].dropna(), queue["reject"].dropna()])
-            steps = np.concatenate(
-                [
-                    np.ones(queue["quarantine"].notna().sum()),
-                    -np.ones(queue["approve"].notna().sum() + queue["reject"].notna().sum()),
-                ]
-            )
-            order = np.argsort(times, kind="stable")
-            counts = np.cumsum(steps[order])
-            fig.add_trace(
-                go.Scatter(
-                    x=date_ms(clock, times[order]),
-                    y=counts.astype(np.int32),
-                    mode="lines",
-                    line_shape="hv",
-                    name="in quarantine",
-                    line={"color": "#7a5aa6"},
-                    hovertemplate=HOVER_TIME + ": %{y} in quarantine<extra></extra>",
-                )
-            )
-            layout.figure_style(fig, height=260, showlegend=False)
-            calendar_axis(fig, clock, (0.0, view.end(int(replication))))
-            layout.count_axis(fig, float(counts.max()) if len(counts) else 1, title="batches in quarantine")
-        queue = _calendar_columns(queue, clock, ["quarantine", "qc_start", "qc_end", "approve", "reject"])
-        waiting = queue[queue["status"].isin(["waiting", "testing"])] if not queue.empty else queue
-        queue_table = (
-            dash_table.DataTable(
-                queue.to_dict("records"),
-                [{"name": c, "id": c} for c in queue.columns],
-                id="batches-qc-table",
-                sort_action="native",
-                filter_action="native",
-                **TABLE_STYLE,
-            )
-            if not queue.empty
-            else layout.alert("This line has no QC release.", kind="info")
+        triggers = {p.split(".")[0] for p in dash_ctx.triggered_prop_ids}
+        head: tuple = (no_update, no_update)
+        if not triggers or layout.RUN_PICKER in triggers or replication not in view.replications:
+            head = layout.replication_options(view.replications)
+            replication = head[1]
+        if replication is None:
+            return (*head, layout.empty_figure("no replications", 320), None, None, "", no_update, *(no_update,) * 3)
+        qc = qc_parts(view, int(replication)) if triggers != {"batches-batch"} else (no_update,) * 3
+        return (*head, *batch_parts(view, int(replication), batch), *qc)
+
+
+def batch_parts(view: Any, replication: int, batch: Any) -> tuple:
+    """A batch's genealogy figure, record table, summary, the replication's batches hint and the batch shown
+    (the replication's first made by a split or merge when none is asked for)."""
+    default, hint = view.derived(("batch-hint", replication), lambda: first_batch(view.table(replication)))
+    if batch in (None, ""):
+        batch = default
+    if batch is None:
+        return layout.empty_figure(hint, 320), None, None, hint, no_update
+    try:
+        record = _cached_record(view, int(replication), int(batch))
+    except TwinError as err:
+        message = str(err).splitlines()[0]
+        return layout.empty_figure(message, 320), layout.alert(message, kind="warning"), None, hint, no_update
+    rows = record_table(record, view.clock, hours_text)
+    history = dash_table.DataTable(
+        rows.to_dict("records"),
+        [{"name": c, "id": c} for c in rows.columns],
+        id="batches-history-table",
+        style_cell_conditional=[
+            {"if": {"column_id": "why it waited"}, "minWidth": "220px", "whiteSpace": "normal"},
+            {"if": {"column_id": "cleaning before"}, "minWidth": "160px", "whiteSpace": "normal"},
+        ],
+        style_cell={**TABLE_STYLE["style_cell"], "textAlign": "left"},
+        **{**{k: v for k, v in TABLE_STYLE.items() if k != "style_cell"}, "page_size": 20},
+    )
+    return tree_figure(record), history, record_summary(record, view.clock), hint, int(batch)
+
+
+def qc_parts(view: Any, replication: int) -> tuple:
+    """The QC queue over time (figure), the queue's table with its note, and the hold-time violations."""
+    table = view.table(int(replication))
+    queue = view.derived(("qc", replication), lambda: qc_queue(table))
+    clock = view.clock
+    if queue.empty:
+        fig = layout.empty_figure("This line has no QC release: no batches go into quarantine.", 260)
+    else:
+        fig = go.Figure()
+        times = np.concatenate([queue["quarantine"].dropna(), queue["approve"].dropna(), queue["reject"].dropna()])
+        steps = np.concatenate(
+            [
+                np.ones(queue["quarantine"].notna().sum()),
+                -np.ones(queue["approve"].notna().sum() + queue["reject"].notna().sum()),
+            ]
         )
-        note = html.P(
-            f"{len(waiting)} batch(es) still in QC at the end of the replication; "
-            f"{(queue['status'] == 'rejected').sum() if not queue.empty else 0} rejected.",
-            className="muted",
+        order = np.argsort(times, kind="stable")
+        counts = np.cumsum(steps[order])
+        fig.add_trace(
+            go.Scatter(
+                x=date_ms(clock, times[order]),
+                y=counts.astype(np.int32),
+                mode="lines",
+                line_shape="hv",
+                name="in quarantine",
+                line={"color": "#7a5aa6"},
+                hovertemplate=HOVER_TIME + ": %{y} in quarantine<extra></extra>",
+            )
         )
-        holds = table[table["event"] == "hold_violation"]
-        if holds.empty:
-            hold_view = layout.alert("No hold-time violations in this replication.", kind="success")
-        else:
-            h = pd.DataFrame(
-                {
-                    "time": clock.texts(holds["time"]),
-                    "batch": holds["batch"],
-                    "product": holds["product"].astype(str),
-                    "at station": holds["station"].astype(str),
-                    "waited": [hours_text(q) for q in holds["quantity"]],
-                }
-            )
-            rules = {(r.from_, r.to): r for r in (view.spec.hold_times or [])}
-            hold_view = html.Div(
-                [
-                    html.P(
-                        f"{len(h)} violation(s) in this replication; {len(rules)} hold-time rule(s) in the spec.",
-                        className="muted",
-                    ),
-                    dash_table.DataTable(
-                        h.to_dict("records"),
-                        [{"name": c, "id": c} for c in h.columns],
-                        id="batches-holds-table",
-                        sort_action="native",
-                        **TABLE_STYLE,
-                    ),
-                ]
-            )
-        return fig, html.Div([note, queue_table]), hold_view
+        layout.figure_style(fig, height=260, showlegend=False)
+        calendar_axis(fig, clock, (0.0, view.end(int(replication))))
+        layout.count_axis(fig, float(counts.max()) if len(counts) else 1, title="batches in quarantine")
+    queue = _calendar_columns(queue, clock, ["quarantine", "qc_start", "qc_end", "approve", "reject"])
+    waiting = queue[queue["status"].isin(["waiting", "testing"])] if not queue.empty else queue
+    queue_table = (
+        dash_table.DataTable(
+            queue.to_dict("records"),
+            [{"name": c, "id": c} for c in queue.columns],
+            id="batches-qc-table",
+            sort_action="native",
+            filter_action="native",
+            **TABLE_STYLE,
+        )
+        if not queue.empty
+        else layout.alert("This line has no QC release.", kind="info")
+    )
+    note = html.P(
+        f"{len(waiting)} batch(es) still in QC at the end of the replication; "
+        f"{(queue['status'] == 'rejected').sum() if not queue.empty else 0} rejected.",
+        className="muted",
+    )
+    holds = table[table["event"] == "hold_violation"]
+    if holds.empty:
+        hold_view = layout.alert("No hold-time violations in this replication.", kind="success")
+    else:
+        h = pd.DataFrame(
+            {
+                "time": clock.texts(holds["time"]),
+                "batch": holds["batch"],
+                "product": holds["product"].astype(str),
+                "at station": holds["station"].astype(str),
+                "waited": [hours_text(q) for q in holds["quantity"]],
+            }
+        )
+        rules = {(r.from_, r.to): r for r in (view.spec.hold_times or [])}
+        hold_view = html.Div(
+            [
+                html.P(
+                    f"{len(h)} violation(s) in this replication; {len(rules)} hold-time rule(s) in the spec.",
+                    className="muted",
+                ),
+                dash_table.DataTable(
+                    h.to_dict("records"),
+                    [{"name": c, "id": c} for c in h.columns],
+                    id="batches-holds-table",
+                    sort_action="native",
+                    **TABLE_STYLE,
+                ),
+            ]
+        )
+    return fig, html.Div([note, queue_table]), hold_view
 
 
 PAGE = Page(path="/batches", title="Batches", layout=_layout, register=_register, order=60, prefetch=_prefetch)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from dashboards import layout
 from dashboards.figures import gantt_figure
@@ -42,8 +43,7 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             help="the first run is the reference for the deltas (and the report's run)",
         ),
         dcc.Store(id="compare-with", data=query.get("with")),
-        # the timelines come with the body: a hidden graph makes the browser load plotly.js meanwhile
-        html.Div(dcc.Graph(id="compare-plotly", figure={"data": [], "layout": {}}), style={"display": "none"}),
+        layout.graphs_soon(),  # the timelines come with the body
         layout.loading(html.Div(id="compare-body")),
         subtitle="KPIs side by side with their 95% confidence intervals and the deltas against the first run.",
     )
@@ -118,55 +118,68 @@ def _register(app: Any, ctx: Any) -> None:
     @app.callback(
         Output("compare-runs", "options"),
         Output("compare-runs", "value"),
+        Output("compare-body", "children"),
         Input(layout.RUN_PICKER, "value"),
-        Input("compare-runs", "id"),
+        Input("compare-runs", "value"),
         State("compare-with", "data"),
     )
-    def choices(run_id: str | None, _: str, with_: str | None) -> tuple:
-        """The selected run first, then ``?with=ID,ID`` from the address, else the newest other run."""
-        rows = ctx.cache.catalog().to_dict("records")
-        options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
-        ids = [r["run_id"] for r in rows]
-        value = [run_id] if run_id in ids else []
-        for ref in (with_ or "").split(","):
-            value += [i for i in ids if ref and i.startswith(ref) and i not in value][:1]
-        value += [i for i in ids if i not in value][: 2 - len(value)]
-        return options, value
+    def show(run_id: str | None, run_ids: list[str] | None, with_: str | None) -> tuple:
+        """One round trip for the selected run: the runs to compare (``choices``) and their comparison; picking
+        runs compares them alone."""
+        head: tuple = (no_update, no_update)
+        if not dash_ctx.triggered_prop_ids or dash_ctx.triggered_id == layout.RUN_PICKER:
+            head = choices(ctx, run_id, with_)
+            run_ids = head[1]
+        return (*head, comparison(ctx, run_ids))
 
-    @app.callback(Output("compare-body", "children"), Input("compare-runs", "value"))
-    def show(run_ids: list[str] | None) -> Any:
-        if not run_ids or len(run_ids) < 2:
-            return layout.alert("Pick at least two runs to compare.", kind="info")
-        views = [ctx.cache.view(r) for r in run_ids[:4]]
-        lines = {v.spec.name for v in views}
-        changes = []
-        for v in views[1:]:
-            diff = spec_changes(views[0].spec_data, v.spec_data)
-            text = ", ".join(f"{p}: {a} → {b}" for p, a, b in diff[:8]) or "same spec"
-            changes.append(html.Li([html.B(f"{v.info.get('scenario')} ({v.run_id[:8]}): "), text]))
-        with ThreadPoolExecutor(max_workers=len(views)) as pool:  # the runs load side by side (Parquet frees the GIL)
-            figures = list(pool.map(full_timeline, views))
-        timelines = [
-            layout.graph(f"compare-gantt-{v.run_id[:8]}", figure=figure)
-            for v, figure in zip(views, figures, strict=True)
+
+def choices(ctx: Any, run_id: str | None, with_: str | None) -> tuple[list[dict], list[str]]:
+    """The store's runs as options, and those compared: the selected run first, then ``?with=ID,ID`` from the
+    address, else the newest other run."""
+    rows = ctx.cache.catalog().to_dict("records")
+    options = [{"label": run_label(r), "value": r["run_id"]} for r in rows]
+    ids = [r["run_id"] for r in rows]
+    value = [run_id] if run_id in ids else []
+    for ref in (with_ or "").split(","):
+        value += [i for i in ids if ref and i.startswith(ref) and i not in value][:1]
+    value += [i for i in ids if i not in value][: 2 - len(value)]
+    return options, value
+
+
+def comparison(ctx: Any, run_ids: list[str] | None) -> Any:
+    """The KPI table, what differs and the timelines of ``run_ids`` (the first is the reference)."""
+    if not run_ids or len(run_ids) < 2:
+        return layout.alert("Pick at least two runs to compare.", kind="info")
+    views = [ctx.cache.view(r) for r in run_ids[:4]]
+    lines = {v.spec.name for v in views}
+    changes = []
+    for v in views[1:]:
+        diff = spec_changes(views[0].spec_data, v.spec_data)
+        text = ", ".join(f"{p}: {a} → {b}" for p, a, b in diff[:8]) or "same spec"
+        changes.append(html.Li([html.B(f"{v.info.get('scenario')} ({v.run_id[:8]}): "), text]))
+    with ThreadPoolExecutor(max_workers=len(views)) as pool:  # the runs load side by side (Parquet frees the GIL)
+        figures = list(pool.map(full_timeline, views))
+    timelines = [
+        layout.graph(f"compare-gantt-{v.run_id[:8]}", figure=figure)
+        for v, figure in zip(views, figures, strict=True)
+    ]
+    warn = (
+        [layout.alert("These runs are of different lines; deltas compare their KPIs only.", kind="warning")]
+        if len(lines) > 1
+        else []
+    )
+    for v in views[1:]:
+        note = constraint_moved(views[0].summary, v.summary, f"{v.info.get('scenario')} ({v.run_id[:8]})")
+        if note:
+            warn.append(layout.alert(note, kind="info", id=f"compare-constraint-{v.run_id[:8]}"))
+    return html.Div(
+        [
+            *warn,
+            layout.card("KPIs", comparison_table(views), help="mean and 95% CI; green: significantly better"),
+            layout.card("What differs", html.Ul(changes)),
+            layout.card("Timelines", *timelines, help="replication 0 of each run"),
         ]
-        warn = (
-            [layout.alert("These runs are of different lines; deltas compare their KPIs only.", kind="warning")]
-            if len(lines) > 1
-            else []
-        )
-        for v in views[1:]:
-            note = constraint_moved(views[0].summary, v.summary, f"{v.info.get('scenario')} ({v.run_id[:8]})")
-            if note:
-                warn.append(layout.alert(note, kind="info", id=f"compare-constraint-{v.run_id[:8]}"))
-        return html.Div(
-            [
-                *warn,
-                layout.card("KPIs", comparison_table(views), help="mean and 95% CI; green: significantly better"),
-                layout.card("What differs", html.Ul(changes)),
-                layout.card("Timelines", *timelines, help="replication 0 of each run"),
-            ]
-        )
+    )
 
 
 PAGE = Page(path="/compare", title="Compare", layout=_layout, register=_register, order=50, prefetch=full_timeline)

@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from dashboards import layout
+from dashboards.figures import room
 from dashboards.pages import Page
 from twin.clock import span_text
 from twin.eventlog import STATES
@@ -21,6 +23,9 @@ from twin.palette import state_hex
 from twin.report.waterfall import Waterfall, waterfall
 
 LINE = "__line__"  # the station picker's value for the line's own waterfall
+# the OEE and bottleneck charts' height, their graphs' too: a graph taller or shorter than its figure draws it twice
+# (plotly's first resize fits the figure to the graph); the Paretos' graphs take their figures' own heights
+CHART_HEIGHT = 340
 FACTORS = (("availability", "#2e7d32"), ("performance", "#1f77b4"), ("quality", "#8e6bbf"), ("oee", "#243040"))
 
 
@@ -71,12 +76,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             [
                 layout.card(
                     "OEE = availability × performance × quality",
-                    layout.loading(layout.graph("losses-oee", height=340)),
+                    layout.loading(layout.graph("losses-oee", height=CHART_HEIGHT)),
                     help="per station, 95% CI over replications",
                 ),
                 layout.card(
                     "Bottleneck (active-period method)",
-                    layout.loading(layout.graph("losses-bottleneck", height=340)),
+                    layout.loading(layout.graph("losses-bottleneck", height=CHART_HEIGHT)),
                     html.Div(id="losses-bottleneck-note", className="muted"),
                 ),
             ],
@@ -87,12 +92,12 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
             [
                 layout.card(
                     "Downtime Pareto",
-                    layout.loading(layout.graph("losses-downtime", height=340)),
+                    layout.loading(layout.graph("losses-downtime")),
                     help="hours down per replication, by unit",
                 ),
                 layout.card(
                     "Changeover Pareto",
-                    layout.loading(layout.graph("losses-changeover", height=340)),
+                    layout.loading(layout.graph("losses-changeover")),
                     help="hours of changeover per replication, by station and product change",
                 ),
             ],
@@ -103,28 +108,40 @@ def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
 
 
 def waterfall_figure(fall: Waterfall, line: bool) -> go.Figure:
-    """The waterfall as bars: totals from zero, each loss a drop from the running total (hours per replication)."""
+    """The waterfall as bars: totals from zero, each loss a drop from the running total (hours per replication).
+
+    Bars on a base, not plotly's waterfall trace: the dashboard's plotly.js bundle (cartesian) has none. Each bar's
+    x is the step's own hours (a loss negative), a thin line joins each bar's end to the next bar.
+    """
     steps = [st for st in fall.steps if st.kind == "total" or abs(st.hours) >= 0.05]
+    base, ends, running = [], [], 0.0
+    for st in steps:
+        base.append(0.0 if st.kind == "total" else running)
+        running = st.hours if st.kind == "total" else running + st.hours
+        ends.append(running)
     fig = go.Figure(
-        go.Waterfall(
+        go.Bar(
             orientation="h",
             y=[st.name for st in steps],
             x=[st.hours for st in steps],
-            measure=[
-                "absolute" if i == 0 else ("total" if st.kind == "total" else "relative") for i, st in enumerate(steps)
-            ],
+            base=base,
+            marker_color=["#243040" if st.kind == "total" else "#c0504d" for st in steps],
             text=[span_text(abs(st.hours)) for st in steps],
             textposition="outside",
             cliponaxis=False,
-            decreasing={"marker": {"color": "#c0504d"}},
-            totals={"marker": {"color": "#243040"}},
-            connector={"line": {"color": "#b8c2cc", "width": 1}},
             hovertemplate="%{y}: %{x:,.1f} h per replication<extra></extra>",
         )
     )
+    connector = {"type": "line", "line": {"color": "#b8c2cc", "width": 1}, "xref": "x", "yref": "y"}
+    shapes = [{**connector, "x0": end, "x1": end, "y0": i + 0.4, "y1": i + 0.6} for i, end in enumerate(ends[:-1])]
     whose = f"the line (valued at {fall.station}, the constraint)" if line else fall.station
     layout.figure_style(
-        fig, height=420, showlegend=False, title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}}
+        fig,
+        height=420,
+        showlegend=False,
+        shapes=shapes,
+        title={"text": f"Loss waterfall of {whose}", "x": 0, "font": {"size": 13}},
+        margin=room([st.name for st in steps], top=40),
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(title="hours per replication", rangemode="tozero")
@@ -189,6 +206,7 @@ def states_figure(summary: dict[str, Any]) -> go.Figure:
         height=60 + 34 * len(stations),
         barmode="stack",
         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"},
+        margin=room(stations),
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     layout.percent_axis(fig, "xaxis", title="share of time")
@@ -213,7 +231,7 @@ def oee_figure(summary: dict[str, Any]) -> go.Figure:
                 hovertemplate="%{x} " + factor + ": %{y:.1f}%<extra></extra>",
             )
         )
-    layout.figure_style(fig, height=330, barmode="group")
+    layout.figure_style(fig, height=CHART_HEIGHT, barmode="group")
     layout.percent_axis(fig, title=None)
     fig.update_xaxes(automargin=True, tickangle=0)
     return fig
@@ -241,7 +259,7 @@ def bottleneck_figure(summary: dict[str, Any]) -> go.Figure:
     )
     layout.figure_style(
         fig,
-        height=330,
+        height=CHART_HEIGHT,
         barmode="stack",
         yaxis2={"overlaying": "y", "side": "right", "title": "replications", "showgrid": False},
     )
@@ -271,7 +289,7 @@ def pareto_figure(labels: list[str], hours: list[float], color: str, empty: str)
             hovertemplate="%{y}: %{x:.1f} h per replication<extra></extra>",
         )
     )
-    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False)
+    layout.figure_style(fig, height=max(200, 70 + 24 * len(labels)), showlegend=False, margin=room(labels, top=10))
     fig.update_yaxes(autorange="reversed", automargin=True)  # the whole label, never clipped
     fig.update_xaxes(title="hours per replication", rangemode="tozero")
     return fig
@@ -328,28 +346,20 @@ def _register(app: Any, ctx: Any) -> None:
         Output("losses-station", "options"),
         Output("losses-station", "value"),
         Output("losses-why", "children"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("losses-station", "id"),
-    )
-    def stations(run_id: str | None, _: str) -> tuple:
-        if not run_id:
-            return [], None, None
-        s = ctx.cache.view(run_id).summary
-        options = [{"label": "the line (its constraint)", "value": LINE}] + [
-            {"label": name, "value": name} for name in s["stations"]
-        ]
-        return options, LINE, why_bottleneck(s)
-
-    @app.callback(
         Output("losses-waterfall", "figure"),
         Input(layout.RUN_PICKER, "value"),
         Input("losses-station", "value"),
     )
-    def draw_waterfall(run_id: str | None, station: str | None) -> go.Figure:
-        if not run_id or not station:
-            return layout.empty_figure("Pick a run in the bar above.", 420)
-        s = ctx.cache.view(run_id).summary
-        return waterfall_figure(waterfall(s, None if station == LINE else station), station == LINE)
+    def show_waterfall(run_id: str | None, station: str | None) -> tuple:
+        """One round trip for a run: its stations, why its bottleneck is one, and the line's waterfall; a station
+        draws its waterfall alone."""
+        if not run_id:
+            return [], None, None, layout.empty_figure("Pick a run in the bar above.", 420)
+        view = ctx.cache.view(run_id)
+        head: tuple = (no_update,) * 3
+        if not dash_ctx.triggered_prop_ids or dash_ctx.triggered_id == layout.RUN_PICKER or station is None:
+            head, station = waterfall_head(view), LINE
+        return (*head, waterfall_of(view, station))
 
     @app.callback(
         Output("losses-whatifs-result", "children"),
@@ -386,39 +396,81 @@ def _register(app: Any, ctx: Any) -> None:
         Output("losses-oee", "figure"),
         Output("losses-bottleneck", "figure"),
         Output("losses-bottleneck-note", "children"),
-        Output("losses-downtime", "figure"),
-        Output("losses-changeover", "figure"),
         Input(layout.RUN_PICKER, "value"),
         Input("losses-states", "id"),
     )
     def draw(run_id: str | None, _: str) -> tuple:
         if not run_id:
-            empty = layout.empty_figure("Pick a run in the bar above.", 330)
-            return (empty,) * 3 + ("",) + (empty,) * 2
-        return _prefetch(ctx.cache.view(run_id))
+            empty = layout.empty_figure("Pick a run in the bar above.", CHART_HEIGHT)
+            return (empty,) * 3 + ("",)
+        return summary_figures(ctx.cache.view(run_id))
+
+    @app.callback(
+        Output("losses-downtime", "figure"),
+        Output("losses-changeover", "figure"),
+        Input(layout.RUN_PICKER, "value"),
+        Input("losses-downtime", "id"),
+    )
+    def draw_paretos(run_id: str | None, _: str) -> tuple:
+        """Apart from the figures of the KPI summary, which need no event and come first."""
+        if not run_id:
+            return (layout.empty_figure("Pick a run in the bar above.", CHART_HEIGHT),) * 2
+        return paretos(ctx.cache.view(run_id))
 
 
-def _prefetch(view: Any) -> tuple:
-    """The page's figures (as dicts) and bottleneck note, made once per view: the Paretos read every
-    replication's state intervals and the start rows."""
+def waterfall_head(view: Any) -> tuple:
+    """The station picker's options, its first value (the line) and why the bottleneck is one."""
+    s = view.summary
+    options = [{"label": "the line (its constraint)", "value": LINE}] + [
+        {"label": name, "value": name} for name in s["stations"]
+    ]
+    return options, LINE, why_bottleneck(s)
+
+
+def waterfall_of(view: Any, station: str) -> dict:
+    """The waterfall of ``station`` (``LINE``: the line's) as a figure dict, made once per view."""
+
+    def draw() -> dict:
+        fall = waterfall(view.summary, None if station == LINE else station)
+        return waterfall_figure(fall, station == LINE).to_dict()
+
+    return view.derived(("waterfall", station), draw)
+
+
+def summary_figures(view: Any) -> tuple:
+    """Shares of time, OEE and bottleneck figures (as dicts) and the bottleneck note, from the KPI summary alone
+    (made once per view)."""
 
     def draw() -> tuple:
         s = view.summary
         main = s["bottleneck"]["station"]
         count = s["bottleneck"]["replications"].get(main, 0) if main else 0
         note = f"The line's bottleneck: {main}, the main one in {count} of {s['replications']} replications."
+        return states_figure(s).to_dict(), oee_figure(s).to_dict(), bottleneck_figure(s).to_dict(), note
+
+    return view.derived("losses", draw)
+
+
+def paretos(view: Any) -> tuple:
+    """The downtime and changeover Paretos (as dicts), made once per view: they read every replication's state
+    intervals and the start rows."""
+
+    def draw() -> tuple:
         down = view.derived("downtime", lambda: downtime(view))
         change = view.derived("changeovers", lambda: changeovers(view))
         return (
-            states_figure(s).to_dict(),
-            oee_figure(s).to_dict(),
-            bottleneck_figure(s).to_dict(),
-            note,
             pareto_figure(*down, state_hex("down"), "no failures in this run").to_dict(),
             pareto_figure(*change, state_hex("setup"), "no changeovers in this run").to_dict(),
         )
 
-    return view.derived("losses", draw)
+    return view.derived("losses-paretos", draw)
+
+
+def _prefetch(view: Any) -> None:
+    """What the page draws: the line's waterfall, the summary's figures, then the Paretos."""
+    waterfall_of(view, LINE)
+    summary_figures(view)
+    paretos(view)
 
 
 PAGE = Page(path="/losses", title="Losses", layout=_layout, register=_register, order=30, prefetch=_prefetch)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from dashboards import layout
 from dashboards.formatting import ci_text, hours_text, percent, rate_unit
@@ -198,43 +199,44 @@ def _register(app: Any, ctx: Any) -> None:
         Output("overview-time", "max"),
         Output("overview-time", "value"),
         Output("overview-time", "marks"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("overview-kpis", "id"),
-    )
-    def show_run(run_id: str | None, _: str) -> tuple:
-        if not run_id:
-            return [layout.alert("Pick a run in the bar above.", kind="info")], [], [], None, 1, 0, {}
-        view = ctx.cache.view(run_id)
-        summary = view.summary
-        reps = view.replications
-        end = view.end(reps[0])
-        weeks = range(0, int(end // 168) + 1, max(1, int(end // 168) // 12 or 1))
-        marks = {round(w * 168, 3): view.clock.at(w * 168).strftime("%d %b") for w in weeks}
-        warm = float(view.info.get("warmup") or 0.0)
-        return (
-            kpi_cards(summary),
-            _facts(view),
-            *layout.replication_options(reps),
-            end,
-            min(max(warm, 0.0), end),
-            marks,
-        )
-
-    @app.callback(
         Output("overview-flow", "figure"),
         Output("overview-time-label", "children"),
         Input(layout.RUN_PICKER, "value"),
         Input("overview-replication", "value"),
         Input("overview-time", "value"),
     )
-    def show_flow(run_id: str | None, replication: int | None, t: float | None) -> tuple:
-        if not run_id or replication is None:
-            return layout.empty_figure("Pick a run in the bar above.", 280), ""
+    def show(run_id: str | None, replication: int | None, t: float | None) -> tuple:
+        """One round trip for a run: its KPIs, facts, replications and time range, and the flow at the end of its
+        warm-up; a replication or a time draws the flow alone."""
+        if not run_id:
+            pick = "Pick a run in the bar above."
+            return [layout.alert(pick, kind="info")], [], [], None, 1, 0, {}, layout.empty_figure(pick, 280), ""
         view = ctx.cache.view(run_id)
+        triggers = {p.split(".")[0] for p in dash_ctx.triggered_prop_ids}
+        head: tuple = (no_update,) * 7
+        if not triggers or layout.RUN_PICKER in triggers or replication not in view.replications:
+            head = run_head(view)  # a run shown anew: its first replication, at the end of the warm-up
+            replication, t = head[3], head[5]
         t = float(t or 0.0)
-        clock = view.clock
-        label = f"{clock.text(t, long=True, with_shift=True)} ({hours_text(t)} into the run)"
-        return flow_figure(view, int(replication), t), label
+        label = f"{view.clock.text(t, long=True, with_shift=True)} ({hours_text(t)} into the run)"
+        return (*head, flow_figure(view, int(replication), t), label)
+
+
+def run_head(view: Any) -> tuple:
+    """KPI cards, facts, replication options and the first, the slider's end, start (end of warm-up) and marks."""
+    reps = view.replications
+    end = view.end(reps[0])
+    weeks = range(0, int(end // 168) + 1, max(1, int(end // 168) // 12 or 1))
+    marks = {round(w * 168, 3): view.clock.at(w * 168).strftime("%d %b") for w in weeks}
+    warm = float(view.info.get("warmup") or 0.0)
+    return (
+        kpi_cards(view.summary),
+        _facts(view),
+        *layout.replication_options(reps),
+        end,
+        min(max(warm, 0.0), end),
+        marks,
+    )
 
 
 def _facts(view: Any) -> list[html.Span]:

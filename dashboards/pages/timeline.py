@@ -65,40 +65,41 @@ def window_of(relayout: dict[str, Any] | None, end: float, clock: RunClock) -> t
 
 def _register(app: Any, ctx: Any) -> None:
     @app.callback(
-        Output("timeline-replication", "options"),
-        Output("timeline-replication", "value"),
-        Input(layout.RUN_PICKER, "value"),
-        Input("timeline-note", "id"),
-    )
-    def replications(run_id: str | None, _: str) -> tuple:
-        return layout.replication_options(ctx.cache.view(run_id).replications if run_id else [])
-
-    @app.callback(
         Output("timeline-gantt", "figure"),
         Output("timeline-paths", "figure"),
         Output("timeline-note", "children"),
+        Output("timeline-replication", "options"),
+        Output("timeline-replication", "value"),
         Input(layout.RUN_PICKER, "value"),
         Input("timeline-replication", "value"),
         Input("timeline-gantt", "relayoutData"),
         State("timeline-note", "children"),  # empty until a figure is drawn (not the figure: 250 KB back)
     )
     def draw(run_id: str | None, replication: int | None, relayout: dict | None, drawn: str | None) -> tuple:
-        if not run_id or replication is None:
-            return no_update, no_update, ""
+        """One round trip for a run: its replications (the first chosen) and their figures; a replication or a zoom
+        draws the figures alone."""
+        if not run_id:
+            return no_update, no_update, "", [], None
         view = ctx.cache.view(run_id)
-        end = view.end(int(replication))
         from dash import ctx as callback_ctx
 
         triggers = {p.split(".")[0] for p in callback_ctx.triggered_prop_ids}
+        choices: tuple = (no_update, no_update)
+        if not triggers or layout.RUN_PICKER in triggers or replication not in view.replications:
+            choices = layout.replication_options(view.replications)  # a run shown anew: its first replication
+            replication, drawn = choices[1], None
+        end = view.end(int(replication))
         zoomed = triggers == {"timeline-gantt"}  # only the graph's own relayout: a zoom, or e.g. an autosize
         window = window_of(relayout, end, view.clock) if zoomed else (0.0, end)
         if window is None:  # not a zoom (e.g. autosize): keep what is drawn, or draw the whole run (the renderer
             if drawn:  # drops a request in flight when the placeholder's autosize changes an input meanwhile)
-                return no_update, no_update, no_update
+                return no_update, no_update, no_update, *choices
             window = (0.0, end)
         if window == (0.0, end):  # the whole run: drawn once per view (and by the warm-up at server start)
-            return view.derived(("timeline", int(replication)), lambda: timeline(view, int(replication), window))
-        return timeline(view, int(replication), window)
+            figures = view.derived(("timeline", int(replication)), lambda: timeline(view, int(replication), window))
+        else:
+            figures = timeline(view, int(replication), window)
+        return (*figures, *choices)
 
 
 def timeline(view: Any, replication: int, window: tuple[float, float]) -> tuple[dict, dict, str]:
