@@ -167,9 +167,14 @@ def test_api_callback_sees_best_so_far_and_can_stop() -> None:
     assert result.best.simpy["replications"] == 2
 
 
-def test_calendar_failures_run_as_a_measured_surrogate() -> None:
+def test_calendar_failures_run_exactly_on_one_unit_and_as_a_measured_surrogate_on_two() -> None:
     data = line([1.0, 1.2]).to_data()
     data["stations"][1]["failures"] = {**FAILURES, "basis": "calendar"}
+    one = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=6, replications=3,
+                   confirm_replications=3, evaluator="jax")  # fmt: skip
+    assert one.to_json()["exact"] is True and one.to_json()["evaluator"] == "jax"
+    assert abs(one.best.error["throughput_per_hour"]) < 1e-12
+    data["stations"][1]["units"] = 2
     spec = LineSpec.from_dict(data)
     result = optimize(spec, ["stations.s2.buffer=0..3"], evaluations=10, replications=3, confirm_replications=3,
                       evaluator="jax")  # fmt: skip
