@@ -10,8 +10,8 @@ of every other station unchanged (common random numbers across what-if scenarios
 from __future__ import annotations
 
 import zlib
-from itertools import chain, repeat
 from collections.abc import Callable, Iterator
+from itertools import chain, repeat
 
 import numpy as np
 
