@@ -485,11 +485,12 @@ def test_a_release_calendar_matches_the_engine(release: str, start: str | None) 
     for seed in (1, 2):
         assert_same_departures(spec, seed)
     # with a WIP limit (CONWIP) too: the gate looks at the calendar, waits for room, then at the calendar again
+    # (on one of the four cases: each compiles a kernel of its own)
     data["release"]["wip_limit"] = {"batches": 2, "until": "m2"}
     spec = LineSpec.from_dict(data)
     assert Evaluator(spec).approximations() == ()
-    for seed in (1, 2):
-        assert_same_departures(spec, seed, replications=2)
+    if release == "plan" and start is not None:
+        assert_same_departures(spec, 1, replications=3)
     # ... but not where the scan makes the starts it waits for only later, and it says so
     data["stations"][0]["units"] = 3
     data["stations"][0].pop("cleaning")
