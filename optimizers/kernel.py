@@ -61,6 +61,7 @@ def use_compilation_cache(folder: str | None = None) -> str | None:
 import jax.numpy as jnp  # noqa: E402
 
 INF = jnp.inf
+STATES = ("processing", "setup", "down", "blocked", "cleaning")  # a lane's ``states`` (hours in the window), in order
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             "batch": jnp.zeros(width, jnp.int32),
             "qty": jnp.zeros(width),
             "rank": jnp.full(width, big, jnp.int32),
-            "acc": jnp.zeros(5),  # processing, setup, down, blocked, cleaning hours in the window
+            "acc": jnp.zeros(len(STATES)),  # hours in each of STATES in the window
             "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
             "last_out": jnp.full((), -INF),  # the latest rejected batch
         }

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
+from optimizers.kernel import STATES
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
@@ -50,6 +51,15 @@ def assert_same_departures(spec: LineSpec, seed: int, replications: int = 1) -> 
             compared += 1
         assert compared == sum(1 for t in engine.values() if t <= spec.horizon_hours), r
     return res
+
+
+def assert_same_states(res: Any, core: Any, stations: list[str]) -> None:
+    """Each station's share of each kernel state equals ``compute_kpis``'s, per replication (a state the engine's
+    log never shows: 0)."""
+    for j, name in enumerate(stations):
+        for k, state in enumerate(STATES):
+            column = f"{name}.state.{state}"
+            np.testing.assert_allclose(res.states[0, :, j, k], core.get(column, 0.0), atol=1e-9, err_msg=column)
 
 
 CHANGEOVER_CLEANS = [
@@ -231,8 +241,7 @@ def test_kpis_agree_with_core_on_same_draws() -> None:
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
     for j, name in enumerate(["m1", "m2", "m3"]):
         np.testing.assert_allclose(res.utilization[0, :, j], core[f"{name}.utilization"], rtol=1e-9)
-        for k, state in enumerate(["processing", "setup", "down", "blocked"]):
-            np.testing.assert_allclose(res.states[0, :, j, k], core[f"{name}.state.{state}"], atol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
 
 
 def test_finite_plan_makespan_equals_engine_end() -> None:
@@ -320,11 +329,7 @@ def test_cleaning_kpis_equal_compute_kpis() -> None:
     core = compute_kpis(simulate(spec, replications=3, seed=5)).per_replication
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    for j, name in enumerate(["c1", "c2"]):
-        for k, state in enumerate(["processing", "setup", "down", "blocked", "cleaning"]):
-            column = f"{name}.state.{state}"
-            expected = core.get(column, 0.0)
-            np.testing.assert_allclose(res.states[0, :, j, k], expected, atol=1e-9, err_msg=column)
+    assert_same_states(res, core, ["c1", "c2"])
     assert (res.states[0, :, 0, 4] > 0.05).all()  # c1 spends real time cleaning
 
 
@@ -378,10 +383,7 @@ def test_kpis_with_rejects_equal_compute_kpis() -> None:
     assert (res.rejected[0] > 10).all()
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    for j, name in enumerate(["m1", "m2"]):
-        for k, state in enumerate(["processing", "setup", "down", "blocked"]):
-            column = f"{name}.state.{state}"
-            np.testing.assert_allclose(res.states[0, :, j, k], core.get(column, 0.0), atol=1e-9, err_msg=column)
+    assert_same_states(res, core, ["m1", "m2"])
 
 
 def test_hold_times_scrap_late_batches_as_the_engine_does() -> None:
@@ -578,9 +580,7 @@ def test_calendar_basis_failures_match_the_engine() -> None:
     res = Evaluator(spec, seed=3, replications=3).evaluate()
     core = compute_kpis(simulate(spec, replications=3, seed=3)).per_replication
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    for j, name in enumerate(stations):
-        for k, state in enumerate(["processing", "setup", "down", "blocked", "cleaning"]):
-            np.testing.assert_allclose(res.states[0, :, j, k], core[f"{name}.state.{state}"], atol=1e-9)
+    assert_same_states(res, core, stations)
     operating = simulate(_calendar_failure_line("operating"), seed=1).table
     assert engine_departures(simulate(spec, seed=1).table, stations) != engine_departures(operating, stations)
     # on several units a repair can free them out of departure order: a surrogate, and it says so
