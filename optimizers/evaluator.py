@@ -184,7 +184,7 @@ class Evaluator:
             has_reject=line.has_reject,
             release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
             wip=wip_shape(self.line, self.max_units),
-            calendar_failures=tuple(s.failures is not None and s.failures.calendar for s in line.line.stations),
+            calendar_failures=line.calendar_failures,
             changeover_cleans=tuple(
                 bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
                 for j in range(len(line.stations))

@@ -79,6 +79,7 @@ class LineArrays:
     change_clearance: np.ndarray  # [station, previous, next] bool: the change ends with a line clearance
     has_setup: tuple[bool, ...]
     has_failures: tuple[bool, ...]
+    calendar_failures: tuple[bool, ...]  # failures on the wall clock (``CalendarClock``)
     has_cleaning: tuple[bool, ...]
     has_rate: tuple[bool, ...]
     has_yield: tuple[bool, ...]
@@ -126,6 +127,7 @@ def line_arrays(spec: LineSpec) -> LineArrays:
             bool(exists[j].any() or major[j].any() or clearance[j].any()) for j in range(len(line.stations))
         ),
         has_failures=tuple(s.failures is not None for s in line.stations),
+        calendar_failures=tuple(s.failures is not None and s.failures.calendar for s in line.stations),
         has_rate=tuple(rules is not None and rules.stations[s.index].rate is not None for s in line.stations),
         has_yield=tuple(rules is not None and rules.stations[s.index].yield_ < 1 for s in line.stations),
         has_reject=tuple(rules is not None and rules.stations[s.index].reject_probability > 0 for s in line.stations),
@@ -159,7 +161,7 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
         if ignored:
             reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
     for s in line.line.stations:
-        if s.failures is not None and s.failures.calendar and units[s.index] > 1:
+        if line.calendar_failures[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
