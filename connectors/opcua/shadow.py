@@ -104,7 +104,8 @@ class Shadow:
 
     def replay(self, hours: float) -> EventLog:
         """The twin's whole event log of (0, hours], closed by an ``end`` row at ``hours``: made again by a fresh
-        replication with the same seed (the same rows the shadow made; nothing of the shadow's own is read)."""
+        replication with the same seed (the same rows the shadow made; nothing of the shadow's own is read). Like
+        the shadow, it holds back rows not final yet (``Replication.settled``: a failure found when a wait ends)."""
         rep = Replication(self.line, self.seed, 0, self.horizon)
         hours = min(hours, rep.horizon)
         rep.advance(hours)
