@@ -230,7 +230,9 @@ def test_a_real_sync_stores_windowed_kpis_equal_to_an_offline_computation(plant:
         for who, log in (("plant", plant_log), ("twin", twin_log)):
             expected = window_figures(compute_kpis(clip_log(log, since, hours)).per_replication.reset_index().iloc[0])
             assert_same(expected, window[who], f"{who} {name}")
-            assert expected["throughput_per_hour"] > 0
+            # the window's start follows the wall clock (the emulator's plant starts now): "this shift" may have begun
+            # minutes ago; a window of hours has made tablets
+            assert expected["throughput_per_hour"] > 0 or hours - since < 4, (who, name, since, hours)
     assert_same(compute_kpis(plant_log).summary, report["plant"])
 
 

@@ -511,11 +511,20 @@ class Historian:
     def forecasts(self, last: int | None = None) -> pd.DataFrame:
         """Forecasts of the shadow twin: id, made (wall time), at_hours, horizon, predicted, score (None until due);
         with ``last``, only the newest ``last`` (oldest first)."""
+        sql = "SELECT * FROM forecasts ORDER BY id"
+        if last is not None:
+            sql = f"SELECT * FROM (SELECT * FROM forecasts ORDER BY id DESC LIMIT {int(last)}) ORDER BY id"
+        return self._forecast_rows(sql, ())
+
+    def forecasts_reaching(self, hours: float) -> pd.DataFrame:
+        """The forecasts whose horizon ends at or after plant time ``hours`` (those that values from ``hours`` on
+        concern), in the columns of ``forecasts``."""
+        sql = "SELECT * FROM forecasts WHERE at_hours + horizon >= ? ORDER BY id"
+        return self._forecast_rows(sql, (float(hours),))
+
+    def _forecast_rows(self, sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
         try:
-            sql = "SELECT * FROM forecasts ORDER BY id"
-            if last is not None:
-                sql = f"SELECT * FROM (SELECT * FROM forecasts ORDER BY id DESC LIMIT {int(last)}) ORDER BY id"
-            df = pd.read_sql_query(sql, self.db)
+            df = pd.read_sql_query(sql, self.db, params=params)
         except pd.errors.DatabaseError:  # a historian from before forecasts were kept
             df = pd.DataFrame(columns=["id", "made_us", "at_hours", "horizon", "predicted", "score"])
         return pd.DataFrame(

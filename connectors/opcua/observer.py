@@ -297,30 +297,35 @@ class PlantView:
         The stored forecasts are read once; later ticks read only those due and not yet scored.
 
         Late data: a forecast is made from what has been decoded, and a value with an earlier source time may
-        still arrive (a reconnect's backfill; tags whose values reach the historian out of order). When the
-        observer takes one in (``take_correction``: the log from time c on was decoded again), each recent
-        forecast made at or after c is made again from the corrected log (``remade`` counts it; the stored one
-        is replaced) and one scored over a horizon that reaches past c is scored again: scores always use the
-        latest forecast and the latest log. Recent: made in the last ``2 * (horizon + every)`` plant hours."""
+        still arrive (a reconnect's backfill; tags whose values reach the historian out of order, by as many plant
+        hours as a loaded machine lets a fast plant run ahead). When the observer takes one in
+        (``take_correction``: the log from time c on was decoded again), every stored forecast made at or after c
+        is made again from the corrected log (``remade`` counts it; the stored one is replaced) and every one
+        scored over a horizon that reaches past c is scored again: scores always use the latest forecast and the
+        latest log. Which forecasts those are, the historian says (``forecasts_reaching``), however late the
+        values came."""
         reader, opts = self.reader(), self.options
         every = opts.forecast_every or 0.0
-        keep = 2 * (opts.forecast_horizon + every)
         if self._forecast_state is None:
             stored = reader.forecasts()
-            recent = stored[stored["at_hours"] + keep >= hours]
             self._forecast_state = {
                 "scores": {float(a): s for a, s in zip(stored["at_hours"], stored["score"], strict=True) if s},
                 "made": len(stored),
                 "last": float(stored["at_hours"].max()) if len(stored) else None,
-                "recent": {float(a): p for a, p in zip(recent["at_hours"], recent["predicted"], strict=True)},
             }
         state = self._forecast_state
-        scores, recent = state["scores"], state["recent"]
+        scores = state["scores"]
         corrected_us = self.observer.take_correction()
-        c = None if corrected_us is None else (corrected_us - self.observer.origin_us) / US_PER_HOUR
-        c = math.inf if c is None else c - 1e-9
-        remake = [at for at in recent if at >= c]
-        rescore = [at for at in recent if at in scores and at < c <= at + recent[at]["horizon"]]
+        touched = {}
+        if corrected_us is not None:
+            c = (corrected_us - self.observer.origin_us) / US_PER_HOUR - 1e-9
+            reached = reader.forecasts_reaching(c)
+            touched = {float(a): (p, s) for a, p, s in zip(reached["at_hours"], reached["predicted"],
+                                                            reached["score"], strict=True)}  # fmt: skip
+            remake = [at for at in touched if at >= c]
+            rescore = [at for at in touched if at < c and touched[at][1] is not None]
+        else:
+            remake, rescore = [], []
         due = reader.forecasts_due(hours + 1e-9)
         due = due[~due["at_hours"].isin(remake)]  # their stored prediction is replaced below
         last = state["last"]
@@ -333,9 +338,9 @@ class PlantView:
 
         remade = []
         for at in remake:
-            made = make_forecast(self.spec, log_, at, recent[at]["horizon"], opts.forecast_replications, opts.seed)
-            made["remade"] = int(recent[at].get("remade", 0)) + 1
-            recent[at] = made
+            before = touched[at][0]
+            made = make_forecast(self.spec, log_, at, before["horizon"], opts.forecast_replications, opts.seed)
+            made["remade"] = int(before.get("remade", 0)) + 1
             score = scored(made)
             scores.pop(at, None)
             if score:
@@ -343,7 +348,7 @@ class PlantView:
             remade.append((made, score))
         rescored = []
         for at in rescore:
-            scores[at] = score_forecast(recent[at], log_)
+            scores[at] = score_forecast(touched[at][0], log_)
             rescored.append((at, scores[at]))
         new_scores = []
         for i, at, p in zip(due["id"], due["at_hours"], due["predicted"], strict=True):
@@ -356,13 +361,10 @@ class PlantView:
             )
             score = scored(made)
             new.append((made, score))
-            recent[made["at"]] = made
             if score:
                 scores[made["at"]] = score
             state["last"] = k * every
             k += 1
-        for at in [at for at in recent if at + keep < hours]:
-            del recent[at]
         state["made"] += len(new)
         return {
             "new": new,
