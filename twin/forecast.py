@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -224,9 +225,14 @@ class Forecast:
     snapshot: Snapshot
     horizon: float  # hours from the snapshot
     log: EventLog  # the forecast runs; their window starts at the snapshot
-    kpis: KpiReport
     totals: pd.DataFrame  # per replication: completed, released
     times: dict[str, dict[int, np.ndarray]]  # leave / approve -> live batch -> per run: hours from the snapshot
+
+    @cached_property
+    def kpis(self) -> KpiReport:
+        """The forecast runs' KPIs over the horizon (computed when first asked: the shadow twin's forecasts and
+        their scores need only the totals and the batches' times)."""
+        return compute_kpis(self.log)
 
     def intervals(self, level: float = 0.9) -> dict[str, dict[str, float]]:
         """Mean, median and ``level`` prediction interval (``prediction_interval``) of the totals per replication."""
@@ -325,7 +331,7 @@ def forecast(
     live |= {q.batch for q in snapshot.quarantine}
     events = ("leave", "approve") if spec.qc is not None else ("leave",)
     times = {event: _batch_times(table, meta, live, event) for event in events}
-    return Forecast(snapshot, horizon, log, compute_kpis(log), _totals(table, meta), times)
+    return Forecast(snapshot, horizon, log, _totals(table, meta), times)
 
 
 def _totals(table: pd.DataFrame, meta: LogMeta) -> pd.DataFrame:
@@ -349,26 +355,29 @@ def _batch_times(table: pd.DataFrame, meta: LogMeta, live: set[int], event: str)
     done = table[(table["event"] == event) & (table["time"] > start)]
     if event == "leave":
         done = done[done["station"] == meta.stations[-1]]
+    keys = zip(done["replication"].tolist(), done["batch"].tolist(), strict=True)
+    when = dict(zip(keys, done["time"].tolist(), strict=True))
     links = genealogy(table)
-    result = {b: np.full(reps, math.inf) for b in live}
-    for r in range(reps):
-        rows = done[done["replication"] == r]
-        when = dict(zip(rows["batch"].astype(int), rows["time"].astype(float), strict=True))
-        mine = links[links["replication"] == r]
-        children: dict[int, list[int]] = {}
-        for parent, child in zip(mine["parent"], mine["child"], strict=True):
-            children.setdefault(int(parent), []).append(int(child))
-        for batch in live:
+    children: dict[tuple[int, int], list[int]] = {}
+    for r, parent, child in zip(links["replication"], links["parent"], links["child"], strict=True):
+        children.setdefault((int(r), int(parent)), []).append(int(child))
+    result = {}
+    for batch in live:
+        times = np.full(reps, math.inf)
+        for r in range(reps):
+            if (r, batch) not in children:  # neither split nor merged: its own time
+                times[r] = when.get((r, batch), math.inf) - start
+                continue
             leaves, stack, seen = [], [batch], set()
             while stack:
                 b = stack.pop()
                 if b in seen:
                     continue
                 seen.add(b)
-                if b in children:
-                    stack.extend(children[b])
+                if (r, b) in children:
+                    stack.extend(children[(r, b)])
                 else:
                     leaves.append(b)
-            times = [when.get(b, math.inf) for b in leaves]
-            result[batch][r] = max(times) - start
+            times[r] = max(when.get((r, b), math.inf) for b in leaves) - start
+        result[batch] = times
     return result
