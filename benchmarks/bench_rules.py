@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from baseline import ROOT, revision_tree, run_in
 
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
@@ -76,23 +75,18 @@ print(time.process_time() - start, len(log.table))
 
 
 def _cpu_seconds(tree: Path, model: str, weeks: float) -> tuple[float, int]:
-    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", _ONE_RUN, model, str(weeks)], capture_output=True, text=True,
-                         check=True, env=env, cwd=tree).stdout.split()  # fmt: skip
+    out = run_in(tree, _ONE_RUN, model, str(weeks)).split()
     return float(out[0]), int(out[1])
 
 
 def compare(revision: str, weeks: float, rounds: int) -> None:
     """Time the rules loop of ``revision`` against this tree's, alternating rounds, for each built-in line."""
-    here = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(["git", "-C", str(here), "archive", revision], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    with revision_tree(revision) as old:
         for model in ("osd-tablet", "sterile-fill-finish"):
             before, after = [], []
             for _ in range(rounds):
-                before.append(_cpu_seconds(Path(folder), model, weeks))
-                after.append(_cpu_seconds(here, model, weeks))
+                before.append(_cpu_seconds(old, model, weeks))
+                after.append(_cpu_seconds(ROOT, model, weeks))
             old, new = statistics.median(t for t, _ in before), statistics.median(t for t, _ in after)
             same = "same" if before[0][1] == after[0][1] else "DIFFERENT"
             print(f"{model}, {weeks:g} weeks: {revision} {old:.3f} s CPU, this tree {new:.3f} s CPU: "

@@ -92,11 +92,12 @@ def dashboard_command(
     app = create_app(root, users=known or None, historians=historian or (), historian_dir=historian_dir)
     shown = f"[{host}]" if ":" in host else host
     auth = f", {len(known)} user(s) from {users_path}" if known else ""
-    print(f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it", flush=True)
-    from dashboards import warm
+    announce = f"twin dashboard on http://{shown}:{port}/ (store {root}{auth}); Ctrl-C stops it"
+    try:  # from here on a Ctrl-C or SIGTERM is the normal way to stop, announced or not
+        from dashboards import warm
 
-    try:
         if debug:
+            print(announce, flush=True)
             warm.start(app, app.server.extensions["twin"])
             app.run(host=host, port=port, debug=True, dev_tools_ui=True, use_reloader=False)
         else:  # a production WSGI server: threads for concurrent users and background-job polling
@@ -110,6 +111,7 @@ def dashboard_command(
                 ident="twin dashboard",
                 max_request_body_size=MAX_REQUEST_BODY,  # waitress's default is 1 GB
             )
+            print(announce, flush=True)  # once the port is open
             warm.start(app, app.server.extensions["twin"])  # the newest runs read once the port is open
             server.run()
     except OSError as err:
