@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ def interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> 
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
     sd = float(x.std(ddof=1))
+    from scipy import stats  # here: the CLI's tables import this module, and scipy.stats costs 0.5 s
+
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
