@@ -72,6 +72,7 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     # this shift's and the last 24 h's figures beside the whole run's, with since when
     assert "this shift" in table and "last 24 h" in table
     assert number(last["windows"]["day"]["plant"]["throughput_per_hour"]) in table
+    assert number(last["windows"]["day"]["twin"]["throughput_per_hour"]) in table  # each window: plant and twin
     assert "last 24 h: since" in d.find_element(By.ID, "live-windows").text
     # one tile per unit, in the colour of the state its PLC code maps to
     codes = yaml.safe_load((served["root"] / "map.yaml").read_text())["states"]
@@ -126,6 +127,7 @@ def test_live_page_shows_the_kpis_since_a_time_the_user_picks(served):
     from datetime import UTC, datetime, timedelta
 
     from connectors.opcua.logsource import historian_decoded
+    from connectors.opcua.shadow import Shadow
     from twin.kpis.report import clip_log, compute_kpis
 
     d = served["driver"]
@@ -158,12 +160,15 @@ def test_live_page_shows_the_kpis_since_a_time_the_user_picks(served):
     assert "first whole plant hour at or after" in note and "hourly running totals" in note
     table = d.find_element(By.ID, "live-kpi-table").text
     assert "chosen window" in table
-    log = historian_decoded(served["root"] / "h.db").log
     end = view["plant_hours"]
-    row = compute_kpis(clip_log(log, 101.0, end)).per_replication.iloc[0]
+    spec = spec_from_data(yaml.safe_load(LINE_YAML), "line.yaml")
+    twin_log = Shadow(spec, 5, max(300.0, spec.horizon_hours, 24 * 365 * 10)).replay(end)  # the sync's twin (seed 5)
     lines = {line.split(" ")[0]: line for line in table.splitlines()}
-    for key, label in (("throughput_per_hour", "Throughput"), ("wip", "WIP"), ("lead_time_hours", "Lead")):
-        assert lines[label].split()[-1] == number(float(row[key])), (key, lines[label], row[key])
-    assert lines["OEE"].split()[-1] == percent(float(row["oee"]))  # the edge's batch: within the rounding here
+    # the chosen window's two columns, last: the plant's, then the twin's
+    for column, log in ((-2, historian_decoded(served["root"] / "h.db").log), (-1, twin_log)):
+        row = compute_kpis(clip_log(log, 101.0, end)).per_replication.iloc[0]
+        for key, label in (("throughput_per_hour", "Throughput"), ("wip", "WIP"), ("lead_time_hours", "Lead")):
+            assert lines[label].split()[column] == number(float(row[key])), (column, key, lines[label], row[key])
+        assert lines["OEE"].split()[column] == percent(float(row["oee"]))  # the edge's batch: within the rounding
     assert not d.find_elements(By.ID, "live-since-error")
     no_browser_errors(d)

@@ -235,6 +235,16 @@ def test_a_real_sync_stores_windowed_kpis_equal_to_an_offline_computation(plant:
             # minutes ago; a window of hours has made tablets
             assert expected["throughput_per_hour"] > 0 or hours - since < 4, (who, name, since, hours)
     assert_same(compute_kpis(plant_log).summary, report["plant"])
+    # "KPIs since" any whole hour (the Live page), the plant's and the twin's: the hourly totals the sync kept
+    h = Historian(folder / "h.db", readonly=True)
+    try:
+        for since in [float(h) for h in range(24, math.floor(hours), 7)]:
+            for who, log, now in (("plant", plant_log, view["totals"]), ("twin", twin_log, view["twin_totals"])):
+                mark = h.kpi_mark(since, who=who)
+                assert mark is not None and mark[0] == since, (who, since, mark)
+                assert_marks({since: mark[1]}, now, log, hours, turn=0)
+    finally:
+        h.close()
 
 
 def test_shift_spans_follow_the_calendars_or_three_shifts_a_day():

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL, watermark_us INTEGER, seq INTEGER, made_us INTEGER, data BLOB
 );
 CREATE TABLE IF NOT EXISTS kpi_marks (plant_hours REAL PRIMARY KEY, data TEXT);
+CREATE TABLE IF NOT EXISTS twin_marks (plant_hours REAL PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS view (id INTEGER PRIMARY KEY CHECK (id = 0), received_us INTEGER, data TEXT);
 CREATE TABLE IF NOT EXISTS aggregates (
     tag INTEGER NOT NULL, minute_us INTEGER NOT NULL, n INTEGER, first, last, min, max,
@@ -77,6 +78,7 @@ KEEP_CHECKPOINTS = 3  # the newest decoder checkpoints kept (older ones go)
 DEFAULT_KEEP_RAW_HOURS = 7 * 24.0  # `twin history --compact`: raw samples of the last 7 plant days stay
 CHANGE_ROLES = ("state", "alarm", "batch", "product", "release.batch")  # kept raw for ever: state changes
 # KPI snapshots as compact rows: column -> path in a snapshot (the dashboard's charts read these columns)
+MARK_TABLES = {"marks": "kpi_marks", "twin_marks": "twin_marks"}  # a snapshot's hourly totals -> where they are kept
 KPI_COLUMNS: dict[str, tuple[str, ...]] = {
     **{
         f"{who}_{m}": (who, m, "mean")
@@ -181,27 +183,30 @@ class Historian:
 
     def add_kpis(self, plant_hours: float, data: dict[str, Any]) -> None:
         """Keep a KPI snapshot: its numbers as one compact row, the whole of it as the latest view, and its
-        ``marks`` (running totals at whole hours: ~300 bytes a plant hour, kept for good) in ``kpi_marks``."""
+        ``marks`` (the plant's running totals at whole hours: ~460 bytes a plant hour, kept for good) in
+        ``kpi_marks``, its ``twin_marks`` (the shadow twin's) in ``twin_marks``."""
         now = to_us(time.time())
         values = [_path(data, p) for p in KPI_COLUMNS.values()]
-        marks = data.get("marks") or []
-        view = {k: v for k, v in data.items() if k != "marks"}
+        marks = {table: data.get(key) or [] for key, table in MARK_TABLES.items()}
+        view = {k: v for k, v in data.items() if k not in MARK_TABLES}
         with self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO kpi_rows VALUES ({', '.join('?' * (len(values) + 3))})",
                 (now, plant_hours, data.get("state"), *values),
             )
-            self.db.executemany(
-                "INSERT OR REPLACE INTO kpi_marks VALUES (?, ?)", [(h, json.dumps(t)) for h, t in marks]
-            )
+            for table, rows in marks.items():
+                rows = [(h, json.dumps(t)) for h, t in rows]
+                self.db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", rows)
             self.db.execute("INSERT OR REPLACE INTO view VALUES (0, ?, ?)", (now, json.dumps(view)))
 
-    def kpi_mark(self, at_or_after: float) -> tuple[float, dict[str, Any]] | None:
-        """The plant's running totals kept at the first whole hour at or after ``at_or_after`` plant hours (the
-        snapshots' ``marks``, ``KpiAccumulator.totals``): one index look-up; None if there is none."""
+    def kpi_mark(self, at_or_after: float, who: str = "plant") -> tuple[float, dict[str, Any]] | None:
+        """The plant's (``who="twin"``: the shadow twin's) running totals kept at the first whole hour at or after
+        ``at_or_after`` plant hours (the snapshots' ``marks``, ``KpiAccumulator.totals``): one index look-up; None
+        if there is none."""
+        table = MARK_TABLES["twin_marks" if who == "twin" else "marks"]
         try:
             row = self.db.execute(
-                "SELECT plant_hours, data FROM kpi_marks WHERE plant_hours >= ? ORDER BY plant_hours LIMIT 1",
+                f"SELECT plant_hours, data FROM {table} WHERE plant_hours >= ? ORDER BY plant_hours LIMIT 1",
                 (float(at_or_after) - 1e-9,),
             ).fetchone()
         except sqlite3.OperationalError:  # a historian of an older sync

@@ -179,7 +179,7 @@ class PlantView:
         if options.shadow:
             horizon = max(options.until or 0.0, spec.horizon_hours, 24 * 365 * 10)
             self.shadow = Shadow(spec, options.seed, horizon, options.warmup)
-            self.twin_kpis = RunningKpis(self.shadow.meta(0.0), self.clock, self.since)
+            self.twin_kpis = RunningKpis(self.shadow.meta(0.0), self.clock, self.since, marks=True)
         self.plant_kpis: RunningKpis | None = None
         self._fed_decoder: tuple[int, int] | None = None  # (decoder id, rebuilds) the plant's accumulators follow
         self._forecast_state: dict[str, Any] | None = None
@@ -238,7 +238,7 @@ class PlantView:
         if self.twin_kpis is not None:
             self.twin_kpis.prepare(hours)
             self.shadow.advance(hours)
-            self.twin_kpis.feed(self.shadow.take("kpis"))
+            self.twin_kpis.feed(self.shadow.take("kpis"), settled=self.shadow.settled())
             if live:
                 twin = self.twin_kpis.summary(hours)
                 drift_ = drift(plant, twin)
@@ -248,6 +248,8 @@ class PlantView:
             "plant_hours": hours,
             "marks": plant_kpis.take_marks(),  # the plant's running totals at whole hours (Historian.add_kpis)
             "totals": plant_kpis.acc.totals(hours),  # and now: a window since any whole hour (the Live page)
+            "twin_marks": self.twin_kpis.take_marks() if self.twin_kpis is not None else [],  # the same of the twin
+            "twin_totals": self.twin_kpis.acc.totals(hours) if self.twin_kpis is not None else None,
             "plant": plant,
             "twin": twin,
             "drift": drift_,

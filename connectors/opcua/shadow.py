@@ -56,6 +56,11 @@ class Shadow:
             self.row_count += len(rows)
         return rows
 
+    def settled(self) -> float:
+        """The twin's rows before this time are all handed out (``Replication.settled``; the run's end once it is
+        over): its running totals at a whole hour up to here are final."""
+        return self.rep.now if self.rep.finished else self.rep.settled()
+
     def take(self, reader: str) -> pd.DataFrame:
         """The rows made since ``reader`` last took (a new reader: every row still kept), in order."""
         position = max(self.readers.get(reader, self.first), self.first)

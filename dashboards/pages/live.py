@@ -119,7 +119,8 @@ def _read(ctx: Any, text: str, since: str | None = None) -> dict[str, Any]:
 def since_window(h: Any, meta: dict[str, Any], view: dict[str, Any] | None, text: str) -> dict[str, Any]:
     """The KPIs since a plant date and time typed by the user (UTC, the plant's calendar: ``twin.clock``), from the
     sync's running totals at the first whole plant hour at or after it and those of now (two look-ups, no rescan:
-    ``twin.kpis.accumulate.window_from_totals``). ``{"since": hours, "figures": {...}}`` or ``{"error": message}``."""
+    ``twin.kpis.accumulate.window_from_totals``), the plant's and, in shadow mode, the twin's.
+    ``{"since": hours, "asked": hours, "figures": {...}, "twin": {...} or None}`` or ``{"error": message}``."""
     from twin.kpis.accumulate import window_from_totals
 
     origin, plant_us = meta.get("origin_us"), meta.get("plant_us")
@@ -146,7 +147,11 @@ def since_window(h: Any, meta: dict[str, Any], view: dict[str, Any] | None, text
     if mark is None or mark[0] >= float(now["hours"]):
         return {"error": f"KPIs since {clock.text(asked, long=True)}: the first whole plant hour after it has not "
                          "ended yet; pick an earlier time."}  # fmt: skip
-    return {"since": mark[0], "asked": asked, "figures": window_from_totals(mark[1], now)}
+    twin_now, twin_mark = (view or {}).get("twin_totals"), h.kpi_mark(mark[0], who="twin")
+    twin = None
+    if twin_now and twin_mark is not None and abs(twin_mark[0] - mark[0]) < 1e-6:  # the twin's totals of that hour
+        twin = window_from_totals(twin_mark[1], twin_now)
+    return {"since": mark[0], "asked": asked, "figures": window_from_totals(mark[1], now), "twin": twin}
 
 
 def unit_states(data: dict[str, Any]) -> pd.DataFrame:
@@ -225,26 +230,34 @@ def _kpi_table(data: dict[str, Any]) -> Any:
     plant, drift = snap.get("plant") or {}, snap.get("drift") or {}  # drift: plant, twin, relative (shadow mode)
     windows = snap.get("windows") or {}  # this shift's and the last 24 h's figures (connectors.opcua.running)
     chosen = data.get("chosen")  # the window the user asked for (since_window)
-    rows = []
-    for key, label, pct in KPIS:
-        fmt = percent if pct else number
-        d = drift.get(key) or {}
-        p = (plant.get(key) or {}).get("mean")
-        row = {"KPI": label, "plant": fmt(p), "twin": fmt(d.get("twin")), "drift": percent(d.get("relative"))}
-        for name, title in WINDOWS.items():
-            if name in windows:
-                row[title] = fmt(((windows.get(name) or {}).get("plant") or {}).get(key))
-        if chosen and "figures" in chosen:
-            row[CHOSEN] = fmt(chosen["figures"].get(key))
-        rows.append(row)
-    shown = [title for name, title in WINDOWS.items() if name in windows]
-    shown += [CHOSEN] if chosen and "figures" in chosen else []
+    # columns: (heading, plant or twin) -> the figures (``KPIS``' keys) they show; the twin's only in shadow mode
+    twin_on = bool(drift) or any((w or {}).get("twin") for w in windows.values())
+    groups = [("since the start", plant, {k: (drift.get(k) or {}).get("twin") for k, _, _ in KPIS})]
+    groups += [(title, (windows[name] or {}).get("plant") or {}, (windows[name] or {}).get("twin") or {})
+               for name, title in WINDOWS.items() if name in windows]  # fmt: skip
+    if chosen and "figures" in chosen:
+        groups.append((CHOSEN, chosen["figures"], chosen.get("twin") or {}))
+    columns = [{"name": ["", "KPI"], "id": "KPI"}]
+    rows = [{"KPI": label} for _, label, _ in KPIS]
+    whos = ("plant", "twin") if twin_on else ("plant",)
+    for g, (title, *both) in enumerate(groups):
+        for who, figures in zip(whos, both[: len(whos)], strict=True):
+            columns.append({"name": [title, who], "id": f"{g}-{who}"})
+            for row, (key, _, pct) in zip(rows, KPIS, strict=True):
+                value = figures.get(key)
+                value = value.get("mean") if isinstance(value, dict) else value  # a summary's {mean, ci95}
+                row[f"{g}-{who}"] = (percent if pct else number)(value)
+        if g == 0 and twin_on:
+            columns.append({"name": [title, "drift"], "id": "drift"})
+            for row, (key, _, _) in zip(rows, KPIS, strict=True):
+                row["drift"] = percent((drift.get(key) or {}).get("relative"))
     table = dash_table.DataTable(
         rows,
-        columns=[{"name": c, "id": c} for c in ("KPI", "plant", "twin", "drift", *shown)],
+        columns=columns,
+        merge_duplicate_headers=True,
         id="live-kpi-table",
         style_cell={"fontSize": 13, "padding": "4px 10px", "fontFamily": layout.FONT},
-        style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8"},
+        style_header={"fontWeight": 600, "backgroundColor": "#f3f5f8", "textAlign": "center"},
     )
     origin = data["meta"].get("origin_us")
     clock = _plant_clock(origin) if origin else None
