@@ -382,7 +382,7 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     rank, start, end, _, _ = jax.lax.while_loop(again, iterate, (index, zero, zero, jnp.bool_(True), jnp.int32(0)))
     end_rank = _ranks(jnp.where(ok, end, INF), rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
-    result = jnp.where(incubation > 0, end + incubation, end)  # (no timeout for a zero incubation)
+    result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
     oos_rank = _ranks(jnp.where(ok, result, INF), end_rank)
     oos = ok & (d[2, jnp.minimum(oos_rank, last)] < qc["oos"])
     investigated = oos & qc["investigate"]
