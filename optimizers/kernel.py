@@ -306,10 +306,17 @@ def _next_edge(t, cal, n_edges: int):
 
 
 def _next_change(t, cal, n_edges: int):
-    working, change = _working(t, cal), _next_edge(t, cal, n_edges)
-    for _ in range(n_edges + 1):  # an edge at the week's wrap-around changes nothing: look at the next
-        change = jnp.where(_working(change, cal) == working, _next_edge(change, cal, n_edges), change)
-    return change
+    """``WeeklyCalendar.next_change``: an edge that changes nothing (the week's wrap-around, shifts that touch)
+    is passed over, at most ``n_edges`` of them (a loop, not unrolled: each call site compiles small)."""
+    working = _working(t, cal)
+
+    def same(s):
+        return (s[1] <= n_edges) & (_working(s[0], cal) == working)
+
+    def next_edge(s):
+        return _next_edge(s[0], cal, n_edges), s[1] + 1
+
+    return jax.lax.while_loop(same, next_edge, (_next_edge(t, cal, n_edges), jnp.int32(0)))[0]
 
 
 def _next_start(t, cal, n_edges: int):
