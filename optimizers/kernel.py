@@ -306,17 +306,22 @@ def _next_edge(t, cal, n_edges: int):
 
 
 def _next_change(t, cal, n_edges: int):
-    """``WeeklyCalendar.next_change``: an edge that changes nothing (the week's wrap-around, shifts that touch)
-    is passed over, at most ``n_edges`` of them (a loop, not unrolled: each call site compiles small)."""
+    """``WeeklyCalendar.next_change``: the first time after ``t`` on the other side. An edge that changes nothing
+    (the week's wrap-around, shifts that touch) is passed over; weeks plus an edge not exact in binary can fall a
+    hair before the edge (the next edge is then the same time): as the engine, the next float instead, until the
+    other side. A loop, not unrolled: each call site compiles small."""
     working = _working(t, cal)
 
     def same(s):
-        return (s[1] <= n_edges) & (_working(s[0], cal) == working)
+        change, count = s
+        return (count <= n_edges + 4) & ((_working(change, cal) == working) | (change <= t))
 
-    def next_edge(s):
-        return _next_edge(s[0], cal, n_edges), s[1] + 1
+    def onward(s):
+        change, count = s
+        edge = _next_edge(change, cal, n_edges)
+        return jnp.where(edge > change, edge, jnp.nextafter(change, INF)), count + 1
 
-    return jax.lax.while_loop(same, next_edge, (_next_edge(t, cal, n_edges), jnp.int32(0)))[0]
+    return jax.lax.while_loop(same, onward, (_next_edge(t, cal, n_edges), jnp.int32(0)))[0]
 
 
 def _next_start(t, cal, n_edges: int):

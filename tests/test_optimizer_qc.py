@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluation, Evaluator
+from optimizers.lines import line_arrays, qc_calendar
 from twin.engine import simulate
+from twin.engine.rules.calendar import WeeklyCalendar
 from twin.eventlog import EventLog
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
@@ -210,3 +212,27 @@ def test_where_the_qc_stage_is_exact_is_derived_and_said() -> None:
     zero = {**qc, "incubation": {"dist": "empirical", "values": [0, 24]}}
     (why,) = Evaluator(qc_line(zero)).approximations()
     assert why.startswith("qc.incubation: an empirical time with a zero value")
+
+
+@pytest.mark.parametrize("start", ["2026-12-04T16:20", "2026-12-07T06:40"])
+def test_the_labs_next_start_is_the_engines_to_the_bit(start: str) -> None:
+    """``WeeklyCalendar.next_start`` in the kernel over 20 weeks, at random times and a float either side of
+    every edge, on weekday shifts and on a Sunday night shift across the week's wrap-around: weeks plus an edge
+    not exact in binary fall a hair before the edge, and the engine then takes the next float."""
+    import jax
+    import jax.numpy as jnp
+
+    from optimizers.kernel import _next_start
+
+    shifts = [*LAB_SHIFTS, {"days": ["sun"], "start": "22:00", "end": "02:00"}]
+    line = line_arrays(qc_line({"analysts": 1, "test_time": 1.0}, shifts, start=start))
+    rules = line.line.rules
+    engine = WeeklyCalendar(rules.calendars[rules.qc.calendar])
+    cal = {k: jnp.asarray(v) for k, v in qc_calendar(line).items()}
+    edges = (np.arange(20)[:, None] * 168.0 + np.asarray(engine.edges)[None, :]).ravel()
+    times = np.concatenate([np.random.default_rng(1).uniform(0, 20 * 168, 500), edges,
+                            np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])  # fmt: skip
+    times = times[times >= 0]
+    kernel = np.asarray(jax.jit(jax.vmap(lambda t: _next_start(t, cal, len(engine.edges))))(jnp.asarray(times)))
+    expected = np.array([engine.next_start(float(t)) for t in times])
+    assert (kernel != expected).sum() == 0
