@@ -349,20 +349,24 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     """``twin.engine.rules.qc.QcLab`` after the scan, over the line's exits (in scan order): per exit, when its QC
     started and ended and when it was approved or rejected (inf where no batch left), and whether approved.
 
-    Quarantine order is exit order (time, then scan order). Analysts are a FIFO pool: the n-th batch is granted
-    at ``max(quarantined, earliest free analyst)`` and holds the analyst until its QC ends; QC starts at the
-    lab calendar's next start, as SimPy adds the wait (``grant + (start - grant)``). Each stream is drawn when
-    its event happens, so a batch's draw is its rank in time: the test at QC start (by start, then quarantine
-    order; a start one ulp before an earlier batch's draws first, and starts depend on earlier tests: ranks
-    are iterated to a fixed point), the incubation at QC end (by end, then start rank), the out-of-spec draw
-    when the incubation ends (at QC end without one; by that time, then end rank), the investigation in the
-    order of out-of-spec results."""
+    Quarantine order is exit order: the last station's departures come in time order (ties: scan order), so it is
+    the scan's order with the holes taken out. Analysts are a FIFO pool: the n-th batch is granted at
+    ``max(quarantined, earliest free analyst)`` and holds the analyst until its QC ends; QC starts at the lab
+    calendar's next start, as SimPy adds the wait (``grant + (start - grant)``). Each stream is drawn when its
+    event happens, so a batch's draw is its rank in time: the test at QC start (by start, then quarantine order:
+    starts follow grants, except that a start one ulp before an earlier batch's draws first; starts depend on
+    earlier tests, so such ranks are iterated to a fixed point), the incubation at QC end (by end, then start
+    rank), the out-of-spec draw when the incubation ends (at QC end without one; by that time, then end rank),
+    the investigation in the order of out-of-spec results. Sorting is what costs: a rank is sorted for only
+    where the lab's options make it matter (``lax.cond`` on constants every lane shares)."""
     width, n_edges = shape.qc
     qc, d = consts["qc"], draws["qc"]  # d: [stream, k]: test, incubation, oos, investigation
     last = d.shape[-1] - 1
     n = exit_t.shape[0]
     index = jnp.arange(n, dtype=jnp.int32)
-    order = jnp.lexsort((index, jnp.where(exit_ok, exit_t, INF)))  # quarantine order
+    holes = jnp.cumsum(~exit_ok) - 1
+    place = jnp.where(exit_ok, jnp.cumsum(exit_ok) - 1, jnp.sum(exit_ok) + holes)  # exits first, in scan order
+    order = jnp.zeros(n, jnp.int32).at[place].set(index)  # quarantine order
     ok = exit_ok[order]
     quarantined = jnp.where(ok, exit_t[order], 0.0)
     free0 = jnp.where(jnp.arange(width) < qc["analysts"], 0.0, INF)  # analysts' free times (slots beyond: never)
@@ -381,24 +385,33 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
 
         return jax.lax.scan(one, free0, (quarantined, ok, rank))[1]
 
-    def again(s):
-        return s[3] & (s[4] < n)  # the ranks changed (a pass per batch at most)
+    def unsettled(s):
+        return s[3] & (s[4] < n)  # (a pass per batch at most)
 
-    def iterate(s):
-        rank, _, _, _, it = s
-        start, end = testing(rank)
-        new = _ranks(jnp.where(ok, start, INF), index)
-        return new, start, end, jnp.any(new != rank), it + 1
+    def settle(s):  # draws by the ranks of the starts they gave, until those are the ranks they were drawn by
+        rank, start, end, _, it = s
+        implied = _ranks(jnp.where(ok, start, INF), index)
+        settled = jnp.all(implied == rank)
+        start2, end2 = testing(implied)
+        return (jnp.where(settled, rank, implied), jnp.where(settled, start, start2), jnp.where(settled, end, end2),
+                ~settled, it + 1)  # fmt: skip
 
-    zero = jnp.zeros(n)
-    rank, start, end, _, _ = jax.lax.while_loop(again, iterate, (index, zero, zero, jnp.bool_(True), jnp.int32(0)))
-    end_rank = _ranks(jnp.where(ok, end, INF), rank)
+    start, end = testing(index)  # starts in quarantine order: ranks are the order (ties too)
+    key = jnp.where(ok, start, INF)
+    in_order = jnp.all(key[1:] >= key[:-1])
+    rank, start, end, _, _ = jax.lax.while_loop(unsettled, settle, (index, start, end, ~in_order, jnp.int32(0)))
+    incubates, oos_p = qc["incubation"], qc["oos"]
+    end_rank = jax.lax.cond(incubates | (oos_p > 0), lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
     result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
-    oos_rank = _ranks(jnp.where(ok, result, INF), end_rank)
-    oos = ok & (d[2, jnp.minimum(oos_rank, last)] < qc["oos"])
+    oos_rank = jax.lax.cond(
+        incubates & (oos_p > 0), lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank
+    )
+    oos = ok & (d[2, jnp.minimum(oos_rank, last)] < oos_p)
     investigated = oos & qc["investigate"]
-    inv_rank = _ranks(jnp.where(investigated, oos_rank, n), index)
+    by_result = jnp.zeros(n, jnp.int32).at[oos_rank].set(index)  # who drew the k-th out-of-spec draw
+    flags = investigated[by_result].astype(jnp.int32)
+    inv_rank = (jnp.cumsum(flags) - flags)[oos_rank]  # investigations before, in the order of the results
     out = jnp.where(investigated, result + d[3, jnp.minimum(inv_rank, last)], result)
     back = lambda x, fill: jnp.zeros_like(x).at[order].set(jnp.where(ok, x, fill))  # noqa: E731 (to scan order)
     return {

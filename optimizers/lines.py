@@ -244,14 +244,15 @@ def qc_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
 
 
 def qc_constants(line: LineArrays) -> dict[str, np.ndarray]:
-    """The QC lab as numbers: analysts, chance of an out-of-specification result, investigate (or reject), and
-    its calendar (a placeholder when it always works)."""
+    """The QC lab as numbers: analysts, chance of an out-of-specification result, investigate (or reject),
+    incubation (or none), and its calendar (a placeholder when it always works)."""
     rules = line.line.rules
     qc = rules.qc if rules is not None else None
     return {
         "analysts": np.int32(qc.analysts if qc is not None else 0),
         "oos": np.float64(qc.oos_probability if qc is not None else 0.0),
         "investigate": np.bool_(qc is not None and qc.investigate),
+        "incubation": np.bool_(qc is not None and qc.incubation is not None),
         "calendar": qc_calendar(line) or {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)},
     }
 
