@@ -156,6 +156,11 @@ def test_each_qc_branch_changes_the_run_and_the_kernel_follows_it() -> None:
     res, log = assert_same_qc(qc_line({**qc, "oos_action": "reject"}, LAB_SHIFTS), seed=7)
     assert_same_kpis(res, log)
     assert (res.rejected[0] > 5).all()
+    # without incubation: the out-of-spec draw at QC end, in the order of the QC ends (not of the starts)
+    no_incubation = {k: v for k, v in qc.items() if k != "incubation"}
+    res, log = assert_same_qc(qc_line({**no_incubation, "oos_action": "reject"}, LAB_SHIFTS), seed=7)
+    assert_same_kpis(res, log)
+    assert (res.rejected[0] > 5).all()
 
 
 def test_equal_times_draw_in_simpys_order() -> None:
