@@ -400,13 +400,14 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     key = jnp.where(ok, start, INF)
     in_order = jnp.all(key[1:] >= key[:-1])
     rank, start, end, _, _ = jax.lax.while_loop(unsettled, settle, (index, start, end, ~in_order, jnp.int32(0)))
-    incubates, oos_p = qc["incubation"], qc["oos"]
-    end_rank = jax.lax.cond(incubates | (oos_p > 0), lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
+    oos_p = qc["oos"]
+    # one analyst ends in start order; results after an incubation of constant length come in end order
+    sort_ends = (qc["analysts"] > 1) & (qc["incubation"] | (oos_p > 0))
+    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
     result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
-    oos_rank = jax.lax.cond(
-        incubates & (oos_p > 0), lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank
-    )
+    sort_results = qc["incubation_varies"] & (oos_p > 0)
+    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank)
     oos = ok & (d[2, jnp.minimum(oos_rank, last)] < oos_p)
     investigated = oos & qc["investigate"]
     by_result = jnp.zeros(n, jnp.int32).at[oos_rank].set(index)  # who drew the k-th out-of-spec draw

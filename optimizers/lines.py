@@ -245,7 +245,7 @@ def qc_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
 
 def qc_constants(line: LineArrays) -> dict[str, np.ndarray]:
     """The QC lab as numbers: analysts, chance of an out-of-specification result, investigate (or reject),
-    incubation (or none), and its calendar (a placeholder when it always works)."""
+    incubation (or none; of constant length or not), and its calendar (a placeholder when it always works)."""
     rules = line.line.rules
     qc = rules.qc if rules is not None else None
     return {
@@ -253,8 +253,14 @@ def qc_constants(line: LineArrays) -> dict[str, np.ndarray]:
         "oos": np.float64(qc.oos_probability if qc is not None else 0.0),
         "investigate": np.bool_(qc is not None and qc.investigate),
         "incubation": np.bool_(qc is not None and qc.incubation is not None),
+        "incubation_varies": np.bool_(line.spec.qc is not None and _varies(line.spec.qc.incubation)),
         "calendar": qc_calendar(line) or {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)},
     }
+
+
+def _varies(distribution: object) -> bool:
+    """A duration whose draws can differ (not a constant one)."""
+    return distribution is not None and getattr(distribution, "dist", None) != "constant"
 
 
 def wip_shape(line: LineArrays, max_units: tuple[int, ...]) -> tuple[int, int] | tuple[()]:
