@@ -164,10 +164,11 @@ def test_each_qc_branch_changes_the_run_and_the_kernel_follows_it() -> None:
 
 
 def test_equal_times_draw_in_simpys_order() -> None:
-    """Constant test and incubation times: batches that start together at the lab's opening end together and get
-    their results together; SimPy processes events of one instant in the order they were scheduled, so the
-    incubation and out-of-spec draws follow the order of the QC starts and ends at equal times."""
-    qc = {"analysts": 3, "test_time": 1.5, "incubation": 24.0, "oos_probability": 0.5, "oos_action": "investigate",
+    """A constant test time and an incubation of 12 or 24 h: batches that start together at the lab's opening end
+    together and many get their results together; SimPy processes events of one instant in the order they were
+    scheduled, so the incubation and out-of-spec draws follow the order of the QC starts and ends at equal times."""
+    qc = {"analysts": 3, "test_time": 1.5, "incubation": {"dist": "empirical", "values": [12, 24]},
+          "oos_probability": 0.5, "oos_action": "investigate",
           "investigation": {"dist": "exponential", "mean": 5.0}}  # fmt: skip
     res, log = assert_same_qc(qc_line(qc, LAB_SHIFTS), seed=5)
     assert_same_kpis(res, log)
