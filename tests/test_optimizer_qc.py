@@ -20,6 +20,7 @@ from twin.engine import simulate
 from twin.engine.rules.calendar import WeeklyCalendar
 from twin.eventlog import EventLog
 from twin.kpis.report import compute_kpis
+from twin.models import load_spec
 from twin.spec.model import LineSpec
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
@@ -191,6 +192,18 @@ def test_qc_starts_one_ulp_apart_draw_their_tests_in_time_order() -> None:
         started = t[t["event"] == "qc_start"]["batch"].tolist()
         swapped += sum(a != b for a, b in zip(quarantined, started, strict=False))
     assert swapped > 0
+
+
+@pytest.mark.parametrize("model", ["osd-tablet", "sterile-fill-finish"])
+def test_the_built_in_lines_qc_labs_over_26_weeks(model: str) -> None:
+    """Each built-in line's QC lab (its analysts, shift calendar, test, incubation of days, investigations) after
+    the test line, over 26 weeks (the rest of those lines is not all in the kernel yet)."""
+    data = load_spec(model).model_dump(mode="json", exclude_none=True)
+    qc = data["qc"]
+    shifts = data["calendars"][qc.pop("calendar")]["shifts"]
+    res, log = assert_same_qc(qc_line(qc, shifts, horizon=26 * 168.0), seed=1, replications=2)
+    assert_same_kpis(res, log)
+    assert (log.table["event"] == "investigation").sum() > 5
 
 
 @pytest.mark.parametrize("action", ["reject", "investigate"])
