@@ -69,6 +69,8 @@ def assert_same_qc(spec: LineSpec, seed: int, replications: int = 3) -> tuple[Ev
     for r in range(replications):
         engine = engine_qc(log.table[log.table["replication"] == r])
         x = {k: v[0, r] for k, v in res.extra.items()}
+        exits = x["departure"][:, -1][x["valid"][:, -1]]
+        assert (np.diff(exits) >= 0).all()  # the stage takes the scan's exit order as quarantine order
         compared = 0
         for i in np.flatnonzero(x["valid"][:, -1]):
             batch = int(x["batch"][i, -1])
