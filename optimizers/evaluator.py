@@ -28,6 +28,7 @@ from optimizers.lines import (
     draw_inputs,
     line_arrays,
     plan_sequence,
+    qc_shape,
     release_calendar,
     rule_constants,
     wip_shape,
@@ -69,8 +70,9 @@ class Evaluation:
     makespan: np.ndarray
     window_end: np.ndarray
     rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
-    rejected: np.ndarray  # batches rejected at stations in the window
-    extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures when recording
+    rejected: np.ndarray  # batches rejected at stations and by QC in the window
+    release_lead_time: np.ndarray  # mean hours from release to QC approval, of approvals in the window (nan: none)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures (and QC times) when recording
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over replications of one KPI, per design."""
@@ -153,7 +155,7 @@ class Evaluator:
             arrays = {
                 "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
                 "rate_noise": d.rate_noise, "reject": d.reject, "line_clearance": d.line_clearance,
-                "arrivals": d.arrivals,
+                "arrivals": d.arrivals, "qc": d.qc,
             }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
             consts = {
@@ -184,6 +186,7 @@ class Evaluator:
             has_reject=line.has_reject,
             release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
             wip=wip_shape(self.line, self.max_units),
+            qc=qc_shape(self.line),
             calendar_failures=line.calendar_failures,
             changeover_cleans=tuple(
                 bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
@@ -243,7 +246,8 @@ class Evaluator:
             self._device_draws = None  # draw more and compile for the new sizes
             if seq is not None:
                 seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
-        extra = {k: result.pop(k) for k in ("departure", "batch", "valid", "release") if k in result}
+        recorded = ("departure", "batch", "valid", "release", "qc_start", "qc_end", "qc_out", "qc_approved")
+        extra = {k: result.pop(k) for k in recorded if k in result}
         return Evaluation(**result, extra=extra)
 
     def kpis(self, problem: Any, designs: list[Any]) -> dict[str, np.ndarray]:

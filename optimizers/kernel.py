@@ -89,6 +89,7 @@ class Shape:
     calendar_failures: tuple[bool, ...] = ()  # stations whose failures run on the wall clock
     release_calendar: int = 0  # edges of the weekly calendar the first station releases in (0: any time)
     wip: tuple[int, int] = ()  # CONWIP (batches, station): a release waits until fewer wait to start there
+    qc: tuple[int, int] = ()  # QC release after the line (analyst slots, edges of the lab's calendar; 0: always)
 
     def on_calendar(self, j: int) -> bool:
         """Failures on the wall clock (``CalendarClock``), not on operating time."""
@@ -305,21 +306,119 @@ def _next_edge(t, cal, n_edges: int):
 
 
 def _next_change(t, cal, n_edges: int):
-    working, change = _working(t, cal), _next_edge(t, cal, n_edges)
-    for _ in range(n_edges + 1):  # an edge at the week's wrap-around changes nothing: look at the next
-        change = jnp.where(_working(change, cal) == working, _next_edge(change, cal, n_edges), change)
-    return change
+    """``WeeklyCalendar.next_change``: the first time after ``t`` on the other side. An edge that changes nothing
+    (the week's wrap-around, shifts that touch) is passed over; weeks plus an edge not exact in binary can fall a
+    hair before the edge (the next edge is then the same time): as the engine, the next float instead, until the
+    other side. A loop, not unrolled: each call site compiles small."""
+    working = _working(t, cal)
+
+    def same(s):
+        change, count = s
+        return (count <= n_edges + 4) & ((_working(change, cal) == working) | (change <= t))
+
+    def onward(s):
+        change, count = s
+        edge = _next_edge(change, cal, n_edges)
+        return jnp.where(edge > change, edge, jnp.nextafter(change, INF)), count + 1
+
+    return jax.lax.while_loop(same, onward, (_next_edge(t, cal, n_edges), jnp.int32(0)))[0]
+
+
+def _next_start(t, cal, n_edges: int):
+    """``WeeklyCalendar.next_start``: ``t`` in working time, else the start of the next working period."""
+    change = _next_change(t, cal, n_edges)
+    return jnp.where(_working(t, cal), t, jnp.where(_working(change, cal), change, _next_change(change, cal, n_edges)))
 
 
 def _release_gate(t, cal, n_edges: int):
     """``ReleaseGate.wait`` for the calendar: sleep until the next working time, as SimPy adds the timeout."""
     for _ in range(3):
-        change = _next_change(t, cal, n_edges)
-        start = jnp.where(
-            _working(t, cal), t, jnp.where(_working(change, cal), change, _next_change(change, cal, n_edges))
-        )
+        start = _next_start(t, cal, n_edges)
         t = jnp.where(start > t, t + (start - t), t)
     return t
+
+
+def _ranks(first, then):
+    """Each element's place when sorted by ``first``, ties by ``then`` (the order SimPy processes events of one
+    instant in: by when they were scheduled)."""
+    order = jnp.lexsort((then, first))
+    return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
+
+
+def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Array]:
+    """``twin.engine.rules.qc.QcLab`` after the scan, over the line's exits (in scan order): per exit, when its QC
+    started and ended and when it was approved or rejected (inf where no batch left), and whether approved.
+
+    Quarantine order is exit order: the last station's departures come in time order (ties: scan order), so it is
+    the scan's order with the holes taken out. Analysts are a FIFO pool: the n-th batch is granted at
+    ``max(quarantined, earliest free analyst)`` and holds the analyst until its QC ends; QC starts at the lab
+    calendar's next start, as SimPy adds the wait (``grant + (start - grant)``). Each stream is drawn when its
+    event happens, so a batch's draw is its rank in time: the test at QC start (by start, then quarantine order:
+    starts follow grants, except that a start one ulp before an earlier batch's draws first; starts depend on
+    earlier tests, so such ranks are iterated to a fixed point), the incubation at QC end (by end, then start
+    rank), the out-of-spec draw when the incubation ends (at QC end without one; by that time, then end rank),
+    the investigation in the order of out-of-spec results. Sorting is what costs: a rank is sorted for only
+    where the lab's options make it matter (``lax.cond`` on constants every lane shares)."""
+    width, n_edges = shape.qc
+    qc, d = consts["qc"], draws["qc"]  # d: [stream, k]: test, incubation, oos, investigation
+    last = d.shape[-1] - 1
+    n = exit_t.shape[0]
+    index = jnp.arange(n, dtype=jnp.int32)
+    holes = jnp.cumsum(~exit_ok) - 1
+    place = jnp.where(exit_ok, jnp.cumsum(exit_ok) - 1, jnp.sum(exit_ok) + holes)  # exits first, in scan order
+    order = jnp.zeros(n, jnp.int32).at[place].set(index)  # quarantine order
+    ok = exit_ok[order]
+    quarantined = jnp.where(ok, exit_t[order], 0.0)
+    free0 = jnp.where(jnp.arange(width) < qc["analysts"], 0.0, INF)  # analysts' free times (slots beyond: never)
+
+    def testing(rank):
+        def one(free, x):
+            q, valid, r = x
+            a = jnp.argmin(free)
+            grant = jnp.maximum(q, free[a])
+            start = grant
+            if n_edges:  # the analyst waits for the lab's working time
+                opens = _next_start(grant, qc["calendar"], n_edges)
+                start = jnp.where(opens > grant, grant + (opens - grant), grant)
+            end = start + d[0, jnp.minimum(r, last)]
+            return free.at[a].set(jnp.where(valid, end, free[a])), (start, end)
+
+        return jax.lax.scan(one, free0, (quarantined, ok, rank))[1]
+
+    def unsettled(s):
+        return s[3] & (s[4] < n)  # (a pass per batch at most)
+
+    def settle(s):  # draws by the ranks of the starts they gave, until those are the ranks they were drawn by
+        rank, start, end, _, it = s
+        implied = _ranks(jnp.where(ok, start, INF), index)
+        settled = jnp.all(implied == rank)
+        start2, end2 = testing(implied)
+        return (jnp.where(settled, rank, implied), jnp.where(settled, start, start2), jnp.where(settled, end, end2),
+                ~settled, it + 1)  # fmt: skip
+
+    start, end = testing(index)  # starts in quarantine order: ranks are the order (ties too)
+    key = jnp.where(ok, start, INF)
+    in_order = jnp.all(key[1:] >= key[:-1])
+    rank, start, end, _, _ = jax.lax.while_loop(unsettled, settle, (index, start, end, ~in_order, jnp.int32(0)))
+    oos_p = qc["oos"]
+    # one analyst ends in start order; results after an incubation of constant length come in end order
+    sort_ends = (qc["analysts"] > 1) & (qc["incubation"] | (oos_p > 0))
+    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
+    incubation = d[1, jnp.minimum(end_rank, last)]
+    result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
+    sort_results = qc["incubation_varies"] & (oos_p > 0)
+    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank)
+    oos = ok & (d[2, jnp.minimum(oos_rank, last)] < oos_p)
+    investigated = oos & qc["investigate"]
+    by_result = jnp.zeros(n, jnp.int32).at[oos_rank].set(index)  # who drew the k-th out-of-spec draw
+    flags = investigated[by_result].astype(jnp.int32)
+    inv_rank = (jnp.cumsum(flags) - flags)[oos_rank]  # investigations before, in the order of the results
+    out = jnp.where(investigated, result + d[3, jnp.minimum(inv_rank, last)], result)
+    back = lambda x, fill: jnp.zeros_like(x).at[order].set(jnp.where(ok, x, fill))  # noqa: E731 (to scan order)
+    return {
+        "qc_start": back(start, INF), "qc_end": back(end, INF), "qc_out": back(out, INF),
+        "qc_approved": back(~oos | investigated, False),
+    }  # fmt: skip
 
 
 def _released(free, k, stations, shape, consts):
@@ -578,17 +677,29 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
 
     init = (tuple(station_init(j) for j in range(n_st)), jnp.full((max(len(shape.holds), 1), n_batches), INF))
     (final, _), ys = jax.lax.scan(step, init, jnp.arange(shape.steps))
+    if shape.qc:  # QC release after the line: approvals and QC rejects per exit
+        ys = {**ys, **_qc_stage(shape, ys["exit"], ys["exit_valid"], draws, consts)}
     return _lane_kpis(shape, final, ys, units, consts)
 
 
 def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     w0, horizon = consts["warmup"], consts["horizon"]
     exit_t, exit_ok = ys["exit"], ys["exit_valid"]
-    last_exit = jnp.max(jnp.where(exit_ok, exit_t, -INF))
+    out_t = ys["qc_out"] if shape.qc else exit_t  # a batch leaves the system when QC approves or rejects it
+    last_exit = jnp.max(jnp.where(exit_ok, out_t, -INF))
     last_exit = jnp.maximum(last_exit, jnp.max(jnp.stack([s["last_out"] for s in final])))  # rejects leave too
     end = jnp.minimum(horizon, last_exit) if shape.finite_plan else horizon
     length = end - w0
     release = ys["release"][: shape.batches]
+    rejected = jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= end)) if "rejects" in ys else jnp.zeros((), int)
+    release_lead = jnp.full((), jnp.nan)
+    if shape.qc:  # approvals in the window, from each batch's release (``twin.kpis.quality``); QC rejects too
+        out_in_window = exit_ok & (out_t > w0) & (out_t <= end)
+        approved = out_in_window & ys["qc_approved"]
+        rejected = rejected + jnp.sum(out_in_window & ~ys["qc_approved"])
+        leads = jnp.where(approved, out_t - release[ys["exit_batch"]], 0.0)
+        count_approved = jnp.sum(approved)
+        release_lead = jnp.where(count_approved > 0, jnp.sum(leads) / jnp.maximum(count_approved, 1), jnp.nan)
     in_window = exit_ok & (exit_t > w0) & (exit_t <= end)
     count = jnp.sum(in_window)
     lead = exit_t - release[ys["exit_batch"]]
@@ -604,7 +715,8 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         "states": acc / (units * length)[:, None],
         "makespan": last_exit,
         "window_end": end,
-        "rejected": jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= end)) if "rejects" in ys else jnp.zeros((), int),
+        "rejected": rejected,
+        "release_lead_time": release_lead,
         # more batches needed: a station could start a batch beyond the simulated ones before the horizon
         # (the first station's: downstream, every batch it has not taken yet is one of the simulated ones)
         "truncated": jnp.logical_and(not shape.finite_plan, final[0]["limit"] <= horizon),
@@ -612,6 +724,8 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     }
     if shape.record:
         out.update(departure=ys["departure"], batch=ys["batch"], valid=ys["valid"], release=release)
+        if shape.qc:  # per exit, in scan order (the batch: ``batch[:, -1]``)
+            out.update({k: ys[k] for k in ("qc_start", "qc_end", "qc_out", "qc_approved")})
     return out
 
 

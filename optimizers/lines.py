@@ -22,12 +22,16 @@ import numpy as np
 from twin.engine.compiled import CompiledLine, compile_line
 from twin.engine.release import RELEASE_OWNER
 from twin.engine.rules.calendar import WeeklyCalendar
+from twin.engine.rules.qc import QC_OWNER
 from twin.engine.rules.registry import rules_used
 from twin.random import first_draws, stream_rng, uniform
 from twin.spec.model import LineSpec
 
 # batch rules the JAX kernel evaluates exactly (names in the rule registry)
-KERNEL_RULES = frozenset({"rate", "cleaning", "quality", "hold_times", "changeover_cleaning", "release_rules"})
+KERNEL_RULES = frozenset(
+    {"rate", "cleaning", "quality", "hold_times", "changeover_cleaning", "release_rules", "qc"}
+)
+QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
 Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
@@ -50,6 +54,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - a release calendar: the first station pulls a batch only in the calendar's working time (the
   engine's weekly calendar and its float arithmetic);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
+- QC release after the last station: analysts in quarantine order on the lab's calendar, test,
+  incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
@@ -57,8 +63,10 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
   the engine draws them in the order batches start after their changeover);
 - cleaning, rejects and hold times ending on stations with more than one unit; hold times that
   send a late batch to investigation;
-- the other GMP batch rules (shared skids, operators and shifts, rooms, QC release, splits and
-  merges, WIP limits): ignored by the evaluator.
+- an incubation time that can be zero (an empirical one with a zero value: the order of the
+  out-of-specification draws at equal instants is not followed);
+- the other GMP batch rules (shared skids, operators and shifts, rooms, splits and merges):
+  ignored by the evaluator.
 """
 
 
@@ -160,6 +168,9 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
         ignored = _ignored_rules(line.spec)
         if ignored:
             reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
+        why = qc_outside(line.spec)
+        if why:
+            reasons.append(f"qc.incubation: {why}")
     for s in line.line.stations:
         if line.calendar_failures[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
@@ -198,6 +209,58 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
     if units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station]):
         return f"at {name} on {units[station]} units with cleans or changeovers (starts out of arrival order)"
     return None
+
+
+def qc_outside(spec: LineSpec) -> str | None:
+    """Why the kernel's QC stage does not follow the spec's QC lab exactly (None: it does, or no QC lab).
+
+    An out-of-specification result is drawn when the incubation ends, at once when it takes no time; the stage
+    orders those draws by (time, order of the QC ends), which holds unless a zero and a positive incubation
+    can end at one instant: an empirical incubation time with a zero value."""
+    incubation = spec.qc.incubation if spec.qc is not None else None
+    values = getattr(incubation, "values", None)
+    if values is not None and any(incubation._h(v, spec.time_unit) == 0 for v in values):
+        return "an empirical time with a zero value (the order of out-of-specification draws at one instant)"
+    return None
+
+
+def qc_shape(line: LineArrays) -> tuple[int, int] | tuple[()]:
+    """``Shape.qc``: (analyst slots, edges of the lab's weekly calendar, 0: always working), or () without a lab.
+    Slots are the analysts rounded up to a multiple of 4 (the count itself is a constant, so 1 to 4 analysts
+    share one compiled kernel)."""
+    qc = line.line.rules.qc if line.line.rules is not None else None
+    if qc is None:
+        return ()
+    cal = qc_calendar(line)
+    return -(-qc.analysts // 4) * 4, len(cal["edges"]) if cal is not None else 0
+
+
+def qc_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
+    """The QC lab's working intervals of one week (``WeeklyCalendar``'s), or None: the analysts always work."""
+    rules = line.line.rules
+    if rules is None or rules.qc is None or rules.qc.calendar < 0:
+        return None
+    return _calendar_arrays(WeeklyCalendar(rules.calendars[rules.qc.calendar]))
+
+
+def qc_constants(line: LineArrays) -> dict[str, np.ndarray]:
+    """The QC lab as numbers: analysts, chance of an out-of-specification result, investigate (or reject),
+    incubation (or none; of constant length or not), and its calendar (a placeholder when it always works)."""
+    rules = line.line.rules
+    qc = rules.qc if rules is not None else None
+    return {
+        "analysts": np.int32(qc.analysts if qc is not None else 0),
+        "oos": np.float64(qc.oos_probability if qc is not None else 0.0),
+        "investigate": np.bool_(qc is not None and qc.investigate),
+        "incubation": np.bool_(qc is not None and qc.incubation is not None),
+        "incubation_varies": np.bool_(line.spec.qc is not None and _varies(line.spec.qc.incubation)),
+        "calendar": qc_calendar(line) or {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)},
+    }
+
+
+def _varies(distribution: object) -> bool:
+    """A duration whose draws can differ (not a constant one)."""
+    return distribution is not None and getattr(distribution, "dist", None) != "constant"
 
 
 def wip_shape(line: LineArrays, max_units: tuple[int, ...]) -> tuple[int, int] | tuple[()]:
@@ -243,6 +306,7 @@ class Draws:
     products: np.ndarray | None  # [replication, batch]: product of each batch (mix), None in plan mode
     seed: int
     first_replication: int
+    qc: np.ndarray | None = None  # [replication, stream of QC_STREAMS, k]: the k-th draw (zeros: no such stream)
 
     @property
     def replications(self) -> int:
@@ -275,6 +339,8 @@ def draw_inputs(
     clearance = np.zeros((replications, n_st, batches if line.change_clearance.any() else 1))
     arrivals = np.zeros((replications, batches))
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
+    lab = compiled.rules.qc if compiled.rules is not None else None
+    qc = np.zeros((replications, len(QC_STREAMS), batches if lab is not None else 1))
     for i in range(replications):
         r = first_replication + i
         for s in compiled.stations:
@@ -311,8 +377,13 @@ def draw_inputs(
             arrivals[i] = np.cumsum(gaps)  # sequential sums, as SimPy adds each timeout to its clock
         if products is not None:
             products[i] = mix_products(compiled, seed, r, batches)
+        if lab is not None:  # at most one draw of each stream per batch (``QcLab``'s samplers)
+            samplers = (lab.test_time, lab.incubation, uniform, lab.investigation)
+            for k, (name, sampler) in enumerate(zip(QC_STREAMS, samplers, strict=True)):
+                if sampler is not None:
+                    qc[i, k] = first_draws(sampler, stream_rng(seed, r, QC_OWNER, name), batches)
     return Draws(
-        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication
+        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication, qc
     )
 
 
@@ -366,6 +437,7 @@ def rule_constants(line: LineArrays) -> dict[str, np.ndarray]:
     return {
         "rate": rate, "quality": quality, "sizes": sizes, "masses": masses, "hold_max": hold_max,
         "release_calendar": calendar or {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)},
+        "qc": qc_constants(line),
     }  # fmt: skip
 
 
@@ -374,7 +446,10 @@ def release_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
     rules = line.line.rules
     if rules is None or rules.release_calendar < 0 or not line.pull:
         return None
-    cal = WeeklyCalendar(rules.calendars[rules.release_calendar])
+    return _calendar_arrays(WeeklyCalendar(rules.calendars[rules.release_calendar]))
+
+
+def _calendar_arrays(cal: WeeklyCalendar) -> dict[str, np.ndarray] | None:
     if cal.always:
         return None
     return {"starts": np.asarray(cal.starts), "ends": np.asarray(cal.ends), "edges": np.asarray(cal.edges)}
