@@ -1,7 +1,7 @@
 """What the kernel's QC stage costs: designs per second with and without the QC lab, against SimPy (no test).
 
-    python tests/qc_kernel_speed.py            # 64 designs x 4 replications over 26 weeks
-    python tests/qc_kernel_speed.py --quick    # 16 designs x 2 replications over 8 weeks (seconds)
+    python benchmarks/bench_kernel_qc.py            # 64 designs x 4 replications over 26 weeks
+    python benchmarks/bench_kernel_qc.py --quick    # 16 designs x 2 replications over 8 weeks (seconds)
 
 The line of ``tests/test_optimizer_qc.py`` (its weekday lab calendar; 2 analysts, a varied incubation, 15 %
 out of specification, investigated); designs differ in the last buffer. Times of the second call (compiled).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test's line and lab calendar
 
 from test_optimizer_qc import LAB_SHIFTS, qc_line
 
