@@ -200,8 +200,9 @@ def _use_engine(problem: Problem, evaluator: str) -> bool:
     kernel_can = problem.kernel_only and all(OBJECTIVES[k].kernel for k in problem.kpis)
     if evaluator == "jax":
         if not kernel_can:
+            computes = ", ".join(name for name, o in OBJECTIVES.items() if o.kernel)
             raise InputError("--evaluator jax: the JAX kernel varies buffers, units, speeds and campaign order and "
-                             "computes throughput, lead time and makespan only; use --evaluator engine")  # fmt: skip
+                             f"computes {computes} only; use --evaluator engine")  # fmt: skip
         return False
     if evaluator == "engine":
         return True

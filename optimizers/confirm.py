@@ -24,7 +24,8 @@ from twin.errors import InputError
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
 
-KPIS = ("throughput_per_hour", "lead_time_hours")
+# the engine's per-replication KPIs the kernel also computes (objectives table): confirmation compares each
+KPIS = tuple(dict.fromkeys(o.column for o in OBJECTIVES.values() if o.kernel and o.column))
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ def confirm(
     out = []
     for i, design in enumerate(designs):
         result = run(problem.spec_for(design), replications=replications, seed=seed, name="optimized")
-        figures = {"throughput_per_hour": res.throughput[i], "lead_time_hours": res.lead_time[i],
-                   "makespan_hours": res.makespan[i]}  # fmt: skip
+        figures = {o.column: getattr(res, o.kernel)[i] for o in OBJECTIVES.values() if o.kernel and o.column}
+        figures["makespan_hours"] = res.makespan[i]
         out.append(_confirmed(problem, design, result, figures))
     return out
 
@@ -95,9 +96,13 @@ def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dic
         ends = result.log.end_times()
         simpy_reps["makespan_hours"] = np.array([ends[r] for r in sorted(ends)], dtype=float)
         makespan = float(np.mean(simpy_reps["makespan_hours"]))
-    figures = simpy_reps if figures is None else {k: v for k, v in figures.items() if k in simpy_reps}
-    error = {k: float(np.nanmean(figures[k]) - np.nanmean(simpy_reps[k])) for k in figures}
-    max_error = {k: float(np.nanmax(np.abs(figures[k] - simpy_reps[k]))) for k in figures if k in KPIS}
+    if figures is not None:
+        figures = {k: np.asarray(v, float) for k, v in figures.items() if k in simpy_reps}
+    figures = simpy_reps if figures is None else figures
+    # a KPI neither side has (a release lead time without a QC lab) is left out
+    figures = {k: v for k, v in figures.items() if np.isfinite(v).any() or np.isfinite(simpy_reps[k]).any()}
+    error = {k: _mean(figures[k]) - _mean(simpy_reps[k]) for k in figures}
+    max_error = {k: _max_abs(figures[k], simpy_reps[k]) for k in figures if k in KPIS}
     kpis = {}
     for name, objective in OBJECTIVES.items():
         if objective.column is None:
@@ -114,10 +119,22 @@ def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dic
         cost=problem.cost(design),
         spec=result.spec,
         simpy=result.kpis.summary,
-        evaluator={k: float(np.nanmean(v)) for k, v in figures.items() if k in KPIS},
+        evaluator={k: _mean(v) for k, v in figures.items() if k in KPIS},
         error=error,
         max_error=max_error,
         result=result,
         makespan=makespan,
         kpis=kpis,
     )
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of the finite values (NaN: none; one replication with no batch out has no lead time)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest |a - b| of one replication: 0 where neither has a value, inf where only one has."""
+    gap = np.where(np.isnan(a) & np.isnan(b), 0.0, np.where(np.isnan(a) ^ np.isnan(b), np.inf, np.abs(a - b)))
+    return float(gap.max()) if gap.size else 0.0

@@ -13,6 +13,8 @@ from optimizers.confirm import Confirmed
 from optimizers.objectives import OBJECTIVES
 from twin.cli.render import console
 
+NAN = float("nan")  # a figure neither side has (no batch out in any replication: no lead time)
+
 
 def _ci(stat: dict[str, Any], digits: int = 4) -> str:
     mean, (lo, hi) = stat["mean"], stat["ci95"]
@@ -54,11 +56,11 @@ def kpi_table(result: OptimizeResult) -> Table:
         table.add_column(column, justify="left" if column == "KPI" else "right", no_wrap=True)
     table.add_row(
         "Throughput (batches/h)", _ci(best.simpy["throughput_per_hour"]),
-        f"{best.evaluator['throughput_per_hour']:.4f}", _signed(best.error["throughput_per_hour"], 4),
+        f"{best.evaluator.get('throughput_per_hour', NAN):.4f}", _signed(best.error.get("throughput_per_hour", NAN), 4),
     )  # fmt: skip
     table.add_row(
         "Lead time (h)", _ci(best.simpy["lead_time_hours"], 2),
-        f"{best.evaluator['lead_time_hours']:.2f}", _signed(best.error["lead_time_hours"], 2),
+        f"{best.evaluator.get('lead_time_hours', NAN):.2f}", _signed(best.error.get("lead_time_hours", NAN), 2),
     )  # fmt: skip
     if best.makespan is not None:
         table.add_row("Makespan (h)", f"{best.makespan:.2f}", "", _signed(best.error.get("makespan_hours", 0.0), 2))
@@ -92,7 +94,7 @@ def pareto_table(result: OptimizeResult) -> Table:
         table.add_column(column, justify="right" if column != "design" else "left")
     for c in result.pareto:
         design = ", ".join(f"{k.split('.')[-2]}.{k.split('.')[-1]}={_show(v)}" for k, v in c.values.items())
-        figure = f"{c.evaluator['throughput_per_hour']:.4f}"
+        figure = f"{c.evaluator.get('throughput_per_hour', NAN):.4f}"
         table.add_row(f"{c.cost:,.2f}", _ci(c.simpy["throughput_per_hour"]), figure, design)
     return table
 

@@ -257,3 +257,24 @@ def test_the_labs_next_start_is_the_engines_to_the_bit(start: str) -> None:
     kernel = np.asarray(jax.jit(jax.vmap(lambda t: _next_start(t, cal, len(engine.edges))))(jnp.asarray(times)))
     expected = np.array([engine.next_start(float(t)) for t in times])
     assert (kernel != expected).sum() == 0
+
+
+def test_optimize_a_qc_line_for_its_release_lead_time_on_the_kernel() -> None:
+    # `twin optimize` end to end: the release lead time and the scrapped batches come from the kernel (exact), and
+    # confirmation compares each KPI the kernel computes with SimPy's on the same draws
+    from optimizers.api import optimize
+
+    qc = {"analysts": 1, "test_time": {"dist": "exponential", "mean": 1.5}, "oos_probability": 0.2,
+          "incubation": {"dist": "triangular", "low": 1, "mode": 2, "high": 5}}  # fmt: skip
+    spec = qc_line(qc, LAB_SHIFTS)
+    result = optimize(spec, ["stations.s2.buffer=0..2"], objective="release_lead_time", constraints=["scrapped_batches<=40"],
+                      replications=2, confirm_replications=2, top=3, workers=1)  # fmt: skip
+    report = result.to_json()
+    assert report["evaluator"] == "jax" and report["exact"] is True, report.get("approximations")
+    for c in result.confirmed:
+        assert set(c.error) >= {"throughput_per_hour", "lead_time_hours", "release_lead_time_hours", "rejected_batches"}
+        for kpi, gap in c.max_error.items():
+            assert gap < 1e-9, (kpi, gap, c.values)
+        assert c.evaluator["release_lead_time_hours"] == pytest.approx(c.kpis["release_lead_time"], abs=1e-9)
+    best = min(c.kpis["release_lead_time"] for c in result.confirmed if c.kpis["scrapped_batches"] <= 40)
+    assert result.best.kpis["release_lead_time"] == best
