@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import requests
 from dashboard_helpers import browser, free_port, start_dashboard, stop
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -55,6 +55,12 @@ def served(tmp_path_factory):
 
 def wait(driver, seconds=60):
     return WebDriverWait(driver, seconds)
+
+
+def wait_through_navigation(driver, seconds=60):
+    """A wait that a page load under way does not end: ChromeDriver answers a look-up made as the browser
+    navigates with "aborted by navigation" (a WebDriverException), to be tried again."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(WebDriverException,))
 
 
 def open_page(served, path: str, run_id: str | None = None) -> None:
@@ -327,8 +333,11 @@ def test_optimize_searches_stores_the_best_design_and_opens_it_as_a_whatif(serve
     assert d.find_element(By.ID, "optimize-space-note").text
     assert not d.find_element(By.ID, "optimize-pareto-card").is_displayed()
     best_buffers = {s.name: s.buffer for s in store.get(run_id).spec.stations}
-    d.find_element(By.XPATH, "//button[text()='Open as what-if']").click()
-    note = wait(d, 60).until(EC.presence_of_element_located((By.CSS_SELECTOR, "#whatif-prefill-note .alert")))
+    d.find_element(By.XPATH, "//button[text()='Open as what-if']").click()  # navigates to the what-if page
+    wait_through_navigation(d).until(EC.url_contains("/what-if"))
+    note = wait_through_navigation(d).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "#whatif-prefill-note .alert"))
+    )
     assert "Prefilled from the optimizer's best design" in note.text
     for station, places in best_buffers.items():
         field = d.find_elements(By.XPATH, f'//*[@id=\'{{"key":"stations.{station}.buffer","type":"wf-in"}}\']')
