@@ -96,11 +96,9 @@ def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dic
         ends = result.log.end_times()
         simpy_reps["makespan_hours"] = np.array([ends[r] for r in sorted(ends)], dtype=float)
         makespan = float(np.mean(simpy_reps["makespan_hours"]))
-    if figures is not None:
-        figures = {k: np.asarray(v, float) for k, v in figures.items() if k in simpy_reps}
-    figures = simpy_reps if figures is None else figures
-    # a KPI neither side has (a release lead time without a QC lab) is left out
-    figures = {k: v for k, v in figures.items() if np.isfinite(v).any() or np.isfinite(simpy_reps[k]).any()}
+    # the KPIs both have; one neither side has a value of (a release lead time without a QC lab) is left out
+    figures = {k: np.asarray(v, float) for k, v in (simpy_reps if figures is None else figures).items()
+               if k in simpy_reps and (np.isfinite(v).any() or np.isfinite(simpy_reps[k]).any())}  # fmt: skip
     error = {k: _mean(figures[k]) - _mean(simpy_reps[k]) for k in figures}
     max_error = {k: _max_abs(figures[k], simpy_reps[k]) for k in figures if k in KPIS}
     kpis = {}

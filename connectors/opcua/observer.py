@@ -318,16 +318,14 @@ class PlantView:
         state = self._forecast_state
         scores = state["scores"]
         corrected_us = self.observer.take_correction()
-        touched = {}
+        touched, c = {}, math.inf  # at -> (prediction, score) of the forecasts late values from c on concern
         if corrected_us is not None:
             c = (corrected_us - self.observer.origin_us) / US_PER_HOUR - 1e-9
             reached = reader.forecasts_reaching(c)
             touched = {float(a): (p, s) for a, p, s in zip(reached["at_hours"], reached["predicted"],
                                                             reached["score"], strict=True)}  # fmt: skip
-            remake = [at for at in touched if at >= c]
-            rescore = [at for at in touched if at < c and touched[at][1] is not None]
-        else:
-            remake, rescore = [], []
+        remake = [at for at in touched if at >= c]
+        rescore = [at for at, (_, score) in touched.items() if at < c and score is not None]
         due = reader.forecasts_due(hours + 1e-9)
         due = due[~due["at_hours"].isin(remake)]  # their stored prediction is replaced below
         last = state["last"]
