@@ -113,6 +113,7 @@ def coverage() -> dict[tuple[str, str], list[bool]]:
     return covered
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("path", "name"), [(p, n) for p, values in TRUE_VALUES.items() for n in values])
 def test_intervals_cover_the_true_values_at_the_stated_rate(coverage, path, name):
     hits = sum(coverage[(path, name)])
@@ -151,6 +152,7 @@ CENSORED = LineSpec.from_dict(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_censoring_is_counted_and_matters():
     # 100 units run 30 h with a time to failure of scale 20 h and repairs of 8 h: about a third of the
     # times to failure and a quarter of the repairs are still running at the end

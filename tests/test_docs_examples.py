@@ -281,6 +281,7 @@ def runnable(doc: Doc) -> int:
     return count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", DOCS, ids=[p.relative_to(ROOT).as_posix() for p in DOCS])
 def test_every_command_example_runs(path, tmp_path):
     doc = parse(path)

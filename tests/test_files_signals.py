@@ -60,6 +60,7 @@ h.close() if hasattr(h, "close") else None
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask-022", "umask-077"])
 def test_every_output_honours_the_umask(tmp_path, umask):
     """Run folders, compare folders, store entries, exports, optimizer results, USD scenes and assets, calibrated

@@ -74,6 +74,7 @@ def _clustered(per_forecast: list[list[bool]]):
     return batch_yield(n, missed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("claim", "nominal"), [("90%", 0.90), ("95%", 0.95)])
 def test_batch_completion_intervals_cover_what_they_claim(scored, claim, nominal):
     mine = [[covered for covered, c in forecast if c == claim] for forecast in scored["batches"]]

@@ -215,6 +215,7 @@ def stored(historian: Path) -> dict[str, int]:
         h.close()
 
 
+@pytest.mark.slow
 def test_a_node_opcua_plc_is_discovered_and_synced_and_a_restart_costs_values(tmp_path: Path):
     """Changes stored vs sent with node-opcua as the PLC: all of them while it runs, fewer across a restart
     (the PLC keeps no history to fetch them from). The figures go to docs/opcua-packml.md."""

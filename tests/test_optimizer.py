@@ -233,6 +233,7 @@ def test_bad_problems_are_input_errors() -> None:
             build_problem(spec, **kwargs)
 
 
+@pytest.mark.slow
 def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
     spec_path = tmp_path / "line.yaml"
     data = line([1.0, 1.2, 0.9]).to_data()

@@ -190,12 +190,14 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
 # Each example compiles the kernel for its shape (most of a test's time, 4-9 s on a cold cache): three replications
 # share it. Each rule's branches have tests of their own below; these random lines try them together, 20 and 18 a
 # run (new ones each run), which keeps `make test` near its 15 minutes.
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=line_specs(), seed=st.integers(0, 2**31))
 def test_departures_equal_engine(spec: LineSpec, seed: int) -> None:
     assert_same_departures(spec, seed, replications=3)
 
 
+@pytest.mark.slow
 @settings(max_examples=18, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=line_specs(rules=True), seed=st.integers(0, 2**31))
 def test_departures_with_batch_rules_equal_engine(spec: LineSpec, seed: int) -> None:

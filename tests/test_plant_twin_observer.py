@@ -127,6 +127,7 @@ FEED_SETTINGS = settings(
 )  # the random feeds' settings, shared with tests/test_kpi_accumulators.py
 
 
+@pytest.mark.slow
 @FEED_SETTINGS
 @given(feeds())
 def test_the_incremental_observer_equals_a_full_decode_at_every_tick(feed):

@@ -33,6 +33,7 @@ def _sync_args(ep: str, port: int) -> list[str]:
     return [*args, "--historian", "h.db", "--kpi-every", "0.3", "--metrics-port", str(port), "--shadow"]
 
 
+@pytest.mark.slow
 def test_sync_serves_its_metrics_checkpoints_and_resumes_from_the_checkpoint(tmp_path: Path):
     ep, emulate = mini_plant(tmp_path, "2000 h", seed=5, speed="3000")
     port = free_port()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from conftest import assert_exact_in_ci, serial_line
 
 from twin.engine import simulate
@@ -101,6 +102,7 @@ def test_reversibility():
     assert half < 0.02 * a.mean()
 
 
+@pytest.mark.slow
 def test_zero_buffer_limit_with_operating_failures():
     # equal deterministic times, no buffers, failures only while processing:
     # one machine with efficiency 1 / (1 + sum MTTR/MTBF). The other units finish their batch while

@@ -216,6 +216,7 @@ def test_two_sweeps_write_while_a_reader_lists(tmp_path):
     assert not frame["point_key"].duplicated().any()
 
 
+@pytest.mark.slow
 def test_runs_commands(tmp_path, two_results):
     a, b = two_results
     store_dir = tmp_path / "store"

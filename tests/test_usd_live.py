@@ -103,6 +103,7 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "read": json.loads((root / "reader.json").read_text()), "started": started}
 
 
+@pytest.mark.slow
 def test_reader_sees_every_state_change_in_order_and_soon(synced: dict) -> None:
     from twin.runfolder import read_run
 
