@@ -7,6 +7,8 @@ a calibration of a wrong spec from the historian and a forecast with its band.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import yaml
 from dashboard_helpers import browser, free_port, start_dashboard, stop
@@ -18,6 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from connectors.opcua.historian import Historian
 from dashboards.formatting import number, percent
+from twin.clock import RunClock
 from twin.experiment import run
 from twin.palette import state_hex
 from twin.spec.loader import spec_from_data
@@ -60,10 +63,17 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     wait(d).until(EC.text_to_be_present_in_element((By.ID, "live-state"), "Sync stopped."))
     h = Historian(served["root"] / "h.db", readonly=True)
     try:
-        last, forecasts, latest = h.view(), h.forecasts(), h.latest().set_index("tag")
+        last, forecasts, latest, meta = h.view(), h.forecasts(), h.latest().set_index("tag"), h.meta()
     finally:
         h.close()
-    assert "line mini" in d.find_element(By.ID, "live-state").text
+    status = d.find_element(By.ID, "live-state").text
+    assert "line mini" in status
+    # the sync stops at 300 plant hours; when the emulated plant ran on (values received past it), the status says
+    # where the KPIs end
+    clock = RunClock(datetime.fromtimestamp(float(meta["origin_us"]) / 1e6, tz=UTC).replace(tzinfo=None))
+    ran_on = (float(meta["plant_us"]) - float(meta["origin_us"])) / 3.6e9 > last["plant_hours"] + 1 / 60
+    kpis_at = f"KPIs up to {clock.text(last['plant_hours'], long=True)} UTC ({number(last['plant_hours'])} h)"
+    assert (kpis_at in status) == ran_on and ("KPIs up to" in status) == ran_on
     wait(d).until(EC.presence_of_element_located((By.ID, "live-kpi-table")))
     table = d.find_element(By.ID, "live-kpi-table").text
     oee_plant, oee_twin = last["plant"]["oee"]["mean"], last["twin"]["oee"]["mean"]

@@ -36,7 +36,7 @@ KPIS = (
 
 CHOSEN = "chosen window"  # the column of the window the user picks ("KPIs since")
 WINDOWS = {"shift": "this shift", "day": "last 24 h", "since": "since"}  # the sync's windows, as the table heads them
-SINCE_EXAMPLE = "2027-01-05 06:00"
+SINCE_EXAMPLE = "YYYY-MM-DD HH:MM"  # the form a plant date and time is typed in (UTC)
 PICK_HISTORIAN = "Pick a plant historian above (one written by `twin sync`) to see the plant live."
 
 def _layout(ctx: Any, query: dict[str, str]) -> html.Div:
@@ -131,7 +131,7 @@ def since_window(h: Any, meta: dict[str, Any], view: dict[str, Any] | None, text
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        return {"error": f"KPIs since {text.strip()!r}: not a date and time; write e.g. {SINCE_EXAMPLE} (UTC)."}
+        return {"error": f"KPIs since {text.strip()!r}: not a date and time; write it as {SINCE_EXAMPLE} (UTC)."}
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     asked = clock.hours(moment)
@@ -200,6 +200,14 @@ def _plant_clock(origin_us: float) -> RunClock:
     return RunClock(datetime.fromtimestamp(origin_us / 1e6, tz=UTC).replace(tzinfo=None))
 
 
+def _kpis_at(origin_us: float | None, plant_hours: float | None, kpi_hours: float | None) -> str:
+    """When the KPIs are of an earlier plant time than the clock (a sync stopped by ``--until`` while the plant ran on,
+    or one tick behind), say which: the KPI table's windows end there, not at the clock."""
+    if not origin_us or plant_hours is None or kpi_hours is None or kpi_hours >= plant_hours - 1 / 60:
+        return ""
+    return f"KPIs up to {_plant_clock(origin_us).text(kpi_hours, long=True)} UTC ({number(kpi_hours)} h)"
+
+
 def _status(data: dict[str, Any]) -> html.Div:
     meta = data["meta"]
     origin, now = meta.get("origin_us"), meta.get("plant_us")
@@ -214,6 +222,7 @@ def _status(data: dict[str, Any]) -> html.Div:
         f"({number(plant_hours)} h since the sync's origin)"
         if plant_hours is not None
         else "plant clock -",
+        _kpis_at(origin, plant_hours, last.get("plant_hours")),
         f"{last.get('acknowledged', 0):,} values stored" if last else "no KPI update yet",
         f"{data['gaps']} gap(s)",
         f"{last.get('bad_values', 0)} bad value(s)" if last else "",
