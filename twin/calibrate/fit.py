@@ -221,9 +221,14 @@ class _Compiled:
 
 @cache
 def _compiled(family: str) -> _Compiled:
-    """Jitted functions of one family (compiled once per data size bucket, then reused)."""
+    """Jitted functions of one family (compiled once per data size bucket, then reused; kept on disk between
+    processes by ``twin.jaxcache``)."""
     import jax
     import jax.numpy as jnp
+
+    from twin.jaxcache import use_compilation_cache
+
+    use_compilation_cache()
 
     logs = _family_logs(family)
 
