@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from twin.jaxcache import cache_folder, use_compilation_cache
+
 ROOT = Path(__file__).resolve().parents[1]
 HANG = 300  # seconds: a cap only a hang reaches
 
@@ -40,5 +42,16 @@ def test_a_second_process_loads_the_compiled_fits_and_gets_the_same_numbers(tmp_
     second = fit_in_a_new_process(str(folder))
     assert second == first  # the same executables: the same numbers, bit for bit
     assert sorted(p.name for p in folder.iterdir()) == kept  # found there, not compiled and written again
-    assert fit_in_a_new_process("off") == first  # no cache: compiled again, the same numbers
-    assert not (tmp_path / "xdg").exists()  # and nothing kept anywhere
+    assert not (tmp_path / "xdg").exists()  # nothing kept anywhere else
+
+
+def test_where_the_cache_is_and_that_it_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.delenv("TWIN_JAX_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder() == str(tmp_path / "xdg" / "twin" / "jax")
+    monkeypatch.setenv("TWIN_JAX_CACHE", "off")
+    assert cache_folder() is None and use_compilation_cache.__wrapped__() is None  # nothing set, nothing made
+    assert not (tmp_path / "xdg").exists()
+    monkeypatch.setenv("TWIN_JAX_CACHE", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    assert use_compilation_cache.__wrapped__() is None  # a folder that cannot be made: no cache, no error
