@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from twin.stats import t_quantile
+
 FAMILIES: tuple[str, ...] = ("exponential", "gamma", "lognormal", "weibull", "normal")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "exponential": ("mean",),
@@ -471,7 +473,7 @@ def restricted_mean(data: Durations) -> Estimate:
     se = math.sqrt(float(terms.sum()) * n / (n - 1))
     if se == 0:
         return Estimate(mean, mean, mean)
-    half = float(stats.t.ppf(0.975, n - 1)) * se
+    half = t_quantile(0.975, n - 1) * se
     if censored[-1]:  # the longest is still running: the mean is at least this, how much more the data cannot say
         return Estimate(mean, max(mean - half, 0.0), None)
     return Estimate(mean, max(mean - half, 0.0), mean + half)
