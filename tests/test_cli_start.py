@@ -6,6 +6,7 @@ Import checks run the real ``twin`` console script in its own process and read i
 
 from __future__ import annotations
 
+import json
 import tomllib
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -74,6 +75,15 @@ def test_a_lazy_command_runs_and_imports_only_its_own_module():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Usage: twin export-usd" in done.stdout
     assert "connectors.usd.cli" in modules and "optimizers.cli" not in modules and "dashboards.cli" not in modules
+
+
+def test_commands_that_print_intervals_do_not_import_scipy_stats(tmp_path):
+    # a t quantile comes from scipy.special (twin.stats.t_quantile): scipy.stats would cost each command 0.5-1.3 s
+    modules, done = imported_modules("run", "osd-tablet", "-r", "2", "--horizon", "3 w", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    low, high = json.loads(done.stdout)["wip"]["ci95"]
+    assert low < high  # an interval was computed
+    assert "scipy.special" in modules and not {m for m in modules if m.startswith("scipy.stats")}
 
 
 def test_unknown_command_is_an_error_with_exit_2():

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from twin.stats import t_quantile
+
 FAMILIES: tuple[str, ...] = ("exponential", "gamma", "lognormal", "weibull", "normal")
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "exponential": ("mean",),
@@ -144,36 +146,45 @@ def x64() -> Iterator[None]:
 # -- the families: log density and log survival on data scaled to mean about 1 -------------------
 
 
+# The gamma survival function (an incomplete gamma function) iterates, lane by lane, until every lane of the
+# data has converged; only the censored lanes use it. The others are given this value instead, for which it
+# stops at once (its terms underflow) with a value and derivatives of exactly 0 that are then not selected: the
+# censored lanes' results are the same, and the loop runs only as long as they need (none: no loop at all).
+_GAMMA_SKIP = 1e300
+
+
 def _family_logs(family: str) -> Any:
-    """``logs(theta, x) -> (log f(x), log S(x))`` for ``theta`` = log-parameters, in JAX."""
+    """``logs(theta, x, exact) -> (log f(x), log S(x))`` for ``theta`` = log-parameters, in JAX; ``log S`` is
+    only asked of the lanes where ``exact`` is false (a family may skip its work on the others)."""
     import jax.numpy as jnp
     from jax.scipy.special import gammaincc, gammaln, log_ndtr
 
     half_log_2pi = 0.5 * math.log(2 * math.pi)
 
-    def exponential(theta: Any, x: Any) -> Any:
+    def exponential(theta: Any, x: Any, exact: Any) -> Any:
         rate = jnp.exp(-theta[0])
         return -theta[0] - x * rate, -x * rate
 
-    def gamma(theta: Any, x: Any) -> Any:
+    def gamma(theta: Any, x: Any, exact: Any) -> Any:
         shape, scale = jnp.exp(2 * (theta[0] - theta[1])), jnp.exp(2 * theta[1] - theta[0])
         z = x / scale
         logf = -gammaln(shape) - jnp.log(scale) + (shape - 1) * jnp.log(z) - z
-        return logf, jnp.log(jnp.maximum(gammaincc(shape, z), 1e-300))
+        survival = gammaincc(shape, jnp.where(exact, _GAMMA_SKIP, z))
+        return logf, jnp.log(jnp.maximum(survival, 1e-300))
 
-    def lognormal(theta: Any, x: Any) -> Any:
+    def lognormal(theta: Any, x: Any, exact: Any) -> Any:
         sigma2 = jnp.log1p(jnp.exp(2 * (theta[1] - theta[0])))
         sigma, mu = jnp.sqrt(sigma2), theta[0] - sigma2 / 2
         z = (jnp.log(x) - mu) / sigma
         return -jnp.log(x) - jnp.log(sigma) - half_log_2pi - z * z / 2, log_ndtr(-z)
 
-    def weibull(theta: Any, x: Any) -> Any:
+    def weibull(theta: Any, x: Any, exact: Any) -> Any:
         shape = jnp.exp(theta[0])
         log_ratio = jnp.log(x) - theta[1]
         power = jnp.exp(shape * log_ratio)
         return theta[0] - jnp.log(x) + shape * log_ratio - power, -power
 
-    def normal(theta: Any, x: Any) -> Any:  # truncated at 0, as the engine draws it
+    def normal(theta: Any, x: Any, exact: Any) -> Any:  # truncated at 0, as the engine draws it
         mu, sigma = jnp.exp(theta[0]), jnp.exp(theta[1])
         z = (x - mu) / sigma
         kept = log_ndtr(mu / sigma)
@@ -212,14 +223,19 @@ class _Compiled:
 
 @cache
 def _compiled(family: str) -> _Compiled:
-    """Jitted functions of one family (compiled once per data size bucket, then reused)."""
+    """Jitted functions of one family (compiled once per data size bucket, then reused; kept on disk between
+    processes by ``twin.jaxcache``)."""
     import jax
     import jax.numpy as jnp
+
+    from twin.jaxcache import use_compilation_cache
+
+    use_compilation_cache()
 
     logs = _family_logs(family)
 
     def negative_loglik(theta: Any, x: Any, exact: Any, weight: Any) -> Any:
-        logf, logs_ = logs(theta, x)
+        logf, logs_ = logs(theta, x, exact)
         return -jnp.sum(weight * jnp.where(exact, logf, logs_))
 
     return _Compiled(
@@ -271,7 +287,8 @@ def fit_family(data: Durations, family: str) -> FamilyFit:
         xs, ex, ws = jnp.asarray(x), jnp.asarray(exact), jnp.asarray(weight)
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = functions.value_and_grad(jnp.asarray(theta), xs, ex, ws)
+            # theta goes in as it is: a jitted function takes a NumPy array at less cost than jnp.asarray's
+            value, grad = functions.value_and_grad(theta, xs, ex, ws)
             value = float(value)
             if not math.isfinite(value):
                 return 1e300, np.zeros_like(theta)
@@ -287,7 +304,7 @@ def fit_family(data: Durations, family: str) -> FamilyFit:
                 break
         assert best is not None
         theta = np.asarray(best.x, dtype=float)
-        loglik = -float(functions.value_and_grad(jnp.asarray(theta), xs, ex, ws)[0])
+        loglik = -float(functions.value_and_grad(theta, xs, ex, ws)[0])
         hessian = _hessian(functions, theta, xs, ex, ws)
     covariance = _inverse(hessian)
     log_scale = math.log(scale)
@@ -456,7 +473,7 @@ def restricted_mean(data: Durations) -> Estimate:
     se = math.sqrt(float(terms.sum()) * n / (n - 1))
     if se == 0:
         return Estimate(mean, mean, mean)
-    half = float(stats.t.ppf(0.975, n - 1)) * se
+    half = t_quantile(0.975, n - 1) * se
     if censored[-1]:  # the longest is still running: the mean is at least this, how much more the data cannot say
         return Estimate(mean, max(mean - half, 0.0), None)
     return Estimate(mean, max(mean - half, 0.0), mean + half)

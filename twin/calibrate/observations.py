@@ -300,7 +300,8 @@ def _observe_quality(rows: pd.DataFrame, start: float, stations: set[str] | None
     finishes = frame[(frame["event"] == "finish") & (frame["time"] >= start)]
     if stations is not None:
         finishes = finishes[finishes["station"].isin(stations)]
-    scrap = frame[frame["event"] == "scrap"].groupby(["station", "batch"])["quantity"].sum()
+    # a dict, not the grouped Series: a Series lookup by a (station, batch) key costs ~40 us per finish
+    scrap = frame[frame["event"] == "scrap"].groupby(["station", "batch"])["quantity"].sum().to_dict()
     rejects = frame[frame["event"] == "reject"]
     rejected = set(zip(rejects["station"], rejects["batch"], strict=True))
     for station, batch, quantity in zip(finishes["station"], finishes["batch"], finishes["quantity"], strict=True):

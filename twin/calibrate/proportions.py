@@ -16,9 +16,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from twin.calibrate.fit import Z95, Estimate
+from twin.stats import t_quantile
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> Estimate:
@@ -46,5 +46,5 @@ def batch_yield(processed: Sequence[float], lost: Sequence[float]) -> Estimate:
         return Estimate(ratio)
     residuals = (good - ratio * q) / q.mean()
     se = math.sqrt(float((residuals**2).sum()) / (n * (n - 1)))
-    half = float(stats.t.ppf(0.975, n - 1)) * se
+    half = t_quantile(0.975, n - 1) * se
     return Estimate(ratio, max(0.0, ratio - half), min(1.0, ratio + half))

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from twin.kpis.line import LINE_KPIS
-from twin.stats import Interval, paired_difference
+from twin.stats import Interval, paired_difference, t_quantile
 
 MISSING = "(not set)"
 STATION_FACTORS = ("oee", "utilization", "availability")
@@ -74,7 +73,7 @@ def welch_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> 
     if se == 0:
         return Interval(mean, mean, mean, min(len(a), len(b)))
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    half = t_quantile(0.5 + confidence / 2, df) * se
     return Interval(mean, mean - half, mean + half, min(len(a), len(b)))
 
 
