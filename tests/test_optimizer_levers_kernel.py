@@ -214,7 +214,7 @@ def test_twin_optimize_of_qc_analysts_runs_on_the_kernel_and_is_exact(tmp_path: 
     assert report["best"]["values"]["qc.analysts"] == 3
 
 
-def test_a_lever_the_kernel_cannot_take_goes_to_the_engine() -> None:
+def test_a_lever_the_kernel_cannot_take_goes_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Headcount and skid capacity have no kernel input (their rules are not in the kernel): with them, or on a line
     the kernel is not exact for, or a WIP limit whose range leaves the kernel's CONWIP, the engine scores."""
     taken = {lever.kind for lever in LEVERS if lever.in_kernel}
@@ -236,3 +236,7 @@ def test_a_lever_the_kernel_cannot_take_goes_to_the_engine() -> None:
     (why,) = make_evaluator(low, 1, 1, "cpu").approximations()
     assert why.startswith("release.wip_limit: CONWIP of 1 batches within the extra units before s3")
     assert make_evaluator(build_problem(line, ["release.wip_limit.batches=2..3"]), 1, 1, "cpu").approximations() == ()
+    # derived from the kernel's rule coverage: without the QC rule in the kernel, QC analysts go to the engine
+    monkeypatch.setattr("optimizers.problem.KERNEL_RULES", KERNEL_RULES - {"qc"})
+    assert not build_problem(line, ["qc.analysts=1..3"]).kernel_only
+    assert build_problem(line, ["release.wip_limit.batches=2..3"]).kernel_only
