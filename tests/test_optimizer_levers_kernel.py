@@ -105,7 +105,7 @@ def lever_line(repeat: bool = True) -> LineSpec:
 
 
 VARY = [
-    "qc.analysts=1..3",
+    "qc.analysts=1..5",  # (above 4: more analyst slots than the spec's count needs)
     "stations.*.cleaning.due.batches=2..6",
     "stations.s1.cleaning.due.hours=5..30",
     "stations.s1.cleaning.due.kg=150..600",
