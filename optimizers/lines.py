@@ -56,7 +56,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
-- decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
+- decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
+  and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
+  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
