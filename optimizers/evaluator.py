@@ -321,9 +321,9 @@ class Evaluator:
         seq = self._rep_seq
         if self.line.campaigns:
             seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
-        levers = {k: v for k, v in self.levers.items() if k != "campaigns"}
-        design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": np.int32(self.batches)},
-                                self.device)  # fmt: skip
+        levers = {key: x for key, x in self.levers.items() if key != "campaigns"}  # the spec's
+        batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
+        design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
         value, jac, kpis = gradient_kernel(self.shape())(design, seq, draws, self._consts)
         return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
 
