@@ -184,10 +184,11 @@ def lever_problems(draw: Any) -> Problem:
     return build_problem(spec, vary)
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=lever_problems(), seed=st.integers(0, 2**31), picks=st.randoms(use_true_random=False))
 def test_random_lines_with_levers_equal_the_engine(problem: Problem, seed: int, picks: Any) -> None:
-    """Random lines (each example compiles once): three designs of the levers' ranges in one kernel."""
+    """Random lines, two a run (each compiles once; the fixed line above tries every lever): three designs of the
+    levers' ranges in one kernel."""
     designs = [problem.baseline()]
     for _ in range(2):
         designs.append(tuple(
