@@ -173,8 +173,8 @@ def lever_problems(draw: Any) -> Problem:
             vary.append(f"stations.{s.name}.cleaning.due.kg={due.kg / 2:g}..{due.kg * 2:g}")
     if spec.release.wip_limit is not None:
         vary.append(f"release.wip_limit.batches={spec.release.wip_limit.batches}..{spec.release.wip_limit.batches + 3}")
-    if spec.release.plan and spec.release.repeat:
-        vary.append("release.plan.*.batches=1..5")
+    if spec.release.plan:  # (a plan that ends: its number of batches per design too)
+        vary.append("release.plan.*.batches=1..5" if spec.release.repeat else "release.plan.*.batches=5..40")
     if draw(st.booleans()) or not vary:  # a QC lab after the line
         data = spec.to_data()
         data["qc"] = {"analysts": draw(st.integers(1, 2)), "test_time": {"dist": "exponential", "mean": 1.0},
