@@ -1,6 +1,7 @@
 """Evaluator speed against the SimPy engine, on CPU and GPU, and the optimizer against Optuna and random search.
 
-    python benchmarks/bench_optimizer.py [--batches 20000] [--evals 300] [--skip-search]
+    python benchmarks/bench_optimizer.py [--batches 20000] [--evals 300] [--skip-search] [--only a,f,g]
+    python benchmarks/bench_optimizer.py --quick        # case (g) only, small (under a minute)
 
 (a) A saturated 10-station line (exponential times, mean 1 h, two buffer places between stations):
     batch-station steps per second of the twin SimPy engine (event log included) and of the JAX
@@ -13,6 +14,11 @@
     expiry, yields, rejects, a hold time that scraps late batches, rate-based packaging, failures):
     seconds per design of one SimPy run against the JAX kernel over many designs, alternating
     rounds, median; and that the kernel is exact for the line.
+(g) A lever problem on the kernel: the rules line of (f) with a QC lab and a WIP limit, varying the QC
+    analysts, a cleaning due interval, the WIP limit and the campaign lengths (kernel inputs per
+    design: one compilation for the range): seconds per design of the JAX kernel (the evaluator
+    ``twin optimize`` picks for it) against the engine evaluator (SimPy in worker processes, what
+    these levers ran on before), same designs, alternating rounds, median; and that the kernel is exact.
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -262,6 +268,56 @@ def rules_kernel(args: argparse.Namespace) -> None:
           f"{k * 1000:.2f} ms per design ({designs} designs at once): {s / k:,.0f}x (target >= 100x)")  # fmt: skip
 
 
+def lever_problem(horizon: str):
+    """(g): the rules line with a QC lab and a WIP limit, and its levers varied (a problem of ``twin optimize``)."""
+    from optimizers.problem import build_problem
+    from twin.spec.model import LineSpec
+
+    data = rules_line(horizon).to_data()
+    data["release"]["wip_limit"] = {"batches": 6, "until": "compression"}
+    data["qc"] = {"analysts": 2, "test_time": {"dist": "gamma", "mean": 6.0, "sd": 2.0}, "oos_probability": 0.05,
+                  "incubation": {"dist": "triangular", "low": 12, "mode": 24, "high": 48}}  # fmt: skip
+    vary = ["qc.analysts=1..4", "stations.granulation.cleaning.due.batches=4..12", "release.wip_limit.batches=4..10",
+            "release.plan.*.batches=2..8"]  # fmt: skip
+    return build_problem(LineSpec.from_dict(data), vary, objective="release_lead_time")
+
+
+def levers_kernel(args: argparse.Namespace) -> None:
+    import os
+
+    from optimizers.api import _use_engine, make_evaluator
+    from optimizers.engine_eval import EngineEvaluator
+
+    problem = lever_problem(args.line_horizon)
+    rng = np.random.default_rng(1)
+    designs = [tuple(int(rng.integers(d.low, d.high + 1)) for d in problem.dims) for _ in range(args.designs)]
+    ev = make_evaluator(problem, seed=1, replications=args.replications, device="cpu", chunk=args.designs)
+    start = time.perf_counter()
+    ev.kpis(problem, designs[:1])  # compile (one kernel for every design of the range)
+    compiled = time.perf_counter() - start
+    workers = os.cpu_count() or 1
+    engine_designs = designs[: max(2, workers)]
+    engine_ev = EngineEvaluator(problem, seed=1, replications=args.replications, workers=workers)
+    engine_ev.kpis(problem, engine_designs[:2])  # start the worker processes outside the timings
+    engine, kernel = [], []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        engine_ev.kpis(problem, engine_designs)
+        engine.append((time.perf_counter() - start) / len(engine_designs))
+        start = time.perf_counter()
+        ev.kpis(problem, designs)
+        kernel.append((time.perf_counter() - start) / len(designs))
+    engine_ev.close()
+    e, k = statistics.median(engine), statistics.median(kernel)
+    exact = "exact" if not ev.approximations() else f"SURROGATE: {ev.approximations()}"
+    picked = "engine" if _use_engine(problem, "auto") else "jax"
+    print(f"(g) lever problem ({args.line_horizon}, {args.replications} replications; rules line + QC lab + WIP "
+          f"limit; varies {', '.join(d.label for d in problem.dims)}; twin optimize picks the {picked} evaluator, "
+          f"kernel {exact}): engine evaluator ({workers} workers) {e:.3f} s per design; JAX kernel "
+          f"{k * 1000:.2f} ms per design ({len(designs)} designs at once; compiled in {compiled:.1f} s): "
+          f"{e / k:,.0f}x", flush=True)  # fmt: skip
+
+
 def compile_times() -> None:
     import os
     import subprocess
@@ -305,13 +361,19 @@ def main() -> None:
     parser.add_argument("--confirm", type=int, default=10)
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--line-horizon", default="26 w", help="horizon of the built-in lines in (d)")
+    parser.add_argument("--only", default="", help="cases to run, e.g. f,g (default: all)")
+    parser.add_argument("--quick", action="store_true", help="case (g) only, small: 4 w, 32 designs, 2 replications")
     args = parser.parse_args()
-    speed(args)
-    rules_kernel(args)
-    builtin_lines(args)
-    compile_times()
+    if args.quick:
+        args.only, args.line_horizon, args.designs, args.replications, args.rounds = "g", "4 w", 32, 2, 2
+    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "d": builtin_lines, "e": lambda _: compile_times()}
     if not args.skip_search:
-        search_comparison(args)
+        cases["c"] = search_comparison
+    chosen = args.only.split(",") if args.only else list(cases)
+    for key in chosen:
+        if key not in cases:
+            parser.error(f"--only {key}: expected some of {', '.join(cases)}")
+        cases[key](args)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 from optimizers.confirm import Confirmed, confirm
 from optimizers.evaluator import Evaluator
 from optimizers.objectives import COST, OBJECTIVES
-from optimizers.problem import Problem, build_problem
+from optimizers.problem import LEVERS, Problem, build_problem
 from optimizers.search import Progress, Scored, Search, run_method
 from twin.errors import InputError
 from twin.models import load_spec
@@ -201,40 +201,23 @@ def _use_engine(problem: Problem, evaluator: str) -> bool:
     if evaluator == "jax":
         if not kernel_can:
             computes = ", ".join(name for name, o in OBJECTIVES.items() if o.kernel)
-            raise InputError("--evaluator jax: the JAX kernel varies buffers, units, speeds and campaign order and "
-                             f"computes {computes} only; use --evaluator engine")  # fmt: skip
+            levers = ", ".join(lever.kind for lever in LEVERS if lever.in_kernel)
+            raise InputError(f"--evaluator jax: the JAX kernel varies buffers, units, speeds, campaign order and "
+                             f"{levers}, and computes {computes} only; use --evaluator engine")  # fmt: skip
         return False
     if evaluator == "engine":
         return True
     if not kernel_can:
         return True
-    from optimizers.lines import approximations_for, line_arrays
-
-    line = line_arrays(problem.spec)
-    most = list(line.units)
-    for d in problem.dims:
-        if d.kind == "units":
-            most[d.station] = max(most[d.station], int(d.high))
-    return bool(approximations_for(line, tuple(most)))
+    return bool(make_evaluator(problem, 1, 1, "cpu").approximations())  # exact for the whole range, or not
 
 
 def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
-    """An evaluator sized for every design of ``problem`` (largest units, buffers and speeds)."""
-    n_st = len(problem.spec.stations)
-    max_units = [s.units for s in problem.spec.stations]
-    max_buffer, max_speed, min_speed = 0, 1.0, 1.0
-    for d in problem.dims:
-        if d.kind == "units":
-            max_units[d.station] = max(max_units[d.station], int(d.high))
-        elif d.kind == "buffer":
-            max_buffer = max(max_buffer, int(d.high))
-        else:
-            max_speed, min_speed = max(max_speed, d.high), min(min_speed, d.low)
-    assert len(max_units) == n_st
-    return Evaluator(
-        problem.spec, seed=seed, replications=replications, max_units=tuple(max_units), max_buffer=max_buffer,
-        max_speed=max_speed, min_speed=min_speed, device=device, chunk=chunk,
-    )  # fmt: skip
+    """An evaluator sized for every design of ``problem`` (largest units, buffers, speeds and levers)."""
+    from optimizers.evaluator import evaluator_sizes
+
+    sizes = evaluator_sizes(problem.arrays(problem.extremes()))
+    return Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=chunk, **sizes)
 
 
 def _spread(front: list[Scored], most: int) -> list[tuple]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizers.evaluator import Evaluator
+from optimizers.evaluator import Evaluator, evaluator_sizes
 from optimizers.objectives import OBJECTIVES
 from optimizers.problem import Design, Problem
 from twin.errors import InputError
@@ -63,14 +63,9 @@ def confirm(
     if engine:
         return [_confirmed(problem, d, run(problem.spec_for(d), replications=replications, seed=seed,
                                           name="optimized"), None) for d in designs]  # fmt: skip
-    arrays = problem.arrays(designs)
-    max_units = tuple(int(x) for x in np.max(arrays["units"], axis=0))
-    finite = arrays["buffers"][arrays["buffers"] >= 0]
-    ev = Evaluator(
-        problem.spec, seed=seed, replications=replications, max_units=max_units,
-        max_buffer=int(finite.max()) if finite.size else 0, max_speed=float(arrays["speed"].max()),
-        min_speed=float(arrays["speed"].min()), device=device, chunk=len(designs),
-    )  # fmt: skip
+    arrays = problem.arrays(designs)  # (the levers of the batch rules the kernel takes too: the same designs)
+    sizes = evaluator_sizes(arrays)
+    ev = Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=len(designs), **sizes)
     res = ev.evaluate(**arrays)
     out = []
     for i, design in enumerate(designs):

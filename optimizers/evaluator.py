@@ -25,7 +25,9 @@ from optimizers.lines import (
     LineArrays,
     approximations_for,
     cleaning_constants,
+    conwip_outside,
     draw_inputs,
+    lever_inputs,
     line_arrays,
     plan_sequence,
     qc_shape,
@@ -35,6 +37,13 @@ from optimizers.lines import (
 )
 from twin.errors import InputError
 from twin.spec.model import LineSpec
+
+# a design's kernel inputs: (name, dtype, one value per station); the levers' names are ``lever_inputs``' keys
+DESIGN_INPUTS = (
+    ("buffers", np.int32, True), ("units", np.int32, True), ("speed", np.float64, True),
+    ("qc_analysts", np.int32, False), ("wip_limit", np.int32, False),
+    ("due_batches", np.int32, True), ("due_hours", np.float64, True), ("due_kg", np.float64, True),
+)  # fmt: skip
 
 
 def resolve_device(name: str = "cpu") -> Any:
@@ -97,9 +106,19 @@ class Evaluator:
         chunk: int = 32,
         record: bool = False,
         batches: int | None = None,
+        max_analysts: int = 0,
+        wip_limits: tuple[int, int] | None = None,
+        plan_batches: int = 0,
     ):
         self.spec = spec
         self.line: LineArrays = line_arrays(spec)
+        # the levers of the batch rules: the most QC analysts, the lowest and highest WIP limit, the most batches of
+        # a plan that does not repeat (campaign lengths) any design may have (the spec's own values at least)
+        self.levers = lever_inputs(self.line)
+        self.max_analysts = max(max_analysts, int(self.levers["qc_analysts"]))
+        spec_wip = int(self.levers["wip_limit"])
+        self.wip_limits = (min(wip_limits[0], spec_wip), max(wip_limits[1], spec_wip)) if wip_limits else None
+        self.plan_batches = max(plan_batches, self.line.plan_batches)
         self.seed, self.replications, self.first_replication = seed, replications, first_replication
         self.device = resolve_device(device)
         self.max_units = tuple(max(a, b) for a, b in zip(max_units or self.line.units, self.line.units, strict=True))
@@ -116,7 +135,7 @@ class Evaluator:
     def _batches_needed(self) -> int:
         line = self.line
         if line.finite_plan:
-            return line.plan_batches
+            return self.plan_batches
         unit = self.spec.time_unit
         rates = []
         for j, station in enumerate(self.spec.stations):
@@ -167,6 +186,7 @@ class Evaluator:
                 "cleaning": cleaning_constants(self.line),
                 **rule_constants(self.line),
             }
+            consts["qc"]["most"] = np.int32(self.max_analysts)  # (a constant: one analyst needs no sort of QC ends)
             self._consts = jax.device_put(consts, self.device)
             seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
             self._rep_seq = jax.device_put(seq, self.device)
@@ -185,8 +205,8 @@ class Evaluator:
             has_yield=line.has_yield,
             has_reject=line.has_reject,
             release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
-            wip=wip_shape(self.line, self.max_units),
-            qc=qc_shape(self.line),
+            wip=wip_shape(self.line, self.max_units, self.wip_limits),
+            qc=qc_shape(self.line, self.max_analysts),
             calendar_failures=line.calendar_failures,
             changeover_cleans=tuple(
                 bool(self.line.change_major[j].any() or self.line.change_clearance[j].any())
@@ -203,11 +223,16 @@ class Evaluator:
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
-        """Why results are a surrogate for these designs (empty: exact)."""
-        if units is None:
-            return self.line.approximations
-        most = tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
-        return approximations_for(self.line, most)
+        """Why results are a surrogate for designs with these units (default: the most units this evaluator was made
+        for) and the WIP limits it was made for (empty: exact)."""
+        most = self.max_units if units is None else tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
+        low = self.wip_limits[0] if self.wip_limits else None
+        reasons = approximations_for(self.line, most, low)
+        if self.line.line.rules is not None and self.line.line.rules.wip_limit is not None and not self.shape().wip:
+            # the kernel was made without the WIP limit (outside for the most units or the lowest limit): say so
+            why = conwip_outside(self.line, self.max_units, low)
+            reasons = (*reasons, *[r for r in (f"release.wip_limit: CONWIP {why}",) if r not in reasons])
+        return reasons
 
     def evaluate(
         self,
@@ -215,25 +240,37 @@ class Evaluator:
         units: Any = None,
         speed: Any = None,
         orders: Any = None,
+        *,
+        qc_analysts: Any = None,
+        wip_limit: Any = None,
+        due_batches: Any = None,
+        due_hours: Any = None,
+        due_kg: Any = None,
+        campaigns: Any = None,
     ) -> Evaluation:
-        """KPIs of each design (rows of ``buffers``, ``units``, ``speed``, ``orders``; None = the spec's)."""
-        n = (
-            max(len(x) for x in (buffers, units, speed, orders) if x is not None)
-            if any(x is not None for x in (buffers, units, speed, orders))
-            else 1
-        )
+        """KPIs of each design (rows of ``buffers``, ``units``, ``speed``, ``orders``; None = the spec's), and the
+        levers of the batch rules per design: QC analysts, WIP limit, cleaning due thresholds per station (batches,
+        hours, kg; never: ``lever_inputs``' sentinels), campaign lengths in the spec's order."""
+        given = {"buffers": buffers, "units": units, "speed": speed, "orders": orders, "qc_analysts": qc_analysts,
+                 "wip_limit": wip_limit, "due_batches": due_batches, "due_hours": due_hours, "due_kg": due_kg,
+                 "campaigns": campaigns}  # fmt: skip
+        n = max((len(x) for x in given.values() if x is not None), default=1)
         n_st = len(self.line.stations)
-        b = np.broadcast_to(np.asarray(self.line.buffers if buffers is None else buffers, np.int32), (n, n_st))
-        c = np.broadcast_to(np.asarray(self.line.units if units is None else units, np.int32), (n, n_st))
-        v = np.broadcast_to(np.asarray(np.ones(n_st) if speed is None else speed, np.float64), (n, n_st))
-        self._check(b, c, v)
-        if self.line.campaigns:
-            plans = [None] * n if orders is None else [tuple(int(i) for i in o) for o in orders]
-            seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
-        else:
-            seq = None
+        spec = {"buffers": self.line.buffers, "units": self.line.units, "speed": np.ones(n_st), **self.levers}
+        design = {}
+        for key, dtype, width in DESIGN_INPUTS:
+            value = spec[key] if given[key] is None else given[key]
+            design[key] = np.broadcast_to(np.asarray(value, dtype), (n, n_st) if width else (n,))
+        lengths = np.broadcast_to(np.asarray(spec["campaigns"] if campaigns is None else campaigns, np.int32),
+                                  (n, len(self.line.campaigns)))  # fmt: skip
+        self._check(design, lengths)
+        plans = [None] * n if orders is None else [tuple(int(i) for i in o) for o in orders]
         while True:
-            result = self._run(b, c, v, seq)
+            seq = self._sequences(plans, lengths)
+            design["batches"] = (
+                lengths.sum(axis=1).astype(np.int32) if self.line.finite_plan else np.full(n, self.batches, np.int32)
+            )
+            result = self._run(design, seq)
             retry = False
             if result.pop("truncated").any():
                 self.batches *= 2
@@ -244,11 +281,18 @@ class Evaluator:
             if not retry:
                 break
             self._device_draws = None  # draw more and compile for the new sizes
-            if seq is not None:
-                seq = np.stack([plan_sequence(self.line, o, self.batches) for o in plans])
         recorded = ("departure", "batch", "valid", "release", "qc_start", "qc_end", "qc_out", "qc_approved")
         extra = {k: result.pop(k) for k in recorded if k in result}
         return Evaluation(**result, extra=extra)
+
+    def _sequences(self, plans: list[tuple[int, ...] | None], lengths: np.ndarray) -> np.ndarray | None:
+        """Each design's product per batch in release order (plan mode; None: per replication, from the mix)."""
+        if not self.line.campaigns:
+            return None
+        return np.stack([
+            plan_sequence(self.line, o, self.batches, tuple(int(b) for b in row))
+            for o, row in zip(plans, lengths, strict=True)
+        ])  # fmt: skip
 
     def kpis(self, problem: Any, designs: list[Any]) -> dict[str, np.ndarray]:
         """The figures ``problem`` needs of each design: objective name -> [design, replication]."""
@@ -272,29 +316,47 @@ class Evaluator:
         b = np.asarray(buffers, np.int32).reshape(n_st)
         c = np.asarray(units, np.int32).reshape(n_st)
         v = np.asarray(speed, np.float64).reshape(n_st)
-        self._check(b[None], c[None], v[None])
+        self._check({"buffers": b[None], "units": c[None], "speed": v[None]})
         draws = self._ensure_draws()
         seq = self._rep_seq
         if self.line.campaigns:
             seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
-        design = jax.device_put({"buffers": b, "units": c, "speed": v}, self.device)
+        levers = {key: x for key, x in self.levers.items() if key != "campaigns"}  # the spec's
+        batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
+        design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
         value, jac, kpis = gradient_kernel(self.shape())(design, seq, draws, self._consts)
         return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
 
-    def _check(self, b: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+    def _check(self, design: dict[str, np.ndarray], lengths: np.ndarray | None = None) -> None:
+        b, c, v = design["buffers"], design["units"], design["speed"]
         if (c > np.asarray(self.max_units)).any() or (c < 1).any():
             raise InputError(f"units outside 1..{self.max_units} given when the evaluator was made")
         if (b >= self.ring - 1).any():
             raise InputError(f"a buffer above {self.ring - 2} places, the largest the evaluator was made for")
         if (v > self.max_speed + 1e-12).any() or (v < self.min_speed - 1e-12).any() or (v <= 0).any():
             raise InputError(f"speeds outside [{self.min_speed}, {self.max_speed}] given when the evaluator was made")
+        rules = self.line.line.rules
+        analysts, limit = design.get("qc_analysts"), design.get("wip_limit")
+        if rules is not None and rules.qc is not None and analysts is not None and (
+            (analysts < 1) | (analysts > self.max_analysts)
+        ).any():  # fmt: skip
+            raise InputError(f"QC analysts outside 1..{self.max_analysts} given when the evaluator was made")
+        low, high = self.wip_limits or (int(self.levers["wip_limit"]),) * 2
+        if rules is not None and rules.wip_limit is not None and limit is not None and (
+            (limit < low) | (limit > high)
+        ).any():  # fmt: skip
+            raise InputError(f"WIP limits outside {low}..{high} given when the evaluator was made")
+        if lengths is not None and lengths.size and ((lengths < 1).any() or (
+            self.line.finite_plan and (lengths.sum(axis=1) > self.batches).any()
+        )):  # fmt: skip
+            raise InputError(f"campaign lengths below 1 or a plan above {self.batches} batches (the evaluator's)")
 
-    def _run(self, b: np.ndarray, c: np.ndarray, v: np.ndarray, seq: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _run(self, design: dict[str, np.ndarray], seq: np.ndarray | None) -> dict[str, np.ndarray]:
         import jax
 
         draws = self._ensure_draws()
         kernel = compiled_kernel(self.shape())
-        n = len(b)
+        n = len(design["buffers"])
         size = self.chunk  # always the same shape: one compilation for every call
         pieces: list[dict[str, np.ndarray]] = []
         for lo in range(0, n, size):
@@ -305,8 +367,23 @@ class Evaluator:
                 chunk = x[lo:hi]
                 return np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)]) if pad else chunk
 
-            design = jax.device_put({"buffers": part(b), "units": part(c), "speed": part(v)}, self.device)
+            inputs = jax.device_put({k: part(x) for k, x in design.items()}, self.device)
             s = jax.device_put(part(seq), self.device) if seq is not None else self._rep_seq
-            out = kernel(design, s, draws, self._consts)
+            out = kernel(inputs, s, draws, self._consts)
             pieces.append({k: np.asarray(x)[: hi - lo] for k, x in out.items()})
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def evaluator_sizes(arrays: dict[str, Any]) -> dict[str, Any]:
+    """What an ``Evaluator`` must be made for to take these designs (``Problem.arrays``): the most units and buffer
+    places, the speeds' range, the most QC analysts, the WIP limits' range, the longest plan."""
+    finite = arrays["buffers"][arrays["buffers"] >= 0]
+    return {
+        "max_units": tuple(int(x) for x in np.max(arrays["units"], axis=0)),
+        "max_buffer": int(finite.max()) if finite.size else 0,
+        "max_speed": float(arrays["speed"].max()),
+        "min_speed": float(arrays["speed"].min()),
+        "max_analysts": int(np.max(arrays["qc_analysts"])),
+        "wip_limits": (int(np.min(arrays["wip_limit"])), int(np.max(arrays["wip_limit"]))),
+        "plan_batches": int(np.max(np.sum(arrays["campaigns"], axis=1))) if arrays["campaigns"].size else 0,
+    }

@@ -88,8 +88,10 @@ class Shape:
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
     calendar_failures: tuple[bool, ...] = ()  # stations whose failures run on the wall clock
     release_calendar: int = 0  # edges of the weekly calendar the first station releases in (0: any time)
-    wip: tuple[int, int] = ()  # CONWIP (batches, station): a release waits until fewer wait to start there
+    wip: tuple[int, int] = ()  # CONWIP (largest limit of any design, station): a release waits for a start there
     qc: tuple[int, int] = ()  # QC release after the line (analyst slots, edges of the lab's calendar; 0: always)
+    # (the levers of the batch rules, QC analysts, WIP limit, cleaning due thresholds, a plan's campaign lengths, are
+    # inputs of each design, not part of the shape: ``_with_levers``)
 
     def on_calendar(self, j: int) -> bool:
         """Failures on the wall clock (``CalendarClock``), not on operating time."""
@@ -370,6 +372,7 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     ok = exit_ok[order]
     quarantined = jnp.where(ok, exit_t[order], 0.0)
     free0 = jnp.where(jnp.arange(width) < qc["analysts"], 0.0, INF)  # analysts' free times (slots beyond: never)
+    # (``qc["analysts"]``: the design's; ``qc["most"]``: the most of any design, shared by all lanes)
 
     def testing(rank):
         def one(free, x):
@@ -402,7 +405,7 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     rank, start, end, _, _ = jax.lax.while_loop(unsettled, settle, (index, start, end, ~in_order, jnp.int32(0)))
     oos_p = qc["oos"]
     # one analyst ends in start order; results after an incubation of constant length come in end order
-    sort_ends = (qc["analysts"] > 1) & (qc["incubation"] | (oos_p > 0))
+    sort_ends = (qc["most"] > 1) & (qc["incubation"] | (oos_p > 0))
     end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
     result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
@@ -429,7 +432,7 @@ def _released(free, k, stations, shape, consts):
     t = _release_gate(free, consts["release_calendar"], n_edges) if n_edges else free
     if not shape.wip:
         return t
-    limit, station = shape.wip
+    station, limit = shape.wip[1], consts["wip_limit"]  # the design's limit (the ring holds the largest + 1)
     ring = stations[station]["wip_starts"]
     freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
     later = _release_gate(freed, consts["release_calendar"], n_edges) if n_edges else freed
@@ -450,11 +453,24 @@ def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape,
     return s
 
 
+def _with_levers(design: dict[str, Any], consts: dict[str, Any]) -> dict[str, Any]:
+    """The constants with the levers of the batch rules a design sets (``optimizers.problem.LEVERS``, kernel
+    inputs of each design, so one compilation serves every value): the cleaning due thresholds per station, the
+    QC analysts, the WIP limit."""
+    due = {key: design[key] for key in ("due_batches", "due_hours", "due_kg")}
+    return {
+        **consts, "cleaning": {**consts["cleaning"], **due}, "qc": {**consts["qc"], "analysts": design["qc_analysts"]},
+        "wip_limit": design["wip_limit"],
+    }  # fmt: skip
+
+
 def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, Any], consts: dict[str, Any]):
     """Simulate one design in one replication; returns its KPIs (and departures when recording)."""
     n_st, n_batches = shape.stations, shape.batches
+    consts = _with_levers(design, consts)
     w0, w1 = consts["warmup"], consts["horizon"]
     units, buffers, speed = design["units"], design["buffers"], design["speed"]
+    n_in = design["batches"]  # the design's batches (a plan's campaign lengths): shape.batches at most
     big = jnp.iinfo(jnp.int32).max
     history = shape.ring + max(shape.max_units)  # > buffer + units: the departures a blocking term looks back
 
@@ -500,7 +516,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
 
     def step(carry, t):
         stations, clocks = list(carry[0]), carry[1]
-        valid, finished = t < n_batches, t >= n_batches - 1  # a batch arrives; none will after this one
+        valid, finished = t < n_in, t >= n_in - 1  # a batch arrives; none will after this one
         batch = jnp.minimum(t, n_batches - 1).astype(jnp.int32)
         arrival = jnp.zeros(()) if shape.pull else draws["arrivals"][batch]
         p_first = seq[batch] if shape.products > 1 else jnp.zeros((), jnp.int32)
@@ -558,7 +574,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                     s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
                 s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1) - down_in_setup, 0.0))
             if "wip_starts" in s:  # out of the WIP limit's count: started (or scrapped when taken)
-                at = jnp.mod(k, shape.wip[0] + 1)
+                at = jnp.mod(k, consts["wip_limit"] + 1)
                 s["wip_starts"] = s["wip_starts"].at[at].set(jnp.where(arriving, start, s["wip_starts"][at]))
             started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
             if shape.products > 1:

@@ -56,7 +56,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
-- decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
+- decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
+  and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
+  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures (evaluated as if their clock ran only while processing);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
@@ -156,12 +158,13 @@ def line_arrays(spec: LineSpec) -> LineArrays:
     return _with_approximations(line_arrays_, line_arrays_.units)
 
 
-def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, ...]:
-    """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts; empty when exact."""
+def approximations_for(line: LineArrays, units: tuple[int, ...], wip_limit: int | None = None) -> tuple[str, ...]:
+    """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts (and this WIP limit, None:
+    the spec's); empty when exact."""
     reasons = []
     rules = line.line.rules
     if rules is not None and rules.wip_limit is not None:
-        why = conwip_outside(line, units)
+        why = conwip_outside(line, units, wip_limit)
         if why:
             reasons.append(f"release.wip_limit: CONWIP {why}")
     if rules is not None:
@@ -190,15 +193,17 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
     return tuple(reasons)
 
 
-def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
-    """Why the kernel cannot follow the spec's WIP limit with these unit counts (None: it follows it exactly).
+def conwip_outside(line: LineArrays, units: tuple[int, ...], limit: int | None = None) -> str | None:
+    """Why the kernel cannot follow the spec's WIP limit (or ``limit`` batches) with these unit counts (None: it
+    follows it exactly).
 
     The first station's release of rank n waits for the start of rank n - L at the limit's station; the scan
     has made that start only if L exceeds the units beyond one of the stations before it; ranks are batches
     only where no batch leaves the line before it; starts come in rank order on one unit, or on several
     without cleans or changeovers."""
     assert line.line.rules is not None and line.line.rules.wip_limit is not None
-    limit, station = line.line.rules.wip_limit
+    spec_limit, station = line.line.rules.wip_limit
+    limit = spec_limit if limit is None else limit
     name = line.stations[station]
     if not line.pull:
         return "with timed releases (the recursion releases on the clock)"
@@ -224,15 +229,16 @@ def qc_outside(spec: LineSpec) -> str | None:
     return None
 
 
-def qc_shape(line: LineArrays) -> tuple[int, int] | tuple[()]:
+def qc_shape(line: LineArrays, most_analysts: int = 0) -> tuple[int, int] | tuple[()]:
     """``Shape.qc``: (analyst slots, edges of the lab's weekly calendar, 0: always working), or () without a lab.
-    Slots are the analysts rounded up to a multiple of 4 (the count itself is a constant, so 1 to 4 analysts
-    share one compiled kernel)."""
+    Slots are the most analysts of any design (``most_analysts``, at least the spec's) rounded up to a multiple
+    of 4; each design's count is a kernel input that masks the slots beyond it, so 1 to 4 analysts share one
+    compiled kernel."""
     qc = line.line.rules.qc if line.line.rules is not None else None
     if qc is None:
         return ()
     cal = qc_calendar(line)
-    return -(-qc.analysts // 4) * 4, len(cal["edges"]) if cal is not None else 0
+    return -(-max(qc.analysts, most_analysts) // 4) * 4, len(cal["edges"]) if cal is not None else 0
 
 
 def qc_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
@@ -244,12 +250,14 @@ def qc_calendar(line: LineArrays) -> dict[str, np.ndarray] | None:
 
 
 def qc_constants(line: LineArrays) -> dict[str, np.ndarray]:
-    """The QC lab as numbers: analysts, chance of an out-of-specification result, investigate (or reject),
-    incubation (or none; of constant length or not), and its calendar (a placeholder when it always works)."""
+    """The QC lab as numbers: analysts (the spec's; ``most``: the most of any design, a constant all lanes share),
+    chance of an out-of-specification result, investigate (or reject), incubation (or none; of constant length or
+    not), and its calendar (a placeholder when it always works)."""
     rules = line.line.rules
     qc = rules.qc if rules is not None else None
     return {
         "analysts": np.int32(qc.analysts if qc is not None else 0),
+        "most": np.int32(qc.analysts if qc is not None else 0),
         "oos": np.float64(qc.oos_probability if qc is not None else 0.0),
         "investigate": np.bool_(qc is not None and qc.investigate),
         "incubation": np.bool_(qc is not None and qc.incubation is not None),
@@ -263,12 +271,19 @@ def _varies(distribution: object) -> bool:
     return distribution is not None and getattr(distribution, "dist", None) != "constant"
 
 
-def wip_shape(line: LineArrays, max_units: tuple[int, ...]) -> tuple[int, int] | tuple[()]:
-    """``Shape.wip``: the WIP limit (batches, station) where the kernel follows it, else ()."""
+def wip_shape(
+    line: LineArrays, max_units: tuple[int, ...], limits: tuple[int, int] | None = None
+) -> tuple[int, int] | tuple[()]:
+    """``Shape.wip``: (the largest WIP limit of any design, station) where the kernel follows every limit in
+    ``limits`` (lowest, highest; None: the spec's), else (). The limit of each design is a kernel input; the ring
+    of start times is sized for the largest."""
     rules = line.line.rules
-    if rules is None or rules.wip_limit is None or conwip_outside(line, max_units):
+    if rules is None or rules.wip_limit is None:
         return ()
-    return rules.wip_limit
+    low, high = limits or (rules.wip_limit[0],) * 2
+    if conwip_outside(line, max_units, low):
+        return ()
+    return max(high, rules.wip_limit[0]), rules.wip_limit[1]
 
 
 def _ignored_rules(spec: LineSpec) -> list[str]:
@@ -282,10 +297,14 @@ def _with_approximations(line: LineArrays, units: tuple[int, ...]) -> LineArrays
     return replace(line, approximations=approximations_for(line, units))
 
 
-def plan_sequence(line: LineArrays, order: tuple[int, ...] | None, batches: int) -> np.ndarray:
-    """Product of each batch in release order for campaigns in ``order`` (default: the spec's)."""
+def plan_sequence(
+    line: LineArrays, order: tuple[int, ...] | None, batches: int, lengths: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Product of each batch in release order for campaigns in ``order`` (default: the spec's), each campaign of
+    ``lengths[i]`` batches (default: the spec's; campaign i in the spec's order)."""
     order = tuple(range(len(line.campaigns))) if order is None else order
-    one = np.concatenate([np.full(line.campaigns[i][1], line.campaigns[i][0], dtype=np.int32) for i in order])
+    lengths = tuple(b for _, b in line.campaigns) if lengths is None else lengths
+    one = np.concatenate([np.full(lengths[i], line.campaigns[i][0], dtype=np.int32) for i in order])
     reps = -(-batches // len(one))
     return np.tile(one, reps)[:batches]
 
@@ -406,6 +425,20 @@ def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:
             if v is not None:
                 out[key][j] = v
     return out
+
+
+def lever_inputs(line: LineArrays) -> dict[str, np.ndarray]:
+    """The kernel inputs of the batch rules' levers (the ``kernel`` names of ``optimizers.problem.LEVERS``) at the
+    spec's values: QC analysts, the WIP limit, the cleaning due thresholds per station (a threshold the spec does
+    not set never falls due: the largest int32, inf) and the campaign lengths (in the spec's order)."""
+    rules = line.line.rules
+    cleaning = cleaning_constants(line)
+    return {
+        "qc_analysts": np.int32(rules.qc.analysts if rules is not None and rules.qc is not None else 0),
+        "wip_limit": np.int32(rules.wip_limit[0] if rules is not None and rules.wip_limit is not None else 0),
+        **{key: cleaning[key] for key in ("due_batches", "due_hours", "due_kg")},
+        "campaigns": np.array([b for _, b in line.campaigns], np.int32),
+    }
 
 
 def _rate_noise(compiled: CompiledLine, station: int, seed: int, replication: int, batches: int) -> np.ndarray:

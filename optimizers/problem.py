@@ -8,11 +8,15 @@ A design is a tuple of numbers, one per scalar variable (buffer places, units, s
 levers of the batch rules: operator headcounts, cleaning due intervals, campaign lengths, QC
 analysts, the WIP limit, skid capacities), followed by the campaign order when ``release.plan`` is
 varied. Speeds divide every processing time of a station (and its ideal time); a design's spec says
-so by scaling those distributions. Which paths are levers is written once, in ``LEVERS``.
+so by scaling those distributions. Which paths are levers is written once, in ``LEVERS``, with the
+batch rule each belongs to and its input in the JAX kernel (if any): a lever is a kernel variable when
+it has an input and the kernel implements its rule (``optimizers.lines.KERNEL_RULES``), never by a
+list kept by hand.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizers.lines import KERNEL_RULES
 from optimizers.objectives import COST, Constraint, check_objectives, parse_constraint
 from optimizers.spec import Optimize, Variable
 from twin.durations import HOURS_PER_UNIT, to_hours
@@ -33,7 +38,7 @@ BUDGET_KINDS = {"buffers": "buffer", "units": "units", "operators": "headcount"}
 
 @dataclass(frozen=True)
 class Lever:
-    """A spec field a search may vary besides buffers, units and speeds (evaluated by the engine)."""
+    """A spec field a search may vary besides buffers, units and speeds."""
 
     kind: str
     pattern: tuple[str, ...]  # path segments; "*" is a list item, named (or numbered) by the user
@@ -41,18 +46,30 @@ class Lever:
     low: float
     high: float
     hours: bool = False  # a duration, varied in hours
+    rule: str | None = None  # the batch rule (rule registry name) whose field it is; None: the release plan
+    kernel: str | None = None  # its input in the JAX kernel (``optimizers.lines.lever_inputs``); None: none yet
+
+    @property
+    def in_kernel(self) -> bool:
+        """The JAX kernel varies it per design: it has an input there, and the kernel implements its rule."""
+        return self.kernel is not None and (self.rule is None or self.rule in KERNEL_RULES)
 
 
 LEVERS = (
-    Lever("headcount", ("operators", "*", "headcount"), True, 1, 1000),
-    Lever("cleaning_due_batches", ("stations", "*", "cleaning", "due", "batches"), True, 1, 100_000),
-    Lever("cleaning_due_hours", ("stations", "*", "cleaning", "due", "hours"), False, 1e-6, 1e6, hours=True),
-    Lever("cleaning_due_kg", ("stations", "*", "cleaning", "due", "kg"), False, 1e-6, 1e12),
-    Lever("campaign_batches", ("release", "plan", "*", "batches"), True, 1, 100_000),
-    Lever("qc_analysts", ("qc", "analysts"), True, 1, 1000),
-    Lever("wip_limit", ("release", "wip_limit", "batches"), True, 1, 10_000),
-    Lever("skid_capacity", ("skids", "*", "capacity"), True, 1, 1000),
-)
+    Lever("headcount", ("operators", "*", "headcount"), True, 1, 1000, rule="operators"),
+    Lever("cleaning_due_batches", ("stations", "*", "cleaning", "due", "batches"), True, 1, 100_000,
+          rule="cleaning", kernel="due_batches"),
+    Lever("cleaning_due_hours", ("stations", "*", "cleaning", "due", "hours"), False, 1e-6, 1e6, hours=True,
+          rule="cleaning", kernel="due_hours"),
+    Lever("cleaning_due_kg", ("stations", "*", "cleaning", "due", "kg"), False, 1e-6, 1e12,
+          rule="cleaning", kernel="due_kg"),
+    Lever("campaign_batches", ("release", "plan", "*", "batches"), True, 1, 100_000, kernel="campaigns"),
+    Lever("qc_analysts", ("qc", "analysts"), True, 1, 1000, rule="qc", kernel="qc_analysts"),
+    Lever("wip_limit", ("release", "wip_limit", "batches"), True, 1, 10_000, rule="release_rules",
+          kernel="wip_limit"),
+    Lever("skid_capacity", ("skids", "*", "capacity"), True, 1, 1000, rule="skids"),
+)  # fmt: skip
+LEVER_OF = {lever.kind: lever for lever in LEVERS}
 # ready-made ranges for forms, per lever kind: (form key, what it varies, range around the spec's value)
 SUGGESTED = {
     "headcount": ("headcount", "operator headcount of each pool (spec's -1..+2)", lambda v: (max(1, v - 1), v + 2)),
@@ -107,8 +124,8 @@ class Dimension:
 
     @property
     def kernel(self) -> bool:
-        """The JAX kernel varies this variable itself (buffers, units, speeds)."""
-        return self.kind in KINDS
+        """The JAX kernel varies this variable itself (buffers, units, speeds, and the levers it has inputs for)."""
+        return self.kind in KINDS or LEVER_OF[self.kind].in_kernel
 
 
 @dataclass(frozen=True)
@@ -130,8 +147,15 @@ class Problem:
 
     @property
     def kernel_only(self) -> bool:
-        """Every variable is one the JAX kernel varies (no lever of the batch rules)."""
+        """Every variable is one the JAX kernel varies (no lever it has no input for)."""
         return all(d.kernel for d in self.dims)
+
+    def extremes(self) -> list[Design]:
+        """The designs of every variable at its low and at its high, and the spec's own: what an evaluator must be
+        made for (``optimizers.evaluator.evaluator_sizes`` of their ``arrays``)."""
+        base = self.baseline()
+        tail = list(base[len(self.dims) :])
+        return [tuple([*(d.low for d in self.dims), *tail]), tuple([*(d.high for d in self.dims), *tail]), base]
 
     @property
     def kpis(self) -> tuple[str, ...]:
@@ -160,7 +184,7 @@ class Problem:
         """The spec's own design."""
         values: list[Any] = []
         for d in self.dims:
-            if not d.kernel:
+            if d.kind not in KINDS:
                 values.append(d.base)
                 continue
             station = self.spec.stations[d.station]
@@ -218,18 +242,45 @@ class Problem:
 
     # -- designs as evaluator arrays and as specs -------------------------------------------------
     def arrays(self, designs: Sequence[Design]) -> dict[str, np.ndarray | None]:
-        """Buffers, units, speeds per station (and plan orders) of each design, for ``Evaluator.evaluate``."""
+        """The kernel inputs of each design, for ``Evaluator.evaluate``: buffers, units, speeds per station, plan
+        orders, and the levers of the batch rules (``optimizers.lines.lever_inputs``' names) at the values the
+        design's spec has (a lever the kernel has no input for is left out: the engine evaluates it)."""
         n, n_st = len(designs), len(self.spec.stations)
         buffers = np.tile([-1 if s.buffer is None else s.buffer for s in self.spec.stations], (n, 1)).astype(np.int32)
         units = np.tile([s.units for s in self.spec.stations], (n, 1)).astype(np.int32)
         speed = np.ones((n, n_st))
+        levers = {k: np.repeat(np.asarray(v)[None], n, axis=0) for k, v in self._lever_inputs.items()}
         target = {"buffer": buffers, "units": units, "speed": speed}
         for i, design in enumerate(designs):
             for d, v in zip(self.dims, self.scalars(design), strict=True):
-                if d.kernel:
+                if d.kind in KINDS:
                     target[d.kind][i, d.station] = v
+                elif d.kernel and v != d.base:  # the value the design's spec holds (``overrides``)
+                    value = self._kernel_value(d, v)
+                    key = LEVER_OF[d.kind].kernel
+                    if levers[key].ndim == 1:
+                        levers[key][i] = value
+                    else:
+                        levers[key][i, self._item(d)] = value
         orders = np.array([self.plan_order(x) for x in designs]) if self.order else None
-        return {"buffers": buffers, "units": units, "speed": speed, "orders": orders}
+        return {"buffers": buffers, "units": units, "speed": speed, "orders": orders, **levers}
+
+    @functools.cached_property
+    def _lever_inputs(self) -> dict[str, np.ndarray]:
+        from optimizers.lines import lever_inputs, line_arrays
+
+        return lever_inputs(line_arrays(self.spec))
+
+    def _item(self, d: Dimension) -> int:
+        """The list item a lever varies (the station of a cleaning threshold, the campaign of a length)."""
+        step = d.path.split(".")[1 if d.path.startswith("stations.") else 2]
+        names = [s.name for s in self.spec.stations]
+        return names.index(step) if d.path.startswith("stations.") and step in names else int(step)
+
+    def _kernel_value(self, d: Dimension, v: Any) -> float:
+        """A lever's value as the engine compiles it from the override (a duration in hours, as written)."""
+        value = _override_value(d, v)
+        return to_hours(value, self.spec.time_unit) if d.hours else value
 
     def overrides(self, design: Design) -> dict[str, Any]:
         """``--set`` style overrides (path -> value) that turn the spec into this design."""
@@ -243,9 +294,9 @@ class Problem:
                 plan_changed |= plan[index]["batches"] != int(v)
                 plan[index]["batches"] = int(v)
                 continue
-            if not d.kernel:
+            if d.kind not in KINDS:
                 if v != d.base:
-                    out[d.path] = f"{float(v):.12g} h" if d.hours else (int(v) if d.integer else float(v))
+                    out[d.path] = _override_value(d, v)
                 continue
             name = self.spec.stations[d.station].name
             if d.kind == "speed":
@@ -281,6 +332,11 @@ class Problem:
         """The spec of a design (its ``optimize`` block dropped: a plain line to run)."""
         overrides = {**self.overrides(design), "extensions.optimize": None}
         return with_overrides(self.spec, overrides, source="<optimized design>")
+
+
+def _override_value(d: Dimension, v: Any) -> Any:
+    """The ``--set`` value of a lever: a duration in hours as text, a whole number, or a number."""
+    return f"{float(v):.12g} h" if d.hours else (int(v) if d.integer else float(v))
 
 
 def scale_durations(value: Any, speed: float, spec: LineSpec) -> Any:

@@ -279,7 +279,7 @@ def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
         (["--vary", "qc.analysts=0..3"], "must lie in 1..1000"),
         (["--vary", "qc.analysts=1..3", "--target", "scrapped<=2"], "unknown KPI 'scrapped'"),
         (["--vary", "qc.analysts=1..3", "--target", "oee=0.5"], "write oee<=0.5 or oee>=0.5"),
-        (["--vary", "qc.analysts=1..3", "--evaluator", "jax"], "use --evaluator engine"),
+        (["--vary", "operators.packaging-team.headcount=2..4", "--evaluator", "jax"], "use --evaluator engine"),
         (["--vary", "stations.*.buffer=0..3", "--device", "tpu"], "expected cpu, gpu or auto"),
     ],
 )

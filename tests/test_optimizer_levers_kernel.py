@@ -1,0 +1,243 @@
+"""The levers of the batch rules as variables of the JAX kernel: QC analysts, cleaning due thresholds, the WIP
+limit and campaign lengths take a value per design, so one compilation serves every design of a range, and every
+batch's departure and QC approval equals the engine's run of that design's spec to 1e-9 on the same draws.
+
+Each test compiles one kernel for all its designs (compiling is the cost); the engine runs each design's spec
+(``Problem.spec_for``: the same overrides ``twin optimize`` confirms with).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_optimizer_exactness import engine_departures, line_specs
+from test_optimizer_qc import LAB_SHIFTS, engine_qc, qc_line
+
+from optimizers.api import _use_engine, make_evaluator
+from optimizers.evaluator import Evaluator, evaluator_sizes
+from optimizers.lines import KERNEL_RULES, lever_inputs, line_arrays
+from optimizers.problem import LEVERS, Problem, build_problem
+from twin.engine import simulate
+from twin.models import load_spec
+from twin.spec.model import LineSpec
+
+QC_TIMES = ("qc_start", "qc_end", "qc_out")
+CHUNK = 9  # designs per kernel call: tests of one line share its compilation
+
+
+def assert_designs_equal_engine(problem: Problem, designs: list[tuple], seed: int, replications: int = 2) -> Any:
+    """One evaluator (one compilation) for ``designs``: every departure of every station and every QC start, end
+    and outcome before the horizon equals the engine's run of the design's spec (1e-9), and the engine has no other.
+    Returns the evaluation and each design's engine departures (to check that the levers change the run)."""
+    arrays = problem.arrays(designs)
+    sizes = evaluator_sizes(problem.arrays(problem.extremes()))  # as ``twin optimize`` makes it: the whole range
+    ev = Evaluator(problem.spec, seed=seed, replications=replications, record=True, chunk=CHUNK, **sizes)
+    assert ev.approximations() == ()
+    res = ev.evaluate(**arrays)
+    seen = []
+    for i, design in enumerate(designs):
+        spec = problem.spec_for(design)
+        own = lever_inputs(line_arrays(spec))  # the design's inputs are what its spec compiles to, to the bit
+        for key, value in own.items():
+            assert np.array_equal(arrays[key][i], value), (design, key, arrays[key][i], value)
+        horizon = spec.horizon_hours
+        table = simulate(spec, seed=seed, replications=replications).table
+        for r in range(replications):
+            rows = table[table["replication"] == r]
+            engine = engine_departures(rows, [s.name for s in spec.stations])
+            dep, batch, valid = (res.extra[k][i, r] for k in ("departure", "batch", "valid"))
+            compared = 0
+            for t, j in zip(*np.nonzero(valid & (dep <= horizon)), strict=True):
+                key = (int(j), int(batch[t, j]))
+                assert key in engine, f"design {design}, replication {r}: {key} leaves in the kernel only"
+                assert abs(engine[key] - dep[t, j]) < 1e-9, (design, r, key, engine[key], dep[t, j])
+                compared += 1
+            assert compared == sum(1 for t in engine.values() if t <= horizon), (design, r)
+            seen.append(engine)
+            if spec.qc is None:
+                continue
+            qc = engine_qc(rows)
+            compared = 0
+            for t in np.flatnonzero(valid[:, -1]):
+                b = int(batch[t, -1])
+                for event in QC_TIMES:
+                    x = res.extra[event][i, r, t]
+                    if x <= horizon:
+                        assert abs(qc[(event, b)] - x) < 1e-9, (design, r, b, event, qc[(event, b)], x)
+                        compared += 1
+                if res.extra["qc_out"][i, r, t] <= horizon:
+                    assert ("approve" if res.extra["qc_approved"][i, r, t] else "reject", b) in qc, (design, r, b)
+            assert compared == sum(1 for (e, _), x in qc.items() if e in QC_TIMES and x <= horizon), (design, r)
+    return res, seen
+
+
+def lever_line(repeat: bool = True) -> LineSpec:
+    """Cleaning due in batches, hours and kg at two stations, a two-unit station, CONWIP at the last station, a
+    plan of two campaigns, and a QC lab on a shift calendar: every lever of the batch rules the kernel takes."""
+    data: dict[str, Any] = {
+        "name": "levers", "horizon": 400.0 if repeat else 2000.0, "warmup": 20.0, "start": "2026-12-04T16:20",
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 40}, {"name": "B", "batch_size": 20, "mass_kg": 90}],
+        "release": {"mode": "plan", "repeat": repeat, "plan": [{"product": "A", "batches": 3}, {"product": "B",
+                    "batches": 2}], "wip_limit": {"batches": 3, "until": "s3"}},
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0},
+             "cleaning": {"minor": 0.2, "major": {"dist": "gamma", "mean": 1.2, "sd": 0.3},
+                          "due": {"batches": 4, "hours": 9.0, "kg": 300.0}}},
+            {"name": "s2", "units": 2, "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.6, "sd": 0.5}},
+            {"name": "s3", "buffer": 2, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.3},
+             "cleaning": {"major": 1.0, "due": {"batches": 3}}},
+        ],
+        "calendars": {"lab": {"shifts": LAB_SHIFTS}},
+        "qc": {"analysts": 2, "calendar": "lab", "test_time": {"dist": "exponential", "mean": 1.2},
+               "incubation": {"dist": "triangular", "low": 2, "mode": 4, "high": 12}, "oos_probability": 0.2},
+    }  # fmt: skip
+    if not repeat:
+        data["release"]["plan"] = [{"product": "A", "batches": 30}, {"product": "B", "batches": 20}]
+    return LineSpec.from_dict(data)
+
+
+VARY = [
+    "qc.analysts=1..5",  # (above 4: more analyst slots than the spec's count needs)
+    "stations.*.cleaning.due.batches=2..6",
+    "stations.s1.cleaning.due.hours=5..30",
+    "stations.s1.cleaning.due.kg=150..600",
+    "release.wip_limit.batches=2..5",
+    "release.plan.*.batches=1..4",
+]
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_every_lever_in_one_kernel_equals_the_engine(repeat: bool) -> None:
+    spec = lever_line(repeat)
+    vary = VARY if repeat else [*VARY[:-1], "release.plan.*.batches=10..40"]  # a plan that ends: 20 to 80 batches
+    problem = build_problem(spec, vary)
+    assert problem.kernel_only and not _use_engine(problem, "auto")
+    assert [d.kind for d in problem.dims] == ["qc_analysts", "cleaning_due_batches", "cleaning_due_batches",
+                                              "cleaning_due_hours", "cleaning_due_kg", "wip_limit",
+                                              "campaign_batches", "campaign_batches"]  # fmt: skip
+    rng = np.random.default_rng(5)
+    designs = [problem.baseline(), tuple(d.low for d in problem.dims), tuple(d.high for d in problem.dims)]
+    for _ in range(3):  # hours and kg off the grid: a threshold as the engine reads it from the override
+        designs.append(tuple(
+            int(rng.integers(d.low, d.high + 1)) if d.integer else float(rng.uniform(d.low, d.high))
+            for d in problem.dims
+        ))  # fmt: skip
+    res, seen = assert_designs_equal_engine(problem, designs, seed=3)
+    assert len({tuple(sorted(e.items())) for e in seen}) == len(seen)  # every design runs its own way
+    if not repeat:  # the plan ends after the design's campaigns: every batch of them leaves, no other
+        lengths = problem.arrays(designs)["campaigns"].sum(axis=1)
+        for i in range(len(designs)):
+            for r in range(2):
+                assert res.extra["valid"][i, r, :, -1].sum() == lengths[i]
+                assert sum(1 for j, _ in seen[2 * i + r] if j == 2) == lengths[i]
+
+
+def test_each_lever_changes_the_run_alone() -> None:
+    """Each lever moved alone from the spec's value changes the engine's departures (or QC times) and the kernel
+    follows it: no lever is passed over (a mutation that ignored one would fail here)."""
+    spec = lever_line()
+    problem = build_problem(spec, VARY)
+    base = problem.baseline()
+    designs = [base]
+    for i, d in enumerate(problem.dims):
+        moved = list(base)
+        moved[i] = d.low if d.low != d.base else d.high
+        designs.append(tuple(moved))
+    res, seen = assert_designs_equal_engine(problem, designs, seed=11)
+    qc = res.extra["qc_out"][:, 0]
+    for i, d in enumerate(problem.dims, start=1):
+        changed = seen[2 * i] != seen[0] or not np.array_equal(qc[i], qc[0])
+        assert changed, f"{d.label} = {designs[i][i - 1]} changes nothing"
+
+
+@st.composite
+def lever_problems(draw: Any) -> Problem:
+    """A random kernel-exact line with batch rules (``line_specs(rules=True)``), a QC lab on one of them, and
+    every lever of the batch rules it has varied around the spec's value (the WIP limit never below it: below, the
+    kernel may leave CONWIP to the engine)."""
+    spec = draw(line_specs(rules=True))
+    vary = []
+    for s in spec.stations:
+        due = s.cleaning.due if s.cleaning is not None else None
+        if due is not None and due.batches is not None:
+            vary.append(f"stations.{s.name}.cleaning.due.batches=1..{due.batches + 3}")
+        if due is not None and due.kg is not None:
+            vary.append(f"stations.{s.name}.cleaning.due.kg={due.kg / 2:g}..{due.kg * 2:g}")
+    if spec.release.wip_limit is not None:
+        vary.append(f"release.wip_limit.batches={spec.release.wip_limit.batches}..{spec.release.wip_limit.batches + 3}")
+    if spec.release.plan:  # (a plan that ends: its number of batches per design too)
+        vary.append("release.plan.*.batches=1..5" if spec.release.repeat else "release.plan.*.batches=5..40")
+    if draw(st.booleans()) or not vary:  # a QC lab after the line
+        data = spec.to_data()
+        data["qc"] = {"analysts": draw(st.integers(1, 2)), "test_time": {"dist": "exponential", "mean": 1.0},
+                      "oos_probability": 0.2}  # fmt: skip
+        spec = LineSpec.from_dict(data)
+        vary.append("qc.analysts=1..4")
+    return build_problem(spec, vary)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=lever_problems(), seed=st.integers(0, 2**31), picks=st.randoms(use_true_random=False))
+def test_random_lines_with_levers_equal_the_engine(problem: Problem, seed: int, picks: Any) -> None:
+    """Random lines, two a run (each compiles once; the fixed line above tries every lever): three designs of the
+    levers' ranges in one kernel."""
+    designs = [problem.baseline()]
+    for _ in range(2):
+        designs.append(tuple(
+            picks.randint(int(d.low), int(d.high)) if d.integer else picks.uniform(d.low, d.high) for d in problem.dims
+        ))  # fmt: skip
+    assert_designs_equal_engine(problem, designs, seed)
+
+
+def test_twin_optimize_of_qc_analysts_runs_on_the_kernel_and_is_exact(tmp_path: Path) -> None:
+    qc = {"analysts": 1, "test_time": {"dist": "exponential", "mean": 1.5}, "oos_probability": 0.2,
+          "incubation": {"dist": "triangular", "low": 1, "mode": 2, "high": 5}}  # fmt: skip
+    path = tmp_path / "qc.yaml"
+    path.write_text(yaml.safe_dump(qc_line(qc).to_data(), sort_keys=False))
+    done = run_cli("optimize", str(path), "--vary", "qc.analysts=1..3", "--objective", "release_lead_time",
+                   "--json", "-r", "2", "--confirm", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["evaluator"] == "jax" and report["exact"] is True, report["approximations"]
+    assert report["evaluations"] == 3
+    for c in report["confirmed"]:
+        assert c["max_replication_error"], c
+        assert all(gap < 1e-9 for gap in c["max_replication_error"].values()), c["max_replication_error"]
+    # more analysts, shorter waits for QC: SimPy's best is the most analysts
+    assert report["best"]["values"]["qc.analysts"] == 3
+
+
+def test_a_lever_the_kernel_cannot_take_goes_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headcount and skid capacity have no kernel input (their rules are not in the kernel): with them, or on a line
+    the kernel is not exact for, or a WIP limit whose range leaves the kernel's CONWIP, the engine scores."""
+    taken = {lever.kind for lever in LEVERS if lever.in_kernel}
+    assert taken == {"qc_analysts", "cleaning_due_batches", "cleaning_due_hours", "cleaning_due_kg", "wip_limit",
+                     "campaign_batches"}  # fmt: skip
+    assert all((lever.kind in taken) == (lever.kernel is not None and lever.rule in (None, *KERNEL_RULES))
+               for lever in LEVERS)  # fmt: skip
+    tablet = load_spec("osd-tablet")
+    for vary in (["operators.packaging-team.headcount=2..4"], ["skids.wash-skid.capacity=1..2"]):
+        problem = build_problem(tablet, vary)
+        assert not problem.kernel_only and _use_engine(problem, "auto")
+    problem = build_problem(tablet, ["qc.analysts=1..3"])  # a kernel lever on a line with operators and skids
+    assert problem.kernel_only and _use_engine(problem, "auto")
+    line = lever_line()
+    assert _use_engine(build_problem(line, ["qc.analysts=1..3", "stations.s2.buffer=0..2"]), "auto") is False
+    # a WIP limit of 1 is within the extra unit before s3: the kernel leaves CONWIP, and says so
+    low = build_problem(line, ["release.wip_limit.batches=1..3"])
+    assert low.kernel_only and _use_engine(low, "auto")
+    (why,) = make_evaluator(low, 1, 1, "cpu").approximations()
+    assert why.startswith("release.wip_limit: CONWIP of 1 batches within the extra units before s3")
+    assert make_evaluator(build_problem(line, ["release.wip_limit.batches=2..3"]), 1, 1, "cpu").approximations() == ()
+    # derived from the kernel's rule coverage: without the QC rule in the kernel, QC analysts go to the engine
+    monkeypatch.setattr("optimizers.problem.KERNEL_RULES", KERNEL_RULES - {"qc"})
+    assert not build_problem(line, ["qc.analysts=1..3"]).kernel_only
+    assert build_problem(line, ["release.wip_limit.batches=2..3"]).kernel_only
