@@ -33,32 +33,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-
-@functools.cache
-def use_compilation_cache(folder: str | None = None) -> str | None:
-    """Keep compiled kernels on disk, so a second ``twin optimize`` of the same problem shape starts in
-    seconds. ``folder`` defaults to ``$TWIN_JAX_CACHE``, else ``$XDG_CACHE_HOME/twin/jax`` (``~/.cache``);
-    ``TWIN_JAX_CACHE=off`` turns it off. Returns the folder used (None when off)."""
-    import os
-    from pathlib import Path
-
-    folder = folder or os.environ.get("TWIN_JAX_CACHE")
-    if folder == "off":
-        return None
-    if folder is None:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        folder = str(Path(base) / "twin" / "jax")
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None  # a read-only home: compile every time, as before
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return folder
-
-
 import jax.numpy as jnp  # noqa: E402
+
+from twin.jaxcache import use_compilation_cache  # noqa: E402
 
 INF = jnp.inf
 STATES = ("processing", "setup", "down", "blocked", "cleaning")  # a lane's ``states`` (hours in the window), in order
