@@ -70,7 +70,12 @@ def kpi_table(result: OptimizeResult) -> Table:
         if name in shown or name not in best.kpis:
             continue
         objective = OBJECTIVES[name]
-        table.add_row(f"{objective.label} ({objective.unit})", f"{best.kpis[name]:.4g}", "", "")
+        evaluated = objective.column in best.evaluator  # a KPI the kernel computes: its figure and error beside SimPy's
+        table.add_row(
+            f"{objective.label} ({objective.unit})", f"{best.kpis[name]:.4g}",
+            f"{best.evaluator[objective.column] * objective.scale:.4g}" if evaluated else "",
+            _signed(best.error.get(objective.column, NAN) * objective.scale, 4) if evaluated else "",
+        )  # fmt: skip
     if best.cost:
         table.add_row("Cost", f"{best.cost:,.2f}", "", "")
     return table
