@@ -430,10 +430,27 @@ def _released(free, k, stations, shape, consts):
     if not shape.wip:
         return t
     limit, station = shape.wip
-    ring = stations[station]["wip_starts"]
-    freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
+    if _wip_exits(shape):  # batches leave before the station: the L-th latest of the ranks' starts or exits
+        freed = jnp.min(stations[station]["wip_out"])
+    else:
+        ring = stations[station]["wip_starts"]
+        freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
     later = _release_gate(freed, consts["release_calendar"], n_edges) if n_edges else freed
     return jnp.where(freed <= t, t, later)  # the gate looks at the calendar, then waits for room, then again
+
+
+def _wip_exits(shape: Shape) -> bool:
+    """Batches can leave before the WIP limit's station (rejects, scraps when taken): each frees its place when it
+    leaves, so ranks there are not batches. The release of rank n then waits for the L-th latest of the n earlier
+    batches' starts at the station or exits before it (all made in earlier steps: one unit at every station before
+    it, ``optimizers.lines.conwip_outside``)."""
+    return bool(shape.wip) and any(shape.rejects(i) or shape.holds_at(i) for i in range(shape.wip[1]))
+
+
+def _keep_latest(latest: jax.Array, t: jax.Array, on: jax.Array) -> jax.Array:
+    """The ``len(latest)`` latest times seen, with ``t`` (where ``on``) seen too (-inf: none yet)."""
+    at = jnp.argmin(latest)
+    return latest.at[at].set(jnp.where(on & (t > latest[at]), t, latest[at]))
 
 
 def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape, draws, consts, w0, w1):
@@ -496,6 +513,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             state["clearances"] = jnp.zeros((), jnp.int32)
         if shape.wip and shape.wip[1] == j:  # the WIP limit's station: when each rank started (or was scrapped)
             state["wip_starts"] = jnp.full(shape.wip[0] + 1, -INF)
+            if _wip_exits(shape):  # the L latest starts here or exits before (``_released``)
+                state["wip_out"] = jnp.full(shape.wip[0], -INF)
         return state
 
     def step(carry, t):
@@ -560,6 +579,10 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             if "wip_starts" in s:  # out of the WIP limit's count: started (or scrapped when taken)
                 at = jnp.mod(k, shape.wip[0] + 1)
                 s["wip_starts"] = s["wip_starts"].at[at].set(jnp.where(arriving, start, s["wip_starts"][at]))
+                if "wip_out" in s:  # this step's exits before the station (their batches leave the count), the start
+                    for _, _, _, exit_t in outputs:
+                        s["wip_out"] = _keep_latest(s["wip_out"], exit_t, exit_t < INF)
+                    s["wip_out"] = _keep_latest(s["wip_out"], start, arriving)
             started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
             if shape.products > 1:
                 index = s["count"][p]

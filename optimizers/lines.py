@@ -53,12 +53,18 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   SimPy's event order: only deterministic times can make the two instants equal);
 - a release calendar: the first station pulls a batch only in the calendar's working time (the
   engine's weekly calendar and its float arithmetic);
+- a WIP limit (CONWIP) of more batches than the extra units before its station; with rejects or
+  scraps before that station (a batch that leaves early frees its place at once) where every
+  station before it has one unit;
+- calendar-basis failures on single-unit stations (failures while waiting, repairs that outlast a
+  wait);
 - parallel identical units (FIFO, blocking after service) on stations without changeovers;
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
-- calendar-basis failures (evaluated as if their clock ran only while processing);
+- calendar-basis failures on stations with more than one unit (a repair can free units out of
+  departure order);
 - changeovers on stations with more than one unit (processing times drawn in arrival order, while
   the engine draws them in the order batches start after their changeover);
 - cleaning, rejects and hold times ending on stations with more than one unit; hold times that
@@ -195,8 +201,9 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
 
     The first station's release of rank n waits for the start of rank n - L at the limit's station; the scan
     has made that start only if L exceeds the units beyond one of the stations before it; ranks are batches
-    only where no batch leaves the line before it; starts come in rank order on one unit, or on several
-    without cleans or changeovers."""
+    only where no batch leaves the line before it (where one can, the release waits for the L-th latest start or
+    exit of the earlier batches, all made in earlier steps when every station before has one unit); starts come in
+    rank order on one unit, or on several without cleans or changeovers."""
     assert line.line.rules is not None and line.line.rules.wip_limit is not None
     limit, station = line.line.rules.wip_limit
     name = line.stations[station]
@@ -204,8 +211,12 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
         return "with timed releases (the recursion releases on the clock)"
     if limit <= sum(c - 1 for c in units[:station]):
         return f"of {limit} batches within the extra units before {name} (their starts come later in the recursion)"
-    if any(line.has_reject[:station]) or any(to < station for _, to, _, _ in line.holds):
-        return f"with rejects or scraps before {name} (a batch that leaves early frees its place at once)"
+    early = any(line.has_reject[:station]) or any(to < station for _, to, _, _ in line.holds)
+    if early and any(c > 1 for c in units[:station]):
+        return (
+            f"with rejects or scraps before {name} and several units before it (a batch that leaves early frees its "
+            "place at once; the scan makes the starts and exits it waits for only later)"
+        )
     if units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station]):
         return f"at {name} on {units[station]} units with cleans or changeovers (starts out of arrival order)"
     return None

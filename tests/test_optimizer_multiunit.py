@@ -1,0 +1,113 @@
+"""The JAX kernel on multi-unit stations and under CONWIP with early exits: every departure equals the engine's
+(1e-9, same draws), and the KPIs equal ``compute_kpis`` of the engine's log.
+
+Compilation is the cost: the random lines of a test share one structure (stations, unit counts at most, flags), so
+that their kernels share a shape, and vary what is a number (times, probabilities, units and buffers within it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimizers.evaluator import Evaluator
+from tests.test_optimizer_exactness import DISTS, assert_same_states, engine_departures
+from twin.engine import simulate
+from twin.kpis.report import compute_kpis
+from twin.spec.model import LineSpec
+
+BATCHES = 400  # fixed: the kernel's shape (and so its compilation) is shared by the examples of a test
+MAX_BUFFER = 3
+
+
+def evaluator(spec: LineSpec, seed: int, replications: int, max_units: tuple[int, ...]) -> Evaluator:
+    return Evaluator(
+        spec, seed=seed, replications=replications, record=True, max_units=max_units, max_buffer=MAX_BUFFER,
+        batches=BATCHES,
+    )  # fmt: skip
+
+
+def assert_exact(spec: LineSpec, seed: int, max_units: tuple[int, ...], replications: int = 3) -> Any:
+    """Every departure before the horizon equals the engine's, in each replication; the KPIs equal
+    ``compute_kpis``'s; returns the evaluator's result and the engine's log."""
+    ev = evaluator(spec, seed, replications, max_units)
+    assert ev.approximations() == ()
+    res = ev.evaluate()
+    log = simulate(spec, seed=seed, replications=replications)
+    table = log.table
+    names = [s.name for s in spec.stations]
+    for r in range(replications):
+        dep, batch, valid = (res.extra[k][0, r] for k in ("departure", "batch", "valid"))
+        engine = engine_departures(table[table["replication"] == r], names)
+        compared = 0
+        for t, j in zip(*np.nonzero(valid & (dep <= spec.horizon_hours)), strict=True):
+            key = (int(j), int(batch[t, j]))
+            assert key in engine, f"replication {r}: batch {key[1]} leaves station {key[0]} in the kernel only"
+            assert abs(engine[key] - dep[t, j]) < 1e-9, (r, key, engine[key], dep[t, j])
+            compared += 1
+        assert compared == sum(1 for t in engine.values() if t <= spec.horizon_hours), r
+    core = compute_kpis(log).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    assert_same_states(res, core, names)
+    return res, log
+
+
+# -- 4. CONWIP with rejects or scraps before the limit's station ----------------------------------------------------
+
+
+@st.composite
+def conwip_lines(draw: Any) -> tuple[LineSpec, int]:
+    """Three single-unit stations (rejects at the first two, a hold time that scraps ending at the third), then the
+    WIP limit's station of 1 to 3 units and one after it; the limit 1 or 2 batches (a kernel each)."""
+    reject = [draw(st.sampled_from([0.0, 0.1, 0.3])) for _ in range(2)]
+    stations: list[dict[str, Any]] = [
+        {"name": f"s{j + 1}", "process_time": draw(st.sampled_from(DISTS)), "buffer": draw(st.integers(0, 3))}
+        for j in range(5)
+    ]
+    stations[0].pop("buffer")
+    for j in (0, 1):
+        stations[j]["quality"] = {"yield": 0.9, "reject_probability": max(reject[j], 1e-9)}
+    stations[3]["units"] = draw(st.integers(1, 3))
+    stations[4]["units"] = draw(st.integers(1, 2))
+    data = {
+        "name": "conwip-exits", "horizon": 150.0, "warmup": 15.0, "stations": stations,
+        "release": {"mode": "saturated", "wip_limit": {"batches": draw(st.integers(1, 2)), "until": "s4"}},
+        "hold_times": [{"from": draw(st.sampled_from(["s1", "s2"])), "to": "s3", "max": draw(st.sampled_from(
+            [0.2, 0.8, 1e6]))}],
+    }  # fmt: skip
+    return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=conwip_lines())
+def test_conwip_with_early_exits_equals_the_engine(case: tuple[LineSpec, int]) -> None:
+    spec, seed = case
+    assert_exact(spec, seed, (1, 1, 1, 3, 2))
+
+
+def test_conwip_early_exits_bind_and_are_outside_with_units_before() -> None:
+    """A batch rejected before the limit's station frees its place at once: releases come earlier than if it held
+    its place until the next start there (the comparison sees the branch). With two units before the station the
+    scan would make those exits too late: reported outside."""
+    data = {
+        "name": "conwip", "horizon": 200.0, "warmup": 10.0,
+        "release": {"mode": "saturated", "wip_limit": {"batches": 2, "until": "m3"}},
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 0.4},
+             "quality": {"reject_probability": 0.4}},
+            {"name": "m2", "process_time": {"dist": "uniform", "low": 0.2, "high": 0.9}, "buffer": 1},
+            {"name": "m3", "units": 2, "process_time": {"dist": "gamma", "mean": 1.5, "sd": 0.5}, "buffer": 2},
+        ],
+        "hold_times": [{"from": "m1", "to": "m2", "max": 0.3}],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    _, log = assert_exact(spec, 3, (1, 1, 2))
+    table = log.table
+    assert (table["event"] == "reject").sum() > 20 and (table["event"] == "hold_violation").sum() > 5
+    data["stations"][1]["units"] = 2
+    why = Evaluator(LineSpec.from_dict(data)).approximations()
+    assert any(w.startswith("release.wip_limit: CONWIP with rejects or scraps before m3 and several units") for w in why)
