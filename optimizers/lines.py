@@ -183,17 +183,58 @@ def approximations_for(line: LineArrays, units: tuple[int, ...]) -> tuple[str, .
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
                 reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
-            elif to == s.index and units[s.index] > 1:
-                reasons.append(f"hold_times: ->{s.name} on {units[s.index]} units (exact on one unit)")
-        if line.has_reject[s.index] and units[s.index] > 1:
-            reasons.append(f"stations.{s.name}.quality: rejects on {units[s.index]} units (exact on one unit)")
-        if line.has_cleaning[s.index] and units[s.index] > 1:
-            reasons.append(f"stations.{s.name}.cleaning: on {units[s.index]} units (exact on one unit)")
-        if line.has_setup[s.index] and units[s.index] > 1:
-            reasons.append(
-                f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
-            )
+        if units[s.index] > 1:
+            reasons.extend(multiunit_outside(line, s.index, units[s.index]))
     return tuple(reasons)
+
+
+def multiunit_outside(line: LineArrays, j: int, units: int) -> list[str]:
+    """Why the kernel does not follow station ``j``'s rules on ``units`` (> 1) units exactly (empty: it does).
+
+    The scan gives a freed unit its next batch in departure order, so a unit must be free again in that order: no
+    blocked batch overtaken by a rejected or scrapped one (a station never blocked: the last one, or an unlimited
+    buffer after it), and after-cleans that all take one constant time (no cleans due, no dirty-hold time, no major
+    clean decided by a batch already waiting). The processing streams are drawn in start order (at departures);
+    the other streams in the order batches are taken, which holds where what comes before a draw takes the same
+    time for every batch, or the draw is of a constant time (its order then does not matter)."""
+    spec_station, name = line.spec.stations[j], line.stations[j]
+    where = f"stations.{name}"
+    reasons = []
+    blocked = j + 1 < len(line.stations) and line.buffers[j + 1] >= 0
+    scraps = any(to == j and scrap for _, to, _, scrap in line.holds)
+    if blocked and (line.has_reject[j] or scraps):
+        what = "rejects" if line.has_reject[j] else "hold-time scraps"
+        reasons.append(
+            f"{where}: {what} on {units} units that can be blocked (a batch that leaves early frees its unit before "
+            "a blocked one: units free out of departure order)"
+        )
+    cleaning = spec_station.cleaning
+    if cleaning is not None:
+        if cleaning.due is not None:
+            reasons.append(f"{where}.cleaning: cleans due on {units} units (a major clean frees units out of order)")
+        if cleaning.dirty_hold is not None:
+            reasons.append(f"{where}.cleaning: a dirty-hold time on {units} units (late cleans become major ones)")
+        if cleaning.minor is not None and _varies(cleaning.minor):
+            reasons.append(f"{where}.cleaning: a minor clean of varying time on {units} units (free out of order)")
+        if line.change_major[j].any() and (line.buffers[j] != 0 or (j == 0 and line.pull)):
+            reasons.append(
+                f"{where}: changes that need a major clean on {units} units fed by a buffer (the clean after a batch "
+                "looks at the batch waiting: exact with a hand-over, buffer 0)"
+            )
+        offset = cleaning.clean_hold is not None or (line.change_major[j].any() and _varies(cleaning.major))
+        changes = [spec_station.changeover_for(a, b) for a in line.products for b in line.products]
+        times = [c.time for c in changes if c is not None and c.time is not None]
+        if offset and any(_varies(t) for t in times):
+            reasons.append(
+                f"{where}: changeover times of varying length after cleans that differ between batches on {units} "
+                "units (drawn out of the order batches are taken)"
+            )
+        if line.change_clearance[j].any() and _varies(cleaning.line_clearance) and (offset or any(map(_varies, times))):
+            reasons.append(
+                f"{where}.cleaning: line clearances of varying time on {units} units after times that differ "
+                "(drawn out of the order batches are taken)"
+            )
+    return reasons
 
 
 def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
@@ -203,7 +244,7 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
     has made that start only if L exceeds the units beyond one of the stations before it; ranks are batches
     only where no batch leaves the line before it (where one can, the release waits for the L-th latest start or
     exit of the earlier batches, all made in earlier steps when every station before has one unit); starts come in
-    rank order on one unit, or on several without cleans or changeovers."""
+    rank order on one unit, or on several without cleans or changeovers (else, the same L-th latest start)."""
     assert line.line.rules is not None and line.line.rules.wip_limit is not None
     limit, station = line.line.rules.wip_limit
     name = line.stations[station]
@@ -217,8 +258,12 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...]) -> str | None:
             f"with rejects or scraps before {name} and several units before it (a batch that leaves early frees its "
             "place at once; the scan makes the starts and exits it waits for only later)"
         )
-    if units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station]):
-        return f"at {name} on {units[station]} units with cleans or changeovers (starts out of arrival order)"
+    starts_out_of_order = units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station])
+    if starts_out_of_order and any(c > 1 for c in units[:station]):
+        return (
+            f"at {name} on {units[station]} units with cleans or changeovers, and several units before it (starts "
+            "out of arrival order, made later in the scan)"
+        )
     return None
 
 
