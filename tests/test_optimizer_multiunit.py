@@ -20,13 +20,18 @@ from twin.spec.model import LineSpec
 
 BATCHES = 400  # fixed: the kernel's shape (and so its compilation) is shared by the examples of a test
 MAX_BUFFER = 3
+FAILURES = 200  # failures drawn per unit (the evaluator draws more and compiles again if a run needs more)
 
 
 def evaluator(spec: LineSpec, seed: int, replications: int, max_units: tuple[int, ...]) -> Evaluator:
-    return Evaluator(
+    """An evaluator whose kernel shape depends on the line's structure only (batches, failures per unit, buffer
+    places and units at most fixed)."""
+    ev = Evaluator(
         spec, seed=seed, replications=replications, record=True, max_units=max_units, max_buffer=MAX_BUFFER,
         batches=BATCHES,
     )  # fmt: skip
+    ev.failures = FAILURES
+    return ev
 
 
 def assert_exact(spec: LineSpec, seed: int, max_units: tuple[int, ...], replications: int = 3) -> Any:
@@ -54,6 +59,63 @@ def assert_exact(spec: LineSpec, seed: int, max_units: tuple[int, ...], replicat
     np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
     assert_same_states(res, core, names)
     return res, log
+
+
+# -- 1-3. cleaning, changeovers, rejects and hold-time scraps on stations of 2-3 units ------------------------------
+
+TIMES = [{"dist": "gamma", "mean": 1.6, "sd": 0.6}, {"dist": "uniform", "low": 0.8, "high": 2.6},
+         {"dist": "triangular", "low": 0.5, "mode": 1.2, "high": 3.0}, 1.4]  # fmt: skip
+
+
+@st.composite
+def multiunit_lines(draw: Any) -> tuple[LineSpec, int]:
+    """Two products by mix through s1 (one unit), s2 (2-3 units: cleaning and changeovers) and s3 (the last, 1-2
+    units: yields, rejects, a hold time from s1 that scraps). Every option is on or off by its numbers, not by its
+    presence, so that the examples share one kernel: s2 has minor cleans or only major ones, a clean-hold time or
+    not, changes that need a major clean (then fed by a hand-over) or not, changeover times constant or not, and
+    operating-basis failures or (almost) none; s3 rejects with probability 0-0.3, its hold time is tight or loose."""
+    change = draw(st.sampled_from(["plain", "major", "clearance"]))
+    varying = change == "plain" or draw(st.booleans())  # changeover times of varying length (by the rule's terms)
+    setup: dict[str, Any] = {
+        "A->B": {"dist": "exponential", "mean": 0.6} if varying else 0.6,
+        "B->A": {"dist": "uniform", "low": 0.2, "high": 1.0} if varying else 0.4,
+        "A->A": draw(st.sampled_from([0.1, {"dist": "uniform", "low": 0.0, "high": 0.3}])) if varying else 0.1,
+    }
+    cleaning: dict[str, Any] = {"major": draw(st.sampled_from([0.9, {"dist": "exponential", "mean": 0.8}]))}
+    if draw(st.booleans()):
+        cleaning["minor"] = draw(st.sampled_from([0.3, 0.05]))
+    if change != "plain":  # changes that need a major clean (a line clearance after the change time too)
+        setup["A->B"] = {"time": setup["A->B"], "major_clean": True, "line_clearance": change == "clearance"}
+        cleaning["line_clearance"] = 0.25
+        if varying:  # (a major clean of varying time before them would draw them out of the order taken)
+            cleaning["major"] = 0.9
+    if not varying and draw(st.booleans()):
+        cleaning["clean_hold"] = draw(st.sampled_from([0.5, 2.0]))
+    mtbf = draw(st.sampled_from([{"dist": "exponential", "mean": 7.0}, 1e6]))
+    stations = [
+        {"name": "s1", "process_time": draw(st.sampled_from(DISTS))},
+        {"name": "s2", "units": draw(st.integers(2, 3)), "process_time": {"A": draw(st.sampled_from(TIMES)),
+         "B": draw(st.sampled_from(TIMES))}, "setup": setup, "cleaning": cleaning,
+         "buffer": 0 if change != "plain" else draw(st.integers(0, 3)),
+         "failures": {"mtbf": mtbf, "mttr": {"dist": "exponential", "mean": 0.5}}},
+        {"name": "s3", "units": draw(st.integers(1, 2)), "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.5},
+         "buffer": draw(st.integers(0, 3)),
+         "quality": {"yield": 0.95, "reject_probability": draw(st.sampled_from([1e-9, 0.1, 0.3]))}},
+    ]  # fmt: skip
+    data = {
+        "name": "multiunit", "horizon": 120.0, "warmup": 10.0, "stations": stations,
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 4}, {"name": "B", "batch_size": 20, "mass_kg": 9}],
+        "release": {"mode": "saturated", "mix": {"A": 1, "B": draw(st.sampled_from([1, 3]))}},
+        "hold_times": [{"from": "s1", "to": "s3", "max": draw(st.sampled_from([1.5, 4.0, 1e6]))}],
+    }  # fmt: skip
+    return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=multiunit_lines())
+def test_multiunit_cleaning_changeovers_and_rejects_equal_the_engine(case: tuple[LineSpec, int]) -> None:
+    spec, seed = case
+    assert_exact(spec, seed, (1, 3, 2))
 
 
 # -- 4. CONWIP with rejects or scraps before the limit's station ----------------------------------------------------
