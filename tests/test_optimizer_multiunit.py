@@ -16,6 +16,7 @@ from optimizers.evaluator import Evaluator
 from tests.test_optimizer_exactness import DISTS, assert_same_states, engine_departures
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
+from twin.models import load_spec
 from twin.spec.model import LineSpec
 
 BATCHES = 400  # fixed: the kernel's shape (and so its compilation) is shared by the examples of a test
@@ -173,3 +174,28 @@ def test_conwip_early_exits_bind_and_are_outside_with_units_before() -> None:
     data["stations"][1]["units"] = 2
     why = Evaluator(LineSpec.from_dict(data)).approximations()
     assert any(w.startswith("release.wip_limit: CONWIP with rejects or scraps before m3 and several units") for w in why)
+
+
+# -- the built-in sterile line ---------------------------------------------------------------------------------------
+
+
+def test_the_sterile_line_without_shared_resources_is_exact_over_26_weeks() -> None:
+    """The sterile fill-finish line with its skids, operators and rooms taken out (the shared resources the kernel
+    does not follow yet) is inside the kernel: three lyophilizers with changeovers, major and minor cleans, CONWIP
+    until them with rejects and scraps before, a release calendar and the QC lab; every departure and the KPIs equal
+    the engine's over its 26 weeks."""
+    data = load_spec("sterile-fill-finish").model_dump(by_alias=True, exclude_none=True)
+    for key in ("operators", "rooms", "skids"):
+        data.pop(key)
+    for station in data["stations"]:
+        station.pop("operators", None)
+        (station.get("cleaning") or {}).pop("skid", None)
+    spec = LineSpec.from_dict(data)
+    assert Evaluator(spec).approximations() == ()
+    res, log = assert_exact(spec, 1, tuple(s.units for s in spec.stations), replications=1)
+    table = log.table
+    lyo = table[table["station"] == "lyophilization"]
+    assert (lyo["event"] == "major_clean").sum() > 3 and (lyo["event"] == "setup").sum() > 20
+    assert (table["event"] == "reject").sum() > 0
+    core = compute_kpis(log).per_replication
+    np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
