@@ -221,6 +221,11 @@ def multiunit_outside(line: LineArrays, j: int, units: int) -> list[str]:
                 f"{where}: changes that need a major clean on {units} units fed by a buffer (the clean after a batch "
                 "looks at the batch waiting: exact with a hand-over, buffer 0)"
             )
+        if cleaning.clean_hold is not None and line.change_major[j].any() and _varies(cleaning.major):
+            reasons.append(
+                f"{where}.cleaning: major cleans of varying time for changes after clean-hold cleans on {units} units "
+                "(drawn out of the order batches are taken)"
+            )
         offset = cleaning.clean_hold is not None or (line.change_major[j].any() and _varies(cleaning.major))
         changes = [spec_station.changeover_for(a, b) for a in line.products for b in line.products]
         times = [c.time for c in changes if c is not None and c.time is not None]

@@ -92,6 +92,8 @@ def multiunit_lines(draw: Any) -> tuple[LineSpec, int]:
             cleaning["major"] = 0.9
     if not varying and draw(st.booleans()):
         cleaning["clean_hold"] = draw(st.sampled_from([0.5, 2.0]))
+        if change != "plain":  # (the same for the major clean of a change after a clean-hold clean)
+            cleaning["major"] = 0.9
     mtbf = draw(st.sampled_from([{"dist": "exponential", "mean": 7.0}, 1e6]))
     stations = [
         {"name": "s1", "process_time": draw(st.sampled_from(DISTS))},
@@ -117,6 +119,45 @@ def multiunit_lines(draw: Any) -> tuple[LineSpec, int]:
 def test_multiunit_cleaning_changeovers_and_rejects_equal_the_engine(case: tuple[LineSpec, int]) -> None:
     spec, seed = case
     assert_exact(spec, seed, (1, 3, 2))
+
+
+def test_what_the_scan_cannot_follow_on_several_units_is_reported_with_why() -> None:
+    """Each case outside (units freed out of departure order, draws out of the order taken) is named, per station;
+    the same line on one unit is inside."""
+    base = {
+        "name": "outside", "horizon": 50.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "release": {"mode": "saturated", "mix": {"A": 1, "B": 1}},
+        "stations": [{"name": "m1", "process_time": 1.0},
+                     {"name": "m2", "units": 2, "buffer": 1, "process_time": {"dist": "exponential", "mean": 2.0}},
+                     {"name": "m3", "buffer": 1, "process_time": 0.5}],
+    }  # fmt: skip
+    cases = {
+        "quality: rejects": ({"quality": {"reject_probability": 0.1}}, "stations.m2: rejects on 2 units that can be"),
+        "due": ({"cleaning": {"minor": 0.2, "major": 1.0, "due": {"batches": 3}}}, "stations.m2.cleaning: cleans due"),
+        "dirty": ({"cleaning": {"minor": 0.2, "major": 1.0, "dirty_hold": 1.0}}, "stations.m2.cleaning: a dirty-hold"),
+        "minor": ({"cleaning": {"minor": {"dist": "exponential", "mean": 0.2}}}, "stations.m2.cleaning: a minor clean"),
+        "look-ahead": ({"cleaning": {"minor": 0.2, "major": 1.0}, "setup": {"A->B": {"major_clean": True}}},
+                       "stations.m2: changes that need a major clean on 2 units fed by a buffer"),
+        "setup after": ({"cleaning": {"minor": 0.2, "clean_hold": 1.0}, "setup": {"A->B": {"dist": "exponential",
+                        "mean": 0.5}}}, "stations.m2: changeover times of varying length after cleans"),
+        "major after": ({"cleaning": {"minor": 0.2, "major": {"dist": "exponential", "mean": 1.0}, "clean_hold": 1.0},
+                         "setup": {"A->B": {"major_clean": True}}, "buffer": 0},
+                        "stations.m2.cleaning: major cleans of varying time for changes after clean-hold cleans"),
+        "clearance": ({"cleaning": {"minor": 0.2, "line_clearance": {"dist": "exponential", "mean": 0.2}},
+                       "setup": {"A->B": {"time": {"dist": "exponential", "mean": 0.5}, "line_clearance": True}}},
+                      "stations.m2.cleaning: line clearances of varying time"),
+    }  # fmt: skip
+    for name, (rule, reason) in cases.items():
+        data = {**base, "stations": [base["stations"][0], {**base["stations"][1], **rule}, base["stations"][2]]}
+        why = Evaluator(LineSpec.from_dict(data)).approximations()
+        assert [w for w in why if w.startswith(reason)], (name, why)
+        data["stations"][1]["units"] = 1
+        assert Evaluator(LineSpec.from_dict(data)).approximations() == (), name
+    # rejects on a station that cannot be blocked (the last one, or an unlimited buffer after it) are inside
+    data = {**base, "stations": [*base["stations"][:2], {"name": "m3", "process_time": 0.5}]}
+    data["stations"][1] = {**data["stations"][1], "quality": {"reject_probability": 0.1}}
+    assert Evaluator(LineSpec.from_dict(data)).approximations() == ()
 
 
 # -- 4. CONWIP with rejects or scraps before the limit's station ----------------------------------------------------
