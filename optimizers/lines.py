@@ -39,36 +39,42 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - release saturated, by plan (repeating or not, pulled or with interarrival times), or by
   interarrival times; several products by plan or by mix;
 - operating-basis failures, folded into processing times with the engine's arithmetic;
-- sequence-dependent changeovers on single-unit stations;
-- cleaning on single-unit stations (minor and major cleans, due after N batches / T hours / M kg,
-  dirty- and clean-hold expiry), without a shared skid or operators;
+- sequence-dependent changeovers, on one unit or several (processing drawn in the order batches
+  start, as the engine draws it);
+- cleaning (minor and major cleans, due after N batches / T hours / M kg, dirty- and clean-hold
+  expiry), without a shared skid or operators; on several units where a unit is free again in
+  departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
-  in kg) and rejects on single-unit stations (the batch leaves the line at the end of processing);
+  in kg) and rejects (the batch leaves the line at the end of processing; on several units where the
+  station cannot be blocked: the last one, or an unlimited buffer after it);
 - rate-based stations (start-up, units over the net rate, the engine's noise stream);
-- hold times that scrap a late batch, ending at single-unit stations (checked when the station
-  takes the batch);
+- hold times that scrap a late batch (checked when the station takes the batch; on several units
+  where the station cannot be blocked);
 - major cleans and line clearances of changeovers on single-unit stations with cleaning (the clean
   after a batch waits for the next batch's arrival to see whether it is already waiting; a batch
   arriving at the very instant the clean starts counts as not waiting, where the engine follows
-  SimPy's event order: only deterministic times can make the two instants equal);
+  SimPy's event order: only deterministic times can make the two instants equal); on several units
+  fed by a hand-over (buffer 0: no batch can be waiting);
 - a release calendar: the first station pulls a batch only in the calendar's working time (the
   engine's weekly calendar and its float arithmetic);
 - a WIP limit (CONWIP) of more batches than the extra units before its station; with rejects or
-  scraps before that station (a batch that leaves early frees its place at once) where every
-  station before it has one unit;
+  scraps before that station (a batch that leaves early frees its place at once), or at a station of
+  several units with cleans or changeovers (starts out of arrival order), where every station before
+  it has one unit;
 - calendar-basis failures on single-unit stations (failures while waiting, repairs that outlast a
   wait);
-- parallel identical units (FIFO, blocking after service) on stations without changeovers;
+- parallel identical units (FIFO, blocking after service);
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures on stations with more than one unit (a repair can free units out of
   departure order);
-- changeovers on stations with more than one unit (processing times drawn in arrival order, while
-  the engine draws them in the order batches start after their changeover);
-- cleaning, rejects and hold times ending on stations with more than one unit; hold times that
-  send a late batch to investigation;
+- on stations with more than one unit: cleans due, dirty-hold times, minor cleans of varying time
+  and rejects or scraps where the station can be blocked (units free out of departure order);
+  changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
+  varying time after cleans that differ between batches (out of the order taken);
+- hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
 - the other GMP batch rules (shared skids, operators and shifts, rooms, splits and merges):
