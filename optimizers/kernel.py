@@ -317,7 +317,8 @@ def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
     draws while its start is no later than the earliest finish drawn (every batch taken later starts after the
     unit that departs first is free). The departure is then the earliest finish, drawn."""
     big = jnp.iinfo(jnp.int32).max
-    for _ in range(shape.max_units[j]):
+
+    def one(_, s):  # (a loop, not unrolled: each unit's failures compile once)
         pending = s["undrawn"]
         first = jnp.min(jnp.where(pending, s["start"], INF))
         u = jnp.argmin(jnp.where(pending & (s["start"] == first), s["rank"], big)).astype(jnp.int32)
@@ -358,7 +359,9 @@ def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
         s["drawn_n"] = n + jnp.where(on, 1, 0)
         s["fin"] = s["fin"].at[u].set(jnp.where(on, finish, s["fin"][u]))
         s["undrawn"] = s["undrawn"].at[u].set(pending[u] & ~on)
-    return s
+        return s
+
+    return jax.lax.fori_loop(0, shape.max_units[j], one, dict(s))
 
 
 WEEK = 168.0

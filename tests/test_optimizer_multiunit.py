@@ -114,7 +114,7 @@ def multiunit_lines(draw: Any) -> tuple[LineSpec, int]:
     return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=multiunit_lines())
 def test_multiunit_cleaning_changeovers_and_rejects_equal_the_engine(case: tuple[LineSpec, int]) -> None:
     spec, seed = case
@@ -186,7 +186,7 @@ def conwip_lines(draw: Any) -> tuple[LineSpec, int]:
     return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=conwip_lines())
 def test_conwip_with_early_exits_equals_the_engine(case: tuple[LineSpec, int]) -> None:
     spec, seed = case
