@@ -45,11 +45,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   expiry), without a shared skid or operators; on several units where a unit is free again in
   departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
-  in kg) and rejects (the batch leaves the line at the end of processing; on several units where the
-  station cannot be blocked: the last one, or an unlimited buffer after it);
+  in kg) and rejects (the batch leaves the line at the end of processing; on several units at the
+  last station, which is never blocked);
 - rate-based stations (start-up, units over the net rate, the engine's noise stream);
-- hold times that scrap a late batch (checked when the station takes the batch; on several units
-  where the station cannot be blocked);
+- hold times that scrap a late batch (checked when the station takes the batch; on several units at
+  the last station);
 - major cleans and line clearances of changeovers on single-unit stations with cleaning (the clean
   after a batch waits for the next batch's arrival to see whether it is already waiting; a batch
   arriving at the very instant the clean starts counts as not waiting, where the engine follows
@@ -71,7 +71,7 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - calendar-basis failures on stations with more than one unit (a repair can free units out of
   departure order);
 - on stations with more than one unit: cleans due, dirty-hold times, minor cleans of varying time
-  and rejects or scraps where the station can be blocked (units free out of departure order);
+  and rejects or scraps before the last station (units free out of departure order);
   changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
   varying time after cleans that differ between batches (out of the order taken);
 - hold times that send a late batch to investigation;
@@ -198,15 +198,15 @@ def multiunit_outside(line: LineArrays, j: int, units: int) -> list[str]:
     """Why the kernel does not follow station ``j``'s rules on ``units`` (> 1) units exactly (empty: it does).
 
     The scan gives a freed unit its next batch in departure order, so a unit must be free again in that order: no
-    blocked batch overtaken by a rejected or scrapped one (a station never blocked: the last one, or an unlimited
-    buffer after it), and after-cleans that all take one constant time (no cleans due, no dirty-hold time, no major
-    clean decided by a batch already waiting). The processing streams are drawn in start order (at departures);
+    blocked batch overtaken by a rejected or scrapped one (a station never blocked: the last one), and after-cleans
+    that all take one constant time (no cleans due, no dirty-hold time, no major clean decided by a batch already
+    waiting). The processing streams are drawn in start order (at departures);
     the other streams in the order batches are taken, which holds where what comes before a draw takes the same
     time for every batch, or the draw is of a constant time (its order then does not matter)."""
     spec_station, name = line.spec.stations[j], line.stations[j]
     where = f"stations.{name}"
     reasons = []
-    blocked = j + 1 < len(line.stations) and line.buffers[j + 1] >= 0
+    blocked = j + 1 < len(line.stations)  # (an unlimited buffer after it would do, but a buffer lever can end that)
     scraps = any(to == j and scrap for _, to, _, scrap in line.holds)
     if blocked and (line.has_reject[j] or scraps):
         what = "rejects" if line.has_reject[j] else "hold-time scraps"
