@@ -121,6 +121,23 @@ def test_multiunit_cleaning_changeovers_and_rejects_equal_the_engine(case: tuple
     assert_exact(spec, seed, (1, 3, 2))
 
 
+def test_rate_based_units_with_changeovers_draw_their_noise_in_start_order() -> None:
+    """A rate-based station of two units with changeovers of varying length: the noise stream (one per station) is
+    drawn at each start, so a batch taken later with a shorter changeover draws first, as its processing would."""
+    data = {
+        "name": "rated", "horizon": 150.0, "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 100}, {"name": "B", "batch_size": 60}],
+        "release": {"mode": "saturated", "mix": {"A": 1, "B": 1}},
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 0.5}},
+            {"name": "m2", "units": 2, "buffer": 2, "rate": {"units_per_hour": 80, "startup": 0.1, "cv": 0.3},
+             "setup": {"A->B": {"dist": "exponential", "mean": 0.8}, "B->A": {"dist": "uniform", "low": 0.1,
+                                                                             "high": 1.2}}},
+        ],
+    }  # fmt: skip
+    assert_exact(LineSpec.from_dict(data), 6, (1, 2))
+
+
 def test_what_the_scan_cannot_follow_on_several_units_is_reported_with_why() -> None:
     """Each case outside (units freed out of departure order, draws out of the order taken) is named, per station;
     the same line on one unit is inside."""
