@@ -79,11 +79,11 @@ class Shape:
     finite_plan: bool
     seq_from_design: bool  # product sequence per design (plan order) or per replication (mix)
     record: bool = False  # also return every station's departures (for tests)
-    has_cleaning: tuple[bool, ...] = ()  # the cleaning rule, on single-unit stations (``_cleaning_step``)
+    has_cleaning: tuple[bool, ...] = ()  # the cleaning rule (on several units: a hygiene per unit)
 
     has_rate: tuple[bool, ...] = ()  # rate-based stations (times from the batch's units)
     has_yield: tuple[bool, ...] = ()  # stations that lose units at the end of processing
-    has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
+    has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (draws in finish order)
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
     calendar_failures: tuple[bool, ...] = ()  # stations whose failures run on the wall clock
