@@ -109,6 +109,7 @@ class Evaluator:
         max_analysts: int = 0,
         wip_limits: tuple[int, int] | None = None,
         plan_batches: int = 0,
+        buffered: tuple[bool, ...] | None = None,
     ):
         self.spec = spec
         self.line: LineArrays = line_arrays(spec)
@@ -124,6 +125,8 @@ class Evaluator:
         self.max_units = tuple(max(a, b) for a, b in zip(max_units or self.line.units, self.line.units, strict=True))
         finite = [b for b in self.line.buffers if b >= 0]
         self.ring = max([max_buffer, *finite]) + 2
+        # stations that some design feeds through a buffer, not a hand-over (buffer 0): the spec's, or a buffer varied
+        self.buffered = tuple((b != 0) or bool(buffered and buffered[j]) for j, b in enumerate(self.line.buffers))
         self.max_speed, self.min_speed = max(max_speed, 1.0), min(min_speed, 1.0)
         self.chunk, self.record = chunk, record
         self.batches = batches or self._batches_needed()
@@ -227,7 +230,7 @@ class Evaluator:
         for) and the WIP limits it was made for (empty: exact)."""
         most = self.max_units if units is None else tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
         low = self.wip_limits[0] if self.wip_limits else None
-        reasons = approximations_for(self.line, most, low)
+        reasons = approximations_for(self.line, most, low, self.buffered)
         if self.line.line.rules is not None and self.line.line.rules.wip_limit is not None and not self.shape().wip:
             # the kernel was made without the WIP limit (outside for the most units or the lowest limit): say so
             why = conwip_outside(self.line, self.max_units, low)
@@ -381,6 +384,7 @@ def evaluator_sizes(arrays: dict[str, Any]) -> dict[str, Any]:
     return {
         "max_units": tuple(int(x) for x in np.max(arrays["units"], axis=0)),
         "max_buffer": int(finite.max()) if finite.size else 0,
+        "buffered": tuple(bool(x) for x in np.any(arrays["buffers"] != 0, axis=0)),
         "max_speed": float(arrays["speed"].max()),
         "min_speed": float(arrays["speed"].min()),
         "max_analysts": int(np.max(arrays["qc_analysts"])),

@@ -56,11 +56,11 @@ class Shape:
     finite_plan: bool
     seq_from_design: bool  # product sequence per design (plan order) or per replication (mix)
     record: bool = False  # also return every station's departures (for tests)
-    has_cleaning: tuple[bool, ...] = ()  # the cleaning rule, on single-unit stations (``_cleaning_step``)
+    has_cleaning: tuple[bool, ...] = ()  # the cleaning rule (on several units: a hygiene per unit)
 
     has_rate: tuple[bool, ...] = ()  # rate-based stations (times from the batch's units)
     has_yield: tuple[bool, ...] = ()  # stations that lose units at the end of processing
-    has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (on single-unit stations)
+    has_reject: tuple[bool, ...] = ()  # stations that reject whole batches (draws in finish order)
     holds: tuple[tuple[int, int], ...] = ()  # hold-time rules (from, to) that scrap a late batch when taken
     changeover_cleans: tuple[bool, ...] = ()  # stations with changeovers that need a major clean or clearance
     calendar_failures: tuple[bool, ...] = ()  # stations whose failures run on the wall clock
@@ -76,11 +76,20 @@ class Shape:
 
     def looks_ahead(self, j: int) -> bool:
         """The clean after a batch depends on the next batch, if already waiting (a change that needs a major
-        clean): decided when that batch arrives (or none will)."""
+        clean): decided when that batch arrives (or none will). On one unit (on several: ``multiunit_outside``)."""
+        return self.change_cleans(j) and self.max_units[j] == 1
+
+    def change_cleans(self, j: int) -> bool:
+        """Changes that need a major clean (or a line clearance) on a station with cleaning."""
         return self.cleans(j) and bool(self.changeover_cleans) and self.changeover_cleans[j]
 
     def cleans(self, j: int) -> bool:
-        return bool(self.has_cleaning) and self.has_cleaning[j] and self.max_units[j] == 1
+        return bool(self.has_cleaning) and self.has_cleaning[j]
+
+    def defers(self, j: int) -> bool:
+        """Several units whose batches can start out of the order they were taken in (cleans, changeovers): the
+        processing streams are drawn in start order, at departures (``_draw_in_start_order``)."""
+        return self.max_units[j] > 1 and (self.has_setup[j] or self.cleans(j))
 
     def rated(self, j: int) -> bool:
         return bool(self.has_rate) and self.has_rate[j]
@@ -89,11 +98,11 @@ class Shape:
         return bool(self.has_yield) and self.has_yield[j]
 
     def holds_at(self, j: int) -> tuple[int, ...]:
-        """The hold-time rules checked when station ``j`` takes a batch (on single-unit stations)."""
-        return tuple(h for h, (_, to) in enumerate(self.holds) if to == j and self.max_units[j] == 1)
+        """The hold-time rules checked when station ``j`` takes a batch."""
+        return tuple(h for h, (_, to) in enumerate(self.holds) if to == j)
 
     def rejects(self, j: int) -> bool:
-        return bool(self.has_reject) and self.has_reject[j] and self.max_units[j] == 1
+        return bool(self.has_reject) and self.has_reject[j]
 
     @property
     def steps(self) -> int:
@@ -266,6 +275,74 @@ def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1, change_
     return _clean(departure, major, on, s, j, shape, draws, w0, w1)
 
 
+def _unit_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:
+    """Put unit ``u``'s hygiene in ``s["hygiene"]`` (a station of several units keeps one per unit in
+    ``s["hygienes"]``; the clean draws, one stream per station, stay the station's)."""
+    if "hygienes" not in s:
+        return s
+    return {**s, "hygiene": {**{k: v[u] for k, v in s["hygienes"].items()}, "drawn": s["hygiene"]["drawn"]}}
+
+
+def _keep_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:
+    """Store ``s["hygiene"]`` back as unit ``u``'s (``_unit_hygiene``)."""
+    if "hygienes" not in s:
+        return s
+    return {**s, "hygienes": {k: v.at[u].set(s["hygiene"][k]) for k, v in s["hygienes"].items()}}
+
+
+def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
+    """The processing of loaded units, drawn in the order their batches start (the engine draws the processing and
+    rate-noise streams at the start, after any clean and changeover): at a departure, the unit that starts first
+    draws while its start is no later than the earliest finish drawn (every batch taken later starts after the
+    unit that departs first is free). The departure is then the earliest finish, drawn."""
+    big = jnp.iinfo(jnp.int32).max
+
+    def one(_, s):  # (a loop, not unrolled: each unit's failures compile once)
+        pending = s["undrawn"]
+        first = jnp.min(jnp.where(pending, s["start"], INF))
+        u = jnp.argmin(jnp.where(pending & (s["start"] == first), s["rank"], big)).astype(jnp.int32)
+        start, p, qty = s["start"][u], s["prod"][u], s["qty_in"][u]
+        on = leaving & pending[u] & (start <= jnp.min(jnp.where(pending, INF, s["fin"])))
+        n = s["drawn_n"]
+        if shape.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
+            startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
+            noise = draws["rate_noise"][j, jnp.minimum(n, draws["rate_noise"].shape[-1] - 1)]
+            work = _div(startup + _div(qty, effective) * noise, speed[j])
+        else:
+            index = s["count"][p] if shape.products > 1 else n
+            work = _div(draws["process"][j, p, jnp.minimum(index, draws["process"].shape[-1] - 1)], speed[j])
+        if shape.on_calendar(j):
+            end, nf, f, proc, down, _ = _calendar_work(
+                start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
+            )
+            finish = start + (end - start)
+            s["nf"], s["f"] = s["nf"].at[u].set(jnp.where(on, nf, s["nf"][u])), s["f"].at[u].set(f)
+            s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
+        elif shape.has_failures[j]:
+            end, until, f, proc, down = _work(
+                start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
+            )
+            finish = start + (end - start)
+            s["until"] = s["until"].at[u].set(jnp.where(on, until, s["until"][u]))
+            s["f"] = s["f"].at[u].set(jnp.where(on, f, s["f"][u]))
+            s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
+        else:
+            finish = start + work
+            s["acc"] = s["acc"].at[0].add(jnp.where(on, _overlap(start, finish, w0, w1), 0.0))
+        if shape.cleans(j):
+            s = _unit_hygiene(s, u)
+            s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
+            s = _keep_hygiene(s, u)
+        if shape.products > 1:
+            s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
+        s["drawn_n"] = n + jnp.where(on, 1, 0)
+        s["fin"] = s["fin"].at[u].set(jnp.where(on, finish, s["fin"][u]))
+        s["undrawn"] = s["undrawn"].at[u].set(pending[u] & ~on)
+        return s
+
+    return jax.lax.fori_loop(0, shape.max_units[j], one, dict(s))
+
+
 WEEK = 168.0
 
 
@@ -410,10 +487,32 @@ def _released(free, k, stations, shape, consts):
     if not shape.wip:
         return t
     station, limit = shape.wip[1], consts["wip_limit"]  # the design's limit (the ring holds the largest + 1)
-    ring = stations[station]["wip_starts"]
-    freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
+    if _wip_exits(shape):  # batches leave before the station: the L-th latest of the ranks' starts or exits
+        latest = stations[station]["wip_out"]  # the latest times for the largest limit of any design
+        freed = jnp.sort(latest)[latest.shape[0] - limit]
+    else:
+        ring = stations[station]["wip_starts"]
+        freed = jnp.where(k >= limit, ring[jnp.mod(k - limit, limit + 1)], -INF)  # the start that makes room
     later = _release_gate(freed, consts["release_calendar"], n_edges) if n_edges else freed
     return jnp.where(freed <= t, t, later)  # the gate looks at the calendar, then waits for room, then again
+
+
+def _wip_exits(shape: Shape) -> bool:
+    """Batches can leave before the WIP limit's station (rejects, scraps when taken), each freeing its place when it
+    leaves, so ranks there are not batches; or they start there out of rank order (several units with cleans or
+    changeovers). The release of rank n then waits for the L-th latest of the n earlier batches' starts at the
+    station or exits before it (all made in earlier steps: one unit at every station before it,
+    ``optimizers.lines.conwip_outside``)."""
+    if not shape.wip:
+        return False
+    station = shape.wip[1]
+    return shape.defers(station) or any(shape.rejects(i) or shape.holds_at(i) for i in range(station))
+
+
+def _keep_latest(latest: jax.Array, t: jax.Array, on: jax.Array) -> jax.Array:
+    """The ``len(latest)`` latest times seen, with ``t`` (where ``on``) seen too (-inf: none yet)."""
+    at = jnp.argmin(latest)
+    return latest.at[at].set(jnp.where(on & (t > latest[at]), t, latest[at]))
 
 
 def _resolve_pending(s, j, arriving, finished, arrival, product, history, shape, draws, consts, w0, w1):
@@ -481,6 +580,18 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             state["f"] = jnp.zeros(width, jnp.int32)
         if shape.cleans(j):
             state["hygiene"] = _hygiene_init()
+            if width > 1:  # one per unit (the clean draws stay the station's)
+                state["hygienes"] = {
+                    k: jnp.broadcast_to(v, (width,)) for k, v in state["hygiene"].items() if k != "drawn"
+                }
+        if shape.defers(j):  # taken batches waiting for their processing draw (``_draw_in_start_order``)
+            state["start"], state["undrawn"] = jnp.full(width, INF), jnp.zeros(width, bool)
+            state["prod"], state["qty_in"] = jnp.zeros(width, jnp.int32), jnp.zeros(width)
+            state["drawn_n"] = jnp.zeros((), jnp.int32)
+        if width > 1 and shape.holds_at(j):
+            state["scrap"] = jnp.zeros(width, bool)
+        if width > 1 and shape.rejects(j):
+            state["finishes"] = jnp.zeros((), jnp.int32)  # processed batches departed (reject draws: finish order)
         if shape.looks_ahead(j):  # a departure whose clean waits to see whether the next batch is there
             state["pending"] = jnp.zeros((), bool)
             state["pending_at"], state["pending_product"] = jnp.zeros(()), jnp.zeros((), jnp.int32)
@@ -489,6 +600,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             state["clearances"] = jnp.zeros((), jnp.int32)
         if shape.wip and shape.wip[1] == j:  # the WIP limit's station: when each rank started (or was scrapped)
             state["wip_starts"] = jnp.full(shape.wip[0] + 1, -INF)
+            if _wip_exits(shape):  # the L latest starts here or exits before (``_released``)
+                state["wip_out"] = jnp.full(shape.wip[0], -INF)
         return state
 
     def step(carry, t):
@@ -527,12 +640,13 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 scrapped = scrapped | (take - clocks[h, batch] > consts["hold_max"][h])
             arriving, valid = valid, valid & ~scrapped  # ``valid`` from here: the batch is processed
             if shape.cleans(j):  # a clean again if the clean or dirty hold time ran out
+                s = _unit_hygiene(s, u)
                 take, s = _clean_before(take, valid, s, j, shape, draws, consts, w0, w1)
             start = take
             if shape.has_setup[j]:
                 prev = s["prev"][u]
                 pa = jnp.maximum(prev, 0)
-                if shape.looks_ahead(j):  # a change that needs a major clean gets one unless one was done since
+                if shape.change_cleans(j):  # a change that needs a major clean gets one unless one was done since
                     major = valid & (prev >= 0) & consts["change_major"][j, pa, p] & ~s["hygiene"]["major_since"]
                     take, s = _clean(take, True, major, s, j, shape, draws, w0, w1)
                 needs = valid & (prev >= 0) & consts["setup_exists"][j, pa, p]
@@ -550,13 +664,20 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                     start = jnp.where(clear, cleared, start)
                     s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
                 s["acc"] = s["acc"].at[1].add(jnp.where(valid, _overlap(take, start, w0, w1) - down_in_setup, 0.0))
+            if shape.cleans(j):
+                s = _keep_hygiene(s, u)
             if "wip_starts" in s:  # out of the WIP limit's count: started (or scrapped when taken)
                 at = jnp.mod(k, consts["wip_limit"] + 1)
                 s["wip_starts"] = s["wip_starts"].at[at].set(jnp.where(arriving, start, s["wip_starts"][at]))
+                if "wip_out" in s:  # this step's exits before the station (their batches leave the count), the start
+                    for _, _, _, exit_t in outputs:
+                        s["wip_out"] = _keep_latest(s["wip_out"], exit_t, exit_t < INF)
+                    s["wip_out"] = _keep_latest(s["wip_out"], start, arriving)
             started = jnp.minimum(s["started"], n_batches - 1)  # draws of the station's own streams, in start order
+            qty_in, busy = qty, valid if not shape.defers(j) else jnp.zeros((), bool)  # (deferred: drawn later)
             if shape.products > 1:
                 index = s["count"][p]
-                s["count"] = s["count"].at[p].add(jnp.where(valid, 1, 0))
+                s["count"] = s["count"].at[p].add(jnp.where(busy, 1, 0))
             else:
                 index = started
             index = jnp.minimum(index, n_batches - 1)
@@ -568,27 +689,33 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 work = _div(draws["process"][j, p, index], speed[j])
             if shape.on_calendar(j):
                 end, nf, f, proc, down, _ = _calendar_work(
-                    start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
+                    start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, busy, w0, w1
                 )
                 finish = start + (end - start)
                 s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
-                s["acc"] = s["acc"].at[0].add(jnp.where(valid, proc, 0.0)).at[2].add(jnp.where(valid, down, 0.0))
+                s["acc"] = s["acc"].at[0].add(jnp.where(busy, proc, 0.0)).at[2].add(jnp.where(busy, down, 0.0))
             elif shape.has_failures[j]:
                 end, until, f, proc, down = _work(
-                    start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, valid, w0, w1
+                    start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, busy, w0, w1
                 )
                 finish = start + (end - start)
-                s["until"] = s["until"].at[u].set(jnp.where(valid, until, s["until"][u]))
-                s["f"] = s["f"].at[u].set(jnp.where(valid, f, s["f"][u]))
-                s["acc"] = s["acc"].at[0].add(jnp.where(valid, proc, 0.0)).at[2].add(jnp.where(valid, down, 0.0))
+                s["until"] = s["until"].at[u].set(jnp.where(busy, until, s["until"][u]))
+                s["f"] = s["f"].at[u].set(jnp.where(busy, f, s["f"][u]))
+                s["acc"] = s["acc"].at[0].add(jnp.where(busy, proc, 0.0)).at[2].add(jnp.where(busy, down, 0.0))
             else:
                 finish = start + work
-                s["acc"] = s["acc"].at[0].add(jnp.where(valid, _overlap(start, finish, w0, w1), 0.0))
+                s["acc"] = s["acc"].at[0].add(jnp.where(busy, _overlap(start, finish, w0, w1), 0.0))
             if shape.cleans(j):
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
-                s["hygiene"] = _processed(s["hygiene"], finish, kg, valid)
+                s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
             if shape.yields(j):
                 qty = qty - qty * (1 - consts["quality"][j, 0])
+            if shape.defers(j):  # its start, product and units, for the processing drawn in start order
+                finish = jnp.full((), INF)
+                for key, value in (("start", start), ("undrawn", valid), ("prod", p), ("qty_in", qty_in)):
+                    s[key] = s[key].at[u].set(jnp.where(arriving, value, s[key][u]))
+            if "scrap" in s:
+                s["scrap"] = s["scrap"].at[u].set(jnp.where(arriving, scrapped, s["scrap"][u]))
             finish = jnp.where(scrapped, take, finish)  # a scrapped batch leaves the unit free at once
             s["fin"] = s["fin"].at[u].set(jnp.where(arriving, finish, s["fin"][u]))
             s["batch"] = s["batch"].at[u].set(jnp.where(arriving, batch, s["batch"][u]))
@@ -601,15 +728,20 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             loaded = s["arrived"] - s["left"]
             leaving = (loaded > 0) & ((loaded >= c) | finished)
             m = s["left"]  # the departure's number
+            if shape.defers(j):
+                s = _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1)
             if shape.max_units[j] == 1:
                 w = jnp.zeros((), jnp.int32)
             else:
                 soonest = jnp.min(s["fin"])
                 w = jnp.argmin(jnp.where(s["fin"] == soonest, s["rank"], big)).astype(jnp.int32)
             done = s["fin"][w]
-            rejected = scrapped  # (a station with hold-time rules has one unit: the departure is this batch)
+            rejected = s["scrap"][w] if "scrap" in s else scrapped  # (one unit: the departure is this batch)
             if shape.rejects(j):  # the whole batch rejected at the end of processing (draws in processing order)
-                rejected = rejected | (draws["reject"][j, started] < consts["quality"][j, 1])
+                drawn = s.get("finishes", started)  # (several units: departures in finish order)
+                if "finishes" in s:
+                    s["finishes"] = drawn + jnp.where(leaving & ~rejected, 1, 0)
+                rejected = rejected | (draws["reject"][j, jnp.minimum(drawn, n_batches - 1)] < consts["quality"][j, 1])
             departure = done
             if j + 1 < n_st:
                 b, down_c = buffers[j + 1], units[j + 1]
@@ -627,7 +759,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 s["nf"], s["f"] = s["nf"].at[w].set(nf), s["f"].at[w].set(f)
                 s["acc"] = s["acc"].at[2].add(down).at[3].add(-while_blocked)  # down, not blocked
                 free = departure + (ready - departure)
-            cleaned = leaving & ~scrapped
+            cleaned = leaving & ~(s["scrap"][w] if "scrap" in s else scrapped)
             if shape.looks_ahead(j):  # wait for the next batch, unless none can be waiting when the clean starts
                 # the release plan's next product is known (a mix's is not); a batch can wait in a buffer, not in
                 # a hand-over
@@ -639,7 +771,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 s["pending_number"] = jnp.where(defer, m, s["pending_number"])
                 cleaned = cleaned & ~defer
             if shape.cleans(j):  # the clean after the batch: major when due, minor otherwise
+                s = _unit_hygiene(s, w)
                 free, s = _clean_after(free, cleaned, s, j, shape, draws, consts, w0, w1)
+                s = _keep_hygiene(s, w)
             out_batch, out_qty = s["batch"][w], s["qty"][w]
             s["fin"] = s["fin"].at[w].set(jnp.where(leaving, INF, done))
             s["rank"] = s["rank"].at[w].set(jnp.where(leaving, big, s["rank"][w]))

@@ -39,32 +39,44 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - release saturated, by plan (repeating or not, pulled or with interarrival times), or by
   interarrival times; several products by plan or by mix;
 - operating-basis failures, folded into processing times with the engine's arithmetic;
-- sequence-dependent changeovers on single-unit stations;
-- cleaning on single-unit stations (minor and major cleans, due after N batches / T hours / M kg,
-  dirty- and clean-hold expiry), without a shared skid or operators;
+- sequence-dependent changeovers, on one unit or several (processing drawn in the order batches
+  start, as the engine draws it);
+- cleaning (minor and major cleans, due after N batches / T hours / M kg, dirty- and clean-hold
+  expiry), without a shared skid or operators; on several units where a unit is free again in
+  departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
-  in kg) and rejects on single-unit stations (the batch leaves the line at the end of processing);
+  in kg) and rejects (the batch leaves the line at the end of processing; on several units at the
+  last station, which is never blocked);
 - rate-based stations (start-up, units over the net rate, the engine's noise stream);
-- hold times that scrap a late batch, ending at single-unit stations (checked when the station
-  takes the batch);
+- hold times that scrap a late batch (checked when the station takes the batch; on several units at
+  the last station);
 - major cleans and line clearances of changeovers on single-unit stations with cleaning (the clean
   after a batch waits for the next batch's arrival to see whether it is already waiting; a batch
   arriving at the very instant the clean starts counts as not waiting, where the engine follows
-  SimPy's event order: only deterministic times can make the two instants equal);
+  SimPy's event order: only deterministic times can make the two instants equal); on several units
+  fed by a hand-over (buffer 0: no batch can be waiting);
 - a release calendar: the first station pulls a batch only in the calendar's working time (the
   engine's weekly calendar and its float arithmetic);
-- parallel identical units (FIFO, blocking after service) on stations without changeovers;
+- a WIP limit (CONWIP) of more batches than the extra units before its station; with rejects or
+  scraps before that station (a batch that leaves early frees its place at once), or at a station of
+  several units with cleans or changeovers (starts out of arrival order), where every station before
+  it has one unit;
+- calendar-basis failures on single-unit stations (failures while waiting, repairs that outlast a
+  wait);
+- parallel identical units (FIFO, blocking after service);
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
-- calendar-basis failures (evaluated as if their clock ran only while processing);
-- changeovers on stations with more than one unit (processing times drawn in arrival order, while
-  the engine draws them in the order batches start after their changeover);
-- cleaning, rejects and hold times ending on stations with more than one unit; hold times that
-  send a late batch to investigation;
+- calendar-basis failures on stations with more than one unit (a repair can free units out of
+  departure order);
+- on stations with more than one unit: cleans due, dirty-hold times, minor cleans of varying time
+  and rejects or scraps before the last station (units free out of departure order);
+  changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
+  varying time after cleans that differ between batches (out of the order taken);
+- hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
 - the other GMP batch rules (shared skids, operators and shifts, rooms, splits and merges):
@@ -158,7 +170,9 @@ def line_arrays(spec: LineSpec) -> LineArrays:
     return _with_approximations(line_arrays_, line_arrays_.units)
 
 
-def approximations_for(line: LineArrays, units: tuple[int, ...], wip_limit: int | None = None) -> tuple[str, ...]:
+def approximations_for(
+    line: LineArrays, units: tuple[int, ...], wip_limit: int | None = None, buffered: tuple[bool, ...] | None = None
+) -> tuple[str, ...]:
     """Why the evaluator is a surrogate (not exact) for ``line`` with these unit counts (and this WIP limit, None:
     the spec's); empty when exact."""
     reasons = []
@@ -180,17 +194,66 @@ def approximations_for(line: LineArrays, units: tuple[int, ...], wip_limit: int 
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
                 reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
-            elif to == s.index and units[s.index] > 1:
-                reasons.append(f"hold_times: ->{s.name} on {units[s.index]} units (exact on one unit)")
-        if line.has_reject[s.index] and units[s.index] > 1:
-            reasons.append(f"stations.{s.name}.quality: rejects on {units[s.index]} units (exact on one unit)")
-        if line.has_cleaning[s.index] and units[s.index] > 1:
-            reasons.append(f"stations.{s.name}.cleaning: on {units[s.index]} units (exact on one unit)")
-        if line.has_setup[s.index] and units[s.index] > 1:
-            reasons.append(
-                f"stations.{s.name}: changeovers on {units[s.index]} units (processing times drawn in arrival order)"
-            )
+        if units[s.index] > 1:
+            fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
+            reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
     return tuple(reasons)
+
+
+def multiunit_outside(line: LineArrays, j: int, units: int, fed_by_buffer: bool | None = None) -> list[str]:
+    """Why the kernel does not follow station ``j``'s rules on ``units`` (> 1) units exactly (empty: it does);
+    ``fed_by_buffer``: whether some design gives the station a buffer (not a hand-over; None: the spec's buffer).
+
+    The scan gives a freed unit its next batch in departure order, so a unit must be free again in that order: no
+    blocked batch overtaken by a rejected or scrapped one (a station never blocked: the last one), and after-cleans
+    that all take one constant time (no cleans due, no dirty-hold time, no major clean decided by a batch already
+    waiting). The processing streams are drawn in start order (at departures);
+    the other streams in the order batches are taken, which holds where what comes before a draw takes the same
+    time for every batch, or the draw is of a constant time (its order then does not matter)."""
+    spec_station, name = line.spec.stations[j], line.stations[j]
+    where = f"stations.{name}"
+    reasons = []
+    blocked = j + 1 < len(line.stations)  # (an unlimited buffer after it would do, but a buffer lever can end that)
+    scraps = any(to == j and scrap for _, to, _, scrap in line.holds)
+    if blocked and (line.has_reject[j] or scraps):
+        what = "rejects" if line.has_reject[j] else "hold-time scraps"
+        reasons.append(
+            f"{where}: {what} on {units} units that can be blocked (a batch that leaves early frees its unit before "
+            "a blocked one: units free out of departure order)"
+        )
+    cleaning = spec_station.cleaning
+    if cleaning is not None:
+        if cleaning.due is not None:
+            reasons.append(f"{where}.cleaning: cleans due on {units} units (a major clean frees units out of order)")
+        if cleaning.dirty_hold is not None:
+            reasons.append(f"{where}.cleaning: a dirty-hold time on {units} units (late cleans become major ones)")
+        if cleaning.minor is not None and _varies(cleaning.minor):
+            reasons.append(f"{where}.cleaning: a minor clean of varying time on {units} units (free out of order)")
+        fed = line.buffers[j] != 0 if fed_by_buffer is None else fed_by_buffer
+        if line.change_major[j].any() and (fed or (j == 0 and line.pull)):
+            reasons.append(
+                f"{where}: changes that need a major clean on {units} units fed by a buffer (the clean after a batch "
+                "looks at the batch waiting: exact with a hand-over, buffer 0)"
+            )
+        if cleaning.clean_hold is not None and line.change_major[j].any() and _varies(cleaning.major):
+            reasons.append(
+                f"{where}.cleaning: major cleans of varying time for changes after clean-hold cleans on {units} units "
+                "(drawn out of the order batches are taken)"
+            )
+        offset = cleaning.clean_hold is not None or (line.change_major[j].any() and _varies(cleaning.major))
+        changes = [spec_station.changeover_for(a, b) for a in line.products for b in line.products]
+        times = [c.time for c in changes if c is not None and c.time is not None]
+        if offset and any(_varies(t) for t in times):
+            reasons.append(
+                f"{where}: changeover times of varying length after cleans that differ between batches on {units} "
+                "units (drawn out of the order batches are taken)"
+            )
+        if line.change_clearance[j].any() and _varies(cleaning.line_clearance) and (offset or any(map(_varies, times))):
+            reasons.append(
+                f"{where}.cleaning: line clearances of varying time on {units} units after times that differ "
+                "(drawn out of the order batches are taken)"
+            )
+    return reasons
 
 
 def conwip_outside(line: LineArrays, units: tuple[int, ...], limit: int | None = None) -> str | None:
@@ -199,8 +262,9 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...], limit: int | None =
 
     The first station's release of rank n waits for the start of rank n - L at the limit's station; the scan
     has made that start only if L exceeds the units beyond one of the stations before it; ranks are batches
-    only where no batch leaves the line before it; starts come in rank order on one unit, or on several
-    without cleans or changeovers."""
+    only where no batch leaves the line before it (where one can, the release waits for the L-th latest start or
+    exit of the earlier batches, all made in earlier steps when every station before has one unit); starts come in
+    rank order on one unit, or on several without cleans or changeovers (else, the same L-th latest start)."""
     assert line.line.rules is not None and line.line.rules.wip_limit is not None
     spec_limit, station = line.line.rules.wip_limit
     limit = spec_limit if limit is None else limit
@@ -209,10 +273,18 @@ def conwip_outside(line: LineArrays, units: tuple[int, ...], limit: int | None =
         return "with timed releases (the recursion releases on the clock)"
     if limit <= sum(c - 1 for c in units[:station]):
         return f"of {limit} batches within the extra units before {name} (their starts come later in the recursion)"
-    if any(line.has_reject[:station]) or any(to < station for _, to, _, _ in line.holds):
-        return f"with rejects or scraps before {name} (a batch that leaves early frees its place at once)"
-    if units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station]):
-        return f"at {name} on {units[station]} units with cleans or changeovers (starts out of arrival order)"
+    early = any(line.has_reject[:station]) or any(to < station for _, to, _, _ in line.holds)
+    if early and any(c > 1 for c in units[:station]):
+        return (
+            f"with rejects or scraps before {name} and several units before it (a batch that leaves early frees its "
+            "place at once; the scan makes the starts and exits it waits for only later)"
+        )
+    starts_out_of_order = units[station] > 1 and (line.has_setup[station] or line.has_cleaning[station])
+    if starts_out_of_order and any(c > 1 for c in units[:station]):
+        return (
+            f"at {name} on {units[station]} units with cleans or changeovers, and several units before it (starts "
+            "out of arrival order, made later in the scan)"
+        )
     return None
 
 

@@ -241,3 +241,25 @@ def test_a_lever_the_kernel_cannot_take_goes_to_the_engine(monkeypatch: pytest.M
     monkeypatch.setattr("optimizers.problem.KERNEL_RULES", KERNEL_RULES - {"qc"})
     assert not build_problem(line, ["qc.analysts=1..3"]).kernel_only
     assert build_problem(line, ["release.wip_limit.batches=2..3"]).kernel_only
+
+
+def test_the_wip_limit_varies_where_batches_leave_before_its_station() -> None:
+    """CONWIP whose release waits for the L-th latest start or early exit (rejects and a hold time that scraps before
+    the limit's station, which has two units with changeovers): each design's own limit, in one kernel."""
+    spec = LineSpec.from_dict({
+        "name": "wip-exits", "horizon": 200.0, "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "release": {"mode": "saturated", "mix": {"A": 1, "B": 1}, "wip_limit": {"batches": 2, "until": "s3"}},
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.8},
+             "quality": {"yield": 0.9, "reject_probability": 0.25}},
+            {"name": "s2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 0.9, "sd": 0.4}},
+            {"name": "s3", "units": 2, "buffer": 1, "process_time": {"dist": "exponential", "mean": 2.2},
+             "setup": {"A->B": 0.4, "B->A": {"dist": "exponential", "mean": 0.3}}},
+            {"name": "s4", "buffer": 2, "process_time": 0.7},
+        ],
+        "hold_times": [{"from": "s1", "to": "s2", "max": 1.5, "action": "scrap"}],
+    })  # fmt: skip
+    problem = build_problem(spec, ["release.wip_limit.batches=1..4"])
+    _, seen = assert_designs_equal_engine(problem, [(1,), (2,), (3,), (4,)], seed=5)
+    assert seen[0] != seen[2] != seen[4]  # the limit binds: each design's run differs (two replications each)
