@@ -45,12 +45,12 @@ interop:
 
 # The suite runs in up to 4 worker processes (pytest-xdist), two per core: many tests wait on servers and
 # browsers (4 workers on 2 cores: 14 min 46 s against 15 min 55 s with 2). JOBS=1 runs it in one process.
-# Tests sharing a module's fixture run on one worker, slow tests first (tests/conftest.py says how).
+# Each file runs on one worker (its shared fixtures built once), files with slow tests first (tests/conftest.py).
 JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((2 * n)); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: $(STAMP) browser interop
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=15
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m fast

@@ -17,21 +17,13 @@ from twin.stats import interval
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order and group the suite for its parallel run (``make test``: pytest-xdist, ``--dist loadgroup``).
-
-    Tests marked ``slow`` go first, so the workers end together rather than one running a long test alone
-    at the end. Tests that use a fixture their module shares (``scope="module"``: a server, a sync, a
-    calibration of 150 seeds) go to one worker, which builds it once; spread, each worker built its own.
-    """
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.values() if info is not None else ()
-        if any(d and d[-1].scope == "module" and d[-1].baseid == module for d in defs):
-            item.add_marker(pytest.mark.xdist_group(module))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Order the suite for its parallel run (``make test``: pytest-xdist, ``--dist loadfile``: each file's tests run
+    in order on one worker, which builds the file's shared fixtures once). Files with a test marked ``slow`` go
+    first, so the workers end together rather than one running a long file alone at the end; the order within a
+    file stays as written."""
+    slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_files)
 
 
 def serial_line(

@@ -135,14 +135,16 @@ def test_shadow_forecasts_are_recorded_and_scored_against_what_the_plant_did(loo
 
 def test_bad_input_exits_2_with_one_line(loop, tmp_path):
     root = loop["root"]
+    state = str(tmp_path / "state.json")  # its own snapshot: the tests of this module may run in any order
+    assert twin("snapshot", "h.db", "--at", "600 h", "--out", state, cwd=root).returncode == 0
     cases = [
         (("snapshot", "h.db", "--at", "5000 h"), "outside the log"),
-        (("forecast", "line.yaml", "--state", "state.json", "--horizon", "0 h"), "--horizon"),
+        (("forecast", "line.yaml", "--state", state, "--horizon", "0 h"), "--horizon"),
         (("calibrate", "line.yaml", "--from", str(tmp_path / "nothing.db")), "no such file"),
     ]
     other = LINE_YAML.replace("name: mini", "name: other")
     (root / "other.yaml").write_text(other)
-    cases.append((("forecast", "other.yaml", "--state", "state.json", "--horizon", "24h"), "a snapshot of line 'mini'"))
+    cases.append((("forecast", "other.yaml", "--state", state, "--horizon", "24h"), "a snapshot of line 'mini'"))
     for args, message in cases:
         done = twin(*args, cwd=root)
         assert done.returncode == 2 and message in done.stderr, (args, done.stderr)

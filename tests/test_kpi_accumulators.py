@@ -121,6 +121,7 @@ def assert_marks(marks: dict[float, Any], now: dict[str, Any], log: EventLog, ho
             )  # fmt: skip
 
 
+@pytest.mark.slow
 @FEED_SETTINGS
 @given(feeds())
 def test_the_views_running_kpis_equal_compute_kpis_of_a_full_decode_at_every_tick(feed):

@@ -114,6 +114,7 @@ VARY = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("repeat", [True, False])
 def test_every_lever_in_one_kernel_equals_the_engine(repeat: bool) -> None:
     spec = lever_line(repeat)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -247,6 +248,7 @@ def test_conwip_early_exits_bind_and_are_outside_with_units_before() -> None:
 # -- the built-in sterile line ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_sterile_line_without_shared_resources_is_exact_over_26_weeks() -> None:
     """The sterile fill-finish line with its skids, operators and rooms taken out (the shared resources the kernel
     does not follow yet) is inside the kernel: three lyophilizers with changeovers, major and minor cleans, CONWIP
