@@ -317,11 +317,38 @@ def _release_gate(t, cal, n_edges: int):
     return t
 
 
-def _ranks(first, then):
+def _ranks(first, then, window: int = 0):
     """Each element's place when sorted by ``first``, ties by ``then`` (the order SimPy processes events of one
-    instant in: by when they were scheduled)."""
-    order = jnp.lexsort((then, first))
-    return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
+    instant in: by when they were scheduled); the pairs are distinct (``then`` is).
+
+    With a ``window``, for keys nearly in order already (QC ends against starts): each element's place is its index
+    plus the smaller elements within ``window`` after it less the larger ones within ``window`` before it, right
+    when no pair further apart is out of order. That is checked (the places are a permutation that puts the keys in
+    order), and the sort runs only if some lane fails it (a loop of at most one pass: under ``vmap``, none at all
+    when every lane passes), so the ranks are the sort's in every case."""
+
+    def by_sort():
+        order = jax.lax.sort((first, then, jnp.arange(first.shape[0], dtype=jnp.int32)), num_keys=2)[2]
+        return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
+
+    n = first.shape[0]
+    if not window or n <= window:
+        return by_sort()
+    index = jnp.arange(n, dtype=jnp.int32)
+    after, before = jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32)
+    ahead_f = jnp.concatenate([first, jnp.full(window, INF, first.dtype)])
+    ahead_t = jnp.concatenate([then, jnp.full(window, jnp.iinfo(then.dtype).max, then.dtype)])
+    for s in range(1, window + 1):  # element i + s before element i in the order (none past the end)
+        f, t = ahead_f[s : s + n], ahead_t[s : s + n]
+        less = (f < first) | ((f == first) & (t < then))
+        after = after + less
+        before = before + jnp.concatenate([jnp.zeros(s, bool), less[: n - s]])  # element j - s after element j
+    rank = index + after - before
+    inverse = jnp.full(n, n, jnp.int32).at[rank].set(index, mode="drop")  # who has each place
+    placed = jnp.all(inverse < n) & jnp.all(rank[jnp.minimum(inverse, n - 1)] == index)
+    f, t = first[jnp.minimum(inverse, n - 1)], then[jnp.minimum(inverse, n - 1)]
+    ordered = jnp.all((f[:-1] < f[1:]) | ((f[:-1] == f[1:]) & (t[:-1] < t[1:])))
+    return jax.lax.while_loop(lambda c: ~c[1], lambda c: (by_sort(), jnp.bool_(True)), (rank, placed & ordered))[0]
 
 
 def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Array]:
@@ -352,18 +379,35 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     # (``qc["analysts"]``: the design's; ``qc["most"]``: the most of any design, shared by all lanes)
 
     def testing(rank):
-        def one(free, x):
+        def one(free, x, exact):
             q, valid, r = x
             a = jnp.argmin(free)
             grant = jnp.maximum(q, free[a])
-            start = grant
+            start = opens = grant
             if n_edges:  # the analyst waits for the lab's working time
-                opens = _next_start(grant, qc["calendar"], n_edges)
+                if exact:
+                    opens = _next_start(grant, qc["calendar"], n_edges)
+                else:  # the next edge, or the float after it when that is a hair early (checked below)
+                    cal, change = qc["calendar"], _next_edge(grant, qc["calendar"], n_edges)
+                    later = jnp.where(_working(change, cal), change, jnp.nextafter(change, INF))
+                    opens = jnp.where(_working(grant, cal), grant, later)
                 start = jnp.where(opens > grant, grant + (opens - grant), grant)
             end = start + d[0, jnp.minimum(r, last)]
-            return free.at[a].set(jnp.where(valid, end, free[a])), (start, end)
+            return free.at[a].set(jnp.where(valid, end, free[a])), (start, end, grant)
 
-        return jax.lax.scan(one, free0, (quarantined, ok, rank))[1]
+        x = (quarantined, ok, rank)
+        start, end, grant = jax.lax.scan(functools.partial(one, exact=not n_edges), free0, x)[1]
+        if not n_edges:
+            return start, end
+        # That is ``_next_start``'s value where its loop stops there: from a grant off shift, the next edge is later
+        # and on shift, or it is a hair early (its own next edge is no later) and the float after it is on shift.
+        # Then the scan took the engine's steps; else it runs again with ``_next_start``, in every lane that needs it.
+        cal, change = qc["calendar"], _next_edge(grant, qc["calendar"], n_edges)
+        early = (_next_edge(change, cal, n_edges) <= change) & _working(jnp.nextafter(change, INF), cal)
+        right = jnp.all(~ok | _working(grant, cal) | ((change > grant) & (_working(change, cal) | early)))
+        exact = functools.partial(one, exact=True)
+        again = lambda c: (*jax.lax.scan(exact, free0, x)[1][:2], jnp.bool_(True))  # noqa: E731
+        return jax.lax.while_loop(lambda c: ~c[2], again, (start, end, right))[:2]
 
     def unsettled(s):
         return s[3] & (s[4] < n)  # (a pass per batch at most)
@@ -383,11 +427,11 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     oos_p = qc["oos"]
     # one analyst ends in start order; results after an incubation of constant length come in end order
     sort_ends = (qc["most"] > 1) & (qc["incubation"] | (oos_p > 0))
-    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
+    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank, 32), lambda: rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
     result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
     sort_results = qc["incubation_varies"] & (oos_p > 0)
-    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank)
+    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank, 32), lambda: end_rank)
     oos = ok & (d[2, jnp.minimum(oos_rank, last)] < oos_p)
     investigated = oos & qc["investigate"]
     by_result = jnp.zeros(n, jnp.int32).at[oos_rank].set(index)  # who drew the k-th out-of-spec draw
