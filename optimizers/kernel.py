@@ -327,13 +327,13 @@ def _ranks(first, then, window: int = 0):
     order), and the sort runs only if some lane fails it (a loop of at most one pass: under ``vmap``, none at all
     when every lane passes), so the ranks are the sort's in every case."""
 
-    def by_sort():
+    def by_sort(first, then):
         order = jax.lax.sort((first, then, jnp.arange(first.shape[0], dtype=jnp.int32)), num_keys=2)[2]
         return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
 
     n = first.shape[0]
     if not window or n <= window:
-        return by_sort()
+        return by_sort(first, then)
     index = jnp.arange(n, dtype=jnp.int32)
     after, before = jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32)
     ahead_f = jnp.concatenate([first, jnp.full(window, INF, first.dtype)])
@@ -344,11 +344,15 @@ def _ranks(first, then, window: int = 0):
         after = after + less
         before = before + jnp.concatenate([jnp.zeros(s, bool), less[: n - s]])  # element j - s after element j
     rank = index + after - before
-    inverse = jnp.full(n, n, jnp.int32).at[rank].set(index, mode="drop")  # who has each place
-    placed = jnp.all(inverse < n) & jnp.all(rank[jnp.minimum(inverse, n - 1)] == index)
-    f, t = first[jnp.minimum(inverse, n - 1)], then[jnp.minimum(inverse, n - 1)]
-    ordered = jnp.all((f[:-1] < f[1:]) | ((f[:-1] == f[1:]) & (t[:-1] < t[1:])))
-    return jax.lax.while_loop(lambda c: ~c[1], lambda c: (by_sort(), jnp.bool_(True)), (rank, placed & ordered))[0]
+    # right when every element is after the largest of those more than ``window`` before it (no scatter: slow on CPUs)
+    larger = lambda x, y: (jnp.where((y[0] > x[0]) | ((y[0] == x[0]) & (y[1] > x[1])), y[0], x[0]),  # noqa: E731
+                           jnp.where((y[0] > x[0]) | ((y[0] == x[0]) & (y[1] > x[1])), y[1], x[1]))  # fmt: skip
+    most_f, most_t = jax.lax.associative_scan(larger, (first[: n - window - 1], then[: n - window - 1]))
+    f, t = first[window + 1 :], then[window + 1 :]
+    right = jnp.all((most_f < f) | ((most_f == f) & (most_t < t)))
+    # (the loop's own value goes into the sort's, so XLA cannot hoist the sort out of the loop and run it always)
+    again = lambda c: (by_sort(*jax.lax.optimization_barrier((first, then, c))[:2]), jnp.bool_(True))  # noqa: E731
+    return jax.lax.while_loop(lambda c: ~c[1], again, (rank, right))[0]
 
 
 def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Array]:
@@ -401,12 +405,14 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
             return start, end
         # That is ``_next_start``'s value where its loop stops there: from a grant off shift, the next edge is later
         # and on shift, or it is a hair early (its own next edge is no later) and the float after it is on shift.
-        # Then the scan took the engine's steps; else it runs again with ``_next_start``, in every lane that needs it.
+        # Then the scan took the engine's steps; else it runs again with ``_next_start``, in every lane that needs it
+        # (its inputs pass the loop's value: XLA would otherwise hoist the scan out of the loop and always run it).
         cal, change = qc["calendar"], _next_edge(grant, qc["calendar"], n_edges)
         early = (_next_edge(change, cal, n_edges) <= change) & _working(jnp.nextafter(change, INF), cal)
         right = jnp.all(~ok | _working(grant, cal) | ((change > grant) & (_working(change, cal) | early)))
         exact = functools.partial(one, exact=True)
-        again = lambda c: (*jax.lax.scan(exact, free0, x)[1][:2], jnp.bool_(True))  # noqa: E731
+        barrier = jax.lax.optimization_barrier
+        again = lambda c: (*jax.lax.scan(exact, *barrier((free0, x, c))[:2])[1][:2], jnp.bool_(True))  # noqa: E731
         return jax.lax.while_loop(lambda c: ~c[2], again, (start, end, right))[:2]
 
     def unsettled(s):
