@@ -368,7 +368,10 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     earlier tests, so such ranks are iterated to a fixed point), the incubation at QC end (by end, then start
     rank), the out-of-spec draw when the incubation ends (at QC end without one; by that time, then end rank),
     the investigation in the order of out-of-spec results. Sorting is what costs: a rank is sorted for only
-    where the lab's options make it matter (``lax.cond`` on constants every lane shares)."""
+    where the lab's options make it matter (``lax.cond`` on constants every lane shares), and ends and results,
+    nearly in order already, are ranked in a window (``_ranks``) and sorted only if a lane fails its check. The
+    lab calendar's next start is found in the scan without ``_next_start``'s loop, and checked afterwards.
+    Every shortcut gives what the long way gives, to the bit."""
     width, n_edges = shape.qc
     qc, d = consts["qc"], draws["qc"]  # d: [stream, k]: test, incubation, oos, investigation
     last = d.shape[-1] - 1
