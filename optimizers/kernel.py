@@ -394,11 +394,42 @@ def _release_gate(t, cal, n_edges: int):
     return t
 
 
-def _ranks(first, then):
+def _ranks(first, then, window: int = 0):
     """Each element's place when sorted by ``first``, ties by ``then`` (the order SimPy processes events of one
-    instant in: by when they were scheduled)."""
-    order = jnp.lexsort((then, first))
-    return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
+    instant in: by when they were scheduled); the pairs are distinct (``then`` is).
+
+    With a ``window``, for keys nearly in order already (QC ends against starts): each element's place is its index
+    plus the smaller elements within ``window`` after it less the larger ones within ``window`` before it, right
+    when no pair further apart is out of order. That is checked (the places are a permutation that puts the keys in
+    order), and the sort runs only if some lane fails it (a loop of at most one pass: under ``vmap``, none at all
+    when every lane passes), so the ranks are the sort's in every case."""
+
+    def by_sort(first, then):
+        order = jax.lax.sort((first, then, jnp.arange(first.shape[0], dtype=jnp.int32)), num_keys=2)[2]
+        return jnp.zeros(first.shape, jnp.int32).at[order].set(jnp.arange(first.shape[0], dtype=jnp.int32))
+
+    n = first.shape[0]
+    if not window or n <= window:
+        return by_sort(first, then)
+    index = jnp.arange(n, dtype=jnp.int32)
+    after, before = jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32)
+    ahead_f = jnp.concatenate([first, jnp.full(window, INF, first.dtype)])
+    ahead_t = jnp.concatenate([then, jnp.full(window, jnp.iinfo(then.dtype).max, then.dtype)])
+    for s in range(1, window + 1):  # element i + s before element i in the order (none past the end)
+        f, t = ahead_f[s : s + n], ahead_t[s : s + n]
+        less = (f < first) | ((f == first) & (t < then))
+        after = after + less
+        before = before + jnp.concatenate([jnp.zeros(s, bool), less[: n - s]])  # element j - s after element j
+    rank = index + after - before
+    # right when every element is after the largest of those more than ``window`` before it (no scatter: slow on CPUs)
+    larger = lambda x, y: (jnp.where((y[0] > x[0]) | ((y[0] == x[0]) & (y[1] > x[1])), y[0], x[0]),  # noqa: E731
+                           jnp.where((y[0] > x[0]) | ((y[0] == x[0]) & (y[1] > x[1])), y[1], x[1]))  # fmt: skip
+    most_f, most_t = jax.lax.associative_scan(larger, (first[: n - window - 1], then[: n - window - 1]))
+    f, t = first[window + 1 :], then[window + 1 :]
+    right = jnp.all((most_f < f) | ((most_f == f) & (most_t < t)))
+    # (the loop's own value goes into the sort's, so XLA cannot hoist the sort out of the loop and run it always)
+    again = lambda c: (by_sort(*jax.lax.optimization_barrier((first, then, c))[:2]), jnp.bool_(True))  # noqa: E731
+    return jax.lax.while_loop(lambda c: ~c[1], again, (rank, right))[0]
 
 
 def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Array]:
@@ -414,7 +445,10 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     earlier tests, so such ranks are iterated to a fixed point), the incubation at QC end (by end, then start
     rank), the out-of-spec draw when the incubation ends (at QC end without one; by that time, then end rank),
     the investigation in the order of out-of-spec results. Sorting is what costs: a rank is sorted for only
-    where the lab's options make it matter (``lax.cond`` on constants every lane shares)."""
+    where the lab's options make it matter (``lax.cond`` on constants every lane shares), and ends and results,
+    nearly in order already, are ranked in a window (``_ranks``) and sorted only if a lane fails its check. The
+    lab calendar's next start is found in the scan without ``_next_start``'s loop, and checked afterwards.
+    Every shortcut gives what the long way gives, to the bit."""
     width, n_edges = shape.qc
     qc, d = consts["qc"], draws["qc"]  # d: [stream, k]: test, incubation, oos, investigation
     last = d.shape[-1] - 1
@@ -429,18 +463,37 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     # (``qc["analysts"]``: the design's; ``qc["most"]``: the most of any design, shared by all lanes)
 
     def testing(rank):
-        def one(free, x):
+        def one(free, x, exact):
             q, valid, r = x
             a = jnp.argmin(free)
             grant = jnp.maximum(q, free[a])
-            start = grant
+            start = opens = grant
             if n_edges:  # the analyst waits for the lab's working time
-                opens = _next_start(grant, qc["calendar"], n_edges)
+                if exact:
+                    opens = _next_start(grant, qc["calendar"], n_edges)
+                else:  # the next edge, or the float after it when that is a hair early (checked below)
+                    cal, change = qc["calendar"], _next_edge(grant, qc["calendar"], n_edges)
+                    later = jnp.where(_working(change, cal), change, jnp.nextafter(change, INF))
+                    opens = jnp.where(_working(grant, cal), grant, later)
                 start = jnp.where(opens > grant, grant + (opens - grant), grant)
             end = start + d[0, jnp.minimum(r, last)]
-            return free.at[a].set(jnp.where(valid, end, free[a])), (start, end)
+            return free.at[a].set(jnp.where(valid, end, free[a])), (start, end, grant)
 
-        return jax.lax.scan(one, free0, (quarantined, ok, rank))[1]
+        x = (quarantined, ok, rank)
+        start, end, grant = jax.lax.scan(functools.partial(one, exact=not n_edges), free0, x)[1]
+        if not n_edges:
+            return start, end
+        # That is ``_next_start``'s value where its loop stops there: from a grant off shift, the next edge is later
+        # and on shift, or it is a hair early (its own next edge is no later) and the float after it is on shift.
+        # Then the scan took the engine's steps; else it runs again with ``_next_start``, in every lane that needs it
+        # (its inputs pass the loop's value: XLA would otherwise hoist the scan out of the loop and always run it).
+        cal, change = qc["calendar"], _next_edge(grant, qc["calendar"], n_edges)
+        early = (_next_edge(change, cal, n_edges) <= change) & _working(jnp.nextafter(change, INF), cal)
+        right = jnp.all(~ok | _working(grant, cal) | ((change > grant) & (_working(change, cal) | early)))
+        exact = functools.partial(one, exact=True)
+        barrier = jax.lax.optimization_barrier
+        again = lambda c: (*jax.lax.scan(exact, *barrier((free0, x, c))[:2])[1][:2], jnp.bool_(True))  # noqa: E731
+        return jax.lax.while_loop(lambda c: ~c[2], again, (start, end, right))[:2]
 
     def unsettled(s):
         return s[3] & (s[4] < n)  # (a pass per batch at most)
@@ -460,11 +513,11 @@ def _qc_stage(shape: Shape, exit_t, exit_ok, draws, consts) -> dict[str, jax.Arr
     oos_p = qc["oos"]
     # one analyst ends in start order; results after an incubation of constant length come in end order
     sort_ends = (qc["most"] > 1) & (qc["incubation"] | (oos_p > 0))
-    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank), lambda: rank)
+    end_rank = jax.lax.cond(sort_ends, lambda: _ranks(jnp.where(ok, end, INF), rank, 32), lambda: rank)
     incubation = d[1, jnp.minimum(end_rank, last)]
     result = end + incubation  # the out-of-spec draw (at QC end when the incubation is zero: ``qc_outside``)
     sort_results = qc["incubation_varies"] & (oos_p > 0)
-    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank), lambda: end_rank)
+    oos_rank = jax.lax.cond(sort_results, lambda: _ranks(jnp.where(ok, result, INF), end_rank, 32), lambda: end_rank)
     oos = ok & (d[2, jnp.minimum(oos_rank, last)] < oos_p)
     investigated = oos & qc["investigate"]
     by_result = jnp.zeros(n, jnp.int32).at[oos_rank].set(index)  # who drew the k-th out-of-spec draw
