@@ -290,6 +290,30 @@ def _keep_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:
     return {**s, "hygienes": {k: v.at[u].set(s["hygiene"][k]) for k, v in s["hygienes"].items()}}
 
 
+def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1):
+    """Unit ``u`` of station ``j`` processes ``work`` hours from ``start`` (where ``on``): its failures on the
+    calendar or the operating clock, and the processing and down hours in the window. (finish, state)."""
+    if shape.on_calendar(j):
+        end, nf, f, proc, down, _ = _calendar_work(
+            start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
+        )
+        finish = start + (end - start)
+        s["nf"], s["f"] = s["nf"].at[u].set(jnp.where(on, nf, s["nf"][u])), s["f"].at[u].set(f)
+        s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
+    elif shape.has_failures[j]:
+        end, until, f, proc, down = _work(
+            start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
+        )
+        finish = start + (end - start)
+        s["until"] = s["until"].at[u].set(jnp.where(on, until, s["until"][u]))
+        s["f"] = s["f"].at[u].set(jnp.where(on, f, s["f"][u]))
+        s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
+    else:
+        finish = start + work
+        s["acc"] = s["acc"].at[0].add(jnp.where(on, _overlap(start, finish, w0, w1), 0.0))
+    return finish, s
+
+
 def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
     """The processing of loaded units, drawn in the order their batches start (the engine draws the processing and
     rate-noise streams at the start, after any clean and changeover): at a departure, the unit that starts first
@@ -311,24 +335,7 @@ def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
         else:
             index = s["count"][p] if shape.products > 1 else n
             work = _div(draws["process"][j, p, jnp.minimum(index, draws["process"].shape[-1] - 1)], speed[j])
-        if shape.on_calendar(j):
-            end, nf, f, proc, down, _ = _calendar_work(
-                start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
-            )
-            finish = start + (end - start)
-            s["nf"], s["f"] = s["nf"].at[u].set(jnp.where(on, nf, s["nf"][u])), s["f"].at[u].set(f)
-            s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
-        elif shape.has_failures[j]:
-            end, until, f, proc, down = _work(
-                start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
-            )
-            finish = start + (end - start)
-            s["until"] = s["until"].at[u].set(jnp.where(on, until, s["until"][u]))
-            s["f"] = s["f"].at[u].set(jnp.where(on, f, s["f"][u]))
-            s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
-        else:
-            finish = start + work
-            s["acc"] = s["acc"].at[0].add(jnp.where(on, _overlap(start, finish, w0, w1), 0.0))
+        finish, s = _processed_on(s, j, u, start, work, on, shape, draws, w0, w1)
         if shape.cleans(j):
             s = _unit_hygiene(s, u)
             s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
@@ -740,24 +747,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 work = _div(startup + _div(qty, effective) * noise, speed[j])
             else:
                 work = _div(draws["process"][j, p, index], speed[j])
-            if shape.on_calendar(j):
-                end, nf, f, proc, down, _ = _calendar_work(
-                    start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, busy, w0, w1
-                )
-                finish = start + (end - start)
-                s["nf"], s["f"] = s["nf"].at[u].set(nf), s["f"].at[u].set(f)
-                s["acc"] = s["acc"].at[0].add(jnp.where(busy, proc, 0.0)).at[2].add(jnp.where(busy, down, 0.0))
-            elif shape.has_failures[j]:
-                end, until, f, proc, down = _work(
-                    start, work, s["until"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, busy, w0, w1
-                )
-                finish = start + (end - start)
-                s["until"] = s["until"].at[u].set(jnp.where(busy, until, s["until"][u]))
-                s["f"] = s["f"].at[u].set(jnp.where(busy, f, s["f"][u]))
-                s["acc"] = s["acc"].at[0].add(jnp.where(busy, proc, 0.0)).at[2].add(jnp.where(busy, down, 0.0))
-            else:
-                finish = start + work
-                s["acc"] = s["acc"].at[0].add(jnp.where(busy, _overlap(start, finish, w0, w1), 0.0))
+            finish, s = _processed_on(s, j, u, start, work, busy, shape, draws, w0, w1)
             if shape.cleans(j):
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
