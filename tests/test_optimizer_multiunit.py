@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator, evaluator_sizes
 from optimizers.problem import build_problem
-from tests.test_optimizer_exactness import DISTS, assert_same_states, engine_departures
+from tests.test_optimizer_exactness import DISTS, assert_departures_match, assert_same_states
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
 from twin.models import load_spec
@@ -44,18 +44,8 @@ def assert_exact(spec: LineSpec, seed: int, max_units: tuple[int, ...], replicat
     assert ev.approximations() == ()
     res = ev.evaluate()
     log = simulate(spec, seed=seed, replications=replications)
-    table = log.table
+    assert_departures_match(res, log.table, spec)
     names = [s.name for s in spec.stations]
-    for r in range(replications):
-        dep, batch, valid = (res.extra[k][0, r] for k in ("departure", "batch", "valid"))
-        engine = engine_departures(table[table["replication"] == r], names)
-        compared = 0
-        for t, j in zip(*np.nonzero(valid & (dep <= spec.horizon_hours)), strict=True):
-            key = (int(j), int(batch[t, j]))
-            assert key in engine, f"replication {r}: batch {key[1]} leaves station {key[0]} in the kernel only"
-            assert abs(engine[key] - dep[t, j]) < 1e-9, (r, key, engine[key], dep[t, j])
-            compared += 1
-        assert compared == sum(1 for t in engine.values() if t <= spec.horizon_hours), r
     core = compute_kpis(log).per_replication
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
