@@ -10,11 +10,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from twin.spec.model import LineSpec
 from twin.stats import interval
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis draws the same examples on every run (CI included), so that a run's verdict depends on the code, not on
+# the luck of the draw; TWIN_HYPOTHESIS=explore draws new ones each run, to look for cases no run has tried yet.
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore" else "fixed")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

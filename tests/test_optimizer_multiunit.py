@@ -113,6 +113,30 @@ def test_multiunit_cleaning_changeovers_and_rejects_equal_the_engine(case: tuple
     assert_exact(spec, seed, (1, 3, 2))
 
 
+def test_a_batch_handed_to_another_unit_is_not_the_next_batch_of_a_unit_that_leaves_at_the_same_instant() -> None:
+    """Found by hypothesis in CI: a burst of departures at one instant (a hold-time scrap downstream frees s3), where
+    unit 1 of s2 leaves first and takes the blocked batch from s1 by hand-over, then unit 0 leaves. The hand-over
+    completes later in that instant, so the engine's clean after unit 0's batch saw that batch (B after A: a change
+    that needs a major clean) as its next one and cleaned; it goes to unit 1, and unit 0 is free (the kernel's
+    rule). Units then took different batches, and their failures differed (replication 2, batch 23 by 0.0075 h)."""
+    data = {
+        "name": "multiunit", "horizon": 120.0, "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 4}, {"name": "B", "batch_size": 20, "mass_kg": 9}],
+        "release": {"mode": "saturated", "mix": {"A": 1, "B": 1}},
+        "hold_times": [{"from": "s1", "to": "s3", "max": 1.5}],
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}},
+            {"name": "s2", "units": 3, "buffer": 0, "process_time": {"A": TIMES[0], "B": TIMES[1]},
+             "setup": {"A->B": {"time": 0.6, "major_clean": True, "line_clearance": False}, "B->A": 0.4, "A->A": 0.1},
+             "cleaning": {"major": 0.9, "line_clearance": 0.25},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 7.0}, "mttr": {"dist": "exponential", "mean": 0.5}}},
+            {"name": "s3", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.5},
+             "quality": {"yield": 0.95, "reject_probability": 1e-9}},
+        ],
+    }  # fmt: skip
+    assert_exact(LineSpec.from_dict(data), 0, (1, 3, 2))
+
+
 def test_rate_based_units_with_changeovers_draw_their_noise_in_start_order() -> None:
     """A rate-based station of two units with changeovers of varying length: the noise stream (one per station) is
     drawn at each start, so a batch taken later with a shorter changeover draws first, as its processing would."""
@@ -232,7 +256,9 @@ def test_conwip_early_exits_bind_and_are_outside_with_units_before() -> None:
     assert (table["event"] == "reject").sum() > 20 and (table["event"] == "hold_violation").sum() > 5
     data["stations"][1]["units"] = 2
     why = Evaluator(LineSpec.from_dict(data)).approximations()
-    assert any(w.startswith("release.wip_limit: CONWIP with rejects or scraps before m3 and several units") for w in why)
+    assert any(
+        w.startswith("release.wip_limit: CONWIP with rejects or scraps before m3 and several units") for w in why
+    )
 
 
 # -- the built-in sterile line ---------------------------------------------------------------------------------------

@@ -153,8 +153,11 @@ class LineRuntime:
             self.qc.quarantine(batch)
 
     def next_product(self, station: int) -> int | None:
-        """The product of the batch that will come next to a station, if already known."""
+        """The product of the batch that will come next to a station, if already known: the first waiting batch not
+        already handed to another unit (a hand-over to a waiting unit completes later at the same instant)."""
         if station == 0 and self.pulls:
             return self.releaser.peek_product()
-        items = self.buffers[station].items
-        return self.rec.batch_product[items[0]] if items else None
+        buffer = self.buffers[station]
+        claimed = len(buffer.get_queue)
+        items = buffer.items
+        return self.rec.batch_product[items[claimed]] if len(items) > claimed else None
