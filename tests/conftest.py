@@ -23,6 +23,11 @@ settings.register_profile("fixed", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore" else "fixed")
 
+# The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations they compile about a third
+# faster (same results to the last bit: tests/test_optimizer_evaluator.py checks it). Set here, so that the `twin`
+# processes the tests start inherit it; TWIN_KERNEL_COMPILE=default tests the optimised kernels.
+os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Order the suite for its parallel run (``make test``: pytest-xdist, ``--dist loadfile``: each file's tests run

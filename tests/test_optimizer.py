@@ -315,3 +315,31 @@ def test_public_names_and_a_light_cli() -> None:
     code = "import sys; from twin.cli.app import build_app; build_app(); print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # registering `twin optimize` does not load JAX
+
+
+def test_kernels_compiled_fast_give_the_optimised_kernels_results_to_the_last_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The suite compiles its kernels without LLVM's optimisations (``TWIN_KERNEL_COMPILE=fast``, tests/conftest.py);
+    users get the optimised ones. Both give the same departures and KPIs, bit for bit."""
+    from optimizers import kernel
+
+    data = line([0.8, 1.0], failures=True, horizon=300.0).to_data()
+    data["products"] = [{"name": "A", "batch_size": 10, "mass_kg": 40}, {"name": "B", "batch_size": 20, "mass_kg": 90}]
+    data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 2}}
+    data["stations"][1]["cleaning"] = {"minor": 0.2, "major": 1.0, "due": {"batches": 3}}
+    data["stations"][1]["setup"] = {"A->B": {"time": 0.5, "major_clean": True}, "B->A": 0.3}
+    spec = LineSpec.from_dict(data)
+    results = {}
+    for mode in ("fast", "default"):
+        monkeypatch.setenv("TWIN_KERNEL_COMPILE", mode)
+        kernel.compiled_kernel.cache_clear()
+        assert (kernel.compiler_options() is None) == (mode == "default")
+        results[mode] = Evaluator(spec, seed=5, replications=3, record=True).evaluate()
+    kernel.compiled_kernel.cache_clear()
+    fast, default = results["fast"], results["default"]
+    assert fast.extra["valid"].sum() > 100
+    for name in ("throughput", "lead_time", "states"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(default, name), err_msg=name)
+    for name in ("departure", "batch", "valid"):
+        np.testing.assert_array_equal(fast.extra[name], default.extra[name], err_msg=name)
