@@ -22,6 +22,7 @@ from connectors.opcua.historian import Historian
 from dashboards.formatting import number, percent
 from twin.clock import RunClock
 from twin.experiment import run
+from twin.kpis.accumulate import window_from_totals
 from twin.palette import state_hex
 from twin.spec.loader import spec_from_data
 from twin.store import RunStore
@@ -64,6 +65,7 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     h = Historian(served["root"] / "h.db", readonly=True)
     try:
         last, forecasts, latest, meta = h.view(), h.forecasts(), h.latest().set_index("tag"), h.meta()
+        marks = {who: h.kpi_marks(10_000, who) for who in ("plant", "twin")}
     finally:
         h.close()
     status = d.find_element(By.ID, "live-state").text
@@ -84,6 +86,15 @@ def test_live_page_shows_the_plant_next_to_the_twin(served):
     assert number(last["windows"]["day"]["plant"]["throughput_per_hour"]) in table
     assert number(last["windows"]["day"]["twin"]["throughput_per_hour"]) in table  # each window: plant and twin
     assert "last 24 h: since" in d.find_element(By.ID, "live-windows").text
+    # throughput over plant time: a point per plant hour of running totals (a plant at top speed sends its 280 hours
+    # in seconds, so the KPI snapshots alone would be a few points), since the first of them, plant and twin
+    traces = d.execute_script(
+        "return document.querySelector('#live-history .js-plotly-plot').data.map(t => [t.name, t.x.length, t.y])"
+    )
+    assert [t[0] for t in traces] == ["plant", "twin"]
+    for (who, points, y), kept in zip(traces, marks.values(), strict=True):
+        assert points == len(kept) - 1 > 200, who
+        assert y[-1] == pytest.approx(window_from_totals(kept[0][1], kept[-1][1])["throughput_per_hour"], rel=1e-12)
     # one tile per unit, in the colour of the state its PLC code maps to
     codes = yaml.safe_load((served["root"] / "map.yaml").read_text())["states"]
     expected = sorted(state_hex(codes[int(latest.loc[tag, "value"])]) for tag in latest.index if tag.endswith("_STATE"))

@@ -86,11 +86,23 @@ def test_live_page_reads_are_bounded_however_many_snapshots_are_stored(tmp_path:
     class Ctx:
         historians = HistorianAccess(files=(tmp_path / "h.db",))
 
-    data = live._read(Ctx(), str(tmp_path / "h.db"))
-    assert len(data["kpis"]) <= live.MAX_POINTS and data["kpis"]["plant_hours"].iloc[-1] == 500.0
+    data = live._read(Ctx(), str(tmp_path / "h.db"))  # a sync that kept no hourly totals: its snapshots
+    hours, values = data["kpis"]["plant"]
+    assert len(hours) <= live.MAX_POINTS and hours[-1] == 500.0 and data["kpis"]["since"] is None
     assert data["view"]["acknowledged"] == 7
     figure = live.history_figure(data["kpis"])
-    assert len(figure.data[0].x) == len(data["kpis"])
+    assert len(figure.data[0].x) == len(hours) and list(figure.data[0].y) == values
+    # with a year of hourly running totals (what a sync of this version keeps), MAX_POINTS of them, first and last
+    h = Historian(tmp_path / "h.db")
+    totals = [(float(t), {"hours": float(t), "exits": t // 4, "quantity": 0, "lead_sum": 0.0, "lead_n": 0, "wip": 0.0})
+              for t in range(10, 8770)]  # fmt: skip
+    h.add_kpis(8769.0, {**snap, "marks": totals})
+    h.close()
+    data = live._read(Ctx(), str(tmp_path / "h.db"))
+    hours, values = data["kpis"]["plant"]
+    assert data["kpis"]["since"] == 10.0 and hours[-1] == 8769.0 and live.MAX_POINTS // 2 < len(hours) < live.MAX_POINTS
+    assert values[-1] == (8769 // 4 - 10 // 4) / (8769.0 - 10.0)  # the throughput since the first total
+    assert data["kpis"]["twin"] == ([], [])
 
 
 def test_a_metrics_port_in_use_is_refused_in_one_line(tmp_path: Path):

@@ -96,16 +96,14 @@ def test_batch_record_follows_the_event_log(tablet):
 def test_live_history_is_on_the_plants_calendar():
     from datetime import UTC, datetime
 
-    import pandas as pd
-
     from dashboards.pages.live import history_figure
 
     origin_us = datetime(2027, 1, 1, tzinfo=UTC).timestamp() * 1e6  # the sync's origin, as the historian keeps it
-    kpis = pd.DataFrame({"plant_hours": [1.0, 25.5], "plant_throughput_per_hour": [0.5, 0.5],
-                         "twin_throughput_per_hour": [float("nan")] * 2})  # the compact rows Historian.kpis reads
+    kpis = {"since": 1.0, "plant": ([2.0, 25.5], [0.5, 0.5]), "twin": ([], [])}  # what live.history reads
     fig = history_figure(kpis, origin_us)
-    assert list(fig.data[0].x) == ["2027-01-01T01:00:00", "2027-01-02T01:30:00"]
+    assert list(fig.data[0].x) == ["2027-01-01T02:00:00", "2027-01-02T01:30:00"] and len(fig.data) == 1
     assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.title.text == "plant time (UTC)"
+    assert fig.layout.yaxis.title.text == "throughput since Fri 01 Jan 01:00 (batches/h)"
 
 
 def test_units_at_counts_time_in_state_from_entering_it(tablet, tmp_path):

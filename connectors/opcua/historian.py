@@ -213,6 +213,24 @@ class Historian:
             return None
         return None if row is None else (float(row[0]), json.loads(row[1]))
 
+    def kpi_marks(self, points: int, who: str = "plant") -> list[tuple[float, dict[str, Any]]]:
+        """At most ``points`` of the plant's (``who="twin"``: the shadow twin's) running totals at whole hours, spread
+        evenly from the first to the last, both kept (one index look-up each, so the cost does not grow with the
+        table); oldest first, empty if there are none."""
+        table = MARK_TABLES["twin_marks" if who == "twin" else "marks"]
+        try:
+            first, last = self.db.execute(f"SELECT MIN(plant_hours), MAX(plant_hours) FROM {table}").fetchone()
+        except sqlite3.OperationalError:  # a historian of an older sync
+            return []
+        if first is None:
+            return []
+        marks: list[tuple[float, dict[str, Any]]] = []
+        for probe in np.unique(np.linspace(first, last, max(points, 2))):
+            found = self.kpi_mark(float(probe), who)
+            if found is not None and (not marks or found[0] > marks[-1][0]):
+                marks.append(found)
+        return marks
+
     def save_checkpoint(self, key: str, watermark_us: int | None, seq: int, data: bytes) -> None:
         """Keep a decoder checkpoint (``PlantDecoder.state()``): the samples up to ``seq`` with source times up
         to ``watermark_us`` decoded; the oldest beyond ``KEEP_CHECKPOINTS`` go."""

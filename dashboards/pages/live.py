@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import yaml
@@ -98,7 +99,7 @@ def _read(ctx: Any, text: str, since: str | None = None) -> dict[str, Any]:
     h = Historian(path, readonly=True)
     try:  # each read is bounded: the latest view, one value per tag, MAX_POINTS rows, the last forecasts
         meta, latest, view = h.meta(), h.latest(), h.view()
-        kpis, forecasts = h.kpis(points=MAX_POINTS), h.forecasts(last=LAST_FORECASTS)
+        kpis, forecasts = history(h), h.forecasts(last=LAST_FORECASTS)
         gaps = len(h.gaps())
         chosen = since_window(h, meta, view, since) if since and since.strip() else None
     finally:
@@ -288,24 +289,52 @@ def _kpi_table(data: dict[str, Any]) -> Any:
     return html.Div(parts)
 
 
-def history_figure(kpis: pd.DataFrame, origin_us: float | None = None) -> go.Figure:
-    """Throughput of the plant and of the twin over plant time (the compact rows ``Historian.kpis`` reads;
-    at most MAX_POINTS points)."""
-    if len(kpis) > MAX_POINTS:
-        kpis = kpis.iloc[:: -(-len(kpis) // MAX_POINTS)]
+def history(h: Any) -> dict[str, Any]:
+    """Throughput over plant time, of the plant and (shadow mode) of the twin, at most MAX_POINTS points each:
+    ``{"since": hours or None, "plant": (hours, values), "twin": (hours, values)}``.
+
+    From the sync's running totals at whole plant hours (``Historian.kpi_marks``): at each hour the throughput since
+    the first of them (``window_from_totals``), so the line has a point per hour however fast the plant ran. A sync
+    that kept no totals: its KPI snapshots (``Historian.kpis``), one per report, each since the start."""
+    from twin.kpis.accumulate import window_from_totals
+
+    out: dict[str, Any] = {"since": None}
+    plant = h.kpi_marks(MAX_POINTS)
+    if len(plant) >= 2:
+        out["since"] = plant[0][0]
+        for who, marks in (("plant", plant), ("twin", h.kpi_marks(MAX_POINTS, "twin"))):
+            first = marks[0][1] if marks else None
+            points = [(hours, window_from_totals(first, totals)["throughput_per_hour"]) for hours, totals in marks[1:]]
+            out[who] = ([p[0] for p in points], [p[1] for p in points])
+        return out
+    kpis = h.kpis(points=MAX_POINTS)
+    for who in ("plant", "twin"):
+        column = f"{who}_throughput_per_hour"
+        kept = kpis[kpis[column].notna()] if len(kpis) else kpis
+        out[who] = (kept["plant_hours"].tolist(), kept[column].tolist()) if len(kept) else ([], [])
+    return out
+
+
+def history_figure(kpis: dict[str, Any], origin_us: float | None = None) -> go.Figure:
+    """Throughput of the plant and of the twin over plant time (``history``)."""
     fig = go.Figure()
     clock = _plant_clock(origin_us) if origin_us else None
     for who, colour in (("plant", "#243040"), ("twin", "#2e9e42")):
-        values = kpis[f"{who}_throughput_per_hour"] if len(kpis) else pd.Series(dtype=float)
-        if values.notna().any():
-            x = date_values(clock, kpis["plant_hours"].to_numpy(dtype=float)) if clock else kpis["plant_hours"]
+        hours, values = kpis.get(who) or ([], [])
+        if hours:
+            x = date_values(clock, np.asarray(hours, dtype=float)) if clock else hours
             fig.add_trace(go.Scatter(x=x, y=values, name=who, line={"color": colour}))
     if clock:
         calendar_axis(fig, clock)
         fig.update_xaxes(title="plant time (UTC)")
     else:
         fig.update_xaxes(title="plant time (h)")
-    fig.update_yaxes(title="throughput (batches/h)", rangemode="tozero")
+    since = kpis.get("since")
+    if since is None:
+        title = "throughput since the start (batches/h)"
+    else:
+        title = f"throughput since {clock.text(since) if clock else number(since) + ' h'} (batches/h)"
+    fig.update_yaxes(title=title, rangemode="tozero")
     return layout.figure_style(fig, height=300)
 
 
