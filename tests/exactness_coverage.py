@@ -17,7 +17,7 @@ from twin.spec.model import LineSpec
 
 def features(spec: LineSpec) -> set[str]:
     """The rules and flags of one line (a station having it is enough)."""
-    d = spec.model_dump(exclude_none=True)
+    d = spec.model_dump(exclude_none=True, by_alias=True)
     out = {f"stations={len(d['stations'])}"}
     rel = d["release"]
     mode = rel["mode"]
@@ -111,6 +111,8 @@ def _module(path: str) -> Any:
 
 
 if __name__ == "__main__":
+    import tests.conftest  # noqa: F401  (the suite's hypothesis profile: the examples a run of the tests draws)
+
     # usage: exactness_coverage.py [OLD_TEST_FILE]: the tests' table, and beside it the old file's (e.g. from
     # `git show main~1:tests/test_optimizer_exactness.py > /tmp/old.py`) with the pairs of features it had that the
     # tests now lack
