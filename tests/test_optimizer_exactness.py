@@ -608,8 +608,9 @@ def test_changeover_cleans_and_line_clearances_match_the_engine(release: str) ->
     for buffer in (0, 2):
         spec = _changeover_line(release, buffer)
         assert Evaluator(spec).approximations() == ()
-        for seed in (1, 2):
-            assert_same_departures(spec, seed)
+        for seed in (1, 2):  # one kernel for both buffers: made for 2 places, as a search over the buffer makes it
+            ev = Evaluator(spec, seed=seed, replications=1, record=True, max_buffer=2)
+            assert_departures_match(ev.evaluate(), simulate(spec, seed=seed).table, spec)
     table = simulate(spec, seed=1).table
     assert {"major_clean", "line_clearance"} <= set(table["event"].astype(str))
     stations = [s.name for s in spec.stations]
