@@ -49,6 +49,7 @@ CASES = {
 }
 
 
+@pytest.mark.usefixtures("optimised_kernels")  # an exhaustive search: each kernel runs over hundreds of designs
 @pytest.mark.parametrize("case", list(CASES))
 def test_cmaes_finds_the_exhaustive_optimum(case: str) -> None:
     spec, vary, budget = CASES[case]
