@@ -2,7 +2,7 @@
 pairs of them meet on one line. Draws the examples as the tests do (hypothesis, fixed examples) without running a
 kernel:
 
-    PYTHONPATH=. python tests/exactness_coverage.py
+    PYTHONPATH=. python tests/exactness_coverage.py [OLD_COPY_OF_tests/test_optimizer_exactness.py]
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ def features(spec: LineSpec) -> set[str]:
             out.add("failures calendar" if s["failures"].get("basis") == "calendar" else "failures operating")
             if s["units"] > 1:
                 out.add("failures on several units")
-        rules = (spec.extensions or {}) if False else s
-        cleaning = rules.get("cleaning")
+        cleaning = s.get("cleaning")
         if cleaning:
             out.add("cleaning")
             out |= {f"cleaning.{k}" for k in ("minor", "major", "dirty_hold", "clean_hold", "line_clearance")
