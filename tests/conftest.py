@@ -29,6 +29,22 @@ settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore
 os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
 
 
+@pytest.fixture
+def optimised_kernels(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This test's JAX kernels compiled with LLVM's optimisations (``TWIN_KERNEL_COMPILE=default``, also for the
+    ``twin`` processes it starts): for a test whose kernels run over many lanes (a search, an exhaustive one), where
+    running 3-4x slower costs more than compiling a third faster saves. The kernels are compiled afresh on both sides
+    (the setting is read when a kernel is compiled)."""
+    from optimizers import kernel
+
+    monkeypatch.setenv("TWIN_KERNEL_COMPILE", "default")
+    kernel.compiled_kernel.cache_clear()
+    kernel.gradient_kernel.cache_clear()
+    yield
+    kernel.compiled_kernel.cache_clear()
+    kernel.gradient_kernel.cache_clear()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Order the suite for its parallel run (``make test``: pytest-xdist, ``--dist loadfile``: each file's tests run
     in order on one worker, which builds the file's shared fixtures once). Files with a test marked ``slow`` go

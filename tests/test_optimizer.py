@@ -49,6 +49,7 @@ CASES = {
 }
 
 
+@pytest.mark.usefixtures("optimised_kernels")  # an exhaustive search: each kernel runs over hundreds of designs
 @pytest.mark.parametrize("case", list(CASES))
 def test_cmaes_finds_the_exhaustive_optimum(case: str) -> None:
     spec, vary, budget = CASES[case]
@@ -65,6 +66,7 @@ def test_cmaes_finds_the_exhaustive_optimum(case: str) -> None:
     assert problem.feasible(found.design)
 
 
+@pytest.mark.usefixtures("optimised_kernels")  # an exhaustive search over every buffer split
 def test_bowl_phenomenon_on_a_balanced_line() -> None:
     # a balanced line puts its extra space in the middle: with 6 places for 4 buffers, inner buffers get more
     problem = build_problem(line([1, 1, 1, 1, 1], horizon=2000.0), ["stations.*.buffer=0..6"], {"buffers": 6})
@@ -104,6 +106,7 @@ def test_campaign_order_minimizes_makespan() -> None:
     assert exhaustive.ranked()[0].makespan < exhaustive.ranked()[-1].makespan - 10
 
 
+@pytest.mark.usefixtures("optimised_kernels")  # 60 gradient evaluations of one kernel
 def test_gradient_reaches_the_cheapest_speeds_on_a_grid() -> None:
     spec = line([1.0, 1.3], horizon=1500.0)
     data = spec.to_data()

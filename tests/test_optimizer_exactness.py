@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -192,22 +192,168 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
     return spec
 
 
-# Each example compiles the kernel for its shape (most of a test's time, 4-9 s on a cold cache): three replications
-# share it. Each rule's branches have tests of their own below; these random lines try them together, 20 and 18 a
-# run (new ones each run), which keeps `make test` near its 15 minutes.
-@pytest.mark.slow
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=line_specs(), seed=st.integers(0, 2**31))
-def test_departures_equal_engine(spec: LineSpec, seed: int) -> None:
-    assert_same_departures(spec, seed, replications=3)
+# -- random lines that share a kernel -------------------------------------------------------------------------------
+# Compiling the kernel is nearly all of an example's cost (1-6 s on a cold cache; the run and the engine's, a few
+# hundredths). So the random lines come in structures: a structure fixes what shapes the kernel (stations and their
+# units, release mode, products, which stations have changeovers, failures on which clock, cleaning, changeovers
+# that need a major clean, yields, rejects, rate-based time, hold-time rules, CONWIP), and its examples draw the rest
+# (distributions, buffers, changeover pairs, failure, cleaning, hold and WIP numbers, plans, seeds), with the
+# kernel's sizes fixed, so that one compilation serves all of a structure's examples. The structures together try
+# every rule and flag the one-kernel-per-example lines tried, more often (tests/exactness_coverage.py counts both).
+
+# The kernel's sizes are fixed: buffer places, failures per unit and a structure's batches (at least the evaluator's
+# own estimate for each of its examples; it doubles one and compiles again if a run needs more).
+MAX_BUFFER = 3
+FAILURES = 384
+PLAIN_EXAMPLES, RULES_EXAMPLES = 10, 10  # per structure
+
+
+class Structure(NamedTuple):
+    """What shapes the kernel. A station's kind: its units (1-3), then s: changeovers, f: failures on operating time,
+    c: on the wall clock, C: cleaning, x: changeovers that need a major clean, X: and a line clearance, y: a yield
+    below 1, r: rejects, R: rate-based."""
+
+    release: str
+    two_products: bool
+    kinds: tuple[str, ...]
+    batches: int
+    hold: tuple[int, int] | None = None  # a hold-time rule (from, to)
+    until: int | None = None  # CONWIP until this station
+
+
+PLAIN_STRUCTURES = {
+    "saturated-1": Structure("saturated", True, ("1sc",), 320),
+    "arrivals-2": Structure("interarrival", True, ("2f", "1sc"), 224),
+    "plan-3": Structure("plan", True, ("1sc", "3f", "1s"), 352),
+    "plan-once-4": Structure("plan-once", True, ("1sf", "2f", "1c", "3"), 80),
+    "plan-arrivals-5": Structure("plan-arrivals", True, ("1s", "2f", "1sc", "1", "3f"), 224),
+}
+RULES_STRUCTURES = {
+    "saturated-1": Structure("saturated", True, ("1XCfr",), 352),
+    "plan-2": Structure("plan", True, ("2fy", "1xCcr"), 576, (0, 1), 1),
+    "arrivals-3": Structure("interarrival", True, ("1sCf", "3fR", "1Ccyr"), 224, (0, 2)),
+    "plan-once-4": Structure("plan-once", False, ("1C", "2f", "1Rc", "1yr"), 80, (1, 3), 2),
+    "plan-arrivals-5": Structure("plan-arrivals", False, ("1Cc", "1f", "2fy", "3R", "1Cr"), 224, (0, 4)),
+}
+
+
+@st.composite
+def structured_lines(draw: Any, structure: Structure) -> LineSpec:
+    """A random line of ``structure``: what shapes the kernel is fixed, the numbers are drawn."""
+    release, two_products, kinds, _, hold, until = structure
+    rules = any(set(kind) & set("CxXyrR") for kind in kinds) or hold is not None or until is not None
+    products = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}] if two_products else None
+    if rules:
+        named = products or [{"name": "batch", "batch_size": 1}]
+        products = [{**p, "mass_kg": m} for p, m in zip(named, (40, 90)[: len(named)], strict=True)]
+    stations = []
+    for j, kind in enumerate(kinds):
+        units = int(kind[0])
+        pt: Any = draw(st.sampled_from(DISTS))
+        if two_products and draw(st.booleans()):
+            pt = {"A": pt, "B": draw(st.sampled_from(DISTS))}
+        station: dict[str, Any] = {"name": f"s{j + 1}", "units": units, "process_time": pt}
+        buffer = draw(st.one_of(st.none(), st.integers(0, MAX_BUFFER)))
+        if buffer is not None:
+            station["buffer"] = buffer
+        if "f" in kind or "c" in kind:
+            mtbf = draw(
+                st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0, {"dist": "uniform", "low": 2, "high": 9}])
+            )
+            station["failures"] = {
+                "mtbf": mtbf,
+                "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
+            }
+            if "c" in kind:  # on the wall clock (failures while waiting too)
+                station["failures"]["basis"] = "calendar"
+        if "C" in kind:
+            station["cleaning"] = draw(cleaning_rules())
+        if rules and ("y" in kind or "r" in kind or draw(st.booleans())):
+            quality: dict[str, Any] = {"yield": draw(st.sampled_from([0.97, 0.8])) if "y" in kind else 1.0}
+            if "r" in kind:
+                quality["reject_probability"] = draw(st.sampled_from([0.05, 0.3]))
+            station["quality"] = quality
+        if "R" in kind:  # rate-based: its time follows the batch's units
+            del station["process_time"]
+            station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
+        if "s" in kind:
+            station["setup"] = draw(
+                st.sampled_from(
+                    [{"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}}, {"*->*": 0.4, "A->A": 0.1}]
+                )
+            )
+        if "x" in kind or "X" in kind:  # changeovers that need a major clean (X: a line clearance too)
+            station["setup"] = CHANGEOVER_CLEANS[1] if "x" in kind else draw(st.sampled_from(CHANGEOVER_CLEANS[::2]))
+            station["cleaning"].setdefault("major", 1.0)
+            if "X" in kind:
+                station["cleaning"]["line_clearance"] = {"dist": "uniform", "low": 0.1, "high": 0.3}
+        stations.append(station)
+    data: dict[str, Any] = {"name": "prop", "horizon": 120.0, "warmup": 20.0, "stations": stations}
+    if hold is not None:  # a hold time ending at a later single-unit station
+        limit = draw(st.sampled_from([0.3, 1.5, 4.0]))
+        data["hold_times"] = [{"from": stations[hold[0]]["name"], "to": stations[hold[1]]["name"], "max": limit}]
+    if products:
+        data["products"] = products
+    if release.startswith("plan"):
+        plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
+        if two_products:
+            plan.append({"product": "B", "batches": draw(st.integers(1, 3))})
+        data["release"] = {"mode": "plan", "plan": plan, "repeat": release != "plan-once"}
+        if release == "plan-once":
+            data["release"]["plan"] = [{"product": c["product"], "batches": c["batches"] * 10} for c in plan]
+        if release == "plan-arrivals":
+            data["release"]["interarrival"] = {"dist": "exponential", "mean": 1.5}
+    elif release == "interarrival":
+        data["release"] = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.6}}
+        if two_products:
+            data["release"]["mix"] = {"A": 2, "B": 1}
+    elif two_products:
+        data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 3}}
+    if until is not None:  # CONWIP
+        extra = sum(stations[i]["units"] - 1 for i in range(until))
+        limit = extra + draw(st.integers(1, 3))
+        data.setdefault("release", {"mode": "saturated"})["wip_limit"] = {"batches": limit, "until": f"s{until + 1}"}
+    return LineSpec.from_dict(data)
+
+
+def shared_kernel_evaluator(spec: LineSpec, seed: int, batches: int, replications: int = 3) -> Evaluator:
+    """An evaluator whose kernel shape depends on the line's structure only (batches, failures per unit, buffer
+    places and the largest WIP limit fixed); as exact as the default one (``approximations``)."""
+    wip = spec.release.wip_limit
+    limits = None
+    if wip is not None:  # the largest limit a structure draws: its extra units before the limit's station, + 3
+        until = next(j for j, s in enumerate(spec.stations) if s.name == wip.until)
+        most = sum(s.units - 1 for s in spec.stations[:until]) + 3
+        limits = (wip.batches, most)
+    ev = Evaluator(spec, seed=seed, replications=replications, record=True, max_buffer=MAX_BUFFER, batches=batches,
+                   wip_limits=limits)  # fmt: skip
+    ev.failures = FAILURES
+    return ev
+
+
+def assert_same_departures_shared(spec: LineSpec, seed: int, batches: int) -> None:
+    """``assert_same_departures`` on the structure's shared kernel (three replications)."""
+    ev = shared_kernel_evaluator(spec, seed, batches)
+    assert ev.approximations() == () == Evaluator(spec).approximations()
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=seed, replications=3).table, spec)
 
 
 @pytest.mark.slow
-@settings(max_examples=18, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=line_specs(rules=True), seed=st.integers(0, 2**31))
-def test_departures_with_batch_rules_equal_engine(spec: LineSpec, seed: int) -> None:
-    assert Evaluator(spec).approximations() == ()
-    assert_same_departures(spec, seed, replications=3)
+@pytest.mark.parametrize("structure", list(PLAIN_STRUCTURES))
+@settings(max_examples=PLAIN_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seed=st.integers(0, 2**31))
+def test_departures_equal_engine(structure: str, data: st.DataObject, seed: int) -> None:
+    shape = PLAIN_STRUCTURES[structure]
+    assert_same_departures_shared(data.draw(structured_lines(shape), label="spec"), seed, shape.batches)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("structure", list(RULES_STRUCTURES))
+@settings(max_examples=RULES_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seed=st.integers(0, 2**31))
+def test_departures_with_batch_rules_equal_engine(structure: str, data: st.DataObject, seed: int) -> None:
+    shape = RULES_STRUCTURES[structure]
+    assert_same_departures_shared(data.draw(structured_lines(shape), label="spec"), seed, shape.batches)
 
 
 def test_kpis_agree_with_core_on_same_draws() -> None:
@@ -462,8 +608,9 @@ def test_changeover_cleans_and_line_clearances_match_the_engine(release: str) ->
     for buffer in (0, 2):
         spec = _changeover_line(release, buffer)
         assert Evaluator(spec).approximations() == ()
-        for seed in (1, 2):
-            assert_same_departures(spec, seed)
+        for seed in (1, 2):  # one kernel for both buffers: made for 2 places, as a search over the buffer makes it
+            ev = Evaluator(spec, seed=seed, replications=1, record=True, max_buffer=2)
+            assert_departures_match(ev.evaluate(), simulate(spec, seed=seed).table, spec)
     table = simulate(spec, seed=1).table
     assert {"major_clean", "line_clearance"} <= set(table["event"].astype(str))
     stations = [s.name for s in spec.stations]
