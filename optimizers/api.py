@@ -24,18 +24,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optimizers.confirm import Confirmed, confirm
-from optimizers.evaluator import Evaluator
 from optimizers.objectives import COST, OBJECTIVES
 from optimizers.problem import LEVERS, Problem, build_problem
 from optimizers.search import Progress, Scored, Search, run_method
 from twin.errors import InputError
 from twin.models import load_spec
 from twin.spec.model import LineSpec
+
+if TYPE_CHECKING:  # (JAX is imported when an evaluator is made, not when the options are checked)
+    from optimizers.evaluator import Evaluator
 
 MAX_FRONT = 8  # confirmed points of a Pareto front
 EVALUATORS = ("auto", "jax", "engine")
@@ -214,7 +216,7 @@ def _use_engine(problem: Problem, evaluator: str) -> bool:
 
 def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
     """An evaluator sized for every design of ``problem`` (largest units, buffers, speeds and levers)."""
-    from optimizers.evaluator import evaluator_sizes
+    from optimizers.evaluator import Evaluator, evaluator_sizes
 
     sizes = evaluator_sizes(problem.arrays(problem.extremes()))
     return Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=chunk, **sizes)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from optimizers.evaluator import Evaluator, evaluator_sizes
 from optimizers.objectives import OBJECTIVES
 from optimizers.problem import Design, Problem
 from twin.errors import InputError
@@ -64,6 +63,8 @@ def confirm(
         return [_confirmed(problem, d, run(problem.spec_for(d), replications=replications, seed=seed,
                                           name="optimized"), None) for d in designs]  # fmt: skip
     arrays = problem.arrays(designs)  # (the levers of the batch rules the kernel takes too: the same designs)
+    from optimizers.evaluator import Evaluator, evaluator_sizes
+
     sizes = evaluator_sizes(arrays)
     ev = Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=len(designs), **sizes)
     res = ev.evaluate(**arrays)

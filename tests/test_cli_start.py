@@ -86,6 +86,14 @@ def test_commands_that_print_intervals_do_not_import_scipy_stats(tmp_path):
     assert "scipy.special" in modules and not {m for m in modules if m.startswith("scipy.stats")}
 
 
+def test_optimize_refuses_bad_options_before_it_imports_jax():
+    # a bad --vary or --target is told in one line without paying JAX's import (about 1 s of CPU)
+    for args in (["--vary", "stations.nope.buffer=0..2"], ["--vary", "stations.*.buffer=0..2", "--target", "oee>>1"]):
+        modules, done = imported_modules("optimize", "osd-tablet", *args)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "optimizers.problem" in modules and "jax" not in {m.split(".")[0] for m in modules}, args
+
+
 def test_unknown_command_is_an_error_with_exit_2():
     _, done = imported_modules("no-such-command")
     assert done.returncode == 2 and "No such command" in done.stderr
