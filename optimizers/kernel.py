@@ -291,9 +291,10 @@ def _keep_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:
     return {**s, "hygienes": {k: v.at[u].set(s["hygiene"][k]) for k, v in s["hygienes"].items()}}
 
 
-def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1):
+def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1, batch=None):
     """Unit ``u`` of station ``j`` processes ``work`` hours from ``start`` (where ``on``): its failures on the
-    calendar or the operating clock, and the processing and down hours in the window. (finish, state)."""
+    calendar or the operating clock, and the processing and down hours in the window; ``batch`` (product, units,
+    speeds, constants) also credits it to line OEE's figures (``_credit``). (finish, state)."""
     if shape.on_calendar(j):
         end, nf, f, proc, down, _ = _calendar_work(
             start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
@@ -311,8 +312,36 @@ def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1):
         s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
     else:
         finish = start + work
-        s["acc"] = s["acc"].at[0].add(jnp.where(on, _overlap(start, finish, w0, w1), 0.0))
+        proc = _overlap(start, finish, w0, w1)
+        s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0))
+    if batch is not None:
+        s = _credit(s, j, start, finish, work, proc, on, *batch, w0, w1)
     return finish, s
+
+
+def _credit(s, j, start, finish, work, proc, on, p, qty, speed, consts, w0, w1):
+    """What a batch of product ``p`` and ``qty`` units (as it came in), processed on station ``j`` from ``start``
+    to ``finish`` (``work`` hours of processing, ``proc`` of them in the window), adds to the figures of line OEE
+    (``twin.kpis.report.line_oee``): its ``finish`` row, in the log when no later than the horizon, adds its ideal
+    hours and units to the station's sums per product (``ideal``: the spec's, over the speed, or the units over the
+    nameplate rate) and earns the ideal hours' share of its processing that lies in the window
+    (``credited_ideal``: at most that processing when it began at the log's first instant, 0); a batch begun by the
+    horizon and not finished by it counts its processing in the window (``tail``)."""
+    horizon, nameplate = consts["horizon"], consts["oee"]["rate"][j]
+    ideal = jnp.where(jnp.isnan(nameplate), _div(consts["oee"]["ideal"][j, p], speed[j]), _div(qty, nameplate))
+    logged = on & (finish <= horizon)
+    in_window = ((finish > w0) & (finish <= horizon)).astype(finish.dtype)
+    share = jnp.clip(jnp.where(work > 0, proc / jnp.where(work > 0, work, 1.0), in_window), 0.0, 1.0)
+    earned = ideal * share
+    earned = jnp.where(start <= 0.0, jnp.minimum(earned, proc), earned)  # (censored: the log begins at 0)
+    return {
+        **s,
+        "oee_ideal": s["oee_ideal"].at[p].add(jnp.where(logged, ideal, 0.0)),
+        "oee_qty": s["oee_qty"].at[p].add(jnp.where(logged, qty, 0.0)),
+        "oee_finishes": s["oee_finishes"] + jnp.where(logged, 1, 0),
+        "oee_credit": s["oee_credit"] + jnp.where(logged, earned, 0.0),
+        "oee_tail": s["oee_tail"] + jnp.where(on & ~logged & (start <= horizon), proc, 0.0),
+    }
 
 
 def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
@@ -336,7 +365,7 @@ def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
         else:
             index = s["count"][p] if shape.products > 1 else n
             work = _div(draws["process"][j, p, jnp.minimum(index, draws["process"].shape[-1] - 1)], speed[j])
-        finish, s = _processed_on(s, j, u, start, work, on, shape, draws, w0, w1)
+        finish, s = _processed_on(s, j, u, start, work, on, shape, draws, w0, w1, (p, qty, speed, consts))
         if shape.cleans(j):
             s = _unit_hygiene(s, u)
             s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
@@ -627,6 +656,10 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             "acc": jnp.zeros(len(STATES)),  # hours in each of STATES in the window
             "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
             "last_out": jnp.full((), -INF),  # the latest rejected batch
+            # line OEE's figures (``_credit``): ideal hours and units of the finishes per product, finishes, the
+            # ideal hours earned in the window, the processing in the window of a batch unfinished at the horizon
+            "oee_ideal": jnp.zeros(shape.products), "oee_qty": jnp.zeros(shape.products),
+            "oee_finishes": jnp.zeros((), jnp.int32), "oee_credit": jnp.zeros(()), "oee_tail": jnp.zeros(()),
         }
         if shape.products > 1:
             state["count"] = jnp.zeros(shape.products, jnp.int32)
@@ -748,7 +781,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 work = _div(startup + _div(qty, effective) * noise, speed[j])
             else:
                 work = _div(draws["process"][j, p, index], speed[j])
-            finish, s = _processed_on(s, j, u, start, work, busy, shape, draws, w0, w1)
+            finish, s = _processed_on(s, j, u, start, work, busy, shape, draws, w0, w1, (p, qty, speed, consts))
             if shape.cleans(j):
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
@@ -837,7 +870,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             outputs.append((departure, out_batch, leaving & ~rejected, jnp.where(leaving & rejected, done, INF)))
             arrival, batch, valid, qty = departure, out_batch, leaving & ~rejected, out_qty
         last = outputs[-1]
-        ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release}
+        ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release, "exit_qty": qty}
+        if shape.products > 1:
+            ys["exit_product"] = seq[batch]
         if any(shape.rejects(j) or shape.holds_at(j) for j in range(n_st)):
             ys["rejects"] = jnp.stack([o[3] for o in outputs])  # when each station rejected a batch (else inf)
         if shape.record:
@@ -875,6 +910,7 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     count = jnp.sum(in_window)
     lead = exit_t - release[ys["exit_batch"]]
     acc = jnp.stack([s["acc"] for s in final])  # [station, 5]
+    oee, constraint = _line_oee(shape, final, ys, in_window, acc, units, length)
     first = jnp.min(jnp.where(in_window, exit_t, INF))
     final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
     out = {
@@ -888,6 +924,8 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         "window_end": end,
         "rejected": rejected,
         "release_lead_time": release_lead,
+        "oee": oee,
+        "constraint": constraint,
         # more batches needed: a station could start a batch beyond the simulated ones before the horizon
         # (the first station's: downstream, every batch it has not taken yet is one of the simulated ones)
         "truncated": jnp.logical_and(not shape.finite_plan, final[0]["limit"] <= horizon),
@@ -898,6 +936,35 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         if shape.qc:  # per exit, in scan order (the batch: ``batch[:, -1]``)
             out.update({k: ys[k] for k in ("qc_start", "qc_end", "qc_out", "qc_approved")})
     return out
+
+
+def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[jax.Array, jax.Array]:
+    """Line OEE over the window and the station it is valued at (-1: none), as ``twin.kpis.report.line_oee`` and
+    ``valued_oee`` compute them from the log: each station's ideal hours per unit of each product (its finishes'),
+    over its units, times the good units of each product that left the line in the window; the station that would
+    need the most hours is the constraint (the first of equals), valued at no more than the ideal hours it earned
+    in the window and its processing hours there, over its units. NaN when no batch finished anywhere; 0 when none
+    left in the window."""
+    n_st = shape.stations
+    exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
+    if shape.products > 1:
+        made = [jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)]
+    else:
+        made = [jnp.sum(exit_qty)]
+    ideal = jnp.stack([s["oee_ideal"] for s in final])  # [station, product]
+    qty = jnp.stack([s["oee_qty"] for s in final])
+    count = units.astype(ideal.dtype)
+    per_unit = jnp.where(qty > 0, ideal / jnp.where(qty > 0, qty, 1.0), 0.0) / count[:, None]
+    needed = per_unit[:, 0] * made[0]
+    for q in range(1, shape.products):
+        needed = needed + per_unit[:, q] * made[q]
+    c = jnp.argmax(needed).astype(jnp.int32)
+    hours = jnp.stack([s["oee_credit"] for s in final])[c] + jnp.stack([s["oee_tail"] for s in final])[c]
+    value = jnp.minimum(needed[c], jnp.minimum(hours, acc[c, 0]) / count[c]) / length
+    finished = sum(s["oee_finishes"] for s in final[:n_st]) > 0
+    valued = jnp.any(needed != 0)
+    oee = jnp.where(finished, jnp.where(valued, value, 0.0), jnp.nan)
+    return oee, jnp.where(finished & valued, c, -1).astype(jnp.int32)
 
 
 def compiler_options() -> dict[str, int] | None:
