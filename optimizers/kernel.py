@@ -334,10 +334,11 @@ def _credit(s, j, start, finish, work, proc, on, p, qty, speed, consts, w0, w1):
     share = jnp.clip(jnp.where(work > 0, proc / jnp.where(work > 0, work, 1.0), in_window), 0.0, 1.0)
     earned = ideal * share
     earned = jnp.where(start <= 0.0, jnp.minimum(earned, proc), earned)  # (censored: the log begins at 0)
+    mine = logged & (jnp.arange(s["oee_qty"].shape[0]) == p)  # (no scatter: slow on CPUs under vmap)
     return {
         **s,
-        "oee_ideal": s["oee_ideal"].at[p].add(jnp.where(logged, ideal, 0.0)),
-        "oee_qty": s["oee_qty"].at[p].add(jnp.where(logged, qty, 0.0)),
+        "oee_ideal": s["oee_ideal"] + jnp.where(mine, ideal, 0.0),
+        "oee_qty": s["oee_qty"] + jnp.where(mine, qty, 0.0),
         "oee_finishes": s["oee_finishes"] + jnp.where(logged, 1, 0),
         "oee_credit": s["oee_credit"] + jnp.where(logged, earned, 0.0),
         "oee_tail": s["oee_tail"] + jnp.where(on & ~logged & (start <= horizon), proc, 0.0),
