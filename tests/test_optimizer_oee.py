@@ -177,12 +177,18 @@ def test_batches_in_process_across_the_window_start_and_end() -> None:
 
 
 def test_a_batch_begun_at_the_log_start_earns_at_most_its_processing() -> None:
-    # warm-up 0: the first batch starts at 0, where the log begins (censored: at most the processing it shows);
-    # an ideal time longer than most batches take makes that cap, and the constraint's own hours, bind
-    spec = two_stations({"process_time": {"dist": "uniform", "low": 0.2, "high": 3.0}, "ideal_time": 2.5},
-                        {"process_time": 0.1}, warmup=0.0, horizon=12.0)  # fmt: skip
-    res, _ = kernel_and_engine(spec, seed=11, replications=4)
-    assert (res.constraint[0] == 0).all()
+    # warm-up 0: the first batch (A, 0.3 h against an ideal 1 h) starts at 0, where the log begins, so it earns at
+    # most the 0.3 h of processing the log shows; later A batches earn their full hour. The station's hours earned
+    # bind: 13 batches out by 19.25 h, a B batch 0.05 h into its processing at the horizon, 12.35 h earned
+    data = {
+        "name": "censored", "horizon": 19.25, "warmup": 0.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "release": {"mode": "plan", "repeat": True, "plan": [{"product": "A", "batches": 1},
+                                                           {"product": "B", "batches": 3}]},
+        "stations": [{"name": "s1", "process_time": {"A": 0.3, "B": 2.0}, "ideal_time": 1.0}],
+    }  # fmt: skip
+    res, engine = kernel_and_engine(LineSpec.from_dict(data), replications=1)
+    assert engine[0] == pytest.approx(12.35 / 19.25, rel=1e-12)
 
 
 def test_a_rate_based_constraint_with_yields() -> None:
