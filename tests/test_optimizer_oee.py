@@ -139,7 +139,48 @@ def test_oee_equals_compute_kpis_on_stations_of_several_units(
     exact_oee(multiunit_evaluator(spec, seed, 3, (1, 3, 2)), spec, seed, 3)
 
 
-# -- 3. edge cases -------------------------------------------------------------------------------------------------
+# -- 3. released by arrivals, a plan that ends (before the horizon or not), failures while waiting ------------------
+
+
+@st.composite
+def arrival_lines(draw: Any) -> tuple[LineSpec, int]:
+    """One product, a plan of 5-40 batches released at random interarrival times (no repeat: the window ends with
+    the last batch out, or at the horizon with batches in process), through s1 (calendar-basis failures: while it
+    waits too), s2 (1-2 units, operating-basis failures) and s3 (rate-based, yields)."""
+    failures = [{"dist": "exponential", "mean": 5.0}, OFF]
+    stations = [
+        {"name": "s1", "process_time": draw(st.sampled_from(DISTS)),
+         "failures": {"mtbf": draw(st.sampled_from(failures)), "mttr": 0.7, "basis": "calendar"}},
+        {"name": "s2", "units": draw(st.integers(1, 2)), "buffer": draw(st.integers(0, 2)),
+         "process_time": draw(st.sampled_from(DISTS)),
+         "failures": {"mtbf": draw(st.sampled_from(failures)), "mttr": {"dist": "exponential", "mean": 0.5}}},
+        {"name": "s3", "buffer": draw(st.integers(0, 2)), "quality": {"yield": draw(st.sampled_from([1.0, 0.85]))},
+         "rate": {"units_per_hour": 20.0, "startup": 0.1, "cv": draw(st.sampled_from([0.0, 0.2]))}},
+    ]  # fmt: skip
+    for station in stations:
+        ideal = draw(st.sampled_from([None, 0.8]))
+        if ideal is not None:
+            station["ideal_time"] = ideal
+    data = {
+        "name": "oee-arrivals", "horizon": draw(st.sampled_from([25.0, 48.5, 90.0])),
+        "warmup": draw(st.sampled_from([0.0, 3.3, 12.0])), "stations": stations,
+        "products": [{"name": "P", "batch_size": 12}],
+        "release": {"mode": "plan", "repeat": False, "plan": [{"product": "P", "batches": draw(st.integers(5, 40))}],
+                    "interarrival": {"dist": "exponential", "mean": draw(st.sampled_from([0.8, 1.6]))}},
+    }  # fmt: skip
+    return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=arrival_lines())
+def test_oee_equals_compute_kpis_on_finite_plans_released_by_arrivals(case: tuple[LineSpec, int]) -> None:
+    spec, seed = case
+    ev = Evaluator(spec, seed=seed, replications=3, max_units=(1, 2, 1), max_buffer=2, batches=40)
+    ev.failures = FAILURES
+    exact_oee(ev, spec, seed, 3)
+
+
+# -- 4. edge cases -------------------------------------------------------------------------------------------------
 
 
 def two_stations(first: Any, second: Any, **top: Any) -> LineSpec:
@@ -187,7 +228,7 @@ def test_a_batch_begun_at_the_log_start_earns_at_most_its_processing() -> None:
                                                            {"product": "B", "batches": 3}]},
         "stations": [{"name": "s1", "process_time": {"A": 0.3, "B": 2.0}, "ideal_time": 1.0}],
     }  # fmt: skip
-    res, engine = kernel_and_engine(LineSpec.from_dict(data), replications=1)
+    _, engine = kernel_and_engine(LineSpec.from_dict(data), replications=1)
     assert engine[0] == pytest.approx(12.35 / 19.25, rel=1e-12)
 
 
@@ -213,7 +254,7 @@ def test_oee_is_of_the_line_exits_not_of_qc_approvals() -> None:
     assert (engine > 0).all() and (res.rejected[0] > 0).all()
 
 
-# -- 4. the objective runs on the kernel where it is exact, on the engine elsewhere ---------------------------------
+# -- 5. the objective runs on the kernel where it is exact, on the engine elsewhere ---------------------------------
 
 
 def test_oee_is_a_kernel_objective() -> None:
