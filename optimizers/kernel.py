@@ -939,6 +939,35 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     return out
 
 
+def _fma(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
+    """``a * b + c`` rounded once (a fused multiply-add), from error-free products and sums (Dekker, Knuth)."""
+    p = a * b
+    split = 134217729.0  # 2**27 + 1: halves of 26 bits, whose products are exact
+    t = split * a
+    ah = t - (t - a)
+    al = a - ah
+    t = split * b
+    bh = t - (t - b)
+    bl = b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # a * b == p + e exactly
+    s = p + c
+    v = s - p
+    return s + (((p - (s - v)) + (c - v)) + e)  # (p + c == s + that sum's error exactly)
+
+
+def _dot_as_numpy(matrix: jax.Array, vector: list[jax.Array]) -> jax.Array:
+    """``matrix @ vector`` rounded as ``numpy`` rounds it for a few columns (``line_oee``'s ``per_unit @ made``;
+    OpenBLAS's dgemv on x86: fused multiply-adds, column 1 first, then 0, then the others), so that stations whose
+    products tie in exact arithmetic (the same ideal hours per unit) are told apart by the same last bits: the
+    station picked as the constraint is the one ``compute_kpis`` picks. Exact to the bit for up to 3 products."""
+    if len(vector) == 1:
+        return matrix[:, 0] * vector[0]
+    out = matrix[:, 1] * vector[1]
+    for q in (0, *range(2, len(vector))):
+        out = _fma(matrix[:, q], vector[q], out)
+    return out
+
+
 def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[jax.Array, jax.Array]:
     """Line OEE over the window and the station it is valued at (-1: none), as ``twin.kpis.report.line_oee`` and
     ``valued_oee`` compute them from the log: each station's ideal hours per unit of each product (its finishes'),
@@ -955,13 +984,11 @@ def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[j
     ideal = jnp.stack([s["oee_ideal"] for s in final])  # [station, product]
     qty = jnp.stack([s["oee_qty"] for s in final])
     count = units.astype(ideal.dtype)
-    per_unit = jnp.where(qty > 0, ideal / jnp.where(qty > 0, qty, 1.0), 0.0) / count[:, None]
-    needed = per_unit[:, 0] * made[0]
-    for q in range(1, shape.products):
-        needed = needed + per_unit[:, q] * made[q]
+    per_unit = _div(jnp.where(qty > 0, _div(ideal, jnp.where(qty > 0, qty, 1.0)), 0.0), count[:, None])
+    needed = _dot_as_numpy(per_unit, made)
     c = jnp.argmax(needed).astype(jnp.int32)
     hours = jnp.stack([s["oee_credit"] for s in final])[c] + jnp.stack([s["oee_tail"] for s in final])[c]
-    value = jnp.minimum(needed[c], jnp.minimum(hours, acc[c, 0]) / count[c]) / length
+    value = _div(jnp.minimum(needed[c], _div(jnp.minimum(hours, acc[c, 0]), count[c])), length)
     finished = sum(s["oee_finishes"] for s in final[:n_st]) > 0
     valued = jnp.any(needed != 0)
     oee = jnp.where(finished, jnp.where(valued, value, 0.0), jnp.nan)
