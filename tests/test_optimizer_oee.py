@@ -47,7 +47,8 @@ def assert_oee_equal(res: Evaluation, log: EventLog, spec: LineSpec) -> np.ndarr
     np.testing.assert_allclose(res.oee[0, kept], core["oee"].to_numpy(dtype=float), rtol=1e-9, atol=0)
     names = [s.name for s in spec.stations]
     kernel = [names[c] if c >= 0 else None for c in res.constraint[0, kept]]
-    assert kernel == core["constraint"].tolist()  # (stations that tie in exact arithmetic too: told apart alike)
+    engine = [c if isinstance(c, str) else None for c in core["constraint"]]  # (none: None, or NaN in a column)
+    assert kernel == engine  # (stations that tie in exact arithmetic too: told apart alike)
     return core["oee"].to_numpy(dtype=float)
 
 
