@@ -263,6 +263,24 @@ def test_oee_is_of_the_line_exits_not_of_qc_approvals() -> None:
 # -- 5. the objective runs on the kernel where it is exact, on the engine elsewhere ---------------------------------
 
 
+def test_designs_with_other_speeds_and_units_value_oee_as_their_specs_do() -> None:
+    # a design's speeds divide processing and ideal times (its spec: ``Problem.spec_for``); a rate-based station's
+    # ideal time stays its units over the nameplate rate; the units of a design divide the hours per unit
+    spec = two_stations(
+        {"process_time": {"dist": "gamma", "mean": 0.9, "sd": 0.3}, "ideal_time": 0.7},
+        {"units": 1, "process_time": {"dist": "uniform", "low": 0.6, "high": 1.6}, "quality": {"yield": 0.9}},
+        horizon=50.0,
+    )  # fmt: skip
+    problem = build_problem(spec, ["stations.*.speed=0.6..1.5", "stations.s2.units=1..2"], objective="oee")
+    designs = [(1.3, 0.7, 2), (0.8, 1.45, 1), (1.0, 1.0, 2)]
+    arrays = problem.arrays(designs)
+    ev = Evaluator(spec, seed=9, replications=2, max_speed=1.5, min_speed=0.6, max_units=(1, 2))
+    res = ev.evaluate(**arrays)
+    for i, design in enumerate(designs):
+        one = Evaluation(**{k: v[i : i + 1] for k, v in vars(res).items() if k != "extra"})
+        assert_oee_equal(one, simulate(problem.spec_for(design), seed=9, replications=2), problem.spec_for(design))
+
+
 def test_oee_is_a_kernel_objective() -> None:
     assert OBJECTIVES["oee"].kernel == "oee"
 
