@@ -787,7 +787,8 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
             if shape.yields(j):
-                qty = qty - qty * (1 - consts["quality"][j, 0])
+                lost = 1 - consts["quality"][j, 0]  # the engine's ``quantity - quantity * (1 - yield)``, each step
+                qty = qty - _fma(qty, lost, jnp.zeros_like(qty))  # rounded (not fused: line OEE's sums see the bits)
             if shape.defers(j):  # its start, product and units, for the processing drawn in start order
                 finish = jnp.full((), INF)
                 for key, value in (("start", start), ("undrawn", valid), ("prod", p), ("qty_in", qty_in)):
@@ -956,15 +957,23 @@ def _fma(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
 
 
 def _dot_as_numpy(matrix: jax.Array, vector: list[jax.Array]) -> jax.Array:
-    """``matrix @ vector`` rounded as ``numpy`` rounds it for a few columns (``line_oee``'s ``per_unit @ made``;
-    OpenBLAS's dgemv on x86: fused multiply-adds, column 1 first, then 0, then the others), so that stations whose
-    products tie in exact arithmetic (the same ideal hours per unit) are told apart by the same last bits: the
-    station picked as the constraint is the one ``compute_kpis`` picks. Exact to the bit for up to 3 products."""
-    if len(vector) == 1:
-        return matrix[:, 0] * vector[0]
-    out = matrix[:, 1] * vector[1]
-    for q in (0, *range(2, len(vector))):
-        out = _fma(matrix[:, q], vector[q], out)
+    """``matrix @ vector`` rounded as ``numpy`` rounds it (``line_oee``'s ``per_unit @ made``: OpenBLAS's dgemv on
+    x86; with 2 or 3 columns fused multiply-adds, column 1 first, then 0, then 2; with 4, the products summed in
+    pairs, columns 0 and 2, 1 and 3), so that stations whose products tie in exact arithmetic (the same ideal hours
+    per unit) are told apart by the same last bits: the station picked as the constraint is the one
+    ``compute_kpis`` picks. Bit-exact for up to 4 products (measured against that numpy); more: in order. Each
+    product is rounded on its own (``_fma`` with 0: LLVM would fuse a product into the sum it feeds)."""
+    p = [_fma(matrix[:, q], v, jnp.zeros_like(matrix[:, q])) for q, v in enumerate(vector)]
+    if len(vector) in (2, 3):
+        out = p[1]
+        for q in (0, *range(2, len(vector))):
+            out = _fma(matrix[:, q], vector[q], out)
+        return out
+    if len(vector) == 4:
+        return (p[0] + p[2]) + (p[1] + p[3])
+    out = p[0]
+    for q in range(1, len(vector)):
+        out = out + p[q]
     return out
 
 
