@@ -9,8 +9,10 @@ horizon, units and buffers within it; a rule "off" by its numbers, a failure eve
 from __future__ import annotations
 
 import json
+import platform
 from typing import Any
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from optimizers.api import _use_engine
 from optimizers.evaluator import Evaluation, Evaluator
+from optimizers.kernel import _dot_as_numpy
 from optimizers.objectives import OBJECTIVES
 from optimizers.problem import build_problem
 from tests.conftest import run_cli
@@ -279,6 +282,20 @@ def test_designs_with_other_speeds_and_units_value_oee_as_their_specs_do() -> No
     for i, design in enumerate(designs):
         one = Evaluation(**{k: v[i : i + 1] for k, v in vars(res).items() if k != "extra"})
         assert_oee_equal(one, simulate(problem.spec_for(design), seed=9, replications=2), problem.spec_for(design))
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="numpy's BLAS rounding measured on x86")
+def test_needed_hours_round_as_numpys_matmul() -> None:
+    # line_oee picks the constraint by the last bits of ``per_unit @ made`` where stations tie: the kernel's product
+    # equals numpy's to the bit, with 1-4 products and 2-9 stations, jitted as the kernel is
+    rng = np.random.default_rng(5)
+    for products in (1, 2, 3, 4):
+        dot = jax.jit(lambda a, x, n=products: _dot_as_numpy(a, [x[q] for q in range(n)]))
+        for stations in range(2, 10):
+            a = rng.random((50, stations, products)) * rng.choice([0.001, 0.1, 3.0], (50, 1, 1))
+            x = np.round(rng.random((50, products)) * 300) * rng.choice([1.0, 0.9, 0.85], (50, 1))
+            for matrix, vector in zip(a, x, strict=True):
+                assert (np.asarray(dot(matrix, vector)) == matrix @ vector).all(), (products, stations)
 
 
 def test_oee_is_a_kernel_objective() -> None:
