@@ -984,7 +984,6 @@ def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[j
     need the most hours is the constraint (the first of equals), valued at no more than the ideal hours it earned
     in the window and its processing hours there, over its units. NaN when no batch finished anywhere; 0 when none
     left in the window."""
-    n_st = shape.stations
     exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
     if shape.products > 1:
         made = [jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)]
@@ -998,7 +997,7 @@ def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[j
     c = jnp.argmax(needed).astype(jnp.int32)
     hours = jnp.stack([s["oee_credit"] for s in final])[c] + jnp.stack([s["oee_tail"] for s in final])[c]
     value = _div(jnp.minimum(needed[c], _div(jnp.minimum(hours, acc[c, 0]), count[c])), length)
-    finished = sum(s["oee_finishes"] for s in final[:n_st]) > 0
+    finished = sum(s["oee_finishes"] for s in final) > 0
     valued = jnp.any(needed != 0)
     oee = jnp.where(finished, jnp.where(valued, value, 0.0), jnp.nan)
     return oee, jnp.where(finished & valued, c, -1).astype(jnp.int32)
