@@ -81,6 +81,8 @@ class Evaluation:
     rate: np.ndarray  # exits per hour between the window's first and last exit (smooth in the speeds)
     rejected: np.ndarray  # batches rejected at stations and by QC in the window
     release_lead_time: np.ndarray  # mean hours from release to QC approval, of approvals in the window (nan: none)
+    oee: np.ndarray  # line OEE (``twin.kpis.report.line_oee``; nan: no batch finished)
+    constraint: np.ndarray  # the station line OEE is valued at (-1: none)
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # departures (and QC times) when recording
 
     def mean(self, name: str) -> np.ndarray:
@@ -187,6 +189,7 @@ class Evaluator:
                 "warmup": np.float64(self.line.warmup),
                 "horizon": np.float64(self.line.horizon),
                 "cleaning": cleaning_constants(self.line),
+                "oee": oee_constants(self.line),
                 **rule_constants(self.line),
             }
             consts["qc"]["most"] = np.int32(self.max_analysts)  # (a constant: one analyst needs no sort of QC ends)
@@ -375,6 +378,17 @@ class Evaluator:
             out = kernel(inputs, s, draws, self._consts)
             pieces.append({k: np.asarray(x)[: hi - lo] for k, x in out.items()})
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def oee_constants(line: LineArrays) -> dict[str, np.ndarray]:
+    """What values a station's finishes for line OEE, as the engine's log writes it (``Recorder``): the ideal hours
+    of a batch per station and product, and the nameplate rate (units/h) where the ideal time follows the batch's
+    units instead (NaN elsewhere)."""
+    stations = line.line.stations
+    return {
+        "ideal": np.array([s.ideal for s in stations], np.float64).reshape(len(stations), len(line.products)),
+        "rate": np.array([np.nan if s.rate is None else s.rate for s in stations], np.float64),
+    }
 
 
 def evaluator_sizes(arrays: dict[str, Any]) -> dict[str, Any]:

@@ -291,9 +291,10 @@ def _keep_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:
     return {**s, "hygienes": {k: v.at[u].set(s["hygiene"][k]) for k, v in s["hygienes"].items()}}
 
 
-def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1):
+def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1, batch=None):
     """Unit ``u`` of station ``j`` processes ``work`` hours from ``start`` (where ``on``): its failures on the
-    calendar or the operating clock, and the processing and down hours in the window. (finish, state)."""
+    calendar or the operating clock, and the processing and down hours in the window; ``batch`` (product, units,
+    speeds, constants) also credits it to line OEE's figures (``_credit``). (finish, state)."""
     if shape.on_calendar(j):
         end, nf, f, proc, down, _ = _calendar_work(
             start, work, s["nf"][u], s["f"][u], draws["ttf"][j], draws["ttr"][j], u, on, w0, w1
@@ -311,8 +312,37 @@ def _processed_on(s, j, u, start, work, on, shape, draws, w0, w1):
         s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0)).at[2].add(jnp.where(on, down, 0.0))
     else:
         finish = start + work
-        s["acc"] = s["acc"].at[0].add(jnp.where(on, _overlap(start, finish, w0, w1), 0.0))
+        proc = _overlap(start, finish, w0, w1)
+        s["acc"] = s["acc"].at[0].add(jnp.where(on, proc, 0.0))
+    if batch is not None:
+        s = _credit(s, j, start, finish, work, proc, on, *batch, w0, w1)
     return finish, s
+
+
+def _credit(s, j, start, finish, work, proc, on, p, qty, speed, consts, w0, w1):
+    """What a batch of product ``p`` and ``qty`` units (as it came in), processed on station ``j`` from ``start``
+    to ``finish`` (``work`` hours of processing, ``proc`` of them in the window), adds to the figures of line OEE
+    (``twin.kpis.report.line_oee``): its ``finish`` row, in the log when no later than the horizon, adds its ideal
+    hours and units to the station's sums per product (``ideal``: the spec's, over the speed, or the units over the
+    nameplate rate) and earns the ideal hours' share of its processing that lies in the window
+    (``credited_ideal``: at most that processing when it began at the log's first instant, 0); a batch begun by the
+    horizon and not finished by it counts its processing in the window (``tail``)."""
+    horizon, nameplate = consts["horizon"], consts["oee"]["rate"][j]
+    ideal = jnp.where(jnp.isnan(nameplate), _div(consts["oee"]["ideal"][j, p], speed[j]), _div(qty, nameplate))
+    logged = on & (finish <= horizon)
+    in_window = ((finish > w0) & (finish <= horizon)).astype(finish.dtype)
+    share = jnp.clip(jnp.where(work > 0, proc / jnp.where(work > 0, work, 1.0), in_window), 0.0, 1.0)
+    earned = ideal * share
+    earned = jnp.where(start <= 0.0, jnp.minimum(earned, proc), earned)  # (censored: the log begins at 0)
+    mine = logged & (jnp.arange(s["oee_qty"].shape[0]) == p)  # (no scatter: slow on CPUs under vmap)
+    return {
+        **s,
+        "oee_ideal": s["oee_ideal"] + jnp.where(mine, ideal, 0.0),
+        "oee_qty": s["oee_qty"] + jnp.where(mine, qty, 0.0),
+        "oee_finishes": s["oee_finishes"] + jnp.where(logged, 1, 0),
+        "oee_credit": s["oee_credit"] + jnp.where(logged, earned, 0.0),
+        "oee_tail": s["oee_tail"] + jnp.where(on & ~logged & (start <= horizon), proc, 0.0),
+    }
 
 
 def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
@@ -336,7 +366,7 @@ def _draw_in_start_order(s, j, leaving, shape, draws, consts, speed, w0, w1):
         else:
             index = s["count"][p] if shape.products > 1 else n
             work = _div(draws["process"][j, p, jnp.minimum(index, draws["process"].shape[-1] - 1)], speed[j])
-        finish, s = _processed_on(s, j, u, start, work, on, shape, draws, w0, w1)
+        finish, s = _processed_on(s, j, u, start, work, on, shape, draws, w0, w1, (p, qty, speed, consts))
         if shape.cleans(j):
             s = _unit_hygiene(s, u)
             s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
@@ -627,6 +657,10 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             "acc": jnp.zeros(len(STATES)),  # hours in each of STATES in the window
             "limit": jnp.full((), -INF),  # departure of rank N - c: after it no unit can start a batch we lack
             "last_out": jnp.full((), -INF),  # the latest rejected batch
+            # line OEE's figures (``_credit``): ideal hours and units of the finishes per product, finishes, the
+            # ideal hours earned in the window, the processing in the window of a batch unfinished at the horizon
+            "oee_ideal": jnp.zeros(shape.products), "oee_qty": jnp.zeros(shape.products),
+            "oee_finishes": jnp.zeros((), jnp.int32), "oee_credit": jnp.zeros(()), "oee_tail": jnp.zeros(()),
         }
         if shape.products > 1:
             state["count"] = jnp.zeros(shape.products, jnp.int32)
@@ -748,12 +782,13 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 work = _div(startup + _div(qty, effective) * noise, speed[j])
             else:
                 work = _div(draws["process"][j, p, index], speed[j])
-            finish, s = _processed_on(s, j, u, start, work, busy, shape, draws, w0, w1)
+            finish, s = _processed_on(s, j, u, start, work, busy, shape, draws, w0, w1, (p, qty, speed, consts))
             if shape.cleans(j):
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
             if shape.yields(j):
-                qty = qty - qty * (1 - consts["quality"][j, 0])
+                lost = 1 - consts["quality"][j, 0]  # the engine's ``quantity - quantity * (1 - yield)``, each step
+                qty = qty - _fma(qty, lost, jnp.zeros_like(qty))  # rounded (not fused: line OEE's sums see the bits)
             if shape.defers(j):  # its start, product and units, for the processing drawn in start order
                 finish = jnp.full((), INF)
                 for key, value in (("start", start), ("undrawn", valid), ("prod", p), ("qty_in", qty_in)):
@@ -837,7 +872,9 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
             outputs.append((departure, out_batch, leaving & ~rejected, jnp.where(leaving & rejected, done, INF)))
             arrival, batch, valid, qty = departure, out_batch, leaving & ~rejected, out_qty
         last = outputs[-1]
-        ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release}
+        ys = {"exit": last[0], "exit_batch": last[1], "exit_valid": last[2], "release": release, "exit_qty": qty}
+        if shape.products > 1:
+            ys["exit_product"] = seq[batch]
         if any(shape.rejects(j) or shape.holds_at(j) for j in range(n_st)):
             ys["rejects"] = jnp.stack([o[3] for o in outputs])  # when each station rejected a batch (else inf)
         if shape.record:
@@ -875,6 +912,7 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     count = jnp.sum(in_window)
     lead = exit_t - release[ys["exit_batch"]]
     acc = jnp.stack([s["acc"] for s in final])  # [station, 5]
+    oee, constraint = _line_oee(shape, final, ys, in_window, acc, units, length)
     first = jnp.min(jnp.where(in_window, exit_t, INF))
     final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
     out = {
@@ -888,6 +926,8 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         "window_end": end,
         "rejected": rejected,
         "release_lead_time": release_lead,
+        "oee": oee,
+        "constraint": constraint,
         # more batches needed: a station could start a batch beyond the simulated ones before the horizon
         # (the first station's: downstream, every batch it has not taken yet is one of the simulated ones)
         "truncated": jnp.logical_and(not shape.finite_plan, final[0]["limit"] <= horizon),
@@ -898,6 +938,69 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         if shape.qc:  # per exit, in scan order (the batch: ``batch[:, -1]``)
             out.update({k: ys[k] for k in ("qc_start", "qc_end", "qc_out", "qc_approved")})
     return out
+
+
+def _fma(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
+    """``a * b + c`` rounded once (a fused multiply-add), from error-free products and sums (Dekker, Knuth)."""
+    p = a * b
+    split = 134217729.0  # 2**27 + 1: halves of 26 bits, whose products are exact
+    t = split * a
+    ah = t - (t - a)
+    al = a - ah
+    t = split * b
+    bh = t - (t - b)
+    bl = b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # a * b == p + e exactly
+    s = p + c
+    v = s - p
+    return s + (((p - (s - v)) + (c - v)) + e)  # (p + c == s + that sum's error exactly)
+
+
+def _dot_as_numpy(matrix: jax.Array, vector: list[jax.Array]) -> jax.Array:
+    """``matrix @ vector`` rounded as ``numpy`` rounds it (``line_oee``'s ``per_unit @ made``: OpenBLAS's dgemv on
+    x86; with 2 or 3 columns fused multiply-adds, column 1 first, then 0, then 2; with 4, the products summed in
+    pairs, columns 0 and 2, 1 and 3), so that stations whose products tie in exact arithmetic (the same ideal hours
+    per unit) are told apart by the same last bits: the station picked as the constraint is the one
+    ``compute_kpis`` picks. Bit-exact for up to 4 products (measured against that numpy); more: in order. Each
+    product is rounded on its own (``_fma`` with 0: LLVM would fuse a product into the sum it feeds)."""
+    p = [_fma(matrix[:, q], v, jnp.zeros_like(matrix[:, q])) for q, v in enumerate(vector)]
+    if len(vector) in (2, 3):
+        out = p[1]
+        for q in (0, *range(2, len(vector))):
+            out = _fma(matrix[:, q], vector[q], out)
+        return out
+    if len(vector) == 4:
+        return (p[0] + p[2]) + (p[1] + p[3])
+    out = p[0]
+    for q in range(1, len(vector)):
+        out = out + p[q]
+    return out
+
+
+def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[jax.Array, jax.Array]:
+    """Line OEE over the window and the station it is valued at (-1: none), as ``twin.kpis.report.line_oee`` and
+    ``valued_oee`` compute them from the log: each station's ideal hours per unit of each product (its finishes'),
+    over its units, times the good units of each product that left the line in the window; the station that would
+    need the most hours is the constraint (the first of equals), valued at no more than the ideal hours it earned
+    in the window and its processing hours there, over its units. NaN when no batch finished anywhere; 0 when none
+    left in the window."""
+    exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
+    if shape.products > 1:
+        made = [jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)]
+    else:
+        made = [jnp.sum(exit_qty)]
+    ideal = jnp.stack([s["oee_ideal"] for s in final])  # [station, product]
+    qty = jnp.stack([s["oee_qty"] for s in final])
+    count = units.astype(ideal.dtype)
+    per_unit = _div(jnp.where(qty > 0, _div(ideal, jnp.where(qty > 0, qty, 1.0)), 0.0), count[:, None])
+    needed = _dot_as_numpy(per_unit, made)
+    c = jnp.argmax(needed).astype(jnp.int32)
+    hours = jnp.stack([s["oee_credit"] for s in final])[c] + jnp.stack([s["oee_tail"] for s in final])[c]
+    value = _div(jnp.minimum(needed[c], _div(jnp.minimum(hours, acc[c, 0]), count[c])), length)
+    finished = sum(s["oee_finishes"] for s in final) > 0
+    valued = jnp.any(needed != 0)
+    oee = jnp.where(finished, jnp.where(valued, value, 0.0), jnp.nan)
+    return oee, jnp.where(finished & valued, c, -1).astype(jnp.int32)
 
 
 def compiler_options() -> dict[str, int] | None:

@@ -37,7 +37,7 @@ _TABLE = (
     Objective("throughput", "throughput_per_hour", "max", "Throughput", "batches/h", kernel="throughput"),
     Objective("lead_time", "lead_time_hours", "min", "Lead time", "h", kernel="lead_time"),
     Objective("makespan", None, "min", "Makespan", "h", kernel="makespan"),
-    Objective("oee", "oee", "max", "Line OEE", "share"),
+    Objective("oee", "oee", "max", "Line OEE", "share", kernel="oee"),
     Objective("release_lead_time", "release_lead_time_hours", "min", "Release lead time (to QC approval)", "h",
               kernel="release_lead_time"),
     Objective("output_per_week", "throughput_per_hour", "max", "Output per week", "batches/week",

@@ -64,7 +64,12 @@ def kpi_table(result: OptimizeResult) -> Table:
     )  # fmt: skip
     if best.makespan is not None:
         table.add_row("Makespan (h)", f"{best.makespan:.2f}", "", _signed(best.error.get("makespan_hours", 0.0), 2))
-    table.add_row("Line OEE (%)", _ci({k: _pct(v) for k, v in best.simpy["oee"].items()}, 1), "", "")
+    oee = "oee" in best.evaluator  # the evaluator's figure on the same draws, as for throughput
+    table.add_row(
+        "Line OEE (%)", _ci({k: _pct(v) for k, v in best.simpy["oee"].items()}, 1),
+        f"{_pct(best.evaluator['oee']):.1f}" if oee else "",
+        _signed(_pct(best.error.get("oee", NAN)), 1) if oee else "",
+    )  # fmt: skip
     shown = {"throughput", "lead_time", "makespan", "oee"}
     for name in result.problem.kpis:
         if name in shown or name not in best.kpis:
