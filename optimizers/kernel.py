@@ -37,6 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
 from twin.jaxcache import use_compilation_cache  # noqa: E402
+from twin.kpis.report import OEE_TIE  # noqa: E402
 
 INF = jnp.inf
 STATES = ("processing", "setup", "down", "blocked", "cleaning")  # a lane's ``states`` (hours in the window), in order
@@ -787,8 +788,7 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
                 kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
                 s["hygiene"] = _processed(s["hygiene"], finish, kg, busy)
             if shape.yields(j):
-                lost = 1 - consts["quality"][j, 0]  # the engine's ``quantity - quantity * (1 - yield)``, each step
-                qty = qty - _fma(qty, lost, jnp.zeros_like(qty))  # rounded (not fused: line OEE's sums see the bits)
+                qty = qty - qty * (1 - consts["quality"][j, 0])
             if shape.defers(j):  # its start, product and units, for the processing drawn in start order
                 finish = jnp.full((), INF)
                 for key, value in (("start", start), ("undrawn", valid), ("prod", p), ("qty_in", qty_in)):
@@ -940,43 +940,6 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
     return out
 
 
-def _fma(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
-    """``a * b + c`` rounded once (a fused multiply-add), from error-free products and sums (Dekker, Knuth)."""
-    p = a * b
-    split = 134217729.0  # 2**27 + 1: halves of 26 bits, whose products are exact
-    t = split * a
-    ah = t - (t - a)
-    al = a - ah
-    t = split * b
-    bh = t - (t - b)
-    bl = b - bh
-    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl  # a * b == p + e exactly
-    s = p + c
-    v = s - p
-    return s + (((p - (s - v)) + (c - v)) + e)  # (p + c == s + that sum's error exactly)
-
-
-def _dot_as_numpy(matrix: jax.Array, vector: list[jax.Array]) -> jax.Array:
-    """``matrix @ vector`` rounded as ``numpy`` rounds it (``line_oee``'s ``per_unit @ made``: OpenBLAS's dgemv on
-    x86; with 2 or 3 columns fused multiply-adds, column 1 first, then 0, then 2; with 4, the products summed in
-    pairs, columns 0 and 2, 1 and 3), so that stations whose products tie in exact arithmetic (the same ideal hours
-    per unit) are told apart by the same last bits: the station picked as the constraint is the one
-    ``compute_kpis`` picks. Bit-exact for up to 4 products (measured against that numpy); more: in order. Each
-    product is rounded on its own (``_fma`` with 0: LLVM would fuse a product into the sum it feeds)."""
-    p = [_fma(matrix[:, q], v, jnp.zeros_like(matrix[:, q])) for q, v in enumerate(vector)]
-    if len(vector) in (2, 3):
-        out = p[1]
-        for q in (0, *range(2, len(vector))):
-            out = _fma(matrix[:, q], vector[q], out)
-        return out
-    if len(vector) == 4:
-        return (p[0] + p[2]) + (p[1] + p[3])
-    out = p[0]
-    for q in range(1, len(vector)):
-        out = out + p[q]
-    return out
-
-
 def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[jax.Array, jax.Array]:
     """Line OEE over the window and the station it is valued at (-1: none), as ``twin.kpis.report.line_oee`` and
     ``valued_oee`` compute them from the log: each station's ideal hours per unit of each product (its finishes'),
@@ -993,8 +956,10 @@ def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[j
     qty = jnp.stack([s["oee_qty"] for s in final])
     count = units.astype(ideal.dtype)
     per_unit = _div(jnp.where(qty > 0, _div(ideal, jnp.where(qty > 0, qty, 1.0)), 0.0), count[:, None])
-    needed = _dot_as_numpy(per_unit, made)
-    c = jnp.argmax(needed).astype(jnp.int32)
+    needed = per_unit[:, 0] * made[0]
+    for q in range(1, shape.products):
+        needed = needed + per_unit[:, q] * made[q]
+    c = jnp.argmax(needed >= jnp.max(needed) * (1 - OEE_TIE)).astype(jnp.int32)  # the first of stations that tie
     hours = jnp.stack([s["oee_credit"] for s in final])[c] + jnp.stack([s["oee_tail"] for s in final])[c]
     value = _div(jnp.minimum(needed[c], _div(jnp.minimum(hours, acc[c, 0]), count[c])), length)
     finished = sum(s["oee_finishes"] for s in final) > 0

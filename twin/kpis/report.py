@@ -30,6 +30,9 @@ from twin.kpis.states import StationStates, credited_ideal, station_states, unit
 from twin.kpis.summary import STATION_FACTORS, Interval, KpiSummary, StationKpis
 from twin.stats import interval
 
+# Stations whose needed hours agree to this relative tolerance tie (the same ideal hours per unit, no yield between
+# them: equal in exact arithmetic, apart by rounding); the first of them is the line OEE's constraint.
+OEE_TIE = 1e-9
 SCALARS = ("throughput_per_hour", "units_per_hour", "lead_time_hours", "wip", "oee")
 
 
@@ -173,7 +176,7 @@ def line_oee(
     Hours per unit (tablet, vial) of each station and product are its ideal hours over the units it
     finished (so lots made by splits and merges are valued in the same units as whole batches),
     divided by its parallel units. The constraint is the station that would need the most hours for
-    the good units that left the line in the window; line OEE is those hours over the window, but
+    the good units that left the line in the window (of stations within a relative ``OEE_TIE`` of it, the first); line OEE is those hours over the window, but
     never more than the ideal hours the constraint itself earned in the window (output drained
     from buffers filled before the window, or a batch the window holds only the end of, is not the
     window's work). It lies in [0, 1] by construction. ``credit`` and ``intervals`` (from
@@ -222,10 +225,12 @@ def valued_oee(
     ideal hours that station earned in the window (batches in process counted so far) and its processing hours."""
     with np.errstate(invalid="ignore", divide="ignore"):
         per_unit = np.where(quantity_sum > 0, ideal_sum / quantity_sum, 0.0) / np.asarray(units, dtype=float)[:, None]
-    needed = per_unit @ made  # hours each station would need for the line's good output
+    needed = np.zeros(per_unit.shape[0])  # hours each station would need for the line's good output
+    for q, units_made in enumerate(made):  # product by product, not a BLAS product: the same bits on every machine
+        needed = needed + per_unit[:, q] * units_made
     if not needed.any():
         return 0.0, -1
-    constraint = int(np.argmax(needed))
+    constraint = int(np.argmax(needed >= needed.max() * (1 - OEE_TIE)))  # the first of the stations that tie
     hours, processing = earned(constraint)
     return float(min(needed[constraint], min(hours, processing) / units[constraint]) / length), constraint
 
