@@ -176,11 +176,12 @@ def line_oee(
     Hours per unit (tablet, vial) of each station and product are its ideal hours over the units it
     finished (so lots made by splits and merges are valued in the same units as whole batches),
     divided by its parallel units. The constraint is the station that would need the most hours for
-    the good units that left the line in the window (of stations within a relative ``OEE_TIE`` of it, the first); line OEE is those hours over the window, but
-    never more than the ideal hours the constraint itself earned in the window (output drained
-    from buffers filled before the window, or a batch the window holds only the end of, is not the
-    window's work). It lies in [0, 1] by construction. ``credit`` and ``intervals`` (from
-    ``credited_ideal`` and ``unit_intervals``) spare computing them again.
+    the good units that left the line in the window (of stations within a relative ``OEE_TIE`` of
+    it, the first); line OEE is those hours over the window, but never more than the ideal hours the
+    constraint itself earned in the window (output drained from buffers filled before the window, or
+    a batch the window holds only the end of, is not the window's work). It lies in [0, 1] by
+    construction. ``credit`` and ``intervals`` (from ``credited_ideal`` and ``unit_intervals``) spare
+    computing them again.
     """
     finished = (cols.event == EVENT["finish"]) & (cols.station >= 0) & (cols.product >= 0)
     if not finished.any():
