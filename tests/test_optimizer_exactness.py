@@ -101,6 +101,26 @@ def cleaning_rules(draw: Any) -> dict[str, Any]:
     return rule
 
 
+def release_block(draw: Any, release: str, two_products: bool) -> dict[str, Any] | None:
+    """The spec's ``release`` for a release kind of the strategies (None: saturated, one product)."""
+    if release.startswith("plan"):
+        plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
+        if two_products:
+            plan.append({"product": "B", "batches": draw(st.integers(1, 3))})
+        out: dict[str, Any] = {"mode": "plan", "plan": plan, "repeat": release != "plan-once"}
+        if release == "plan-once":
+            out["plan"] = [{"product": c["product"], "batches": c["batches"] * 10} for c in plan]
+        if release == "plan-arrivals":
+            out["interarrival"] = {"dist": "exponential", "mean": 1.5}
+        return out
+    if release == "interarrival":
+        out = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.6}}
+        if two_products:
+            out["mix"] = {"A": 2, "B": 1}
+        return out
+    return {"mode": "saturated", "mix": {"A": 1, "B": 3}} if two_products else None
+
+
 @st.composite
 def line_specs(draw: Any, rules: bool = False) -> LineSpec:
     """Random flow lines; ``rules``: with the batch rules the kernel is exact for (cleaning and rejects on
@@ -168,21 +188,8 @@ def line_specs(draw: Any, rules: bool = False) -> LineSpec:
         until = draw(st.integers(1, n - 1))
         extra = sum(stations[i]["units"] - 1 for i in range(until))
         wip = {"batches": extra + draw(st.integers(1, 3)), "until": stations[until]["name"]}
-    if release.startswith("plan"):
-        plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
-        if two_products:
-            plan.append({"product": "B", "batches": draw(st.integers(1, 3))})
-        data["release"] = {"mode": "plan", "plan": plan, "repeat": release != "plan-once"}
-        if release == "plan-once":
-            data["release"]["plan"] = [{"product": c["product"], "batches": c["batches"] * 10} for c in plan]
-        if release == "plan-arrivals":
-            data["release"]["interarrival"] = {"dist": "exponential", "mean": 1.5}
-    elif release == "interarrival":
-        data["release"] = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.6}}
-        if two_products:
-            data["release"]["mix"] = {"A": 2, "B": 1}
-    elif two_products:
-        data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 3}}
+    if (drawn := release_block(draw, release, two_products)) is not None:
+        data["release"] = drawn
     if wip is not None:
         data.setdefault("release", {"mode": "saturated"})["wip_limit"] = wip
     spec = LineSpec.from_dict(data)
@@ -294,21 +301,8 @@ def structured_lines(draw: Any, structure: Structure) -> LineSpec:
         data["hold_times"] = [{"from": stations[hold[0]]["name"], "to": stations[hold[1]]["name"], "max": limit}]
     if products:
         data["products"] = products
-    if release.startswith("plan"):
-        plan = [{"product": "A" if two_products else "batch", "batches": draw(st.integers(1, 4))}]
-        if two_products:
-            plan.append({"product": "B", "batches": draw(st.integers(1, 3))})
-        data["release"] = {"mode": "plan", "plan": plan, "repeat": release != "plan-once"}
-        if release == "plan-once":
-            data["release"]["plan"] = [{"product": c["product"], "batches": c["batches"] * 10} for c in plan]
-        if release == "plan-arrivals":
-            data["release"]["interarrival"] = {"dist": "exponential", "mean": 1.5}
-    elif release == "interarrival":
-        data["release"] = {"mode": "interarrival", "interarrival": {"dist": "exponential", "mean": 1.6}}
-        if two_products:
-            data["release"]["mix"] = {"A": 2, "B": 1}
-    elif two_products:
-        data["release"] = {"mode": "saturated", "mix": {"A": 1, "B": 3}}
+    if (drawn := release_block(draw, release, two_products)) is not None:
+        data["release"] = drawn
     if until is not None:  # CONWIP
         extra = sum(stations[i]["units"] - 1 for i in range(until))
         limit = extra + draw(st.integers(1, 3))
