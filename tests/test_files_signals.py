@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from opcua_helpers import LINE_YAML, TwinProcess, endpoint, wait_until
+from test_hostile_input import wait_for_signal_handlers
 
 from twin.runfolder import read_run
 
@@ -178,7 +179,7 @@ def test_sigint_stops_twin_run_when_inherited_as_ignored(tmp_path):
     proc = subprocess.Popen([TWIN, "run", "osd-tablet", "-r", "200", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=ignore_sigint)  # fmt: skip
-    time.sleep(8.0)
+    wait_for_signal_handlers(proc, signal.SIGINT)  # the CLI's own handler, in place of the ignored disposition
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=HANG)[1]
     assert proc.returncode == 130, err  # with SIGINT left ignored the 200 replications would run to the end: 0

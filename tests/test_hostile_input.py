@@ -207,16 +207,16 @@ stations:
 """
 
 
-def wait_for_signal_handlers(proc: subprocess.Popen) -> None:
-    """Until the process catches SIGTERM (the CLI's first step; the kernel's ``SigCgt`` mask says so)."""
+def wait_for_signal_handlers(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
+    """Until the process catches ``signum`` (the CLI's first step; the kernel's ``SigCgt`` mask says so)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
-        if caught >> (signal.SIGTERM - 1) & 1:
+        if caught >> (signum - 1) & 1:
             return
         time.sleep(0.001)
-    pytest.fail("the CLI did not install its signal handlers")
+    pytest.fail(f"the CLI did not install its handler of {signal.Signals(signum).name}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
