@@ -116,6 +116,7 @@ def rules_lines(draw: Any) -> tuple[LineSpec, int]:
     return LineSpec.from_dict(data), draw(st.integers(0, 2**31))
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=rules_lines())
 def test_oee_equals_compute_kpis_on_lines_with_batch_rules(case: tuple[LineSpec, int]) -> None:

@@ -120,6 +120,7 @@ def qc_labs(draw: Any) -> tuple[dict[str, Any], bool]:
     return qc, draw(st.booleans())
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lab=qc_labs(), seed=st.integers(0, 2**31))
 def test_qc_release_equals_engine(lab: tuple[dict[str, Any], bool], seed: int) -> None:
@@ -259,6 +260,7 @@ def test_the_labs_next_start_is_the_engines_to_the_bit(start: str) -> None:
     assert (kernel != expected).sum() == 0
 
 
+@pytest.mark.slow
 def test_optimize_a_qc_line_for_its_release_lead_time_on_the_kernel() -> None:
     # `twin optimize` end to end: the release lead time and the scrapped batches come from the kernel (exact), and
     # confirmation compares each KPI the kernel computes with SimPy's on the same draws
