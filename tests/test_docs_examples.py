@@ -14,8 +14,8 @@ The examples are taken from the markdown itself, so an example that breaks fails
 - ``<!-- not run: REASON -->`` right before a block leaves it out (it needs a server, a browser, a cluster or
   long runs); ``<!-- not run "TEXT" "TEXT2": REASON -->`` leaves out only the commands containing one of the
   texts. Keep those few (``MAX_NOT_RUN``).
-- Runs are kept short by the test, not by the docs: a ``twin run``, ``compare`` or ``sweep`` that gives no
-  ``--horizon`` gets ``--horizon "6 w"`` (what an example shows is its options and files, not a figure's precision).
+- Runs are kept short by the test, not by the docs: a ``twin run``, ``compare``, ``sweep`` or ``optimize`` that gives
+  no ``--horizon`` gets ``--horizon "6 w"`` (what an example shows is its options and files, not a figure's precision).
 
 Run ids in examples (``3f2a9c``, ``77b0e1``) stand for the first and second runs of the work folder's store.
 """
@@ -249,11 +249,11 @@ def not_run(doc: Doc) -> list[str]:
     return [f"{doc_}:{line}: {only or 'the block'}: {why}" for (doc_, line, why), only in seen.items()]
 
 
-SHORT = re.compile(r"^(\s*twin\s+(run|compare|sweep)\s)")
+SHORT = re.compile(r"^(\s*twin\s+(run|compare|sweep|optimize)\s)")
 
 
 def shortened(command: str) -> str:
-    """``twin run|compare|sweep`` with ``--horizon "6 w"`` when the command gives no horizon of its own."""
+    """``twin run|compare|sweep|optimize`` with ``--horizon "6 w"`` when the command gives no horizon of its own."""
     if "--horizon" in command or not SHORT.match(command):
         return command
     code, hash_, comment = command.partition(" #")
