@@ -69,6 +69,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - parallel identical units (FIFO, blocking after service);
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
+- operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
+  pool order), a station's crew for processing, waiting off shift, a phase that runs on past the
+  shift's end, requests served at the end of each instant in key order (time of request, station),
+  first fit; on serial lines of single-unit stations without changeovers, calendar-basis failures or
+  any rule not in this list (stepped event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
@@ -82,8 +87,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (shared skids, operators and shifts, rooms, splits and merges):
-  ignored by the evaluator.
+- the other GMP batch rules (shared skids, rooms, splits and merges; operators and shifts on lines
+  the event kernel does not step yet): ignored by the evaluator.
 """
 
 
