@@ -28,7 +28,7 @@ asks for none, which is always granted at the instant it took its batch, as the 
 Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
 (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, operating-basis failures, operator pools on shift calendars.
+every release mode, products, operating-basis failures, rate-based stations, operator pools on shift calendars.
 """
 
 from __future__ import annotations
@@ -174,9 +174,14 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
-        index = jnp.minimum(s["count"][p], base.batches - 1)  # the station's draws of the product, in start order
-        work = _div(draws["process"][j, p, index], speed[j])
         qty = consts["sizes"][p]
+        if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
+            startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
+            noise = draws["rate_noise"][j, jnp.minimum(jnp.sum(s["count"]), draws["rate_noise"].shape[-1] - 1)]
+            work = _div(startup + _div(qty, effective) * noise, speed[j])
+        else:
+            index = jnp.minimum(s["count"][p], base.batches - 1)  # the station's draws of the product, in start order
+            work = _div(draws["process"][j, p, index], speed[j])
         finish, s = _processed_on(s, j, 0, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         st["stations"][j] = s

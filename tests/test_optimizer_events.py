@@ -15,8 +15,15 @@ from hypothesis import strategies as st
 from optimizers.evaluator import Evaluator
 from optimizers.lines import SUBSET, line_arrays
 from tests.conftest import run_cli
-from tests.test_optimizer_exactness import DISTS, assert_departures_match, release_block, shared_kernel_evaluator
+from tests.test_optimizer_exactness import (
+    DISTS,
+    assert_departures_match,
+    assert_same_states,
+    release_block,
+    shared_kernel_evaluator,
+)
 from twin.engine import simulate
+from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
@@ -42,35 +49,35 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 
 # -- random lines with operator pools ---------------------------------------------------------------------------------
 # As in tests/test_optimizer_exactness.py, a structure fixes what shapes the kernel (stations, release, products,
-# failures, pools and which of them work shifts); its examples draw the rest (times, buffers, headcounts, crews,
-# qualifications, shift hours, seeds), so that one compilation serves them all. A shift calendar is one shift a day
-# on weekdays (ten edges a week), which may run past midnight.
+# failures, rate-based stations, pools and which of them work shifts); its examples draw the rest (times, buffers,
+# headcounts, crews, qualifications, shift hours, seeds), so that one compilation serves them all. A shift calendar
+# is one shift a day on weekdays (ten edges a week), which may run past midnight.
 
 
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    failures: tuple[bool, ...]  # per station
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
 
 POOLED = {
-    "saturated-1": Pooled("saturated", False, (False,), (True,), 320),
-    "plan-2": Pooled("plan", True, (True, False), (True, False), 320),
-    "arrivals-3": Pooled("interarrival", True, (False, True, False), (True, True), 256),
-    "plan-once-4": Pooled("plan-once", True, (False, False, True, False), (True, False), 80),
-    "saturated-5": Pooled("saturated", False, (True, False, False, True, False), (True, True, False), 320),
+    "saturated-1": Pooled("saturated", False, ("",), (True,), 320),
+    "plan-2": Pooled("plan", True, ("f", "R"), (True, False), 320),
+    "arrivals-3": Pooled("interarrival", True, ("", "f", ""), (True, True), 256),
+    "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
+    "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
 }
 
 
 @st.composite
 def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
-    release, two_products, failures, shifts, _ = structure
-    n = len(failures)
+    release, two_products, kinds, shifts, _ = structure
+    n = len(kinds)
     names = [f"s{j + 1}" for j in range(n)]
     stations = []
-    for j, failing in enumerate(failures):
+    for j, kind in enumerate(kinds):
         pt: Any = draw(st.sampled_from(DISTS))
         if two_products and draw(st.booleans()):
             pt = {"A": pt, "B": draw(st.sampled_from(DISTS))}
@@ -78,7 +85,10 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         buffer = draw(st.one_of(st.none(), st.integers(0, 3)))
         if buffer is not None:
             station["buffer"] = buffer
-        if failing:
+        if "R" in kind:  # rate-based: its time follows the batch's units
+            del station["process_time"]
+            station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
+        if "f" in kind:
             station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
                                    "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
         if draw(st.integers(0, 3)) > 0:  # most stations need a crew
@@ -109,6 +119,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         data["calendars"] = calendars
     if two_products:
         data["products"] = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}]
+    elif "R" in "".join(kinds):
+        data["products"] = [{"name": "batch", "batch_size": 10}]
     if (block := release_block(draw, release, two_products)) is not None:
         data["release"] = block
     return LineSpec.from_dict(data)
@@ -215,3 +227,31 @@ def test_exactness_of_operators_is_derived_from_the_rule_registry() -> None:
     reasons = line_arrays(two).approximations
     assert any("operators and shifts" in r for r in reasons) and any("stations.s1.units" in r for r in reasons)
     assert "operator pools on shift calendars" in SUBSET.split("Surrogate")[0]
+
+
+def test_kpis_with_operators_agree_with_core_on_same_draws() -> None:
+    data = {
+        "name": "kpi", "horizon": 400.0, "warmup": 50.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["m1", "m2"]},
+                      {"name": "night", "headcount": 1, "qualified": ["m2", "m3"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0}},
+            {"name": "m2", "buffer": 1, "process_time": {"A": 1.5, "B": {"dist": "gamma", "mean": 1.9, "sd": 0.5}},
+             "operators": {"count": 2}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4}},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=11)
+    core = compute_kpis(simulate(spec, replications=3, seed=11)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    for j, name in enumerate(["m1", "m2", "m3"]):
+        np.testing.assert_allclose(res.utilization[0, :, j], core[f"{name}.utilization"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
