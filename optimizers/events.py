@@ -75,61 +75,55 @@ class EventShape:
 def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
     """When each station's next ordinary event happens (inf: none until another event), then each pool's shift
     change. A station taking or passing on a batch does so now if it can (it could not earlier)."""
-    base, t = shape.base, st["t"]
-    n, last = base.stations, base.batches - 1
-    times = []
-    for j in range(n):
-        phase = st["phase"][j]
-        if j == 0:
-            k = st["taken"][0]
-            arrival = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(k, last)])
-            take = jnp.where(k < n_in, arrival, INF)
-        else:
-            take = jnp.where(st["left"][j - 1] > st["taken"][j], t, INF)
-        leave = t
-        if j + 1 < n:  # a place downstream: ``Buffer``'s put (its places, and the unit waiting for a batch)
-            b, waiting = design["buffers"][j + 1], st["left"][j] - st["taken"][j + 1]
-            leave = jnp.where((b < 0) | (waiting < b + (st["phase"][j + 1] == TAKE)), t, INF)
-        times.append(jnp.select([phase == TAKE, phase == PROCESS, phase == LEAVE], [take, st["fin"][j], leave], INF))
-    return jnp.concatenate([jnp.stack(times), st["shift_at"]])
+    base, t, phase = shape.base, st["t"], st["phase"]
+    k = st["taken"][0]
+    first = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(k, base.batches - 1)])
+    queued = st["left"][:-1] > st["taken"][1:]
+    take = jnp.concatenate([jnp.where(k < n_in, first, INF)[None], jnp.where(queued, t, INF)])
+    # a place downstream: ``Buffer``'s put (its places, and the unit waiting for a batch); out of the last station
+    b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
+    room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
+    leave = jnp.where(room, t, INF)
+    times = jnp.select([phase == TAKE, phase == PROCESS, phase == LEAVE], [take, st["fin"], leave], INF)
+    return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, j, on, shape, draws):
-    """Station ``j`` takes its next batch (the first station: releases it, or takes the next arrival) and asks
-    for its crew."""
-    k = st["taken"][j]
-    st["batch"] = st["batch"].at[j].set(jnp.where(on, k, st["batch"][j]))
-    st["taken"] = st["taken"].at[j].add(jnp.where(on, 1, 0))
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, CREW, st["phase"][j]))
-    st["asked"] = st["asked"].at[j].set(jnp.where(on, st["t"], st["asked"][j]))
-    if j == 0:
-        at = jnp.minimum(k, shape.base.batches - 1)
-        released = st["t"] if shape.base.pull else draws["arrivals"][at]
-        st["release"] = st["release"].at[at].set(jnp.where(on, released, st["release"][at]))
+def _take(st, on, shape, draws, *_):
+    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
+    for their crews."""
+    t, k = st["t"], st["taken"]
+    st["batch"] = jnp.where(on, k, st["batch"])
+    st["taken"] = k + on
+    st["phase"] = jnp.where(on, CREW, st["phase"])
+    st["asked"] = jnp.where(on, t, st["asked"])
+    at = jnp.minimum(k[0], shape.base.batches - 1)
+    released = t if shape.base.pull else draws["arrivals"][at]
+    st["release"] = st["release"].at[at].set(jnp.where(on[0], released, st["release"][at]))
     return st
 
 
-def _finish(st, j, on):
-    """Station ``j``'s processing ends: its crew goes (back to work if on shift: ``_free``)."""
-    st["busy"] = st["busy"] - jnp.where(on, st["crew"][j], 0)
-    st["crew"] = st["crew"].at[j].set(jnp.where(on, 0, st["crew"][j]))
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, LEAVE, st["phase"][j]))
+def _finish(st, on):
+    """Stations ``on`` end their processing: their crews go (back to work if on shift: ``_free``)."""
+    st["busy"] = st["busy"] - jnp.sum(jnp.where(on[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
+    st["crew"] = jnp.where(on[:, None], 0, st["crew"])
+    st["phase"] = jnp.where(on, LEAVE, st["phase"])
     return st
 
 
-def _leave(st, j, on, shape, w0, w1):
-    """Station ``j`` passes its batch on (into the next buffer, or out of the line), blocked since it finished."""
-    base, t, batch = shape.base, st["t"], st["batch"][j]
-    s = st["stations"][j]
-    s["acc"] = s["acc"].at[3].add(jnp.where(on, _overlap(st["fin"][j], t, w0, w1), 0.0))
-    st["left"] = st["left"].at[j].add(jnp.where(on, 1, 0))
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, TAKE, st["phase"][j]))
-    if j == base.stations - 1:
-        st["exit"] = st["exit"].at[batch].set(jnp.where(on, t, st["exit"][batch]))
-    if j == 0:  # the last batch left the first station: the run may need more batches than drawn
-        st["limit"] = jnp.where(on & (batch == base.batches - 1), t, st["limit"])
+def _leave(st, on, shape, draws, w0, w1):
+    """Stations ``on`` pass their batches on (into the next buffer, or out of the line), blocked since they
+    finished."""
+    base, t, batch = shape.base, st["t"], st["batch"]
+    st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
+    st["left"] = st["left"] + on
+    st["phase"] = jnp.where(on, TAKE, st["phase"])
+    out = batch[-1]
+    st["exit"] = st["exit"].at[out].set(jnp.where(on[-1], t, st["exit"][out]))
+    # the last batch left the first station: the run may need more batches than drawn
+    st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
-        st["departure"] = st["departure"].at[batch, j].set(jnp.where(on, t, st["departure"][batch, j]))
+        n = jnp.arange(base.stations)
+        st["departure"] = st["departure"].at[batch, n].set(jnp.where(on, t, st["departure"][batch, n]))
     return st
 
 
@@ -147,30 +141,39 @@ def _free(st, consts) -> jax.Array:
     return jnp.where(st["on_shift"], consts["pools"]["headcount"] - st["busy"], 0)
 
 
-def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
-    """The serve step (``Operators.serve``): grant the waiting requests in key order, first fit, each crew from the
-    station's pools in pool order; each granted station starts processing now."""
-    base, t, pools = shape.base, st["t"], consts["pools"]
-    n, n_pools = base.stations, len(shape.pools)
+def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
+    """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
+    first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
+    (granted per station, crew per station and pool)."""
+    pools = consts["pools"]
+    n = st["phase"].shape[0]
     waiting = go & (st["phase"] == CREW)
-    order = jnp.lexsort((jnp.arange(n), jnp.where(waiting, st["asked"], INF)))  # (time of request, station)
-    free, granted = _free(st, consts), jnp.zeros(n, bool)
+    key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
+    earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
+    rank = jnp.sum(earlier, axis=1)  # each station's place in key order
+    free, granted, crew = _free(st, consts), jnp.zeros(n, bool), st["crew"]
     for i in range(n):
-        j = order[i]
-        need, qualified = pools["need"][j], pools["qualified"][j]
-        ok = waiting[j] & (jnp.sum(jnp.where(qualified, free, 0)) >= need)
-        crew, left = [], need
-        for p in range(n_pools):
-            took = jnp.where(ok & qualified[p], jnp.minimum(free[p], left), 0)
-            crew.append(took)
-            left = left - took
-        crew = jnp.stack(crew) if n_pools else jnp.zeros(0, jnp.int32)
-        free = free - crew
-        st["busy"] = st["busy"] + crew
-        st["crew"] = st["crew"].at[j].set(jnp.where(ok, crew, st["crew"][j]))
-        granted = granted.at[j].set(ok)
+        at = rank == i
+        need = jnp.sum(jnp.where(at, pools["need"], 0))
+        qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
+        ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
+        before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
+        took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
+        free = free - took
+        crew = jnp.where(at[:, None] & ok, took[None, :], crew)
+        granted = granted | (at & ok)
+    return granted, crew
+
+
+def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
+    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts
+    processing now."""
+    base, t = shape.base, st["t"]
+    granted, crew = _grants(st, go, consts)
+    st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
+    st["crew"] = crew
     speed = design["speed"]
-    for j in range(n):
+    for j in range(base.stations):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
@@ -186,7 +189,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         st["stations"][j] = s
         st["fin"] = st["fin"].at[j].set(jnp.where(on, finish, st["fin"][j]))
-        st["phase"] = st["phase"].at[j].set(jnp.where(on, PROCESS, st["phase"][j]))
+    st["phase"] = jnp.where(granted, PROCESS, st["phase"])
     return st
 
 
@@ -216,7 +219,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         start_on.append(_working(zero, cal) if shape.pools[p] else jnp.bool_(True))
         start_change.append(_next_change(zero, cal, shape.pools[p]) if shape.pools[p] else INF)
     state = {
-        "t": zero, "serve": jnp.bool_(False), "steps": jnp.int32(0),
+        "t": zero, "steps": jnp.int32(0),
         "phase": jnp.full(n, TAKE, jnp.int32), "fin": jnp.full(n, INF), "batch": jnp.zeros(n, jnp.int32),
         "asked": jnp.zeros(n), "crew": jnp.zeros((n, n_pools), jnp.int32),
         "taken": jnp.zeros(n, jnp.int32), "left": jnp.zeros(n, jnp.int32),
@@ -225,6 +228,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         "shift_at": jnp.stack(start_change).astype(zero.dtype) if n_pools else jnp.zeros(0),
         "stations": [_station_init(shape, j, draws) for j in range(n)],
         "exit": jnp.full(n_batches, INF), "release": jnp.full(n_batches, INF), "limit": jnp.full((), INF),
+        "blocked": jnp.zeros(n),  # hours blocked in the window
     }  # fmt: skip
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
@@ -232,32 +236,33 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     def going(st):
         t = jnp.min(_due(st, shape, design, draws, n_in))
         unfinished = base.finite_plan & (st["left"][n - 1] < n_in) & (t < INF)
-        return (st["steps"] < shape.steps) & (st["serve"] | (t <= w1) | unfinished)
+        return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
     def step(st):
         st = {**st, "stations": [dict(s) for s in st["stations"]]}
         due = _due(st, shape, design, draws, n_in)
-        t, which = jnp.min(due), jnp.argmin(due)
-        serve = st["serve"] & (t > st["t"])  # nothing more happens at this instant: its serve step
-        ordinary = ~serve
-        st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)
-        st["t"] = jnp.where(ordinary, t, st["t"])
-        for j in range(n):
-            on, phase = ordinary & (which == j), st["phase"][j]
-            st = _take(st, j, on & (phase == TAKE), shape, draws)
-            st = _finish(st, j, on & (phase == PROCESS))
-            st = _leave(st, j, on & (phase == LEAVE), shape, w0, w1)
+        t = st["t"] = jnp.min(due)
+        # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
+        # station before it and one after: what one of them does after the other at this instant, the next step sees)
+        on = due == t
+        st = _finish(st, on[:n] & (st["phase"] == PROCESS))
+        for phase, event in ((LEAVE, _leave), (TAKE, _take)):
+            ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
+            st = event(st, ready, shape, draws, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
-                st = _shift(st, p, ordinary & (which == n + p), shape, consts)
-        st["serve"] = ordinary
+                st = _shift(st, p, on[n + p], shape, consts)
+        # nothing more happens at this instant: its serve step
+        serve = jnp.min(_due(st, shape, design, draws, n_in)) > t
+        st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)
         st["steps"] = st["steps"] + 1
         return st
 
     final = jax.lax.while_loop(going, step, state)
     stations = []
     for j, s in enumerate(final["stations"]):
-        blocked = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+        still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+        blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     index = jnp.arange(n_batches, dtype=jnp.int32)
     products = seq[index] if base.products > 1 else jnp.zeros(n_batches, jnp.int32)
