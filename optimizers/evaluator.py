@@ -245,6 +245,8 @@ class Evaluator:
         """Why results are a surrogate for designs with these units (default: the most units this evaluator was made
         for) and the WIP limits it was made for (empty: exact)."""
         most = self.max_units if units is None else tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
+        if uses_events(self.spec) and not self.events:  # the scan kernel ran them all, leaving the operators out
+            most = self.max_units
         low = self.wip_limits[0] if self.wip_limits else None
         reasons = approximations_for(self.line, most, low, self.buffered)
         if self.line.line.rules is not None and self.line.line.rules.wip_limit is not None and not self.shape().wip:

@@ -14,16 +14,19 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 - per operator pool: on shift or not, operators busy, the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
-Each step runs the earliest *ordinary* event at its time (a station that can take a batch, a finish, a
-station that can pass its batch on, a shift change; ties: stations in line order, then pools). When no
-ordinary event is left at the current instant and something happened in it, the step is the instant's
-*serve step* instead (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at one
-instant"): the waiting crew requests are served in key order (time of request, station index), first
-fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from
-the station's pools in pool order (``Operators._grant``). Free operators are ``headcount - busy`` on
-shift and none off shift: an operator whose shift ends finishes the phase at hand, and a crew released
-off shift frees nobody. Every processing start is a serve step's grant (a station that needs no crew
-asks for none, which is always granted at the instant it took its batch, as the engine starts it).
+Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
+finish, a station that can pass its batch on, a shift change). It runs every event due then, kind after
+kind (finishes, then stations passing batches on, then stations taking them, each kind seeing what the one
+before did, then shift changes); what they make possible at the same time (a station blocked until the one
+after it took its batch) is due at the same time in the next step. When nothing more is due at the instant,
+the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
+one instant"): the waiting crew requests are served in key order (time of request, station index), first
+fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
+station's pools in pool order (``Operators._grant``). Free operators are ``headcount - busy`` on shift and
+none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
+frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
+which is always granted at the instant it took its batch, as the engine starts it). Which station's event
+of an instant runs first does not change a departure: a buffer has one station before it and one after.
 
 Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
 (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
@@ -67,8 +70,8 @@ class EventShape:
 
     @property
     def steps(self) -> int:
-        """Most steps of a lane: each batch takes, is served, finishes and leaves at each station, with a serve step
-        after each, plus shift changes (a bound that only a line whose crews can never be served reaches)."""
+        """Most steps of a lane (a step is an instant, or a station's cascade within one): a few per batch and station,
+        plus shift changes; only a line whose crews can never be served reaches it."""
         return 16 * self.base.batches * self.base.stations + 4096
 
 

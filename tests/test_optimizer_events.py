@@ -255,3 +255,13 @@ def test_kpis_with_operators_agree_with_core_on_same_draws() -> None:
     for j, name in enumerate(["m1", "m2", "m3"]):
         np.testing.assert_allclose(res.utilization[0, :, j], core[f"{name}.utilization"], rtol=1e-9)
     assert_same_states(res, core, ["m1", "m2", "m3"])
+
+
+def test_designs_on_one_unit_are_not_called_exact_when_others_had_two() -> None:
+    # an evaluator made for two units at s1 runs the scan kernel, which leaves the operators out: its answer for a
+    # design of one unit is a surrogate too (``optimize`` asks for the best design's own units)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
+    ev = Evaluator(crewed_line([1.0, 2.0], [1, 1], [team]), max_units=(2, 1))
+    assert not ev.events
+    assert any("operators and shifts" in r for r in ev.approximations(np.array([[1, 1]])))
+    assert Evaluator(crewed_line([1.0, 2.0], [1, 1], [team])).approximations(np.array([[1, 1]])) == ()
