@@ -265,3 +265,20 @@ def test_designs_on_one_unit_are_not_called_exact_when_others_had_two() -> None:
     assert not ev.events
     assert any("operators and shifts" in r for r in ev.approximations(np.array([[1, 1]])))
     assert Evaluator(crewed_line([1.0, 2.0], [1, 1], [team])).approximations(np.array([[1, 1]])) == ()
+
+
+def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
+    # the search's gradient method (forward mode through the event loop): its values are the evaluator's, and its
+    # derivatives match a finite difference (the same draws: a small step moves no event past another)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
+    times = [{"dist": "exponential", "mean": 1.0}, {"dist": "gamma", "mean": 1.5, "sd": 0.5}]
+    ev = Evaluator(crewed_line(times, [1, 1], [team], horizon=200.0), seed=1, replications=2, max_speed=2.0)
+    assert ev.events
+    value, jac, _ = ev.gradient([-1, -1], [1, 1], [1.0, 1.0])
+    base = ev.evaluate(buffers=[[-1, -1]], speed=[[1.0, 1.0]])
+    np.testing.assert_allclose(value, [base.mean("rate")[0], base.mean("lead_time")[0]], rtol=1e-12)
+    step = 1e-6
+    for j in range(2):
+        moved = ev.evaluate(buffers=[[-1, -1]], speed=[[1.0 + step * (j == 0), 1.0 + step * (j == 1)]])
+        fd = [(moved.mean(k)[0] - base.mean(k)[0]) / step for k in ("rate", "lead_time")]
+        np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
