@@ -282,3 +282,11 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
         moved = ev.evaluate(buffers=[[-1, -1]], speed=[[1.0 + step * (j == 0), 1.0 + step * (j == 1)]])
         fd = [(moved.mean(k)[0] - base.mean(k)[0]) / step for k in ("rate", "lead_time")]
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
+
+
+def test_the_tablet_lines_stations_with_its_operators_and_shifts_are_exact() -> None:
+    # the built-in tablet line's stations, pools and calendars with its other rules taken out (the benchmark's line,
+    # case (h)): crews of one and two, stations whose crews work only in phases it does not have, rate-based presses
+    from benchmarks.bench_optimizer import operators_line
+
+    assert_exact(operators_line("6 w"), seed=3, replications=2)
