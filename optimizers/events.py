@@ -276,7 +276,9 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     if base.record:
         ys.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
                   valid=final["departure"] < INF)  # fmt: skip
-    return _lane_kpis(base, stations, ys, design["units"], consts)
+    out = _lane_kpis(base, stations, ys, design["units"], consts)
+    # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
+    return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 
 
 @functools.lru_cache(maxsize=16)

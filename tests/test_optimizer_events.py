@@ -290,3 +290,17 @@ def test_the_tablet_lines_stations_with_its_operators_and_shifts_are_exact() -> 
     from benchmarks.bench_optimizer import operators_line
 
     assert_exact(operators_line("6 w"), seed=3, replications=2)
+
+
+def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bound far too low for the line: the lanes it stops are reported truncated, the evaluator draws more batches
+    # (a larger bound) until none is, and the answer is the engine's
+    from optimizers.events import EventShape
+
+    monkeypatch.setattr(EventShape, "steps", property(lambda shape: shape.base.batches // 8))
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1", "s2"]}
+    spec = crewed_line([{"dist": "exponential", "mean": 1.0}, 0.5], [1, 1], [team], horizon=60.0)
+    ev = Evaluator(spec, seed=2, replications=1, record=True)
+    first = ev.batches
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
+    assert ev.batches > first
