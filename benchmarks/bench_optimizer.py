@@ -19,6 +19,10 @@
     design: one compilation for the range): seconds per design of the JAX kernel (the evaluator
     ``twin optimize`` picks for it) against the engine evaluator (SimPy in worker processes, what
     these levers ran on before), same designs, alternating rounds, median; and that the kernel is exact.
+(h) The tablet line's stations with only its operators and shift calendars kept (no cleaning, changeovers, rooms,
+    skids, holds or QC): seconds per design of one SimPy run against the event-stepping JAX kernel
+    (``optimizers/events.py``, the evaluator's pick for operator pools) over 64 and 256 designs, alternating
+    rounds, median; and that it is exact for the line.
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -318,6 +322,49 @@ def levers_kernel(args: argparse.Namespace) -> None:
           f"{e / k:,.0f}x", flush=True)  # fmt: skip
 
 
+def operators_line(horizon: str):
+    """(h): the built-in tablet line's stations, operator pools and calendars, and nothing else of its rules."""
+    from twin.models import load_spec
+    from twin.spec.model import LineSpec
+
+    data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
+    kept = ("name", "units", "buffer", "process_time", "rate", "failures", "operators")
+    data["stations"] = [{k: v for k, v in s.items() if k in kept} for s in data["stations"]]
+    for key in ("skids", "rooms", "hold_times", "qc"):
+        data.pop(key, None)
+    return LineSpec.from_dict(data)
+
+
+def operators_kernel(args: argparse.Namespace) -> None:
+    from optimizers.evaluator import Evaluator
+    from twin.engine import simulate
+
+    spec = operators_line(args.line_horizon)
+    n = len(spec.stations)
+    for designs in (64, 256):
+        ev = Evaluator(spec, seed=1, replications=args.replications, max_buffer=6, chunk=designs)
+        assert ev.events, "the evaluator should step this line's events"
+        buffers = np.tile([-1] * n, (designs, 1))
+        buffers[:, 1:] = np.random.default_rng(1).integers(0, 7, (designs, n - 1))
+        start = time.perf_counter()
+        ev.evaluate(buffers=buffers[:1])  # compile (or load from the cache), and one chunk of designs
+        compiled = time.perf_counter() - start
+        single, kernel = [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            simulate(spec, replications=args.replications, seed=1)
+            single.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            ev.evaluate(buffers=buffers)
+            kernel.append((time.perf_counter() - start) / designs)
+        s, k = statistics.median(single), statistics.median(kernel)
+        exact = "exact" if not ev.approximations() else f"SURROGATE: {ev.approximations()}"
+        print(f"(h) tablet stations with operators and shifts only ({args.line_horizon}, {args.replications} "
+              f"replications; event kernel {exact}; first call, compiling and one chunk, {compiled:.1f} s): one "
+              f"SimPy run {s:.3f} s per design; event kernel {k * 1000:.2f} ms per design ({designs} designs at "
+              f"once): {s / k:,.1f}x (target >= 100x)", flush=True)  # fmt: skip
+
+
 def compile_times() -> None:
     import os
     import subprocess
@@ -366,7 +413,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.only, args.line_horizon, args.designs, args.replications, args.rounds = "g", "4 w", 32, 2, 2
-    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "d": builtin_lines, "e": lambda _: compile_times()}
+    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "d": builtin_lines,
+             "e": lambda _: compile_times()}  # fmt: skip
     if not args.skip_search:
         cases["c"] = search_comparison
     chosen = args.only.split(",") if args.only else list(cases)

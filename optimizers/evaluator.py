@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizers.events import EventShape, compiled_event_kernel, event_gradient_kernel
 from optimizers.kernel import Shape, compiled_kernel, gradient_kernel
 from optimizers.lines import (
     Draws,
@@ -27,12 +28,16 @@ from optimizers.lines import (
     cleaning_constants,
     conwip_outside,
     draw_inputs,
+    events_outside,
     lever_inputs,
     line_arrays,
     plan_sequence,
+    pool_constants,
+    pool_edges,
     qc_shape,
     release_calendar,
     rule_constants,
+    uses_events,
     wip_shape,
 )
 from twin.errors import InputError
@@ -132,6 +137,8 @@ class Evaluator:
         self.max_speed, self.min_speed = max(max_speed, 1.0), min(min_speed, 1.0)
         self.chunk, self.record = chunk, record
         self.batches = batches or self._batches_needed()
+        # the event-stepping kernel for rules only it evaluates (operators), on lines in its scope
+        self.events = uses_events(spec) and not events_outside(self.line, self.max_units)
         self.failures = self._failures_needed(self.batches)
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
@@ -193,6 +200,8 @@ class Evaluator:
                 **rule_constants(self.line),
             }
             consts["qc"]["most"] = np.int32(self.max_analysts)  # (a constant: one analyst needs no sort of QC ends)
+            if self.events:
+                consts["pools"] = pool_constants(self.line)
             self._consts = jax.device_put(consts, self.device)
             seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
             self._rep_seq = jax.device_put(seq, self.device)
@@ -227,11 +236,17 @@ class Evaluator:
             record=self.record,
         )
 
+    def event_shape(self) -> EventShape:
+        """The event kernel's shape: ``shape()`` and the edges of each operator pool's calendar."""
+        return EventShape(self.shape(), pool_edges(self.line))
+
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
         """Why results are a surrogate for designs with these units (default: the most units this evaluator was made
         for) and the WIP limits it was made for (empty: exact)."""
         most = self.max_units if units is None else tuple(int(x) for x in np.max(np.atleast_2d(units), axis=0))
+        if uses_events(self.spec) and not self.events:  # the scan kernel ran them all, leaving the operators out
+            most = self.max_units
         low = self.wip_limits[0] if self.wip_limits else None
         reasons = approximations_for(self.line, most, low, self.buffered)
         if self.line.line.rules is not None and self.line.line.rules.wip_limit is not None and not self.shape().wip:
@@ -330,7 +345,8 @@ class Evaluator:
         levers = {key: x for key, x in self.levers.items() if key != "campaigns"}  # the spec's
         batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
         design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
-        value, jac, kpis = gradient_kernel(self.shape())(design, seq, draws, self._consts)
+        kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
+        value, jac, kpis = kernel(design, seq, draws, self._consts)
         return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
 
     def _check(self, design: dict[str, np.ndarray], lengths: np.ndarray | None = None) -> None:
@@ -361,7 +377,7 @@ class Evaluator:
         import jax
 
         draws = self._ensure_draws()
-        kernel = compiled_kernel(self.shape())
+        kernel = compiled_event_kernel(self.event_shape()) if self.events else compiled_kernel(self.shape())
         n = len(design["buffers"])
         size = self.chunk  # always the same shape: one compilation for every call
         pieces: list[dict[str, np.ndarray]] = []

@@ -981,9 +981,13 @@ def gradient_kernel(shape: Shape):
     """``f(design, seq, draws, consts)`` for one design -> ((mean rate, mean lead time), their derivatives in
     the speeds, KPIs per replication). Forward mode (``jax.jacfwd``): there are few speeds, and failures
     fold through ``lax.while_loop``, which reverse mode cannot differentiate."""
+    return with_gradient(functools.partial(lane, shape), shape.seq_from_design)
+
+
+def with_gradient(one: Any, seq_from_design: bool):
+    """``gradient_kernel`` of a lane ``one(design, seq, draws, consts)``."""
     use_compilation_cache()
-    one = functools.partial(lane, shape)
-    over_reps = jax.vmap(one, in_axes=(None, None if shape.seq_from_design else 0, 0, None))
+    over_reps = jax.vmap(one, in_axes=(None, None if seq_from_design else 0, 0, None))
 
     def objectives(speed, design, seq, draws, consts):
         kpis = over_reps({**design, "speed": speed}, seq, draws, consts)
@@ -1000,10 +1004,13 @@ def gradient_kernel(shape: Shape):
 @functools.lru_cache(maxsize=32)
 def compiled_kernel(shape: Shape):
     """``f(design, seq, draws, consts)`` over [designs] x [replications], jitted once per shape."""
+    return over_designs(functools.partial(lane, shape), shape.seq_from_design)
+
+
+def over_designs(one: Any, seq_from_design: bool):
+    """``one(design, seq, draws, consts)`` (a lane) vmapped over [designs] x [replications] and jitted: the
+    product sequence per design (a plan) or per replication (a mix)."""
     use_compilation_cache()  # on first use, not at import: importing the kernel touches no files
-    one = functools.partial(lane, shape)
-    seq_axis_rep = None if shape.seq_from_design else 0
-    over_reps = jax.vmap(one, in_axes=(None, seq_axis_rep, 0, None))
-    seq_axis_design = 0 if shape.seq_from_design else None
-    over_designs = jax.vmap(over_reps, in_axes=(0, seq_axis_design, None, None))
-    return jax.jit(over_designs, compiler_options=compiler_options())
+    over_reps = jax.vmap(one, in_axes=(None, None if seq_from_design else 0, 0, None))
+    over = jax.vmap(over_reps, in_axes=(0, 0 if seq_from_design else None, None, None))
+    return jax.jit(over, compiler_options=compiler_options())

@@ -31,6 +31,9 @@ from twin.spec.model import LineSpec
 KERNEL_RULES = frozenset(
     {"rate", "cleaning", "quality", "hold_times", "changeover_cleaning", "release_rules", "qc"}
 )
+# batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
+# (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
+EVENT_RULES = frozenset({"operators", "rate"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -66,6 +69,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - parallel identical units (FIFO, blocking after service);
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
+- operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
+  pool order), a station's crew for processing, waiting off shift, a phase that runs on past the
+  shift's end, requests served at the end of each instant in key order (time of request, station),
+  first fit; on serial lines of single-unit stations (rate-based ones too) without changeovers,
+  calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
@@ -79,8 +87,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (shared skids, operators and shifts, rooms, splits and merges):
-  ignored by the evaluator.
+- the other GMP batch rules (shared skids, rooms, splits and merges; operators and shifts on lines
+  the event kernel does not step yet): ignored by the evaluator.
 """
 
 
@@ -182,9 +190,11 @@ def approximations_for(
         if why:
             reasons.append(f"release.wip_limit: CONWIP {why}")
     if rules is not None:
-        ignored = _ignored_rules(line.spec)
+        outside = events_outside(line, units) if uses_events(line.spec) else None
+        ignored = _ignored_rules(line.spec) if outside != [] else []  # (the event kernel evaluates them all)
         if ignored:
             reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
+        reasons.extend(outside or [])
         why = qc_outside(line.spec)
         if why:
             reasons.append(f"qc.incubation: {why}")
@@ -198,6 +208,61 @@ def approximations_for(
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
     return tuple(reasons)
+
+
+def uses_events(spec: LineSpec) -> bool:
+    """``spec`` uses batch rules that the scan kernel leaves out, all of them in the event kernel's
+    (``EVENT_RULES``, from the rule registry): the evaluator steps its events (where ``events_outside`` is empty)."""
+    used = {rule.name for rule in rules_used(spec)}
+    return not used <= KERNEL_RULES and used <= EVENT_RULES
+
+
+def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
+    """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
+    serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
+    rate-based stations, and operator pools on shift calendars (the crew of the processing phase)."""
+    reasons = []
+    for j, name in enumerate(line.stations):
+        where = f"stations.{name}"
+        if units[j] > 1:
+            reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
+        if line.has_setup[j]:
+            reasons.append(f"{where}.setup: changeovers with operators (not in the event kernel yet)")
+        if line.calendar_failures[j]:
+            reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
+    return reasons
+
+
+def pool_edges(line: LineArrays) -> tuple[int, ...]:
+    """Per operator pool, the edges of its weekly calendar (0: always on shift): ``EventShape.pools``."""
+    return tuple(len(cal["edges"]) if cal is not None else 0 for cal in _pool_calendars(line))
+
+
+def pool_constants(line: LineArrays) -> dict[str, object]:
+    """The operator pools as numbers for the event kernel: headcount per pool, the pools qualified for each station
+    ([station, pool]), the operators each station's processing needs (0: none), each pool's calendar (a placeholder
+    when always on shift)."""
+    rules = line.line.rules
+    pools = rules.pools if rules is not None else ()
+    n = len(line.stations)
+    qualified, need = np.zeros((n, len(pools)), bool), np.zeros(n, np.int32)
+    for j in range(n if rules is not None else 0):
+        station = rules.stations[j]
+        qualified[j, list(station.pools)] = True
+        need[j] = station.operators if "processing" in station.operator_phases else 0
+    always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
+    return {
+        "headcount": np.array([headcount for _, headcount, _ in pools], np.int32),
+        "qualified": qualified,
+        "need": need,
+        "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
+    }
+
+
+def _pool_calendars(line: LineArrays) -> list[dict[str, np.ndarray] | None]:
+    rules = line.line.rules
+    pools = rules.pools if rules is not None else ()
+    return [_calendar_arrays(WeeklyCalendar(rules.calendars[c] if c >= 0 else None)) for _, _, c in pools]
 
 
 def multiunit_outside(line: LineArrays, j: int, units: int, fed_by_buffer: bool | None = None) -> list[str]:

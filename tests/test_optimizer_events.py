@@ -1,0 +1,306 @@
+"""The event-stepping kernel (``optimizers/events.py``): operator pools and shifts exact in the evaluator, every
+departure equal to the SimPy engine's on the same draws (1e-9)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimizers.evaluator import Evaluator
+from optimizers.lines import SUBSET, line_arrays
+from tests.conftest import run_cli
+from tests.test_optimizer_exactness import (
+    DISTS,
+    assert_departures_match,
+    assert_same_states,
+    release_block,
+    shared_kernel_evaluator,
+)
+from twin.engine import simulate
+from twin.kpis.report import compute_kpis
+from twin.spec.model import LineSpec
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replications: int = 3) -> Any:
+    """The evaluator steps ``spec``'s events, reports no approximation, and every departure before the horizon
+    equals the engine's, in each replication; returns its result."""
+    if batches is None:
+        ev = Evaluator(spec, seed=seed, replications=replications, record=True)
+    else:
+        ev = shared_kernel_evaluator(spec, seed, batches, replications)
+    assert ev.events and ev.approximations() == ()
+    res = ev.evaluate()
+    assert_departures_match(res, simulate(spec, seed=seed, replications=replications).table, spec)
+    return res
+
+
+def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
+    """The evaluator's departures from ``station`` in batch order (inf: not yet)."""
+    return res.extra["departure"][0, replication, :, station]
+
+
+# -- random lines with operator pools ---------------------------------------------------------------------------------
+# As in tests/test_optimizer_exactness.py, a structure fixes what shapes the kernel (stations, release, products,
+# failures, rate-based stations, pools and which of them work shifts); its examples draw the rest (times, buffers,
+# headcounts, crews, qualifications, shift hours, seeds), so that one compilation serves them all. A shift calendar
+# is one shift a day on weekdays (ten edges a week), which may run past midnight.
+
+
+class Pooled(NamedTuple):
+    release: str
+    two_products: bool
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based
+    shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
+    batches: int
+
+
+POOLED = {
+    "saturated-1": Pooled("saturated", False, ("",), (True,), 320),
+    "plan-2": Pooled("plan", True, ("f", "R"), (True, False), 320),
+    "arrivals-3": Pooled("interarrival", True, ("", "f", ""), (True, True), 256),
+    "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
+    "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
+}
+
+
+@st.composite
+def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
+    release, two_products, kinds, shifts, _ = structure
+    n = len(kinds)
+    names = [f"s{j + 1}" for j in range(n)]
+    stations = []
+    for j, kind in enumerate(kinds):
+        pt: Any = draw(st.sampled_from(DISTS))
+        if two_products and draw(st.booleans()):
+            pt = {"A": pt, "B": draw(st.sampled_from(DISTS))}
+        station: dict[str, Any] = {"name": names[j], "process_time": pt}
+        buffer = draw(st.one_of(st.none(), st.integers(0, 3)))
+        if buffer is not None:
+            station["buffer"] = buffer
+        if "R" in kind:  # rate-based: its time follows the batch's units
+            del station["process_time"]
+            station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
+        if "f" in kind:
+            station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
+                                   "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
+        if draw(st.integers(0, 3)) > 0:  # most stations need a crew
+            station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
+        stations.append(station)
+    crewed = [s["name"] for s in stations if "operators" in s] or names[:1]
+    pools, calendars = [], {}
+    for p, on_shift in enumerate(shifts):
+        qualified = draw(st.lists(st.sampled_from(names), min_size=1, max_size=n, unique=True))
+        pool: dict[str, Any] = {"name": f"pool{p}", "headcount": draw(st.integers(1, 3)), "qualified": qualified}
+        if on_shift:
+            start = draw(st.sampled_from([1.5, 6.0, 20.0]))
+            end = (start + draw(st.sampled_from([5.0, 8.0, 11.5]))) % 24
+            clock = lambda h: f"{int(h):02d}:{round(h % 1 * 60):02d}"  # noqa: E731
+            calendars[f"cal{p}"] = {"shifts": [{"days": WEEKDAYS, "start": clock(start), "end": clock(end)}]}
+            pool["calendar"] = f"cal{p}"
+        pools.append(pool)
+    for name in crewed:  # every crew has a pool qualified for it (a crew none can serve waits for ever: dull)
+        if not any(name in pool["qualified"] for pool in pools):
+            draw(st.sampled_from(pools))["qualified"].append(name)
+    for station in stations:  # (a spec asks no more of a crew than its pools' headcount)
+        if "operators" in station:
+            most = sum(pool["headcount"] for pool in pools if station["name"] in pool["qualified"])
+            station["operators"]["count"] = min(station["operators"]["count"], most)
+    data: dict[str, Any] = {"name": "pooled", "horizon": 240.0, "warmup": 20.0, "stations": stations,
+                            "operators": pools}  # fmt: skip
+    if calendars:
+        data["calendars"] = calendars
+    if two_products:
+        data["products"] = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}]
+    elif "R" in "".join(kinds):
+        data["products"] = [{"name": "batch", "batch_size": 10}]
+    if (block := release_block(draw, release, two_products)) is not None:
+        data["release"] = block
+    return LineSpec.from_dict(data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("structure", list(POOLED))
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), seed=st.integers(0, 2**31))
+def test_departures_with_operators_equal_engine(structure: str, data: st.DataObject, seed: int) -> None:
+    shape = POOLED[structure]
+    assert_exact(data.draw(pooled_lines(shape), label="spec"), seed, shape.batches)
+
+
+# -- the serve step's rules, one at a time, on lines of constant times (the figures worked by hand) ----------------
+
+
+def crewed_line(times: list[float], counts: list[int], pools: list[dict[str, Any]], horizon: float = 40.0) -> LineSpec:
+    """Stations s1, s2, ... of constant ``times``, each needing ``counts`` operators (0: none), unlimited buffers;
+    ``day``: a weekday shift from 06:00 to 14:00 (a run starts on Monday 00:00)."""
+    stations = [{"name": f"s{j + 1}", "process_time": t} for j, t in enumerate(times)]
+    for station, count in zip(stations, counts, strict=True):
+        if count:
+            station["operators"] = {"count": count}
+    return LineSpec.from_dict({
+        "name": "crews", "horizon": horizon, "stations": stations, "operators": pools,
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}]}},
+    })  # fmt: skip
+
+
+def test_requests_waiting_at_a_shift_start_are_served_in_key_order() -> None:
+    # two operators on the day shift, four stations: at Tuesday 06:00 (30 h) s1 has waited since 13 h, s3 and s4
+    # since 14 h, s2 since 15.5 h; the two operators go to s1 and s3 (time of request, then station), s2 waits
+    # for the one that s4 gets next (at 31 h, s1's batch done: s4's request is older than s2's)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2", "s3", "s4"]}
+    res = assert_exact(crewed_line([1.0, 2.5, 4.0, 4.0], [1, 1, 1, 1], [team]), seed=1, replications=1)
+    assert departures(res, 0)[5] == 31.0  # s1's sixth batch, from 30 h
+    assert departures(res, 2)[1] == 34.0  # s3's second, from 30 h (by station order s2 would have gone first)
+    assert departures(res, 3)[0] == 35.0  # s4's first, from 31 h
+    assert departures(res, 1)[3] == 36.5  # s2's fourth, from 34 h
+
+
+def test_a_phase_runs_past_the_end_of_the_shift() -> None:
+    # one operator: s1's third batch starts at 13 h and ends at 16 h, two hours into the night; then s2's request
+    # (made at 13 h) goes before s1's (16 h) when the shift starts again at 30 h
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1", "s2"]}
+    res = assert_exact(crewed_line([3.0, 1.0], [1, 1], [team]), seed=1, replications=1)
+    assert list(departures(res, 0)[:4]) == [9.0, 12.0, 16.0, 34.0]
+    assert list(departures(res, 1)[:3]) == [13.0, 31.0, 35.0]
+
+
+def test_first_fit_a_request_for_two_is_passed_over_by_a_later_one_for_one() -> None:
+    # two operators always on shift: at 7 h s1 (waiting since 6 h) takes one, s2 asks for two and one is left, so
+    # s3's later request for one goes ahead of it; s2 starts when s1 is done, at 10 h
+    team = {"name": "team", "headcount": 2, "qualified": ["s1", "s2", "s3"]}
+    res = assert_exact(crewed_line([3.0, 1.0, 1.0], [1, 2, 1], [team], horizon=12.0), seed=1, replications=1)
+    assert departures(res, 2)[0] == 8.0
+    assert list(departures(res, 1)[:2]) == [7.0, 11.0]
+
+
+def test_a_station_served_by_two_pools() -> None:
+    # s2 needs two operators: one of the always-on pool A (which s1 also uses), one of pool B on the day shift; it
+    # asks at 1 h and starts at 06:00, taking A's operator as s1 lets it go; s1 waits until s2 is done
+    pools = [
+        {"name": "A", "headcount": 1, "qualified": ["s1", "s2"]},
+        {"name": "B", "headcount": 1, "calendar": "day", "qualified": ["s2"]},
+    ]
+    res = assert_exact(crewed_line([1.0, 2.0], [1, 2], pools, horizon=12.0), seed=1, replications=1)
+    assert list(departures(res, 0)[:7]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0]
+    assert departures(res, 1)[0] == 8.0
+
+
+def test_cli_optimize_on_a_line_with_operator_shifts_is_exact(tmp_path: Any) -> None:
+    line = {
+        "name": "crewed", "horizon": "300 h", "warmup": "20 h",
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2", "s3"]}],
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": "1 h"}, "operators": {"count": 1}},
+            {"name": "s2", "process_time": {"dist": "gamma", "mean": "1.2 h", "sd": "0.3 h"}, "buffer": 1,
+             "operators": {"count": 2}},
+            {"name": "s3", "process_time": "50 min", "buffer": 1},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "crewed.yaml"
+    path.write_text(yaml.safe_dump(line))
+    done = run_cli("optimize", str(path), "--vary", "stations.s2.buffer=0..3", "--vary", "stations.s3.buffer=0..2",
+                   "--objective", "throughput", "--json", "-r", "2", "--confirm", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["exact"] is True and report["evaluator"] == "jax"
+    for confirmed in [report["best"], *report["confirmed"]]:  # SimPy's confirmation agrees, on its own draws
+        assert abs(confirmed["evaluator_minus_simpy"]["throughput_per_hour"]) < 1e-12, confirmed
+
+
+def test_exactness_of_operators_is_derived_from_the_rule_registry() -> None:
+    # the same pools: exact on single-unit stations (the event kernel), a surrogate on two units, said so
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
+    spec = crewed_line([1.0, 2.0], [1, 1], [team])
+    assert line_arrays(spec).approximations == ()
+    two = LineSpec.from_dict({**spec.model_dump(mode="json", exclude_none=True),
+                              "stations": [{**spec.stations[0].model_dump(mode="json", exclude_none=True),
+                                            "units": 2}, spec.stations[1].model_dump(mode="json", exclude_none=True)]})
+    reasons = line_arrays(two).approximations
+    assert any("operators and shifts" in r for r in reasons) and any("stations.s1.units" in r for r in reasons)
+    assert "operator pools on shift calendars" in SUBSET.split("Surrogate")[0]
+
+
+def test_kpis_with_operators_agree_with_core_on_same_draws() -> None:
+    data = {
+        "name": "kpi", "horizon": 400.0, "warmup": 50.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["m1", "m2"]},
+                      {"name": "night", "headcount": 1, "qualified": ["m2", "m3"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0}},
+            {"name": "m2", "buffer": 1, "process_time": {"A": 1.5, "B": {"dist": "gamma", "mean": 1.9, "sd": 0.5}},
+             "operators": {"count": 2}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4}},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=11)
+    core = compute_kpis(simulate(spec, replications=3, seed=11)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    for j, name in enumerate(["m1", "m2", "m3"]):
+        np.testing.assert_allclose(res.utilization[0, :, j], core[f"{name}.utilization"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+
+
+def test_designs_on_one_unit_are_not_called_exact_when_others_had_two() -> None:
+    # an evaluator made for two units at s1 runs the scan kernel, which leaves the operators out: its answer for a
+    # design of one unit is a surrogate too (``optimize`` asks for the best design's own units)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
+    ev = Evaluator(crewed_line([1.0, 2.0], [1, 1], [team]), max_units=(2, 1))
+    assert not ev.events
+    assert any("operators and shifts" in r for r in ev.approximations(np.array([[1, 1]])))
+    assert Evaluator(crewed_line([1.0, 2.0], [1, 1], [team])).approximations(np.array([[1, 1]])) == ()
+
+
+def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
+    # the search's gradient method (forward mode through the event loop): its values are the evaluator's, and its
+    # derivatives match a finite difference (the same draws: a small step moves no event past another)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
+    times = [{"dist": "exponential", "mean": 1.0}, {"dist": "gamma", "mean": 1.5, "sd": 0.5}]
+    ev = Evaluator(crewed_line(times, [1, 1], [team], horizon=200.0), seed=1, replications=2, max_speed=2.0)
+    assert ev.events
+    value, jac, _ = ev.gradient([-1, -1], [1, 1], [1.0, 1.0])
+    base = ev.evaluate(buffers=[[-1, -1]], speed=[[1.0, 1.0]])
+    np.testing.assert_allclose(value, [base.mean("rate")[0], base.mean("lead_time")[0]], rtol=1e-12)
+    step = 1e-6
+    for j in range(2):
+        moved = ev.evaluate(buffers=[[-1, -1]], speed=[[1.0 + step * (j == 0), 1.0 + step * (j == 1)]])
+        fd = [(moved.mean(k)[0] - base.mean(k)[0]) / step for k in ("rate", "lead_time")]
+        np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
+
+
+def test_the_tablet_lines_stations_with_its_operators_and_shifts_are_exact() -> None:
+    # the built-in tablet line's stations, pools and calendars with its other rules taken out (the benchmark's line,
+    # case (h)): crews of one and two, stations whose crews work only in phases it does not have, rate-based presses
+    from benchmarks.bench_optimizer import operators_line
+
+    assert_exact(operators_line("6 w"), seed=3, replications=2)
+
+
+def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bound far too low for the line: the lanes it stops are reported truncated, the evaluator draws more batches
+    # (a larger bound) until none is, and the answer is the engine's
+    from optimizers.events import EventShape
+
+    monkeypatch.setattr(EventShape, "steps", property(lambda shape: shape.base.batches // 8))
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1", "s2"]}
+    spec = crewed_line([{"dist": "exponential", "mean": 1.0}, 0.5], [1, 1], [team], horizon=60.0)
+    ev = Evaluator(spec, seed=2, replications=1, record=True)
+    first = ev.batches
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
+    assert ev.batches > first
