@@ -247,16 +247,11 @@ def rules_line(horizon: str):
     )  # fmt: skip
 
 
-def rules_kernel(args: argparse.Namespace) -> None:
-    from optimizers.evaluator import Evaluator
+def simpy_against_kernel(spec, ev, buffers: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds of one SimPy run of ``spec`` and of the evaluator per design over ``buffers``, in alternating rounds
+    (medians); the evaluator compiled already."""
     from twin.engine import simulate
 
-    spec = rules_line(args.line_horizon)
-    designs = args.designs
-    ev = Evaluator(spec, seed=1, replications=args.replications, max_buffer=6, chunk=designs)
-    buffers = np.tile([-1, 2, 3, 2, 4], (designs, 1))
-    buffers[:, 1:] = np.random.default_rng(1).integers(0, 7, (designs, 4))
-    ev.evaluate(buffers=buffers[:1])  # compile
     single, kernel = [], []
     for _ in range(args.rounds):
         start = time.perf_counter()
@@ -264,8 +259,20 @@ def rules_kernel(args: argparse.Namespace) -> None:
         single.append(time.perf_counter() - start)
         start = time.perf_counter()
         ev.evaluate(buffers=buffers)
-        kernel.append((time.perf_counter() - start) / designs)
-    s, k = statistics.median(single), statistics.median(kernel)
+        kernel.append((time.perf_counter() - start) / len(buffers))
+    return statistics.median(single), statistics.median(kernel)
+
+
+def rules_kernel(args: argparse.Namespace) -> None:
+    from optimizers.evaluator import Evaluator
+
+    spec = rules_line(args.line_horizon)
+    designs = args.designs
+    ev = Evaluator(spec, seed=1, replications=args.replications, max_buffer=6, chunk=designs)
+    buffers = np.tile([-1, 2, 3, 2, 4], (designs, 1))
+    buffers[:, 1:] = np.random.default_rng(1).integers(0, 7, (designs, 4))
+    ev.evaluate(buffers=buffers[:1])  # compile
+    s, k = simpy_against_kernel(spec, ev, buffers, args)
     exact = "exact" if not ev.approximations() else f"SURROGATE: {ev.approximations()}"
     print(f"(f) rules line ({args.line_horizon}, {args.replications} replications; cleaning, yields, rejects, hold "
           f"time, rate-based packaging, failures; kernel {exact}): one SimPy run {s:.3f} s per design; JAX kernel "
@@ -337,7 +344,6 @@ def operators_line(horizon: str):
 
 def operators_kernel(args: argparse.Namespace) -> None:
     from optimizers.evaluator import Evaluator
-    from twin.engine import simulate
 
     spec = operators_line(args.line_horizon)
     n = len(spec.stations)
@@ -349,15 +355,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         ev.evaluate(buffers=buffers[:1])  # compile (or load from the cache), and one chunk of designs
         compiled = time.perf_counter() - start
-        single, kernel = [], []
-        for _ in range(args.rounds):
-            start = time.perf_counter()
-            simulate(spec, replications=args.replications, seed=1)
-            single.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            ev.evaluate(buffers=buffers)
-            kernel.append((time.perf_counter() - start) / designs)
-        s, k = statistics.median(single), statistics.median(kernel)
+        s, k = simpy_against_kernel(spec, ev, buffers, args)
         exact = "exact" if not ev.approximations() else f"SURROGATE: {ev.approximations()}"
         print(f"(h) tablet stations with operators and shifts only ({args.line_horizon}, {args.replications} "
               f"replications; event kernel {exact}; first call, compiling and one chunk, {compiled:.1f} s): one "
