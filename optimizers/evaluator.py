@@ -139,6 +139,7 @@ class Evaluator:
         self.batches = batches or self._batches_needed()
         # the event-stepping kernel for rules only it evaluates (operators), on lines in its scope
         self.events = uses_events(spec) and not events_outside(self.line, self.max_units)
+        self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
@@ -237,8 +238,14 @@ class Evaluator:
         )
 
     def event_shape(self) -> EventShape:
-        """The event kernel's shape: ``shape()`` and the edges of each operator pool's calendar."""
-        return EventShape(self.shape(), pool_edges(self.line))
+        """The event kernel's shape: ``shape()``, the edges of each operator pool's calendar, and how many release
+        times a lane keeps: more than a line of single units holds at once (each station one batch, each buffer its
+        places and one handed on at that instant) when every buffer after the first is finite; all when one may not
+        be, or when recording."""
+        n = len(self.line.stations)
+        held = 2 * n + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
+        ring = 0 if self.record or self.unlimited else held + 1
+        return EventShape(self.shape(), pool_edges(self.line), ring)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
@@ -285,6 +292,7 @@ class Evaluator:
         lengths = np.broadcast_to(np.asarray(spec["campaigns"] if campaigns is None else campaigns, np.int32),
                                   (n, len(self.line.campaigns)))  # fmt: skip
         self._check(design, lengths)
+        self.unlimited |= bool((design["buffers"][:, 1:] < 0).any())
         plans = [None] * n if orders is None else [tuple(int(i) for i in o) for o in orders]
         while True:
             seq = self._sequences(plans, lengths)

@@ -67,6 +67,13 @@ class EventShape:
 
     base: Shape
     pools: tuple[int, ...]
+    ring: int = 0  # release times kept (pulled batches), > the batches the line holds at once; 0: every batch's
+
+    @property
+    def kept(self) -> int:
+        """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
+        order it took them: a batch's slot is free once it has left)."""
+        return self.ring if 0 < self.ring < self.base.batches else self.base.batches
 
     @property
     def steps(self) -> int:
@@ -91,7 +98,7 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, on, shape, draws, *_):
+def _take(st, on, shape, *_):
     """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
     for their crews."""
     t, k = st["t"], st["taken"]
@@ -99,9 +106,31 @@ def _take(st, on, shape, draws, *_):
     st["taken"] = k + on
     st["phase"] = jnp.where(on, CREW, st["phase"])
     st["asked"] = jnp.where(on, t, st["asked"])
-    at = jnp.minimum(k[0], shape.base.batches - 1)
-    released = t if shape.base.pull else draws["arrivals"][at]
-    st["release"] = st["release"].at[at].set(jnp.where(on[0], released, st["release"][at]))
+    if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
+        at = jnp.mod(k[0], shape.kept)
+        st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
+    return st
+
+
+def _released(st, batch, shape, draws) -> jax.Array:
+    """When ``batch`` was released (it is in the line, or has just left it)."""
+    if shape.base.pull:
+        return st["released"][jnp.mod(batch, shape.kept)]
+    return draws["arrivals"][jnp.minimum(batch, shape.base.batches - 1)]
+
+
+def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
+    """The last station passes its batch out of the line (when ``on``): the running totals ``kernel._lane_kpis``
+    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product)."""
+    t, out = st["t"], st["batch"][-1]
+    p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
+    counted = on & (t > w0) & (t <= w1)
+    st["count"] = st["count"] + counted
+    st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
+    st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
+    st["final"] = jnp.where(counted, t, st["final"])
+    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
+    st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
 
 
@@ -113,15 +142,14 @@ def _finish(st, on):
     return st
 
 
-def _leave(st, on, shape, draws, w0, w1):
+def _leave(st, on, shape, seq, draws, consts, w0, w1):
     """Stations ``on`` pass their batches on (into the next buffer, or out of the line), blocked since they
     finished."""
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
     st["left"] = st["left"] + on
     st["phase"] = jnp.where(on, TAKE, st["phase"])
-    out = batch[-1]
-    st["exit"] = st["exit"].at[out].set(jnp.where(on[-1], t, st["exit"][out]))
+    st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
@@ -230,9 +258,13 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         "on_shift": jnp.stack(start_on) if n_pools else jnp.zeros(0, bool),
         "shift_at": jnp.stack(start_change).astype(zero.dtype) if n_pools else jnp.zeros(0),
         "stations": [_station_init(shape, j, draws) for j in range(n)],
-        "exit": jnp.full(n_batches, INF), "release": jnp.full(n_batches, INF), "limit": jnp.full((), INF),
-        "blocked": jnp.zeros(n),  # hours blocked in the window
+        "limit": jnp.full((), INF), "blocked": jnp.zeros(n),  # hours blocked in the window
+        # the exits' running totals (``_count_exit``) and the release times of the batches in the line (pulled)
+        "count": jnp.zeros((), int), "lead_sum": zero, "first": jnp.full((), INF), "final": jnp.full((), -INF),
+        "made": jnp.zeros(base.products), "last_exit": jnp.full((), -INF),
     }  # fmt: skip
+    if base.pull:
+        state["released"] = jnp.full(shape.kept, INF)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
@@ -251,7 +283,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st = _finish(st, on[:n] & (st["phase"] == PROCESS))
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
-            st = event(st, ready, shape, draws, w0, w1)
+            st = event(st, ready, shape, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
                 st = _shift(st, p, on[n + p], shape, consts)
@@ -267,16 +299,13 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
-    index = jnp.arange(n_batches, dtype=jnp.int32)
-    products = seq[index] if base.products > 1 else jnp.zeros(n_batches, jnp.int32)
-    ys = {
-        "exit": final["exit"], "exit_batch": index, "exit_valid": final["exit"] < INF, "release": final["release"],
-        "exit_qty": consts["sizes"][products], "exit_product": products,
-    }  # fmt: skip
-    if base.record:
-        ys.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
-                  valid=final["departure"] < INF)  # fmt: skip
-    out = _lane_kpis(base, stations, ys, design["units"], consts)
+    totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}
+    totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    out = _lane_kpis(base, stations, totals, design["units"], consts)
+    if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
+        index = jnp.arange(n_batches, dtype=jnp.int32)
+        out.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
+                   valid=final["departure"] < INF, release=_released(final, index, shape, draws))  # fmt: skip
     # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 

@@ -887,45 +887,77 @@ def lane(shape: Shape, design: dict[str, Any], seq: jax.Array, draws: dict[str, 
     (final, _), ys = jax.lax.scan(step, init, jnp.arange(shape.steps))
     if shape.qc:  # QC release after the line: approvals and QC rejects per exit
         ys = {**ys, **_qc_stage(shape, ys["exit"], ys["exit_valid"], draws, consts)}
-    return _lane_kpis(shape, final, ys, units, consts)
+    out = _lane_kpis(shape, final, _exit_totals(shape, ys, consts), units, consts)
+    return {**out, **_recorded(shape, ys)} if shape.record else out
 
 
-def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
+def _exit_totals(shape: Shape, ys, consts) -> dict[str, jax.Array]:
+    """What the KPIs need of the exits (``_lane_kpis``), from the scan's outputs per exit ``ys``; the event kernel
+    keeps the same totals as it goes (``events._count_exit``). The window is after the warm-up and by the horizon (a
+    finite plan's ends at its last exit, which no exit is after: the same test). Keys: ``count`` (exits in the
+    window), ``lead_sum`` (their hours from release), ``first`` and ``final`` (the first and last of them),
+    ``made`` (their units per product), ``last_exit`` (the last time a batch left the line, or QC), ``rejected``
+    (batches rejected or scrapped in the window), ``release_lead`` (QC: mean hours from release to approval)."""
     w0, horizon = consts["warmup"], consts["horizon"]
     exit_t, exit_ok = ys["exit"], ys["exit_valid"]
     out_t = ys["qc_out"] if shape.qc else exit_t  # a batch leaves the system when QC approves or rejects it
-    last_exit = jnp.max(jnp.where(exit_ok, out_t, -INF))
-    last_exit = jnp.maximum(last_exit, jnp.max(jnp.stack([s["last_out"] for s in final])))  # rejects leave too
-    end = jnp.minimum(horizon, last_exit) if shape.finite_plan else horizon
-    length = end - w0
     release = ys["release"][: shape.batches]
-    rejected = jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= end)) if "rejects" in ys else jnp.zeros((), int)
+    rejected = jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= horizon)) if "rejects" in ys else jnp.zeros((), int)
     release_lead = jnp.full((), jnp.nan)
     if shape.qc:  # approvals in the window, from each batch's release (``twin.kpis.quality``); QC rejects too
-        out_in_window = exit_ok & (out_t > w0) & (out_t <= end)
+        out_in_window = exit_ok & (out_t > w0) & (out_t <= horizon)
         approved = out_in_window & ys["qc_approved"]
         rejected = rejected + jnp.sum(out_in_window & ~ys["qc_approved"])
         leads = jnp.where(approved, out_t - release[ys["exit_batch"]], 0.0)
         count_approved = jnp.sum(approved)
         release_lead = jnp.where(count_approved > 0, jnp.sum(leads) / jnp.maximum(count_approved, 1), jnp.nan)
-    in_window = exit_ok & (exit_t > w0) & (exit_t <= end)
-    count = jnp.sum(in_window)
-    lead = exit_t - release[ys["exit_batch"]]
+    in_window = exit_ok & (exit_t > w0) & (exit_t <= horizon)
+    exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
+    if shape.products > 1:
+        made = jnp.stack([jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)])
+    else:
+        made = jnp.sum(exit_qty)[None]
+    return {
+        "count": jnp.sum(in_window),
+        "lead_sum": jnp.sum(jnp.where(in_window, exit_t - release[ys["exit_batch"]], 0.0)),
+        "first": jnp.min(jnp.where(in_window, exit_t, INF)),
+        "final": jnp.max(jnp.where(in_window, exit_t, -INF)),
+        "made": made,
+        "last_exit": jnp.max(jnp.where(exit_ok, out_t, -INF)),
+        "rejected": rejected,
+        "release_lead": release_lead,
+    }
+
+
+def _recorded(shape: Shape, ys) -> dict[str, jax.Array]:
+    """A recording lane's departures per step and station (tests compare them with the engine's)."""
+    out = {k: ys[k] for k in ("departure", "batch", "valid")}
+    out["release"] = ys["release"][: shape.batches]
+    if shape.qc:  # per exit, in scan order (the batch: ``batch[:, -1]``)
+        out.update({k: ys[k] for k in ("qc_start", "qc_end", "qc_out", "qc_approved")})
+    return out
+
+
+def _lane_kpis(shape: Shape, final, totals, units, consts) -> dict[str, jax.Array]:
+    """A lane's KPIs from its stations' final state and its exits' totals (``_exit_totals``)."""
+    w0, horizon = consts["warmup"], consts["horizon"]
+    last_exit = jnp.maximum(totals["last_exit"], jnp.max(jnp.stack([s["last_out"] for s in final])))  # rejects leave
+    end = jnp.minimum(horizon, last_exit) if shape.finite_plan else horizon
+    length = end - w0
+    count, first, final_exit = totals["count"], totals["first"], totals["final"]
     acc = jnp.stack([s["acc"] for s in final])  # [station, 5]
-    oee, constraint = _line_oee(shape, final, ys, in_window, acc, units, length)
-    first = jnp.min(jnp.where(in_window, exit_t, INF))
-    final_exit = jnp.max(jnp.where(in_window, exit_t, -INF))
-    out = {
+    oee, constraint = _line_oee(shape, final, totals["made"], acc, units, length)
+    return {
         "throughput": count / length,
         # exits per hour between the first and the last exit of the window: differentiable in the speeds
         "rate": jnp.where(count > 1, (count - 1) / jnp.maximum(final_exit - first, 1e-12), 0.0),
-        "lead_time": jnp.where(count > 0, jnp.sum(jnp.where(in_window, lead, 0.0)) / jnp.maximum(count, 1), jnp.nan),
+        "lead_time": jnp.where(count > 0, totals["lead_sum"] / jnp.maximum(count, 1), jnp.nan),
         "utilization": acc[:, 0] / (units * length),
         "states": acc / (units * length)[:, None],
         "makespan": last_exit,
         "window_end": end,
-        "rejected": rejected,
-        "release_lead_time": release_lead,
+        "rejected": totals["rejected"],
+        "release_lead_time": totals["release_lead"],
         "oee": oee,
         "constraint": constraint,
         # more batches needed: a station could start a batch beyond the simulated ones before the horizon
@@ -933,25 +965,15 @@ def _lane_kpis(shape: Shape, final, ys, units, consts) -> dict[str, jax.Array]:
         "truncated": jnp.logical_and(not shape.finite_plan, final[0]["limit"] <= horizon),
         "failures_used": jnp.max(jnp.stack([jnp.max(s["f"]) if "f" in s else jnp.zeros((), jnp.int32) for s in final])),
     }
-    if shape.record:
-        out.update(departure=ys["departure"], batch=ys["batch"], valid=ys["valid"], release=release)
-        if shape.qc:  # per exit, in scan order (the batch: ``batch[:, -1]``)
-            out.update({k: ys[k] for k in ("qc_start", "qc_end", "qc_out", "qc_approved")})
-    return out
 
 
-def _line_oee(shape: Shape, final, ys, in_window, acc, units, length) -> tuple[jax.Array, jax.Array]:
+def _line_oee(shape: Shape, final, made, acc, units, length) -> tuple[jax.Array, jax.Array]:
     """Line OEE over the window and the station it is valued at (-1: none), as ``twin.kpis.report.line_oee`` and
     ``valued_oee`` compute them from the log: each station's ideal hours per unit of each product (its finishes'),
-    over its units, times the good units of each product that left the line in the window; the station that would
-    need the most hours is the constraint (the first of equals), valued at no more than the ideal hours it earned
-    in the window and its processing hours there, over its units. NaN when no batch finished anywhere; 0 when none
-    left in the window."""
-    exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
-    if shape.products > 1:
-        made = [jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)]
-    else:
-        made = [jnp.sum(exit_qty)]
+    over its units, times the good units of each product that left the line in the window (``made``); the station
+    that would need the most hours is the constraint (the first of equals), valued at no more than the ideal hours it
+    earned in the window and its processing hours there, over its units. NaN when no batch finished anywhere; 0 when
+    none left in the window."""
     ideal = jnp.stack([s["oee_ideal"] for s in final])  # [station, product]
     qty = jnp.stack([s["oee_qty"] for s in final])
     count = units.astype(ideal.dtype)
