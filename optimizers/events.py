@@ -52,12 +52,18 @@ from optimizers.kernel import (
     _next_change,
     _overlap,
     _processed_on,
+    _timed,
+    _wait_over,
     _working,
     over_designs,
     with_gradient,
 )
 
-TAKE, CREW, PROCESS, LEAVE = 0, 1, 2, 3  # a station's phase
+# a station's phase: take a batch, wait for the processing crew, process, pass the batch on; wait for the changeover's
+# crew, change over; a repair that outlasted the wait for a batch (then the changeover or the crew), or the wait for a
+# place downstream (then take)
+TAKE, CREW, PROCESS, LEAVE, SETUP_CREW, SETUP, HELD, AFTER = range(8)
+TIMED = (PROCESS, SETUP, HELD, AFTER)  # phases that end at ``fin``
 
 
 @dataclass(frozen=True)
@@ -94,18 +100,36 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
     room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
     leave = jnp.where(room, t, INF)
-    times = jnp.select([phase == TAKE, phase == PROCESS, phase == LEAVE], [take, st["fin"], leave], INF)
+    timed = jnp.isin(phase, jnp.array(TIMED))
+    times = jnp.select([phase == TAKE, timed, phase == LEAVE], [take, st["fin"], leave], INF)
     return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, on, shape, *_):
-    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
-    for their crews."""
-    t, k = st["t"], st["taken"]
+def _take(st, on, shape, seq, draws, consts, w0, w1):
+    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival); on the
+    wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the station, ``HELD``);
+    then they change over or ask for their processing crew (``_begin``)."""
+    base, t, k = shape.base, st["t"], st["taken"]
     st["batch"] = jnp.where(on, k, st["batch"])
     st["taken"] = k + on
-    st["phase"] = jnp.where(on, CREW, st["phase"])
-    st["asked"] = jnp.where(on, t, st["asked"])
+    if any(base.has_setup):  # a changeover when the product changes (``changeovers.change``), decided now
+        p = seq[k] if base.products > 1 else jnp.zeros_like(k)
+        pa = jnp.maximum(st["prev"], 0)
+        exists = consts["setup_exists"][jnp.arange(base.stations), pa, p]
+        st["change"] = jnp.where(on, (st["prev"] >= 0) & exists, st["change"])
+        st["from"] = jnp.where(on, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
+        st["prev"] = jnp.where(on, p, st["prev"])
+    held = jnp.zeros_like(on)
+    for j in range(base.stations):
+        if base.on_calendar(j) and not (j == 0 and base.pull):  # (the pulling first station does not wait)
+            s = st["stations"][j] = dict(st["stations"][j])
+            ready, nf, f, down, _ = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0, on[j],
+                                               w0, w1)  # fmt: skip
+            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
+            held = held.at[j].set(on[j] & (ready > t))
+            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+    st["phase"] = jnp.where(held, HELD, st["phase"])
+    st = _begin(st, on & ~held)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
@@ -134,12 +158,27 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     return st
 
 
-def _finish(st, on):
-    """Stations ``on`` end their processing: their crews go (back to work if on shift: ``_free``)."""
-    st["busy"] = st["busy"] - jnp.sum(jnp.where(on[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
-    st["crew"] = jnp.where(on[:, None], 0, st["crew"])
-    st["phase"] = jnp.where(on, LEAVE, st["phase"])
+def _begin(st, on):
+    """Stations ``on`` begin their batch now: they ask for the changeover's crew (``SETUP_CREW``) when the product
+    changes, else for the processing crew (a phase that needs none asks for none: granted by the serve step)."""
+    change = st["change"] if "change" in st else jnp.zeros_like(on)
+    st["phase"] = jnp.where(on, jnp.where(change, SETUP_CREW, CREW), st["phase"])
+    st["asked"] = jnp.where(on, st["t"], st["asked"])
     return st
+
+
+def _ended(st, on):
+    """Stations ``on`` end a timed phase now: processing (its crew goes, back to work if on shift: ``_free``; the
+    batch is passed on), the changeover (its crew goes; the processing crew is asked for), a repair after the wait
+    for a batch (``_begin``) or after the wait for a place downstream (the next batch is taken)."""
+    phase = st["phase"]
+    release = on & ((phase == PROCESS) | (phase == SETUP))
+    st["busy"] = st["busy"] - jnp.sum(jnp.where(release[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
+    st["crew"] = jnp.where(release[:, None], 0, st["crew"])
+    st["phase"] = jnp.select([on & (phase == PROCESS), on & (phase == AFTER)], [LEAVE, TAKE], phase)
+    st["asked"] = jnp.where(on & (phase == SETUP), st["t"], st["asked"])
+    st["phase"] = jnp.where(on & (phase == SETUP), CREW, st["phase"])
+    return _begin(st, on & (phase == HELD))
 
 
 def _leave(st, on, shape, seq, draws, consts, w0, w1):
@@ -149,6 +188,17 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
     st["left"] = st["left"] + on
     st["phase"] = jnp.where(on, TAKE, st["phase"])
+    for j in range(base.stations - 1):  # (the last station is never blocked)
+        if base.on_calendar(j):  # failures while blocked: down, not blocked; a repair under way holds the station
+            s = st["stations"][j] = dict(st["stations"][j])
+            was = on[j] & (t > st["fin"][j])
+            ready, nf, f, down, before = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+                                                    was, w0, w1)  # fmt: skip
+            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
+            st["blocked"] = st["blocked"].at[j].add(-before)
+            held = was & (ready > t)
+            st["phase"] = st["phase"].at[j].set(jnp.where(held, AFTER, st["phase"][j]))
+            st["fin"] = st["fin"].at[j].set(jnp.where(held, t + (ready - t), st["fin"][j]))
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
@@ -173,19 +223,20 @@ def _free(st, consts) -> jax.Array:
 
 
 def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
-    """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
-    first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
-    (granted per station, crew per station and pool)."""
+    """The serve step's grants (``Operators.serve``): the waiting requests (a changeover's crew or a processing
+    crew) in key order (time of request, station), first fit, each crew the first free operators of the station's
+    pools in pool order (``Operators._grant``). (granted per station, crew per station and pool)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
-    waiting = go & (st["phase"] == CREW)
+    waiting = go & ((st["phase"] == CREW) | (st["phase"] == SETUP_CREW))
+    needs = jnp.where(st["phase"] == SETUP_CREW, pools["need_setup"], pools["need"])
     key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
     earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
     rank = jnp.sum(earlier, axis=1)  # each station's place in key order
     free, granted, crew = _free(st, consts), jnp.zeros(n, bool), st["crew"]
     for i in range(n):
         at = rank == i
-        need = jnp.sum(jnp.where(at, pools["need"], 0))
+        need = jnp.sum(jnp.where(at, needs, 0))
         qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
         before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
@@ -198,16 +249,25 @@ def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts
-    processing now."""
+    its changeover or its processing now."""
     base, t = shape.base, st["t"]
     granted, crew = _grants(st, go, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
+    changing = granted & (st["phase"] == SETUP_CREW)
+    granted = granted & ~changing
     speed = design["speed"]
     for j in range(base.stations):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
+        if base.has_setup[j]:  # the changeover's time: the pair's stream, in the order of its changeovers here
+            pa = jnp.maximum(st["from"][j], 0)
+            index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
+            end, down = _timed(t, draws["setup"][j, pa, p, index], changing[j], s, j, 0, base, draws, w0, w1)
+            s["acc"] = s["acc"].at[1].add(jnp.where(changing[j], _overlap(t, end, w0, w1) - down, 0.0))
+            s["setups"] = s["setups"].at[pa, p].add(jnp.where(changing[j], 1, 0))
+            st["fin"] = st["fin"].at[j].set(jnp.where(changing[j], end, st["fin"][j]))
         qty = consts["sizes"][p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
             startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
@@ -220,7 +280,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         st["stations"][j] = s
         st["fin"] = st["fin"].at[j].set(jnp.where(on, finish, st["fin"][j]))
-    st["phase"] = jnp.where(granted, PROCESS, st["phase"])
+    st["phase"] = jnp.select([granted, changing], [PROCESS, SETUP], st["phase"])
     return st
 
 
@@ -232,8 +292,12 @@ def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str,
         "oee_ideal": jnp.zeros(base.products), "oee_qty": jnp.zeros(base.products),
         "oee_finishes": jnp.zeros((), jnp.int32), "oee_credit": jnp.zeros(()), "oee_tail": jnp.zeros(()),
     }  # fmt: skip
-    if base.has_failures[j]:
+    if base.on_calendar(j):  # ``CalendarClock``: the first failure a time to failure after the start (0)
+        s["nf"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+    elif base.has_failures[j]:
         s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+    if base.has_setup[j]:  # changeovers made per (previous, next) product: the draws they used
+        s["setups"] = jnp.zeros((base.products, base.products), jnp.int32)
     return s
 
 
@@ -263,6 +327,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         "count": jnp.zeros((), int), "lead_sum": zero, "first": jnp.full((), INF), "final": jnp.full((), -INF),
         "made": jnp.zeros(base.products), "last_exit": jnp.full((), -INF),
     }  # fmt: skip
+    if any(base.has_setup):  # the product each station processed last (-1: none yet), whether it changes over
+        state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
     if base.record:
@@ -280,7 +346,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _finish(st, on[:n] & (st["phase"] == PROCESS))
+        st = _ended(st, on[:n] & jnp.isin(st["phase"], jnp.array(TIMED)))
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)
@@ -295,8 +361,16 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
 
     final = jax.lax.while_loop(going, step, state)
     stations = []
+    end = jnp.minimum(w1, final["last_exit"]) if base.finite_plan else w1  # (the engine's, as ``_lane_kpis``)
     for j, s in enumerate(final["stations"]):
-        still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+        blocked_now = final["phase"][j] == LEAVE
+        still = jnp.where(blocked_now, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+        if base.on_calendar(j):  # the failures of a wait under way at the end (``RulesUnit.finish_run``)
+            starved = (final["phase"][j] == TAKE) & (j > 0 or not base.pull)
+            _, _, _, down, before = _wait_over(end, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+                                               starved | (blocked_now & (j < n - 1)), w0, w1)  # fmt: skip
+            s = {**s, "acc": s["acc"].at[2].add(down)}
+            still = still - jnp.where(blocked_now, before, 0.0)
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}

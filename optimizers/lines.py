@@ -219,17 +219,17 @@ def uses_events(spec: LineSpec) -> bool:
 
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
-    serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
-    rate-based stations, and operator pools on shift calendars (the crew of the processing phase)."""
+    serial lines of single-unit stations, buffers, every release mode, products, failures on either clock,
+    rate-based stations, changeovers (their time, without a major clean or line clearance), and operator pools on
+    shift calendars (the crews of the processing and changeover phases)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
         if units[j] > 1:
             reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
-        if line.has_setup[j]:
-            reasons.append(f"{where}.setup: changeovers with operators (not in the event kernel yet)")
-        if line.calendar_failures[j]:
-            reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
+        if line.change_major[j].any() or line.change_clearance[j].any():
+            reasons.append(f"{where}.setup: changeovers that need a major clean or a line clearance, with operators "
+                           "(the cleaning rule is not in the event kernel yet)")  # fmt: skip
     return reasons
 
 
@@ -240,21 +240,24 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 
 def pool_constants(line: LineArrays) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: headcount per pool, the pools qualified for each station
-    ([station, pool]), the operators each station's processing needs (0: none), each pool's calendar (a placeholder
-    when always on shift)."""
+    ([station, pool]), the operators each station's processing and changeovers need (0: none), each pool's calendar
+    (a placeholder when always on shift)."""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
-    qualified, need = np.zeros((n, len(pools)), bool), np.zeros(n, np.int32)
+    qualified = np.zeros((n, len(pools)), bool)
+    need, need_setup = np.zeros(n, np.int32), np.zeros(n, np.int32)
     for j in range(n if rules is not None else 0):
         station = rules.stations[j]
         qualified[j, list(station.pools)] = True
         need[j] = station.operators if "processing" in station.operator_phases else 0
+        need_setup[j] = station.operators if "setup" in station.operator_phases else 0
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
         "headcount": np.array([headcount for _, headcount, _ in pools], np.int32),
         "qualified": qualified,
         "need": need,
+        "need_setup": need_setup,
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
     }
 
