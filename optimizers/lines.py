@@ -70,10 +70,13 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
-  pool order), a station's crew for processing, waiting off shift, a phase that runs on past the
-  shift's end, requests served at the end of each instant in key order (time of request, station),
-  first fit; on serial lines of single-unit stations (rate-based ones too) without changeovers,
-  calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
+  pool order), a station's crews for processing and for changeovers (asked for again for each
+  phase), waiting off shift, a phase that runs on past the shift's end, requests served at the end
+  of each instant in key order (time of request, station), first fit; on serial lines of
+  single-unit stations (rate-based ones too, changeovers without a major clean or line clearance,
+  failures on either clock) without other rules (stepped event by event, ``optimizers/events.py``);
+  the state shares of a station on the wall clock whose crew keeps it waiting follow the engine's
+  log only where no failure falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
-from optimizers.lines import SUBSET, line_arrays
+from optimizers.lines import SUBSET, events_outside, line_arrays
 from tests.conftest import run_cli
 from tests.test_optimizer_exactness import (
     DISTS,
@@ -49,15 +49,16 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 
 # -- random lines with operator pools ---------------------------------------------------------------------------------
 # As in tests/test_optimizer_exactness.py, a structure fixes what shapes the kernel (stations, release, products,
-# failures, rate-based stations, pools and which of them work shifts); its examples draw the rest (times, buffers,
-# headcounts, crews, qualifications, shift hours, seeds), so that one compilation serves them all. A shift calendar
-# is one shift a day on weekdays (ten edges a week), which may run past midnight.
+# failures and their clock, changeovers, rate-based stations, pools and which of them work shifts); its examples draw
+# the rest (times, buffers, headcounts, crews and the phases they work, qualifications, shift hours, seeds), so that
+# one compilation serves them all. A shift calendar is one shift a day on weekdays (ten edges a week), which may run
+# past midnight.
 
 
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "c" on the wall clock, "s" changeovers, "R" rate
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
@@ -68,6 +69,8 @@ POOLED = {
     "arrivals-3": Pooled("interarrival", True, ("", "f", ""), (True, True), 256),
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
+    "setups-3": Pooled("plan", True, ("s", "fs", "Rs"), (True, False), 320),
+    "calendar-3": Pooled("interarrival", True, ("c", "cs", "c"), (True, True), 256),
 }
 
 
@@ -88,11 +91,16 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         if "R" in kind:  # rate-based: its time follows the batch's units
             del station["process_time"]
             station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
-        if "f" in kind:
+        if "f" in kind or "c" in kind:
             station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
-                                   "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
-        if draw(st.integers(0, 3)) > 0:  # most stations need a crew
-            station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
+                                   "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
+                                   "basis": "calendar" if "c" in kind else "operating"}  # fmt: skip
+        if "s" in kind:  # changeovers between the products (no major clean, no line clearance)
+            station["setup"] = draw(st.sampled_from([{"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}},
+                                                     {"*->*": {"dist": "uniform", "low": 0.1, "high": 0.9}}]))  # fmt: skip
+        if draw(st.integers(0, 3)) > 0:  # most stations need a crew, for some of their phases
+            phases = draw(st.sampled_from([["setup", "processing"], ["processing"], ["setup"]]))
+            station["operators"] = {"count": draw(st.sampled_from([1, 1, 2])), "phases": phases}
         stations.append(station)
     crewed = [s["name"] for s in stations if "operators" in s] or names[:1]
     pools, calendars = [], {}
@@ -191,6 +199,45 @@ def test_a_station_served_by_two_pools() -> None:
     res = assert_exact(crewed_line([1.0, 2.0], [1, 2], pools, horizon=12.0), seed=1, replications=1)
     assert list(departures(res, 0)[:7]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0]
     assert departures(res, 1)[0] == 8.0
+
+
+def test_a_changeover_waits_for_the_crew_that_processing_at_another_station_holds() -> None:
+    # one operator always on shift; s1 (2 h) needs it to process, s2 (1 h) only for its changeovers (0.5 h), products
+    # A, B in turn. At 4 h s1 takes batch 2 and s2 takes batch 1 (a change to B), both asking at 4 h: s1 first (key:
+    # time, then station), so s2's changeover waits until 6 h, when its older request goes before s1's for batch 3;
+    # s2 processes batch 1 from 6.5 h (no crew), s1 batch 3 from 6.5 h. At 7.5 h s2 takes batch 2 (a change to A) and
+    # waits for the operator again, whom s1 holds until 8.5 h: changeover to 9 h, batch 2 out at 10 h.
+    team = {"name": "team", "headcount": 1, "qualified": ["s1", "s2"]}
+    spec = LineSpec.from_dict({
+        "name": "changeover-crew", "horizon": 14.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 1}, {"product": "B", "batches": 1}]},
+        "operators": [team],
+        "stations": [
+            {"name": "s1", "process_time": 2.0, "operators": {"count": 1, "phases": ["processing"]}},
+            {"name": "s2", "process_time": 1.0, "setup": {"*->*": 0.5}, "operators": {"count": 1, "phases": ["setup"]}},
+        ],
+    })  # fmt: skip
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 0)[:5]) == [2.0, 4.0, 6.0, 8.5, 11.0]
+    assert list(departures(res, 1)[:3]) == [3.0, 7.5, 10.0]
+
+
+def test_changes_that_need_the_cleaning_rule_stay_outside_the_event_kernel() -> None:
+    # a changeover's time is inside; a major clean or a line clearance on change is not (the cleaning rule)
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = {
+        "name": "outside", "horizon": 20.0, "operators": [team],
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "stations": [{"name": "s1", "process_time": 1.0, "operators": {"count": 1}, "setup": {"A->B": 0.5},
+                      "failures": {"mtbf": 5.0, "mttr": 0.5, "basis": "calendar"}}],
+    }  # fmt: skip
+    assert events_outside(line_arrays(LineSpec.from_dict(data)), (1,)) == []
+    for change in ({"time": 0.5, "major_clean": True}, {"time": 0.5, "line_clearance": True}):
+        station = {**data["stations"][0], "setup": {"A->B": change}, "cleaning": {"minor": 0.2, "major": 0.5, "line_clearance": 0.3}}
+        (why,) = events_outside(line_arrays(LineSpec.from_dict({**data, "stations": [station]})), (1,))
+        assert why.startswith("stations.s1.setup: changeovers that need a major clean or a line clearance")
 
 
 def test_cli_optimize_on_a_line_with_operator_shifts_is_exact(tmp_path: Any) -> None:
@@ -310,3 +357,34 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     first = ev.batches
     assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
     assert ev.batches > first
+
+
+def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_draws() -> None:
+    # the state shares too: a changeover is setup time but for the failures inside it (down), a failure while blocked
+    # is down time, not blocked, and so is one during a wait still under way at the horizon. m1's crew works
+    # its changeovers and processing on the day shift; m2 and m3 (failures on the wall clock) need no crew, so a
+    # failure never falls due while a crew keeps them waiting (the engine records those when the phase starts)
+    data = {
+        "name": "kpi-changeovers", "horizon": 200.0, "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 2}, {"product": "B", "batches": 1}]},
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "18:00"}]}},
+        "operators": [{"name": "team", "headcount": 1, "calendar": "day", "qualified": ["m1"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
+             "setup": {"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}}},
+            {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.2, "sd": 0.4}, "setup": {"*->*": 0.4},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 5.0}, "mttr": 0.5, "basis": "calendar"}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 4.0}, "mttr": {"dist": "exponential", "mean": 0.6},
+                          "basis": "calendar"}},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=3)
+    core = compute_kpis(simulate(spec, replications=3, seed=3)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
