@@ -7,17 +7,20 @@ The scan kernel (``optimizers.kernel``) computes departures batch by batch, whic
 resource that stations share in time order (operators on shifts). This kernel steps the line's
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
-- per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``), the
-  batch it holds, when its processing ends, when it asked for its crew, the operators it holds per pool;
+- per station (one unit): its phase (``TAKE`` a batch, ``HELD`` by a repair that outlasted that wait, wait for
+  the changeover's crew ``SETUP_CREW``, ``SETUP``, wait for the processing ``CREW``, ``PROCESS``, ``LEAVE``,
+  ``AFTER``: held by a repair that outlasted the wait for a place), the batch it holds, when its timed phase
+  ends, when it asked for its crew, the operators it holds per pool, the product it processed last, its failure
+  clock;
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
 - per operator pool: on shift or not, operators busy, the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
-Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
-finish, a station that can pass its batch on, a shift change). It runs every event due then, kind after
-kind (finishes, then stations passing batches on, then stations taking them, each kind seeing what the one
-before did, then shift changes); what they make possible at the same time (a station blocked until the one
+Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
+end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
+after kind (ends of timed phases, then stations passing batches on, then stations taking them, each kind seeing
+what the one before did, then shift changes); what they make possible at the same time (a station blocked until the one
 after it took its batch) is due at the same time in the next step. When nothing more is due at the instant,
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
@@ -28,10 +31,22 @@ frees nobody. Every processing start is a serve step's grant (a station that nee
 which is always granted at the instant it took its batch, as the engine starts it). Which station's event
 of an instant runs first does not change a departure: a buffer has one station before it and one after.
 
-Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
-(``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
+A changeover (``twin.engine.rules.changeovers.change``: a station takes a batch of another product than its last,
+and the pair has a changeover time) is a phase of its own between the take and the processing: the station asks
+for its crew when its ``setup`` phase needs one (else for none), the grant starts the changeover (the pair's
+``setup:A->B`` draws in the order of that pair's changeovers, ``kernel._timed``: failures on the wall clock extend
+it, operating ones do not), its end frees the crew and asks for the processing crew at that instant. Failures on
+the wall clock (``CalendarClock``) are ``kernel._wait_over`` where the engine calls it (a station that takes a
+batch, but the pulling first station; one that passes its batch on after being blocked; a wait under way at the
+end) and ``kernel._calendar_work`` for processing: a failure that fell due while a crew kept the station waiting
+is repaired within the phase that crew starts, as the engine does (the engine logs it then, with that phase's
+state after the repair: where that happens, the station's state shares are not the engine's).
+
+Processing draws, failures and line OEE's figures (``kernel._processed_on``), changeovers (``kernel._timed``) and
+the KPIs (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, operating-basis failures, rate-based stations, operator pools on shift calendars.
+every release mode, products, failures on either clock, rate-based stations, changeovers without a major clean
+or line clearance, operator pools on shift calendars (crews for processing and changeovers).
 """
 
 from __future__ import annotations
