@@ -224,6 +224,18 @@ def test_a_changeover_waits_for_the_crew_that_processing_at_another_station_hold
     assert list(departures(res, 1)[:3]) == [3.0, 7.5, 10.0]
 
 
+def test_a_failure_due_while_the_crew_is_off_shift_is_repaired_within_the_next_phase() -> None:
+    # the engine's ``CalendarClock`` has no wait for operators: a failure that falls due in one (here at 20 h, s1
+    # waiting since 14 h for the day shift) is repaired when the phase starts (``CalendarClock.work``): batch 8,
+    # granted at 30 h, ends at 31.5 h (1 h and the 0.5 h repair), not 31 h; the kernel follows it
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}
+    spec = crewed_line([1.0], [1], [team])
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["stations"][0]["failures"] = {"mtbf": 20.0, "mttr": 0.5, "basis": "calendar"}
+    res = assert_exact(LineSpec.from_dict(data), seed=1, replications=1)
+    assert list(departures(res, 0)[6:10]) == [13.0, 14.0, 31.5, 32.5]
+
+
 def test_changes_that_need_the_cleaning_rule_stay_outside_the_event_kernel() -> None:
     # a changeover's time is inside; a major clean or a line clearance on change is not (the cleaning rule)
     team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
