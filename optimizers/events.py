@@ -7,8 +7,9 @@ The scan kernel (``optimizers.kernel``) computes departures batch by batch, whic
 resource that stations share in time order (operators on shifts). This kernel steps the line's
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
-- per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``), the
-  batch it holds, when its processing ends, when it asked for its crew, the operators it holds per pool;
+- per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
+  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``), the batch it holds, when its processing
+  or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
 - per operator pool: on shift or not, operators busy, the next shift change (the engine's clock:
@@ -30,8 +31,13 @@ of an instant runs first does not change a departure: a buffer has one station b
 
 Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
 (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
+Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan kernel's functions: when a station
+takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
+passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
+is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, operating-basis failures, rate-based stations, operator pools on shift calendars.
+every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
+pools on shift calendars (the crews of processing and cleaning).
 """
 
 from __future__ import annotations
@@ -47,17 +53,26 @@ from optimizers.kernel import (
     INF,
     STATES,
     Shape,
+    _clean,
     _div,
+    _due_clean,
+    _expired,
+    _hygiene_init,
     _lane_kpis,
     _next_change,
     _overlap,
+    _processed,
     _processed_on,
+    _stale,
+    _with_levers,
     _working,
     over_designs,
     with_gradient,
 )
 
-TAKE, CREW, PROCESS, LEAVE = 0, 1, 2, 3  # a station's phase
+# a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
+# clean (then ``then``: wait for the processing crew after a clean before the batch, take the next after one after it)
+TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -94,18 +109,23 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
     room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
     leave = jnp.where(room, t, INF)
-    times = jnp.select([phase == TAKE, phase == PROCESS, phase == LEAVE], [take, st["fin"], leave], INF)
+    times = jnp.select([phase == TAKE, (phase == PROCESS) | (phase == CLEANING), phase == LEAVE],
+                       [take, st["fin"], leave], INF)
     return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, on, shape, *_):
+def _take(st, on, shape, seq, draws, consts, *_):
     """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
-    for their crews."""
+    for their crews: a clean's first where the equipment stood clean or dirty past its hold time
+    (``kernel._stale``), processing's otherwise."""
     t, k = st["t"], st["taken"]
     st["batch"] = jnp.where(on, k, st["batch"])
     st["taken"] = k + on
-    st["phase"] = jnp.where(on, CREW, st["phase"])
     st["asked"] = jnp.where(on, t, st["asked"])
+    st["phase"] = jnp.where(on, CREW, st["phase"])
+    for j in _cleaning(shape):
+        need, major = _stale(t, st["stations"][j], j, consts)
+        st = _ask_clean(st, j, on[j] & need, major, CREW)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
@@ -134,11 +154,28 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     return st
 
 
+def _cleaning(shape: EventShape) -> list[int]:
+    """The stations with the cleaning rule."""
+    return [j for j in range(shape.base.stations) if shape.base.cleans(j)]
+
+
+def _ask_clean(st, j, on, major, then):
+    """Station ``j`` asks for a clean's crew now (when ``on``; ``major``: the kind decided so far), then goes on to
+    phase ``then``."""
+    st["phase"] = st["phase"].at[j].set(jnp.where(on, CLEAN, st["phase"][j]))
+    st["then"] = st["then"].at[j].set(jnp.where(on, then, st["then"][j]))
+    st["major"] = st["major"].at[j].set(jnp.where(on, major, st["major"][j]))
+    return st
+
+
 def _finish(st, on):
-    """Stations ``on`` end their processing: their crews go (back to work if on shift: ``_free``)."""
+    """Stations ``on`` end their processing or clean: their crews go (back to work if on shift: ``_free``); after a
+    clean, the phase it was for (asking for the processing crew now)."""
     st["busy"] = st["busy"] - jnp.sum(jnp.where(on[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
     st["crew"] = jnp.where(on[:, None], 0, st["crew"])
-    st["phase"] = jnp.where(on, LEAVE, st["phase"])
+    after = st.get("then", CREW)
+    st["asked"] = jnp.where(on & (st["phase"] == CLEANING) & (after == CREW), st["t"], st["asked"])
+    st["phase"] = jnp.where(on, jnp.where(st["phase"] == PROCESS, LEAVE, after), st["phase"])
     return st
 
 
@@ -150,6 +187,10 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     st["left"] = st["left"] + on
     st["phase"] = jnp.where(on, TAKE, st["phase"])
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
+    for j in _cleaning(shape):  # the clean after the batch (``kernel._due_clean``), if any
+        cleans, major = _due_clean(t, st["stations"][j], j, consts)
+        st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
+        st = _ask_clean(st, j, on[j] & cleans, major, TAKE)
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
@@ -178,14 +219,15 @@ def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
     (granted per station, crew per station and pool)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
-    waiting = go & (st["phase"] == CREW)
+    waiting = go & ((st["phase"] == CREW) | (st["phase"] == CLEAN))
+    needs = jnp.where(st["phase"] == CLEAN, pools["clean_need"], pools["need"])  # each request's operators
     key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
     earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
     rank = jnp.sum(earlier, axis=1)  # each station's place in key order
     free, granted, crew = _free(st, consts), jnp.zeros(n, bool), st["crew"]
     for i in range(n):
         at = rank == i
-        need = jnp.sum(jnp.where(at, pools["need"], 0))
+        need = jnp.sum(jnp.where(at, needs, 0))
         qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
         before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
@@ -197,12 +239,14 @@ def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
 
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
-    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts
-    processing now."""
+    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
+    processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
     base, t = shape.base, st["t"]
     granted, crew = _grants(st, go, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
+    cleaning = granted & (st["phase"] == CLEAN)
+    granted = granted & (st["phase"] == CREW)
     speed = design["speed"]
     for j in range(base.stations):
         on, batch = granted[j], st["batch"][j]
@@ -218,9 +262,14 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
             work = _div(draws["process"][j, p, index], speed[j])
         finish, s = _processed_on(s, j, 0, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
+        if base.cleans(j):
+            major = st["major"][j] | _expired(t, s, j, consts)
+            cleaned, s = _clean(t, major, cleaning[j], s, j, base, draws, w0, w1)
+            s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
+            finish = jnp.where(cleaning[j], cleaned, finish)
         st["stations"][j] = s
-        st["fin"] = st["fin"].at[j].set(jnp.where(on, finish, st["fin"][j]))
-    st["phase"] = jnp.where(granted, PROCESS, st["phase"])
+        st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
+    st["phase"] = jnp.where(granted, PROCESS, jnp.where(cleaning, CLEANING, st["phase"]))
     return st
 
 
@@ -234,6 +283,8 @@ def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str,
     }  # fmt: skip
     if base.has_failures[j]:
         s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+    if base.cleans(j):
+        s["hygiene"] = _hygiene_init()
     return s
 
 
@@ -241,6 +292,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     """Simulate one design in one replication event by event; returns its KPIs (``kernel.lane``'s)."""
     base = shape.base
     n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
+    consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
     w0, w1 = consts["warmup"], consts["horizon"]
     n_in = design["batches"]
     zero = jnp.zeros((), jnp.float64)
@@ -265,6 +317,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if _cleaning(shape):  # a clean's kind and the phase after it
+        state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
@@ -280,7 +334,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _finish(st, on[:n] & (st["phase"] == PROCESS))
+        st = _finish(st, on[:n] & ((st["phase"] == PROCESS) | (st["phase"] == CLEANING)))
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -45,7 +45,7 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - sequence-dependent changeovers, on one unit or several (processing drawn in the order batches
   start, as the engine draws it);
 - cleaning (minor and major cleans, due after N batches / T hours / M kg, dirty- and clean-hold
-  expiry), without a shared skid or operators; on several units where a unit is free again in
+  expiry), without a shared skid; with operators as below; on several units where a unit is free again in
   departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
   in kg) and rejects (the batch leaves the line at the end of processing; on several units at the
@@ -70,10 +70,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
-  pool order), a station's crew for processing, waiting off shift, a phase that runs on past the
-  shift's end, requests served at the end of each instant in key order (time of request, station),
-  first fit; on serial lines of single-unit stations (rate-based ones too) without changeovers,
-  calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
+  pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
+  runs on past the shift's end, requests served at the end of each instant in key order (time of
+  request, station), first fit; on serial lines of single-unit stations (rate-based ones and cleaning
+  too) without changeovers, calendar-basis failures or other rules (stepped event by event,
+  ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
@@ -220,7 +221,8 @@ def uses_events(spec: LineSpec) -> bool:
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
-    rate-based stations, and operator pools on shift calendars (the crew of the processing phase)."""
+    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), and cleaning
+    (minor and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
@@ -230,6 +232,8 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
             reasons.append(f"{where}.setup: changeovers with operators (not in the event kernel yet)")
         if line.calendar_failures[j]:
             reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
+        if line.change_major[j].any():
+            reasons.append(f"{where}.setup: a change with a major clean, with operators (not in the event kernel yet)")
     return reasons
 
 
@@ -240,21 +244,23 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 
 def pool_constants(line: LineArrays) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: headcount per pool, the pools qualified for each station
-    ([station, pool]), the operators each station's processing needs (0: none), each pool's calendar (a placeholder
-    when always on shift)."""
+    ([station, pool]), the operators each station's processing and each of its cleans need (0: none), each pool's
+    calendar (a placeholder when always on shift)."""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
-    qualified, need = np.zeros((n, len(pools)), bool), np.zeros(n, np.int32)
+    qualified, need, clean_need = np.zeros((n, len(pools)), bool), np.zeros(n, np.int32), np.zeros(n, np.int32)
     for j in range(n if rules is not None else 0):
         station = rules.stations[j]
         qualified[j, list(station.pools)] = True
         need[j] = station.operators if "processing" in station.operator_phases else 0
+        clean_need[j] = station.operators if "cleaning" in station.operator_phases else 0
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
         "headcount": np.array([headcount for _, headcount, _ in pools], np.int32),
         "qualified": qualified,
         "need": need,
+        "clean_need": clean_need,
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
     }
 

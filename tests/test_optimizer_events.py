@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
+from optimizers.kernel import STATES
 from optimizers.lines import SUBSET, line_arrays
 from tests.conftest import run_cli
 from tests.test_optimizer_exactness import (
@@ -57,7 +58,7 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
@@ -68,7 +69,24 @@ POOLED = {
     "arrivals-3": Pooled("interarrival", True, ("", "f", ""), (True, True), 256),
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
+    "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
 }
+
+
+def cleaning_block(draw: Any) -> dict[str, Any]:
+    """A station's cleaning rule: a major clean, perhaps a minor one, cleans due after batches, hours or kg, dirty
+    and clean hold times."""
+    block: dict[str, Any] = {"major": draw(st.sampled_from([1.5, {"dist": "uniform", "low": 1.0, "high": 2.0}]))}
+    if draw(st.booleans()):
+        block["minor"] = draw(st.sampled_from([0.3, {"dist": "exponential", "mean": 0.4}]))
+    due = {key: draw(st.sampled_from(values)) for key, values in
+           (("batches", [2, 5]), ("hours", [10.0, 40.0]), ("kg", [300.0, 900.0])) if draw(st.booleans())}  # fmt: skip
+    if due:
+        block["due"] = due
+    for key, values in (("dirty_hold", [0.5, 2.0, 6.0]), ("clean_hold", [3.0, 12.0])):
+        if draw(st.booleans()):
+            block[key] = draw(st.sampled_from(values))
+    return block
 
 
 @st.composite
@@ -93,6 +111,11 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
                                    "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
         if draw(st.integers(0, 3)) > 0:  # most stations need a crew
             station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
+        if "c" in kind:
+            station["cleaning"] = cleaning_block(draw)
+            if "operators" in station:  # a crew to process, to clean, or both
+                phases = [["processing"], ["cleaning"], ["processing", "cleaning"]]
+                station["operators"]["phases"] = draw(st.sampled_from(phases))
         stations.append(station)
     crewed = [s["name"] for s in stations if "operators" in s] or names[:1]
     pools, calendars = [], {}
@@ -118,7 +141,10 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
     if calendars:
         data["calendars"] = calendars
     if two_products:
-        data["products"] = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}]
+        data["products"] = [
+            {"name": "A", "batch_size": 10, "mass_kg": 100},
+            {"name": "B", "batch_size": 20, "mass_kg": 150},
+        ]
     elif "R" in "".join(kinds):
         data["products"] = [{"name": "batch", "batch_size": 10}]
     if (block := release_block(draw, release, two_products)) is not None:
@@ -310,3 +336,55 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     first = ev.batches
     assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
     assert ev.batches > first
+
+
+def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
+    """Three stations sharing a day-shift team of two for processing and cleaning (m2's crew cleans only), with
+    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures at m2."""
+    day = {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}
+    clean_and_process = {"count": 1, "phases": ["processing", "cleaning"]}
+    return LineSpec.from_dict({
+        "name": "cleaning-crews", "horizon": 600.0, "warmup": 50.0,
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 100}, {"name": "B", "batch_size": 20, "mass_kg": 150}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+        "calendars": {"day": day},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["m1", "m2", "m3"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": clean_and_process,
+             "cleaning": {"minor": 0.5, "major": {"dist": "uniform", "low": 2, "high": 4},
+                          "due": {"batches": due_batches}, "dirty_hold": 6.0, "clean_hold": 30.0}},
+            {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.9, "sd": 0.5},
+             "operators": {"count": 1, "phases": ["cleaning"]},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0},
+             "cleaning": {"major": 1.5, "due": {"hours": 20, "kg": 900}}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
+             "operators": {"count": 1}, "cleaning": {"minor": 0.3, "major": 0.8, "due": {"batches": 3},
+                                                      "dirty_hold": 2.0}},
+        ],
+    })  # fmt: skip
+
+
+def test_cleans_with_crews_are_exact_and_their_kpis_agree_with_core() -> None:
+    # seed 1: at 44.01 h m2's major clean takes the team's last free operator, so m3 waits for m1's to process
+    spec = cleaning_crews_line()
+    res = assert_exact(spec, seed=1)
+    core = compute_kpis(simulate(spec, replications=3, seed=1)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+    assert (res.states[0, :, :, STATES.index("cleaning")] > 0.02).all()
+
+
+def test_the_cleaning_due_lever_varies_per_design_in_the_event_kernel() -> None:
+    spec = cleaning_crews_line()
+    ev = Evaluator(spec, seed=3, replications=2)
+    assert ev.events and ev.approximations() == ()
+    due = np.array([[4, 2**31 - 1, 3], [2, 2**31 - 1, 3], [7, 2**31 - 1, 3]], np.int32)  # m1's: 4 (the spec's), 2, 7
+    res = ev.evaluate(due_batches=due)
+    for d, batches in enumerate((4, 2, 7)):
+        core = compute_kpis(simulate(cleaning_crews_line(batches), replications=2, seed=3)).per_replication
+        np.testing.assert_allclose(res.throughput[d], core["throughput_per_hour"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.lead_time[d], core["lead_time_hours"], rtol=1e-9)
+    assert len({tuple(res.lead_time[d]) for d in range(3)}) == 3
