@@ -76,7 +76,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
-  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
+  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
+  and the headcount of each operator pool where the line is stepped event by event.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures on stations with more than one unit (a repair can free units out of
   departure order);
