@@ -126,7 +126,6 @@ class Dimension:
     hours: bool = False
 
 
-
 @dataclass(frozen=True)
 class Problem:
     """Variables, constraints and objectives; designs are checked and turned into spec overrides here."""
