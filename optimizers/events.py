@@ -12,7 +12,8 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
   or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
-- per operator pool: on shift or not, operators busy, the next shift change (the engine's clock:
+- per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
+  buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
 Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
@@ -208,12 +209,12 @@ def _shift(st, p, on, shape, consts):
     return st
 
 
-def _free(st, consts) -> jax.Array:
-    """Operators of each pool free now: on shift and not busy."""
-    return jnp.where(st["on_shift"], consts["pools"]["headcount"] - st["busy"], 0)
+def _free(st, design) -> jax.Array:
+    """Operators of each pool free now: on shift and not busy (of the design's headcount)."""
+    return jnp.where(st["on_shift"], design["headcount"] - st["busy"], 0)
 
 
-def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
+def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
     first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
     (granted per station, crew per station and pool)."""
@@ -224,7 +225,7 @@ def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
     key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
     earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
     rank = jnp.sum(earlier, axis=1)  # each station's place in key order
-    free, granted, crew = _free(st, consts), jnp.zeros(n, bool), st["crew"]
+    free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
@@ -242,7 +243,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
     processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
     base, t = shape.base, st["t"]
-    granted, crew = _grants(st, go, consts)
+    granted, crew = _grants(st, go, design, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)

@@ -77,7 +77,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
-  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design).
+  WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
+  and the headcount of each operator pool where the line is stepped event by event.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
 - calendar-basis failures on stations with more than one unit (a repair can free units out of
   departure order);
@@ -218,6 +219,12 @@ def uses_events(spec: LineSpec) -> bool:
     return not used <= KERNEL_RULES and used <= EVENT_RULES
 
 
+def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
+    """The evaluator of ``line`` made for these (most) unit counts runs the event kernel: its spec uses rules only that
+    kernel evaluates (``uses_events``), and the line with these units is in its scope (``events_outside``)."""
+    return uses_events(line.spec) and not events_outside(line, units)
+
+
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
@@ -243,9 +250,9 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 
 
 def pool_constants(line: LineArrays) -> dict[str, object]:
-    """The operator pools as numbers for the event kernel: headcount per pool, the pools qualified for each station
-    ([station, pool]), the operators each station's processing and each of its cleans need (0: none), each pool's
-    calendar (a placeholder when always on shift)."""
+    """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
+    operators each station's processing and each of its cleans need (0: none), each pool's calendar (a placeholder
+    when always on shift). (Each pool's headcount is an input of each design: ``lever_inputs``.)"""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
@@ -257,12 +264,27 @@ def pool_constants(line: LineArrays) -> dict[str, object]:
         clean_need[j] = station.operators if "cleaning" in station.operator_phases else 0
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
-        "headcount": np.array([headcount for _, headcount, _ in pools], np.int32),
         "qualified": qualified,
         "need": need,
         "clean_need": clean_need,
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
     }
+
+
+def crews_unserved(line: LineArrays, headcount: np.ndarray) -> list[str]:
+    """Per design (rows of ``headcount``: [design, pool]), why no crew of some station can ever be served: it needs
+    more operators than the pools qualified for it have ('': none; the spec's own check, ``twin.spec.checks``, on the
+    kernel's numbers: a design's spec with such headcounts does not validate)."""
+    rules = line.line.rules
+    out = [""] * len(headcount)
+    for j, station in enumerate(rules.stations if rules is not None and rules.pools else ()):
+        if not station.operators:
+            continue
+        have = np.asarray(headcount)[:, list(station.pools)].sum(axis=1)
+        for i in np.flatnonzero(have < station.operators):
+            out[i] = out[i] or (f"stations.{line.stations[j]}: needs {station.operators} operators but the pools "
+                                f"qualified for it have {int(have[i])}")  # fmt: skip
+    return out
 
 
 def _pool_calendars(line: LineArrays) -> list[dict[str, np.ndarray] | None]:
@@ -573,14 +595,17 @@ def cleaning_constants(line: LineArrays) -> dict[str, np.ndarray]:
 def lever_inputs(line: LineArrays) -> dict[str, np.ndarray]:
     """The kernel inputs of the batch rules' levers (the ``kernel`` names of ``optimizers.problem.LEVERS``) at the
     spec's values: QC analysts, the WIP limit, the cleaning due thresholds per station (a threshold the spec does
-    not set never falls due: the largest int32, inf) and the campaign lengths (in the spec's order)."""
+    not set never falls due: the largest int32, inf), the campaign lengths (in the spec's order) and the headcount
+    of each operator pool (in the spec's order; the event kernel's)."""
     rules = line.line.rules
     cleaning = cleaning_constants(line)
+    pools = rules.pools if rules is not None else ()
     return {
         "qc_analysts": np.int32(rules.qc.analysts if rules is not None and rules.qc is not None else 0),
         "wip_limit": np.int32(rules.wip_limit[0] if rules is not None and rules.wip_limit is not None else 0),
         **{key: cleaning[key] for key in ("due_batches", "due_hours", "due_kg")},
         "campaigns": np.array([b for _, b in line.campaigns], np.int32),
+        "headcount": np.array([headcount for _, headcount, _ in pools], np.int32),
     }
 
 
