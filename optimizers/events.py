@@ -24,7 +24,8 @@ after it took its batch) is due at the same time in the next step. When nothing 
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
 fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
-station's pools in pool order (``Operators._grant``). Free operators are ``headcount - busy`` on shift and
+station's pools in pool order (``Operators._grant``), no more people at work in a room than it allows (the crews
+its stations hold). Free operators are ``headcount - busy`` on shift and
 none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
 frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
 which is always granted at the instant it took its batch, as the engine starts it). Which station's event
@@ -226,11 +227,17 @@ def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
     earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
     rank = jnp.sum(earlier, axis=1)  # each station's place in key order
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
+    in_room = pools["in_room"]  # [station, room]: a room's people are the crews its stations hold
+    people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
         qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
+        if in_room.shape[1]:  # no more people in the station's room than it allows (checked first by the engine)
+            room = jnp.any(at[:, None] & in_room, axis=0)
+            ok = ok & jnp.all(~room | (people + need <= pools["max_people"]))
+            people = people + jnp.where(room & ok, need, 0)
         before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
         took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
         free = free - took

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -72,9 +72,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
   pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
   runs on past the shift's end, requests served at the end of each instant in key order (time of
-  request, station), first fit; on serial lines of single-unit stations (rate-based ones and cleaning
-  too) without changeovers, calendar-basis failures or other rules (stepped event by event,
-  ``optimizers/events.py``);
+  request, station), first fit, rooms' headcount limits (without gowning; each crewed station served
+  by one pool); on serial lines of single-unit stations (rate-based ones and cleaning too) without
+  changeovers, calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -89,7 +89,7 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (shared skids, rooms, splits and merges; operators and shifts on lines
+- the other GMP batch rules (shared skids, rooms with gowning, splits and merges; operators and shifts on lines
   the event kernel does not step yet): ignored by the evaluator.
 """
 
@@ -228,8 +228,9 @@ def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
-    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), and cleaning
-    (minor and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid)."""
+    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning (minor
+    and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), and rooms' headcount
+    limits (without gowning; stations served by one pool)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
@@ -241,6 +242,16 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
             reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
         if line.change_major[j].any():
             reasons.append(f"{where}.setup: a change with a major clean, with operators (not in the event kernel yet)")
+    rules = line.line.rules
+    rooms = rules.rooms if rules is not None else ()
+    for name, gowning, _ in rooms:
+        if gowning > 0:
+            reasons.append(f"rooms.{name}: gowning (not in the event kernel yet)")
+    if rooms:  # (the engine picks operators already in a station's room first, whichever of its pools they are in)
+        for j, station in enumerate(rules.stations):
+            if station.operators and len(station.pools) > 1:
+                reasons.append(f"stations.{line.stations[j]}.operators: several pools on a line with rooms (not in "
+                               "the event kernel yet)")  # fmt: skip
     return reasons
 
 
@@ -252,7 +263,8 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 def pool_constants(line: LineArrays) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
     operators each station's processing and each of its cleans need (0: none), each pool's calendar (a placeholder
-    when always on shift). (Each pool's headcount is an input of each design: ``lever_inputs``.)"""
+    when always on shift), the room of each station ([station, room]) and the most people each room allows. (Each
+    pool's headcount is an input of each design: ``lever_inputs``.)"""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
@@ -262,9 +274,16 @@ def pool_constants(line: LineArrays) -> dict[str, object]:
         qualified[j, list(station.pools)] = True
         need[j] = station.operators if "processing" in station.operator_phases else 0
         clean_need[j] = station.operators if "cleaning" in station.operator_phases else 0
+    rooms = rules.rooms if rules is not None else ()
+    in_room = np.zeros((n, len(rooms)), bool)
+    for j in range(n if rules is not None else 0):
+        if rules.stations[j].room >= 0:
+            in_room[j, rules.stations[j].room] = True
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
         "qualified": qualified,
+        "in_room": in_room,
+        "max_people": np.array([most for _, _, most in rooms], np.int32),
         "need": need,
         "clean_need": clean_need,
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],

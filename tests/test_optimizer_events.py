@@ -388,3 +388,37 @@ def test_the_cleaning_due_lever_varies_per_design_in_the_event_kernel() -> None:
         np.testing.assert_allclose(res.throughput[d], core["throughput_per_hour"], rtol=0, atol=1e-12)
         np.testing.assert_allclose(res.lead_time[d], core["lead_time_hours"], rtol=1e-9)
     assert len({tuple(res.lead_time[d]) for d in range(3)}) == 3
+
+
+def roomed_line(max_people: int | None) -> LineSpec:
+    """Four stations, the middle two in a grade D room (no gowning) that holds ``max_people`` operators (None: no
+    room), crews of one for processing (and cleaning at s2) from a team of three on a day shift, s4 from its own
+    pool."""
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["name"] = "roomed"
+    data["stations"] = [
+        {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.8}, "operators": {"count": 1}},
+        {"name": "s2", "buffer": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.4},
+         "operators": {"count": 1, "phases": ["processing", "cleaning"]}, "cleaning": {"minor": 0.4, "major": 1.0,
+                                                                                       "due": {"batches": 3}}},
+        {"name": "s3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.6, "high": 1.3},
+         "operators": {"count": 1}, "failures": {"mtbf": {"dist": "exponential", "mean": 8.0}, "mttr": 0.5}},
+        {"name": "s4", "process_time": 0.7, "operators": {"count": 1}},
+    ]  # fmt: skip
+    data["operators"] = [{"name": "team", "headcount": 3, "calendar": "day", "qualified": ["s1", "s2", "s3"]},
+                         {"name": "packers", "headcount": 1, "qualified": ["s4"]}]  # fmt: skip
+    if max_people is not None:
+        data["rooms"] = [{"name": "suite", "grade": "D", "max_people": max_people, "stations": ["s2", "s3"]}]
+    return LineSpec.from_dict(data)
+
+
+def test_a_rooms_headcount_limit_is_exact() -> None:
+    for seed in (1, 2):
+        limited = assert_exact(roomed_line(1), seed=seed, replications=2)
+        free = assert_exact(roomed_line(None), seed=seed, replications=2)
+        assert (limited.throughput[0] < free.throughput[0]).all()  # the room of one holds s2 and s3 back
+    assert_exact(roomed_line(2), seed=3, replications=2)
+    gowned = roomed_line(1).model_dump(mode="json", exclude_none=True)
+    gowned["rooms"][0]["grade"] = "B"
+    reasons = line_arrays(LineSpec.from_dict(gowned)).approximations
+    assert any("rooms.suite: gowning" in r for r in reasons), reasons
