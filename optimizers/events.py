@@ -74,7 +74,8 @@ from optimizers.kernel import (
 
 # a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
 # clean (then ``then``: wait for the processing crew after a clean before the batch, take the next after one after it)
-TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING = 0, 1, 2, 3, 4, 5
+# (a clean on a shared skid waits for the skid first, ``SKID``)
+TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING, SKID = 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _take(st, on, shape, seq, draws, consts, *_):
     st["phase"] = jnp.where(on, CREW, st["phase"])
     for j in _cleaning(shape):
         need, major = _stale(t, st["stations"][j], j, consts)
-        st = _ask_clean(st, j, on[j] & need, major, CREW)
+        st = _ask_clean(st, j, on[j] & need, major, CREW, consts)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
@@ -161,10 +162,12 @@ def _cleaning(shape: EventShape) -> list[int]:
     return [j for j in range(shape.base.stations) if shape.base.cleans(j)]
 
 
-def _ask_clean(st, j, on, major, then):
-    """Station ``j`` asks for a clean's crew now (when ``on``; ``major``: the kind decided so far), then goes on to
-    phase ``then``."""
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, CLEAN, st["phase"][j]))
+def _ask_clean(st, j, on, major, then, consts):
+    """Station ``j`` asks for a clean now (when ``on``; ``major``: the kind decided so far): its skid first if that
+    kind of clean uses one, then its crew; then it goes on to phase ``then``."""
+    pools = consts["pools"]
+    skid = jnp.any(pools["on_skid"][j]) & jnp.where(major, pools["skid_major"][j], pools["skid_minor"][j])
+    st["phase"] = st["phase"].at[j].set(jnp.where(on, jnp.where(skid, SKID, CLEAN), st["phase"][j]))
     st["then"] = st["then"].at[j].set(jnp.where(on, then, st["then"][j]))
     st["major"] = st["major"].at[j].set(jnp.where(on, major, st["major"][j]))
     return st
@@ -177,6 +180,8 @@ def _finish(st, on):
     st["crew"] = jnp.where(on[:, None], 0, st["crew"])
     after = st.get("then", CREW)
     st["asked"] = jnp.where(on & (st["phase"] == CLEANING) & (after == CREW), st["t"], st["asked"])
+    if "on_skid" in st:  # a clean's skid goes back
+        st["on_skid"] = st["on_skid"] & ~on
     st["phase"] = jnp.where(on, jnp.where(st["phase"] == PROCESS, LEAVE, after), st["phase"])
     return st
 
@@ -192,7 +197,7 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     for j in _cleaning(shape):  # the clean after the batch (``kernel._due_clean``), if any
         cleans, major = _due_clean(t, st["stations"][j], j, consts)
         st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
-        st = _ask_clean(st, j, on[j] & cleans, major, TAKE)
+        st = _ask_clean(st, j, on[j] & cleans, major, TAKE, consts)
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
@@ -215,6 +220,29 @@ def _free(st, design) -> jax.Array:
     return jnp.where(st["on_shift"], design["headcount"] - st["busy"], 0)
 
 
+def _order(waiting, asked) -> jax.Array:
+    """[i, j]: station j's request comes before station i's (key order: time of request, station; both waiting)."""
+    key, index = jnp.where(waiting, asked, INF), jnp.arange(waiting.shape[0])
+    return (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
+
+
+def _serve_skids(st, go, consts):
+    """The skids' part of the serve step (before the operators', ``Slots.serve``): each skid's free places to its
+    waiting cleans in key order; a granted clean asks for its crew now."""
+    pools, t = consts["pools"], st["t"]
+    waiting = go & (st["phase"] == SKID)
+    earlier = _order(waiting, st["asked"])
+    granted = jnp.zeros_like(waiting)
+    for k in range(pools["on_skid"].shape[1]):
+        mine, users = waiting & pools["on_skid"][:, k], jnp.sum(st["on_skid"] & pools["on_skid"][:, k])
+        place = jnp.sum(earlier & mine[None, :], axis=1)  # waiting for this skid before each station
+        granted = granted | (mine & (place < pools["skid_places"][k] - users))
+    st["on_skid"] = st["on_skid"] | granted
+    st["phase"] = jnp.where(granted, CLEAN, st["phase"])
+    st["asked"] = jnp.where(granted, t, st["asked"])
+    return st
+
+
 def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
     first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
@@ -223,9 +251,7 @@ def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
     n = st["phase"].shape[0]
     waiting = go & ((st["phase"] == CREW) | (st["phase"] == CLEAN))
     needs = jnp.where(st["phase"] == CLEAN, pools["clean_need"], pools["need"])  # each request's operators
-    key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
-    earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
-    rank = jnp.sum(earlier, axis=1)  # each station's place in key order
+    rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each station's place in key order
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
     in_room = pools["in_room"]  # [station, room]: a room's people are the crews its stations hold
     people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
@@ -250,6 +276,8 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
     processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
     base, t = shape.base, st["t"]
+    if "on_skid" in st:
+        st = _serve_skids(st, go, consts)
     granted, crew = _grants(st, go, design, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
@@ -327,6 +355,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["released"] = jnp.full(shape.kept, INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
+    if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
+        state["on_skid"] = jnp.zeros(n, bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -45,8 +45,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - sequence-dependent changeovers, on one unit or several (processing drawn in the order batches
   start, as the engine draws it);
 - cleaning (minor and major cleans, due after N batches / T hours / M kg, dirty- and clean-hold
-  expiry), without a shared skid; with operators as below; on several units where a unit is free again in
-  departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
+  expiry); on shared skids or with operators on single units as below; on several units where a
+  unit is free again in departure order and the cleans' draws come in the order batches are taken
+  (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
   in kg) and rejects (the batch leaves the line at the end of processing; on several units at the
   last station, which is never blocked);
@@ -73,7 +74,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
   runs on past the shift's end, requests served at the end of each instant in key order (time of
   request, station), first fit, rooms' headcount limits (without gowning; each crewed station served
-  by one pool); on serial lines of single-unit stations (rate-based ones and cleaning too) without
+  by one pool), cleans waiting for a shared skid's place first (skids served before operators, in key
+  order); on serial lines of single-unit stations (rate-based ones and cleaning too) without
   changeovers, calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
@@ -89,8 +91,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (shared skids, rooms with gowning, splits and merges; operators and shifts on lines
-  the event kernel does not step yet): ignored by the evaluator.
+- the other GMP batch rules (rooms with gowning, splits and merges; operators, shifts and shared
+  skids on lines the event kernel does not step yet): ignored by the evaluator.
 """
 
 
@@ -229,7 +231,7 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
     rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning (minor
-    and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), and rooms' headcount
+    and major cleans, due after batches, hours or kg, dirty and clean holds, on shared skids), and rooms' headcount
     limits (without gowning; stations served by one pool)."""
     reasons = []
     for j, name in enumerate(line.stations):
@@ -243,6 +245,11 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if line.change_major[j].any():
             reasons.append(f"{where}.setup: a change with a major clean, with operators (not in the event kernel yet)")
     rules = line.line.rules
+    for j, station in enumerate(rules.stations if rules is not None else ()):
+        cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew
+        if cleaning and cleaning.skid >= 0 and "minor" not in cleaning.skid_for and cleaning.dirty_hold is not None:
+            reasons.append(f"stations.{line.stations[j]}.cleaning.skid_for: a minor clean off the skid with a dirty "
+                           "hold (not in the event kernel yet)")  # fmt: skip
     rooms = rules.rooms if rules is not None else ()
     for name, gowning, _ in rooms:
         if gowning > 0:
@@ -263,8 +270,9 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 def pool_constants(line: LineArrays) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
     operators each station's processing and each of its cleans need (0: none), each pool's calendar (a placeholder
-    when always on shift), the room of each station ([station, room]) and the most people each room allows. (Each
-    pool's headcount is an input of each design: ``lever_inputs``.)"""
+    when always on shift), the room of each station ([station, room]) and the most people each room allows, the
+    cleaning skid of each station's cleans ([station, skid]; ``skid_minor``, ``skid_major``: the kinds of clean
+    that use it) and each skid's places. (Each pool's headcount is an input of each design: ``lever_inputs``.)"""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
@@ -279,8 +287,19 @@ def pool_constants(line: LineArrays) -> dict[str, object]:
     for j in range(n if rules is not None else 0):
         if rules.stations[j].room >= 0:
             in_room[j, rules.stations[j].room] = True
+    skids = rules.skids if rules is not None else ()
+    on_skid, skid_minor, skid_major = np.zeros((n, len(skids)), bool), np.zeros(n, bool), np.zeros(n, bool)
+    for j in range(n if rules is not None else 0):
+        cleaning = rules.stations[j].cleaning
+        if cleaning is not None and cleaning.skid >= 0:
+            on_skid[j, cleaning.skid] = True
+            skid_minor[j], skid_major[j] = "minor" in cleaning.skid_for, "major" in cleaning.skid_for
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
+        "on_skid": on_skid,
+        "skid_minor": skid_minor,
+        "skid_major": skid_major,
+        "skid_places": np.array([capacity for _, capacity in skids], np.int32),
         "qualified": qualified,
         "in_room": in_room,
         "max_people": np.array([most for _, _, most in rooms], np.int32),

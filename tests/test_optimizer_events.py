@@ -58,7 +58,7 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning, "k" on the skid
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
@@ -70,6 +70,7 @@ POOLED = {
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
     "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
+    "skid-3": Pooled("saturated", True, ("ck", "fck", "c"), (True,), 320),
 }
 
 
@@ -113,6 +114,11 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
             station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
         if "c" in kind:
             station["cleaning"] = cleaning_block(draw)
+            if "k" in kind:  # the line's one skid, for some kinds of clean (a minor one off it: no dirty hold)
+                station["cleaning"]["skid"] = "skid"
+                station["cleaning"]["skid_for"] = draw(st.sampled_from([["minor", "major"], ["major"], ["minor"]]))
+                if "minor" not in station["cleaning"]["skid_for"]:
+                    station["cleaning"].pop("dirty_hold", None)
             if "operators" in station:  # a crew to process, to clean, or both
                 phases = [["processing"], ["cleaning"], ["processing", "cleaning"]]
                 station["operators"]["phases"] = draw(st.sampled_from(phases))
@@ -140,6 +146,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
                             "operators": pools}  # fmt: skip
     if calendars:
         data["calendars"] = calendars
+    if "k" in "".join(kinds):
+        data["skids"] = [{"name": "skid", "capacity": draw(st.sampled_from([1, 1, 2]))}]
     if two_products:
         data["products"] = [
             {"name": "A", "batch_size": 10, "mass_kg": 100},
@@ -422,3 +430,13 @@ def test_a_rooms_headcount_limit_is_exact() -> None:
     gowned["rooms"][0]["grade"] = "B"
     reasons = line_arrays(LineSpec.from_dict(gowned)).approximations
     assert any("rooms.suite: gowning" in r for r in reasons), reasons
+
+
+def test_a_minor_clean_off_the_skid_with_a_dirty_hold_is_not_called_exact() -> None:
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["skids"] = [{"name": "wash", "capacity": 1}]
+    data["stations"][0]["cleaning"].update(skid="wash", skid_for=["major"])  # (m1 has a dirty hold)
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert any("stations.m1.cleaning.skid_for" in r for r in reasons), reasons
+    data["stations"][0]["cleaning"]["skid_for"] = ["minor", "major"]
+    assert line_arrays(LineSpec.from_dict(data)).approximations == ()
