@@ -152,7 +152,7 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
-    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
+    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["qty_in"][-1, p], 0.0)
     st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
 
@@ -288,7 +288,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
-        qty = consts["sizes"][p]
+        qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
             startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
             noise = draws["rate_noise"][j, jnp.minimum(jnp.sum(s["count"]), draws["rate_noise"].shape[-1] - 1)]
@@ -307,6 +307,17 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
     st["phase"] = jnp.where(granted, PROCESS, jnp.where(cleaning, CLEANING, st["phase"]))
     return st
+
+
+def _quantities(base: Shape, consts: dict[str, Any]) -> jax.Array:
+    """[station + 1, product]: the units of a batch of each product as it comes to each station and as it leaves the
+    line, after each station's yield (the scan kernel's arithmetic; a serial line's batches all pass every station)."""
+    qty, out = consts["sizes"], []
+    for j in range(base.stations):
+        out.append(qty)
+        if base.yields(j):
+            qty = qty - qty * (1 - consts["quality"][j, 0])
+    return jnp.stack([*out, qty])
 
 
 def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str, Any]:
@@ -329,6 +340,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     base = shape.base
     n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
     consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
+    consts = {**consts, "qty_in": _quantities(base, consts)}
     w0, w1 = consts["warmup"], consts["horizon"]
     n_in = design["batches"]
     zero = jnp.zeros((), jnp.float64)

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -75,8 +75,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   runs on past the shift's end, requests served at the end of each instant in key order (time of
   request, station), first fit, rooms' headcount limits (without gowning; each crewed station served
   by one pool), cleans waiting for a shared skid's place first (skids served before operators, in key
-  order); on serial lines of single-unit stations (rate-based ones and cleaning too) without
-  changeovers, calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
+  order); on serial lines of single-unit stations (rate-based ones, cleaning and yields too) without
+  changeovers, calendar-basis failures, rejects or other rules (stepped event by event,
+  ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -232,7 +233,7 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
     rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning (minor
     and major cleans, due after batches, hours or kg, dirty and clean holds, on shared skids), and rooms' headcount
-    limits (without gowning; stations served by one pool)."""
+    limits (without gowning; stations served by one pool), and yields."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
@@ -244,6 +245,8 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
             reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
         if line.change_major[j].any():
             reasons.append(f"{where}.setup: a change with a major clean, with operators (not in the event kernel yet)")
+        if line.has_reject[j]:
+            reasons.append(f"{where}.quality.reject_probability: rejects, with operators (not in the event kernel yet)")
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew

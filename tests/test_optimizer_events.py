@@ -58,7 +58,8 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning, "k" on the skid
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning, "k" on the skid,
+    # "y" a yield
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
@@ -71,6 +72,7 @@ POOLED = {
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
     "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
     "skid-3": Pooled("saturated", True, ("ck", "fck", "c"), (True,), 320),
+    "yields-3": Pooled("plan", True, ("y", "Rc", "fy"), (True, False), 320),
 }
 
 
@@ -110,6 +112,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         if "f" in kind:
             station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
                                    "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
+        if "y" in kind:
+            station["quality"] = {"yield": draw(st.sampled_from([0.9, 0.97]))}
         if draw(st.integers(0, 3)) > 0:  # most stations need a crew
             station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
         if "c" in kind:
@@ -348,7 +352,8 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
 
 def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
     """Three stations sharing a day-shift team of two for processing and cleaning (m2's crew cleans only), with
-    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures at m2."""
+    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures and a yield at
+    m2."""
     day = {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}
     clean_and_process = {"count": 1, "phases": ["processing", "cleaning"]}
     return LineSpec.from_dict({
@@ -363,7 +368,7 @@ def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
              "cleaning": {"minor": 0.5, "major": {"dist": "uniform", "low": 2, "high": 4},
                           "due": {"batches": due_batches}, "dirty_hold": 6.0, "clean_hold": 30.0}},
             {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.9, "sd": 0.5},
-             "operators": {"count": 1, "phases": ["cleaning"]},
+             "operators": {"count": 1, "phases": ["cleaning"]}, "quality": {"yield": 0.95},
              "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0},
              "cleaning": {"major": 1.5, "due": {"hours": 20, "kg": 900}}},
             {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
