@@ -203,7 +203,7 @@ def _use_engine(problem: Problem, evaluator: str) -> bool:
     if evaluator == "jax":
         if not kernel_can:
             computes = ", ".join(name for name, o in OBJECTIVES.items() if o.kernel)
-            levers = ", ".join(lever.kind for lever in LEVERS if lever.in_kernel)
+            levers = ", ".join(lever.kind for lever in LEVERS if lever.in_kernel(problem.events))
             raise InputError(f"--evaluator jax: the JAX kernel varies buffers, units, speeds, campaign order and "
                              f"{levers}, and computes {computes} only; use --evaluator engine")  # fmt: skip
         return False

@@ -27,8 +27,8 @@ from optimizers.lines import (
     approximations_for,
     cleaning_constants,
     conwip_outside,
+    crews_unserved,
     draw_inputs,
-    events_outside,
     lever_inputs,
     line_arrays,
     plan_sequence,
@@ -37,17 +37,20 @@ from optimizers.lines import (
     qc_shape,
     release_calendar,
     rule_constants,
+    steps_events,
     uses_events,
     wip_shape,
 )
 from twin.errors import InputError
 from twin.spec.model import LineSpec
 
-# a design's kernel inputs: (name, dtype, one value per station); the levers' names are ``lever_inputs``' keys
+# a design's kernel inputs: (name, dtype, one value per: "station", "pool" (operator pool) or "" (one value)); the
+# levers' names are ``lever_inputs``' keys
 DESIGN_INPUTS = (
-    ("buffers", np.int32, True), ("units", np.int32, True), ("speed", np.float64, True),
-    ("qc_analysts", np.int32, False), ("wip_limit", np.int32, False),
-    ("due_batches", np.int32, True), ("due_hours", np.float64, True), ("due_kg", np.float64, True),
+    ("buffers", np.int32, "station"), ("units", np.int32, "station"), ("speed", np.float64, "station"),
+    ("qc_analysts", np.int32, ""), ("wip_limit", np.int32, ""),
+    ("due_batches", np.int32, "station"), ("due_hours", np.float64, "station"), ("due_kg", np.float64, "station"),
+    ("headcount", np.int32, "pool"),
 )  # fmt: skip
 
 
@@ -138,11 +141,12 @@ class Evaluator:
         self.chunk, self.record = chunk, record
         self.batches = batches or self._batches_needed()
         # the event-stepping kernel for rules only it evaluates (operators), on lines in its scope
-        self.events = uses_events(spec) and not events_outside(self.line, self.max_units)
+        self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
+        self.invalid: dict[Any, str] = {}  # designs of ``kpis`` whose spec does not validate, and why
 
     # -- sizes -------------------------------------------------------------------------------------
     def _batches_needed(self) -> int:
@@ -275,20 +279,23 @@ class Evaluator:
         due_hours: Any = None,
         due_kg: Any = None,
         campaigns: Any = None,
+        headcount: Any = None,
     ) -> Evaluation:
         """KPIs of each design (rows of ``buffers``, ``units``, ``speed``, ``orders``; None = the spec's), and the
         levers of the batch rules per design: QC analysts, WIP limit, cleaning due thresholds per station (batches,
-        hours, kg; never: ``lever_inputs``' sentinels), campaign lengths in the spec's order."""
+        hours, kg; never: ``lever_inputs``' sentinels), campaign lengths in the spec's order, the headcount of each
+        operator pool in the spec's order (the event kernel's; the scan kernel leaves operators out)."""
         given = {"buffers": buffers, "units": units, "speed": speed, "orders": orders, "qc_analysts": qc_analysts,
                  "wip_limit": wip_limit, "due_batches": due_batches, "due_hours": due_hours, "due_kg": due_kg,
-                 "campaigns": campaigns}  # fmt: skip
+                 "campaigns": campaigns, "headcount": headcount}  # fmt: skip
         n = max((len(x) for x in given.values() if x is not None), default=1)
-        n_st = len(self.line.stations)
-        spec = {"buffers": self.line.buffers, "units": self.line.units, "speed": np.ones(n_st), **self.levers}
+        widths = {"station": (len(self.line.stations),), "pool": self.levers["headcount"].shape, "": ()}
+        spec = {"buffers": self.line.buffers, "units": self.line.units, "speed": np.ones(widths["station"]),
+                **self.levers}  # fmt: skip
         design = {}
         for key, dtype, width in DESIGN_INPUTS:
             value = spec[key] if given[key] is None else given[key]
-            design[key] = np.broadcast_to(np.asarray(value, dtype), (n, n_st) if width else (n,))
+            design[key] = np.broadcast_to(np.asarray(value, dtype), (n, *widths[width]))
         lengths = np.broadcast_to(np.asarray(spec["campaigns"] if campaigns is None else campaigns, np.int32),
                                   (n, len(self.line.campaigns)))  # fmt: skip
         self._check(design, lengths)
@@ -327,14 +334,20 @@ class Evaluator:
         """The figures ``problem`` needs of each design: objective name -> [design, replication]."""
         from optimizers.objectives import OBJECTIVES
 
-        res = self.evaluate(**problem.arrays(designs))
+        arrays = problem.arrays(designs)
+        why = crews_unserved(self.line, arrays["headcount"])
+        self.invalid.update({d: w for d, w in zip(designs, why, strict=True) if w})  # (as the engine evaluator's)
+        ok = np.array([not w for w in why])
+        res = self.evaluate(**{k: None if v is None else v[ok] for k, v in arrays.items()}) if ok.any() else None
         out = {}
         for name in problem.kpis:
             field_name = OBJECTIVES[name].kernel
             if field_name is None:
                 raise InputError(f"the JAX evaluator cannot compute {name}; use the engine evaluator")
-            out[name] = getattr(res, field_name) * OBJECTIVES[name].scale
-        out["utilization"] = res.utilization
+            out[name] = _rows(ok, None if res is None else getattr(res, field_name) * OBJECTIVES[name].scale,
+                              (self.replications,))  # fmt: skip
+        out["utilization"] = _rows(ok, None if res is None else res.utilization,
+                                   (self.replications, len(self.line.stations)))  # fmt: skip
         return out
 
     def gradient(self, buffers: Any, units: Any, speed: Any, order: Any = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -366,6 +379,12 @@ class Evaluator:
         if (v > self.max_speed + 1e-12).any() or (v < self.min_speed - 1e-12).any() or (v <= 0).any():
             raise InputError(f"speeds outside [{self.min_speed}, {self.max_speed}] given when the evaluator was made")
         rules = self.line.line.rules
+        headcount = design.get("headcount")
+        if headcount is not None and (headcount < 1).any():
+            raise InputError("an operator headcount below 1")
+        unserved = next((w for w in crews_unserved(self.line, headcount) if w), "") if headcount is not None else ""
+        if unserved:
+            raise InputError(f"operator headcounts that leave a crew unserved: {unserved}")
         analysts, limit = design.get("qc_analysts"), design.get("wip_limit")
         if rules is not None and rules.qc is not None and analysts is not None and (
             (analysts < 1) | (analysts > self.max_analysts)
@@ -402,6 +421,14 @@ class Evaluator:
             out = kernel(inputs, s, draws, self._consts)
             pieces.append({k: np.asarray(x)[: hi - lo] for k, x in out.items()})
         return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def _rows(ok: np.ndarray, values: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Figures of the designs ``ok`` in their rows, NaN in the others' (designs not evaluated)."""
+    out = np.full((len(ok), *shape), np.nan)
+    if values is not None:
+        out[ok] = values
+    return out
 
 
 def oee_constants(line: LineArrays) -> dict[str, np.ndarray]:

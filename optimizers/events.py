@@ -7,46 +7,39 @@ The scan kernel (``optimizers.kernel``) computes departures batch by batch, whic
 resource that stations share in time order (operators on shifts). This kernel steps the line's
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
-- per station (one unit): its phase (``TAKE`` a batch, ``HELD`` by a repair that outlasted that wait, wait for
-  the changeover's crew ``SETUP_CREW``, ``SETUP``, wait for the processing ``CREW``, ``PROCESS``, ``LEAVE``,
-  ``AFTER``: held by a repair that outlasted the wait for a place), the batch it holds, when its timed phase
-  ends, when it asked for its crew, the operators it holds per pool, the product it processed last, its failure
-  clock;
+- per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
+  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``), the batch it holds, when its processing
+  or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
-- per operator pool: on shift or not, operators busy, the next shift change (the engine's clock:
+- per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
+  buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
-Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
-end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
-after kind (ends of timed phases, then stations passing batches on, then stations taking them, each kind seeing
-what the one before did, then shift changes); what they make possible at the same time (a station blocked until the one
+Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
+finish, a station that can pass its batch on, a shift change). It runs every event due then, kind after
+kind (finishes, then stations passing batches on, then stations taking them, each kind seeing what the one
+before did, then shift changes); what they make possible at the same time (a station blocked until the one
 after it took its batch) is due at the same time in the next step. When nothing more is due at the instant,
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
 fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
-station's pools in pool order (``Operators._grant``). Free operators are ``headcount - busy`` on shift and
+station's pools in pool order (``Operators._grant``), no more people at work in a room than it allows (the crews
+its stations hold). Free operators are ``headcount - busy`` on shift and
 none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
 frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
 which is always granted at the instant it took its batch, as the engine starts it). Which station's event
 of an instant runs first does not change a departure: a buffer has one station before it and one after.
 
-A changeover (``twin.engine.rules.changeovers.change``: a station takes a batch of another product than its last,
-and the pair has a changeover time) is a phase of its own between the take and the processing: the station asks
-for its crew when its ``setup`` phase needs one (else for none), the grant starts the changeover (the pair's
-``setup:A->B`` draws in the order of that pair's changeovers, ``kernel._timed``: failures on the wall clock extend
-it, operating ones do not), its end frees the crew and asks for the processing crew at that instant. Failures on
-the wall clock (``CalendarClock``) are ``kernel._wait_over`` where the engine calls it (a station that takes a
-batch, but the pulling first station; one that passes its batch on after being blocked; a wait under way at the
-end) and ``kernel._calendar_work`` for processing: a failure that fell due while a crew kept the station waiting
-is repaired within the phase that crew starts, as the engine does (the engine logs it then, with that phase's
-state after the repair: where that happens, the station's state shares are not the engine's).
-
-Processing draws, failures and line OEE's figures (``kernel._processed_on``), changeovers (``kernel._timed``) and
-the KPIs (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
+Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
+(``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
+Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan kernel's functions: when a station
+takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
+passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
+is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, failures on either clock, rate-based stations, changeovers without a major clean
-or line clearance, operator pools on shift calendars (crews for processing and changeovers).
+every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
+pools on shift calendars (the crews of processing and cleaning).
 """
 
 from __future__ import annotations
@@ -62,23 +55,32 @@ from optimizers.kernel import (
     INF,
     STATES,
     Shape,
+    _clean,
     _div,
+    _due_clean,
+    _expired,
+    _hygiene_init,
     _lane_kpis,
     _next_change,
     _overlap,
+    _processed,
     _processed_on,
+    _stale,
     _timed,
     _wait_over,
+    _with_levers,
     _working,
     over_designs,
     with_gradient,
 )
 
-# a station's phase: take a batch, wait for the processing crew, process, pass the batch on; wait for the changeover's
-# crew, change over; a repair that outlasted the wait for a batch (then the changeover or the crew), or the wait for a
-# place downstream (then take)
-TAKE, CREW, PROCESS, LEAVE, SETUP_CREW, SETUP, HELD, AFTER = range(8)
-TIMED = (PROCESS, SETUP, HELD, AFTER)  # phases that end at ``fin``
+# a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
+# clean (then ``then``: the changeover or the processing crew after a clean before the batch, take the next after one
+# after it) (a clean on a shared skid waits for the skid first, ``SKID``); wait for the changeover's crew, change
+# over; a repair that outlasted the wait for a batch (then the batch begins: ``_begin``) or the wait for a place
+# downstream (then the clean after the batch, or the next batch: ``_after``)
+TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING, SKID, SETUP_CREW, SETUP, HELD, AFTER = range(11)
+TIMED = (PROCESS, CLEANING, SETUP, HELD, AFTER)  # phases that end at ``fin``
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
 def _take(st, on, shape, seq, draws, consts, w0, w1):
     """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival); on the
     wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the station, ``HELD``);
-    then they change over or ask for their processing crew (``_begin``)."""
+    then the batch begins (``_begin``)."""
     base, t, k = shape.base, st["t"], st["taken"]
     st["batch"] = jnp.where(on, k, st["batch"])
     st["taken"] = k + on
@@ -144,7 +146,7 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
             held = held.at[j].set(on[j] & (ready > t))
             st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
     st["phase"] = jnp.where(held, HELD, st["phase"])
-    st = _begin(st, on & ~held)
+    st = _begin(st, on & ~held, shape, consts)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
@@ -168,32 +170,71 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
-    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
+    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["qty_in"][-1, p], 0.0)
     st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
 
 
-def _begin(st, on):
-    """Stations ``on`` begin their batch now: they ask for the changeover's crew (``SETUP_CREW``) when the product
-    changes, else for the processing crew (a phase that needs none asks for none: granted by the serve step)."""
-    change = st["change"] if "change" in st else jnp.zeros_like(on)
-    st["phase"] = jnp.where(on, jnp.where(change, SETUP_CREW, CREW), st["phase"])
-    st["asked"] = jnp.where(on, st["t"], st["asked"])
+def _cleaning(shape: EventShape) -> list[int]:
+    """The stations with the cleaning rule."""
+    return [j for j in range(shape.base.stations) if shape.base.cleans(j)]
+
+
+def _ask_clean(st, j, on, major, then, consts):
+    """Station ``j`` asks for a clean now (when ``on``; ``major``: the kind decided so far): its skid first if that
+    kind of clean uses one, then its crew; then it goes on to phase ``then``."""
+    pools = consts["pools"]
+    skid = jnp.any(pools["on_skid"][j]) & jnp.where(major, pools["skid_major"][j], pools["skid_minor"][j])
+    st["phase"] = st["phase"].at[j].set(jnp.where(on, jnp.where(skid, SKID, CLEAN), st["phase"][j]))
+    st["then"] = st["then"].at[j].set(jnp.where(on, then, st["then"][j]))
+    st["major"] = st["major"].at[j].set(jnp.where(on, major, st["major"][j]))
     return st
 
 
-def _ended(st, on):
-    """Stations ``on`` end a timed phase now: processing (its crew goes, back to work if on shift: ``_free``; the
-    batch is passed on), the changeover (its crew goes; the processing crew is asked for), a repair after the wait
-    for a batch (``_begin``) or after the wait for a place downstream (the next batch is taken)."""
-    phase = st["phase"]
-    release = on & ((phase == PROCESS) | (phase == SETUP))
+def _begin(st, on, shape, consts):
+    """Stations ``on`` begin their batch now: a clean first where the equipment stood clean or dirty past its hold
+    time (``kernel._stale``), then the changeover when the product changes (its crew asked for: ``SETUP_CREW``), then
+    the processing crew (a phase that needs no crew asks for none: granted by the serve step)."""
+    t = st["t"]
+    then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
+    st["phase"] = jnp.where(on, then, st["phase"])
+    st["asked"] = jnp.where(on, t, st["asked"])
+    for j in _cleaning(shape):
+        need, major = _stale(t, st["stations"][j], j, consts)
+        st = _ask_clean(st, j, on[j] & need, major, then[j], consts)
+    return st
+
+
+def _after(st, on, shape, consts):
+    """Stations ``on`` are done with their batch now: the clean after it, if any (``kernel._due_clean``), then the
+    next batch."""
+    t = st["t"]
+    st["phase"] = jnp.where(on, TAKE, st["phase"])
+    for j in _cleaning(shape):
+        cleans, major = _due_clean(t, st["stations"][j], j, consts)
+        st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
+        st = _ask_clean(st, j, on[j] & cleans, major, TAKE, consts)
+    return st
+
+
+def _ended(st, on, shape, consts):
+    """Stations ``on`` end a timed phase now. Processing: its crew goes (back to work if on shift: ``_free``), the
+    batch is passed on. A clean: its crew and skid place go, then the phase it was for (a changeover's or the
+    processing crew asked for now, or the next batch). The changeover: its crew goes, the processing crew is asked for.
+    A repair after the wait for a batch: the batch begins (``_begin``); after the wait for a place: ``_after``."""
+    phase, t = st["phase"], st["t"]
+    release = on & ((phase == PROCESS) | (phase == CLEANING) | (phase == SETUP))
     st["busy"] = st["busy"] - jnp.sum(jnp.where(release[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
     st["crew"] = jnp.where(release[:, None], 0, st["crew"])
-    st["phase"] = jnp.select([on & (phase == PROCESS), on & (phase == AFTER)], [LEAVE, TAKE], phase)
-    st["asked"] = jnp.where(on & (phase == SETUP), st["t"], st["asked"])
-    st["phase"] = jnp.where(on & (phase == SETUP), CREW, st["phase"])
-    return _begin(st, on & (phase == HELD))
+    then = st.get("then", CREW)
+    cleaned = on & (phase == CLEANING)
+    asks = (on & (phase == SETUP)) | (cleaned & ((then == CREW) | (then == SETUP_CREW)))
+    st["asked"] = jnp.where(asks, t, st["asked"])
+    if "on_skid" in st:  # a clean's skid goes back
+        st["on_skid"] = st["on_skid"] & ~cleaned
+    st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW], phase)
+    st = _begin(st, on & (phase == HELD), shape, consts)
+    return _after(st, on & (phase == AFTER), shape, consts)
 
 
 def _leave(st, on, shape, seq, draws, consts, w0, w1):
@@ -202,7 +243,8 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
     st["left"] = st["left"] + on
-    st["phase"] = jnp.where(on, TAKE, st["phase"])
+    st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
+    held = jnp.zeros_like(on)
     for j in range(base.stations - 1):  # (the last station is never blocked)
         if base.on_calendar(j):  # failures while blocked: down, not blocked; a repair under way holds the station
             s = st["stations"][j] = dict(st["stations"][j])
@@ -211,10 +253,10 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
                                                     was, w0, w1)  # fmt: skip
             s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
             st["blocked"] = st["blocked"].at[j].add(-before)
-            held = was & (ready > t)
-            st["phase"] = st["phase"].at[j].set(jnp.where(held, AFTER, st["phase"][j]))
-            st["fin"] = st["fin"].at[j].set(jnp.where(held, t + (ready - t), st["fin"][j]))
-    st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
+            held = held.at[j].set(was & (ready > t))
+            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+    st["phase"] = jnp.where(held, AFTER, st["phase"])
+    st = _after(st, on & ~held, shape, consts)  # the clean after the batch, if any, then the next batch
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
@@ -232,28 +274,56 @@ def _shift(st, p, on, shape, consts):
     return st
 
 
-def _free(st, consts) -> jax.Array:
-    """Operators of each pool free now: on shift and not busy."""
-    return jnp.where(st["on_shift"], consts["pools"]["headcount"] - st["busy"], 0)
+def _free(st, design) -> jax.Array:
+    """Operators of each pool free now: on shift and not busy (of the design's headcount)."""
+    return jnp.where(st["on_shift"], design["headcount"] - st["busy"], 0)
 
 
-def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
-    """The serve step's grants (``Operators.serve``): the waiting requests (a changeover's crew or a processing
-    crew) in key order (time of request, station), first fit, each crew the first free operators of the station's
-    pools in pool order (``Operators._grant``). (granted per station, crew per station and pool)."""
+def _order(waiting, asked) -> jax.Array:
+    """[i, j]: station j's request comes before station i's (key order: time of request, station; both waiting)."""
+    key, index = jnp.where(waiting, asked, INF), jnp.arange(waiting.shape[0])
+    return (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
+
+
+def _serve_skids(st, go, consts):
+    """The skids' part of the serve step (before the operators', ``Slots.serve``): each skid's free places to its
+    waiting cleans in key order; a granted clean asks for its crew now."""
+    pools, t = consts["pools"], st["t"]
+    waiting = go & (st["phase"] == SKID)
+    earlier = _order(waiting, st["asked"])
+    granted = jnp.zeros_like(waiting)
+    for k in range(pools["on_skid"].shape[1]):
+        mine, users = waiting & pools["on_skid"][:, k], jnp.sum(st["on_skid"] & pools["on_skid"][:, k])
+        place = jnp.sum(earlier & mine[None, :], axis=1)  # waiting for this skid before each station
+        granted = granted | (mine & (place < pools["skid_places"][k] - users))
+    st["on_skid"] = st["on_skid"] | granted
+    st["phase"] = jnp.where(granted, CLEAN, st["phase"])
+    st["asked"] = jnp.where(granted, t, st["asked"])
+    return st
+
+
+def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
+    """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
+    first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
+    (granted per station, crew per station and pool)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
-    waiting = go & ((st["phase"] == CREW) | (st["phase"] == SETUP_CREW))
-    needs = jnp.where(st["phase"] == SETUP_CREW, pools["need_setup"], pools["need"])
-    key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
-    earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
-    rank = jnp.sum(earlier, axis=1)  # each station's place in key order
-    free, granted, crew = _free(st, consts), jnp.zeros(n, bool), st["crew"]
+    phase = st["phase"]
+    waiting = go & ((phase == CREW) | (phase == CLEAN) | (phase == SETUP_CREW))
+    needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]], pools["need"])
+    rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each station's place in key order
+    free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
+    in_room = pools["in_room"]  # [station, room]: a room's people are the crews its stations hold
+    people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
         qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
+        if in_room.shape[1]:  # no more people in the station's room than it allows (checked first by the engine)
+            room = jnp.any(at[:, None] & in_room, axis=0)
+            ok = ok & jnp.all(~room | (people + need <= pools["max_people"]))
+            people = people + jnp.where(room & ok, need, 0)
         before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
         took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
         free = free - took
@@ -263,14 +333,17 @@ def _grants(st, go, consts) -> tuple[jax.Array, jax.Array]:
 
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
-    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts
-    its changeover or its processing now."""
+    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
+    processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
     base, t = shape.base, st["t"]
-    granted, crew = _grants(st, go, consts)
+    if "on_skid" in st:
+        st = _serve_skids(st, go, consts)
+    granted, crew = _grants(st, go, design, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
+    cleaning = granted & (st["phase"] == CLEAN)
     changing = granted & (st["phase"] == SETUP_CREW)
-    granted = granted & ~changing
+    granted = granted & (st["phase"] == CREW)
     speed = design["speed"]
     for j in range(base.stations):
         on, batch = granted[j], st["batch"][j]
@@ -283,7 +356,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
             s["acc"] = s["acc"].at[1].add(jnp.where(changing[j], _overlap(t, end, w0, w1) - down, 0.0))
             s["setups"] = s["setups"].at[pa, p].add(jnp.where(changing[j], 1, 0))
             st["fin"] = st["fin"].at[j].set(jnp.where(changing[j], end, st["fin"][j]))
-        qty = consts["sizes"][p]
+        qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
             startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
             noise = draws["rate_noise"][j, jnp.minimum(jnp.sum(s["count"]), draws["rate_noise"].shape[-1] - 1)]
@@ -293,10 +366,26 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
             work = _div(draws["process"][j, p, index], speed[j])
         finish, s = _processed_on(s, j, 0, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
+        if base.cleans(j):
+            major = st["major"][j] | _expired(t, s, j, consts)
+            cleaned, s = _clean(t, major, cleaning[j], s, j, base, draws, w0, w1)
+            s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
+            finish = jnp.where(cleaning[j], cleaned, finish)
         st["stations"][j] = s
-        st["fin"] = st["fin"].at[j].set(jnp.where(on, finish, st["fin"][j]))
-    st["phase"] = jnp.select([granted, changing], [PROCESS, SETUP], st["phase"])
+        st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
+    st["phase"] = jnp.select([granted, cleaning, changing], [PROCESS, CLEANING, SETUP], st["phase"])
     return st
+
+
+def _quantities(base: Shape, consts: dict[str, Any]) -> jax.Array:
+    """[station + 1, product]: the units of a batch of each product as it comes to each station and as it leaves the
+    line, after each station's yield (the scan kernel's arithmetic; a serial line's batches all pass every station)."""
+    qty, out = consts["sizes"], []
+    for j in range(base.stations):
+        out.append(qty)
+        if base.yields(j):
+            qty = qty - qty * (1 - consts["quality"][j, 0])
+    return jnp.stack([*out, qty])
 
 
 def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +402,8 @@ def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str,
         s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
     if base.has_setup[j]:  # changeovers made per (previous, next) product: the draws they used
         s["setups"] = jnp.zeros((base.products, base.products), jnp.int32)
+    if base.cleans(j):
+        s["hygiene"] = _hygiene_init()
     return s
 
 
@@ -320,6 +411,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     """Simulate one design in one replication event by event; returns its KPIs (``kernel.lane``'s)."""
     base = shape.base
     n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
+    consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
+    consts = {**consts, "qty_in": _quantities(base, consts)}
     w0, w1 = consts["warmup"], consts["horizon"]
     n_in = design["batches"]
     zero = jnp.zeros((), jnp.float64)
@@ -346,6 +439,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if _cleaning(shape):  # a clean's kind and the phase after it
+        state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
+    if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
+        state["on_skid"] = jnp.zeros(n, bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
@@ -361,7 +458,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _ended(st, on[:n] & jnp.isin(st["phase"], jnp.array(TIMED)))
+        st = _ended(st, on[:n] & jnp.isin(st["phase"], jnp.array(TIMED)), shape, consts)
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)

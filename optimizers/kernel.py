@@ -252,29 +252,45 @@ def _clean(now, major, on, s, j, shape, draws, w0, w1):
     return jnp.where(on, end, now), s
 
 
-def _clean_before(take, valid, s, j, shape, draws, consts, w0, w1):
-    """``cleaning.before``: clean again when the equipment stood clean (or dirty) longer than its hold time."""
+def _stale(take, s, j, consts) -> tuple[jax.Array, jax.Array]:
+    """``cleaning.clean_before``'s decision for a batch taken at ``take``: (a clean is needed, it is major): again
+    when the equipment stood clean (or dirty) longer than its hold time."""
     h, c = s["hygiene"], consts["cleaning"]
     stale_clean = ~h["dirty"] & (take - h["clean_since"] > c["clean_hold"][j])
     stale_dirty = h["dirty"] & (take - h["dirty_since"] > c["dirty_hold"][j])
-    major = jnp.where(stale_clean, ~c["has_minor"][j], True)
-    return _clean(take, major, valid & (stale_clean | stale_dirty), s, j, shape, draws, w0, w1)
+    return stale_clean | stale_dirty, jnp.where(stale_clean, ~c["has_minor"][j], True)
 
 
-def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1, change_major=False):
-    """``cleaning.after``: major when due (batches, hours, kg since the last major clean) or before a waiting
-    batch whose change needs one (``change_major``), minor otherwise; a minor clean that starts later than the
-    dirty-hold time is a major one."""
+def _clean_before(take, valid, s, j, shape, draws, consts, w0, w1):
+    """``cleaning.before``: clean again when the equipment stood clean (or dirty) longer than its hold time."""
+    need, major = _stale(take, s, j, consts)
+    return _clean(take, major, valid & need, s, j, shape, draws, w0, w1)
+
+
+def _due_clean(departure, s, j, consts, change_major=False) -> tuple[jax.Array, jax.Array]:
+    """``cleaning.clean_after``'s decision when a batch left at ``departure``: (a clean follows, it is major because
+    due (batches, hours, kg since the last major clean) or before a waiting batch whose change needs one)."""
     h, c = s["hygiene"], consts["cleaning"]
     due = (
         (h["batches"] >= c["due_batches"][j])
         | (departure - h["major_at"] >= c["due_hours"][j])
         | (h["kg"] >= c["due_kg"][j])
     )
-    expired = h["dirty"] & (departure - h["dirty_since"] > c["dirty_hold"][j])
-    major = due | expired | change_major
-    on = leaving & (due | change_major | c["has_minor"][j])
-    return _clean(departure, major, on, s, j, shape, draws, w0, w1)
+    return due | change_major | c["has_minor"][j], due | change_major
+
+
+def _expired(now, s, j, consts) -> jax.Array:
+    """``cleaning.clean``: a clean that starts at ``now`` later than the dirty-hold time is a major one."""
+    h = s["hygiene"]
+    return h["dirty"] & (now - h["dirty_since"] > consts["cleaning"]["dirty_hold"][j])
+
+
+def _clean_after(departure, leaving, s, j, shape, draws, consts, w0, w1, change_major=False):
+    """``cleaning.after``: major when due or before a change that needs one (``_due_clean``), minor otherwise; a
+    minor clean that starts later than the dirty-hold time is a major one (``_expired``)."""
+    cleans, major = _due_clean(departure, s, j, consts, change_major)
+    major = major | _expired(departure, s, j, consts)
+    return _clean(departure, major, leaving & cleans, s, j, shape, draws, w0, w1)
 
 
 def _unit_hygiene(s: dict[str, Any], u: jax.Array) -> dict[str, Any]:

@@ -10,7 +10,8 @@ analysts, the WIP limit, skid capacities), followed by the campaign order when `
 varied. Speeds divide every processing time of a station (and its ideal time); a design's spec says
 so by scaling those distributions. Which paths are levers is written once, in ``LEVERS``, with the
 batch rule each belongs to and its input in the JAX kernel (if any): a lever is a kernel variable when
-it has an input and the kernel implements its rule (``optimizers.lines.KERNEL_RULES``), never by a
+it has an input and the kernel implements its rule (``optimizers.lines.KERNEL_RULES``), or the event
+kernel does (``EVENT_RULES``) and the problem's evaluator runs it (``Problem.events``), never by a
 list kept by hand.
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizers.lines import KERNEL_RULES
+from optimizers.lines import EVENT_RULES, KERNEL_RULES
 from optimizers.objectives import COST, Constraint, check_objectives, parse_constraint
 from optimizers.spec import Optimize, Variable
 from twin.durations import HOURS_PER_UNIT, to_hours
@@ -49,14 +50,16 @@ class Lever:
     rule: str | None = None  # the batch rule (rule registry name) whose field it is; None: the release plan
     kernel: str | None = None  # its input in the JAX kernel (``optimizers.lines.lever_inputs``); None: none yet
 
-    @property
-    def in_kernel(self) -> bool:
-        """The JAX kernel varies it per design: it has an input there, and the kernel implements its rule."""
-        return self.kernel is not None and (self.rule is None or self.rule in KERNEL_RULES)
+    def in_kernel(self, events: bool) -> bool:
+        """The JAX kernel varies it per design: it has an input there, and the kernel implements its rule: the scan
+        kernel, or the event kernel where that one runs (``events``: ``optimizers.lines.steps_events``)."""
+        return self.kernel is not None and (
+            self.rule is None or self.rule in KERNEL_RULES or (events and self.rule in EVENT_RULES)
+        )
 
 
 LEVERS = (
-    Lever("headcount", ("operators", "*", "headcount"), True, 1, 1000, rule="operators"),
+    Lever("headcount", ("operators", "*", "headcount"), True, 1, 1000, rule="operators", kernel="headcount"),
     Lever("cleaning_due_batches", ("stations", "*", "cleaning", "due", "batches"), True, 1, 100_000,
           rule="cleaning", kernel="due_batches"),
     Lever("cleaning_due_hours", ("stations", "*", "cleaning", "due", "hours"), False, 1e-6, 1e6, hours=True,
@@ -122,11 +125,6 @@ class Dimension:
     integer: bool = True
     hours: bool = False
 
-    @property
-    def kernel(self) -> bool:
-        """The JAX kernel varies this variable itself (buffers, units, speeds, and the levers it has inputs for)."""
-        return self.kind in KINDS or LEVER_OF[self.kind].in_kernel
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -148,7 +146,23 @@ class Problem:
     @property
     def kernel_only(self) -> bool:
         """Every variable is one the JAX kernel varies (no lever it has no input for)."""
-        return all(d.kernel for d in self.dims)
+        return all(self.in_kernel(d) for d in self.dims)
+
+    def in_kernel(self, d: Dimension) -> bool:
+        """The JAX kernel varies this variable itself (buffers, units, speeds, and the levers it has inputs for)."""
+        return d.kind in KINDS or LEVER_OF[d.kind].in_kernel(self.events)
+
+    @functools.cached_property
+    def events(self) -> bool:
+        """The problem's evaluator runs the event kernel: for the most units of any design
+        (``optimizers.lines.steps_events``, as ``Evaluator`` decides it)."""
+        from optimizers.lines import steps_events
+
+        most = [s.units for s in self.spec.stations]
+        for d in self.dims:
+            if d.kind == "units":
+                most[d.station] = max(most[d.station], int(d.high))
+        return steps_events(self._line, tuple(most))
 
     def extremes(self) -> list[Design]:
         """The designs of every variable at its low and at its high, and the spec's own: what an evaluator must be
@@ -255,7 +269,7 @@ class Problem:
             for d, v in zip(self.dims, self.scalars(design), strict=True):
                 if d.kind in KINDS:
                     target[d.kind][i, d.station] = v
-                elif d.kernel and v != d.base:  # the value the design's spec holds (``overrides``)
+                elif self.in_kernel(d) and v != d.base:  # the value the design's spec holds (``overrides``)
                     value = self._kernel_value(d, v)
                     key = LEVER_OF[d.kind].kernel
                     if levers[key].ndim == 1:
@@ -266,16 +280,36 @@ class Problem:
         return {"buffers": buffers, "units": units, "speed": speed, "orders": orders, **levers}
 
     @functools.cached_property
-    def _lever_inputs(self) -> dict[str, np.ndarray]:
-        from optimizers.lines import lever_inputs, line_arrays
+    def _line(self) -> Any:
+        from optimizers.lines import line_arrays
 
-        return lever_inputs(line_arrays(self.spec))
+        return line_arrays(self.spec)
+
+    @functools.cached_property
+    def _lever_inputs(self) -> dict[str, np.ndarray]:
+        from optimizers.lines import lever_inputs
+
+        return lever_inputs(self._line)
+
+    @functools.cached_property
+    def _item_names(self) -> dict[str, list[Any]]:
+        """The names of the items of each list a lever's ``*`` steps through (``LEVERS``' patterns)."""
+        data, out = self.spec.to_data(), {}
+        for lever in (lever for lever in LEVERS if "*" in lever.pattern):
+            at = lever.pattern.index("*")
+            node: Any = data
+            for key in lever.pattern[:at]:
+                node = node.get(key) if isinstance(node, dict) else None
+            out[".".join(lever.pattern[:at])] = [x.get("name") for x in node or () if isinstance(x, dict)]
+        return out
 
     def _item(self, d: Dimension) -> int:
-        """The list item a lever varies (the station of a cleaning threshold, the campaign of a length)."""
-        step = d.path.split(".")[1 if d.path.startswith("stations.") else 2]
-        names = [s.name for s in self.spec.stations]
-        return names.index(step) if d.path.startswith("stations.") and step in names else int(step)
+        """The list item a lever varies (the station of a cleaning threshold, the campaign of a length, the operator
+        pool of a headcount): its name in the override path, or its index."""
+        at = LEVER_OF[d.kind].pattern.index("*")
+        steps = d.path.split(".")
+        names, step = self._item_names[".".join(steps[:at])], steps[at]
+        return names.index(step) if step in names else int(step)
 
     def _kernel_value(self, d: Dimension, v: Any) -> float:
         """A lever's value as the engine compiles it from the override (a duration in hours, as written)."""

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
+from optimizers.kernel import STATES
 from optimizers.lines import SUBSET, events_outside, line_arrays
 from tests.conftest import run_cli
 from tests.test_optimizer_exactness import (
@@ -58,7 +59,8 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "c" on the wall clock, "s" changeovers, "R" rate
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "w" on the wall clock, "s" changeovers, "R" rate-based,
+    # "c" cleaning, "k" on the skid, "y" a yield
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
 
@@ -69,9 +71,29 @@ POOLED = {
     "arrivals-3": Pooled("interarrival", True, ("", "f", ""), (True, True), 256),
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
+    "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
+    "skid-3": Pooled("saturated", True, ("ck", "fck", "c"), (True,), 320),
+    "yields-3": Pooled("plan", True, ("y", "Rc", "fy"), (True, False), 320),
     "setups-3": Pooled("plan", True, ("s", "fs", "Rs"), (True, False), 320),
-    "calendar-3": Pooled("interarrival", True, ("c", "cs", "c"), (True, True), 256),
+    "calendar-3": Pooled("interarrival", True, ("w", "ws", "w"), (True, True), 256),
+    "mixed-3": Pooled("plan", True, ("wsc", "sc", "wy"), (True, False), 320),
 }
+
+
+def cleaning_block(draw: Any) -> dict[str, Any]:
+    """A station's cleaning rule: a major clean, perhaps a minor one, cleans due after batches, hours or kg, dirty
+    and clean hold times."""
+    block: dict[str, Any] = {"major": draw(st.sampled_from([1.5, {"dist": "uniform", "low": 1.0, "high": 2.0}]))}
+    if draw(st.booleans()):
+        block["minor"] = draw(st.sampled_from([0.3, {"dist": "exponential", "mean": 0.4}]))
+    due = {key: draw(st.sampled_from(values)) for key, values in
+           (("batches", [2, 5]), ("hours", [10.0, 40.0]), ("kg", [300.0, 900.0])) if draw(st.booleans())}  # fmt: skip
+    if due:
+        block["due"] = due
+    for key, values in (("dirty_hold", [0.5, 2.0, 6.0]), ("clean_hold", [3.0, 12.0])):
+        if draw(st.booleans()):
+            block[key] = draw(st.sampled_from(values))
+    return block
 
 
 @st.composite
@@ -91,16 +113,27 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         if "R" in kind:  # rate-based: its time follows the batch's units
             del station["process_time"]
             station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
-        if "f" in kind or "c" in kind:
+        if "f" in kind or "w" in kind:
             station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
                                    "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
-                                   "basis": "calendar" if "c" in kind else "operating"}  # fmt: skip
+                                   "basis": "calendar" if "w" in kind else "operating"}  # fmt: skip
         if "s" in kind:  # changeovers between the products (no major clean, no line clearance)
             station["setup"] = draw(st.sampled_from([{"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}},
                                                      {"*->*": {"dist": "uniform", "low": 0.1, "high": 0.9}}]))  # fmt: skip
-        if draw(st.integers(0, 3)) > 0:  # most stations need a crew, for some of their phases
-            phases = draw(st.sampled_from([["setup", "processing"], ["processing"], ["setup"]]))
-            station["operators"] = {"count": draw(st.sampled_from([1, 1, 2])), "phases": phases}
+        if "y" in kind:
+            station["quality"] = {"yield": draw(st.sampled_from([0.9, 0.97]))}
+        if draw(st.integers(0, 3)) > 0:  # most stations need a crew
+            station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
+        if "c" in kind:
+            station["cleaning"] = cleaning_block(draw)
+            if "k" in kind:  # the line's one skid, for some kinds of clean (a minor one off it: no dirty hold)
+                station["cleaning"]["skid"] = "skid"
+                station["cleaning"]["skid_for"] = draw(st.sampled_from([["minor", "major"], ["major"], ["minor"]]))
+                if "minor" not in station["cleaning"]["skid_for"]:
+                    station["cleaning"].pop("dirty_hold", None)
+        if "operators" in station and ("c" in kind or "s" in kind):  # a crew for some of its phases
+            phases = ["processing"] + ["cleaning"] * ("c" in kind) + ["setup"] * ("s" in kind)
+            station["operators"]["phases"] = draw(st.lists(st.sampled_from(phases), min_size=1, unique=True))
         stations.append(station)
     crewed = [s["name"] for s in stations if "operators" in s] or names[:1]
     pools, calendars = [], {}
@@ -125,8 +158,13 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
                             "operators": pools}  # fmt: skip
     if calendars:
         data["calendars"] = calendars
+    if "k" in "".join(kinds):
+        data["skids"] = [{"name": "skid", "capacity": draw(st.sampled_from([1, 1, 2]))}]
     if two_products:
-        data["products"] = [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}]
+        data["products"] = [
+            {"name": "A", "batch_size": 10, "mass_kg": 100},
+            {"name": "B", "batch_size": 20, "mass_kg": 150},
+        ]
     elif "R" in "".join(kinds):
         data["products"] = [{"name": "batch", "batch_size": 10}]
     if (block := release_block(draw, release, two_products)) is not None:
@@ -400,3 +438,100 @@ def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_dra
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
     np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
     assert_same_states(res, core, ["m1", "m2", "m3"])
+
+
+def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
+    """Three stations sharing a day-shift team of two for processing and cleaning (m2's crew cleans only), with
+    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures and a yield at
+    m2."""
+    day = {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}
+    clean_and_process = {"count": 1, "phases": ["processing", "cleaning"]}
+    return LineSpec.from_dict({
+        "name": "cleaning-crews", "horizon": 600.0, "warmup": 50.0,
+        "products": [{"name": "A", "batch_size": 10, "mass_kg": 100}, {"name": "B", "batch_size": 20, "mass_kg": 150}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]},
+        "calendars": {"day": day},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["m1", "m2", "m3"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": clean_and_process,
+             "cleaning": {"minor": 0.5, "major": {"dist": "uniform", "low": 2, "high": 4},
+                          "due": {"batches": due_batches}, "dirty_hold": 6.0, "clean_hold": 30.0}},
+            {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.9, "sd": 0.5},
+             "operators": {"count": 1, "phases": ["cleaning"]}, "quality": {"yield": 0.95},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0},
+             "cleaning": {"major": 1.5, "due": {"hours": 20, "kg": 900}}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
+             "operators": {"count": 1}, "cleaning": {"minor": 0.3, "major": 0.8, "due": {"batches": 3},
+                                                      "dirty_hold": 2.0}},
+        ],
+    })  # fmt: skip
+
+
+def test_cleans_with_crews_are_exact_and_their_kpis_agree_with_core() -> None:
+    # seed 1: at 44.01 h m2's major clean takes the team's last free operator, so m3 waits for m1's to process
+    spec = cleaning_crews_line()
+    res = assert_exact(spec, seed=1)
+    core = compute_kpis(simulate(spec, replications=3, seed=1)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+    assert (res.states[0, :, :, STATES.index("cleaning")] > 0.02).all()
+
+
+def test_the_cleaning_due_lever_varies_per_design_in_the_event_kernel() -> None:
+    spec = cleaning_crews_line()
+    ev = Evaluator(spec, seed=3, replications=2)
+    assert ev.events and ev.approximations() == ()
+    due = np.array([[4, 2**31 - 1, 3], [2, 2**31 - 1, 3], [7, 2**31 - 1, 3]], np.int32)  # m1's: 4 (the spec's), 2, 7
+    res = ev.evaluate(due_batches=due)
+    for d, batches in enumerate((4, 2, 7)):
+        core = compute_kpis(simulate(cleaning_crews_line(batches), replications=2, seed=3)).per_replication
+        np.testing.assert_allclose(res.throughput[d], core["throughput_per_hour"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.lead_time[d], core["lead_time_hours"], rtol=1e-9)
+    assert len({tuple(res.lead_time[d]) for d in range(3)}) == 3
+
+
+def roomed_line(max_people: int | None) -> LineSpec:
+    """Four stations, the middle two in a grade D room (no gowning) that holds ``max_people`` operators (None: no
+    room), crews of one for processing (and cleaning at s2) from a team of three on a day shift, s4 from its own
+    pool."""
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["name"] = "roomed"
+    data["stations"] = [
+        {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.8}, "operators": {"count": 1}},
+        {"name": "s2", "buffer": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.4},
+         "operators": {"count": 1, "phases": ["processing", "cleaning"]}, "cleaning": {"minor": 0.4, "major": 1.0,
+                                                                                       "due": {"batches": 3}}},
+        {"name": "s3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.6, "high": 1.3},
+         "operators": {"count": 1}, "failures": {"mtbf": {"dist": "exponential", "mean": 8.0}, "mttr": 0.5}},
+        {"name": "s4", "process_time": 0.7, "operators": {"count": 1}},
+    ]  # fmt: skip
+    data["operators"] = [{"name": "team", "headcount": 3, "calendar": "day", "qualified": ["s1", "s2", "s3"]},
+                         {"name": "packers", "headcount": 1, "qualified": ["s4"]}]  # fmt: skip
+    if max_people is not None:
+        data["rooms"] = [{"name": "suite", "grade": "D", "max_people": max_people, "stations": ["s2", "s3"]}]
+    return LineSpec.from_dict(data)
+
+
+def test_a_rooms_headcount_limit_is_exact() -> None:
+    for seed in (1, 2):
+        limited = assert_exact(roomed_line(1), seed=seed, replications=2)
+        free = assert_exact(roomed_line(None), seed=seed, replications=2)
+        assert (limited.throughput[0] < free.throughput[0]).all()  # the room of one holds s2 and s3 back
+    assert_exact(roomed_line(2), seed=3, replications=2)
+    gowned = roomed_line(1).model_dump(mode="json", exclude_none=True)
+    gowned["rooms"][0]["grade"] = "B"
+    reasons = line_arrays(LineSpec.from_dict(gowned)).approximations
+    assert any("rooms.suite: gowning" in r for r in reasons), reasons
+
+
+def test_a_minor_clean_off_the_skid_with_a_dirty_hold_is_not_called_exact() -> None:
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["skids"] = [{"name": "wash", "capacity": 1}]
+    data["stations"][0]["cleaning"].update(skid="wash", skid_for=["major"])  # (m1 has a dirty hold)
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert any("stations.m1.cleaning.skid_for" in r for r in reasons), reasons
+    data["stations"][0]["cleaning"]["skid_for"] = ["minor", "major"]
+    assert line_arrays(LineSpec.from_dict(data)).approximations == ()

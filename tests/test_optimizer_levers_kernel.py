@@ -1,6 +1,7 @@
 """The levers of the batch rules as variables of the JAX kernel: QC analysts, cleaning due thresholds, the WIP
-limit and campaign lengths take a value per design, so one compilation serves every design of a range, and every
-batch's departure and QC approval equals the engine's run of that design's spec to 1e-9 on the same draws.
+limit and campaign lengths (and operator headcounts, in the event kernel) take a value per design, so one compilation
+serves every design of a range, and every batch's departure and QC approval equals the engine's run of that design's
+spec to 1e-9 on the same draws.
 
 Each test compiles one kernel for all its designs (compiling is the cost); the engine runs each design's spec
 (``Problem.spec_for``: the same overrides ``twin optimize`` confirms with).
@@ -22,10 +23,13 @@ from test_optimizer_exactness import engine_departures, line_specs
 from test_optimizer_qc import LAB_SHIFTS, engine_qc, qc_line
 
 from optimizers.api import _use_engine, make_evaluator
+from optimizers.engine_eval import EngineEvaluator
 from optimizers.evaluator import Evaluator, evaluator_sizes
-from optimizers.lines import KERNEL_RULES, lever_inputs, line_arrays
+from optimizers.lines import EVENT_RULES, KERNEL_RULES, lever_inputs, line_arrays
 from optimizers.problem import LEVERS, Problem, build_problem
 from twin.engine import simulate
+from twin.errors import InputError
+from twin.kpis.report import compute_kpis
 from twin.models import load_spec
 from twin.spec.model import LineSpec
 
@@ -33,9 +37,12 @@ QC_TIMES = ("qc_start", "qc_end", "qc_out")
 CHUNK = 9  # designs per kernel call: tests of one line share its compilation
 
 
-def assert_designs_equal_engine(problem: Problem, designs: list[tuple], seed: int, replications: int = 2) -> Any:
+def assert_designs_equal_engine(
+    problem: Problem, designs: list[tuple], seed: int, replications: int = 2, kpis: bool = False
+) -> Any:
     """One evaluator (one compilation) for ``designs``: every departure of every station and every QC start, end
-    and outcome before the horizon equals the engine's run of the design's spec (1e-9), and the engine has no other.
+    and outcome before the horizon equals the engine's run of the design's spec (1e-9), and the engine has no other
+    (``kpis``: so do throughput, lead time, line OEE and utilizations, against ``compute_kpis``).
     Returns the evaluation and each design's engine departures (to check that the levers change the run)."""
     arrays = problem.arrays(designs)
     sizes = evaluator_sizes(problem.arrays(problem.extremes()))  # as ``twin optimize`` makes it: the whole range
@@ -49,7 +56,15 @@ def assert_designs_equal_engine(problem: Problem, designs: list[tuple], seed: in
         for key, value in own.items():
             assert np.array_equal(arrays[key][i], value), (design, key, arrays[key][i], value)
         horizon = spec.horizon_hours
-        table = simulate(spec, seed=seed, replications=replications).table
+        log = simulate(spec, seed=seed, replications=replications)
+        table = log.table
+        if kpis:
+            core = compute_kpis(log).per_replication
+            for kpi, column in (("throughput", "throughput_per_hour"), ("lead_time", "lead_time_hours"),
+                                ("oee", "oee")):  # fmt: skip
+                np.testing.assert_allclose(getattr(res, kpi)[i], core[column], rtol=1e-9, err_msg=f"{design} {kpi}")
+            for j, s in enumerate(spec.stations):
+                np.testing.assert_allclose(res.utilization[i, :, j], core[f"{s.name}.utilization"], rtol=1e-9)
         for r in range(replications):
             rows = table[table["replication"] == r]
             engine = engine_departures(rows, [s.name for s in spec.stations])
@@ -217,13 +232,16 @@ def test_twin_optimize_of_qc_analysts_runs_on_the_kernel_and_is_exact(tmp_path: 
 
 
 def test_a_lever_the_kernel_cannot_take_goes_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Headcount and skid capacity have no kernel input (their rules are not in the kernel): with them, or on a line
-    the kernel is not exact for, or a WIP limit whose range leaves the kernel's CONWIP, the engine scores."""
-    taken = {lever.kind for lever in LEVERS if lever.in_kernel}
+    """Skid capacity has no kernel input (its rule is not in the kernel), headcount is the event kernel's only (on a
+    line with other rules, the scan kernel's, it is not a kernel variable): with them, or on a line the kernel is not
+    exact for, or a WIP limit whose range leaves the kernel's CONWIP, the engine scores."""
+    taken = {lever.kind for lever in LEVERS if lever.in_kernel(events=False)}
     assert taken == {"qc_analysts", "cleaning_due_batches", "cleaning_due_hours", "cleaning_due_kg", "wip_limit",
                      "campaign_batches"}  # fmt: skip
-    assert all((lever.kind in taken) == (lever.kernel is not None and lever.rule in (None, *KERNEL_RULES))
-               for lever in LEVERS)  # fmt: skip
+    assert {lever.kind for lever in LEVERS if lever.in_kernel(events=True)} == {*taken, "headcount"}
+    for events in (False, True):
+        rules = (None, *KERNEL_RULES, *(EVENT_RULES if events else ()))
+        assert all(lever.in_kernel(events) == (lever.kernel is not None and lever.rule in rules) for lever in LEVERS)
     tablet = load_spec("osd-tablet")
     for vary in (["operators.packaging-team.headcount=2..4"], ["skids.wash-skid.capacity=1..2"]):
         problem = build_problem(tablet, vary)
@@ -264,3 +282,100 @@ def test_the_wip_limit_varies_where_batches_leave_before_its_station() -> None:
     problem = build_problem(spec, ["release.wip_limit.batches=1..4"])
     _, seen = assert_designs_equal_engine(problem, [(1,), (2,), (3,), (4,)], seed=5)
     assert seen[0] != seen[2] != seen[4]  # the limit binds: each design's run differs (two replications each)
+
+
+# -- operator headcounts: inputs of the event kernel ------------------------------------------------------------------
+
+
+def crews_line() -> LineSpec:
+    """Three single-unit stations and two operator pools: the day team (a weekday shift) qualified for s1 and s2, an
+    always-on crew for s3 and s2, whose crew of two is taken from the team first (pool order)."""
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    return LineSpec.from_dict({
+        "name": "crews", "horizon": 150.0, "warmup": 10.0,
+        "calendars": {"day": {"shifts": [{"days": days, "start": "06:00", "end": "22:00"}]}},
+        "operators": [{"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]},
+                      {"name": "crew", "headcount": 1, "qualified": ["s3", "s2"]}],
+        "stations": [
+            {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.9}, "operators": {"count": 1}},
+            {"name": "s2", "buffer": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.3},
+             "operators": {"count": 2}},
+            {"name": "s3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.4, "high": 1.2},
+             "operators": {"count": 1}},
+        ],
+    })  # fmt: skip
+
+
+HEADCOUNTS = ["operators.team.headcount=1..3", "operators.crew.headcount=1..3"]
+
+
+def test_headcounts_per_design_in_one_event_kernel_equal_the_engine() -> None:
+    """Every pair of headcounts in one evaluate call (one compilation): each design's departures and KPIs are the
+    engine's for the spec with those headcounts, on the same draws; the pools' designs (1, 2) and (2, 1) differ."""
+    problem = build_problem(crews_line(), HEADCOUNTS)
+    assert problem.events and problem.kernel_only and not _use_engine(problem, "auto")
+    designs = [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+    _, seen = assert_designs_equal_engine(problem, designs, seed=4, kpis=True)
+    by_design = {d: seen[2 * i : 2 * i + 2] for i, d in enumerate(designs)}
+    assert by_design[(1, 2)] != by_design[(2, 1)] and by_design[(1, 3)] != by_design[(3, 1)]
+    assert by_design[(1, 1)] != by_design[(2, 2)] != by_design[(3, 3)]
+
+
+def test_headcounts_below_a_crew_are_invalid_designs_as_for_the_engine() -> None:
+    """A design whose pools cannot staff a station's crew is an invalid spec: the kernel's evaluator marks it so with
+    the spec's reason (as the engine evaluator does) and gives it no figures; ``evaluate`` refuses it, and a headcount
+    below 1. (Nothing here compiles: the refused designs never reach the kernel.)"""
+    data = crews_line().to_data()
+    data["operators"][1]["qualified"] = ["s3"]  # s2's crew of two: the team's only
+    problem = build_problem(LineSpec.from_dict(data), ["operators.team.headcount=1..3"])
+    ev = make_evaluator(problem, 1, 1, "cpu")
+    figures = ev.kpis(problem, [(1,)])
+    assert np.isnan(figures["throughput"]).all() and np.isnan(figures["utilization"]).all()
+    engine = EngineEvaluator(problem, 1, 1, workers=1)
+    engine.kpis(problem, [(1,)])
+    assert ev.invalid[(1,)].split(": ", 1)[1] in engine.invalid[(1,)], (ev.invalid, engine.invalid)
+    for headcount in ([[1, 1]], [[0, 3]]):
+        with pytest.raises(InputError, match="headcount"):
+            ev.evaluate(headcount=headcount)
+
+
+def test_twin_optimize_of_headcounts_runs_on_the_event_kernel_and_is_exact(tmp_path: Path) -> None:
+    """``twin optimize --vary operators.POOL.headcount`` with a budget on operators: the event kernel scores every
+    design (``exact: true``, ``evaluator: jax``), SimPy's confirmation agrees on the same draws, and the best design
+    is SimPy's best on the search's draws (the engine's figures of every feasible design)."""
+    spec = crews_line()
+    path = tmp_path / "crews.yaml"
+    path.write_text(yaml.safe_dump(spec.to_data(), sort_keys=False))
+    done = run_cli("optimize", str(path), *(x for v in HEADCOUNTS for x in ("--vary", v)), "--budget", "operators=4",
+                   "--objective", "lead_time", "--json", "-r", "2", "--confirm", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["evaluator"] == "jax" and report["exact"] is True, report["approximations"]
+    assert report["evaluations"] == 6  # every design within 4 operators
+    for c in report["confirmed"]:
+        assert all(gap < 1e-9 for gap in c["max_replication_error"].values()), c["max_replication_error"]
+        assert sum(c["values"].values()) <= 4
+    problem = build_problem(spec, HEADCOUNTS, budget={"operators": 4}, objective="lead_time")
+    feasible = [(a, b) for a in (1, 2, 3) for b in (1, 2, 3) if problem.feasible((a, b))]
+    lead = {d: float(np.mean(compute_kpis(simulate(problem.spec_for(d), seed=1, replications=2))
+                             .per_replication["lead_time_hours"])) for d in feasible}  # fmt: skip
+    best = min(lead, key=lead.__getitem__)
+    assert tuple(report["best"]["values"].values()) == best, (report["best"]["values"], lead)
+    assert abs(report["history"][-1]["best_score"] - lead[best]) < 1e-9
+
+
+def test_headcount_is_an_engine_lever_where_the_event_kernel_does_not_run() -> None:
+    """On a line of two units at a station with operators (outside the event kernel's scope), or one whose range of
+    units reaches two, the scan kernel would run, leaving operators out: headcount goes to the engine, and
+    ``--evaluator jax`` refuses it, naming the levers the kernel takes there."""
+    spec = crews_line()
+    two = LineSpec.from_dict({**spec.to_data(), "stations": [{**spec.to_data()["stations"][0], "units": 2},
+                                                             *spec.to_data()["stations"][1:]]})  # fmt: skip
+    for problem in (build_problem(two, HEADCOUNTS), build_problem(spec, [*HEADCOUNTS, "stations.s1.units=1..2"])):
+        assert not problem.events and not problem.kernel_only and _use_engine(problem, "auto")
+        assert make_evaluator(problem, 1, 1, "cpu").events is False
+        with pytest.raises(InputError, match="--evaluator jax") as err:
+            _use_engine(problem, "jax")
+        assert "headcount" not in str(err.value).split("varies")[1].split("and computes")[0]
+    single = build_problem(spec, [*HEADCOUNTS, "stations.s2.buffer=0..3"])
+    assert single.events and single.kernel_only and make_evaluator(single, 1, 1, "cpu").events
