@@ -8,18 +8,20 @@ resource that stations share in time order (operators on shifts). This kernel st
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
 - per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
-  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``), the batch it holds, when its processing
-  or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
+  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``; with changeovers wait for their crew,
+  ``SETUP_CREW``, and ``SETUP``; on the wall clock ``HELD`` or ``AFTER`` by a repair that outlasted the wait for a
+  batch or for a place), the batch it holds, when its timed phase ends, when it asked for its crew, the operators it
+  holds per pool, its hygiene (``kernel._hygiene_init``), the product it processed last, its failure clock;
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
-Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
-finish, a station that can pass its batch on, a shift change). It runs every event due then, kind after
-kind (finishes, then stations passing batches on, then stations taking them, each kind seeing what the one
-before did, then shift changes); what they make possible at the same time (a station blocked until the one
+Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
+end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
+after kind (ends of timed phases, then stations passing batches on, then stations taking them, each kind seeing
+what the one before did, then shift changes); what they make possible at the same time (a station blocked until the one
 after it took its batch) is due at the same time in the next step. When nothing more is due at the instant,
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
@@ -37,9 +39,22 @@ Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan k
 takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
 passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
 is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
+
+A batch begins (``_begin``) with the clean before it, if any, then its changeover (``changeovers.change``: a product
+other than the station's last, and the pair has a changeover time), then its processing. The changeover asks for
+its crew when its ``setup`` phase needs one (else for none); the grant starts it (the pair's ``setup:A->B`` draws
+in the order of that pair's changeovers, ``kernel._timed``: failures on the wall clock extend it, operating ones do
+not); its end frees the crew and asks for the processing crew at that instant. Failures on the wall clock
+(``CalendarClock``) are ``kernel._wait_over`` where the engine calls it (a station that takes a batch, but the
+pulling first station; one that passes its batch on after being blocked, whose repair hold comes before the clean
+after it: ``_after``; a wait under way at the end) and ``kernel._calendar_work`` for processing, changeovers and
+cleans: a failure that fell due while a crew kept the station waiting is repaired within the phase that crew
+starts, as the engine does (the engine logs it then, with that phase's state after the repair: where that happens,
+the station's state shares are not the engine's).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
-pools on shift calendars (the crews of processing and cleaning).
+every release mode, products, failures on either clock, rate-based stations, yields, changeovers without a major
+clean or line clearance, cleaning (on shared skids too), rooms' headcounts, operator pools on shift calendars (the
+crews of processing, changeovers and cleaning).
 """
 
 from __future__ import annotations
