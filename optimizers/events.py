@@ -95,7 +95,6 @@ from optimizers.kernel import (
 # over; a repair that outlasted the wait for a batch (then the batch begins: ``_begin``) or the wait for a place
 # downstream (then the clean after the batch, or the next batch: ``_after``)
 TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING, SKID, SETUP_CREW, SETUP, HELD, AFTER = range(11)
-TIMED = (PROCESS, CLEANING, SETUP, HELD, AFTER)  # phases that end at ``fin``
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,17 @@ class EventShape:
         return 16 * self.base.batches * self.base.stations + 4096
 
 
+def _timed_phase(phase: jax.Array, shape: EventShape) -> jax.Array:
+    """Phases that end at ``fin`` (those the shape can have: processing; cleans, changeovers, repair holds)."""
+    base = shape.base
+    timed = phase == PROCESS
+    for kind, present in ((CLEANING, any(base.cleans(j) for j in range(base.stations))), (SETUP, any(base.has_setup)),
+                          (HELD, any(base.calendar_failures)), (AFTER, any(base.calendar_failures))):  # fmt: skip
+        if present:
+            timed = timed | (phase == kind)
+    return timed
+
+
 def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
     """When each station's next ordinary event happens (inf: none until another event), then each pool's shift
     change. A station taking or passing on a batch does so now if it can (it could not earlier)."""
@@ -132,7 +142,7 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
     room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
     leave = jnp.where(room, t, INF)
-    timed = jnp.isin(phase, jnp.array(TIMED))
+    timed = _timed_phase(phase, shape)
     times = jnp.select([phase == TAKE, timed, phase == LEAVE], [take, st["fin"], leave], INF)
     return jnp.concatenate([times, st["shift_at"]])
 
@@ -248,8 +258,10 @@ def _ended(st, on, shape, consts):
     if "on_skid" in st:  # a clean's skid goes back
         st["on_skid"] = st["on_skid"] & ~cleaned
     st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW], phase)
-    st = _begin(st, on & (phase == HELD), shape, consts)
-    return _after(st, on & (phase == AFTER), shape, consts)
+    if any(shape.base.calendar_failures):
+        st = _begin(st, on & (phase == HELD), shape, consts)
+        st = _after(st, on & (phase == AFTER), shape, consts)
+    return st
 
 
 def _leave(st, on, shape, seq, draws, consts, w0, w1):
@@ -473,7 +485,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _ended(st, on[:n] & jnp.isin(st["phase"], jnp.array(TIMED)), shape, consts)
+        st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, consts)
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)
