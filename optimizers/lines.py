@@ -206,9 +206,14 @@ def approximations_for(
         why = qc_outside(line.spec)
         if why:
             reasons.append(f"qc.incubation: {why}")
+    stepped = rules is not None and uses_events(line.spec)
     for s in line.line.stations:
         if line.calendar_failures[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
+        elif line.calendar_failures[s.index] and stepped and rules.stations[s.index].operators:
+            reasons.append(f"stations.{s.name}.failures: calendar basis at a station with a crew: a failure due while "
+                           "it waits for its crew is logged by the engine when the phase starts, so the station's "
+                           "state shares, utilization and OEE can differ from the engine's (departures are exact)")
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
                 reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")

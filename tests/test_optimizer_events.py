@@ -31,13 +31,14 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 
 def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replications: int = 3) -> Any:
-    """The evaluator steps ``spec``'s events, reports no approximation, and every departure before the horizon
-    equals the engine's, in each replication; returns its result."""
+    """The evaluator steps ``spec``'s events, reports no approximation (but for the state shares of a station with
+    wall-clock failures and a crew), and every departure before the horizon equals the engine's, in each
+    replication; returns its result."""
     if batches is None:
         ev = Evaluator(spec, seed=seed, replications=replications, record=True)
     else:
         ev = shared_kernel_evaluator(spec, seed, batches, replications)
-    assert ev.events and ev.approximations() == ()
+    assert ev.events and all("logged by the engine when the phase starts" in r for r in ev.approximations())
     res = ev.evaluate()
     assert_departures_match(res, simulate(spec, seed=seed, replications=replications).table, spec)
     return res
@@ -272,6 +273,9 @@ def test_a_failure_due_while_the_crew_is_off_shift_is_repaired_within_the_next_p
     data["stations"][0]["failures"] = {"mtbf": 20.0, "mttr": 0.5, "basis": "calendar"}
     res = assert_exact(LineSpec.from_dict(data), seed=1, replications=1)
     assert list(departures(res, 0)[6:10]) == [13.0, 14.0, 31.5, 32.5]
+    # the engine logs that failure at 30 h, so its state shares are not the kernel's: not called exact
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert len(reasons) == 1 and reasons[0].startswith("stations.s1.failures: calendar basis at a station with a crew")
 
 
 def test_changes_that_need_the_cleaning_rule_stay_outside_the_event_kernel() -> None:
