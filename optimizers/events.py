@@ -60,6 +60,7 @@ from optimizers.kernel import (
     _due_clean,
     _expired,
     _hygiene_init,
+    _in_window,
     _lane_kpis,
     _next_change,
     _overlap,
@@ -89,8 +90,9 @@ class EventShape:
     @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
-        order it took them: a batch's slot is free once it has left)."""
-        return self.ring if 0 < self.ring < self.base.batches else self.base.batches
+        order it took them: a batch's slot is free once it has left). With hold times, every batch's: a scrapped
+        batch leaves before the batches taken ahead of it, so the batches in the line are no short window."""
+        return self.ring if 0 < self.ring < self.base.batches and not self.base.holds else self.base.batches
 
     @property
     def steps(self) -> int:
@@ -116,22 +118,54 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, on, shape, seq, draws, consts, *_):
+def _take(st, on, shape, seq, draws, consts, w0, w1):
     """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
     for their crews: a clean's first where the equipment stood clean or dirty past its hold time
-    (``kernel._stale``), processing's otherwise."""
+    (``kernel._stale``), processing's otherwise; or scrap it, when one of its hold times ran out (``_scrap``)."""
     t, k = st["t"], st["taken"]
-    st["batch"] = jnp.where(on, k, st["batch"])
+    taken, scrapped = on, jnp.zeros_like(on)
+    if shape.base.holds:  # a batch whose hold time ran out is scrapped; the station takes the next one now
+        scrapped, st = _scrap(st, on, shape, consts, w0, w1)
+        taken = on & ~scrapped
+    st["batch"] = jnp.where(taken, _batch_taken(st, shape), st["batch"])
     st["taken"] = k + on
-    st["asked"] = jnp.where(on, t, st["asked"])
-    st["phase"] = jnp.where(on, CREW, st["phase"])
+    st["asked"] = jnp.where(taken, t, st["asked"])
+    st["phase"] = jnp.where(taken, CREW, st["phase"])
     for j in _cleaning(shape):
         need, major = _stale(t, st["stations"][j], j, consts)
-        st = _ask_clean(st, j, on[j] & need, major, CREW)
+        st = _ask_clean(st, j, taken[j] & need, major, CREW)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
     return st
+
+
+def _batch_taken(st, shape) -> jax.Array:
+    """The batch each station takes next: its count of batches taken, until a hold time scraps some (then the one
+    its buffer got at that place, ``queue``)."""
+    k = st["taken"]
+    if not shape.base.holds:
+        return k
+    n = shape.base.stations
+    queued = st["queue"][jnp.arange(n), jnp.minimum(k, shape.kept - 1)]
+    return jnp.where(jnp.arange(n) > min(to for _, to in shape.base.holds), queued, k)
+
+
+def _scrap(st, on, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
+    """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
+    after it left the hold's first station): it leaves the line, a reject at the station now (``last_out``) and in
+    the window's ``rejected`` (``kernel._in_window``)."""
+    t, batch = st["t"], _batch_taken(st, shape)
+    late = jnp.zeros_like(on)
+    for h, (_, to) in enumerate(shape.base.holds):
+        late = late.at[to].set(late[to] | (t - st["clock"][h, batch[to]] > consts["hold_max"][h]))
+    scrapped = on & late
+    for j in sorted({to for _, to in shape.base.holds}):
+        s = st["stations"][j]
+        st["stations"][j] = {**s, "last_out": jnp.where(scrapped[j], jnp.maximum(s["last_out"], t), s["last_out"])}
+    st["scrapped"] = st["scrapped"] + jnp.sum(scrapped, dtype=jnp.int32)
+    st["rejected"] = st["rejected"] + jnp.sum(scrapped & _in_window(t, w0, w1))
+    return scrapped, st
 
 
 def _released(st, batch, shape, draws) -> jax.Array:
@@ -146,7 +180,7 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product)."""
     t, out = st["t"], st["batch"][-1]
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
-    counted = on & (t > w0) & (t <= w1)
+    counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
@@ -186,6 +220,11 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     finished."""
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
+    if base.holds:  # the batch passed on goes to its buffer's next place; the clocks that start when it leaves
+        into, place = jnp.arange(1, base.stations), jnp.minimum(st["left"][:-1], shape.kept - 1)
+        st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
+        for h, (source, _) in enumerate(base.holds):
+            st["clock"] = st["clock"].at[h, batch[source]].set(jnp.where(on[source], t, st["clock"][h, batch[source]]))
     st["left"] = st["left"] + on
     st["phase"] = jnp.where(on, TAKE, st["phase"])
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
@@ -325,6 +364,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if base.holds:  # when each batch left each hold's first station, the batch at each place of each buffer, scraps
+        state["clock"] = jnp.full((len(base.holds), shape.kept), INF)
+        state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
+        state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if base.record:
@@ -332,7 +375,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
 
     def going(st):
         t = jnp.min(_due(st, shape, design, draws, n_in))
-        unfinished = base.finite_plan & (st["left"][n - 1] < n_in) & (t < INF)
+        out = st["left"][n - 1] + (st["scrapped"] if base.holds else 0)  # batches that left the line
+        unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
     def step(st):
@@ -362,7 +406,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}
-    totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    totals.update(rejected=final["rejected"] if base.holds else jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "hold_times"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -203,13 +203,18 @@ def approximations_for(
     for s in line.line.stations:
         if line.calendar_failures[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
-        for source, to, _, scrap in line.holds:
-            if to == s.index and not scrap:
-                reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
+        reasons.extend(r for r in _investigated(line, s.index) if r not in reasons)  # (events_outside's too)
         if units[s.index] > 1:
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
     return tuple(reasons)
+
+
+def _investigated(line: LineArrays, j: int) -> list[str]:
+    """The hold-time rules that end at station ``j`` and send a late batch to investigation (both kernels run them as
+    scraps)."""
+    return [f"hold_times: {line.stations[source]}->{line.stations[j]} investigates late batches (not scraps)"
+            for source, to, _, scrap in line.holds if to == j and not scrap]  # fmt: skip
 
 
 def uses_events(spec: LineSpec) -> bool:
@@ -229,11 +234,14 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
     rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning (minor
-    and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), and rooms' headcount
-    limits (without gowning; stations served by one pool)."""
+    and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), rooms' headcount
+    limits (without gowning; stations served by one pool), and hold times that scrap a late batch (one that sends it
+    to investigation stays out: the batch would come back into the station's buffer out of order, after a delay
+    drawn from the ``hold:A->B`` stream, which ``draw_inputs`` does not draw)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
+        reasons.extend(_investigated(line, j))
         if units[j] > 1:
             reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
         if line.has_setup[j]:
