@@ -61,6 +61,7 @@ class Pooled(NamedTuple):
     kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
+    hold: tuple[int, int] | None = None  # a hold time (from, to) that scraps a late batch
 
 
 POOLED = {
@@ -70,6 +71,7 @@ POOLED = {
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
     "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
+    "held-4": Pooled("plan-once", True, ("f", "", "c", "R"), (True, False), 80, hold=(0, 2)),
 }
 
 
@@ -91,7 +93,7 @@ def cleaning_block(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
-    release, two_products, kinds, shifts, _ = structure
+    release, two_products, kinds, shifts, _, hold = structure
     n = len(kinds)
     names = [f"s{j + 1}" for j in range(n)]
     stations = []
@@ -140,6 +142,9 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
                             "operators": pools}  # fmt: skip
     if calendars:
         data["calendars"] = calendars
+    if hold is not None:  # short enough to scrap some batches
+        data["hold_times"] = [{"from": names[hold[0]], "to": names[hold[1]], "action": "scrap",
+                               "max": draw(st.sampled_from([0.5, 1.5, 4.0]))}]  # fmt: skip
     if two_products:
         data["products"] = [
             {"name": "A", "batch_size": 10, "mass_kg": 100},
@@ -422,3 +427,48 @@ def test_a_rooms_headcount_limit_is_exact() -> None:
     gowned["rooms"][0]["grade"] = "B"
     reasons = line_arrays(LineSpec.from_dict(gowned)).approximations
     assert any("rooms.suite: gowning" in r for r in reasons), reasons
+
+
+def held_line(action: str = "scrap") -> LineSpec:
+    """``cleaning_crews_line`` with a hold time of 2.5 h from m1's departure to m3's take (scrapping a late batch,
+    or sending it to investigation)."""
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    hold: dict[str, Any] = {"from": "m1", "to": "m3", "max": 2.5, "action": action}
+    if action == "investigate":
+        hold["investigation"] = {"dist": "exponential", "mean": 2.0}
+    return LineSpec.from_dict({**data, "name": "held", "hold_times": [hold]})
+
+
+def test_hold_time_scraps_are_exact_and_their_kpis_agree_with_core() -> None:
+    # m3's batches that waited past 2.5 h since m1 are scrapped when m3 takes them: the exits skip them, their
+    # rejects count in the window, m3 takes the next batch at once
+    spec = held_line()
+    res = assert_exact(spec, seed=2)
+    core = compute_kpis(simulate(spec, replications=3, seed=2)).per_replication
+    assert (core["rejected_batches"] > 0).all()
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+    # a lane that does not record: the same KPIs
+    lean = Evaluator(spec, seed=2, replications=3).evaluate()
+    for kpi in ("throughput", "lead_time", "oee", "rejected"):
+        np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
+
+
+def test_hold_time_investigations_stay_out_of_the_event_kernel() -> None:
+    reasons = line_arrays(held_line("investigate")).approximations
+    assert reasons.count("hold_times: m1->m3 investigates late batches (not scraps)") == 1, reasons
+    assert not Evaluator(held_line("investigate"), replications=1).events
+
+
+def test_a_batch_taken_exactly_at_its_hold_time_goes_on() -> None:
+    # s1 passes a batch on every hour, s2 takes 2 h: a batch waits 1 h (kept: the engine scraps only beyond the
+    # maximum) or 2 h (scrapped at 5 h, 7 h, ...; s2 takes the next batch at the same instant)
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = crewed_line([1.0, 2.0], [1, 0], [team], horizon=12.0).model_dump(mode="json", exclude_none=True)
+    spec = LineSpec.from_dict({**data, "hold_times": [{"from": "s1", "to": "s2", "max": 1.0, "action": "scrap"}]})
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 1)[:8]) == [3.0, 5.0, np.inf, 7.0, np.inf, 9.0, np.inf, 11.0]
+    assert res.rejected[0, 0] == 4  # at 5, 7, 9 and 11 h
