@@ -73,8 +73,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
   runs on past the shift's end, requests served at the end of each instant in key order (time of
   request, station), first fit, rooms' headcount limits (without gowning; each crewed station served
-  by one pool); on serial lines of single-unit stations (rate-based ones and cleaning too) without
-  changeovers, calendar-basis failures or other rules (stepped event by event, ``optimizers/events.py``);
+  by one pool); on serial lines of single-unit stations (rate-based ones, cleaning and hold times that
+  scrap too) without changeovers, calendar-basis failures or other rules (stepped event by event,
+  ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
