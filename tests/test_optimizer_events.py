@@ -472,3 +472,18 @@ def test_a_batch_taken_exactly_at_its_hold_time_goes_on() -> None:
     res = assert_exact(spec, seed=1, replications=1)
     assert list(departures(res, 1)[:8]) == [3.0, 5.0, np.inf, 7.0, np.inf, 9.0, np.inf, 11.0]
     assert res.rejected[0, 0] == 4  # at 5, 7, 9 and 11 h
+
+
+def test_a_finite_plan_ends_with_its_last_scrap() -> None:
+    # four batches, s1 on the day shift from 06:00 (done at 7, 8, 9, 10 h), s2 3 h each (10, 13, 16, 19 h), s3 takes
+    # each as it comes: only the first is within 4 h of leaving s1; the run ends when the last is scrapped, at 19 h
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}
+    data = crewed_line([1.0, 3.0, 0.5], [1, 0, 0], [team]).model_dump(mode="json", exclude_none=True)
+    data["hold_times"] = [{"from": "s1", "to": "s3", "max": 4.0, "action": "scrap"}]
+    data["release"] = {"mode": "plan", "repeat": False, "plan": [{"product": "batch", "batches": 4}]}
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 2)[:4]) == [10.5, np.inf, np.inf, np.inf]
+    core = compute_kpis(simulate(spec, replications=1, seed=1)).per_replication
+    assert res.rejected[0, 0] == core["rejected_batches"][0] == 3
+    assert res.throughput[0, 0] == core["throughput_per_hour"][0] == 1 / 19
