@@ -96,9 +96,9 @@ class EventShape:
     @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
-        order it took them: a batch's slot is free once it has left). With hold times, every batch's: a scrapped
-        batch leaves before the batches taken ahead of it, so the batches in the line are no short window."""
-        return self.ring if 0 < self.ring < self.base.batches and not self.base.holds else self.base.batches
+        order it took them: a batch's slot is free once it has left). With hold times, the places of each buffer, by
+        place modulo (a scrapped batch leaves a gap in the numbers: the batch goes with its times, ``carried``)."""
+        return self.ring if 0 < self.ring < self.base.batches else self.base.batches
 
     @property
     def steps(self) -> int:
@@ -129,11 +129,13 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
     for their crews: a clean's first where the equipment stood clean or dirty past its hold time
     (``kernel._stale``), processing's otherwise; or scrap it, when one of its hold times ran out (``_scrap``)."""
     t, k = st["t"], st["taken"]
-    taken, scrapped = on, jnp.zeros_like(on)
+    taken, batch = on, k
     if shape.base.holds:  # a batch whose hold time ran out is scrapped; the station takes the next one now
-        scrapped, st = _scrap(st, on, shape, consts, w0, w1)
+        batch, times = _from_buffers(st, shape, draws)
+        scrapped, st = _scrap(st, on, times, shape, consts, w0, w1)
         taken = on & ~scrapped
-    st["batch"] = jnp.where(taken, _batch_taken(st, shape), st["batch"])
+        st["holding"] = jnp.where(taken[None, :], times, st["holding"])
+    st["batch"] = jnp.where(taken, batch, st["batch"])
     st["taken"] = k + on
     st["asked"] = jnp.where(taken, t, st["asked"])
     st["phase"] = jnp.where(taken, CREW, st["phase"])
@@ -146,25 +148,26 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
     return st
 
 
-def _batch_taken(st, shape) -> jax.Array:
-    """The batch each station takes next: its count of batches taken, until a hold time scraps some (then the one
-    its buffer got at that place, ``queue``)."""
-    k = st["taken"]
-    if not shape.base.holds:
-        return k
-    n = shape.base.stations
-    queued = st["queue"][jnp.arange(n), jnp.minimum(k, shape.kept - 1)]
-    return jnp.where(jnp.arange(n) > min(to for _, to in shape.base.holds), queued, k)
+def _from_buffers(st, shape, draws) -> tuple[jax.Array, jax.Array]:
+    """With hold times, the batch each station takes next and its times (``carried``: its release, then when it left
+    each hold's first station; inf: not yet): the first station's next batch, the others' at the next place of their
+    buffers (``queue``; a scrapped batch leaves a gap in the numbers)."""
+    base, t, k = shape.base, st["t"], st["taken"]
+    rows, place = jnp.arange(base.stations), jnp.mod(k, shape.kept)
+    released = t if base.pull else draws["arrivals"][jnp.minimum(k[0], base.batches - 1)]
+    first = jnp.concatenate([released[None], jnp.full(len(base.holds), INF)])
+    batch = jnp.where(rows > 0, st["queue"][rows, place], k)
+    return batch, st["carried"][:, rows, place].at[:, 0].set(first)
 
 
-def _scrap(st, on, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
+def _scrap(st, on, times, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
     """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
-    after it left the hold's first station): it leaves the line, a reject at the station now (``last_out``) and in
-    the window's ``rejected`` (``kernel._in_window``)."""
-    t, batch = st["t"], _batch_taken(st, shape)
+    after it left the hold's first station, ``times``): it leaves the line, a reject at the station now
+    (``last_out``) and in the window's ``rejected`` (``kernel._in_window``)."""
+    t = st["t"]
     late = jnp.zeros_like(on)
     for h, (_, to) in enumerate(shape.base.holds):
-        late = late.at[to].set(late[to] | (t - st["clock"][h, batch[to]] > consts["hold_max"][h]))
+        late = late.at[to].set(late[to] | (t - times[1 + h, to] > consts["hold_max"][h]))
     scrapped = on & late
     for j in sorted({to for _, to in shape.base.holds}):
         s = st["stations"][j]
@@ -188,7 +191,8 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
-    st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
+    released = st["holding"][0, -1] if shape.base.holds else _released(st, out, shape, draws)
+    st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - released, 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
     st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
@@ -226,11 +230,13 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     finished."""
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
-    if base.holds:  # the batch passed on goes to its buffer's next place; the clocks that start when it leaves
-        into, place = jnp.arange(1, base.stations), jnp.minimum(st["left"][:-1], shape.kept - 1)
-        st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
+    if base.holds:  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
         for h, (source, _) in enumerate(base.holds):
-            st["clock"] = st["clock"].at[h, batch[source]].set(jnp.where(on[source], t, st["clock"][h, batch[source]]))
+            st["holding"] = st["holding"].at[1 + h, source].set(jnp.where(on[source], t, st["holding"][1 + h, source]))
+        into, place = jnp.arange(1, base.stations), jnp.mod(st["left"][:-1], shape.kept)
+        st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
+        carried = st["carried"][:, into, place]
+        st["carried"] = st["carried"].at[:, into, place].set(jnp.where(on[None, :-1], st["holding"][:, :-1], carried))
     st["left"] = st["left"] + on
     st["phase"] = jnp.where(on, TAKE, st["phase"])
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
@@ -370,9 +376,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
-    if base.holds:  # when each batch left each hold's first station, the batch at each place of each buffer, scraps
-        state["clock"] = jnp.full((len(base.holds), shape.kept), INF)
+    if base.holds:  # the batch at each place of each buffer, its times and those of each station's batch, scraps
         state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
+        state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
+        state["holding"] = jnp.full((1 + len(base.holds), n), INF)
         state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
