@@ -430,18 +430,18 @@ def test_a_rooms_headcount_limit_is_exact() -> None:
 
 
 def held_line(action: str = "scrap") -> LineSpec:
-    """``cleaning_crews_line`` with a hold time of 2.5 h from m1's departure to m3's take (scrapping a late batch,
+    """``cleaning_crews_line`` with a hold time of 1.5 h from m1's departure to m2's take (scrapping a late batch,
     or sending it to investigation)."""
     data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
-    hold: dict[str, Any] = {"from": "m1", "to": "m3", "max": 2.5, "action": action}
+    hold: dict[str, Any] = {"from": "m1", "to": "m2", "max": 1.5, "action": action}
     if action == "investigate":
         hold["investigation"] = {"dist": "exponential", "mean": 2.0}
     return LineSpec.from_dict({**data, "name": "held", "hold_times": [hold]})
 
 
 def test_hold_time_scraps_are_exact_and_their_kpis_agree_with_core() -> None:
-    # m3's batches that waited past 2.5 h since m1 are scrapped when m3 takes them: the exits skip them, their
-    # rejects count in the window, m3 takes the next batch at once
+    # m2's batches that waited past 1.5 h since m1 are scrapped when m2 takes them: the exits skip them, their
+    # rejects count in the window, m2 takes the next batch at once (m3 takes batches out of number order)
     spec = held_line()
     res = assert_exact(spec, seed=2)
     core = compute_kpis(simulate(spec, replications=3, seed=2)).per_replication
@@ -461,7 +461,7 @@ def test_hold_time_scraps_are_exact_and_their_kpis_agree_with_core() -> None:
 
 def test_hold_time_investigations_stay_out_of_the_event_kernel() -> None:
     reasons = line_arrays(held_line("investigate")).approximations
-    assert reasons.count("hold_times: m1->m3 investigates late batches (not scraps)") == 1, reasons
+    assert reasons.count("hold_times: m1->m2 investigates late batches (not scraps)") == 1, reasons
     assert not Evaluator(held_line("investigate"), replications=1).events
 
 
@@ -489,3 +489,20 @@ def test_a_finite_plan_ends_with_its_last_scrap() -> None:
     core = compute_kpis(simulate(spec, replications=1, seed=1)).per_replication
     assert res.rejected[0, 0] == core["rejected_batches"][0] == 3
     assert res.throughput[0, 0] == core["throughput_per_hour"][0] == 1 / 19
+
+
+def test_lead_times_follow_batches_past_the_gaps_scraps_leave() -> None:
+    # s3 holds a batch 5 h while s2, blocked, lets its buffer's batches grow late and scraps them in bursts: the
+    # batches behind s3's are far apart in number, yet a lane that keeps a short ring has every exit's lead time
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = crewed_line([0.2, 0.1, 5.0], [1, 0, 0], [team], horizon=100.0).model_dump(mode="json", exclude_none=True)
+    data["stations"][1]["buffer"], data["stations"][2]["buffer"] = 4, 2
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 0.5, "action": "scrap"}]
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=1, replications=1)
+    ev = Evaluator(spec, seed=1, replications=1)
+    assert ev.event_shape().kept < 40 < res.rejected[0, 0]
+    core = compute_kpis(simulate(spec, replications=1, seed=1)).per_replication
+    for got in (res, ev.evaluate()):
+        np.testing.assert_allclose(got.lead_time[0], core["lead_time_hours"], rtol=1e-12)
+        np.testing.assert_array_equal(got.rejected[0], core["rejected_batches"])
