@@ -12,7 +12,8 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
   or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts
-  (with hold times, also which batch is at each place, ``queue``: a scrapped batch leaves a gap in the numbers);
+  (with hold times, also which batch is at each place and its times, ``queue`` and ``carried``: a scrapped batch
+  leaves a gap in the numbers);
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
@@ -38,10 +39,11 @@ Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan k
 takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
 passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
 is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
-Hold times that scrap (``twin.engine.rules.holds``): when a hold's first station passes a batch on, the batch's clock
-starts (``clock``); when the hold's last station takes it later than the maximum after that (``holds_kept``'s test),
-the batch is scrapped: it leaves the line there and then (a reject in the window, ``last_out``), asks for no crew,
-and the station takes its next batch at the same instant, as the engine's take loop does. The exits skip it.
+Hold times that scrap (``twin.engine.rules.holds``): when a hold's first station passes a batch on, the batch's
+clock starts (it goes with the batch: ``holding``, ``carried``); when the hold's last station takes it later than the
+maximum after that (``holds_kept``'s test), the batch is scrapped: it leaves the line there and then (a reject in the
+window, ``last_out``), asks for no crew, and the station takes its next batch at the same instant, as the engine's
+take loop does. The exits skip it.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
 every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
 pools on shift calendars (the crews of processing and cleaning), rooms without gowning, hold times that scrap (not
@@ -91,7 +93,7 @@ class EventShape:
 
     base: Shape
     pools: tuple[int, ...]
-    ring: int = 0  # release times kept (pulled batches), > the batches the line holds at once; 0: every batch's
+    ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
 
     @property
     def kept(self) -> int:
