@@ -13,7 +13,9 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
   batch or for a place), the batch it holds, when its timed phase ends, when it asked for its crew, the operators it
   holds per pool, its hygiene (``kernel._hygiene_init``), the product it processed last, its failure clock;
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
-  them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
+  them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts
+  (with hold times, also which batch is at each place and its times, ``queue`` and ``carried``: a scrapped batch
+  leaves a gap in the numbers);
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
@@ -51,10 +53,16 @@ after it: ``_after``; a wait under way at the end) and ``kernel._calendar_work``
 cleans: a failure that fell due while a crew kept the station waiting is repaired within the phase that crew
 starts, as the engine does (the engine logs it then, with that phase's state after the repair: where that happens,
 the station's state shares are not the engine's).
+Hold times that scrap (``twin.engine.rules.holds``): when a hold's first station passes a batch on, the batch's
+clock starts (it goes with the batch: ``holding``, ``carried``); when the hold's last station takes it later than the
+maximum after that (``holds_kept``'s test), the batch is scrapped: it leaves the line there and then (a reject in the
+window, ``last_out``), asks for no crew, and the station takes its next batch at the same instant, as the engine's
+take loop does. The exits skip it.
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields, changeovers without a major
 clean or line clearance, cleaning (on shared skids too), rooms' headcounts, operator pools on shift calendars (the
-crews of processing, changeovers and cleaning).
+crews of processing, changeovers and cleaning), hold times that scrap (not those that investigate; not ending at a
+station on the wall clock).
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ from optimizers.kernel import (
     _due_clean,
     _expired,
     _hygiene_init,
+    _in_window,
     _lane_kpis,
     _next_change,
     _overlap,
@@ -104,12 +113,13 @@ class EventShape:
 
     base: Shape
     pools: tuple[int, ...]
-    ring: int = 0  # release times kept (pulled batches), > the batches the line holds at once; 0: every batch's
+    ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
 
     @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
-        order it took them: a batch's slot is free once it has left)."""
+        order it took them: a batch's slot is free once it has left). With hold times, the places of each buffer, by
+        place modulo (a scrapped batch leaves a gap in the numbers: the batch goes with its times, ``carried``)."""
         return self.ring if 0 < self.ring < self.base.batches else self.base.batches
 
     @property
@@ -148,34 +158,70 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
 
 
 def _take(st, on, shape, seq, draws, consts, w0, w1):
-    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival); on the
+    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival), or scrap
+    it when one of its hold times ran out (``_scrap``: the station takes the next one at the same instant); on the
     wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the station, ``HELD``);
     then the batch begins (``_begin``)."""
     base, t, k = shape.base, st["t"], st["taken"]
-    st["batch"] = jnp.where(on, k, st["batch"])
+    taken, batch = on, k
+    if base.holds:  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
+        batch, times = _from_buffers(st, shape, draws)
+        scrapped, st = _scrap(st, on, times, shape, consts, w0, w1)
+        taken = on & ~scrapped
+        st["holding"] = jnp.where(taken[None, :], times, st["holding"])
+    st["batch"] = jnp.where(taken, batch, st["batch"])
     st["taken"] = k + on
     if any(base.has_setup):  # a changeover when the product changes (``changeovers.change``), decided now
-        p = seq[k] if base.products > 1 else jnp.zeros_like(k)
+        p = seq[batch] if base.products > 1 else jnp.zeros_like(k)
         pa = jnp.maximum(st["prev"], 0)
         exists = consts["setup_exists"][jnp.arange(base.stations), pa, p]
-        st["change"] = jnp.where(on, (st["prev"] >= 0) & exists, st["change"])
-        st["from"] = jnp.where(on, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
-        st["prev"] = jnp.where(on, p, st["prev"])
+        st["change"] = jnp.where(taken, (st["prev"] >= 0) & exists, st["change"])
+        st["from"] = jnp.where(taken, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
+        st["prev"] = jnp.where(taken, p, st["prev"])
     held = jnp.zeros_like(on)
     for j in range(base.stations):
         if base.on_calendar(j) and not (j == 0 and base.pull):  # (the pulling first station does not wait)
             s = st["stations"][j] = dict(st["stations"][j])
-            ready, nf, f, down, _ = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0, on[j],
-                                               w0, w1)  # fmt: skip
+            ready, nf, f, down, _ = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+                                               taken[j], w0, w1)  # fmt: skip
             s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
-            held = held.at[j].set(on[j] & (ready > t))
+            held = held.at[j].set(taken[j] & (ready > t))
             st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
     st["phase"] = jnp.where(held, HELD, st["phase"])
-    st = _begin(st, on & ~held, shape, consts)
+    st = _begin(st, taken & ~held, shape, consts)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
     return st
+
+
+def _from_buffers(st, shape, draws) -> tuple[jax.Array, jax.Array]:
+    """With hold times, the batch each station takes next and its times (``carried``: its release, then when it left
+    each hold's first station; inf: not yet): the first station's next batch, the others' at the next place of their
+    buffers (``queue``; a scrapped batch leaves a gap in the numbers)."""
+    base, t, k = shape.base, st["t"], st["taken"]
+    rows, place = jnp.arange(base.stations), jnp.mod(k, shape.kept)
+    released = t if base.pull else draws["arrivals"][jnp.minimum(k[0], base.batches - 1)]
+    first = jnp.concatenate([released[None], jnp.full(len(base.holds), INF)])
+    batch = jnp.where(rows > 0, st["queue"][rows, place], k)
+    return batch, st["carried"][:, rows, place].at[:, 0].set(first)
+
+
+def _scrap(st, on, times, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
+    """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
+    after it left the hold's first station, ``times``): it leaves the line, a reject at the station now
+    (``last_out``) and in the window's ``rejected`` (``kernel._in_window``)."""
+    t = st["t"]
+    late = jnp.zeros_like(on)
+    for h, (_, to) in enumerate(shape.base.holds):
+        late = late.at[to].set(late[to] | (t - times[1 + h, to] > consts["hold_max"][h]))
+    scrapped = on & late
+    for j in sorted({to for _, to in shape.base.holds}):
+        s = st["stations"][j]
+        st["stations"][j] = {**s, "last_out": jnp.where(scrapped[j], jnp.maximum(s["last_out"], t), s["last_out"])}
+    st["scrapped"] = st["scrapped"] + jnp.sum(scrapped, dtype=jnp.int32)
+    st["rejected"] = st["rejected"] + jnp.sum(scrapped & _in_window(t, w0, w1))
+    return scrapped, st
 
 
 def _released(st, batch, shape, draws) -> jax.Array:
@@ -190,9 +236,10 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product)."""
     t, out = st["t"], st["batch"][-1]
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
-    counted = on & (t > w0) & (t <= w1)
+    counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
-    st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
+    released = st["holding"][0, -1] if shape.base.holds else _released(st, out, shape, draws)
+    st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - released, 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
     st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["qty_in"][-1, p], 0.0)
@@ -269,6 +316,13 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     finished."""
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
+    if base.holds:  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
+        for h, (source, _) in enumerate(base.holds):
+            st["holding"] = st["holding"].at[1 + h, source].set(jnp.where(on[source], t, st["holding"][1 + h, source]))
+        into, place = jnp.arange(1, base.stations), jnp.mod(st["left"][:-1], shape.kept)
+        st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
+        carried = st["carried"][:, into, place]
+        st["carried"] = st["carried"].at[:, into, place].set(jnp.where(on[None, :-1], st["holding"][:, :-1], carried))
     st["left"] = st["left"] + on
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
     held = jnp.zeros_like(on)
@@ -466,6 +520,11 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if base.holds:  # the batch at each place of each buffer, its times and those of each station's batch, scraps
+        state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
+        state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
+        state["holding"] = jnp.full((1 + len(base.holds), n), INF)
+        state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
@@ -475,7 +534,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
 
     def going(st):
         t = jnp.min(_due(st, shape, design, draws, n_in))
-        unfinished = base.finite_plan & (st["left"][n - 1] < n_in) & (t < INF)
+        out = st["left"][n - 1] + (st["scrapped"] if base.holds else 0)  # batches that left the line
+        unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
     def step(st):
@@ -513,7 +573,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}
-    totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    totals.update(rejected=final["rejected"] if base.holds else jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)

@@ -918,16 +918,16 @@ def _exit_totals(shape: Shape, ys, consts) -> dict[str, jax.Array]:
     exit_t, exit_ok = ys["exit"], ys["exit_valid"]
     out_t = ys["qc_out"] if shape.qc else exit_t  # a batch leaves the system when QC approves or rejects it
     release = ys["release"][: shape.batches]
-    rejected = jnp.sum((ys["rejects"] > w0) & (ys["rejects"] <= horizon)) if "rejects" in ys else jnp.zeros((), int)
+    rejected = jnp.sum(_in_window(ys["rejects"], w0, horizon)) if "rejects" in ys else jnp.zeros((), int)
     release_lead = jnp.full((), jnp.nan)
     if shape.qc:  # approvals in the window, from each batch's release (``twin.kpis.quality``); QC rejects too
-        out_in_window = exit_ok & (out_t > w0) & (out_t <= horizon)
+        out_in_window = exit_ok & _in_window(out_t, w0, horizon)
         approved = out_in_window & ys["qc_approved"]
         rejected = rejected + jnp.sum(out_in_window & ~ys["qc_approved"])
         leads = jnp.where(approved, out_t - release[ys["exit_batch"]], 0.0)
         count_approved = jnp.sum(approved)
         release_lead = jnp.where(count_approved > 0, jnp.sum(leads) / jnp.maximum(count_approved, 1), jnp.nan)
-    in_window = exit_ok & (exit_t > w0) & (exit_t <= horizon)
+    in_window = exit_ok & _in_window(exit_t, w0, horizon)
     exit_qty = jnp.where(in_window, ys["exit_qty"], 0.0)
     if shape.products > 1:
         made = jnp.stack([jnp.sum(jnp.where(ys["exit_product"] == q, exit_qty, 0.0)) for q in range(shape.products)])
@@ -943,6 +943,11 @@ def _exit_totals(shape: Shape, ys, consts) -> dict[str, jax.Array]:
         "rejected": rejected,
         "release_lead": release_lead,
     }
+
+
+def _in_window(t: jax.Array, w0: jax.Array, horizon: jax.Array) -> jax.Array:
+    """Whether an exit or reject at ``t`` counts in the window: after the warm-up and by the horizon."""
+    return (t > w0) & (t <= horizon)
 
 
 def _recorded(shape: Shape, ys) -> dict[str, jax.Array]:

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -76,11 +76,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning and yields too, changeovers without a major clean
-  or line clearance, failures on either clock) without rejects or other rules (stepped event by
-  event, ``optimizers/events.py``); the state shares of a station on the wall clock whose crew keeps
-  it waiting follow the engine's log only where no failure falls due during that wait (the engine
-  records it when the phase starts);
+  single-unit stations (rate-based ones, cleaning, yields and hold times that scrap too, changeovers
+  without a major clean or line clearance, failures on either clock) without rejects or other rules
+  (stepped event by event, ``optimizers/events.py``); the state shares of a station on the wall clock
+  whose crew keeps it waiting follow the engine's log only where no failure falls due during that
+  wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -214,13 +214,18 @@ def approximations_for(
             reasons.append(f"stations.{s.name}.failures: calendar basis at a station with a crew: a failure due while "
                            "it waits for its crew is logged by the engine when the phase starts, so the station's "
                            "state shares, utilization and OEE can differ from the engine's (departures are exact)")
-        for source, to, _, scrap in line.holds:
-            if to == s.index and not scrap:
-                reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
+        reasons.extend(r for r in _investigated(line, s.index) if r not in reasons)  # (events_outside's too)
         if units[s.index] > 1:
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
     return tuple(reasons)
+
+
+def _investigated(line: LineArrays, j: int) -> list[str]:
+    """The hold-time rules that end at station ``j`` and send a late batch to investigation (both kernels run them as
+    scraps)."""
+    return [f"hold_times: {line.stations[source]}->{line.stations[j]} investigates late batches (not scraps)"
+            for source, to, _, scrap in line.holds if to == j and not scrap]  # fmt: skip
 
 
 def uses_events(spec: LineSpec) -> bool:
@@ -242,10 +247,17 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     rate-based stations, changeovers (their time, without a major clean or line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
-    served by one pool), and yields."""
+    served by one pool), yields, and hold times that scrap a late batch (one that sends it to investigation stays
+    out: the batch would come back into the station's buffer out of order, after a delay drawn from the
+    ``hold:A->B`` stream, which ``draw_inputs`` does not draw; so does one that ends at a station on the wall
+    clock)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
+        reasons.extend(_investigated(line, j))
+        if line.calendar_failures[j] and any(to == j for _, to, _, _ in line.holds):
+            reasons.append(f"{where}.failures: calendar basis where a hold time ends (the engine checks the hold after "
+                           "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
         if units[j] > 1:
             reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
         if line.change_major[j].any() or line.change_clearance[j].any():

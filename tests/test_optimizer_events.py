@@ -64,6 +64,7 @@ class Pooled(NamedTuple):
     # "c" cleaning, "k" on the skid, "y" a yield
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
+    hold: tuple[int, int] | None = None  # a hold time (from, to) that scraps a late batch
 
 
 POOLED = {
@@ -78,6 +79,7 @@ POOLED = {
     "setups-3": Pooled("plan", True, ("s", "fs", "Rs"), (True, False), 320),
     "calendar-3": Pooled("interarrival", True, ("w", "ws", "w"), (True, True), 256),
     "mixed-3": Pooled("plan", True, ("wsc", "sc", "wy"), (True, False), 320),
+    "held-4": Pooled("plan-once", True, ("f", "", "c", "R"), (True, False), 80, hold=(0, 2)),
 }
 
 
@@ -99,7 +101,7 @@ def cleaning_block(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
-    release, two_products, kinds, shifts, _ = structure
+    release, two_products, kinds, shifts, _, hold = structure
     n = len(kinds)
     names = [f"s{j + 1}" for j in range(n)]
     stations = []
@@ -161,6 +163,9 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         data["calendars"] = calendars
     if "k" in "".join(kinds):
         data["skids"] = [{"name": "skid", "capacity": draw(st.sampled_from([1, 1, 2]))}]
+    if hold is not None:  # short enough to scrap some batches
+        data["hold_times"] = [{"from": names[hold[0]], "to": names[hold[1]], "action": "scrap",
+                               "max": draw(st.sampled_from([0.5, 1.5, 4.0]))}]  # fmt: skip
     if two_products:
         data["products"] = [
             {"name": "A", "batch_size": 10, "mass_kg": 100},
@@ -546,3 +551,82 @@ def test_a_minor_clean_off_the_skid_with_a_dirty_hold_is_not_called_exact() -> N
     assert any("stations.m1.cleaning.skid_for" in r for r in reasons), reasons
     data["stations"][0]["cleaning"]["skid_for"] = ["minor", "major"]
     assert line_arrays(LineSpec.from_dict(data)).approximations == ()
+
+
+def held_line(action: str = "scrap") -> LineSpec:
+    """``cleaning_crews_line`` with a hold time of 1.5 h from m1's departure to m2's take (scrapping a late batch,
+    or sending it to investigation)."""
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    hold: dict[str, Any] = {"from": "m1", "to": "m2", "max": 1.5, "action": action}
+    if action == "investigate":
+        hold["investigation"] = {"dist": "exponential", "mean": 2.0}
+    return LineSpec.from_dict({**data, "name": "held", "hold_times": [hold]})
+
+
+def test_hold_time_scraps_are_exact_and_their_kpis_agree_with_core() -> None:
+    # m2's batches that waited past 1.5 h since m1 are scrapped when m2 takes them: the exits skip them, their
+    # rejects count in the window, m2 takes the next batch at once (m3 takes batches out of number order)
+    spec = held_line()
+    res = assert_exact(spec, seed=2)
+    core = compute_kpis(simulate(spec, replications=3, seed=2)).per_replication
+    assert (core["rejected_batches"] > 0).all()
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+    # a lane that does not record keeps each buffer's places in a ring (the batches go with their times): same KPIs
+    ev = Evaluator(spec, seed=2, replications=3)
+    assert ev.event_shape().kept < ev.batches
+    lean = ev.evaluate()
+    for kpi in ("throughput", "lead_time", "oee", "rejected"):
+        np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
+
+
+def test_hold_time_investigations_stay_out_of_the_event_kernel() -> None:
+    reasons = line_arrays(held_line("investigate")).approximations
+    assert reasons.count("hold_times: m1->m2 investigates late batches (not scraps)") == 1, reasons
+    assert not Evaluator(held_line("investigate"), replications=1).events
+
+
+def test_a_batch_taken_exactly_at_its_hold_time_goes_on() -> None:
+    # s1 passes a batch on every hour, s2 takes 2 h: a batch waits 1 h (kept: the engine scraps only beyond the
+    # maximum) or 2 h (scrapped at 5 h, 7 h, ...; s2 takes the next batch at the same instant)
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = crewed_line([1.0, 2.0], [1, 0], [team], horizon=12.0).model_dump(mode="json", exclude_none=True)
+    spec = LineSpec.from_dict({**data, "hold_times": [{"from": "s1", "to": "s2", "max": 1.0, "action": "scrap"}]})
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 1)[:8]) == [3.0, 5.0, np.inf, 7.0, np.inf, 9.0, np.inf, 11.0]
+    assert res.rejected[0, 0] == 4  # at 5, 7, 9 and 11 h
+
+
+def test_a_finite_plan_ends_with_its_last_scrap() -> None:
+    # four batches, s1 on the day shift from 06:00 (done at 7, 8, 9, 10 h), s2 3 h each (10, 13, 16, 19 h), s3 takes
+    # each as it comes: only the first is within 4 h of leaving s1; the run ends when the last is scrapped, at 19 h
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}
+    data = crewed_line([1.0, 3.0, 0.5], [1, 0, 0], [team]).model_dump(mode="json", exclude_none=True)
+    data["hold_times"] = [{"from": "s1", "to": "s3", "max": 4.0, "action": "scrap"}]
+    data["release"] = {"mode": "plan", "repeat": False, "plan": [{"product": "batch", "batches": 4}]}
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 2)[:4]) == [10.5, np.inf, np.inf, np.inf]
+    core = compute_kpis(simulate(spec, replications=1, seed=1)).per_replication
+    assert res.rejected[0, 0] == core["rejected_batches"][0] == 3
+    assert res.throughput[0, 0] == core["throughput_per_hour"][0] == 1 / 19
+
+
+def test_lead_times_follow_batches_past_the_gaps_scraps_leave() -> None:
+    # s3 holds a batch 5 h while s2, blocked, lets its buffer's batches grow late and scraps them in bursts: the
+    # batches behind s3's are far apart in number, yet a lane that keeps a short ring has every exit's lead time
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = crewed_line([0.2, 0.1, 5.0], [1, 0, 0], [team], horizon=100.0).model_dump(mode="json", exclude_none=True)
+    data["stations"][1]["buffer"], data["stations"][2]["buffer"] = 4, 2
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 0.5, "action": "scrap"}]
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=1, replications=1)
+    ev = Evaluator(spec, seed=1, replications=1)
+    assert ev.event_shape().kept < 40 < res.rejected[0, 0]
+    core = compute_kpis(simulate(spec, replications=1, seed=1)).per_replication
+    for got in (res, ev.evaluate()):
+        np.testing.assert_allclose(got.lead_time[0], core["lead_time_hours"], rtol=1e-12)
+        np.testing.assert_array_equal(got.rejected[0], core["rejected_batches"])
