@@ -36,9 +36,12 @@ Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan k
 takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
 passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
 is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
+QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
+time (``_count_exit``; without QC, running totals only: an array written in the loop costs about as much as the
+rest of the step) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
 every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
-pools on shift calendars (the crews of processing and cleaning).
+pools on shift calendars (the crews of processing and cleaning), QC release.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from optimizers.kernel import (
     _clean,
     _div,
     _due_clean,
+    _exit_totals,
     _expired,
     _hygiene_init,
     _lane_kpis,
@@ -64,6 +68,8 @@ from optimizers.kernel import (
     _overlap,
     _processed,
     _processed_on,
+    _qc_stage,
+    _recorded,
     _stale,
     _with_levers,
     _working,
@@ -88,8 +94,8 @@ class EventShape:
     @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
-        order it took them: a batch's slot is free once it has left)."""
-        return self.ring if 0 < self.ring < self.base.batches else self.base.batches
+        order it took them: a batch's slot is free once it has left); every batch's with QC (``_qc_totals``)."""
+        return self.ring if 0 < self.ring < self.base.batches and not self.base.qc else self.base.batches
 
     @property
     def steps(self) -> int:
@@ -142,8 +148,13 @@ def _released(st, batch, shape, draws) -> jax.Array:
 
 def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     """The last station passes its batch out of the line (when ``on``): the running totals ``kernel._lane_kpis``
-    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product)."""
+    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product); with
+    QC, its time in ``exits`` instead, by exit count (``_qc_totals``)."""
     t, out = st["t"], st["batch"][-1]
+    if shape.base.qc:  # (``_leave`` has counted this exit)
+        slot = st["left"][-1] - 1
+        st["exits"] = st["exits"].at[slot].set(jnp.where(on, t, st["exits"][slot]))
+        return st
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & (t > w0) & (t <= w1)
     st["count"] = st["count"] + counted
@@ -153,6 +164,20 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
     st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
+
+
+def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """QC release after the line (``kernel._qc_stage``) on the exits a lane kept, and what the KPIs need of them
+    (``kernel._exit_totals``), as the scan kernel computes them: (totals, outputs per exit). A serial line of single
+    units lets its batches out in the order it took them: the n-th exit is batch n."""
+    base = shape.base
+    index = jnp.arange(base.batches, dtype=jnp.int32)
+    product = seq[index] if base.products > 1 else jnp.zeros(base.batches, jnp.int32)
+    exit_t = final["exits"]
+    ys = {"exit": exit_t, "exit_valid": exit_t < INF, "exit_batch": index, "exit_product": product,
+          "exit_qty": consts["sizes"][product], "release": _released(final, index, shape, draws)}  # fmt: skip
+    ys.update(_qc_stage(base, exit_t, ys["exit_valid"], draws, consts))
+    return _exit_totals(base, ys, consts), ys
 
 
 def _cleaning(shape: EventShape) -> list[int]:
@@ -318,6 +343,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if base.qc:  # each exit's time, for QC release after the loop (``_qc_totals``)
+        state["exits"] = jnp.full(n_batches, INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if base.record:
@@ -354,13 +381,17 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
-    totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}
-    totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    if base.qc:
+        totals, ys = _qc_totals(final, shape, seq, draws, consts)
+    else:
+        totals, ys = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}, {}
+        totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)
-        out.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
-                   valid=final["departure"] < INF, release=_released(final, index, shape, draws))  # fmt: skip
+        ys.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
+                  valid=final["departure"] < INF, release=_released(final, index, shape, draws))  # fmt: skip
+        out.update(_recorded(base, ys))
     # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "qc"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -72,9 +72,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
   pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
   runs on past the shift's end, requests served at the end of each instant in key order (time of
-  request, station), first fit; on serial lines of single-unit stations (rate-based ones and cleaning
-  too) without changeovers, calendar-basis failures or other rules (stepped event by event,
-  ``optimizers/events.py``);
+  request, station), first fit; on serial lines of single-unit stations (rate-based ones, cleaning and
+  QC release after the line too) without changeovers, calendar-basis failures or other rules (stepped
+  event by event, ``optimizers/events.py``);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -228,8 +228,10 @@ def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
-    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), and cleaning
-    (minor and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid)."""
+    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning
+    (minor and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), and QC release
+    after the line (the scan kernel's stage on the lane's exits: where that stage is a surrogate, ``qc_outside``, it
+    is one here too, and ``approximations_for`` says so)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
