@@ -77,6 +77,8 @@ from optimizers.kernel import (
     with_gradient,
 )
 
+CHUNK = 64  # with QC, exits kept in the loop before they are written into the array of every exit (``_in_chunks``)
+
 # a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
 # clean (then ``then``: wait for the processing crew after a clean before the batch, take the next after one after it)
 TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING = 0, 1, 2, 3, 4, 5
@@ -94,8 +96,8 @@ class EventShape:
     @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
-        order it took them: a batch's slot is free once it has left); every batch's with QC (``_qc_totals``)."""
-        return self.ring if 0 < self.ring < self.base.batches and not self.base.qc else self.base.batches
+        order it took them: a batch's slot is free once it has left)."""
+        return self.ring if 0 < self.ring < self.base.batches else self.base.batches
 
     @property
     def steps(self) -> int:
@@ -149,11 +151,12 @@ def _released(st, batch, shape, draws) -> jax.Array:
 def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     """The last station passes its batch out of the line (when ``on``): the running totals ``kernel._lane_kpis``
     takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product); with
-    QC, its time in ``exits`` instead, by exit count (``_qc_totals``)."""
+    QC, its time and its release time instead, by exit count, in the chunk's ``recent`` (``_in_chunks``)."""
     t, out = st["t"], st["batch"][-1]
-    if shape.base.qc:  # (``_leave`` has counted this exit)
-        slot = st["left"][-1] - 1
-        st["exits"] = st["exits"].at[slot].set(jnp.where(on, t, st["exits"][slot]))
+    if shape.base.qc:
+        at = jnp.mod(st["left"][-1] - 1, CHUNK)  # (``_leave`` has counted this exit)
+        row = jnp.stack([t, _released(st, out, shape, draws)])
+        st["recent"] = st["recent"].at[at].set(jnp.where(on, row, st["recent"][at]))
         return st
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & (t > w0) & (t <= w1)
@@ -173,11 +176,26 @@ def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, 
     base = shape.base
     index = jnp.arange(base.batches, dtype=jnp.int32)
     product = seq[index] if base.products > 1 else jnp.zeros(base.batches, jnp.int32)
-    exit_t = final["exits"]
+    exit_t = final["exits"][: base.batches, 0]
     ys = {"exit": exit_t, "exit_valid": exit_t < INF, "exit_batch": index, "exit_product": product,
-          "exit_qty": consts["sizes"][product], "release": _released(final, index, shape, draws)}  # fmt: skip
+          "exit_qty": consts["sizes"][product], "release": final["exits"][: base.batches, 1]}  # fmt: skip
     ys.update(_qc_stage(base, exit_t, ys["exit_valid"], draws, consts))
     return _exit_totals(base, ys, consts), ys
+
+
+def _in_chunks(going, step, state):
+    """``lax.while_loop(going, step, state)`` in chunks of ``CHUNK`` exits, each written into ``exits`` (every exit's
+    time and release time) at its end: vmapped, a write into an array of every batch is a copy of it per lane, which
+    in every step would cost more than the rest of the step."""
+
+    def chunk(st):
+        done = st["left"][-1]  # exits so far: a multiple of CHUNK
+        st = jax.lax.while_loop(lambda s: going(s) & (s["left"][-1] < done + CHUNK), step, st)
+        st["exits"] = jax.lax.dynamic_update_slice(st["exits"], st["recent"], (done, jnp.zeros((), done.dtype)))
+        st["recent"] = jnp.full_like(st["recent"], INF)
+        return st
+
+    return jax.lax.while_loop(going, chunk, state)
 
 
 def _cleaning(shape: EventShape) -> list[int]:
@@ -343,8 +361,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
-    if base.qc:  # each exit's time, for QC release after the loop (``_qc_totals``)
-        state["exits"] = jnp.full(n_batches, INF)
+    if base.qc:  # each exit's time and release time, for QC release after the loop (``_in_chunks``, ``_qc_totals``)
+        state["exits"], state["recent"] = jnp.full((n_batches + CHUNK, 2), INF), jnp.full((CHUNK, 2), INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if base.record:
@@ -375,7 +393,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st["steps"] = st["steps"] + 1
         return st
 
-    final = jax.lax.while_loop(going, step, state)
+    final = _in_chunks(going, step, state) if base.qc else jax.lax.while_loop(going, step, state)
     stations = []
     for j, s in enumerate(final["stations"]):
         still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end

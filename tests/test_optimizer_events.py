@@ -402,7 +402,7 @@ def test_the_cleaning_due_lever_varies_per_design_in_the_event_kernel() -> None:
 def qc_crews_line(analysts: int = 2, repeat: bool = True, action: str = "investigate") -> LineSpec:
     """Two stations sharing a day-shift team (m2's crew of two, failures at m1; finite buffers) and a QC lab of
     ``analysts`` on two shifts a weekday: tests of varying time, an incubation, out-of-specification results
-    (``action``: investigated or rejected); a plan of two products, repeated (else 40 batches: the run ends at the last
+    (``action``: investigated or rejected); a plan of two products, repeated (else 80 batches: the run ends at the last
     QC outcome)."""
     plan = [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]
     qc = {"analysts": analysts, "calendar": "lab", "test_time": {"dist": "exponential", "mean": 1.2},
@@ -412,7 +412,7 @@ def qc_crews_line(analysts: int = 2, repeat: bool = True, action: str = "investi
         "name": "qc-crews", "horizon": 400.0 if repeat else 3000.0, "warmup": 20.0,
         "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
         "release": {"mode": "plan", "repeat": repeat,
-                    "plan": plan if repeat else [{**c, "batches": c["batches"] * 8} for c in plan]},
+                    "plan": plan if repeat else [{**c, "batches": c["batches"] * 16} for c in plan]},
         "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]},
                       "lab": {"shifts": LAB_SHIFTS}},
         "operators": [{"name": "team", "headcount": 3, "calendar": "day", "qualified": ["m1", "m2"]}],
