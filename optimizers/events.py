@@ -37,8 +37,8 @@ takes a batch, a clean first if the equipment stood clean or dirty past its hold
 passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
 is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
 QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
-time (``_count_exit``; without QC, running totals only: an array written in the loop costs about as much as the
-rest of the step) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
+time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
+without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
 every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
 pools on shift calendars (the crews of processing and cleaning), QC release.
