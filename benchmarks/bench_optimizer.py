@@ -23,6 +23,8 @@
     skids, holds or QC): seconds per design of one SimPy run against the event-stepping JAX kernel
     (``optimizers/events.py``, the evaluator's pick for operator pools) over 64 and 256 designs, alternating
     rounds, median; and that it is exact for the line.
+(i) As (h) on the tablet line with every rule the event kernel follows so far (operators and shifts, cleaning on
+    the shared skid, the room's headcount, yields; without changeovers, rejects, hold times and QC).
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -38,6 +40,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -342,10 +345,35 @@ def operators_line(horizon: str):
     return LineSpec.from_dict(data)
 
 
+def events_line(horizon: str):
+    """(i): the built-in tablet line with every rule the event kernel follows so far: its stations, operator pools
+    and calendars, cleaning on the shared wash skid, the granulation suite's headcount limit and yields; without its
+    changeovers, rejects, hold times and QC lab."""
+    from twin.models import load_spec
+    from twin.spec.model import LineSpec
+
+    data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
+    for station in data["stations"]:
+        station.pop("setup", None)
+        if "quality" in station:
+            station["quality"].pop("reject_probability", None)
+    for key in ("hold_times", "qc"):
+        data.pop(key, None)
+    return LineSpec.from_dict(data)
+
+
 def operators_kernel(args: argparse.Namespace) -> None:
+    event_kernel(args, "(h) tablet stations with operators and shifts only", operators_line(args.line_horizon))
+
+
+def events_kernel(args: argparse.Namespace) -> None:
+    event_kernel(args, "(i) tablet line without changeovers, rejects, holds and QC", events_line(args.line_horizon))
+
+
+def event_kernel(args: argparse.Namespace, label: str, spec: Any) -> None:
+    """One SimPy run against the event kernel per design on ``spec``, 64 and 256 designs of varied buffers."""
     from optimizers.evaluator import Evaluator
 
-    spec = operators_line(args.line_horizon)
     n = len(spec.stations)
     for designs in (64, 256):
         ev = Evaluator(spec, seed=1, replications=args.replications, max_buffer=6, chunk=designs)
@@ -357,7 +385,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
         compiled = time.perf_counter() - start
         s, k = simpy_against_kernel(spec, ev, buffers, args)
         exact = "exact" if not ev.approximations() else f"SURROGATE: {ev.approximations()}"
-        print(f"(h) tablet stations with operators and shifts only ({args.line_horizon}, {args.replications} "
+        print(f"{label} ({args.line_horizon}, {args.replications} "
               f"replications; event kernel {exact}; first call, compiling and one chunk, {compiled:.1f} s): one "
               f"SimPy run {s:.3f} s per design; event kernel {k * 1000:.2f} ms per design ({designs} designs at "
               f"once): {s / k:,.1f}x (target >= 100x)", flush=True)  # fmt: skip
@@ -411,7 +439,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.only, args.line_horizon, args.designs, args.replications, args.rounds = "g", "4 w", 32, 2, 2
-    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "d": builtin_lines,
+    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "i": events_kernel,
+             "d": builtin_lines,
              "e": lambda _: compile_times()}  # fmt: skip
     if not args.skip_search:
         cases["c"] = search_comparison

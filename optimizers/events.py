@@ -8,23 +8,26 @@ resource that stations share in time order (operators on shifts). This kernel st
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
 - per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
-  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``), the batch it holds, when its processing
-  or clean ends, when it asked for its crew, the operators it holds per pool, its hygiene (``kernel._hygiene_init``);
+  cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``; with changeovers wait for their crew,
+  ``SETUP_CREW``, and ``SETUP``; on the wall clock ``HELD`` or ``AFTER`` by a repair that outlasted the wait for a
+  batch or for a place), the batch it holds, when its timed phase ends, when it asked for its crew, the operators it
+  holds per pool, its hygiene (``kernel._hygiene_init``), the product it processed last, its failure clock;
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts;
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
 
-Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, a
-finish, a station that can pass its batch on, a shift change). It runs every event due then, kind after
-kind (finishes, then stations passing batches on, then stations taking them, each kind seeing what the one
-before did, then shift changes); what they make possible at the same time (a station blocked until the one
+Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
+end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
+after kind (ends of timed phases, then stations passing batches on, then stations taking them, each kind seeing
+what the one before did, then shift changes); what they make possible at the same time (a station blocked until the one
 after it took its batch) is due at the same time in the next step. When nothing more is due at the instant,
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
 fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
-station's pools in pool order (``Operators._grant``). Free operators are ``headcount - busy`` on shift and
+station's pools in pool order (``Operators._grant``), no more people at work in a room than it allows (the crews
+its stations hold). Free operators are ``headcount - busy`` on shift and
 none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
 frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
 which is always granted at the instant it took its batch, as the engine starts it). Which station's event
@@ -36,12 +39,25 @@ Cleaning is the engine's (``twin.engine.rules.cleaning``), decided by the scan k
 takes a batch, a clean first if the equipment stood clean or dirty past its hold time (``kernel._stale``); when it
 passes a batch on, the clean after it (``kernel._due_clean``); a clean asks for its crew (the cleaning phase's),
 is major when its grant comes later than the dirty-hold time (``kernel._expired``), and runs as ``kernel._clean``.
+
+A batch begins (``_begin``) with the clean before it, if any, then its changeover (``changeovers.change``: a product
+other than the station's last, and the pair has a changeover time), then its processing. The changeover asks for
+its crew when its ``setup`` phase needs one (else for none); the grant starts it (the pair's ``setup:A->B`` draws
+in the order of that pair's changeovers, ``kernel._timed``: failures on the wall clock extend it, operating ones do
+not); its end frees the crew and asks for the processing crew at that instant. Failures on the wall clock
+(``CalendarClock``) are ``kernel._wait_over`` where the engine calls it (a station that takes a batch, but the
+pulling first station; one that passes its batch on after being blocked, whose repair hold comes before the clean
+after it: ``_after``; a wait under way at the end) and ``kernel._calendar_work`` for processing, changeovers and
+cleans: a failure that fell due while a crew kept the station waiting is repaired within the phase that crew
+starts, as the engine does (the engine logs it then, with that phase's state after the repair: where that happens,
+the station's state shares are not the engine's).
 QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
 time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
 without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, operating-basis failures, rate-based stations, cleaning without a skid, operator
-pools on shift calendars (the crews of processing and cleaning), QC release.
+every release mode, products, failures on either clock, rate-based stations, yields, changeovers without a major
+clean or line clearance, cleaning (on shared skids too), rooms' headcounts, operator pools on shift calendars (the
+crews of processing, changeovers and cleaning), QC release.
 """
 
 from __future__ import annotations
@@ -71,6 +87,8 @@ from optimizers.kernel import (
     _qc_stage,
     _recorded,
     _stale,
+    _timed,
+    _wait_over,
     _with_levers,
     _working,
     over_designs,
@@ -80,8 +98,11 @@ from optimizers.kernel import (
 CHUNK = 64  # with QC, exits kept in the loop before they are written into the array of every exit (``_in_chunks``)
 
 # a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
-# clean (then ``then``: wait for the processing crew after a clean before the batch, take the next after one after it)
-TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING = 0, 1, 2, 3, 4, 5
+# clean (then ``then``: the changeover or the processing crew after a clean before the batch, take the next after one
+# after it) (a clean on a shared skid waits for the skid first, ``SKID``); wait for the changeover's crew, change
+# over; a repair that outlasted the wait for a batch (then the batch begins: ``_begin``) or the wait for a place
+# downstream (then the clean after the batch, or the next batch: ``_after``)
+TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING, SKID, SETUP_CREW, SETUP, HELD, AFTER = range(11)
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,17 @@ class EventShape:
         return 16 * self.base.batches * self.base.stations + 4096
 
 
+def _timed_phase(phase: jax.Array, shape: EventShape) -> jax.Array:
+    """Phases that end at ``fin`` (those the shape can have: processing; cleans, changeovers, repair holds)."""
+    base = shape.base
+    timed = phase == PROCESS
+    for kind, present in ((CLEANING, any(base.cleans(j) for j in range(base.stations))), (SETUP, any(base.has_setup)),
+                          (HELD, any(base.calendar_failures)), (AFTER, any(base.calendar_failures))):  # fmt: skip
+        if present:
+            timed = timed | (phase == kind)
+    return timed
+
+
 def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
     """When each station's next ordinary event happens (inf: none until another event), then each pool's shift
     change. A station taking or passing on a batch does so now if it can (it could not earlier)."""
@@ -118,23 +150,36 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
     room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
     leave = jnp.where(room, t, INF)
-    times = jnp.select([phase == TAKE, (phase == PROCESS) | (phase == CLEANING), phase == LEAVE],
-                       [take, st["fin"], leave], INF)
+    timed = _timed_phase(phase, shape)
+    times = jnp.select([phase == TAKE, timed, phase == LEAVE], [take, st["fin"], leave], INF)
     return jnp.concatenate([times, st["shift_at"]])
 
 
-def _take(st, on, shape, seq, draws, consts, *_):
-    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival) and ask
-    for their crews: a clean's first where the equipment stood clean or dirty past its hold time
-    (``kernel._stale``), processing's otherwise."""
-    t, k = st["t"], st["taken"]
+def _take(st, on, shape, seq, draws, consts, w0, w1):
+    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival); on the
+    wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the station, ``HELD``);
+    then the batch begins (``_begin``)."""
+    base, t, k = shape.base, st["t"], st["taken"]
     st["batch"] = jnp.where(on, k, st["batch"])
     st["taken"] = k + on
-    st["asked"] = jnp.where(on, t, st["asked"])
-    st["phase"] = jnp.where(on, CREW, st["phase"])
-    for j in _cleaning(shape):
-        need, major = _stale(t, st["stations"][j], j, consts)
-        st = _ask_clean(st, j, on[j] & need, major, CREW)
+    if any(base.has_setup):  # a changeover when the product changes (``changeovers.change``), decided now
+        p = seq[k] if base.products > 1 else jnp.zeros_like(k)
+        pa = jnp.maximum(st["prev"], 0)
+        exists = consts["setup_exists"][jnp.arange(base.stations), pa, p]
+        st["change"] = jnp.where(on, (st["prev"] >= 0) & exists, st["change"])
+        st["from"] = jnp.where(on, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
+        st["prev"] = jnp.where(on, p, st["prev"])
+    held = jnp.zeros_like(on)
+    for j in range(base.stations):
+        if base.on_calendar(j) and not (j == 0 and base.pull):  # (the pulling first station does not wait)
+            s = st["stations"][j] = dict(st["stations"][j])
+            ready, nf, f, down, _ = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0, on[j],
+                                               w0, w1)  # fmt: skip
+            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
+            held = held.at[j].set(on[j] & (ready > t))
+            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+    st["phase"] = jnp.where(held, HELD, st["phase"])
+    st = _begin(st, on & ~held, shape, consts)
     if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k[0], shape.kept)
         st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
@@ -164,7 +209,7 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - _released(st, out, shape, draws), 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
-    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["sizes"][p], 0.0)
+    st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["qty_in"][-1, p], 0.0)
     st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
 
@@ -178,7 +223,7 @@ def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, 
     product = seq[index] if base.products > 1 else jnp.zeros(base.batches, jnp.int32)
     exit_t = final["exits"][: base.batches, 0]
     ys = {"exit": exit_t, "exit_valid": exit_t < INF, "exit_batch": index, "exit_product": product,
-          "exit_qty": consts["sizes"][product], "release": final["exits"][: base.batches, 1]}  # fmt: skip
+          "exit_qty": consts["qty_in"][-1][product], "release": final["exits"][: base.batches, 1]}  # fmt: skip
     ys.update(_qc_stage(base, exit_t, ys["exit_valid"], draws, consts))
     return _exit_totals(base, ys, consts), ys
 
@@ -203,23 +248,62 @@ def _cleaning(shape: EventShape) -> list[int]:
     return [j for j in range(shape.base.stations) if shape.base.cleans(j)]
 
 
-def _ask_clean(st, j, on, major, then):
-    """Station ``j`` asks for a clean's crew now (when ``on``; ``major``: the kind decided so far), then goes on to
-    phase ``then``."""
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, CLEAN, st["phase"][j]))
+def _ask_clean(st, j, on, major, then, consts):
+    """Station ``j`` asks for a clean now (when ``on``; ``major``: the kind decided so far): its skid first if that
+    kind of clean uses one, then its crew; then it goes on to phase ``then``."""
+    pools = consts["pools"]
+    skid = jnp.any(pools["on_skid"][j]) & jnp.where(major, pools["skid_major"][j], pools["skid_minor"][j])
+    st["phase"] = st["phase"].at[j].set(jnp.where(on, jnp.where(skid, SKID, CLEAN), st["phase"][j]))
     st["then"] = st["then"].at[j].set(jnp.where(on, then, st["then"][j]))
     st["major"] = st["major"].at[j].set(jnp.where(on, major, st["major"][j]))
     return st
 
 
-def _finish(st, on):
-    """Stations ``on`` end their processing or clean: their crews go (back to work if on shift: ``_free``); after a
-    clean, the phase it was for (asking for the processing crew now)."""
-    st["busy"] = st["busy"] - jnp.sum(jnp.where(on[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
-    st["crew"] = jnp.where(on[:, None], 0, st["crew"])
-    after = st.get("then", CREW)
-    st["asked"] = jnp.where(on & (st["phase"] == CLEANING) & (after == CREW), st["t"], st["asked"])
-    st["phase"] = jnp.where(on, jnp.where(st["phase"] == PROCESS, LEAVE, after), st["phase"])
+def _begin(st, on, shape, consts):
+    """Stations ``on`` begin their batch now: a clean first where the equipment stood clean or dirty past its hold
+    time (``kernel._stale``), then the changeover when the product changes (its crew asked for: ``SETUP_CREW``), then
+    the processing crew (a phase that needs no crew asks for none: granted by the serve step)."""
+    t = st["t"]
+    then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
+    st["phase"] = jnp.where(on, then, st["phase"])
+    st["asked"] = jnp.where(on, t, st["asked"])
+    for j in _cleaning(shape):
+        need, major = _stale(t, st["stations"][j], j, consts)
+        st = _ask_clean(st, j, on[j] & need, major, then[j], consts)
+    return st
+
+
+def _after(st, on, shape, consts):
+    """Stations ``on`` are done with their batch now: the clean after it, if any (``kernel._due_clean``), then the
+    next batch."""
+    t = st["t"]
+    st["phase"] = jnp.where(on, TAKE, st["phase"])
+    for j in _cleaning(shape):
+        cleans, major = _due_clean(t, st["stations"][j], j, consts)
+        st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
+        st = _ask_clean(st, j, on[j] & cleans, major, TAKE, consts)
+    return st
+
+
+def _ended(st, on, shape, consts):
+    """Stations ``on`` end a timed phase now. Processing: its crew goes (back to work if on shift: ``_free``), the
+    batch is passed on. A clean: its crew and skid place go, then the phase it was for (a changeover's or the
+    processing crew asked for now, or the next batch). The changeover: its crew goes, the processing crew is asked for.
+    A repair after the wait for a batch: the batch begins (``_begin``); after the wait for a place: ``_after``."""
+    phase, t = st["phase"], st["t"]
+    release = on & ((phase == PROCESS) | (phase == CLEANING) | (phase == SETUP))
+    st["busy"] = st["busy"] - jnp.sum(jnp.where(release[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
+    st["crew"] = jnp.where(release[:, None], 0, st["crew"])
+    then = st.get("then", CREW)
+    cleaned = on & (phase == CLEANING)
+    asks = (on & (phase == SETUP)) | (cleaned & ((then == CREW) | (then == SETUP_CREW)))
+    st["asked"] = jnp.where(asks, t, st["asked"])
+    if "on_skid" in st:  # a clean's skid goes back
+        st["on_skid"] = st["on_skid"] & ~cleaned
+    st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW], phase)
+    if any(shape.base.calendar_failures):
+        st = _begin(st, on & (phase == HELD), shape, consts)
+        st = _after(st, on & (phase == AFTER), shape, consts)
     return st
 
 
@@ -229,12 +313,20 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
     st["left"] = st["left"] + on
-    st["phase"] = jnp.where(on, TAKE, st["phase"])
     st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
-    for j in _cleaning(shape):  # the clean after the batch (``kernel._due_clean``), if any
-        cleans, major = _due_clean(t, st["stations"][j], j, consts)
-        st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
-        st = _ask_clean(st, j, on[j] & cleans, major, TAKE)
+    held = jnp.zeros_like(on)
+    for j in range(base.stations - 1):  # (the last station is never blocked)
+        if base.on_calendar(j):  # failures while blocked: down, not blocked; a repair under way holds the station
+            s = st["stations"][j] = dict(st["stations"][j])
+            was = on[j] & (t > st["fin"][j])
+            ready, nf, f, down, before = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+                                                    was, w0, w1)  # fmt: skip
+            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
+            st["blocked"] = st["blocked"].at[j].add(-before)
+            held = held.at[j].set(was & (ready > t))
+            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+    st["phase"] = jnp.where(held, AFTER, st["phase"])
+    st = _after(st, on & ~held, shape, consts)  # the clean after the batch, if any, then the next batch
     # the last batch left the first station: the run may need more batches than drawn
     st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
     if base.record:
@@ -257,23 +349,51 @@ def _free(st, design) -> jax.Array:
     return jnp.where(st["on_shift"], design["headcount"] - st["busy"], 0)
 
 
+def _order(waiting, asked) -> jax.Array:
+    """[i, j]: station j's request comes before station i's (key order: time of request, station; both waiting)."""
+    key, index = jnp.where(waiting, asked, INF), jnp.arange(waiting.shape[0])
+    return (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
+
+
+def _serve_skids(st, go, consts):
+    """The skids' part of the serve step (before the operators', ``Slots.serve``): each skid's free places to its
+    waiting cleans in key order; a granted clean asks for its crew now."""
+    pools, t = consts["pools"], st["t"]
+    waiting = go & (st["phase"] == SKID)
+    earlier = _order(waiting, st["asked"])
+    granted = jnp.zeros_like(waiting)
+    for k in range(pools["on_skid"].shape[1]):
+        mine, users = waiting & pools["on_skid"][:, k], jnp.sum(st["on_skid"] & pools["on_skid"][:, k])
+        place = jnp.sum(earlier & mine[None, :], axis=1)  # waiting for this skid before each station
+        granted = granted | (mine & (place < pools["skid_places"][k] - users))
+    st["on_skid"] = st["on_skid"] | granted
+    st["phase"] = jnp.where(granted, CLEAN, st["phase"])
+    st["asked"] = jnp.where(granted, t, st["asked"])
+    return st
+
+
 def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
     first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
     (granted per station, crew per station and pool)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
-    waiting = go & ((st["phase"] == CREW) | (st["phase"] == CLEAN))
-    needs = jnp.where(st["phase"] == CLEAN, pools["clean_need"], pools["need"])  # each request's operators
-    key, index = jnp.where(waiting, st["asked"], INF), jnp.arange(n)
-    earlier = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
-    rank = jnp.sum(earlier, axis=1)  # each station's place in key order
+    phase = st["phase"]
+    waiting = go & ((phase == CREW) | (phase == CLEAN) | (phase == SETUP_CREW))
+    needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]], pools["need"])
+    rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each station's place in key order
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
+    in_room = pools["in_room"]  # [station, room]: a room's people are the crews its stations hold
+    people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
         qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
+        if in_room.shape[1]:  # no more people in the station's room than it allows (checked first by the engine)
+            room = jnp.any(at[:, None] & in_room, axis=0)
+            ok = ok & jnp.all(~room | (people + need <= pools["max_people"]))
+            people = people + jnp.where(room & ok, need, 0)
         before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
         took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
         free = free - took
@@ -286,17 +406,27 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
     processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
     base, t = shape.base, st["t"]
+    if "on_skid" in st:
+        st = _serve_skids(st, go, consts)
     granted, crew = _grants(st, go, design, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)
+    changing = granted & (st["phase"] == SETUP_CREW)
     granted = granted & (st["phase"] == CREW)
     speed = design["speed"]
     for j in range(base.stations):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
-        qty = consts["sizes"][p]
+        if base.has_setup[j]:  # the changeover's time: the pair's stream, in the order of its changeovers here
+            pa = jnp.maximum(st["from"][j], 0)
+            index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
+            end, down = _timed(t, draws["setup"][j, pa, p, index], changing[j], s, j, 0, base, draws, w0, w1)
+            s["acc"] = s["acc"].at[1].add(jnp.where(changing[j], _overlap(t, end, w0, w1) - down, 0.0))
+            s["setups"] = s["setups"].at[pa, p].add(jnp.where(changing[j], 1, 0))
+            st["fin"] = st["fin"].at[j].set(jnp.where(changing[j], end, st["fin"][j]))
+        qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
             startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
             noise = draws["rate_noise"][j, jnp.minimum(jnp.sum(s["count"]), draws["rate_noise"].shape[-1] - 1)]
@@ -313,8 +443,19 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
             finish = jnp.where(cleaning[j], cleaned, finish)
         st["stations"][j] = s
         st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
-    st["phase"] = jnp.where(granted, PROCESS, jnp.where(cleaning, CLEANING, st["phase"]))
+    st["phase"] = jnp.select([granted, cleaning, changing], [PROCESS, CLEANING, SETUP], st["phase"])
     return st
+
+
+def _quantities(base: Shape, consts: dict[str, Any]) -> jax.Array:
+    """[station + 1, product]: the units of a batch of each product as it comes to each station and as it leaves the
+    line, after each station's yield (the scan kernel's arithmetic; a serial line's batches all pass every station)."""
+    qty, out = consts["sizes"], []
+    for j in range(base.stations):
+        out.append(qty)
+        if base.yields(j):
+            qty = qty - qty * (1 - consts["quality"][j, 0])
+    return jnp.stack([*out, qty])
 
 
 def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str, Any]:
@@ -325,8 +466,12 @@ def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str,
         "oee_ideal": jnp.zeros(base.products), "oee_qty": jnp.zeros(base.products),
         "oee_finishes": jnp.zeros((), jnp.int32), "oee_credit": jnp.zeros(()), "oee_tail": jnp.zeros(()),
     }  # fmt: skip
-    if base.has_failures[j]:
+    if base.on_calendar(j):  # ``CalendarClock``: the first failure a time to failure after the start (0)
+        s["nf"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+    elif base.has_failures[j]:
         s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+    if base.has_setup[j]:  # changeovers made per (previous, next) product: the draws they used
+        s["setups"] = jnp.zeros((base.products, base.products), jnp.int32)
     if base.cleans(j):
         s["hygiene"] = _hygiene_init()
     return s
@@ -337,6 +482,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     base = shape.base
     n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
     consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
+    consts = {**consts, "qty_in": _quantities(base, consts)}
     w0, w1 = consts["warmup"], consts["horizon"]
     n_in = design["batches"]
     zero = jnp.zeros((), jnp.float64)
@@ -359,12 +505,16 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         "count": jnp.zeros((), int), "lead_sum": zero, "first": jnp.full((), INF), "final": jnp.full((), -INF),
         "made": jnp.zeros(base.products), "last_exit": jnp.full((), -INF),
     }  # fmt: skip
+    if any(base.has_setup):  # the product each station processed last (-1: none yet), whether it changes over
+        state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
     if base.qc:  # each exit's time and release time, for QC release after the loop (``_in_chunks``, ``_qc_totals``)
         state["exits"], state["recent"] = jnp.full((n_batches + CHUNK, 2), INF), jnp.full((CHUNK, 2), INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
+    if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
+        state["on_skid"] = jnp.zeros(n, bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
@@ -380,7 +530,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _finish(st, on[:n] & ((st["phase"] == PROCESS) | (st["phase"] == CLEANING)))
+        st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, consts)
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)
@@ -394,16 +544,24 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         return st
 
     final = _in_chunks(going, step, state) if base.qc else jax.lax.while_loop(going, step, state)
-    stations = []
-    for j, s in enumerate(final["stations"]):
-        still = jnp.where(final["phase"][j] == LEAVE, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
-        blocked = final["blocked"][j] + still
-        stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     if base.qc:
         totals, ys = _qc_totals(final, shape, seq, draws, consts)
     else:
         totals, ys = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}, {}
         totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    stations = []
+    end = jnp.minimum(w1, totals["last_exit"]) if base.finite_plan else w1  # (the engine's, as ``_lane_kpis``; QC's)
+    for j, s in enumerate(final["stations"]):
+        blocked_now = final["phase"][j] == LEAVE
+        still = jnp.where(blocked_now, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+        if base.on_calendar(j):  # the failures of a wait under way at the end (``RulesUnit.finish_run``)
+            starved = (final["phase"][j] == TAKE) & (j > 0 or not base.pull)
+            _, _, _, down, before = _wait_over(end, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+                                               starved | (blocked_now & (j < n - 1)), w0, w1)  # fmt: skip
+            s = {**s, "acc": s["acc"].at[2].add(down)}
+            still = still - jnp.where(blocked_now, before, 0.0)
+        blocked = final["blocked"][j] + still
+        stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)

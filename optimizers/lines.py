@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "qc"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality", "qc"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -45,8 +45,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - sequence-dependent changeovers, on one unit or several (processing drawn in the order batches
   start, as the engine draws it);
 - cleaning (minor and major cleans, due after N batches / T hours / M kg, dirty- and clean-hold
-  expiry), without a shared skid; with operators as below; on several units where a unit is free again in
-  departure order and the cleans' draws come in the order batches are taken (``multiunit_outside``);
+  expiry); on shared skids or with operators on single units as below; on several units where a
+  unit is free again in departure order and the cleans' draws come in the order batches are taken
+  (``multiunit_outside``);
 - yields (units lost at each station, carried with the batch to rate-based stations and cleans due
   in kg) and rejects (the batch leaves the line at the end of processing; on several units at the
   last station, which is never blocked);
@@ -70,11 +71,16 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - QC release after the last station: analysts in quarantine order on the lab's calendar, test,
   incubation, out-of-specification results rejected or investigated (a stage after the scan);
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
-  pool order), a station's crew for processing and for its cleans, waiting off shift, a phase that
-  runs on past the shift's end, requests served at the end of each instant in key order (time of
-  request, station), first fit; on serial lines of single-unit stations (rate-based ones, cleaning and
-  QC release after the line too) without changeovers, calendar-basis failures or other rules (stepped
-  event by event, ``optimizers/events.py``);
+  pool order), a station's crews for processing, for its changeovers and for its cleans (asked for
+  again for each phase), waiting off shift, a phase that runs on past the shift's end, requests
+  served at the end of each instant in key order (time of request, station), first fit, rooms'
+  headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
+  shared skid's place first (skids served before operators, in key order); on serial lines of
+  single-unit stations (rate-based ones, cleaning, yields and QC release after the line too,
+  changeovers without a major clean or line clearance, failures on either clock) without rejects or
+  other rules (stepped event by event, ``optimizers/events.py``); the state shares of a station on
+  the wall clock whose crew keeps it waiting follow the engine's log only where no failure falls due
+  during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -89,8 +95,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
 - hold times that send a late batch to investigation;
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (shared skids, rooms, splits and merges; operators and shifts on lines
-  the event kernel does not step yet): ignored by the evaluator.
+- the other GMP batch rules (rooms with gowning, splits and merges; operators, shifts and shared
+  skids on lines the event kernel does not step yet): ignored by the evaluator.
 """
 
 
@@ -200,9 +206,14 @@ def approximations_for(
         why = qc_outside(line.spec)
         if why:
             reasons.append(f"qc.incubation: {why}")
+    stepped = rules is not None and uses_events(line.spec)
     for s in line.line.stations:
         if line.calendar_failures[s.index] and units[s.index] > 1:
             reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
+        elif line.calendar_failures[s.index] and stepped and rules.stations[s.index].operators:
+            reasons.append(f"stations.{s.name}.failures: calendar basis at a station with a crew: a failure due while "
+                           "it waits for its crew is logged by the engine when the phase starts, so the station's "
+                           "state shares, utilization and OEE can differ from the engine's (departures are exact)")
         for source, to, _, scrap in line.holds:
             if to == s.index and not scrap:
                 reasons.append(f"hold_times: {line.stations[source]}->{s.name} investigates late batches (not scraps)")
@@ -227,22 +238,37 @@ def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
 
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
-    serial lines of single-unit stations, buffers, every release mode, products, operating-basis failures,
-    rate-based stations, operator pools on shift calendars (the crews of processing and cleaning), cleaning
-    (minor and major cleans, due after batches, hours or kg, dirty and clean holds; without a skid), and QC release
-    after the line (the scan kernel's stage on the lane's exits: where that stage is a surrogate, ``qc_outside``, it
-    is one here too, and ``approximations_for`` says so)."""
+    serial lines of single-unit stations, buffers, every release mode, products, failures on either clock,
+    rate-based stations, changeovers (their time, without a major clean or line clearance), operator pools on shift
+    calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
+    batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
+    served by one pool), yields, and QC release after the line (the scan kernel's stage on the lane's exits: where that
+    stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
         if units[j] > 1:
             reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
-        if line.has_setup[j]:
-            reasons.append(f"{where}.setup: changeovers with operators (not in the event kernel yet)")
-        if line.calendar_failures[j]:
-            reasons.append(f"{where}.failures: calendar basis with operators (not in the event kernel yet)")
-        if line.change_major[j].any():
-            reasons.append(f"{where}.setup: a change with a major clean, with operators (not in the event kernel yet)")
+        if line.change_major[j].any() or line.change_clearance[j].any():
+            reasons.append(f"{where}.setup: changeovers that need a major clean or a line clearance, with operators "
+                           "(not in the event kernel yet)")  # fmt: skip
+        if line.has_reject[j]:
+            reasons.append(f"{where}.quality.reject_probability: rejects, with operators (not in the event kernel yet)")
+    rules = line.line.rules
+    for j, station in enumerate(rules.stations if rules is not None else ()):
+        cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew
+        if cleaning and cleaning.skid >= 0 and "minor" not in cleaning.skid_for and cleaning.dirty_hold is not None:
+            reasons.append(f"stations.{line.stations[j]}.cleaning.skid_for: a minor clean off the skid with a dirty "
+                           "hold (not in the event kernel yet)")  # fmt: skip
+    rooms = rules.rooms if rules is not None else ()
+    for name, gowning, _ in rooms:
+        if gowning > 0:
+            reasons.append(f"rooms.{name}: gowning (not in the event kernel yet)")
+    if rooms:  # (the engine picks operators already in a station's room first, whichever of its pools they are in)
+        for j, station in enumerate(rules.stations):
+            if station.operators and len(station.pools) > 1:
+                reasons.append(f"stations.{line.stations[j]}.operators: several pools on a line with rooms (not in "
+                               "the event kernel yet)")  # fmt: skip
     return reasons
 
 
@@ -253,21 +279,45 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 
 def pool_constants(line: LineArrays) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
-    operators each station's processing and each of its cleans need (0: none), each pool's calendar (a placeholder
-    when always on shift). (Each pool's headcount is an input of each design: ``lever_inputs``.)"""
+    operators each station's processing, each of its changeovers and each of its cleans need (0: none), each pool's
+    calendar (a placeholder when always on shift), the room of each station ([station, room]) and the most people
+    each room allows, the cleaning skid of each station's cleans ([station, skid]; ``skid_minor``, ``skid_major``: the
+    kinds of clean that use it) and each skid's places. (Each pool's headcount is an input of each design:
+    ``lever_inputs``.)"""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
     qualified, need, clean_need = np.zeros((n, len(pools)), bool), np.zeros(n, np.int32), np.zeros(n, np.int32)
+    need_setup = np.zeros(n, np.int32)
     for j in range(n if rules is not None else 0):
         station = rules.stations[j]
         qualified[j, list(station.pools)] = True
         need[j] = station.operators if "processing" in station.operator_phases else 0
+        need_setup[j] = station.operators if "setup" in station.operator_phases else 0
         clean_need[j] = station.operators if "cleaning" in station.operator_phases else 0
+    rooms = rules.rooms if rules is not None else ()
+    in_room = np.zeros((n, len(rooms)), bool)
+    for j in range(n if rules is not None else 0):
+        if rules.stations[j].room >= 0:
+            in_room[j, rules.stations[j].room] = True
+    skids = rules.skids if rules is not None else ()
+    on_skid, skid_minor, skid_major = np.zeros((n, len(skids)), bool), np.zeros(n, bool), np.zeros(n, bool)
+    for j in range(n if rules is not None else 0):
+        cleaning = rules.stations[j].cleaning
+        if cleaning is not None and cleaning.skid >= 0:
+            on_skid[j, cleaning.skid] = True
+            skid_minor[j], skid_major[j] = "minor" in cleaning.skid_for, "major" in cleaning.skid_for
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
     return {
+        "on_skid": on_skid,
+        "skid_minor": skid_minor,
+        "skid_major": skid_major,
+        "skid_places": np.array([capacity for _, capacity in skids], np.int32),
         "qualified": qualified,
+        "in_room": in_room,
+        "max_people": np.array([most for _, _, most in rooms], np.int32),
         "need": need,
+        "need_setup": need_setup,
         "clean_need": clean_need,
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
     }

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
 from optimizers.kernel import STATES
-from optimizers.lines import SUBSET, line_arrays, steps_events
+from optimizers.lines import SUBSET, events_outside, line_arrays, steps_events
 from tests.conftest import run_cli
 from tests.test_optimizer_exactness import (
     DISTS,
@@ -32,13 +32,14 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 
 def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replications: int = 3) -> Any:
-    """The evaluator steps ``spec``'s events, reports no approximation, and every departure (and QC start, end and
-    outcome) before the horizon equals the engine's, in each replication; returns its result."""
+    """The evaluator steps ``spec``'s events, reports no approximation (but for the state shares of a station with
+    wall-clock failures and a crew), and every departure (and QC start, end and outcome) before the horizon equals the
+    engine's, in each replication; returns its result."""
     if batches is None:
         ev = Evaluator(spec, seed=seed, replications=replications, record=True)
     else:
         ev = shared_kernel_evaluator(spec, seed, batches, replications)
-    assert ev.events and ev.approximations() == ()
+    assert ev.events and all("logged by the engine when the phase starts" in r for r in ev.approximations())
     res = ev.evaluate()
     log = simulate(spec, seed=seed, replications=replications)
     assert_departures_match(res, log.table, spec)
@@ -54,15 +55,17 @@ def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
 
 # -- random lines with operator pools ---------------------------------------------------------------------------------
 # As in tests/test_optimizer_exactness.py, a structure fixes what shapes the kernel (stations, release, products,
-# failures, rate-based stations, pools and which of them work shifts); its examples draw the rest (times, buffers,
-# headcounts, crews, qualifications, shift hours, seeds), so that one compilation serves them all. A shift calendar
-# is one shift a day on weekdays (ten edges a week), which may run past midnight.
+# failures and their clock, changeovers, rate-based stations, pools and which of them work shifts); its examples draw
+# the rest (times, buffers, headcounts, crews and the phases they work, qualifications, shift hours, seeds), so that
+# one compilation serves them all. A shift calendar is one shift a day on weekdays (ten edges a week), which may run
+# past midnight.
 
 
 class Pooled(NamedTuple):
     release: str
     two_products: bool
-    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "R" rate-based, "c" cleaning
+    kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "w" on the wall clock, "s" changeovers, "R" rate-based,
+    # "c" cleaning, "k" on the skid, "y" a yield
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
     qc: bool = False  # QC release after the line (its lab on a calendar of two shifts a weekday)
@@ -76,6 +79,11 @@ POOLED = {
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
     "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
     "qc-3": Pooled("plan", True, ("f", "c", ""), (True, False), 320, qc=True),
+    "skid-3": Pooled("saturated", True, ("ck", "fck", "c"), (True,), 320),
+    "yields-3": Pooled("plan", True, ("y", "Rc", "fy"), (True, False), 320),
+    "setups-3": Pooled("plan", True, ("s", "fs", "Rs"), (True, False), 320),
+    "calendar-3": Pooled("interarrival", True, ("w", "ws", "w"), (True, True), 256),
+    "mixed-3": Pooled("plan", True, ("wsc", "sc", "wy"), (True, False), 320),
 }
 
 
@@ -112,16 +120,27 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         if "R" in kind:  # rate-based: its time follows the batch's units
             del station["process_time"]
             station["rate"] = {"units_per_hour": 12.0, "startup": 0.2, "cv": draw(st.sampled_from([0.0, 0.3]))}
-        if "f" in kind:
+        if "f" in kind or "w" in kind:
             station["failures"] = {"mtbf": draw(st.sampled_from([{"dist": "exponential", "mean": 6.0}, 5.0])),
-                                   "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5]))}  # fmt: skip
+                                   "mttr": draw(st.sampled_from([{"dist": "exponential", "mean": 0.8}, 0.5])),
+                                   "basis": "calendar" if "w" in kind else "operating"}  # fmt: skip
+        if "s" in kind:  # changeovers between the products (no major clean, no line clearance)
+            station["setup"] = draw(st.sampled_from([{"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}},
+                                                     {"*->*": {"dist": "uniform", "low": 0.1, "high": 0.9}}]))  # fmt: skip
+        if "y" in kind:
+            station["quality"] = {"yield": draw(st.sampled_from([0.9, 0.97]))}
         if draw(st.integers(0, 3)) > 0:  # most stations need a crew
             station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
         if "c" in kind:
             station["cleaning"] = cleaning_block(draw)
-            if "operators" in station:  # a crew to process, to clean, or both
-                phases = [["processing"], ["cleaning"], ["processing", "cleaning"]]
-                station["operators"]["phases"] = draw(st.sampled_from(phases))
+            if "k" in kind:  # the line's one skid, for some kinds of clean (a minor one off it: no dirty hold)
+                station["cleaning"]["skid"] = "skid"
+                station["cleaning"]["skid_for"] = draw(st.sampled_from([["minor", "major"], ["major"], ["minor"]]))
+                if "minor" not in station["cleaning"]["skid_for"]:
+                    station["cleaning"].pop("dirty_hold", None)
+        if "operators" in station and ("c" in kind or "s" in kind):  # a crew for some of its phases
+            phases = ["processing"] + ["cleaning"] * ("c" in kind) + ["setup"] * ("s" in kind)
+            station["operators"]["phases"] = draw(st.lists(st.sampled_from(phases), min_size=1, unique=True))
         stations.append(station)
     crewed = [s["name"] for s in stations if "operators" in s] or names[:1]
     pools, calendars = [], {}
@@ -149,6 +168,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         calendars["lab"] = {"shifts": LAB_SHIFTS}
     if calendars:
         data["calendars"] = calendars
+    if "k" in "".join(kinds):
+        data["skids"] = [{"name": "skid", "capacity": draw(st.sampled_from([1, 1, 2]))}]
     if two_products:
         data["products"] = [
             {"name": "A", "batch_size": 10, "mass_kg": 100},
@@ -226,6 +247,60 @@ def test_a_station_served_by_two_pools() -> None:
     res = assert_exact(crewed_line([1.0, 2.0], [1, 2], pools, horizon=12.0), seed=1, replications=1)
     assert list(departures(res, 0)[:7]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 9.0]
     assert departures(res, 1)[0] == 8.0
+
+
+def test_a_changeover_waits_for_the_crew_that_processing_at_another_station_holds() -> None:
+    # one operator always on shift; s1 (2 h) needs it to process, s2 (1 h) only for its changeovers (0.5 h), products
+    # A, B in turn. At 4 h s1 takes batch 2 and s2 takes batch 1 (a change to B), both asking at 4 h: s1 first (key:
+    # time, then station), so s2's changeover waits until 6 h, when its older request goes before s1's for batch 3;
+    # s2 processes batch 1 from 6.5 h (no crew), s1 batch 3 from 6.5 h. At 7.5 h s2 takes batch 2 (a change to A) and
+    # waits for the operator again, whom s1 holds until 8.5 h: changeover to 9 h, batch 2 out at 10 h.
+    team = {"name": "team", "headcount": 1, "qualified": ["s1", "s2"]}
+    spec = LineSpec.from_dict({
+        "name": "changeover-crew", "horizon": 14.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 1}, {"product": "B", "batches": 1}]},
+        "operators": [team],
+        "stations": [
+            {"name": "s1", "process_time": 2.0, "operators": {"count": 1, "phases": ["processing"]}},
+            {"name": "s2", "process_time": 1.0, "setup": {"*->*": 0.5}, "operators": {"count": 1, "phases": ["setup"]}},
+        ],
+    })  # fmt: skip
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 0)[:5]) == [2.0, 4.0, 6.0, 8.5, 11.0]
+    assert list(departures(res, 1)[:3]) == [3.0, 7.5, 10.0]
+
+
+def test_a_failure_due_while_the_crew_is_off_shift_is_repaired_within_the_next_phase() -> None:
+    # the engine's ``CalendarClock`` has no wait for operators: a failure that falls due in one (here at 20 h, s1
+    # waiting since 14 h for the day shift) is repaired when the phase starts (``CalendarClock.work``): batch 8,
+    # granted at 30 h, ends at 31.5 h (1 h and the 0.5 h repair), not 31 h; the kernel follows it
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}
+    spec = crewed_line([1.0], [1], [team])
+    data = spec.model_dump(mode="json", exclude_none=True)
+    data["stations"][0]["failures"] = {"mtbf": 20.0, "mttr": 0.5, "basis": "calendar"}
+    res = assert_exact(LineSpec.from_dict(data), seed=1, replications=1)
+    assert list(departures(res, 0)[6:10]) == [13.0, 14.0, 31.5, 32.5]
+    # the engine logs that failure at 30 h, so its state shares are not the kernel's: not called exact
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert len(reasons) == 1 and reasons[0].startswith("stations.s1.failures: calendar basis at a station with a crew")
+
+
+def test_changes_that_need_the_cleaning_rule_stay_outside_the_event_kernel() -> None:
+    # a changeover's time is inside; a major clean or a line clearance on change is not (the cleaning rule)
+    team = {"name": "team", "headcount": 1, "qualified": ["s1"]}
+    data = {
+        "name": "outside", "horizon": 20.0, "operators": [team],
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 10}],
+        "stations": [{"name": "s1", "process_time": 1.0, "operators": {"count": 1}, "setup": {"A->B": 0.5},
+                      "failures": {"mtbf": 5.0, "mttr": 0.5, "basis": "calendar"}}],
+    }  # fmt: skip
+    assert events_outside(line_arrays(LineSpec.from_dict(data)), (1,)) == []
+    for change in ({"time": 0.5, "major_clean": True}, {"time": 0.5, "line_clearance": True}):
+        station = {**data["stations"][0], "setup": {"A->B": change}, "cleaning": {"minor": 0.2, "major": 0.5, "line_clearance": 0.3}}
+        (why,) = events_outside(line_arrays(LineSpec.from_dict({**data, "stations": [station]})), (1,))
+        assert why.startswith("stations.s1.setup: changeovers that need a major clean or a line clearance")
 
 
 def test_cli_optimize_on_a_line_with_operator_shifts_is_exact(tmp_path: Any) -> None:
@@ -325,12 +400,19 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
 
 
-def test_the_tablet_lines_stations_with_its_operators_and_shifts_are_exact() -> None:
-    # the built-in tablet line's stations, pools and calendars with its other rules taken out (the benchmark's line,
-    # case (h)): crews of one and two, stations whose crews work only in phases it does not have, rate-based presses
-    from benchmarks.bench_optimizer import operators_line
+def test_the_tablet_line_with_the_rules_the_event_kernel_follows_is_exact() -> None:
+    # the built-in tablet line without its changeovers, rejects, hold times and QC (the benchmark's line, case (i)):
+    # crews of one and two for processing and cleaning on shifts, cleaning on the shared wash skid, the granulation
+    # suite's headcount, yields, rate-based presses; its KPIs are those of the engine's log
+    from benchmarks.bench_optimizer import events_line
 
-    assert_exact(operators_line("6 w"), seed=3, replications=2)
+    spec = events_line("6 w")
+    res = assert_exact(spec, seed=3, replications=2)
+    core = compute_kpis(simulate(spec, replications=2, seed=3)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, [s.name for s in spec.stations])
 
 
 def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -347,9 +429,41 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     assert ev.batches > first
 
 
+def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_draws() -> None:
+    # the state shares too: a changeover is setup time but for the failures inside it (down), a failure while blocked
+    # is down time, not blocked, and so is one during a wait still under way at the horizon. m1's crew works
+    # its changeovers and processing on the day shift; m2 and m3 (failures on the wall clock) need no crew, so a
+    # failure never falls due while a crew keeps them waiting (the engine records those when the phase starts)
+    data = {
+        "name": "kpi-changeovers", "horizon": 200.0, "warmup": 10.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {"mode": "plan", "repeat": True,
+                    "plan": [{"product": "A", "batches": 2}, {"product": "B", "batches": 1}]},
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "18:00"}]}},
+        "operators": [{"name": "team", "headcount": 1, "calendar": "day", "qualified": ["m1"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
+             "setup": {"A->B": 0.5, "B->A": {"dist": "exponential", "mean": 0.3}}},
+            {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.2, "sd": 0.4}, "setup": {"*->*": 0.4},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 5.0}, "mttr": 0.5, "basis": "calendar"}},
+            {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 4.0}, "mttr": {"dist": "exponential", "mean": 0.6},
+                          "basis": "calendar"}},
+        ],
+    }  # fmt: skip
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=3)
+    core = compute_kpis(simulate(spec, replications=3, seed=3)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
+
+
 def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
     """Three stations sharing a day-shift team of two for processing and cleaning (m2's crew cleans only), with
-    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures at m2."""
+    minor and major cleans, cleans due after batches, hours and kg, dirty and clean holds, failures and a yield at
+    m2."""
     day = {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]}
     clean_and_process = {"count": 1, "phases": ["processing", "cleaning"]}
     return LineSpec.from_dict({
@@ -364,7 +478,7 @@ def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
              "cleaning": {"minor": 0.5, "major": {"dist": "uniform", "low": 2, "high": 4},
                           "due": {"batches": due_batches}, "dirty_hold": 6.0, "clean_hold": 30.0}},
             {"name": "m2", "buffer": 1, "process_time": {"dist": "gamma", "mean": 1.9, "sd": 0.5},
-             "operators": {"count": 1, "phases": ["cleaning"]},
+             "operators": {"count": 1, "phases": ["cleaning"]}, "quality": {"yield": 0.95},
              "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0},
              "cleaning": {"major": 1.5, "due": {"hours": 20, "kg": 900}}},
             {"name": "m3", "buffer": 0, "process_time": {"dist": "uniform", "low": 0.5, "high": 1.4},
@@ -399,8 +513,52 @@ def test_the_cleaning_due_lever_varies_per_design_in_the_event_kernel() -> None:
     assert len({tuple(res.lead_time[d]) for d in range(3)}) == 3
 
 
+def roomed_line(max_people: int | None) -> LineSpec:
+    """Four stations, the middle two in a grade D room (no gowning) that holds ``max_people`` operators (None: no
+    room), crews of one for processing (and cleaning at s2) from a team of three on a day shift, s4 from its own
+    pool."""
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["name"] = "roomed"
+    data["stations"] = [
+        {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.8}, "operators": {"count": 1}},
+        {"name": "s2", "buffer": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.4},
+         "operators": {"count": 1, "phases": ["processing", "cleaning"]}, "cleaning": {"minor": 0.4, "major": 1.0,
+                                                                                       "due": {"batches": 3}}},
+        {"name": "s3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.6, "high": 1.3},
+         "operators": {"count": 1}, "failures": {"mtbf": {"dist": "exponential", "mean": 8.0}, "mttr": 0.5}},
+        {"name": "s4", "process_time": 0.7, "operators": {"count": 1}},
+    ]  # fmt: skip
+    data["operators"] = [{"name": "team", "headcount": 3, "calendar": "day", "qualified": ["s1", "s2", "s3"]},
+                         {"name": "packers", "headcount": 1, "qualified": ["s4"]}]  # fmt: skip
+    if max_people is not None:
+        data["rooms"] = [{"name": "suite", "grade": "D", "max_people": max_people, "stations": ["s2", "s3"]}]
+    return LineSpec.from_dict(data)
+
+
+def test_a_rooms_headcount_limit_is_exact() -> None:
+    for seed in (1, 2):
+        limited = assert_exact(roomed_line(1), seed=seed, replications=2)
+        free = assert_exact(roomed_line(None), seed=seed, replications=2)
+        assert (limited.throughput[0] < free.throughput[0]).all()  # the room of one holds s2 and s3 back
+    assert_exact(roomed_line(2), seed=3, replications=2)
+    gowned = roomed_line(1).model_dump(mode="json", exclude_none=True)
+    gowned["rooms"][0]["grade"] = "B"
+    reasons = line_arrays(LineSpec.from_dict(gowned)).approximations
+    assert any("rooms.suite: gowning" in r for r in reasons), reasons
+
+
+def test_a_minor_clean_off_the_skid_with_a_dirty_hold_is_not_called_exact() -> None:
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["skids"] = [{"name": "wash", "capacity": 1}]
+    data["stations"][0]["cleaning"].update(skid="wash", skid_for=["major"])  # (m1 has a dirty hold)
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert any("stations.m1.cleaning.skid_for" in r for r in reasons), reasons
+    data["stations"][0]["cleaning"]["skid_for"] = ["minor", "major"]
+    assert line_arrays(LineSpec.from_dict(data)).approximations == ()
+
+
 def qc_crews_line(analysts: int = 2, repeat: bool = True, action: str = "investigate") -> LineSpec:
-    """Two stations sharing a day-shift team (m2's crew of two, failures at m1; finite buffers) and a QC lab of
+    """Two stations sharing a day-shift team (m2's crew of two and a yield, failures at m1; finite buffers) and a QC lab of
     ``analysts`` on two shifts a weekday: tests of varying time, an incubation, out-of-specification results
     (``action``: investigated or rejected); a plan of two products, repeated (else 80 batches: the run ends at the last
     QC outcome)."""
@@ -420,7 +578,7 @@ def qc_crews_line(analysts: int = 2, repeat: bool = True, action: str = "investi
             {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
              "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0}},
             {"name": "m2", "buffer": 2, "process_time": {"A": 1.5, "B": {"dist": "gamma", "mean": 1.9, "sd": 0.5}},
-             "operators": {"count": 2}},
+             "operators": {"count": 2}, "quality": {"yield": 0.95}},
         ],
         "qc": qc,
     })  # fmt: skip
