@@ -58,11 +58,14 @@ clock starts (it goes with the batch: ``holding``, ``carried``); when the hold's
 maximum after that (``holds_kept``'s test), the batch is scrapped: it leaves the line there and then (a reject in the
 window, ``last_out``), asks for no crew, and the station takes its next batch at the same instant, as the engine's
 take loop does. The exits skip it.
+QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
+time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
+without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields, changeovers without a major
 clean or line clearance, cleaning (on shared skids too), rooms' headcounts, operator pools on shift calendars (the
 crews of processing, changeovers and cleaning), hold times that scrap (not those that investigate; not ending at a
-station on the wall clock).
+station on the wall clock), QC release.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from optimizers.kernel import (
     _clean,
     _div,
     _due_clean,
+    _exit_totals,
     _expired,
     _hygiene_init,
     _in_window,
@@ -89,6 +93,8 @@ from optimizers.kernel import (
     _overlap,
     _processed,
     _processed_on,
+    _qc_stage,
+    _recorded,
     _stale,
     _timed,
     _wait_over,
@@ -97,6 +103,8 @@ from optimizers.kernel import (
     over_designs,
     with_gradient,
 )
+
+CHUNK = 64  # with QC, exits kept in the loop before they are written into the array of every exit (``_in_chunks``)
 
 # a station's phase: take a batch, wait for the processing crew, process, pass the batch on, wait for a clean's crew,
 # clean (then ``then``: the changeover or the processing crew after a clean before the batch, take the next after one
@@ -233,8 +241,15 @@ def _released(st, batch, shape, draws) -> jax.Array:
 
 def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     """The last station passes its batch out of the line (when ``on``): the running totals ``kernel._lane_kpis``
-    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product)."""
+    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product); with
+    QC, its time and its release time instead, by exit count, in the chunk's ``recent`` (``_in_chunks``)."""
     t, out = st["t"], st["batch"][-1]
+    if shape.base.qc:
+        at = jnp.mod(st["left"][-1] - 1, CHUNK)  # (``_leave`` has counted this exit)
+        released = st["holding"][0, -1] if shape.base.holds else _released(st, out, shape, draws)
+        row = jnp.stack([t, released, out.astype(t.dtype)])
+        st["recent"] = st["recent"].at[at].set(jnp.where(on, row, st["recent"][at]))
+        return st
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
@@ -245,6 +260,37 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     st["made"] = st["made"] + jnp.where(counted & (jnp.arange(shape.base.products) == p), consts["qty_in"][-1, p], 0.0)
     st["last_exit"] = jnp.where(on, t, st["last_exit"])
     return st
+
+
+def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+    """QC release after the line (``kernel._qc_stage``) on the exits a lane kept, and what the KPIs need of them
+    (``kernel._exit_totals``), as the scan kernel computes them: (totals, outputs per exit). Each exit's row holds its
+    time, its release time and its batch (a scrapped batch leaves a gap in the numbers): ``exit_batch`` is the exit's
+    place, which indexes its release time."""
+    base = shape.base
+    index = jnp.arange(base.batches, dtype=jnp.int32)
+    exit_t = final["exits"][: base.batches, 0]
+    batch = jnp.where(exit_t < INF, final["exits"][: base.batches, 2], 0.0).astype(jnp.int32)
+    product = seq[batch] if base.products > 1 else jnp.zeros(base.batches, jnp.int32)
+    ys = {"exit": exit_t, "exit_valid": exit_t < INF, "exit_batch": index, "exit_product": product,
+          "exit_qty": consts["qty_in"][-1][product], "release": final["exits"][: base.batches, 1]}  # fmt: skip
+    ys.update(_qc_stage(base, exit_t, ys["exit_valid"], draws, consts))
+    return _exit_totals(base, ys, consts), {**ys, "exit_number": jnp.where(exit_t < INF, batch, base.batches)}
+
+
+def _in_chunks(going, step, state):
+    """``lax.while_loop(going, step, state)`` in chunks of ``CHUNK`` exits, each written into ``exits`` (every exit's
+    time and release time) at its end: vmapped, a write into an array of every batch is a copy of it per lane, which
+    in every step would cost more than the rest of the step."""
+
+    def chunk(st):
+        done = st["left"][-1]  # exits so far: a multiple of CHUNK
+        st = jax.lax.while_loop(lambda s: going(s) & (s["left"][-1] < done + CHUNK), step, st)
+        st["exits"] = jax.lax.dynamic_update_slice(st["exits"], st["recent"], (done, jnp.zeros((), done.dtype)))
+        st["recent"] = jnp.full_like(st["recent"], INF)
+        return st
+
+    return jax.lax.while_loop(going, chunk, state)
 
 
 def _cleaning(shape: EventShape) -> list[int]:
@@ -525,6 +571,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
         state["holding"] = jnp.full((1 + len(base.holds), n), INF)
         state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
+    if base.qc:  # each exit's time and release time, for QC release after the loop (``_in_chunks``, ``_qc_totals``)
+        state["exits"], state["recent"] = jnp.full((n_batches + CHUNK, 3), INF), jnp.full((CHUNK, 3), INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
         state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
     if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
@@ -558,9 +606,17 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st["steps"] = st["steps"] + 1
         return st
 
-    final = jax.lax.while_loop(going, step, state)
+    final = _in_chunks(going, step, state) if base.qc else jax.lax.while_loop(going, step, state)
+    if base.qc:
+        totals, ys = _qc_totals(final, shape, seq, draws, consts)
+    else:
+        totals, ys = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}, {}
+        totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
+    if base.holds:  # scrapped batches are rejects too (in the window)
+        totals["rejected"] = totals["rejected"] + final["rejected"]
     stations = []
-    end = jnp.minimum(w1, final["last_exit"]) if base.finite_plan else w1  # (the engine's, as ``_lane_kpis``)
+    last = jnp.maximum(totals["last_exit"], jnp.max(jnp.stack([s["last_out"] for s in final["stations"]])))
+    end = jnp.minimum(w1, last) if base.finite_plan else w1  # (the engine's, as ``_lane_kpis``; QC's; scraps')
     for j, s in enumerate(final["stations"]):
         blocked_now = final["phase"][j] == LEAVE
         still = jnp.where(blocked_now, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
@@ -572,13 +628,15 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
             still = still - jnp.where(blocked_now, before, 0.0)
         blocked = final["blocked"][j] + still
         stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
-    totals = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}
-    totals.update(rejected=final["rejected"] if base.holds else jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)
-        out.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
-                   valid=final["departure"] < INF, release=_released(final, index, shape, draws))  # fmt: skip
+        ys.update(departure=final["departure"], batch=jnp.broadcast_to(index[:, None], (n_batches, n)),
+                  valid=final["departure"] < INF, release=_released(final, index, shape, draws))  # fmt: skip
+        for key in ("qc_start", "qc_end", "qc_out", "qc_approved") if base.qc else ():  # per exit: in its batch's row
+            empty = jnp.zeros_like(ys[key]) if key == "qc_approved" else jnp.full_like(ys[key], INF)
+            ys[key] = empty.at[ys["exit_number"]].set(ys[key], mode="drop")
+        out.update(_recorded(base, ys))
     # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 

@@ -33,7 +33,7 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times"})
+EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times", "qc"})
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -76,11 +76,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields and hold times that scrap too, changeovers
-  without a major clean or line clearance, failures on either clock) without rejects or other rules
-  (stepped event by event, ``optimizers/events.py``); the state shares of a station on the wall clock
-  whose crew keeps it waiting follow the engine's log only where no failure falls due during that
-  wait (the engine records it when the phase starts);
+  single-unit stations (rate-based ones, cleaning, yields, hold times that scrap and QC release after
+  the line too, changeovers without a major clean or line clearance, failures on either clock) without
+  rejects or other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
+  station on the wall clock whose crew keeps it waiting follow the engine's log only where no failure
+  falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
   and the levers of the rules above: QC analysts, cleaning due thresholds (batches, hours, kg), the
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
@@ -247,10 +247,11 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     rate-based stations, changeovers (their time, without a major clean or line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
-    served by one pool), yields, and hold times that scrap a late batch (one that sends it to investigation stays
-    out: the batch would come back into the station's buffer out of order, after a delay drawn from the
-    ``hold:A->B`` stream, which ``draw_inputs`` does not draw; so does one that ends at a station on the wall
-    clock)."""
+    served by one pool), yields, QC release after the line (the scan kernel's stage on the lane's exits: where that
+    stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times
+    that scrap a late batch (one that sends it to investigation stays out: the batch would come back into the
+    station's buffer out of order, after a delay drawn from the ``hold:A->B`` stream, which ``draw_inputs`` does not
+    draw; so does one that ends at a station on the wall clock)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
 from optimizers.kernel import STATES
-from optimizers.lines import SUBSET, events_outside, line_arrays
+from optimizers.lines import SUBSET, events_outside, line_arrays, steps_events
 from tests.conftest import run_cli
 from tests.test_optimizer_exactness import (
     DISTS,
@@ -23,6 +23,7 @@ from tests.test_optimizer_exactness import (
     release_block,
     shared_kernel_evaluator,
 )
+from tests.test_optimizer_qc import LAB_SHIFTS, assert_qc_times_match, assert_same_kpis, qc_labs
 from twin.engine import simulate
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
@@ -32,15 +33,18 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replications: int = 3) -> Any:
     """The evaluator steps ``spec``'s events, reports no approximation (but for the state shares of a station with
-    wall-clock failures and a crew), and every departure before the horizon equals the engine's, in each
-    replication; returns its result."""
+    wall-clock failures and a crew), and every departure (and QC start, end and outcome) before the horizon equals the
+    engine's, in each replication; returns its result."""
     if batches is None:
         ev = Evaluator(spec, seed=seed, replications=replications, record=True)
     else:
         ev = shared_kernel_evaluator(spec, seed, batches, replications)
     assert ev.events and all("logged by the engine when the phase starts" in r for r in ev.approximations())
     res = ev.evaluate()
-    assert_departures_match(res, simulate(spec, seed=seed, replications=replications).table, spec)
+    log = simulate(spec, seed=seed, replications=replications)
+    assert_departures_match(res, log.table, spec)
+    if spec.qc is not None:
+        assert_qc_times_match(res, log, spec)
     return res
 
 
@@ -65,6 +69,7 @@ class Pooled(NamedTuple):
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
     hold: tuple[int, int] | None = None  # a hold time (from, to) that scraps a late batch
+    qc: bool = False  # QC release after the line (its lab on a calendar of two shifts a weekday)
 
 
 POOLED = {
@@ -74,6 +79,7 @@ POOLED = {
     "plan-once-4": Pooled("plan-once", True, ("", "R", "f", ""), (True, False), 80),
     "saturated-5": Pooled("saturated", False, ("f", "", "R", "f", ""), (True, True, False), 320),
     "cleaning-3": Pooled("plan", True, ("c", "fc", "Rc"), (True, False), 320),
+    "qc-3": Pooled("plan", True, ("f", "c", ""), (True, False), 320, qc=True),
     "skid-3": Pooled("saturated", True, ("ck", "fck", "c"), (True,), 320),
     "yields-3": Pooled("plan", True, ("y", "Rc", "fy"), (True, False), 320),
     "setups-3": Pooled("plan", True, ("s", "fs", "Rs"), (True, False), 320),
@@ -101,7 +107,7 @@ def cleaning_block(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
-    release, two_products, kinds, shifts, _, hold = structure
+    release, two_products, kinds, shifts, _, hold, qc = structure
     n = len(kinds)
     names = [f"s{j + 1}" for j in range(n)]
     stations = []
@@ -159,6 +165,9 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
             station["operators"]["count"] = min(station["operators"]["count"], most)
     data: dict[str, Any] = {"name": "pooled", "horizon": 240.0, "warmup": 20.0, "stations": stations,
                             "operators": pools}  # fmt: skip
+    if qc:  # (1 to 3 analysts: one compiled kernel)
+        data["qc"] = {**draw(qc_labs())[0], "calendar": "lab"}
+        calendars["lab"] = {"shifts": LAB_SHIFTS}
     if calendars:
         data["calendars"] = calendars
     if "k" in "".join(kinds):
@@ -630,3 +639,87 @@ def test_lead_times_follow_batches_past_the_gaps_scraps_leave() -> None:
     for got in (res, ev.evaluate()):
         np.testing.assert_allclose(got.lead_time[0], core["lead_time_hours"], rtol=1e-12)
         np.testing.assert_array_equal(got.rejected[0], core["rejected_batches"])
+
+
+def qc_crews_line(analysts: int = 2, repeat: bool = True, action: str = "investigate") -> LineSpec:
+    """Two stations sharing a day-shift team (m2's crew of two and a yield, failures at m1; finite buffers) and a QC lab of
+    ``analysts`` on two shifts a weekday: tests of varying time, an incubation, out-of-specification results
+    (``action``: investigated or rejected); a plan of two products, repeated (else 80 batches: the run ends at the last
+    QC outcome)."""
+    plan = [{"product": "A", "batches": 3}, {"product": "B", "batches": 2}]
+    qc = {"analysts": analysts, "calendar": "lab", "test_time": {"dist": "exponential", "mean": 1.2},
+          "incubation": {"dist": "triangular", "low": 2, "mode": 4, "high": 12}, "oos_probability": 0.25,
+          "oos_action": action, **({"investigation": 3.0} if action == "investigate" else {})}  # fmt: skip
+    return LineSpec.from_dict({
+        "name": "qc-crews", "horizon": 400.0 if repeat else 3000.0, "warmup": 20.0,
+        "products": [{"name": "A", "batch_size": 10}, {"name": "B", "batch_size": 20}],
+        "release": {"mode": "plan", "repeat": repeat,
+                    "plan": plan if repeat else [{**c, "batches": c["batches"] * 16} for c in plan]},
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "22:00"}]},
+                      "lab": {"shifts": LAB_SHIFTS}},
+        "operators": [{"name": "team", "headcount": 3, "calendar": "day", "qualified": ["m1", "m2"]}],
+        "stations": [
+            {"name": "m1", "process_time": {"dist": "exponential", "mean": 1.0}, "operators": {"count": 1},
+             "failures": {"mtbf": {"dist": "exponential", "mean": 10.0}, "mttr": 1.0}},
+            {"name": "m2", "buffer": 2, "process_time": {"A": 1.5, "B": {"dist": "gamma", "mean": 1.9, "sd": 0.5}},
+             "operators": {"count": 2}, "quality": {"yield": 0.95}},
+        ],
+        "qc": qc,
+    })  # fmt: skip
+
+
+def test_qc_after_a_crewed_line_is_exact_and_its_kpis_agree_with_core() -> None:
+    # a plan that does not repeat: the run (and the KPIs' window) ends at the last QC outcome, after the last exit
+    spec = qc_crews_line(repeat=False)
+    res = assert_exact(spec, seed=4)
+    log = simulate(spec, replications=3, seed=4)
+    assert_same_kpis(res, log)
+    core = compute_kpis(log).per_replication
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    ends = log.end_times()
+    for r in range(3):
+        assert res.makespan[0, r] == pytest.approx(ends[r], abs=1e-9)
+        t = log.table[log.table["replication"] == r]
+        assert ends[r] > t[t["event"] == "leave"]["time"].max()
+    assert (log.table["event"] == "investigation").sum() > 5 and (res.release_lead_time[0] > res.lead_time[0]).all()
+
+
+def test_the_qc_analysts_lever_varies_per_design_in_the_event_kernel() -> None:
+    # a lane that does not record (a ring of release times without QC): each design's analysts against the engine's
+    # run of its spec; QC rejects out-of-spec batches
+    ev = Evaluator(qc_crews_line(action="reject"), seed=3, replications=2, max_analysts=3)
+    assert ev.events and ev.approximations() == () and ev.event_shape().ring > 0
+    res = ev.evaluate(qc_analysts=[1, 2, 3])
+    for d in range(3):
+        core = compute_kpis(simulate(qc_crews_line(d + 1, action="reject"), replications=2, seed=3)).per_replication
+        np.testing.assert_allclose(res.release_lead_time[d], core["release_lead_time_hours"], rtol=1e-9)
+        np.testing.assert_array_equal(res.rejected[d], core["rejected_batches"])
+        np.testing.assert_allclose(res.throughput[d], core["throughput_per_hour"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.lead_time[d], core["lead_time_hours"], rtol=1e-9)
+    assert (res.rejected > 3).all() and len({tuple(res.release_lead_time[d]) for d in range(3)}) == 3
+
+
+def test_where_qc_after_a_crewed_line_is_exact_is_derived_and_said() -> None:
+    # the event kernel runs the scan kernel's QC stage: an incubation that can take no time is a surrogate there too
+    spec = qc_crews_line()
+    assert steps_events(line_arrays(spec), (1, 1)) and line_arrays(spec).approximations == ()
+    data = spec.model_dump(mode="json", exclude_none=True)
+    zero = LineSpec.from_dict({**data, "qc": {**data["qc"], "incubation": {"dist": "empirical", "values": [0, 24]}}})
+    assert steps_events(line_arrays(zero), (1, 1))
+    (why,) = line_arrays(zero).approximations
+    assert why.startswith("qc.incubation: an empirical time with a zero value")
+
+
+def test_qc_after_a_line_whose_hold_time_scraps_batches() -> None:
+    # the exits skip the scrapped batches: QC's quarantine order, its times per batch and the KPIs follow the batches
+    # that do leave (their products and release times go with them)
+    data = qc_crews_line().model_dump(mode="json", exclude_none=True)
+    data["hold_times"] = [{"from": "m1", "to": "m2", "max": 1.0, "action": "scrap"}]
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=4)
+    core = compute_kpis(simulate(spec, replications=3, seed=4)).per_replication
+    assert (core["rejected_batches"] > 20).all()
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
