@@ -24,7 +24,8 @@
     (``optimizers/events.py``, the evaluator's pick for operator pools) over 64 and 256 designs, alternating
     rounds, median; and that it is exact for the line.
 (i) As (h) on the tablet line with every rule the event kernel follows so far (operators and shifts, cleaning on
-    the shared skid, the room's headcount, yields; without changeovers, rejects, hold times and QC).
+    the shared skid, the room's headcount, yields and rejects, the scrapping hold time, QC; without changeovers and
+    the investigating hold time).
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -347,18 +348,16 @@ def operators_line(horizon: str):
 
 def events_line(horizon: str):
     """(i): the built-in tablet line with every rule the event kernel follows so far: its stations, operator pools
-    and calendars, cleaning on the shared wash skid, the granulation suite's headcount limit and yields; without its
-    changeovers, rejects, hold times and QC lab."""
+    and calendars, cleaning on the shared wash skid, the granulation suite's headcount limit, yields and rejects,
+    the hold time that scraps and the QC lab; without its changeovers (each needs a major clean or a line clearance)
+    and the hold time that investigates."""
     from twin.models import load_spec
     from twin.spec.model import LineSpec
 
     data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
     for station in data["stations"]:
         station.pop("setup", None)
-        if "quality" in station:
-            station["quality"].pop("reject_probability", None)
-    for key in ("hold_times", "qc"):
-        data.pop(key, None)
+    data["hold_times"] = [h for h in data.get("hold_times", []) if h.get("action") == "scrap"]
     return LineSpec.from_dict(data)
 
 
@@ -367,7 +366,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
 
 
 def events_kernel(args: argparse.Namespace) -> None:
-    event_kernel(args, "(i) tablet line without changeovers, rejects, holds and QC", events_line(args.line_horizon))
+    event_kernel(args, "(i) tablet line without changeovers and the investigating hold", events_line(args.line_horizon))
 
 
 def event_kernel(args: argparse.Namespace, label: str, spec: Any) -> None:

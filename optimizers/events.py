@@ -172,7 +172,7 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
     then the batch begins (``_begin``)."""
     base, t, k = shape.base, st["t"], st["taken"]
     taken, batch = on, k
-    if base.holds:  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
+    if _gaps(base):  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
         batch, times = _from_buffers(st, shape, draws)
         scrapped, st = _scrap(st, on, times, shape, consts, w0, w1)
         taken = on & ~scrapped
@@ -215,6 +215,29 @@ def _from_buffers(st, shape, draws) -> tuple[jax.Array, jax.Array]:
     return batch, st["carried"][:, rows, place].at[:, 0].set(first)
 
 
+def _gaps(base: Shape) -> bool:
+    """Batches can leave the line before its end (scrapped by a hold time, rejected at the end of processing): the
+    buffers keep which batch is at each place and the batches carry their times."""
+    return bool(base.holds) or any(base.rejects(j) for j in range(base.stations))
+
+
+def _reject(st, on, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
+    """Which stations ``on``, at the end of processing, reject the whole batch (``quality.after_processing``: one
+    draw per batch processed, in processing order): it leaves the line now (a reject in the window, ``last_out``)."""
+    base, t = shape.base, st["t"]
+    rejected = jnp.zeros_like(on)
+    for j in range(base.stations):
+        if base.rejects(j):
+            s = st["stations"][j] = dict(st["stations"][j])
+            drawn = jnp.minimum(jnp.sum(s["count"]) - 1, draws["reject"].shape[-1] - 1)  # batches processed before
+            bad = on[j] & (draws["reject"][j, drawn] < consts["quality"][j, 1])
+            s["last_out"] = jnp.where(bad, jnp.maximum(s["last_out"], t), s["last_out"])
+            rejected = rejected.at[j].set(bad)
+    st["scrapped"] = st["scrapped"] + jnp.sum(rejected, dtype=jnp.int32)
+    st["rejected"] = st["rejected"] + jnp.sum(rejected & _in_window(t, w0, w1))
+    return rejected, st
+
+
 def _scrap(st, on, times, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
     """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
     after it left the hold's first station, ``times``): it leaves the line, a reject at the station now
@@ -246,14 +269,14 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     t, out = st["t"], st["batch"][-1]
     if shape.base.qc:
         at = jnp.mod(st["left"][-1] - 1, CHUNK)  # (``_leave`` has counted this exit)
-        released = st["holding"][0, -1] if shape.base.holds else _released(st, out, shape, draws)
+        released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
         row = jnp.stack([t, released, out.astype(t.dtype)])
         st["recent"] = st["recent"].at[at].set(jnp.where(on, row, st["recent"][at]))
         return st
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
-    released = st["holding"][0, -1] if shape.base.holds else _released(st, out, shape, draws)
+    released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - released, 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
@@ -335,11 +358,12 @@ def _after(st, on, shape, consts):
     return st
 
 
-def _ended(st, on, shape, consts):
+def _ended(st, on, shape, draws, consts, w0, w1):
     """Stations ``on`` end a timed phase now. Processing: its crew goes (back to work if on shift: ``_free``), the
     batch is passed on. A clean: its crew and skid place go, then the phase it was for (a changeover's or the
     processing crew asked for now, or the next batch). The changeover: its crew goes, the processing crew is asked for.
-    A repair after the wait for a batch: the batch begins (``_begin``); after the wait for a place: ``_after``."""
+    A repair after the wait for a batch: the batch begins (``_begin``); after the wait for a place: ``_after``. A
+    batch rejected at the end of processing (``_reject``) leaves the line: the station goes on to ``_after``."""
     phase, t = st["phase"], st["t"]
     release = on & ((phase == PROCESS) | (phase == CLEANING) | (phase == SETUP))
     st["busy"] = st["busy"] - jnp.sum(jnp.where(release[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
@@ -351,6 +375,9 @@ def _ended(st, on, shape, consts):
     if "on_skid" in st:  # a clean's skid goes back
         st["on_skid"] = st["on_skid"] & ~cleaned
     st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW], phase)
+    if any(shape.base.rejects(j) for j in range(shape.base.stations)):
+        rejected, st = _reject(st, on & (phase == PROCESS), shape, draws, consts, w0, w1)
+        st = _after(st, rejected, shape, consts)
     if any(shape.base.calendar_failures):
         st = _begin(st, on & (phase == HELD), shape, consts)
         st = _after(st, on & (phase == AFTER), shape, consts)
@@ -362,7 +389,7 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     finished."""
     base, t, batch = shape.base, st["t"], st["batch"]
     st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
-    if base.holds:  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
+    if _gaps(base):  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
         for h, (source, _) in enumerate(base.holds):
             st["holding"] = st["holding"].at[1 + h, source].set(jnp.where(on[source], t, st["holding"][1 + h, source]))
         into, place = jnp.arange(1, base.stations), jnp.mod(st["left"][:-1], shape.kept)
@@ -566,7 +593,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
-    if base.holds:  # the batch at each place of each buffer, its times and those of each station's batch, scraps
+    if _gaps(base):  # the batch at each place of each buffer, its times and those of each station's batch, scraps
         state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
         state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
         state["holding"] = jnp.full((1 + len(base.holds), n), INF)
@@ -582,7 +609,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
 
     def going(st):
         t = jnp.min(_due(st, shape, design, draws, n_in))
-        out = st["left"][n - 1] + (st["scrapped"] if base.holds else 0)  # batches that left the line
+        out = st["left"][n - 1] + (st["scrapped"] if _gaps(base) else 0)  # batches that left the line
         unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
@@ -593,7 +620,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
-        st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, consts)
+        st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, draws, consts, w0, w1)
         for phase, event in ((LEAVE, _leave), (TAKE, _take)):
             ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
             st = event(st, ready, shape, seq, draws, consts, w0, w1)
@@ -612,7 +639,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     else:
         totals, ys = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}, {}
         totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
-    if base.holds:  # scrapped batches are rejects too (in the window)
+    if _gaps(base):  # scrapped and rejected batches (in the window)
         totals["rejected"] = totals["rejected"] + final["rejected"]
     stations = []
     last = jnp.maximum(totals["last_exit"], jnp.max(jnp.stack([s["last_out"] for s in final["stations"]])))

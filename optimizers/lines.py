@@ -76,9 +76,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields, hold times that scrap and QC release after
-  the line too, changeovers without a major clean or line clearance, failures on either clock) without
-  rejects or other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
+  single-unit stations (rate-based ones, cleaning, yields, rejects, hold times that scrap and QC
+  release after the line too, changeovers without a major clean or line clearance, failures on either
+  clock) without other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
   station on the wall clock whose crew keeps it waiting follow the engine's log only where no failure
   falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
@@ -247,9 +247,9 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     rate-based stations, changeovers (their time, without a major clean or line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
-    served by one pool), yields, QC release after the line (the scan kernel's stage on the lane's exits: where that
-    stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times
-    that scrap a late batch (one that sends it to investigation stays out: the batch would come back into the
+    served by one pool), yields and rejects, QC release after the line (the scan kernel's stage on the lane's exits:
+    where that stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold
+    times that scrap a late batch (one that sends it to investigation stays out: the batch would come back into the
     station's buffer out of order, after a delay drawn from the ``hold:A->B`` stream, which ``draw_inputs`` does not
     draw; so does one that ends at a station on the wall clock)."""
     reasons = []
@@ -264,8 +264,6 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if line.change_major[j].any() or line.change_clearance[j].any():
             reasons.append(f"{where}.setup: changeovers that need a major clean or a line clearance, with operators "
                            "(not in the event kernel yet)")  # fmt: skip
-        if line.has_reject[j]:
-            reasons.append(f"{where}.quality.reject_probability: rejects, with operators (not in the event kernel yet)")
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew

@@ -65,7 +65,7 @@ class Pooled(NamedTuple):
     release: str
     two_products: bool
     kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "w" on the wall clock, "s" changeovers, "R" rate-based,
-    # "c" cleaning, "k" on the skid, "y" a yield
+    # "c" cleaning, "k" on the skid, "y" a yield, "r" rejects
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
     hold: tuple[int, int] | None = None  # a hold time (from, to) that scraps a late batch
@@ -86,6 +86,7 @@ POOLED = {
     "calendar-3": Pooled("interarrival", True, ("w", "ws", "w"), (True, True), 256),
     "mixed-3": Pooled("plan", True, ("wsc", "sc", "wy"), (True, False), 320),
     "held-4": Pooled("plan-once", True, ("f", "", "c", "R"), (True, False), 80, hold=(0, 2)),
+    "rejects-3": Pooled("plan", True, ("r", "cy", "Rr"), (True, False), 320),
 }
 
 
@@ -131,6 +132,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
                                                      {"*->*": {"dist": "uniform", "low": 0.1, "high": 0.9}}]))  # fmt: skip
         if "y" in kind:
             station["quality"] = {"yield": draw(st.sampled_from([0.9, 0.97]))}
+        if "r" in kind:  # whole batches rejected at the end of processing
+            station["quality"] = {"reject_probability": draw(st.sampled_from([0.1, 0.3]))}
         if draw(st.integers(0, 3)) > 0:  # most stations need a crew
             station["operators"] = {"count": draw(st.sampled_from([1, 1, 2]))}
         if "c" in kind:
@@ -406,14 +409,17 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
 
 
 def test_the_tablet_line_with_the_rules_the_event_kernel_follows_is_exact() -> None:
-    # the built-in tablet line without its changeovers, rejects, hold times and QC (the benchmark's line, case (i)):
+    # the built-in tablet line without its changeovers and its investigating hold (the benchmark's line, case (i)):
     # crews of one and two for processing and cleaning on shifts, cleaning on the shared wash skid, the granulation
-    # suite's headcount, yields, rate-based presses; its KPIs are those of the engine's log
+    # suite's headcount, yields and rejects, the hold that scraps, rate-based presses, QC release; its KPIs (QC's and
+    # rejects too) are those of the engine's log
     from benchmarks.bench_optimizer import events_line
 
     spec = events_line("6 w")
     res = assert_exact(spec, seed=3, replications=2)
     core = compute_kpis(simulate(spec, replications=2, seed=3)).per_replication
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
     np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
@@ -723,3 +729,19 @@ def test_qc_after_a_line_whose_hold_time_scraps_batches() -> None:
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
     np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+
+
+def test_rejects_are_exact_and_their_kpis_agree_with_core() -> None:
+    # m2 rejects a fifth of its batches at the end of processing: they leave the line there (then m2 cleans), the
+    # exits skip them, they count as rejected in the window
+    data = cleaning_crews_line().model_dump(mode="json", exclude_none=True)
+    data["stations"][1]["quality"]["reject_probability"] = 0.2
+    spec = LineSpec.from_dict(data)
+    res = assert_exact(spec, seed=5)
+    core = compute_kpis(simulate(spec, replications=3, seed=5)).per_replication
+    assert (core["rejected_batches"] > 5).all()
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    assert_same_states(res, core, ["m1", "m2", "m3"])
