@@ -23,9 +23,8 @@
     skids, holds or QC): seconds per design of one SimPy run against the event-stepping JAX kernel
     (``optimizers/events.py``, the evaluator's pick for operator pools) over 64 and 256 designs, alternating
     rounds, median; and that it is exact for the line.
-(i) As (h) on the tablet line with every rule the event kernel follows so far (operators and shifts, cleaning on
-    the shared skid, the room's headcount, yields and rejects, the scrapping hold time, QC; without changeovers and
-    the investigating hold time).
+(i) As (h) on the tablet line with every rule the event kernel follows so far: all of its rules but the hold time
+    that investigates.
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -347,16 +346,14 @@ def operators_line(horizon: str):
 
 
 def events_line(horizon: str):
-    """(i): the built-in tablet line with every rule the event kernel follows so far: its stations, operator pools
-    and calendars, cleaning on the shared wash skid, the granulation suite's headcount limit, yields and rejects,
-    the hold time that scraps and the QC lab; without its changeovers (each needs a major clean or a line clearance)
-    and the hold time that investigates."""
+    """(i): the built-in tablet line with every rule the event kernel follows so far: all of its rules (operators and
+    shifts, changeovers with their major cleans and line clearances, cleaning on the shared wash skid, the
+    granulation suite's headcount limit, yields and rejects, the hold time that scraps, the QC lab) but the hold
+    time that investigates."""
     from twin.models import load_spec
     from twin.spec.model import LineSpec
 
     data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
-    for station in data["stations"]:
-        station.pop("setup", None)
     data["hold_times"] = [h for h in data.get("hold_times", []) if h.get("action") == "scrap"]
     return LineSpec.from_dict(data)
 
@@ -366,7 +363,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
 
 
 def events_kernel(args: argparse.Namespace) -> None:
-    event_kernel(args, "(i) tablet line without changeovers and the investigating hold", events_line(args.line_horizon))
+    event_kernel(args, "(i) tablet line without its investigating hold", events_line(args.line_horizon))
 
 
 def event_kernel(args: argparse.Namespace, label: str, spec: Any) -> None:

@@ -62,8 +62,9 @@ QC release after the line shares nothing with it (the analysts are their own poo
 time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
 without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
 Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
-every release mode, products, failures on either clock, rate-based stations, yields, changeovers without a major
-clean or line clearance, cleaning (on shared skids too), rooms' headcounts, operator pools on shift calendars (the
+every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
+their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
+shared skids too), rooms' headcounts, operator pools on shift calendars (the
 crews of processing, changeovers and cleaning), hold times that scrap (not those that investigate; not ending at a
 station on the wall clock), QC release.
 """
@@ -112,6 +113,7 @@ CHUNK = 64  # with QC, exits kept in the loop before they are written into the a
 # over; a repair that outlasted the wait for a batch (then the batch begins: ``_begin``) or the wait for a place
 # downstream (then the clean after the batch, or the next batch: ``_after``)
 TAKE, CREW, PROCESS, LEAVE, CLEAN, CLEANING, SKID, SETUP_CREW, SETUP, HELD, AFTER = range(11)
+CHANGE = 11  # (passing: after a clean before the batch, the changeover's major clean is decided, ``_change_clean``)
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,11 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
     if any(base.has_setup):  # a changeover when the product changes (``changeovers.change``), decided now
         p = seq[batch] if base.products > 1 else jnp.zeros_like(k)
         pa = jnp.maximum(st["prev"], 0)
-        exists = consts["setup_exists"][jnp.arange(base.stations), pa, p]
+        pair = (jnp.arange(base.stations), pa, p)
+        exists = consts["setup_exists"][pair] | consts["change_clearance"][pair]  # (the changeover's crew phase)
         st["change"] = jnp.where(taken, (st["prev"] >= 0) & exists, st["change"])
+        if "change_clean" in st:  # the change needs a major clean (done unless one was done since the last batch)
+            st["change_clean"] = jnp.where(taken, (st["prev"] >= 0) & consts["change_major"][pair], st["change_clean"])
         st["from"] = jnp.where(taken, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
         st["prev"] = jnp.where(taken, p, st["prev"])
     held = jnp.zeros_like(on)
@@ -340,10 +345,42 @@ def _begin(st, on, shape, consts):
     then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
     st["phase"] = jnp.where(on, then, st["phase"])
     st["asked"] = jnp.where(on, t, st["asked"])
+    stale = jnp.zeros_like(on)
     for j in _cleaning(shape):
         need, major = _stale(t, st["stations"][j], j, consts)
-        st = _ask_clean(st, j, on[j] & need, major, then[j], consts)
+        st = _ask_clean(st, j, on[j] & need, major, CHANGE if shape.base.change_cleans(j) else then[j], consts)
+        stale = stale.at[j].set(on[j] & need)
+    return _change_clean(st, on & ~stale, shape, consts)
+
+
+def _change_clean(st, on, shape, consts):
+    """Stations ``on`` go on to their changeover (or processing): first its major clean where the change needs one
+    and none was done since the last batch (``changeovers.change``)."""
+    then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
+    st["phase"] = jnp.where(on, then, st["phase"])
+    st["asked"] = jnp.where(on, st["t"], st["asked"])
+    for j in range(shape.base.stations):
+        if shape.base.change_cleans(j):
+            need = on[j] & st["change_clean"][j] & ~st["stations"][j]["hygiene"]["major_since"]
+            st = _ask_clean(st, j, need, jnp.bool_(True), then[j], consts)
     return st
+
+
+def _next_change_major(st, j: int, shape: EventShape, consts) -> jax.Array:
+    """The batch that will come next to station ``j`` is already known (``runtime.next_product``: the release plan's
+    next at a pulling first station, else the first batch waiting in its buffer) and the change to it from the
+    batch just done needs a major clean."""
+    base, t = shape.base, st["t"]
+    k = st["taken"][j]
+    if j == 0 and base.pull:  # (a mix's next product is not known: only a plan's)
+        known, batch = jnp.bool_(base.seq_from_design) & (k < consts["n_in"]), k
+    elif j == 0:
+        known, batch = consts["arrivals"][jnp.minimum(k, base.batches - 1)] <= t, k
+    else:
+        known = st["left"][j - 1] > k
+        batch = st["queue"][j, jnp.mod(k, shape.kept)] if "queue" in st else k
+    upcoming = consts["seq"][jnp.minimum(batch, base.batches - 1)] if base.products > 1 else 0
+    return known & consts["change_major"][j, jnp.maximum(st["prev"][j], 0), upcoming]
 
 
 def _after(st, on, shape, consts):
@@ -352,7 +389,8 @@ def _after(st, on, shape, consts):
     t = st["t"]
     st["phase"] = jnp.where(on, TAKE, st["phase"])
     for j in _cleaning(shape):
-        cleans, major = _due_clean(t, st["stations"][j], j, consts)
+        change_major = _next_change_major(st, j, shape, consts) if shape.base.change_cleans(j) else False
+        cleans, major = _due_clean(t, st["stations"][j], j, consts, change_major)
         st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
         st = _ask_clean(st, j, on[j] & cleans, major, TAKE, consts)
     return st
@@ -374,7 +412,11 @@ def _ended(st, on, shape, draws, consts, w0, w1):
     st["asked"] = jnp.where(asks, t, st["asked"])
     if "on_skid" in st:  # a clean's skid goes back
         st["on_skid"] = st["on_skid"] & ~cleaned
-    st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW], phase)
+    if "change_clean" in st:  # after a clean before the batch: the changeover's major clean, if due
+        st = _change_clean(st, cleaned & (then == CHANGE), shape, consts)
+        cleaned = cleaned & (then != CHANGE)
+    st["phase"] = jnp.select([on & (phase == PROCESS), cleaned, on & (phase == SETUP)], [LEAVE, then, CREW],
+                             st["phase"])
     if any(shape.base.rejects(j) for j in range(shape.base.stations)):
         rejected, st = _reject(st, on & (phase == PROCESS), shape, draws, consts, w0, w1)
         st = _after(st, rejected, shape, consts)
@@ -503,12 +545,20 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         on, batch = granted[j], st["batch"][j]
         p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
         s = dict(st["stations"][j])
-        if base.has_setup[j]:  # the changeover's time: the pair's stream, in the order of its changeovers here
-            pa = jnp.maximum(st["from"][j], 0)
+        if base.has_setup[j]:  # the changeover's time (the pair's stream, in the order of its changeovers here), then
+            pa = jnp.maximum(st["from"][j], 0)  # its line clearance (the station's stream), under one crew
+            timed = changing[j] & consts["setup_exists"][j, pa, p]
             index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
-            end, down = _timed(t, draws["setup"][j, pa, p, index], changing[j], s, j, 0, base, draws, w0, w1)
+            end, down = _timed(t, draws["setup"][j, pa, p, index], timed, s, j, 0, base, draws, w0, w1)
+            end = jnp.where(timed, end, t)
+            s["setups"] = s["setups"].at[pa, p].add(jnp.where(timed, 1, 0))
+            if "clearances" in s:
+                clear = changing[j] & consts["change_clearance"][j, pa, p]
+                d = draws["line_clearance"][j, jnp.minimum(s["clearances"], draws["line_clearance"].shape[-1] - 1)]
+                cleared, more = _timed(end, d, clear, s, j, 0, base, draws, w0, w1)
+                end, down = jnp.where(clear, cleared, end), down + jnp.where(clear, more, 0.0)
+                s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
             s["acc"] = s["acc"].at[1].add(jnp.where(changing[j], _overlap(t, end, w0, w1) - down, 0.0))
-            s["setups"] = s["setups"].at[pa, p].add(jnp.where(changing[j], 1, 0))
             st["fin"] = st["fin"].at[j].set(jnp.where(changing[j], end, st["fin"][j]))
         qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
@@ -556,6 +606,8 @@ def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str,
         s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
     if base.has_setup[j]:  # changeovers made per (previous, next) product: the draws they used
         s["setups"] = jnp.zeros((base.products, base.products), jnp.int32)
+    if base.changeover_cleans and base.changeover_cleans[j]:  # line clearances made: the draws they used
+        s["clearances"] = jnp.zeros((), jnp.int32)
     if base.cleans(j):
         s["hygiene"] = _hygiene_init()
     return s
@@ -566,9 +618,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     base = shape.base
     n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
     consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
-    consts = {**consts, "qty_in": _quantities(base, consts)}
-    w0, w1 = consts["warmup"], consts["horizon"]
     n_in = design["batches"]
+    # (and what the steps look up of the lane's own inputs: the batches' products, the plan's length, the arrivals)
+    consts = {**consts, "qty_in": _quantities(base, consts), "seq": seq, "n_in": n_in, "arrivals": draws["arrivals"]}
+    w0, w1 = consts["warmup"], consts["horizon"]
     zero = jnp.zeros((), jnp.float64)
     start_on, start_change = [], []
     for p in range(n_pools):  # each pool's shift at time 0 and its first change (``Operators.__init__``)
@@ -591,6 +644,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     }  # fmt: skip
     if any(base.has_setup):  # the product each station processed last (-1: none yet), whether it changes over
         state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
+    if any(base.change_cleans(j) for j in range(n)):  # the change to the batch taken needs a major clean
+        state["change_clean"] = jnp.zeros(n, bool)
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
     if _gaps(base):  # the batch at each place of each buffer, its times and those of each station's batch, scraps

@@ -33,7 +33,9 @@ KERNEL_RULES = frozenset(
 )
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
-EVENT_RULES = frozenset({"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times", "qc"})
+EVENT_RULES = frozenset(
+    {"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times", "qc", "changeover_cleaning"}
+)
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -76,9 +78,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields, rejects, hold times that scrap and QC
-  release after the line too, changeovers without a major clean or line clearance, failures on either
-  clock) without other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
+  single-unit stations (rate-based ones, cleaning, yields, rejects, hold times that scrap, QC release
+  after the line, changeovers with their major cleans and line clearances, failures on either clock)
+  without other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
   station on the wall clock whose crew keeps it waiting follow the engine's log only where no failure
   falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
@@ -244,7 +246,7 @@ def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
 def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     """Why the event kernel does not follow ``line`` with these unit counts exactly (empty: it does). Its scope:
     serial lines of single-unit stations, buffers, every release mode, products, failures on either clock,
-    rate-based stations, changeovers (their time, without a major clean or line clearance), operator pools on shift
+    rate-based stations, changeovers (their time, major clean and line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
     served by one pool), yields and rejects, QC release after the line (the scan kernel's stage on the lane's exits:
@@ -261,9 +263,6 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
                            "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
         if units[j] > 1:
             reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
-        if line.change_major[j].any() or line.change_clearance[j].any():
-            reasons.append(f"{where}.setup: changeovers that need a major clean or a line clearance, with operators "
-                           "(not in the event kernel yet)")  # fmt: skip
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew

@@ -191,7 +191,7 @@ def test_calendar_failures_run_exactly_on_one_unit_and_as_a_measured_surrogate_o
     assert exact.best.error["throughput_per_hour"] == 0.0
 
 
-def test_rate_and_cleaning_are_exact_and_a_shared_skid_is_a_measured_surrogate() -> None:
+def test_rate_cleaning_and_a_shared_skid_are_exact_and_an_investigating_hold_is_a_measured_surrogate() -> None:
     # a rate-based press and a cleaning rule: both in the kernel, so the JAX search is exact
     data = {
         "name": "rules", "horizon": 400.0, "warmup": 40.0,
@@ -207,12 +207,18 @@ def test_rate_and_cleaning_are_exact_and_a_shared_skid_is_a_measured_surrogate()
     report = exact.to_json()
     assert report["exact"] is True and report["evaluator"] == "jax"
     assert abs(exact.best.error["throughput_per_hour"]) < 1e-12
-    # the clean on a shared skid: the kernel leaves the skid out and says so
-    data["skids"] = [{"name": "cip", "capacity": 1}]
-    data["stations"][0]["cleaning"]["skid"] = "cip"
+    # the clean on a shared skid: stepped event by event, exact too
+    skid = {**data, "skids": [{"name": "cip", "capacity": 1}]}
+    skid["stations"] = [{**data["stations"][0], "cleaning": {**data["stations"][0]["cleaning"], "skid": "cip"}},
+                        data["stations"][1]]  # fmt: skip
+    stepped = optimize(LineSpec.from_dict(skid), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
+                       confirm_replications=3, evaluator="jax")  # fmt: skip
+    assert stepped.to_json()["exact"] is True and abs(stepped.best.error["throughput_per_hour"]) < 1e-12
+    # a hold time that sends late batches to investigation: a surrogate, which says so and is measured
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 0.3, "action": "investigate", "investigation": 1.0}]
     surrogate = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
                          confirm_replications=3, evaluator="jax")  # fmt: skip
-    assert surrogate.approximations == ("batch rules not evaluated: shared cleaning skids",)
+    assert surrogate.approximations == ("hold_times: s1->s2 investigates late batches (not scraps)",)
     assert surrogate.to_json()["exact"] is False
 
 
