@@ -49,6 +49,31 @@ def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replicat
     return res
 
 
+def assert_engine_kpis(res: Any, spec: LineSpec, seed: int, replications: int = 3) -> Any:
+    """The evaluator's KPIs of its first design (throughput, lead time, OEE, rejected batches, QC's release lead time,
+    each station's state shares) equal ``compute_kpis`` of the engine's run of ``spec`` on the same draws; returns
+    the engine's KPIs per replication."""
+    core = compute_kpis(simulate(spec, replications=replications, seed=seed)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
+    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
+    if "release_lead_time_hours" in core:
+        np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
+    assert_same_states(res, core, [station.name for station in spec.stations])
+    return core
+
+
+def assert_lean_lane_agrees(res: Any, spec: LineSpec, seed: int, kpis: tuple[str, ...]) -> None:
+    """A lane that does not record keeps only a ring of release times or buffer places (``EventShape.kept``): its
+    KPIs equal the recording lane's ``res``."""
+    ev = Evaluator(spec, seed=seed, replications=res.throughput.shape[1])
+    assert ev.event_shape().kept < ev.batches
+    lean = ev.evaluate()
+    for kpi in kpis:
+        np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
+
+
 def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
     """The evaluator's departures from ``station`` in batch order (inf: not yet)."""
     return res.extra["departure"][0, replication, :, station]
@@ -378,19 +403,11 @@ def test_kpis_with_operators_agree_with_core_on_same_draws() -> None:
     }  # fmt: skip
     spec = LineSpec.from_dict(data)
     res = assert_exact(spec, seed=11)
-    core = compute_kpis(simulate(spec, replications=3, seed=11)).per_replication
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
+    core = assert_engine_kpis(res, spec, seed=11)
     for j, name in enumerate(["m1", "m2", "m3"]):
         np.testing.assert_allclose(res.utilization[0, :, j], core[f"{name}.utilization"], rtol=1e-9)
-    assert_same_states(res, core, ["m1", "m2", "m3"])
-    # a lane that does not record keeps the release times of the batches in the line only, in a ring: same KPIs
-    ev = Evaluator(spec, seed=11, replications=3)
-    assert ev.event_shape().kept < ev.batches
-    lean = ev.evaluate()
-    for kpi in ("throughput", "lead_time", "oee", "utilization"):
-        np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
+    # a lane that does not record keeps the release times of the batches in the line only, in a ring
+    assert_lean_lane_agrees(res, spec, 11, ("throughput", "lead_time", "oee", "utilization"))
 
 
 def test_designs_on_one_unit_are_not_called_exact_when_others_had_two() -> None:
@@ -429,13 +446,7 @@ def test_the_tablet_line_but_its_investigating_hold_is_exact() -> None:
 
     spec = events_line("6 w")
     res = assert_exact(spec, seed=3, replications=2)
-    core = compute_kpis(simulate(spec, replications=2, seed=3)).per_replication
-    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
-    np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
-    assert_same_states(res, core, [s.name for s in spec.stations])
+    assert_engine_kpis(res, spec, seed=3, replications=2)
 
 
 def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -476,11 +487,7 @@ def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_dra
     }  # fmt: skip
     spec = LineSpec.from_dict(data)
     res = assert_exact(spec, seed=3)
-    core = compute_kpis(simulate(spec, replications=3, seed=3)).per_replication
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
-    assert_same_states(res, core, ["m1", "m2", "m3"])
+    assert_engine_kpis(res, spec, seed=3)
 
 
 def cleaning_crews_line(due_batches: int = 4) -> LineSpec:
@@ -515,11 +522,7 @@ def test_cleans_with_crews_are_exact_and_their_kpis_agree_with_core() -> None:
     # seed 1: at 44.01 h m2's major clean takes the team's last free operator, so m3 waits for m1's to process
     spec = cleaning_crews_line()
     res = assert_exact(spec, seed=1)
-    core = compute_kpis(simulate(spec, replications=3, seed=1)).per_replication
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
-    assert_same_states(res, core, ["m1", "m2", "m3"])
+    assert_engine_kpis(res, spec, seed=1)
     assert (res.states[0, :, :, STATES.index("cleaning")] > 0.02).all()
 
 
@@ -595,19 +598,10 @@ def test_hold_time_scraps_are_exact_and_their_kpis_agree_with_core() -> None:
     # rejects count in the window, m2 takes the next batch at once (m3 takes batches out of number order)
     spec = held_line()
     res = assert_exact(spec, seed=2)
-    core = compute_kpis(simulate(spec, replications=3, seed=2)).per_replication
+    core = assert_engine_kpis(res, spec, seed=2)
     assert (core["rejected_batches"] > 0).all()
-    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
-    assert_same_states(res, core, ["m1", "m2", "m3"])
-    # a lane that does not record keeps each buffer's places in a ring (the batches go with their times): same KPIs
-    ev = Evaluator(spec, seed=2, replications=3)
-    assert ev.event_shape().kept < ev.batches
-    lean = ev.evaluate()
-    for kpi in ("throughput", "lead_time", "oee", "rejected"):
-        np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
+    # a lane that does not record keeps each buffer's places in a ring (the batches go with their times)
+    assert_lean_lane_agrees(res, spec, 2, ("throughput", "lead_time", "oee", "rejected"))
 
 
 def test_hold_time_investigations_stay_out_of_the_event_kernel() -> None:
@@ -735,12 +729,8 @@ def test_qc_after_a_line_whose_hold_time_scraps_batches() -> None:
     data["hold_times"] = [{"from": "m1", "to": "m2", "max": 1.0, "action": "scrap"}]
     spec = LineSpec.from_dict(data)
     res = assert_exact(spec, seed=4)
-    core = compute_kpis(simulate(spec, replications=3, seed=4)).per_replication
+    core = assert_engine_kpis(res, spec, seed=4)
     assert (core["rejected_batches"] > 20).all()
-    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.release_lead_time[0], core["release_lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
 
 
 def test_rejects_are_exact_and_their_kpis_agree_with_core() -> None:
@@ -750,10 +740,5 @@ def test_rejects_are_exact_and_their_kpis_agree_with_core() -> None:
     data["stations"][1]["quality"]["reject_probability"] = 0.2
     spec = LineSpec.from_dict(data)
     res = assert_exact(spec, seed=5)
-    core = compute_kpis(simulate(spec, replications=3, seed=5)).per_replication
+    core = assert_engine_kpis(res, spec, seed=5)
     assert (core["rejected_batches"] > 5).all()
-    np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
-    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(res.lead_time[0], core["lead_time_hours"], rtol=1e-9)
-    np.testing.assert_allclose(res.oee[0], core["oee"], rtol=1e-9)
-    assert_same_states(res, core, ["m1", "m2", "m3"])
