@@ -229,35 +229,37 @@ def _gaps(base: Shape) -> bool:
 def _reject(st, on, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
     """Which stations ``on``, at the end of processing, reject the whole batch (``quality.after_processing``: one
     draw per batch processed, in processing order): it leaves the line now (a reject in the window, ``last_out``)."""
-    base, t = shape.base, st["t"]
+    base = shape.base
     rejected = jnp.zeros_like(on)
     for j in range(base.stations):
         if base.rejects(j):
-            s = st["stations"][j] = dict(st["stations"][j])
+            s = st["stations"][j]
             drawn = jnp.minimum(jnp.sum(s["count"]) - 1, draws["reject"].shape[-1] - 1)  # batches processed before
-            bad = on[j] & (draws["reject"][j, drawn] < consts["quality"][j, 1])
-            s["last_out"] = jnp.where(bad, jnp.maximum(s["last_out"], t), s["last_out"])
-            rejected = rejected.at[j].set(bad)
-    st["scrapped"] = st["scrapped"] + jnp.sum(rejected, dtype=jnp.int32)
-    st["rejected"] = st["rejected"] + jnp.sum(rejected & _in_window(t, w0, w1))
-    return rejected, st
+            rejected = rejected.at[j].set(on[j] & (draws["reject"][j, drawn] < consts["quality"][j, 1]))
+    return rejected, _out_early(st, rejected, shape, w0, w1)
+
+
+def _out_early(st, gone, shape, w0, w1) -> dict[str, Any]:
+    """The batches of stations ``gone`` leave the line now, before its end (scrapped or rejected): a reject at the
+    station (``last_out``), in the window's ``rejected`` (``kernel._in_window``), and out for a finite plan's end."""
+    t, base = st["t"], shape.base
+    for j in range(base.stations):
+        if base.rejects(j) or base.holds_at(j):  # (the stations whose batches can leave early)
+            s = st["stations"][j]
+            st["stations"][j] = {**s, "last_out": jnp.where(gone[j], jnp.maximum(s["last_out"], t), s["last_out"])}
+    st["scrapped"] = st["scrapped"] + jnp.sum(gone, dtype=jnp.int32)
+    st["rejected"] = st["rejected"] + jnp.sum(gone & _in_window(t, w0, w1))
+    return st
 
 
 def _scrap(st, on, times, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
     """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
-    after it left the hold's first station, ``times``): it leaves the line, a reject at the station now
-    (``last_out``) and in the window's ``rejected`` (``kernel._in_window``)."""
+    after it left the hold's first station, ``times``): it leaves the line (``_out_early``)."""
     t = st["t"]
     late = jnp.zeros_like(on)
     for h, (_, to) in enumerate(shape.base.holds):
         late = late.at[to].set(late[to] | (t - times[1 + h, to] > consts["hold_max"][h]))
-    scrapped = on & late
-    for j in sorted({to for _, to in shape.base.holds}):
-        s = st["stations"][j]
-        st["stations"][j] = {**s, "last_out": jnp.where(scrapped[j], jnp.maximum(s["last_out"], t), s["last_out"])}
-    st["scrapped"] = st["scrapped"] + jnp.sum(scrapped, dtype=jnp.int32)
-    st["rejected"] = st["rejected"] + jnp.sum(scrapped & _in_window(t, w0, w1))
-    return scrapped, st
+    return on & late, _out_early(st, on & late, shape, w0, w1)
 
 
 def _released(st, batch, shape, draws) -> jax.Array:
@@ -272,16 +274,15 @@ def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
     takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product); with
     QC, its time and its release time instead, by exit count, in the chunk's ``recent`` (``_in_chunks``)."""
     t, out = st["t"], st["batch"][-1]
+    released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
     if shape.base.qc:
         at = jnp.mod(st["left"][-1] - 1, CHUNK)  # (``_leave`` has counted this exit)
-        released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
         row = jnp.stack([t, released, out.astype(t.dtype)])
         st["recent"] = st["recent"].at[at].set(jnp.where(on, row, st["recent"][at]))
         return st
     p = seq[out] if shape.base.products > 1 else jnp.zeros((), jnp.int32)
     counted = on & _in_window(t, w0, w1)
     st["count"] = st["count"] + counted
-    released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
     st["lead_sum"] = st["lead_sum"] + jnp.where(counted, t - released, 0.0)
     st["first"] = jnp.where(counted, jnp.minimum(st["first"], t), st["first"])
     st["final"] = jnp.where(counted, t, st["final"])
@@ -343,8 +344,7 @@ def _begin(st, on, shape, consts):
     the processing crew (a phase that needs no crew asks for none: granted by the serve step)."""
     t = st["t"]
     then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
-    st["phase"] = jnp.where(on, then, st["phase"])
-    st["asked"] = jnp.where(on, t, st["asked"])
+    st["asked"] = jnp.where(on, t, st["asked"])  # (the phase: ``_ask_clean`` or ``_change_clean``)
     stale = jnp.zeros_like(on)
     for j in _cleaning(shape):
         need, major = _stale(t, st["stations"][j], j, consts)
