@@ -144,6 +144,7 @@ class Evaluator:
         self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
+        self.returns = 8  # batches a lane can have in investigation at once (hold times): doubled when too few
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
         self.invalid: dict[Any, str] = {}  # designs of ``kpis`` whose spec does not validate, and why
@@ -191,7 +192,7 @@ class Evaluator:
             arrays = {
                 "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
                 "rate_noise": d.rate_noise, "reject": d.reject, "line_clearance": d.line_clearance,
-                "arrivals": d.arrivals, "qc": d.qc,
+                "arrivals": d.arrivals, "qc": d.qc, "investigation": d.investigation,
             }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
             consts = {
@@ -249,7 +250,8 @@ class Evaluator:
         n = len(self.line.stations)
         held = 2 * n + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
         ring = 0 if self.record or self.unlimited else held + 1
-        return EventShape(self.shape(), pool_edges(self.line), ring)
+        investigated = tuple(h for h, (_, _, _, scrap) in enumerate(self.line.holds) if not scrap)
+        return EventShape(self.shape(), pool_edges(self.line), ring, investigated, self.returns)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
@@ -310,6 +312,9 @@ class Evaluator:
             retry = False
             if result.pop("truncated").any():
                 self.batches *= 2
+                retry = True
+            if int(result.pop("returns_used", np.zeros(1)).max()) >= self.returns:  # more in investigation at once
+                self.returns *= 2
                 retry = True
             if int(result.pop("failures_used").max()) >= self.failures - 1:
                 self.failures *= 2

@@ -216,7 +216,8 @@ def approximations_for(
             reasons.append(f"stations.{s.name}.failures: calendar basis at a station with a crew: a failure due while "
                            "it waits for its crew is logged by the engine when the phase starts, so the station's "
                            "state shares, utilization and OEE can differ from the engine's (departures are exact)")
-        reasons.extend(r for r in _investigated(line, s.index) if r not in reasons)  # (events_outside's too)
+        if outside != []:  # (the event kernel sends late batches to investigation; the scan kernel scraps them)
+            reasons.extend(_investigated(line, s.index))
         if units[s.index] > 1:
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
@@ -234,7 +235,8 @@ def uses_events(spec: LineSpec) -> bool:
     """``spec`` uses batch rules that the scan kernel leaves out, all of them in the event kernel's
     (``EVENT_RULES``, from the rule registry): the evaluator steps its events (where ``events_outside`` is empty)."""
     used = {rule.name for rule in rules_used(spec)}
-    return not used <= KERNEL_RULES and used <= EVENT_RULES
+    investigates = any(h.action == "investigate" for h in spec.hold_times)  # (scraps in the scan kernel)
+    return (investigates or not used <= KERNEL_RULES) and used <= EVENT_RULES
 
 
 def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
@@ -257,7 +259,6 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
-        reasons.extend(_investigated(line, j))
         if line.calendar_failures[j] and any(to == j for _, to, _, _ in line.holds):
             reasons.append(f"{where}.failures: calendar basis where a hold time ends (the engine checks the hold after "
                            "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
@@ -552,6 +553,7 @@ class Draws:
     seed: int
     first_replication: int
     qc: np.ndarray | None = None  # [replication, stream of QC_STREAMS, k]: the k-th draw (zeros: no such stream)
+    investigation: np.ndarray | None = None  # [replication, hold, k]: the k-th investigation's time (zeros: a scrap)
 
     @property
     def replications(self) -> int:
@@ -586,6 +588,8 @@ def draw_inputs(
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
     lab = compiled.rules.qc if compiled.rules is not None else None
     qc = np.zeros((replications, len(QC_STREAMS), batches if lab is not None else 1))
+    holds = [h for s in compiled.stations for h in compiled.rules.stations[s.index].holds] if compiled.rules else []
+    investigation = np.zeros((replications, len(holds), batches if any(not h.scrap for h in holds) else 1))
     for i in range(replications):
         r = first_replication + i
         for s in compiled.stations:
@@ -627,8 +631,13 @@ def draw_inputs(
             for k, (name, sampler) in enumerate(zip(QC_STREAMS, samplers, strict=True)):
                 if sampler is not None:
                     qc[i, k] = first_draws(sampler, stream_rng(seed, r, QC_OWNER, name), batches)
+        for h, hold in enumerate(holds):  # (``HoldClocks.investigate``: a batch investigated at most once per hold)
+            if not hold.scrap:
+                rng_h = stream_rng(seed, r, hold.stream_owner, "investigation")
+                investigation[i, h] = first_draws(hold.investigation, rng_h, batches)
     return Draws(
-        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication, qc
+        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication, qc,
+        investigation,
     )
 
 
