@@ -346,16 +346,12 @@ def operators_line(horizon: str):
 
 
 def events_line(horizon: str):
-    """(i): the built-in tablet line with every rule the event kernel follows so far: all of its rules (operators and
-    shifts, changeovers with their major cleans and line clearances, cleaning on the shared wash skid, the
-    granulation suite's headcount limit, yields and rejects, the hold time that scraps, the QC lab) but the hold
-    time that investigates."""
+    """(i): the built-in tablet line, every rule on (operators and shifts, changeovers with their major cleans and line
+    clearances, cleaning on the shared wash skid, the granulation suite's headcount limit, yields and rejects, the
+    hold time that scraps and the one that investigates, the QC lab), all of them in the event kernel."""
     from twin.models import load_spec
-    from twin.spec.model import LineSpec
 
-    data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
-    data["hold_times"] = [h for h in data.get("hold_times", []) if h.get("action") == "scrap"]
-    return LineSpec.from_dict(data)
+    return load_spec("osd-tablet", [f"horizon={horizon}"])
 
 
 def operators_kernel(args: argparse.Namespace) -> None:
@@ -363,7 +359,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
 
 
 def events_kernel(args: argparse.Namespace) -> None:
-    event_kernel(args, "(i) tablet line without its investigating hold", events_line(args.line_horizon))
+    event_kernel(args, "(i) the built-in tablet line, every rule", events_line(args.line_horizon))
 
 
 def event_kernel(args: argparse.Namespace, label: str, spec: Any) -> None:

@@ -15,7 +15,7 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts
   (with hold times, also which batch is at each place and its times, ``queue`` and ``carried``: a scrapped batch
-  leaves a gap in the numbers);
+  leaves a gap in the numbers, and one back from investigation, ``returned``, comes in out of order);
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
@@ -57,7 +57,13 @@ Hold times that scrap (``twin.engine.rules.holds``): when a hold's first station
 clock starts (it goes with the batch: ``holding``, ``carried``); when the hold's last station takes it later than the
 maximum after that (``holds_kept``'s test), the batch is scrapped: it leaves the line there and then (a reject in the
 window, ``last_out``), asks for no crew, and the station takes its next batch at the same instant, as the engine's
-take loop does. The exits skip it.
+take loop does. The exits skip it. A hold that investigates instead (the first late hold of the station, in order,
+decides) sends the batch to investigation at that instant: its clocks from that hold's first station stop, and it
+comes back into the station's buffer after the hold's next investigation time (``_investigate``; a lane keeps
+``EventShape.returns`` batches in investigation, and the evaluator runs it again with more when it needed more).
+Its put waits its turn (``_returns_due``, ``Buffer``: first come, first served) behind the pass-on of the station
+before, when that asked first: its processing ended earlier, or at the same time but began before the batch was
+sent (SimPy's order of the two timeouts; a tie of both instants: the pass-on first).
 QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
 time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
 without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
@@ -65,8 +71,8 @@ Scope (``lines.events_outside``): serial lines of single-unit stations, finite o
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
 shared skids too), rooms' headcounts, operator pools on shift calendars (the
-crews of processing, changeovers and cleaning), hold times that scrap (not those that investigate; not ending at a
-station on the wall clock), QC release.
+crews of processing, changeovers and cleaning), hold times that scrap or investigate (not ending at a station on the
+wall clock), QC release.
 """
 
 from __future__ import annotations

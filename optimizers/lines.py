@@ -78,9 +78,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields, rejects, hold times that scrap, QC release
-  after the line, changeovers with their major cleans and line clearances, failures on either clock)
-  without other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
+  single-unit stations (rate-based ones, cleaning, yields, rejects, QC release after the line,
+  changeovers with their major cleans and line clearances, failures on either clock, hold times that
+  scrap a late batch or send it to investigation: it comes back into the station's buffer after its
+  investigation time, its put waiting behind the pass-ons asked before it) without other rules
+  (stepped event by event, ``optimizers/events.py``); the state shares of a
   station on the wall clock whose crew keeps it waiting follow the engine's log only where no failure
   falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
@@ -94,7 +96,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
   and rejects or scraps before the last station (units free out of departure order);
   changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
   varying time after cleans that differ between batches (out of the order taken);
-- hold times that send a late batch to investigation;
+- hold times that send a late batch to investigation on lines not stepped event by event (run as
+  scraps);
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
 - the other GMP batch rules (rooms with gowning, splits and merges; operators, shifts and shared
@@ -225,8 +228,8 @@ def approximations_for(
 
 
 def _investigated(line: LineArrays, j: int) -> list[str]:
-    """The hold-time rules that end at station ``j`` and send a late batch to investigation (both kernels run them as
-    scraps)."""
+    """The hold-time rules that end at station ``j`` and send a late batch to investigation (the scan kernel runs them
+    as scraps)."""
     return [f"hold_times: {line.stations[source]}->{line.stations[j]} investigates late batches (not scraps)"
             for source, to, _, scrap in line.holds if to == j and not scrap]  # fmt: skip
 
@@ -253,9 +256,7 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
     served by one pool), yields and rejects, QC release after the line (the scan kernel's stage on the lane's exits:
     where that stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold
-    times that scrap a late batch (one that sends it to investigation stays out: the batch would come back into the
-    station's buffer out of order, after a delay drawn from the ``hold:A->B`` stream, which ``draw_inputs`` does not
-    draw; so does one that ends at a station on the wall clock)."""
+    times that scrap a late batch or send it to investigation (not one that ends at a station on the wall clock)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"

@@ -445,11 +445,11 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
 
 
-def test_the_tablet_line_but_its_investigating_hold_is_exact() -> None:
-    # the built-in tablet line without its investigating hold (the benchmark's line, case (i)): crews of one and two
-    # for processing, changeovers and cleaning on shifts, changeovers with major cleans and line clearances, cleaning
-    # on the shared wash skid, the granulation suite's headcount, yields and rejects, the hold that scraps,
-    # rate-based presses, QC release; its KPIs (QC's and rejects too) are those of the engine's log
+def test_the_built_in_tablet_line_is_exact() -> None:
+    # the built-in tablet line, every rule on (the benchmark's line, case (i)): crews of one and two for processing,
+    # changeovers and cleaning on shifts, changeovers with major cleans and line clearances, cleaning on the shared
+    # wash skid, the granulation suite's headcount, yields and rejects, the hold that scraps and the one that
+    # investigates, rate-based presses, QC release; its KPIs (QC's and rejects too) are those of the engine's log
     from benchmarks.bench_optimizer import events_line
 
     spec = events_line("6 w")
