@@ -264,7 +264,7 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
             reasons.append(f"{where}.failures: calendar basis where a hold time ends (the engine checks the hold after "
                            "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
         if units[j] > 1:
-            reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
+            reasons.append(f"{where}.units: {units[j]} units (the event kernel steps single units)")
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew
