@@ -328,6 +328,7 @@ def _take(st, on, shape, design, seq, draws, consts, w0, w1):
     base, t, owner = shape.base, st["t"], jnp.asarray(shape.owner)
     rank = _take_ranks(st, _idle(st, design, shape), shape)
     k = _slots(st["taken"], shape) + rank  # each slot's place in its station's batches (or buffer)
+    st = _scheduled(st, on, rank)  # (a batch handed over is an event: the unit goes on in that order)
     taken, batch = on, k
     if _gaps(shape):  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
         batch, times = _from_buffers(st, k, shape, draws)
@@ -358,7 +359,7 @@ def _take(st, on, shape, design, seq, draws, consts, w0, w1):
             held = held.at[u].set(taken[u] & (ready > t))
             st["fin"] = st["fin"].at[u].set(jnp.where(held[u], t + (ready - t), st["fin"][u]))
     st["phase"] = jnp.where(held, HELD, st["phase"])
-    st = _scheduled(st, held, jnp.arange(held.shape[0]))
+    st = _scheduled(st, held, rank)
     st = _begin(st, taken & ~held, shape, consts)
     if base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
         at = jnp.mod(k, shape.kept)
@@ -660,6 +661,8 @@ def _leave(st, passes, back, rank, rank_back, shape, design, seq, draws, consts,
         st = _put(st, passes, back, rank, rank_back, shape)
     inner = passes & (owner < base.stations - 1)
     st["left"] = st["left"] + _per_station(jnp.asarray(inner, jnp.int32), shape)
+    # a put served now is an event scheduled now, in put order: the unit goes on (asks for its next batch) after it
+    st = _scheduled(st, inner, rank)
     for u in (u for u, j in enumerate(shape.owner) if j == base.stations - 1):  # out of the line, in slot order
         st = _count_exit(st, passes[u], u, shape, seq, draws, consts, w0, w1)
     held = jnp.zeros_like(passes)
@@ -760,6 +763,13 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     if "on_skid" in st:
         st = _serve_skids(st, go, consts)
     granted, crew, rank = _grants(st, go, design, consts)
+    if "sched" in st:  # a phase that needs no crew starts when its unit goes on (in the order of its last event),
+        # before the serve step's grants of the instant (in key order)
+        pools = consts["pools"]
+        phase = st["phase"]
+        needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]],
+                           pools["need"])  # fmt: skip
+        rank = jnp.where(needs == 0, st["sched"], 2**30 + rank)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)

@@ -219,8 +219,9 @@ def test_rate_cleaning_a_shared_skid_and_an_investigating_hold_are_exact_and_a_s
     held = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
                     confirm_replications=3, evaluator="jax")  # fmt: skip
     assert held.to_json()["exact"] is True and abs(held.best.error["throughput_per_hour"]) < 1e-12
-    # on two press units the event kernel does not step it: a surrogate (scraps), which says so and is measured
-    data["stations"][1]["units"] = 2
+    # with a WIP limit (not in the event kernel) the scan kernel runs it: a surrogate (scraps), which says so and is
+    # measured
+    data["release"] = {"mode": "saturated", "wip_limit": {"batches": 4, "until": "s2"}}
     surrogate = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
                          confirm_replications=3, evaluator="jax")  # fmt: skip
     assert "hold_times: s1->s2 investigates late batches (not scraps)" in surrogate.approximations
@@ -293,7 +294,7 @@ def test_cli_optimizes_writes_a_runnable_spec_and_json(tmp_path: Path) -> None:
         (["--vary", "qc.analysts=0..3"], "must lie in 1..1000"),
         (["--vary", "qc.analysts=1..3", "--target", "scrapped<=2"], "unknown KPI 'scrapped'"),
         (["--vary", "qc.analysts=1..3", "--target", "oee=0.5"], "write oee<=0.5 or oee>=0.5"),
-        (["--vary", "operators.packaging-team.headcount=2..4", "--evaluator", "jax"], "use --evaluator engine"),
+        (["--vary", "skids.wash-skid.capacity=1..2", "--evaluator", "jax"], "use --evaluator engine"),
         (["--vary", "stations.*.buffer=0..3", "--device", "tpu"], "expected cpu, gpu or auto"),
     ],
 )

@@ -386,15 +386,17 @@ def test_cli_optimize_on_a_line_with_operator_shifts_is_exact(tmp_path: Any) -> 
 
 
 def test_exactness_of_operators_is_derived_from_the_rule_registry() -> None:
-    # the same pools: exact on single-unit stations (the event kernel), a surrogate on two units, said so
+    # the same pools: exact on stations of one unit or two (the event kernel); with a WIP limit, a rule the event
+    # kernel does not follow, the scan kernel runs the line without its operators: a surrogate, said so
     team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
     spec = crewed_line([1.0, 2.0], [1, 1], [team])
+    data = spec.model_dump(mode="json", exclude_none=True)
     assert line_arrays(spec).approximations == ()
-    two = LineSpec.from_dict({**spec.model_dump(mode="json", exclude_none=True),
-                              "stations": [{**spec.stations[0].model_dump(mode="json", exclude_none=True),
-                                            "units": 2}, spec.stations[1].model_dump(mode="json", exclude_none=True)]})
-    reasons = line_arrays(two).approximations
-    assert any("operators and shifts" in r for r in reasons) and any("stations.s1.units" in r for r in reasons)
+    data["stations"][0]["units"] = 2
+    assert line_arrays(LineSpec.from_dict(data)).approximations == ()
+    data["release"] = {"mode": "saturated", "wip_limit": {"batches": 3, "until": "s2"}}
+    reasons = line_arrays(LineSpec.from_dict(data)).approximations
+    assert any("operators and shifts" in r for r in reasons), reasons
     assert "operator pools on shift calendars" in SUBSET.split("Surrogate")[0]
 
 
@@ -424,14 +426,13 @@ def test_kpis_with_operators_agree_with_core_on_same_draws() -> None:
     assert_lean_lane_agrees(res, spec, 11, ("throughput", "lead_time", "oee", "utilization"))
 
 
-def test_designs_on_one_unit_are_not_called_exact_when_others_had_two() -> None:
-    # an evaluator made for two units at s1 runs the scan kernel, which leaves the operators out: its answer for a
-    # design of one unit is a surrogate too (``optimize`` asks for the best design's own units)
+def test_an_evaluator_made_for_two_units_is_exact_on_one_and_on_two() -> None:
+    # an evaluator made for two units at s1 steps events on a slot per unit: its answers for designs of one unit and of
+    # two are exact (``optimize`` asks for the best design's own units)
     team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
     ev = Evaluator(crewed_line([1.0, 2.0], [1, 1], [team]), max_units=(2, 1))
-    assert not ev.events
-    assert any("operators and shifts" in r for r in ev.approximations(np.array([[1, 1]])))
-    assert Evaluator(crewed_line([1.0, 2.0], [1, 1], [team])).approximations(np.array([[1, 1]])) == ()
+    assert ev.events
+    assert ev.approximations(np.array([[1, 1]])) == () == ev.approximations(np.array([[2, 1]]))
 
 
 def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
@@ -451,16 +452,42 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
 
 
-def test_the_built_in_tablet_line_is_exact() -> None:
+def test_the_built_in_tablet_line_is_exact_on_one_packaging_unit_and_on_two() -> None:
     # the built-in tablet line, every rule on (the benchmark's line, case (i)): crews of one and two for processing,
     # changeovers and cleaning on shifts, changeovers with major cleans and line clearances, cleaning on the shared
     # wash skid, the granulation suite's headcount, yields and rejects, the hold that scraps and the one that
-    # investigates, rate-based presses, QC release; its KPIs (QC's and rejects too) are those of the engine's log
+    # investigates, rate-based presses, QC release; its KPIs (QC's and rejects too) are those of the engine's log.
+    # Made for two packaging units, the evaluator follows the line with one (the spec's) and with two (one compiled
+    # kernel: the units are an input of each design)
     from benchmarks.bench_optimizer import events_line
 
-    spec = events_line("6 w")
-    res = assert_exact(spec, seed=3, replications=2)
-    assert_engine_kpis(res, spec, seed=3, replications=2)
+    one = events_line("6 w")
+    two = LineSpec.from_dict({**one.to_data(), "stations": [
+        {**s, "units": 2} if s["name"] == "packaging" else s for s in one.to_data()["stations"]]})
+    ev = Evaluator(two, seed=3, replications=2, record=True)
+    assert ev.events and ev.approximations() == ()
+    for spec in (one, two):
+        res = ev.evaluate(units=[[s.units for s in spec.stations]])
+        log = simulate(spec, seed=3, replications=2)
+        assert_departures_match(res, log.table, spec)
+        assert_qc_times_match(res, log, spec)
+        assert_engine_kpis(res, spec, seed=3, replications=2)
+
+
+def test_units_of_a_station_take_batches_in_the_order_their_timeouts_were_scheduled() -> None:
+    # s2's two units need a cleaner (day shift from 6 h) after each batch: unit 0 makes b0 (A, 3 h) from 1 h, unit 1
+    # b1 (B, 0.5 h) from 2 h; unit 1 asked for its cleaner first (2.5 h, unit 0 at 4 h), so at 6 h its clean is
+    # granted, and scheduled, first: both cleans end at 6.3 h, unit 1 takes b2 (A: its change B->A, 1 h, then 3 h:
+    # 10.3 h) and unit 0 b3 (A->B, 0.2 h, then 0.5 h: 7 h). By unit index, unit 0 would take b2 (9.3 h, no change)
+    team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s2"]}
+    data = crewed_line([1.0, 1.0], [0, 1], [team], horizon=12.0).model_dump(mode="json", exclude_none=True)
+    data["products"] = [{"name": "A", "batch_size": 1}, {"name": "B", "batch_size": 1}]
+    data["release"] = {"mode": "plan", "repeat": True,
+                       "plan": [{"product": "A", "batches": 1}, {"product": "B", "batches": 1}]}  # fmt: skip
+    data["stations"][1].update(units=2, process_time={"A": 3.0, "B": 0.5}, setup={"B->A": 1.0, "A->B": 0.2},
+                               cleaning={"minor": 0.3}, operators={"count": 1, "phases": ["cleaning"]})  # fmt: skip
+    res = assert_exact(LineSpec.from_dict(data), seed=1, replications=1)
+    assert list(departures(res, 1)[:4]) == [4.0, 2.5, 10.3, 7.0]
 
 
 def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch: pytest.MonkeyPatch) -> None:
