@@ -52,6 +52,7 @@ DESIGN_INPUTS = (
     ("due_batches", np.int32, "station"), ("due_hours", np.float64, "station"), ("due_kg", np.float64, "station"),
     ("headcount", np.int32, "pool"),
 )  # fmt: skip
+RERUNS = 4  # the most doublings of the batches (and of the failures) drawn past the evaluator's first estimate
 
 
 def resolve_device(name: str = "cpu") -> Any:
@@ -144,6 +145,9 @@ class Evaluator:
         self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
+        # what a lane may take before the evaluator gives up (``_grow``): the estimates, doubled ``RERUNS`` times
+        first = max(self.batches, self._batches_needed())
+        self.most_batches, self.most_failures = first << RERUNS, self._failures_needed(first) << RERUNS
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
         self.invalid: dict[Any, str] = {}  # designs of ``kpis`` whose spec does not validate, and why
@@ -307,19 +311,36 @@ class Evaluator:
                 lengths.sum(axis=1).astype(np.int32) if self.line.finite_plan else np.full(n, self.batches, np.int32)
             )
             result = self._run(design, seq)
-            retry = False
-            if result.pop("truncated").any():
-                self.batches *= 2
-                retry = True
-            if int(result.pop("failures_used").max()) >= self.failures - 1:
-                self.failures *= 2
-                retry = True
-            if not retry:
+            if not self._grow(result.pop("truncated"), int(result.pop("failures_used").max())):
                 break
-            self._device_draws = None  # draw more and compile for the new sizes
         recorded = ("departure", "batch", "valid", "release", "qc_start", "qc_end", "qc_out", "qc_approved")
         extra = {k: result.pop(k) for k in recorded if k in result}
         return Evaluation(**result, extra=extra)
+
+    def _grow(self, truncated: np.ndarray, failures_used: int) -> bool:
+        """After a run whose lanes (``truncated``: [design, replication]) were cut short or used ``failures_used``
+        failure draws of a unit: whether to run again, with twice the batches (more steps) or failures drawn. An
+        InputError once that would pass ``most_batches`` or ``most_failures``: then the lanes would never finish (a bug,
+        or a line the step bound does not fit), and rerunning would not end."""
+        more_batches, more_failures = bool(truncated.any()), failures_used >= self.failures - 1
+        if more_batches and 2 * self.batches > self.most_batches:
+            d, r = (int(i) for i in np.argwhere(truncated)[0])
+            raise InputError(
+                f"the JAX evaluator's run of design {d}, replication {r} stopped before its end with "
+                f"{self.batches:,} batches drawn, the most it draws for this line ({1 << RERUNS}x its estimate); "
+                "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
+            )
+        if more_failures and 2 * self.failures > self.most_failures:
+            raise InputError(
+                f"the JAX evaluator's run used all {self.failures:,} failure draws of a unit, the most it draws for "
+                f"this line ({1 << RERUNS}x its estimate); evaluate the line with the SimPy engine (twin optimize "
+                "--evaluator engine)"
+            )
+        self.batches *= 2 if more_batches else 1
+        self.failures *= 2 if more_failures else 1
+        if more_batches or more_failures:
+            self._device_draws = None  # draw more and compile for the new sizes
+        return more_batches or more_failures
 
     def _sequences(self, plans: list[tuple[int, ...] | None], lengths: np.ndarray) -> np.ndarray | None:
         """Each design's product per batch in release order (plan mode; None: per replication, from the mix)."""
@@ -359,16 +380,19 @@ class Evaluator:
         c = np.asarray(units, np.int32).reshape(n_st)
         v = np.asarray(speed, np.float64).reshape(n_st)
         self._check({"buffers": b[None], "units": c[None], "speed": v[None]})
-        draws = self._ensure_draws()
-        seq = self._rep_seq
-        if self.line.campaigns:
-            seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
         levers = {key: x for key, x in self.levers.items() if key != "campaigns"}  # the spec's
-        batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
-        design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
-        kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
-        value, jac, kpis = kernel(design, seq, draws, self._consts)
-        return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
+        while True:  # (as ``evaluate``: again with more batches or failures drawn while a lane needs them)
+            draws = self._ensure_draws()
+            seq = self._rep_seq
+            if self.line.campaigns:
+                seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
+            batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
+            design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
+            kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
+            value, jac, out = kernel(design, seq, draws, self._consts)
+            kpis = {k: np.asarray(x) for k, x in out.items()}
+            if not self._grow(kpis.pop("truncated")[None], int(kpis.pop("failures_used").max())):
+                return np.asarray(value), np.asarray(jac), kpis
 
     def _check(self, design: dict[str, np.ndarray], lengths: np.ndarray | None = None) -> None:
         b, c, v = design["buffers"], design["units"], design["speed"]

@@ -26,6 +26,7 @@ from tests.test_optimizer_exactness import (
 )
 from tests.test_optimizer_qc import LAB_SHIFTS, assert_qc_times_match, assert_same_kpis, qc_labs
 from twin.engine import simulate
+from twin.errors import InputError
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
 
@@ -461,6 +462,42 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     first = ev.batches
     assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
     assert ev.batches > first
+
+
+def test_a_lane_that_never_finishes_stops_the_evaluator_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bound on steps that does not grow with the batches: a lane it stops stays stopped however many batches are
+    # drawn. After ``RERUNS`` doublings (one here) the evaluator gives up with a one-line user error (the CLI prints
+    # it and exits 2) instead of doubling forever; so does the gradient, which reruns the same way
+    from optimizers import evaluator as evaluator_module
+    from optimizers.events import EventShape
+
+    monkeypatch.setattr(EventShape, "steps", property(lambda shape: 10))
+    monkeypatch.setattr(evaluator_module, "RERUNS", 1)
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1", "s2"]}
+    spec = crewed_line([{"dist": "exponential", "mean": 1.0}, 0.5], [1, 1], [team], horizon=60.0)
+    ev = Evaluator(spec, seed=2, replications=2)
+    first = ev.batches
+    stopped = r"^the JAX evaluator's run of design 0, replication 0 stopped before its end with [\d,]+ batches drawn"
+    with pytest.raises(InputError, match=stopped) as err:
+        ev.evaluate()
+    assert "\n" not in str(err.value) and str(err.value).endswith("(twin optimize --evaluator engine)")
+    assert ev.batches == 2 * first  # it ran once more with twice the batches, then stopped
+    with pytest.raises(InputError, match="stopped before its end"):
+        ev.gradient([-1, -1], [1, 1], [1.0, 1.0])
+
+
+def test_failure_draws_that_run_out_again_and_again_stop_the_evaluator_with_an_error() -> None:
+    # the scan kernel on a line that fails often, with two failure draws per unit and a cap of three: the run uses
+    # both, the next would need more than the cap allows, and the evaluator says so
+    spec = LineSpec.from_dict({
+        "name": "fails", "horizon": 50.0,
+        "stations": [{"name": "s1", "process_time": 1.0,
+                      "failures": {"mtbf": {"dist": "exponential", "mean": 2.0}, "mttr": 0.5}}],
+    })  # fmt: skip
+    ev = Evaluator(spec, seed=1, replications=1)
+    ev.failures, ev.most_failures = 2, 3
+    with pytest.raises(InputError, match=r"^the JAX evaluator's run used all 2 failure draws of a unit"):
+        ev.evaluate()
 
 
 def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_draws() -> None:
