@@ -326,6 +326,43 @@ def test_a_failure_due_while_the_crew_is_off_shift_is_repaired_within_the_next_p
     assert len(reasons) == 1 and reasons[0].startswith("stations.s1.failures: calendar basis at a station with a crew")
 
 
+@pytest.mark.parametrize("wait", ["skid", "gate"])
+def test_a_wall_clock_station_that_waits_for_a_skid_or_the_release_gate_is_not_called_exact(wait: str) -> None:
+    # as for a crew: the engine's ``CalendarClock`` has no ``wait_over`` after the wait for a skid (the event kernel)
+    # or at the release gate of a pulling first station (a release calendar or a WIP limit; here the scan kernel), so
+    # the state shares of s1, which fails often and long on the wall clock, are not the log's (departures are); the
+    # evaluator says so
+    fails = {"mtbf": {"dist": "exponential", "mean": 6.0}, "mttr": {"dist": "exponential", "mean": 3.0},
+             "basis": "calendar"}  # fmt: skip
+    data: dict[str, Any] = {
+        "name": "waits", "horizon": 300.0,
+        "stations": [{"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}, "failures": fails},
+                     {"name": "s2", "buffer": 2, "process_time": {"dist": "exponential", "mean": 1.0}}],
+    }  # fmt: skip
+    if wait == "skid":
+        data["skids"] = [{"name": "wash", "capacity": 1}]
+        for station in data["stations"]:
+            station["cleaning"] = {"minor": {"dist": "exponential", "mean": 2.0}, "major": 3.0, "skid": "wash",
+                                   "skid_for": ["minor", "major"]}  # fmt: skip
+    else:
+        data["calendars"] = {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}]}}
+        data["release"] = {"calendar": "day"}
+    spec = LineSpec.from_dict(data)
+    ev = Evaluator(spec, seed=1, replications=2)
+    (why,) = ev.approximations()
+    what = {"skid": "a shared skid", "gate": "a release gate"}[wait]
+    assert why.startswith(f"stations.s1.failures: calendar basis at a station with {what}: a failure due while")
+    assert ev.events == (wait == "skid")
+    res = ev.evaluate()
+    core = compute_kpis(simulate(spec, seed=1, replications=2)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    down = res.states[0, :, 0, STATES.index("down")]
+    assert (np.abs(down - core["s1.state.down"]) > 0.01).all()  # the kernel counts every repair in full as down
+    # with the failures on the operating clock the evaluator calls the same line exact
+    data["stations"][0]["failures"] = {**fails, "basis": "operating"}
+    assert Evaluator(LineSpec.from_dict(data)).approximations() == ()
+
+
 def test_a_hand_made_change_with_its_major_clean_and_clearance_is_exact() -> None:
     # s1 (A, A, B, ...) cleans after each batch; the change A->B needs a major clean (unless one was done since the
     # last batch: the clean after an A batch looks at the B waiting and makes it major), then the changeover time and
