@@ -249,11 +249,14 @@ class Evaluator:
         """The event kernel's shape: ``shape()``, the edges of each operator pool's calendar, and how many release
         times a lane keeps: more than a line of single units holds at once (each station one batch, each buffer its
         places and one handed on at that instant) when every buffer after the first is finite; all when one may not
-        be, or when recording."""
+        be, or when recording. The weeks of shift changes in its bound on steps: the horizon's, rounded up to a power
+        of two."""
         n = len(self.line.stations)
         held = 2 * n + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
         ring = 0 if self.record or self.unlimited else held + 1
-        return EventShape(self.shape(), pool_edges(self.line), ring)
+        pools = pool_edges(self.line)
+        weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)
+        return EventShape(self.shape(), pools, ring, weeks)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:

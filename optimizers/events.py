@@ -124,6 +124,7 @@ class EventShape:
     base: Shape
     pools: tuple[int, ...]
     ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
+    weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
 
     @property
     def kept(self) -> int:
@@ -135,8 +136,8 @@ class EventShape:
     @property
     def steps(self) -> int:
         """Most steps of a lane (a step is an instant, or a station's cascade within one): a few per batch and station,
-        plus shift changes; only a line whose crews can never be served reaches it."""
-        return 16 * self.base.batches * self.base.stations + 4096
+        plus every shift change of the pools over ``weeks``; only a line whose crews can never be served reaches it."""
+        return 16 * self.base.batches * self.base.stations + self.weeks * sum(self.pools) + 4096
 
 
 def _timed_phase(phase: jax.Array, shape: EventShape) -> jax.Array:

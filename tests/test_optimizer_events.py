@@ -501,6 +501,25 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     assert ev.batches > first
 
 
+def test_the_bound_on_steps_counts_the_shift_changes_of_a_long_horizon() -> None:
+    # two years of a crew on twelve half-hour shifts a day and 100 h batches: some 17,500 shift changes against some
+    # 175 batches. The bound counts them (``EventShape.weeks``), so the lane is not cut short and run again with
+    # batches it does not need (four times as many here, when the bound had batches only); the run is the engine's
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    shifts = [{"days": days, "start": f"{h:02d}:00", "end": f"{h:02d}:30"} for h in range(0, 24, 2)]
+    spec = LineSpec.from_dict({
+        "name": "many-shifts", "horizon": 2 * 8766.0, "calendars": {"halves": {"shifts": shifts}},
+        "operators": [{"name": "team", "headcount": 1, "calendar": "halves", "qualified": ["s1"]}],
+        "stations": [{"name": "s1", "process_time": 100.0, "operators": {"count": 1}}],
+    })  # fmt: skip
+    ev = Evaluator(spec, seed=1, replications=1, record=True)
+    first = ev.batches
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=1, replications=1).table, spec)
+    assert ev.batches == first
+    changes = 2 * 12 * 730  # (two a shift, twelve shifts a day, two years)
+    assert 16 * first + 4096 < changes  # a bound on batches only would stop the lane
+
+
 def test_a_lane_that_never_finishes_stops_the_evaluator_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # a bound on steps that does not grow with the batches: a lane it stops stays stopped however many batches are
     # drawn. After ``RERUNS`` doublings (one here) the evaluator gives up with a one-line user error (the CLI prints
