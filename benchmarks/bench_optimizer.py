@@ -23,8 +23,10 @@
     skids, holds or QC): seconds per design of one SimPy run against the event-stepping JAX kernel
     (``optimizers/events.py``, the evaluator's pick for operator pools) over 64 and 256 designs, alternating
     rounds, median; and that it is exact for the line.
-(i) As (h) on the tablet line with every rule the event kernel follows so far: all of its rules but the hold time
-    that investigates.
+(i) As (h) on the built-in tablet line with every rule on (all of them in the event kernel).
+(j) Ranking: random designs of the built-in tablet line (each buffer, each operator pool's headcount, the QC
+    analysts, the granulator's cleaning interval), scored by the event kernel and by one SimPy run each on the same
+    draws: the largest difference in throughput and OEE, and Spearman's rank correlation of the two rankings.
 (e) Compilation: a fresh process compiling the kernel for a problem shape, first with an empty
     persistent cache and then again (the cache filled by the first).
 (c) Buffer allocation on a 10-station unbalanced line (9 buffers of 0..6 places, 18 places in all):
@@ -346,16 +348,46 @@ def operators_line(horizon: str):
 
 
 def events_line(horizon: str):
-    """(i): the built-in tablet line with every rule the event kernel follows so far: all of its rules (operators and
-    shifts, changeovers with their major cleans and line clearances, cleaning on the shared wash skid, the
-    granulation suite's headcount limit, yields and rejects, the hold time that scraps, the QC lab) but the hold
-    time that investigates."""
+    """(i): the built-in tablet line, every rule on (operators and shifts, changeovers with their major cleans and line
+    clearances, cleaning on the shared wash skid, the granulation suite's headcount limit, yields and rejects, the
+    hold time that scraps and the one that investigates, the QC lab), all of them in the event kernel."""
     from twin.models import load_spec
-    from twin.spec.model import LineSpec
 
-    data = load_spec("osd-tablet", [f"horizon={horizon}"]).to_data()
-    data["hold_times"] = [h for h in data.get("hold_times", []) if h.get("action") == "scrap"]
-    return LineSpec.from_dict(data)
+    return load_spec("osd-tablet", [f"horizon={horizon}"])
+
+
+RANKED = ["stations.*.buffer=0..4", "operators.*.headcount=2..4", "qc.analysts=1..4",
+          "stations.granulation.cleaning.due.batches=2..8"]
+
+
+def ranking(args: argparse.Namespace) -> None:
+    """(j): the event kernel's figures and ranking of random tablet-line designs against SimPy's, same draws."""
+    from optimizers.api import make_evaluator
+    from optimizers.objectives import OBJECTIVES
+    from optimizers.problem import build_problem
+    from optimizers.search import decode, dimension_count
+    from twin.experiment import run
+
+    spec = events_line(args.line_horizon)
+    problem = build_problem(spec, RANKED, objective="throughput", constraints=["oee>=0"])  # (oee: figured too)
+    points = np.random.default_rng(7).random((args.designs, dimension_count(problem)))
+    designs = list(dict.fromkeys(decode(problem, points)))
+    ev = make_evaluator(problem, seed=1, replications=args.replications, device="cpu", chunk=64)
+    assert ev.events and not ev.approximations(), ev.approximations()
+    kernel = ev.kpis(problem, designs)
+    simpy = {"throughput": [], "oee": []}
+    for design in designs:
+        per_rep = run(problem.spec_for(design), replications=args.replications, seed=1).kpis.per_replication
+        for name in simpy:
+            simpy[name].append(per_rep[OBJECTIVES[name].column].to_numpy(dtype=float).mean() * OBJECTIVES[name].scale)
+    for name, values in simpy.items():
+        mine, theirs = np.nanmean(kernel[name], axis=1), np.array(values)
+        ranks = [np.argsort(np.argsort(x, kind="stable"), kind="stable") for x in (mine, theirs)]
+        rho = float(np.corrcoef(*ranks)[0, 1])
+        print(f"(j) {name} of {len(designs)} random designs of the tablet line ({args.line_horizon}, "
+              f"{args.replications} replications; {', '.join(RANKED)}): largest difference event kernel - SimPy "
+              f"{np.max(np.abs(mine - theirs)):.1e}; Spearman {rho:.6f}; {len(np.unique(theirs))} distinct values",
+              flush=True)  # fmt: skip
 
 
 def operators_kernel(args: argparse.Namespace) -> None:
@@ -363,7 +395,7 @@ def operators_kernel(args: argparse.Namespace) -> None:
 
 
 def events_kernel(args: argparse.Namespace) -> None:
-    event_kernel(args, "(i) tablet line without its investigating hold", events_line(args.line_horizon))
+    event_kernel(args, "(i) the built-in tablet line, every rule", events_line(args.line_horizon))
 
 
 def event_kernel(args: argparse.Namespace, label: str, spec: Any) -> None:
@@ -435,7 +467,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.only, args.line_horizon, args.designs, args.replications, args.rounds = "g", "4 w", 32, 2, 2
-    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "i": events_kernel,
+    cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "i": events_kernel, "j": ranking,
              "d": builtin_lines,
              "e": lambda _: compile_times()}  # fmt: skip
     if not args.skip_search:

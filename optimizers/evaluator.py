@@ -145,6 +145,7 @@ class Evaluator:
         self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
+        self.returns = 8  # batches a lane can have in investigation at once (hold times): doubled when too few
         # what a lane may take before the evaluator gives up (``_grow``): the estimates, doubled ``RERUNS`` times
         first = max(self.batches, self._batches_needed())
         self.most_batches, self.most_failures = first << RERUNS, self._failures_needed(first) << RERUNS
@@ -195,7 +196,7 @@ class Evaluator:
             arrays = {
                 "process": d.process, "setup": d.setup, "ttf": d.ttf, "ttr": d.ttr, "clean": d.clean,
                 "rate_noise": d.rate_noise, "reject": d.reject, "line_clearance": d.line_clearance,
-                "arrivals": d.arrivals, "qc": d.qc,
+                "arrivals": d.arrivals, "qc": d.qc, "investigation": d.investigation,
             }  # fmt: skip
             self._device_draws = jax.device_put(arrays, self.device)
             consts = {
@@ -256,7 +257,8 @@ class Evaluator:
         ring = 0 if self.record or self.unlimited else held + 1
         pools = pool_edges(self.line)
         weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)
-        return EventShape(self.shape(), pools, ring, weeks)
+        investigated = tuple(h for h, (_, _, _, scrap) in enumerate(self.line.holds) if not scrap)
+        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
@@ -314,36 +316,46 @@ class Evaluator:
                 lengths.sum(axis=1).astype(np.int32) if self.line.finite_plan else np.full(n, self.batches, np.int32)
             )
             result = self._run(design, seq)
-            if not self._grow(result.pop("truncated"), int(result.pop("failures_used").max())):
+            returns = int(result.pop("returns_used", np.zeros(1)).max())
+            if not self._grow(result.pop("truncated"), int(result.pop("failures_used").max()), returns):
                 break
         recorded = ("departure", "batch", "valid", "release", "qc_start", "qc_end", "qc_out", "qc_approved")
         extra = {k: result.pop(k) for k in recorded if k in result}
         return Evaluation(**result, extra=extra)
 
-    def _grow(self, truncated: np.ndarray, failures_used: int) -> bool:
-        """After a run whose lanes (``truncated``: [design, replication]) were cut short or used ``failures_used``
-        failure draws of a unit: whether to run again, with twice the batches (more steps) or failures drawn. An
-        InputError once that would pass ``most_batches`` or ``most_failures``: then the lanes would never finish (a bug,
-        or a line the step bound does not fit), and rerunning would not end."""
+    def _grow(self, truncated: np.ndarray, failures_used: int, returns_used: int = 0) -> bool:
+        """After a run whose lanes (``truncated``: [design, replication]) were cut short, used ``failures_used``
+        failure draws of a unit or needed ``returns_used`` places for batches in investigation: whether to run again,
+        with twice the batches (more steps), failures drawn or places. An InputError once that would pass
+        ``most_batches`` or ``most_failures``, or the places the lane's batches (a lane never has more in
+        investigation): then the lanes would never finish (a bug, or a line the step bound does not fit), and
+        rerunning would not end."""
         more_batches, more_failures = bool(truncated.any()), failures_used >= self.failures - 1
+        more_returns = returns_used >= self.returns
+        engine = "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
         if more_batches and 2 * self.batches > self.most_batches:
             d, r = (int(i) for i in np.argwhere(truncated)[0])
             raise InputError(
-                f"the JAX evaluator's run of design {d}, replication {r} stopped before its end with "
-                f"{self.batches:,} batches drawn, the most it draws for this line ({1 << RERUNS}x its estimate); "
-                "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
+                f"the JAX evaluator's run of design {d}, replication {r} stopped before its end with {self.batches:,} "
+                f"batches drawn, the most it draws for this line ({1 << RERUNS}x its estimate); {engine}"
             )
         if more_failures and 2 * self.failures > self.most_failures:
             raise InputError(
                 f"the JAX evaluator's run used all {self.failures:,} failure draws of a unit, the most it draws for "
-                f"this line ({1 << RERUNS}x its estimate); evaluate the line with the SimPy engine (twin optimize "
-                "--evaluator engine)"
+                f"this line ({1 << RERUNS}x its estimate); {engine}"
+            )
+        if more_returns and self.returns > self.batches:
+            raise InputError(
+                f"the JAX evaluator's run needed more than {self.returns:,} places for batches in investigation, more "
+                f"than its {self.batches:,} batches; {engine}"
             )
         self.batches *= 2 if more_batches else 1
         self.failures *= 2 if more_failures else 1
-        if more_batches or more_failures:
+        self.returns *= 2 if more_returns else 1
+        grow = more_batches or more_failures or more_returns
+        if grow:
             self._device_draws = None  # draw more and compile for the new sizes
-        return more_batches or more_failures
+        return grow
 
     def _sequences(self, plans: list[tuple[int, ...] | None], lengths: np.ndarray) -> np.ndarray | None:
         """Each design's product per batch in release order (plan mode; None: per replication, from the mix)."""
@@ -394,7 +406,8 @@ class Evaluator:
             kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
             value, jac, out = kernel(design, seq, draws, self._consts)
             kpis = {k: np.asarray(x) for k, x in out.items()}
-            if not self._grow(kpis.pop("truncated")[None], int(kpis.pop("failures_used").max())):
+            returns = int(kpis.pop("returns_used", np.zeros(1)).max())
+            if not self._grow(kpis.pop("truncated")[None], int(kpis.pop("failures_used").max()), returns):
                 return np.asarray(value), np.asarray(jac), kpis
 
     def _check(self, design: dict[str, np.ndarray], lengths: np.ndarray | None = None) -> None:

@@ -15,7 +15,7 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts
   (with hold times, also which batch is at each place and its times, ``queue`` and ``carried``: a scrapped batch
-  leaves a gap in the numbers);
+  leaves a gap in the numbers, and one back from investigation, ``returned``, comes in out of order);
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
@@ -57,7 +57,13 @@ Hold times that scrap (``twin.engine.rules.holds``): when a hold's first station
 clock starts (it goes with the batch: ``holding``, ``carried``); when the hold's last station takes it later than the
 maximum after that (``holds_kept``'s test), the batch is scrapped: it leaves the line there and then (a reject in the
 window, ``last_out``), asks for no crew, and the station takes its next batch at the same instant, as the engine's
-take loop does. The exits skip it.
+take loop does. The exits skip it. A hold that investigates instead (the first late hold of the station, in order,
+decides) sends the batch to investigation at that instant: its clocks from that hold's first station stop, and it
+comes back into the station's buffer after the hold's next investigation time (``_investigate``; a lane keeps
+``EventShape.returns`` batches in investigation, and the evaluator runs it again with more when it needed more).
+Its put waits its turn (``_returns_due``, ``Buffer``: first come, first served) behind the pass-on of the station
+before, when that asked first: its processing ended earlier, or at the same time but began before the batch was
+sent (SimPy's order of the two timeouts; a tie of both instants: the pass-on first).
 QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
 time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
 without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
@@ -65,8 +71,8 @@ Scope (``lines.events_outside``): serial lines of single-unit stations, finite o
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
 shared skids too), rooms' headcounts, operator pools on shift calendars (the
-crews of processing, changeovers and cleaning), hold times that scrap (not those that investigate; not ending at a
-station on the wall clock), QC release.
+crews of processing, changeovers and cleaning), hold times that scrap or investigate (not ending at a station on the
+wall clock), QC release.
 """
 
 from __future__ import annotations
@@ -124,6 +130,8 @@ class EventShape:
     base: Shape
     pools: tuple[int, ...]
     ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
+    investigated: tuple[int, ...] = ()  # the hold times (indices in ``base.holds``) that investigate a late batch
+    returns: int = 8  # with those, the batches a lane can have in investigation at once (``returns_used``)
     weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
 
     @property
@@ -157,15 +165,48 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
     base, t, phase = shape.base, st["t"], st["phase"]
     k = st["taken"][0]
     first = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(k, base.batches - 1)])
-    queued = st["left"][:-1] > st["taken"][1:]
+    puts = _puts(st)
+    queued = puts > st["taken"][1:]
     take = jnp.concatenate([jnp.where(k < n_in, first, INF)[None], jnp.where(queued, t, INF)])
     # a place downstream: ``Buffer``'s put (its places, and the unit waiting for a batch); out of the last station
-    b, waiting = design["buffers"][1:], st["left"][:-1] - st["taken"][1:]
+    b, waiting = design["buffers"][1:], puts - st["taken"][1:]
     room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
-    leave = jnp.where(room, t, INF)
+    back, first_put = _returns_due(st, room, shape) if shape.investigated else ((), True)
+    leave = jnp.where(room & first_put, t, INF)
     timed = _timed_phase(phase, shape)
     times = jnp.select([phase == TAKE, timed, phase == LEAVE], [take, st["fin"], leave], INF)
-    return jnp.concatenate([times, st["shift_at"]])
+    return jnp.concatenate([times, st["shift_at"], *back])
+
+
+def _puts(st) -> jax.Array:
+    """The batches put into each station's buffer so far, from the second station on: those the station before passed
+    on, and those back from investigation (``returned``)."""
+    return st["left"][:-1] + st["returned"][1:] if "returned" in st else st["left"][:-1]
+
+
+def _returns_due(st, room, shape) -> tuple[tuple[jax.Array], jax.Array]:
+    """When each batch in investigation is put back into its station's buffer (``HoldClocks._investigation``): at the
+    end of its investigation, or later when it waits for a place (``Buffer``'s puts: first come, first served, with
+    the station before that passes a batch on since its processing ended); and whether each station's pass-on comes
+    before every such put waiting for its buffer (``room``: a place for the put of each station's batch)."""
+    t, at, to, sent = st["t"], st["back_at"], st["back_to"], st["back_sent"]
+    n = st["phase"].shape[0]
+    # a pass-on's put is asked when its processing ends (a timeout scheduled when it began); at the same time as a
+    # batch back from investigation (scheduled when it was sent), the one scheduled first (a tie: the pass-on)
+    asked = jnp.where(st["phase"] == LEAVE, st["fin"], INF)
+    upstream = jnp.concatenate([jnp.full(1, INF), asked[:-1]])[to]  # (into station 0's buffer: never)
+    began = jnp.concatenate([jnp.full(1, INF), st["began"][:-1]])[to]
+    waiting = at <= t
+    same = to[None, :] == to[:, None]
+    order = jnp.arange(at.shape[0])  # (batches back at the same time were sent at one instant, to slots in order)
+    earlier = waiting[None, :] & same & ((at[None, :] < at[:, None]) | ((at[None, :] == at[:, None]) &
+                                                                         (order[None, :] < order[:, None])))
+    ahead = (at < upstream) | ((at == upstream) & (sent < began))  # a put back asked before the pass-on's
+    first = ~jnp.any(earlier, axis=1) & ahead
+    space = jnp.concatenate([jnp.zeros(1, bool), room[:-1]])[to]
+    due = jnp.where(at > t, at, jnp.where(waiting & space & first, t, INF))
+    before = jnp.zeros(n + 1, bool).at[to].max(waiting & ahead)  # a pass-on waits for the puts asked before it
+    return (due,), ~before[1:]
 
 
 def _take(st, on, shape, seq, draws, consts, w0, w1):
@@ -177,8 +218,8 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
     taken, batch = on, k
     if _gaps(base):  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
         batch, times = _from_buffers(st, shape, draws)
-        scrapped, st = _scrap(st, on, times, shape, consts, w0, w1)
-        taken = on & ~scrapped
+        late, st = _scrap(st, on, batch, times, shape, draws, consts, w0, w1)
+        taken = on & ~late
         st["holding"] = jnp.where(taken[None, :], times, st["holding"])
     st["batch"] = jnp.where(taken, batch, st["batch"])
     st["taken"] = k + on
@@ -253,14 +294,58 @@ def _out_early(st, gone, shape, w0, w1) -> dict[str, Any]:
     return st
 
 
-def _scrap(st, on, times, shape, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
-    """Which stations ``on`` scrap the batch they take (``holds.holds_kept``: taken later than a hold's maximum
-    after it left the hold's first station, ``times``): it leaves the line (``_out_early``)."""
-    t = st["t"]
-    late = jnp.zeros_like(on)
-    for h, (_, to) in enumerate(shape.base.holds):
-        late = late.at[to].set(late[to] | (t - times[1 + h, to] > consts["hold_max"][h]))
-    return on & late, _out_early(st, on & late, shape, w0, w1)
+def _scrap(st, on, batch, times, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
+    """Which stations ``on`` do not go on with the batch they take (``holds.holds_kept``: taken later than a hold's
+    maximum after it left the hold's first station, ``times``; the first such hold in order decides): it leaves the
+    line (``_out_early``), or goes to investigation (``_investigate``)."""
+    t, holds = st["t"], shape.base.holds
+    late, decides = jnp.zeros_like(on), jnp.zeros(on.shape, jnp.int32)
+    for h in reversed(range(len(holds))):  # (the first late hold of a station, last written)
+        to = holds[h][1]
+        over = on[to] & (t - times[1 + h, to] > consts["hold_max"][h])
+        late, decides = late.at[to].max(over), decides.at[to].set(jnp.where(over, h, decides[to]))
+    if not shape.investigated:
+        return late, _out_early(st, late, shape, w0, w1)
+    sent = late & jnp.isin(decides, jnp.asarray(shape.investigated))
+    st = _out_early(st, late & ~sent, shape, w0, w1)
+    return late, _investigate(st, sent, decides, batch, times, shape, draws)
+
+
+def _investigate(st, sent, decides, batch, times, shape, draws) -> dict[str, Any]:
+    """Stations ``sent`` send the batch they took to investigation under hold ``decides`` (``HoldClocks.investigate``):
+    its clocks from that hold's first station stop; it comes back to the station's buffer after the hold's next
+    investigation time (``draws["investigation"]``, in the order of that hold's investigations), in a free slot."""
+    t, holds = st["t"], shape.base.holds
+    for j in sorted({holds[h][1] for h in shape.investigated}):
+        h = decides[j]
+        free = st["back_at"] == INF
+        slot = jnp.argmax(free)
+        go = sent[j] & free[slot]
+        delay = draws["investigation"][h, jnp.minimum(st["investigations"][h], draws["investigation"].shape[-1] - 1)]
+        source = jnp.asarray([s for s, _ in holds])
+        carried = jnp.where(jnp.concatenate([jnp.zeros(1, bool), source == source[h]]), INF, times[:, j])
+        st["back_at"] = st["back_at"].at[slot].set(jnp.where(go, t + delay, st["back_at"][slot]))
+        st["back_to"] = st["back_to"].at[slot].set(jnp.where(go, j, st["back_to"][slot]))
+        st["back_batch"] = st["back_batch"].at[slot].set(jnp.where(go, batch[j], st["back_batch"][slot]))
+        st["back_times"] = st["back_times"].at[:, slot].set(jnp.where(go, carried, st["back_times"][:, slot]))
+        st["back_sent"] = st["back_sent"].at[slot].set(jnp.where(go, t, st["back_sent"][slot]))
+        st["investigations"] = st["investigations"].at[h].add(jnp.where(sent[j], 1, 0))
+        # (no free slot: the lane reports more than it can keep, and the evaluator runs it again with more)
+        used = jnp.sum(st["back_at"] < INF, dtype=jnp.int32) + jnp.where(sent[j] & ~go, shape.returns, 0)
+        st["returns_used"] = jnp.maximum(st["returns_used"], used)
+    return st
+
+
+def _come_back(st, on, shape) -> dict[str, Any]:
+    """The batches of investigation slots ``on`` are put back into their station's buffer (at most one per station at
+    an instant: ``_returns_due``), at its next place, with their times."""
+    to = jnp.where(on, st["back_to"], shape.base.stations)  # (a slot not on writes nowhere)
+    place = jnp.mod(_puts(st)[jnp.maximum(to - 1, 0)], shape.kept)
+    st["queue"] = st["queue"].at[to, place].set(st["back_batch"], mode="drop")
+    st["carried"] = st["carried"].at[:, to, place].set(st["back_times"], mode="drop")
+    st["returned"] = st["returned"].at[to].add(1, mode="drop")
+    st["back_at"] = jnp.where(on, INF, st["back_at"])
+    return st
 
 
 def _released(st, batch, shape, draws) -> jax.Array:
@@ -378,7 +463,7 @@ def _next_change_major(st, j: int, shape: EventShape, consts) -> jax.Array:
     elif j == 0:
         known, batch = consts["arrivals"][jnp.minimum(k, base.batches - 1)] <= t, k
     else:
-        known = st["left"][j - 1] > k
+        known = _puts(st)[j - 1] > k
         batch = st["queue"][j, jnp.mod(k, shape.kept)] if "queue" in st else k
     upcoming = consts["seq"][jnp.minimum(batch, base.batches - 1)] if base.products > 1 else 0
     return known & consts["change_major"][j, jnp.maximum(st["prev"][j], 0), upcoming]
@@ -435,7 +520,7 @@ def _leave(st, on, shape, seq, draws, consts, w0, w1):
     if _gaps(base):  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
         for h, (source, _) in enumerate(base.holds):
             st["holding"] = st["holding"].at[1 + h, source].set(jnp.where(on[source], t, st["holding"][1 + h, source]))
-        into, place = jnp.arange(1, base.stations), jnp.mod(st["left"][:-1], shape.kept)
+        into, place = jnp.arange(1, base.stations), jnp.mod(_puts(st), shape.kept)
         st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
         carried = st["carried"][:, into, place]
         st["carried"] = st["carried"].at[:, into, place].set(jnp.where(on[None, :-1], st["holding"][:, :-1], carried))
@@ -579,6 +664,8 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         st["stations"][j] = s
         st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
     st["phase"] = jnp.select([granted, cleaning, changing], [PROCESS, CLEANING, SETUP], st["phase"])
+    if "began" in st:  # (when each processing began: ``_returns_due``)
+        st["began"] = jnp.where(granted, t, st["began"])
     return st
 
 
@@ -654,6 +741,12 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
         state["holding"] = jnp.full((1 + len(base.holds), n), INF)
         state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
+    if shape.investigated:  # batches in investigation (a slot each: back at, to, batch, times), those put back
+        r, h = shape.returns, len(base.holds)
+        state.update(back_at=jnp.full(r, INF), back_to=jnp.zeros(r, jnp.int32), back_batch=jnp.zeros(r, jnp.int32),
+                     back_times=jnp.full((1 + h, r), INF), returned=jnp.zeros(n, jnp.int32),
+                     investigations=jnp.zeros(h, jnp.int32), returns_used=jnp.zeros((), jnp.int32),
+                     back_sent=jnp.full(r, INF), began=jnp.full(n, INF))  # fmt: skip
     if base.qc:  # each exit's time and release time, for QC release after the loop (``_in_chunks``, ``_qc_totals``)
         state["exits"], state["recent"] = jnp.full((n_batches + CHUNK, 3), INF), jnp.full((CHUNK, 3), INF)
     if _cleaning(shape):  # a clean's kind and the phase after it
@@ -677,9 +770,12 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         # station before it and one after: what one of them does after the other at this instant, the next step sees)
         on = due == t
         st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, draws, consts, w0, w1)
-        for phase, event in ((LEAVE, _leave), (TAKE, _take)):
-            ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == phase)
-            st = event(st, ready, shape, seq, draws, consts, w0, w1)
+        ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == LEAVE)
+        st = _leave(st, ready, shape, seq, draws, consts, w0, w1)
+        if shape.investigated:  # batches back from investigation, put after the pass-ons asked before them
+            st = _come_back(st, _due(st, shape, design, draws, n_in)[n + n_pools :] == t, shape)
+        ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == TAKE)
+        st = _take(st, ready, shape, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
                 st = _shift(st, p, on[n + p], shape, consts)
@@ -721,6 +817,8 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
             ys[key] = empty.at[ys["exit_number"]].set(ys[key], mode="drop")
         out.update(_recorded(base, ys))
     # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
+    if shape.investigated:  # (the evaluator runs a lane again with more slots when it had more in investigation)
+        out["returns_used"] = final["returns_used"]
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 
 

@@ -78,9 +78,11 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   served at the end of each instant in key order (time of request, station), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields, rejects, hold times that scrap, QC release
-  after the line, changeovers with their major cleans and line clearances, failures on either clock)
-  without other rules (stepped event by event, ``optimizers/events.py``); the state shares of a
+  single-unit stations (rate-based ones, cleaning, yields, rejects, QC release after the line,
+  changeovers with their major cleans and line clearances, failures on either clock, hold times that
+  scrap a late batch or send it to investigation: it comes back into the station's buffer after its
+  investigation time, its put waiting behind the pass-ons asked before it) without other rules
+  (stepped event by event, ``optimizers/events.py``); the state shares of a
   station on the wall clock whose crew keeps it waiting follow the engine's log only where no failure
   falls due during that wait (the engine records it when the phase starts);
 - decision variables: buffers, units, speeds (processing times divided by the speed), campaign order,
@@ -94,7 +96,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
   and rejects or scraps before the last station (units free out of departure order);
   changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
   varying time after cleans that differ between batches (out of the order taken);
-- hold times that send a late batch to investigation;
+- hold times that send a late batch to investigation on lines not stepped event by event (run as
+  scraps);
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
 - the other GMP batch rules (rooms with gowning, splits and merges; operators, shifts and shared
@@ -217,7 +220,8 @@ def approximations_for(
                            "failure due while it waits for one is logged by the engine when the phase starts, so the "
                            "station's state shares, utilization and OEE can differ from the engine's (departures are "
                            "exact)")  # fmt: skip
-        reasons.extend(r for r in _investigated(line, s.index) if r not in reasons)  # (events_outside's too)
+        if outside != []:  # (the event kernel sends late batches to investigation; the scan kernel scraps them)
+            reasons.extend(_investigated(line, s.index))
         if units[s.index] > 1:
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
@@ -242,8 +246,8 @@ def _waits_unlogged(line: LineArrays, j: int, stepped: bool) -> list[str]:
 
 
 def _investigated(line: LineArrays, j: int) -> list[str]:
-    """The hold-time rules that end at station ``j`` and send a late batch to investigation (both kernels run them as
-    scraps)."""
+    """The hold-time rules that end at station ``j`` and send a late batch to investigation (the scan kernel runs them
+    as scraps)."""
     return [f"hold_times: {line.stations[source]}->{line.stations[j]} investigates late batches (not scraps)"
             for source, to, _, scrap in line.holds if to == j and not scrap]  # fmt: skip
 
@@ -252,7 +256,8 @@ def uses_events(spec: LineSpec) -> bool:
     """``spec`` uses batch rules that the scan kernel leaves out, all of them in the event kernel's
     (``EVENT_RULES``, from the rule registry): the evaluator steps its events (where ``events_outside`` is empty)."""
     used = {rule.name for rule in rules_used(spec)}
-    return not used <= KERNEL_RULES and used <= EVENT_RULES
+    investigates = any(h.action == "investigate" for h in spec.hold_times)  # (scraps in the scan kernel)
+    return (investigates or not used <= KERNEL_RULES) and used <= EVENT_RULES
 
 
 def steps_events(line: LineArrays, units: tuple[int, ...]) -> bool:
@@ -269,18 +274,15 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
     served by one pool), yields and rejects, QC release after the line (the scan kernel's stage on the lane's exits:
     where that stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold
-    times that scrap a late batch (one that sends it to investigation stays out: the batch would come back into the
-    station's buffer out of order, after a delay drawn from the ``hold:A->B`` stream, which ``draw_inputs`` does not
-    draw; so does one that ends at a station on the wall clock)."""
+    times that scrap a late batch or send it to investigation (not one that ends at a station on the wall clock)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
-        reasons.extend(_investigated(line, j))
         if line.calendar_failures[j] and any(to == j for _, to, _, _ in line.holds):
             reasons.append(f"{where}.failures: calendar basis where a hold time ends (the engine checks the hold after "
                            "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
         if units[j] > 1:
-            reasons.append(f"{where}.units: {units[j]} units with operators (the event kernel steps single units)")
+            reasons.append(f"{where}.units: {units[j]} units (the event kernel steps single units)")
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew
@@ -570,6 +572,7 @@ class Draws:
     seed: int
     first_replication: int
     qc: np.ndarray | None = None  # [replication, stream of QC_STREAMS, k]: the k-th draw (zeros: no such stream)
+    investigation: np.ndarray | None = None  # [replication, hold, k]: the k-th investigation's time (zeros: a scrap)
 
     @property
     def replications(self) -> int:
@@ -604,6 +607,8 @@ def draw_inputs(
     products = None if compiled.release.mode == "plan" else np.zeros((replications, batches), dtype=np.int32)
     lab = compiled.rules.qc if compiled.rules is not None else None
     qc = np.zeros((replications, len(QC_STREAMS), batches if lab is not None else 1))
+    holds = [h for s in compiled.stations for h in compiled.rules.stations[s.index].holds] if compiled.rules else []
+    investigation = np.zeros((replications, len(holds), batches if any(not h.scrap for h in holds) else 1))
     for i in range(replications):
         r = first_replication + i
         for s in compiled.stations:
@@ -645,8 +650,13 @@ def draw_inputs(
             for k, (name, sampler) in enumerate(zip(QC_STREAMS, samplers, strict=True)):
                 if sampler is not None:
                     qc[i, k] = first_draws(sampler, stream_rng(seed, r, QC_OWNER, name), batches)
+        for h, hold in enumerate(holds):  # (``HoldClocks.investigate``: a batch investigated at most once per hold)
+            if not hold.scrap:
+                rng_h = stream_rng(seed, r, hold.stream_owner, "investigation")
+                investigation[i, h] = first_draws(hold.investigation, rng_h, batches)
     return Draws(
-        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication, qc
+        process, setup, ttf, ttr, clean, rate_noise, reject, clearance, arrivals, products, seed, first_replication, qc,
+        investigation,
     )
 
 

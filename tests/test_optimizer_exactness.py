@@ -559,9 +559,11 @@ def test_hold_times_scrap_late_batches_as_the_engine_does() -> None:
     core = compute_kpis(simulate(spec, replications=3, seed=1)).per_replication
     np.testing.assert_array_equal(res.rejected[0], core["rejected_batches"])
     np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
-    # investigating late batches (they come back later, out of order) is outside the kernel, and says so
+    # investigating late batches (they come back later, out of order): the event kernel would step the line, but
+    # not its two dryers; the scan kernel runs them as scraps, and says so
     data["hold_times"][0] |= {"action": "investigate", "investigation": 2.0}
     assert Evaluator(LineSpec.from_dict(data)).approximations() == (
+        "stations.dry.units: 2 units (the event kernel steps single units)",
         "hold_times: granulate->compress investigates late batches (not scraps)",
     )
 
