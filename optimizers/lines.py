@@ -202,6 +202,7 @@ def approximations_for(
         why = conwip_outside(line, units, wip_limit)
         if why:
             reasons.append(f"release.wip_limit: CONWIP {why}")
+    outside = None  # why the event kernel does not step the line (None: not a line for it)
     if rules is not None:
         outside = events_outside(line, units) if uses_events(line.spec) else None
         ignored = _ignored_rules(line.spec) if outside != [] else []  # (the event kernel evaluates them all)
