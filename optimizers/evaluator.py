@@ -211,7 +211,7 @@ class Evaluator:
             }
             consts["qc"]["most"] = np.int32(self.max_analysts)  # (a constant: one analyst needs no sort of QC ends)
             if self.events:
-                consts["pools"] = pool_constants(self.line)
+                consts["pools"] = pool_constants(self.line, self.max_units)
             self._consts = jax.device_put(consts, self.device)
             seq = d.products if d.products is not None else np.zeros((self.replications, 1), np.int32)
             self._rep_seq = jax.device_put(seq, self.device)
@@ -248,12 +248,12 @@ class Evaluator:
 
     def event_shape(self) -> EventShape:
         """The event kernel's shape: ``shape()``, the edges of each operator pool's calendar, and how many release
-        times a lane keeps: more than a line of single units holds at once (each station one batch, each buffer its
-        places and one handed on at that instant) when every buffer after the first is finite; all when one may not
-        be, or when recording. The weeks of shift changes in its bound on steps: the horizon's, rounded up to a power
-        of two."""
+        times (or buffer places) a lane keeps: more than the line holds at once (each unit one batch, each buffer its
+        places and one handed on to each unit at that instant) when every buffer after the first is finite; all when
+        one may not be, or when recording; the hold times that investigate, with the slots for their batches; the
+        weeks of shift changes in its bound on steps (the horizon's, rounded up to a power of two)."""
         n = len(self.line.stations)
-        held = 2 * n + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
+        held = 2 * sum(self.max_units) + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
         ring = 0 if self.record or self.unlimited else held + 1
         pools = pool_edges(self.line)
         weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)

@@ -7,15 +7,20 @@ The scan kernel (``optimizers.kernel``) computes departures batch by batch, whic
 resource that stations share in time order (operators on shifts). This kernel steps the line's
 events in time order in a ``lax.while_loop`` instead, on fixed-size state:
 
-- per station (one unit): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
+- per unit slot (a station has one for each of its most units, ``EventShape.owner``; a design's units are the first
+  ones, ``_active``): its phase (``TAKE`` a batch, wait for its ``CREW``, ``PROCESS``, ``LEAVE``; with the
   cleaning rule also wait for a clean's crew, ``CLEAN``, and ``CLEANING``; with changeovers wait for their crew,
   ``SETUP_CREW``, and ``SETUP``; on the wall clock ``HELD`` or ``AFTER`` by a repair that outlasted the wait for a
   batch or for a place), the batch it holds, when its timed phase ends, when it asked for its crew, the operators it
   holds per pool, its hygiene (``kernel._hygiene_init``), the product it processed last, its failure clock;
 - per buffer: the batches waiting in it. A station of one unit passes its batches on in the order it took
   them, so the batches before station j are those station j-1 passed on and j has not taken yet: two counts
-  (with hold times, also which batch is at each place and its times, ``queue`` and ``carried``: a scrapped batch
-  leaves a gap in the numbers, and one back from investigation, ``returned``, comes in out of order);
+  (where batches can leave early or overtake, on several units, also which batch is at each place and its times,
+  ``queue`` and ``carried``: a scrapped batch leaves a gap in the numbers, one back from investigation,
+  ``returned``, comes in out of order). Units of a station take its batches first come, first served (the time
+  each asked, then the order its timeout was scheduled in: ``_take_ranks``, ``_scheduled``), and put them into the
+  next buffer in the same order (``_put_order``); they draw from their station's streams in the order the engine's
+  processes go on in (``_reorder``), each with its own failure clock and hygiene;
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
   ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
@@ -61,13 +66,13 @@ take loop does. The exits skip it. A hold that investigates instead (the first l
 decides) sends the batch to investigation at that instant: its clocks from that hold's first station stop, and it
 comes back into the station's buffer after the hold's next investigation time (``_investigate``; a lane keeps
 ``EventShape.returns`` batches in investigation, and the evaluator runs it again with more when it needed more).
-Its put waits its turn (``_returns_due``, ``Buffer``: first come, first served) behind the pass-on of the station
-before, when that asked first: its processing ended earlier, or at the same time but began before the batch was
-sent (SimPy's order of the two timeouts; a tie of both instants: the pass-on first).
+Its put waits its turn (``_put_order``, ``Buffer``: first come, first served) behind the pass-ons of the station
+before that asked first: their processing ended earlier, or at the same time but its timeout was scheduled before
+the batch was sent (SimPy's order of the two timeouts).
 QC release after the line shares nothing with it (the analysts are their own pool): a lane with QC keeps each exit's
 time and release time (``_count_exit``, written into the array of every exit once per chunk of exits: ``_in_chunks``;
 without QC, running totals only) and after the loop runs the scan kernel's stage and totals on them (``_qc_totals``).
-Scope (``lines.events_outside``): serial lines of single-unit stations, finite or unlimited buffers,
+Scope (``lines.events_outside``): serial lines of stations of one unit or several, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
 shared skids too), rooms' headcounts, operator pools on shift calendars (the
@@ -135,6 +140,22 @@ class EventShape:
     weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
 
     @property
+    def owner(self) -> tuple[int, ...]:
+        """The station of each unit slot: a station has a slot for each of its most units (``base.max_units``), in
+        station order; a design's units are the first slots of their station (``_active``)."""
+        return tuple(j for j, c in enumerate(self.base.max_units) for _ in range(max(c, 1)))
+
+    @property
+    def unit(self) -> tuple[int, ...]:
+        """Each slot's unit at its station."""
+        return tuple(i for c in self.base.max_units for i in range(max(c, 1)))
+
+    @property
+    def multi(self) -> bool:
+        """Some station may have several units."""
+        return len(self.owner) > self.base.stations
+
+    @property
     def kept(self) -> int:
         """How many release times a lane keeps, by batch modulo (a line of single units lets its batches out in the
         order it took them: a batch's slot is free once it has left). With hold times, the places of each buffer, by
@@ -143,9 +164,68 @@ class EventShape:
 
     @property
     def steps(self) -> int:
-        """Most steps of a lane (a step is an instant, or a station's cascade within one): a few per batch and station,
+        """Most steps of a lane (a step is an instant, or a station's cascade within one): a few per batch and unit,
         plus every shift change of the pools over ``weeks``; only a line whose crews can never be served reaches it."""
-        return 16 * self.base.batches * self.base.stations + self.weeks * sum(self.pools) + 4096
+        return 16 * self.base.batches * len(self.owner) + self.weeks * sum(self.pools) + 4096
+
+
+def _slots(x: jax.Array, shape: EventShape) -> jax.Array:
+    """Per-station values ``x`` for each unit slot."""
+    return x[jnp.asarray(shape.owner)] if shape.multi else x
+
+
+def _per_station(x: jax.Array, shape: EventShape) -> jax.Array:
+    """Per-slot values ``x`` summed per station."""
+    if not shape.multi:
+        return x
+    zero = jnp.zeros((shape.base.stations, *x.shape[1:]), x.dtype)
+    return zero.at[jnp.asarray(shape.owner)].add(x)
+
+
+def _active(design: dict[str, Any], shape: EventShape) -> jax.Array | bool:
+    """The slots that are units of the design (the first of each station's)."""
+    if not shape.multi:
+        return True
+    return jnp.asarray(shape.unit) < _slots(design["units"], shape)
+
+
+def _ranks(mask: jax.Array, key: jax.Array, key2: jax.Array, group: Any) -> jax.Array:
+    """Each item's place among the ``mask``ed items of its ``group`` in order of (``key``, ``key2``, index)."""
+    index = jnp.arange(mask.shape[0])
+    k1, k2 = jnp.where(mask, key, INF), jnp.where(mask, key2, INF)
+    lower = (k1[None, :] < k1[:, None]) | ((k1[None, :] == k1[:, None]) & (
+        (k2[None, :] < k2[:, None]) | ((k2[None, :] == k2[:, None]) & (index[None, :] < index[:, None]))))
+    same = jnp.asarray(group)[None, :] == jnp.asarray(group)[:, None]
+    return jnp.sum(same & mask[None, :] & lower, axis=1, dtype=jnp.int32)
+
+
+def _reorder(go: jax.Array, match: jax.Array, rank: jax.Array, shape: EventShape) -> jax.Array | int:
+    """For each slot: how many of its station's slots ``go`` (and ``match`` it, [slot, slot]) come before it in
+    ``rank`` order, less those before it in slot order. A loop over slots in slot order that counts draws adds this
+    to have them in ``rank`` order, the order in which the engine's processes go on (0 on single units)."""
+    if not shape.multi:
+        return 0
+    owner = jnp.asarray(shape.owner)
+    same = (owner[None, :] == owner[:, None]) & match & go[None, :]
+    index = jnp.arange(owner.shape[0])
+    ahead = jnp.sum(same & (rank[None, :] < rank[:, None]), axis=1, dtype=jnp.int32)
+    return ahead - jnp.sum(same & (index[None, :] < index[:, None]), axis=1, dtype=jnp.int32)
+
+
+def _unit(s: dict[str, Any], i: int) -> dict[str, Any]:
+    """Station dict ``s`` as its unit ``i`` sees it: that unit's hygiene (the clean draws stay the station's)."""
+    if "hygienes" not in s:
+        return s
+    return {**s, "hygiene": {**s["hygiene"], **{k: v[i] for k, v in s["hygienes"].items()}}}
+
+
+def _unit_back(s: dict[str, Any], view: dict[str, Any], i: int) -> dict[str, Any]:
+    """``view`` (``_unit(s, i)``, changed) written back into the station's dict."""
+    if "hygienes" not in s:
+        return view
+    h = view["hygiene"]
+    hygienes = {k: v.at[i].set(h[k]) for k, v in s["hygienes"].items()}
+    return {**view, "hygiene": {**s["hygiene"], "drawn": h["drawn"]}, "hygienes": hygienes}
 
 
 def _timed_phase(phase: jax.Array, shape: EventShape) -> jax.Array:
@@ -159,74 +239,110 @@ def _timed_phase(phase: jax.Array, shape: EventShape) -> jax.Array:
     return timed
 
 
-def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
-    """When each station's next ordinary event happens (inf: none until another event), then each pool's shift
-    change. A station taking or passing on a batch does so now if it can (it could not earlier)."""
-    base, t, phase = shape.base, st["t"], st["phase"]
-    k = st["taken"][0]
-    first = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(k, base.batches - 1)])
-    puts = _puts(st)
-    queued = puts > st["taken"][1:]
-    take = jnp.concatenate([jnp.where(k < n_in, first, INF)[None], jnp.where(queued, t, INF)])
-    # a place downstream: ``Buffer``'s put (its places, and the unit waiting for a batch); out of the last station
-    b, waiting = design["buffers"][1:], puts - st["taken"][1:]
-    room = jnp.concatenate([(b < 0) | (waiting < b + (phase[1:] == TAKE)), jnp.ones(1, bool)])
-    back, first_put = _returns_due(st, room, shape) if shape.investigated else ((), True)
-    leave = jnp.where(room & first_put, t, INF)
-    timed = _timed_phase(phase, shape)
-    times = jnp.select([phase == TAKE, timed, phase == LEAVE], [take, st["fin"], leave], INF)
-    return jnp.concatenate([times, st["shift_at"], *back])
-
-
 def _puts(st) -> jax.Array:
     """The batches put into each station's buffer so far, from the second station on: those the station before passed
     on, and those back from investigation (``returned``)."""
     return st["left"][:-1] + st["returned"][1:] if "returned" in st else st["left"][:-1]
 
 
-def _returns_due(st, room, shape) -> tuple[tuple[jax.Array], jax.Array]:
-    """When each batch in investigation is put back into its station's buffer (``HoldClocks._investigation``): at the
-    end of its investigation, or later when it waits for a place (``Buffer``'s puts: first come, first served, with
-    the station before that passes a batch on since its processing ended); and whether each station's pass-on comes
-    before every such put waiting for its buffer (``room``: a place for the put of each station's batch)."""
-    t, at, to, sent = st["t"], st["back_at"], st["back_to"], st["back_sent"]
-    n = st["phase"].shape[0]
-    # a pass-on's put is asked when its processing ends (a timeout scheduled when it began); at the same time as a
-    # batch back from investigation (scheduled when it was sent), the one scheduled first (a tie: the pass-on)
-    asked = jnp.where(st["phase"] == LEAVE, st["fin"], INF)
-    upstream = jnp.concatenate([jnp.full(1, INF), asked[:-1]])[to]  # (into station 0's buffer: never)
-    began = jnp.concatenate([jnp.full(1, INF), st["began"][:-1]])[to]
-    waiting = at <= t
-    same = to[None, :] == to[:, None]
-    order = jnp.arange(at.shape[0])  # (batches back at the same time were sent at one instant, to slots in order)
-    earlier = waiting[None, :] & same & ((at[None, :] < at[:, None]) | ((at[None, :] == at[:, None]) &
-                                                                         (order[None, :] < order[:, None])))
-    ahead = (at < upstream) | ((at == upstream) & (sent < began))  # a put back asked before the pass-on's
-    first = ~jnp.any(earlier, axis=1) & ahead
-    space = jnp.concatenate([jnp.zeros(1, bool), room[:-1]])[to]
-    due = jnp.where(at > t, at, jnp.where(waiting & space & first, t, INF))
-    before = jnp.zeros(n + 1, bool).at[to].max(waiting & ahead)  # a pass-on waits for the puts asked before it
-    return (due,), ~before[1:]
+def _idle(st, design, shape) -> jax.Array:
+    """The slots waiting for a batch (units of the design)."""
+    return (st["phase"] == TAKE) & _active(design, shape)
 
 
-def _take(st, on, shape, seq, draws, consts, w0, w1):
-    """Stations ``on`` take their next batch (the first station: releases it, or takes the next arrival), or scrap
-    it when one of its hold times ran out (``_scrap``: the station takes the next one at the same instant); on the
-    wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the station, ``HELD``);
-    then the batch begins (``_begin``)."""
-    base, t, k = shape.base, st["t"], st["taken"]
+def _take_ranks(st, idle, shape) -> jax.Array:
+    """Each waiting slot's place among its station's (``Buffer``'s gets, first come, first served: the time it asked,
+    then the slot): the batch it takes is that many after its station's next."""
+    if not shape.multi:
+        return jnp.zeros(idle.shape, jnp.int32)
+    return _ranks(idle, st["idle_at"], st["sched"], shape.owner)
+
+
+def _free_places(st, idle, design, shape) -> jax.Array:
+    """Places each buffer (after the first station) has for a put now: its places, and the units waiting for a batch,
+    less the batches in it (``Buffer``'s put; unlimited: many)."""
+    b, waiting = design["buffers"][1:], _puts(st) - st["taken"][1:]
+    idle_n = _per_station(jnp.asarray(idle, jnp.int32), shape)[1:] if shape.multi else idle[1:].astype(jnp.int32)
+    return jnp.where(b < 0, shape.base.batches + len(shape.owner), b + idle_n - waiting)
+
+
+def _put_order(st, free, shape) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Which pass-ons (per slot) and puts back from investigation (per investigation slot) go now, and each one's
+    place among the puts into its buffer: ``Buffer``'s puts, first come, first served, as many as it has places
+    (``free``). A pass-on's put is asked when its processing ends, a batch back from investigation's at its return:
+    at one instant, in the order their timeouts were scheduled (``_scheduled``). Out of the line: always."""
+    t, owner = st["t"], jnp.asarray(shape.owner)
+    blocked = st["phase"] == LEAVE
+    space = jnp.concatenate([free, jnp.full(1, shape.base.batches + len(shape.owner))])  # [station after]
+    if not shape.multi and not shape.investigated:  # (one pass-on per buffer at most)
+        go = blocked & (space[owner] > 0)
+        return go, jnp.zeros(0, bool), jnp.zeros(owner.shape[0], jnp.int32), jnp.zeros(0, jnp.int32)
+    target, key, key2, mask = owner + 1, jnp.where(blocked, st["fin"], INF), st["sched"], blocked
+    kind = jnp.zeros(owner.shape[0], jnp.int32)
+    if shape.investigated:
+        back = st["back_at"] <= t
+        target = jnp.concatenate([target, st["back_to"]])
+        key, key2 = jnp.concatenate([key, st["back_at"]]), jnp.concatenate([key2, st["back_seq"]])
+        mask, kind = jnp.concatenate([mask, back]), jnp.concatenate([kind, jnp.ones(back.shape[0], jnp.int32)])
+    rank = _put_ranks(mask, key, key2, kind, target)  # (ties: the pass-on first, then by slot)
+    go = mask & (rank < space[target - 1])
+    u = owner.shape[0]
+    return go[:u], go[u:], rank[:u], rank[u:]
+
+
+def _put_ranks(mask, key, key2, kind, target) -> jax.Array:
+    """Each put's place among the ``mask``ed puts into its buffer (``target``) in order of (``key``, ``key2``,
+    ``kind``, index)."""
+    index = jnp.arange(mask.shape[0])
+    k1, k2 = jnp.where(mask, key, INF), jnp.where(mask, key2, INF)
+    tie2 = (k2[None, :] == k2[:, None]) & ((kind[None, :] < kind[:, None]) | (
+        (kind[None, :] == kind[:, None]) & (index[None, :] < index[:, None])))
+    lower = (k1[None, :] < k1[:, None]) | ((k1[None, :] == k1[:, None]) & ((k2[None, :] < k2[:, None]) | tie2))
+    return jnp.sum((target[None, :] == target[:, None]) & mask[None, :] & lower, axis=1, dtype=jnp.int32)
+
+
+def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
+    """When each slot's next ordinary event happens (inf: none until another event), then each pool's shift change,
+    then each investigation's return. A slot taking or passing on a batch does so now if it can (it could not
+    earlier)."""
+    base, t, phase, owner = shape.base, st["t"], st["phase"], jnp.asarray(shape.owner)
+    idle = _idle(st, design, shape)
+    next_k = _slots(st["taken"], shape) + _take_ranks(st, idle, shape)  # the batch each waiting slot would take
+    first = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(next_k, base.batches - 1)])
+    waiting = jnp.concatenate([jnp.zeros(1, jnp.int32), _puts(st)]) - st["taken"]  # (station 0: unused)
+    queued = next_k < _slots(st["taken"] + waiting, shape)
+    take = jnp.where(owner == 0, jnp.where(next_k < n_in, first, INF), jnp.where(queued, t, INF))
+    passes, back, _, _ = _put_order(st, _free_places(st, idle, design, shape), shape)
+    timed = _timed_phase(phase, shape)
+    times = jnp.select([idle, timed, phase == LEAVE], [take, st["fin"], jnp.where(passes, t, INF)], INF)
+    if not shape.investigated:
+        return jnp.concatenate([times, st["shift_at"]])
+    at = st["back_at"]
+    return jnp.concatenate([times, st["shift_at"], jnp.where(at > t, at, jnp.where(back, t, INF))])
+
+
+def _take(st, on, shape, design, seq, draws, consts, w0, w1):
+    """Slots ``on`` take their next batch (the first station: releases it, or takes the next arrival), or scrap
+    it or send it to investigation when one of its hold times ran out (``_scrap``: the slot takes the next one at
+    the same instant); on the wall clock, the failures of the wait (``RulesUnit._ready``: a repair under way holds the
+    unit, ``HELD``); then the batch begins (``_begin``)."""
+    base, t, owner = shape.base, st["t"], jnp.asarray(shape.owner)
+    rank = _take_ranks(st, _idle(st, design, shape), shape)
+    k = _slots(st["taken"], shape) + rank  # each slot's place in its station's batches (or buffer)
     taken, batch = on, k
-    if _gaps(base):  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
-        batch, times = _from_buffers(st, shape, draws)
+    if _gaps(shape):  # (a hold never ends at a station on the wall clock: ``lines.events_outside``)
+        batch, times = _from_buffers(st, k, shape, draws)
         late, st = _scrap(st, on, batch, times, shape, draws, consts, w0, w1)
         taken = on & ~late
         st["holding"] = jnp.where(taken[None, :], times, st["holding"])
+        if shape.multi:  # a slot that did not keep its batch asks for the next one now, after the others waiting
+            st["idle_at"] = jnp.where(late, t, st["idle_at"])
     st["batch"] = jnp.where(taken, batch, st["batch"])
-    st["taken"] = k + on
+    st["taken"] = st["taken"] + _per_station(jnp.asarray(on, jnp.int32), shape)
     if any(base.has_setup):  # a changeover when the product changes (``changeovers.change``), decided now
         p = seq[batch] if base.products > 1 else jnp.zeros_like(k)
         pa = jnp.maximum(st["prev"], 0)
-        pair = (jnp.arange(base.stations), pa, p)
+        pair = (owner, pa, p)
         exists = consts["setup_exists"][pair] | consts["change_clearance"][pair]  # (the changeover's crew phase)
         st["change"] = jnp.where(taken, (st["prev"] >= 0) & exists, st["change"])
         if "change_clean" in st:  # the change needs a major clean (done unless one was done since the last batch)
@@ -234,76 +350,84 @@ def _take(st, on, shape, seq, draws, consts, w0, w1):
         st["from"] = jnp.where(taken, st["prev"], st["from"])  # (the changeover's pair: from, to the batch's product)
         st["prev"] = jnp.where(taken, p, st["prev"])
     held = jnp.zeros_like(on)
-    for j in range(base.stations):
+    for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
         if base.on_calendar(j) and not (j == 0 and base.pull):  # (the pulling first station does not wait)
             s = st["stations"][j] = dict(st["stations"][j])
-            ready, nf, f, down, _ = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
-                                               taken[j], w0, w1)  # fmt: skip
-            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
-            held = held.at[j].set(taken[j] & (ready > t))
-            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+            ready, nf, f, down, _ = _wait_over(t, s["nf"][i], s["f"][i], draws["ttf"][j], draws["ttr"][j], i,
+                                               taken[u], w0, w1)  # fmt: skip
+            s["nf"], s["f"], s["acc"] = s["nf"].at[i].set(nf), s["f"].at[i].set(f), s["acc"].at[2].add(down)
+            held = held.at[u].set(taken[u] & (ready > t))
+            st["fin"] = st["fin"].at[u].set(jnp.where(held[u], t + (ready - t), st["fin"][u]))
     st["phase"] = jnp.where(held, HELD, st["phase"])
+    st = _scheduled(st, held, jnp.arange(held.shape[0]))
     st = _begin(st, taken & ~held, shape, consts)
-    if shape.base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
-        at = jnp.mod(k[0], shape.kept)
-        st["released"] = st["released"].at[at].set(jnp.where(on[0], t, st["released"][at]))
+    if base.pull:  # the release time of a pulled batch is now (an arrival's is drawn: ``_released``)
+        at = jnp.mod(k, shape.kept)
+        st["released"] = st["released"].at[jnp.where(on & (owner == 0), at, shape.kept)].set(t, mode="drop")
     return st
 
 
-def _from_buffers(st, shape, draws) -> tuple[jax.Array, jax.Array]:
-    """With hold times, the batch each station takes next and its times (``carried``: its release, then when it left
-    each hold's first station; inf: not yet): the first station's next batch, the others' at the next place of their
-    buffers (``queue``; a scrapped batch leaves a gap in the numbers)."""
-    base, t, k = shape.base, st["t"], st["taken"]
-    rows, place = jnp.arange(base.stations), jnp.mod(k, shape.kept)
-    released = t if base.pull else draws["arrivals"][jnp.minimum(k[0], base.batches - 1)]
-    first = jnp.concatenate([released[None], jnp.full(len(base.holds), INF)])
-    batch = jnp.where(rows > 0, st["queue"][rows, place], k)
-    return batch, st["carried"][:, rows, place].at[:, 0].set(first)
+def _from_buffers(st, k, shape, draws) -> tuple[jax.Array, jax.Array]:
+    """Where batches can leave the line early or overtake each other, the batch each slot takes next (its place in its
+    station's batches, ``k``) and its times (``carried``: its release, then when it left each hold's first station;
+    inf: not yet): the first station's next batches, the others' at their places in their buffers (``queue``; a
+    scrapped batch leaves a gap in the numbers)."""
+    base, t, owner = shape.base, st["t"], jnp.asarray(shape.owner)
+    place = jnp.mod(k, shape.kept)
+    released = t if base.pull else draws["arrivals"][jnp.minimum(k, base.batches - 1)]
+    first = jnp.concatenate([jnp.broadcast_to(released, owner.shape)[None], jnp.full((len(base.holds), owner.shape[0]),
+                                                                                      INF)])  # fmt: skip
+    batch = jnp.where(owner > 0, st["queue"][owner, place], k)
+    return batch, jnp.where(owner[None, :] > 0, st["carried"][:, owner, place], first)
 
 
-def _gaps(base: Shape) -> bool:
-    """Batches can leave the line before its end (scrapped by a hold time, rejected at the end of processing): the
-    buffers keep which batch is at each place and the batches carry their times."""
-    return bool(base.holds) or any(base.rejects(j) for j in range(base.stations))
+def _gaps(shape: EventShape) -> bool:
+    """Batches can leave the line before its end (scrapped by a hold time, rejected at the end of processing) or
+    overtake each other (several units): the buffers keep which batch is at each place and the batches carry their
+    times."""
+    base = shape.base
+    return bool(base.holds) or any(base.rejects(j) for j in range(base.stations)) or shape.multi
 
 
 def _reject(st, on, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
-    """Which stations ``on``, at the end of processing, reject the whole batch (``quality.after_processing``: one
-    draw per batch processed, in processing order): it leaves the line now (a reject in the window, ``last_out``)."""
+    """Which slots ``on``, at the end of processing, reject the whole batch (``quality.after_processing``: one
+    draw per batch processed, in the order processing ends): it leaves the line now (a reject in the window,
+    ``last_out``)."""
     base = shape.base
     rejected = jnp.zeros_like(on)
-    for j in range(base.stations):
+    order = _reorder(on, True, _ranks(on, st["fin"], st["sched"], shape.owner), shape) if shape.multi else 0
+    for u, j in enumerate(shape.owner):
         if base.rejects(j):
-            s = st["stations"][j]
-            drawn = jnp.minimum(jnp.sum(s["count"]) - 1, draws["reject"].shape[-1] - 1)  # batches processed before
-            rejected = rejected.at[j].set(on[j] & (draws["reject"][j, drawn] < consts["quality"][j, 1]))
+            s = st["stations"][j] = dict(st["stations"][j])
+            done = s["finished"] + (order[u] if shape.multi else 0)  # batches processed before
+            drawn = jnp.minimum(done, draws["reject"].shape[-1] - 1)
+            rejected = rejected.at[u].set(on[u] & (draws["reject"][j, drawn] < consts["quality"][j, 1]))
+            s["finished"] = s["finished"] + jnp.where(on[u], 1, 0)
     return rejected, _out_early(st, rejected, shape, w0, w1)
 
 
 def _out_early(st, gone, shape, w0, w1) -> dict[str, Any]:
-    """The batches of stations ``gone`` leave the line now, before its end (scrapped or rejected): a reject at the
+    """The batches of slots ``gone`` leave the line now, before its end (scrapped or rejected): a reject at the
     station (``last_out``), in the window's ``rejected`` (``kernel._in_window``), and out for a finite plan's end."""
     t, base = st["t"], shape.base
-    for j in range(base.stations):
+    for u, j in enumerate(shape.owner):
         if base.rejects(j) or base.holds_at(j):  # (the stations whose batches can leave early)
             s = st["stations"][j]
-            st["stations"][j] = {**s, "last_out": jnp.where(gone[j], jnp.maximum(s["last_out"], t), s["last_out"])}
+            st["stations"][j] = {**s, "last_out": jnp.where(gone[u], jnp.maximum(s["last_out"], t), s["last_out"])}
     st["scrapped"] = st["scrapped"] + jnp.sum(gone, dtype=jnp.int32)
     st["rejected"] = st["rejected"] + jnp.sum(gone & _in_window(t, w0, w1))
     return st
 
 
 def _scrap(st, on, batch, times, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, Any]]:
-    """Which stations ``on`` do not go on with the batch they take (``holds.holds_kept``: taken later than a hold's
+    """Which slots ``on`` do not go on with the batch they take (``holds.holds_kept``: taken later than a hold's
     maximum after it left the hold's first station, ``times``; the first such hold in order decides): it leaves the
     line (``_out_early``), or goes to investigation (``_investigate``)."""
-    t, holds = st["t"], shape.base.holds
+    t, holds, owner = st["t"], shape.base.holds, jnp.asarray(shape.owner)
     late, decides = jnp.zeros_like(on), jnp.zeros(on.shape, jnp.int32)
-    for h in reversed(range(len(holds))):  # (the first late hold of a station, last written)
-        to = holds[h][1]
-        over = on[to] & (t - times[1 + h, to] > consts["hold_max"][h])
-        late, decides = late.at[to].max(over), decides.at[to].set(jnp.where(over, h, decides[to]))
+    for h in reversed(range(len(holds))):  # (the first late hold of a slot, last written)
+        over = on & (owner == holds[h][1]) & (t - times[1 + h] > consts["hold_max"][h])
+        late, decides = late | over, jnp.where(over, h, decides)
     if not shape.investigated:
         return late, _out_early(st, late, shape, w0, w1)
     sent = late & jnp.isin(decides, jnp.asarray(shape.investigated))
@@ -312,39 +436,48 @@ def _scrap(st, on, batch, times, shape, draws, consts, w0, w1) -> tuple[jax.Arra
 
 
 def _investigate(st, sent, decides, batch, times, shape, draws) -> dict[str, Any]:
-    """Stations ``sent`` send the batch they took to investigation under hold ``decides`` (``HoldClocks.investigate``):
+    """Slots ``sent`` send the batch they took to investigation under hold ``decides`` (``HoldClocks.investigate``):
     its clocks from that hold's first station stop; it comes back to the station's buffer after the hold's next
     investigation time (``draws["investigation"]``, in the order of that hold's investigations), in a free slot."""
     t, holds = st["t"], shape.base.holds
-    for j in sorted({holds[h][1] for h in shape.investigated}):
-        h = decides[j]
+    targets = {holds[h][1] for h in shape.investigated}
+    for u in (u for u, j in enumerate(shape.owner) if j in targets):
+        h = decides[u]
         free = st["back_at"] == INF
         slot = jnp.argmax(free)
-        go = sent[j] & free[slot]
+        go = sent[u] & free[slot]
         delay = draws["investigation"][h, jnp.minimum(st["investigations"][h], draws["investigation"].shape[-1] - 1)]
         source = jnp.asarray([s for s, _ in holds])
-        carried = jnp.where(jnp.concatenate([jnp.zeros(1, bool), source == source[h]]), INF, times[:, j])
+        carried = jnp.where(jnp.concatenate([jnp.zeros(1, bool), source == source[h]]), INF, times[:, u])
         st["back_at"] = st["back_at"].at[slot].set(jnp.where(go, t + delay, st["back_at"][slot]))
-        st["back_to"] = st["back_to"].at[slot].set(jnp.where(go, j, st["back_to"][slot]))
-        st["back_batch"] = st["back_batch"].at[slot].set(jnp.where(go, batch[j], st["back_batch"][slot]))
+        st["back_to"] = st["back_to"].at[slot].set(jnp.where(go, shape.owner[u], st["back_to"][slot]))
+        st["back_batch"] = st["back_batch"].at[slot].set(jnp.where(go, batch[u], st["back_batch"][slot]))
         st["back_times"] = st["back_times"].at[:, slot].set(jnp.where(go, carried, st["back_times"][:, slot]))
-        st["back_sent"] = st["back_sent"].at[slot].set(jnp.where(go, t, st["back_sent"][slot]))
-        st["investigations"] = st["investigations"].at[h].add(jnp.where(sent[j], 1, 0))
+        st["back_seq"] = st["back_seq"].at[slot].set(jnp.where(go, st["seq"], st["back_seq"][slot]))
+        st["seq"] = st["seq"] + jnp.where(go, 1, 0)
+        st["investigations"] = st["investigations"].at[h].add(jnp.where(sent[u], 1, 0))
         # (no free slot: the lane reports more than it can keep, and the evaluator runs it again with more)
-        used = jnp.sum(st["back_at"] < INF, dtype=jnp.int32) + jnp.where(sent[j] & ~go, shape.returns, 0)
+        used = jnp.sum(st["back_at"] < INF, dtype=jnp.int32) + jnp.where(sent[u] & ~go, shape.returns, 0)
         st["returns_used"] = jnp.maximum(st["returns_used"], used)
     return st
 
 
-def _come_back(st, on, shape) -> dict[str, Any]:
-    """The batches of investigation slots ``on`` are put back into their station's buffer (at most one per station at
-    an instant: ``_returns_due``), at its next place, with their times."""
-    to = jnp.where(on, st["back_to"], shape.base.stations)  # (a slot not on writes nowhere)
-    place = jnp.mod(_puts(st)[jnp.maximum(to - 1, 0)], shape.kept)
-    st["queue"] = st["queue"].at[to, place].set(st["back_batch"], mode="drop")
-    st["carried"] = st["carried"].at[:, to, place].set(st["back_times"], mode="drop")
-    st["returned"] = st["returned"].at[to].add(1, mode="drop")
-    st["back_at"] = jnp.where(on, INF, st["back_at"])
+def _put(st, passes, back, rank, rank_back, shape) -> dict[str, Any]:
+    """Slots ``passes`` put their batches into the next buffer, and investigation slots ``back`` theirs into their
+    station's, each at its place (``rank``: after the buffer's puts so far), with their times; then count them."""
+    n, owner = shape.base.stations, jnp.asarray(shape.owner)
+    puts = jnp.concatenate([jnp.zeros(1, jnp.int32), _puts(st)])  # [station]
+    into = jnp.where(passes & (owner < n - 1), owner + 1, n)  # (n: nowhere)
+    place = jnp.mod(puts[jnp.minimum(into, n - 1)] + rank, shape.kept)
+    st["queue"] = st["queue"].at[into, place].set(st["batch"], mode="drop")
+    st["carried"] = st["carried"].at[:, into, place].set(st["holding"], mode="drop")
+    if shape.investigated:
+        to = jnp.where(back, st["back_to"], n)
+        place = jnp.mod(puts[jnp.minimum(to, n - 1)] + rank_back, shape.kept)
+        st["queue"] = st["queue"].at[to, place].set(st["back_batch"], mode="drop")
+        st["carried"] = st["carried"].at[:, to, place].set(st["back_times"], mode="drop")
+        st["returned"] = st["returned"].at[to].add(1, mode="drop")
+        st["back_at"] = jnp.where(back, INF, st["back_at"])
     return st
 
 
@@ -355,14 +488,16 @@ def _released(st, batch, shape, draws) -> jax.Array:
     return draws["arrivals"][jnp.minimum(batch, shape.base.batches - 1)]
 
 
-def _count_exit(st, on, shape, seq, draws, consts, w0, w1):
-    """The last station passes its batch out of the line (when ``on``): the running totals ``kernel._lane_kpis``
-    takes (``kernel._exit_totals``: exits in the window, their lead times, first and last, units per product); with
-    QC, its time and its release time instead, by exit count, in the chunk's ``recent`` (``_in_chunks``)."""
-    t, out = st["t"], st["batch"][-1]
-    released = st["holding"][0, -1] if _gaps(shape.base) else _released(st, out, shape, draws)
+def _count_exit(st, on, u, shape, seq, draws, consts, w0, w1):
+    """Slot ``u`` of the last station passes its batch out of the line (when ``on``): the running totals
+    ``kernel._lane_kpis`` takes (``kernel._exit_totals``: exits in the window, their lead times, first and last,
+    units per product); with QC, its time and its release time instead, by exit count, in the chunk's ``recent``
+    (``_in_chunks``)."""
+    t, out = st["t"], st["batch"][u]
+    released = st["holding"][0, u] if _gaps(shape) else _released(st, out, shape, draws)
+    st["left"] = st["left"].at[-1].add(jnp.where(on, 1, 0))
     if shape.base.qc:
-        at = jnp.mod(st["left"][-1] - 1, CHUNK)  # (``_leave`` has counted this exit)
+        at = st["left"][-1] - 1 - st["chunk"]
         row = jnp.stack([t, released, out.astype(t.dtype)])
         st["recent"] = st["recent"].at[at].set(jnp.where(on, row, st["recent"][at]))
         return st
@@ -394,12 +529,13 @@ def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, 
 
 
 def _in_chunks(going, step, state):
-    """``lax.while_loop(going, step, state)`` in chunks of ``CHUNK`` exits, each written into ``exits`` (every exit's
-    time and release time) at its end: vmapped, a write into an array of every batch is a copy of it per lane, which
-    in every step would cost more than the rest of the step."""
+    """``lax.while_loop(going, step, state)`` in chunks of at least ``CHUNK`` exits, each written into ``exits``
+    (every exit's time and release time) at its end: vmapped, a write into an array of every batch is a copy of it
+    per lane, which in every step would cost more than the rest of the step. (A step lets out at most one batch per
+    unit of the last station: ``recent`` has room for a chunk and one step more.)"""
 
     def chunk(st):
-        done = st["left"][-1]  # exits so far: a multiple of CHUNK
+        done = st["chunk"] = st["left"][-1]  # exits before this chunk
         st = jax.lax.while_loop(lambda s: going(s) & (s["left"][-1] < done + CHUNK), step, st)
         st["exits"] = jax.lax.dynamic_update_slice(st["exits"], st["recent"], (done, jnp.zeros((), done.dtype)))
         st["recent"] = jnp.full_like(st["recent"], INF)
@@ -408,56 +544,56 @@ def _in_chunks(going, step, state):
     return jax.lax.while_loop(going, chunk, state)
 
 
-def _cleaning(shape: EventShape) -> list[int]:
-    """The stations with the cleaning rule."""
-    return [j for j in range(shape.base.stations) if shape.base.cleans(j)]
+def _cleaning(shape: EventShape) -> list[tuple[int, int, int]]:
+    """The slots of stations with the cleaning rule: (slot, station, unit)."""
+    return [(u, j, i) for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)) if shape.base.cleans(j)]
 
 
-def _ask_clean(st, j, on, major, then, consts):
-    """Station ``j`` asks for a clean now (when ``on``; ``major``: the kind decided so far): its skid first if that
+def _ask_clean(st, u, on, major, then, consts):
+    """Slot ``u`` asks for a clean now (when ``on``; ``major``: the kind decided so far): its skid first if that
     kind of clean uses one, then its crew; then it goes on to phase ``then``."""
     pools = consts["pools"]
-    skid = jnp.any(pools["on_skid"][j]) & jnp.where(major, pools["skid_major"][j], pools["skid_minor"][j])
-    st["phase"] = st["phase"].at[j].set(jnp.where(on, jnp.where(skid, SKID, CLEAN), st["phase"][j]))
-    st["then"] = st["then"].at[j].set(jnp.where(on, then, st["then"][j]))
-    st["major"] = st["major"].at[j].set(jnp.where(on, major, st["major"][j]))
+    skid = jnp.any(pools["on_skid"][u]) & jnp.where(major, pools["skid_major"][u], pools["skid_minor"][u])
+    st["phase"] = st["phase"].at[u].set(jnp.where(on, jnp.where(skid, SKID, CLEAN), st["phase"][u]))
+    st["then"] = st["then"].at[u].set(jnp.where(on, then, st["then"][u]))
+    st["major"] = st["major"].at[u].set(jnp.where(on, major, st["major"][u]))
     return st
 
 
 def _begin(st, on, shape, consts):
-    """Stations ``on`` begin their batch now: a clean first where the equipment stood clean or dirty past its hold
+    """Slots ``on`` begin their batch now: a clean first where the equipment stood clean or dirty past its hold
     time (``kernel._stale``), then the changeover when the product changes (its crew asked for: ``SETUP_CREW``), then
     the processing crew (a phase that needs no crew asks for none: granted by the serve step)."""
     t = st["t"]
     then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
     st["asked"] = jnp.where(on, t, st["asked"])  # (the phase: ``_ask_clean`` or ``_change_clean``)
     stale = jnp.zeros_like(on)
-    for j in _cleaning(shape):
-        need, major = _stale(t, st["stations"][j], j, consts)
-        st = _ask_clean(st, j, on[j] & need, major, CHANGE if shape.base.change_cleans(j) else then[j], consts)
-        stale = stale.at[j].set(on[j] & need)
+    for u, j, i in _cleaning(shape):
+        need, major = _stale(t, _unit(st["stations"][j], i), j, consts)
+        st = _ask_clean(st, u, on[u] & need, major, CHANGE if shape.base.change_cleans(j) else then[u], consts)
+        stale = stale.at[u].set(on[u] & need)
     return _change_clean(st, on & ~stale, shape, consts)
 
 
 def _change_clean(st, on, shape, consts):
-    """Stations ``on`` go on to their changeover (or processing): first its major clean where the change needs one
+    """Slots ``on`` go on to their changeover (or processing): first its major clean where the change needs one
     and none was done since the last batch (``changeovers.change``)."""
     then = jnp.where(st["change"], SETUP_CREW, CREW) if "change" in st else jnp.full_like(st["phase"], CREW)
     st["phase"] = jnp.where(on, then, st["phase"])
     st["asked"] = jnp.where(on, st["t"], st["asked"])
-    for j in range(shape.base.stations):
+    for u, j, i in _cleaning(shape):
         if shape.base.change_cleans(j):
-            need = on[j] & st["change_clean"][j] & ~st["stations"][j]["hygiene"]["major_since"]
-            st = _ask_clean(st, j, need, jnp.bool_(True), then[j], consts)
+            need = on[u] & st["change_clean"][u] & ~_unit(st["stations"][j], i)["hygiene"]["major_since"]
+            st = _ask_clean(st, u, need, jnp.bool_(True), then[u], consts)
     return st
 
 
-def _next_change_major(st, j: int, shape: EventShape, consts) -> jax.Array:
-    """The batch that will come next to station ``j`` is already known (``runtime.next_product``: the release plan's
-    next at a pulling first station, else the first batch waiting in its buffer) and the change to it from the
-    batch just done needs a major clean."""
-    base, t = shape.base, st["t"]
-    k = st["taken"][j]
+def _next_change_major(st, u: int, idle, shape: EventShape, consts) -> jax.Array:
+    """The batch that will come next to slot ``u``'s station is already known (``runtime.next_product``: the release
+    plan's next at a pulling first station, else the first batch waiting in its buffer that no waiting unit claimed)
+    and the change to it from the batch just done needs a major clean."""
+    base, t, j = shape.base, st["t"], shape.owner[u]
+    k = st["taken"][j] + (_per_station(jnp.asarray(idle, jnp.int32), shape)[j] if shape.multi else 0)
     if j == 0 and base.pull:  # (a mix's next product is not known: only a plan's)
         known, batch = jnp.bool_(base.seq_from_design) & (k < consts["n_in"]), k
     elif j == 0:
@@ -466,28 +602,29 @@ def _next_change_major(st, j: int, shape: EventShape, consts) -> jax.Array:
         known = _puts(st)[j - 1] > k
         batch = st["queue"][j, jnp.mod(k, shape.kept)] if "queue" in st else k
     upcoming = consts["seq"][jnp.minimum(batch, base.batches - 1)] if base.products > 1 else 0
-    return known & consts["change_major"][j, jnp.maximum(st["prev"][j], 0), upcoming]
+    return known & consts["change_major"][j, jnp.maximum(st["prev"][u], 0), upcoming]
 
 
-def _after(st, on, shape, consts):
-    """Stations ``on`` are done with their batch now: the clean after it, if any (``kernel._due_clean``), then the
+def _after(st, on, shape, design, consts):
+    """Slots ``on`` are done with their batch now: the clean after it, if any (``kernel._due_clean``), then the
     next batch."""
     t = st["t"]
+    idle = _idle(st, design, shape)
     st["phase"] = jnp.where(on, TAKE, st["phase"])
-    for j in _cleaning(shape):
-        change_major = _next_change_major(st, j, shape, consts) if shape.base.change_cleans(j) else False
-        cleans, major = _due_clean(t, st["stations"][j], j, consts, change_major)
-        st["asked"] = st["asked"].at[j].set(jnp.where(on[j] & cleans, t, st["asked"][j]))
-        st = _ask_clean(st, j, on[j] & cleans, major, TAKE, consts)
+    for u, j, i in _cleaning(shape):
+        change_major = _next_change_major(st, u, idle, shape, consts) if shape.base.change_cleans(j) else False
+        cleans, major = _due_clean(t, _unit(st["stations"][j], i), j, consts, change_major)
+        st["asked"] = st["asked"].at[u].set(jnp.where(on[u] & cleans, t, st["asked"][u]))
+        st = _ask_clean(st, u, on[u] & cleans, major, TAKE, consts)
     return st
 
 
-def _ended(st, on, shape, draws, consts, w0, w1):
-    """Stations ``on`` end a timed phase now. Processing: its crew goes (back to work if on shift: ``_free``), the
+def _ended(st, on, shape, design, draws, consts, w0, w1):
+    """Slots ``on`` end a timed phase now. Processing: its crew goes (back to work if on shift: ``_free``), the
     batch is passed on. A clean: its crew and skid place go, then the phase it was for (a changeover's or the
     processing crew asked for now, or the next batch). The changeover: its crew goes, the processing crew is asked for.
     A repair after the wait for a batch: the batch begins (``_begin``); after the wait for a place: ``_after``. A
-    batch rejected at the end of processing (``_reject``) leaves the line: the station goes on to ``_after``."""
+    batch rejected at the end of processing (``_reject``) leaves the line: the slot goes on to ``_after``."""
     phase, t = st["phase"], st["t"]
     release = on & ((phase == PROCESS) | (phase == CLEANING) | (phase == SETUP))
     st["busy"] = st["busy"] - jnp.sum(jnp.where(release[:, None], st["crew"], 0), axis=0, dtype=jnp.int32)
@@ -505,45 +642,47 @@ def _ended(st, on, shape, draws, consts, w0, w1):
                              st["phase"])
     if any(shape.base.rejects(j) for j in range(shape.base.stations)):
         rejected, st = _reject(st, on & (phase == PROCESS), shape, draws, consts, w0, w1)
-        st = _after(st, rejected, shape, consts)
+        st = _after(st, rejected, shape, design, consts)
     if any(shape.base.calendar_failures):
         st = _begin(st, on & (phase == HELD), shape, consts)
-        st = _after(st, on & (phase == AFTER), shape, consts)
+        st = _after(st, on & (phase == AFTER), shape, design, consts)
     return st
 
 
-def _leave(st, on, shape, seq, draws, consts, w0, w1):
-    """Stations ``on`` pass their batches on (into the next buffer, or out of the line), blocked since they
-    finished."""
-    base, t, batch = shape.base, st["t"], st["batch"]
-    st["blocked"] = st["blocked"] + jnp.where(on, _overlap(st["fin"], t, w0, w1), 0.0)
-    if _gaps(base):  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
+def _leave(st, passes, back, rank, rank_back, shape, design, seq, draws, consts, w0, w1):
+    """Slots ``passes`` pass their batches on (into the next buffer, or out of the line), blocked since they
+    finished; investigation slots ``back`` put theirs back (``_put``; ``rank``: their places)."""
+    base, t, batch, owner = shape.base, st["t"], st["batch"], jnp.asarray(shape.owner)
+    st["blocked"] = st["blocked"] + _per_station(jnp.where(passes, _overlap(st["fin"], t, w0, w1), 0.0), shape)
+    if _gaps(shape):  # the batch passed on goes to its buffer's next place with its times; the clocks that start now
         for h, (source, _) in enumerate(base.holds):
-            st["holding"] = st["holding"].at[1 + h, source].set(jnp.where(on[source], t, st["holding"][1 + h, source]))
-        into, place = jnp.arange(1, base.stations), jnp.mod(_puts(st), shape.kept)
-        st["queue"] = st["queue"].at[into, place].set(jnp.where(on[:-1], batch[:-1], st["queue"][into, place]))
-        carried = st["carried"][:, into, place]
-        st["carried"] = st["carried"].at[:, into, place].set(jnp.where(on[None, :-1], st["holding"][:, :-1], carried))
-    st["left"] = st["left"] + on
-    st = _count_exit(st, on[-1], shape, seq, draws, consts, w0, w1)
-    held = jnp.zeros_like(on)
-    for j in range(base.stations - 1):  # (the last station is never blocked)
-        if base.on_calendar(j):  # failures while blocked: down, not blocked; a repair under way holds the station
-            s = st["stations"][j] = dict(st["stations"][j])
-            was = on[j] & (t > st["fin"][j])
-            ready, nf, f, down, before = _wait_over(t, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
+            starts = passes & (owner == source)
+            st["holding"] = st["holding"].at[1 + h].set(jnp.where(starts, t, st["holding"][1 + h]))
+        st = _put(st, passes, back, rank, rank_back, shape)
+    inner = passes & (owner < base.stations - 1)
+    st["left"] = st["left"] + _per_station(jnp.asarray(inner, jnp.int32), shape)
+    for u in (u for u, j in enumerate(shape.owner) if j == base.stations - 1):  # out of the line, in slot order
+        st = _count_exit(st, passes[u], u, shape, seq, draws, consts, w0, w1)
+    held = jnp.zeros_like(passes)
+    for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
+        if base.on_calendar(j) and j < base.stations - 1:  # failures while blocked: down, not blocked (a repair under
+            s = st["stations"][j] = dict(st["stations"][j])  # way holds the unit); the last station is never blocked
+            was = passes[u] & (t > st["fin"][u])
+            ready, nf, f, down, before = _wait_over(t, s["nf"][i], s["f"][i], draws["ttf"][j], draws["ttr"][j], i,
                                                     was, w0, w1)  # fmt: skip
-            s["nf"], s["f"], s["acc"] = s["nf"].at[0].set(nf), s["f"].at[0].set(f), s["acc"].at[2].add(down)
+            s["nf"], s["f"], s["acc"] = s["nf"].at[i].set(nf), s["f"].at[i].set(f), s["acc"].at[2].add(down)
             st["blocked"] = st["blocked"].at[j].add(-before)
-            held = held.at[j].set(was & (ready > t))
-            st["fin"] = st["fin"].at[j].set(jnp.where(held[j], t + (ready - t), st["fin"][j]))
+            held = held.at[u].set(was & (ready > t))
+            st["fin"] = st["fin"].at[u].set(jnp.where(held[u], t + (ready - t), st["fin"][u]))
     st["phase"] = jnp.where(held, AFTER, st["phase"])
-    st = _after(st, on & ~held, shape, consts)  # the clean after the batch, if any, then the next batch
+    st = _scheduled(st, held, jnp.arange(held.shape[0]))
+    st = _after(st, passes & ~held, shape, design, consts)  # the clean after the batch, if any, then the next batch
     # the last batch left the first station: the run may need more batches than drawn
-    st["limit"] = jnp.where(on[0] & (batch[0] == base.batches - 1), t, st["limit"])
+    last = jnp.any(passes & (owner == 0) & (batch == base.batches - 1))
+    st["limit"] = jnp.where(last, t, st["limit"])
     if base.record:
-        n = jnp.arange(base.stations)
-        st["departure"] = st["departure"].at[batch, n].set(jnp.where(on, t, st["departure"][batch, n]))
+        row = jnp.where(passes, batch, base.batches)  # (a slot not passing on writes nowhere)
+        st["departure"] = st["departure"].at[row, owner].set(t, mode="drop")
     return st
 
 
@@ -562,7 +701,7 @@ def _free(st, design) -> jax.Array:
 
 
 def _order(waiting, asked) -> jax.Array:
-    """[i, j]: station j's request comes before station i's (key order: time of request, station; both waiting)."""
+    """[i, j]: slot j's request comes before slot i's (key order: time of request, station, unit; both waiting)."""
     key, index = jnp.where(waiting, asked, INF), jnp.arange(waiting.shape[0])
     return (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & (index[None, :] < index[:, None]))
 
@@ -576,7 +715,7 @@ def _serve_skids(st, go, consts):
     granted = jnp.zeros_like(waiting)
     for k in range(pools["on_skid"].shape[1]):
         mine, users = waiting & pools["on_skid"][:, k], jnp.sum(st["on_skid"] & pools["on_skid"][:, k])
-        place = jnp.sum(earlier & mine[None, :], axis=1)  # waiting for this skid before each station
+        place = jnp.sum(earlier & mine[None, :], axis=1)  # waiting for this skid before each slot
         granted = granted | (mine & (place < pools["skid_places"][k] - users))
     st["on_skid"] = st["on_skid"] | granted
     st["phase"] = jnp.where(granted, CLEAN, st["phase"])
@@ -584,18 +723,18 @@ def _serve_skids(st, go, consts):
     return st
 
 
-def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
-    """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station),
-    first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
-    (granted per station, crew per station and pool)."""
+def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station,
+    unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
+    (granted per slot, crew per slot and pool, each slot's place in key order)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
     phase = st["phase"]
     waiting = go & ((phase == CREW) | (phase == CLEAN) | (phase == SETUP_CREW))
     needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]], pools["need"])
-    rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each station's place in key order
+    rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each slot's place in key order
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
-    in_room = pools["in_room"]  # [station, room]: a room's people are the crews its stations hold
+    in_room = pools["in_room"]  # [slot, room]: a room's people are the crews its stations hold
     people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
     for i in range(n):
         at = rank == i
@@ -611,61 +750,97 @@ def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array]:
         free = free - took
         crew = jnp.where(at[:, None] & ok, took[None, :], crew)
         granted = granted | (at & ok)
-    return granted, crew
+    return granted, crew, rank
 
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
-    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted station starts its
-    processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold)."""
+    """The serve step (when ``go``): grant the waiting requests (``_grants``); each granted slot starts its
+    processing or its clean now (``kernel._clean``: major as decided, or when it stood dirty past its hold). Units of
+    one station granted at one instant draw from the station's streams in key order (``_reorder``)."""
     base, t = shape.base, st["t"]
     if "on_skid" in st:
         st = _serve_skids(st, go, consts)
-    granted, crew = _grants(st, go, design, consts)
+    granted, crew, rank = _grants(st, go, design, consts)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)
     changing = granted & (st["phase"] == SETUP_CREW)
     granted = granted & (st["phase"] == CREW)
     speed = design["speed"]
-    for j in range(base.stations):
-        on, batch = granted[j], st["batch"][j]
-        p = seq[batch] if base.products > 1 else jnp.zeros((), jnp.int32)
+    p_all = seq[st["batch"]] if base.products > 1 else jnp.zeros_like(st["batch"])
+    same_p = p_all[None, :] == p_all[:, None]
+    process_order = _reorder(granted, same_p, rank, shape)
+    any_order = _reorder(granted, True, rank, shape)
+    if any(base.has_setup):
+        pa_all = jnp.maximum(st["from"], 0)
+        same_pair = same_p & (pa_all[None, :] == pa_all[:, None])
+        timed_all = changing & consts["setup_exists"][jnp.asarray(shape.owner), pa_all, p_all]
+        setup_order = _reorder(timed_all, same_pair, rank, shape)
+        clear_all = changing & consts["change_clearance"][jnp.asarray(shape.owner), pa_all, p_all]
+        clear_order = _reorder(clear_all, True, rank, shape)
+    majors = {}
+    for u, j, i in _cleaning(shape):  # each clean's kind: as decided, or major when it stood dirty past its hold
+        majors[u] = st["major"][u] | _expired(t, _unit(st["stations"][j], i), j, consts)
+    if majors and shape.multi:
+        kinds = jnp.zeros(len(shape.owner), bool).at[jnp.asarray(list(majors))].set(jnp.stack(list(majors.values())))
+        clean_order = _reorder(cleaning, kinds[None, :] == kinds[:, None], rank, shape)
+    for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
+        on, p = granted[u], p_all[u]
         s = dict(st["stations"][j])
         if base.has_setup[j]:  # the changeover's time (the pair's stream, in the order of its changeovers here), then
-            pa = jnp.maximum(st["from"][j], 0)  # its line clearance (the station's stream), under one crew
-            timed = changing[j] & consts["setup_exists"][j, pa, p]
-            index = jnp.minimum(s["setups"][pa, p], draws["setup"].shape[-1] - 1)
-            end, down = _timed(t, draws["setup"][j, pa, p, index], timed, s, j, 0, base, draws, w0, w1)
+            pa = pa_all[u]  # its line clearance (the station's stream), under one crew
+            timed = timed_all[u]
+            drawn = s["setups"][pa, p] + (setup_order[u] if shape.multi else 0)
+            index = jnp.minimum(drawn, draws["setup"].shape[-1] - 1)
+            end, down = _timed(t, draws["setup"][j, pa, p, index], timed, s, j, i, base, draws, w0, w1)
             end = jnp.where(timed, end, t)
             s["setups"] = s["setups"].at[pa, p].add(jnp.where(timed, 1, 0))
             if "clearances" in s:
-                clear = changing[j] & consts["change_clearance"][j, pa, p]
-                d = draws["line_clearance"][j, jnp.minimum(s["clearances"], draws["line_clearance"].shape[-1] - 1)]
-                cleared, more = _timed(end, d, clear, s, j, 0, base, draws, w0, w1)
+                clear = clear_all[u]
+                drawn = s["clearances"] + (clear_order[u] if shape.multi else 0)
+                d = draws["line_clearance"][j, jnp.minimum(drawn, draws["line_clearance"].shape[-1] - 1)]
+                cleared, more = _timed(end, d, clear, s, j, i, base, draws, w0, w1)
                 end, down = jnp.where(clear, cleared, end), down + jnp.where(clear, more, 0.0)
                 s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
-            s["acc"] = s["acc"].at[1].add(jnp.where(changing[j], _overlap(t, end, w0, w1) - down, 0.0))
-            st["fin"] = st["fin"].at[j].set(jnp.where(changing[j], end, st["fin"][j]))
+            s["acc"] = s["acc"].at[1].add(jnp.where(changing[u], _overlap(t, end, w0, w1) - down, 0.0))
+            st["fin"] = st["fin"].at[u].set(jnp.where(changing[u], end, st["fin"][u]))
         qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
             startup, effective = consts["rate"][j, 0], consts["rate"][j, 1]
-            noise = draws["rate_noise"][j, jnp.minimum(jnp.sum(s["count"]), draws["rate_noise"].shape[-1] - 1)]
+            drawn = jnp.sum(s["count"]) + (any_order[u] if shape.multi else 0)
+            noise = draws["rate_noise"][j, jnp.minimum(drawn, draws["rate_noise"].shape[-1] - 1)]
             work = _div(startup + _div(qty, effective) * noise, speed[j])
-        else:
-            index = jnp.minimum(s["count"][p], base.batches - 1)  # the station's draws of the product, in start order
+        else:  # the station's draws of the product, in start order
+            index = jnp.minimum(s["count"][p] + (process_order[u] if shape.multi else 0), base.batches - 1)
             work = _div(draws["process"][j, p, index], speed[j])
-        finish, s = _processed_on(s, j, 0, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
+        finish, s = _processed_on(s, j, i, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         if base.cleans(j):
-            major = st["major"][j] | _expired(t, s, j, consts)
-            cleaned, s = _clean(t, major, cleaning[j], s, j, base, draws, w0, w1)
-            s["hygiene"] = _processed(s["hygiene"], finish, _div(consts["masses"][p] * qty, consts["sizes"][p]), on)
-            finish = jnp.where(cleaning[j], cleaned, finish)
+            view = _unit(s, i)
+            skip = clean_order[u] if shape.multi else 0  # (the station's clean draws, in key order)
+            shift = jnp.where(majors[u], jnp.stack([0, skip]), jnp.stack([skip, 0])) if shape.multi else 0
+            view = {**view, "hygiene": {**view["hygiene"], "drawn": view["hygiene"]["drawn"] + shift}}
+            cleaned, view = _clean(t, majors[u], cleaning[u], view, j, base, draws, w0, w1)
+            kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
+            view["hygiene"] = {**_processed(view["hygiene"], finish, kg, on),
+                               "drawn": view["hygiene"]["drawn"] - shift}  # fmt: skip
+            s = _unit_back(s, view, i)
+            finish = jnp.where(cleaning[u], cleaned, finish)
         st["stations"][j] = s
-        st["fin"] = st["fin"].at[j].set(jnp.where(on | cleaning[j], finish, st["fin"][j]))
+        st["fin"] = st["fin"].at[u].set(jnp.where(on | cleaning[u], finish, st["fin"][u]))
     st["phase"] = jnp.select([granted, cleaning, changing], [PROCESS, CLEANING, SETUP], st["phase"])
-    if "began" in st:  # (when each processing began: ``_returns_due``)
-        st["began"] = jnp.where(granted, t, st["began"])
+    return _scheduled(st, granted | cleaning | changing, rank)
+
+
+def _scheduled(st, on, order) -> dict[str, Any]:
+    """Slots ``on`` scheduled the timeout of a phase now, in ``order`` (a rank; ties by slot). Timeouts due at one
+    instant run in the order they were scheduled, as SimPy's (``seq``, its event ids): what a slot asks for when its
+    phase ends (a place downstream, its next batch, a reject draw) comes in that order (``sched``)."""
+    if "sched" not in st:
+        return st
+    before = _ranks(on, order.astype(jnp.float64), jnp.zeros(on.shape), jnp.zeros(on.shape, jnp.int32))
+    st["sched"] = jnp.where(on, st["seq"] + before, st["sched"])
+    st["seq"] = st["seq"] + jnp.sum(on, dtype=jnp.int32)
     return st
 
 
@@ -681,30 +856,36 @@ def _quantities(base: Shape, consts: dict[str, Any]) -> jax.Array:
 
 
 def _station_init(shape: EventShape, j: int, draws: dict[str, Any]) -> dict[str, Any]:
-    """What ``kernel._processed_on`` and ``kernel._lane_kpis`` keep of a station."""
+    """What ``kernel._processed_on`` and ``kernel._lane_kpis`` keep of a station (per unit: its failure clock, its
+    hygiene)."""
     base = shape.base
+    width = max(base.max_units[j], 1)
     s = {
         "acc": jnp.zeros(len(STATES)), "count": jnp.zeros(base.products, jnp.int32), "last_out": jnp.full((), -INF),
         "oee_ideal": jnp.zeros(base.products), "oee_qty": jnp.zeros(base.products),
         "oee_finishes": jnp.zeros((), jnp.int32), "oee_credit": jnp.zeros(()), "oee_tail": jnp.zeros(()),
     }  # fmt: skip
     if base.on_calendar(j):  # ``CalendarClock``: the first failure a time to failure after the start (0)
-        s["nf"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+        s["nf"], s["f"] = draws["ttf"][j, :width, 0], jnp.zeros(width, jnp.int32)
     elif base.has_failures[j]:
-        s["until"], s["f"] = draws["ttf"][j, :1, 0], jnp.zeros(1, jnp.int32)
+        s["until"], s["f"] = draws["ttf"][j, :width, 0], jnp.zeros(width, jnp.int32)
     if base.has_setup[j]:  # changeovers made per (previous, next) product: the draws they used
         s["setups"] = jnp.zeros((base.products, base.products), jnp.int32)
     if base.changeover_cleans and base.changeover_cleans[j]:  # line clearances made: the draws they used
         s["clearances"] = jnp.zeros((), jnp.int32)
+    if base.rejects(j):  # batches processed to their end (the reject draws, in that order)
+        s["finished"] = jnp.zeros((), jnp.int32)
     if base.cleans(j):
         s["hygiene"] = _hygiene_init()
+        if width > 1:  # one per unit (the clean draws stay the station's): ``_unit``
+            s["hygienes"] = {k: jnp.broadcast_to(v, (width,)) for k, v in s["hygiene"].items() if k != "drawn"}
     return s
 
 
 def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[str, Any], consts: dict[str, Any]):
     """Simulate one design in one replication event by event; returns its KPIs (``kernel.lane``'s)."""
     base = shape.base
-    n, n_pools, n_batches = base.stations, len(shape.pools), base.batches
+    n, n_pools, n_batches, n_slots = base.stations, len(shape.pools), base.batches, len(shape.owner)
     consts = _with_levers(design, consts)  # (the cleaning due thresholds of the design)
     n_in = design["batches"]
     # (and what the steps look up of the lane's own inputs: the batches' products, the plan's length, the arrivals)
@@ -718,8 +899,9 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         start_change.append(_next_change(zero, cal, shape.pools[p]) if shape.pools[p] else INF)
     state = {
         "t": zero, "steps": jnp.int32(0),
-        "phase": jnp.full(n, TAKE, jnp.int32), "fin": jnp.full(n, INF), "batch": jnp.zeros(n, jnp.int32),
-        "asked": jnp.zeros(n), "crew": jnp.zeros((n, n_pools), jnp.int32),
+        "phase": jnp.full(n_slots, TAKE, jnp.int32), "fin": jnp.full(n_slots, INF),
+        "batch": jnp.zeros(n_slots, jnp.int32), "asked": jnp.zeros(n_slots),
+        "crew": jnp.zeros((n_slots, n_pools), jnp.int32),
         "taken": jnp.zeros(n, jnp.int32), "left": jnp.zeros(n, jnp.int32),
         "busy": jnp.zeros(n_pools, jnp.int32),
         "on_shift": jnp.stack(start_on) if n_pools else jnp.zeros(0, bool),
@@ -730,35 +912,41 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         "count": jnp.zeros((), int), "lead_sum": zero, "first": jnp.full((), INF), "final": jnp.full((), -INF),
         "made": jnp.zeros(base.products), "last_exit": jnp.full((), -INF),
     }  # fmt: skip
-    if any(base.has_setup):  # the product each station processed last (-1: none yet), whether it changes over
-        state.update(prev=jnp.full(n, -1, jnp.int32), change=jnp.zeros(n, bool), **{"from": jnp.full(n, -1, jnp.int32)})
+    if any(base.has_setup):  # the product each slot processed last (-1: none yet), whether it changes over
+        state.update(prev=jnp.full(n_slots, -1, jnp.int32), change=jnp.zeros(n_slots, bool),
+                     **{"from": jnp.full(n_slots, -1, jnp.int32)})  # fmt: skip
     if any(base.change_cleans(j) for j in range(n)):  # the change to the batch taken needs a major clean
-        state["change_clean"] = jnp.zeros(n, bool)
+        state["change_clean"] = jnp.zeros(n_slots, bool)
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
-    if _gaps(base):  # the batch at each place of each buffer, its times and those of each station's batch, scraps
+    if _gaps(shape):  # the batch at each place of each buffer, its times and those of each slot's batch, scraps
         state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
         state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
-        state["holding"] = jnp.full((1 + len(base.holds), n), INF)
+        state["holding"] = jnp.full((1 + len(base.holds), n_slots), INF)
         state["scrapped"], state["rejected"] = jnp.zeros((), jnp.int32), jnp.zeros((), int)
+    if shape.multi:  # when each slot asked for its next batch (``_take_ranks``)
+        state["idle_at"] = jnp.zeros(n_slots)
+    if shape.multi or shape.investigated:  # the order in which timeouts were scheduled (``_scheduled``)
+        state["seq"], state["sched"] = jnp.zeros((), jnp.int32), jnp.zeros(n_slots, jnp.int32)
     if shape.investigated:  # batches in investigation (a slot each: back at, to, batch, times), those put back
         r, h = shape.returns, len(base.holds)
         state.update(back_at=jnp.full(r, INF), back_to=jnp.zeros(r, jnp.int32), back_batch=jnp.zeros(r, jnp.int32),
                      back_times=jnp.full((1 + h, r), INF), returned=jnp.zeros(n, jnp.int32),
                      investigations=jnp.zeros(h, jnp.int32), returns_used=jnp.zeros((), jnp.int32),
-                     back_sent=jnp.full(r, INF), began=jnp.full(n, INF))  # fmt: skip
+                     back_seq=jnp.zeros(r, jnp.int32))  # fmt: skip
     if base.qc:  # each exit's time and release time, for QC release after the loop (``_in_chunks``, ``_qc_totals``)
-        state["exits"], state["recent"] = jnp.full((n_batches + CHUNK, 3), INF), jnp.full((CHUNK, 3), INF)
+        state["exits"] = jnp.full((n_batches + 2 * CHUNK, 3), INF)
+        state["recent"], state["chunk"] = jnp.full((2 * CHUNK, 3), INF), jnp.zeros((), jnp.int32)
     if _cleaning(shape):  # a clean's kind and the phase after it
-        state["then"], state["major"] = jnp.full(n, TAKE, jnp.int32), jnp.zeros(n, bool)
-    if consts["pools"]["on_skid"].shape[1]:  # the stations whose cleans hold a skid place
-        state["on_skid"] = jnp.zeros(n, bool)
+        state["then"], state["major"] = jnp.full(n_slots, TAKE, jnp.int32), jnp.zeros(n_slots, bool)
+    if consts["pools"]["on_skid"].shape[1]:  # the slots whose cleans hold a skid place
+        state["on_skid"] = jnp.zeros(n_slots, bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
     def going(st):
         t = jnp.min(_due(st, shape, design, draws, n_in))
-        out = st["left"][n - 1] + (st["scrapped"] if _gaps(base) else 0)  # batches that left the line
+        out = st["left"][n - 1] + (st["scrapped"] if _gaps(shape) else 0)  # batches that left the line
         unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
@@ -766,19 +954,21 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st = {**st, "stations": [dict(s) for s in st["stations"]]}
         due = _due(st, shape, design, draws, n_in)
         t = st["t"] = jnp.min(due)
-        # the ordinary events due now, one kind after another, each seeing what the one before did (a buffer has one
-        # station before it and one after: what one of them does after the other at this instant, the next step sees)
+        phase0 = st["phase"]
+        # the ordinary events due now, one kind after another, each seeing what the one before did (what a slot does
+        # after another at this instant, the next step sees)
         on = due == t
-        st = _ended(st, on[:n] & _timed_phase(st["phase"], shape), shape, draws, consts, w0, w1)
-        ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == LEAVE)
-        st = _leave(st, ready, shape, seq, draws, consts, w0, w1)
-        if shape.investigated:  # batches back from investigation, put after the pass-ons asked before them
-            st = _come_back(st, _due(st, shape, design, draws, n_in)[n + n_pools :] == t, shape)
-        ready = (_due(st, shape, design, draws, n_in)[:n] == t) & (st["phase"] == TAKE)
-        st = _take(st, ready, shape, seq, draws, consts, w0, w1)
+        st = _ended(st, on[:n_slots] & _timed_phase(st["phase"], shape), shape, design, draws, consts, w0, w1)
+        idle = _idle(st, design, shape)
+        passes, back, rank, rank_back = _put_order(st, _free_places(st, idle, design, shape), shape)
+        st = _leave(st, passes, back, rank, rank_back, shape, design, seq, draws, consts, w0, w1)
+        if shape.multi:  # (a slot that asks for a batch now comes after those that asked before)
+            st["idle_at"] = jnp.where((st["phase"] == TAKE) & (phase0 != TAKE), t, st["idle_at"])
+        ready = (_due(st, shape, design, draws, n_in)[:n_slots] == t) & _idle(st, design, shape)
+        st = _take(st, ready, shape, design, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
-                st = _shift(st, p, on[n + p], shape, consts)
+                st = _shift(st, p, on[n_slots + p], shape, consts)
         # nothing more happens at this instant: its serve step
         serve = jnp.min(_due(st, shape, design, draws, n_in)) > t
         st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)
@@ -791,22 +981,26 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
     else:
         totals, ys = {k: final[k] for k in ("count", "lead_sum", "first", "final", "made", "last_exit")}, {}
         totals.update(rejected=jnp.zeros((), int), release_lead=jnp.full((), jnp.nan))
-    if _gaps(base):  # scrapped and rejected batches (in the window)
+    if _gaps(shape):  # scrapped and rejected batches (in the window)
         totals["rejected"] = totals["rejected"] + final["rejected"]
-    stations = []
     last = jnp.maximum(totals["last_exit"], jnp.max(jnp.stack([s["last_out"] for s in final["stations"]])))
     end = jnp.minimum(w1, last) if base.finite_plan else w1  # (the engine's, as ``_lane_kpis``; QC's; scraps')
-    for j, s in enumerate(final["stations"]):
-        blocked_now = final["phase"][j] == LEAVE
-        still = jnp.where(blocked_now, _overlap(final["fin"][j], INF, w0, w1), 0.0)  # at the end
+    active = _active(design, shape)
+    blocked_now = final["phase"] == LEAVE
+    still = _per_station(jnp.where(blocked_now, _overlap(final["fin"], INF, w0, w1), 0.0), shape)  # at the end
+    stations = [dict(s) for s in final["stations"]]
+    for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
         if base.on_calendar(j):  # the failures of a wait under way at the end (``RulesUnit.finish_run``)
-            starved = (final["phase"][j] == TAKE) & (j > 0 or not base.pull)
-            _, _, _, down, before = _wait_over(end, s["nf"][0], s["f"][0], draws["ttf"][j], draws["ttr"][j], 0,
-                                               starved | (blocked_now & (j < n - 1)), w0, w1)  # fmt: skip
-            s = {**s, "acc": s["acc"].at[2].add(down)}
-            still = still - jnp.where(blocked_now, before, 0.0)
-        blocked = final["blocked"][j] + still
-        stations.append({**s, "acc": s["acc"].at[3].add(blocked), "limit": final["limit"] if j == 0 else INF})
+            s = stations[j]
+            starved = (final["phase"][u] == TAKE) & (j > 0 or not base.pull) & (active if not shape.multi else
+                                                                                 active[u])  # fmt: skip
+            _, _, _, down, before = _wait_over(end, s["nf"][i], s["f"][i], draws["ttf"][j], draws["ttr"][j], i,
+                                               starved | (blocked_now[u] & (j < n - 1)), w0, w1)  # fmt: skip
+            s["acc"] = s["acc"].at[2].add(down)
+            still = still.at[j].add(-jnp.where(blocked_now[u], before, 0.0))
+    blocked = final["blocked"] + still
+    stations = [{**s, "acc": s["acc"].at[3].add(blocked[j]), "limit": final["limit"] if j == 0 else INF}
+                for j, s in enumerate(stations)]  # fmt: skip
     out = _lane_kpis(base, stations, totals, design["units"], consts)
     if base.record:  # (a recording lane keeps every batch's release time: ``EventShape.kept``)
         index = jnp.arange(n_batches, dtype=jnp.int32)
@@ -816,16 +1010,16 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
             empty = jnp.zeros_like(ys[key]) if key == "qc_approved" else jnp.full_like(ys[key], INF)
             ys[key] = empty.at[ys["exit_number"]].set(ys[key], mode="drop")
         out.update(_recorded(base, ys))
-    # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     if shape.investigated:  # (the evaluator runs a lane again with more slots when it had more in investigation)
         out["returns_used"] = final["returns_used"]
+    # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
 
 
 @functools.lru_cache(maxsize=16)
 def compiled_event_kernel(shape: EventShape):
     """``f(design, seq, draws, consts)`` over [designs] x [replications], jitted once per shape (as
-    ``kernel.compiled_kernel``; ``consts["pools"]``: ``lines.pool_constants``)."""
+    ``kernel.compiled_kernel``; ``consts["pools"]``: ``lines.pool_constants`` with a row per unit slot)."""
     return over_designs(functools.partial(lane, shape), shape.base.seq_from_design)
 
 

@@ -75,10 +75,13 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
 - operator pools on shift calendars: headcounts, the pools qualified for a station (its crew taken in
   pool order), a station's crews for processing, for its changeovers and for its cleans (asked for
   again for each phase), waiting off shift, a phase that runs on past the shift's end, requests
-  served at the end of each instant in key order (time of request, station), first fit, rooms'
+  served at the end of each instant in key order (time of request, station, unit), first fit, rooms'
   headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
-  single-unit stations (rate-based ones, cleaning, yields, rejects, QC release after the line,
+  stations of one unit or several (a station's units take its batches first come, first served,
+  and put them on in the same order, each with its own failures and hygiene, drawing from the
+  station's streams in the order the engine's processes go on in; rate-based ones, cleaning,
+  yields, rejects, QC release after the line,
   changeovers with their major cleans and line clearances, failures on either clock, hold times that
   scrap a late batch or send it to investigation: it comes back into the station's buffer after its
   investigation time, its put waiting behind the pass-ons asked before it) without other rules
@@ -90,9 +93,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   WIP limit, campaign lengths (a plan's sequence and, without repeat, its number of batches per design),
   and the headcount of each operator pool where the line is stepped event by event.
 Surrogate (evaluated, and its error against SimPy measured and reported with every answer):
-- calendar-basis failures on stations with more than one unit (a repair can free units out of
-  departure order);
-- on stations with more than one unit: cleans due, dirty-hold times, minor cleans of varying time
+- on lines not stepped event by event: calendar-basis failures on stations with more than one unit
+  (a repair can free units out of departure order);
+- on such lines, on stations with more than one unit: cleans due, dirty-hold times, minor cleans of varying time
   and rejects or scraps before the last station (units free out of departure order);
   changes that need a major clean fed by a buffer (the clean looks at the waiting batch); draws of
   varying time after cleans that differ between batches (out of the order taken);
@@ -214,15 +217,16 @@ def approximations_for(
             reasons.append(f"qc.incubation: {why}")
     stepped = rules is not None and uses_events(line.spec)
     for s in line.line.stations:
-        if line.calendar_failures[s.index] and units[s.index] > 1:
-            reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
-        elif line.calendar_failures[s.index] and (waits := _waits_unlogged(line, s.index, stepped)):
+        if line.calendar_failures[s.index] and (waits := _waits_unlogged(line, s.index, stepped)):
             reasons.append(f"stations.{s.name}.failures: calendar basis at a station with {' and '.join(waits)}: a "
                            "failure due while it waits for one is logged by the engine when the phase starts, so the "
                            "station's state shares, utilization and OEE can differ from the engine's (departures are "
                            "exact)")  # fmt: skip
-        if outside != []:  # (the event kernel sends late batches to investigation; the scan kernel scraps them)
-            reasons.extend(_investigated(line, s.index))
+        if stepped and outside == []:  # (the event kernel: investigations and several units, exact)
+            continue
+        if line.calendar_failures[s.index] and units[s.index] > 1:
+            reasons.append(f"stations.{s.name}.failures: calendar basis on {units[s.index]} units (exact on one unit)")
+        reasons.extend(_investigated(line, s.index))  # (the scan kernel scraps them)
         if units[s.index] > 1:
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
@@ -282,8 +286,6 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if line.calendar_failures[j] and any(to == j for _, to, _, _ in line.holds):
             reasons.append(f"{where}.failures: calendar basis where a hold time ends (the engine checks the hold after "
                            "the repairs of the wait; not in the event kernel yet)")  # fmt: skip
-        if units[j] > 1:
-            reasons.append(f"{where}.units: {units[j]} units (the event kernel steps single units)")
     rules = line.line.rules
     for j, station in enumerate(rules.stations if rules is not None else ()):
         cleaning = station.cleaning  # a minor clean off the skid that stood dirty too long asks for it after its crew
@@ -307,13 +309,14 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
     return tuple(len(cal["edges"]) if cal is not None else 0 for cal in _pool_calendars(line))
 
 
-def pool_constants(line: LineArrays) -> dict[str, object]:
+def pool_constants(line: LineArrays, units: tuple[int, ...] | None = None) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
     operators each station's processing, each of its changeovers and each of its cleans need (0: none), each pool's
     calendar (a placeholder when always on shift), the room of each station ([station, room]) and the most people
     each room allows, the cleaning skid of each station's cleans ([station, skid]; ``skid_minor``, ``skid_major``: the
     kinds of clean that use it) and each skid's places. (Each pool's headcount is an input of each design:
-    ``lever_inputs``.)"""
+    ``lever_inputs``.) With ``units`` (the most of each station), a station's rows once per unit: the kernel's unit
+    slots (``events.EventShape.owner``)."""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
@@ -338,17 +341,18 @@ def pool_constants(line: LineArrays) -> dict[str, object]:
             on_skid[j, cleaning.skid] = True
             skid_minor[j], skid_major[j] = "minor" in cleaning.skid_for, "major" in cleaning.skid_for
     always = {"starts": np.zeros(1), "ends": np.zeros(1), "edges": np.zeros(1)}
+    slots = np.repeat(np.arange(n), [max(c, 1) for c in units]) if units is not None else np.arange(n)
     return {
-        "on_skid": on_skid,
-        "skid_minor": skid_minor,
-        "skid_major": skid_major,
+        "on_skid": on_skid[slots],
+        "skid_minor": skid_minor[slots],
+        "skid_major": skid_major[slots],
         "skid_places": np.array([capacity for _, capacity in skids], np.int32),
-        "qualified": qualified,
-        "in_room": in_room,
+        "qualified": qualified[slots],
+        "in_room": in_room[slots],
         "max_people": np.array([most for _, _, most in rooms], np.int32),
-        "need": need,
-        "need_setup": need_setup,
-        "clean_need": clean_need,
+        "need": need[slots],
+        "need_setup": need_setup[slots],
+        "clean_need": clean_need[slots],
         "calendars": [cal if cal is not None else always for cal in _pool_calendars(line)],
     }
 

@@ -92,7 +92,8 @@ class Pooled(NamedTuple):
     release: str
     two_products: bool
     kinds: tuple[str, ...]  # per station: "" plain, "f" failures, "w" on the wall clock, "s" changeovers, "R" rate-based,
-    # "c" cleaning, "k" on the skid, "y" a yield, "r" rejects, "m" changeovers that need a major clean or a clearance
+    # "c" cleaning, "k" on the skid, "y" a yield, "r" rejects, "m" changeovers that need a major clean or a clearance,
+    # "2" or "3" that many units
     shifts: tuple[bool, ...]  # per pool: on a shift calendar (else always on shift)
     batches: int
     hold: tuple[int, int] | None = None  # a hold time (from, to) that scraps a late batch
@@ -118,6 +119,9 @@ POOLED = {
     "investigated-4": Pooled("plan-once", True, ("f", "", "c", "R"), (True, False), 80, hold=(1, 2), investigate=(0, 2)),
     "returns-3": Pooled("interarrival", True, ("", "cy", "s"), (True,), 256, investigate=(0, 2)),
     "change-cleans-3": Pooled("plan", True, ("cm", "ckm", "cm"), (True, False), 320),
+    "units-3": Pooled("plan", True, ("c", "2fs", "3cy"), (True, False), 320),
+    "units-4": Pooled("plan-once", True, ("2f", "2ck", "2w", "Rr"), (True, False), 80, hold=(0, 3), investigate=(1, 3)),
+    "units-changes-3": Pooled("saturated", True, ("2cm", "3sy", "2rw"), (True,), 320),
 }
 
 
@@ -148,6 +152,8 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         if two_products and draw(st.booleans()):
             pt = {"A": pt, "B": draw(st.sampled_from(DISTS))}
         station: dict[str, Any] = {"name": names[j], "process_time": pt}
+        for units in (c for c in kind if c.isdigit()):
+            station["units"] = int(units)
         buffer = draw(st.one_of(st.none(), st.integers(0, 3)))
         if buffer is not None:
             station["buffer"] = buffer
