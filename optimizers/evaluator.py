@@ -52,6 +52,7 @@ DESIGN_INPUTS = (
     ("due_batches", np.int32, "station"), ("due_hours", np.float64, "station"), ("due_kg", np.float64, "station"),
     ("headcount", np.int32, "pool"),
 )  # fmt: skip
+RERUNS = 4  # the most doublings of the batches (and of the failures) drawn past the evaluator's first estimate
 
 
 def resolve_device(name: str = "cpu") -> Any:
@@ -145,6 +146,9 @@ class Evaluator:
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
         self.returns = 8  # batches a lane can have in investigation at once (hold times): doubled when too few
+        # what a lane may take before the evaluator gives up (``_grow``): the estimates, doubled ``RERUNS`` times
+        first = max(self.batches, self._batches_needed())
+        self.most_batches, self.most_failures = first << RERUNS, self._failures_needed(first) << RERUNS
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
         self.invalid: dict[Any, str] = {}  # designs of ``kpis`` whose spec does not validate, and why
@@ -246,12 +250,15 @@ class Evaluator:
         """The event kernel's shape: ``shape()``, the edges of each operator pool's calendar, and how many release
         times (or buffer places) a lane keeps: more than the line holds at once (each unit one batch, each buffer its
         places and one handed on to each unit at that instant) when every buffer after the first is finite; all when
-        one may not be, or when recording; and the hold times that investigate, with the slots for their batches."""
+        one may not be, or when recording; the hold times that investigate, with the slots for their batches; the
+        weeks of shift changes in its bound on steps (the horizon's, rounded up to a power of two)."""
         n = len(self.line.stations)
         held = 2 * sum(self.max_units) + (n - 1) * (self.ring - 2)  # ``ring - 2``: the most places a buffer may have
         ring = 0 if self.record or self.unlimited else held + 1
+        pools = pool_edges(self.line)
+        weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)
         investigated = tuple(h for h, (_, _, _, scrap) in enumerate(self.line.holds) if not scrap)
-        return EventShape(self.shape(), pool_edges(self.line), ring, investigated, self.returns)
+        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
@@ -309,22 +316,46 @@ class Evaluator:
                 lengths.sum(axis=1).astype(np.int32) if self.line.finite_plan else np.full(n, self.batches, np.int32)
             )
             result = self._run(design, seq)
-            retry = False
-            if result.pop("truncated").any():
-                self.batches *= 2
-                retry = True
-            if int(result.pop("returns_used", np.zeros(1)).max()) >= self.returns:  # more in investigation at once
-                self.returns *= 2
-                retry = True
-            if int(result.pop("failures_used").max()) >= self.failures - 1:
-                self.failures *= 2
-                retry = True
-            if not retry:
+            returns = int(result.pop("returns_used", np.zeros(1)).max())
+            if not self._grow(result.pop("truncated"), int(result.pop("failures_used").max()), returns):
                 break
-            self._device_draws = None  # draw more and compile for the new sizes
         recorded = ("departure", "batch", "valid", "release", "qc_start", "qc_end", "qc_out", "qc_approved")
         extra = {k: result.pop(k) for k in recorded if k in result}
         return Evaluation(**result, extra=extra)
+
+    def _grow(self, truncated: np.ndarray, failures_used: int, returns_used: int = 0) -> bool:
+        """After a run whose lanes (``truncated``: [design, replication]) were cut short, used ``failures_used``
+        failure draws of a unit or needed ``returns_used`` places for batches in investigation: whether to run again,
+        with twice the batches (more steps), failures drawn or places. An InputError once that would pass
+        ``most_batches`` or ``most_failures``, or the places the lane's batches (a lane never has more in
+        investigation): then the lanes would never finish (a bug, or a line the step bound does not fit), and
+        rerunning would not end."""
+        more_batches, more_failures = bool(truncated.any()), failures_used >= self.failures - 1
+        more_returns = returns_used >= self.returns
+        engine = "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
+        if more_batches and 2 * self.batches > self.most_batches:
+            d, r = (int(i) for i in np.argwhere(truncated)[0])
+            raise InputError(
+                f"the JAX evaluator's run of design {d}, replication {r} stopped before its end with {self.batches:,} "
+                f"batches drawn, the most it draws for this line ({1 << RERUNS}x its estimate); {engine}"
+            )
+        if more_failures and 2 * self.failures > self.most_failures:
+            raise InputError(
+                f"the JAX evaluator's run used all {self.failures:,} failure draws of a unit, the most it draws for "
+                f"this line ({1 << RERUNS}x its estimate); {engine}"
+            )
+        if more_returns and self.returns > self.batches:
+            raise InputError(
+                f"the JAX evaluator's run needed more than {self.returns:,} places for batches in investigation, more "
+                f"than its {self.batches:,} batches; {engine}"
+            )
+        self.batches *= 2 if more_batches else 1
+        self.failures *= 2 if more_failures else 1
+        self.returns *= 2 if more_returns else 1
+        grow = more_batches or more_failures or more_returns
+        if grow:
+            self._device_draws = None  # draw more and compile for the new sizes
+        return grow
 
     def _sequences(self, plans: list[tuple[int, ...] | None], lengths: np.ndarray) -> np.ndarray | None:
         """Each design's product per batch in release order (plan mode; None: per replication, from the mix)."""
@@ -364,16 +395,20 @@ class Evaluator:
         c = np.asarray(units, np.int32).reshape(n_st)
         v = np.asarray(speed, np.float64).reshape(n_st)
         self._check({"buffers": b[None], "units": c[None], "speed": v[None]})
-        draws = self._ensure_draws()
-        seq = self._rep_seq
-        if self.line.campaigns:
-            seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
         levers = {key: x for key, x in self.levers.items() if key != "campaigns"}  # the spec's
-        batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
-        design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
-        kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
-        value, jac, kpis = kernel(design, seq, draws, self._consts)
-        return np.asarray(value), np.asarray(jac), {k: np.asarray(x) for k, x in kpis.items()}
+        while True:  # (as ``evaluate``: again with more batches or failures drawn while a lane needs them)
+            draws = self._ensure_draws()
+            seq = self._rep_seq
+            if self.line.campaigns:
+                seq = jax.device_put(plan_sequence(self.line, order, self.batches), self.device)
+            batches = np.int32(self.line.plan_batches if self.line.finite_plan else self.batches)
+            design = jax.device_put({"buffers": b, "units": c, "speed": v, **levers, "batches": batches}, self.device)
+            kernel = event_gradient_kernel(self.event_shape()) if self.events else gradient_kernel(self.shape())
+            value, jac, out = kernel(design, seq, draws, self._consts)
+            kpis = {k: np.asarray(x) for k, x in out.items()}
+            returns = int(kpis.pop("returns_used", np.zeros(1)).max())
+            if not self._grow(kpis.pop("truncated")[None], int(kpis.pop("failures_used").max()), returns):
+                return np.asarray(value), np.asarray(jac), kpis
 
     def _check(self, design: dict[str, np.ndarray], lengths: np.ndarray | None = None) -> None:
         b, c, v = design["buffers"], design["units"], design["speed"]

@@ -137,6 +137,7 @@ class EventShape:
     ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
     investigated: tuple[int, ...] = ()  # the hold times (indices in ``base.holds``) that investigate a late batch
     returns: int = 8  # with those, the batches a lane can have in investigation at once (``returns_used``)
+    weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
 
     @property
     def owner(self) -> tuple[int, ...]:
@@ -164,8 +165,8 @@ class EventShape:
     @property
     def steps(self) -> int:
         """Most steps of a lane (a step is an instant, or a station's cascade within one): a few per batch and unit,
-        plus shift changes; only a line whose crews can never be served reaches it."""
-        return 16 * self.base.batches * len(self.owner) + 4096
+        plus every shift change of the pools over ``weeks``; only a line whose crews can never be served reaches it."""
+        return 16 * self.base.batches * len(self.owner) + self.weeks * sum(self.pools) + 4096
 
 
 def _slots(x: jax.Array, shape: EventShape) -> jax.Array:

@@ -217,10 +217,11 @@ def approximations_for(
             reasons.append(f"qc.incubation: {why}")
     stepped = rules is not None and uses_events(line.spec)
     for s in line.line.stations:
-        if line.calendar_failures[s.index] and stepped and rules.stations[s.index].operators:
-            reasons.append(f"stations.{s.name}.failures: calendar basis at a station with a crew: a failure due while "
-                           "it waits for its crew is logged by the engine when the phase starts, so the station's "
-                           "state shares, utilization and OEE can differ from the engine's (departures are exact)")
+        if line.calendar_failures[s.index] and (waits := _waits_unlogged(line, s.index, stepped)):
+            reasons.append(f"stations.{s.name}.failures: calendar basis at a station with {' and '.join(waits)}: a "
+                           "failure due while it waits for one is logged by the engine when the phase starts, so the "
+                           "station's state shares, utilization and OEE can differ from the engine's (departures are "
+                           "exact)")  # fmt: skip
         if stepped and outside == []:  # (the event kernel: investigations and several units, exact)
             continue
         if line.calendar_failures[s.index] and units[s.index] > 1:
@@ -230,6 +231,23 @@ def approximations_for(
             fed = buffered[s.index] if buffered is not None else line.buffers[s.index] != 0
             reasons.extend(multiunit_outside(line, s.index, units[s.index], fed))
     return tuple(reasons)
+
+
+def _waits_unlogged(line: LineArrays, j: int, stepped: bool) -> list[str]:
+    """What station ``j`` may wait for, in a kernel that evaluates it (``stepped``: the event kernel), without the
+    engine's ``CalendarClock.wait_over`` at the wait's end (``RulesUnit`` calls it after a take and a blocked pass-on
+    only; see ``docs/design/exact-rules-kernel.md``): a crew, a shared skid, the release gate of a pulling first
+    station (a release calendar or a WIP limit)."""
+    rules, release = line.line.rules, line.spec.release
+    station = rules.stations[j] if rules is not None else None
+    waits = []
+    if stepped and station is not None and station.operators:
+        waits.append("a crew")
+    if stepped and station is not None and station.cleaning is not None and station.cleaning.skid >= 0:
+        waits.append("a shared skid")
+    if j == 0 and line.pull and (release.calendar is not None or release.wip_limit is not None):
+        waits.append("a release gate")
+    return waits
 
 
 def _investigated(line: LineArrays, j: int) -> list[str]:

@@ -26,6 +26,7 @@ from tests.test_optimizer_exactness import (
 )
 from tests.test_optimizer_qc import LAB_SHIFTS, assert_qc_times_match, assert_same_kpis, qc_labs
 from twin.engine import simulate
+from twin.errors import InputError
 from twin.kpis.report import compute_kpis
 from twin.spec.model import LineSpec
 
@@ -339,6 +340,43 @@ def test_a_failure_due_while_the_crew_is_off_shift_is_repaired_within_the_next_p
     assert len(reasons) == 1 and reasons[0].startswith("stations.s1.failures: calendar basis at a station with a crew")
 
 
+@pytest.mark.parametrize("wait", ["skid", "gate"])
+def test_a_wall_clock_station_that_waits_for_a_skid_or_the_release_gate_is_not_called_exact(wait: str) -> None:
+    # as for a crew: the engine's ``CalendarClock`` has no ``wait_over`` after the wait for a skid (the event kernel)
+    # or at the release gate of a pulling first station (a release calendar or a WIP limit; here the scan kernel), so
+    # the state shares of s1, which fails often and long on the wall clock, are not the log's (departures are); the
+    # evaluator says so
+    fails = {"mtbf": {"dist": "exponential", "mean": 6.0}, "mttr": {"dist": "exponential", "mean": 3.0},
+             "basis": "calendar"}  # fmt: skip
+    data: dict[str, Any] = {
+        "name": "waits", "horizon": 300.0,
+        "stations": [{"name": "s1", "process_time": {"dist": "exponential", "mean": 1.0}, "failures": fails},
+                     {"name": "s2", "buffer": 2, "process_time": {"dist": "exponential", "mean": 1.0}}],
+    }  # fmt: skip
+    if wait == "skid":
+        data["skids"] = [{"name": "wash", "capacity": 1}]
+        for station in data["stations"]:
+            station["cleaning"] = {"minor": {"dist": "exponential", "mean": 2.0}, "major": 3.0, "skid": "wash",
+                                   "skid_for": ["minor", "major"]}  # fmt: skip
+    else:
+        data["calendars"] = {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}]}}
+        data["release"] = {"calendar": "day"}
+    spec = LineSpec.from_dict(data)
+    ev = Evaluator(spec, seed=1, replications=2)
+    (why,) = ev.approximations()
+    what = {"skid": "a shared skid", "gate": "a release gate"}[wait]
+    assert why.startswith(f"stations.s1.failures: calendar basis at a station with {what}: a failure due while")
+    assert ev.events == (wait == "skid")
+    res = ev.evaluate()
+    core = compute_kpis(simulate(spec, seed=1, replications=2)).per_replication
+    np.testing.assert_allclose(res.throughput[0], core["throughput_per_hour"], rtol=0, atol=1e-12)
+    down = res.states[0, :, 0, STATES.index("down")]
+    assert (np.abs(down - core["s1.state.down"]) > 0.01).all()  # the kernel counts every repair in full as down
+    # with the failures on the operating clock the evaluator calls the same line exact
+    data["stations"][0]["failures"] = {**fails, "basis": "operating"}
+    assert Evaluator(LineSpec.from_dict(data)).approximations() == ()
+
+
 def test_a_hand_made_change_with_its_major_clean_and_clearance_is_exact() -> None:
     # s1 (A, A, B, ...) cleans after each batch; the change A->B needs a major clean (unless one was done since the
     # last batch: the clean after an A batch looks at the B waiting and makes it major), then the changeover time and
@@ -502,6 +540,61 @@ def test_a_lane_cut_short_by_its_bound_on_steps_runs_again_with_more(monkeypatch
     first = ev.batches
     assert_departures_match(ev.evaluate(), simulate(spec, seed=2, replications=1).table, spec)
     assert ev.batches > first
+
+
+def test_the_bound_on_steps_counts_the_shift_changes_of_a_long_horizon() -> None:
+    # two years of a crew on twelve half-hour shifts a day and 100 h batches: some 17,500 shift changes against some
+    # 175 batches. The bound counts them (``EventShape.weeks``), so the lane is not cut short and run again with
+    # batches it does not need (four times as many here, when the bound had batches only); the run is the engine's
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    shifts = [{"days": days, "start": f"{h:02d}:00", "end": f"{h:02d}:30"} for h in range(0, 24, 2)]
+    spec = LineSpec.from_dict({
+        "name": "many-shifts", "horizon": 2 * 8766.0, "calendars": {"halves": {"shifts": shifts}},
+        "operators": [{"name": "team", "headcount": 1, "calendar": "halves", "qualified": ["s1"]}],
+        "stations": [{"name": "s1", "process_time": 100.0, "operators": {"count": 1}}],
+    })  # fmt: skip
+    ev = Evaluator(spec, seed=1, replications=1, record=True)
+    first = ev.batches
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=1, replications=1).table, spec)
+    assert ev.batches == first
+    changes = 2 * 12 * 730  # (two a shift, twelve shifts a day, two years)
+    assert 16 * first + 4096 < changes  # a bound on batches only would stop the lane
+
+
+def test_a_lane_that_never_finishes_stops_the_evaluator_with_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bound on steps that does not grow with the batches: a lane it stops stays stopped however many batches are
+    # drawn. After ``RERUNS`` doublings (one here) the evaluator gives up with a one-line user error (the CLI prints
+    # it and exits 2) instead of doubling forever; so does the gradient, which reruns the same way
+    from optimizers import evaluator as evaluator_module
+    from optimizers.events import EventShape
+
+    monkeypatch.setattr(EventShape, "steps", property(lambda shape: 10))
+    monkeypatch.setattr(evaluator_module, "RERUNS", 1)
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1", "s2"]}
+    spec = crewed_line([{"dist": "exponential", "mean": 1.0}, 0.5], [1, 1], [team], horizon=60.0)
+    ev = Evaluator(spec, seed=2, replications=2)
+    first = ev.batches
+    stopped = r"^the JAX evaluator's run of design 0, replication 0 stopped before its end with [\d,]+ batches drawn"
+    with pytest.raises(InputError, match=stopped) as err:
+        ev.evaluate()
+    assert "\n" not in str(err.value) and str(err.value).endswith("(twin optimize --evaluator engine)")
+    assert ev.batches == 2 * first  # it ran once more with twice the batches, then stopped
+    with pytest.raises(InputError, match="stopped before its end"):
+        ev.gradient([-1, -1], [1, 1], [1.0, 1.0])
+
+
+def test_failure_draws_that_run_out_again_and_again_stop_the_evaluator_with_an_error() -> None:
+    # the scan kernel on a line that fails often, with two failure draws per unit and a cap of three: the run uses
+    # both, the next would need more than the cap allows, and the evaluator says so
+    spec = LineSpec.from_dict({
+        "name": "fails", "horizon": 50.0,
+        "stations": [{"name": "s1", "process_time": 1.0,
+                      "failures": {"mtbf": {"dist": "exponential", "mean": 2.0}, "mttr": 0.5}}],
+    })  # fmt: skip
+    ev = Evaluator(spec, seed=1, replications=1)
+    ev.failures, ev.most_failures = 2, 3
+    with pytest.raises(InputError, match=r"^the JAX evaluator's run used all 2 failure draws of a unit"):
+        ev.evaluate()
 
 
 def test_kpis_with_changeovers_and_calendar_failures_agree_with_core_on_same_draws() -> None:

@@ -287,3 +287,37 @@ def test_optimize_a_qc_line_for_its_release_lead_time_on_the_kernel() -> None:
         assert c.evaluator["release_lead_time_hours"] == pytest.approx(c.kpis["release_lead_time"], abs=1e-9)
     best = min(c.kpis["release_lead_time"] for c in result.confirmed if c.kpis["scrapped_batches"] <= 40)
     assert result.best.kpis["release_lead_time"] == best
+
+
+@pytest.mark.parametrize("crew", [False, True], ids=["scan", "events"])
+def test_the_gradient_kernel_with_qc_gives_the_plain_kernels_figures(crew: bool) -> None:
+    """The gradient search's kernel (``Evaluator.gradient``: forward mode through the lane and QC's stage after it)
+    on a line whose lab works shifts and rejects out-of-spec batches after an incubation (the scan kernel), or
+    investigates them after a plan that ends, s1 worked by a day-shift crew (the event kernel): its KPIs are the plain
+    kernel's, its values their means, its derivatives the finite differences of those."""
+    qc = {"analysts": 2, "test_time": TIMES[1], "oos_probability": 0.3}
+    if crew:
+        qc.update(oos_action="investigate", investigation={"dist": "exponential", "mean": 5.0})
+        release = {"mode": "plan", "plan": [{"product": "batch", "batches": 30}]}
+        data = qc_line(qc, LAB_SHIFTS, release=release, horizon=120.0).model_dump(mode="json", exclude_none=True)
+        data["stations"][0]["operators"], data["stations"][1]["units"] = {"count": 1}, 1
+        data["calendars"]["day"] = {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "18:00"}]}
+        data["operators"] = [{"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}]
+        spec = LineSpec.from_dict(data)
+    else:
+        spec = qc_line({**qc, "incubation": INCUBATIONS[1], "oos_action": "reject"}, LAB_SHIFTS, horizon=120.0)
+    ev = Evaluator(spec, seed=5, replications=2, max_speed=1.5)
+    assert ev.events == crew and ev.approximations() == ()
+    buffers, units, speed = [-1, 1], list(ev.line.units), [1.0, 1.2]
+    value, jac, kpis = ev.gradient(buffers, units, speed)
+    plain = ev.evaluate(buffers=[buffers], units=[units], speed=[speed])
+    assert kpis.keys() <= set(Evaluation.__dataclass_fields__)
+    for key, x in kpis.items():
+        np.testing.assert_allclose(x, getattr(plain, key)[0], rtol=1e-12, atol=1e-12, err_msg=key)
+    assert (plain.release_lead_time[0] > 0).all() and (crew or (plain.rejected[0] > 0).all())  # the lab at work
+    np.testing.assert_allclose(value, [plain.mean("rate")[0], plain.mean("lead_time")[0]], rtol=1e-12)
+    step = 1e-6
+    for j in range(2):
+        moved = ev.evaluate(buffers=[buffers], units=[units], speed=[[v + step * (i == j) for i, v in enumerate(speed)]])
+        fd = [(moved.mean(k)[0] - plain.mean(k)[0]) / step for k in ("rate", "lead_time")]
+        np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
