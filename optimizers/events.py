@@ -88,6 +88,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optimizers.kernel import (
     INF,
@@ -137,6 +138,7 @@ class EventShape:
     ring: int = 0  # release times (pulled batches) or buffer places kept, > the batches the line holds at once; 0: all
     investigated: tuple[int, ...] = ()  # the hold times (indices in ``base.holds``) that investigate a late batch
     returns: int = 8  # with those, the batches a lane can have in investigation at once (``returns_used``)
+    members: int = 0  # operators followed one by one per pool (the most headcount of any design; 0: counts only)
 
     @property
     def owner(self) -> tuple[int, ...]:
@@ -689,9 +691,18 @@ def _shift(st, p, on, shape, consts):
     """Pool ``p``'s shift starts or ends now (``Operators._shifts``)."""
     cal, edges, t = consts["pools"]["calendars"][p], shape.pools[p], st["t"]
     change = _next_change(t, cal, edges)
-    st["on_shift"] = st["on_shift"].at[p].set(jnp.where(on, _working(t, cal), st["on_shift"][p]))
+    working = _working(t, cal)
+    st["on_shift"] = st["on_shift"].at[p].set(jnp.where(on, working, st["on_shift"][p]))
     st["shift_at"] = st["shift_at"].at[p].set(jnp.where(on, t + (change - t), st["shift_at"][p]))
+    if shape.members:  # its operators leave their rooms, de-gowned, when it ends
+        mine = jnp.asarray(_pool_of(shape)) == p
+        st["gowned"] = jnp.where(on & ~working & mine, -1, st["gowned"])
     return st
+
+
+def _pool_of(shape: EventShape) -> np.ndarray:
+    """The pool of each operator followed one by one (``EventShape.members`` places per pool, in pool order)."""
+    return np.repeat(np.arange(len(shape.pools)), shape.members)
 
 
 def _free(st, design) -> jax.Array:
@@ -722,10 +733,13 @@ def _serve_skids(st, go, consts):
     return st
 
 
-def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _grants(st, go, shape, design, consts) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station,
-    unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
-    (granted per slot, crew per slot and pool, each slot's place in key order)."""
+    unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``);
+    where operators are followed one by one (``EventShape.members``), those already gowned for the station's room
+    first, and the crew gowns when one of it was not (the room's gowning hours, when it has some). (granted per slot,
+    crew per slot and pool, each slot's place in key order, gowning hours per slot, the state with the operators'
+    rooms and who each slot holds)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
     phase = st["phase"]
@@ -735,21 +749,44 @@ def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array, jax.Array]:
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
     in_room = pools["in_room"]  # [slot, room]: a room's people are the crews its stations hold
     people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
+    gowning = jnp.zeros(n)
+    if shape.members:  # each operator: free (of the design's headcount, on shift, held by no crew), its room
+        pool_of = _pool_of(shape)
+        rooms = jnp.where(jnp.any(in_room, axis=1), jnp.argmax(in_room, axis=1), -1).astype(jnp.int32)  # (-1: none)
+        held = jnp.any(st["who"] & (crew[:, pool_of] > 0), axis=0)  # (a crew released is zeroed in ``crew``)
+        present = jnp.tile(jnp.arange(shape.members), len(shape.pools)) < design["headcount"][pool_of]
+        free_one = present & st["on_shift"][pool_of] & ~held
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
-        qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
+        mine = jnp.any(at[:, None] & pools["qualified"], axis=0)
+        qualified_free = jnp.where(mine, free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
         if in_room.shape[1]:  # no more people in the station's room than it allows (checked first by the engine)
             room = jnp.any(at[:, None] & in_room, axis=0)
             ok = ok & jnp.all(~room | (people + need <= pools["max_people"]))
             people = people + jnp.where(room & ok, need, 0)
-        before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
-        took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
+        if shape.members:  # those gowned for the room first, then the others, each in pool order
+            r = jnp.sum(jnp.where(at, rooms, 0), dtype=jnp.int32)  # the station's room
+            can = free_one & mine[pool_of]
+            first = can & (st["gowned"] == r)
+            first = first & (jnp.cumsum(first) <= need)
+            rest = can & (st["gowned"] != r)
+            rest = rest & (jnp.cumsum(rest) <= need - jnp.sum(first))
+            one = ok & (first | rest)
+            free_one = free_one & ~one
+            st["who"] = jnp.where(at[:, None] & ok, one[None, :], st["who"])
+            st["gowned"] = jnp.where(one & (r >= 0), r, st["gowned"])
+            hours = pools["gowning"][jnp.maximum(r, 0)] if in_room.shape[1] else 0.0
+            gowning = jnp.where(at & ok & jnp.any(rest) & (r >= 0), hours, gowning)
+            took = jnp.sum(one.reshape(len(shape.pools), shape.members), axis=1).astype(jnp.int32)
+        else:
+            before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
+            took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
         free = free - took
         crew = jnp.where(at[:, None] & ok, took[None, :], crew)
         granted = granted | (at & ok)
-    return granted, crew, rank
+    return granted, crew, rank, gowning, st
 
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
@@ -759,7 +796,8 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     base, t = shape.base, st["t"]
     if "on_skid" in st:
         st = _serve_skids(st, go, consts)
-    granted, crew, rank = _grants(st, go, design, consts)
+    granted, crew, rank, gowning, st = _grants(st, go, shape, design, consts)
+    starts = t + gowning if shape.members else jnp.full(gowning.shape, t)  # (once the crew has gowned)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)
@@ -779,20 +817,20 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         clear_order = _reorder(clear_all, True, rank, shape)
     majors = {}
     for u, j, i in _cleaning(shape):  # each clean's kind: as decided, or major when it stood dirty past its hold
-        majors[u] = st["major"][u] | _expired(t, _unit(st["stations"][j], i), j, consts)
+        majors[u] = st["major"][u] | _expired(starts[u], _unit(st["stations"][j], i), j, consts)
     if majors and shape.multi:
         kinds = jnp.zeros(len(shape.owner), bool).at[jnp.asarray(list(majors))].set(jnp.stack(list(majors.values())))
         clean_order = _reorder(cleaning, kinds[None, :] == kinds[:, None], rank, shape)
     for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
-        on, p = granted[u], p_all[u]
+        on, p, start = granted[u], p_all[u], starts[u]
         s = dict(st["stations"][j])
         if base.has_setup[j]:  # the changeover's time (the pair's stream, in the order of its changeovers here), then
             pa = pa_all[u]  # its line clearance (the station's stream), under one crew
             timed = timed_all[u]
             drawn = s["setups"][pa, p] + (setup_order[u] if shape.multi else 0)
             index = jnp.minimum(drawn, draws["setup"].shape[-1] - 1)
-            end, down = _timed(t, draws["setup"][j, pa, p, index], timed, s, j, i, base, draws, w0, w1)
-            end = jnp.where(timed, end, t)
+            end, down = _timed(start, draws["setup"][j, pa, p, index], timed, s, j, i, base, draws, w0, w1)
+            end = jnp.where(timed, end, start)
             s["setups"] = s["setups"].at[pa, p].add(jnp.where(timed, 1, 0))
             if "clearances" in s:
                 clear = clear_all[u]
@@ -801,7 +839,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
                 cleared, more = _timed(end, d, clear, s, j, i, base, draws, w0, w1)
                 end, down = jnp.where(clear, cleared, end), down + jnp.where(clear, more, 0.0)
                 s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
-            s["acc"] = s["acc"].at[1].add(jnp.where(changing[u], _overlap(t, end, w0, w1) - down, 0.0))
+            s["acc"] = s["acc"].at[1].add(jnp.where(changing[u], _overlap(start, end, w0, w1) - down, 0.0))
             st["fin"] = st["fin"].at[u].set(jnp.where(changing[u], end, st["fin"][u]))
         qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
@@ -812,14 +850,14 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         else:  # the station's draws of the product, in start order
             index = jnp.minimum(s["count"][p] + (process_order[u] if shape.multi else 0), base.batches - 1)
             work = _div(draws["process"][j, p, index], speed[j])
-        finish, s = _processed_on(s, j, i, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
+        finish, s = _processed_on(s, j, i, start, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         if base.cleans(j):
             view = _unit(s, i)
             skip = clean_order[u] if shape.multi else 0  # (the station's clean draws, in key order)
             shift = jnp.where(majors[u], jnp.stack([0, skip]), jnp.stack([skip, 0])) if shape.multi else 0
             view = {**view, "hygiene": {**view["hygiene"], "drawn": view["hygiene"]["drawn"] + shift}}
-            cleaned, view = _clean(t, majors[u], cleaning[u], view, j, base, draws, w0, w1)
+            cleaned, view = _clean(start, majors[u], cleaning[u], view, j, base, draws, w0, w1)
             kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
             view["hygiene"] = {**_processed(view["hygiene"], finish, kg, on),
                                "drawn": view["hygiene"]["drawn"] - shift}  # fmt: skip
@@ -940,6 +978,9 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["then"], state["major"] = jnp.full(n_slots, TAKE, jnp.int32), jnp.zeros(n_slots, bool)
     if consts["pools"]["on_skid"].shape[1]:  # the slots whose cleans hold a skid place
         state["on_skid"] = jnp.zeros(n_slots, bool)
+    if shape.members:  # each operator's room (-1: not gowned for one) and the operators each slot's crew is
+        state["gowned"] = jnp.full(n_pools * shape.members, -1, jnp.int32)
+        state["who"] = jnp.zeros((n_slots, n_pools * shape.members), bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 
