@@ -621,6 +621,25 @@ def test_a_crew_takes_operators_gowned_for_its_room_first_across_its_pools() -> 
     assert list(departures(res, 2)[:3]) == [4.25, 4.75, 5.5]
 
 
+def test_a_clean_whose_crew_gowns_past_the_dirty_hold_is_a_major_one() -> None:
+    # one operator for s1's cleans (room "suite", gowning 0.5 h; dirty hold 0.2 h) and s2's processing (room
+    # "core", gowning 0.25 h): at 1 h s1's minor clean gets the operator, who gowns until 1.5 h, past the dirty hold:
+    # a major clean (1 h) to 2.5 h (``cleaning.clean`` decides after the crew has gowned). s2 then gowns for the
+    # core and runs 2.75-3.75; s1's next clean (asked at 3.5 h) gowns again, 4.25-5.25; s2's second batch 5.5-6.5
+    spec = LineSpec.from_dict({
+        "name": "gowned-clean", "horizon": 7.0,
+        "operators": [{"name": "team", "headcount": 1, "qualified": ["s1", "s2"]}],
+        "rooms": [{"name": "suite", "grade": "A", "max_people": 1, "gowning": 0.5, "stations": ["s1"]},
+                  {"name": "core", "grade": "A", "max_people": 1, "gowning": 0.25, "stations": ["s2"]}],
+        "stations": [{"name": "s1", "process_time": 1.0, "operators": {"count": 1, "phases": ["cleaning"]},
+                      "cleaning": {"minor": 0.3, "major": 1.0, "dirty_hold": 0.2}},
+                     {"name": "s2", "process_time": 1.0, "operators": {"count": 1}}],
+    })  # fmt: skip
+    res = assert_exact(spec, seed=1, replications=1)
+    assert list(departures(res, 0)[:3]) == [1.0, 3.5, 6.25]
+    assert list(departures(res, 1)[:2]) == [3.75, 6.5]
+
+
 def gowned_line() -> LineSpec:
     """Four stations: s2 (cleaned by its crew, with a dirty hold) in a grade B suite, s3 (a crew of two, failures)
     in a grade A core; a team on a day shift for s1 to s3 (de-gowned each night) and an aseptic pool always on
@@ -632,7 +651,7 @@ def gowned_line() -> LineSpec:
             {"name": "s1", "process_time": {"dist": "exponential", "mean": 0.8}, "operators": {"count": 1}},
             {"name": "s2", "buffer": 2, "process_time": {"dist": "gamma", "mean": 1.0, "sd": 0.4},
              "operators": {"count": 1, "phases": ["processing", "cleaning"]},
-             "cleaning": {"minor": 0.4, "major": 1.0, "due": {"batches": 3}, "dirty_hold": 0.5}},
+             "cleaning": {"minor": 0.4, "major": 1.0, "due": {"batches": 3}, "dirty_hold": 0.2}},
             {"name": "s3", "buffer": 1, "process_time": {"dist": "uniform", "low": 0.6, "high": 1.3},
              "operators": {"count": 2}, "failures": {"mtbf": {"dist": "exponential", "mean": 8.0}, "mttr": 0.5}},
             {"name": "s4", "process_time": 0.7, "operators": {"count": 1}},
