@@ -23,7 +23,10 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
   processes go on in (``_reorder``), each with its own failure clock and hygiene;
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
-  ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
+  ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``);
+- per operator, where which one a crew takes matters (``EventShape.members`` places per pool,
+  ``lines.operators_one_by_one``: rooms that gown, or a station of several pools on a line with rooms): the room it is
+  gowned for, and per station the operators its crew holds.
 
 Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
 end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
@@ -33,12 +36,15 @@ after it took its batch) is due at the same time in the next step. When nothing 
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
 fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
-station's pools in pool order (``Operators._grant``), no more people at work in a room than it allows (the crews
-its stations hold). Free operators are ``headcount - busy`` on shift and
-none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
-frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
-which is always granted at the instant it took its batch, as the engine starts it). Which station's event
-of an instant runs first does not change a departure: a buffer has one station before it and one after.
+station's pools in pool order (``Operators._grant``; followed one by one: those gowned for the station's room
+first, across its pools), no more people at work in a room than it allows (the crews its stations hold). A crew
+of which one was not gowned for the room gowns: its phase (processing, a clean, a changeover) begins the room's
+gowning time after the grant (the engine logs the wait as waiting for operators, no state of the kernel's), the
+clean's kind decided then; its operators are gowned for the room until their shift ends. Free operators are
+``headcount - busy`` on shift and none off shift: an operator whose shift ends finishes the phase at hand, and a
+crew released off shift frees nobody. Every processing start is a serve step's grant (a station that needs no crew
+asks for none, which is always granted at the instant it took its batch, as the engine starts it). Which station's
+event of an instant runs first does not change a departure: a buffer has one station before it and one after.
 
 Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
 (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
@@ -75,7 +81,7 @@ without QC, running totals only) and after the loop runs the scan kernel's stage
 Scope (``lines.events_outside``): serial lines of stations of one unit or several, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
-shared skids too), rooms' headcounts, operator pools on shift calendars (the
+shared skids too), rooms (headcounts, gowning), operator pools on shift calendars (the
 crews of processing, changeovers and cleaning), hold times that scrap or investigate (not ending at a station on the
 wall clock), QC release.
 """
