@@ -393,7 +393,8 @@ class Evaluator:
         headcount = design.get("headcount")
         if headcount is not None and (headcount < 1).any():
             raise InputError("an operator headcount below 1")
-        if headcount is not None and (headcount > np.asarray(self.max_headcount, np.int32)).any():
+        most = np.asarray(self.max_headcount, np.int32)  # (a bound where the kernel follows each operator)
+        if headcount is not None and operators_one_by_one(self.line) and (headcount > most).any():
             raise InputError(f"operator headcounts above {self.max_headcount} given when the evaluator was made")
         unserved = next((w for w in crews_unserved(self.line, headcount) if w), "") if headcount is not None else ""
         if unserved:
