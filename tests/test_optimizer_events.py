@@ -669,9 +669,14 @@ def test_gowning_and_a_station_of_two_pools_on_a_line_with_rooms_are_exact() -> 
     for seed in (1, 2):
         res = assert_exact(spec, seed=seed, replications=2)
         assert_engine_kpis(res, spec, seed=seed, replications=2)
-    # a design of more operators than the spec's: the evaluator made for them follows each
-    ev = Evaluator(spec, seed=1, replications=2, max_headcount=(4, 2))
+    # a design of more operators than the spec's: the evaluator made for them follows each, as the engine does on
+    # that design's spec
+    ev = Evaluator(spec, seed=1, replications=2, max_headcount=(4, 2), record=True)
     assert ev.event_shape().members == 4 and ev.approximations() == ()
+    more = spec.model_dump(mode="json", exclude_none=True)
+    more["operators"][0]["headcount"], more["operators"][1]["headcount"] = 4, 1
+    assert_departures_match(ev.evaluate(headcount=[[4, 1]]), simulate(LineSpec.from_dict(more), seed=1,
+                                                                       replications=2).table, spec)  # fmt: skip
     with pytest.raises(InputError, match="operator headcounts above"):
         ev.evaluate(headcount=[[5, 2]])
 
