@@ -81,9 +81,9 @@ without QC, running totals only) and after the loop runs the scan kernel's stage
 Scope (``lines.events_outside``): serial lines of stations of one unit or several, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
-shared skids too), rooms (headcounts, gowning), operator pools on shift calendars (the
-crews of processing, changeovers and cleaning), hold times that scrap or investigate (not ending at a station on the
-wall clock), QC release.
+shared skids too), rooms (headcounts; gowning and stations of several pools on single units where no hold
+investigates), operator pools on shift calendars (the crews of processing, changeovers and cleaning), hold times
+that scrap or investigate (not ending at a station on the wall clock), QC release.
 """
 
 from __future__ import annotations
