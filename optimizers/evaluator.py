@@ -31,6 +31,7 @@ from optimizers.lines import (
     draw_inputs,
     lever_inputs,
     line_arrays,
+    operators_one_by_one,
     plan_sequence,
     pool_constants,
     pool_edges,
@@ -118,6 +119,7 @@ class Evaluator:
         record: bool = False,
         batches: int | None = None,
         max_analysts: int = 0,
+        max_headcount: tuple[int, ...] | None = None,
         wip_limits: tuple[int, int] | None = None,
         plan_batches: int = 0,
         buffered: tuple[bool, ...] | None = None,
@@ -128,6 +130,9 @@ class Evaluator:
         # a plan that does not repeat (campaign lengths) any design may have (the spec's own values at least)
         self.levers = lever_inputs(self.line)
         self.max_analysts = max(max_analysts, int(self.levers["qc_analysts"]))
+        spec_headcount = tuple(int(h) for h in self.levers["headcount"])
+        self.max_headcount = tuple(max(a, b) for a, b in zip(max_headcount or spec_headcount, spec_headcount,
+                                                                strict=True))  # fmt: skip
         spec_wip = int(self.levers["wip_limit"])
         self.wip_limits = (min(wip_limits[0], spec_wip), max(wip_limits[1], spec_wip)) if wip_limits else None
         self.plan_batches = max(plan_batches, self.line.plan_batches)
@@ -258,7 +263,8 @@ class Evaluator:
         pools = pool_edges(self.line)
         weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)
         investigated = tuple(h for h, (_, _, _, scrap) in enumerate(self.line.holds) if not scrap)
-        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks)
+        members = max(self.max_headcount, default=0) if operators_one_by_one(self.line) else 0
+        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks=weeks, members=members)
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:
@@ -422,6 +428,9 @@ class Evaluator:
         headcount = design.get("headcount")
         if headcount is not None and (headcount < 1).any():
             raise InputError("an operator headcount below 1")
+        most = np.asarray(self.max_headcount, np.int32)  # (a bound where the kernel follows each operator)
+        if headcount is not None and operators_one_by_one(self.line) and (headcount > most).any():
+            raise InputError(f"operator headcounts above {self.max_headcount} given when the evaluator was made")
         unserved = next((w for w in crews_unserved(self.line, headcount) if w), "") if headcount is not None else ""
         if unserved:
             raise InputError(f"operator headcounts that leave a crew unserved: {unserved}")
@@ -493,6 +502,7 @@ def evaluator_sizes(arrays: dict[str, Any]) -> dict[str, Any]:
         "max_speed": float(arrays["speed"].max()),
         "min_speed": float(arrays["speed"].min()),
         "max_analysts": int(np.max(arrays["qc_analysts"])),
+        "max_headcount": tuple(int(x) for x in np.max(arrays["headcount"], axis=0)),
         "wip_limits": (int(np.min(arrays["wip_limit"])), int(np.max(arrays["wip_limit"]))),
         "plan_batches": int(np.max(np.sum(arrays["campaigns"], axis=1))) if arrays["campaigns"].size else 0,
     }

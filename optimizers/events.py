@@ -23,7 +23,10 @@ events in time order in a ``lax.while_loop`` instead, on fixed-size state:
   processes go on in (``_reorder``), each with its own failure clock and hygiene;
 - per operator pool: on shift or not, operators busy (of the design's headcount, an input of each design as the
   buffers are), the next shift change (the engine's clock:
-  ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``).
+  ``t + (next_change(t) - t)``, ``WeeklyCalendar``'s arithmetic in ``kernel._working``, ``kernel._next_change``);
+- per operator, where which one a crew takes matters (``EventShape.members`` places per pool,
+  ``lines.operators_one_by_one``: rooms that gown, or a station of several pools on a line with rooms): the room it is
+  gowned for, and per station the operators its crew holds.
 
 Each step is one instant: the earliest time any ordinary event is due (a station that can take a batch, the
 end of a timed phase, a station that can pass its batch on, a shift change). It runs every event due then, kind
@@ -33,12 +36,15 @@ after it took its batch) is due at the same time in the next step. When nothing 
 the step ends with its *serve step* (``twin.engine.rules.arbiter``, docs/batch-rules.md "Who goes first at
 one instant"): the waiting crew requests are served in key order (time of request, station index), first
 fit (a request that cannot be served yet is passed over by a later one that can), each crew taken from the
-station's pools in pool order (``Operators._grant``), no more people at work in a room than it allows (the crews
-its stations hold). Free operators are ``headcount - busy`` on shift and
-none off shift: an operator whose shift ends finishes the phase at hand, and a crew released off shift
-frees nobody. Every processing start is a serve step's grant (a station that needs no crew asks for none,
-which is always granted at the instant it took its batch, as the engine starts it). Which station's event
-of an instant runs first does not change a departure: a buffer has one station before it and one after.
+station's pools in pool order (``Operators._grant``; followed one by one: those gowned for the station's room
+first, across its pools), no more people at work in a room than it allows (the crews its stations hold). A crew
+of which one was not gowned for the room gowns: its phase (processing, a clean, a changeover) begins the room's
+gowning time after the grant (the engine logs the wait as waiting for operators, no state of the kernel's), the
+clean's kind decided then; its operators are gowned for the room until their shift ends. Free operators are
+``headcount - busy`` on shift and none off shift: an operator whose shift ends finishes the phase at hand, and a
+crew released off shift frees nobody. Every processing start is a serve step's grant (a station that needs no crew
+asks for none, which is always granted at the instant it took its batch, as the engine starts it). Which station's
+event of an instant runs first does not change a departure: a buffer has one station before it and one after.
 
 Processing draws, operating-basis failures and line OEE's figures (``kernel._processed_on``) and the KPIs
 (``kernel._lane_kpis``) are the scan kernel's own functions; the draws are ``lines.draw_inputs``'.
@@ -75,9 +81,9 @@ without QC, running totals only) and after the loop runs the scan kernel's stage
 Scope (``lines.events_outside``): serial lines of stations of one unit or several, finite or unlimited buffers,
 every release mode, products, failures on either clock, rate-based stations, yields and rejects, changeovers (with
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
-shared skids too), rooms' headcounts, operator pools on shift calendars (the
-crews of processing, changeovers and cleaning), hold times that scrap or investigate (not ending at a station on the
-wall clock), QC release.
+shared skids too), rooms (headcounts; gowning and stations of several pools on single units where no hold
+investigates), operator pools on shift calendars (the crews of processing, changeovers and cleaning), hold times
+that scrap or investigate (not ending at a station on the wall clock), QC release.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from optimizers.kernel import (
     INF,
@@ -138,6 +145,7 @@ class EventShape:
     investigated: tuple[int, ...] = ()  # the hold times (indices in ``base.holds``) that investigate a late batch
     returns: int = 8  # with those, the batches a lane can have in investigation at once (``returns_used``)
     weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
+    members: int = 0  # operators followed one by one per pool (the most headcount of any design; 0: counts only)
 
     @property
     def owner(self) -> tuple[int, ...]:
@@ -693,9 +701,18 @@ def _shift(st, p, on, shape, consts):
     """Pool ``p``'s shift starts or ends now (``Operators._shifts``)."""
     cal, edges, t = consts["pools"]["calendars"][p], shape.pools[p], st["t"]
     change = _next_change(t, cal, edges)
-    st["on_shift"] = st["on_shift"].at[p].set(jnp.where(on, _working(t, cal), st["on_shift"][p]))
+    working = _working(t, cal)
+    st["on_shift"] = st["on_shift"].at[p].set(jnp.where(on, working, st["on_shift"][p]))
     st["shift_at"] = st["shift_at"].at[p].set(jnp.where(on, t + (change - t), st["shift_at"][p]))
+    if shape.members:  # its operators leave their rooms, de-gowned, when it ends
+        mine = jnp.asarray(_pool_of(shape)) == p
+        st["gowned"] = jnp.where(on & ~working & mine, -1, st["gowned"])
     return st
+
+
+def _pool_of(shape: EventShape) -> np.ndarray:
+    """The pool of each operator followed one by one (``EventShape.members`` places per pool, in pool order)."""
+    return np.repeat(np.arange(len(shape.pools)), shape.members)
 
 
 def _free(st, design) -> jax.Array:
@@ -726,10 +743,13 @@ def _serve_skids(st, go, consts):
     return st
 
 
-def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _grants(st, go, shape, design, consts) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station,
-    unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``).
-    (granted per slot, crew per slot and pool, each slot's place in key order)."""
+    unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``);
+    where operators are followed one by one (``EventShape.members``), those already gowned for the station's room
+    first, and the crew gowns when one of it was not (the room's gowning hours, when it has some). (granted per slot,
+    crew per slot and pool, each slot's place in key order, gowning hours per slot, the state with the operators'
+    rooms and who each slot holds)."""
     pools = consts["pools"]
     n = st["phase"].shape[0]
     phase = st["phase"]
@@ -739,21 +759,44 @@ def _grants(st, go, design, consts) -> tuple[jax.Array, jax.Array, jax.Array]:
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
     in_room = pools["in_room"]  # [slot, room]: a room's people are the crews its stations hold
     people = jnp.sum(jnp.where(in_room, jnp.sum(crew, axis=1)[:, None], 0), axis=0)
+    gowning = jnp.zeros(n)
+    if shape.members:  # each operator: free (of the design's headcount, on shift, held by no crew), its room
+        pool_of = _pool_of(shape)
+        rooms = jnp.where(jnp.any(in_room, axis=1), jnp.argmax(in_room, axis=1), -1).astype(jnp.int32)  # (-1: none)
+        held = jnp.any(st["who"] & (crew[:, pool_of] > 0), axis=0)  # (a crew released is zeroed in ``crew``)
+        present = jnp.tile(jnp.arange(shape.members), len(shape.pools)) < design["headcount"][pool_of]
+        free_one = present & st["on_shift"][pool_of] & ~held
     for i in range(n):
         at = rank == i
         need = jnp.sum(jnp.where(at, needs, 0))
-        qualified_free = jnp.where(jnp.any(at[:, None] & pools["qualified"], axis=0), free, 0)
+        mine = jnp.any(at[:, None] & pools["qualified"], axis=0)
+        qualified_free = jnp.where(mine, free, 0)
         ok = jnp.any(at & waiting) & (jnp.sum(qualified_free) >= need)
         if in_room.shape[1]:  # no more people in the station's room than it allows (checked first by the engine)
             room = jnp.any(at[:, None] & in_room, axis=0)
             ok = ok & jnp.all(~room | (people + need <= pools["max_people"]))
             people = people + jnp.where(room & ok, need, 0)
-        before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
-        took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
+        if shape.members:  # those gowned for the room first, then the others, each in pool order
+            r = jnp.sum(jnp.where(at, rooms, 0), dtype=jnp.int32)  # the station's room
+            can = free_one & mine[pool_of]
+            first = can & (st["gowned"] == r)
+            first = first & (jnp.cumsum(first) <= need)
+            rest = can & (st["gowned"] != r)
+            rest = rest & (jnp.cumsum(rest) <= need - jnp.sum(first))
+            one = ok & (first | rest)
+            free_one = free_one & ~one
+            st["who"] = jnp.where(at[:, None] & ok, one[None, :], st["who"])
+            st["gowned"] = jnp.where(one & (r >= 0), r, st["gowned"])
+            hours = pools["gowning"][jnp.maximum(r, 0)] if in_room.shape[1] else 0.0
+            gowning = jnp.where(at & ok & jnp.any(rest) & (r >= 0), hours, gowning)
+            took = jnp.sum(one.reshape(len(shape.pools), shape.members), axis=1).astype(jnp.int32)
+        else:
+            before = jnp.cumsum(qualified_free) - qualified_free  # free operators of the pools before each pool
+            took = jnp.where(ok, jnp.clip(need - before, 0, qualified_free), 0).astype(jnp.int32)
         free = free - took
         crew = jnp.where(at[:, None] & ok, took[None, :], crew)
         granted = granted | (at & ok)
-    return granted, crew, rank
+    return granted, crew, rank, gowning, st
 
 
 def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
@@ -763,7 +806,8 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     base, t = shape.base, st["t"]
     if "on_skid" in st:
         st = _serve_skids(st, go, consts)
-    granted, crew, rank = _grants(st, go, design, consts)
+    granted, crew, rank, gowning, st = _grants(st, go, shape, design, consts)
+    starts = t + gowning if shape.members else jnp.full(gowning.shape, t)  # (once the crew has gowned)
     if "sched" in st:  # a phase that needs no crew starts when its unit goes on (in the order of its last event),
         # before the serve step's grants of the instant (in key order)
         pools = consts["pools"]
@@ -790,20 +834,20 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         clear_order = _reorder(clear_all, True, rank, shape)
     majors = {}
     for u, j, i in _cleaning(shape):  # each clean's kind: as decided, or major when it stood dirty past its hold
-        majors[u] = st["major"][u] | _expired(t, _unit(st["stations"][j], i), j, consts)
+        majors[u] = st["major"][u] | _expired(starts[u], _unit(st["stations"][j], i), j, consts)
     if majors and shape.multi:
         kinds = jnp.zeros(len(shape.owner), bool).at[jnp.asarray(list(majors))].set(jnp.stack(list(majors.values())))
         clean_order = _reorder(cleaning, kinds[None, :] == kinds[:, None], rank, shape)
     for u, (j, i) in enumerate(zip(shape.owner, shape.unit, strict=True)):
-        on, p = granted[u], p_all[u]
+        on, p, start = granted[u], p_all[u], starts[u]
         s = dict(st["stations"][j])
         if base.has_setup[j]:  # the changeover's time (the pair's stream, in the order of its changeovers here), then
             pa = pa_all[u]  # its line clearance (the station's stream), under one crew
             timed = timed_all[u]
             drawn = s["setups"][pa, p] + (setup_order[u] if shape.multi else 0)
             index = jnp.minimum(drawn, draws["setup"].shape[-1] - 1)
-            end, down = _timed(t, draws["setup"][j, pa, p, index], timed, s, j, i, base, draws, w0, w1)
-            end = jnp.where(timed, end, t)
+            end, down = _timed(start, draws["setup"][j, pa, p, index], timed, s, j, i, base, draws, w0, w1)
+            end = jnp.where(timed, end, start)
             s["setups"] = s["setups"].at[pa, p].add(jnp.where(timed, 1, 0))
             if "clearances" in s:
                 clear = clear_all[u]
@@ -812,7 +856,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
                 cleared, more = _timed(end, d, clear, s, j, i, base, draws, w0, w1)
                 end, down = jnp.where(clear, cleared, end), down + jnp.where(clear, more, 0.0)
                 s["clearances"] = s["clearances"] + jnp.where(clear, 1, 0)
-            s["acc"] = s["acc"].at[1].add(jnp.where(changing[u], _overlap(t, end, w0, w1) - down, 0.0))
+            s["acc"] = s["acc"].at[1].add(jnp.where(changing[u], _overlap(start, end, w0, w1) - down, 0.0))
             st["fin"] = st["fin"].at[u].set(jnp.where(changing[u], end, st["fin"][u]))
         qty = consts["qty_in"][j, p]
         if base.rated(j):  # start-up plus the batch's units over the effective rate, noise in start order
@@ -823,14 +867,14 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
         else:  # the station's draws of the product, in start order
             index = jnp.minimum(s["count"][p] + (process_order[u] if shape.multi else 0), base.batches - 1)
             work = _div(draws["process"][j, p, index], speed[j])
-        finish, s = _processed_on(s, j, i, t, work, on, base, draws, w0, w1, (p, qty, speed, consts))
+        finish, s = _processed_on(s, j, i, start, work, on, base, draws, w0, w1, (p, qty, speed, consts))
         s["count"] = s["count"].at[p].add(jnp.where(on, 1, 0))
         if base.cleans(j):
             view = _unit(s, i)
             skip = clean_order[u] if shape.multi else 0  # (the station's clean draws, in key order)
             shift = jnp.where(majors[u], jnp.stack([0, skip]), jnp.stack([skip, 0])) if shape.multi else 0
             view = {**view, "hygiene": {**view["hygiene"], "drawn": view["hygiene"]["drawn"] + shift}}
-            cleaned, view = _clean(t, majors[u], cleaning[u], view, j, base, draws, w0, w1)
+            cleaned, view = _clean(start, majors[u], cleaning[u], view, j, base, draws, w0, w1)
             kg = _div(consts["masses"][p] * qty, consts["sizes"][p])
             view["hygiene"] = {**_processed(view["hygiene"], finish, kg, on),
                                "drawn": view["hygiene"]["drawn"] - shift}  # fmt: skip
@@ -951,6 +995,9 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["then"], state["major"] = jnp.full(n_slots, TAKE, jnp.int32), jnp.zeros(n_slots, bool)
     if consts["pools"]["on_skid"].shape[1]:  # the slots whose cleans hold a skid place
         state["on_skid"] = jnp.zeros(n_slots, bool)
+    if shape.members:  # each operator's room (-1: not gowned for one) and the operators each slot's crew is
+        state["gowned"] = jnp.full(n_pools * shape.members, -1, jnp.int32)
+        state["who"] = jnp.zeros((n_slots, n_pools * shape.members), bool)
     if base.record:
         state["departure"] = jnp.full((n_batches, n), INF)
 

@@ -76,7 +76,9 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   pool order), a station's crews for processing, for its changeovers and for its cleans (asked for
   again for each phase), waiting off shift, a phase that runs on past the shift's end, requests
   served at the end of each instant in key order (time of request, station, unit), first fit, rooms'
-  headcount limits (without gowning; each crewed station served by one pool), cleans waiting for a
+  headcount limits and gowning (operators gowned for a station's room taken first, across its
+  pools; de-gowned at the end of their shift; where no station has several units and no hold
+  investigates), cleans waiting for a
   shared skid's place first (skids served before operators, in key order); on serial lines of
   stations of one unit or several (a station's units take its batches first come, first served,
   and put them on in the same order, each with its own failures and hygiene, drawing from the
@@ -103,8 +105,8 @@ Surrogate (evaluated, and its error against SimPy measured and reported with eve
   scraps);
 - an incubation time that can be zero (an empirical one with a zero value: the order of the
   out-of-specification draws at equal instants is not followed);
-- the other GMP batch rules (rooms with gowning, splits and merges; operators, shifts and shared
-  skids on lines the event kernel does not step yet): ignored by the evaluator.
+- the other GMP batch rules (splits and merges; operators, shifts, rooms and shared skids on lines
+  the event kernel does not step yet): ignored by the evaluator.
 """
 
 
@@ -276,10 +278,11 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     serial lines of single-unit stations, buffers, every release mode, products, failures on either clock,
     rate-based stations, changeovers (their time, major clean and line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
-    batches, hours or kg, dirty and clean holds, on shared skids), rooms' headcount limits (without gowning; stations
-    served by one pool), yields and rejects, QC release after the line (the scan kernel's stage on the lane's exits:
-    where that stage is a surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold
-    times that scrap a late batch or send it to investigation (not one that ends at a station on the wall clock)."""
+    batches, hours or kg, dirty and clean holds, on shared skids), rooms (headcount limits, gowning, stations served
+    by several pools: ``operators_one_by_one``, where no station has several units and no hold investigates), yields
+    and rejects, QC release after the line (the scan kernel's stage on the lane's exits: where that stage is a
+    surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times that scrap a
+    late batch or send it to investigation (not one that ends at a station on the wall clock)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
@@ -292,16 +295,24 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if cleaning and cleaning.skid >= 0 and "minor" not in cleaning.skid_for and cleaning.dirty_hold is not None:
             reasons.append(f"stations.{line.stations[j]}.cleaning.skid_for: a minor clean off the skid with a dirty "
                            "hold (not in the event kernel yet)")  # fmt: skip
-    rooms = rules.rooms if rules is not None else ()
-    for name, gowning, _ in rooms:
-        if gowning > 0:
-            reasons.append(f"rooms.{name}: gowning (not in the event kernel yet)")
-    if rooms:  # (the engine picks operators already in a station's room first, whichever of its pools they are in)
-        for j, station in enumerate(rules.stations):
-            if station.operators and len(station.pools) > 1:
-                reasons.append(f"stations.{line.stations[j]}.operators: several pools on a line with rooms (not in "
-                               "the event kernel yet)")  # fmt: skip
+    if operators_one_by_one(line):  # (a phase begun after gowning: its timeout scheduled then, out of key order)
+        why = "on a line whose operators the event kernel follows one by one (rooms that gown, or several pools)"
+        reasons.extend(f"stations.{name}.units: {units[j]} units {why}: not in the event kernel yet"
+                       for j, name in enumerate(line.stations) if units[j] > 1)  # fmt: skip
+        reasons.extend(f"hold_times: {line.stations[source]}->{line.stations[to]} investigates {why}: not in the event "
+                       "kernel yet" for source, to, _, scrap in line.holds if not scrap)  # fmt: skip
     return reasons
+
+
+def operators_one_by_one(line: LineArrays) -> bool:
+    """The event kernel follows each operator (``EventShape.members``): which room it is gowned for decides which
+    operators a crew takes (``Operators._grant``: those gowned for the station's room first, across its pools) and
+    whether it gowns; counts per pool suffice where no room has gowning and every crew has one pool."""
+    rules = line.line.rules
+    if rules is None or not rules.rooms:
+        return False
+    gowning = any(hours > 0 for _, hours, _ in rules.rooms)
+    return gowning or any(station.operators and len(station.pools) > 1 for station in rules.stations)
 
 
 def pool_edges(line: LineArrays) -> tuple[int, ...]:
@@ -312,11 +323,11 @@ def pool_edges(line: LineArrays) -> tuple[int, ...]:
 def pool_constants(line: LineArrays, units: tuple[int, ...] | None = None) -> dict[str, object]:
     """The operator pools as numbers for the event kernel: the pools qualified for each station ([station, pool]), the
     operators each station's processing, each of its changeovers and each of its cleans need (0: none), each pool's
-    calendar (a placeholder when always on shift), the room of each station ([station, room]) and the most people
-    each room allows, the cleaning skid of each station's cleans ([station, skid]; ``skid_minor``, ``skid_major``: the
-    kinds of clean that use it) and each skid's places. (Each pool's headcount is an input of each design:
-    ``lever_inputs``.) With ``units`` (the most of each station), a station's rows once per unit: the kernel's unit
-    slots (``events.EventShape.owner``)."""
+    calendar (a placeholder when always on shift), the room of each station ([station, room]), the most people
+    each room allows and its gowning hours, the cleaning skid of each station's cleans ([station, skid];
+    ``skid_minor``, ``skid_major``: the kinds of clean that use it) and each skid's places. (Each pool's headcount
+    is an input of each design: ``lever_inputs``.) With ``units`` (the most of each station), a station's rows once
+    per unit: the kernel's unit slots (``events.EventShape.owner``)."""
     rules = line.line.rules
     pools = rules.pools if rules is not None else ()
     n = len(line.stations)
@@ -350,6 +361,7 @@ def pool_constants(line: LineArrays, units: tuple[int, ...] | None = None) -> di
         "qualified": qualified[slots],
         "in_room": in_room[slots],
         "max_people": np.array([most for _, _, most in rooms], np.int32),
+        "gowning": np.array([hours for _, hours, _ in rooms], np.float64),
         "need": need[slots],
         "need_setup": need_setup[slots],
         "clean_need": clean_need[slots],
