@@ -279,7 +279,8 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     rate-based stations, changeovers (their time, major clean and line clearance), operator pools on shift
     calendars (the crews of processing, changeovers and cleaning), cleaning (minor and major cleans, due after
     batches, hours or kg, dirty and clean holds, on shared skids), rooms (headcount limits, gowning, stations served
-    by several pools: ``operators_one_by_one``, where no station has several units and no hold investigates), yields
+    by several pools: ``operators_one_by_one``; not several units at a station whose crews gown, nor a hold that
+    investigates after one), yields
     and rejects, QC release after the line (the scan kernel's stage on the lane's exits: where that stage is a
     surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times that scrap a
     late batch or send it to investigation (not one that ends at a station on the wall clock)."""
@@ -295,13 +296,25 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if cleaning and cleaning.skid >= 0 and "minor" not in cleaning.skid_for and cleaning.dirty_hold is not None:
             reasons.append(f"stations.{line.stations[j]}.cleaning.skid_for: a minor clean off the skid with a dirty "
                            "hold (not in the event kernel yet)")  # fmt: skip
-    if operators_one_by_one(line):  # (a phase begun after gowning: its timeout scheduled then, out of key order)
-        why = "on a line whose operators the event kernel follows one by one (rooms that gown, or several pools)"
-        reasons.extend(f"stations.{name}.units: {units[j]} units {why}: not in the event kernel yet"
-                       for j, name in enumerate(line.stations) if units[j] > 1)  # fmt: skip
-        reasons.extend(f"hold_times: {line.stations[source]}->{line.stations[to]} investigates {why}: not in the event "
-                       "kernel yet" for source, to, _, scrap in line.holds if not scrap)  # fmt: skip
+    # a phase begun after its crew gowned schedules its timeout then, not at the grant where the kernel numbers it
+    # (``events._scheduled``): out of the order units of one station go on in, or a pass-on and a batch back from
+    # investigation at one instant
+    gowns = _gowning_stations(line)
+    why = "its crews gown (a room with gowning): not in the event kernel yet"
+    reasons.extend(f"stations.{name}.units: {units[j]} units where {why}"
+                   for j, name in enumerate(line.stations) if units[j] > 1 and j in gowns)  # fmt: skip
+    reasons.extend(f"hold_times: {line.stations[source]}->{line.stations[to]} investigates after a station where {why}"
+                   for source, to, _, scrap in line.holds if not scrap and to - 1 in gowns)  # fmt: skip
     return reasons
+
+
+def _gowning_stations(line: LineArrays) -> set[int]:
+    """The stations whose crews gown: they work in a room with gowning time."""
+    rules = line.line.rules
+    if rules is None:
+        return set()
+    return {j for j, station in enumerate(rules.stations)
+            if station.operators and station.room >= 0 and rules.rooms[station.room][1] > 0}  # fmt: skip
 
 
 def operators_one_by_one(line: LineArrays) -> bool:

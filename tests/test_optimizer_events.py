@@ -785,9 +785,14 @@ def gowned_line() -> LineSpec:
 def test_gowning_and_a_station_of_two_pools_on_a_line_with_rooms_are_exact() -> None:
     spec = gowned_line()
     assert events_outside(line_arrays(spec), (1, 1, 1, 1)) == [] and line_arrays(spec).approximations == ()
-    # out of the event kernel yet with operators followed one by one: several units, a hold that investigates (a
-    # phase begun after gowning schedules its timeout then, out of the order those rules follow)
+    # out of the event kernel yet: several units at a station whose crews gown, a hold that investigates after one (a
+    # phase begun after gowning schedules its timeout then, out of the order those rules follow); several units
+    # elsewhere on the line are in
     assert [r.split(":")[0] for r in events_outside(line_arrays(spec), (1, 2, 1, 1))] == ["stations.s2.units"]
+    two = spec.model_dump(mode="json", exclude_none=True)
+    two["stations"][0]["units"] = 2
+    assert_engine_kpis(assert_exact(LineSpec.from_dict(two), seed=1, replications=2), LineSpec.from_dict(two), seed=1,
+                       replications=2)  # fmt: skip
     held = {**spec.model_dump(mode="json", exclude_none=True),
             "hold_times": [{"from": "s1", "to": "s3", "max": 2.0, "action": "investigate", "investigation": 1.0}]}
     assert any(r.startswith("hold_times: s1->s3 investigates") for r in events_outside(

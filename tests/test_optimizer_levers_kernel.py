@@ -242,11 +242,19 @@ def test_a_lever_the_kernel_cannot_take_goes_to_the_engine(monkeypatch: pytest.M
     for events in (False, True):
         rules = (None, *KERNEL_RULES, *(EVENT_RULES if events else ()))
         assert all(lever.in_kernel(events) == (lever.kernel is not None and lever.rule in rules) for lever in LEVERS)
-    tablet = load_spec("osd-tablet")
-    for vary in (["operators.packaging-team.headcount=2..4"], ["skids.wash-skid.capacity=1..2"]):
-        problem = build_problem(tablet, vary)
-        assert not problem.kernel_only and _use_engine(problem, "auto")
-    problem = build_problem(tablet, ["qc.analysts=1..3"])  # a kernel lever on a line with operators and skids
+    tablet = load_spec("osd-tablet")  # (every rule in the event kernel: headcount is a kernel lever there)
+    problem = build_problem(tablet, ["skids.wash-skid.capacity=1..2"])
+    assert not problem.kernel_only and _use_engine(problem, "auto")
+    assert _use_engine(build_problem(tablet, ["operators.packaging-team.headcount=2..4"]), "auto") is False
+    # a minor clean off the skid with a dirty hold is not in the event kernel: there the scan kernel would run, which
+    # leaves the operators out, so headcount goes to the engine, and a kernel lever too (the kernel is not exact)
+    data = tablet.to_data()
+    granulation = next(s for s in data["stations"] if s["name"] == "granulation")
+    granulation["cleaning"] = {**granulation["cleaning"], "skid_for": ["major"], "dirty_hold": "24 h"}
+    outside = LineSpec.from_dict(data)
+    problem = build_problem(outside, ["operators.packaging-team.headcount=2..4"])
+    assert not problem.kernel_only and _use_engine(problem, "auto")
+    problem = build_problem(outside, ["qc.analysts=1..3"])
     assert problem.kernel_only and _use_engine(problem, "auto")
     line = lever_line()
     assert _use_engine(build_problem(line, ["qc.analysts=1..3", "stations.s2.buffer=0..2"]), "auto") is False
@@ -365,17 +373,20 @@ def test_twin_optimize_of_headcounts_runs_on_the_event_kernel_and_is_exact(tmp_p
 
 
 def test_headcount_is_an_engine_lever_where_the_event_kernel_does_not_run() -> None:
-    """On a line of two units at a station with operators (outside the event kernel's scope), or one whose range of
-    units reaches two, the scan kernel would run, leaving operators out: headcount goes to the engine, and
-    ``--evaluator jax`` refuses it, naming the levers the kernel takes there."""
+    """On a line outside the event kernel's scope (failures on the wall clock at the station where a hold time ends),
+    the scan kernel would run, leaving operators out: headcount goes to the engine, and ``--evaluator jax`` refuses
+    it, naming the levers the kernel takes there. With buffers or a range of units (a slot per unit) varied too, it
+    stays an event-kernel variable."""
     spec = crews_line()
-    two = LineSpec.from_dict({**spec.to_data(), "stations": [{**spec.to_data()["stations"][0], "units": 2},
-                                                             *spec.to_data()["stations"][1:]]})  # fmt: skip
-    for problem in (build_problem(two, HEADCOUNTS), build_problem(spec, [*HEADCOUNTS, "stations.s1.units=1..2"])):
-        assert not problem.events and not problem.kernel_only and _use_engine(problem, "auto")
-        assert make_evaluator(problem, 1, 1, "cpu").events is False
-        with pytest.raises(InputError, match="--evaluator jax") as err:
-            _use_engine(problem, "jax")
-        assert "headcount" not in str(err.value).split("varies")[1].split("and computes")[0]
-    single = build_problem(spec, [*HEADCOUNTS, "stations.s2.buffer=0..3"])
-    assert single.events and single.kernel_only and make_evaluator(single, 1, 1, "cpu").events
+    data = spec.to_data()
+    data["stations"][1]["failures"] = {"mtbf": 20.0, "mttr": 0.5, "basis": "calendar"}
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 2.0, "action": "scrap"}]
+    problem = build_problem(LineSpec.from_dict(data), HEADCOUNTS)
+    assert not problem.events and not problem.kernel_only and _use_engine(problem, "auto")
+    assert make_evaluator(problem, 1, 1, "cpu").events is False
+    with pytest.raises(InputError, match="--evaluator jax") as err:
+        _use_engine(problem, "jax")
+    assert "headcount" not in str(err.value).split("varies")[1].split("and computes")[0]
+    for varied in ("stations.s2.buffer=0..3", "stations.s1.units=1..2"):
+        single = build_problem(spec, [*HEADCOUNTS, varied])
+        assert single.events and single.kernel_only and make_evaluator(single, 1, 1, "cpu").events
