@@ -340,13 +340,16 @@ def _gated(shape: EventShape) -> bool:
     return base.pull and bool(base.release_calendar or base.wip)
 
 
-def _wip(st, shape: EventShape) -> jax.Array:
+def _wip(st, shape: EventShape, consts) -> jax.Array:
     """The released batches that count towards the WIP limit (``ReleaseGate.waiting``): released (taken by the first
-    station), less those that started processing at the limit's station (granted there: its processing draws;
-    ``lines.events_outside`` keeps out one that gowns before it starts) and those that left the line before
-    (``wip_gone``: scrapped or rejected before it, scrapped when it took them). One in investigation still counts."""
-    started = jnp.sum(st["stations"][shape.base.wip[1]]["count"])
-    return st["taken"][0] - started - st["wip_gone"]
+    station), less those that started processing at the limit's station and those that left the line before
+    (``wip_gone``: scrapped or rejected before it, scrapped when it took them). One in investigation still counts.
+    A start is a grant there (its processing draws; ``lines.events_outside`` keeps out a crew that gowns first), or
+    a slot there that asks for no processing crew: the engine starts it at once, before the instant's serve step."""
+    station = shape.base.wip[1]
+    at = jnp.asarray(shape.owner) == station
+    crewless = jnp.sum(at & (st["phase"] == CREW) & (consts["pools"]["need"] == 0), dtype=jnp.int32)
+    return st["taken"][0] - jnp.sum(st["stations"][station]["count"]) - crewless - st["wip_gone"]
 
 
 def _wip_left(st, gone, shape: EventShape, before: int) -> dict[str, Any]:
@@ -369,7 +372,7 @@ def _gate(st, shape: EventShape, design, consts) -> tuple[jax.Array, jax.Array]:
         else (lambda x: x)  # fmt: skip
     if not base.wip:
         return st["gate_from"], cal(st["gate_from"])
-    room = _wip(st, shape) < design["wip_limit"]
+    room = _wip(st, shape, consts) < design["wip_limit"]
     woken = st["gate_full"] & room & (cal(st["gate_from"]) <= t)
     since = jnp.where(woken, t, st["gate_from"])
     return since, jnp.where(room, cal(since), INF)
@@ -1076,6 +1079,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         if _gated(shape):  # (the first station asks the release gate for its next batch now)
             st["gate_from"] = jnp.where((st["phase"][0] == TAKE) & (phase0[0] != TAKE), t, st["gate_from"])
         ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
+        if _gated(shape):  # (the gate opens at what the other stations' takes do now: a start, a scrap)
+            st = _take(st, ready & (jnp.asarray(shape.owner) > 0), shape, design, seq, draws, consts, w0, w1)
+            ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
+            ready = ready & (jnp.asarray(shape.owner) == 0)
         st = _take(st, ready, shape, design, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
@@ -1085,7 +1092,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)
         if _gated(shape) and base.wip:  # (a place freed in this step wakes the gate now; is the limit reached?)
             st["gate_from"] = _gate(st, shape, design, consts)[0]
-            st["gate_full"] = _wip(st, shape) >= design["wip_limit"]
+            st["gate_full"] = _wip(st, shape, consts) >= design["wip_limit"]
         st["steps"] = st["steps"] + 1
         return st
 
