@@ -84,7 +84,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   stations of one unit or several (a station's units take its batches first come, first served,
   and put them on in the same order, each with its own failures and hygiene, drawing from the
   station's streams in the order the engine's processes go on in; rate-based ones, cleaning,
-  yields, rejects, QC release after the line,
+  yields, rejects, QC release after the line, a release calendar and a WIP limit at a pulling
+  first station of one unit (a WIP limit not until a station whose crew gowns),
   changeovers with their major cleans and line clearances, failures on either clock, hold times that
   scrap a late batch or send it to investigation: it comes back into the station's buffer after its
   investigation time, its put waiting behind the pass-ons asked before it) without other rules
@@ -282,7 +283,9 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     by several pools: ``operators_one_by_one``, where no station has several units and no hold investigates), yields
     and rejects, QC release after the line (the scan kernel's stage on the lane's exits: where that stage is a
     surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times that scrap a
-    late batch or send it to investigation (not one that ends at a station on the wall clock)."""
+    late batch or send it to investigation (not one that ends at a station on the wall clock), and the release gate
+    of a pulling first station of one unit (a release calendar, a WIP limit not until a station whose crew gowns
+    before processing: ``events._gate``)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
