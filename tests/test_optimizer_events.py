@@ -127,8 +127,8 @@ POOLED = {
     "units-4": Pooled("plan-once", True, ("2f", "2ck", "2w", "Rr"), (True, False), 80, hold=(0, 3), investigate=(1, 3)),
     "units-changes-3": Pooled("saturated", True, ("2cm", "3sy", "2rw"), (True,), 320),
     "gowning-4": Pooled("plan", True, ("c", "w", "s", "f"), (True, False), 320, rooms=(0, 1, 0, -1)),
-    "gate-4": Pooled("plan", True, ("r", "c", "2fs", "y"), (True, False), 320, hold=(0, 2), gate=2),
-    "gate-returns-3": Pooled("saturated", True, ("f", "s", "cy"), (True,), 256, investigate=(0, 2), gate=2),
+    "gate-4": Pooled("plan", True, ("r", "c", "2fs", "y"), (True, False), 320, hold=(0, 2), investigate=(1, 2),
+                     gate=2),
 }
 MOST_HEADCOUNT = 3  # the most operators of a pool the structures draw (one compiled shape: ``EventShape.members``)
 
