@@ -1079,10 +1079,6 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         if _gated(shape):  # (the first station asks the release gate for its next batch now)
             st["gate_from"] = jnp.where((st["phase"][0] == TAKE) & (phase0[0] != TAKE), t, st["gate_from"])
         ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
-        if _gated(shape):  # (the gate opens at what the other stations' takes do now: a start, a scrap)
-            st = _take(st, ready & (jnp.asarray(shape.owner) > 0), shape, design, seq, draws, consts, w0, w1)
-            ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
-            ready = ready & (jnp.asarray(shape.owner) == 0)
         st = _take(st, ready, shape, design, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)

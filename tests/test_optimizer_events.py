@@ -1064,6 +1064,28 @@ def test_a_release_calendar_and_a_wip_limit_hold_releases_back_as_the_engine_doe
     assert_engine_kpis(res, spec, seed=1)
 
 
+def test_a_start_without_a_crew_frees_the_gate_before_the_serve_step() -> None:
+    # WIP limit 1 until s3 (3 h, no crew); s1 (1 h) takes pool a's operator first, then pool b's; s2 (1 h, then a
+    # clean of 0.5 h) only pool a's. At 2 s2 passes b0 on and asks for its clean's crew; s3 starts b0 at once, the
+    # gate opens, s1 releases b1 and asks for its crew at the same instant: the serve step of 2 serves s1 first (key
+    # order), with pool a's operator; s2's clean waits for it until 3 (3 to 3.5), so s2 processes b1 from 3.5 to 4.5,
+    # cleans until 5; s3 starts b1 at 5 and s1 releases b2 (out at 6)
+    spec = LineSpec.from_dict({
+        "name": "crewless", "horizon": 9.0,
+        "stations": [{"name": "s1", "process_time": 1.0, "operators": {"count": 1}},
+                     {"name": "s2", "process_time": 1.0, "operators": {"count": 1, "phases": ["processing", "cleaning"]},
+                      "cleaning": {"major": 0.5, "due": {"batches": 1}}},
+                     {"name": "s3", "process_time": 3.0}],
+        "operators": [{"name": "a", "headcount": 1, "qualified": ["s1", "s2"]},
+                      {"name": "b", "headcount": 1, "qualified": ["s1"]}],
+        "release": {"mode": "saturated", "wip_limit": {"batches": 1, "until": "s3"}},
+    })  # fmt: skip
+    res = assert_exact(spec, seed=1, replications=1)
+    np.testing.assert_allclose(departures(res, 0)[:3], [1, 3, 6], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(departures(res, 1)[:2], [2, 4.5], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(departures(res, 2)[:2], [5, 8], rtol=0, atol=1e-9)
+
+
 def test_the_wip_limit_lever_varies_per_design_in_the_event_kernel() -> None:
     # one compiled kernel for limits 1 to 3; each design's KPIs equal the engine's on that design's spec
     spec = gated_line(horizon=120.0)
