@@ -83,7 +83,8 @@ every release mode, products, failures on either clock, rate-based stations, yie
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
 shared skids too), rooms (headcounts; gowning and stations of several pools on single units where no hold
 investigates), operator pools on shift calendars (the crews of processing, changeovers and cleaning), hold times
-that scrap or investigate (not ending at a station on the wall clock), QC release.
+that scrap or investigate (not ending at a station on the wall clock), QC release, the release gate of a pulling first
+station of one unit (a release calendar and a WIP limit: ``_gate``).
 """
 
 from __future__ import annotations
