@@ -275,8 +275,7 @@ class Evaluator:
             most = self.max_units
         low = self.wip_limits[0] if self.wip_limits else None
         reasons = approximations_for(self.line, most, low, self.buffered)
-        wip = self.line.line.rules.wip_limit if self.line.line.rules is not None else None
-        if wip is not None and not self.shape().wip and not self.events:  # (the event kernel: as the engine, or out)
+        if self.line.line.rules is not None and self.line.line.rules.wip_limit is not None and not self.shape().wip:
             # the kernel was made without the WIP limit (outside for the most units or the lowest limit): say so
             why = conwip_outside(self.line, self.max_units, low)
             reasons = (*reasons, *[r for r in (f"release.wip_limit: CONWIP {why}",) if r not in reasons])

@@ -552,13 +552,13 @@ def wip_shape(
 ) -> tuple[int, int] | tuple[()]:
     """``Shape.wip``: (the largest WIP limit of any design, station) where the kernel follows every limit in
     ``limits`` (lowest, highest; None: the spec's), else (). The limit of each design is a kernel input; the ring
-    of start times is sized for the largest. The event kernel (``events``) follows every limit of a pulling first
-    station (``events_outside`` says where not)."""
+    of start times is sized for the largest. The event kernel (``events``) follows every limit (``events_outside``
+    says where not)."""
     rules = line.line.rules
     if rules is None or rules.wip_limit is None:
         return ()
     low, high = limits or (rules.wip_limit[0],) * 2
-    if not line.pull if events else conwip_outside(line, max_units, low):
+    if not events and conwip_outside(line, max_units, low):
         return ()
     return max(high, rules.wip_limit[0]), rules.wip_limit[1]
 
