@@ -235,7 +235,7 @@ class Evaluator:
             has_yield=line.has_yield,
             has_reject=line.has_reject,
             release_calendar=len(cal["edges"]) if (cal := release_calendar(self.line)) else 0,
-            wip=wip_shape(self.line, self.max_units, self.wip_limits),
+            wip=wip_shape(self.line, self.max_units, self.wip_limits, self.events),
             qc=qc_shape(self.line, self.max_analysts),
             calendar_failures=line.calendar_failures,
             changeover_cleans=tuple(

@@ -83,7 +83,8 @@ every release mode, products, failures on either clock, rate-based stations, yie
 their major cleans, decided by looking at the next batch when it is known, and line clearances), cleaning (on
 shared skids too), rooms (headcounts; gowning and stations of several pools on single units where no hold
 investigates), operator pools on shift calendars (the crews of processing, changeovers and cleaning), hold times
-that scrap or investigate (not ending at a station on the wall clock), QC release.
+that scrap or investigate (not ending at a station on the wall clock), QC release, the release gate of a pulling first
+station of one unit (a release calendar and a WIP limit: ``_gate``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ from optimizers.kernel import (
     _processed_on,
     _qc_stage,
     _recorded,
+    _release_gate,
     _stale,
     _timed,
     _wait_over,
@@ -309,14 +311,18 @@ def _put_ranks(mask, key, key2, kind, target) -> jax.Array:
     return jnp.sum((target[None, :] == target[:, None]) & mask[None, :] & lower, axis=1, dtype=jnp.int32)
 
 
-def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in) -> jax.Array:
+def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in,
+         consts: dict[str, Any]) -> jax.Array:
     """When each slot's next ordinary event happens (inf: none until another event), then each pool's shift change,
     then each investigation's return. A slot taking or passing on a batch does so now if it can (it could not
-    earlier)."""
+    earlier); a pulling first station behind a release gate when the gate opens (``_gate``)."""
     base, t, phase, owner = shape.base, st["t"], st["phase"], jnp.asarray(shape.owner)
     idle = _idle(st, design, shape)
     next_k = _slots(st["taken"], shape) + _take_ranks(st, idle, shape)  # the batch each waiting slot would take
-    first = t if base.pull else jnp.maximum(t, draws["arrivals"][jnp.minimum(next_k, base.batches - 1)])
+    if base.pull:
+        first = _gate(st, shape, design, consts)[1] if _gated(shape) else t
+    else:
+        first = jnp.maximum(t, draws["arrivals"][jnp.minimum(next_k, base.batches - 1)])
     waiting = jnp.concatenate([jnp.zeros(1, jnp.int32), _puts(st)]) - st["taken"]  # (station 0: unused)
     queued = next_k < _slots(st["taken"] + waiting, shape)
     take = jnp.where(owner == 0, jnp.where(next_k < n_in, first, INF), jnp.where(queued, t, INF))
@@ -327,6 +333,50 @@ def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: d
         return jnp.concatenate([times, st["shift_at"]])
     at = st["back_at"]
     return jnp.concatenate([times, st["shift_at"], jnp.where(at > t, at, jnp.where(back, t, INF))])
+
+
+def _gated(shape: EventShape) -> bool:
+    """The pulling first station waits at a release gate (``ReleaseGate``): a release calendar, a WIP limit."""
+    base = shape.base
+    return base.pull and bool(base.release_calendar or base.wip)
+
+
+def _wip(st, shape: EventShape, consts) -> jax.Array:
+    """The released batches that count towards the WIP limit (``ReleaseGate.waiting``): released (taken by the first
+    station), less those that started processing at the limit's station and those that left the line before
+    (``wip_gone``: scrapped or rejected before it, scrapped when it took them). One in investigation still counts.
+    A start is a grant there (its processing draws; ``lines.events_outside`` keeps out a crew that gowns first), or
+    a slot there that asks for no processing crew: the engine starts it at once, before the instant's serve step."""
+    station = shape.base.wip[1]
+    at = jnp.asarray(shape.owner) == station
+    crewless = jnp.sum(at & (st["phase"] == CREW) & (consts["pools"]["need"] == 0), dtype=jnp.int32)
+    return st["taken"][0] - jnp.sum(st["stations"][station]["count"]) - crewless - st["wip_gone"]
+
+
+def _wip_left(st, gone, shape: EventShape, before: int) -> dict[str, Any]:
+    """Slots ``gone`` let their batches out of the line early (``ReleaseGate.left``): those of stations before
+    ``before`` free a place under the WIP limit."""
+    if "wip_gone" in st:
+        early = gone & (jnp.asarray(shape.owner) < before)
+        st["wip_gone"] = st["wip_gone"] + jnp.sum(early, dtype=jnp.int32)
+    return st
+
+
+def _gate(st, shape: EventShape, design, consts) -> tuple[jax.Array, jax.Array]:
+    """The pulling first station's (one unit) release gate now (``ReleaseGate.wait``): (the time its calendar wait
+    counts from, when it releases its next batch). It waits for the release calendar's working time from when it
+    asked for the batch (``gate_from``; ``kernel._release_gate``'s arithmetic), then, while the WIP limit is reached,
+    for a place to be freed (``gate_full``: it was at the end of the last step; freed now, it wakes now and waits for
+    the calendar from now), then for the calendar again."""
+    t, base = st["t"], shape.base
+    cal = (lambda x: _release_gate(x, consts["release_calendar"], base.release_calendar)) if base.release_calendar \
+        else (lambda x: x)  # fmt: skip
+    if not base.wip:
+        return st["gate_from"], cal(st["gate_from"])
+    room = _wip(st, shape, consts) < design["wip_limit"]
+    woken = st["gate_full"] & room & (cal(st["gate_from"]) <= t)
+    since = jnp.where(woken, t, st["gate_from"])
+    return since, jnp.where(room, cal(since), INF)
 
 
 def _take(st, on, shape, design, seq, draws, consts, w0, w1):
@@ -412,6 +462,7 @@ def _reject(st, on, shape, draws, consts, w0, w1) -> tuple[jax.Array, dict[str, 
             drawn = jnp.minimum(done, draws["reject"].shape[-1] - 1)
             rejected = rejected.at[u].set(on[u] & (draws["reject"][j, drawn] < consts["quality"][j, 1]))
             s["finished"] = s["finished"] + jnp.where(on[u], 1, 0)
+    st = _wip_left(st, rejected, shape, shape.base.wip[1] if shape.base.wip else 0)  # (started there: not counted)
     return rejected, _out_early(st, rejected, shape, w0, w1)
 
 
@@ -437,10 +488,11 @@ def _scrap(st, on, batch, times, shape, draws, consts, w0, w1) -> tuple[jax.Arra
     for h in reversed(range(len(holds))):  # (the first late hold of a slot, last written)
         over = on & (owner == holds[h][1]) & (t - times[1 + h] > consts["hold_max"][h])
         late, decides = late | over, jnp.where(over, h, decides)
+    upto = shape.base.wip[1] + 1 if shape.base.wip else 0  # (scrapped when taken: not started at the limit's station)
     if not shape.investigated:
-        return late, _out_early(st, late, shape, w0, w1)
+        return late, _out_early(_wip_left(st, late, shape, upto), late, shape, w0, w1)
     sent = late & jnp.isin(decides, jnp.asarray(shape.investigated))
-    st = _out_early(st, late & ~sent, shape, w0, w1)
+    st = _out_early(_wip_left(st, late & ~sent, shape, upto), late & ~sent, shape, w0, w1)
     return late, _investigate(st, sent, decides, batch, times, shape, draws)
 
 
@@ -973,6 +1025,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["change_clean"] = jnp.zeros(n_slots, bool)
     if base.pull:
         state["released"] = jnp.full(shape.kept, INF)
+    if _gated(shape):  # the release gate: when the first station asked for its batch or was woken, WIP reached
+        state["gate_from"], state["gate_full"] = zero, jnp.bool_(False)
+        if base.wip:
+            state["wip_gone"] = jnp.zeros((), jnp.int32)
     if _gaps(shape):  # the batch at each place of each buffer, its times and those of each slot's batch, scraps
         state["queue"] = jnp.zeros((n, shape.kept), jnp.int32)
         state["carried"] = jnp.full((1 + len(base.holds), n, shape.kept), INF)
@@ -1002,14 +1058,14 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["departure"] = jnp.full((n_batches, n), INF)
 
     def going(st):
-        t = jnp.min(_due(st, shape, design, draws, n_in))
+        t = jnp.min(_due(st, shape, design, draws, n_in, consts))
         out = st["left"][n - 1] + (st["scrapped"] if _gaps(shape) else 0)  # batches that left the line
         unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
     def step(st):
         st = {**st, "stations": [dict(s) for s in st["stations"]]}
-        due = _due(st, shape, design, draws, n_in)
+        due = _due(st, shape, design, draws, n_in, consts)
         t = st["t"] = jnp.min(due)
         phase0 = st["phase"]
         # the ordinary events due now, one kind after another, each seeing what the one before did (what a slot does
@@ -1021,14 +1077,19 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         st = _leave(st, passes, back, rank, rank_back, shape, design, seq, draws, consts, w0, w1)
         if shape.multi:  # (a slot that asks for a batch now comes after those that asked before)
             st["idle_at"] = jnp.where((st["phase"] == TAKE) & (phase0 != TAKE), t, st["idle_at"])
-        ready = (_due(st, shape, design, draws, n_in)[:n_slots] == t) & _idle(st, design, shape)
+        if _gated(shape):  # (the first station asks the release gate for its next batch now)
+            st["gate_from"] = jnp.where((st["phase"][0] == TAKE) & (phase0[0] != TAKE), t, st["gate_from"])
+        ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
         st = _take(st, ready, shape, design, seq, draws, consts, w0, w1)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
                 st = _shift(st, p, on[n_slots + p], shape, consts)
         # nothing more happens at this instant: its serve step
-        serve = jnp.min(_due(st, shape, design, draws, n_in)) > t
+        serve = jnp.min(_due(st, shape, design, draws, n_in, consts)) > t
         st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)
+        if _gated(shape) and base.wip:  # (a place freed in this step wakes the gate now; is the limit reached?)
+            st["gate_from"] = _gate(st, shape, design, consts)[0]
+            st["gate_full"] = _wip(st, shape, consts) >= design["wip_limit"]
         st["steps"] = st["steps"] + 1
         return st
 

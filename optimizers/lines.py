@@ -34,8 +34,9 @@ KERNEL_RULES = frozenset(
 # batch rules the event-stepping kernel (``optimizers/events.py``) evaluates exactly, on lines in its scope
 # (``events_outside``): a spec whose rules are all here, some of them not in KERNEL_RULES, is stepped event by event
 EVENT_RULES = frozenset(
-    {"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times", "qc", "changeover_cleaning"}
-)
+    {"operators", "rate", "cleaning", "rooms", "skids", "quality", "hold_times", "qc", "changeover_cleaning",
+     "release_rules"}
+)  # fmt: skip
 QC_STREAMS = ("test", "incubation", "oos", "investigation")  # the ``qc`` owner's streams (``Draws.qc``), in order
 
 SUBSET = """\
@@ -83,7 +84,8 @@ Exact (departure times equal the SimPy engine's to 1e-9 given the same draws):
   stations of one unit or several (a station's units take its batches first come, first served,
   and put them on in the same order, each with its own failures and hygiene, drawing from the
   station's streams in the order the engine's processes go on in; rate-based ones, cleaning,
-  yields, rejects, QC release after the line,
+  yields, rejects, QC release after the line, a release calendar and a WIP limit at a pulling
+  first station of one unit (a WIP limit not until a station whose crew gowns),
   changeovers with their major cleans and line clearances, failures on either clock, hold times that
   scrap a late batch or send it to investigation: it comes back into the station's buffer after its
   investigation time, its put waiting behind the pass-ons asked before it) without other rules
@@ -203,13 +205,12 @@ def approximations_for(
     the spec's); empty when exact."""
     reasons = []
     rules = line.line.rules
-    if rules is not None and rules.wip_limit is not None:
+    outside = events_outside(line, units) if rules is not None and uses_events(line.spec) else None
+    if rules is not None and rules.wip_limit is not None and outside != []:  # (the event kernel follows every limit)
         why = conwip_outside(line, units, wip_limit)
         if why:
             reasons.append(f"release.wip_limit: CONWIP {why}")
-    outside = None  # why the event kernel does not step the line (None: not a line for it)
     if rules is not None:
-        outside = events_outside(line, units) if uses_events(line.spec) else None
         ignored = _ignored_rules(line.spec) if outside != [] else []  # (the event kernel evaluates them all)
         if ignored:
             reasons.append(f"batch rules not evaluated: {', '.join(ignored)}")
@@ -283,7 +284,9 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
     investigates after one), yields
     and rejects, QC release after the line (the scan kernel's stage on the lane's exits: where that stage is a
     surrogate, ``qc_outside``, it is one here too, and ``approximations_for`` says so), and hold times that scrap a
-    late batch or send it to investigation (not one that ends at a station on the wall clock)."""
+    late batch or send it to investigation (not one that ends at a station on the wall clock), and the release gate
+    of a pulling first station of one unit (a release calendar, a WIP limit not until a station whose crew gowns
+    before processing: ``events._gate``)."""
     reasons = []
     for j, name in enumerate(line.stations):
         where = f"stations.{name}"
@@ -296,6 +299,16 @@ def events_outside(line: LineArrays, units: tuple[int, ...]) -> list[str]:
         if cleaning and cleaning.skid >= 0 and "minor" not in cleaning.skid_for and cleaning.dirty_hold is not None:
             reasons.append(f"stations.{line.stations[j]}.cleaning.skid_for: a minor clean off the skid with a dirty "
                            "hold (not in the event kernel yet)")  # fmt: skip
+    if line.pull and rules is not None and (rules.release_calendar >= 0 or rules.wip_limit is not None):
+        first = line.stations[0]  # (the gate wakes one unit; with several, which one pulls is the engine's order)
+        if units[0] > 1:
+            reasons.append(f"stations.{first}.units: {units[0]} units pulling behind a release calendar or a WIP "
+                           "limit: not in the event kernel yet")  # fmt: skip
+        until = rules.wip_limit[1] if rules.wip_limit is not None else -1
+        room = rules.stations[until].room if until >= 0 else -1
+        if room >= 0 and rules.rooms[room][1] > 0 and "processing" in rules.stations[until].operator_phases:
+            reasons.append(f"release.wip_limit: until {line.stations[until]}, whose crew gowns before processing "
+                           "starts (the batch leaves the count then): not in the event kernel yet")  # fmt: skip
     # a phase begun after its crew gowned schedules its timeout then, not at the grant where the kernel numbers it
     # (``events._scheduled``): out of the order units of one station go on in, or a pass-on and a batch back from
     # investigation at one instant
@@ -548,16 +561,17 @@ def _varies(distribution: object) -> bool:
 
 
 def wip_shape(
-    line: LineArrays, max_units: tuple[int, ...], limits: tuple[int, int] | None = None
+    line: LineArrays, max_units: tuple[int, ...], limits: tuple[int, int] | None = None, events: bool = False
 ) -> tuple[int, int] | tuple[()]:
     """``Shape.wip``: (the largest WIP limit of any design, station) where the kernel follows every limit in
     ``limits`` (lowest, highest; None: the spec's), else (). The limit of each design is a kernel input; the ring
-    of start times is sized for the largest."""
+    of start times is sized for the largest. The event kernel (``events``) follows every limit (``events_outside``
+    says where not)."""
     rules = line.line.rules
     if rules is None or rules.wip_limit is None:
         return ()
     low, high = limits or (rules.wip_limit[0],) * 2
-    if conwip_outside(line, max_units, low):
+    if not events and conwip_outside(line, max_units, low):
         return ()
     return max(high, rules.wip_limit[0]), rules.wip_limit[1]
 

@@ -219,9 +219,10 @@ def test_rate_cleaning_a_shared_skid_and_an_investigating_hold_are_exact_and_a_s
     held = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
                     confirm_replications=3, evaluator="jax")  # fmt: skip
     assert held.to_json()["exact"] is True and abs(held.best.error["throughput_per_hour"]) < 1e-12
-    # with a WIP limit (not in the event kernel) the scan kernel runs it: a surrogate (scraps), which says so and is
-    # measured
+    # with a WIP limit behind two units of s1 (not in the event kernel) the scan kernel runs it: a surrogate (scraps),
+    # which says so and is measured
     data["release"] = {"mode": "saturated", "wip_limit": {"batches": 4, "until": "s2"}}
+    data["stations"] = [{**data["stations"][0], "units": 2}, data["stations"][1]]
     surrogate = optimize(LineSpec.from_dict(data), ["stations.s2.buffer=0..3"], evaluations=8, replications=3,
                          confirm_replications=3, evaluator="jax")  # fmt: skip
     assert "hold_times: s1->s2 investigates late batches (not scraps)" in surrogate.approximations

@@ -102,6 +102,7 @@ class Pooled(NamedTuple):
     qc: bool = False  # QC release after the line (its lab on a calendar of two shifts a weekday)
     rooms: tuple[int, ...] = ()  # per station, the room it is in (-1: none), each room grade A or B (gowning); the
     # first station in room 0 has a crew qualified in every pool
+    gate: int | None = None  # a release calendar (hours of a weekday) and a WIP limit (1 to 3) until this station
 
 
 POOLED = {
@@ -126,6 +127,8 @@ POOLED = {
     "units-4": Pooled("plan-once", True, ("2f", "2ck", "2w", "Rr"), (True, False), 80, hold=(0, 3), investigate=(1, 3)),
     "units-changes-3": Pooled("saturated", True, ("2cm", "3sy", "2rw"), (True,), 320),
     "gowning-4": Pooled("plan", True, ("c", "w", "s", "f"), (True, False), 320, rooms=(0, 1, 0, -1)),
+    "gate-4": Pooled("plan", True, ("r", "c", "2fs", "y"), (True, False), 320, hold=(0, 2), investigate=(1, 2),
+                     gate=2),
 }
 MOST_HEADCOUNT = 3  # the most operators of a pool the structures draw (one compiled shape: ``EventShape.members``)
 
@@ -148,7 +151,7 @@ def cleaning_block(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
-    release, two_products, kinds, shifts, _, hold, investigate, qc, in_rooms = structure
+    release, two_products, kinds, shifts, _, hold, investigate, qc, in_rooms, gate = structure
     n = len(kinds)
     names = [f"s{j + 1}" for j in range(n)]
     stations = []
@@ -219,6 +222,11 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
     if qc:  # (1 to 3 analysts: one compiled kernel)
         data["qc"] = {**draw(qc_labs())[0], "calendar": "lab"}
         calendars["lab"] = {"shifts": LAB_SHIFTS}
+    if gate is not None:  # releases in hours of each weekday (which may run past midnight), under a WIP limit
+        start = draw(st.sampled_from([0.0, 5.5, 20.0]))
+        end = (start + draw(st.sampled_from([6.0, 12.5, 18.0]))) % 24
+        clock = lambda h: f"{int(h):02d}:{round(h % 1 * 60):02d}"  # noqa: E731
+        calendars["releases"] = {"shifts": [{"days": WEEKDAYS, "start": clock(start), "end": clock(end)}]}
     if calendars:
         data["calendars"] = calendars
     if in_rooms:  # rooms that gown, of at least one crew's headcount
@@ -245,6 +253,9 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
         data["products"] = [{"name": "batch", "batch_size": 10}]
     if (block := release_block(draw, release, two_products)) is not None:
         data["release"] = block
+    if gate is not None:
+        data["release"] = {**data.get("release", {"mode": "saturated"}), "calendar": "releases",
+                           "wip_limit": {"batches": draw(st.integers(1, 3)), "until": names[gate]}}  # fmt: skip
     return LineSpec.from_dict(data)
 
 
@@ -437,8 +448,9 @@ def test_cli_optimize_on_a_line_with_operator_shifts_is_exact(tmp_path: Any) -> 
 
 
 def test_exactness_of_operators_is_derived_from_the_rule_registry() -> None:
-    # the same pools: exact on stations of one unit or two (the event kernel); with a WIP limit, a rule the event
-    # kernel does not follow, the scan kernel runs the line without its operators: a surrogate, said so
+    # the same pools: exact on stations of one unit or two (the event kernel); with a WIP limit on two units of the
+    # pulling first station, which the event kernel does not follow, the scan kernel runs the line without its
+    # operators: a surrogate, said so
     team = {"name": "team", "headcount": 2, "calendar": "day", "qualified": ["s1", "s2"]}
     spec = crewed_line([1.0, 2.0], [1, 1], [team])
     data = spec.model_dump(mode="json", exclude_none=True)
@@ -1013,17 +1025,98 @@ def test_rejects_are_exact_and_their_kpis_agree_with_core() -> None:
     assert (core["rejected_batches"] > 5).all()
 
 
-def test_the_sterile_line_on_one_lyophilizer_but_its_release_rules_is_exact() -> None:
-    # the built-in sterile line on one lyophilizer (on three, a station of several units with a crew stays out):
-    # gowning into the grade A filling core, the capper's crews from two pools, the compounding room's headcount,
-    # CIP/SIP on the shared skid, the bulk hold that scraps, rejects, QC; as built it is not stepped event by event:
-    # its release calendar and WIP limit (``release_rules``) are not in the event kernel yet
+def test_the_sterile_line_on_one_lyophilizer_is_exact() -> None:
+    # the built-in sterile line on one lyophilizer (on three, a station of several units on a line with gowning stays
+    # out): its release calendar and WIP limit of 2 batches until the lyophilizer, gowning into the grade A filling
+    # core, the capper's crews from two pools, the compounding room's headcount, CIP/SIP on the shared skid, the bulk
+    # hold that scraps, rejects, QC
     from twin.models import load_spec
 
     spec = load_spec("sterile-fill-finish", ["stations.lyophilization.units=1", "horizon=3 w", "warmup=1 w"])
-    assert not uses_events(spec) and events_outside(line_arrays(spec), (1,) * len(spec.stations)) == []
-    data = spec.to_data()
-    del data["release"]["calendar"], data["release"]["wip_limit"]
-    spec = LineSpec.from_dict(data)
+    assert uses_events(spec) and events_outside(line_arrays(spec), (1,) * len(spec.stations)) == []
+    assert events_outside(line_arrays(spec), (1, 1, 1, 3, 1, 1, 1))  # (units=3, as built)
     res = assert_exact(spec, seed=3, replications=2)
     assert_engine_kpis(res, spec, seed=3, replications=2)
+
+
+# -- the release gate: a release calendar and a WIP limit at the pulling first station -------------------------------
+
+
+def gated_line(horizon: float = 45.0) -> LineSpec:
+    """s1 (1 h), s2 (3 h, a crew of one from a team always there), s3 (1 h), unlimited buffers; s1 releases on
+    weekdays from 06:00 to 14:00 only (a run starts on Monday 00:00), while fewer than 2 released batches have not
+    started at s2."""
+    return LineSpec.from_dict({
+        "name": "gated", "horizon": horizon,
+        "stations": [{"name": "s1", "process_time": 1.0}, {"name": "s2", "process_time": 3.0, "operators": {"count": 1}},
+                     {"name": "s3", "process_time": 1.0}],
+        "operators": [{"name": "team", "headcount": 1, "qualified": ["s2"]}],
+        "calendars": {"day": {"shifts": [{"days": WEEKDAYS, "start": "06:00", "end": "14:00"}]}},
+        "release": {"mode": "saturated", "calendar": "day", "wip_limit": {"batches": 2, "until": "s2"}},
+    })  # fmt: skip
+
+
+def test_a_release_calendar_and_a_wip_limit_hold_releases_back_as_the_engine_does() -> None:
+    # s1 waits for 06:00 and releases b0 at 6 (out at 7, started at s2 at once: none waiting), b1 at 7, b2 at 8; at
+    # 9 two wait for s2 (b1, b2): s1 waits until s2 starts b1 at 10 (its crew granted then), releases b3 (out at 11),
+    # and b4 when s2 starts b2 at 13 (out at 14); s2 starts b3 at 16, past 14:00: s1 waits for Tuesday 06:00 (30).
+    # b5 out at 31 starts at s2 at once; b6 out at 32, b7 at 33 (two wait); s2 starts b6 at 34 (b8 out at 35), b7 at
+    # 37 (b9 out at 38). s2 passes them on every 3 h from 10 while busy: b0..b4 at 10, 13, 16, 19, 22; b5 at 34, 37
+    spec = gated_line()
+    res = assert_exact(spec, seed=1)
+    np.testing.assert_allclose(departures(res, 0)[:10], [7, 8, 9, 11, 14, 31, 32, 33, 35, 38], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(departures(res, 1)[:7], [10, 13, 16, 19, 22, 34, 37], rtol=0, atol=1e-9)
+    assert_engine_kpis(res, spec, seed=1)
+
+
+def test_a_start_without_a_crew_frees_the_gate_before_the_serve_step() -> None:
+    # WIP limit 1 until s3 (3 h, no crew); s1 (1 h) takes pool a's operator first, then pool b's; s2 (1 h, then a
+    # clean of 0.5 h) only pool a's. At 2 s2 passes b0 on and asks for its clean's crew; s3 starts b0 at once, the
+    # gate opens, s1 releases b1 and asks for its crew at the same instant: the serve step of 2 serves s1 first (key
+    # order), with pool a's operator; s2's clean waits for it until 3 (3 to 3.5), so s2 processes b1 from 3.5 to 4.5,
+    # cleans until 5; s3 starts b1 at 5 and s1 releases b2 (out at 6)
+    spec = LineSpec.from_dict({
+        "name": "crewless", "horizon": 9.0,
+        "stations": [{"name": "s1", "process_time": 1.0, "operators": {"count": 1}},
+                     {"name": "s2", "process_time": 1.0, "operators": {"count": 1, "phases": ["processing", "cleaning"]},
+                      "cleaning": {"major": 0.5, "due": {"batches": 1}}},
+                     {"name": "s3", "process_time": 3.0}],
+        "operators": [{"name": "a", "headcount": 1, "qualified": ["s1", "s2"]},
+                      {"name": "b", "headcount": 1, "qualified": ["s1"]}],
+        "release": {"mode": "saturated", "wip_limit": {"batches": 1, "until": "s3"}},
+    })  # fmt: skip
+    res = assert_exact(spec, seed=1, replications=1)
+    np.testing.assert_allclose(departures(res, 0)[:3], [1, 3, 6], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(departures(res, 1)[:2], [2, 4.5], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(departures(res, 2)[:2], [5, 8], rtol=0, atol=1e-9)
+
+
+def test_the_wip_limit_lever_varies_per_design_in_the_event_kernel() -> None:
+    # one compiled kernel for limits 1 to 3; each design's KPIs equal the engine's on that design's spec
+    spec = gated_line(horizon=120.0)
+    ev = Evaluator(spec, seed=2, replications=1, wip_limits=(1, 3))
+    assert ev.events and ev.approximations() == ()
+    res = ev.evaluate(wip_limit=np.array([1, 2, 3], np.int32))
+    data = spec.model_dump(mode="json", exclude_none=True)
+    for d, limit in enumerate((1, 2, 3)):
+        data["release"]["wip_limit"]["batches"] = limit
+        core = compute_kpis(simulate(LineSpec.from_dict(data), replications=1, seed=2)).per_replication
+        np.testing.assert_allclose(res.throughput[d], core["throughput_per_hour"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.lead_time[d], core["lead_time_hours"], rtol=1e-9)
+    assert len({float(res.lead_time[d, 0]) for d in range(3)}) == 3
+
+
+def test_what_the_event_kernel_leaves_out_of_the_release_gate_is_said() -> None:
+    # several units pulling behind the gate (which wakes one of them), a WIP limit until a station whose crew gowns
+    # before it starts (the batch leaves the count then)
+    data = gated_line().model_dump(mode="json", exclude_none=True)
+    data["stations"][0]["units"] = 2
+    (why,) = events_outside(line_arrays(LineSpec.from_dict(data)), (2, 1, 1))
+    assert why.startswith("stations.s1.units: 2 units pulling behind a release calendar or a WIP limit")
+    assert any(w.startswith("stations.s1.units") for w in line_arrays(LineSpec.from_dict(data)).approximations)
+    data["stations"][0]["units"] = 1
+    data["rooms"] = [{"name": "core", "grade": "A", "gowning": 0.25, "max_people": 2, "stations": ["s2"]}]
+    (why,) = events_outside(line_arrays(LineSpec.from_dict(data)), (1, 1, 1))
+    assert why.startswith("release.wip_limit: until s2, whose crew gowns before processing starts")
+    data["release"]["wip_limit"]["until"] = "s3"  # (s3 needs no crew)
+    assert events_outside(line_arrays(LineSpec.from_dict(data)), (1, 1, 1)) == []

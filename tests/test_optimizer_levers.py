@@ -186,9 +186,9 @@ def test_exactness_is_derived_from_the_rule_registry() -> None:
     used = {rule.name for rule in rules_used(tablet)}
     assert {"cleaning", "operators", "qc", "hold_times", "rooms", "skids", "rate", "quality"} <= used <= EVENT_RULES
     assert line_arrays(tablet).approximations == ()  # the event kernel steps it
-    # with a WIP limit (not an event-kernel rule) the scan kernel runs the line: the rules it leaves out are named
+    # with a split (not an event-kernel rule) the scan kernel runs the line: the rules it leaves out are named
     data = tablet.to_data()
-    data["release"]["wip_limit"] = {"batches": 6, "until": "compression"}
+    data["stations"][0]["split"] = 2
     text = " ".join(line_arrays(LineSpec.from_dict(data)).approximations)
     for name in used:
         assert (RULES[name].label in text) == (name not in KERNEL_RULES), name
