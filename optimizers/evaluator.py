@@ -150,7 +150,7 @@ class Evaluator:
         self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
-        self.returns = 8  # batches a lane can have in investigation at once (hold times): doubled when too few
+        self.returns = 2  # batches a lane can have in investigation at once (hold times): doubled when too few
         # what a lane may take before the evaluator gives up (``_grow``): the estimates, doubled ``RERUNS`` times
         first = max(self.batches, self._batches_needed())
         self.most_batches, self.most_failures = first << RERUNS, self._failures_needed(first) << RERUNS

@@ -1058,14 +1058,14 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         state["departure"] = jnp.full((n_batches, n), INF)
 
     def going(st):
-        t = jnp.min(_due(st, shape, design, draws, n_in, consts))
+        t = jnp.min(st["due"])
         out = st["left"][n - 1] + (st["scrapped"] if _gaps(shape) else 0)  # batches that left the line
         unfinished = base.finite_plan & (out < n_in) & (t < INF)
         return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
 
     def step(st):
         st = {**st, "stations": [dict(s) for s in st["stations"]]}
-        due = _due(st, shape, design, draws, n_in, consts)
+        due = st["due"]
         t = st["t"] = jnp.min(due)
         phase0 = st["phase"]
         # the ordinary events due now, one kind after another, each seeing what the one before did (what a slot does
@@ -1091,8 +1091,10 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
             st["gate_from"] = _gate(st, shape, design, consts)[0]
             st["gate_full"] = _wip(st, shape, consts) >= design["wip_limit"]
         st["steps"] = st["steps"] + 1
+        st["due"] = _due(st, shape, design, draws, n_in, consts)  # (the next step's and the loop's test)
         return st
 
+    state["due"] = _due(state, shape, design, draws, n_in, consts)
     final = _in_chunks(going, step, state) if base.qc else jax.lax.while_loop(going, step, state)
     if base.qc:
         totals, ys = _qc_totals(final, shape, seq, draws, consts)
