@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizers.evaluator import Evaluator
@@ -259,13 +258,7 @@ def pooled_lines(draw: Any, structure: Pooled) -> LineSpec:
     return LineSpec.from_dict(data)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("structure", list(POOLED))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), seed=st.integers(0, 2**31))
-def test_departures_with_operators_equal_engine(structure: str, data: st.DataObject, seed: int) -> None:
-    shape = POOLED[structure]
-    assert_exact(data.draw(pooled_lines(shape), label="spec"), seed, shape.batches)
+# (the random lines' test: tests/test_optimizer_events_random.py, a file of its own so that it runs beside this one)
 
 
 # -- the serve step's rules, one at a time, on lines of constant times (the figures worked by hand) ----------------
