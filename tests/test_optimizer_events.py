@@ -75,6 +75,18 @@ def assert_lean_lane_agrees(res: Any, spec: LineSpec, seed: int, kpis: tuple[str
         np.testing.assert_allclose(getattr(lean, kpi), getattr(res, kpi), rtol=1e-12, err_msg=kpi)
 
 
+def assert_units_exact(ev: Evaluator, specs: tuple[LineSpec, ...], seed: int) -> None:
+    """``ev``, made for the most units of ``specs`` (the same line with other units), evaluates each spec's units as a
+    design: departures, QC times and KPIs equal the engine's run of that spec."""
+    replications = ev.replications
+    for spec in specs:
+        res = ev.evaluate(units=[[s.units for s in spec.stations]])
+        log = simulate(spec, seed=seed, replications=replications)
+        assert_departures_match(res, log.table, spec)
+        assert_qc_times_match(res, log, spec)
+        assert_engine_kpis(res, spec, seed=seed, replications=replications)
+
+
 def departures(res: Any, station: int, replication: int = 0) -> np.ndarray:
     """The evaluator's departures from ``station`` in batch order (inf: not yet)."""
     return res.extra["departure"][0, replication, :, station]
@@ -522,12 +534,7 @@ def test_the_built_in_tablet_line_is_exact_on_one_packaging_unit_and_on_two() ->
         {**s, "units": 2} if s["name"] == "packaging" else s for s in one.to_data()["stations"]]})
     ev = Evaluator(two, seed=3, replications=2, record=True)
     assert ev.events and ev.approximations() == ()
-    for spec in (one, two):
-        res = ev.evaluate(units=[[s.units for s in spec.stations]])
-        log = simulate(spec, seed=3, replications=2)
-        assert_departures_match(res, log.table, spec)
-        assert_qc_times_match(res, log, spec)
-        assert_engine_kpis(res, spec, seed=3, replications=2)
+    assert_units_exact(ev, (one, two), seed=3)
 
 
 def test_units_of_a_station_take_batches_in_the_order_their_timeouts_were_scheduled() -> None:
@@ -1029,12 +1036,7 @@ def test_the_built_in_sterile_line_is_exact_on_three_lyophilizers_and_on_one() -
     one = load_spec("sterile-fill-finish", ["stations.lyophilization.units=1", "horizon=3 w", "warmup=1 w"])
     ev = Evaluator(spec, seed=3, replications=2, record=True)
     assert uses_events(spec) and ev.events and ev.approximations() == ()
-    for line in (spec, one):
-        res = ev.evaluate(units=[[s.units for s in line.stations]])
-        log = simulate(line, seed=3, replications=2)
-        assert_departures_match(res, log.table, line)
-        assert_qc_times_match(res, log, line)
-        assert_engine_kpis(res, line, seed=3, replications=2)
+    assert_units_exact(ev, (spec, one), seed=3)
 
 
 # -- the release gate: a release calendar and a WIP limit at the pulling first station -------------------------------
