@@ -294,21 +294,10 @@ def _put_order(st, free, shape) -> tuple[jax.Array, jax.Array, jax.Array, jax.Ar
         target = jnp.concatenate([target, st["back_to"]])
         key, key2 = jnp.concatenate([key, st["back_at"]]), jnp.concatenate([key2, st["back_seq"]])
         mask, kind = jnp.concatenate([mask, back]), jnp.concatenate([kind, jnp.ones(back.shape[0], jnp.int32)])
-    rank = _put_ranks(mask, key, key2, kind, target)  # (ties: the pass-on first, then by slot)
+    rank = _ranks(mask, key, 2.0 * key2 + kind, target)  # (ties of both: the pass-on first, then by slot)
     go = mask & (rank < space[target - 1])
     u = owner.shape[0]
     return go[:u], go[u:], rank[:u], rank[u:]
-
-
-def _put_ranks(mask, key, key2, kind, target) -> jax.Array:
-    """Each put's place among the ``mask``ed puts into its buffer (``target``) in order of (``key``, ``key2``,
-    ``kind``, index)."""
-    index = jnp.arange(mask.shape[0])
-    k1, k2 = jnp.where(mask, key, INF), jnp.where(mask, key2, INF)
-    tie2 = (k2[None, :] == k2[:, None]) & ((kind[None, :] < kind[:, None]) | (
-        (kind[None, :] == kind[:, None]) & (index[None, :] < index[:, None])))
-    lower = (k1[None, :] < k1[:, None]) | ((k1[None, :] == k1[:, None]) & ((k2[None, :] < k2[:, None]) | tie2))
-    return jnp.sum((target[None, :] == target[:, None]) & mask[None, :] & lower, axis=1, dtype=jnp.int32)
 
 
 def _due(st: dict[str, Any], shape: EventShape, design: dict[str, Any], draws: dict[str, Any], n_in,
@@ -795,6 +784,12 @@ def _serve_skids(st, go, consts):
     return st
 
 
+def _needs(st, consts) -> jax.Array:
+    """The operators each slot's waiting phase needs (its clean's, its changeover's, or its processing's crew)."""
+    pools, phase = consts["pools"], st["phase"]
+    return jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]], pools["need"])
+
+
 def _grants(st, go, shape, design, consts) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
     """The serve step's grants (``Operators.serve``): the waiting requests in key order (time of request, station,
     unit), first fit, each crew the first free operators of the station's pools in pool order (``Operators._grant``);
@@ -806,7 +801,7 @@ def _grants(st, go, shape, design, consts) -> tuple[jax.Array, jax.Array, jax.Ar
     n = st["phase"].shape[0]
     phase = st["phase"]
     waiting = go & ((phase == CREW) | (phase == CLEAN) | (phase == SETUP_CREW))
-    needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]], pools["need"])
+    needs = _needs(st, consts)
     rank = jnp.sum(_order(waiting, st["asked"]), axis=1)  # each slot's place in key order
     free, granted, crew = _free(st, design), jnp.zeros(n, bool), st["crew"]
     in_room = pools["in_room"]  # [slot, room]: a room's people are the crews its stations hold
@@ -862,11 +857,7 @@ def _serve(st, go, shape, design, seq, draws, consts, w0, w1):
     starts = t + gowning if shape.members else jnp.full(gowning.shape, t)  # (once the crew has gowned)
     if "sched" in st:  # a phase that needs no crew starts when its unit goes on (in the order of its last event),
         # before the serve step's grants of the instant (in key order)
-        pools = consts["pools"]
-        phase = st["phase"]
-        needs = jnp.select([phase == CLEAN, phase == SETUP_CREW], [pools["clean_need"], pools["need_setup"]],
-                           pools["need"])  # fmt: skip
-        rank = jnp.where(needs == 0, st["sched"], 2**30 + rank)
+        rank = jnp.where(_needs(st, consts) == 0, st["sched"], 2**30 + rank)
     st["busy"] = st["busy"] + jnp.sum(jnp.where(granted[:, None], crew, 0), axis=0, dtype=jnp.int32)
     st["crew"] = crew
     cleaning = granted & (st["phase"] == CLEAN)
