@@ -1052,7 +1052,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         t = jnp.min(st["due"])
         out = st["left"][n - 1] + (st["scrapped"] if _gaps(shape) else 0)  # batches that left the line
         unfinished = base.finite_plan & (out < n_in) & (t < INF)
-        return (st["steps"] < shape.steps) & ((t <= w1) | unfinished)
+        return (st["steps"] < shape.steps) & ((t <= w1) | unfinished) & ~_overflowed(st, shape, draws)
 
     def step(st):
         st = {**st, "stations": [dict(s) for s in st["stations"]]}
@@ -1125,6 +1125,19 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         out["returns_used"] = final["returns_used"]
     # a lane stopped by the bound on steps is cut short: the evaluator runs it again with more batches (more steps)
     return {**out, "truncated": out["truncated"] | (final["steps"] >= shape.steps)}
+
+
+def _overflowed(st, shape: EventShape, draws) -> Any:
+    """Whether the lane used every place for batches in investigation or every failure draw of a unit: the evaluator
+    runs it again with more (``Evaluator._grow``), so it stops here (a batch with no place would leave a line of
+    wall-clock failures stepping to the bound on steps, and be taken for a lane short of batches)."""
+    over = jnp.zeros((), bool)
+    if shape.investigated:
+        over = st["returns_used"] >= shape.returns
+    for s in st["stations"]:
+        if "f" in s:
+            over = over | (jnp.max(s["f"]) >= draws["ttf"].shape[2] - 1)
+    return over
 
 
 @functools.lru_cache(maxsize=16)
