@@ -578,6 +578,15 @@ def _qc_totals(final, shape: EventShape, seq, draws, consts) -> tuple[dict[str, 
     return _exit_totals(base, ys, consts), {**ys, "exit_number": jnp.where(exit_t < INF, batch, base.batches)}
 
 
+def _batched_like(state: dict[str, Any], design: dict[str, Any], draws: dict[str, Any]) -> dict[str, Any]:
+    """``state``, each value mapped over every axis the lane is vmapped over (designs, replications), as the loop
+    makes it after a step anyway. Vmapping a loop whose first state is partly unmapped batches its body once per value
+    found mapped late, and nested loops multiply that: the lane traced several times slower."""
+    a, b = jax.tree.leaves(design)[0].ravel()[0], jax.tree.leaves(draws)[0].ravel()[0]
+    mapped = (a == a) | (b == b)  # (true: only its mapping matters)
+    return jax.tree.map(lambda x: jnp.where(mapped, x, x), state)
+
+
 def _in_chunks(going, step, state):
     """``lax.while_loop(going, step, state)`` in chunks of at least ``CHUNK`` exits, each written into ``exits``
     (every exit's time and release time) at its end: vmapped, a write into an array of every batch is a copy of it
@@ -1086,6 +1095,7 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
         return st
 
     state["due"] = _due(state, shape, design, draws, n_in, consts)
+    state = _batched_like(state, design, draws)
     final = _in_chunks(going, step, state) if base.qc else jax.lax.while_loop(going, step, state)
     if base.qc:
         totals, ys = _qc_totals(final, shape, seq, draws, consts)

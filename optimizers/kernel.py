@@ -123,6 +123,12 @@ def _overlap(a: jax.Array, b: jax.Array, w0: jax.Array, w1: jax.Array) -> jax.Ar
     return jnp.maximum(0.0, jnp.minimum(b, w1) - jnp.maximum(a, w0))
 
 
+def _mapped_zero(x: jax.Array) -> jax.Array:
+    """0 of ``x``'s type, mapped over the same vmap axes as ``x``: a loop's first state mapped as the loop makes it
+    (vmapping a loop batches its body again for each value found mapped late; ``events._batched_like``)."""
+    return jnp.where(x == x, 0, 0).astype(x.dtype)
+
+
 def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
     """``OperatingClock.work`` for one batch on unit ``u`` (draws ``ttf[u, f]``, ``ttr[u, f]``):
     (end, until, f, processing time, down time in the window)."""
@@ -142,7 +148,7 @@ def _work(start, duration, until, f, ttf, ttr, u, active, w0, w1):
         f = f + 1
         return t, rem, ttf[u, jnp.minimum(f, last)], f, proc, down
 
-    zero = jnp.zeros((), start.dtype)
+    zero = _mapped_zero(start)
     t, rem, until, f, proc, down = jax.lax.while_loop(cond, body, (start, duration, until, f, zero, zero))
     proc = proc + _overlap(t, t + rem, w0, w1)
     return t + rem, until - rem, f, proc, down
@@ -167,7 +173,7 @@ def _calendar_work(start, duration, nf, f, ttf, ttr, u, active, w0, w1):
         inside = inside + _overlap(jnp.maximum(nf, start), t, w0, w1)  # (due while it waited: from the start)
         return t, rem, t + ttf[u, jnp.minimum(f + 1, last)], f + 1, proc, down, inside
 
-    zero = jnp.zeros((), start.dtype)
+    zero = _mapped_zero(start)
     t, rem, nf, f, proc, down, inside = jax.lax.while_loop(cond, body, (start, duration, nf, f, zero, zero, zero))
     return t + rem, nf, f, proc + _overlap(t, t + rem, w0, w1), down, inside
 
@@ -186,7 +192,7 @@ def _wait_over(now, nf, f, ttf, ttr, u, active, w0, w1):
         ready = jnp.where(repaired <= now, ready, repaired)
         return ready, repaired + ttf[u, jnp.minimum(f + 1, last)], f + 1, down, before
 
-    zero = jnp.zeros((), now.dtype)
+    zero = _mapped_zero(now)
     return jax.lax.while_loop(lambda s: active & (s[1] <= now), body, (now, nf, f, zero, zero))
 
 
