@@ -337,7 +337,7 @@ class Evaluator:
         investigation): then the lanes would never finish (a bug, or a line the step bound does not fit), and
         rerunning would not end."""
         more_batches, more_failures = bool(truncated.any()), failures_used >= self.failures - 1
-        more_returns = returns_used >= self.returns
+        more_returns = returns_used > self.returns  # (a batch with no place: it reports twice the places)
         engine = "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
         if more_batches and 2 * self.batches > self.most_batches:
             d, r = (int(i) for i in np.argwhere(truncated)[0])

@@ -506,7 +506,7 @@ def _investigate(st, sent, decides, batch, times, shape, draws) -> dict[str, Any
         st["back_seq"] = st["back_seq"].at[slot].set(jnp.where(go, st["seq"], st["back_seq"][slot]))
         st["seq"] = st["seq"] + jnp.where(go, 1, 0)
         st["investigations"] = st["investigations"].at[h].add(jnp.where(sent[u], 1, 0))
-        # (no free slot: the lane reports more than it can keep, and the evaluator runs it again with more)
+        # (no free slot: the lane reports twice the places it has, and the evaluator runs it again with more)
         used = jnp.sum(st["back_at"] < INF, dtype=jnp.int32) + jnp.where(sent[u] & ~go, shape.returns, 0)
         st["returns_used"] = jnp.maximum(st["returns_used"], used)
     return st
@@ -1143,7 +1143,7 @@ def _overflowed(st, shape: EventShape, draws) -> Any:
     wall-clock failures stepping to the bound on steps, and be taken for a lane short of batches)."""
     over = jnp.zeros((), bool)
     if shape.investigated:
-        over = st["returns_used"] >= shape.returns
+        over = st["returns_used"] > shape.returns
     for s in st["stations"]:
         if "f" in s:
             over = over | (jnp.max(s["f"]) >= draws["ttf"].shape[2] - 1)

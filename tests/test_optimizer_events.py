@@ -891,6 +891,26 @@ def test_more_batches_in_investigation_than_a_lane_keeps_run_it_again_with_more(
     assert ev.returns > 2 * first
 
 
+def test_a_lane_that_fills_its_places_for_batches_in_investigation_is_not_run_again() -> None:
+    # three batches: the first goes on, the second and third wait past their hold time and are in investigation at
+    # once (from 1.1 h and 1.6 h, for 0.9 h): the lane's first places, and no more
+    data = crewed_line([0.5, 2.0], [0, 0], [], horizon=30.0).model_dump(mode="json", exclude_none=True)
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 0.1, "action": "investigate", "investigation": 0.9}]
+    data["products"] = [{"name": "A", "batch_size": 1}]
+    data["release"] = {"mode": "plan", "plan": [{"product": "A", "batches": 3}]}
+    spec = LineSpec.from_dict(data)
+    used = []
+
+    class Watched(Evaluator):
+        def _grow(self, truncated: Any, failures_used: int, returns_used: int = 0) -> bool:
+            used.append(returns_used)
+            return super()._grow(truncated, failures_used, returns_used)
+
+    ev = Watched(spec, seed=1, replications=1, record=True)
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=1, replications=1).table, spec)
+    assert used == [ev.returns] == [2]
+
+
 def test_a_batch_taken_exactly_at_its_hold_time_goes_on() -> None:
     # s1 passes a batch on every hour, s2 takes 2 h: a batch waits 1 h (kept: the engine scraps only beyond the
     # maximum) or 2 h (scrapped at 5 h, 7 h, ...; s2 takes the next batch at the same instant)
