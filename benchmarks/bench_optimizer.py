@@ -360,16 +360,31 @@ RANKED = ["stations.*.buffer=0..4", "operators.*.headcount=2..4", "qc.analysts=1
           "stations.granulation.cleaning.due.batches=2..8"]
 
 
+STERILE_RANKED = ["stations.*.buffer=0..4", "operators.*.headcount=2..4", "qc.analysts=1..4",
+                  "stations.lyophilization.units=1..3"]
+
+
 def ranking(args: argparse.Namespace) -> None:
     """(j): the event kernel's figures and ranking of random tablet-line designs against SimPy's, same draws."""
+    ranked(args, "(j)", "osd-tablet", RANKED)
+
+
+def sterile_ranking(args: argparse.Namespace) -> None:
+    """(k): (j) on the built-in sterile fill-finish line (gowning, the aseptic core's headcount, lyophilizers)."""
+    ranked(args, "(k)", "sterile-fill-finish", STERILE_RANKED)
+
+
+def ranked(args: argparse.Namespace, case: str, line: str, levers: list[str]) -> None:
+    """The event kernel's figures and ranking of random designs of a built-in ``line`` against SimPy's."""
     from optimizers.api import make_evaluator
     from optimizers.objectives import OBJECTIVES
     from optimizers.problem import build_problem
     from optimizers.search import decode, dimension_count
     from twin.experiment import run
+    from twin.models import load_spec
 
-    spec = events_line(args.line_horizon)
-    problem = build_problem(spec, RANKED, objective="throughput", constraints=["oee>=0"])  # (oee: figured too)
+    spec = load_spec(line, [f"horizon={args.line_horizon}"])
+    problem = build_problem(spec, levers, objective="throughput", constraints=["oee>=0"])  # (oee: figured too)
     points = np.random.default_rng(7).random((args.designs, dimension_count(problem)))
     designs = list(dict.fromkeys(decode(problem, points)))
     ev = make_evaluator(problem, seed=1, replications=args.replications, device="cpu", chunk=64)
@@ -384,8 +399,8 @@ def ranking(args: argparse.Namespace) -> None:
         mine, theirs = np.nanmean(kernel[name], axis=1), np.array(values)
         ranks = [np.argsort(np.argsort(x, kind="stable"), kind="stable") for x in (mine, theirs)]
         rho = float(np.corrcoef(*ranks)[0, 1])
-        print(f"(j) {name} of {len(designs)} random designs of the tablet line ({args.line_horizon}, "
-              f"{args.replications} replications; {', '.join(RANKED)}): largest difference event kernel - SimPy "
+        print(f"{case} {name} of {len(designs)} random designs of {line} ({args.line_horizon}, "
+              f"{args.replications} replications; {', '.join(levers)}): largest difference event kernel - SimPy "
               f"{np.max(np.abs(mine - theirs)):.1e}; Spearman {rho:.6f}; {len(np.unique(theirs))} distinct values",
               flush=True)  # fmt: skip
 
@@ -468,6 +483,7 @@ def main() -> None:
     if args.quick:
         args.only, args.line_horizon, args.designs, args.replications, args.rounds = "g", "4 w", 32, 2, 2
     cases = {"a": speed, "f": rules_kernel, "g": levers_kernel, "h": operators_kernel, "i": events_kernel, "j": ranking,
+             "k": sterile_ranking,
              "d": builtin_lines,
              "e": lambda _: compile_times()}  # fmt: skip
     if not args.skip_search:
