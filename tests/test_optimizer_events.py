@@ -41,6 +41,7 @@ def assert_exact(spec: LineSpec, seed: int, batches: int | None = None, replicat
     else:
         ev = shared_kernel_evaluator(spec, seed, batches, replications)
         ev.max_headcount = (MOST_HEADCOUNT,) * len(spec.operators)  # (operators followed one by one: one shape)
+        ev.returns = MOST_RETURNS  # (places for batches in investigation: one shape, not one per doubling)
     assert ev.events and all("logged by the engine when the phase starts" in r for r in ev.approximations())
     res = ev.evaluate()
     log = simulate(spec, seed=seed, replications=replications)
@@ -142,6 +143,7 @@ POOLED = {
                      gate=2),
 }
 MOST_HEADCOUNT = 3  # the most operators of a pool the structures draw (one compiled shape: ``EventShape.members``)
+MOST_RETURNS = 16  # places for batches in investigation the structures start with (more: the evaluator doubles them)
 
 
 def cleaning_block(draw: Any) -> dict[str, Any]:
