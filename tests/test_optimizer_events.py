@@ -893,6 +893,23 @@ def test_more_batches_in_investigation_than_a_lane_keeps_run_it_again_with_more(
     assert ev.returns > 2 * first
 
 
+def test_a_lane_out_of_places_for_batches_in_investigation_stops_and_is_not_taken_for_one_short_of_batches() -> None:
+    # a plan of 12 batches, most investigated for 40 h at once, and a crew on the day shift (a shift change always
+    # due): a lane that lost a batch for want of a place would step on to the bound on steps and be run again with
+    # more batches
+    team = {"name": "team", "headcount": 1, "calendar": "day", "qualified": ["s1"]}
+    data = crewed_line([0.5, 2.0], [1, 0], [team], horizon=200.0).model_dump(mode="json", exclude_none=True)
+    data["hold_times"] = [{"from": "s1", "to": "s2", "max": 0.1, "action": "investigate", "investigation": 40.0}]
+    data["products"] = [{"name": "A", "batch_size": 1}]
+    data["release"] = {"mode": "plan", "plan": [{"product": "A", "batches": 12}]}
+    spec = LineSpec.from_dict(data)
+    ev = Evaluator(spec, seed=1, replications=1, record=True)
+    assert ev.events and not ev.approximations()
+    batches, returns = ev.batches, ev.returns
+    assert_departures_match(ev.evaluate(), simulate(spec, seed=1, replications=1).table, spec)
+    assert ev.returns > returns and ev.batches == batches
+
+
 def test_a_lane_that_fills_its_places_for_batches_in_investigation_is_not_run_again() -> None:
     # three batches: the first goes on, the second and third wait past their hold time and are in investigation at
     # once (from 1.1 h and 1.6 h, for 0.9 h): the lane's first places, and no more
