@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from optimizers.events import EventShape, compiled_event_kernel, event_gradient_kernel
-from optimizers.kernel import Shape, compiled_kernel, gradient_kernel
+from optimizers.kernel import Shape, compiled_kernel, gradient_kernel, out_of_failures, out_of_places
 from optimizers.lines import (
     Draws,
     LineArrays,
@@ -336,8 +336,8 @@ class Evaluator:
         ``most_batches`` or ``most_failures``, or the places the lane's batches (a lane never has more in
         investigation): then the lanes would never finish (a bug, or a line the step bound does not fit), and
         rerunning would not end."""
-        more_batches, more_failures = bool(truncated.any()), failures_used >= self.failures - 1
-        more_returns = returns_used > self.returns  # (a batch with no place: it reports twice the places)
+        more_batches, more_failures = bool(truncated.any()), out_of_failures(failures_used, self.failures)
+        more_returns = out_of_places(returns_used, self.returns)
         engine = "evaluate the line with the SimPy engine (twin optimize --evaluator engine)"
         if more_batches and 2 * self.batches > self.most_batches:
             d, r = (int(i) for i in np.argwhere(truncated)[0])

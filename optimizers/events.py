@@ -121,6 +121,8 @@ from optimizers.kernel import (
     _wait_over,
     _with_levers,
     _working,
+    out_of_failures,
+    out_of_places,
     over_designs,
     with_gradient,
 )
@@ -1141,12 +1143,10 @@ def _overflowed(st, shape: EventShape, draws) -> Any:
     """Whether the lane used every place for batches in investigation or every failure draw of a unit: the evaluator
     runs it again with more (``Evaluator._grow``), so it stops here (a batch with no place would leave a line of
     wall-clock failures stepping to the bound on steps, and be taken for a lane short of batches)."""
-    over = jnp.zeros((), bool)
-    if shape.investigated:
-        over = st["returns_used"] > shape.returns
+    over = out_of_places(st["returns_used"], shape.returns) if shape.investigated else jnp.zeros((), bool)
     for s in st["stations"]:
         if "f" in s:
-            over = over | (jnp.max(s["f"]) >= draws["ttf"].shape[2] - 1)
+            over = over | out_of_failures(jnp.max(s["f"]), draws["ttf"].shape[2])
     return over
 
 

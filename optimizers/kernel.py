@@ -123,6 +123,18 @@ def _overlap(a: jax.Array, b: jax.Array, w0: jax.Array, w1: jax.Array) -> jax.Ar
     return jnp.maximum(0.0, jnp.minimum(b, w1) - jnp.maximum(a, w0))
 
 
+def out_of_failures(used: Any, drawn: int) -> Any:
+    """Whether a lane used every failure draw of a unit (``used``: the most a unit used; ``drawn``: per unit): the
+    evaluator runs it again with more (``Evaluator._grow``), and the event lane stops there (``events._overflowed``)."""
+    return used >= drawn - 1
+
+
+def out_of_places(used: Any, places: int) -> Any:
+    """Whether a batch found no place for batches in investigation (a lane reports twice its ``places`` then; one
+    that only fills them is exact): as ``out_of_failures``."""
+    return used > places
+
+
 def _mapped_zero(x: jax.Array) -> jax.Array:
     """0 of ``x``'s type, mapped over the same vmap axes as ``x``: a loop's first state mapped as the loop makes it
     (vmapping a loop batches its body again for each value found mapped late; ``events._batched_like``)."""
