@@ -164,7 +164,8 @@ def optimize(
             raise InputError(f"no feasible design was evaluated (check --budget and the ranges){why}")
         front = search.pareto() if len(problem.objectives) == 2 else []
         picks = _spread(front, MAX_FRONT) if front else [s.design for s in search.ranked()[:top]]
-        confirmed = confirm(problem, picks, confirm_reps, seed + 1, device, engine=use_engine)
+        confirmed = confirm(problem, picks, confirm_reps, seed + 1, device, engine=use_engine,
+                            like=None if use_engine else scorer)  # fmt: skip
     finally:
         if use_engine:
             scorer.close()

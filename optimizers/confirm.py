@@ -13,7 +13,7 @@ difference between the two figures measures the evaluator's error for that desig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from optimizers.problem import Design, Problem
 from twin.errors import InputError
 from twin.experiment import RunResult, run
 from twin.spec.model import LineSpec
+
+if TYPE_CHECKING:
+    from optimizers.evaluator import Evaluation, Evaluator
 
 # the engine's per-replication KPIs the kernel also computes (objectives table): confirmation compares each
 KPIS = tuple(dict.fromkeys(o.column for o in OBJECTIVES.values() if o.kernel and o.column))
@@ -50,9 +53,18 @@ class Confirmed:
 
 
 def confirm(
-    problem: Problem, designs: list[Design], replications: int, seed: int, device: str = "cpu", engine: bool = False
+    problem: Problem,
+    designs: list[Design],
+    replications: int,
+    seed: int,
+    device: str = "cpu",
+    engine: bool = False,
+    like: Evaluator | None = None,
 ) -> list[Confirmed]:
     """Run each design with the SimPy engine (``twin.experiment.run``) and with the evaluator, same draws.
+
+    With ``like`` (the search's JAX evaluator) the evaluator's figures come from its compiled kernel, in blocks of its
+    replications (``Evaluator.on_draws``): a search and its confirmation compile once.
 
     With ``engine`` the search's evaluator is the engine itself: its figures on the confirmation
     draws are the confirmation run's own, and its error is zero by construction.
@@ -63,11 +75,7 @@ def confirm(
         return [_confirmed(problem, d, run(problem.spec_for(d), replications=replications, seed=seed,
                                           name="optimized"), None) for d in designs]  # fmt: skip
     arrays = problem.arrays(designs)  # (the levers of the batch rules the kernel takes too: the same designs)
-    from optimizers.evaluator import Evaluator, evaluator_sizes
-
-    sizes = evaluator_sizes(arrays)
-    ev = Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=len(designs), **sizes)
-    res = ev.evaluate(**arrays)
+    res = _evaluated(problem, arrays, replications, seed, device, like)
     out = []
     for i, design in enumerate(designs):
         result = run(problem.spec_for(design), replications=replications, seed=seed, name="optimized")
@@ -75,6 +83,22 @@ def confirm(
         figures["makespan_hours"] = res.makespan[i]
         out.append(_confirmed(problem, design, result, figures))
     return out
+
+
+def _evaluated(
+    problem: Problem, arrays: dict[str, Any], replications: int, seed: int, device: str, like: Evaluator | None
+) -> Evaluation:
+    """The JAX evaluator's figures of the designs ``arrays`` on replications 0..``replications`` of ``seed``."""
+    from optimizers import evaluator
+
+    if like is None:
+        sizes = evaluator.evaluator_sizes(arrays)
+        designs = len(arrays["buffers"])
+        return evaluator.Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=designs,
+                                   **sizes).evaluate(**arrays)  # fmt: skip
+    step = like.replications  # (a last block past ``replications`` is cut: the kernel's shape stays the search's)
+    parts = [like.on_draws(seed, first).evaluate(**arrays) for first in range(0, replications, step)]
+    return evaluator.Evaluation.joined(parts, replications)
 
 
 def _confirmed(problem: Problem, design: Design, result: RunResult, figures: dict[str, Any] | None) -> Confirmed:

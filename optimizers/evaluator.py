@@ -13,8 +13,9 @@ the compiled kernel in chunks of a fixed size, so a search compiles once.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,15 @@ class Evaluation:
         """Mean over replications of one KPI, per design."""
         return np.nanmean(getattr(self, name), axis=1)
 
+    @staticmethod
+    def joined(parts: list[Evaluation], replications: int) -> Evaluation:
+        """The evaluations of blocks of consecutive replications as one, cut to the first ``replications``."""
+        def join(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrays, axis=1)[:, :replications]
+
+        figures = {f.name: join([getattr(p, f.name) for p in parts]) for f in fields(Evaluation) if f.name != "extra"}
+        return Evaluation(**figures, extra={k: join([p.extra[k] for p in parts]) for k in parts[0].extra})
+
 
 class Evaluator:
     """The vectorized evaluator of one line, bound to a seed and a set of replications."""
@@ -157,6 +167,18 @@ class Evaluator:
         self._draws: Draws | None = None
         self._device_draws: dict[str, Any] | None = None
         self.invalid: dict[Any, str] = {}  # designs of ``kpis`` whose spec does not validate, and why
+
+    def on_draws(self, seed: int, first_replication: int = 0) -> Evaluator:
+        """This evaluator on other draws (replications ``first_replication``.. of ``seed``), with its sizes, chunk
+        and the batches, failures and places it has grown to: it runs the kernels this one compiled.
+
+            >>> confirmation = search_evaluator.on_draws(seed=2, first_replication=5)
+        """
+        other = copy.copy(self)
+        other.seed, other.first_replication = seed, first_replication
+        other._draws = other._device_draws = None
+        other.invalid = {}
+        return other
 
     # -- sizes -------------------------------------------------------------------------------------
     def _batches_needed(self) -> int:

@@ -229,6 +229,23 @@ def test_jax_compilation_cache_is_kept_on_disk(tmp_path: Path, monkeypatch: pyte
     assert any((tmp_path / "cache").iterdir())  # compiled kernels stored for the next call
 
 
+def test_a_search_and_its_confirmation_compile_one_kernel(caplog: pytest.LogCaptureFixture) -> None:
+    import jax
+
+    spec = LineSpec.from_dict({
+        "name": "confirm-flow", "horizon": 317, "warmup": 31,  # (a horizon no other test's kernel has)
+        "stations": [{"name": "a", "process_time": {"dist": "exponential", "mean": 1.0}},
+                     {"name": "b", "process_time": {"dist": "exponential", "mean": 1.1}, "buffer": 1}],
+    })  # fmt: skip
+    with jax.log_compiles(True), caplog.at_level("WARNING"):
+        result = optimize(spec, ["stations.b.buffer=0..3"], replications=2, confirm_replications=3, top=3)
+    compiled = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(lane)")]
+    assert len(compiled) == 1  # the confirmation (3 replications: two blocks of the search's 2) runs the search's kernel
+    assert result.to_json()["evaluator"] == "jax" and len(result.confirmed) == 3
+    for c in result.confirmed:  # on each of the 3 replications, the evaluator's figures are SimPy's
+        assert all(e < 1e-9 for e in c.max_error.values()), c.max_error
+
+
 def test_a_plan_done_before_the_warmup_is_a_clear_error(tmp_path: Path) -> None:
     spec = tmp_path / "plan.yaml"
     spec.write_text(
