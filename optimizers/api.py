@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # (JAX is imported when an evaluator is made, not when the op
 MAX_FRONT = 8  # confirmed points of a Pareto front
 EVALUATORS = ("auto", "jax", "engine")
 ENGINE_EVALUATIONS = 200  # default designs to evaluate when the engine scores them (the kernel: 2000)
+CHUNK = 16  # designs the JAX evaluator takes at once in a search (one compiled shape; a smaller space: fewer)
 
 
 @dataclass(frozen=True)
@@ -215,10 +216,16 @@ def _use_engine(problem: Problem, evaluator: str) -> bool:
     return bool(make_evaluator(problem, 1, 1, "cpu").approximations())  # exact for the whole range, or not
 
 
-def make_evaluator(problem: Problem, seed: int, replications: int, device: str, chunk: int = 16) -> Evaluator:
-    """An evaluator sized for every design of ``problem`` (largest units, buffers, speeds and levers)."""
+def make_evaluator(
+    problem: Problem, seed: int, replications: int, device: str, chunk: int | None = None
+) -> Evaluator:
+    """An evaluator sized for every design of ``problem`` (largest units, buffers, speeds and levers), taking designs
+    in chunks of ``chunk`` (default: ``CHUNK``, or the power of two at or above the number of designs, if fewer: a
+    small space's search and confirmation evaluate no more lanes than they need)."""
     from optimizers.evaluator import Evaluator, evaluator_sizes
 
+    if chunk is None:
+        chunk = CHUNK if problem.size >= CHUNK else 1 << (max(int(problem.size), 1) - 1).bit_length()
     sizes = evaluator_sizes(problem.arrays(problem.extremes()))
     return Evaluator(problem.spec, seed=seed, replications=replications, device=device, chunk=chunk, **sizes)
 

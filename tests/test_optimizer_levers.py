@@ -25,6 +25,10 @@ from twin.models import load_spec
 from twin.spec.model import LineSpec
 
 SHORT = ["horizon=6 w", "warmup=1 w"]
+# the tablet line's packaging units and team: the tests that search them run one compiled kernel (the same sizes:
+# units 1..2, a team of up to 4, 6 weeks, 2 replications), compiled by the first and loaded from the cache after
+TABLET_LEVERS = ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"]
+TABLET_LEVERS_FROM_ONE = ["stations.packaging.units=1..2", "operators.packaging-team.headcount=1..4"]
 
 
 def _field(data: Any, path: str) -> Any:
@@ -88,10 +92,9 @@ def test_operator_budget_limits_total_headcount() -> None:
 
 def test_designs_that_are_not_valid_specs_are_never_picked() -> None:
     spec = load_spec("osd-tablet", SHORT)  # packaging needs 2 operators: a team of 1 cannot run it
-    result = optimize(spec, ["operators.packaging-team.headcount=1..2", "stations.packaging.units=1..2"],
-                      replications=2, confirm_replications=2, top=4, workers=1)  # fmt: skip
-    assert result.evaluations == 4
-    assert {c.values["operators.packaging-team.headcount"] for c in result.confirmed} == {2}
+    result = optimize(spec, TABLET_LEVERS_FROM_ONE, replications=2, confirm_replications=2, top=6, workers=1)
+    assert result.evaluations == 8
+    assert sorted(c.values["operators.packaging-team.headcount"] for c in result.confirmed) == [2, 2, 3, 3, 4, 4]
     with pytest.raises(InputError, match=r"invalid spec.*needs 2 operators"):
         optimize(spec, ["operators.packaging-team.headcount=1..2"], budget={"operators": 1}, replications=2,
                  confirm_replications=2, workers=1)  # fmt: skip
@@ -99,7 +102,7 @@ def test_designs_that_are_not_valid_specs_are_never_picked() -> None:
 
 def test_engine_evaluator_is_the_engine_on_the_same_draws() -> None:
     spec = load_spec("osd-tablet", SHORT)
-    problem = build_problem(spec, ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"],
+    problem = build_problem(spec, TABLET_LEVERS,
                             objective="oee", constraints=["scrapped_batches<=5", "release_lead_time<=1000"])  # fmt: skip
     designs = [(1, 2), (2, 2), (2, 4)]
     parallel = EngineEvaluator(problem, seed=3, replications=2, workers=2)
@@ -124,7 +127,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize(
     ("line", "vary"),
     [
-        ("osd-tablet", ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"]),
+        ("osd-tablet", TABLET_LEVERS),
         ("sterile-fill-finish", ["stations.lyophilization.units=1..3", "release.wip_limit.batches=1..3"]),
     ],
 )
@@ -144,7 +147,7 @@ def test_search_ranks_designs_as_simpy_does(line: str, vary: list[str]) -> None:
 
 def test_constraints_pick_the_best_design_that_meets_them() -> None:
     spec = load_spec("osd-tablet", SHORT)
-    vary = ["stations.packaging.units=1..2", "operators.packaging-team.headcount=2..4"]
+    vary = TABLET_LEVERS
     free = optimize(spec, vary, objective="throughput", replications=2, confirm_replications=2, top=6, workers=1)
     leads = {c.design: c.kpis["lead_time"] for c in free.confirmed}
     bound = float(np.median(list(leads.values())))
@@ -195,9 +198,8 @@ def test_exactness_is_derived_from_the_rule_registry() -> None:
 
 
 def test_cli_levers_exact_and_best_is_simpys_best() -> None:
-    done = run_cli("optimize", "osd-tablet", "--vary", "stations.packaging.units=1..2", "--vary",
-                   "operators.packaging-team.headcount=2..4", "--objective", "throughput", "--json",
-                   "--set", "horizon=8 w", "--set", "warmup=1 w", "-r", "2", "--confirm", "3")  # fmt: skip
+    done = run_cli("optimize", "osd-tablet", "--vary", TABLET_LEVERS[0], "--vary", TABLET_LEVERS[1], "--objective",
+                   "throughput", "--json", "--set", "horizon=6 w", "--set", "warmup=1 w", "-r", "2", "--confirm", "3")  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["exact"] is True and report["evaluator"] == "jax" and report["evaluations"] == 6
