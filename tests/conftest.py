@@ -24,8 +24,9 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore" else "fixed")
 
 # The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations they compile about a third
-# faster (same results to the last bit: tests/test_optimizer_evaluator.py checks it). Set here, so that the `twin`
-# processes the tests start inherit it; TWIN_KERNEL_COMPILE=default tests the optimised kernels.
+# faster (the same results, to the last bit on a flow line, tests/test_optimizer.py checks it; on the tablet line
+# some sums differ in their last bit). Set here, so that the `twin` processes the tests start inherit it;
+# TWIN_KERNEL_COMPILE=default tests the optimised kernels.
 os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
 
 
