@@ -160,7 +160,9 @@ class Evaluator:
         self.events = steps_events(self.line, self.max_units)
         self.unlimited = bool((np.asarray(self.line.buffers[1:]) < 0).any())  # a buffer after the first may be
         self.failures = self._failures_needed(self.batches)
-        self.returns = 2  # batches a lane can have in investigation at once (hold times): doubled when too few
+        # batches a lane can have in investigation at once (hold times), doubled when too few: 4, as the tablet line's
+        # designs with two packaging units need over 26 weeks (with 2, a search there compiled and ran twice)
+        self.returns = 4
         # what a lane may take before the evaluator gives up (``_grow``): the estimates, doubled ``RERUNS`` times
         first = max(self.batches, self._batches_needed())
         self.most_batches, self.most_failures = first << RERUNS, self._failures_needed(first) << RERUNS

@@ -926,6 +926,7 @@ def test_a_lane_that_fills_its_places_for_batches_in_investigation_is_not_run_ag
             return super()._grow(truncated, failures_used, returns_used)
 
     ev = Watched(spec, seed=1, replications=1, record=True)
+    ev.returns = 2  # (places for the two)
     assert_departures_match(ev.evaluate(), simulate(spec, seed=1, replications=1).table, spec)
     assert used == [ev.returns] == [2]
 
