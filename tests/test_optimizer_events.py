@@ -522,6 +522,7 @@ def test_gradient_in_the_speeds_on_a_line_with_operators() -> None:
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-3, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_the_built_in_tablet_line_is_exact_on_one_packaging_unit_and_on_two() -> None:
     # the built-in tablet line, every rule on (the benchmark's line, case (i)): crews of one and two for processing,
     # changeovers and cleaning on shifts, changeovers with major cleans and line clearances, cleaning on the shared
@@ -1065,6 +1066,7 @@ def test_rejects_are_exact_and_their_kpis_agree_with_core() -> None:
     assert (core["rejected_batches"] > 5).all()
 
 
+@pytest.mark.slow
 def test_the_built_in_sterile_line_is_exact_on_three_lyophilizers_and_on_one() -> None:
     # the built-in sterile line: its release calendar and WIP limit of 2 batches until the lyophilizers, gowning into
     # the grade A filling core, the capper's crews from two pools, the compounding room's headcount, CIP/SIP on the

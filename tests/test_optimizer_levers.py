@@ -90,6 +90,7 @@ def test_operator_budget_limits_total_headcount() -> None:
         build_problem(load_spec("osd-tablet"), ["qc.analysts=1..3"], budget={"operators": 7})
 
 
+@pytest.mark.slow
 def test_designs_that_are_not_valid_specs_are_never_picked() -> None:
     spec = load_spec("osd-tablet", SHORT)  # packaging needs 2 operators: a team of 1 cannot run it
     result = optimize(spec, TABLET_LEVERS_FROM_ONE, replications=2, confirm_replications=2, top=6, workers=1)
