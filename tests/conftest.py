@@ -23,8 +23,8 @@ settings.register_profile("fixed", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore" else "fixed")
 
-# The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations they compile about a third
-# faster (the same results, to the last bit on a flow line, tests/test_optimizer.py checks it; on the tablet line
+# The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations and XLA's CPU fusion emitters
+# (kernel.compiler_options) they compile in about half the CPU time (the same results, to the last bit on a flow line, tests/test_optimizer.py checks it; on the tablet line
 # some sums differ in their last bit). Set here, so that the `twin` processes the tests start inherit it;
 # TWIN_KERNEL_COMPILE=default tests the optimised kernels.
 os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
@@ -34,7 +34,7 @@ os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
 def optimised_kernels(monkeypatch: pytest.MonkeyPatch) -> Any:
     """This test's JAX kernels compiled with LLVM's optimisations (``TWIN_KERNEL_COMPILE=default``, also for the
     ``twin`` processes it starts): for a test whose kernels run over many lanes (a search, an exhaustive one), where
-    running 3-4x slower costs more than compiling a third faster saves. The kernels are compiled afresh on both sides
+    running 3-4x slower costs more than the cheaper compile saves. The kernels are compiled afresh on both sides
     (the setting is read when a kernel is compiled)."""
     from optimizers import kernel
 
