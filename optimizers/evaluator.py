@@ -36,6 +36,7 @@ from optimizers.lines import (
     plan_sequence,
     pool_constants,
     pool_edges,
+    pool_shifts_like,
     qc_shape,
     release_calendar,
     rule_constants,
@@ -288,7 +289,8 @@ class Evaluator:
         weeks = 1 << math.ceil(self.line.horizon / 168.0).bit_length() if any(pools) else 0  # (few shapes: powers of 2)
         investigated = tuple(h for h, (_, _, _, scrap) in enumerate(self.line.holds) if not scrap)
         members = max(self.max_headcount, default=0) if operators_one_by_one(self.line) else 0
-        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks=weeks, members=members)
+        return EventShape(self.shape(), pools, ring, investigated, self.returns, weeks=weeks, members=members,
+                          shifts_like=pool_shifts_like(self.line))
 
     # -- evaluation --------------------------------------------------------------------------------
     def approximations(self, units: np.ndarray | None = None) -> tuple[str, ...]:

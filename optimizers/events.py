@@ -150,6 +150,7 @@ class EventShape:
     returns: int = 8  # with those, the batches a lane can have in investigation at once (``returns_used``)
     weeks: int = 0  # weeks of the pools' shift changes a lane may step through (at least the horizon's)
     members: int = 0  # operators followed one by one per pool (the most headcount of any design; 0: counts only)
+    shifts_like: tuple[int, ...] = ()  # per pool, the first pool on its calendar (``lines.pool_shifts_like``; (): own)
 
     @property
     def owner(self) -> tuple[int, ...]:
@@ -749,17 +750,17 @@ def _leave(st, passes, back, rank, rank_back, shape, design, seq, draws, consts,
     return st
 
 
-def _shift(st, p, on, shape, consts):
-    """Pool ``p``'s shift starts or ends now (``Operators._shifts``)."""
+def _shift(st, p, on, shape, consts, like=None):
+    """Pool ``p``'s shift starts or ends now (``Operators._shifts``); ``like``: whether on shift and the next change
+    worked out now for a pool on the same calendar (returned for the next)."""
     cal, edges, t = consts["pools"]["calendars"][p], shape.pools[p], st["t"]
-    change = _next_change(t, cal, edges)
-    working = _working(t, cal)
+    working, change = like if like is not None else (_working(t, cal), _next_change(t, cal, edges))
     st["on_shift"] = st["on_shift"].at[p].set(jnp.where(on, working, st["on_shift"][p]))
     st["shift_at"] = st["shift_at"].at[p].set(jnp.where(on, t + (change - t), st["shift_at"][p]))
     if shape.members:  # its operators leave their rooms, de-gowned, when it ends
         mine = jnp.asarray(_pool_of(shape)) == p
         st["gowned"] = jnp.where(on & ~working & mine, -1, st["gowned"])
-    return st
+    return st, (working, change)
 
 
 def _pool_of(shape: EventShape) -> np.ndarray:
@@ -1083,9 +1084,11 @@ def lane(shape: EventShape, design: dict[str, Any], seq: jax.Array, draws: dict[
             st["gate_from"] = jnp.where((st["phase"][0] == TAKE) & (phase0[0] != TAKE), t, st["gate_from"])
         ready = (_due(st, shape, design, draws, n_in, consts)[:n_slots] == t) & _idle(st, design, shape)
         st = _take(st, ready, shape, design, seq, draws, consts, w0, w1)
+        shifts = {}  # (pools on one calendar: worked out once)
         for p in range(n_pools):
             if shape.pools[p]:  # (a pool always on shift has no change: never due)
-                st = _shift(st, p, on[n_slots + p], shape, consts)
+                like = shifts.get(shape.shifts_like[p] if shape.shifts_like else p)
+                st, shifts[p] = _shift(st, p, on[n_slots + p], shape, consts, like)
         # nothing more happens at this instant: its serve step
         serve = jnp.min(_due(st, shape, design, draws, n_in, consts)) > t
         st = _serve(st, serve, shape, design, seq, draws, consts, w0, w1)

@@ -341,6 +341,14 @@ def operators_one_by_one(line: LineArrays) -> bool:
     return gowning or any(station.operators and len(station.pools) > 1 for station in rules.stations)
 
 
+def pool_shifts_like(line: LineArrays) -> tuple[int, ...]:
+    """Per operator pool, the first pool on the same shift calendar (itself where none is before it): pools on one
+    calendar change shift at the same instants, which the event kernel works out once (``EventShape.shifts_like``)."""
+    rules = line.line.rules
+    calendars = [c for _, _, c in (rules.pools if rules is not None else ())]
+    return tuple(calendars.index(c) for c in calendars)
+
+
 def pool_edges(line: LineArrays) -> tuple[int, ...]:
     """Per operator pool, the edges of its weekly calendar (0: always on shift): ``EventShape.pools``."""
     return tuple(len(cal["edges"]) if cal is not None else 0 for cal in _pool_calendars(line))

@@ -537,6 +537,7 @@ def test_the_built_in_tablet_line_is_exact_on_one_packaging_unit_and_on_two() ->
         {**s, "units": 2} if s["name"] == "packaging" else s for s in one.to_data()["stations"]]})
     ev = Evaluator(two, seed=3, replications=2, record=True)
     assert ev.events and ev.approximations() == ()
+    assert ev.event_shape().shifts_like == (0, 0, 0)  # (its three pools on one calendar: their shifts worked out once)
     assert_units_exact(ev, (one, two), seed=3)
 
 
