@@ -1031,11 +1031,11 @@ def _line_oee(shape: Shape, final, made, acc, units, length) -> tuple[jax.Array,
 
 def compiler_options() -> dict[str, int | bool] | None:
     """XLA's options for the kernels. ``TWIN_KERNEL_COMPILE=fast`` skips LLVM's optimisations and XLA's CPU fusion
-    emitters (the loop emitters instead): a tablet-line kernel compiles in about half the CPU time (fusion emitters
-    off alone: 20-25 s against 38-46 s, 6 weeks x 16 designs, 2026-12-08) and runs 3-4x slower, with the same results
-    but for the last bit of some sums (a release lead time of 426.0582729429728 h against ...27 on the tablet line; a
-    flow line's to the last bit). The test suite sets it (each of its kernels evaluates a few lanes once); a search,
-    which runs one kernel over thousands of lanes, should not.
+    emitters (the loop emitters instead): a kernel compiles faster (turning the fusion emitters off too: a tablet-line
+    kernel of 6 weeks x 16 designs in 20-25 s of CPU against 38-46 s, 2026-12-08) and runs 3-4x slower, with the
+    same results but for the last bit of some sums (a release lead time of 426.0582729429728 h against ...27 on the
+    tablet line; a flow line's to the last bit). The test suite sets it (each of its kernels evaluates a few lanes
+    once); a search, which runs one kernel over thousands of lanes, should not.
     """
     if os.environ.get("TWIN_KERNEL_COMPILE") == "fast":
         return {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}

@@ -23,10 +23,10 @@ settings.register_profile("fixed", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore" else "fixed")
 
-# The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations and XLA's CPU fusion emitters
-# (kernel.compiler_options) they compile in about half the CPU time (the same results, to the last bit on a flow line, tests/test_optimizer.py checks it; on the tablet line
-# some sums differ in their last bit). Set here, so that the `twin` processes the tests start inherit it;
-# TWIN_KERNEL_COMPILE=default tests the optimised kernels.
+# The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations and XLA's CPU fusion
+# emitters (kernel.compiler_options) they compile in less CPU time (the same results, to the last bit on a flow line,
+# tests/test_optimizer.py checks it; on the tablet line some sums differ in their last bit). Set here, so that the `twin` processes the
+# tests start inherit it; TWIN_KERNEL_COMPILE=default tests the optimised kernels.
 os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
 
 
