@@ -25,8 +25,8 @@ settings.load_profile("explore" if os.environ.get("TWIN_HYPOTHESIS") == "explore
 
 # The suite's JAX kernels evaluate a few lanes each: compiled without LLVM's optimisations and XLA's CPU fusion
 # emitters (kernel.compiler_options) they compile in less CPU time (the same results, to the last bit on a flow line,
-# tests/test_optimizer.py checks it; on the tablet line some sums differ in their last bit). Set here, so that the `twin` processes the
-# tests start inherit it; TWIN_KERNEL_COMPILE=default tests the optimised kernels.
+# tests/test_optimizer.py checks it; on the tablet line some sums differ in their last bit). Set here, so that the
+# `twin` processes the tests start inherit it; TWIN_KERNEL_COMPILE=default tests the optimised kernels.
 os.environ.setdefault("TWIN_KERNEL_COMPILE", "fast")
 
 
